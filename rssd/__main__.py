@@ -1,0 +1,5 @@
+"""Allow ``python -m rssd``."""
+
+from rssd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Daemon layer: the asyncio main loop, signals, config (re)load, the fetch pool, shutdown."""

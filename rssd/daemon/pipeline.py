@@ -1,0 +1,169 @@
+"""One fetch attempt end to end: queue the job, fetch, record the outcome, log one event.
+
+Shared by ``rssd run`` and ``rssd fetch`` so both go through the same guards: the
+one-active-job index refuses a duplicate, and the posts and the COMPLETED mark are written
+in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from rssd.fetch.fetcher import Fetcher, FetchResult, Outcome, Validators
+from rssd.logs import get_logger
+from rssd.models.dto import ErrorCode, FetchJob, FetchJobStatus, Source
+from rssd.repo.db import Database
+from rssd.repo.jobs import FetchJobRepo
+
+log = get_logger("rssd.fetch")
+
+
+@dataclass(frozen=True)
+class JobReport:
+    """What one attempt did: for the summary, the scheduler and ``rssd fetch``'s output."""
+
+    source_id: int
+    url: str
+    job_id: int | None
+    status: FetchJobStatus | None  # None: skipped, another job for the source is active
+    error_code: ErrorCode | None = None
+    error_message: str | None = None
+    http_status: int | None = None
+    posts_new: int = 0
+    posts_updated: int = 0
+    duration_ms: int = 0
+    result: FetchResult | None = None
+
+    @property
+    def skipped(self) -> bool:
+        return self.status is None
+
+
+class Pipeline:
+    def __init__(self, db: Database, fetcher: Fetcher) -> None:
+        self.jobs = FetchJobRepo(db)
+        self.fetcher = fetcher
+
+    async def run(self, source: Source) -> JobReport:
+        """Fetch ``source`` once. Never raises, except CancelledError (after recording it)."""
+        job = await self.jobs.queue_job(source.id)
+        if job is None:
+            log.info("fetch.skipped", source_id=source.id, url=source.url, reason="job_active")
+            return JobReport(source.id, source.url, None, None)
+        started = time.monotonic()
+        try:
+            return await self._attempt(source, job, started)
+        except asyncio.CancelledError:
+            await self.jobs.mark_failed(job.id, ErrorCode.INTERRUPTED, "fetch cancelled (shutdown)")
+            log.warning(
+                "fetch.failed",
+                source_id=source.id,
+                job_id=job.id,
+                url=source.url,
+                error_code=ErrorCode.INTERRUPTED.value,
+                duration_ms=_ms(started),
+            )
+            raise
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            await self.jobs.mark_failed(job.id, ErrorCode.INTERNAL, message)
+            log.exception(
+                "fetch.failed",
+                source_id=source.id,
+                job_id=job.id,
+                url=source.url,
+                error_code=ErrorCode.INTERNAL.value,
+                error_message=message,
+                duration_ms=_ms(started),
+            )
+            return JobReport(
+                source.id,
+                source.url,
+                job.id,
+                FetchJobStatus.FAILED,
+                ErrorCode.INTERNAL,
+                message,
+                duration_ms=_ms(started),
+            )
+
+    async def _attempt(self, source: Source, job: FetchJob, started: float) -> JobReport:
+        ongoing = await self.jobs.mark_ongoing(job.id)
+        if ongoing is None:
+            # Another process ended this job between our two statements (start-up recovery).
+            return JobReport(source.id, source.url, job.id, await self.jobs.get_status(job.id))
+        previous = await self.jobs.get_latest_completed(source.id)
+        result = await self.fetcher.fetch(source, Validators.from_job(previous))
+        if result.outcome is Outcome.FAILED:
+            assert result.error_code is not None
+            await self.jobs.mark_failed(
+                job.id, result.error_code, result.error_message or "", result.meta
+            )
+            report = JobReport(
+                source.id,
+                source.url,
+                job.id,
+                FetchJobStatus.FAILED,
+                result.error_code,
+                result.error_message,
+                result.meta.http_status,
+                duration_ms=_ms(started),
+                result=result,
+            )
+            log.warning(
+                "fetch.failed",
+                source_id=source.id,
+                job_id=job.id,
+                url=source.url,
+                http_status=result.meta.http_status,
+                duration_ms=report.duration_ms,
+                bytes=result.meta.bytes,
+                error_code=result.error_code.value,
+                error_message=result.error_message,
+            )
+            return report
+        if result.warning:
+            log.warning(
+                "feed.malformed",
+                source_id=source.id,
+                job_id=job.id,
+                url=source.url,
+                detail=result.warning,
+                posts=len(result.posts),
+            )
+        recorded = await self.jobs.mark_completed(job.id, result.meta, result.posts)
+        if recorded is None:
+            status = await self.jobs.get_status(job.id)
+            log.warning("fetch.discarded", source_id=source.id, job_id=job.id, status=status)
+            return JobReport(source.id, source.url, job.id, status, duration_ms=_ms(started))
+        _, counts = recorded
+        report = JobReport(
+            source.id,
+            source.url,
+            job.id,
+            FetchJobStatus.COMPLETED,
+            http_status=result.meta.http_status,
+            posts_new=counts.new,
+            posts_updated=counts.updated,
+            duration_ms=_ms(started),
+            result=result,
+        )
+        log.info(
+            "fetch.completed",
+            source_id=source.id,
+            job_id=job.id,
+            url=source.url,
+            http_status=result.meta.http_status,
+            duration_ms=report.duration_ms,
+            bytes=result.meta.bytes,
+            posts_new=counts.new,
+            posts_updated=counts.updated,
+            outcome=result.outcome.value,
+            error_code=None,
+        )
+        return report
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

@@ -1,0 +1,135 @@
+"""When is a source due again? Pure functions of its history and the server's hints, no I/O.
+
+Rules (issue #3):
+- due at the latest job's end plus the interval, with +-10% jitter so that feeds added
+  together spread out and failed feeds do not retry in lockstep;
+- after consecutive failures, exponential backoff from the interval, capped (24 h by
+  default), never giving up: feeds that fail for hours come back by themselves;
+- the server may ask for longer, never shorter: Retry-After (429/503, seconds or an HTTP
+  date), Cache-Control max-age, Expires and RSS <ttl> stretch the interval, capped;
+- 410 Gone: not due until the config entry changes or an operator fetches it by hand;
+- a job that ended ``interrupted`` was the daemon's fault, not the feed's: due at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+DEFAULT_MAX_BACKOFF = timedelta(hours=24)
+DEFAULT_MAX_HINT = timedelta(hours=24)
+JITTER = 0.1
+#: New sources are spread over this much time (at most their interval) so that a config
+#: with hundreds of new feeds does not fire all of them in the same second.
+NEW_SOURCE_SPREAD = timedelta(seconds=10)
+
+_MAX_AGE = re.compile(r"(?:^|[,\s])(?:s-)?max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class History:
+    """What the scheduler needs to know of a source's past fetches."""
+
+    ended_at: datetime | None = None  # end of the latest job; None: never fetched
+    failures: int = 0  # consecutive failures since the last success; interrupted excluded
+    interrupted: bool = False  # the latest job ended ``interrupted``
+    gone: bool = False  # the latest job got 410 and the config entry did not change since
+
+
+@dataclass(frozen=True)
+class Hints:
+    """What the latest response asked of us."""
+
+    http_status: int | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    ttl_minutes: int | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    interval: timedelta
+    max_backoff: timedelta = DEFAULT_MAX_BACKOFF
+    max_hint: timedelta = DEFAULT_MAX_HINT
+
+
+def backoff(interval: timedelta, failures: int, cap: timedelta) -> timedelta:
+    """interval, 2x, 4x ... after 1, 2, 3 ... failures; capped, but never below the interval."""
+    if failures <= 1:
+        return interval
+    factor = 2 ** min(failures - 1, 30)
+    delay: timedelta = min(interval * factor, cap)
+    return max(interval, delay)
+
+
+def retry_after(value: str | None, now: datetime) -> timedelta | None:
+    """Retry-After as seconds or an HTTP date; None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return timedelta(seconds=int(value))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(timedelta(0), when - now)
+
+
+def max_age(cache_control: str | None) -> timedelta | None:
+    if not cache_control or "no-cache" in cache_control.lower():
+        return None
+    match = _MAX_AGE.search(cache_control)
+    return timedelta(seconds=int(match.group(1))) if match else None
+
+
+def expires(value: str | None, now: datetime) -> timedelta | None:
+    return retry_after(value, now) if value and not value.strip().isdigit() else None
+
+
+def requested_delay(hints: Hints, now: datetime) -> timedelta | None:
+    """The longest wait the server asked for, if any."""
+    headers = {key.lower(): value for key, value in hints.headers.items()}
+    asked: list[timedelta] = []
+    if hints.http_status in (429, 503):
+        delay = retry_after(headers.get("retry-after"), now)
+        if delay is not None:
+            asked.append(delay)
+    age = max_age(headers.get("cache-control"))
+    if age is not None:
+        asked.append(age)
+    elif (until := expires(headers.get("expires"), now)) is not None:
+        asked.append(until)  # max-age wins over Expires (RFC 9111 5.3)
+    if hints.ttl_minutes:
+        asked.append(timedelta(minutes=hints.ttl_minutes))
+    return max(asked) if asked else None
+
+
+def next_due(
+    history: History,
+    policy: Policy,
+    now: datetime,
+    jitter: float,
+    hints: Hints | None = None,
+) -> datetime | None:
+    """When the source is due next; None means not until the operator acts (410 Gone).
+
+    ``jitter`` is a number in [0, 1) supplied by the caller (random in the daemon, fixed in
+    tests), so this function stays deterministic.
+    """
+    if history.gone:
+        return None
+    if history.ended_at is None:
+        return now + min(NEW_SOURCE_SPREAD, policy.interval) * jitter
+    if history.interrupted:
+        return now
+    delay = backoff(policy.interval, history.failures, policy.max_backoff)
+    asked = requested_delay(hints, now) if hints else None
+    if asked is not None and asked > delay:
+        delay = max(delay, min(asked, policy.max_hint))
+    delay = delay * (1 - JITTER + 2 * JITTER * jitter)
+    return history.ended_at + delay

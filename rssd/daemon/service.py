@@ -1,0 +1,443 @@
+"""``rssd run``: the long-running service.
+
+One asyncio loop owns: a due-queue (heap) of sources; fetch tasks launched from it under
+the Fetcher's global and per-host limits; config reload (SIGHUP or an edit of the file);
+housekeeping (pruning, a ``stats`` event a minute); the systemd protocol (READY, RELOADING,
+STOPPING, WATCHDOG, STATUS); and a graceful stop on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from rssd.clock import parse_iso, to_iso, utcnow
+from rssd.daemon import notify
+from rssd.daemon.pipeline import JobReport, Pipeline
+from rssd.daemon.schedule import Hints, History, Policy, next_due
+from rssd.daemon.startup import daemon_session, sync_sources
+from rssd.daemon.watcher import FileWatcher
+from rssd.fetch.fetcher import Fetcher
+from rssd.logs import get_logger, set_level
+from rssd.models.config import Config, ConfigError, load_config
+from rssd.models.dto import ErrorCode, FetchJobStatus, Source
+from rssd.repo.db import Database
+from rssd.repo.jobs import FetchJobRepo, LatestJob, latest_jobs
+from rssd.repo.sources import SourceRepo
+
+log = get_logger("rssd.daemon")
+
+WATCH_SECONDS = 1.0
+STATS_SECONDS = 60.0
+PRUNE_SECONDS = 3600.0
+LAG_PROBE_SECONDS = 0.25
+#: A permanent redirect seen this many times in a row makes us fetch the new URL directly.
+MOVED_AFTER = 2
+
+
+def history_of(latest: LatestJob) -> History:
+    """The scheduler's view of a source, from its latest job (the single source of truth)."""
+    if latest.job_id is None or latest.ended_at is None:
+        return History()
+    gone = latest.error_code is ErrorCode.GONE and latest.source_updated_at <= latest.ended_at
+    return History(
+        ended_at=parse_iso(latest.ended_at),
+        failures=latest.failures,
+        interrupted=latest.error_code is ErrorCode.INTERRUPTED,
+        gone=gone,
+    )
+
+
+@dataclass
+class Stats:
+    """Counters for the minute's ``stats`` event."""
+
+    ok: int = 0
+    failed: int = 0
+    posts_new: int = 0
+    lag_max_ms: float = 0.0
+
+    def reset(self) -> None:
+        self.ok = self.failed = self.posts_new = 0
+        self.lag_max_ms = 0.0
+
+
+@dataclass
+class SourceState:
+    source: Source
+    history: History
+    hints: Hints | None = None
+    moved_to: str | None = None
+    moved_seen: int = 0
+    generation: int = 0
+
+
+@dataclass(order=True)
+class _Due:
+    due: datetime
+    source_id: int = field(compare=False)
+    generation: int = field(compare=False)
+
+
+class Service:
+    def __init__(self, config_path: Path, config: Config) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.states: dict[int, SourceState] = {}
+        self.heap: list[_Due] = []
+        self.in_flight: dict[int, asyncio.Task[JobReport]] = {}
+        self.stats = Stats()
+        self.stopping = asyncio.Event()
+        self.wake = asyncio.Event()
+        self.reload_requested = asyncio.Event()
+        self.heartbeat = time.monotonic()
+        self.random = random.Random()
+        self._db: Database | None = None
+        self._fetcher: Fetcher | None = None
+        self._pipeline: Pipeline | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        async with daemon_session(self.config) as db:
+            self._db = db
+            await self._serve(db)
+
+    async def _serve(self, db: Database) -> None:
+        await self._load_states()
+        async with Fetcher(self.config) as fetcher:
+            self._fetcher = fetcher
+            self._pipeline = Pipeline(db, fetcher)
+            self._install_signals()
+            tasks = [
+                asyncio.create_task(self._scheduler(), name="scheduler"),
+                asyncio.create_task(self._watch_config(), name="config-watch"),
+                asyncio.create_task(self._housekeeping(), name="housekeeping"),
+                asyncio.create_task(self._lag_probe(), name="lag-probe"),
+                asyncio.create_task(self._watchdog(), name="watchdog"),
+            ]
+            notify.notify(f"READY=1\nSTATUS={self._status_line()}")
+            log.info("daemon.ready", sources=len(self.states), pid=os.getpid())
+            await self.stopping.wait()
+            notify.notify("STOPPING=1")
+            log.info("daemon.stopping", in_flight=len(self.in_flight))
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._drain()
+        self._remove_signals()
+        log.info("daemon.stopped")
+
+    async def _drain(self) -> None:
+        """In-flight fetches get the grace period; the rest are cancelled -> interrupted."""
+        pending = list(self.in_flight.values())
+        if not pending:
+            return
+        _, still = await asyncio.wait(pending, timeout=self.config.shutdown_grace_seconds)
+        for task in still:
+            task.cancel()
+        if still:
+            log.warning("daemon.cancelled_fetches", count=len(still))
+            await asyncio.wait(still)
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, self.stop, "SIGINT")
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload, "SIGHUP")
+
+    def _remove_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+
+    def stop(self, reason: str = "request") -> None:
+        if not self.stopping.is_set():
+            log.info("daemon.signal", signal=reason)
+        self.stopping.set()
+        self.wake.set()
+
+    def request_reload(self, reason: str = "SIGHUP") -> None:
+        log.info("config.reload_requested", trigger=reason)
+        self.reload_requested.set()
+
+    # -- scheduling ------------------------------------------------------------------------
+
+    async def _load_states(self, only: set[int] | None = None) -> None:
+        """(Re)build scheduling state from the database for all or some sources."""
+        assert self._db is not None
+        sources = {s.id: s for s in await SourceRepo(self._db).list(enabled_only=True)}
+        latest = {row.source_id: row for row in await latest_jobs(self._db)}
+        for source_id in list(self.states):
+            if source_id not in sources:
+                del self.states[source_id]  # disabled or removed: unscheduled
+        for source_id, source in sources.items():
+            if only is not None and source_id not in only and source_id in self.states:
+                self.states[source_id].source = source
+                continue
+            previous = self.states.get(source_id)
+            state = SourceState(source, history_of(latest[source_id]))
+            if previous is not None:
+                state.generation = previous.generation + 1
+            self.states[source_id] = state
+            self._schedule(state)
+        self.wake.set()
+
+    def _policy(self, source: Source) -> Policy:
+        return Policy(interval=timedelta(minutes=source.interval_minutes))
+
+    def _schedule(self, state: SourceState) -> None:
+        now = utcnow()
+        due = next_due(
+            state.history, self._policy(state.source), now, self.random.random(), state.hints
+        )
+        if due is None:
+            log.warning(
+                "source.gone",
+                source_id=state.source.id,
+                url=state.source.url,
+                detail="410 Gone: not fetched again until its config entry changes",
+            )
+            return
+        heapq.heappush(self.heap, _Due(due, state.source.id, state.generation))
+
+    def due_now(self) -> int:
+        now = utcnow()
+        return sum(1 for item in self.heap if item.due <= now and self._current(item))
+
+    def _current(self, item: _Due) -> bool:
+        state = self.states.get(item.source_id)
+        return state is not None and state.generation == item.generation
+
+    async def _scheduler(self) -> None:
+        """Pop due sources and launch their fetches; never more than 2x max_concurrency
+        tasks at once, so jobs are not queued far ahead of the slots that will run them."""
+        while not self.stopping.is_set():
+            self.heartbeat = time.monotonic()
+            now = utcnow()
+            limit = 2 * self.config.max_concurrency
+            while self.heap and self.heap[0].due <= now and len(self.in_flight) < limit:
+                item = heapq.heappop(self.heap)
+                if self._current(item) and item.source_id not in self.in_flight:
+                    self._launch(self.states[item.source_id])
+            wait = 1.0
+            if self.heap and len(self.in_flight) < limit:
+                wait = min(wait, max(0.0, (self.heap[0].due - now).total_seconds()))
+            self.wake.clear()
+            try:
+                async with asyncio.timeout(wait):
+                    await self.wake.wait()
+            except TimeoutError:
+                pass
+
+    def _launch(self, state: SourceState) -> None:
+        assert self._pipeline is not None
+        source = state.source
+        if state.moved_to:
+            source = source.model_copy(update={"url": state.moved_to})
+        task = asyncio.create_task(self._pipeline.run(source), name=f"fetch-{source.id}")
+        self.in_flight[source.id] = task
+        generation = state.generation
+
+        def done(finished: asyncio.Task[JobReport]) -> None:
+            self._done(source.id, generation, finished)
+
+        task.add_done_callback(done)
+
+    def _done(self, source_id: int, generation: int, task: asyncio.Task[JobReport]) -> None:
+        self.in_flight.pop(source_id, None)
+        self.wake.set()
+        if task.cancelled() or self.stopping.is_set():
+            return
+        report = task.result()
+        state = self.states.get(source_id)
+        if state is None or state.generation != generation:
+            return  # removed or rescheduled by a reload while it ran
+        self._record(state, report)
+        self._schedule(state)
+
+    def _record(self, state: SourceState, report: JobReport) -> None:
+        """Fold a finished attempt into the source's history (no query needed)."""
+        now = utcnow()
+        if report.status is FetchJobStatus.COMPLETED:
+            self.stats.ok += 1
+            self.stats.posts_new += report.posts_new
+            state.history = History(ended_at=now)
+        elif report.status is FetchJobStatus.FAILED:
+            self.stats.failed += 1
+            interrupted = report.error_code is ErrorCode.INTERRUPTED
+            state.history = History(
+                ended_at=now,
+                failures=state.history.failures + (0 if interrupted else 1),
+                interrupted=interrupted,
+                gone=report.error_code is ErrorCode.GONE,
+            )
+        else:  # skipped: another process holds the source's active job; try again later
+            state.history = History(ended_at=now, failures=state.history.failures)
+        result = report.result
+        state.hints = None
+        if result is not None:
+            state.hints = Hints(
+                http_status=result.meta.http_status,
+                headers=dict(result.hints),
+                ttl_minutes=result.ttl_minutes,
+            )
+            self._note_redirect(state, result.moved_permanently, result.meta.final_url)
+
+    def _note_redirect(self, state: SourceState, moved: bool, final_url: str | None) -> None:
+        if not moved or not final_url or final_url == state.source.url:
+            state.moved_seen = 0 if not state.moved_to else state.moved_seen
+            return
+        state.moved_seen += 1
+        if state.moved_seen >= MOVED_AFTER and state.moved_to != final_url:
+            state.moved_to = final_url
+            log.warning(
+                "source.moved",
+                source_id=state.source.id,
+                url=state.source.url,
+                final_url=final_url,
+                detail="permanent redirect seen repeatedly; fetching the new URL directly. "
+                "Update the url in config.toml.",
+            )
+
+    # -- reload ----------------------------------------------------------------------------
+
+    async def _watch_config(self) -> None:
+        watcher = FileWatcher(self.config_path)
+        while True:
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                await self.reload()
+            elif watcher.changed():
+                log.info("config.changed", path=str(self.config_path))
+                await asyncio.sleep(0.2)  # let a multi-step save settle
+                watcher.changed()
+                await self.reload()
+            try:
+                async with asyncio.timeout(WATCH_SECONDS):
+                    await self.reload_requested.wait()
+            except TimeoutError:
+                pass
+
+    async def reload(self) -> bool:
+        """Validate, then swap. An invalid file is logged and the old config keeps running."""
+        notify.notify(notify.reloading_message())
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("config.invalid", path=str(self.config_path), errors=exc.errors)
+            notify.notify(
+                f"READY=1\nSTATUS=config.toml invalid, old config kept; {self._status_line()}"
+            )
+            return False
+        if config.database != self.config.database:
+            log.warning(
+                "config.database_ignored",
+                detail="changing database needs a restart",
+                database=str(config.database),
+            )
+            config = config.model_copy(update={"database": self.config.database})
+        assert self._db is not None and self._fetcher is not None
+        report = await sync_sources(self._db, config)
+        set_level(config.log_level)
+        self._fetcher.reconfigure(config)
+        self.config = config
+        changed = {
+            s.id
+            for s in await SourceRepo(self._db).list()
+            if s.url in (*report.added, *report.updated)
+        }
+        await self._load_states(only=changed)
+        log.info(
+            "config.reloaded",
+            added=len(report.added),
+            updated=len(report.updated),
+            disabled=len(report.disabled),
+            sources=len(self.states),
+        )
+        notify.notify(f"READY=1\nSTATUS={self._status_line()}")
+        return True
+
+    # -- housekeeping ----------------------------------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        assert self._db is not None
+        jobs = FetchJobRepo(self._db)
+        last_prune = 0.0
+        while True:
+            await asyncio.sleep(STATS_SECONDS)
+            if time.monotonic() - last_prune >= PRUNE_SECONDS:
+                last_prune = time.monotonic()
+                cutoff = to_iso(utcnow() - timedelta(days=self.config.keep_fetch_jobs_days))
+                pruned = await jobs.prune(cutoff)
+                if pruned:
+                    log.info("jobs.pruned", jobs=pruned, before=cutoff)
+            self._log_stats()
+
+    def _log_stats(self) -> None:
+        log.info(
+            "stats",
+            fetches_ok=self.stats.ok,
+            fetches_failed=self.stats.failed,
+            posts_new=self.stats.posts_new,
+            in_flight=len(self.in_flight),
+            due_now=self.due_now(),
+            sources=len(self.states),
+            loop_lag_max_ms=round(self.stats.lag_max_ms, 1),
+            database_bytes=_database_bytes(self.config.database),
+        )
+        notify.notify(f"STATUS={self._status_line()}")
+        self.stats.reset()
+
+    def _status_line(self) -> str:
+        return (
+            f"{len(self.states)} sources, {len(self.in_flight)} fetching, "
+            f"last minute: {self.stats.ok} ok, {self.stats.failed} failed"
+        )
+
+    async def _lag_probe(self) -> None:
+        """How late the loop wakes a sleeper: the event loop's responsiveness, measured."""
+        while True:
+            start = time.monotonic()
+            await asyncio.sleep(LAG_PROBE_SECONDS)
+            lag = (time.monotonic() - start - LAG_PROBE_SECONDS) * 1000
+            self.stats.lag_max_ms = max(self.stats.lag_max_ms, lag)
+
+    async def _watchdog(self) -> None:
+        """WATCHDOG=1 only while the scheduler loop turns and the database answers."""
+        interval = notify.watchdog_interval()
+        if interval is None:
+            return
+        assert self._db is not None
+        while True:
+            await asyncio.sleep(interval)
+            if time.monotonic() - self.heartbeat > max(interval, 5.0):
+                log.error("watchdog.scheduler_stalled")
+                continue
+            try:
+                async with asyncio.timeout(interval):
+                    await self._db.fetchone("SELECT 1")
+            except Exception as exc:
+                log.error("watchdog.database_unresponsive", error_message=repr(exc))
+                continue
+            notify.notify("WATCHDOG=1")
+
+
+def _database_bytes(path: Path) -> int:
+    total = 0
+    for name in (path, path.with_name(path.name + "-wal")):
+        with contextlib.suppress(OSError):
+            total += name.stat().st_size
+    return total
+
+
+async def run_service(config_path: Path, config: Config) -> None:
+    await Service(config_path, config).run()

@@ -1,0 +1,1 @@
+"""Fetch layer: one source -> FetchResult (bounded HTTP GET, then parse off the loop). No SQL."""

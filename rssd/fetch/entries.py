@@ -1,0 +1,80 @@
+"""feedparser entries -> PostCreate: pure normalization, run inside the parse workers."""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import json
+import re
+import time
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from rssd.clock import to_iso
+from rssd.models.changes import dedupe_posts
+from rssd.models.dto import PostCreate
+
+# C0 controls except tab, newline and carriage return, DEL, and C1 controls: invisible,
+# invalid in XML 1.0, and trouble for every consumer of the database.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+MAX_FIELD_CHARS = 1_000_000
+
+
+def clean_text(value: object) -> str | None:
+    """Strip control characters and surrounding blanks; empty becomes None."""
+    if not isinstance(value, str):
+        return None
+    value = _CONTROL.sub("", value).strip()
+    return value[:MAX_FIELD_CHARS] or None
+
+
+def to_utc_iso(parsed: object) -> str | None:
+    """feedparser's ``*_parsed`` struct_time (already UTC; no zone is taken as UTC) -> ISO.
+
+    Missing or invalid dates (out of range, not a struct_time) become None.
+    """
+    if not isinstance(parsed, time.struct_time):
+        return None
+    try:
+        return to_iso(datetime.fromtimestamp(calendar.timegm(parsed), UTC))
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
+def _content(entry: Mapping[str, Any]) -> str | None:
+    """The entry's full content: prefer an HTML part, else the first part."""
+    parts = entry.get("content") or []
+    if not isinstance(parts, list) or not parts:
+        return None
+    html = [part for part in parts if "html" in str(part.get("type", ""))]
+    chosen = (html or parts)[0]
+    return clean_text(chosen.get("value"))
+
+
+def content_hash(fields: Mapping[str, str | None]) -> str:
+    """A stable hash of what a post shows; an edit anywhere changes it."""
+    blob = json.dumps(fields, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()
+
+
+def entry_to_post(entry: Mapping[str, Any]) -> PostCreate:
+    """One entry -> PostCreate. external_id: id/guid, else link, else a hash of the content."""
+    fields = {
+        "title": clean_text(entry.get("title")),
+        "url": clean_text(entry.get("link")),
+        "author": clean_text(entry.get("author")),
+        "summary": clean_text(entry.get("summary")),
+        "content": _content(entry),
+        "published_at": to_utc_iso(entry.get("published_parsed")),
+        "updated_at": to_utc_iso(entry.get("updated_parsed")),
+    }
+    digest = content_hash(fields)
+    external_id = clean_text(entry.get("id")) or fields["url"] or f"sha256:{digest}"
+    return PostCreate(external_id=external_id, content_hash=digest, **fields)
+
+
+def entries_to_posts(entries: Iterable[Mapping[str, Any]]) -> list[PostCreate]:
+    """All entries, duplicates within the document collapsed (the first one wins)."""
+    return dedupe_posts(entry_to_post(entry) for entry in entries)

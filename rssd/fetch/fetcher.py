@@ -1,0 +1,208 @@
+"""Fetcher: one source -> FetchResult. Owns the HTTP session, the limits and the parse pool."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import TracebackType
+
+import aiohttp
+from yarl import URL
+
+from rssd.fetch.http import FetchError, HttpResponse, RequestLimits, get, hints
+from rssd.fetch.parse import ParsePool
+from rssd.fetch.resolver import DaemonThreadResolver
+from rssd.models.config import Config
+from rssd.models.dto import ErrorCode, FetchJob, FetchMeta, PostCreate, Source
+
+
+class Outcome(StrEnum):
+    PARSED = "parsed"
+    NOT_MODIFIED = "not_modified"  # 304: nothing downloaded, nothing parsed
+    UNCHANGED = "unchanged"  # 200 with the same body hash as last time: not parsed
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    outcome: Outcome
+    meta: FetchMeta
+    posts: tuple[PostCreate, ...] = ()
+    error_code: ErrorCode | None = None
+    error_message: str | None = None
+    warning: str | None = None
+    ttl_minutes: int | None = None
+    moved_permanently: bool = False
+    hints: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Validators:
+    """What the last successful fetch tells the next one (conditional GET, body hash)."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+    content_hash: str | None = None
+
+    @classmethod
+    def from_job(cls, job: FetchJob | None) -> Validators:
+        if job is None:
+            return cls()
+        return cls(job.etag, job.last_modified, job.content_hash)
+
+
+class HostLimiter:
+    """At most ``limit`` concurrent requests per host, waited for before the clock starts."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
+        self._users: defaultdict[str, int] = defaultdict(int)
+
+    @asynccontextmanager
+    async def hold(self, url: str) -> AsyncIterator[None]:
+        host = (URL(url).host or "").lower()
+        semaphore = self._semaphores.setdefault(host, asyncio.Semaphore(self._limit))
+        self._users[host] += 1
+        try:
+            async with semaphore:
+                yield
+        finally:
+            self._users[host] -= 1
+            if not self._users[host]:  # forget idle hosts: the map stays small for years
+                del self._users[host]
+                del self._semaphores[host]
+
+
+class Fetcher:
+    """The global semaphore, the per-host limit, one ClientSession and one ParsePool."""
+
+    def __init__(self, config: Config, parse_pool: ParsePool | None = None) -> None:
+        self.config = config
+        self._semaphore = asyncio.Semaphore(config.max_concurrency)
+        self._hosts = HostLimiter(config.max_per_host)
+        self._session: aiohttp.ClientSession | None = None
+        self._pool = parse_pool or ParsePool(timeout=config.parse_timeout_seconds)
+        self._owns_pool = parse_pool is None
+
+    async def __aenter__(self) -> Fetcher:
+        connector = aiohttp.TCPConnector(
+            limit=self.config.max_concurrency,
+            limit_per_host=self.config.max_per_host,
+            ttl_dns_cache=300,
+            resolver=DaemonThreadResolver(),
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers={"User-Agent": self.config.user_agent},
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self._owns_pool:
+            self._pool.close()
+
+    def reconfigure(self, config: Config) -> None:
+        """Adopt new limits for fetches that start from now on (after a reload)."""
+        if config.max_concurrency != self.config.max_concurrency:
+            self._semaphore = asyncio.Semaphore(config.max_concurrency)
+        if config.max_per_host != self.config.max_per_host:
+            self._hosts = HostLimiter(config.max_per_host)
+        self.config = config
+
+    async def fetch(self, source: Source, validators: Validators) -> FetchResult:
+        """Download under the limits, then parse outside them (parsing holds no socket)."""
+        assert self._session is not None, "use Fetcher as an async context manager"
+        limits = RequestLimits(
+            timeout=source.timeout_seconds,
+            max_bytes=self.config.max_body_bytes,
+            max_redirects=self.config.max_redirects,
+        )
+        try:
+            async with self._semaphore, self._hosts.hold(source.url):
+                response = await get(
+                    self._session,
+                    source.url,
+                    limits,
+                    etag=validators.etag,
+                    last_modified=validators.last_modified,
+                )
+        except FetchError as exc:
+            return FetchResult(
+                outcome=Outcome.FAILED,
+                meta=FetchMeta(http_status=exc.http_status, final_url=exc.final_url),
+                error_code=exc.code,
+                error_message=exc.message,
+                hints=hints(exc.headers),
+            )
+        return await self._interpret(response, validators)
+
+    async def _interpret(self, response: HttpResponse, validators: Validators) -> FetchResult:
+        if response.not_modified:
+            # Carry the validators forward so the next fetch is conditional too.
+            meta = FetchMeta(
+                http_status=304,
+                etag=response.etag or validators.etag,
+                last_modified=response.last_modified or validators.last_modified,
+                content_hash=validators.content_hash,
+                bytes=0,
+                final_url=response.final_url,
+            )
+            return FetchResult(
+                Outcome.NOT_MODIFIED,
+                meta,
+                moved_permanently=response.moved_permanently,
+                hints=response.hints,
+            )
+        meta = FetchMeta(
+            http_status=response.status,
+            etag=response.etag,
+            last_modified=response.last_modified,
+            content_hash=response.content_hash,
+            bytes=response.size,
+            final_url=response.final_url,
+        )
+        if validators.content_hash and response.content_hash == validators.content_hash:
+            return FetchResult(
+                Outcome.UNCHANGED,
+                meta,
+                moved_permanently=response.moved_permanently,
+                hints=response.hints,
+            )
+        parsed = await self._pool.parse(
+            response.body,
+            response.final_url,
+            response.content_type,
+            sanitize=self.config.sanitize_html,
+        )
+        if parsed.error_code is not None:
+            # No content_hash: a body that failed to parse must be parsed again next time.
+            return FetchResult(
+                Outcome.FAILED,
+                meta.model_copy(update={"content_hash": None}),
+                error_code=parsed.error_code,
+                error_message=parsed.message,
+                hints=response.hints,
+            )
+        return FetchResult(
+            Outcome.PARSED,
+            meta,
+            posts=parsed.posts,
+            warning=parsed.warning,
+            ttl_minutes=parsed.ttl_minutes,
+            moved_permanently=response.moved_permanently,
+            hints=response.hints,
+        )

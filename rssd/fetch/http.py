@@ -1,0 +1,296 @@
+"""The bounded HTTP GET: conditional, size-capped after decompression, redirects by hand.
+
+aiohttp has no cap on a decompressed body (a 1 MB gzip body can inflate to 1 GB), so bodies
+are fetched with ``auto_decompress=False`` and inflated here with ``max_length``: memory
+stays within ``max_bytes`` whatever the server sends. Redirects are followed by hand so
+that each hop's scheme is checked and permanent moves are noticed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ssl
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import aiohttp
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from rssd.models.dto import ErrorCode
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+PERMANENT_REDIRECTS = frozenset({301, 308})
+#: Response headers kept for the scheduler.
+HINT_HEADERS = ("Retry-After", "Cache-Control", "Expires")
+ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "
+    "application/xml;q=0.8, text/xml;q=0.8, */*;q=0.1"
+)
+
+
+class FetchError(Exception):
+    """A fetch that failed, with the DESIGN.md error code it maps to."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        http_status: int | None = None,
+        final_url: str | None = None,
+        headers: CIMultiDictProxy[str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+        self.final_url = final_url
+        self.headers = headers
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """A 200 (body read, decompressed and hashed) or a 304 (no body)."""
+
+    status: int
+    final_url: str
+    etag: str | None
+    last_modified: str | None
+    content_type: str | None
+    body: bytes = b""
+    content_hash: str | None = None
+    #: Bytes after decompression (what was counted against the cap).
+    size: int = 0
+    #: True when every redirect on the way was permanent (301/308) and there was one.
+    moved_permanently: bool = False
+    #: Scheduling hints the server sent (Retry-After, Cache-Control, Expires).
+    hints: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    timeout: float
+    max_bytes: int
+    max_redirects: int
+
+
+async def get(
+    session: aiohttp.ClientSession,
+    url: str,
+    limits: RequestLimits,
+    *,
+    etag: str | None = None,
+    last_modified: str | None = None,
+) -> HttpResponse:
+    """GET ``url`` within ``limits``; raise FetchError for every failure."""
+    headers = {"Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    current = URL(url)
+    try:
+        async with asyncio.timeout(limits.timeout):
+            return await _follow(session, current, headers, limits)
+    except FetchError:
+        raise
+    except TimeoutError:
+        raise FetchError(
+            ErrorCode.TIMEOUT, f"no complete response within {limits.timeout:g}s"
+        ) from None
+    except aiohttp.ClientError as exc:
+        raise _client_error(exc) from exc
+    except (ssl.SSLError, ssl.CertificateError) as exc:
+        raise FetchError(ErrorCode.TLS, f"TLS error: {exc}") from exc
+    except (ConnectionError, OSError) as exc:
+        raise FetchError(ErrorCode.CONNECTION, f"{type(exc).__name__}: {exc}") from exc
+    except ValueError as exc:  # yarl/aiohttp refusing a malformed URL or header
+        raise FetchError(ErrorCode.HTTP_ERROR, f"invalid response: {exc}") from exc
+
+
+async def _follow(
+    session: aiohttp.ClientSession, url: URL, headers: dict[str, str], limits: RequestLimits
+) -> HttpResponse:
+    hops = 0
+    permanent = True
+    while True:
+        if url.scheme not in ("http", "https"):
+            raise FetchError(
+                ErrorCode.HTTP_ERROR, f"redirected to a non-http(s) URL: {url}", final_url=str(url)
+            )
+        async with session.get(url, headers=headers, allow_redirects=False) as resp:
+            if resp.status in REDIRECTS:
+                location = resp.headers.get("Location")
+                if not location:
+                    raise FetchError(
+                        ErrorCode.HTTP_ERROR,
+                        f"HTTP {resp.status} without a Location header",
+                        http_status=resp.status,
+                        final_url=str(url),
+                    )
+                hops += 1
+                if hops > limits.max_redirects:
+                    raise FetchError(
+                        ErrorCode.TOO_MANY_REDIRECTS,
+                        f"more than {limits.max_redirects} redirects (last to {location})",
+                        http_status=resp.status,
+                        final_url=str(url),
+                    )
+                permanent = permanent and resp.status in PERMANENT_REDIRECTS
+                url = url.join(URL(location))
+                continue
+            return await _finish(resp, url, limits, moved=hops > 0 and permanent)
+
+
+async def _finish(
+    resp: aiohttp.ClientResponse, url: URL, limits: RequestLimits, *, moved: bool
+) -> HttpResponse:
+    status = resp.status
+    if status == 304:
+        return HttpResponse(
+            status=304,
+            final_url=str(url),
+            etag=resp.headers.get("ETag"),
+            last_modified=resp.headers.get("Last-Modified"),
+            content_type=None,
+            moved_permanently=moved,
+            hints=hints(resp.headers),
+        )
+    if status >= 300 or status < 200:
+        raise FetchError(
+            _status_code(status),
+            f"HTTP {status} {resp.reason or ''}".strip(),
+            http_status=status,
+            final_url=str(url),
+            headers=resp.headers,
+        )
+    body = await read_bounded(resp, limits.max_bytes)
+    return HttpResponse(
+        status=status,
+        final_url=str(url),
+        etag=resp.headers.get("ETag"),
+        last_modified=resp.headers.get("Last-Modified"),
+        content_type=resp.headers.get("Content-Type"),
+        body=body,
+        content_hash=hashlib.sha256(body).hexdigest(),
+        size=len(body),
+        moved_permanently=moved,
+        hints=hints(resp.headers),
+    )
+
+
+def hints(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """The response headers that tell a polite client when to come back."""
+    if not headers:
+        return {}
+    return {name: headers[name] for name in HINT_HEADERS if name in headers}
+
+
+def _status_code(status: int) -> ErrorCode:
+    if status == 429:
+        return ErrorCode.RATE_LIMITED
+    if status == 410:
+        return ErrorCode.GONE
+    return ErrorCode.HTTP_ERROR
+
+
+async def read_bounded(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    """Read the body, inflating gzip/deflate here, never holding more than ``max_bytes``."""
+    too_large = FetchError(
+        ErrorCode.TOO_LARGE,
+        f"body larger than {max_bytes} bytes (after decompression)",
+        http_status=resp.status,
+        final_url=str(resp.url),
+    )
+    declared = resp.content_length
+    encoding = (resp.headers.get("Content-Encoding") or "identity").strip().lower()
+    if declared is not None and declared > max_bytes:
+        raise too_large
+    inflater = _inflater(encoding, resp)
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(65536):
+        if inflater is None:
+            pieces = [chunk]
+        else:
+            pieces = _inflate(inflater, chunk, max_bytes - size + 1, resp)
+        for piece in pieces:
+            size += len(piece)
+            if size > max_bytes:
+                raise too_large
+            parts.append(piece)
+    if inflater is not None:
+        try:
+            tail = inflater.flush()
+        except zlib.error as exc:
+            raise _corrupt(resp, exc) from exc
+        size += len(tail)
+        if size > max_bytes:
+            raise too_large
+        parts.append(tail)
+    return b"".join(parts)
+
+
+def _inflater(encoding: str, resp: aiohttp.ClientResponse) -> zlib._Decompress | None:
+    if encoding in ("identity", ""):
+        return None
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        return zlib.decompressobj(32 + zlib.MAX_WBITS)  # zlib-wrapped (or gzip) deflate
+    raise FetchError(
+        ErrorCode.HTTP_ERROR,
+        f"unsupported Content-Encoding {encoding!r}",
+        http_status=resp.status,
+        final_url=str(resp.url),
+    )
+
+
+def _inflate(
+    inflater: zlib._Decompress, chunk: bytes, budget: int, resp: aiohttp.ClientResponse
+) -> list[bytes]:
+    """Inflate one chunk, at most ``budget`` bytes at a time (a bomb never fully expands)."""
+    out = []
+    data = chunk
+    try:
+        while data:
+            piece = inflater.decompress(data, max(budget, 1))
+            out.append(piece)
+            budget -= len(piece)
+            if budget <= 0:
+                break  # the caller sees the size pass the cap and stops
+            data = inflater.unconsumed_tail
+    except zlib.error as exc:
+        raise _corrupt(resp, exc) from exc
+    return out
+
+
+def _corrupt(resp: aiohttp.ClientResponse, exc: zlib.error) -> FetchError:
+    return FetchError(
+        ErrorCode.HTTP_ERROR,
+        f"corrupt compressed body: {exc}",
+        http_status=resp.status,
+        final_url=str(resp.url),
+    )
+
+
+def _client_error(exc: aiohttp.ClientError) -> FetchError:
+    """Map aiohttp's exception tree onto DESIGN.md's error codes."""
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return FetchError(ErrorCode.TOO_MANY_REDIRECTS, str(exc))
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return FetchError(ErrorCode.DNS, f"cannot resolve host: {exc.os_error}")
+    if isinstance(exc, aiohttp.ClientSSLError | aiohttp.ServerFingerprintMismatch):
+        return FetchError(ErrorCode.TLS, f"TLS error: {exc}")
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        return FetchError(ErrorCode.HTTP_ERROR, f"invalid URL: {exc}")
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return FetchError(ErrorCode.TIMEOUT, f"timed out: {exc}")
+    return FetchError(ErrorCode.CONNECTION, f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,212 @@
+"""Parsing: feedparser in worker processes, bounded in time, never trusted to behave.
+
+Parsing is CPU work and feedparser is pure Python, so it runs in a process pool: both cores
+work and the event loop never stalls. feedparser has a quadratic regex (long author fields)
+and raises on some character references, so every parse is bounded twice: a SIGALRM inside
+the worker ends a slow parse cleanly, and if the worker does not answer in time after that
+the pool is killed and rebuilt. Either way the job is recorded ``parse_error``; the daemon
+never hangs or dies on a document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import multiprocessing
+import os
+import re
+import signal
+import threading
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from types import FrameType
+
+import feedparser
+
+from rssd.fetch.entries import clean_text, entries_to_posts
+from rssd.models.dto import ErrorCode, PostCreate
+
+#: Extra time the parent gives a worker after its own alarm should have fired.
+HARD_TIMEOUT_MARGIN = 5.0
+
+_ALTERNATE = re.compile(
+    rb"""<link\b[^>]*?\btype=["']?application/(?:rss|atom)\+xml[^>]*>""", re.IGNORECASE
+)
+_HREF = re.compile(rb"""\bhref=["']?([^"'\s>]+)""", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ParseOutcome:
+    """A parsed document, or why it could not be used (``error_code`` set, no posts)."""
+
+    posts: tuple[PostCreate, ...] = ()
+    error_code: ErrorCode | None = None
+    message: str | None = None
+    #: feedparser's complaint about a document it could still read ("bozo").
+    warning: str | None = None
+    version: str | None = None
+    title: str | None = None
+    #: RSS <ttl>, minutes: how long the publisher asks readers to wait.
+    ttl_minutes: int | None = None
+
+
+class ParseTimeoutError(Exception):
+    pass
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    raise ParseTimeoutError
+
+
+def parse_document(
+    body: bytes, url: str, content_type: str | None, sanitize: bool, timeout: float
+) -> ParseOutcome:
+    """Runs in a worker: bytes -> ParseOutcome. Never raises."""
+    use_alarm = hasattr(signal, "setitimer") and _in_main_thread()
+    if use_alarm:
+        previous = signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        return _parse(body, url, content_type, sanitize)
+    except ParseTimeoutError:
+        return ParseOutcome(
+            error_code=ErrorCode.PARSE_ERROR, message=f"parse took longer than {timeout:g}s"
+        )
+    except RecursionError:
+        return ParseOutcome(error_code=ErrorCode.PARSE_ERROR, message="document nested too deeply")
+    except Exception as exc:  # feedparser raises on some hostile input: data, not a crash
+        return ParseOutcome(
+            error_code=ErrorCode.PARSE_ERROR,
+            message=f"feedparser raised {type(exc).__name__}: {exc}"[:500],
+        )
+    finally:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _parse(body: bytes, url: str, content_type: str | None, sanitize: bool) -> ParseOutcome:
+    headers = {"content-location": url}
+    if content_type:
+        headers["content-type"] = content_type
+    # A file-like object, never bytes or str: given a string feedparser may open a local
+    # file or URL of that name.
+    parsed = feedparser.parse(
+        io.BytesIO(body),
+        response_headers=headers,
+        sanitize_html=sanitize,
+        resolve_relative_uris=sanitize,
+    )
+    version = parsed.get("version") or None
+    entries = parsed.get("entries") or []
+    bozo = parsed.get("bozo_exception") if parsed.get("bozo") else None
+    if not version and not entries:
+        return ParseOutcome(
+            error_code=ErrorCode.NOT_A_FEED, message=_not_a_feed_message(body, bozo)
+        )
+    feed = parsed.get("feed") or {}
+    return ParseOutcome(
+        posts=tuple(entries_to_posts(entries)),
+        warning=f"{type(bozo).__name__}: {bozo}"[:500] if bozo else None,
+        version=version,
+        title=clean_text(feed.get("title")),
+        ttl_minutes=_ttl(feed.get("ttl")),
+    )
+
+
+def _not_a_feed_message(body: bytes, bozo: object) -> str:
+    if not body.strip():
+        return "empty body"
+    head = body[:65536]
+    if b"<html" in head.lower():
+        link = _ALTERNATE.search(head)
+        href = _HREF.search(link.group(0)) if link else None
+        if href:
+            found = href.group(1).decode("utf-8", "replace")
+            return f"an HTML page, not a feed; it links to a feed at {found}"
+        return "an HTML page, not a feed"
+    reason = f" ({type(bozo).__name__}: {bozo})" if bozo else ""
+    return f"not an RSS or Atom document{reason}"[:500]
+
+
+def _ttl(value: object) -> int | None:
+    try:
+        minutes = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return minutes if minutes > 0 else None
+
+
+def _worker_init() -> None:
+    """Workers ignore SIGINT (a Ctrl-C reaches the whole process group): the parent decides
+    when they stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class ParsePool:
+    """A process pool for parse_document that survives runaway and crashing workers."""
+
+    def __init__(self, workers: int | None = None, timeout: float = 20.0) -> None:
+        self.workers = workers or max(1, os.cpu_count() or 1)
+        self.timeout = timeout
+        self._executor = self._new_executor()
+        self._generation = 0
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        # forkserver: never fork the daemon itself (it has threads: aiosqlite, the resolver).
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["feedparser", "rssd.fetch.parse"])
+        return ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_init)
+
+    async def parse(
+        self, body: bytes, url: str, content_type: str | None, *, sanitize: bool
+    ) -> ParseOutcome:
+        for attempt in range(2):
+            generation = self._generation
+            executor: Executor = self._executor
+            try:
+                future = executor.submit(
+                    parse_document, body, url, content_type, sanitize, self.timeout
+                )
+                async with asyncio.timeout(self.timeout + HARD_TIMEOUT_MARGIN):
+                    return await asyncio.wrap_future(future)
+            except TimeoutError:
+                self._restart(generation)
+                return ParseOutcome(
+                    error_code=ErrorCode.PARSE_ERROR,
+                    message=f"parse worker did not answer within {self.timeout:g}s; killed",
+                )
+            except BrokenProcessPool:
+                # Another parse killed the pool, or this document crashed its worker: try
+                # once more on a fresh pool, then give up on this document only.
+                self._restart(generation)
+                if attempt:
+                    break
+        return ParseOutcome(error_code=ErrorCode.PARSE_ERROR, message="parse worker crashed")
+
+    def _restart(self, generation: int) -> None:
+        if generation != self._generation:
+            return  # someone already replaced the pool this attempt ran on
+        self._generation += 1
+        old = self._executor
+        self._executor = self._new_executor()
+        _kill(old)
+
+    def close(self) -> None:
+        _kill(self._executor)
+
+
+def _kill(executor: ProcessPoolExecutor) -> None:
+    """Stop the pool without waiting: a runaway worker must not hold the daemon open."""
+    processes = list(getattr(executor, "_processes", {}).values())
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(timeout=1)

@@ -1,0 +1,194 @@
+"""config.toml as pydantic models, and the loader that turns every mistake into a clear message.
+
+Operators edit config.toml by hand on a server, so every error names the file, the key path
+and the feed it belongs to, and unknown keys suggest the key that was probably meant.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from yarl import URL
+
+from rssd import __version__
+
+DEFAULT_CONFIG_PATH = Path("config.toml")
+CONFIG_ENV = "RSSD_CONFIG"
+DEFAULT_USER_AGENT = f"rssd/{__version__} (RSS/Atom feed fetcher)"
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+def normalize_url(url: str) -> str:
+    """The form two URLs are compared in: scheme and host are case-insensitive, the rest is not."""
+    parsed = URL(url.strip())
+    return str(parsed.with_scheme(parsed.scheme.lower()).with_host(parsed.host.lower()))  # type: ignore[union-attr]
+
+
+def check_http_url(value: str) -> str:
+    """Accept only absolute http(s) URLs with a host; anything else is an operator typo."""
+    value = value.strip()
+    try:
+        parsed = URL(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"not a valid URL: {value!r}") from exc
+    if parsed.scheme.lower() not in ("http", "https"):
+        raise ValueError(f"URL must start with http:// or https://, got {value!r}")
+    if not parsed.host:
+        raise ValueError(f"URL has no host: {value!r}")
+    return value
+
+
+class FeedConfig(BaseModel):
+    """One ``[[feeds]]`` table. Unset settings inherit the top-level defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    name: str | None = None
+    interval_minutes: PositiveInt | None = None
+    timeout_seconds: PositiveFloat | None = None
+    enabled: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return check_http_url(value)
+
+
+class Config(BaseModel):
+    """The whole config.toml: top-level settings plus the feed list."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database: Path = Path("rssd.sqlite3")
+    max_concurrency: Annotated[int, Field(gt=0, le=1000)] = 20
+    max_per_host: Annotated[int, Field(gt=0, le=100)] = 2
+    interval_minutes: PositiveInt = 60
+    timeout_seconds: PositiveFloat = 30.0
+    max_body_mb: PositiveFloat = 10.0
+    max_redirects: Annotated[int, Field(ge=0, le=30)] = 5
+    user_agent: Annotated[str, Field(min_length=1)] = DEFAULT_USER_AGENT
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    keep_fetch_jobs_days: PositiveInt = 90
+    shutdown_grace_seconds: Annotated[float, Field(ge=0)] = 10.0
+    parse_timeout_seconds: PositiveFloat = 20.0
+    sanitize_html: bool = True
+    feeds: list[FeedConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_urls(self) -> Config:
+        seen: dict[str, int] = {}
+        for index, feed in enumerate(self.feeds):
+            key = normalize_url(feed.url)
+            if key in seen:
+                raise ValueError(
+                    f"feeds[{index}]: duplicate url {feed.url!r} (already feeds[{seen[key]}])"
+                )
+            seen[key] = index
+        return self
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 1024 * 1024)
+
+    def feed_interval(self, feed: FeedConfig) -> int:
+        return feed.interval_minutes or self.interval_minutes
+
+    def feed_timeout(self, feed: FeedConfig) -> float:
+        return feed.timeout_seconds or self.timeout_seconds
+
+
+class ConfigError(Exception):
+    """config.toml cannot be used; ``errors`` holds one line per problem."""
+
+    def __init__(self, path: Path, errors: Sequence[str]) -> None:
+        self.path = path
+        self.errors = list(errors)
+        super().__init__("\n".join(f"{path}: {line}" for line in self.errors))
+
+
+def resolve_config_path(cli_value: str | None, environ: Mapping[str, str] = os.environ) -> Path:
+    """``-c``, else ``$RSSD_CONFIG``, else ``./config.toml`` (DESIGN.md)."""
+    if cli_value:
+        return Path(cli_value)
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV])
+    return DEFAULT_CONFIG_PATH
+
+
+def load_config(path: Path) -> Config:
+    """Read, parse and validate config.toml; raise ConfigError with every problem found."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, ["file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, [f"cannot read: {exc}"]) from None
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: Path) -> Config:
+    """Validate TOML text; relative ``database`` paths resolve against the file's folder."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [f"TOML syntax error: {exc}"]) from None
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(path, _describe(exc, raw)) from None
+    if not config.database.is_absolute():
+        config = config.model_copy(update={"database": path.parent.resolve() / config.database})
+    return config
+
+
+def _describe(exc: ValidationError, raw: Mapping[str, Any]) -> list[str]:
+    """Turn pydantic's errors into ``feeds[3].intervl_minutes: unknown key`` lines."""
+    lines = []
+    for error in exc.errors():
+        loc = error["loc"]
+        key = _key_path(loc)
+        feed = _feed_label(loc, raw)
+        if error["type"] == "extra_forbidden":
+            message = "unknown key" + _suggestion(loc)
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] != "value_error" and not isinstance(error.get("input"), dict | list):
+                message += f" (got {error['input']!r})"
+        prefix = f"{key}: " if key else ""
+        lines.append(f"{prefix}{message}{feed}")
+    return lines
+
+
+def _key_path(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _feed_label(loc: Sequence[int | str], raw: Mapping[str, Any]) -> str:
+    if len(loc) < 2 or loc[0] != "feeds" or not isinstance(loc[1], int):
+        return ""
+    feeds = raw.get("feeds")
+    if not isinstance(feeds, list) or loc[1] >= len(feeds) or not isinstance(feeds[loc[1]], dict):
+        return ""
+    url = feeds[loc[1]].get("url")
+    return f" (feed {url})" if isinstance(url, str) else ""
+
+
+def _suggestion(loc: Sequence[int | str]) -> str:
+    model: type[BaseModel] = FeedConfig if len(loc) > 1 and loc[0] == "feeds" else Config
+    name = str(loc[-1])
+    close = difflib.get_close_matches(name, list(model.model_fields), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

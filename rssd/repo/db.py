@@ -1,0 +1,200 @@
+"""The one aiosqlite connection: pragmas, schema and migrations, and the single write path.
+
+Many coroutines interleaving statements on one aiosqlite connection is a trap (statements
+from different transactions mix; a cancelled await still runs its queued statement). So
+every statement goes through ``Database``: writes run as one short explicit transaction
+under a lock, and a transaction, once begun, runs to its end even if its caller is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from rssd.repo.migrations import MIGRATIONS, SCHEMA_VERSION
+
+T = TypeVar("T")
+Params = Mapping[str, Any]
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+class DatabaseError(Exception):
+    """The database cannot be used (unreadable, newer schema, not SQLite...)."""
+
+
+def schema_sql() -> str:
+    """schema.sql from the installed package, else from the source checkout beside it."""
+    packaged = resources.files("rssd").joinpath("schema.sql")
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parents[2] / "schema.sql").read_text(encoding="utf-8")
+
+
+class Tx:
+    """The statements of one open transaction; only valid inside ``Database.write``."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Params | None = None) -> int:
+        """Run one statement; return the rows it changed (its own, never another task's)."""
+        async with self._conn.execute(sql, params or {}) as cursor:
+            return cursor.rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        await self._conn.executemany(sql, rows)
+
+    async def fetchone(self, sql: str, params: Params | None = None) -> sqlite3.Row | None:
+        async with self._conn.execute(sql, params or {}) as cursor:
+            return await cursor.fetchone()
+
+    async def fetchall(self, sql: str, params: Params | None = None) -> list[sqlite3.Row]:
+        async with self._conn.execute(sql, params or {}) as cursor:
+            rows = await cursor.fetchall()
+        return list(rows)
+
+
+class Database:
+    """Owns the connection. Reads and writes are serialized by one lock: short, never mixed."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self._conn = conn
+        self._lock = asyncio.Lock()
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: Path, *, readonly: bool = False) -> Database:
+        """Open (creating if needed), set pragmas, and bring the schema up to date."""
+        try:
+            if readonly:
+                conn = await aiosqlite.connect(
+                    f"file:{path}?mode=ro", uri=True, isolation_level=None
+                )
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                conn = await aiosqlite.connect(path, isolation_level=None)
+        except (sqlite3.Error, OSError) as exc:
+            raise DatabaseError(f"cannot open database {path}: {exc}") from exc
+        conn.row_factory = sqlite3.Row
+        db = cls(conn, path)
+        try:
+            await db._configure(readonly=readonly)
+        except sqlite3.DatabaseError as exc:
+            await conn.close()
+            raise DatabaseError(f"cannot use database {path}: {exc}") from exc
+        except DatabaseError:
+            await conn.close()
+            raise
+        return db
+
+    async def _configure(self, *, readonly: bool) -> None:
+        conn = self._conn
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        if readonly:
+            return
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA synchronous = NORMAL")
+        await self._migrate()
+
+    async def _migrate(self) -> None:
+        """Apply migrations then schema.sql, in one IMMEDIATE transaction: all or nothing."""
+        conn = self._conn
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = await self._user_version()
+            if version > SCHEMA_VERSION:
+                raise DatabaseError(
+                    f"database {self.path} has schema version {version}, newer than this "
+                    f"rssd understands ({SCHEMA_VERSION}); upgrade rssd"
+                )
+            if version > 0:
+                for step in range(version, SCHEMA_VERSION):
+                    for statement in _statements(MIGRATIONS[step]):
+                        await conn.execute(statement)
+            for statement in _statements(schema_sql()):
+                await conn.execute(statement)
+            await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+
+    async def _user_version(self) -> int:
+        async with self._conn.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def write(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run ``work`` as one BEGIN IMMEDIATE ... COMMIT; roll back if it raises.
+
+        Shielded: a caller cancelled mid-transaction waits for the transaction to finish
+        (commit or rollback) before the cancellation is delivered, so nothing half-written
+        stays open on the shared connection.
+        """
+        task = asyncio.ensure_future(self._run_write(work))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                await asyncio.wait([task])
+            raise
+
+    async def _run_write(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = await work(Tx(self._conn))
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            await self._conn.execute("COMMIT")
+            return result
+
+    async def read(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run read-only statements under the lock so they never land inside a write."""
+        async with self._lock:
+            return await work(Tx(self._conn))
+
+    async def fetchall(self, sql: str, params: Params | None = None) -> list[sqlite3.Row]:
+        return await self.read(lambda tx: tx.fetchall(sql, params))
+
+    async def fetchone(self, sql: str, params: Params | None = None) -> sqlite3.Row | None:
+        return await self.read(lambda tx: tx.fetchone(sql, params))
+
+    async def checkpoint(self) -> None:
+        """Fold the WAL back into the main file (at shutdown, so the file stands alone)."""
+        async with self._lock:
+            await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    async def quick_check(self) -> str:
+        row = await self.fetchone("PRAGMA quick_check")
+        return str(row[0]) if row else "no answer"
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._conn.close()
+
+
+def _statements(script: str) -> list[str]:
+    """Split a SQL script into complete statements (so they can share one transaction)."""
+    out: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                out.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        out.append(buffer.strip())
+    return out

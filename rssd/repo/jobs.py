@@ -1,0 +1,254 @@
+"""FetchJobRepo: the FetchJob state machine as guarded single-statement transitions.
+
+Each transition is one UPDATE whose WHERE names the status it leaves, so a transition that
+is not allowed (a job completed twice, a FAILED job revived) changes nothing and returns
+None. The partial unique index ``fetch_job_one_active`` makes ``queue_job`` refuse a second
+active job for a source, across processes too.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rssd.clock import now_iso
+from rssd.models.dto import ErrorCode, FetchJob, FetchJobStatus, FetchMeta, PostCreate
+from rssd.repo.db import Database, Tx
+from rssd.repo.posts import UpsertCounts, upsert_in
+
+_COLUMNS = (
+    "id, content_source_id, status, queued_at, started_at, ended_at, error_code, "
+    "error_message, posts_count, http_status, etag, last_modified, content_hash, bytes, final_url"
+)
+
+_META = (
+    "http_status = :http_status, etag = :etag, last_modified = :last_modified, "
+    "content_hash = :content_hash, bytes = :bytes, final_url = :final_url"
+)
+
+MAX_ERROR_MESSAGE = 2000
+
+
+def _job(row: sqlite3.Row | None) -> FetchJob | None:
+    return FetchJob.model_validate(dict(row)) if row is not None else None
+
+
+class FetchJobRepo:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def queue_job(self, source_id: int) -> FetchJob | None:
+        """A new QUEUED job, or None when the source already has an active one."""
+
+        async def work(tx: Tx) -> FetchJob | None:
+            try:
+                row = await tx.fetchone(
+                    f"INSERT INTO fetch_job (content_source_id, status, queued_at) "
+                    f"VALUES (:source_id, 'QUEUED', :now) RETURNING {_COLUMNS}",
+                    {"source_id": source_id, "now": now_iso()},
+                )
+            except sqlite3.IntegrityError as exc:
+                if "fetch_job.content_source_id" in str(exc):
+                    return None
+                raise
+            return _job(row)
+
+        return await self._db.write(work)
+
+    async def mark_ongoing(self, job_id: int) -> FetchJob | None:
+        """QUEUED -> ONGOING."""
+        return await self._transition(
+            job_id,
+            "status = 'ONGOING', started_at = :now",
+            ("QUEUED",),
+            {},
+        )
+
+    async def mark_completed(
+        self,
+        job_id: int,
+        meta: FetchMeta,
+        posts: Sequence[PostCreate] = (),
+    ) -> tuple[FetchJob, UpsertCounts] | None:
+        """ONGOING -> COMPLETED, writing the posts in the same transaction: both or neither.
+
+        Returns None (and writes no post) when the job is no longer ONGOING, e.g. because a
+        restart already recorded it as interrupted.
+        """
+
+        async def work(tx: Tx) -> tuple[FetchJob, UpsertCounts] | None:
+            status = await tx.fetchone(
+                "SELECT status, content_source_id FROM fetch_job WHERE id = :id", {"id": job_id}
+            )
+            if status is None or status["status"] != FetchJobStatus.ONGOING:
+                return None
+            counts = await upsert_in(tx, status["content_source_id"], job_id, posts)
+            row = await tx.fetchone(
+                f"UPDATE fetch_job SET status = 'COMPLETED', ended_at = :now, "
+                f"posts_count = :posts_count, {_META} "
+                f"WHERE id = :id AND status = 'ONGOING' RETURNING {_COLUMNS}",
+                {"id": job_id, "now": now_iso(), "posts_count": counts.new, **meta.model_dump()},
+            )
+            job = _job(row)
+            assert job is not None  # the SELECT above saw it ONGOING inside this transaction
+            return job, counts
+
+        return await self._db.write(work)
+
+    async def mark_failed(
+        self,
+        job_id: int,
+        error_code: ErrorCode,
+        error_message: str,
+        meta: FetchMeta | None = None,
+    ) -> FetchJob | None:
+        """QUEUED or ONGOING -> FAILED, with the reason."""
+        return await self._transition(
+            job_id,
+            f"status = 'FAILED', ended_at = :now, error_code = :error_code, "
+            f"error_message = :error_message, {_META}",
+            ("QUEUED", "ONGOING"),
+            {
+                "error_code": error_code.value,
+                "error_message": error_message[:MAX_ERROR_MESSAGE],
+                **(meta or FetchMeta()).model_dump(),
+            },
+        )
+
+    async def _transition(
+        self, job_id: int, assignments: str, from_status: tuple[str, ...], params: dict[str, object]
+    ) -> FetchJob | None:
+        allowed = ", ".join(f"'{status}'" for status in from_status)
+        sql = (
+            f"UPDATE fetch_job SET {assignments} "
+            f"WHERE id = :id AND status IN ({allowed}) RETURNING {_COLUMNS}"
+        )
+
+        async def work(tx: Tx) -> FetchJob | None:
+            return _job(await tx.fetchone(sql, {**params, "id": job_id, "now": now_iso()}))
+
+        return await self._db.write(work)
+
+    async def get(self, job_id: int) -> FetchJob | None:
+        return _job(
+            await self._db.fetchone(
+                f"SELECT {_COLUMNS} FROM fetch_job WHERE id = :id", {"id": job_id}
+            )
+        )
+
+    async def get_status(self, job_id: int) -> FetchJobStatus | None:
+        row = await self._db.fetchone("SELECT status FROM fetch_job WHERE id = :id", {"id": job_id})
+        return FetchJobStatus(row["status"]) if row else None
+
+    async def get_latest_for_source(self, source_id: int) -> FetchJob | None:
+        """The source's newest job: the single source of truth for its state (DESIGN.md)."""
+        return _job(
+            await self._db.fetchone(
+                f"SELECT {_COLUMNS} FROM fetch_job WHERE content_source_id = :source_id "
+                f"ORDER BY id DESC LIMIT 1",
+                {"source_id": source_id},
+            )
+        )
+
+    async def get_latest_completed(self, source_id: int) -> FetchJob | None:
+        """The newest COMPLETED job: where the conditional-GET validators come from."""
+        return _job(
+            await self._db.fetchone(
+                f"SELECT {_COLUMNS} FROM fetch_job WHERE content_source_id = :source_id "
+                f"AND status = 'COMPLETED' ORDER BY id DESC LIMIT 1",
+                {"source_id": source_id},
+            )
+        )
+
+    async def fail_active(self, message: str) -> int:
+        """Every QUEUED/ONGOING job -> FAILED ``interrupted``: start-up recovery after a crash."""
+
+        async def work(tx: Tx) -> int:
+            return await tx.execute(
+                "UPDATE fetch_job SET status = 'FAILED', ended_at = :now, "
+                "error_code = 'interrupted', error_message = :message "
+                "WHERE status IN ('QUEUED', 'ONGOING')",
+                {"now": now_iso(), "message": message},
+            )
+
+        return await self._db.write(work)
+
+    async def prune(self, older_than: str, batch: int = 2000) -> int:
+        """Delete finished jobs that ended before ``older_than``, in short batches.
+
+        Each source's latest job and latest COMPLETED job (its validators) are always kept.
+        """
+        sql = """
+        DELETE FROM fetch_job WHERE id IN (
+            SELECT id FROM fetch_job
+            WHERE status IN ('COMPLETED', 'FAILED') AND ended_at < :cutoff
+              AND id NOT IN (SELECT max(id) FROM fetch_job GROUP BY content_source_id)
+              AND id NOT IN (SELECT max(id) FROM fetch_job WHERE status = 'COMPLETED'
+                             GROUP BY content_source_id)
+            LIMIT :batch)
+        """
+        total = 0
+        while True:
+            deleted = await self._db.write(
+                lambda tx: tx.execute(sql, {"cutoff": older_than, "batch": batch})
+            )
+            total += deleted
+            if deleted < batch:
+                return total
+
+
+@dataclass(frozen=True)
+class LatestJob:
+    """A source's latest job and its run of failures: what scheduling and status read."""
+
+    source_id: int
+    source_updated_at: str
+    job_id: int | None
+    status: FetchJobStatus | None
+    ended_at: str | None
+    error_code: ErrorCode | None
+    http_status: int | None
+    failures: int  # FAILED jobs since the last COMPLETED one, ``interrupted`` not counted
+    last_success_at: str | None
+
+
+_LATEST = """
+WITH heads AS (
+    SELECT s.id AS source_id, s.updated_at AS source_updated_at,
+        (SELECT id FROM fetch_job WHERE content_source_id = s.id
+         ORDER BY id DESC LIMIT 1) AS latest_id,
+        (SELECT id FROM fetch_job WHERE content_source_id = s.id AND status = 'COMPLETED'
+         ORDER BY id DESC LIMIT 1) AS ok_id
+    FROM content_sources s
+    WHERE :source_id IS NULL OR s.id = :source_id
+)
+SELECT h.source_id, h.source_updated_at, j.id AS job_id, j.status, j.ended_at, j.error_code,
+    j.http_status, ok.ended_at AS last_success_at,
+    (SELECT count(*) FROM fetch_job f
+     WHERE f.content_source_id = h.source_id AND f.id > coalesce(h.ok_id, 0)
+       AND f.status = 'FAILED' AND f.error_code != 'interrupted') AS failures
+FROM heads h
+LEFT JOIN fetch_job j ON j.id = h.latest_id
+LEFT JOIN fetch_job ok ON ok.id = h.ok_id
+ORDER BY h.source_id
+"""
+
+
+async def latest_jobs(db: Database, source_id: int | None = None) -> list[LatestJob]:
+    """Every source's (or one source's) latest job, by the (content_source_id, id) index."""
+    rows = await db.fetchall(_LATEST, {"source_id": source_id})
+    return [
+        LatestJob(
+            source_id=row["source_id"],
+            source_updated_at=row["source_updated_at"],
+            job_id=row["job_id"],
+            status=FetchJobStatus(row["status"]) if row["status"] else None,
+            ended_at=row["ended_at"],
+            error_code=ErrorCode(row["error_code"]) if row["error_code"] else None,
+            http_status=row["http_status"],
+            failures=row["failures"],
+            last_success_at=row["last_success_at"],
+        )
+        for row in rows
+    ]

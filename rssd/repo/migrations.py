@@ -1,0 +1,19 @@
+"""Schema versions. schema.sql is always the newest schema; these steps bring older files up.
+
+``MIGRATIONS[n]`` takes a database from ``user_version`` n to n + 1. A step only adds what
+the version added; schema.sql (all ``IF NOT EXISTS``) runs after the steps either way.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 2
+
+MIGRATIONS: dict[int, str] = {
+    # 1 -> 2: deleting old fetch_job rows set posts.fetch_job_id to NULL by scanning every
+    # post; the index makes pruning proportional to the jobs pruned. Posts are listed newest
+    # first by rssd posts.
+    1: """
+        CREATE INDEX IF NOT EXISTS posts_fetch_job ON posts (fetch_job_id);
+        CREATE INDEX IF NOT EXISTS posts_published ON posts (published_at);
+    """,
+}

@@ -1,0 +1,79 @@
+"""PostRepo: upsert a fetch's posts; new and edited posts written, identical ones untouched."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rssd.clock import now_iso
+from rssd.models.changes import plan_upsert
+from rssd.models.dto import PostCreate
+from rssd.repo.db import Database, Tx
+
+_STORED_HASHES = """
+SELECT external_id, content_hash FROM posts
+WHERE content_source_id = :source_id
+  AND external_id IN (SELECT value FROM json_each(:external_ids))
+"""
+
+_INSERT = """
+INSERT INTO posts (content_source_id, fetch_job_id, external_id, title, url, author, summary,
+                   content, published_at, updated_at, created_at, content_hash)
+VALUES (:source_id, :job_id, :external_id, :title, :url, :author, :summary,
+        :content, :published_at, :updated_at, :now, :content_hash)
+"""
+
+_UPDATE = """
+UPDATE posts SET fetch_job_id = :job_id, title = :title, url = :url, author = :author,
+       summary = :summary, content = :content, published_at = :published_at,
+       updated_at = :updated_at, content_hash = :content_hash
+WHERE content_source_id = :source_id AND external_id = :external_id
+"""
+
+
+@dataclass(frozen=True)
+class UpsertCounts:
+    new: int
+    updated: int
+
+
+class PostRepo:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def upsert_many(
+        self, source_id: int, job_id: int | None, posts: Sequence[PostCreate]
+    ) -> UpsertCounts:
+        """Upsert in its own transaction (the fetch path uses ``upsert_in`` inside its own)."""
+        return await self._db.write(lambda tx: upsert_in(tx, source_id, job_id, posts))
+
+    async def count(self, source_id: int | None = None) -> int:
+        row = await self._db.fetchone(
+            "SELECT count(*) FROM posts WHERE :source_id IS NULL OR content_source_id = :source_id",
+            {"source_id": source_id},
+        )
+        return int(row[0]) if row else 0
+
+
+async def upsert_in(
+    tx: Tx, source_id: int, job_id: int | None, posts: Sequence[PostCreate]
+) -> UpsertCounts:
+    """Insert new posts and update edited ones in place, inside the caller's transaction."""
+    if not posts:
+        return UpsertCounts(0, 0)
+    ids = json.dumps([post.external_id for post in posts])
+    rows = await tx.fetchall(_STORED_HASHES, {"source_id": source_id, "external_ids": ids})
+    plan = plan_upsert(posts, {row["external_id"]: row["content_hash"] for row in rows})
+    now = now_iso()
+
+    def params(post: PostCreate) -> dict[str, object]:
+        return {**post.model_dump(), "source_id": source_id, "job_id": job_id, "now": now}
+
+    if plan.new:
+        await tx.executemany(_INSERT, [params(post) for post in plan.new])
+    if plan.changed:
+        await tx.executemany(
+            _UPDATE, [{k: v for k, v in params(p).items() if k != "now"} for p in plan.changed]
+        )
+    return UpsertCounts(len(plan.new), len(plan.changed))

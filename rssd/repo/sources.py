@@ -1,0 +1,104 @@
+"""SourceRepo: content_sources kept in step with config.toml."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from rssd.clock import now_iso
+from rssd.models.config import Config
+from rssd.models.dto import Source
+from rssd.repo.db import Database, Tx
+
+_COLUMNS = "id, url, name, interval_minutes, timeout_seconds, enabled, created_at, updated_at"
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What a sync did, by URL: for the ``sources.synced`` log event."""
+
+    added: tuple[str, ...]
+    updated: tuple[str, ...]
+    disabled: tuple[str, ...]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.disabled)
+
+
+def _source(row: sqlite3.Row) -> Source:
+    return Source.model_validate({**dict(row), "enabled": bool(row["enabled"])})
+
+
+class SourceRepo:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def sync(self, config: Config) -> SyncReport:
+        """Insert new feeds, update changed settings, disable removed feeds (posts kept),
+        re-enable re-added ones; one transaction, so a reload is applied whole or not at all.
+        """
+        wanted = {
+            feed.url: {
+                "url": feed.url,
+                "name": feed.name,
+                "interval_minutes": config.feed_interval(feed),
+                "timeout_seconds": float(config.feed_timeout(feed)),
+                "enabled": int(feed.enabled),
+            }
+            for feed in config.feeds
+        }
+
+        async def work(tx: Tx) -> SyncReport:
+            now = now_iso()
+            rows = await tx.fetchall(f"SELECT {_COLUMNS} FROM content_sources")
+            stored = {row["url"]: row for row in rows}
+            added, updated, disabled = [], [], []
+            for url, values in wanted.items():
+                row = stored.get(url)
+                if row is None:
+                    await tx.execute(
+                        "INSERT INTO content_sources (url, name, interval_minutes, "
+                        "timeout_seconds, enabled, created_at, updated_at) VALUES (:url, :name, "
+                        ":interval_minutes, :timeout_seconds, :enabled, :now, :now)",
+                        {**values, "now": now},
+                    )
+                    added.append(url)
+                elif any(row[key] != value for key, value in values.items()):
+                    await tx.execute(
+                        "UPDATE content_sources SET name = :name, "
+                        "interval_minutes = :interval_minutes, timeout_seconds = :timeout_seconds, "
+                        "enabled = :enabled, updated_at = :now WHERE url = :url",
+                        {**values, "now": now},
+                    )
+                    updated.append(url)
+            for url, row in stored.items():
+                if url not in wanted and row["enabled"]:
+                    await tx.execute(
+                        "UPDATE content_sources SET enabled = 0, updated_at = :now "
+                        "WHERE url = :url",
+                        {"url": url, "now": now},
+                    )
+                    disabled.append(url)
+            return SyncReport(tuple(added), tuple(updated), tuple(disabled))
+
+        return await self._db.write(work)
+
+    async def list(self, *, enabled_only: bool = False) -> list[Source]:
+        rows = await self._db.fetchall(
+            f"SELECT {_COLUMNS} FROM content_sources WHERE :all OR enabled = 1 ORDER BY id",
+            {"all": int(not enabled_only)},
+        )
+        return [_source(row) for row in rows]
+
+    async def get(self, source_id: int) -> Source | None:
+        row = await self._db.fetchone(
+            f"SELECT {_COLUMNS} FROM content_sources WHERE id = :id", {"id": source_id}
+        )
+        return _source(row) if row else None
+
+    async def get_by_url(self, url: str) -> Source | None:
+        row = await self._db.fetchone(
+            f"SELECT {_COLUMNS} FROM content_sources WHERE url = :url", {"url": url}
+        )
+        return _source(row) if row else None

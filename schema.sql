@@ -1,0 +1,70 @@
+-- rssd schema, applied idempotently at every start-up (rssd/repo/db.py).
+-- The version lives in PRAGMA user_version; older databases are brought up to date by the
+-- migrations in rssd/repo/migrations.py before this file runs. Keep both in step.
+-- Timestamps are ISO 8601 UTC text ("2026-11-29T01:54:58.123Z"), which sorts as time does.
+
+CREATE TABLE IF NOT EXISTS content_sources (
+    id               INTEGER PRIMARY KEY,
+    url              TEXT    NOT NULL UNIQUE,
+    name             TEXT,
+    interval_minutes INTEGER NOT NULL CHECK (interval_minutes > 0),
+    timeout_seconds  REAL    NOT NULL CHECK (timeout_seconds > 0),
+    enabled          INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+    created_at       TEXT    NOT NULL,
+    updated_at       TEXT    NOT NULL
+) STRICT;
+
+CREATE TABLE IF NOT EXISTS fetch_job (
+    id                INTEGER PRIMARY KEY,
+    content_source_id INTEGER NOT NULL REFERENCES content_sources (id) ON DELETE CASCADE,
+    status            TEXT    NOT NULL
+                      CHECK (status IN ('QUEUED', 'ONGOING', 'COMPLETED', 'FAILED')),
+    queued_at         TEXT    NOT NULL,
+    started_at        TEXT,
+    ended_at          TEXT,
+    error_code        TEXT CHECK (error_code IN (
+                          'timeout', 'dns', 'connection', 'tls', 'http_error', 'rate_limited',
+                          'gone', 'too_large', 'too_many_redirects', 'not_a_feed',
+                          'parse_error', 'interrupted', 'internal')),
+    error_message     TEXT,
+    posts_count       INTEGER NOT NULL DEFAULT 0,
+    http_status       INTEGER,
+    etag              TEXT,
+    last_modified     TEXT,
+    content_hash      TEXT,
+    bytes             INTEGER,
+    final_url         TEXT,
+    -- A FAILED job always says why; a COMPLETED one never carries an error.
+    CHECK ((status = 'FAILED') = (error_code IS NOT NULL))
+) STRICT;
+
+-- The guard against duplicate concurrent fetches, across processes too: at most one
+-- QUEUED or ONGOING job per source.
+CREATE UNIQUE INDEX IF NOT EXISTS fetch_job_one_active
+    ON fetch_job (content_source_id) WHERE status IN ('QUEUED', 'ONGOING');
+
+-- A source's latest job (the single source of truth for its state) without a scan.
+CREATE INDEX IF NOT EXISTS fetch_job_source_latest ON fetch_job (content_source_id, id);
+
+CREATE TABLE IF NOT EXISTS posts (
+    id                INTEGER PRIMARY KEY,
+    content_source_id INTEGER NOT NULL REFERENCES content_sources (id) ON DELETE CASCADE,
+    -- The job that last wrote the post; pruning old jobs keeps the post.
+    fetch_job_id      INTEGER REFERENCES fetch_job (id) ON DELETE SET NULL,
+    external_id       TEXT    NOT NULL,
+    title             TEXT,
+    url               TEXT,
+    author            TEXT,
+    summary           TEXT,
+    content           TEXT,
+    published_at      TEXT,
+    updated_at        TEXT,
+    created_at        TEXT    NOT NULL,
+    content_hash      TEXT    NOT NULL,
+    UNIQUE (content_source_id, external_id)
+) STRICT;
+
+-- Version 2: pruning fetch_job must not scan posts for the ON DELETE SET NULL, and the
+-- newest posts are listed by time.
+CREATE INDEX IF NOT EXISTS posts_fetch_job ON posts (fetch_job_id);
+CREATE INDEX IF NOT EXISTS posts_published ON posts (published_at);

@@ -1,0 +1,121 @@
+"""Shared fixtures: a real aiohttp server on 127.0.0.1, real SQLite files in tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from rssd.models.config import Config
+from rssd.repo.db import Database
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+class FeedServer:
+    """A loopback HTTP server whose routes a test sets: ``server.route("/x", handler)``."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Handler] = {}
+        self.hits: dict[str, int] = {}
+        self.requests: list[web.Request] = []
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def route(self, path: str, handler: Handler) -> str:
+        self.routes[path] = handler
+        return self.url(path)
+
+    def static(
+        self,
+        path: str,
+        body: bytes | str,
+        *,
+        content_type: str = "application/rss+xml",
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> str:
+        """Serve a fixed body; honours If-None-Match when an ETag header is given."""
+        data = body.encode() if isinstance(body, str) else body
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            etag = (headers or {}).get("ETag")
+            if etag and request.headers.get("If-None-Match") == etag:
+                return web.Response(status=304, headers={"ETag": etag})
+            return web.Response(
+                body=data, status=status, content_type=content_type, headers=headers
+            )
+
+        return self.route(path, handler)
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        self.hits[request.path] = self.hits.get(request.path, 0) + 1
+        self.requests.append(request)
+        handler = self.routes.get(request.path)
+        if handler is None:
+            return web.Response(status=404, text="no such route")
+        return await handler(request)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+@pytest.fixture
+async def feed_server() -> AsyncIterator[FeedServer]:
+    server = FeedServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await Database.open(tmp_path / "rssd.sqlite3")
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+def make_config(tmp_path: Path, urls: list[str], **settings: object) -> Config:
+    """A Config with one feed per URL and a database in tmp_path."""
+    return Config.model_validate(
+        {
+            "database": str(tmp_path / "rssd.sqlite3"),
+            "feeds": [{"url": url} for url in urls],
+            **settings,
+        }
+    )
+
+
+def rss(items: list[dict[str, str]], *, title: str = "Test feed") -> str:
+    """A small RSS 2.0 document; each item dict maps element name -> text."""
+    body = "".join(
+        "<item>" + "".join(f"<{k}>{v}</{k}>" for k, v in item.items()) + "</item>"
+        for item in items
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+        f"<title>{title}</title><link>http://example.org/</link>"
+        f"<description>test</description>{body}</channel></rss>"
+    )
