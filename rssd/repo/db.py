@@ -38,27 +38,31 @@ def schema_sql() -> str:
 
 
 class Tx:
-    """The statements of one open transaction; only valid inside ``Database.write``."""
+    """Statements on the connection while ``Database`` holds its lock.
+
+    Each method is one hop to aiosqlite's thread (the hops, not SQLite, are what a fetch's
+    bookkeeping costs): rows are fetched and the statement finished in the same hop.
+    """
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
 
     async def execute(self, sql: str, params: Params | None = None) -> int:
-        """Run one statement; return the rows it changed (its own, never another task's)."""
-        async with self._conn.execute(sql, params or {}) as cursor:
-            return cursor.rowcount
+        """Run one statement without result rows; return the rows it changed (its own)."""
+        cursor = await self._conn.execute(sql, params or {})
+        return cursor.rowcount
 
     async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
         await self._conn.executemany(sql, rows)
 
-    async def fetchone(self, sql: str, params: Params | None = None) -> sqlite3.Row | None:
-        async with self._conn.execute(sql, params or {}) as cursor:
-            return await cursor.fetchone()
-
     async def fetchall(self, sql: str, params: Params | None = None) -> list[sqlite3.Row]:
-        async with self._conn.execute(sql, params or {}) as cursor:
-            rows = await cursor.fetchall()
+        """Run a statement that returns rows (SELECT, or RETURNING) to completion."""
+        rows = await self._conn.execute_fetchall(sql, params or {})
         return list(rows)
+
+    async def fetchone(self, sql: str, params: Params | None = None) -> sqlite3.Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
 
 class Database:
@@ -139,13 +143,7 @@ class Database:
         (commit or rollback) before the cancellation is delivered, so nothing half-written
         stays open on the shared connection.
         """
-        task = asyncio.ensure_future(self._run_write(work))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if not task.done():
-                await asyncio.wait([task])
-            raise
+        return await _shielded(self._run_write(work))
 
     async def _run_write(self, work: Callable[[Tx], Awaitable[T]]) -> T:
         async with self._lock:
@@ -157,6 +155,18 @@ class Database:
                 raise
             await self._conn.execute("COMMIT")
             return result
+
+    async def write_one(self, sql: str, params: Params | None = None) -> list[sqlite3.Row]:
+        """One write statement as its own (implicit, atomic) transaction: a single hop.
+
+        Shielded like ``write``; returns the RETURNING rows, if any.
+        """
+
+        async def run() -> list[sqlite3.Row]:
+            async with self._lock:
+                return await Tx(self._conn).fetchall(sql, params)
+
+        return await _shielded(run())
 
     async def read(self, work: Callable[[Tx], Awaitable[T]]) -> T:
         """Run read-only statements under the lock so they never land inside a write."""
@@ -181,6 +191,17 @@ class Database:
     async def close(self) -> None:
         async with self._lock:
             await self._conn.close()
+
+
+async def _shielded(work: Awaitable[T]) -> T:
+    """Await ``work`` to its end even if the caller is cancelled, then deliver the cancel."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.done():
+            await asyncio.wait([task])
+        raise
 
 
 def _statements(script: str) -> list[str]:

@@ -41,20 +41,17 @@ class FetchJobRepo:
     async def queue_job(self, source_id: int) -> FetchJob | None:
         """A new QUEUED job, or None when the source already has an active one."""
 
-        async def work(tx: Tx) -> FetchJob | None:
-            try:
-                row = await tx.fetchone(
-                    f"INSERT INTO fetch_job (content_source_id, status, queued_at) "
-                    f"VALUES (:source_id, 'QUEUED', :now) RETURNING {_COLUMNS}",
-                    {"source_id": source_id, "now": now_iso()},
-                )
-            except sqlite3.IntegrityError as exc:
-                if "fetch_job.content_source_id" in str(exc):
-                    return None
-                raise
-            return _job(row)
-
-        return await self._db.write(work)
+        try:
+            rows = await self._db.write_one(
+                f"INSERT INTO fetch_job (content_source_id, status, queued_at) "
+                f"VALUES (:source_id, 'QUEUED', :now) RETURNING {_COLUMNS}",
+                {"source_id": source_id, "now": now_iso()},
+            )
+        except sqlite3.IntegrityError as exc:
+            if "fetch_job.content_source_id" in str(exc):  # fetch_job_one_active
+                return None
+            raise
+        return _job(rows[0])
 
     async def mark_ongoing(self, job_id: int) -> FetchJob | None:
         """QUEUED -> ONGOING."""
@@ -77,22 +74,30 @@ class FetchJobRepo:
         restart already recorded it as interrupted.
         """
 
+        params = {"id": job_id, **meta.model_dump()}
+        complete = (
+            f"UPDATE fetch_job SET status = 'COMPLETED', ended_at = :now, "
+            f"posts_count = :posts_count, {_META} "
+            f"WHERE id = :id AND status = 'ONGOING' RETURNING {_COLUMNS}"
+        )
+        if not posts:  # a 304 or an unchanged body: one statement, one hop
+            rows = await self._db.write_one(
+                complete, {**params, "now": now_iso(), "posts_count": 0}
+            )
+            job = _job(rows[0]) if rows else None
+            return (job, UpsertCounts(0, 0)) if job else None
+
         async def work(tx: Tx) -> tuple[FetchJob, UpsertCounts] | None:
-            status = await tx.fetchone(
-                "SELECT status, content_source_id FROM fetch_job WHERE id = :id", {"id": job_id}
-            )
-            if status is None or status["status"] != FetchJobStatus.ONGOING:
-                return None
-            counts = await upsert_in(tx, status["content_source_id"], job_id, posts)
-            row = await tx.fetchone(
-                f"UPDATE fetch_job SET status = 'COMPLETED', ended_at = :now, "
-                f"posts_count = :posts_count, {_META} "
-                f"WHERE id = :id AND status = 'ONGOING' RETURNING {_COLUMNS}",
-                {"id": job_id, "now": now_iso(), "posts_count": counts.new, **meta.model_dump()},
-            )
-            job = _job(row)
-            assert job is not None  # the SELECT above saw it ONGOING inside this transaction
-            return job, counts
+            job = _job(await tx.fetchone(complete, {**params, "now": now_iso(), "posts_count": 0}))
+            if job is None:
+                return None  # not ONGOING: nothing was written, nothing will be
+            counts = await upsert_in(tx, job.content_source_id, job_id, posts)
+            if counts.new:
+                await tx.execute(
+                    "UPDATE fetch_job SET posts_count = :new WHERE id = :id",
+                    {"new": counts.new, "id": job_id},
+                )
+            return job.model_copy(update={"posts_count": counts.new}), counts
 
         return await self._db.write(work)
 
@@ -125,10 +130,8 @@ class FetchJobRepo:
             f"WHERE id = :id AND status IN ({allowed}) RETURNING {_COLUMNS}"
         )
 
-        async def work(tx: Tx) -> FetchJob | None:
-            return _job(await tx.fetchone(sql, {**params, "id": job_id, "now": now_iso()}))
-
-        return await self._db.write(work)
+        rows = await self._db.write_one(sql, {**params, "id": job_id, "now": now_iso()})
+        return _job(rows[0]) if rows else None
 
     async def get(self, job_id: int) -> FetchJob | None:
         return _job(
@@ -164,15 +167,13 @@ class FetchJobRepo:
     async def fail_active(self, message: str) -> int:
         """Every QUEUED/ONGOING job -> FAILED ``interrupted``: start-up recovery after a crash."""
 
-        async def work(tx: Tx) -> int:
-            return await tx.execute(
-                "UPDATE fetch_job SET status = 'FAILED', ended_at = :now, "
-                "error_code = 'interrupted', error_message = :message "
-                "WHERE status IN ('QUEUED', 'ONGOING')",
-                {"now": now_iso(), "message": message},
-            )
-
-        return await self._db.write(work)
+        rows = await self._db.write_one(
+            "UPDATE fetch_job SET status = 'FAILED', ended_at = :now, "
+            "error_code = 'interrupted', error_message = :message "
+            "WHERE status IN ('QUEUED', 'ONGOING') RETURNING id",
+            {"now": now_iso(), "message": message},
+        )
+        return len(rows)
 
     async def prune(self, older_than: str, batch: int = 2000) -> int:
         """Delete finished jobs that ended before ``older_than``, in short batches.
