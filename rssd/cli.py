@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+
+from structlog.stdlib import BoundLogger
 
 from rssd import __version__, logs
 from rssd.daemon.lock import LockedError
@@ -135,4 +140,21 @@ def run(path: Path, *, once: bool) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
+    _abandon_stuck_threads(log)
     return EXIT_OK
+
+
+def _abandon_stuck_threads(log: BoundLogger) -> None:
+    """Exit now if a non-daemon thread would hold the process open after a clean stop.
+
+    Everything that matters is closed and on disk by now; a library thread stuck in a
+    system call must not turn ``systemctl stop`` into a SIGKILL after TimeoutStopSec.
+    """
+    stuck = [
+        t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon
+    ]
+    if stuck:
+        log.warning("daemon.threads_abandoned", threads=stuck)
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(EXIT_OK)

@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from rssd.daemon.lag import LagProbe
 from rssd.daemon.pipeline import JobReport, Pipeline
 from rssd.daemon.startup import daemon_session
 from rssd.fetch.fetcher import Fetcher
@@ -47,11 +48,15 @@ class RunSummary:
 async def run_once(config: Config) -> RunSummary:
     """Sync sources from config, fetch each enabled one once, log ``run.summary``."""
     started = time.monotonic()
+    lag = LagProbe()
     async with daemon_session(config) as db:
         sources = await SourceRepo(db).list(enabled_only=True)
         async with Fetcher(config) as fetcher:
             pipeline = Pipeline(db, fetcher)
+            lag.start()
             reports = list(await asyncio.gather(*(pipeline.run(s) for s in sources)))
+            # Pipeline.run records every failure itself and does not raise.
+            await lag.stop()
     summary = RunSummary.of(reports, int((time.monotonic() - started) * 1000))
     log.info(
         "run.summary",
@@ -63,5 +68,6 @@ async def run_once(config: Config) -> RunSummary:
         posts_updated=summary.posts_updated,
         elapsed_ms=summary.elapsed_ms,
         errors=summary.errors,
+        loop_lag_max_ms=lag.take_max(),
     )
     return summary

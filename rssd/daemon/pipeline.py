@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
+from rssd.clock import to_iso, utcnow
 from rssd.fetch.fetcher import Fetcher, FetchResult, Outcome, Validators
 from rssd.logs import get_logger
 from rssd.models.dto import ErrorCode, FetchJob, FetchJobStatus, Source
@@ -18,6 +20,10 @@ from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
 
 log = get_logger("rssd.fetch")
+
+#: An active job older than this cannot be running any more (a fetch is bounded by its
+#: timeouts, a queue wait by the launch limit): it is failed so the source can move on.
+STALE_JOB_AFTER = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -48,15 +54,28 @@ class Pipeline:
 
     async def run(self, source: Source) -> JobReport:
         """Fetch ``source`` once. Never raises, except CancelledError (after recording it)."""
-        job = await self.jobs.queue_job(source.id)
+        started = time.monotonic()
+        try:
+            job = await self._queue(source)
+        except Exception as exc:  # the database refused the write (locked too long, full)
+            message = f"cannot queue a fetch job: {type(exc).__name__}: {exc}"
+            log.error(
+                "fetch.failed",
+                source_id=source.id,
+                url=source.url,
+                error_code=ErrorCode.INTERNAL.value,
+                error_message=message,
+            )
+            return JobReport(
+                source.id, source.url, None, FetchJobStatus.FAILED, ErrorCode.INTERNAL, message
+            )
         if job is None:
             log.info("fetch.skipped", source_id=source.id, url=source.url, reason="job_active")
             return JobReport(source.id, source.url, None, None)
-        started = time.monotonic()
         try:
             return await self._attempt(source, job, started)
         except asyncio.CancelledError:
-            await self.jobs.mark_failed(job.id, ErrorCode.INTERRUPTED, "fetch cancelled (shutdown)")
+            await self._fail(job.id, ErrorCode.INTERRUPTED, "fetch cancelled (shutdown)")
             log.warning(
                 "fetch.failed",
                 source_id=source.id,
@@ -68,7 +87,7 @@ class Pipeline:
             raise
         except Exception as exc:
             message = f"{type(exc).__name__}: {exc}"
-            await self.jobs.mark_failed(job.id, ErrorCode.INTERNAL, message)
+            await self._fail(job.id, ErrorCode.INTERNAL, message)
             log.exception(
                 "fetch.failed",
                 source_id=source.id,
@@ -87,6 +106,37 @@ class Pipeline:
                 message,
                 duration_ms=_ms(started),
             )
+
+    async def _queue(self, source: Source) -> FetchJob | None:
+        """Queue a job; an active job older than STALE_JOB_AFTER is failed first.
+
+        Such a job is left over from a write that failed twice (a database locked or full
+        at the worst moment): without this the source would stay blocked until a restart.
+        """
+        job = await self.jobs.queue_job(source.id)
+        if job is None:
+            cutoff = to_iso(utcnow() - STALE_JOB_AFTER)
+            if await self.jobs.fail_stale(source.id, cutoff):
+                log.warning("jobs.stale_failed", source_id=source.id, url=source.url)
+                job = await self.jobs.queue_job(source.id)
+        return job
+
+    async def _fail(self, job_id: int, code: ErrorCode, message: str) -> None:
+        """Record a failure, retrying while the database is busy; never raises."""
+        for attempt in range(3):
+            try:
+                await self.jobs.mark_failed(job_id, code, message)
+                return
+            except Exception as exc:
+                if attempt == 2:
+                    log.error(
+                        "job.unrecorded",
+                        job_id=job_id,
+                        error_code=code.value,
+                        error_message=repr(exc),
+                    )
+                    return
+                await asyncio.sleep(1 + attempt)
 
     async def _attempt(self, source: Source, job: FetchJob, started: float) -> JobReport:
         ongoing = await self.jobs.mark_ongoing(job.id)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from rssd.clock import parse_iso, to_iso, utcnow
 from rssd.daemon import notify
+from rssd.daemon.lag import LagProbe
 from rssd.daemon.pipeline import JobReport, Pipeline
 from rssd.daemon.schedule import Hints, History, Policy, next_due
 from rssd.daemon.startup import daemon_session, sync_sources
@@ -38,7 +39,6 @@ log = get_logger("rssd.daemon")
 WATCH_SECONDS = 1.0
 STATS_SECONDS = 60.0
 PRUNE_SECONDS = 3600.0
-LAG_PROBE_SECONDS = 0.25
 #: A permanent redirect seen this many times in a row makes us fetch the new URL directly.
 MOVED_AFTER = 2
 
@@ -63,11 +63,9 @@ class Stats:
     ok: int = 0
     failed: int = 0
     posts_new: int = 0
-    lag_max_ms: float = 0.0
 
     def reset(self) -> None:
         self.ok = self.failed = self.posts_new = 0
-        self.lag_max_ms = 0.0
 
 
 @dataclass
@@ -95,6 +93,7 @@ class Service:
         self.heap: list[_Due] = []
         self.in_flight: dict[int, asyncio.Task[JobReport]] = {}
         self.stats = Stats()
+        self.lag = LagProbe()
         self.stopping = asyncio.Event()
         self.wake = asyncio.Event()
         self.reload_requested = asyncio.Event()
@@ -121,9 +120,9 @@ class Service:
                 asyncio.create_task(self._scheduler(), name="scheduler"),
                 asyncio.create_task(self._watch_config(), name="config-watch"),
                 asyncio.create_task(self._housekeeping(), name="housekeeping"),
-                asyncio.create_task(self._lag_probe(), name="lag-probe"),
                 asyncio.create_task(self._watchdog(), name="watchdog"),
             ]
+            self.lag.start()
             notify.notify(f"READY=1\nSTATUS={self._status_line()}")
             log.info("daemon.ready", sources=len(self.states), pid=os.getpid())
             await self.stopping.wait()
@@ -132,6 +131,7 @@ class Service:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self.lag.stop()
             await self._drain()
         self._remove_signals()
         log.info("daemon.stopped")
@@ -257,8 +257,14 @@ class Service:
         self.wake.set()
         if task.cancelled() or self.stopping.is_set():
             return
-        report = task.result()
         state = self.states.get(source_id)
+        if task.exception() is not None:  # Pipeline.run does not raise; if it ever does:
+            log.error("fetch.crashed", source_id=source_id, exc_info=task.exception())
+            if state is not None and state.generation == generation:
+                state.history = History(ended_at=utcnow(), failures=state.history.failures + 1)
+                self._schedule(state)
+            return
+        report = task.result()
         if state is None or state.generation != generation:
             return  # removed or rescheduled by a reload while it ran
         self._record(state, report)
@@ -391,7 +397,7 @@ class Service:
             in_flight=len(self.in_flight),
             due_now=self.due_now(),
             sources=len(self.states),
-            loop_lag_max_ms=round(self.stats.lag_max_ms, 1),
+            loop_lag_max_ms=self.lag.take_max(),
             database_bytes=_database_bytes(self.config.database),
         )
         notify.notify(f"STATUS={self._status_line()}")
@@ -402,14 +408,6 @@ class Service:
             f"{len(self.states)} sources, {len(self.in_flight)} fetching, "
             f"last minute: {self.stats.ok} ok, {self.stats.failed} failed"
         )
-
-    async def _lag_probe(self) -> None:
-        """How late the loop wakes a sleeper: the event loop's responsiveness, measured."""
-        while True:
-            start = time.monotonic()
-            await asyncio.sleep(LAG_PROBE_SECONDS)
-            lag = (time.monotonic() - start - LAG_PROBE_SECONDS) * 1000
-            self.stats.lag_max_ms = max(self.stats.lag_max_ms, lag)
 
     async def _watchdog(self) -> None:
         """WATCHDOG=1 only while the scheduler loop turns and the database answers."""

@@ -9,7 +9,6 @@ that each hop's scheme is checked and permanent moves are noticed.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ssl
 import zlib
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from rssd.fetch.digest import content_digest
 from rssd.models.dto import ErrorCode
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -179,7 +179,7 @@ async def _finish(
         last_modified=resp.headers.get("Last-Modified"),
         content_type=resp.headers.get("Content-Type"),
         body=body,
-        content_hash=hashlib.sha256(body).hexdigest(),
+        content_hash=content_digest(body),
         size=len(body),
         moved_permanently=moved,
         hints=hints(resp.headers),

@@ -175,6 +175,17 @@ class FetchJobRepo:
         )
         return len(rows)
 
+    async def fail_stale(self, source_id: int, queued_before: str) -> int:
+        """Fail the source's active job if it was queued before ``queued_before``."""
+        rows = await self._db.write_one(
+            "UPDATE fetch_job SET status = 'FAILED', ended_at = :now, error_code = 'internal', "
+            "error_message = 'stale: still active long after any fetch could have ended' "
+            "WHERE content_source_id = :source_id AND status IN ('QUEUED', 'ONGOING') "
+            "AND queued_at < :cutoff RETURNING id",
+            {"source_id": source_id, "cutoff": queued_before, "now": now_iso()},
+        )
+        return len(rows)
+
     async def prune(self, older_than: str, batch: int = 2000) -> int:
         """Delete finished jobs that ended before ``older_than``, in short batches.
 

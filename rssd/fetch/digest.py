@@ -1,0 +1,39 @@
+"""The body fingerprint that decides whether a 200 needs parsing at all.
+
+Many feeds change on every request while their entries do not: a build timestamp, a
+``<lastBuildDate>``, a rotating ad in the channel. Hashing the whole body would parse those
+feeds every time (issue #5, "timestamp churn"). So the fingerprint covers the bytes from
+the first entry's start tag to the last entry's end tag (``<item>``/``<entry>``, with or
+without a namespace prefix); a document in which no entry is found is fingerprinted whole.
+The scan is a byte search, not a parse: it only has to be deterministic, since any change
+in an entry's bytes changes the fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+_START = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(?:item|entry)[\s>/]")
+_END = re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?(?:item|entry)\s*>")
+
+
+def entries_span(body: bytes) -> tuple[int, int] | None:
+    """Byte offsets of the entries region, or None when the body has no entries."""
+    start = _START.search(body)
+    if start is None:
+        return None
+    end = None
+    for end in _END.finditer(body, start.start()):
+        pass
+    if end is None:
+        return None
+    return start.start(), end.end()
+
+
+def content_digest(body: bytes) -> str:
+    """SHA-256 of the entries region, or of the whole body when it has no entries."""
+    span = entries_span(body)
+    if span is None:
+        return hashlib.sha256(body).hexdigest()
+    return "e:" + hashlib.sha256(memoryview(body)[span[0] : span[1]]).hexdigest()
