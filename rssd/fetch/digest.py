@@ -23,12 +23,12 @@ def entries_span(body: bytes) -> tuple[int, int] | None:
     start = _START.search(body)
     if start is None:
         return None
-    end = None
-    for end in _END.finditer(body, start.start()):
-        pass
-    if end is None:
+    last = None
+    for match in _END.finditer(body, start.start()):
+        last = match
+    if last is None:
         return None
-    return start.start(), end.end()
+    return start.start(), last.end()
 
 
 def content_digest(body: bytes) -> str:
