@@ -77,18 +77,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise AssertionError(args.command)
 
 
-def _load(path: Path) -> Config | None:
+def _load(path: Path) -> Config | ConfigError:
+    """The config, or the error after printing every problem to stderr for the operator."""
     try:
         return load_config(path)
     except ConfigError as exc:
         for line in exc.errors:
             print(f"{path}: {line}", file=sys.stderr)
-        return None
+        return exc
 
 
 def check_config(path: Path) -> int:
     config = _load(path)
-    if config is None:
+    if isinstance(config, ConfigError):
         return EXIT_FAILURE
     print(describe_config(path, config))
     return EXIT_OK
@@ -120,11 +121,12 @@ def describe_config(path: Path, config: Config) -> str:
 
 def run(path: Path, *, once: bool) -> int:
     config = _load(path)
-    logs.configure(config.log_level if config else "info")
-    log = logs.get_logger("rssd.daemon")
-    if config is None:
-        log.error("config.invalid", path=str(path))
+    if isinstance(config, ConfigError):
+        logs.configure("info")
+        logs.get_logger("rssd.daemon").error("config.invalid", path=str(path), errors=config.errors)
         return EXIT_FAILURE
+    logs.configure(config.log_level)
+    log = logs.get_logger("rssd.daemon")
     try:
         if once:
             asyncio.run(run_once(config))

@@ -159,7 +159,7 @@ class Pipeline:
                 result.error_message,
                 result.meta.http_status,
                 duration_ms=_ms(started),
-                result=result,
+                result=result.without_posts(),
             )
             log.warning(
                 "fetch.failed",
@@ -197,7 +197,7 @@ class Pipeline:
             posts_new=counts.new,
             posts_updated=counts.updated,
             duration_ms=_ms(started),
-            result=result,
+            result=result.without_posts(),
         )
         log.info(
             "fetch.completed",
