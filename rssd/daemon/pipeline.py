@@ -52,8 +52,9 @@ class Pipeline:
         self.jobs = FetchJobRepo(db)
         self.fetcher = fetcher
 
-    async def run(self, source: Source) -> JobReport:
-        """Fetch ``source`` once. Never raises, except CancelledError (after recording it)."""
+    async def run(self, source: Source, fetch_url: str | None = None) -> JobReport:
+        """Fetch ``source`` once (from ``fetch_url`` if it moved). Never raises, except
+        CancelledError (after recording it)."""
         started = time.monotonic()
         try:
             job = await self._queue(source)
@@ -73,7 +74,7 @@ class Pipeline:
             log.info("fetch.skipped", source_id=source.id, url=source.url, reason="job_active")
             return JobReport(source.id, source.url, None, None)
         try:
-            return await self._attempt(source, job, started)
+            return await self._attempt(source, job, started, fetch_url)
         except asyncio.CancelledError:
             await self._fail(job.id, ErrorCode.INTERRUPTED, "fetch cancelled (shutdown)")
             log.warning(
@@ -138,13 +139,15 @@ class Pipeline:
                     return
                 await asyncio.sleep(1 + attempt)
 
-    async def _attempt(self, source: Source, job: FetchJob, started: float) -> JobReport:
+    async def _attempt(
+        self, source: Source, job: FetchJob, started: float, fetch_url: str | None
+    ) -> JobReport:
         ongoing = await self.jobs.mark_ongoing(job.id)
         if ongoing is None:
             # Another process ended this job between our two statements (start-up recovery).
             return JobReport(source.id, source.url, job.id, await self.jobs.get_status(job.id))
         previous = await self.jobs.get_latest_completed(source.id)
-        result = await self.fetcher.fetch(source, Validators.from_job(previous))
+        result = await self.fetcher.fetch(source, Validators.from_job(previous), fetch_url)
         if result.outcome is Outcome.FAILED:
             assert result.error_code is not None
             await self.jobs.mark_failed(

@@ -241,9 +241,9 @@ class Service:
     def _launch(self, state: SourceState) -> None:
         assert self._pipeline is not None
         source = state.source
-        if state.moved_to:
-            source = source.model_copy(update={"url": state.moved_to})
-        task = asyncio.create_task(self._pipeline.run(source), name=f"fetch-{source.id}")
+        task = asyncio.create_task(
+            self._pipeline.run(source, state.moved_to), name=f"fetch-{source.id}"
+        )
         self.in_flight[source.id] = task
         generation = state.generation
 
@@ -279,6 +279,8 @@ class Service:
             state.history = History(ended_at=now)
         elif report.status is FetchJobStatus.FAILED:
             self.stats.failed += 1
+            if state.moved_to:  # the new location failed: go back to the configured URL
+                state.moved_to, state.moved_seen = None, 0
             interrupted = report.error_code is ErrorCode.INTERRUPTED
             state.history = History(
                 ended_at=now,

@@ -129,7 +129,9 @@ class Fetcher:
             self._hosts = HostLimiter(config.max_per_host)
         self.config = config
 
-    async def fetch(self, source: Source, validators: Validators) -> FetchResult:
+    async def fetch(
+        self, source: Source, validators: Validators, fetch_url: str | None = None
+    ) -> FetchResult:
         """Download under both limits, then parse still holding the global slot.
 
         The per-host slot covers the download only (politeness is about sockets). The global
@@ -145,10 +147,10 @@ class Fetcher:
         )
         async with self._semaphore:
             try:
-                async with self._hosts.hold(source.url):
+                async with self._hosts.hold(fetch_url or source.url):
                     response = await get(
                         self._session,
-                        source.url,
+                        fetch_url or source.url,
                         limits,
                         etag=validators.etag,
                         last_modified=validators.last_modified,
@@ -161,9 +163,11 @@ class Fetcher:
                     error_message=exc.message,
                     hints=hints(exc.headers),
                 )
-            return await self._interpret(response, validators)
+            return await self._interpret(response, validators, base_url=source.url)
 
-    async def _interpret(self, response: HttpResponse, validators: Validators) -> FetchResult:
+    async def _interpret(
+        self, response: HttpResponse, validators: Validators, *, base_url: str
+    ) -> FetchResult:
         if response.not_modified:
             # Carry the validators forward so the next fetch is conditional too.
             meta = FetchMeta(
@@ -195,9 +199,12 @@ class Fetcher:
                 moved_permanently=response.moved_permanently,
                 hints=response.hints,
             )
+        # The base for relative links and ids is the configured URL, not where a redirect
+        # led: feedparser resolves a guid like "post-1" against it, and the post's identity
+        # must not change when the feed moves (or is fetched at its new URL).
         parsed = await self._pool.parse(
             response.body,
-            response.final_url,
+            base_url,
             response.content_type,
             sanitize=self.config.sanitize_html,
         )
