@@ -129,7 +129,9 @@ def run(path: Path, *, once: bool) -> int:
     log = logs.get_logger("rssd.daemon")
     try:
         if once:
-            asyncio.run(run_once(config))
+            summary = asyncio.run(run_once(config))
+            if summary.interrupted_by is not None:
+                return 128 + summary.interrupted_by.value
         else:
             asyncio.run(run_service(path, config))
     except LockedError as exc:

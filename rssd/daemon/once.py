@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from rssd.daemon.lag import LagProbe
@@ -13,7 +16,7 @@ from rssd.daemon.startup import daemon_session
 from rssd.fetch.fetcher import Fetcher
 from rssd.logs import get_logger
 from rssd.models.config import Config
-from rssd.models.dto import FetchJobStatus
+from rssd.models.dto import ErrorCode, FetchJobStatus
 from rssd.repo.sources import SourceRepo
 
 log = get_logger("rssd.daemon")
@@ -29,9 +32,13 @@ class RunSummary:
     posts_updated: int
     elapsed_ms: int
     errors: dict[str, int] = field(default_factory=dict)
+    #: The signal that cut the run short, if one did (its fetches are ``interrupted``).
+    interrupted_by: signal.Signals | None = None
 
     @classmethod
-    def of(cls, reports: list[JobReport], elapsed_ms: int) -> RunSummary:
+    def of(
+        cls, reports: list[JobReport], elapsed_ms: int, interrupted_by: signal.Signals | None
+    ) -> RunSummary:
         errors = Counter(r.error_code.value for r in reports if r.error_code is not None)
         return cls(
             sources=len(reports),
@@ -42,6 +49,7 @@ class RunSummary:
             posts_updated=sum(r.posts_updated for r in reports),
             elapsed_ms=elapsed_ms,
             errors=dict(errors),
+            interrupted_by=interrupted_by,
         )
 
 
@@ -49,15 +57,28 @@ async def run_once(config: Config) -> RunSummary:
     """Sync sources from config, fetch each enabled one once, log ``run.summary``."""
     started = time.monotonic()
     lag = LagProbe()
+    stopped: list[signal.Signals] = []
     async with daemon_session(config) as db:
         sources = await SourceRepo(db).list(enabled_only=True)
         async with Fetcher(config) as fetcher:
             pipeline = Pipeline(db, fetcher)
             lag.start()
-            reports = list(await asyncio.gather(*(pipeline.run(s) for s in sources)))
-            # Pipeline.run records every failure itself and does not raise.
+            tasks = [asyncio.create_task(pipeline.run(s)) for s in sources]
+            with _cancel_on_signals(tasks, stopped):
+                # Pipeline.run records every failure itself; a cancelled one records
+                # ``interrupted`` before it ends.
+                results = await asyncio.gather(*tasks, return_exceptions=True)
             await lag.stop()
-    summary = RunSummary.of(reports, int((time.monotonic() - started) * 1000))
+    reports = [
+        result
+        if isinstance(result, JobReport)
+        else JobReport(
+            source.id, source.url, None, FetchJobStatus.FAILED, ErrorCode.INTERRUPTED, repr(result)
+        )
+        for source, result in zip(sources, results, strict=True)
+    ]
+    elapsed_ms = int((time.monotonic() - started) * 1000)
+    summary = RunSummary.of(reports, elapsed_ms, stopped[0] if stopped else None)
     log.info(
         "run.summary",
         sources=summary.sources,
@@ -69,5 +90,29 @@ async def run_once(config: Config) -> RunSummary:
         elapsed_ms=summary.elapsed_ms,
         errors=summary.errors,
         loop_lag_max_ms=lag.take_max(),
+        interrupted_by=summary.interrupted_by.name if summary.interrupted_by else None,
     )
     return summary
+
+
+@contextmanager
+def _cancel_on_signals(
+    tasks: list[asyncio.Task[JobReport]], stopped: list[signal.Signals]
+) -> Iterator[None]:
+    """SIGTERM/SIGINT cancel the run's fetches (recorded ``interrupted``) instead of
+    killing the process with jobs left ONGOING."""
+    loop = asyncio.get_running_loop()
+
+    def stop(sig: signal.Signals) -> None:
+        log.warning("run.interrupted", signal=sig.name)
+        stopped.append(sig)
+        for task in tasks:
+            task.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop, sig)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
