@@ -62,6 +62,7 @@ async def run_once(config: Config) -> RunSummary:
         sources = await SourceRepo(db).list(enabled_only=True)
         async with Fetcher(config) as fetcher:
             pipeline = Pipeline(db, fetcher)
+            await pipeline.preload()
             lag.start()
             tasks = [asyncio.create_task(pipeline.run(s)) for s in sources]
             with _cancel_on_signals(tasks, stopped):

@@ -115,6 +115,7 @@ class Service:
         async with Fetcher(self.config) as fetcher:
             self._fetcher = fetcher
             self._pipeline = Pipeline(db, fetcher)
+            await self._pipeline.preload()
             self._install_signals()
             tasks = [
                 asyncio.create_task(self._scheduler(), name="scheduler"),

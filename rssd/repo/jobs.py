@@ -164,6 +164,16 @@ class FetchJobRepo:
             )
         )
 
+    async def latest_completed_all(self) -> dict[int, FetchJob]:
+        """Every source's newest COMPLETED job in one query (validators for a whole run)."""
+        rows = await self._db.fetchall(
+            f"SELECT {_COLUMNS} FROM fetch_job WHERE id IN ("
+            f"SELECT (SELECT id FROM fetch_job WHERE content_source_id = s.id "
+            f"AND status = 'COMPLETED' ORDER BY id DESC LIMIT 1) FROM content_sources s)"
+        )
+        jobs = (_job(row) for row in rows)
+        return {job.content_source_id: job for job in jobs if job is not None}
+
     async def fail_active(self, message: str) -> int:
         """Every QUEUED/ONGOING job -> FAILED ``interrupted``: start-up recovery after a crash."""
 
