@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import sqlite3
 import sys
 import threading
 from collections.abc import Sequence
@@ -141,6 +142,10 @@ def run(path: Path, *, once: bool) -> int:
     except DatabaseError as exc:
         log.error("database.unusable", error_message=str(exc), database=str(config.database))
         print(f"rssd: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except sqlite3.Error as exc:  # e.g. the disk filled up: committed data is intact
+        log.exception("database.error", error_message=str(exc), database=str(config.database))
+        print(f"rssd: database error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
