@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import email.utils
 import hashlib
 import json
 import re
@@ -43,9 +44,51 @@ def to_utc_iso(parsed: object) -> str | None:
         return None
 
 
+def _own(entry: Mapping[str, Any], key: str) -> Any:
+    """A key the entry really has. FeedParserDict.get falls back between keys
+    (updated -> published) with a DeprecationWarning; dict.get does not."""
+    return dict.get(entry, key) if isinstance(entry, dict) else entry.get(key)
+
+
+def parse_date_text(text: object) -> str | None:
+    """Our own reading of a date feedparser gave up on: RFC 822 (with or without a weekday
+    or a zone) or ISO 8601. No zone means UTC (DESIGN.md); anything else is None."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    text = text.strip()
+    moment: datetime | None = None
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        return to_iso(moment)
+    except (OverflowError, ValueError):
+        return None
+
+
+def entry_date(entry: Mapping[str, Any], key: str) -> str | None:
+    """``published``/``updated`` as ISO UTC: feedparser's parse, else ours of the raw text."""
+    return to_utc_iso(_own(entry, f"{key}_parsed")) or parse_date_text(_own(entry, key))
+
+
+def _url(entry: Mapping[str, Any]) -> str | None:
+    """The entry's link. feedparser copies the id into ``link`` when there is none
+    (``guidislink``); an Atom id like ``tag:`` or ``urn:`` is no link to store."""
+    link = clean_text(_own(entry, "link"))
+    if link and _own(entry, "guidislink") and not link.lower().startswith(("http:", "https:")):
+        return None
+    return link
+
+
 def _content(entry: Mapping[str, Any]) -> str | None:
     """The entry's full content: prefer an HTML part, else the first part."""
-    parts = entry.get("content") or []
+    parts = _own(entry, "content") or []
     if not isinstance(parts, list) or not parts:
         return None
     html = [part for part in parts if "html" in str(part.get("type", ""))]
@@ -62,16 +105,16 @@ def content_hash(fields: Mapping[str, str | None]) -> str:
 def entry_to_post(entry: Mapping[str, Any]) -> PostCreate:
     """One entry -> PostCreate. external_id: id/guid, else link, else a hash of the content."""
     fields = {
-        "title": clean_text(entry.get("title")),
-        "url": clean_text(entry.get("link")),
-        "author": clean_text(entry.get("author")),
-        "summary": clean_text(entry.get("summary")),
+        "title": clean_text(_own(entry, "title")),
+        "url": _url(entry),
+        "author": clean_text(_own(entry, "author")),
+        "summary": clean_text(_own(entry, "summary")),
         "content": _content(entry),
-        "published_at": to_utc_iso(entry.get("published_parsed")),
-        "updated_at": to_utc_iso(entry.get("updated_parsed")),
+        "published_at": entry_date(entry, "published"),
+        "updated_at": entry_date(entry, "updated"),
     }
     digest = content_hash(fields)
-    external_id = clean_text(entry.get("id")) or fields["url"] or f"sha256:{digest}"
+    external_id = clean_text(_own(entry, "id")) or fields["url"] or f"sha256:{digest}"
     return PostCreate(external_id=external_id, content_hash=digest, **fields)
 
 

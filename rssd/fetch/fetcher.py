@@ -95,16 +95,17 @@ class Fetcher:
         self._owns_pool = parse_pool is None
 
     async def __aenter__(self) -> Fetcher:
+        # No limits in the connector: rssd's own semaphores limit (and a reload can change
+        # them); the connector only pools connections.
         connector = aiohttp.TCPConnector(
-            limit=self.config.max_concurrency,
-            limit_per_host=self.config.max_per_host,
+            limit=0,
+            limit_per_host=0,
             ttl_dns_cache=300,
             resolver=DaemonThreadResolver(),
         )
         await self._pool.start()
         self._session = aiohttp.ClientSession(
             connector=connector,
-            headers={"User-Agent": self.config.user_agent},
             auto_decompress=False,
             timeout=aiohttp.ClientTimeout(total=None),
         )
@@ -154,6 +155,7 @@ class Fetcher:
                         limits,
                         etag=validators.etag,
                         last_modified=validators.last_modified,
+                        user_agent=self.config.user_agent,
                     )
             except FetchError as exc:
                 return FetchResult(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -19,6 +18,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from rssd.fetch.digest import content_digest
+from rssd.fetch.inflate import InflateError, Inflater
 from rssd.models.dto import ErrorCode
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -88,9 +88,12 @@ async def get(
     *,
     etag: str | None = None,
     last_modified: str | None = None,
+    user_agent: str | None = None,
 ) -> HttpResponse:
     """GET ``url`` within ``limits``; raise FetchError for every failure."""
     headers = {"Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"}
+    if user_agent:
+        headers["User-Agent"] = user_agent
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
@@ -213,72 +216,28 @@ async def read_bounded(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
     encoding = (resp.headers.get("Content-Encoding") or "identity").strip().lower()
     if declared is not None and declared > max_bytes:
         raise too_large
-    inflater = _inflater(encoding, resp)
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in resp.content.iter_chunked(65536):
-        if inflater is None:
-            pieces = [chunk]
-        else:
-            pieces = _inflate(inflater, chunk, max_bytes - size + 1, resp)
-        for piece in pieces:
-            size += len(piece)
+    try:
+        inflater = None if encoding in ("identity", "") else Inflater(encoding)
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(65536):
+            pieces = [chunk] if inflater is None else inflater.feed(chunk, max_bytes - size + 1)
+            for piece in pieces:
+                size += len(piece)
+                if size > max_bytes:
+                    raise too_large
+                parts.append(piece)
+        if inflater is not None:
+            tail = inflater.finish()
+            size += len(tail)
             if size > max_bytes:
                 raise too_large
-            parts.append(piece)
-    if inflater is not None:
-        try:
-            tail = inflater.flush()
-        except zlib.error as exc:
-            raise _corrupt(resp, exc) from exc
-        size += len(tail)
-        if size > max_bytes:
-            raise too_large
-        parts.append(tail)
+            parts.append(tail)
+    except InflateError as exc:
+        raise FetchError(
+            ErrorCode.HTTP_ERROR, str(exc), http_status=resp.status, final_url=str(resp.url)
+        ) from exc
     return b"".join(parts)
-
-
-def _inflater(encoding: str, resp: aiohttp.ClientResponse) -> zlib._Decompress | None:
-    if encoding in ("identity", ""):
-        return None
-    if encoding in ("gzip", "x-gzip"):
-        return zlib.decompressobj(16 + zlib.MAX_WBITS)
-    if encoding == "deflate":
-        return zlib.decompressobj(32 + zlib.MAX_WBITS)  # zlib-wrapped (or gzip) deflate
-    raise FetchError(
-        ErrorCode.HTTP_ERROR,
-        f"unsupported Content-Encoding {encoding!r}",
-        http_status=resp.status,
-        final_url=str(resp.url),
-    )
-
-
-def _inflate(
-    inflater: zlib._Decompress, chunk: bytes, budget: int, resp: aiohttp.ClientResponse
-) -> list[bytes]:
-    """Inflate one chunk, at most ``budget`` bytes at a time (a bomb never fully expands)."""
-    out = []
-    data = chunk
-    try:
-        while data:
-            piece = inflater.decompress(data, max(budget, 1))
-            out.append(piece)
-            budget -= len(piece)
-            if budget <= 0:
-                break  # the caller sees the size pass the cap and stops
-            data = inflater.unconsumed_tail
-    except zlib.error as exc:
-        raise _corrupt(resp, exc) from exc
-    return out
-
-
-def _corrupt(resp: aiohttp.ClientResponse, exc: zlib.error) -> FetchError:
-    return FetchError(
-        ErrorCode.HTTP_ERROR,
-        f"corrupt compressed body: {exc}",
-        http_status=resp.status,
-        final_url=str(resp.url),
-    )
 
 
 def _client_error(exc: aiohttp.ClientError) -> FetchError:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from yarl import URL
 
 from rssd import __version__
@@ -49,7 +49,9 @@ def check_http_url(value: str) -> str:
 class FeedConfig(BaseModel):
     """One ``[[feeds]]`` table. Unset settings inherit the top-level defaults."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: TOML has real types, so `interval_minutes = true` or `enabled = "no"` is a
+    # mistake to report, not a value to coerce (into 1 minute, into false).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     url: str
     name: str | None = None
@@ -66,9 +68,11 @@ class FeedConfig(BaseModel):
 class Config(BaseModel):
     """The whole config.toml: top-level settings plus the feed list."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: TOML has real types, so `interval_minutes = true` or `enabled = "no"` is a
+    # mistake to report, not a value to coerce (into 1 minute, into false).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    database: Path = Path("rssd.sqlite3")
+    database: Annotated[Path, Field(strict=False)] = Path("rssd.sqlite3")
     max_concurrency: Annotated[int, Field(gt=0, le=1000)] = 20
     max_per_host: Annotated[int, Field(gt=0, le=100)] = 2
     interval_minutes: PositiveInt = 60
@@ -78,22 +82,33 @@ class Config(BaseModel):
     user_agent: Annotated[str, Field(min_length=1)] = DEFAULT_USER_AGENT
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     keep_fetch_jobs_days: PositiveInt = 90
+    keep_posts_days: PositiveInt | None = None  # None: posts are kept forever
     shutdown_grace_seconds: Annotated[float, Field(ge=0)] = 10.0
     parse_timeout_seconds: PositiveFloat = 20.0
     sanitize_html: bool = True
     feeds: list[FeedConfig] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _unique_urls(self) -> Config:
+    @field_validator("database", mode="before")
+    @classmethod
+    def _database_names_a_file(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip() in ("", "."):
+            raise ValueError('must name a database file, e.g. "rssd.sqlite3"')
+        return value
+
+    @field_validator("feeds")
+    @classmethod
+    def _unique_urls(cls, feeds: list[FeedConfig]) -> list[FeedConfig]:
+        """A field validator, not a model one: it runs even when other keys are wrong, so
+        a duplicate is reported together with the rest."""
         seen: dict[str, int] = {}
-        for index, feed in enumerate(self.feeds):
+        for index, feed in enumerate(feeds):
             key = normalize_url(feed.url)
             if key in seen:
                 raise ValueError(
                     f"feeds[{index}]: duplicate url {feed.url!r} (already feeds[{seen[key]}])"
                 )
             seen[key] = index
-        return self
+        return feeds
 
     @property
     def max_body_bytes(self) -> int:
@@ -165,7 +180,7 @@ def _describe(exc: ValidationError, raw: Mapping[str, Any]) -> list[str]:
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] != "value_error" and not isinstance(error.get("input"), dict | list):
                 message += f" (got {error['input']!r})"
-        prefix = f"{key}: " if key else ""
+        prefix = f"{key}: " if key and not message.startswith(f"{key}[") else ""
         lines.append(f"{prefix}{message}{feed}")
     return lines
 

@@ -78,9 +78,7 @@ class Database:
         """Open (creating if needed), set pragmas, and bring the schema up to date."""
         try:
             if readonly:
-                conn = await aiosqlite.connect(
-                    f"file:{path}?mode=ro", uri=True, isolation_level=None
-                )
+                conn = await aiosqlite.connect(_readonly_uri(path), uri=True, isolation_level=None)
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 conn = await aiosqlite.connect(path, isolation_level=None)
@@ -219,3 +217,8 @@ def _statements(script: str) -> list[str]:
     if buffer.strip():
         out.append(buffer.strip())
     return out
+
+
+def _readonly_uri(path: Path) -> str:
+    """A quoted file: URI (a '#', '?' or '%' in the path must not cut or change it)."""
+    return path.resolve().as_uri() + "?mode=ro"
