@@ -20,6 +20,7 @@ def _is_zlib_header(data: bytes) -> bool:
 
 class Inflater:
     def __init__(self, encoding: str) -> None:
+        self._head = b""  # deflate: first bytes held back until the dialect is known
         if encoding in ("gzip", "x-gzip"):
             self._obj: zlib._Decompress | None = zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif encoding == "deflate":
@@ -32,6 +33,10 @@ class Inflater:
     def feed(self, chunk: bytes, budget: int) -> list[bytes]:
         """Inflate ``chunk``, stopping once more than ``budget`` bytes came out."""
         if self._obj is None:
+            chunk = self._head + chunk
+            if len(chunk) < 2:  # too little to tell the dialect yet
+                self._head = chunk
+                return []
             if chunk[:2] == b"\x1f\x8b":
                 wbits = 16 + zlib.MAX_WBITS
             elif _is_zlib_header(chunk):
@@ -56,6 +61,8 @@ class Inflater:
     def finish(self) -> bytes:
         """The last bytes; an error if the compressed stream was cut short."""
         if self._obj is None:
+            if self._head:  # a one-byte body: no dialect can make sense of it
+                raise InflateError("compressed body ends early (truncated stream)")
             return b""  # an empty body
         try:
             tail = self._obj.flush()

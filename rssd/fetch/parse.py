@@ -193,6 +193,11 @@ class ParsePool:
                 self._restart(generation)
                 if attempt:
                     break
+            except Exception as exc:  # e.g. the alarm firing just after the parse returned
+                return ParseOutcome(
+                    error_code=ErrorCode.PARSE_ERROR,
+                    message=f"parse worker failed: {type(exc).__name__}: {exc}"[:500],
+                )
         return ParseOutcome(error_code=ErrorCode.PARSE_ERROR, message="parse worker crashed")
 
     def _restart(self, generation: int) -> None:
