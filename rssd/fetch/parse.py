@@ -112,11 +112,22 @@ def _parse(body: bytes, url: str, content_type: str | None, sanitize: bool) -> P
     feed = parsed.get("feed") or {}
     return ParseOutcome(
         posts=tuple(entries_to_posts(entries)),
-        warning=f"{type(bozo).__name__}: {bozo}"[:500] if bozo else None,
+        warning=_warning(bozo),
         version=version,
         title=clean_text(feed.get("title")),
         ttl_minutes=_ttl(feed.get("ttl")),
     )
+
+
+#: Complaints about the HTTP headers, not the document: servers label feeds text/html or
+#: text/plain all the time, and a warning on every fetch of those would drown the logs.
+_BENIGN = frozenset({"NonXMLContentType", "CharacterEncodingOverride"})
+
+
+def _warning(bozo: object) -> str | None:
+    if bozo is None or type(bozo).__name__ in _BENIGN:
+        return None
+    return f"{type(bozo).__name__}: {bozo}"[:500]
 
 
 def _not_a_feed_message(body: bytes, bozo: object) -> str:
