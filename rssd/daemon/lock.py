@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from types import TracebackType
 
+from rssd.repo.db import DatabaseError
+
 
 class LockedError(Exception):
     """Another rssd holds the lock."""
@@ -25,8 +27,11 @@ class DaemonLock:
         self.previous_state = ""
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise DatabaseError(f"cannot create lock file {self.path}: {exc.strerror}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

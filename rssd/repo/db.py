@@ -76,12 +76,15 @@ class Database:
     @classmethod
     async def open(cls, path: Path, *, readonly: bool = False) -> Database:
         """Open (creating if needed), set pragmas, and bring the schema up to date."""
+        target, uri = (_readonly_uri(path), True) if readonly else (str(path), False)
         try:
-            if readonly:
-                conn = await aiosqlite.connect(_readonly_uri(path), uri=True, isolation_level=None)
-            else:
+            if not readonly:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                conn = await aiosqlite.connect(path, isolation_level=None)
+            # Try the file with plain sqlite3 first: when aiosqlite's own connect fails,
+            # its worker thread outlives the call (aiosqlite#241) and later calls into a
+            # closed loop, printing a thread traceback after our clear message.
+            await asyncio.to_thread(_probe, target, uri)
+            conn = await aiosqlite.connect(target, uri=uri, isolation_level=None)
         except (sqlite3.Error, OSError) as exc:
             raise DatabaseError(f"cannot open database {path}: {exc}") from exc
         conn.row_factory = sqlite3.Row
@@ -217,6 +220,10 @@ def _statements(script: str) -> list[str]:
     if buffer.strip():
         out.append(buffer.strip())
     return out
+
+
+def _probe(target: str, uri: bool) -> None:
+    sqlite3.connect(target, uri=uri).close()
 
 
 def _readonly_uri(path: Path) -> str:

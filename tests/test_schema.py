@@ -1,0 +1,519 @@
+"""schema.sql, Database.open and the migration path, on real SQLite files."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rssd.repo.db import BUSY_TIMEOUT_MS, Database, DatabaseError, Tx, schema_sql
+from rssd.repo.migrations import MIGRATIONS, SCHEMA_VERSION
+
+SCHEMA_V1 = Path(__file__).parent / "fixtures" / "schema_v1.sql"
+NOW = "2026-11-29T10:00:00.000Z"
+TABLES = ("content_sources", "fetch_job", "posts")
+V2_INDEXES = ("posts_fetch_job", "posts_published")
+
+
+def worker_threads() -> list[threading.Thread]:
+    """aiosqlite's per-connection threads that are still running."""
+    return [
+        thread
+        for thread in threading.enumerate()
+        if "_connection_worker_thread" in thread.name and thread.is_alive()
+    ]
+
+
+def join_worker_threads() -> None:
+    for thread in worker_threads():
+        thread.join(timeout=10)
+
+
+def query(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """A second, plain sqlite3 connection: what another process would see."""
+    with closing(sqlite3.connect(path)) as conn:
+        return list(conn.execute(sql, params).fetchall())
+
+
+def user_version(path: Path) -> int:
+    return int(query(path, "PRAGMA user_version")[0][0])
+
+
+def index_names(path: Path) -> set[str]:
+    rows = query(path, "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+    return {str(row[0]) for row in rows}
+
+
+def listdir(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def schema_objects(path: Path) -> list[tuple[Any, ...]]:
+    return query(path, "SELECT type, name, sql FROM sqlite_master ORDER BY type, name")
+
+
+async def add_source(db: Database, url: str = "http://a.example/feed") -> int:
+    row = await db.write(
+        lambda tx: tx.fetchone(
+            "INSERT INTO content_sources (url, interval_minutes, timeout_seconds, created_at, "
+            "updated_at) VALUES (:url, 60, 30.0, :now, :now) RETURNING id",
+            {"url": url, "now": NOW},
+        )
+    )
+    assert row is not None
+    return int(row[0])
+
+
+async def add_job(db: Database, source_id: int, status: str = "COMPLETED") -> int:
+    error = "internal" if status == "FAILED" else None
+    row = await db.write(
+        lambda tx: tx.fetchone(
+            "INSERT INTO fetch_job (content_source_id, status, queued_at, error_code) "
+            "VALUES (:source, :status, :now, :error) RETURNING id",
+            {"source": source_id, "status": status, "now": NOW, "error": error},
+        )
+    )
+    assert row is not None
+    return int(row[0])
+
+
+async def add_post(db: Database, source_id: int, job_id: int | None, external_id: str) -> int:
+    row = await db.write(
+        lambda tx: tx.fetchone(
+            "INSERT INTO posts (content_source_id, fetch_job_id, external_id, created_at, "
+            "content_hash) VALUES (:source, :job, :ext, :now, 'h') RETURNING id",
+            {"source": source_id, "job": job_id, "ext": external_id, "now": NOW},
+        )
+    )
+    assert row is not None
+    return int(row[0])
+
+
+# --- a fresh database ------------------------------------------------------------------
+
+
+async def test_a_fresh_database_gets_the_current_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "dir" / "rssd.sqlite3"  # missing folders are created
+    db = await Database.open(path)
+    await db.close()
+    assert max(MIGRATIONS) + 1 == SCHEMA_VERSION
+    assert user_version(path) == SCHEMA_VERSION
+    names = {str(row[0]) for row in query(path, "SELECT name FROM sqlite_master")}
+    assert set(TABLES) <= names
+    assert {"fetch_job_one_active", "fetch_job_source_latest", *V2_INDEXES} <= names
+
+
+@pytest.mark.parametrize(
+    ("pragma", "expected"),
+    [
+        ("journal_mode", "wal"),
+        ("foreign_keys", 1),
+        ("synchronous", 1),  # NORMAL
+        ("busy_timeout", BUSY_TIMEOUT_MS),
+    ],
+)
+async def test_connection_pragmas(db: Database, pragma: str, expected: object) -> None:
+    row = await db.fetchone(f"PRAGMA {pragma}")
+    assert row is not None
+    assert row[0] == expected
+
+
+async def test_wal_mode_persists_in_the_file(db: Database) -> None:
+    assert query(db.path, "PRAGMA journal_mode") == [("wal",)]
+
+
+async def test_every_table_is_strict(db: Database) -> None:
+    rows = query(db.path, "SELECT name, strict FROM pragma_table_list WHERE schema = 'main'")
+    strict = {str(name): flag for name, flag in rows}
+    assert all(strict[table] == 1 for table in TABLES), strict
+
+
+@pytest.mark.parametrize(
+    ("sql", "params"),
+    [
+        (
+            "INSERT INTO content_sources (url, interval_minutes, timeout_seconds, created_at, "
+            "updated_at) VALUES ('http://x/', 'sixty', 30.0, 'now', 'now')",
+            {},
+        ),
+        (
+            "INSERT INTO content_sources (url, interval_minutes, timeout_seconds, created_at, "
+            "updated_at) VALUES ('http://x/', 60, 'thirty', 'now', 'now')",
+            {},
+        ),
+        (
+            "INSERT INTO fetch_job (content_source_id, status, queued_at) "
+            "VALUES ('one', 'QUEUED', 'now')",
+            {},
+        ),
+        (
+            "INSERT INTO content_sources (url, interval_minutes, timeout_seconds, created_at, "
+            "updated_at) VALUES (x'00', 60, 30.0, 'now', 'now')",
+            {},
+        ),
+    ],
+    ids=["text-in-integer", "text-in-real", "text-in-foreign-key", "blob-in-text"],
+)
+async def test_strict_tables_refuse_a_value_of_the_wrong_type(
+    db: Database, sql: str, params: dict[str, object]
+) -> None:
+    with pytest.raises(sqlite3.IntegrityError, match="cannot store"):
+        await db.write(lambda tx: tx.execute(sql, params))
+
+
+@pytest.mark.parametrize(
+    ("status", "error_code"),
+    [
+        ("RUNNING", None),
+        ("FAILED", None),  # a FAILED job always says why
+        ("COMPLETED", "timeout"),  # a COMPLETED one never carries an error
+        ("FAILED", "exploded"),  # not a DESIGN.md error code
+    ],
+)
+async def test_fetch_job_check_constraints(
+    db: Database, status: str, error_code: str | None
+) -> None:
+    source = await add_source(db)
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+        await db.write(
+            lambda tx: tx.execute(
+                "INSERT INTO fetch_job (content_source_id, status, queued_at, error_code) "
+                "VALUES (:s, :status, :now, :code)",
+                {"s": source, "status": status, "now": NOW, "code": error_code},
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    ("column", "value"), [("interval_minutes", 0), ("timeout_seconds", -1.0), ("enabled", 2)]
+)
+async def test_content_sources_check_constraints(db: Database, column: str, value: object) -> None:
+    values = {"interval_minutes": 60, "timeout_seconds": 30.0, "enabled": 1, column: value}
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+        await db.write(
+            lambda tx: tx.execute(
+                "INSERT INTO content_sources (url, interval_minutes, timeout_seconds, enabled, "
+                "created_at, updated_at) VALUES ('http://x/', :interval_minutes, "
+                ":timeout_seconds, :enabled, 'now', 'now')",
+                values,
+            )
+        )
+
+
+async def test_source_urls_are_unique(db: Database) -> None:
+    await add_source(db, "http://a.example/")
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        await add_source(db, "http://a.example/")
+
+
+async def test_posts_are_unique_per_source_and_external_id(db: Database) -> None:
+    one, two = await add_source(db, "http://a.example/"), await add_source(db, "http://b.example/")
+    await add_post(db, one, None, "guid-1")
+    await add_post(db, two, None, "guid-1")  # the same id in another feed is another post
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        await add_post(db, one, None, "guid-1")
+
+
+async def test_the_partial_unique_index_allows_one_active_job_per_source(db: Database) -> None:
+    one, two = await add_source(db, "http://a.example/"), await add_source(db, "http://b.example/")
+    for status in ("COMPLETED", "FAILED", "COMPLETED"):
+        await add_job(db, one, status)  # finished jobs: as many as you like
+    await add_job(db, one, "QUEUED")
+    await add_job(db, two, "ONGOING")  # another source has its own slot
+    for status in ("QUEUED", "ONGOING"):
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+            await add_job(db, one, status)
+
+
+async def test_a_sources_latest_job_is_found_through_an_index(db: Database) -> None:
+    rows = await db.fetchall(
+        "EXPLAIN QUERY PLAN SELECT * FROM fetch_job WHERE content_source_id = 1 "
+        "ORDER BY id DESC LIMIT 1"
+    )
+    plan = " | ".join(str(row["detail"]) for row in rows)
+    assert "fetch_job_source_latest" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
+
+
+async def test_foreign_keys_are_enforced(db: Database) -> None:
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        await add_job(db, 999)
+
+
+async def test_deleting_a_source_cascades_to_its_jobs_and_posts(db: Database) -> None:
+    gone, kept = (
+        await add_source(db, "http://a.example/"),
+        await add_source(db, "http://b.example/"),
+    )
+    for source in (gone, kept):
+        job = await add_job(db, source)
+        await add_post(db, source, job, "p1")
+        await add_post(db, source, job, "p2")
+    await db.write(
+        lambda tx: tx.execute("DELETE FROM content_sources WHERE id = :id", {"id": gone})
+    )
+    jobs = await db.fetchall("SELECT content_source_id FROM fetch_job")
+    posts = await db.fetchall("SELECT content_source_id FROM posts")
+    assert [row[0] for row in jobs] == [kept]
+    assert [row[0] for row in posts] == [kept, kept]
+
+
+async def test_deleting_a_job_keeps_its_posts(db: Database) -> None:
+    source = await add_source(db)
+    job = await add_job(db, source)
+    post = await add_post(db, source, job, "p1")
+    await db.write(lambda tx: tx.execute("DELETE FROM fetch_job WHERE id = :id", {"id": job}))
+    row = await db.fetchone("SELECT id, fetch_job_id FROM posts")
+    assert row is not None
+    assert tuple(row) == (post, None)
+
+
+# --- opening again, migrating, refusing ------------------------------------------------
+
+
+async def test_opening_twice_is_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "rssd.sqlite3"
+    db = await Database.open(path)
+    source = await add_source(db)
+    await add_post(db, source, await add_job(db, source), "p1")
+    await db.close()
+    before = schema_objects(path)
+    for _ in range(2):
+        db = await Database.open(path)
+        await db.close()
+    assert schema_objects(path) == before
+    assert user_version(path) == SCHEMA_VERSION
+    assert query(path, "SELECT count(*) FROM content_sources") == [(1,)]
+    assert query(path, "SELECT count(*) FROM fetch_job") == [(1,)]
+    assert query(path, "SELECT external_id FROM posts") == [("p1",)]
+
+
+async def test_two_connections_on_one_file_open_and_see_each_others_writes(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "rssd.sqlite3"
+    first = await Database.open(path)
+    second = await Database.open(path)
+    try:
+        await add_source(first)
+        row = await second.fetchone("SELECT url FROM content_sources")
+        assert row is not None
+        assert row[0] == "http://a.example/feed"
+    finally:
+        await first.close()
+        await second.close()
+
+
+def make_v1_database(path: Path) -> None:
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(SCHEMA_V1.read_text(encoding="utf-8"))
+        conn.executescript(
+            f"""
+            INSERT INTO content_sources (id, url, name, interval_minutes, timeout_seconds,
+                enabled, created_at, updated_at)
+            VALUES (1, 'http://a.example/feed', 'A', 60, 30.0, 1, '{NOW}', '{NOW}'),
+                   (2, 'http://b.example/feed', NULL, 15, 5.0, 0, '{NOW}', '{NOW}');
+            INSERT INTO fetch_job (id, content_source_id, status, queued_at, ended_at,
+                error_code, posts_count, http_status, etag)
+            VALUES (1, 1, 'COMPLETED', '{NOW}', '{NOW}', NULL, 2, 200, '"v1"'),
+                   (2, 2, 'FAILED', '{NOW}', '{NOW}', 'timeout', 0, NULL, NULL);
+            INSERT INTO posts (content_source_id, fetch_job_id, external_id, title,
+                published_at, created_at, content_hash)
+            VALUES (1, 1, 'guid-1', 'One', '2026-11-01T00:00:00.000Z', '{NOW}', 'h1'),
+                   (1, 1, 'guid-2', 'Two', NULL, '{NOW}', 'h2');
+            """
+        )
+        conn.commit()
+
+
+def test_the_v1_fixture_is_schema_sql_without_the_v2_indexes(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite3"
+    make_v1_database(path)
+    assert user_version(path) == 1
+    assert not set(V2_INDEXES) & index_names(path)
+    current = tmp_path / "current.sqlite3"
+    with closing(sqlite3.connect(current)) as conn:
+        conn.executescript(schema_sql())
+    assert index_names(current) - index_names(path) == set(V2_INDEXES)
+
+
+async def test_a_version_1_database_is_migrated_with_its_data_intact(tmp_path: Path) -> None:
+    path = tmp_path / "rssd.sqlite3"
+    make_v1_database(path)
+    tables = ("content_sources", "fetch_job", "posts")
+    before = {table: query(path, f"SELECT * FROM {table} ORDER BY id") for table in tables}
+
+    db = await Database.open(path)
+    try:
+        plan = await db.fetchall("EXPLAIN QUERY PLAN SELECT id FROM posts WHERE fetch_job_id = 1")
+        assert "posts_fetch_job" in " ".join(str(row["detail"]) for row in plan)
+    finally:
+        await db.close()
+
+    assert user_version(path) == SCHEMA_VERSION
+    assert set(V2_INDEXES) <= index_names(path)
+    after = {table: query(path, f"SELECT * FROM {table} ORDER BY id") for table in tables}
+    assert after == before
+    # The migrated file is the same schema a fresh database gets.
+    fresh = tmp_path / "fresh.sqlite3"
+    db = await Database.open(fresh)
+    await db.close()
+    assert {(t, n) for t, n, _ in schema_objects(path)} == {
+        (t, n) for t, n, _ in schema_objects(fresh)
+    }
+
+
+async def test_a_failed_migration_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "rssd.sqlite3"
+    make_v1_database(path)
+    # Something already uses the name version 2 wants for an index: the step fails.
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE posts_published (x INTEGER)")
+        conn.commit()
+    before = schema_objects(path)
+    with pytest.raises(DatabaseError, match="posts_published"):
+        await Database.open(path)
+    assert user_version(path) == 1
+    assert schema_objects(path) == before
+
+
+@pytest.mark.parametrize("newer", [SCHEMA_VERSION + 1, 999])
+async def test_a_database_from_a_newer_rssd_is_refused(tmp_path: Path, newer: int) -> None:
+    path = tmp_path / "rssd.sqlite3"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE from_the_future (x INTEGER)")
+        conn.execute(f"PRAGMA user_version = {newer}")
+        conn.commit()
+    with pytest.raises(DatabaseError, match=rf"schema version {newer}, newer than .*upgrade"):
+        await Database.open(path)
+    assert user_version(path) == newer
+    names = {str(row[0]) for row in query(path, "SELECT name FROM sqlite_master")}
+    assert names == {"from_the_future"}, "nothing of ours was written into it"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"this is not a database, just some text " * 40, bytes(range(256)) * 8],
+    ids=["text", "binary"],
+)
+async def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "rssd.sqlite3"
+    path.write_bytes(content)
+    with pytest.raises(DatabaseError, match=str(path)):
+        await Database.open(path)
+    assert path.read_bytes() == content
+
+
+async def test_a_directory_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "rssd.sqlite3"
+    path.mkdir()
+    with pytest.raises(DatabaseError, match="cannot open database"):
+        await Database.open(path)
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+async def test_a_failed_open_leaves_no_worker_thread_behind(tmp_path: Path, readonly: bool) -> None:
+    target = tmp_path if not readonly else tmp_path / "missing.sqlite3"
+    before = worker_threads()
+    try:
+        await Database.open(target, readonly=readonly)
+    except DatabaseError:
+        left = [thread for thread in worker_threads() if thread not in before]
+    else:
+        raise AssertionError("the open should have failed")
+    assert left == []
+
+
+# --- read-only connections -------------------------------------------------------------
+
+
+async def test_a_readonly_connection_reads_and_refuses_writes(tmp_path: Path) -> None:
+    path = tmp_path / "rssd.sqlite3"
+    db = await Database.open(path)
+    await add_source(db)
+    reader = await Database.open(path, readonly=True)
+    try:
+        row = await reader.fetchone("SELECT count(*) FROM content_sources")
+        assert row is not None
+        assert row[0] == 1
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            await add_source(reader, "http://b.example/")
+    finally:
+        await reader.close()
+        await db.close()
+
+
+async def test_a_readonly_open_of_a_missing_file_fails_and_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "missing.sqlite3"
+    with pytest.raises(DatabaseError, match="cannot open database"):
+        await Database.open(path, readonly=True)
+    assert listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("folder", ["feeds#2", "what?", "100%25"])
+async def test_a_readonly_open_honours_special_characters_in_the_path(
+    tmp_path: Path, folder: str
+) -> None:
+    path = tmp_path / folder / "rssd.sqlite3"
+    db = await Database.open(path)
+    await add_source(db)
+    await db.close()
+    before = listdir(tmp_path)
+    reader = await Database.open(path, readonly=True)
+    try:
+        row = await reader.fetchone("SELECT count(*) FROM content_sources")
+    finally:
+        await reader.close()
+    assert listdir(tmp_path) == before, "no stray file was created"
+    assert row is not None
+    assert row[0] == 1
+
+
+# --- the write path --------------------------------------------------------------------
+
+
+async def test_a_write_that_raises_is_rolled_back(db: Database) -> None:
+    async def work(tx: Tx) -> None:
+        await tx.execute(
+            "INSERT INTO content_sources (url, interval_minutes, timeout_seconds, created_at, "
+            "updated_at) VALUES ('http://x/', 60, 30.0, 'now', 'now')"
+        )
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await db.write(work)
+    assert await db.fetchall("SELECT * FROM content_sources") == []
+    await add_source(db)  # the connection is usable again: no transaction left open
+
+
+async def test_a_cancelled_writer_still_finishes_its_transaction(db: Database) -> None:
+    began = asyncio.Event()
+    proceed = asyncio.Event()
+
+    async def work(tx: Tx) -> None:
+        await tx.execute(
+            "INSERT INTO content_sources (url, interval_minutes, timeout_seconds, created_at, "
+            "updated_at) VALUES ('http://first/', 60, 30.0, 'now', 'now')"
+        )
+        began.set()
+        await proceed.wait()
+        await tx.execute(
+            "INSERT INTO content_sources (url, interval_minutes, timeout_seconds, created_at, "
+            "updated_at) VALUES ('http://second/', 60, 30.0, 'now', 'now')"
+        )
+
+    task = asyncio.create_task(db.write(work))
+    await began.wait()
+    task.cancel()
+    await asyncio.sleep(0)  # deliver the cancellation while the transaction is open
+    proceed.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    rows = await db.fetchall("SELECT url FROM content_sources ORDER BY id")
+    assert [row[0] for row in rows] == ["http://first/", "http://second/"]
+    await add_source(db)  # and the connection is usable again
