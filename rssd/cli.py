@@ -1,4 +1,5 @@
-"""The ``rssd`` command line. Exit codes: 0 ok, 1 unusable config/database/lock, 2 usage."""
+"""The ``rssd`` command line: ``run`` and ``check-config`` here, the operator commands in
+``rssd.commands`` (one module each). Exit codes: see EPILOG and rssd/commands/errors.py."""
 
 from __future__ import annotations
 
@@ -6,15 +7,19 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sqlite3
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from structlog.stdlib import BoundLogger
 
 from rssd import __version__, logs
+from rssd.commands import export_opml, fetch, import_opml, prune, status
+from rssd.commands import posts as post_commands
+from rssd.commands.errors import CommandError
 from rssd.daemon.lock import LockedError
 from rssd.daemon.once import run_once
 from rssd.daemon.service import run_service
@@ -28,9 +33,18 @@ EPILOG = """examples:
   rssd check-config -c /etc/rssd/config.toml
   rssd run --once
   RSSD_CONFIG=/etc/rssd/config.toml rssd run
+  rssd status --failing               # a monitoring check: exit 1 if a feed fails
+  rssd fetch 3 https://xkcd.com/atom.xml
+  rssd posts --since 2h --json | jq .title
+  rssd import-opml subscriptions.opml && rssd export-opml > feeds.opml
+  rssd prune --dry-run
 
-The config file is -c PATH, else $RSSD_CONFIG, else ./config.toml.
-Exit codes: 0 ok, 1 bad config / unusable database / another daemon running, 2 usage error.
+The config file is -c PATH, else $RSSD_CONFIG, else ./config.toml. Every command works
+while the daemon runs. `rssd COMMAND --help` shows each command's options.
+
+Exit codes: 0 ok; 1 bad config, unusable database, another daemon running (run), a
+failed fetch (fetch), a failing feed (status --failing), an unusable OPML (import-opml);
+2 usage error or unknown FEED; 3 fetch refused: the feed is being fetched right now.
 """
 
 
@@ -45,7 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def config_option(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("-c", "--config", metavar="PATH", help="config file (see below)")
+        sub.add_argument(
+            "-c",
+            "--config",
+            metavar="PATH",
+            help="config file (default: $RSSD_CONFIG, else ./config.toml)",
+        )
 
     run = commands.add_parser(
         "run",
@@ -65,7 +84,127 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     config_option(check)
+    add_operator_commands(commands, config_option)
     return parser
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    description: str,
+    example: str,
+) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=f"example{'s' if chr(10) in example else ''}:\n  " + example.replace("\n", "\n  "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def add_operator_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    config_option: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    """status, fetch, posts, import-opml, export-opml, prune: see README for their output."""
+    status = _command(
+        commands,
+        "status",
+        "every feed's state, last fetch, next due, posts",
+        "One row per feed: state (ok, failing, gone, disabled, never fetched), last attempt "
+        "and its result,\nlast success, consecutive failures, next due, posts; totals at the "
+        "end. Read-only.\nExit 0; with --failing, exit 1 if any feed is failing or gone.",
+        "rssd status\nrssd status --json | jq '.sources[] | select(.state != \"ok\")'\n"
+        "rssd status --failing -c /etc/rssd/config.toml   # for a monitoring check",
+    )
+    config_option(status)
+    status.add_argument("--json", action="store_true", help="the JSON document (see README)")
+    status.add_argument(
+        "--failing",
+        action="store_true",
+        help="only feeds that are failing or gone; exit 1 if there are any",
+    )
+
+    fetch = _command(
+        commands,
+        "fetch",
+        "fetch feeds now, beside the daemon",
+        "Fetch each FEED (an id from `rssd status`, or its URL) now, through the daemon's\n"
+        "pipeline, and print each result. A feed the daemon is fetching at this moment is\n"
+        "refused, not fetched twice. Exit 0 all fetched, 1 a fetch failed, 2 unknown FEED,\n"
+        "3 refused because a feed is being fetched right now.",
+        "rssd fetch 3\nrssd fetch https://xkcd.com/atom.xml 5",
+    )
+    config_option(fetch)
+    fetch.add_argument("feeds", nargs="+", metavar="FEED", help="feed id or URL")
+
+    posts = _command(
+        commands,
+        "posts",
+        "the newest posts, as text or JSON lines",
+        "The newest posts (by publication time, else the time rssd stored them): time,\n"
+        "feed, title and link, or one JSON object per line with --json. Read-only.",
+        "rssd posts --since 2h\nrssd posts --source 3 --limit 5\n"
+        "rssd posts --since 2026-11-01 --limit 0 --json > posts.jsonl",
+    )
+    config_option(posts)
+    posts.add_argument("--source", metavar="FEED", help="only this feed (id or URL)")
+    posts.add_argument(
+        "--since",
+        type=post_commands.parse_since,
+        metavar="WHEN",
+        help="newer than a span (30m, 2h, 7d, 1w) or a date/time (2026-11-01, UTC if no zone)",
+    )
+    posts.add_argument(
+        "--limit",
+        type=post_commands.non_negative,
+        default=post_commands.DEFAULT_LIMIT,
+        metavar="N",
+        help=f"at most N posts (default {post_commands.DEFAULT_LIMIT}; 0: no limit)",
+    )
+    posts.add_argument("--json", action="store_true", help="JSON lines, one post per line")
+
+    import_opml = _command(
+        commands,
+        "import-opml",
+        "add an OPML file's feeds to config.toml",
+        "Add the feeds of an OPML file (nested outlines included) to config.toml as\n"
+        "[[feeds]] tables at its end; everything already in the file stays byte for byte.\n"
+        "URLs already configured are skipped. A running daemon picks the new feeds up by\n"
+        "itself. A malformed OPML is an error (exit 1) and config.toml is not touched.",
+        "rssd import-opml subscriptions.opml\nrssd import-opml --dry-run feedly.opml",
+    )
+    config_option(import_opml)
+    import_opml.add_argument("file", type=Path, metavar="FILE", help="the OPML file")
+    import_opml.add_argument(
+        "--dry-run", action="store_true", help="print what would be added, change nothing"
+    )
+
+    export_opml = _command(
+        commands,
+        "export-opml",
+        "write config.toml's feeds as OPML 2.0 to stdout",
+        "Write the configured feeds as an OPML 2.0 document to stdout.",
+        "rssd export-opml > feeds.opml",
+    )
+    config_option(export_opml)
+
+    prune = _command(
+        commands,
+        "prune",
+        "apply retention now: old fetch jobs, old posts",
+        "Delete fetch jobs that ended more than keep_fetch_jobs_days ago (each feed's latest\n"
+        "job and latest successful job are always kept) and, if keep_posts_days is set,\n"
+        "posts older than that. Safe while the daemon runs.",
+        "rssd prune --dry-run\nrssd prune --vacuum",
+    )
+    config_option(prune)
+    prune.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+    prune.add_argument(
+        "--vacuum", action="store_true", help="then VACUUM, giving the space back to the disk"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,6 +214,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check_config(path)
     if args.command == "run":
         return run(path, once=args.once)
+    try:
+        return operator_command(args, path)
+    except CommandError as exc:
+        print(f"rssd {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:
+        # `rssd posts | head`: the reader left; that is not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT.value
+
+
+def operator_command(args: argparse.Namespace, path: Path) -> int:
+    if args.command == "status":
+        return status.main(path, as_json=args.json, failing_only=args.failing)
+    if args.command == "fetch":
+        return fetch.main(path, args.feeds)
+    if args.command == "posts":
+        return post_commands.main(
+            path, feed=args.source, since=args.since, limit=args.limit, as_json=args.json
+        )
+    if args.command == "import-opml":
+        return import_opml.main(path, args.file, dry_run=args.dry_run)
+    if args.command == "export-opml":
+        return export_opml.main(path)
+    if args.command == "prune":
+        return prune.main(path, dry_run=args.dry_run, vacuum_after=args.vacuum)
     raise AssertionError(args.command)
 
 

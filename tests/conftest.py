@@ -111,8 +111,7 @@ def make_config(tmp_path: Path, urls: list[str], **settings: object) -> Config:
 def rss(items: list[dict[str, str]], *, title: str = "Test feed") -> str:
     """A small RSS 2.0 document; each item dict maps element name -> text."""
     body = "".join(
-        "<item>" + "".join(f"<{k}>{v}</{k}>" for k, v in item.items()) + "</item>"
-        for item in items
+        "<item>" + "".join(f"<{k}>{v}</{k}>" for k, v in item.items()) + "</item>" for item in items
     )
     return (
         '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'

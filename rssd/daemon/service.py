@@ -32,6 +32,7 @@ from rssd.models.config import Config, ConfigError, load_config
 from rssd.models.dto import ErrorCode, FetchJobStatus, Source
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo, LatestJob, latest_jobs
+from rssd.repo.posts import PostRepo
 from rssd.repo.sources import SourceRepo
 
 log = get_logger("rssd.daemon")
@@ -389,6 +390,11 @@ class Service:
                 pruned = await jobs.prune(cutoff)
                 if pruned:
                     log.info("jobs.pruned", jobs=pruned, before=cutoff)
+                if self.config.keep_posts_days:
+                    before = to_iso(utcnow() - timedelta(days=self.config.keep_posts_days))
+                    removed = await PostRepo(self._db).prune(before)
+                    if removed:
+                        log.info("posts.pruned", posts=removed, before=before)
             self._log_stats()
 
     def _log_stats(self) -> None:

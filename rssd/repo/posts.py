@@ -24,6 +24,11 @@ VALUES (:source_id, :job_id, :external_id, :title, :url, :author, :summary,
         :content, :published_at, :updated_at, :now, :content_hash)
 """
 
+# Retention (``keep_posts_days``): a post goes when it was both published (or, undated,
+# stored) and stored before the cutoff. Judging by the publication date alone would delete
+# an old-dated post the day it is first stored and let the next fetch store it again.
+_PRUNABLE = "created_at < :cutoff AND coalesce(published_at, created_at) < :cutoff"
+
 _UPDATE = """
 UPDATE posts SET fetch_job_id = :job_id, title = :title, url = :url, author = :author,
        summary = :summary, content = :content, published_at = :published_at,
@@ -54,6 +59,26 @@ class PostRepo:
             {"source_id": source_id},
         )
         return int(row[0]) if row else 0
+
+    async def count_prunable(self, older_than: str) -> int:
+        """How many posts ``prune(older_than)`` would delete now."""
+        row = await self._db.fetchone(
+            f"SELECT count(*) FROM posts WHERE {_PRUNABLE}", {"cutoff": older_than}
+        )
+        return int(row[0]) if row else 0
+
+    async def prune(self, older_than: str, batch: int = 2000) -> int:
+        """Delete posts older than ``older_than`` in short batches, so the daemon's writes
+        never wait long behind one big DELETE."""
+        sql = f"DELETE FROM posts WHERE id IN (SELECT id FROM posts WHERE {_PRUNABLE} LIMIT :batch)"
+        total = 0
+        while True:
+            deleted = await self._db.write(
+                lambda tx: tx.execute(sql, {"cutoff": older_than, "batch": batch})
+            )
+            total += deleted
+            if deleted < batch:
+                return total
 
 
 async def upsert_in(

@@ -1,0 +1,1 @@
+"""The operator commands beside ``rssd run``: one module per command, plus shared helpers."""

@@ -1,0 +1,69 @@
+"""What every command does first: read the config, open the database the right way.
+
+Commands run beside the daemon, so readers open the file read-only (WAL lets them read
+while it writes) and nothing here takes the daemon lock or runs crash recovery: both
+belong to the one process that owns the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from rssd.commands.errors import CommandError
+from rssd.models.config import Config, ConfigError, load_config
+from rssd.repo.db import Database, DatabaseError
+from rssd.repo.migrations import SCHEMA_VERSION
+from rssd.repo.queries import schema_version
+
+
+def load(path: Path) -> Config:
+    """The validated config, or a CommandError listing every problem (as check-config)."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise CommandError("\n".join(f"{path}: {line}" for line in exc.errors)) from None
+
+
+def _require_database(config: Config) -> Path:
+    path = config.database
+    if not path.exists():
+        raise CommandError(f"no database at {path} yet: `rssd run` creates it and adds the feeds")
+    return path
+
+
+@asynccontextmanager
+async def reader(config: Config) -> AsyncIterator[Database]:
+    """A read-only connection; refuses a database this rssd cannot read as it is."""
+    path = _require_database(config)
+    try:
+        db = await Database.open(path, readonly=True)
+    except DatabaseError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        version = await schema_version(db)
+        if version != SCHEMA_VERSION:
+            raise CommandError(
+                f"database {path} has schema version {version}, this rssd reads version "
+                f"{SCHEMA_VERSION}: start `rssd run` (same version as this command) once "
+                f"to bring it up to date"
+            )
+        yield db
+    finally:
+        await db.close()
+
+
+@asynccontextmanager
+async def writer(config: Config) -> AsyncIterator[Database]:
+    """A read-write connection: writes go through the same repositories and guards as the
+    daemon's, serialized with it by SQLite (busy_timeout), never by the daemon lock."""
+    path = _require_database(config)
+    try:
+        db = await Database.open(path)
+    except DatabaseError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        yield db
+    finally:
+        await db.close()

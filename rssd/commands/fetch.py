@@ -1,0 +1,125 @@
+"""``rssd fetch FEED...``: fetch now, through the daemon's own pipeline, beside the daemon.
+
+Same Pipeline, so the same guards: the one-active-job index refuses a feed the daemon (or
+another ``rssd fetch``) is fetching at this moment, and posts and the COMPLETED mark are
+written in one transaction. No daemon lock and no crash recovery here: a running daemon
+owns both, and "recovering" its in-flight jobs would fail fetches that are fine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from rssd import logs
+from rssd.commands.context import load, writer
+from rssd.commands.errors import EXIT_BUSY, EXIT_FAILURE, EXIT_OK
+from rssd.commands.feeds import resolve
+from rssd.daemon.pipeline import JobReport, Pipeline
+from rssd.fetch.fetcher import Fetcher, Outcome
+from rssd.models.dto import FetchJobStatus, Source
+
+
+def describe(source: Source, report: JobReport) -> str:
+    """One line per feed: what happened, in the words an operator would use."""
+    label = f"{source.url} (id {source.id})"
+    if report.skipped:
+        return (
+            f"{label}: refused: this feed is being fetched right now (by the daemon or "
+            f"another rssd fetch); its result will be in `rssd status`"
+        )
+    timing = f"{report.duration_ms} ms"
+    if report.status is FetchJobStatus.COMPLETED:
+        outcome = report.result.outcome if report.result else None
+        if outcome is Outcome.NOT_MODIFIED:
+            return f"{label}: ok, 304 not modified, {timing}"
+        if outcome is Outcome.UNCHANGED:
+            return f"{label}: ok, HTTP {report.http_status}, unchanged since last time, {timing}"
+        return (
+            f"{label}: ok, HTTP {report.http_status}, {report.posts_new} new and "
+            f"{report.posts_updated} updated posts, {timing}"
+        )
+    code = report.error_code.value if report.error_code else "failed"
+    status = f" (HTTP {report.http_status})" if report.http_status else ""
+    detail = f": {report.error_message}" if report.error_message else ""
+    job = f"job {report.job_id}" if report.job_id else "no job"
+    return f"{label}: failed, {code}{status}{detail} [{job}, {timing}]"
+
+
+def exit_code(reports: list[JobReport]) -> int:
+    """1 if any fetch failed, else 3 if any was refused as busy, else 0."""
+    if any(not r.skipped and r.status is not FetchJobStatus.COMPLETED for r in reports):
+        return EXIT_FAILURE
+    if any(r.skipped for r in reports):
+        return EXIT_BUSY
+    return EXIT_OK
+
+
+async def fetch(path: Path, feeds: list[str]) -> list[JobReport]:
+    """Resolve every FEED first (a typo fetches nothing), then fetch them concurrently,
+    printing each result as it comes."""
+    config = load(path)
+    async with writer(config) as db:
+        sources: dict[int, Source] = {}
+        for feed in feeds:
+            source = await resolve(db, config, feed)
+            sources.setdefault(source.id, source)
+        async with Fetcher(config) as fetcher:
+            pipeline = Pipeline(db, fetcher)
+
+            async def one(source: Source) -> JobReport:
+                report = await pipeline.run(source)
+                print(describe(source, report), flush=True)
+                return report
+
+            tasks = [asyncio.create_task(one(source)) for source in sources.values()]
+            try:
+                with _cancel_on_sigterm(tasks):
+                    results = await asyncio.gather(*tasks, return_exceptions=True)
+            finally:
+                # Whatever ends this (Ctrl-C, a closed stdout), every fetch records its
+                # outcome before the database closes: none is left ONGOING.
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result  # e.g. BrokenPipeError from print, CancelledError from SIGTERM
+    return [r for r in results if isinstance(r, JobReport)]
+
+
+@contextlib.contextmanager
+def _cancel_on_sigterm(tasks: list[asyncio.Task[JobReport]]) -> Iterator[None]:
+    """SIGTERM cancels the fetches, which record themselves ``interrupted``, instead of
+    leaving their jobs ONGOING (Ctrl-C does the same through asyncio.run)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread (tests call us in one)
+        return
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for task in tasks:
+            task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+def main(path: Path, feeds: list[str]) -> int:
+    # The pipeline logs every fetch; here the printed lines say it, so only errors (an
+    # unrecorded job, an internal failure with its traceback) reach stderr as JSON.
+    logs.configure("error", stream=sys.stderr)
+    try:
+        reports = asyncio.run(fetch(path, feeds))
+    except asyncio.CancelledError:
+        print("rssd fetch: stopped; unfinished fetches recorded as interrupted", file=sys.stderr)
+        return 128 + signal.SIGTERM.value
+    return exit_code(reports)

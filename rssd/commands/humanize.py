@@ -1,0 +1,63 @@
+"""Text for people: relative times ("3m ago", "in 2h"), aligned columns, shortened cells."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+#: (seconds per unit, suffix, first value shown in the next unit instead)
+_UNITS = ((1, "s", 60), (60, "m", 60), (3600, "h", 48))
+
+
+def span(delta: timedelta) -> str:
+    """A duration in its largest sensible unit, rounded: 59s, 4m, 47h, 12d."""
+    seconds = abs(delta.total_seconds())
+    for unit, suffix, limit in _UNITS:
+        value = round(seconds / unit)
+        if value < limit:
+            return f"{value}{suffix}"
+    return f"{round(seconds / 86400)}d"
+
+
+def ago(moment: datetime | None, now: datetime) -> str:
+    """'3m ago' for the past, 'in 2h' for the future, '-' for never."""
+    if moment is None:
+        return "-"
+    delta = now - moment
+    if abs(delta) < timedelta(seconds=1):
+        return "just now"
+    return f"{span(delta)} ago" if delta > timedelta(0) else f"in {span(delta)}"
+
+
+def due(moment: datetime | None, now: datetime) -> str:
+    """A due time: 'in 5m', or 'now' once it has passed; '-' for not scheduled."""
+    if moment is None:
+        return "-"
+    return "now" if moment <= now else f"in {span(moment - now)}"
+
+
+def shorten(text: str, width: int) -> str:
+    """One line, at most ``width`` characters, an ellipsis marking a cut."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()
+) -> list[str]:
+    """Columns padded to their widest cell, two spaces apart; ``right`` columns (by index)
+    are right-aligned (numbers); the last column is never padded."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        out = []
+        for i, cell in enumerate(cells):
+            if i == len(cells) - 1:
+                out.append(cell)
+            elif i in right:
+                out.append(cell.rjust(widths[i]))
+            else:
+                out.append(cell.ljust(widths[i]))
+        return "  ".join(out).rstrip()
+
+    return [line(header), *(line(row) for row in rows)]

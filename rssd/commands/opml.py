@@ -1,0 +1,170 @@
+"""OPML, the subscription-list format every feed reader exports: read it safely, write 2.0.
+
+Reading uses the standard library's ElementTree, which expands entities declared in a DTD
+(the "billion laughs" blow-up). No subscription list needs a DTD, so any document that
+declares one, or an entity, is refused before it is parsed.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime
+
+from rssd.models.config import FeedConfig, check_http_url, normalize_url
+
+MAX_OPML_BYTES = 20 * 1024 * 1024
+_ENCODING = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_BOMS = (
+    (b"\xef\xbb\xbf", "utf-8-sig"),
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+)
+_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
+_FORBIDDEN = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
+class OpmlError(Exception):
+    """The file is not a usable OPML document; the message says why and where."""
+
+
+@dataclass(frozen=True)
+class OpmlFeed:
+    url: str
+    title: str | None
+    category: tuple[str, ...] = ()  # the titles of the outlines it is nested in
+
+
+@dataclass(frozen=True)
+class Rejected:
+    url: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class OpmlFeeds:
+    feeds: tuple[OpmlFeed, ...]  # usable and unique, in document order
+    rejected: tuple[Rejected, ...]  # outlines with an xmlUrl that cannot be a feed
+
+
+def decode(data: bytes) -> str:
+    """The document as text: BOM, else the XML declaration's encoding, else UTF-8."""
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            encoding = codec
+            break
+    else:
+        match = _ENCODING.match(data)
+        encoding = match.group(1).decode("ascii") if match else "utf-8"
+    try:
+        return data.decode(encoding)
+    except LookupError:
+        raise OpmlError(f"unknown encoding {encoding!r}") from None
+    except UnicodeDecodeError as exc:
+        raise OpmlError(f"not valid {encoding} text at byte {exc.start}") from None
+
+
+def parse(data: bytes) -> OpmlFeeds:
+    """Every feed outline (``xmlUrl``), nested ones included, validated and de-duplicated."""
+    if len(data) > MAX_OPML_BYTES:
+        raise OpmlError(f"larger than {MAX_OPML_BYTES // (1024 * 1024)} MB: not a feed list")
+    text = decode(data)
+    if _FORBIDDEN.search(text):
+        raise OpmlError("declares a DTD or entities (<!DOCTYPE/<!ENTITY): refused")
+    try:
+        # Text in, so the declaration's encoding (already applied) must not be re-applied.
+        root = ET.fromstring(_DECLARATION.sub("", text, count=1))
+    except ET.ParseError as exc:
+        raise OpmlError(f"not well-formed XML: {exc}") from None
+    if _local(root.tag) != "opml":
+        raise OpmlError(f"not OPML: the root element is <{_local(root.tag)}>, not <opml>")
+    body = next((child for child in root if _local(child.tag) == "body"), None)
+    if body is None:
+        raise OpmlError("not OPML: no <body> element")
+    return _collect(_outlines(body))
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1].lower()
+
+
+def _outlines(body: ET.Element) -> Iterable[tuple[dict[str, str], tuple[str, ...]]]:
+    """(attributes with lower-cased names, titles of the enclosing outlines), in document
+    order. Iterative: a hostile file nested thousands deep must not hit the recursion limit.
+    """
+    stack: list[tuple[ET.Element, tuple[str, ...]]] = [
+        (child, ()) for child in reversed(_children(body))
+    ]
+    while stack:
+        element, path = stack.pop()
+        attrs = {_local(key): value for key, value in element.attrib.items()}
+        yield attrs, path
+        title = _title(attrs)
+        inner = (*path, title) if title else path
+        stack.extend((child, inner) for child in reversed(_children(element)))
+
+
+def _children(element: ET.Element) -> list[ET.Element]:
+    return [child for child in element if _local(child.tag) == "outline"]
+
+
+def _title(attrs: dict[str, str]) -> str | None:
+    for key in ("title", "text"):
+        value = " ".join(attrs.get(key, "").split())
+        if value:
+            return value
+    return None
+
+
+def feed_url(raw: str) -> str:
+    """The http(s) URL an ``xmlUrl`` means: ``feed://host/x`` and ``feed:https://...`` are
+    old browser-style spellings of http(s)."""
+    url = raw.strip()
+    lowered = url.lower()
+    if lowered.startswith("feed:http://") or lowered.startswith("feed:https://"):
+        url = url[len("feed:") :]
+    elif lowered.startswith("feed://"):
+        url = "http://" + url[len("feed://") :]
+    return check_http_url(url)
+
+
+def _collect(outlines: Iterable[tuple[dict[str, str], tuple[str, ...]]]) -> OpmlFeeds:
+    feeds: list[OpmlFeed] = []
+    rejected: list[Rejected] = []
+    seen: set[str] = set()
+    for attrs, path in outlines:
+        raw = attrs.get("xmlurl", "").strip()
+        if not raw:
+            continue  # a category, or a plain link
+        try:
+            url = feed_url(raw)
+        except ValueError as exc:
+            rejected.append(Rejected(raw, str(exc)))
+            continue
+        key = normalize_url(url)
+        if key in seen:
+            continue
+        seen.add(key)
+        title = _title(attrs)
+        feeds.append(OpmlFeed(url, None if title == url else title, path))
+    return OpmlFeeds(tuple(feeds), tuple(rejected))
+
+
+def render(feeds: Sequence[FeedConfig], now: datetime, title: str = "rssd feeds") -> str:
+    """OPML 2.0: one ``type="rss"`` outline per feed (text and title: its name, else URL)."""
+    opml = ET.Element("opml", version="2.0")
+    head = ET.SubElement(opml, "head")
+    ET.SubElement(head, "title").text = title
+    ET.SubElement(head, "dateCreated").text = format_datetime(now, usegmt=True)
+    ET.SubElement(head, "docs").text = "https://opml.org/spec2.opml"
+    body = ET.SubElement(opml, "body")
+    for feed in feeds:
+        label = feed.name or feed.url
+        ET.SubElement(body, "outline", type="rss", text=label, title=label, xmlUrl=feed.url)
+    ET.indent(opml, space="  ")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(opml, encoding="unicode")

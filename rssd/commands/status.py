@@ -1,0 +1,128 @@
+"""``rssd status``: every source's state, read from the database on a read-only connection.
+
+The state of a source is derived from its fetch jobs only (the single source of truth), and
+its next due time with the daemon's own scheduling rules (``next_due`` over ``history_of``),
+with the jitter at its midpoint: the daemon's actual time is within +-10% of it, later if
+the server asked for more (Retry-After, max-age: not stored, so not known here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+
+from rssd.clock import utcnow
+from rssd.commands.context import load, reader
+from rssd.commands.errors import EXIT_FAILURE, EXIT_OK
+from rssd.commands.status_view import render_human, render_json
+from rssd.daemon.schedule import Policy, next_due
+from rssd.daemon.service import history_of
+from rssd.models.config import normalize_url
+from rssd.repo.jobs import LatestJob
+from rssd.repo.queries import SourceStatus, source_statuses
+
+#: The midpoint of the daemon's +-10% jitter.
+JITTER = 0.5
+
+
+class State(StrEnum):
+    OK = "ok"
+    FAILING = "failing"
+    GONE = "gone"
+    DISABLED = "disabled"
+    NEVER_FETCHED = "never_fetched"
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", " ")
+
+    @property
+    def needs_attention(self) -> bool:
+        """What ``--failing`` reports: a feed that fails, or one that is gone for good."""
+        return self in (State.FAILING, State.GONE)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """One source's row: the database's facts plus the state and next due derived here."""
+
+    row: SourceStatus
+    state: State
+    fetching: bool  # a QUEUED/ONGOING job exists right now
+    next_due: datetime | None  # None: disabled, or gone until its config entry changes
+
+
+def assess(row: SourceStatus, now: datetime) -> Assessment:
+    """State and next due of one source, by the same rules the daemon schedules with."""
+    source = row.source
+    history = history_of(_latest(row))
+    fetching = row.latest is not None and row.latest.status.is_active
+    if not source.enabled:
+        state = State.DISABLED
+    elif history.gone:
+        state = State.GONE
+    elif row.failures > 0:
+        state = State.FAILING
+    elif row.last_success is not None:
+        state = State.OK
+    else:
+        state = State.NEVER_FETCHED  # or only ever interrupted by the daemon stopping
+    due: datetime | None = None
+    if source.enabled:
+        policy = Policy(interval=timedelta(minutes=source.interval_minutes))
+        due = now if fetching else next_due(history, policy, now, JITTER)
+    return Assessment(row, state, fetching, due)
+
+
+def _latest(row: SourceStatus) -> LatestJob:
+    """The scheduler's input, from the newest *finished* job: a job running right now has
+    no outcome yet, and the daemon schedules from the one before it too."""
+    job = row.finished
+    return LatestJob(
+        source_id=row.source.id,
+        source_updated_at=row.source.updated_at,
+        job_id=job.id if job else None,
+        status=job.status if job else None,
+        ended_at=job.ended_at if job else None,
+        error_code=job.error_code if job else None,
+        http_status=job.http_status if job else None,
+        failures=row.failures,
+        last_success_at=row.last_success.ended_at if row.last_success else None,
+    )
+
+
+@dataclass(frozen=True)
+class Overview:
+    """Everything ``rssd status`` prints, computed at ``now``."""
+
+    assessments: list[Assessment]
+    #: Feeds of config.toml the database does not list yet: the daemon adds them when it
+    #: (re)loads the config; until then they have no id and no row.
+    not_in_database: list[str]
+    now: datetime
+
+
+async def gather(path: Path) -> Overview:
+    config = load(path)
+    async with reader(config) as db:
+        rows = await source_statuses(db)
+    now = utcnow()
+    known = {normalize_url(row.source.url) for row in rows}
+    pending = [feed.url for feed in config.feeds if normalize_url(feed.url) not in known]
+    return Overview([assess(row, now) for row in rows], pending, now)
+
+
+def main(path: Path, *, as_json: bool, failing_only: bool) -> int:
+    """Print the table (or JSON); with ``failing_only``, only the sources that need a look,
+    and exit 1 if there are any: a monitoring check."""
+    overview = asyncio.run(gather(path))
+    everything = overview.assessments
+    shown = [a for a in everything if a.state.needs_attention] if failing_only else everything
+    render = render_json if as_json else render_human
+    print(render(overview, shown))
+    if failing_only and shown:
+        return EXIT_FAILURE
+    return EXIT_OK

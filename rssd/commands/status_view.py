@@ -1,0 +1,160 @@
+"""How ``rssd status`` prints: an aligned table for people, a stable JSON document for
+machines (the format is documented in README; add keys, never rename or remove them)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from rssd.clock import parse_iso, to_iso
+from rssd.commands.humanize import ago, due, shorten, table
+from rssd.models.dto import FetchJob, FetchJobStatus
+
+if TYPE_CHECKING:
+    from rssd.commands.status import Assessment, Overview
+
+#: Version of the JSON document; bumped only if a key ever has to change meaning.
+JSON_FORMAT = 1
+NAME_WIDTH = 24
+ERROR_WIDTH = 110
+STATES = ("ok", "failing", "gone", "disabled", "never_fetched")
+
+
+def attempt_time(job: FetchJob) -> datetime:
+    """When an attempt happened: its end, else its start, else when it was queued."""
+    return parse_iso(job.ended_at or job.started_at or job.queued_at)
+
+
+def result_text(job: FetchJob) -> str:
+    """'200, 5 new', '304', 'timeout', 'HTTP 503' (an http_error), 'fetching'."""
+    if job.status is FetchJobStatus.QUEUED:
+        return "queued"
+    if job.status is FetchJobStatus.ONGOING:
+        return "fetching"
+    if job.status is FetchJobStatus.FAILED:
+        code = job.error_code.value if job.error_code else "failed"
+        return f"HTTP {job.http_status}" if code == "http_error" and job.http_status else code
+    status = str(job.http_status) if job.http_status else "ok"
+    return f"{status}, {job.posts_count} new" if job.posts_count else status
+
+
+def _error_line(job: FetchJob, now: datetime) -> str:
+    code = job.error_code.value if job.error_code else "failed"
+    text = shorten(f"{code}: {job.error_message or ''}", ERROR_WIDTH)
+    return f"    last error {ago(attempt_time(job), now)}: {text}"
+
+
+def totals(everything: Sequence[Assessment]) -> dict[str, int]:
+    states = Counter(a.state.value for a in everything)
+    return {
+        "sources": len(everything),
+        **{state: states[state] for state in STATES},
+        "fetching": sum(a.fetching for a in everything),
+        "posts": sum(a.row.posts_total for a in everything),
+    }
+
+
+def render_human(overview: Overview, shown: Sequence[Assessment]) -> str:
+    now, everything = overview.now, overview.assessments
+    header = [
+        "ID",
+        "NAME",
+        "STATE",
+        "LAST ATTEMPT",
+        "RESULT",
+        "LAST SUCCESS",
+        "FAILS",
+        "NEXT DUE",
+        "POSTS",
+        "URL",
+    ]
+    rows = []
+    errors: dict[int, str] = {}
+    for index, a in enumerate(shown):
+        row, latest = a.row, a.row.latest
+        success = row.last_success
+        rows.append(
+            [
+                str(row.source.id),
+                shorten(row.source.name or "-", NAME_WIDTH),
+                a.state.label,
+                ago(attempt_time(latest), now) if latest else "-",
+                result_text(latest) if latest else "-",
+                ago(parse_iso(success.ended_at), now) if success and success.ended_at else "-",
+                str(row.failures),
+                due(a.next_due, now),
+                str(row.posts_total),
+                row.source.url,
+            ]
+        )
+        if a.state.needs_attention and row.last_error is not None:
+            errors[index] = _error_line(row.last_error, now)
+    lines = table(header, rows, right=(0, 6, 8))
+    out = [lines[0]]
+    for index, line in enumerate(lines[1:]):
+        out.append(line)
+        if index in errors:
+            out.append(errors[index])
+    counts = totals(everything)
+    summary = (
+        f"{counts['sources']} sources: {counts['ok']} ok, {counts['failing']} failing, "
+        f"{counts['gone']} gone, {counts['disabled']} disabled, "
+        f"{counts['never_fetched']} never fetched; {counts['fetching']} fetching now; "
+        f"{counts['posts']} posts"
+    )
+    if not shown:
+        out = ["no source needs attention" if everything else "no sources yet"]
+    pending = [
+        f"not in the database yet (a running daemon adds it within seconds): {url}"
+        for url in overview.not_in_database
+    ]
+    return "\n".join([*out, "", summary, *pending])
+
+
+def _job(job: FetchJob | None) -> dict[str, Any] | None:
+    if job is None:
+        return None
+    return {
+        "job_id": job.id,
+        "status": job.status.value,
+        "queued_at": job.queued_at,
+        "started_at": job.started_at,
+        "ended_at": job.ended_at,
+        "http_status": job.http_status,
+        "error_code": job.error_code.value if job.error_code else None,
+        "error_message": job.error_message,
+        "posts_new": job.posts_count,
+    }
+
+
+def source_json(a: Assessment) -> dict[str, Any]:
+    row = a.row
+    return {
+        "id": row.source.id,
+        "name": row.source.name,
+        "url": row.source.url,
+        "enabled": row.source.enabled,
+        "interval_minutes": row.source.interval_minutes,
+        "state": a.state.value,
+        "fetching": a.fetching,
+        "last_attempt": _job(row.latest),
+        "last_success_at": row.last_success.ended_at if row.last_success else None,
+        "consecutive_failures": row.failures,
+        "next_due_at": to_iso(a.next_due) if a.next_due else None,
+        "posts_total": row.posts_total,
+        "last_error": _job(row.last_error),
+    }
+
+
+def render_json(overview: Overview, shown: Sequence[Assessment]) -> str:
+    document = {
+        "format": JSON_FORMAT,
+        "generated_at": to_iso(overview.now),
+        "sources": [source_json(a) for a in shown],
+        "totals": totals(overview.assessments),
+        "not_in_database": overview.not_in_database,
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False)

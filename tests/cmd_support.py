@@ -1,0 +1,157 @@
+"""Helpers for the operator-command tests (tests/test_cmd_*.py): run the real CLI, write a
+real config.toml, fill a real database with a real ``rssd run --once``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+from rssd.cli import main
+from rssd.daemon.once import RunSummary, run_once
+from rssd.models.config import load_config
+from rssd.repo.db import Database
+from rssd.repo.sources import SourceRepo
+from tests.conftest import FeedServer
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    def json_lines(self) -> list[Any]:
+        return [json.loads(line) for line in self.out.splitlines() if line.strip()]
+
+
+def _call(args: Sequence[str]) -> Result:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse: --help, --version, usage errors
+            code = exc.code if isinstance(exc.code, int) else 1
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+async def cli(*args: str | Path) -> Result:
+    """``rssd ARGS`` in-process, in a thread: its asyncio.run cannot nest in the test's loop,
+    and the test's loop keeps serving the loopback feeds meanwhile."""
+    return await asyncio.to_thread(_call, [str(arg) for arg in args])
+
+
+def cli_sync(*args: str | Path) -> Result:
+    return _call([str(arg) for arg in args])
+
+
+async def cli_process(*args: str | Path, timeout: float = 60) -> Result:
+    """``python -m rssd ARGS`` as its own process: what an operator's shell runs."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "rssd", *map(str, args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return Result(proc.returncode, out.decode(), err.decode())
+
+
+def toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(str(value))
+
+
+def write_config(path: Path, feeds: Sequence[dict[str, object]], **settings: object) -> Path:
+    """A config.toml with a relative database beside it, ``settings`` and ``feeds``."""
+    lines = ['database = "rssd.sqlite3"']
+    lines += [f"{key} = {toml_value(value)}" for key, value in settings.items()]
+    for feed in feeds:
+        lines.append("\n[[feeds]]")
+        lines += [f"{key} = {toml_value(value)}" for key, value in feed.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+async def run_once_from(config_path: Path) -> RunSummary:
+    """A real ``rssd run --once`` (in-process): lock, recovery, sync, fetch every feed."""
+    return await run_once(load_config(config_path))
+
+
+def dated_rss(titles: Sequence[str], *, hours_apart: float = 1.0, name: str = "feed") -> str:
+    """RSS whose items are 1h, 2h, ... old (newest first), each with a link and guid."""
+    now = datetime.now(UTC)
+    items = []
+    for index, title in enumerate(titles):
+        when = format_datetime(now - timedelta(hours=hours_apart * (index + 1)), usegmt=True)
+        items.append(
+            f"<item><title>{title}</title><link>http://example.org/{name}/{index}</link>"
+            f"<guid>{name}-{index}</guid><pubDate>{when}</pubDate></item>"
+        )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+        f"<title>{name}</title><link>http://example.org/</link><description>d</description>"
+        + "".join(items)
+        + "</channel></rss>"
+    )
+
+
+@dataclass(frozen=True)
+class World:
+    """A config and a database filled by a real run: one source in every state."""
+
+    config: Path
+    database: Path
+    urls: dict[str, str]  # ok, news, failing, gone, disabled, new
+
+
+async def populated(server: FeedServer, tmp_path: Path) -> World:
+    """ok (3 posts, no name), news (2 posts, named), failing (500), gone (410), disabled
+    (in the config, never fetched), new (added to the config after the run)."""
+    urls = {
+        "ok": server.static("/ok", dated_rss(["ok one", "ok two", "ok three"], name="ok")),
+        "news": server.static(
+            "/news", dated_rss(["news one", "news two"], hours_apart=5, name="news")
+        ),
+        "failing": server.static("/failing", "boom", status=500, content_type="text/plain"),
+        "gone": server.static("/gone", "bye", status=410, content_type="text/plain"),
+        "disabled": server.static("/disabled", dated_rss(["never"], name="disabled")),
+        "new": server.static("/new", dated_rss(["later"], name="new")),
+    }
+    feeds: list[dict[str, object]] = [
+        {"url": urls["ok"]},
+        {"url": urls["news"], "name": "Daily News"},
+        {"url": urls["failing"], "name": "Broken"},
+        {"url": urls["gone"], "name": "Gone away"},
+        {"url": urls["disabled"], "name": "Switched off", "enabled": False},
+    ]
+    config = write_config(tmp_path / "config.toml", feeds)
+    await run_once_from(config)
+    # "new" joins the config afterwards and is synced (as a daemon reload does), not fetched.
+    write_config(config, [*feeds, {"url": urls["new"], "name": "Brand new"}])
+    db = await Database.open(tmp_path / "rssd.sqlite3")
+    try:
+        await SourceRepo(db).sync(load_config(config))
+    finally:
+        await db.close()
+    return World(config, tmp_path / "rssd.sqlite3", urls)

@@ -1,0 +1,144 @@
+"""``rssd fetch``: the daemon's pipeline and guards, without the daemon's lock or recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from rssd.daemon.lock import DaemonLock
+from rssd.repo.db import Database
+from rssd.repo.jobs import FetchJobRepo
+from tests.cmd_support import World, cli, dated_rss, populated, write_config
+from tests.conftest import FeedServer
+
+
+def jobs_of(world: World, url: str) -> list[tuple[str, str | None]]:
+    with sqlite3.connect(world.database) as db:
+        return db.execute(
+            "SELECT j.status, j.error_code FROM fetch_job j "
+            "JOIN content_sources s ON s.id = j.content_source_id WHERE s.url = ? ORDER BY j.id",
+            (url,),
+        ).fetchall()
+
+
+async def test_fetch_by_id_and_url(feed_server: FeedServer, tmp_path: Path) -> None:
+    world = await populated(feed_server, tmp_path)
+    feed_server.static("/ok", dated_rss(["fresh"], name="fresh"))
+    result = await cli("fetch", "-c", world.config, "1", world.urls["news"])
+    assert result.code == 0, result.err
+    lines = sorted(result.out.splitlines())
+    assert lines[0].startswith(f"{world.urls['news']} (id 2): ok, HTTP 200, unchanged")
+    assert lines[1].startswith(f"{world.urls['ok']} (id 1): ok, HTTP 200, 1 new and 0 updated")
+    assert jobs_of(world, world.urls["ok"]) == [("COMPLETED", None), ("COMPLETED", None)]
+    # A new feed (never fetched by the daemon) can be fetched by hand as well.
+    first = await cli("fetch", "-c", world.config, world.urls["new"])
+    assert first.code == 0, first.err
+    assert "1 new" in first.out
+
+
+async def test_a_failed_fetch_exits_1(feed_server: FeedServer, tmp_path: Path) -> None:
+    world = await populated(feed_server, tmp_path)
+    result = await cli("fetch", "-c", world.config, world.urls["failing"], "1")
+    assert result.code == 1
+    failed = next(line for line in result.out.splitlines() if "(id 3)" in line)
+    assert "failed, http_error (HTTP 500)" in failed
+    assert "(id 1): ok" in result.out  # the other feed was fetched all the same
+
+
+async def test_refused_while_the_feed_is_being_fetched(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    world = await populated(feed_server, tmp_path)
+    # What a daemon in the middle of fetching source 1 leaves in the database.
+    db = await Database.open(world.database)
+    try:
+        active = await FetchJobRepo(db).queue_job(1)
+        assert active is not None
+        await FetchJobRepo(db).mark_ongoing(active.id)
+    finally:
+        await db.close()
+    result = await cli("fetch", "-c", world.config, "1")
+    assert result.code == 3
+    assert "refused: this feed is being fetched right now" in result.out
+    # No crash recovery: the daemon's job is still its own, untouched.
+    assert jobs_of(world, world.urls["ok"])[-1] == ("ONGOING", None)
+    status = await cli("status", "-c", world.config, "--json")
+    ok = next(s for s in status.json()["sources"] if s["id"] == 1)
+    assert ok["fetching"] is True
+    assert ok["last_attempt"]["status"] == "ONGOING"
+    assert ok["state"] == "ok"  # judged by the last finished job
+
+
+async def test_runs_beside_a_daemon_holding_the_lock(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    world = await populated(feed_server, tmp_path)
+    with DaemonLock(world.database):
+        result = await cli("fetch", "-c", world.config, "2")
+    assert result.code == 0, result.err
+
+
+async def test_unknown_feeds_are_usage_errors_and_fetch_nothing(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    world = await populated(feed_server, tmp_path)
+    hits = dict(feed_server.hits)
+    unknown_id = await cli("fetch", "-c", world.config, "1", "99")
+    assert unknown_id.code == 2
+    assert "no feed with id 99" in unknown_id.err
+    unknown_url = await cli("fetch", "-c", world.config, "https://nowhere.example/feed")
+    assert unknown_url.code == 2
+    assert feed_server.hits == hits  # feed 1 was not fetched either: a typo fetches nothing
+
+    # In the config but not yet in the database (no daemon has loaded the config since).
+    later = feed_server.static("/later", "<rss version='2.0'><channel></channel></rss>")
+    write_config(world.config, [{"url": world.urls["ok"]}, {"url": later}])
+    pending = await cli("fetch", "-c", world.config, later)
+    assert pending.code == 2
+    assert "not in the database yet" in pending.err
+
+
+async def test_without_a_database(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config.toml", [{"url": "https://example.org/feed"}])
+    result = await cli("fetch", "-c", config, "1")
+    assert result.code == 1
+    assert "no database" in result.err
+    assert not (tmp_path / "rssd.sqlite3").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+async def test_a_stopped_fetch_records_its_job_as_interrupted(
+    feed_server: FeedServer, tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    world = await populated(feed_server, tmp_path)
+    arrived = asyncio.Event()
+
+    async def hang(request: web.Request) -> web.StreamResponse:
+        arrived.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    feed_server.route("/ok", hang)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "rssd", "fetch", "-c", str(world.config), "1",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(30):
+            await arrived.wait()
+            proc.send_signal(sig)
+            await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == code
+    assert jobs_of(world, world.urls["ok"])[-1] == ("FAILED", "interrupted")

@@ -1,0 +1,167 @@
+"""``rssd status`` against a database filled by a real ``rssd run --once``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.cmd_support import World, cli, populated, run_once_from, write_config
+from tests.conftest import FeedServer
+
+
+async def test_json_reports_every_state(feed_server: FeedServer, tmp_path: Path) -> None:
+    world = await populated(feed_server, tmp_path)
+    result = await cli("status", "-c", world.config, "--json")
+    assert result.code == 0, result.err
+    document = result.json()
+    assert document["format"] == 1
+    by_url = {source["url"]: source for source in document["sources"]}
+    states = {key: by_url[url]["state"] for key, url in world.urls.items()}
+    assert states == {
+        "ok": "ok",
+        "news": "ok",
+        "failing": "failing",
+        "gone": "gone",
+        "disabled": "disabled",
+        "new": "never_fetched",
+    }
+
+    ok = by_url[world.urls["ok"]]
+    assert ok["name"] is None
+    assert ok["enabled"] is True
+    assert ok["fetching"] is False
+    assert ok["posts_total"] == 3
+    assert ok["consecutive_failures"] == 0
+    assert ok["last_error"] is None
+    assert ok["last_attempt"]["status"] == "COMPLETED"
+    assert ok["last_attempt"]["http_status"] == 200
+    assert ok["last_attempt"]["posts_new"] == 3
+    assert ok["last_success_at"] == ok["last_attempt"]["ended_at"]
+    assert ok["next_due_at"] > ok["last_success_at"]  # ISO 8601 UTC text sorts as time
+
+    failing = by_url[world.urls["failing"]]
+    assert failing["consecutive_failures"] == 1
+    assert failing["last_success_at"] is None
+    assert failing["last_error"]["error_code"] == "http_error"
+    assert failing["last_error"]["http_status"] == 500
+    assert failing["next_due_at"] is not None
+
+    gone = by_url[world.urls["gone"]]
+    assert gone["last_error"]["error_code"] == "gone"
+    assert gone["next_due_at"] is None  # not fetched again until its config entry changes
+
+    disabled = by_url[world.urls["disabled"]]
+    assert disabled["enabled"] is False
+    assert disabled["last_attempt"] is None
+    assert disabled["next_due_at"] is None
+
+    new = by_url[world.urls["new"]]
+    assert new["last_attempt"] is None
+    assert new["next_due_at"] is not None
+
+    assert document["not_in_database"] == []
+    assert document["totals"] == {
+        "sources": 6,
+        "ok": 2,
+        "failing": 1,
+        "gone": 1,
+        "disabled": 1,
+        "never_fetched": 1,
+        "fetching": 0,
+        "posts": 5,
+    }
+
+
+async def test_human_output_is_aligned_with_relative_times(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    world = await populated(feed_server, tmp_path)
+    result = await cli("status", "-c", world.config)
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    header = lines[0]
+    assert header.split() == [
+        "ID", "NAME", "STATE", "LAST", "ATTEMPT", "RESULT", "LAST", "SUCCESS", "FAILS",
+        "NEXT", "DUE", "POSTS", "URL",
+    ]  # fmt: skip
+    rows = [line for line in lines[1:] if re.match(r"^\s*\d+\s.*http:", line)]
+    assert len(rows) == 6
+    url_column = header.index("URL")
+    for row in rows:  # every URL starts in the URL column: the columns are aligned
+        assert row[url_column:].startswith("http://127.0.0.1"), row
+    by_url = {row[url_column:]: row for row in rows}
+    assert "ok" in by_url[world.urls["ok"]].split()
+    # last attempt, result, last success, failures, next due ("in 59m"), posts
+    assert re.search(
+        r"(just now|\d+[smhd] ago) +200, 3 new +(just now|\d+[smhd] ago) +0 +in \d+[smhd] +3 ",
+        by_url[world.urls["ok"]],
+    ), by_url[world.urls["ok"]]
+    assert "never fetched" in by_url[world.urls["new"]]
+    assert "Switched off" in by_url[world.urls["disabled"]]
+    assert "HTTP 500" in by_url[world.urls["failing"]]
+    # A failing feed gets its last error on the line under it.
+    failing_at = lines.index(by_url[world.urls["failing"]])
+    assert lines[failing_at + 1].lstrip().startswith("last error")
+    assert "http_error" in lines[failing_at + 1]
+    assert lines[-1] == (
+        "6 sources: 2 ok, 1 failing, 1 gone, 1 disabled, 1 never fetched; 0 fetching now; 5 posts"
+    )
+
+
+async def test_failing_lists_the_feeds_that_need_a_look_and_exits_1(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    world: World = await populated(feed_server, tmp_path)
+    result = await cli("status", "-c", world.config, "--failing")
+    assert result.code == 1
+    shown = [line for line in result.out.splitlines() if "http://127.0.0.1" in line]
+    assert len(shown) == 2
+    assert any(line.endswith(world.urls["failing"]) for line in shown)
+    assert any(line.endswith(world.urls["gone"]) for line in shown)
+
+    as_json = await cli("status", "-c", world.config, "--failing", "--json")
+    assert as_json.code == 1
+    assert {s["state"] for s in as_json.json()["sources"]} == {"failing", "gone"}
+    assert as_json.json()["totals"]["sources"] == 6  # totals always cover every source
+
+
+async def test_failing_exits_0_when_all_is_well(feed_server: FeedServer, tmp_path: Path) -> None:
+    url = feed_server.static(
+        "/fine", "<rss version='2.0'><channel><title>t</title></channel></rss>"
+    )
+    config = write_config(tmp_path / "config.toml", [{"url": url}])
+    await run_once_from(config)
+    result = await cli("status", "-c", config, "--failing")
+    assert result.code == 0, result.out + result.err
+    assert result.out.splitlines()[0] == "no source needs attention"
+
+
+async def test_without_a_database_it_says_so(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config.toml", [{"url": "https://example.org/feed"}])
+    result = await cli("status", "-c", config)
+    assert result.code == 1
+    assert "no database" in result.err
+    assert not (tmp_path / "rssd.sqlite3").exists()  # a reader never creates one
+
+
+async def test_invalid_config_is_reported_like_check_config(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('intervl_minutes = 5\n[[feeds]]\nurl = "https://example.org/f"\n')
+    result = await cli("status", "-c", config)
+    assert result.code == 1
+    assert "intervl_minutes: unknown key" in result.err
+
+
+async def test_feeds_the_daemon_has_not_loaded_yet_are_named(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    world = await populated(feed_server, tmp_path)
+    config = world.config.read_text()
+    world.config.write_text(config + '\n[[feeds]]\nurl = "https://later.example/feed"\n')
+    as_json = await cli("status", "-c", world.config, "--json")
+    assert as_json.json()["not_in_database"] == ["https://later.example/feed"]
+    human = await cli("status", "-c", world.config)
+    assert human.out.splitlines()[-1] == (
+        "not in the database yet (a running daemon adds it within seconds): "
+        "https://later.example/feed"
+    )
