@@ -23,6 +23,7 @@ from rssd.commands.errors import CommandError
 from rssd.daemon.lock import LockedError
 from rssd.daemon.once import run_once
 from rssd.daemon.service import run_service
+from rssd.daemon.watcher import FileWatcher
 from rssd.models.config import Config, ConfigError, load_config, resolve_config_path
 from rssd.repo.db import DatabaseError
 
@@ -288,6 +289,7 @@ def describe_config(path: Path, config: Config) -> str:
 
 
 def run(path: Path, *, once: bool) -> int:
+    watcher = FileWatcher(path)  # before reading: an edit from now on is a change
     config = _load(path)
     if isinstance(config, ConfigError):
         logs.configure("info")
@@ -301,7 +303,7 @@ def run(path: Path, *, once: bool) -> int:
             if summary.interrupted_by is not None:
                 return 128 + summary.interrupted_by.value
         else:
-            asyncio.run(run_service(path, config))
+            asyncio.run(run_service(path, config, watcher))
     except LockedError as exc:
         log.error("daemon.locked", error_message=str(exc))
         print(f"rssd: {exc}", file=sys.stderr)

@@ -470,11 +470,6 @@ async def test_sigint_stops_it_with_exit_0_abstract_notify_socket(
 SHORT_DEADLINE = 3.0
 
 
-@pytest.mark.xfail(
-    reason="BUG: kill -9 of the daemon leaves its parse pool (forkserver + workers) running "
-    "forever: rssd/fetch/parse.py ParsePool._new_executor, workers never notice the parent died",
-    strict=True,
-)
 async def test_kill_9_leaves_no_parse_pool_processes_behind(
     feed_server: FeedServer, tmp_path: Path, daemons: Daemons
 ) -> None:
@@ -488,12 +483,6 @@ async def test_kill_9_leaves_no_parse_pool_processes_behind(
     assert left == [], f"still running after the daemon was killed: {left}"
 
 
-@pytest.mark.xfail(
-    reason="BUG: an edit of config.toml made while the daemon starts up (after it read the "
-    "file, before the file watcher took its first stamp) is never noticed: "
-    "rssd/daemon/service.py Service._watch_config creates FileWatcher only after start-up",
-    strict=True,
-)
 async def test_an_edit_made_during_start_up_is_not_lost(
     feed_server: FeedServer, tmp_path: Path, daemons: Daemons
 ) -> None:
@@ -508,12 +497,6 @@ async def test_an_edit_made_during_start_up_is_not_lost(
     assert await daemon.stop() == 0, daemon.log()
 
 
-@pytest.mark.xfail(
-    reason="BUG: SIGHUP during start-up kills the daemon (default action; systemd counts "
-    "SIGHUP as a clean exit, so Restart=on-failure does not restart it): rssd/daemon/"
-    "service.py installs its handlers only in Service._serve, after lock, recovery and sync",
-    strict=True,
-)
 async def test_sighup_during_start_up_is_a_reload_not_a_death(
     feed_server: FeedServer, tmp_path: Path, daemons: Daemons
 ) -> None:

@@ -87,9 +87,14 @@ class _Due:
 
 
 class Service:
-    def __init__(self, config_path: Path, config: Config) -> None:
+    def __init__(
+        self, config_path: Path, config: Config, watcher: FileWatcher | None = None
+    ) -> None:
         self.config_path = config_path
         self.config = config
+        #: Snapshot of the file taken before it was read, so an edit made while the daemon
+        #: starts up is noticed, not lost.
+        self.watcher = watcher or FileWatcher(config_path)
         self.states: dict[int, SourceState] = {}
         self.heap: list[_Due] = []
         self.in_flight: dict[int, asyncio.Task[JobReport]] = {}
@@ -107,9 +112,15 @@ class Service:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        async with daemon_session(self.config) as db:
-            self._db = db
-            await self._serve(db)
+        # Signals first: a SIGHUP during start-up (its default action kills) is a reload
+        # handled once the watcher runs; a SIGTERM makes the service stop once it is up.
+        self._install_signals()
+        try:
+            async with daemon_session(self.config) as db:
+                self._db = db
+                await self._serve(db)
+        finally:
+            self._remove_signals()
 
     async def _serve(self, db: Database) -> None:
         await self._load_states()
@@ -117,7 +128,6 @@ class Service:
             self._fetcher = fetcher
             self._pipeline = Pipeline(db, fetcher)
             await self._pipeline.preload()
-            self._install_signals()
             tasks = [
                 asyncio.create_task(self._scheduler(), name="scheduler"),
                 asyncio.create_task(self._watch_config(), name="config-watch"),
@@ -135,7 +145,6 @@ class Service:
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.lag.stop()
             await self._drain()
-        self._remove_signals()
         log.info("daemon.stopped")
 
     async def _drain(self) -> None:
@@ -257,9 +266,14 @@ class Service:
     def _done(self, source_id: int, generation: int, task: asyncio.Task[JobReport]) -> None:
         self.in_flight.pop(source_id, None)
         self.wake.set()
-        if task.cancelled() or self.stopping.is_set():
+        if self.stopping.is_set():
             return
         state = self.states.get(source_id)
+        if task.cancelled():  # not by us (we only cancel when stopping): try again soon
+            if state is not None and state.generation == generation:
+                state.history = History(ended_at=utcnow(), interrupted=True)
+                self._schedule(state)
+            return
         if task.exception() is not None:  # Pipeline.run does not raise; if it ever does:
             log.error("fetch.crashed", source_id=source_id, exc_info=task.exception())
             if state is not None and state.generation == generation:
@@ -321,7 +335,7 @@ class Service:
     # -- reload ----------------------------------------------------------------------------
 
     async def _watch_config(self) -> None:
-        watcher = FileWatcher(self.config_path)
+        watcher = self.watcher
         while True:
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
@@ -446,5 +460,7 @@ def _database_bytes(path: Path) -> int:
     return total
 
 
-async def run_service(config_path: Path, config: Config) -> None:
-    await Service(config_path, config).run()
+async def run_service(
+    config_path: Path, config: Config, watcher: FileWatcher | None = None
+) -> None:
+    await Service(config_path, config, watcher).run()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import multiprocessing
+import multiprocessing.connection
 import os
 import re
 import signal
@@ -25,7 +26,10 @@ from types import FrameType
 import feedparser
 
 from rssd.fetch.entries import clean_text, entries_to_posts
+from rssd.logs import get_logger
 from rssd.models.dto import ErrorCode, PostCreate
+
+log = get_logger("rssd.parse")
 
 #: Extra time the parent gives a worker after its own alarm should have fired.
 HARD_TIMEOUT_MARGIN = 5.0
@@ -155,8 +159,17 @@ def _ttl(value: object) -> int | None:
 
 def _worker_init() -> None:
     """Workers ignore SIGINT (a Ctrl-C reaches the whole process group): the parent decides
-    when they stop."""
+    when they stop. And they exit when the parent dies, kill -9 included: a worker blocked
+    on the call queue holds that queue's write end itself and would never see EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+
+
+def _exit_with(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(0)
 
 
 class ParsePool:
@@ -168,6 +181,9 @@ class ParsePool:
         self._executor = self._new_executor()
         self._generation = 0
         self._restarting: asyncio.Future[None] | None = None
+        # One document per worker at a time: the hard timeout must measure a running
+        # parse, not time spent queued behind runaway documents.
+        self._slots = asyncio.Semaphore(self.workers)
 
     def _new_executor(self) -> ProcessPoolExecutor:
         # forkserver: never fork the daemon itself (it has threads: aiosqlite, the resolver).
@@ -187,11 +203,20 @@ class ParsePool:
             generation = self._generation
             executor: Executor = self._executor
             try:
-                future = executor.submit(
-                    parse_document, body, url, content_type, sanitize, self.timeout
-                )
-                async with asyncio.timeout(self.timeout + HARD_TIMEOUT_MARGIN):
-                    return await asyncio.wrap_future(future)
+                async with self._slots:
+                    future = executor.submit(
+                        parse_document, body, url, content_type, sanitize, self.timeout
+                    )
+                    async with asyncio.timeout(self.timeout + HARD_TIMEOUT_MARGIN):
+                        return await asyncio.wrap_future(future)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # our caller is cancelled (shutdown)
+                # The pool was shut down under this document by another parse's restart.
+                self._restart(generation)
+                if attempt:
+                    break
             except TimeoutError:
                 self._restart(generation)
                 return ParseOutcome(
@@ -219,9 +244,16 @@ class ParsePool:
         self._executor = self._new_executor()
         _kill(old)
         self._restarting = asyncio.ensure_future(self.start())  # off the loop, as at start
+        self._restarting.add_done_callback(_log_restart_failure)
 
     def close(self) -> None:
         _kill(self._executor)
+
+
+def _log_restart_failure(future: asyncio.Future[None]) -> None:
+    """Retrieve a failed prestart (the next submit starts the workers anyway)."""
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("parse.pool_restart_failed", error_message=repr(future.exception()))
 
 
 def _ping() -> int:
