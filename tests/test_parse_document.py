@@ -338,16 +338,21 @@ def test_random_bytes_are_not_a_feed(seed: int) -> None:
 
 
 @pytest.mark.parametrize("reference", ["&#x110000;", "&#xD800;", "&#99999999999;"])
-def test_character_references_that_crash_feedparser_are_parse_error(reference: str) -> None:
+def test_character_references_that_crash_feedparser_become_a_replacement_char(
+    reference: str,
+) -> None:
     body = rss_items(f"<guid>g</guid><title>bad {reference} ref</title>").encode()
     # The case is real: feedparser itself raises on this document.
     with pytest.raises((ValueError, OverflowError)):
         feedparser.parse(io.BytesIO(body))
     outcome = parse(body)
-    assert outcome.error_code is ErrorCode.PARSE_ERROR
-    assert outcome.posts == ()
-    assert outcome.message is not None
-    assert "feedparser raised" in outcome.message
+    assert outcome.error_code is None
+    assert only_post(outcome).title == "bad \ufffd ref"
+
+
+def test_a_surrogate_pair_reference_is_the_character_it_means() -> None:
+    body = rss_items("<guid>g</guid><title>smile &#xD83D;&#xDE00;</title>").encode()
+    assert only_post(parse(body)).title == "smile \U0001f600"
 
 
 def test_body_naming_a_local_file_is_not_read(tmp_path: Path) -> None:

@@ -257,13 +257,6 @@ async def test_a_50kb_author_is_bounded_by_parse_timeout(
     result.assert_good(good)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ParsePool.parse (rssd/fetch/parse.py) starts its hard timeout when the "
-    "document is submitted, not when a worker starts it; behind a queue of runaway parses a "
-    "good document times out unparsed, and the pool kill that follows cancels the queued "
-    "futures (CancelledError -> the good feed's job recorded `interrupted`)",
-)
 async def test_runaway_parses_do_not_fail_good_feeds_queued_behind_them(
     feed_server: FeedServer, tmp_path: Path
 ) -> None:

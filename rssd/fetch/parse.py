@@ -25,6 +25,7 @@ from types import FrameType
 
 import feedparser
 
+from rssd.fetch.charrefs import repair_char_refs
 from rssd.fetch.entries import clean_text, entries_to_posts
 from rssd.logs import get_logger
 from rssd.models.dto import ErrorCode, PostCreate
@@ -100,6 +101,7 @@ def _parse(body: bytes, url: str, content_type: str | None, sanitize: bool) -> P
         headers["content-type"] = content_type
     # A file-like object, never bytes or str: given a string feedparser may open a local
     # file or URL of that name.
+    body = repair_char_refs(body)
     parsed = feedparser.parse(
         io.BytesIO(body),
         response_headers=headers,

@@ -22,8 +22,11 @@ DEFAULT_CONFIG_PATH = Path("config.toml")
 CONFIG_ENV = "RSSD_CONFIG"
 DEFAULT_USER_AGENT = f"rssd/{__version__} (RSS/Atom feed fetcher)"
 
-PositiveInt = Annotated[int, Field(gt=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
+# Upper bounds keep every value one the daemon can compute with (a timedelta, a SQLite
+# integer, setitimer): a value that validates must be a value that runs.
+Minutes = Annotated[int, Field(gt=0, le=525_600)]  # a year
+Seconds = Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)]  # a day
+Days = Annotated[int, Field(gt=0, le=36_500)]  # a century: "forever" in practice
 
 
 def normalize_url(url: str) -> str:
@@ -55,8 +58,8 @@ class FeedConfig(BaseModel):
 
     url: str
     name: str | None = None
-    interval_minutes: PositiveInt | None = None
-    timeout_seconds: PositiveFloat | None = None
+    interval_minutes: Minutes | None = None
+    timeout_seconds: Seconds | None = None
     enabled: bool = True
 
     @field_validator("url")
@@ -75,16 +78,19 @@ class Config(BaseModel):
     database: Annotated[Path, Field(strict=False)] = Path("rssd.sqlite3")
     max_concurrency: Annotated[int, Field(gt=0, le=1000)] = 20
     max_per_host: Annotated[int, Field(gt=0, le=100)] = 2
-    interval_minutes: PositiveInt = 60
-    timeout_seconds: PositiveFloat = 30.0
-    max_body_mb: PositiveFloat = 10.0
+    interval_minutes: Minutes = 60
+    timeout_seconds: Seconds = 30.0
+    max_body_mb: Annotated[float, Field(gt=0, le=1024, allow_inf_nan=False)] = 10.0
     max_redirects: Annotated[int, Field(ge=0, le=30)] = 5
-    user_agent: Annotated[str, Field(min_length=1)] = DEFAULT_USER_AGENT
+    # No control characters: a CR LF would make every request's header invalid.
+    user_agent: Annotated[str, Field(min_length=1, pattern=r"^[^\x00-\x1f\x7f]+$")] = (
+        DEFAULT_USER_AGENT
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    keep_fetch_jobs_days: PositiveInt = 90
-    keep_posts_days: PositiveInt | None = None  # None: posts are kept forever
-    shutdown_grace_seconds: Annotated[float, Field(ge=0)] = 10.0
-    parse_timeout_seconds: PositiveFloat = 20.0
+    keep_fetch_jobs_days: Days = 90
+    keep_posts_days: Days | None = None  # None: posts are kept forever
+    shutdown_grace_seconds: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] = 10.0
+    parse_timeout_seconds: Seconds = 20.0
     sanitize_html: bool = True
     feeds: list[FeedConfig] = Field(default_factory=list)
 
