@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,7 +16,7 @@ from rssd.daemon.startup import daemon_session
 from rssd.fetch.fetcher import Fetcher
 from rssd.logs import get_logger
 from rssd.models.config import Config
-from rssd.models.dto import ErrorCode, FetchJobStatus
+from rssd.models.dto import ErrorCode, FetchJobStatus, Source
 from rssd.repo.sources import SourceRepo
 
 log = get_logger("rssd.daemon")
@@ -64,20 +64,34 @@ async def run_once(config: Config) -> RunSummary:
             pipeline = Pipeline(db, fetcher)
             await pipeline.preload()
             lag.start()
-            tasks = [asyncio.create_task(pipeline.run(s)) for s in sources]
-            with _cancel_on_signals(tasks, stopped):
-                # Pipeline.run records every failure itself; a cancelled one records
-                # ``interrupted`` before it ends.
-                results = await asyncio.gather(*tasks, return_exceptions=True)
+            # A fixed set of workers, as the service's launch limit: 10,000 feeds are not
+            # 10,000 tasks and 10,000 QUEUED jobs at once (at 10k feeds that showed as
+            # 1.4 s of loop lag and memory held for every waiting coroutine).
+            pending = deque(sources)
+            done: dict[int, JobReport] = {}
+            running: dict[int, Source] = {}
+
+            async def worker() -> None:
+                while pending:
+                    source = pending.popleft()
+                    running[source.id] = source
+                    # Pipeline.run records every failure itself; a cancelled one records
+                    # ``interrupted`` before it ends.
+                    done[source.id] = await pipeline.run(source)
+                    del running[source.id]
+
+            workers = [
+                asyncio.create_task(worker())
+                for _ in range(min(len(sources), 2 * config.max_concurrency))
+            ]
+            with _cancel_on_signals(workers, stopped):
+                await asyncio.gather(*workers, return_exceptions=True)
             await lag.stop()
-    reports = [
-        result
-        if isinstance(result, JobReport)
-        else JobReport(
-            source.id, source.url, None, FetchJobStatus.FAILED, ErrorCode.INTERRUPTED, repr(result)
-        )
-        for source, result in zip(sources, results, strict=True)
+    interrupted = [
+        JobReport(s.id, s.url, None, FetchJobStatus.FAILED, ErrorCode.INTERRUPTED, "cancelled")
+        for s in running.values()
     ]
+    reports = [*done.values(), *interrupted]
     elapsed_ms = int((time.monotonic() - started) * 1000)
     summary = RunSummary.of(reports, elapsed_ms, stopped[0] if stopped else None)
     log.info(
@@ -98,7 +112,7 @@ async def run_once(config: Config) -> RunSummary:
 
 @contextmanager
 def _cancel_on_signals(
-    tasks: list[asyncio.Task[JobReport]], stopped: list[signal.Signals]
+    tasks: list[asyncio.Task[None]], stopped: list[signal.Signals]
 ) -> Iterator[None]:
     """SIGTERM/SIGINT cancel the run's fetches (recorded ``interrupted``) instead of
     killing the process with jobs left ONGOING."""
