@@ -29,6 +29,15 @@ _META = (
 
 MAX_ERROR_MESSAGE = 2000
 
+#: Finished jobs older than :cutoff, except each source's latest and latest COMPLETED job
+#: (its state and its validators). Shared by prune and by ``rssd prune --dry-run``.
+PRUNABLE = """
+WHERE status IN ('COMPLETED', 'FAILED') AND ended_at < :cutoff
+  AND id NOT IN (SELECT max(id) FROM fetch_job GROUP BY content_source_id)
+  AND id NOT IN (SELECT max(id) FROM fetch_job WHERE status = 'COMPLETED'
+                 GROUP BY content_source_id)
+"""
+
 
 def _job(row: sqlite3.Row | None) -> FetchJob | None:
     return FetchJob.model_validate(dict(row)) if row is not None else None
@@ -201,15 +210,9 @@ class FetchJobRepo:
 
         Each source's latest job and latest COMPLETED job (its validators) are always kept.
         """
-        sql = """
-        DELETE FROM fetch_job WHERE id IN (
-            SELECT id FROM fetch_job
-            WHERE status IN ('COMPLETED', 'FAILED') AND ended_at < :cutoff
-              AND id NOT IN (SELECT max(id) FROM fetch_job GROUP BY content_source_id)
-              AND id NOT IN (SELECT max(id) FROM fetch_job WHERE status = 'COMPLETED'
-                             GROUP BY content_source_id)
-            LIMIT :batch)
-        """
+        sql = (
+            f"DELETE FROM fetch_job WHERE id IN (SELECT id FROM fetch_job {PRUNABLE} LIMIT :batch)"
+        )
         total = 0
         while True:
             deleted = await self._db.write(

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from rssd.models.dto import FetchJob, Source
 from rssd.repo.db import Database, Tx
+from rssd.repo.jobs import PRUNABLE
 
 T = TypeVar("T")
 
@@ -62,14 +63,7 @@ ORDER BY coalesce(p.published_at, p.created_at) DESC, p.id DESC
 LIMIT :limit
 """
 
-# The same predicate as FetchJobRepo.prune (tests/test_cmd_prune.py checks they agree).
-_PRUNABLE_JOBS = """
-SELECT count(*) FROM fetch_job
-WHERE status IN ('COMPLETED', 'FAILED') AND ended_at < :cutoff
-  AND id NOT IN (SELECT max(id) FROM fetch_job GROUP BY content_source_id)
-  AND id NOT IN (SELECT max(id) FROM fetch_job WHERE status = 'COMPLETED'
-                 GROUP BY content_source_id)
-"""
+_PRUNABLE_JOBS = f"SELECT count(*) FROM fetch_job {PRUNABLE}"
 
 
 @dataclass(frozen=True)
