@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -297,6 +298,10 @@ def run(path: Path, *, once: bool) -> int:
         return EXIT_FAILURE
     logs.configure(config.log_level)
     log = logs.get_logger("rssd.daemon")
+    # Everything imported and loaded so far lives as long as the process: keep it out of
+    # the cyclic GC's full passes, which showed as loop lag at 10,000 feeds (bench: 48 ->
+    # 28 ms with 10,000 failing feeds).
+    gc.freeze()
     try:
         if once:
             summary = asyncio.run(run_once(config))
