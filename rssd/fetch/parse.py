@@ -27,6 +27,7 @@ import feedparser
 
 from rssd.fetch.charrefs import repair_char_refs
 from rssd.fetch.entries import clean_text, entries_to_posts
+from rssd.fetch.sanitize import sanitize_entry
 from rssd.logs import get_logger
 from rssd.models.dto import ErrorCode, PostCreate
 
@@ -102,20 +103,26 @@ def _parse(body: bytes, url: str, content_type: str | None, sanitize: bool) -> P
     # A file-like object, never bytes or str: given a string feedparser may open a local
     # file or URL of that name.
     body = repair_char_refs(body)
+    # feedparser's own sanitizer and URI resolver are off: nh3 does both, ~2x faster.
     parsed = feedparser.parse(
         io.BytesIO(body),
         response_headers=headers,
-        sanitize_html=sanitize,
-        resolve_relative_uris=sanitize,
+        sanitize_html=False,
+        resolve_relative_uris=False,
     )
     version = parsed.get("version") or None
     entries = parsed.get("entries") or []
+    if sanitize:
+        for entry in entries:
+            sanitize_entry(entry, url)
     bozo = parsed.get("bozo_exception") if parsed.get("bozo") else None
     if not version and not entries:
         return ParseOutcome(
             error_code=ErrorCode.NOT_A_FEED, message=_not_a_feed_message(body, bozo)
         )
     feed = parsed.get("feed") or {}
+    if sanitize and isinstance(feed, dict):
+        sanitize_entry(feed, url)  # an Atom title may be HTML too
     return ParseOutcome(
         posts=tuple(entries_to_posts(entries)),
         warning=_warning(bozo),
