@@ -68,3 +68,12 @@ CREATE TABLE IF NOT EXISTS posts (
 -- newest posts are listed by time.
 CREATE INDEX IF NOT EXISTS posts_fetch_job ON posts (fetch_job_id);
 CREATE INDEX IF NOT EXISTS posts_published ON posts (published_at);
+
+-- Version 3: the fingerprints (8 bytes each, rssd/fetch/items.py) of the items in the last
+-- document parsed for a source, so that a changed feed has only its new items parsed. A
+-- cache: losing a row costs one full parse, never a post.
+CREATE TABLE IF NOT EXISTS seen_items (
+    content_source_id INTEGER PRIMARY KEY
+                      REFERENCES content_sources (id) ON DELETE CASCADE,
+    digests           BLOB    NOT NULL
+) STRICT;

@@ -276,7 +276,13 @@ class _NoParse(ParsePool):
         return None
 
     async def parse(
-        self, body: bytes, url: str, content_type: str | None, *, sanitize: bool
+        self,
+        body: bytes,
+        url: str,
+        content_type: str | None,
+        *,
+        sanitize: bool,
+        seen: bytes = b"",
     ) -> ParseOutcome:
         raise AssertionError("no parse expected")
 

@@ -20,6 +20,11 @@ DROPPED = [
     ('<a href="JaVaScRiPt:evil()">x</a>', "evil"),
     ('<a href="&#106;avascript:evil()">x</a>', "evil"),
     ('<img src="data:image/svg+xml;base64,PHN2Zz4=">', "data:"),
+    ('<a href="data:text/html;base64,PHNjcmlwdD4=">x</a>', "data:"),
+    (
+        '<img src="data:image/png;base64,AAAA"><a href="data:image/png;base64,AAAA">x</a>',
+        "<a href",
+    ),  # a data: image as a link target goes (the <a> stays, its href not)
     ('<iframe src="http://evil.example/"></iframe>', "iframe"),
     ('<object data="x.swf"></object><embed src="x.swf">', "swf"),
     ('<form action="/steal"><input name="p"></form>', "input"),
@@ -66,6 +71,10 @@ KEPT = [
         '<audio controls=""><source src="http://e.org/a.mp3" type="audio/mpeg"></audio>',
     ),
     ('<a href="mailto:ann@e.org">mail</a>', '<a href="mailto:ann@e.org">mail</a>'),
+    (
+        '<img src="data:image/png;base64,iVBORw0KGgo=" alt="inline">',
+        '<img src="data:image/png;base64,iVBORw0KGgo=" alt="inline">',
+    ),
     ("<p>unclosed <b>bold", "<p>unclosed <b>bold</b></p>"),
 ]
 

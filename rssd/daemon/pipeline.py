@@ -18,6 +18,7 @@ from rssd.logs import get_logger
 from rssd.models.dto import ErrorCode, FetchJob, FetchJobStatus, Source
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
+from rssd.repo.seen import load_seen
 
 log = get_logger("rssd.fetch")
 
@@ -49,6 +50,7 @@ class JobReport:
 
 class Pipeline:
     def __init__(self, db: Database, fetcher: Fetcher) -> None:
+        self.db = db
         self.jobs = FetchJobRepo(db)
         self.fetcher = fetcher
         #: The last successful fetch's validators per source, kept in step as jobs
@@ -160,7 +162,9 @@ class Pipeline:
             # Another process ended this job between our two statements (start-up recovery).
             return JobReport(source.id, source.url, job.id, await self.jobs.get_status(job.id))
         validators = await self._validators_for(source.id)
-        result = await self.fetcher.fetch(source, validators, fetch_url)
+        result = await self.fetcher.fetch(
+            source, validators, fetch_url, seen=lambda: load_seen(self.db, source.id)
+        )
         if result.outcome is Outcome.FAILED:
             assert result.error_code is not None
             await self.jobs.mark_failed(
@@ -198,7 +202,9 @@ class Pipeline:
                 detail=result.warning,
                 posts=len(result.posts),
             )
-        recorded = await self.jobs.mark_completed(job.id, result.meta, result.posts)
+        recorded = await self.jobs.mark_completed(
+            job.id, result.meta, result.posts, result.seen_items
+        )
         if recorded is None:
             status = await self.jobs.get_status(job.id)
             log.warning("fetch.discarded", source_id=source.id, job_id=job.id, status=status)
@@ -227,6 +233,7 @@ class Pipeline:
             bytes=result.meta.bytes,
             posts_new=counts.new,
             posts_updated=counts.updated,
+            items_skipped=result.items_skipped,
             outcome=result.outcome.value,
             error_code=None,
         )

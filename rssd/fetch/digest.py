@@ -14,17 +14,17 @@ from __future__ import annotations
 import hashlib
 import re
 
-_START = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(?:item|entry)[\s>/]")
-_END = re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?(?:item|entry)\s*>")
+ENTRY_START = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(?:item|entry)[\s>/]")
+ENTRY_END = re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?(?:item|entry)\s*>")
 
 
 def entries_span(body: bytes) -> tuple[int, int] | None:
     """Byte offsets of the entries region, or None when the body has no entries."""
-    start = _START.search(body)
+    start = ENTRY_START.search(body)
     if start is None:
         return None
     last = None
-    for match in _END.finditer(body, start.start()):
+    for match in ENTRY_END.finditer(body, start.start()):
         last = match
     if last is None:
         return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -19,11 +19,14 @@ from rssd.fetch.resolver import DaemonThreadResolver
 from rssd.models.config import Config
 from rssd.models.dto import ErrorCode, FetchJob, FetchMeta, PostCreate, Source
 
+#: Loads the stored item fingerprints of the source being fetched (rssd.repo.seen).
+SeenLoader = Callable[[], Awaitable[bytes]]
+
 
 class Outcome(StrEnum):
     PARSED = "parsed"
     NOT_MODIFIED = "not_modified"  # 304: nothing downloaded, nothing parsed
-    UNCHANGED = "unchanged"  # 200 with the same body hash as last time: not parsed
+    UNCHANGED = "unchanged"  # 200 with the same entries or items as last time: not parsed
     FAILED = "failed"
 
 
@@ -38,6 +41,11 @@ class FetchResult:
     ttl_minutes: int | None = None
     moved_permanently: bool = False
     hints: Mapping[str, str] = field(default_factory=dict)
+    #: Fingerprints of the parsed document's items, to store with its posts (None: not
+    #: parsed, the stored ones stand).
+    seen_items: bytes | None = None
+    #: Items left unparsed because the last document had them byte for byte.
+    items_skipped: int = 0
 
     def without_posts(self) -> FetchResult:
         """The result minus its posts, for keeping after they are stored: a report held
@@ -131,14 +139,19 @@ class Fetcher:
         self.config = config
 
     async def fetch(
-        self, source: Source, validators: Validators, fetch_url: str | None = None
+        self,
+        source: Source,
+        validators: Validators,
+        fetch_url: str | None = None,
+        seen: SeenLoader | None = None,
     ) -> FetchResult:
         """Download under both limits, then parse still holding the global slot.
 
         The per-host slot covers the download only (politeness is about sockets). The global
         slot covers the parse too, so at most ``max_concurrency`` bodies wait in memory for
         the parse workers: without it a cold start of 1,000 feeds downloaded far faster
-        than it parsed and peaked at 245 MB.
+        than it parsed and peaked at 245 MB. ``seen`` loads the fingerprints of the items
+        parsed last time; it is called only for a body that has to be parsed.
         """
         assert self._session is not None, "use Fetcher as an async context manager"
         limits = RequestLimits(
@@ -165,10 +178,15 @@ class Fetcher:
                     error_message=exc.message,
                     hints=hints(exc.headers),
                 )
-            return await self._interpret(response, validators, base_url=source.url)
+            return await self._interpret(response, validators, base_url=source.url, seen=seen)
 
     async def _interpret(
-        self, response: HttpResponse, validators: Validators, *, base_url: str
+        self,
+        response: HttpResponse,
+        validators: Validators,
+        *,
+        base_url: str,
+        seen: SeenLoader | None,
     ) -> FetchResult:
         if response.not_modified:
             # Carry the validators forward so the next fetch is conditional too.
@@ -209,6 +227,7 @@ class Fetcher:
             base_url,
             response.content_type,
             sanitize=self.config.sanitize_html,
+            seen=await seen() if seen is not None else b"",
         )
         if parsed.error_code is not None:
             # No content_hash: a body that failed to parse must be parsed again next time.
@@ -220,11 +239,13 @@ class Fetcher:
                 hints=response.hints,
             )
         return FetchResult(
-            Outcome.PARSED,
+            Outcome.UNCHANGED if parsed.all_seen else Outcome.PARSED,
             meta,
             posts=parsed.posts,
             warning=parsed.warning,
             ttl_minutes=parsed.ttl_minutes,
             moved_permanently=response.moved_permanently,
             hints=response.hints,
+            seen_items=parsed.seen_items,
+            items_skipped=parsed.skipped,
         )

@@ -20,15 +20,17 @@ import signal
 import threading
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import FrameType
 
 import feedparser
 
 from rssd.fetch.charrefs import repair_char_refs
-from rssd.fetch.entries import clean_text, entries_to_posts
+from rssd.fetch.entries import clean_text, entry_to_post
+from rssd.fetch.items import ItemSplit, id_digest, new_items, pack, split_items, unpack
 from rssd.fetch.sanitize import sanitize_entry
 from rssd.logs import get_logger
+from rssd.models.changes import dedupe_posts
 from rssd.models.dto import ErrorCode, PostCreate
 
 log = get_logger("rssd.parse")
@@ -55,6 +57,13 @@ class ParseOutcome:
     title: str | None = None
     #: RSS <ttl>, minutes: how long the publisher asks readers to wait.
     ttl_minutes: int | None = None
+    #: The fingerprints of every item in the document (rssd.fetch.items), to store for the
+    #: next parse; b"" when the document could not be cut into items.
+    seen_items: bytes = b""
+    #: Items not parsed because an earlier document had them, byte for byte.
+    skipped: int = 0
+    #: Every item was seen before: nothing was parsed.
+    all_seen: bool = False
 
 
 class ParseTimeoutError(Exception):
@@ -66,15 +75,25 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
 
 
 def parse_document(
-    body: bytes, url: str, content_type: str | None, sanitize: bool, timeout: float
+    body: bytes,
+    url: str,
+    content_type: str | None,
+    sanitize: bool,
+    timeout: float,
+    *,
+    seen: bytes = b"",
 ) -> ParseOutcome:
-    """Runs in a worker: bytes -> ParseOutcome. Never raises."""
+    """Runs in a worker: bytes -> ParseOutcome. Never raises.
+
+    ``seen``: the stored fingerprints of the last document's items; those items are not
+    parsed again (rssd.fetch.items).
+    """
     use_alarm = hasattr(signal, "setitimer") and _in_main_thread()
     if use_alarm:
         previous = signal.signal(signal.SIGALRM, _on_alarm)
         signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
-        return _parse(body, url, content_type, sanitize)
+        return _parse_new(repair_char_refs(body), url, content_type, sanitize, seen)
     except ParseTimeoutError:
         return ParseOutcome(
             error_code=ErrorCode.PARSE_ERROR, message=f"parse took longer than {timeout:g}s"
@@ -96,14 +115,59 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _parse(body: bytes, url: str, content_type: str | None, sanitize: bool) -> ParseOutcome:
+def _parse_new(
+    body: bytes, url: str, content_type: str | None, sanitize: bool, seen: bytes
+) -> ParseOutcome:
+    """Parse the items not in ``seen``; the whole document when cutting it is not safe."""
+    split = split_items(body)
+    if split is None:
+        return _parse(body, url, content_type, sanitize)[0]
+    stored = unpack(seen)
+    if stored:
+        part = new_items(body, split, stored)
+        if not part.kept:
+            records = {digest: stored[digest] for digest in split.digests}
+            return ParseOutcome(seen_items=pack(records), skipped=part.skipped, all_seen=True)
+        if part.skipped:
+            outcome, ids = _parse(part.body, url, content_type, sanitize)
+            if _cut_parse_holds(outcome, ids, part.kept, split, stored):
+                new = dict(zip(part.kept, map(id_digest, ids), strict=True))
+                records = {digest: stored.get(digest) or new[digest] for digest in split.digests}
+                return replace(outcome, seen_items=pack(records), skipped=part.skipped)
+    outcome, ids = _parse(body, url, content_type, sanitize)
+    if outcome.error_code is not None or len(ids) != len(split.digests):
+        return outcome  # items and entries do not pair up: nothing to remember
+    records = dict(zip(split.digests, map(id_digest, ids), strict=True))
+    return replace(outcome, seen_items=pack(records))
+
+
+def _cut_parse_holds(
+    outcome: ParseOutcome,
+    ids: list[str],
+    kept: tuple[bytes, ...],
+    split: ItemSplit,
+    stored: dict[bytes, bytes],
+) -> bool:
+    """Whether the cut document's parse stands for the whole's (rssd.fetch.items): it read
+    cleanly as one entry per kept item, and no new item shares its id with a seen one in
+    the same document (the whole parse would keep the first copy)."""
+    if outcome.error_code is not None or outcome.warning is not None or len(ids) != len(kept):
+        return False
+    seen_ids = {stored[digest] for digest in split.digests if digest in stored}
+    return not any(id_digest(external_id) in seen_ids for external_id in ids)
+
+
+def _parse(
+    body: bytes, url: str, content_type: str | None, sanitize: bool
+) -> tuple[ParseOutcome, list[str]]:
+    """feedparser on ``body``: the outcome, and each entry's external_id in document order
+    (duplicates included)."""
     headers = {"content-location": url}
     if content_type:
         headers["content-type"] = content_type
     # A file-like object, never bytes or str: given a string feedparser may open a local
-    # file or URL of that name.
-    body = repair_char_refs(body)
-    # feedparser's own sanitizer and URI resolver are off: nh3 does both, ~2x faster.
+    # file or URL of that name. feedparser's own sanitizer and URI resolver are off: nh3
+    # does both, ~2x faster (rssd.fetch.sanitize).
     parsed = feedparser.parse(
         io.BytesIO(body),
         response_headers=headers,
@@ -117,19 +181,22 @@ def _parse(body: bytes, url: str, content_type: str | None, sanitize: bool) -> P
             sanitize_entry(entry, url)
     bozo = parsed.get("bozo_exception") if parsed.get("bozo") else None
     if not version and not entries:
-        return ParseOutcome(
+        outcome = ParseOutcome(
             error_code=ErrorCode.NOT_A_FEED, message=_not_a_feed_message(body, bozo)
         )
+        return outcome, []
     feed = parsed.get("feed") or {}
     if sanitize and isinstance(feed, dict):
         sanitize_entry(feed, url)  # an Atom title may be HTML too
-    return ParseOutcome(
-        posts=tuple(entries_to_posts(entries)),
+    posts = [entry_to_post(entry) for entry in entries]
+    outcome = ParseOutcome(
+        posts=tuple(dedupe_posts(posts)),
         warning=_warning(bozo),
         version=version,
         title=clean_text(feed.get("title")),
         ttl_minutes=_ttl(feed.get("ttl")),
     )
+    return outcome, [post.external_id for post in posts]
 
 
 #: Complaints about the HTTP headers, not the document: servers label feeds text/html or
@@ -206,7 +273,13 @@ class ParsePool:
         await asyncio.to_thread(_prestart, self._executor, self.workers)
 
     async def parse(
-        self, body: bytes, url: str, content_type: str | None, *, sanitize: bool
+        self,
+        body: bytes,
+        url: str,
+        content_type: str | None,
+        *,
+        sanitize: bool,
+        seen: bytes = b"",
     ) -> ParseOutcome:
         for attempt in range(2):
             generation = self._generation
@@ -214,7 +287,7 @@ class ParsePool:
             try:
                 async with self._slots:
                     future = executor.submit(
-                        parse_document, body, url, content_type, sanitize, self.timeout
+                        parse_document, body, url, content_type, sanitize, self.timeout, seen=seen
                     )
                     async with asyncio.timeout(self.timeout + HARD_TIMEOUT_MARGIN):
                         return await asyncio.wrap_future(future)

@@ -16,6 +16,7 @@ from rssd.clock import now_iso
 from rssd.models.dto import ErrorCode, FetchJob, FetchJobStatus, FetchMeta, PostCreate
 from rssd.repo.db import Database, Tx
 from rssd.repo.posts import UpsertCounts, upsert_in
+from rssd.repo.seen import save_seen_in
 
 _COLUMNS = (
     "id, content_source_id, status, queued_at, started_at, ended_at, error_code, "
@@ -76,8 +77,12 @@ class FetchJobRepo:
         job_id: int,
         meta: FetchMeta,
         posts: Sequence[PostCreate] = (),
+        seen_items: bytes | None = None,
     ) -> tuple[FetchJob, UpsertCounts] | None:
         """ONGOING -> COMPLETED, writing the posts in the same transaction: both or neither.
+
+        ``seen_items``: the item fingerprints of the document these posts came from, stored
+        in the same transaction (None: a 304 or an unparsed body, the stored ones stand).
 
         Returns None (and writes no post) when the job is no longer ONGOING, e.g. because a
         restart already recorded it as interrupted.
@@ -89,7 +94,7 @@ class FetchJobRepo:
             f"posts_count = :posts_count, {_META} "
             f"WHERE id = :id AND status = 'ONGOING' RETURNING {_COLUMNS}"
         )
-        if not posts:  # a 304 or an unchanged body: one statement, one hop
+        if not posts and seen_items is None:  # a 304 or an unchanged body: one hop
             rows = await self._db.write_one(
                 complete, {**params, "now": now_iso(), "posts_count": 0}
             )
@@ -101,6 +106,8 @@ class FetchJobRepo:
             if job is None:
                 return None  # not ONGOING: nothing was written, nothing will be
             counts = await upsert_in(tx, job.content_source_id, job_id, posts)
+            if seen_items is not None:
+                await save_seen_in(tx, job.content_source_id, seen_items)
             if counts.new:
                 await tx.execute(
                     "UPDATE fetch_job SET posts_count = :new WHERE id = :id",

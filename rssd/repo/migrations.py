@@ -6,7 +6,7 @@ the version added; schema.sql (all ``IF NOT EXISTS``) runs after the steps eithe
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: deleting old fetch_job rows set posts.fetch_job_id to NULL by scanning every
@@ -15,5 +15,13 @@ MIGRATIONS: dict[int, str] = {
     1: """
         CREATE INDEX IF NOT EXISTS posts_fetch_job ON posts (fetch_job_id);
         CREATE INDEX IF NOT EXISTS posts_published ON posts (published_at);
+    """,
+    # 2 -> 3: item fingerprints of each source's last parsed document (rssd/fetch/items.py).
+    2: """
+        CREATE TABLE IF NOT EXISTS seen_items (
+            content_source_id INTEGER PRIMARY KEY
+                              REFERENCES content_sources (id) ON DELETE CASCADE,
+            digests           BLOB    NOT NULL
+        ) STRICT;
     """,
 }

@@ -1,0 +1,28 @@
+"""seen_items: the item fingerprints of each source's last parsed document (a parse cache).
+
+Written in the transaction that stores the posts those items became, so the cache never
+claims an item whose post was not stored. Read only for a body that has to be parsed.
+"""
+
+from __future__ import annotations
+
+from rssd.repo.db import Database, Tx
+
+_SAVE = """
+INSERT INTO seen_items (content_source_id, digests) VALUES (:source_id, :digests)
+ON CONFLICT (content_source_id) DO UPDATE SET digests = excluded.digests
+"""
+
+
+async def load_seen(db: Database, source_id: int) -> bytes:
+    """The stored fingerprints, b"" when there are none."""
+    row = await db.fetchone(
+        "SELECT digests FROM seen_items WHERE content_source_id = :source_id",
+        {"source_id": source_id},
+    )
+    return bytes(row["digests"]) if row is not None else b""
+
+
+async def save_seen_in(tx: Tx, source_id: int, digests: bytes) -> None:
+    """Replace the source's fingerprints, inside the caller's transaction."""
+    await tx.execute(_SAVE, {"source_id": source_id, "digests": digests})
