@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import logging
 import os
@@ -21,6 +20,7 @@ from rssd import __version__, logs
 from rssd.commands import export_opml, fetch, import_opml, prune, status
 from rssd.commands import posts as post_commands
 from rssd.commands.errors import CommandError
+from rssd.daemon import loop as event_loop
 from rssd.daemon.lock import LockedError
 from rssd.daemon.once import run_once
 from rssd.daemon.service import run_service
@@ -304,11 +304,11 @@ def run(path: Path, *, once: bool) -> int:
     gc.freeze()
     try:
         if once:
-            summary = asyncio.run(run_once(config))
+            summary = event_loop.run(run_once(config))
             if summary.interrupted_by is not None:
                 return 128 + summary.interrupted_by.value
         else:
-            asyncio.run(run_service(path, config, watcher))
+            event_loop.run(run_service(path, config, watcher))
     except LockedError as exc:
         log.error("daemon.locked", error_message=str(exc))
         print(f"rssd: {exc}", file=sys.stderr)

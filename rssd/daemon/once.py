@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from rssd.daemon.lag import LagProbe
+from rssd.daemon.loop import loop_name
 from rssd.daemon.pipeline import JobReport, Pipeline
 from rssd.daemon.startup import daemon_session
 from rssd.fetch.fetcher import Fetcher
@@ -105,6 +106,7 @@ async def run_once(config: Config) -> RunSummary:
         elapsed_ms=summary.elapsed_ms,
         errors=summary.errors,
         loop_lag_max_ms=lag.take_max(),
+        loop=loop_name(),
         interrupted_by=summary.interrupted_by.name if summary.interrupted_by else None,
     )
     return summary

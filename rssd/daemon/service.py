@@ -22,6 +22,7 @@ from pathlib import Path
 from rssd.clock import parse_iso, to_iso, utcnow
 from rssd.daemon import notify
 from rssd.daemon.lag import LagProbe
+from rssd.daemon.loop import loop_name
 from rssd.daemon.pipeline import JobReport, Pipeline
 from rssd.daemon.schedule import Hints, History, Policy, next_due
 from rssd.daemon.startup import daemon_session, sync_sources
@@ -136,7 +137,7 @@ class Service:
             ]
             self.lag.start()
             notify.notify(f"READY=1\nSTATUS={self._status_line()}")
-            log.info("daemon.ready", sources=len(self.states), pid=os.getpid())
+            log.info("daemon.ready", sources=len(self.states), pid=os.getpid(), loop=loop_name())
             await self.stopping.wait()
             notify.notify("STOPPING=1")
             log.info("daemon.stopping", in_flight=len(self.in_flight))
