@@ -275,6 +275,9 @@ class _NoParse(ParsePool):
     async def start(self) -> None:
         return None
 
+    def start_soon(self) -> None:
+        return None
+
     async def parse(
         self,
         body: bytes,

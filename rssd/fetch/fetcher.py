@@ -111,7 +111,7 @@ class Fetcher:
             ttl_dns_cache=300,
             resolver=DaemonThreadResolver(),
         )
-        await self._pool.start()
+        self._pool.start_soon()
         self._session = aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,

@@ -256,7 +256,8 @@ class ParsePool:
         self.timeout = timeout
         self._executor = self._new_executor()
         self._generation = 0
-        self._restarting: asyncio.Future[None] | None = None
+        #: The workers being started off the loop (start_soon, or after a restart).
+        self._starting: asyncio.Future[None] | None = None
         # One document per worker at a time: the hard timeout must measure a running
         # parse, not time spent queued behind runaway documents.
         self._slots = asyncio.Semaphore(self.workers)
@@ -272,6 +273,13 @@ class ParsePool:
         a few hundred ms, which on the loop thread showed as 200+ ms of loop lag."""
         await asyncio.to_thread(_prestart, self._executor, self.workers)
 
+    def start_soon(self) -> None:
+        """Start the workers in the background; the first parse waits for them. Fetching
+        need not wait: the ~0.4 s start overlaps the first downloads (and a run of 304s
+        may never need a worker)."""
+        self._starting = asyncio.ensure_future(self.start())
+        self._starting.add_done_callback(_log_start_failure)
+
     async def parse(
         self,
         body: bytes,
@@ -281,6 +289,9 @@ class ParsePool:
         sanitize: bool,
         seen: bytes = b"",
     ) -> ParseOutcome:
+        if self._starting is not None and not self._starting.done():
+            # Not on the loop thread: submitting now would fork the workers right here.
+            await asyncio.wait([self._starting])
         for attempt in range(2):
             generation = self._generation
             executor: Executor = self._executor
@@ -325,17 +336,18 @@ class ParsePool:
         old = self._executor
         self._executor = self._new_executor()
         _kill(old)
-        self._restarting = asyncio.ensure_future(self.start())  # off the loop, as at start
-        self._restarting.add_done_callback(_log_restart_failure)
+        self.start_soon()  # off the loop, as at start
 
     def close(self) -> None:
+        if self._starting is not None:
+            self._starting.cancel()
         _kill(self._executor)
 
 
-def _log_restart_failure(future: asyncio.Future[None]) -> None:
-    """Retrieve a failed prestart (the next submit starts the workers anyway)."""
+def _log_start_failure(future: asyncio.Future[None]) -> None:
+    """Retrieve a failed start (the next submit starts the workers anyway)."""
     if not future.cancelled() and future.exception() is not None:
-        log.warning("parse.pool_restart_failed", error_message=repr(future.exception()))
+        log.warning("parse.pool_start_failed", error_message=repr(future.exception()))
 
 
 def _ping() -> int:
