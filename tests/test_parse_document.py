@@ -5,6 +5,7 @@ Whatever the input, the result is posts or an error_code: never an exception, ne
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import random
@@ -453,3 +454,16 @@ async def test_crashed_worker_is_replaced(small_pool: ParsePool) -> None:
     os.kill(pid, signal.SIGKILL)
     await parse_fine(small_pool)  # BrokenProcessPool: retried once on a fresh pool
     await parse_fine(small_pool)
+
+
+async def test_workers_do_not_load_the_daemons_libraries(small_pool: ParsePool) -> None:
+    """The workers run rssd.fetch.worker only: pydantic, structlog and aiohttp would cost
+    each of the forkserver and the workers ~16 MB of RSS (their shared objects show in the
+    worker's memory map once imported; pure-Python modules do not, so the compiled parts
+    stand for them)."""
+    await parse_fine(small_pool)
+    (pid,) = worker_pids(small_pool)
+    maps = await asyncio.to_thread(Path(f"/proc/{pid}/maps").read_text)
+    assert "nh3" in maps, "the sanitizer's extension module is mapped"
+    for library in ("pydantic_core", "aiohttp", "yarl", "multidict", "_sqlite3"):
+        assert library not in maps, f"{library} is loaded in a parse worker"

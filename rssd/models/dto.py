@@ -2,56 +2,14 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from pydantic import BaseModel, ConfigDict
 
+# Defined without pydantic, so that the parse workers need not import it (rssd.fetch.worker);
+# re-exported here for every other layer.
+from rssd.models.codes import ErrorCode, FetchJobStatus
+from rssd.models.post import PostCreate
 
-class FetchJobStatus(StrEnum):
-    """The FetchJob state machine: QUEUED -> ONGOING -> COMPLETED | FAILED."""
-
-    QUEUED = "QUEUED"
-    ONGOING = "ONGOING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-
-    @property
-    def is_active(self) -> bool:
-        return self in (FetchJobStatus.QUEUED, FetchJobStatus.ONGOING)
-
-
-class ErrorCode(StrEnum):
-    """Why a fetch failed: the DESIGN.md contract, stored in fetch_job.error_code."""
-
-    TIMEOUT = "timeout"
-    DNS = "dns"
-    CONNECTION = "connection"
-    TLS = "tls"
-    HTTP_ERROR = "http_error"
-    RATE_LIMITED = "rate_limited"
-    GONE = "gone"
-    TOO_LARGE = "too_large"
-    TOO_MANY_REDIRECTS = "too_many_redirects"
-    NOT_A_FEED = "not_a_feed"
-    PARSE_ERROR = "parse_error"
-    INTERRUPTED = "interrupted"
-    INTERNAL = "internal"
-
-
-class PostCreate(BaseModel):
-    """One feed entry, normalized, ready to be upserted into ``posts``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    external_id: str
-    title: str | None = None
-    url: str | None = None
-    author: str | None = None
-    summary: str | None = None
-    content: str | None = None
-    published_at: str | None = None
-    updated_at: str | None = None
-    content_hash: str
+__all__ = ["ErrorCode", "FetchJob", "FetchJobStatus", "FetchMeta", "PostCreate", "Source"]
 
 
 class Source(BaseModel):

@@ -93,7 +93,7 @@ async def upsert_in(
     now = now_iso()
 
     def params(post: PostCreate) -> dict[str, object]:
-        return {**post.model_dump(), "source_id": source_id, "job_id": job_id, "now": now}
+        return {**post.as_row(), "source_id": source_id, "job_id": job_id, "now": now}
 
     if plan.new:
         await tx.executemany(_INSERT, [params(post) for post in plan.new])
