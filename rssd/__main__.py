@@ -1,10 +1,20 @@
-"""Allow ``python -m rssd``.
+"""The ``rssd`` command (console script and ``python -m rssd``).
 
-Guarded: the parse pool's forkserver imports the main module in every worker, and an
-unguarded call here would start a second rssd inside each one.
+The parse pool's forkserver runs the main script again in every worker to prepare it, so
+the console script's module must be light: it imports rssd.cli (aiohttp, pydantic,
+structlog: ~16 MB of RSS per process) only when called, never when merely imported. The
+guard keeps an import from starting a second rssd inside each worker.
 """
 
-from rssd.cli import main
+from __future__ import annotations
+
+
+def main() -> int:
+    """Run the CLI; its modules are imported here, not at import time (see above)."""
+    from rssd.cli import main as cli_main  # noqa: PLC0415
+
+    return cli_main()
+
 
 if __name__ == "__main__":
     raise SystemExit(main())
