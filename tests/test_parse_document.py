@@ -467,3 +467,19 @@ async def test_workers_do_not_load_the_daemons_libraries(small_pool: ParsePool) 
     assert "nh3" in maps, "the sanitizer's extension module is mapped"
     for library in ("pydantic_core", "aiohttp", "yarl", "multidict", "_sqlite3"):
         assert library not in maps, f"{library} is loaded in a parse worker"
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.01, 0.05, 0.1, 0.2, 0.3])
+async def test_closing_while_the_workers_start_leaves_no_worker(delay: float) -> None:
+    """close() during start_soon(): a worker spawned by the start thread just as the pool
+    closes must die too (one left alive kept the interpreter from exiting: the executor's
+    manager thread is joined at exit)."""
+    pool = ParsePool(workers=2)
+    executor = getattr(pool, "_executor")  # noqa: B009
+    spawned = getattr(executor, "_processes")  # noqa: B009 - the live dict, late spawns too
+    pool.start_soon()
+    await asyncio.sleep(delay)
+    pool.close()
+    await asyncio.sleep(1.5)  # let a start thread that was mid-spawn finish
+    alive = [process.pid for process in list(spawned.values()) if process.is_alive()]
+    assert alive == []

@@ -137,11 +137,17 @@ def _prestart(executor: ProcessPoolExecutor, workers: int) -> None:
 
 
 def _kill(executor: ProcessPoolExecutor) -> None:
-    """Stop the pool without waiting: a runaway worker must not hold the daemon open."""
-    processes = list(getattr(executor, "_processes", {}).values())
-    for process in processes:
+    """Stop the pool without waiting: a runaway worker must not hold the daemon open.
+
+    Shut down first, then kill: shutdown waits for a submit in progress (the start thread
+    may be spawning a worker right now) and no worker can be spawned after it, so the live
+    process map read afterwards holds every worker there will ever be.
+    """
+    processes = getattr(executor, "_processes", None) or {}  # shutdown drops the reference
+    executor.shutdown(wait=False, cancel_futures=True)
+    workers = list(processes.values())
+    for process in workers:
         if process.is_alive():
             process.kill()
-    executor.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
+    for process in workers:
         process.join(timeout=1)
