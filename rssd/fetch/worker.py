@@ -7,7 +7,8 @@ the parent killing the worker). Only the new items of a changed feed are parsed
 
 This module and what it imports are all the forkserver preloads and the workers run: no
 pydantic, no structlog, no aiohttp (16 MB less RSS in each of three processes than when
-the workers imported the daemon's modules). tests/test_parse_pool.py checks it.
+the workers imported the daemon's modules). tests/test_parse_document.py and
+tests/test_worker_memory.py check it in the workers' memory maps.
 """
 
 from __future__ import annotations
