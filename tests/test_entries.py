@@ -11,12 +11,12 @@ from rssd.fetch.entries import (
     MAX_FIELD_CHARS,
     clean_text,
     content_hash,
-    entries_to_posts,
     entry_date,
     entry_to_post,
     parse_date_text,
     to_utc_iso,
 )
+from rssd.models.changes import dedupe_posts
 
 
 @pytest.mark.parametrize(
@@ -176,7 +176,7 @@ def test_whitespace_only_edits_do_not_change_the_hash() -> None:
     )
 
 
-def test_entries_to_posts_keeps_order_and_first_duplicate() -> None:
+def test_posts_keep_order_and_the_first_duplicate() -> None:
     entries: list[dict[str, Any]] = [
         {"id": "a", "title": "first a"},
         {"id": "b", "title": "b"},
@@ -186,9 +186,9 @@ def test_entries_to_posts_keeps_order_and_first_duplicate() -> None:
         {"title": "hashed"},
         {"title": "hashed"},
     ]
-    posts = entries_to_posts(entries)
+    posts = dedupe_posts([entry_to_post(entry) for entry in entries])  # as the worker does
     assert [post.title for post in posts] == ["first a", "b", "c", "hashed"]
-    assert entries_to_posts([]) == []
+    assert dedupe_posts([]) == []
 
 
 @pytest.mark.parametrize(

@@ -13,13 +13,14 @@ import pytest
 from rssd.daemon import loop
 
 
+async def which() -> str:
+    """The module of the running loop's class."""
+    return type(asyncio.get_running_loop()).__module__
+
+
 def test_uvloop_is_the_default_where_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RSSD_EVENT_LOOP", raising=False)
     assert loop.loop_name() == "uvloop"
-
-    async def which() -> str:
-        return type(asyncio.get_running_loop()).__module__
-
     assert loop.run(which()).startswith("uvloop")
 
 
@@ -27,10 +28,6 @@ def test_asyncio_loop_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RSSD_EVENT_LOOP", "asyncio")
     assert loop.loop_factory() is None
     assert loop.loop_name() == "asyncio"
-
-    async def which() -> str:
-        return type(asyncio.get_running_loop()).__module__
-
     assert loop.run(which()).startswith("asyncio")
 
 

@@ -8,12 +8,11 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from rssd.clock import to_iso
-from rssd.models.changes import dedupe_posts
 from rssd.models.post import PostCreate
 
 # C0 controls except tab, newline and carriage return, DEL, and C1 controls: invisible,
@@ -116,8 +115,3 @@ def entry_to_post(entry: Mapping[str, Any]) -> PostCreate:
     digest = content_hash(fields)
     external_id = clean_text(_own(entry, "id")) or fields["url"] or f"sha256:{digest}"
     return PostCreate(external_id=external_id, content_hash=digest, **fields)
-
-
-def entries_to_posts(entries: Iterable[Mapping[str, Any]]) -> list[PostCreate]:
-    """All entries, duplicates within the document collapsed (the first one wins)."""
-    return dedupe_posts(entry_to_post(entry) for entry in entries)

@@ -39,8 +39,6 @@ ATTRIBUTES: dict[str, set[str]] = {
     "a": {*nh3.ALLOWED_ATTRIBUTES["a"], "title"},
     "*": {"lang", "dir", "title"},
 }
-#: Fields whose type says HTML; anything else (text/plain) is stored as given.
-_HTML_TYPES = ("html",)
 
 
 #: Inline images feeds really carry (a base64 photo, a formula); SVG can hold scripts.
@@ -82,8 +80,8 @@ def clean_html(value: str, base: str | None) -> str:
 def _is_html(detail: object) -> bool:
     if not isinstance(detail, dict):
         return False
-    kind = str(detail.get("type") or "")
-    return any(marker in kind for marker in _HTML_TYPES)
+    # text/html, application/xhtml+xml; anything else (text/plain) is stored as given.
+    return "html" in str(detail.get("type") or "")
 
 
 def _clean_field(entry: dict[str, Any], key: str, base: str | None) -> None:
