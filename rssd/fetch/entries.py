@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rssd.clock import to_iso
+from rssd.fetch.text import html_to_text
 from rssd.models.post import PostCreate
 
 # C0 controls except tab, newline and carriage return, DEL, and C1 controls: invisible,
@@ -95,6 +96,28 @@ def _content(entry: Mapping[str, Any]) -> str | None:
     return clean_text(chosen.get("value"))
 
 
+#: Markup or an entity reference in a field feedparser gives without a type (author names).
+_MARKUP = re.compile(r"<[A-Za-z/!]|&(?:#\d|#x[0-9A-Fa-f]|[A-Za-z]+;)")
+
+
+def title_text(entry: Mapping[str, Any]) -> str | None:
+    """The title as plain text (rssd.fetch.text): an HTML title loses its markup and has
+    its entities decoded; a text title is already text."""
+    title = clean_text(_own(entry, "title"))
+    detail = _own(entry, "title_detail")
+    if title and isinstance(detail, Mapping) and "html" in str(detail.get("type") or ""):
+        return clean_text(html_to_text(title))
+    return title
+
+
+def text_value(value: object) -> str | None:
+    """A field that should be text (an author name) but may carry markup or entities."""
+    text = clean_text(value)
+    if text and _MARKUP.search(text):
+        return clean_text(html_to_text(text))
+    return text
+
+
 def content_hash(fields: Mapping[str, str | None]) -> str:
     """A stable hash of what a post shows; an edit anywhere changes it."""
     blob = json.dumps(fields, sort_keys=True, ensure_ascii=False).encode("utf-8")
@@ -102,14 +125,19 @@ def content_hash(fields: Mapping[str, str | None]) -> str:
 
 
 def entry_to_post(entry: Mapping[str, Any]) -> PostCreate:
-    """One entry -> PostCreate. external_id: id/guid, else link, else a hash of the content."""
+    """One entry -> PostCreate. external_id: id/guid, else link, else a hash of the content.
+
+    Title and author are plain text; summary and content stay (sanitized) HTML.
+    """
     fields = {
-        "title": clean_text(_own(entry, "title")),
+        "title": title_text(entry),
         "url": _url(entry),
-        "author": clean_text(_own(entry, "author")),
+        "author": text_value(_own(entry, "author")),
         "summary": clean_text(_own(entry, "summary")),
         "content": _content(entry),
-        "published_at": entry_date(entry, "published"),
+        # Atom requires <updated> and makes <published> optional: an entry with only the
+        # former was published then, as far as anyone can tell.
+        "published_at": entry_date(entry, "published") or entry_date(entry, "updated"),
         "updated_at": entry_date(entry, "updated"),
     }
     digest = content_hash(fields)

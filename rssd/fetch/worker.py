@@ -26,7 +26,7 @@ from types import FrameType
 import feedparser
 
 from rssd.fetch.charrefs import repair_char_refs
-from rssd.fetch.entries import clean_text, entry_to_post
+from rssd.fetch.entries import entry_to_post, title_text
 from rssd.fetch.items import ItemSplit, id_digest, new_items, pack, split_items, unpack
 from rssd.fetch.sanitize import sanitize_entry
 from rssd.models.changes import dedupe_posts
@@ -188,7 +188,7 @@ def _parse(
         posts=tuple(dedupe_posts(posts)),
         warning=_warning(bozo),
         version=version,
-        title=clean_text(feed.get("title")),
+        title=title_text(feed) if isinstance(feed, dict) else None,
         ttl_minutes=_ttl(feed.get("ttl")),
     )
     return outcome, [post.external_id for post in posts]
