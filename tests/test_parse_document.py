@@ -318,9 +318,12 @@ HTML_HEAD = "<!DOCTYPE html><html><head><title>Blog</title>{}</head><body><p>hi<
         ("<HTML><BODY>shouting</BODY></HTML>", "HTML page"),
         ("", "empty"),
         ("  \r\n\t ", "empty"),
-        ('{"items": [{"title": "a JSON feed is not RSS"}]}', "not an RSS or Atom"),
-        ("just some text\n", "not an RSS or Atom"),
-        ('<?xml version="1.0"?><note><to>x</to><body>y</body></note>', "not an RSS or Atom"),
+        ('{"items": [{"title": "no version: not a JSON Feed"}]}', "not a JSON Feed"),
+        ("just some text\n", "not an RSS, Atom or JSON Feed"),
+        (
+            '<?xml version="1.0"?><note><to>x</to><body>y</body></note>',
+            "not an RSS, Atom or JSON Feed",
+        ),
     ],
 )
 def test_not_a_feed(body: str, mentions: str) -> None:

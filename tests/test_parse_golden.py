@@ -1,7 +1,8 @@
 """Golden fixtures: one document per feed format, the expected posts stored beside it.
 
-tests/fixtures/feeds/<name>.xml is parsed; tests/fixtures/feeds/<name>.json holds the
-expected PostCreate fields (all but content_hash, which is checked against its definition).
+tests/fixtures/feeds/<name>.xml (a JSON Feed: <name>.feed.json) is parsed;
+tests/fixtures/feeds/<name>.json holds the expected PostCreate fields (all but
+content_hash, which is checked against its definition).
 """
 
 from __future__ import annotations
@@ -28,8 +29,17 @@ FORMATS = {
     "rss20": ("application/rss+xml", "rss20", "Liftoff News"),
     "atom03": ("application/atom+xml", "atom03", "dive into mark"),
     "atom10": ("application/atom+xml", "atom10", "Example Feed"),
+    "jsonfeed10": ("application/json", "json1", "Daring JSON 1.0"),
+    "jsonfeed11": ("application/feed+json", "json11", "JSON 1.1 & friends"),
 }
+#: JSON Feed documents, beside the expected-posts files that are JSON too.
+JSON_DOCUMENT = ".feed.json"
 HASHED_FIELDS = ("title", "url", "author", "summary", "content", "published_at", "updated_at")
+
+
+def document(name: str) -> bytes:
+    path = FEEDS / f"{name}{JSON_DOCUMENT}"
+    return (path if path.exists() else FEEDS / f"{name}.xml").read_bytes()
 
 
 def expected_posts(name: str) -> list[dict[str, Any]]:
@@ -55,16 +65,19 @@ def check(name: str, outcome: ParseOutcome) -> None:
 
 
 def test_every_format_has_a_golden_pair() -> None:
-    assert sorted(path.stem for path in FEEDS.glob("*.xml")) == sorted(FORMATS)
-    assert sorted(path.stem for path in FEEDS.glob("*.json")) == sorted(FORMATS)
+    documents = [path.stem for path in FEEDS.glob("*.xml")] + [
+        path.name.removesuffix(JSON_DOCUMENT) for path in FEEDS.glob(f"*{JSON_DOCUMENT}")
+    ]
+    assert sorted(documents) == sorted(FORMATS)
+    expected = [p.stem for p in FEEDS.glob("*.json") if not p.name.endswith(JSON_DOCUMENT)]
+    assert sorted(expected) == sorted(FORMATS)
     for name in FORMATS:
         assert expected_posts(name), f"{name}.json lists no posts"
 
 
 @pytest.mark.parametrize("name", sorted(FORMATS))
 def test_golden_in_process(name: str) -> None:
-    body = (FEEDS / f"{name}.xml").read_bytes()
-    check(name, parse_document(body, BASE, FORMATS[name][0], True, 10.0))
+    check(name, parse_document(document(name), BASE, FORMATS[name][0], True, 10.0))
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +91,7 @@ def pool() -> Iterator[ParsePool]:
 
 @pytest.mark.parametrize("name", sorted(FORMATS))
 async def test_golden_through_the_process_pool(pool: ParsePool, name: str) -> None:
-    body = (FEEDS / f"{name}.xml").read_bytes()
-    check(name, await pool.parse(body, BASE, FORMATS[name][0], sanitize=True))
+    check(name, await pool.parse(document(name), BASE, FORMATS[name][0], sanitize=True))
 
 
 def test_rss20_specifics() -> None:

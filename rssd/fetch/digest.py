@@ -32,7 +32,13 @@ def entries_span(body: bytes) -> tuple[int, int] | None:
 
 
 def content_digest(body: bytes) -> str:
-    """SHA-256 of the entries region, or of the whole body when it has no entries."""
+    """SHA-256 of the entries region, or of the whole body when it has no entries.
+
+    A JSON document (a JSON Feed) is hashed whole: ``<item>`` inside an HTML string of it
+    says nothing about where its items are.
+    """
+    if body[:64].lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+        return hashlib.sha256(body).hexdigest()
     span = entries_span(body)
     if span is None:
         return hashlib.sha256(body).hexdigest()

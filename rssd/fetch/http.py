@@ -26,8 +26,9 @@ PERMANENT_REDIRECTS = frozenset({301, 308})
 #: Response headers kept for the scheduler.
 HINT_HEADERS = ("Retry-After", "Cache-Control", "Expires")
 ACCEPT = (
-    "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "
-    "application/xml;q=0.8, text/xml;q=0.8, */*;q=0.1"
+    "application/rss+xml, application/atom+xml, application/feed+json, "
+    "application/rdf+xml;q=0.9, application/xml;q=0.8, text/xml;q=0.8, "
+    "application/json;q=0.8, */*;q=0.1"
 )
 
 
