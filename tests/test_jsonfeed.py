@@ -135,7 +135,7 @@ def test_html_strings_do_not_confuse_the_body_digest() -> None:
 
 async def test_json_feed_end_to_end(feed_server: FeedServer, tmp_path: Path) -> None:
     """Stored like RSS; a 304 and an unchanged body are not parsed; an edit updates."""
-    state = {
+    state: dict[str, Any] = {
         "items": [
             {
                 "id": "urn:1",
