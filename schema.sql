@@ -11,7 +11,13 @@ CREATE TABLE IF NOT EXISTS content_sources (
     timeout_seconds  REAL    NOT NULL CHECK (timeout_seconds > 0),
     enabled          INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
     created_at       TEXT    NOT NULL,
-    updated_at       TEXT    NOT NULL
+    updated_at       TEXT    NOT NULL,
+    -- Version 4: what the feed says and where it was found (not from config.toml): its
+    -- own <title>, the feed URL a homepage's <link rel="alternate"> led to (NULL: the
+    -- configured URL is the feed), and the config's category ("Blogs / Linux").
+    feed_title       TEXT,
+    feed_url         TEXT,
+    category         TEXT
 ) STRICT;
 
 CREATE TABLE IF NOT EXISTS fetch_job (

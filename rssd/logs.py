@@ -17,6 +17,8 @@ from typing import TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from rssd.models.redact import redact
+
 #: A single field longer than this is cut; keeps a line far below journald's 48 KiB limit.
 MAX_FIELD_CHARS = 4096
 MAX_LINE_CHARS = 40_000
@@ -33,6 +35,25 @@ def truncate_fields(logger: WrappedLogger, name: str, event: EventDict) -> Event
         for item in event["exception"]:
             if isinstance(item, dict) and isinstance(item.get("frames"), list):
                 item["frames"] = item["frames"][-12:]
+    return event
+
+
+def _redact_value(value: object, depth: int = 0) -> object:
+    if isinstance(value, str):
+        return redact(value)
+    if depth < 4 and isinstance(value, list | tuple):
+        return [_redact_value(item, depth + 1) for item in value]
+    if depth < 4 and isinstance(value, dict):
+        return {key: _redact_value(item, depth + 1) for key, item in value.items()}
+    return value
+
+
+def redact_credentials(logger: WrappedLogger, name: str, event: EventDict) -> EventDict:
+    """``user:password@`` in any URL of any field (a feed URL, an error message quoting
+    one, a library's exception text) becomes ``user:***@``: a password never reaches the
+    log collector, whoever wrote the line."""
+    for key, value in event.items():
+        event[key] = _redact_value(value)
     return event
 
 
@@ -91,6 +112,7 @@ def configure(level: str = "info", stream: TextIO | None = None) -> None:
                 ),
                 python_warnings,
                 structlog.processors.EventRenamer("message"),
+                redact_credentials,
                 truncate_fields,
                 order_fields,
                 render_json,

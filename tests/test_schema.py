@@ -358,7 +358,12 @@ async def test_a_version_1_database_is_migrated_with_its_data_intact(tmp_path: P
     assert user_version(path) == SCHEMA_VERSION
     assert set(V2_INDEXES) <= index_names(path)
     after = {table: query(path, f"SELECT * FROM {table} ORDER BY id") for table in tables}
-    assert after == before
+    # Version 4 added three columns to content_sources, NULL in migrated rows.
+    assert [row[:-3] for row in after["content_sources"]] == before["content_sources"]
+    assert {row[-3:] for row in after["content_sources"]} == {(None, None, None)}
+    assert {t: rows for t, rows in after.items() if t != "content_sources"} == {
+        t: rows for t, rows in before.items() if t != "content_sources"
+    }
     # The migrated file is the same schema a fresh database gets.
     fresh = tmp_path / "fresh.sqlite3"
     db = await Database.open(fresh)
@@ -517,3 +522,28 @@ async def test_a_cancelled_writer_still_finishes_its_transaction(db: Database) -
     rows = await db.fetchall("SELECT url FROM content_sources ORDER BY id")
     assert [row[0] for row in rows] == ["http://first/", "http://second/"]
     await add_source(db)  # and the connection is usable again
+
+
+async def test_version_4_adds_the_feed_columns_as_a_fresh_database_has_them(
+    tmp_path: Path,
+) -> None:
+    """3 -> 4 (issue #10): feed_title, feed_url, category on content_sources, in the same
+    order a fresh database has them, existing rows kept."""
+    path = tmp_path / "v3.sqlite3"
+    make_v1_database(path)
+    with closing(sqlite3.connect(path)) as conn:  # bring it to 3 with the real steps
+        for step in (1, 2):
+            conn.executescript(MIGRATIONS[step])
+        conn.execute("PRAGMA user_version = 3")
+        conn.commit()
+    columns = [row[1] for row in query(path, "PRAGMA table_info(content_sources)")]
+    assert "feed_title" not in columns
+    db = await Database.open(path)
+    await db.close()
+    fresh = tmp_path / "fresh.sqlite3"
+    db = await Database.open(fresh)
+    await db.close()
+    migrated = [row[1] for row in query(path, "PRAGMA table_info(content_sources)")]
+    assert migrated == [row[1] for row in query(fresh, "PRAGMA table_info(content_sources)")]
+    assert migrated[-3:] == ["feed_title", "feed_url", "category"]
+    assert query(path, "SELECT url, feed_title FROM content_sources") != []

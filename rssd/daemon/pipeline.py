@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from rssd.clock import to_iso, utcnow
 from rssd.fetch.fetcher import Fetcher, FetchResult, Outcome, Validators
 from rssd.logs import get_logger
-from rssd.models.dto import ErrorCode, FetchJob, FetchJobStatus, Source
+from rssd.models.dto import ErrorCode, FetchJob, FetchJobStatus, FetchMeta, Source
+from rssd.models.redact import redact, redact_optional
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.seen import load_seen
+from rssd.repo.sources import SourceRepo
 
 log = get_logger("rssd.fetch")
 
@@ -56,6 +58,12 @@ class Pipeline:
         #: The last successful fetch's validators per source, kept in step as jobs
         #: complete, so a fetch needs no query for them (one statement fewer per fetch).
         self._validators: dict[int, Validators] | None = None
+        self.sources = SourceRepo(db)
+        #: What this pipeline recorded on content_sources since the Source rows it is
+        #: handed were read (the daemon keeps those until a reload): discovered feed URL
+        #: and the feed's title, by source id.
+        self._feed_urls: dict[int, str | None] = {}
+        self._titles: dict[int, str | None] = {}
 
     async def preload(self) -> None:
         """Read every source's validators in one query; until then each fetch asks."""
@@ -162,13 +170,19 @@ class Pipeline:
             # Another process ended this job between our two statements (start-up recovery).
             return JobReport(source.id, source.url, job.id, await self.jobs.get_status(job.id))
         validators = await self._validators_for(source.id)
+        known = self._feed_urls.get(source.id, source.feed_url)
         result = await self.fetcher.fetch(
-            source, validators, fetch_url, seen=lambda: load_seen(self.db, source.id)
+            source,
+            validators,
+            fetch_url,
+            seen=lambda: load_seen(self.db, source.id),
+            feed_url=known,
         )
+        result = _redacted(result)
         if result.outcome is Outcome.FAILED:
             assert result.error_code is not None
             await self.jobs.mark_failed(
-                job.id, result.error_code, result.error_message or "", result.meta
+                job.id, result.error_code, result.error_message or "", _stored_meta(result)
             )
             report = JobReport(
                 source.id,
@@ -184,6 +198,7 @@ class Pipeline:
             log.warning(
                 "fetch.failed",
                 source_id=source.id,
+                source_name=self.name_of(source),
                 job_id=job.id,
                 url=source.url,
                 http_status=result.meta.http_status,
@@ -203,7 +218,7 @@ class Pipeline:
                 posts=len(result.posts),
             )
         recorded = await self.jobs.mark_completed(
-            job.id, result.meta, result.posts, result.seen_items
+            job.id, _stored_meta(result), result.posts, result.seen_items
         )
         if recorded is None:
             status = await self.jobs.get_status(job.id)
@@ -212,6 +227,7 @@ class Pipeline:
         job_done, counts = recorded
         if self._validators is not None:
             self._validators[source.id] = Validators.from_job(job_done)
+        await self._note_feed(source, result, known)
         report = JobReport(
             source.id,
             source.url,
@@ -226,6 +242,7 @@ class Pipeline:
         log.info(
             "fetch.completed",
             source_id=source.id,
+            source_name=self.name_of(source),
             job_id=job.id,
             url=source.url,
             http_status=result.meta.http_status,
@@ -238,6 +255,46 @@ class Pipeline:
             error_code=None,
         )
         return report
+
+    async def _note_feed(self, source: Source, result: FetchResult, known: str | None) -> None:
+        """Record a (re)discovered feed URL and a new feed title on the source. Not in
+        the posts' transaction: both are hints, rewritten by the next fetch if lost."""
+        if result.discovered and result.feed_url != known:
+            await self.sources.set_feed_url(source.id, result.feed_url)
+            self._feed_urls[source.id] = result.feed_url
+            log.info(
+                "source.discovered",
+                source_id=source.id,
+                url=redact(source.url),
+                feed_url=redact_optional(result.feed_url),
+                detail="the configured URL is a page; its feed is fetched directly from now on"
+                if result.feed_url
+                else "the configured URL answers a feed itself again",
+            )
+        title = result.feed_title
+        if title and title != self._titles.get(source.id, source.feed_title):
+            await self.sources.set_feed_title(source.id, title)
+            self._titles[source.id] = title
+
+    def name_of(self, source: Source) -> str | None:
+        """The configured name, else the feed's title as last recorded."""
+        return source.name or self._titles.get(source.id, source.feed_title)
+
+
+def _redacted(result: FetchResult) -> FetchResult:
+    """No credentials in what is logged or printed about a fetch: an error message may
+    quote the URL (rssd.models.redact)."""
+    message = redact_optional(result.error_message)
+    return result if message == result.error_message else replace(result, error_message=message)
+
+
+def _stored_meta(result: FetchResult) -> FetchMeta:
+    """The job's metadata as stored: the final URL without credentials. (The result keeps
+    the real one: the daemon fetches a permanently moved feed there.)"""
+    final = redact_optional(result.meta.final_url)
+    if final == result.meta.final_url:
+        return result.meta
+    return result.meta.model_copy(update={"final_url": final})
 
 
 def _ms(started: float) -> int:

@@ -13,11 +13,13 @@ from types import TracebackType
 import aiohttp
 from yarl import URL
 
+from rssd.fetch.discover import FeedLink, PageLinks, resolve_links
 from rssd.fetch.http import FetchError, HttpResponse, RequestLimits, get, hints
 from rssd.fetch.parse import ParsePool
 from rssd.fetch.resolver import DaemonThreadResolver
 from rssd.models.config import Config
 from rssd.models.dto import ErrorCode, FetchJob, FetchMeta, PostCreate, Source
+from rssd.models.redact import strip_userinfo, with_credentials
 
 #: Loads the stored item fingerprints of the source being fetched (rssd.repo.seen).
 SeenLoader = Callable[[], Awaitable[bytes]]
@@ -46,6 +48,13 @@ class FetchResult:
     seen_items: bytes | None = None
     #: Items left unparsed because the last document had them byte for byte.
     items_skipped: int = 0
+    #: The parsed document's own title (None when nothing was parsed).
+    feed_title: str | None = None
+    #: Set when this fetch looked at the source's page for its feed (rssd.fetch.discover)
+    #: and succeeded: ``feed_url`` is the feed the page links to, or None when the
+    #: configured URL now answers a feed itself. The caller records it.
+    discovered: bool = False
+    feed_url: str | None = None
 
     def without_posts(self) -> FetchResult:
         """The result minus its posts, for keeping after they are stored: a report held
@@ -144,8 +153,13 @@ class Fetcher:
         validators: Validators,
         fetch_url: str | None = None,
         seen: SeenLoader | None = None,
+        feed_url: str | None = None,
     ) -> FetchResult:
         """Download under both limits, then parse still holding the global slot.
+
+        ``feed_url``: the feed the source's page led to last time (rssd.fetch.discover),
+        fetched directly; the page is asked again only when it fails. A page answered
+        where a feed was expected is followed to the first feed it links to.
 
         The per-host slot covers the download only (politeness is about sockets). The global
         slot covers the parse too, so at most ``max_concurrency`` bodies wait in memory for
@@ -154,31 +168,91 @@ class Fetcher:
         parsed last time; it is called only for a body that has to be parsed.
         """
         assert self._session is not None, "use Fetcher as an async context manager"
+        async with self._semaphore:
+            # The base for relative links and ids: the feed's URL as configured (not where
+            # a redirect led: a post's identity must not change when the feed moves), or
+            # the feed a page led to; never with the credentials in it.
+            base = strip_userinfo(feed_url or source.url)
+            target = fetch_url or feed_url or source.url
+            result, page = await self._get(source, target, validators, base, seen)
+            if page is None:
+                if feed_url is None or result.outcome is not Outcome.FAILED:
+                    return result
+                # The discovered feed failed: ask the page again where its feed is now.
+                result_page, page = await self._get(
+                    source, source.url, Validators(), strip_userinfo(source.url), seen
+                )
+                if page is None:
+                    if result_page.outcome is Outcome.FAILED:
+                        return result  # the page failed too: the feed's failure stands
+                    return replace(result_page, discovered=True, feed_url=None)
+            return await self._follow_page(
+                source, result, page, validators, seen=seen, known=feed_url
+            )
+
+    async def _follow_page(
+        self,
+        source: Source,
+        result: FetchResult,
+        page: tuple[FeedLink, ...],
+        validators: Validators,
+        *,
+        seen: SeenLoader | None,
+        known: str | None,
+    ) -> FetchResult:
+        """``result`` was an HTML page linking to ``page``'s feeds: fetch the first."""
+        if not page:
+            return result
+        chosen = with_credentials(page[0].href, source.url)
+        if chosen == known:
+            return result  # the page still points at the feed that failed
+        # Validators of another URL mean nothing here; an identical body still does.
+        fresh = Validators(content_hash=validators.content_hash)
+        found, again = await self._get(source, chosen, fresh, strip_userinfo(chosen), seen)
+        if found.outcome is Outcome.FAILED or again is not None:
+            linked = f"{found.error_message} (the feed {source.url} links to: {chosen})"
+            return replace(found, error_message=linked)
+        return replace(found, discovered=True, feed_url=chosen)
+
+    async def _get(
+        self,
+        source: Source,
+        url: str,
+        validators: Validators,
+        base: str,
+        seen: SeenLoader | None,
+    ) -> tuple[FetchResult, tuple[FeedLink, ...] | None]:
+        """One download and parse; the second value: the feeds of an HTML page (resolved
+        against where it was served from), None when the body was no such page."""
+        assert self._session is not None
         limits = RequestLimits(
             timeout=source.timeout_seconds,
             max_bytes=self.config.max_body_bytes,
             max_redirects=self.config.max_redirects,
         )
-        async with self._semaphore:
-            try:
-                async with self._hosts.hold(fetch_url or source.url):
-                    response = await get(
-                        self._session,
-                        fetch_url or source.url,
-                        limits,
-                        etag=validators.etag,
-                        last_modified=validators.last_modified,
-                        user_agent=self.config.user_agent,
-                    )
-            except FetchError as exc:
-                return FetchResult(
-                    outcome=Outcome.FAILED,
-                    meta=FetchMeta(http_status=exc.http_status, final_url=exc.final_url),
-                    error_code=exc.code,
-                    error_message=exc.message,
-                    hints=hints(exc.headers),
+        try:
+            async with self._hosts.hold(url):
+                response = await get(
+                    self._session,
+                    url,
+                    limits,
+                    etag=validators.etag,
+                    last_modified=validators.last_modified,
+                    user_agent=self.config.user_agent,
+                    headers=self.config.feed_headers(source.url),
                 )
-            return await self._interpret(response, validators, base_url=source.url, seen=seen)
+        except FetchError as exc:
+            failed = FetchResult(
+                outcome=Outcome.FAILED,
+                meta=FetchMeta(http_status=exc.http_status, final_url=exc.final_url),
+                error_code=exc.code,
+                error_message=exc.message,
+                hints=hints(exc.headers),
+            )
+            return failed, None
+        result, page = await self._interpret(response, validators, base_url=base, seen=seen)
+        links = resolve_links(page, response.final_url) if page is not None else None
+        return result, links
 
     async def _interpret(
         self,
@@ -187,7 +261,7 @@ class Fetcher:
         *,
         base_url: str,
         seen: SeenLoader | None,
-    ) -> FetchResult:
+    ) -> tuple[FetchResult, PageLinks | None]:
         if response.not_modified:
             # Carry the validators forward so the next fetch is conditional too.
             meta = FetchMeta(
@@ -203,7 +277,7 @@ class Fetcher:
                 meta,
                 moved_permanently=response.moved_permanently,
                 hints=response.hints,
-            )
+            ), None
         meta = FetchMeta(
             http_status=response.status,
             etag=response.etag,
@@ -218,10 +292,7 @@ class Fetcher:
                 meta,
                 moved_permanently=response.moved_permanently,
                 hints=response.hints,
-            )
-        # The base for relative links and ids is the configured URL, not where a redirect
-        # led: feedparser resolves a guid like "post-1" against it, and the post's identity
-        # must not change when the feed moves (or is fetched at its new URL).
+            ), None
         parsed = await self._pool.parse(
             response.body,
             base_url,
@@ -237,7 +308,7 @@ class Fetcher:
                 error_code=parsed.error_code,
                 error_message=parsed.message,
                 hints=response.hints,
-            )
+            ), parsed.page
         return FetchResult(
             Outcome.UNCHANGED if parsed.all_seen else Outcome.PARSED,
             meta,
@@ -248,4 +319,5 @@ class Fetcher:
             hints=response.hints,
             seen_items=parsed.seen_items,
             items_skipped=parsed.skipped,
-        )
+            feed_title=parsed.title,
+        ), None

@@ -90,8 +90,14 @@ async def get(
     etag: str | None = None,
     last_modified: str | None = None,
     user_agent: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> HttpResponse:
-    """GET ``url`` within ``limits``; raise FetchError for every failure."""
+    """GET ``url`` within ``limits``; raise FetchError for every failure.
+
+    ``headers``: the feed's own (a token): sent to ``url``'s origin only, dropped when a
+    redirect leaves it, so a token is never handed to another host.
+    """
+    extra = dict(headers or {})
     headers = {"Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"}
     if user_agent:
         headers["User-Agent"] = user_agent
@@ -102,7 +108,7 @@ async def get(
     current = URL(url)
     try:
         async with asyncio.timeout(limits.timeout):
-            return await _follow(session, current, headers, limits)
+            return await _follow(session, current, headers, limits, extra)
     except FetchError:
         raise
     except TimeoutError:
@@ -120,16 +126,22 @@ async def get(
 
 
 async def _follow(
-    session: aiohttp.ClientSession, url: URL, headers: dict[str, str], limits: RequestLimits
+    session: aiohttp.ClientSession,
+    url: URL,
+    headers: dict[str, str],
+    limits: RequestLimits,
+    extra: dict[str, str],
 ) -> HttpResponse:
     hops = 0
     permanent = True
+    origin = url.origin()
     while True:
         if url.scheme not in ("http", "https"):
             raise FetchError(
                 ErrorCode.HTTP_ERROR, f"redirected to a non-http(s) URL: {url}", final_url=str(url)
             )
-        async with session.get(url, headers=headers, allow_redirects=False) as resp:
+        sent = {**extra, **headers} if extra and url.origin() == origin else headers
+        async with session.get(url, headers=sent, allow_redirects=False) as resp:
             if resp.status in REDIRECTS:
                 location = resp.headers.get("Location")
                 if not location:

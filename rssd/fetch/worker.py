@@ -17,7 +17,6 @@ import io
 import multiprocessing
 import multiprocessing.connection
 import os
-import re
 import signal
 import threading
 from dataclasses import dataclass, replace
@@ -26,6 +25,7 @@ from types import FrameType
 import feedparser
 
 from rssd.fetch.charrefs import repair_char_refs
+from rssd.fetch.discover import PageLinks, scan_page
 from rssd.fetch.entries import entry_to_post, title_text
 from rssd.fetch.items import ItemSplit, id_digest, new_items, pack, split_items, unpack
 from rssd.fetch.jsonfeed import looks_like_json, parse_json_feed
@@ -33,11 +33,6 @@ from rssd.fetch.sanitize import sanitize_entry
 from rssd.models.changes import dedupe_posts
 from rssd.models.codes import ErrorCode
 from rssd.models.post import PostCreate
-
-_ALTERNATE = re.compile(
-    rb"""<link\b[^>]*?\btype=["']?application/(?:rss|atom)\+xml[^>]*>""", re.IGNORECASE
-)
-_HREF = re.compile(rb"""\bhref=["']?([^"'\s>]+)""", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -60,6 +55,8 @@ class ParseOutcome:
     skipped: int = 0
     #: Every item was seen before: nothing was parsed.
     all_seen: bool = False
+    #: An HTML page instead of a feed: the feeds it links to (rssd.fetch.discover).
+    page: PageLinks | None = None
 
 
 class ParseTimeoutError(Exception):
@@ -193,8 +190,11 @@ def _parse(
             sanitize_entry(entry, url)
     bozo = parsed.get("bozo_exception") if parsed.get("bozo") else None
     if not version and not entries:
+        page = scan_page(body) if _is_html(body) else None
         outcome = ParseOutcome(
-            error_code=ErrorCode.NOT_A_FEED, message=_not_a_feed_message(body, bozo)
+            error_code=ErrorCode.NOT_A_FEED,
+            message=_not_a_feed_message(body, bozo, page),
+            page=page,
         )
         return outcome, []
     feed = parsed.get("feed") or {}
@@ -222,17 +222,17 @@ def _warning(bozo: object) -> str | None:
     return f"{type(bozo).__name__}: {bozo}"[:500]
 
 
-def _not_a_feed_message(body: bytes, bozo: object) -> str:
+def _is_html(body: bytes) -> bool:
+    return b"<html" in body[:65536].lower()
+
+
+def _not_a_feed_message(body: bytes, bozo: object, page: PageLinks | None) -> str:
     if not body.strip():
         return "empty body"
-    head = body[:65536]
-    if b"<html" in head.lower():
-        link = _ALTERNATE.search(head)
-        href = _HREF.search(link.group(0)) if link else None
-        if href:
-            found = href.group(1).decode("utf-8", "replace")
-            return f"an HTML page, not a feed; it links to a feed at {found}"
-        return "an HTML page, not a feed"
+    if page is not None:
+        if page.links:
+            return f"an HTML page, not a feed; it links to a feed at {page.links[0].href}"
+        return 'an HTML page, not a feed, and it links to no feed (<link rel="alternate">)'
     reason = f" ({type(bozo).__name__}: {bozo})" if bozo else ""
     return f"not an RSS, Atom or JSON Feed document{reason}"[:500]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from yarl import URL
 
 from rssd import __version__
+from rssd.models.redact import redact
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
 CONFIG_ENV = "RSSD_CONFIG"
@@ -43,10 +45,62 @@ def check_http_url(value: str) -> str:
     except (ValueError, TypeError) as exc:
         raise ValueError(f"not a valid URL: {value!r}") from exc
     if parsed.scheme.lower() not in ("http", "https"):
-        raise ValueError(f"URL must start with http:// or https://, got {value!r}")
+        raise ValueError(f"URL must start with http:// or https://, got {redact(value)!r}")
     if not parsed.host:
-        raise ValueError(f"URL has no host: {value!r}")
+        raise ValueError(f"URL has no host: {redact(value)!r}")
     return value
+
+
+#: RFC 9110 token: what a header name may be made of.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+#: Set by rssd itself; a feed's own value would break the fetch or its bounds.
+_RESERVED_HEADERS = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "accept-encoding"}
+)
+
+
+def check_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Header names must be tokens and values one line; the message never quotes a value
+    (it is usually a secret)."""
+    for name, value in headers.items():
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"{name!r} is not a valid HTTP header name")
+        if name.lower() in _RESERVED_HEADERS:
+            raise ValueError(f"{name!r} is set by rssd itself and cannot be configured")
+        if not isinstance(value, str) or re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value):
+            raise ValueError(f"the value of header {name!r} must be one line of text")
+    return dict(headers)
+
+
+def normalize_category(value: str) -> str:
+    """``"Blogs/Linux "`` -> ``"Blogs / Linux"``: folders separated by " / "."""
+    parts = [" ".join(part.split()) for part in value.split("/")]
+    if not all(parts):
+        raise ValueError(f'{value!r}: every folder of a category needs a name ("Blogs / Linux")')
+    return " / ".join(parts)
+
+
+def read_headers_file(path: Path) -> dict[str, str]:
+    """``Name: value`` lines (blank lines and ``#`` comments ignored); raises ValueError
+    naming the file and line, never quoting the line (it holds a secret)."""
+    try:
+        text = path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ValueError(f"cannot read {path}: {reason}") from None
+    headers: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        name, colon, value = stripped.partition(":")
+        if not colon or not name.strip():
+            raise ValueError(f"{path} line {number}: expected `Name: value`")
+        headers[name.strip()] = value.strip()
+    try:
+        return check_headers(headers)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 class FeedConfig(BaseModel):
@@ -61,11 +115,28 @@ class FeedConfig(BaseModel):
     interval_minutes: Minutes | None = None
     timeout_seconds: Seconds | None = None
     enabled: bool = True
+    #: "Blogs / Linux": OPML folders, nested with " / ".
+    category: str | None = None
+    #: Request headers (tokens: ``Authorization = "Bearer ..."``); never shown or logged.
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    #: A file of ``Name: value`` lines read at load (the secret stays out of config.toml;
+    #: fits systemd's LoadCredential=). Relative paths resolve against the config's folder.
+    headers_file: str | None = None
 
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
         return check_http_url(value)
+
+    @field_validator("category")
+    @classmethod
+    def _check_category(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_category(value)
+
+    @field_validator("headers")
+    @classmethod
+    def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_headers(value)
 
 
 class Config(BaseModel):
@@ -111,7 +182,8 @@ class Config(BaseModel):
             key = normalize_url(feed.url)
             if key in seen:
                 raise ValueError(
-                    f"feeds[{index}]: duplicate url {feed.url!r} (already feeds[{seen[key]}])"
+                    f"feeds[{index}]: duplicate url {redact(feed.url)!r} "
+                    f"(already feeds[{seen[key]}])"
                 )
             seen[key] = index
         return feeds
@@ -125,6 +197,14 @@ class Config(BaseModel):
 
     def feed_timeout(self, feed: FeedConfig) -> float:
         return feed.timeout_seconds or self.timeout_seconds
+
+    def feed_headers(self, url: str) -> dict[str, str]:
+        """The request headers configured for the feed with this URL (none if unknown)."""
+        key = normalize_url(url)
+        for feed in self.feeds:
+            if feed.headers and normalize_url(feed.url) == key:
+                return feed.headers
+        return {}
 
 
 class ConfigError(Exception):
@@ -168,7 +248,36 @@ def parse_config(text: str, path: Path) -> Config:
         raise ConfigError(path, _describe(exc, raw)) from None
     if not config.database.is_absolute():
         config = config.model_copy(update={"database": path.parent.resolve() / config.database})
-    return config
+    return _with_header_files(config, path)
+
+
+def _with_header_files(config: Config, path: Path) -> Config:
+    """Merge each ``headers_file`` into its feed's ``headers``, read now (at every load and
+    reload); every unreadable or malformed file is an error naming feed and file."""
+    errors: list[str] = []
+    feeds: list[FeedConfig] = []
+    for index, feed in enumerate(config.feeds):
+        if feed.headers_file is None:
+            feeds.append(feed)
+            continue
+        file = Path(feed.headers_file)
+        file = file if file.is_absolute() else path.parent.resolve() / file
+        try:
+            extra = read_headers_file(file)
+        except ValueError as exc:
+            errors.append(f"feeds[{index}].headers_file: {exc} (feed {redact(feed.url)})")
+            continue
+        clash = {name.lower() for name in extra} & {name.lower() for name in feed.headers}
+        if clash:
+            errors.append(
+                f"feeds[{index}].headers_file: {', '.join(sorted(clash))} also set in headers "
+                f"(feed {redact(feed.url)})"
+            )
+            continue
+        feeds.append(feed.model_copy(update={"headers": {**feed.headers, **extra}}))
+    if errors:
+        raise ConfigError(path, errors)
+    return config.model_copy(update={"feeds": feeds})
 
 
 def _describe(exc: ValidationError, raw: Mapping[str, Any]) -> list[str]:
@@ -184,8 +293,12 @@ def _describe(exc: ValidationError, raw: Mapping[str, Any]) -> list[str]:
             message = "required key is missing"
         else:
             message = error["msg"].removeprefix("Value error, ")
-            if error["type"] != "value_error" and not isinstance(error.get("input"), dict | list):
-                message += f" (got {error['input']!r})"
+            if (
+                error["type"] != "value_error"
+                and not isinstance(error.get("input"), dict | list)
+                and "headers" not in loc  # a header value is usually a secret
+            ):
+                message += f" (got {redact(repr(error['input']))})"
         prefix = f"{key}: " if key and not message.startswith(f"{key}[") else ""
         lines.append(f"{prefix}{message}{feed}")
     return lines
@@ -205,7 +318,7 @@ def _feed_label(loc: Sequence[int | str], raw: Mapping[str, Any]) -> str:
     if not isinstance(feeds, list) or loc[1] >= len(feeds) or not isinstance(feeds[loc[1]], dict):
         return ""
     url = feeds[loc[1]].get("url")
-    return f" (feed {url})" if isinstance(url, str) else ""
+    return f" (feed {redact(url)})" if isinstance(url, str) else ""
 
 
 def _suggestion(loc: Sequence[int | str]) -> str:

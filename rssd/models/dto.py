@@ -25,6 +25,17 @@ class Source(BaseModel):
     enabled: bool
     created_at: str
     updated_at: str
+    #: The feed's own title (its <title>), refreshed when it changes.
+    feed_title: str | None = None
+    #: The feed a homepage URL led to (``<link rel="alternate">``); None: ``url`` is the feed.
+    feed_url: str | None = None
+    #: From config.toml, "Blogs / Linux" for nested folders.
+    category: str | None = None
+
+    @property
+    def label(self) -> str | None:
+        """What people call the feed: the configured name, else the feed's own title."""
+        return self.name or self.feed_title
 
 
 class FetchJob(BaseModel):

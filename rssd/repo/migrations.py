@@ -6,7 +6,7 @@ the version added; schema.sql (all ``IF NOT EXISTS``) runs after the steps eithe
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: deleting old fetch_job rows set posts.fetch_job_id to NULL by scanning every
@@ -23,5 +23,11 @@ MIGRATIONS: dict[int, str] = {
                               REFERENCES content_sources (id) ON DELETE CASCADE,
             digests           BLOB    NOT NULL
         ) STRICT;
+    """,
+    # 3 -> 4: the feed's own title, the feed URL discovered from a homepage, the category.
+    3: """
+        ALTER TABLE content_sources ADD COLUMN feed_title TEXT;
+        ALTER TABLE content_sources ADD COLUMN feed_url TEXT;
+        ALTER TABLE content_sources ADD COLUMN category TEXT;
     """,
 }

@@ -20,7 +20,8 @@ from rssd.repo.jobs import PRUNABLE
 T = TypeVar("T")
 
 _SOURCE_COLUMNS = (
-    "id, url, name, interval_minutes, timeout_seconds, enabled, created_at, updated_at"
+    "id, url, name, interval_minutes, timeout_seconds, enabled, created_at, updated_at, "
+    "feed_title, feed_url, category"
 )
 _JOB_COLUMNS = (
     "id, content_source_id, status, queued_at, started_at, ended_at, error_code, "

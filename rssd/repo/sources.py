@@ -10,7 +10,10 @@ from rssd.models.config import Config
 from rssd.models.dto import Source
 from rssd.repo.db import Database, Tx
 
-_COLUMNS = "id, url, name, interval_minutes, timeout_seconds, enabled, created_at, updated_at"
+_COLUMNS = (
+    "id, url, name, interval_minutes, timeout_seconds, enabled, created_at, updated_at, "
+    "feed_title, feed_url, category"
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class SourceRepo:
                 "interval_minutes": config.feed_interval(feed),
                 "timeout_seconds": float(config.feed_timeout(feed)),
                 "enabled": int(feed.enabled),
+                "category": feed.category,
             }
             for feed in config.feeds
         }
@@ -59,8 +63,9 @@ class SourceRepo:
                 if row is None:
                     await tx.execute(
                         "INSERT INTO content_sources (url, name, interval_minutes, "
-                        "timeout_seconds, enabled, created_at, updated_at) VALUES (:url, :name, "
-                        ":interval_minutes, :timeout_seconds, :enabled, :now, :now)",
+                        "timeout_seconds, enabled, category, created_at, updated_at) VALUES "
+                        "(:url, :name, :interval_minutes, :timeout_seconds, :enabled, "
+                        ":category, :now, :now)",
                         {**values, "now": now},
                     )
                     added.append(url)
@@ -68,7 +73,8 @@ class SourceRepo:
                     await tx.execute(
                         "UPDATE content_sources SET name = :name, "
                         "interval_minutes = :interval_minutes, timeout_seconds = :timeout_seconds, "
-                        "enabled = :enabled, updated_at = :now WHERE url = :url",
+                        "enabled = :enabled, category = :category, updated_at = :now "
+                        "WHERE url = :url",
                         {**values, "now": now},
                     )
                     updated.append(url)
@@ -102,3 +108,23 @@ class SourceRepo:
             f"SELECT {_COLUMNS} FROM content_sources WHERE url = :url", {"url": url}
         )
         return _source(row) if row else None
+
+    async def set_feed_title(self, source_id: int, title: str | None) -> bool:
+        """Record the feed's own title; False when it was already that (nothing written).
+        Not ``updated_at``: that marks config changes, which the scheduler reads."""
+        rows = await self._db.write_one(
+            "UPDATE content_sources SET feed_title = :title "
+            "WHERE id = :id AND feed_title IS NOT :title RETURNING id",
+            {"id": source_id, "title": title},
+        )
+        return bool(rows)
+
+    async def set_feed_url(self, source_id: int, feed_url: str | None) -> bool:
+        """Record the feed a homepage led to (None: the configured URL is the feed);
+        False when it was already that."""
+        rows = await self._db.write_one(
+            "UPDATE content_sources SET feed_url = :feed_url "
+            "WHERE id = :id AND feed_url IS NOT :feed_url RETURNING id",
+            {"id": source_id, "feed_url": feed_url},
+        )
+        return bool(rows)
