@@ -128,6 +128,11 @@ def add_operator_commands(
         action="store_true",
         help="only feeds that are failing or gone; exit 1 if there are any",
     )
+    status.add_argument(
+        "--category",
+        metavar="NAME",
+        help='only feeds in this category or below it ("Blogs" includes "Blogs / Linux")',
+    )
 
     fetch = _command(
         commands,
@@ -153,6 +158,7 @@ def add_operator_commands(
     )
     config_option(posts)
     posts.add_argument("--source", metavar="FEED", help="only this feed (id or URL)")
+    posts.add_argument("--category", metavar="NAME", help="only feeds in this category or below it")
     posts.add_argument(
         "--since",
         type=post_commands.parse_since,
@@ -231,12 +237,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def operator_command(args: argparse.Namespace, path: Path) -> int:
     if args.command == "status":
-        return status.main(path, as_json=args.json, failing_only=args.failing)
+        return status.main(
+            path, as_json=args.json, failing_only=args.failing, category=args.category
+        )
     if args.command == "fetch":
         return fetch.main(path, args.feeds)
     if args.command == "posts":
         return post_commands.main(
-            path, feed=args.source, since=args.since, limit=args.limit, as_json=args.json
+            path,
+            feed=args.source,
+            since=args.since,
+            limit=args.limit,
+            as_json=args.json,
+            category=args.category,
         )
     if args.command == "import-opml":
         return import_opml.main(path, args.file, dry_run=args.dry_run)

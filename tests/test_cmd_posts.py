@@ -64,7 +64,7 @@ async def test_human_output_shows_time_source_title_and_link(
     title_column = lines[0].index("TITLE")
     assert lines[1].endswith("ok one")
     assert lines[1].startswith("1h ago")
-    assert "127.0.0.1" in lines[1]  # an unnamed feed shows its URL
+    assert lines[1].split()[2] == "ok"  # an unnamed feed shows its own <title>
     assert lines[2] == " " * title_column + "http://example.org/ok/0"
     assert "Daily News" in lines[7]
     assert lines[7][title_column:] == "news one"

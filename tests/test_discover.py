@@ -19,7 +19,7 @@ from rssd.models.config import Config
 from rssd.models.dto import ErrorCode, FetchJobStatus, Source
 from rssd.repo.db import Database
 from rssd.repo.sources import SourceRepo
-from tests.conftest import FeedServer, make_config, rss
+from tests.conftest import FeedServer, Handler, make_config, rss
 from tests.test_run_once import rows, run_once, write_config
 
 PAGE = "http://blog.example/posts/index.html"
@@ -240,7 +240,7 @@ async def test_a_page_behind_basic_auth_passes_its_credentials_to_its_own_feed(
 ) -> None:
     expected = "Basic " + base64.b64encode(b"alice:s3cret").decode()
 
-    def guarded(body: str, content_type: str) -> object:
+    def guarded(body: str, content_type: str) -> Handler:
         async def handler(request: web.Request) -> web.Response:
             if request.headers.get("Authorization") != expected:
                 return web.Response(status=401)
@@ -254,8 +254,8 @@ async def test_a_page_behind_basic_auth_passes_its_credentials_to_its_own_feed(
         guarded(
             page('<link rel="alternate" type="application/rss+xml" href="feed.rss">'), "text/html"
         ),
-    )  # type: ignore[arg-type]
-    feed_server.route("/private/feed.rss", guarded(feed, "application/rss+xml"))  # type: ignore[arg-type]
+    )
+    feed_server.route("/private/feed.rss", guarded(feed, "application/rss+xml"))
     url = f"http://alice:s3cret@127.0.0.1:{feed_server.port}/private/"
     config = make_config(tmp_path, [url])
     (report,) = await fetch_all(config, 1)

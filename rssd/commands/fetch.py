@@ -23,11 +23,12 @@ from rssd.commands.feeds import resolve
 from rssd.daemon.pipeline import JobReport, Pipeline
 from rssd.fetch.fetcher import Fetcher, Outcome
 from rssd.models.dto import FetchJobStatus, Source
+from rssd.models.redact import redact
 
 
 def describe(source: Source, report: JobReport) -> str:
     """One line per feed: what happened, in the words an operator would use."""
-    label = f"{source.url} (id {source.id})"
+    label = f"{redact(source.url)} (id {source.id})"
     if report.skipped:
         return (
             f"{label}: refused: this feed is being fetched right now (by the daemon or "

@@ -10,15 +10,17 @@ import asyncio
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rssd.clock import parse_iso, to_iso, utcnow
 from rssd.commands.context import load, reader
-from rssd.commands.errors import EXIT_OK
+from rssd.commands.errors import EXIT_OK, EXIT_USAGE, CommandError
 from rssd.commands.feeds import resolve
 from rssd.commands.humanize import ago, shorten, table
+from rssd.models.config import normalize_category
+from rssd.models.redact import redact
 from rssd.repo.queries import PostRow, newest_posts
 
 DEFAULT_LIMIT = 20
@@ -57,17 +59,29 @@ def non_negative(text: str) -> int:
 
 
 async def query(
-    path: Path, *, feed: str | None, since: datetime | None, limit: int
+    path: Path,
+    *,
+    feed: str | None,
+    since: datetime | None,
+    limit: int,
+    category: str | None = None,
 ) -> list[PostRow]:
     config = load(path)
+    if category is not None:
+        try:
+            category = normalize_category(category)
+        except ValueError as exc:
+            raise CommandError(f"--category {exc}", EXIT_USAGE) from None
     async with reader(config) as db:
         source_id = (await resolve(db, config, feed)).id if feed else None
-        return await newest_posts(
+        posts = await newest_posts(
             db,
             source_id=source_id,
             since=to_iso(since) if since else None,
             limit=limit or None,
+            category=category,
         )
+    return [replace(post, source_url=redact(post.source_url)) for post in posts]
 
 
 def when(post: PostRow) -> datetime:
@@ -106,8 +120,16 @@ def render_json_lines(posts: Sequence[PostRow]) -> str:
     return "\n".join(json.dumps(asdict(post), ensure_ascii=False) for post in posts)
 
 
-def main(path: Path, *, feed: str | None, since: datetime | None, limit: int, as_json: bool) -> int:
-    posts = asyncio.run(query(path, feed=feed, since=since, limit=limit))
+def main(
+    path: Path,
+    *,
+    feed: str | None,
+    since: datetime | None,
+    limit: int,
+    as_json: bool,
+    category: str | None = None,
+) -> int:
+    posts = asyncio.run(query(path, feed=feed, since=since, limit=limit, category=category))
     if as_json:
         if posts:
             print(render_json_lines(posts))

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from rssd.clock import utcnow
 from rssd.commands.context import load, reader
-from rssd.commands.errors import EXIT_FAILURE, EXIT_OK
+from rssd.commands.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
 from rssd.commands.status_view import render_human, render_json
 from rssd.daemon.schedule import Policy, next_due
 from rssd.daemon.service import history_of
-from rssd.models.config import normalize_url
+from rssd.models.config import in_category, normalize_url
 from rssd.repo.jobs import LatestJob
 from rssd.repo.queries import SourceStatus, source_statuses
 
@@ -115,14 +115,21 @@ async def gather(path: Path) -> Overview:
     return Overview([assess(row, now) for row in rows], pending, now)
 
 
-def main(path: Path, *, as_json: bool, failing_only: bool) -> int:
+def main(path: Path, *, as_json: bool, failing_only: bool, category: str | None = None) -> int:
     """Print the table (or JSON); with ``failing_only``, only the sources that need a look,
-    and exit 1 if there are any: a monitoring check."""
+    and exit 1 if there are any: a monitoring check. ``category``: only the feeds in that
+    folder or below it."""
     overview = asyncio.run(gather(path))
     everything = overview.assessments
     shown = [a for a in everything if a.state.needs_attention] if failing_only else everything
+    if category is not None:
+        try:
+            shown = [a for a in shown if in_category(a.row.source.category, category)]
+        except ValueError as exc:
+            raise CommandError(f"--category {exc}", EXIT_USAGE) from None
     render = render_json if as_json else render_human
-    print(render(overview, shown))
+    empty = f"no feed in category {category!r}" if category is not None else None
+    print(render(overview, shown, empty))
     if failing_only and shown:
         return EXIT_FAILURE
     return EXIT_OK

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from rssd.clock import parse_iso, to_iso
 from rssd.commands.humanize import ago, due, shorten, table
 from rssd.models.dto import FetchJob, FetchJobStatus
+from rssd.models.redact import redact, redact_optional
 
 if TYPE_CHECKING:
     from rssd.commands.status import Assessment, Overview
@@ -43,7 +44,7 @@ def result_text(job: FetchJob) -> str:
 
 def _error_line(job: FetchJob, now: datetime) -> str:
     code = job.error_code.value if job.error_code else "failed"
-    text = shorten(f"{code}: {job.error_message or ''}", ERROR_WIDTH)
+    text = shorten(f"{code}: {redact(job.error_message or '')}", ERROR_WIDTH)
     return f"    last error {ago(attempt_time(job), now)}: {text}"
 
 
@@ -57,11 +58,13 @@ def totals(everything: Sequence[Assessment]) -> dict[str, int]:
     }
 
 
-def render_human(overview: Overview, shown: Sequence[Assessment]) -> str:
+def render_human(overview: Overview, shown: Sequence[Assessment], empty: str | None = None) -> str:
     now, everything = overview.now, overview.assessments
+    categories = any(a.row.source.category for a in shown)
     header = [
         "ID",
         "NAME",
+        *(["CATEGORY"] if categories else []),
         "STATE",
         "LAST ATTEMPT",
         "RESULT",
@@ -79,7 +82,8 @@ def render_human(overview: Overview, shown: Sequence[Assessment]) -> str:
         rows.append(
             [
                 str(row.source.id),
-                shorten(row.source.name or "-", NAME_WIDTH),
+                shorten(row.source.label or "-", NAME_WIDTH),
+                *([shorten(row.source.category or "-", NAME_WIDTH)] if categories else []),
                 a.state.label,
                 ago(attempt_time(latest), now) if latest else "-",
                 result_text(latest) if latest else "-",
@@ -87,12 +91,12 @@ def render_human(overview: Overview, shown: Sequence[Assessment]) -> str:
                 str(row.failures),
                 due(a.next_due, now),
                 str(row.posts_total),
-                row.source.url,
+                redact(row.source.url),
             ]
         )
         if a.state.needs_attention and row.last_error is not None:
             errors[index] = _error_line(row.last_error, now)
-    lines = table(header, rows, right=(0, 6, 8))
+    lines = table(header, rows, right=(0, 7, 9) if categories else (0, 6, 8))
     out = [lines[0]]
     for index, line in enumerate(lines[1:]):
         out.append(line)
@@ -106,9 +110,9 @@ def render_human(overview: Overview, shown: Sequence[Assessment]) -> str:
         f"{counts['posts']} posts"
     )
     if not shown:
-        out = ["no source needs attention" if everything else "no sources yet"]
+        out = [empty or ("no source needs attention" if everything else "no sources yet")]
     pending = [
-        f"not in the database yet (a running daemon adds it within seconds): {url}"
+        f"not in the database yet (a running daemon adds it within seconds): {redact(url)}"
         for url in overview.not_in_database
     ]
     return "\n".join([*out, "", summary, *pending])
@@ -125,7 +129,7 @@ def _job(job: FetchJob | None) -> dict[str, Any] | None:
         "ended_at": job.ended_at,
         "http_status": job.http_status,
         "error_code": job.error_code.value if job.error_code else None,
-        "error_message": job.error_message,
+        "error_message": redact_optional(job.error_message),
         "posts_new": job.posts_count,
     }
 
@@ -135,7 +139,10 @@ def source_json(a: Assessment) -> dict[str, Any]:
     return {
         "id": row.source.id,
         "name": row.source.name,
-        "url": row.source.url,
+        "feed_title": row.source.feed_title,
+        "category": row.source.category,
+        "url": redact(row.source.url),
+        "feed_url": redact_optional(row.source.feed_url),
         "enabled": row.source.enabled,
         "interval_minutes": row.source.interval_minutes,
         "state": a.state.value,
@@ -149,12 +156,12 @@ def source_json(a: Assessment) -> dict[str, Any]:
     }
 
 
-def render_json(overview: Overview, shown: Sequence[Assessment]) -> str:
+def render_json(overview: Overview, shown: Sequence[Assessment], empty: str | None = None) -> str:
     document = {
         "format": JSON_FORMAT,
         "generated_at": to_iso(overview.now),
         "sources": [source_json(a) for a in shown],
         "totals": totals(overview.assessments),
-        "not_in_database": overview.not_in_database,
+        "not_in_database": [redact(url) for url in overview.not_in_database],
     }
     return json.dumps(document, indent=2, ensure_ascii=False)

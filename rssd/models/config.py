@@ -80,6 +80,15 @@ def normalize_category(value: str) -> str:
     return " / ".join(parts)
 
 
+def in_category(category: str | None, wanted: str) -> bool:
+    """Whether a feed filed under ``category`` is in folder ``wanted`` or below it
+    ("Blogs" holds "Blogs / Linux"); case-insensitive."""
+    if category is None:
+        return False
+    have, want = category.casefold(), normalize_category(wanted).casefold()
+    return have == want or have.startswith(want + " / ")
+
+
 def read_headers_file(path: Path) -> dict[str, str]:
     """``Name: value`` lines (blank lines and ``#`` comments ignored); raises ValueError
     naming the file and line, never quoting the line (it holds a secret)."""

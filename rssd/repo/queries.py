@@ -54,11 +54,14 @@ FROM heads h
 """
 
 _POSTS = """
-SELECT p.id, p.content_source_id AS source_id, s.name AS source_name, s.url AS source_url,
+SELECT p.id, p.content_source_id AS source_id,
+    coalesce(s.name, s.feed_title) AS source_name, s.url AS source_url,
     p.external_id, p.title, p.url, p.author, p.summary, p.content, p.published_at,
     p.updated_at, p.created_at
 FROM posts p JOIN content_sources s ON s.id = p.content_source_id
 WHERE (:source_id IS NULL OR p.content_source_id = :source_id)
+  AND (:category IS NULL OR s.category = :category COLLATE NOCASE
+       OR s.category LIKE :category_like || ' / %' ESCAPE '\')
   AND (:since IS NULL OR coalesce(p.published_at, p.created_at) >= :since)
 ORDER BY coalesce(p.published_at, p.created_at) DESC, p.id DESC
 LIMIT :limit
@@ -153,11 +156,28 @@ async def source_statuses(db: Database) -> list[SourceStatus]:
 
 
 async def newest_posts(
-    db: Database, *, source_id: int | None, since: str | None, limit: int | None
+    db: Database,
+    *,
+    source_id: int | None,
+    since: str | None,
+    limit: int | None,
+    category: str | None = None,
 ) -> list[PostRow]:
-    """Posts newest first by publication time (else the time rssd stored them)."""
+    """Posts newest first by publication time (else the time rssd stored them);
+    ``category``: only feeds in that folder or below it (normalized, as in config)."""
+    # LIKE's wildcards in a folder name are plain characters.
+    like = None
+    if category is not None:
+        like = category.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     rows = await db.fetchall(
-        _POSTS, {"source_id": source_id, "since": since, "limit": -1 if limit is None else limit}
+        _POSTS,
+        {
+            "source_id": source_id,
+            "since": since,
+            "limit": -1 if limit is None else limit,
+            "category": category,
+            "category_like": like,
+        },
     )
     return [PostRow(**dict(row)) for row in rows]
 
