@@ -26,6 +26,7 @@ from rssd.daemon.once import run_once
 from rssd.daemon.service import run_service
 from rssd.daemon.watcher import FileWatcher
 from rssd.models.config import Config, ConfigError, load_config, resolve_config_path
+from rssd.models.redact import redact
 from rssd.repo.db import DatabaseError
 
 EXIT_OK = 0
@@ -292,12 +293,17 @@ def describe_config(path: Path, config: Config) -> str:
         f"html:      {'sanitized' if config.sanitize_html else 'stored as published'}",
         "",
     ]
-    width = max((len(feed.url) for feed in config.feeds), default=0)
-    for feed in config.feeds:
-        state = "" if feed.enabled else "  (disabled)"
+    urls = [redact(feed.url) for feed in config.feeds]
+    width = max(map(len, urls), default=0)
+    for url, feed in zip(urls, config.feeds, strict=True):
+        extras = [f"[{feed.category}]"] if feed.category else []
+        if feed.headers:  # the names only: the values are secrets
+            extras.append("headers: " + ", ".join(sorted(feed.headers)))
+        if not feed.enabled:
+            extras.append("(disabled)")
         lines.append(
-            f"  {feed.url:<{width}}  every {config.feed_interval(feed):>4} min  "
-            f"{feed.name or ''}{state}".rstrip()
+            f"  {url:<{width}}  every {config.feed_interval(feed):>4} min  "
+            f"{'  '.join([feed.name or '', *extras]).strip()}".rstrip()
         )
     return "\n".join(lines).rstrip()
 

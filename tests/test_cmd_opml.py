@@ -111,7 +111,9 @@ def test_import_keeps_every_existing_byte(tmp_path: Path) -> None:
     assert after.startswith(before)  # comments, blank lines, key order: all as they were
     appended = after[len(before) :].decode()
     assert appended.lstrip().startswith("# Added by `rssd import-opml feedly.opml` on ")
-    assert tomllib.loads(appended) == {"feeds": [{"url": f.url, "name": f.title} for f in new]}
+    assert tomllib.loads(appended) == {
+        "feeds": [{"url": f.url, "name": f.title, "category": f.category_name} for f in new]
+    }
     assert len(load_config(config).feeds) == len(shipped) + len(new)
     lines = result.out.splitlines()
     assert lines[0] == f"{config}: added {len(new)} feeds from {FIXTURES / 'feedly.opml'}"
@@ -228,3 +230,58 @@ def test_import_keeps_the_file_mode(tmp_path: Path) -> None:
     config.chmod(0o640)
     assert cli_sync("import-opml", "-c", config, FIXTURES / "feedly.opml").code == 0
     assert config.stat().st_mode & 0o777 == 0o640
+
+
+def test_round_trip_keeps_nested_folders_and_disabled_feeds(tmp_path: Path) -> None:
+    """Categories become nested outlines and back; enabled = false survives (issue #10)."""
+    source = write_config(
+        tmp_path / "source.toml",
+        [
+            {"url": "https://top.example/feed"},
+            {"url": "https://a.example/feed", "name": "A", "category": "Blogs / Linux"},
+            {"url": "https://b.example/feed", "category": "Blogs", "enabled": False},
+            {"url": "https://c.example/feed", "name": "C", "category": "Blogs/Linux "},
+            {"url": "https://d.example/feed", "category": "News & Politics"},
+        ],
+    )
+    exported = cli_sync("export-opml", "-c", source)
+    assert exported.code == 0, exported.err
+    body = exported.out.split("<body>")[1]
+    assert [line.strip() for line in body.splitlines() if line.strip()][:5] == [
+        '<outline type="rss" text="https://top.example/feed" title="https://top.example/feed" '
+        'xmlUrl="https://top.example/feed" />',
+        '<outline text="Blogs" title="Blogs">',
+        '<outline text="Linux" title="Linux">',
+        '<outline type="rss" text="A" title="A" xmlUrl="https://a.example/feed" />',
+        '<outline type="rss" text="C" title="C" xmlUrl="https://c.example/feed" />',
+    ]
+    assert 'xmlUrl="https://b.example/feed" enabled="false" />' in body
+    opml_file = tmp_path / "feeds.opml"
+    opml_file.write_text(exported.out, encoding="utf-8")
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    imported = cli_sync("import-opml", "-c", empty, opml_file)
+    assert imported.code == 0, imported.err
+    (line,) = [line for line in imported.out.splitlines() if "b.example" in line]
+    assert line.split() == ["+", "https://b.example/feed", "[Blogs]", "(disabled)"]
+
+    def described(path: Path) -> list[tuple[str, str | None, str | None, bool]]:
+        return [(f.url, f.name, f.category, f.enabled) for f in load_config(path).feeds]
+
+    # Feeds of one folder come out together: the order may change, nothing else.
+    assert sorted(described(empty)) == sorted(described(source))
+    assert ("https://a.example/feed", "A", "Blogs / Linux", True) in described(empty)
+    assert ("https://b.example/feed", None, "Blogs", False) in described(empty)
+
+
+def test_import_keeps_folders_as_categories(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("")
+    result = cli_sync("import-opml", "-c", config, FIXTURES / "tinytinyrss.opml")
+    assert result.code == 0, result.err
+    assert [(f.url, f.category) for f in load_config(config).feeds] == [
+        ("http://cafe.example.org/feed?format=rss&lang=fr", "Blogs"),
+        ("http://www.debian.org/News/news", "Blogs / Linux"),
+        ("https://planet.debian.org/rss20.xml", "Blogs / Linux"),
+        ("https://LWN.net/headlines/rss", None),
+    ]

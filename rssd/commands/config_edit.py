@@ -30,10 +30,19 @@ class ConfigEditError(Exception):
 class NewFeed:
     url: str
     name: str | None = None
+    category: str | None = None
+    enabled: bool = True
 
 
-def _table(feed: NewFeed) -> dict[str, str]:
-    return {"url": feed.url, **({"name": feed.name} if feed.name else {})}
+def _table(feed: NewFeed) -> dict[str, str | bool]:
+    table: dict[str, str | bool] = {"url": feed.url}
+    if feed.name:
+        table["name"] = feed.name
+    if feed.category:
+        table["category"] = feed.category
+    if not feed.enabled:
+        table["enabled"] = False
+    return table
 
 
 def with_feeds(text: str, feeds: Sequence[NewFeed], comment: str, path: Path) -> str:

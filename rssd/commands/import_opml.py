@@ -54,7 +54,7 @@ def apply(config_path: Path, source: Path, *, dry_run: bool) -> ImportPlan:
     try:
         text = with_feeds(
             original.decode("utf-8"),
-            [NewFeed(f.url, f.title) for f in result.added],
+            [NewFeed(f.url, f.title, f.category_name, f.enabled) for f in result.added],
             comment,
             config_path,
         )
@@ -69,7 +69,8 @@ def report(result: ImportPlan, config_path: Path, source: Path, *, dry_run: bool
     lines = [f"{config_path}: {verb} {len(result.added)} feeds from {source}"]
     width = max((len(f.url) for f in result.added), default=0)
     for feed in result.added:
-        where = f"  [{' / '.join(feed.category)}]" if feed.category else ""
+        where = f"  [{feed.category_name}]" if feed.category_name else ""
+        where += "" if feed.enabled else "  (disabled)"
         lines.append(f"  + {feed.url:<{width}}  {feed.title or ''}{where}".rstrip())
     if result.present:
         lines.append(f"skipped {len(result.present)} already in the config:")

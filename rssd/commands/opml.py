@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 
 from rssd.models.config import FeedConfig, check_http_url, normalize_url
+from rssd.models.redact import redact
 
 MAX_OPML_BYTES = 20 * 1024 * 1024
 _ENCODING = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
@@ -38,6 +39,13 @@ class OpmlFeed:
     url: str
     title: str | None
     category: tuple[str, ...] = ()  # the titles of the outlines it is nested in
+    enabled: bool = True  # rssd's own attribute, enabled="false" (OPML allows extras)
+
+    @property
+    def category_name(self) -> str | None:
+        """The folders as config.toml's ``category``: "Blogs / Linux"."""
+        folders = [" ".join(part.replace("/", " ").split()) for part in self.category]
+        return " / ".join(folder for folder in folders if folder) or None
 
 
 @dataclass(frozen=True)
@@ -151,20 +159,41 @@ def _collect(outlines: Iterable[tuple[dict[str, str], tuple[str, ...]]]) -> Opml
             continue
         seen.add(key)
         title = _title(attrs)
-        feeds.append(OpmlFeed(url, None if title == url else title, path))
+        enabled = attrs.get("enabled", "").strip().lower() != "false"
+        feeds.append(OpmlFeed(url, None if title == url else title, path, enabled))
     return OpmlFeeds(tuple(feeds), tuple(rejected))
 
 
-def render(feeds: Sequence[FeedConfig], now: datetime, title: str = "rssd feeds") -> str:
-    """OPML 2.0: one ``type="rss"`` outline per feed (text and title: its name, else URL)."""
+def render(
+    feeds: Sequence[FeedConfig],
+    now: datetime,
+    title: str = "rssd feeds",
+    feed_titles: Mapping[str, str] | None = None,
+) -> str:
+    """OPML 2.0: one ``type="rss"`` outline per feed (text and title: its name, else the
+    feed's own title from ``feed_titles`` by URL, else the URL), inside nested outlines
+    for its category's folders; ``enabled="false"`` on a disabled feed. Credentials in a
+    URL are masked: an OPML file is shared."""
     opml = ET.Element("opml", version="2.0")
     head = ET.SubElement(opml, "head")
     ET.SubElement(head, "title").text = title
     ET.SubElement(head, "dateCreated").text = format_datetime(now, usegmt=True)
     ET.SubElement(head, "docs").text = "https://opml.org/spec2.opml"
     body = ET.SubElement(opml, "body")
+    folders: dict[tuple[str, ...], ET.Element] = {(): body}
     for feed in feeds:
-        label = feed.name or feed.url
-        ET.SubElement(body, "outline", type="rss", text=label, title=label, xmlUrl=feed.url)
+        path = tuple(feed.category.split(" / ")) if feed.category else ()
+        for depth in range(1, len(path) + 1):
+            if path[:depth] not in folders:
+                name = path[depth - 1]
+                folders[path[:depth]] = ET.SubElement(
+                    folders[path[: depth - 1]], "outline", text=name, title=name
+                )
+        url = redact(feed.url)
+        label = feed.name or (feed_titles or {}).get(feed.url) or url
+        attributes = {"type": "rss", "text": label, "title": label, "xmlUrl": url}
+        if not feed.enabled:
+            attributes["enabled"] = "false"
+        ET.SubElement(folders[path], "outline", attributes)
     ET.indent(opml, space="  ")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(opml, encoding="unicode")
