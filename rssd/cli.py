@@ -17,7 +17,7 @@ from pathlib import Path
 from structlog.stdlib import BoundLogger
 
 from rssd import __version__, logs
-from rssd.commands import export_opml, fetch, import_opml, prune, status
+from rssd.commands import discover, export_opml, fetch, import_opml, prune, status
 from rssd.commands import posts as post_commands
 from rssd.commands.errors import CommandError
 from rssd.daemon import loop as event_loop
@@ -40,6 +40,7 @@ EPILOG = """examples:
   rssd fetch 3 https://xkcd.com/atom.xml
   rssd posts --since 2h --json | jq .title
   rssd import-opml subscriptions.opml && rssd export-opml > feeds.opml
+  rssd discover https://blog.example.org/   # the feeds a page offers
   rssd prune --dry-run
 
 The config file is -c PATH, else $RSSD_CONFIG, else ./config.toml. Every command works
@@ -111,7 +112,8 @@ def add_operator_commands(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     config_option: Callable[[argparse.ArgumentParser], None],
 ) -> None:
-    """status, fetch, posts, import-opml, export-opml, prune: see README for their output."""
+    """status, fetch, posts, import-opml, export-opml, discover, prune: see README for
+    their output."""
     status = _command(
         commands,
         "status",
@@ -191,6 +193,19 @@ def add_operator_commands(
         "--dry-run", action="store_true", help="print what would be added, change nothing"
     )
 
+    discover = _command(
+        commands,
+        "discover",
+        "list the feeds a web page offers",
+        'Fetch URL and list the feeds it offers through <link rel="alternate">: type,\n'
+        "title and absolute URL, in the order rssd prefers them (RSS, Atom, JSON Feed).\n"
+        "A feed URL is reported as a feed itself. A [[feeds]] url may be such a page: rssd\n"
+        "then fetches the first feed listed here. Exit 0 found, 1 none or fetch failed.",
+        "rssd discover https://blog.example.org/",
+    )
+    config_option(discover)
+    discover.add_argument("url", metavar="URL", help="a web page (or feed) URL")
+
     export_opml = _command(
         commands,
         "export-opml",
@@ -256,6 +271,8 @@ def operator_command(args: argparse.Namespace, path: Path) -> int:
         return import_opml.main(path, args.file, dry_run=args.dry_run)
     if args.command == "export-opml":
         return export_opml.main(path)
+    if args.command == "discover":
+        return discover.main(path, args.url)
     if args.command == "prune":
         return prune.main(path, dry_run=args.dry_run, vacuum_after=args.vacuum)
     raise AssertionError(args.command)
