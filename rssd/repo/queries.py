@@ -61,7 +61,7 @@ SELECT p.id, p.content_source_id AS source_id,
 FROM posts p JOIN content_sources s ON s.id = p.content_source_id
 WHERE (:source_id IS NULL OR p.content_source_id = :source_id)
   AND (:category IS NULL OR s.category = :category COLLATE NOCASE
-       OR s.category LIKE :category_like || ' / %' ESCAPE '\')
+       OR s.category LIKE :category_like || ' / %' ESCAPE '\\')
   AND (:since IS NULL OR coalesce(p.published_at, p.created_at) >= :since)
 ORDER BY coalesce(p.published_at, p.created_at) DESC, p.id DESC
 LIMIT :limit
