@@ -19,6 +19,7 @@ from rssd.models.config import Config
 from rssd.models.dto import ErrorCode, FetchJobStatus, Source
 from rssd.repo.db import Database
 from rssd.repo.sources import SourceRepo
+from tests.cmd_support import cli
 from tests.conftest import FeedServer, Handler, make_config, rss
 from tests.test_run_once import rows, run_once, write_config
 
@@ -283,3 +284,29 @@ async def test_the_daemon_logs_the_discovery_once(feed_server: FeedServer, tmp_p
         tmp_path / "rssd.sqlite3", "SELECT feed_url, feed_title FROM content_sources"
     )
     assert stored_rows == [(feed_url, "The Real Feed")]
+
+
+async def test_an_imported_page_works_like_a_configured_one(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """import-opml entries that are homepages: the daemon finds their feed the same way."""
+    site = Site(feed_server)
+    feed_url = feed_server.static("/blog.rss", FEED)
+    site.head = '<link rel="alternate" type="application/rss+xml" href="blog.rss">'
+    opml = tmp_path / "subs.opml"
+    opml.write_text(
+        '<?xml version="1.0"?><opml version="2.0"><head/><body>'
+        f'<outline text="Blogs"><outline text="A blog" xmlUrl="{site.url}"/></outline>'
+        "</body></opml>"
+    )
+    config = write_config(tmp_path, [])
+    imported = await cli("import-opml", "-c", config, opml)
+    assert imported.code == 0, imported.err
+    run = await run_once(config)
+    assert run.returncode == 0, run.stderr
+    (event,) = run.named("source.discovered")
+    assert event["feed_url"] == feed_url
+    assert rows(
+        tmp_path / "rssd.sqlite3", "SELECT name, category, feed_url FROM content_sources"
+    ) == [("A blog", "Blogs", feed_url)]
+    assert rows(tmp_path / "rssd.sqlite3", "SELECT count(*) FROM posts") == [(2,)]
