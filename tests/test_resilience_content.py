@@ -79,7 +79,7 @@ async def _content_run(s: FeedServer, tmp_path: Path) -> tuple[RunResult, dict[s
         ),
         "html linking a feed": (
             '<!doctype html><html><head><link rel="alternate" type="application/rss+xml" '
-            'href="https://blog.example/feed.xml"></head><body>hi</body></html>',
+            'href="/no-such-feed.xml"></head><body>hi</body></html>',
             "text/html; charset=utf-8",
         ),
         "random bytes": (random.Random(6).randbytes(65536), "application/rss+xml"),
@@ -200,9 +200,13 @@ def _posts(result: RunResult, url: str) -> dict[str, dict[str, str | None]]:
 def test_not_feeds(content_run: tuple[RunResult, dict[str, str]]) -> None:
     result, urls = content_run
     job = result.assert_failed(urls["html"], "not_a_feed")
-    assert job.error_message == "an HTML page, not a feed"
-    job = result.assert_failed(urls["html linking a feed"], "not_a_feed")
-    assert "https://blog.example/feed.xml" in (job.error_message or "")
+    assert job.error_message == (
+        'an HTML page, not a feed, and it links to no feed (<link rel="alternate">)'
+    )
+    # The page's feed is fetched (tests/test_discover.py); here it fails, and says which.
+    job = result.assert_failed(urls["html linking a feed"], "http_error", http_status=404)
+    assert (job.error_message or "").startswith("HTTP 404 Not Found (at http://127.0.0.1:")
+    assert "/no-such-feed.xml, the feed the page http://127.0.0.1:" in (job.error_message or "")
     result.assert_failed(urls["random bytes"], "not_a_feed")
     result.assert_good(urls["good"])
 
