@@ -279,3 +279,29 @@ async def test_a_feeds_headers_stay_on_its_origin(feed_server: FeedServer, tmp_p
         assert [r.headers.get("Authorization") for r in other.requests] == [None]
     finally:
         await other.stop()
+
+
+async def test_a_pages_token_is_not_sent_to_a_feed_on_another_host(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    other = FeedServer()
+    await other.start()
+    try:
+        elsewhere = other.static("/feed", rss([{"guid": "urn:e", "title": "e"}]))
+        page = (
+            '<html><head><link rel="alternate" type="application/rss+xml" '
+            f'href="{elsewhere}"></head></html>'
+        )
+        url = feed_server.static("/", page, content_type="text/html")
+        config = tmp_path / "config.toml"
+        config.write_text(
+            f'database = "rssd.sqlite3"\n[[feeds]]\nurl = "{url}"\n'
+            f'headers = {{ Authorization = "Bearer {TOKEN}" }}\n'
+        )
+        run = await run_once(config)
+        assert run.returncode == 0, run.stderr
+        assert run.named("source.discovered"), run.stdout
+        assert [r.headers.get("Authorization") for r in feed_server.requests] == [f"Bearer {TOKEN}"]
+        assert [r.headers.get("Authorization") for r in other.requests] == [None]
+    finally:
+        await other.stop()

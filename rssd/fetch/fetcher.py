@@ -19,7 +19,7 @@ from rssd.fetch.parse import ParsePool
 from rssd.fetch.resolver import DaemonThreadResolver
 from rssd.models.config import Config
 from rssd.models.dto import ErrorCode, FetchJob, FetchMeta, PostCreate, Source
-from rssd.models.redact import strip_userinfo, with_credentials
+from rssd.models.redact import same_origin, strip_userinfo, with_credentials
 
 #: Loads the stored item fingerprints of the source being fetched (rssd.repo.seen).
 SeenLoader = Callable[[], Awaitable[bytes]]
@@ -232,6 +232,9 @@ class Fetcher:
             max_bytes=self.config.max_body_bytes,
             max_redirects=self.config.max_redirects,
         )
+        # A feed's own headers (a token) go to its own origin only, never to a feed its
+        # page links to on another host.
+        headers = self._headers.get(source.url) if same_origin(url, source.url) else None
         try:
             async with self._hosts.hold(url):
                 response = await get(
@@ -241,7 +244,7 @@ class Fetcher:
                     etag=validators.etag,
                     last_modified=validators.last_modified,
                     user_agent=self.config.user_agent,
-                    headers=self._headers.get(source.url),
+                    headers=headers,
                 )
         except FetchError as exc:
             failed = FetchResult(
