@@ -310,3 +310,23 @@ async def test_an_imported_page_works_like_a_configured_one(
         tmp_path / "rssd.sqlite3", "SELECT name, category, feed_url FROM content_sources"
     ) == [("A blog", "Blogs", feed_url)]
     assert rows(tmp_path / "rssd.sqlite3", "SELECT count(*) FROM posts") == [(2,)]
+
+
+async def test_the_feeds_title_is_refreshed_when_it_changes(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    document = {"body": rss([{"guid": "urn:1", "title": "one"}], title="Old name")}
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(text=document["body"], content_type="application/rss+xml")
+
+    url = feed_server.route("/feed", serve)
+    config = make_config(tmp_path, [url])
+    await fetch_all(config, 1)
+    assert (await stored(config))[0].feed_title == "Old name"
+    document["body"] = rss(
+        [{"guid": "urn:2", "title": "two"}, {"guid": "urn:1", "title": "one"}],
+        title="<![CDATA[New &amp; <em>better</em>]]>",
+    )
+    await fetch_all(config, 1)
+    assert (await stored(config))[0].feed_title == "New & better"
