@@ -55,7 +55,7 @@ failed fetch (fetch), a failing feed (status --failing), an unusable OPML (impor
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rssd",
-        description="Fetch RSS/Atom feeds listed in config.toml into SQLite.",
+        description="Fetch the RSS, Atom and JSON Feed feeds listed in config.toml into SQLite.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
