@@ -168,11 +168,13 @@ async def test_credentials_work_and_are_never_shown_or_stored(
         "check-config": await cli("check-config", "-c", world),
         "export-opml": await cli("export-opml", "-c", world),
         "fetch": await cli("fetch", "-c", world, "1", "4"),
+        "fetch unknown": await cli("fetch", "-c", world, f"http://bob:{PASSWORD}@nowhere.example/"),
     }
     for name, result in outputs.items():
         assert_no_secret(result.out + result.err, name)
     assert f"http://alice:***@127.0.0.1:{port}/basic" in outputs["status"].out
     assert f"http://alice:***@127.0.0.1:{port}/broken" in outputs["fetch"].out
+    assert "no feed with URL http://bob:***@nowhere.example/" in outputs["fetch unknown"].err
     document = outputs["status --json"].json()
     assert document["sources"][0]["url"] == f"http://alice:***@127.0.0.1:{port}/basic"
     assert "headers" not in document["sources"][1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rssd.commands.errors import EXIT_USAGE, CommandError
 from rssd.models.config import Config, normalize_url
 from rssd.models.dto import Source
+from rssd.models.redact import redact
 from rssd.repo.db import Database
 from rssd.repo.sources import SourceRepo
 
@@ -25,14 +26,14 @@ async def resolve(db: Database, config: Config, feed: str) -> Source:
     try:
         wanted = normalize_url(text)
     except (ValueError, TypeError, AttributeError):
-        raise CommandError(f"not a feed id or URL: {feed!r}", EXIT_USAGE) from None
+        raise CommandError(f"not a feed id or URL: {redact(feed)!r}", EXIT_USAGE) from None
     for source in await repo.list():
         if normalize_url(source.url) == wanted:
             return source
     if any(normalize_url(f.url) == wanted for f in config.feeds):
         raise CommandError(
-            f"{text} is in config.toml but not in the database yet: a running daemon adds "
+            f"{redact(text)} is in config.toml but not in the database yet: a running daemon adds "
             f"it within seconds; otherwise run `rssd run --once`",
             EXIT_USAGE,
         )
-    raise CommandError(f"no feed with URL {text} (see `rssd status`)", EXIT_USAGE)
+    raise CommandError(f"no feed with URL {redact(text)} (see `rssd status`)", EXIT_USAGE)
