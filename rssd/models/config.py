@@ -36,16 +36,25 @@ def normalize_url(url: str) -> str:
 
 
 def check_http_url(value: str) -> str:
-    """Accept only absolute http(s) URLs with a host; anything else is an operator typo."""
+    """Accept only absolute http(s) URLs with a host; anything else is an operator typo.
+
+    Control and format characters are refused, not left to yarl: it drops a CR LF
+    silently, so ``http://a\r\nb/`` would become a request to host ``ab``."""
     value = value.strip()
+    bad = next((char for char in value if not char.isprintable()), None)
+    if bad is not None:
+        raise ValueError(f"URL contains the control character U+{ord(bad):04X}: {value!r}")
     try:
         parsed = URL(value)
+        port = parsed.port
     except (ValueError, TypeError) as exc:
         raise ValueError(f"not a valid URL: {value!r}") from exc
     if parsed.scheme.lower() not in ("http", "https"):
         raise ValueError(f"URL must start with http:// or https://, got {value!r}")
     if not parsed.host:
         raise ValueError(f"URL has no host: {value!r}")
+    if port == 0:
+        raise ValueError(f"URL has port 0, which no server listens on: {value!r}")
     return value
 
 
