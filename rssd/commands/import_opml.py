@@ -46,13 +46,20 @@ def read_capped(path: Path, limit: int) -> bytes:
     block, /dev/zero never end) or is larger than ``limit``; never more than ``limit``
     bytes are read, even from a file that grows meanwhile."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as file:
+    try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise opml.OpmlError("not a regular file")
         if info.st_size > limit:
             raise opml.OpmlError(f"larger than {limit // (1024 * 1024)} MB: not a feed list")
-        data = file.read(limit + 1)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit and (chunk := os.read(fd, min(1 << 20, limit + 1 - size))):
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
     if len(data) > limit:
         raise opml.OpmlError(f"larger than {limit // (1024 * 1024)} MB: not a feed list")
     return data
