@@ -112,6 +112,8 @@ class Service:
         self._pipeline: Pipeline | None = None
         #: The long-lived tasks the watchdog vouches for (the watchdog itself aside).
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        #: Watchdog checks made so far, pinged or not: how a test knows one has happened.
+        self.watchdog_checks = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -462,6 +464,7 @@ class Service:
         assert self._db is not None
         while True:
             await asyncio.sleep(interval)
+            self.watchdog_checks += 1
             dead = [name for name, task in self.tasks.items() if task.done()]
             if dead:
                 log.error("watchdog.task_dead", tasks=dead)
