@@ -94,9 +94,10 @@ async def get(
     headers = {"Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"}
     if user_agent:
         headers["User-Agent"] = user_agent
-    if etag:
+    # Checked again on the way out: a database written by an older rssd may hold one.
+    if etag := sendable_validator(etag):
         headers["If-None-Match"] = etag
-    if last_modified:
+    if last_modified := sendable_validator(last_modified):
         headers["If-Modified-Since"] = last_modified
     current = URL(url)
     try:
@@ -160,8 +161,8 @@ async def _finish(
         return HttpResponse(
             status=304,
             final_url=str(url),
-            etag=resp.headers.get("ETag"),
-            last_modified=resp.headers.get("Last-Modified"),
+            etag=sendable_validator(resp.headers.get("ETag")),
+            last_modified=sendable_validator(resp.headers.get("Last-Modified")),
             content_type=None,
             moved_permanently=moved,
             hints=hints(resp.headers),
@@ -178,8 +179,8 @@ async def _finish(
     return HttpResponse(
         status=status,
         final_url=str(url),
-        etag=resp.headers.get("ETag"),
-        last_modified=resp.headers.get("Last-Modified"),
+        etag=sendable_validator(resp.headers.get("ETag")),
+        last_modified=sendable_validator(resp.headers.get("Last-Modified")),
         content_type=resp.headers.get("Content-Type"),
         body=body,
         content_hash=content_digest(body),
@@ -187,6 +188,25 @@ async def _finish(
         moved_permanently=moved,
         hints=hints(resp.headers),
     )
+
+
+#: Longer validators are not kept: real ETags and dates are well under 200 characters.
+MAX_VALIDATOR_CHARS = 1024
+
+
+def sendable_validator(value: str | None) -> str | None:
+    """``value`` if it can go back in a request header as it came, else None.
+
+    A validator holding a control character (``"a\x7fb"``, an ESC) or anything outside
+    printable ASCII (``"\xe9"``) cannot be sent: aiohttp refuses it, or fails to encode
+    it, on every later request, and the feed would never be fetched again. Not keeping
+    it costs one unconditional 200, never the feed.
+    """
+    if not value or len(value) > MAX_VALIDATOR_CHARS:
+        return None
+    if not all(" " <= char <= "~" or char == "\t" for char in value):
+        return None
+    return value
 
 
 def hints(headers: Mapping[str, str] | None) -> dict[str, str]:
