@@ -104,6 +104,9 @@ class Config(BaseModel):
     shutdown_grace_seconds: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] = 10.0
     parse_timeout_seconds: Seconds = 20.0
     sanitize_html: bool = True
+    # Redirects from a public address to a loopback, private, link-local... one are
+    # refused unless this is true; feed URLs written on a private address always work.
+    allow_private_networks: bool = False
     feeds: list[FeedConfig] = Field(default_factory=list)
 
     @field_validator("database", mode="before")
