@@ -77,17 +77,17 @@ async def test_a_symlinked_wal_file_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("command", [("status",), ("posts",), ("status", "--json"), ("prune",)])
 async def test_a_file_that_is_not_sqlite(tmp_path: Path, command: tuple[str, ...]) -> None:
     config = write_config(tmp_path / "config.toml", [])
-    shutil.copy(HOSTILE / "not-sqlite.sqlite3", tmp_path / "rssd.sqlite3")
+    shutil.copy(HOSTILE / "not-sqlite.bin", tmp_path / "rssd.sqlite3")
     result = await cli_process(*command, "-c", config)
     assert_clear_failure(result, "rssd.sqlite3", "not a database")
 
 
 async def test_run_on_a_file_that_is_not_sqlite(tmp_path: Path) -> None:
     config = write_config(tmp_path / "config.toml", [])
-    shutil.copy(HOSTILE / "not-sqlite.sqlite3", tmp_path / "rssd.sqlite3")
+    shutil.copy(HOSTILE / "not-sqlite.bin", tmp_path / "rssd.sqlite3")
     result = await cli_process("run", "-c", config, "--once")
     assert_clear_failure(result, "not a database")
-    assert (tmp_path / "rssd.sqlite3").read_bytes() == (HOSTILE / "not-sqlite.sqlite3").read_bytes()
+    assert (tmp_path / "rssd.sqlite3").read_bytes() == (HOSTILE / "not-sqlite.bin").read_bytes()
 
 
 @pytest.mark.parametrize("command", [("status",), ("posts",), ("fetch", "1"), ("run", "--once")])
