@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import unicodedata
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -48,6 +49,24 @@ def test_safe_text_table(raw: str, shown: str) -> None:
     assert safe_text(raw) == shown
     assert not unsafe_in(safe_text(raw))
     assert safe_text(safe_text(raw)) == safe_text(raw)  # idempotent
+
+
+#: Cf characters of Unicode 15 (Python 3.12+), unassigned in older tables.
+LATER_FORMAT_CHARACTERS = set(range(0x13439, 0x13440))
+
+
+def test_the_unsafe_class_is_exactly_the_unicode_categories() -> None:
+    """Every code point: unsafe iff a control, format, surrogate or line/paragraph
+    separator in this Python's Unicode database (the regex is the fast form of that)."""
+    categories = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+    wrong = [
+        hex(code)
+        for code in range(0x110000)
+        if is_unsafe(chr(code)) != (unicodedata.category(chr(code)) in categories)
+        and code not in LATER_FORMAT_CHARACTERS
+    ]
+    assert wrong == []
+    assert all(is_unsafe(chr(code)) for code in LATER_FORMAT_CHARACTERS)
 
 
 def test_safe_lines_keeps_lines_and_strip_removes() -> None:

@@ -17,23 +17,28 @@ escaped too: one rule that holds everywhere beats a display nicety.
 from __future__ import annotations
 
 import re
-import unicodedata
 
-#: Everything that can never be unsafe: printable ASCII. Checked first, as most text is.
-_PLAIN = re.compile(r"[\x20-\x7e]*")
-_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+#: Unsafe characters as one class, so a whole output is checked at C speed: C0, DEL, C1,
+#: and every character of the categories Cf, Cs, Zl, Zp in Unicode 14 (Python 3.11), plus
+#: the Cf characters Unicode 15 added (U+13439-U+1343F). tests/test_hostile_terminal.py
+#: checks it against ``unicodedata`` over every code point.
+_CLASS = (
+    "\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e"
+    "\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ud800-\udfff\ufeff\ufff9-\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0001\U000e0020-\U000e007f"
+)
+_UNSAFE = re.compile(f"[{_CLASS}]")
+_UNSAFE_BUT_NEWLINE = re.compile(f"(?!\n)[{_CLASS}]")
 
 
 def is_unsafe(char: str) -> bool:
     """Whether one character may change what a terminal shows or how a line reads."""
-    code = ord(char)
-    if code < 0x80:
-        return code < 0x20 or code == 0x7F
-    return unicodedata.category(char) in _UNSAFE_CATEGORIES
+    return _UNSAFE.fullmatch(char) is not None
 
 
-def _escape(char: str) -> str:
-    code = ord(char)
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
     if code <= 0xFF:
         return f"\\x{code:02x}"
     if code <= 0xFFFF:
@@ -41,37 +46,25 @@ def _escape(char: str) -> str:
     return f"\\U{code:08x}"
 
 
-def _map(text: str, keep: str, replace: bool) -> str:
-    if _PLAIN.fullmatch(text):
-        return text
-    out = []
-    for char in text:
-        if char in keep or not is_unsafe(char):
-            out.append(char)
-        elif replace:
-            out.append(_escape(char))
-    return "".join(out)
-
-
 def safe_text(text: str) -> str:
     """One line for a person: every unsafe character (newlines and tabs too) escaped."""
-    return _map(text, "", True)
+    return _UNSAFE.sub(_escape, text)
 
 
 def safe_lines(text: str) -> str:
     """A whole human output: lines stay lines, every other unsafe character is escaped.
     Idempotent, so a renderer can apply it to cells and the caller to the whole."""
-    return _map(text, "\n", True)
+    return _UNSAFE_BUT_NEWLINE.sub(_escape, text)
 
 
 def strip_unsafe(text: str) -> str:
     """``text`` without its unsafe characters: for values rssd writes into a file (an
     OPML title kept as a feed's name, an exported OPML attribute)."""
-    return _map(text, "", False)
+    return _UNSAFE.sub("", text)
 
 
-def _json_escape(char: str) -> str:
-    code = ord(char)
+def _json_escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
     if code <= 0xFFFF:
         return f"\\u{code:04x}"
     code -= 0x10000
@@ -85,6 +78,4 @@ def safe_json(document: str) -> str:
     escapes), where ``\\uXXXX`` means exactly the character: the decoded value is
     unchanged, and readable non-ASCII text (é, 日本) stays as it is.
     """
-    if _PLAIN.fullmatch(document):
-        return document
-    return "".join(_json_escape(c) if c != "\n" and is_unsafe(c) else c for c in document)
+    return _UNSAFE_BUT_NEWLINE.sub(_json_escape, document)
