@@ -187,7 +187,7 @@ def redirect(to: str, status: int = 301) -> web.Response:
 
 
 async def fetch_stored(
-    tmp_path: Path, url: str, *, allow: bool = False
+    tmp_path: Path, url: str, *, allow: bool = False, moved_to: str | None = None
 ) -> tuple[FetchJobStatus, str | None, str | None]:
     """One fetch through the real Pipeline into a real SQLite file: status, error_code,
     error_message as stored (what ``rssd status`` would print)."""
@@ -203,7 +203,7 @@ async def fetch_stored(
         await SourceRepo(db).sync(config)
         (source,) = await SourceRepo(db).list()
         async with Fetcher(config, classify=public_stand_in) as fetcher:
-            await Pipeline(db, fetcher).run(source)
+            await Pipeline(db, fetcher).run(source, moved_to)
     finally:
         await db.close()
     with contextlib.closing(sqlite3.connect(config.database)) as conn:
@@ -303,6 +303,28 @@ async def test_public_to_public_redirects_still_work(public: HostServer, tmp_pat
 
     url = public.route("/feed", moved)
     status, code, _ = await fetch_stored(tmp_path, url)
+    assert (status, code) == (FetchJobStatus.COMPLETED, None)
+
+
+async def test_a_moved_url_learned_from_a_public_server_is_checked_too(
+    public: HostServer, feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """After repeated 301s the daemon fetches the new location directly: that URL came
+    from the publisher, so it is a redirect hop, not the operator's URL."""
+    secret = feed_server.static("/internal-secret", SECRET_PAGE, content_type="text/html")
+    url = public.static("/feed", b"moved away", status=404)
+    status, _, message = await fetch_stored(tmp_path, url, moved_to=secret)
+    assert status is FetchJobStatus.FAILED
+    assert message is not None and "loopback address refused" in message
+    assert feed_server.hits.get("/internal-secret") is None
+
+
+async def test_a_moved_url_within_the_operators_network_works(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    moved = feed_server.static("/moved", rss([{"guid": "urn:m:1", "title": "m"}]))
+    url = feed_server.static("/feed", b"moved away", status=404)
+    status, code, _ = await fetch_stored(tmp_path, url, moved_to=moved)
     assert (status, code) == (FetchJobStatus.COMPLETED, None)
 
 

@@ -189,6 +189,7 @@ class Fetcher:
                             allow_private=self.config.allow_private_networks,
                             classify=self._classify,
                         ),
+                        moved_from=source.url if fetch_url not in (None, source.url) else None,
                     )
             except FetchError as exc:
                 return FetchResult(

@@ -109,8 +109,13 @@ async def get(
     last_modified: str | None = None,
     user_agent: str | None = None,
     network: NetworkPolicy = NetworkPolicy(),
+    moved_from: str | None = None,
 ) -> HttpResponse:
-    """GET ``url`` within ``limits``; raise FetchError for every failure."""
+    """GET ``url`` within ``limits``; raise FetchError for every failure.
+
+    ``moved_from``: the configured URL, when ``url`` is where its permanent redirects led.
+    ``url`` then came from a server, not the operator, and is checked as a redirect hop.
+    """
     headers = {"Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"}
     if user_agent:
         headers["User-Agent"] = user_agent
@@ -122,7 +127,7 @@ async def get(
     current = URL(url)
     try:
         async with asyncio.timeout(limits.timeout):
-            return await _follow(session, current, headers, limits, network)
+            return await _follow(session, current, headers, limits, network, moved_from=moved_from)
     except FetchError:
         raise
     except TimeoutError:
@@ -145,12 +150,18 @@ async def _follow(
     headers: dict[str, str],
     limits: RequestLimits,
     network: NetworkPolicy,
+    *,
+    moved_from: str | None,
 ) -> HttpResponse:
     hops = 0
     permanent = True
     #: The class of the server whose redirect led here (None: the configured URL, which
     #: the operator chose and which is trusted wherever it is).
     redirected_by: AddressClass | None = None
+    if moved_from is not None and not network.allow_private and url.scheme in ("http", "https"):
+        redirected_by = await _host_class(URL(moved_from), network)
+        targets = await _target_classes(url, network)
+        _refuse_crossing(redirected_by, targets, url, network, 301)
     while True:
         if url.scheme not in ("http", "https"):
             raise FetchError(
@@ -225,6 +236,11 @@ async def _peer_class(
     address = parse_address(str(peer[0])) if peer else None
     if address is not None:
         return network.classify(address)
+    return await _host_class(url, network)
+
+
+async def _host_class(url: URL, network: NetworkPolicy) -> AddressClass:
+    """The class of a server known by its URL only: global if any of its addresses is."""
     classes = await _target_classes(url, network)
     if not classes or any(kind.is_global for kind in classes):
         return AddressClass.GLOBAL
