@@ -20,6 +20,7 @@ from rssd import __version__, logs
 from rssd.commands import discover, export_opml, fetch, import_opml, prune, status
 from rssd.commands import posts as post_commands
 from rssd.commands.errors import CommandError
+from rssd.commands.terminal import safe_lines
 from rssd.daemon import loop as event_loop
 from rssd.daemon.lock import LockedError
 from rssd.daemon.once import run_once
@@ -241,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return operator_command(args, path)
     except CommandError as exc:
-        print(f"rssd {args.command}: {exc}", file=sys.stderr)
+        print(safe_lines(f"rssd {args.command}: {exc}"), file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:
         # `rssd posts | head`: the reader left; that is not an error.
@@ -284,7 +285,7 @@ def _load(path: Path) -> Config | ConfigError:
         return load_config(path)
     except ConfigError as exc:
         for line in exc.errors:
-            print(f"{path}: {line}", file=sys.stderr)
+            print(safe_lines(f"{path}: {line}"), file=sys.stderr)
         return exc
 
 
@@ -292,7 +293,7 @@ def check_config(path: Path) -> int:
     config = _load(path)
     if isinstance(config, ConfigError):
         return EXIT_FAILURE
-    print(describe_config(path, config))
+    print(safe_lines(describe_config(path, config)))
     return EXIT_OK
 
 

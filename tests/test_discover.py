@@ -61,6 +61,10 @@ def page(head: str) -> str:
         ('<link rel="alternate" type="application/rss+xml" href="/same">'
          '<link rel="alternate" type="application/rss+xml" href="http://blog.example/same">',
          ["http://blog.example/same"]),
+        # Control characters (a terminal escape) in an href: no request is made for it.
+        ('<link rel="alternate" type="application/rss+xml" href="/\x1b]0;PWNED\x07">'
+         '<link rel="alternate" type="application/rss+xml" href="/ok">',
+         ["http://blog.example/ok"]),
     ],
 )  # fmt: skip
 def test_links_are_found_resolved_and_ordered(head: str, expected: list[str]) -> None:

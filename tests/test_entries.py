@@ -245,7 +245,7 @@ def test_entry_date_published(entry: dict[str, Any], expected: str | None) -> No
         ({"link": "HTTP://E.ORG/1", "guidislink": True}, "HTTP://E.ORG/1"),
         ({"link": "tag:e.org,2020:1", "guidislink": True}, None),  # an id, not a link
         ({"link": "urn:uuid:1", "guidislink": True}, None),
-        ({"link": "urn:uuid:1", "guidislink": False}, "urn:uuid:1"),  # the feed said so
+        ({"link": "urn:uuid:1", "guidislink": False}, None),  # not http(s): no link
         ({"link": "  "}, None),
     ],
 )

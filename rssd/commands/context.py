@@ -7,6 +7,7 @@ belong to the one process that owns the database.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 from rssd.commands.errors import CommandError
 from rssd.models.config import Config, ConfigError, load_config
 from rssd.repo.db import Database, DatabaseError
+from rssd.repo.files import check_database_files
 from rssd.repo.migrations import SCHEMA_VERSION
 from rssd.repo.queries import schema_version
 
@@ -27,7 +29,12 @@ def load(path: Path) -> Config:
 
 
 def _require_database(config: Config) -> Path:
+    """The database's path, checked without opening it: a FIFO would block open()."""
     path = config.database
+    try:
+        check_database_files(path)
+    except DatabaseError as exc:
+        raise CommandError(str(exc)) from None
     if not path.exists():
         raise CommandError(f"no database at {path} yet: `rssd run` creates it and adds the feeds")
     return path
@@ -42,7 +49,10 @@ async def reader(config: Config) -> AsyncIterator[Database]:
     except DatabaseError as exc:
         raise CommandError(str(exc)) from None
     try:
-        version = await schema_version(db)
+        try:
+            version = await schema_version(db)
+        except sqlite3.DatabaseError as exc:  # "file is not a database", a damaged header
+            raise CommandError(f"cannot use database {path}: {exc}") from None
         if version != SCHEMA_VERSION:
             raise CommandError(
                 f"database {path} has schema version {version}, this rssd reads version "

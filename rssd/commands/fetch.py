@@ -20,6 +20,7 @@ from rssd import logs
 from rssd.commands.context import load, writer
 from rssd.commands.errors import EXIT_BUSY, EXIT_FAILURE, EXIT_OK
 from rssd.commands.feeds import resolve
+from rssd.commands.terminal import safe_text
 from rssd.daemon.pipeline import JobReport, Pipeline
 from rssd.fetch.fetcher import Fetcher, Outcome
 from rssd.models.dto import FetchJobStatus, Source
@@ -27,7 +28,12 @@ from rssd.models.redact import redact
 
 
 def describe(source: Source, report: JobReport) -> str:
-    """One line per feed: what happened, in the words an operator would use."""
+    """One line per feed: what happened, in the words an operator would use (made safe
+    for a terminal: the error message quotes the server)."""
+    return safe_text(_describe(source, report))
+
+
+def _describe(source: Source, report: JobReport) -> str:
     label = f"{redact(source.url)} (id {source.id})"
     if report.skipped:
         return (

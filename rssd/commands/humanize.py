@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from rssd.commands.terminal import safe_text
+
 #: (seconds per unit, suffix, first value shown in the next unit instead)
 _UNITS = ((1, "s", 60), (60, "m", 60), (3600, "h", 48))
 
@@ -37,8 +39,9 @@ def due(moment: datetime | None, now: datetime) -> str:
 
 
 def shorten(text: str, width: int) -> str:
-    """One line, at most ``width`` characters, an ellipsis marking a cut."""
-    text = " ".join(text.split())
+    """One line, at most ``width`` characters, an ellipsis marking a cut; characters that
+    could drive a terminal are shown escaped (rssd.commands.terminal)."""
+    text = safe_text(" ".join(text.split()))
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
@@ -46,7 +49,10 @@ def table(
     header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()
 ) -> list[str]:
     """Columns padded to their widest cell, two spaces apart; ``right`` columns (by index)
-    are right-aligned (numbers); the last column is never padded."""
+    are right-aligned (numbers); the last column is never padded. Cells are made safe
+    for a terminal before they are measured, so the columns stay aligned."""
+    header = [safe_text(cell) for cell in header]
+    rows = [[safe_text(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:

@@ -7,6 +7,8 @@ skipped, so importing the same file twice adds nothing the second time.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -15,6 +17,7 @@ from rssd.commands import opml
 from rssd.commands.config_edit import ConfigEditError, NewFeed, replace_file, with_feeds
 from rssd.commands.context import load
 from rssd.commands.errors import EXIT_OK, CommandError
+from rssd.commands.terminal import safe_lines
 from rssd.models.config import normalize_url
 
 
@@ -27,13 +30,39 @@ class ImportPlan:
 
 def read_opml(source: Path, config_path: Path) -> opml.OpmlFeeds:
     try:
-        data = source.read_bytes()
+        data = read_capped(source, opml.MAX_OPML_BYTES)
+    except opml.OpmlError as exc:
+        raise CommandError(f"{source}: {exc}; {config_path} not changed") from None
     except OSError as exc:
         raise CommandError(f"{source}: cannot read: {exc.strerror or exc}") from None
     try:
         return opml.parse(data)
     except opml.OpmlError as exc:
         raise CommandError(f"{source}: {exc}; {config_path} not changed") from None
+
+
+def read_capped(path: Path, limit: int) -> bytes:
+    """The file's bytes, refused before reading if it is not a regular file (a FIFO would
+    block, /dev/zero never end) or is larger than ``limit``; never more than ``limit``
+    bytes are read, even from a file that grows meanwhile."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise opml.OpmlError("not a regular file")
+        if info.st_size > limit:
+            raise opml.OpmlError(f"larger than {limit // (1024 * 1024)} MB: not a feed list")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit and (chunk := os.read(fd, min(1 << 20, limit + 1 - size))):
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise opml.OpmlError(f"larger than {limit // (1024 * 1024)} MB: not a feed list")
+    return data
 
 
 def plan(found: opml.OpmlFeeds, configured: set[str]) -> ImportPlan:
@@ -85,7 +114,7 @@ def report(result: ImportPlan, config_path: Path, source: Path, *, dry_run: bool
 
 def main(config_path: Path, source: Path, *, dry_run: bool) -> int:
     result = apply(config_path, source, dry_run=dry_run)
-    print(report(result, config_path, source, dry_run=dry_run))
+    print(safe_lines(report(result, config_path, source, dry_run=dry_run)))
     if result.added and not dry_run:
         print("a running daemon adds them by itself within seconds")
     return EXIT_OK

@@ -14,10 +14,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 
+from rssd.commands.terminal import strip_unsafe
 from rssd.models.config import FeedConfig, check_http_url, normalize_url
 from rssd.models.redact import redact
 
 MAX_OPML_BYTES = 20 * 1024 * 1024
+#: Enclosing outline titles kept as a feed's category path, and characters per title:
+#: with no cap, 20,000 nested outlines made 20,000 ever-longer paths (quadratic; issue 14
+#: measured 3.5 GB).
+MAX_CATEGORY_DEPTH = 8
+MAX_TITLE_CHARS = 200
 _ENCODING = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 _BOMS = (
     (b"\xef\xbb\xbf", "utf-8-sig"),
@@ -25,6 +31,12 @@ _BOMS = (
     (b"\x00\x00\xfe\xff", "utf-32"),
     (b"\xff\xfe", "utf-16"),
     (b"\xfe\xff", "utf-16"),
+)
+_BOMLESS = (
+    (b"\x00\x00\x00<", "utf-32-be"),
+    (b"<\x00\x00\x00", "utf-32-le"),
+    (b"\x00<\x00?", "utf-16-be"),
+    (b"<\x00?\x00", "utf-16-le"),
 )
 _DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 _FORBIDDEN = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
@@ -60,21 +72,33 @@ class OpmlFeeds:
     rejected: tuple[Rejected, ...]  # outlines with an xmlUrl that cannot be a feed
 
 
-def decode(data: bytes) -> str:
-    """The document as text: BOM, else the XML declaration's encoding, else UTF-8."""
+def sniff_encoding(data: bytes) -> str:
+    """The encoding, as an XML parser would see it (XML 1.0 appendix F): a BOM; else the
+    byte pattern of ``<?`` in UTF-16 or UTF-32 without a BOM; else the declaration's
+    encoding; else UTF-8. Sniffing the BOM-less forms matters: read as UTF-8 they pass
+    for text with NULs in it, and the DTD check would look at the wrong characters."""
     for bom, codec in _BOMS:
         if data.startswith(bom):
-            encoding = codec
-            break
-    else:
-        match = _ENCODING.match(data)
-        encoding = match.group(1).decode("ascii") if match else "utf-8"
+            return codec
+    for pattern, codec in _BOMLESS:
+        if data.startswith(pattern):
+            return codec
+    match = _ENCODING.match(data)
+    return match.group(1).decode("ascii") if match else "utf-8"
+
+
+def decode(data: bytes) -> str:
+    """The document as text, in the encoding :func:`sniff_encoding` finds."""
+    encoding = sniff_encoding(data)
     try:
-        return data.decode(encoding)
+        text = data.decode(encoding)
     except LookupError:
         raise OpmlError(f"unknown encoding {encoding!r}") from None
     except UnicodeDecodeError as exc:
         raise OpmlError(f"not valid {encoding} text at byte {exc.start}") from None
+    if "\x00" in text:
+        raise OpmlError(f"a NUL character at character {text.index(chr(0))}: not XML")
+    return text.removeprefix("\ufeff")
 
 
 def parse(data: bytes) -> OpmlFeeds:
@@ -85,8 +109,10 @@ def parse(data: bytes) -> OpmlFeeds:
     if _FORBIDDEN.search(text):
         raise OpmlError("declares a DTD or entities (<!DOCTYPE/<!ENTITY): refused")
     try:
-        # Text in, so the declaration's encoding (already applied) must not be re-applied.
-        root = ET.fromstring(_DECLARATION.sub("", text, count=1))
+        # The checked text, as UTF-8 bytes saying so: expat parses exactly what was
+        # checked, never its own reading of the original bytes.
+        document = _DECLARATION.sub("", text, count=1)
+        root = ET.fromstring(b'<?xml version="1.0" encoding="utf-8"?>' + document.encode())
     except ET.ParseError as exc:
         raise OpmlError(f"not well-formed XML: {exc}") from None
     if _local(root.tag) != "opml":
@@ -103,7 +129,8 @@ def _local(tag: str) -> str:
 
 def _outlines(body: ET.Element) -> Iterable[tuple[dict[str, str], tuple[str, ...]]]:
     """(attributes with lower-cased names, titles of the enclosing outlines), in document
-    order. Iterative: a hostile file nested thousands deep must not hit the recursion limit.
+    order. Iterative: a hostile file nested thousands deep must not hit the recursion limit;
+    paths stop growing at MAX_CATEGORY_DEPTH, so the work per outline is bounded.
     """
     stack: list[tuple[ET.Element, tuple[str, ...]]] = [
         (child, ()) for child in reversed(_children(body))
@@ -113,7 +140,7 @@ def _outlines(body: ET.Element) -> Iterable[tuple[dict[str, str], tuple[str, ...
         attrs = {_local(key): value for key, value in element.attrib.items()}
         yield attrs, path
         title = _title(attrs)
-        inner = (*path, title) if title else path
+        inner = (*path, title) if title and len(path) < MAX_CATEGORY_DEPTH else path
         stack.extend((child, inner) for child in reversed(_children(element)))
 
 
@@ -123,9 +150,9 @@ def _children(element: ET.Element) -> list[ET.Element]:
 
 def _title(attrs: dict[str, str]) -> str | None:
     for key in ("title", "text"):
-        value = " ".join(attrs.get(key, "").split())
+        value = " ".join(strip_unsafe(attrs.get(key, "")).split())
         if value:
-            return value
+            return value[:MAX_TITLE_CHARS]
     return None
 
 
@@ -173,7 +200,11 @@ def render(
     """OPML 2.0: one ``type="rss"`` outline per feed (text and title: its name, else the
     feed's own title from ``feed_titles`` by URL, else the URL), inside nested outlines
     for its category's folders; ``enabled="false"`` on a disabled feed. Credentials in a
-    URL are masked: an OPML file is shared."""
+    URL are masked: an OPML file is shared.
+
+    Control and format characters are left out of the text: C0 controls are not XML at
+    all, and C1 or bidi characters would reach whatever reader displays the file.
+    """
     opml = ET.Element("opml", version="2.0")
     head = ET.SubElement(opml, "head")
     ET.SubElement(head, "title").text = title
@@ -185,12 +216,12 @@ def render(
         path = tuple(feed.category.split(" / ")) if feed.category else ()
         for depth in range(1, len(path) + 1):
             if path[:depth] not in folders:
-                name = path[depth - 1]
+                name = strip_unsafe(path[depth - 1])
                 folders[path[:depth]] = ET.SubElement(
                     folders[path[: depth - 1]], "outline", text=name, title=name
                 )
         url = redact(feed.url)
-        label = feed.name or (feed_titles or {}).get(feed.url) or url
+        label = strip_unsafe(feed.name or (feed_titles or {}).get(feed.url) or url)
         attributes = {"type": "rss", "text": label, "title": label, "xmlUrl": url}
         if not feed.enabled:
             attributes["enabled"] = "false"

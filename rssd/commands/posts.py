@@ -19,6 +19,7 @@ from rssd.commands.context import load, reader
 from rssd.commands.errors import EXIT_OK, EXIT_USAGE, CommandError
 from rssd.commands.feeds import resolve
 from rssd.commands.humanize import ago, shorten, table
+from rssd.commands.terminal import safe_json, safe_lines, safe_text
 from rssd.models.config import normalize_category
 from rssd.models.redact import redact
 from rssd.repo.queries import PostRow, newest_posts
@@ -112,12 +113,12 @@ def render_human(posts: Sequence[PostRow], now: datetime) -> str:
     for post, line in zip(posts, lines[1:], strict=True):
         out.append(line)
         if post.url:
-            out.append(" " * indent + post.url)
-    return "\n".join(out)
+            out.append(" " * indent + safe_text(post.url))
+    return safe_lines("\n".join(out))
 
 
 def render_json_lines(posts: Sequence[PostRow]) -> str:
-    return "\n".join(json.dumps(asdict(post), ensure_ascii=False) for post in posts)
+    return "\n".join(safe_json(json.dumps(asdict(post), ensure_ascii=False)) for post in posts)
 
 
 def main(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from rssd.clock import parse_iso, to_iso
 from rssd.commands.humanize import ago, due, shorten, table
+from rssd.commands.terminal import safe_json, safe_lines
 from rssd.models.dto import FetchJob, FetchJobStatus
 from rssd.models.redact import redact, redact_optional
 
@@ -115,7 +116,7 @@ def render_human(overview: Overview, shown: Sequence[Assessment], empty: str | N
         f"not in the database yet (a running daemon adds it within seconds): {redact(url)}"
         for url in overview.not_in_database
     ]
-    return "\n".join([*out, "", summary, *pending])
+    return safe_lines("\n".join([*out, "", summary, *pending]))
 
 
 def _job(job: FetchJob | None) -> dict[str, Any] | None:
@@ -164,4 +165,4 @@ def render_json(overview: Overview, shown: Sequence[Assessment], empty: str | No
         "totals": totals(overview.assessments),
         "not_in_database": [redact(url) for url in overview.not_in_database],
     }
-    return json.dumps(document, indent=2, ensure_ascii=False)
+    return safe_json(json.dumps(document, indent=2, ensure_ascii=False))

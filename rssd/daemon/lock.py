@@ -1,7 +1,8 @@
 """One daemon per database: an exclusive flock on a file beside it.
 
 flock is released by the kernel when the process dies, kill -9 included, so a stale lock
-never blocks a restart. The file also says whether the last daemon stopped cleanly
+never blocks a restart. The file is never opened through a symlink (rssd.repo.files).
+The file also says whether the last daemon stopped cleanly
 ("clean") or not ("running <pid>"): after an unclean stop the database gets a quick_check.
 """
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 from rssd.repo.db import DatabaseError
+from rssd.repo.files import open_beside
 
 
 class LockedError(Exception):
@@ -29,9 +31,9 @@ class DaemonLock:
     def acquire(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise DatabaseError(f"cannot create lock file {self.path}: {exc.strerror}") from exc
+        fd = open_beside(self.path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

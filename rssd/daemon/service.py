@@ -15,6 +15,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -109,6 +110,10 @@ class Service:
         self._db: Database | None = None
         self._fetcher: Fetcher | None = None
         self._pipeline: Pipeline | None = None
+        #: The long-lived tasks the watchdog vouches for (the watchdog itself aside).
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        #: Watchdog checks made so far, pinged or not: how a test knows one has happened.
+        self.watchdog_checks = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -129,12 +134,15 @@ class Service:
             self._fetcher = fetcher
             self._pipeline = Pipeline(db, fetcher)
             await self._pipeline.preload()
-            tasks = [
-                asyncio.create_task(self._scheduler(), name="scheduler"),
-                asyncio.create_task(self._watch_config(), name="config-watch"),
-                asyncio.create_task(self._housekeeping(), name="housekeeping"),
-                asyncio.create_task(self._watchdog(), name="watchdog"),
-            ]
+            self.tasks = {
+                name: asyncio.create_task(supervised(name, work), name=name)
+                for name, work in (
+                    ("scheduler", self._scheduler),
+                    ("config-watch", self._watch_config),
+                    ("housekeeping", self._housekeeping),
+                )
+            }
+            tasks = [*self.tasks.values(), asyncio.create_task(self._watchdog(), name="watchdog")]
             self.lag.start()
             notify.notify(f"READY=1\nSTATUS={self._status_line()}")
             log.info("daemon.ready", sources=len(self.states), pid=os.getpid(), loop=loop_name())
@@ -336,16 +344,29 @@ class Service:
     # -- reload ----------------------------------------------------------------------------
 
     async def _watch_config(self) -> None:
+        """Reload on SIGHUP or an edit. A reload that fails for any reason (the database
+        write-locked for longer than busy_timeout, say) is logged and tried again on the
+        next turn: a pending reload is never dropped."""
         watcher = self.watcher
+        pending = False
         while True:
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
-                await self.reload()
+                pending = True
             elif watcher.changed():
                 log.info("config.changed", path=str(self.config_path))
                 await asyncio.sleep(0.2)  # let a multi-step save settle
                 watcher.changed()
-                await self.reload()
+                pending = True
+            if pending:
+                try:
+                    await self.reload()
+                    pending = False
+                except Exception as exc:
+                    log.exception(
+                        "config.reload_failed", path=str(self.config_path), error_message=str(exc)
+                    )
+                    notify.notify(f"READY=1\nSTATUS=reload failed, retrying; {self._status_line()}")
             try:
                 async with asyncio.timeout(WATCH_SECONDS):
                     await self.reload_requested.wait()
@@ -356,7 +377,8 @@ class Service:
         """Validate, then swap. An invalid file is logged and the old config keeps running."""
         notify.notify(notify.reloading_message())
         try:
-            config = load_config(self.config_path)
+            # Off the loop: reading a file can block (a slow disk, a network mount).
+            config = await asyncio.to_thread(load_config, self.config_path)
         except ConfigError as exc:
             log.error("config.invalid", path=str(self.config_path), errors=exc.errors)
             notify.notify(
@@ -434,13 +456,19 @@ class Service:
         )
 
     async def _watchdog(self) -> None:
-        """WATCHDOG=1 only while the scheduler loop turns and the database answers."""
+        """WATCHDOG=1 only while every long-lived task lives, the scheduler loop turns and
+        the database answers: a daemon that lost a task gets restarted by systemd."""
         interval = notify.watchdog_interval()
         if interval is None:
             return
         assert self._db is not None
         while True:
             await asyncio.sleep(interval)
+            self.watchdog_checks += 1
+            dead = [name for name, task in self.tasks.items() if task.done()]
+            if dead:
+                log.error("watchdog.task_dead", tasks=dead)
+                continue
             if time.monotonic() - self.heartbeat > max(interval, 5.0):
                 log.error("watchdog.scheduler_stalled")
                 continue
@@ -451,6 +479,27 @@ class Service:
                 log.error("watchdog.database_unresponsive", error_message=repr(exc))
                 continue
             notify.notify("WATCHDOG=1")
+
+
+#: Pause before a crashed task runs again: no busy loop if it fails at once every time.
+RESTART_SECONDS = 1.0
+
+
+async def supervised(name: str, work: Callable[[], Awaitable[None]]) -> None:
+    """Run ``work`` for the daemon's whole life: any exception is logged and ``work``
+    started again (it keeps its state on the Service, not in locals that would be lost).
+    It ends when ``work`` returns (the scheduler does once stopping) or is cancelled; a
+    BaseException such as SystemExit ends it too, and the watchdog then stops vouching
+    for the daemon."""
+    while True:
+        try:
+            await work()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("task.crashed", task=name, error_message=str(exc))
+        await asyncio.sleep(RESTART_SECONDS)
 
 
 def _database_bytes(path: Path) -> int:

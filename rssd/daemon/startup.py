@@ -10,6 +10,7 @@ from rssd.daemon.lock import DaemonLock
 from rssd.logs import get_logger
 from rssd.models.config import Config
 from rssd.repo.db import Database
+from rssd.repo.files import check_database_files
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.sources import SourceRepo, SyncReport
 
@@ -45,6 +46,7 @@ async def daemon_session(config: Config) -> AsyncIterator[Database]:
 
     On a normal exit the WAL is checkpointed and the lock file records a clean stop.
     """
+    check_database_files(config.database)  # before the lock file is created beside it
     with DaemonLock(config.database) as lock:
         db = await Database.open(config.database)
         try:

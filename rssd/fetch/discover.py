@@ -91,6 +91,8 @@ def resolve_links(page: PageLinks, page_url: str) -> tuple[FeedLink, ...]:
     seen: set[str] = set()
     resolved: list[FeedLink] = []
     for link in page.links:
+        if not link.href.isprintable():
+            continue  # control characters: no URL an operator wrote, and no request to make
         try:
             url = urljoin(base, link.href)
         except ValueError:

@@ -77,11 +77,11 @@ def entry_date(entry: Mapping[str, Any], key: str) -> str | None:
     return to_utc_iso(_own(entry, f"{key}_parsed")) or parse_date_text(_own(entry, key))
 
 
-def _url(entry: Mapping[str, Any]) -> str | None:
-    """The entry's link. feedparser copies the id into ``link`` when there is none
-    (``guidislink``); an Atom id like ``tag:`` or ``urn:`` is no link to store."""
-    link = clean_text(_own(entry, "link"))
-    if link and _own(entry, "guidislink") and not link.lower().startswith(("http:", "https:")):
+def http_only(link: str | None) -> str | None:
+    """The entry's link, if it is http(s). Anything else is no link to store: a
+    ``javascript:`` or ``data:text/html`` link runs in whatever shows it, and feedparser
+    copies an Atom id like ``tag:`` or ``urn:`` into ``link`` when there is none."""
+    if link and not link.lower().startswith(("http://", "https://")):
         return None
     return link
 
@@ -125,13 +125,15 @@ def content_hash(fields: Mapping[str, str | None]) -> str:
 
 
 def entry_to_post(entry: Mapping[str, Any]) -> PostCreate:
-    """One entry -> PostCreate. external_id: id/guid, else link, else a hash of the content.
+    """One entry -> PostCreate. external_id: id/guid, else link (even one not stored as the
+    url: it still names the entry), else a hash of the content.
 
     Title and author are plain text; summary and content stay (sanitized) HTML.
     """
+    link = clean_text(_own(entry, "link"))
     fields = {
         "title": title_text(entry),
-        "url": _url(entry),
+        "url": http_only(link),
         "author": text_value(_own(entry, "author")),
         "summary": clean_text(_own(entry, "summary")),
         "content": _content(entry),
@@ -141,5 +143,5 @@ def entry_to_post(entry: Mapping[str, Any]) -> PostCreate:
         "updated_at": entry_date(entry, "updated"),
     }
     digest = content_hash(fields)
-    external_id = clean_text(_own(entry, "id")) or fields["url"] or f"sha256:{digest}"
+    external_id = clean_text(_own(entry, "id")) or link or f"sha256:{digest}"
     return PostCreate(external_id=external_id, content_hash=digest, **fields)

@@ -14,12 +14,20 @@ import aiohttp
 from yarl import URL
 
 from rssd.fetch.discover import FeedLink, PageLinks, resolve_links
-from rssd.fetch.http import FetchError, HttpResponse, RequestLimits, get, hints
+from rssd.fetch.http import (
+    FetchError,
+    HttpResponse,
+    NetworkPolicy,
+    RequestLimits,
+    get,
+    hints,
+)
 from rssd.fetch.parse import ParsePool
 from rssd.fetch.resolver import DaemonThreadResolver
 from rssd.models.config import Config
 from rssd.models.dto import ErrorCode, FetchJob, FetchMeta, PostCreate, Source
 from rssd.models.redact import same_origin, strip_userinfo, with_credentials
+from rssd.net.addresses import AddressClass, IPAddress, address_class
 
 #: Loads the stored item fingerprints of the source being fetched (rssd.repo.seen).
 SeenLoader = Callable[[], Awaitable[bytes]]
@@ -103,8 +111,16 @@ class HostLimiter:
 class Fetcher:
     """The global semaphore, the per-host limit, one ClientSession and one ParsePool."""
 
-    def __init__(self, config: Config, parse_pool: ParsePool | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        parse_pool: ParsePool | None = None,
+        classify: Callable[[IPAddress], AddressClass] = address_class,
+    ) -> None:
         self.config = config
+        #: How addresses are classified for the redirect guard (tests stand a loopback
+        #: address in for a public one; production uses rssd.net.addresses as it is).
+        self._classify = classify
         self._semaphore = asyncio.Semaphore(config.max_concurrency)
         self._hosts = HostLimiter(config.max_per_host)
         self._session: aiohttp.ClientSession | None = None
@@ -245,6 +261,13 @@ class Fetcher:
                     last_modified=validators.last_modified,
                     user_agent=self.config.user_agent,
                     headers=headers,
+                    network=NetworkPolicy(
+                        allow_private=self.config.allow_private_networks,
+                        classify=self._classify,
+                    ),
+                    # A URL other than the configured one came from a publisher (a
+                    # permanent redirect, or the feed a page links to): checked as a hop.
+                    moved_from=None if url == source.url else source.url,
                 )
         except FetchError as exc:
             failed = FetchResult(

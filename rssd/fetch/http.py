@@ -3,14 +3,17 @@
 aiohttp has no cap on a decompressed body (a 1 MB gzip body can inflate to 1 GB), so bodies
 are fetched with ``auto_decompress=False`` and inflated here with ``max_length``: memory
 stays within ``max_bytes`` whatever the server sends. Redirects are followed by hand so
-that each hop's scheme is checked and permanent moves are noticed.
+that each hop's scheme is checked, permanent moves are noticed, and a public server cannot
+send rssd into a private network (rssd.net.addresses): the target's addresses are checked
+before connecting, and the address really connected to before reading the response.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -19,9 +22,15 @@ from yarl import URL
 
 from rssd.fetch.digest import content_digest
 from rssd.fetch.inflate import InflateError, Inflater
+from rssd.fetch.resolver import DaemonThreadResolver
 from rssd.models.dto import ErrorCode
+from rssd.net.addresses import AddressClass, IPAddress, address_class, crossing, parse_address
 
+#: Resolves a redirect target's host to check where it points before connecting.
+_RESOLVER = DaemonThreadResolver()
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: Request headers never sent on to another origin by a redirect.
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 PERMANENT_REDIRECTS = frozenset({301, 308})
 #: Response headers kept for the scheduler.
 HINT_HEADERS = ("Retry-After", "Cache-Control", "Expires")
@@ -82,6 +91,16 @@ class RequestLimits:
     max_redirects: int
 
 
+@dataclass(frozen=True)
+class NetworkPolicy:
+    """Where redirects may lead (rssd.net.addresses). ``classify`` is the address
+    classification; tests on loopback pass one that names a loopback address "global",
+    as the stand-in for a public server."""
+
+    allow_private: bool = False
+    classify: Callable[[IPAddress], AddressClass] = address_class
+
+
 async def get(
     session: aiohttp.ClientSession,
     url: str,
@@ -91,24 +110,38 @@ async def get(
     last_modified: str | None = None,
     user_agent: str | None = None,
     headers: Mapping[str, str] | None = None,
+    network: NetworkPolicy = NetworkPolicy(),
+    moved_from: str | None = None,
 ) -> HttpResponse:
     """GET ``url`` within ``limits``; raise FetchError for every failure.
 
     ``headers``: the feed's own (a token): sent to ``url``'s origin only, dropped when a
     redirect leaves it, so a token is never handed to another host.
+    ``moved_from``: the configured URL, when ``url`` is where its permanent redirects (or
+    its page) led. ``url`` then came from a server, not the operator, and is checked as a
+    redirect hop.
     """
     extra = dict(headers or {})
     headers = {"Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"}
     if user_agent:
         headers["User-Agent"] = user_agent
-    if etag:
+    # Checked again on the way out: a database written by an older rssd may hold one.
+    if etag := sendable_validator(etag):
         headers["If-None-Match"] = etag
-    if last_modified:
+    if last_modified := sendable_validator(last_modified):
         headers["If-Modified-Since"] = last_modified
     current = URL(url)
     try:
         async with asyncio.timeout(limits.timeout):
-            return await _follow(session, current, headers, limits, extra)
+            return await _follow(
+                session,
+                current,
+                headers,
+                limits,
+                extra=extra,
+                network=network,
+                moved_from=moved_from,
+            )
     except FetchError:
         raise
     except TimeoutError:
@@ -130,11 +163,21 @@ async def _follow(
     url: URL,
     headers: dict[str, str],
     limits: RequestLimits,
+    *,
     extra: dict[str, str],
+    network: NetworkPolicy,
+    moved_from: str | None,
 ) -> HttpResponse:
     hops = 0
     permanent = True
     origin = url.origin()
+    #: The class of the server whose redirect led here (None: the configured URL, which
+    #: the operator chose and which is trusted wherever it is).
+    redirected_by: AddressClass | None = None
+    if moved_from is not None and not network.allow_private and url.scheme in ("http", "https"):
+        redirected_by = await _host_class(URL(moved_from), network)
+        targets = await _target_classes(url, network)
+        _refuse_crossing(redirected_by, targets, url, network, 301)
     while True:
         if url.scheme not in ("http", "https"):
             raise FetchError(
@@ -142,6 +185,14 @@ async def _follow(
             )
         sent = {**extra, **headers} if extra and url.origin() == origin else headers
         async with session.get(url, headers=sent, allow_redirects=False) as resp:
+            here = AddressClass.GLOBAL
+            guarded = not network.allow_private
+            if guarded and (redirected_by is not None or resp.status in REDIRECTS):
+                here = await _peer_class(resp, url, network)
+            if guarded and redirected_by is not None:
+                # Checked again on the connection really made (DNS may answer differently
+                # the second time), before a byte of the body is read.
+                _refuse_crossing(redirected_by, [here], url, network, resp.status)
             if resp.status in REDIRECTS:
                 location = resp.headers.get("Location")
                 if not location:
@@ -160,9 +211,93 @@ async def _follow(
                         final_url=str(url),
                     )
                 permanent = permanent and resp.status in PERMANENT_REDIRECTS
-                url = url.join(URL(location))
+                target = url.join(URL(location))
+                if target.scheme in ("http", "https"):  # others are refused at the top
+                    headers = _check_hop(url, target, headers, resp.status)
+                    if guarded:
+                        targets = await _target_classes(target, network)
+                        _refuse_crossing(here, targets, target, network, resp.status)
+                url, redirected_by = target, here
                 continue
             return await _finish(resp, url, limits, moved=hops > 0 and permanent)
+
+
+def _check_hop(url: URL, target: URL, headers: dict[str, str], status: int) -> dict[str, str]:
+    """The headers for a redirect from ``url`` to ``target``: no https -> http downgrade,
+    and no credentials for another origin (a URL's userinfo already stays behind:
+    ``join`` drops it for another host)."""
+    if url.scheme == "https" and target.scheme == "http":
+        raise FetchError(
+            ErrorCode.HTTP_ERROR,
+            f"redirect from https to plain http refused: {target}",
+            http_status=status,
+            final_url=str(url),
+        )
+    if target.origin() == url.origin():
+        return headers
+    return {
+        name: value for name, value in headers.items() if name.lower() not in CREDENTIAL_HEADERS
+    }
+
+
+async def _peer_class(
+    resp: aiohttp.ClientResponse, url: URL, network: NetworkPolicy
+) -> AddressClass:
+    """The class of the address the response came from. aiohttp releases the connection
+    of a bodiless response (a redirect) at once, so the transport may be gone: then the
+    host's addresses decide, global if any is (the stricter side for a redirect source)."""
+    connection = resp.connection
+    protocol = connection.protocol if connection is not None else getattr(resp, "_protocol", None)
+    transport = getattr(protocol, "transport", None)
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    address = parse_address(str(peer[0])) if peer else None
+    if address is not None:
+        return network.classify(address)
+    return await _host_class(url, network)
+
+
+async def _host_class(url: URL, network: NetworkPolicy) -> AddressClass:
+    """The class of a server known by its URL only: global if any of its addresses is."""
+    classes = await _target_classes(url, network)
+    if not classes or any(kind.is_global for kind in classes):
+        return AddressClass.GLOBAL
+    return classes[0]
+
+
+async def _target_classes(url: URL, network: NetworkPolicy) -> list[AddressClass]:
+    """The classes of every address the URL's host stands for (before connecting to it)."""
+    host = url.host or ""
+    literal = parse_address(host)
+    if literal is not None:
+        return [network.classify(literal)]
+    try:
+        results = await _RESOLVER.resolve(host, url.port or 0, family=socket.AF_UNSPEC)
+    except OSError:
+        return []  # the request itself then fails with a DNS error
+    addresses = [parse_address(result["host"]) for result in results]
+    return [network.classify(address) for address in addresses if address is not None]
+
+
+def _refuse_crossing(
+    redirected_by: AddressClass,
+    targets: list[AddressClass],
+    target: URL,
+    network: NetworkPolicy,
+    status: int,
+) -> None:
+    """Raise if a redirect from a server at ``redirected_by`` leads into ``targets``
+    (rssd.net.addresses.crossing). The message names the redirect's target and the kind
+    of address, never anything the private server sent."""
+    refused = crossing(redirected_by, targets, allow_private=network.allow_private)
+    if refused is None:
+        return
+    raise FetchError(
+        ErrorCode.HTTP_ERROR,
+        f"redirect from a public address to a {refused} address refused: {target} "
+        f"(allow_private_networks = true in config.toml permits it)",
+        http_status=status,
+        final_url=str(target),
+    )
 
 
 async def _finish(
@@ -173,8 +308,8 @@ async def _finish(
         return HttpResponse(
             status=304,
             final_url=str(url),
-            etag=resp.headers.get("ETag"),
-            last_modified=resp.headers.get("Last-Modified"),
+            etag=sendable_validator(resp.headers.get("ETag")),
+            last_modified=sendable_validator(resp.headers.get("Last-Modified")),
             content_type=None,
             moved_permanently=moved,
             hints=hints(resp.headers),
@@ -191,8 +326,8 @@ async def _finish(
     return HttpResponse(
         status=status,
         final_url=str(url),
-        etag=resp.headers.get("ETag"),
-        last_modified=resp.headers.get("Last-Modified"),
+        etag=sendable_validator(resp.headers.get("ETag")),
+        last_modified=sendable_validator(resp.headers.get("Last-Modified")),
         content_type=resp.headers.get("Content-Type"),
         body=body,
         content_hash=content_digest(body),
@@ -200,6 +335,25 @@ async def _finish(
         moved_permanently=moved,
         hints=hints(resp.headers),
     )
+
+
+#: Longer validators are not kept: real ETags and dates are well under 200 characters.
+MAX_VALIDATOR_CHARS = 1024
+
+
+def sendable_validator(value: str | None) -> str | None:
+    """``value`` if it can go back in a request header as it came, else None.
+
+    A validator holding a control character (``"a\x7fb"``, an ESC) or anything outside
+    printable ASCII (``"\xe9"``) cannot be sent: aiohttp refuses it, or fails to encode
+    it, on every later request, and the feed would never be fetched again. Not keeping
+    it costs one unconditional 200, never the feed.
+    """
+    if not value or len(value) > MAX_VALIDATOR_CHARS:
+        return None
+    if not all(" " <= char <= "~" or char == "\t" for char in value):
+        return None
+    return value
 
 
 def hints(headers: Mapping[str, str] | None) -> dict[str, str]:

@@ -23,7 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
 
-from rssd.fetch.entries import clean_text, content_hash, parse_date_text, text_value
+from rssd.fetch.entries import (
+    clean_text,
+    content_hash,
+    http_only,
+    parse_date_text,
+    text_value,
+)
 from rssd.fetch.sanitize import clean_html
 from rssd.models.codes import ErrorCode
 from rssd.models.post import PostCreate
@@ -153,9 +159,12 @@ def item_to_post(item: Mapping[str, Any], base: str, sanitize: bool) -> PostCrea
     summary = _string(item, "summary")
     published = parse_date_text(item.get("date_published"))
     modified = parse_date_text(item.get("date_modified"))
+    # Only an http(s) link is stored as the post's url (a javascript: or data: link runs
+    # in whatever shows it); any link still names the item.
+    link = _link(item, "url", base) or _link(item, "external_url", base)
     fields = {
         "title": text_value(item.get("title")),
-        "url": _link(item, "url", base) or _link(item, "external_url", base),
+        "url": http_only(link),
         "author": _authors(item),
         "summary": html.escape(summary, quote=False) if summary is not None else None,
         "content": _content(item, base, sanitize),
@@ -166,5 +175,5 @@ def item_to_post(item: Mapping[str, Any], base: str, sanitize: bool) -> PostCrea
     raw_id = item.get("id")
     if isinstance(raw_id, int | float) and not isinstance(raw_id, bool):
         raw_id = str(raw_id)  # 1.0 feeds in the wild number their items
-    external_id = clean_text(raw_id) or fields["url"] or f"sha256:{digest}"
+    external_id = clean_text(raw_id) or link or f"sha256:{digest}"
     return PostCreate(external_id=external_id, content_hash=digest, **fields)

@@ -14,10 +14,14 @@ The allowlist is ammonia's default (text markup, lists, tables, images, links) p
 media elements feeds carry (``<audio>``, ``<video>``, ``<source>``, ``<picture>``,
 ``<track>``). ``class`` and ``style`` are dropped: they only make sense on the publisher's
 own pages. No ``rel`` is added to links: stored HTML stays as close to the feed's as is safe.
+
+``summary`` and ``content`` are HTML columns whatever the feed said: a text field (Atom
+``type="text"``) is escaped into HTML, never stored as if it were markup.
 """
 
 from __future__ import annotations
 
+import html
 import re
 from functools import lru_cache
 from typing import Any
@@ -80,36 +84,53 @@ def clean_html(value: str, base: str | None) -> str:
 def _is_html(detail: object) -> bool:
     if not isinstance(detail, dict):
         return False
-    # text/html, application/xhtml+xml; anything else (text/plain) is stored as given.
+    # text/html, application/xhtml+xml; anything else (text/plain) is text.
     return "html" in str(detail.get("type") or "")
 
 
-def _clean_field(entry: dict[str, Any], key: str, base: str | None) -> None:
-    # dict.get, not FeedParserDict.get: that one falls back between keys.
-    detail = dict.get(entry, f"{key}_detail")
-    value = dict.get(entry, key)
-    if isinstance(value, str) and _is_html(detail):
-        assert isinstance(detail, dict)
-        entry[key] = clean_html(value, detail.get("base") or base)
+def text_to_html(value: str) -> str:
+    """Plain text as the HTML that shows it: ``<script>`` in an Atom ``type="text"``
+    summary is words about a script, and must stay words in an HTML column."""
+    return html.escape(value, quote=False)
 
 
-def sanitize_entry(entry: dict[str, Any], base: str | None) -> None:
-    """Clean a feedparser entry's HTML fields in place: title, summary and content parts.
+def _as_html(value: str, detail: object, base: str | None, sanitize: bool) -> str:
+    """One field of an HTML column: text is escaped; HTML (or a field that does not say
+    what it is) is cleaned, unless the operator turned cleaning off."""
+    if isinstance(detail, dict) and not _is_html(detail):
+        return text_to_html(value)
+    if not sanitize:
+        return value
+    base = (detail.get("base") if isinstance(detail, dict) else None) or base
+    return clean_html(value, base)
+
+
+def sanitize_entry(entry: dict[str, Any], base: str | None, *, sanitize: bool = True) -> None:
+    """Make an entry's HTML columns HTML, in place: the summary and the content parts are
+    escaped when they are text and cleaned when they are HTML (``sanitize``: the operator's
+    ``sanitize_html``). The title is cleaned when it is HTML and left as text otherwise.
 
     An Atom entry without a summary gets feedparser's copy of its first content part
-    (with no ``summary_detail``): that copy is cleaned as the part it came from.
+    (with no ``summary_detail``): that copy becomes what the part became.
     """
-    _clean_field(entry, "title", base)
+    if sanitize:
+        title = dict.get(entry, "title")
+        detail = dict.get(entry, "title_detail")
+        if isinstance(title, str) and _is_html(detail):
+            assert isinstance(detail, dict)
+            entry["title"] = clean_html(title, detail.get("base") or base)
     parts = dict.get(entry, "content")
-    cleaned: dict[str, str] = {}
+    converted: dict[str, str] = {}
     if isinstance(parts, list):
         for part in parts:
             raw = part.get("value") if isinstance(part, dict) else None
-            if isinstance(raw, str) and _is_html(part):
-                part["value"] = cleaned[raw] = clean_html(raw, part.get("base") or base)
+            if isinstance(raw, str):
+                part["value"] = converted[raw] = _as_html(raw, part, base, sanitize)
     summary = dict.get(entry, "summary")
-    if isinstance(summary, str) and dict.get(entry, "summary_detail") is None:
-        if summary in cleaned:
-            entry["summary"] = cleaned[summary]
+    if not isinstance(summary, str):
         return
-    _clean_field(entry, "summary", base)
+    detail = dict.get(entry, "summary_detail")
+    if detail is None and summary in converted:
+        entry["summary"] = converted[summary]
+    else:
+        entry["summary"] = _as_html(summary, detail, base, sanitize)

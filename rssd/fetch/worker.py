@@ -187,9 +187,8 @@ def _parse(
     )
     version = parsed.get("version") or None
     entries = parsed.get("entries") or []
-    if sanitize:
-        for entry in entries:
-            sanitize_entry(entry, url)
+    for entry in entries:  # text escaped always; HTML cleaned if ``sanitize``
+        sanitize_entry(entry, url, sanitize=sanitize)
     bozo = parsed.get("bozo_exception") if parsed.get("bozo") else None
     if not version and not entries:
         page = scan_page(body) if _is_html(body) else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,6 +22,8 @@ from rssd import __version__
 from rssd.models.redact import redact
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
+#: A config of 10,000 feeds is ~0.6 MB; anything far larger is not a config file.
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
 CONFIG_ENV = "RSSD_CONFIG"
 DEFAULT_USER_AGENT = f"rssd/{__version__} (RSS/Atom feed fetcher)"
 
@@ -38,16 +41,25 @@ def normalize_url(url: str) -> str:
 
 
 def check_http_url(value: str) -> str:
-    """Accept only absolute http(s) URLs with a host; anything else is an operator typo."""
+    """Accept only absolute http(s) URLs with a host; anything else is an operator typo.
+
+    Control and format characters are refused, not left to yarl: it drops a CR LF
+    silently, so ``http://a\r\nb/`` would become a request to host ``ab``."""
     value = value.strip()
+    bad = next((char for char in value if not char.isprintable()), None)
+    if bad is not None:
+        raise ValueError(f"URL contains the control character U+{ord(bad):04X}: {redact(value)!r}")
     try:
         parsed = URL(value)
+        port = parsed.port
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"not a valid URL: {value!r}") from exc
+        raise ValueError(f"not a valid URL: {redact(value)!r}") from exc
     if parsed.scheme.lower() not in ("http", "https"):
         raise ValueError(f"URL must start with http:// or https://, got {redact(value)!r}")
     if not parsed.host:
         raise ValueError(f"URL has no host: {redact(value)!r}")
+    if port == 0:
+        raise ValueError(f"URL has port 0, which no server listens on: {redact(value)!r}")
     return value
 
 
@@ -172,6 +184,9 @@ class Config(BaseModel):
     shutdown_grace_seconds: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] = 10.0
     parse_timeout_seconds: Seconds = 20.0
     sanitize_html: bool = True
+    # Redirects from a public address to a loopback, private, link-local... one are
+    # refused unless this is true; feed URLs written on a private address always work.
+    allow_private_networks: bool = False
     feeds: list[FeedConfig] = Field(default_factory=list)
 
     @field_validator("database", mode="before")
@@ -234,13 +249,41 @@ def resolve_config_path(cli_value: str | None, environ: Mapping[str, str] = os.e
     return DEFAULT_CONFIG_PATH
 
 
-def load_config(path: Path) -> Config:
-    """Read, parse and validate config.toml; raise ConfigError with every problem found."""
+def read_config_bytes(path: Path, limit: int = MAX_CONFIG_BYTES) -> bytes:
+    """The file's bytes, if it is a regular file (a symlink to one is fine) of at most
+    ``limit`` bytes. A FIFO would block the reader for ever and ``/dev/zero`` never end:
+    both are refused without a byte read."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise ConfigError(path, ["file not found"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read: {exc.strerror or exc}"]) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(path, ["cannot read: not a regular file"])
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit and (chunk := os.read(fd, min(1 << 20, limit + 1 - size))):
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read: {exc.strerror or exc}"]) from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise ConfigError(path, [f"larger than {limit // (1024 * 1024)} MB: not a config file"])
+    return data
+
+
+def load_config(path: Path) -> Config:
+    """Read, parse and validate config.toml; raise ConfigError with every problem found.
+
+    Blocking file I/O: the daemon calls it off its event loop."""
+    try:
+        text = read_config_bytes(path).decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ConfigError(path, [f"cannot read: {exc}"]) from None
     return parse_config(text, path)
 
@@ -249,12 +292,17 @@ def parse_config(text: str, path: Path) -> Config:
     """Validate TOML text; relative ``database`` paths resolve against the file's folder."""
     try:
         raw = tomllib.loads(text)
+        config = Config.model_validate(raw)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [f"TOML syntax error: {exc}"]) from None
-    try:
-        config = Config.model_validate(raw)
+    except RecursionError:  # tomllib and pydantic recurse per nesting level
+        raise ConfigError(path, ["TOML syntax error: arrays or tables nested too deeply"]) from None
     except ValidationError as exc:
-        raise ConfigError(path, _describe(exc, raw)) from None
+        try:
+            lines = _describe(exc, raw)
+        except RecursionError:
+            lines = ["a value is nested too deeply to describe"]
+        raise ConfigError(path, lines) from None
     if not config.database.is_absolute():
         config = config.model_copy(update={"database": path.parent.resolve() / config.database})
     return _with_header_files(config, path)
@@ -327,7 +375,10 @@ def _feed_label(loc: Sequence[int | str], raw: Mapping[str, Any]) -> str:
     if not isinstance(feeds, list) or loc[1] >= len(feeds) or not isinstance(feeds[loc[1]], dict):
         return ""
     url = feeds[loc[1]].get("url")
-    return f" (feed {redact(url)})" if isinstance(url, str) else ""
+    if not isinstance(url, str):
+        return ""
+    shown = redact(url)
+    return f" (feed {shown if shown.isprintable() else repr(shown)})"
 
 
 def _suggestion(loc: Sequence[int | str]) -> str:

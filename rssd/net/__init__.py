@@ -1,0 +1,1 @@
+"""Network rules shared by everything rssd sends out: feed fetches and webhooks."""
