@@ -7,9 +7,19 @@ hosts, as it would on the real web. Even feeds are RSS 2.0, odd ones Atom; each 
 newest ``items`` posts of ~1 KB of HTML (a 50-item feed is ~55 KB). Every body is rendered
 once, up front, so serving costs the farm little CPU.
 
+Latency (``--latency-ms``, off by default): every feed response waits before its headers,
+a lognormal time with that median and ``--latency-sigma`` (capped at ``--latency-max-ms``),
+as real servers take 50 ms to seconds. The delay of the k-th request for feed i since the
+last reset is a function of (seed, i, k) only, so two clients that each fetch every feed once
+per pass meet the very same delays, whatever order they ask in.
+
+The farm also counts the requests it is serving at once (``in_flight``): its peak and its
+integral over time (``in_flight_seconds``), the same for any client under test.
+
 Control endpoints (any of the addresses):
 
-- ``POST /_reset``: back to epoch 0, validators on, churn off (same bodies as at start).
+- ``POST /_reset``: back to epoch 0, validators on, churn off (same bodies as at start);
+  the per-feed request counts (latency draws) and the in-flight peak start again.
 - ``POST /_epoch?fraction=0.1``: next epoch; that fraction of the feeds (a seeded, repeatable
   choice) gains ``new_items`` posts. Bodies are re-rendered before the answer.
 - ``POST /_mode?validators=0|1&churn=0|1``: validators = ETag/Last-Modified sent and
@@ -28,6 +38,7 @@ import contextlib
 import gzip
 import html
 import json
+import math
 import random
 import signal
 import sys
@@ -197,6 +208,20 @@ class FarmSettings:
     new_items: int = 5
     gzip: bool = False
     seed: int = 1
+    #: Median response delay; 0: answer at once.
+    latency_median_ms: float = 0.0
+    #: Sigma of the delay's underlying normal: 1.0 puts p90 at 3.6x, p99 at 10x the median.
+    latency_sigma: float = 1.0
+    latency_max_ms: float = 10_000.0
+
+
+def latency_seconds(settings: FarmSettings, feed: int, nth: int) -> float:
+    """The delay of the ``nth`` request (from 0) for ``feed``: seeded, lognormal, capped."""
+    if settings.latency_median_ms <= 0:
+        return 0.0
+    rng = random.Random((settings.seed << 48) ^ (nth << 32) ^ feed)
+    delay_ms = settings.latency_median_ms * math.exp(settings.latency_sigma * rng.gauss(0, 1))
+    return min(delay_ms, settings.latency_max_ms) / 1000
 
 
 class Farm:
@@ -212,6 +237,11 @@ class Farm:
         self.heads = [settings.items] * settings.feeds
         self.build = 0
         self.stats = {"requests": 0, "200": 0, "304": 0, "404": 0, "bytes": 0}
+        self.asked = [0] * settings.feeds  # requests per feed since the last reset
+        self.in_flight = 0
+        self.in_flight_peak = 0
+        self.in_flight_seconds = 0.0  # the integral of in_flight over time
+        self._in_flight_since = time.monotonic()
         started = time.process_time()
         self.bodies = [self._render(i) for i in range(settings.feeds)]
         self.render_seconds = time.process_time() - started
@@ -226,6 +256,15 @@ class Farm:
         for i in stale:
             self.bodies[i] = self._render(i)
         self.epoch, self.validators, self.churn, self.build = 0, True, False, 0
+        self.asked = [0] * self.settings.feeds
+        self.in_flight_peak = self.in_flight
+
+    def _count_in_flight(self, step: int) -> None:
+        now = time.monotonic()
+        self.in_flight_seconds += self.in_flight * (now - self._in_flight_since)
+        self._in_flight_since = now
+        self.in_flight += step
+        self.in_flight_peak = max(self.in_flight_peak, self.in_flight)
 
     def advance(self, fraction: float) -> list[int]:
         """Next epoch: ``fraction`` of the feeds gain ``new_items`` posts; their indexes."""
@@ -248,6 +287,13 @@ class Farm:
         return app
 
     async def serve_feed(self, request: web.Request) -> web.Response:
+        self._count_in_flight(+1)
+        try:
+            return await self._serve_feed(request)
+        finally:
+            self._count_in_flight(-1)
+
+    async def _serve_feed(self, request: web.Request) -> web.Response:
         self.stats["requests"] += 1
         try:
             index = int(request.match_info["id"])
@@ -257,6 +303,10 @@ class Farm:
         if feed is None:
             self.stats["404"] += 1
             return web.Response(status=404, text="no such feed")
+        nth, self.asked[index] = self.asked[index], self.asked[index] + 1
+        delay = latency_seconds(self.settings, index, nth)
+        if delay:
+            await asyncio.sleep(delay)
         headers = {"Content-Type": feed.content_type}
         wants_gzip = self.settings.gzip and "gzip" in request.headers.get("Accept-Encoding", "")
         if self.churn:
@@ -306,8 +356,14 @@ class Farm:
                 "validators": self.validators,
                 "churn": self.churn,
                 "cpu_seconds": round(time.process_time(), 3),
+                "in_flight": self.in_flight,
+                "in_flight_peak": self.in_flight_peak,
+                "in_flight_seconds": round(self._in_flight_integral(), 3),
             }
         )
+
+    def _in_flight_integral(self) -> float:
+        return self.in_flight_seconds + self.in_flight * (time.monotonic() - self._in_flight_since)
 
 
 def _not_modified(request: web.Request, feed: Rendered) -> bool:
@@ -347,6 +403,8 @@ async def serve(
                     "feeds": settings.feeds,
                     "hosts": settings.hosts,
                     "items": settings.items,
+                    "latency_median_ms": settings.latency_median_ms,
+                    "latency_sigma": settings.latency_sigma,
                     "render_seconds": round(farm.render_seconds, 2),
                     "bytes_total": sum(len(b.body) for b in farm.bodies),
                     "example": feed_url(0, settings.hosts, port),
@@ -374,7 +432,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8765, help="0: any free port")
     parser.add_argument("--new-items", type=int, default=5, help="posts a changed feed gains")
     parser.add_argument("--gzip", action="store_true", help="gzip bodies (pre-compressed)")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1, help="changed feeds, latency draws")
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="median response delay (0: none)"
+    )
+    parser.add_argument("--latency-sigma", type=float, default=1.0, help="lognormal sigma")
+    parser.add_argument("--latency-max-ms", type=float, default=10_000.0, help="delay cap")
     args = parser.parse_args(argv)
     settings = FarmSettings(
         feeds=args.feeds,
@@ -383,6 +446,9 @@ def main(argv: list[str] | None = None) -> int:
         new_items=args.new_items,
         gzip=args.gzip,
         seed=args.seed,
+        latency_median_ms=args.latency_ms,
+        latency_sigma=args.latency_sigma,
+        latency_max_ms=args.latency_max_ms,
     )
     asyncio.run(serve(settings, args.port))
     return 0

@@ -1,17 +1,23 @@
-"""The benchmark: rssd and the ``reader`` library side by side on the loopback farm.
+"""The benchmark: rssd beside the ``reader`` library and a bare HTTP client, on the farm.
 
-    .venv/bin/python bench/run.py --feeds 1000
+    .venv/bin/python bench/run.py --feeds 1000                      # rssd vs reader
+    .venv/bin/python bench/run.py --feeds 5000 --hosts 250 --latency-ms 100 \
+        --max-concurrency 500 --tools bare,rssd --scenarios cold,warm-304,warm-all-304
 
-Starts bench/farm.py in its own process, then for each tool runs four scenarios in order,
-each from the database the previous one left:
+Starts bench/farm.py in its own process, then runs the scenarios in order, each tool from
+the state (database, validators) its previous scenario left:
 
 - cold: empty database, every feed new (N x items posts to parse and store);
 - warm-304: the farm's next epoch, 10% of the feeds gain posts, the rest answer 304;
+- warm-all-304: nothing changed since warm-304: every feed answers 304;
 - no-validators: the server sends no ETag/Last-Modified, bodies unchanged;
 - timestamp-churn: every body carries a fresh build timestamp (and ETag), items unchanged.
 
-Every tool run is a subprocess under bench/measure.py, which accounts for its whole process
-tree (parse workers included). Prints one table, writes JSON to bench/results/.
+The tools take turns within each scenario (the farm is reset and brought to the scenario's
+state before each tool's turn), so they meet the same farm, the same latency draws and about
+the same load from the rest of the machine. Every tool run is a subprocess under
+bench/measure.py, which accounts for its whole process tree (parse workers included).
+Prints one table, writes JSON to bench/results/.
 """
 
 from __future__ import annotations
@@ -38,13 +44,19 @@ import farm
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
-SCENARIOS = ("cold", "warm-304", "no-validators", "timestamp-churn")
-#: Issue #5: rssd's feeds/s over reader's (target, stretch).
-TARGETS: dict[str, tuple[float, float | None]] = {
-    "cold": (2.5, 4.0),
-    "warm-304": (5.0, 10.0),
-    "no-validators": (5.0, None),
-    "timestamp-churn": (5.0, None),
+SCENARIOS = ("cold", "warm-304", "warm-all-304", "no-validators", "timestamp-churn")
+DEFAULT_SCENARIOS = ("cold", "warm-304", "no-validators", "timestamp-churn")
+TOOLS = ("rssd", "reader", "bare")
+#: rssd's feeds/s over a peer's, (target, stretch): vs reader on the zero-latency farm (issues
+#: #5, #13), vs the bare client on the latency farm (#13).
+TARGETS: dict[tuple[str, str], tuple[float, float | None]] = {
+    ("reader", "cold"): (5.0, 8.0),
+    ("reader", "warm-304"): (5.0, 10.0),
+    ("reader", "warm-all-304"): (5.0, None),
+    ("reader", "no-validators"): (5.0, None),
+    ("reader", "timestamp-churn"): (5.0, None),
+    ("bare", "warm-304"): (0.6, 0.8),
+    ("bare", "warm-all-304"): (0.7, 0.9),
 }
 RSS_TARGET_MB = 200
 LAG_TARGET_MS = 100
@@ -72,6 +84,9 @@ class Figures:
     farm: dict[str, float] = field(default_factory=dict)  # 200s, 304s, CPU seconds
     outcomes: dict[str, int] = field(default_factory=dict)
     load_avg: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    #: Requests the farm was serving at once: the peak, and the mean over the tool's run.
+    in_flight_peak: int = 0
+    in_flight_mean: float = 0.0
 
     @property
     def feeds_per_second(self) -> float:
@@ -93,9 +108,14 @@ class Figures:
 class FarmProcess:
     """bench/farm.py in a child process, and its control endpoints."""
 
-    def __init__(self, feeds: int, items: int, hosts: int, gzip: bool) -> None:
+    def __init__(
+        self, feeds: int, items: int, hosts: int, gzip: bool, latency: tuple[float, float, int]
+    ) -> None:
+        median_ms, sigma, seed = latency
         cmd = [sys.executable, str(BENCH / "farm.py"), "--feeds", str(feeds), "--port", "0"]
         cmd += ["--items", str(items), "--hosts", str(hosts)] + (["--gzip"] if gzip else [])
+        cmd += ["--latency-ms", str(median_ms), "--latency-sigma", str(sigma)]
+        cmd += ["--seed", str(seed)]
         self.hosts = hosts
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
@@ -130,11 +150,13 @@ class FarmProcess:
 
 
 def prepare(scenario: str, server: FarmProcess, changed: float) -> None:
-    """Put the farm in the state the scenario measures (scenarios run in SCENARIOS order)."""
+    """One scenario's step from the state the previous one left (SCENARIOS order)."""
     if scenario == "cold":
         server.call("/_reset")
     elif scenario == "warm-304":
         server.call(f"/_epoch?fraction={changed}")
+    elif scenario == "warm-all-304":
+        pass  # nothing changes: every conditional GET is answered 304
     elif scenario == "no-validators":
         server.call("/_mode?validators=0&churn=0")
     elif scenario == "timestamp-churn":
@@ -170,22 +192,38 @@ def _count(db: Path, table: str) -> int:
 class Rssd:
     name = "rssd"
 
-    def __init__(self, workdir: Path, urls: list[str], profile_dir: Path | None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        urls: list[str],
+        profile_dir: Path,
+        limits: dict[str, int] | None = None,
+        profiler: str | None = None,
+    ) -> None:
         self.workdir = workdir
         self.db = workdir / "rssd.sqlite3"
         self.config = workdir / "config.toml"
         self.profile_dir = profile_dir
+        self.profiler = profiler
         feeds = "".join(f"\n[[feeds]]\nurl = {json.dumps(url)}\n" for url in urls)
-        # config.toml's defaults for everything but the database and the feed list.
-        self.config.write_text(f'database = "{self.db.name}"\n{feeds}')
+        # config.toml's defaults for everything but the database, the feed list and the
+        # limits the command line sets (max_concurrency, max_per_host).
+        settings = "".join(f"{key} = {value}\n" for key, value in (limits or {}).items())
+        self.config.write_text(f'database = "{self.db.name}"\n{settings}{feeds}')
 
     def command(self, scenario: str) -> list[str]:
         args = ["run", "--once", "-c", str(self.config)]
-        if self.profile_dir is not None:
+        if self.profiler == "cprofile":
             prof = self.profile_dir / f"rssd-{scenario}.prof"
             return [sys.executable, str(BENCH / "profile_rssd.py"), str(prof), "--", *args]
+        # The interpreter, not the rssd script: py-spy must see a Python process.
+        command = [sys.executable, "-m", "rssd", *args]
+        if self.profiler == "py-spy":
+            out = self.profile_dir / f"rssd-{scenario}.pyspy.txt"
+            spy = str(Path(sys.executable).with_name("py-spy"))
+            return [spy, "record", "--threads", "--format", "raw", "-o", str(out), "--", *command]
         script = Path(sys.executable).with_name("rssd")
-        return [str(script), *args] if script.exists() else [sys.executable, "-m", "rssd", *args]
+        return [str(script), *args] if script.exists() else command
 
     def run(self, scenario: str, feeds: int) -> tuple[dict[str, Any], dict[str, Any]]:
         usage, log_path = _measure(self.command(scenario), self.workdir, scenario)
@@ -238,44 +276,86 @@ class Reader:
         }
 
 
-def run_tool(
-    tool: Rssd | Reader, server: FarmProcess, feeds: int, changed: float, scenarios: list[str]
+class Bare:
+    """bench/bare_client.py: the conditional GETs alone, the HTTP limit for these limits."""
+
+    name = "bare"
+
+    def __init__(self, workdir: Path, urls: list[str], limits: dict[str, int]) -> None:
+        self.workdir = workdir
+        self.state = workdir / "validators.json"
+        urls_file = workdir / "urls.txt"
+        urls_file.write_text("\n".join(urls))
+        self.command = [sys.executable, str(BENCH / "bare_client.py"), str(self.state)]
+        self.command += [str(urls_file)]
+        self.command += ["--max-concurrency", str(limits.get("max_concurrency", 20))]
+        self.command += ["--max-per-host", str(limits.get("max_per_host", 2))]
+
+    def run(self, scenario: str, feeds: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        usage, log_path = _measure(self.command, self.workdir, scenario)
+        result = json.loads(log_path.read_text().strip().splitlines()[-1])
+        return usage, {
+            "posts": 0,
+            "db_bytes": 0,
+            "loop_lag_max_ms": result["loop_lag_max_ms"],
+            "failed": int(result["failed"]),
+            "tool_seconds": result["elapsed_seconds"],
+            "outcomes": result["statuses"],
+        }
+
+
+Tool = Rssd | Reader | Bare
+
+
+def run_all(
+    tools: list[Tool], server: FarmProcess, feeds: int, changed: float, scenarios: list[str]
 ) -> list[Figures]:
+    """Scenario by scenario, each tool in turn on the farm brought to that scenario's state."""
     out = []
-    for scenario in scenarios:
-        prepare(scenario, server, changed)
-        before = server.stats()
-        load = os.getloadavg()
-        print(f"  {tool.name:6} {scenario:16} ...", end="", flush=True)
-        usage, extra = tool.run(scenario, feeds)
-        after = server.stats()
-        mb = 1024 * 1024
-        figures = Figures(
-            tool=tool.name,
-            scenario=scenario,
-            feeds=feeds,
-            wall_seconds=usage["wall_seconds"],
-            cpu_seconds=usage["user_seconds"] + usage["sys_seconds"],
-            main_cpu_seconds=usage["main_cpu_seconds"],
-            peak_tree_rss_mb=round(usage["peak_tree_rss_bytes"] / mb, 1),
-            peak_tree_pss_mb=round(usage["peak_tree_pss_bytes"] / mb, 1),
-            peak_process_rss_mb=round(usage["peak_process_rss_bytes"] / mb, 1),
-            processes=usage["processes"],
-            farm={
-                "200": after["200"] - before["200"],
-                "304": after["304"] - before["304"],
-                "cpu_seconds": round(after["cpu_seconds"] - before["cpu_seconds"], 2),
-            },
-            load_avg=(round(load[0], 2), round(load[1], 2), round(load[2], 2)),
-            **extra,
-        )
-        print(
-            f" {figures.wall_seconds:7.1f} s  {figures.feeds_per_second:7.1f} feeds/s"
-            f"  (load {figures.load_avg[0]:.2f})",
-            flush=True,
-        )
-        out.append(figures)
+    for index, scenario in enumerate(scenarios):
+        for tool in tools:
+            for step in scenarios[: index + 1]:  # scenarios[0] is cold: a reset
+                prepare(step, server, changed)
+            out.append(run_one(tool, scenario, server, feeds))
     return out
+
+
+def run_one(tool: Tool, scenario: str, server: FarmProcess, feeds: int) -> Figures:
+    before = server.stats()
+    load = os.getloadavg()
+    print(f"  {tool.name:6} {scenario:16} ...", end="", flush=True)
+    usage, extra = tool.run(scenario, feeds)
+    after = server.stats()
+    mb = 1024 * 1024
+    wall = usage["wall_seconds"]
+    in_flight_seconds = after["in_flight_seconds"] - before["in_flight_seconds"]
+    figures = Figures(
+        tool=tool.name,
+        scenario=scenario,
+        feeds=feeds,
+        wall_seconds=wall,
+        cpu_seconds=usage["user_seconds"] + usage["sys_seconds"],
+        main_cpu_seconds=usage["main_cpu_seconds"],
+        peak_tree_rss_mb=round(usage["peak_tree_rss_bytes"] / mb, 1),
+        peak_tree_pss_mb=round(usage["peak_tree_pss_bytes"] / mb, 1),
+        peak_process_rss_mb=round(usage["peak_process_rss_bytes"] / mb, 1),
+        processes=usage["processes"],
+        farm={
+            "200": after["200"] - before["200"],
+            "304": after["304"] - before["304"],
+            "cpu_seconds": round(after["cpu_seconds"] - before["cpu_seconds"], 2),
+        },
+        load_avg=(round(load[0], 2), round(load[1], 2), round(load[2], 2)),
+        in_flight_peak=after["in_flight_peak"],
+        in_flight_mean=round(in_flight_seconds / wall, 1) if wall else 0.0,
+        **extra,
+    )
+    print(
+        f" {figures.wall_seconds:7.1f} s  {figures.feeds_per_second:7.1f} feeds/s"
+        f"  in flight peak {figures.in_flight_peak}  (load {figures.load_avg[0]:.2f})",
+        flush=True,
+    )
+    return figures
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -283,6 +363,8 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 
 #: Table columns: header, width, the figure, digits, whether a ratio row makes sense.
+#: ``main/1k`` (CPU seconds of the tool's own process per 1,000 feeds) is also its CPU ms
+#: per check; ``in fl``/``mean fl``: requests the farm was serving at once, peak and mean.
 COLUMNS: list[tuple[str, int, Callable[[Figures], float | None], int, bool]] = [
     ("wall s", 8, lambda f: f.wall_seconds, 2, True),
     ("feeds/s", 8, lambda f: f.feeds_per_second, 1, True),
@@ -292,6 +374,8 @@ COLUMNS: list[tuple[str, int, Callable[[Figures], float | None], int, bool]] = [
     ("PSS MB", 6, lambda f: f.peak_tree_pss_mb, 0, True),
     ("B/post", 6, lambda f: f.bytes_per_post, 0, True),
     ("lag ms", 6, lambda f: f.loop_lag_max_ms, 0, False),
+    ("in fl", 5, lambda f: f.in_flight_peak, 0, False),
+    ("mean fl", 7, lambda f: f.in_flight_mean, 0, False),
     ("200", 5, lambda f: f.farm["200"], 0, False),
     ("304", 5, lambda f: f.farm["304"], 0, False),
     ("failed", 6, lambda f: f.failed, 0, False),
@@ -300,28 +384,33 @@ COLUMNS: list[tuple[str, int, Callable[[Figures], float | None], int, bool]] = [
 
 
 def table(results: list[Figures]) -> str:
-    """The figures, rssd above reader, with a ratio row rssd/reader per scenario."""
-    header = f"{'scenario':16} {'tool':6} " + " ".join(f"{h:>{w}}" for h, w, *_ in COLUMNS)
+    """The figures, tool by tool, with a ratio row rssd/peer per scenario and peer."""
+    header = f"{'scenario':16} {'tool':11} " + " ".join(f"{h:>{w}}" for h, w, *_ in COLUMNS)
     lines = [header, "-" * len(header)]
     by_key = {(f.tool, f.scenario): f for f in results}
     for scenario in SCENARIOS:
-        rows = [by_key[(t, scenario)] for t in ("rssd", "reader") if (t, scenario) in by_key]
+        rows = [by_key[(t, scenario)] for t in TOOLS if (t, scenario) in by_key]
         for f in rows:
             cells = " ".join(f"{_fmt(get(f), d):>{w}}" for _, w, get, d, _ in COLUMNS)
-            lines.append(f"{scenario:16} {f.tool:6} {cells}")
-        if len(rows) == 2:
-            a, b = rows
+            lines.append(f"{scenario:16} {f.tool:11} {cells}")
+        mine = by_key.get(("rssd", scenario))
+        for peer in (f for f in rows if f.tool != "rssd"):
+            if mine is None:
+                continue
             cells = " ".join(
-                f"{_fmt(_ratio(get(a), get(b)) if ratio else None, 2):>{w}}"
+                f"{_fmt(_ratio(get(mine), get(peer)) if ratio else None, 2):>{w}}"
                 for _, w, get, _, ratio in COLUMNS
                 if ratio
             )
-            speed = _ratio(a.feeds_per_second, b.feeds_per_second) or 0.0
-            target, stretch = TARGETS[scenario]
-            verdict = "met" if speed >= target else "NOT met"
-            if stretch and speed >= stretch:
-                verdict += ", stretch met"
-            lines.append(f"{'':16} {'ratio':6} {cells}  target >= {target:g}x feeds/s: {verdict}")
+            speed = _ratio(mine.feeds_per_second, peer.feeds_per_second) or 0.0
+            verdict = ""
+            if (peer.tool, scenario) in TARGETS:
+                target, stretch = TARGETS[(peer.tool, scenario)]
+                verdict = "met" if speed >= target else "NOT met"
+                if stretch and speed >= stretch:
+                    verdict += ", stretch met"
+                verdict = f"  target >= {target:g}x feeds/s: {verdict}"
+            lines.append(f"{'':16} {'rssd/' + peer.tool:11} {cells}{verdict}")
     rssd = [f for f in results if f.tool == "rssd"]
     if rssd:
         worst_rss = max(f.peak_tree_rss_mb for f in rssd)
@@ -359,24 +448,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=50, help="posts per feed")
     parser.add_argument("--hosts", type=int, default=50, help="loopback addresses of the farm")
     parser.add_argument("--changed", type=float, default=0.1, help="warm-304: share changed")
-    parser.add_argument("--tools", default="rssd,reader", help="comma-separated")
+    parser.add_argument(
+        "--tools", default="rssd,reader", help=f"comma-separated, of {', '.join(TOOLS)}"
+    )
     parser.add_argument(
         "--scenarios",
-        default=",".join(SCENARIOS),
-        help="comma-separated subset, run in this order (each on the state the last left)",
+        default=",".join(DEFAULT_SCENARIOS),
+        help=f"comma-separated subset of {', '.join(SCENARIOS)}, run in that order",
     )
     parser.add_argument("--reader-workers", type=int, default=20)
-    parser.add_argument("--gzip", action="store_true", help="the farm gzips its bodies")
     parser.add_argument(
+        "--max-concurrency", type=int, help="rssd's max_concurrency (and the bare client's)"
+    )
+    parser.add_argument(
+        "--max-per-host", type=int, help="rssd's max_per_host (and the bare client's)"
+    )
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="the farm's median response delay"
+    )
+    parser.add_argument(
+        "--latency-sigma", type=float, default=1.0, help="lognormal sigma of the delay"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="changed feeds, latency draws")
+    parser.add_argument("--gzip", action="store_true", help="the farm gzips its bodies")
+    profiling = parser.add_mutually_exclusive_group()
+    profiling.add_argument(
         "--profile",
         action="store_true",
         help="run rssd under cProfile, main-thread CPU clock (slower; figures marked)",
+    )
+    profiling.add_argument(
+        "--py-spy",
+        action="store_true",
+        help="run rssd under py-spy record (all threads, idle excluded; figures marked)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the databases and logs")
     parser.add_argument("--json", type=Path, help="results file (default: bench/results/...)")
     args = parser.parse_args(argv)
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
-    if unknown := set(tools) - {"rssd", "reader"}:
+    if unknown := set(tools) - set(TOOLS):
         parser.error(f"unknown tools: {sorted(unknown)}")
     wanted = {s.strip() for s in args.scenarios.split(",") if s.strip()}
     if unknown := wanted - set(SCENARIOS):
@@ -389,8 +499,30 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = RESULTS / f"{stamp}-n{args.feeds}"
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    print(f"farm: {args.feeds} feeds x {args.items} items on {args.hosts} loopback hosts ...")
-    server = FarmProcess(args.feeds, args.items, args.hosts, args.gzip)
+    limits = {
+        key: value
+        for key, value in (
+            ("max_concurrency", args.max_concurrency),
+            ("max_per_host", args.max_per_host),
+        )
+        if value is not None
+    }
+    latency = (
+        f"latency median {args.latency_ms:g} ms, lognormal sigma {args.latency_sigma:g}"
+        if args.latency_ms > 0
+        else "no latency"
+    )
+    print(
+        f"farm: {args.feeds} feeds x {args.items} items on {args.hosts} loopback hosts, "
+        f"{latency} ..."
+    )
+    server = FarmProcess(
+        args.feeds,
+        args.items,
+        args.hosts,
+        args.gzip,
+        (args.latency_ms, args.latency_sigma, args.seed),
+    )
     results: list[Figures] = []
     try:
         info = server.info
@@ -399,25 +531,30 @@ def main(argv: list[str] | None = None) -> int:
             f"rendered in {info['render_seconds']} s; e.g. {info['example']}"
         )
         urls = server.urls(args.feeds)
+        runners: list[Tool] = []
         for name in tools:
             workdir = run_dir / name
             workdir.mkdir()
-            tool: Rssd | Reader
             if name == "rssd":
-                tool = Rssd(workdir, urls, run_dir if args.profile else None)
+                profiler = "cprofile" if args.profile else "py-spy" if args.py_spy else None
+                runners.append(Rssd(workdir, urls, run_dir, limits, profiler))
+            elif name == "bare":
+                runners.append(Bare(workdir, urls, limits))
             else:
-                tool = Reader(workdir, urls, args.reader_workers)
-            results.extend(run_tool(tool, server, args.feeds, args.changed, scenarios))
+                runners.append(Reader(workdir, urls, args.reader_workers))
+        results.extend(run_all(runners, server, args.feeds, args.changed, scenarios))
     finally:
         server.stop()
     elapsed = time.monotonic() - started
 
     print()
+    rssd_limits = ", ".join(f"{k} {v}" for k, v in limits.items()) or "config.toml's limits"
     print(
-        f"{args.feeds:,} feeds x {args.items} items, {args.hosts} loopback hosts; "
-        f"{platform.python_implementation()} {platform.python_version()}, "
+        f"{args.feeds:,} feeds x {args.items} items, {args.hosts} loopback hosts, {latency}; "
+        f"{rssd_limits}; {platform.python_implementation()} {platform.python_version()}, "
         f"{os.cpu_count()} CPUs (shared with the farm); bench took {elapsed:.0f} s"
         + ("; rssd under cProfile" if args.profile else "")
+        + ("; rssd under py-spy" if args.py_spy else "")
     )
     print(table(results))
     out = args.json or RESULTS / f"{stamp}-n{args.feeds}.json"
@@ -428,7 +565,11 @@ def main(argv: list[str] | None = None) -> int:
                 "items": args.items,
                 "hosts": args.hosts,
                 "changed": args.changed,
-                "profiled": args.profile,
+                "latency_median_ms": args.latency_ms,
+                "latency_sigma": args.latency_sigma,
+                "seed": args.seed,
+                "limits": limits,
+                "profiled": "cprofile" if args.profile else "py-spy" if args.py_spy else None,
                 "elapsed_seconds": round(elapsed, 1),
                 "results": [
                     {
@@ -445,6 +586,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print(f"results: {out}")
+    if args.py_spy:
+        for scenario in scenarios:
+            print(f"py-spy profile: {run_dir / f'rssd-{scenario}.pyspy.txt'}")
     if args.profile:
         for scenario in SCENARIOS:
             prof = run_dir / f"rssd-{scenario}.prof"
