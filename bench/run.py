@@ -221,7 +221,18 @@ class Rssd:
         if self.profiler == "py-spy":
             out = self.profile_dir / f"rssd-{scenario}.pyspy.txt"
             spy = str(Path(sys.executable).with_name("py-spy"))
-            return [spy, "record", "--threads", "--format", "raw", "-o", str(out), "--", *command]
+            return [
+                spy,
+                "record",
+                "--threads",
+                "--nonblocking",
+                "--format",
+                "raw",
+                "-o",
+                str(out),
+                "--",
+                *command,
+            ]
         script = Path(sys.executable).with_name("rssd")
         return [str(script), *args] if script.exists() else command
 
@@ -231,6 +242,8 @@ class Rssd:
         outcomes: Counter[str] = Counter()
         with log_path.open() as log:
             for line in log:
+                if not line.startswith("{"):  # py-spy's own lines, with --py-spy
+                    continue
                 event = json.loads(line)
                 if event.get("message") == "fetch.completed":
                     outcomes[event.get("outcome", "?")] += 1

@@ -137,7 +137,6 @@ class Fetcher:
             ttl_dns_cache=300,
             resolver=DaemonThreadResolver(),
         )
-        self._pool.start_soon()
         self._session = aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,
