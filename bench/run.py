@@ -84,9 +84,10 @@ class Figures:
     farm: dict[str, float] = field(default_factory=dict)  # 200s, 304s, CPU seconds
     outcomes: dict[str, int] = field(default_factory=dict)
     load_avg: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    #: Requests the farm was serving at once: the peak, and the mean over the tool's run.
-    in_flight_peak: int = 0
-    in_flight_mean: float = 0.0
+    #: Requests the farm was serving at once: the peak, and the mean over the tool's run
+    #: (None without latency: the farm then answers each request in one step of its loop).
+    in_flight_peak: int | None = None
+    in_flight_mean: float | None = None
 
     @property
     def feeds_per_second(self) -> float:
@@ -321,7 +322,13 @@ Tool = Rssd | Reader | Bare
 
 
 def run_all(
-    tools: list[Tool], server: FarmProcess, feeds: int, changed: float, scenarios: list[str]
+    tools: list[Tool],
+    server: FarmProcess,
+    feeds: int,
+    changed: float,
+    scenarios: list[str],
+    *,
+    latency: bool,
 ) -> list[Figures]:
     """Scenario by scenario, each tool in turn on the farm brought to that scenario's state."""
     out = []
@@ -329,11 +336,11 @@ def run_all(
         for tool in tools:
             for step in scenarios[: index + 1]:  # scenarios[0] is cold: a reset
                 prepare(step, server, changed)
-            out.append(run_one(tool, scenario, server, feeds))
+            out.append(run_one(tool, scenario, server, feeds, latency))
     return out
 
 
-def run_one(tool: Tool, scenario: str, server: FarmProcess, feeds: int) -> Figures:
+def run_one(tool: Tool, scenario: str, server: FarmProcess, feeds: int, latency: bool) -> Figures:
     before = server.stats()
     load = os.getloadavg()
     print(f"  {tool.name:6} {scenario:16} ...", end="", flush=True)
@@ -359,13 +366,13 @@ def run_one(tool: Tool, scenario: str, server: FarmProcess, feeds: int) -> Figur
             "cpu_seconds": round(after["cpu_seconds"] - before["cpu_seconds"], 2),
         },
         load_avg=(round(load[0], 2), round(load[1], 2), round(load[2], 2)),
-        in_flight_peak=after["in_flight_peak"],
-        in_flight_mean=round(in_flight_seconds / wall, 1) if wall else 0.0,
+        in_flight_peak=after["in_flight_peak"] if latency else None,
+        in_flight_mean=round(in_flight_seconds / wall, 1) if latency and wall else None,
         **extra,
     )
     print(
         f" {figures.wall_seconds:7.1f} s  {figures.feeds_per_second:7.1f} feeds/s"
-        f"  in flight peak {figures.in_flight_peak}  (load {figures.load_avg[0]:.2f})",
+        f"  in flight peak {_fmt(figures.in_flight_peak, 0)}  (load {figures.load_avg[0]:.2f})",
         flush=True,
     )
     return figures
@@ -555,7 +562,16 @@ def main(argv: list[str] | None = None) -> int:
                 runners.append(Bare(workdir, urls, limits))
             else:
                 runners.append(Reader(workdir, urls, args.reader_workers))
-        results.extend(run_all(runners, server, args.feeds, args.changed, scenarios))
+        results.extend(
+            run_all(
+                runners,
+                server,
+                args.feeds,
+                args.changed,
+                scenarios,
+                latency=args.latency_ms > 0,
+            )
+        )
     finally:
         server.stop()
     elapsed = time.monotonic() - started
