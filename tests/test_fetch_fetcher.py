@@ -121,6 +121,29 @@ async def test_304_is_not_modified_and_carries_validators_forward(
     )
 
 
+async def test_parse_workers_start_with_the_first_body_to_parse(
+    feed_server: FeedServer, config: Config
+) -> None:
+    """A pass of 304s never pays for the forkserver and the workers."""
+
+    async def not_modified(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=304, headers={"ETag": '"1"'})
+
+    unchanged = feed_server.route("/unchanged", not_modified)
+    changed = feed_server.static("/changed", FEED)
+    own_pool = ParsePool(workers=1, timeout=10.0)
+    try:
+        async with Fetcher(config, own_pool) as fetcher:
+            result = await fetcher.fetch(source(unchanged), Validators('"1"'))
+            assert result.outcome is Outcome.NOT_MODIFIED
+            assert not own_pool.started
+            result = await fetcher.fetch(source(changed, source_id=2), Validators())
+            assert result.outcome is Outcome.PARSED
+            assert own_pool.started
+    finally:
+        own_pool.close()
+
+
 async def test_same_body_hash_is_unchanged_and_not_parsed(
     feed_server: FeedServer, fetcher: Fetcher
 ) -> None:

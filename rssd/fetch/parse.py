@@ -52,6 +52,11 @@ class ParsePool:
         a few hundred ms, which on the loop thread showed as 200+ ms of loop lag."""
         await asyncio.to_thread(_prestart, self._executor, self.workers)
 
+    @property
+    def started(self) -> bool:
+        """Whether the workers have been asked to start (by the first body to parse)."""
+        return self._starting is not None
+
     def start_soon(self) -> None:
         """Start the workers in the background; the first parse waits for them."""
         self._starting = asyncio.ensure_future(self.start())
