@@ -248,8 +248,10 @@ class Fetcher:
             max_redirects=self.config.max_redirects,
         )
         # A feed's own headers (a token) go to its own origin only, never to a feed its
-        # page links to on another host.
-        headers = self._headers.get(source.url) if same_origin(url, source.url) else None
+        # page links to on another host. Most feeds have none: no URL is split for them.
+        headers = self._headers.get(source.url)
+        if headers is not None and not same_origin(url, source.url):
+            headers = None
         try:
             async with self._hosts.hold(url):
                 response = await get(
