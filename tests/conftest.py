@@ -1,4 +1,5 @@
-"""Shared fixtures: a real aiohttp server on 127.0.0.1, real SQLite files in tmp_path."""
+"""Shared fixtures: a real aiohttp server on 127.0.0.1, real SQLite files in tmp_path, the
+daemons a test starts (killed at teardown); and ``--reverse`` (tests/README.md)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,22 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from rssd.models.config import Config
 from rssd.repo.db import Database
+from tests.support.process import Daemons
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--reverse",
+        action="store_true",
+        help="run the collected tests in reverse order (checks order independence)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--reverse"):
+        items.reverse()
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -97,15 +112,15 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
         await database.close()
 
 
-def make_config(tmp_path: Path, urls: list[str], **settings: object) -> Config:
-    """A Config with one feed per URL and a database in tmp_path."""
-    return Config.model_validate(
-        {
-            "database": str(tmp_path / "rssd.sqlite3"),
-            "feeds": [{"url": url} for url in urls],
-            **settings,
-        }
-    )
+@pytest.fixture
+async def daemons() -> AsyncIterator[Daemons]:
+    """Start processes with ``daemons.start(config)`` / ``daemons.spawn(...)``; every one
+    still running at the end of the test is killed with its process group."""
+    started = Daemons()
+    try:
+        yield started
+    finally:
+        await started.close()
 
 
 def rss(items: list[dict[str, str]], *, title: str = "Test feed") -> str:

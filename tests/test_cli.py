@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -15,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from tests.support.process import Finished, run_rssd
 
-HANG_GUARD_SECONDS = 120
+pytestmark = pytest.mark.slow
 
 GOOD = '# a comment\ndatabase = "a.sqlite3"\n[[feeds]]\nurl = "https://a.example/feed"\n'
 OTHER = (
@@ -121,40 +120,14 @@ CASES = [
 ]
 
 
-@dataclass(frozen=True)
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-async def run_cli(argv: list[str], cwd: Path, env: dict[str, str]) -> Result:
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        cwd=cwd,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(HANG_GUARD_SECONDS):
-            stdout, stderr = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return Result(proc.returncode, stdout.decode(), stderr.decode())
-
-
 def environment(tmp_path: Path, case: Case) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "RSSD_CONFIG"}
-    if case.env_config is not None:
-        env["RSSD_CONFIG"] = str(tmp_path / case.env_config)
-    return env
+    """What the case adds to the environment (support.process drops RSSD_CONFIG)."""
+    if case.env_config is None:
+        return {}
+    return {"RSSD_CONFIG": str(tmp_path / case.env_config)}
 
 
-def check(case: Case, result: Result) -> None:
+def check(case: Case, result: Finished) -> None:
     where = (case.name, result.stdout, result.stderr)
     assert result.returncode == case.returncode, where
     out, err = result.stdout.splitlines(), result.stderr.splitlines()
@@ -185,11 +158,7 @@ async def test_the_command_line(tmp_path: Path) -> None:
 
     results = await asyncio.gather(
         *(
-            run_cli(
-                [sys.executable, "-m", "rssd", *case.args],
-                tmp_path / case.cwd,
-                environment(tmp_path, case),
-            )
+            run_rssd(*case.args, cwd=tmp_path / case.cwd, env=environment(tmp_path, case))
             for case in CASES
         )
     )
@@ -204,4 +173,7 @@ async def test_the_installed_console_script(tmp_path: Path) -> None:
         pytest.skip(f"no console script beside {sys.executable} (rssd not installed)")
     (tmp_path / "config.toml").write_text(GOOD)
     case = Case("console-script", ["check-config"], ".", 0, stdout=[r"^feeds: +1 \(1 enabled\)$"])
-    check(case, await run_cli([str(script), *case.args], tmp_path, environment(tmp_path, case)))
+    finished = await run_rssd(
+        argv=[str(script), *case.args], cwd=tmp_path, env=environment(tmp_path, case)
+    )
+    check(case, finished)

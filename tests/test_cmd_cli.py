@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rssd import __version__
-from tests.cmd_support import cli_sync
+from tests.support.commands import cli_sync
 
 COMMANDS = [
     "run",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,10 @@ from aiohttp import web
 from rssd.daemon.lock import DaemonLock
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
-from tests.cmd_support import World, cli, dated_rss, populated, write_config
 from tests.conftest import FeedServer
+from tests.support.commands import World, cli, dated_rss, populated
+from tests.support.config import write_config
+from tests.support.process import WAIT, Daemons
 
 
 def jobs_of(world: World, url: str) -> list[tuple[str, str | None]]:
@@ -115,7 +116,11 @@ async def test_without_a_database(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 async def test_a_stopped_fetch_records_its_job_as_interrupted(
-    feed_server: FeedServer, tmp_path: Path, sig: signal.Signals, code: int
+    feed_server: FeedServer,
+    tmp_path: Path,
+    daemons: Daemons,
+    sig: signal.Signals,
+    code: int,
 ) -> None:
     world = await populated(feed_server, tmp_path)
     arrived = asyncio.Event()
@@ -126,19 +131,11 @@ async def test_a_stopped_fetch_records_its_job_as_interrupted(
         raise AssertionError("unreachable")
 
     feed_server.route("/ok", hang)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rssd", "fetch", "-c", str(world.config), "1",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    fetch = await daemons.spawn("fetch", "-c", world.config, "1")
     try:
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(WAIT):
             await arrived.wait()
-            proc.send_signal(sig)
-            await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == code
+    except TimeoutError:
+        pytest.fail(f"the feed was never requested\n{fetch.log()}")
+    assert await fetch.stop(sig) == code, fetch.log()
     assert jobs_of(world, world.urls["ok"])[-1] == ("FAILED", "interrupted")

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import signal
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,28 +14,14 @@ from rssd.models.config import load_config
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.sources import SourceRepo
-from tests.cmd_support import Result, cli, cli_process, dated_rss, write_config
 from tests.conftest import FeedServer
-
-WAIT = 40.0
-
-
-@asynccontextmanager
-async def daemon(config: Path, log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "rssd", "run", "-c", str(config), stdout=out, stderr=out
-        )
-        try:
-            yield proc
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+from tests.support.commands import Result, cli, dated_rss
+from tests.support.config import write_config
+from tests.support.process import WAIT, Daemons, run_rssd
 
 
 async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Poll ``check`` until it holds; fail (not hang) after WAIT seconds."""
+    """Poll ``check`` until it holds; fail (not hang) after WAIT seconds (a hang guard)."""
     try:
         async with asyncio.timeout(WAIT):
             while not await check():  # noqa: ASYNC110 - another process's state, no Event
@@ -68,7 +51,7 @@ async def left_behind_by_a_crash(config: Path) -> None:
 
 @pytest.mark.slow
 async def test_status_posts_fetch_and_import_while_the_daemon_writes(
-    feed_server: FeedServer, tmp_path: Path
+    feed_server: FeedServer, tmp_path: Path, daemons: Daemons
 ) -> None:
     arrived, release = asyncio.Event(), asyncio.Event()
 
@@ -88,56 +71,53 @@ async def test_status_posts_fetch_and_import_while_the_daemon_writes(
     await left_behind_by_a_crash(config)
     readings: list[Result] = []
 
-    async with daemon(config, tmp_path / "daemon.log") as proc:
-        # Read, again and again, while the daemon recovers, fetches and writes 400 posts.
-        async def reading_while_it_writes() -> bool:
-            readings.append(await cli("status", "-c", config, "--json"))
-            readings.append(await cli("posts", "-c", config, "--json", "--limit", "0"))
-            states = await status_of(config)
-            return states[slow_url]["fetching"] and all(
-                states[url]["state"] == "ok" for url in busy
-            )
+    daemon = await daemons.start(config)
 
-        await until(reading_while_it_writes, "the daemon to fetch every feed but /slow")
-        assert arrived.is_set()
-        for reading in readings:
-            assert reading.code == 0, reading.err
+    # Read, again and again, while the daemon recovers, fetches and writes 400 posts.
+    async def reading_while_it_writes() -> bool:
+        readings.append(await cli("status", "-c", config, "--json"))
+        readings.append(await cli("posts", "-c", config, "--json", "--limit", "0"))
+        states = await status_of(config)
+        return states[slow_url]["fetching"] and all(states[url]["state"] == "ok" for url in busy)
 
-        # The daemon is fetching /slow right now: a second fetch is refused, not duplicated.
-        refused = await cli_process("fetch", "-c", config, slow_url)
-        assert refused.code == 3, refused.out + refused.err
-        assert "refused" in refused.out
+    await until(reading_while_it_writes, "the daemon to fetch every feed but /slow")
+    assert arrived.is_set()
+    for reading in readings:
+        assert reading.code == 0, reading.err
 
-        # Another feed can be fetched by hand beside it; the daemon keeps its lock.
-        fetched = await cli_process("fetch", "-c", config, busy[0])
-        assert fetched.code == 0, fetched.out + fetched.err
-        lock = (tmp_path / "rssd.sqlite3.lock").read_text().strip()
-        assert lock == f"running {proc.pid}"
+    # The daemon is fetching /slow right now: a second fetch is refused, not duplicated.
+    refused = await run_rssd("fetch", "-c", config, slow_url)
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert "refused" in refused.stdout
 
-        # A feed added by import-opml is picked up by the running daemon by itself.
-        added = feed_server.static("/added", dated_rss(["added one"], name="added"))
-        opml_file = tmp_path / "more.opml"
-        opml_file.write_text(f'<opml version="2.0"><body><outline xmlUrl="{added}"/></body></opml>')
-        imported = await cli("import-opml", "-c", config, opml_file)
-        assert imported.code == 0, imported.err
+    # Another feed can be fetched by hand beside it; the daemon keeps its lock.
+    fetched = await run_rssd("fetch", "-c", config, busy[0])
+    assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+    lock = (tmp_path / "rssd.sqlite3.lock").read_text().strip()
+    assert lock == f"running {daemon.pid}"
 
-        async def picked_up() -> bool:
-            return added in await status_of(config)
+    # A feed added by import-opml is picked up by the running daemon by itself.
+    added = feed_server.static("/added", dated_rss(["added one"], name="added"))
+    opml_file = tmp_path / "more.opml"
+    opml_file.write_text(f'<opml version="2.0"><body><outline xmlUrl="{added}"/></body></opml>')
+    imported = await cli("import-opml", "-c", config, opml_file)
+    assert imported.code == 0, imported.err
 
-        await until(picked_up, "the daemon to add the imported feed")
+    async def picked_up() -> bool:
+        return added in await status_of(config)
 
-        release.set()
+    await until(picked_up, "the daemon to add the imported feed")
 
-        async def slow_fetched() -> bool:
-            state: str = (await status_of(config))[slow_url]["state"]
-            return state == "ok"
+    release.set()
 
-        await until(slow_fetched, "/slow to be fetched")
-        posts = await cli("posts", "-c", config, "--json", "--limit", "0")
-        assert posts.code == 0
-        assert len(posts.json_lines()) >= 8 * 50 + 1
+    async def slow_fetched() -> bool:
+        state: str = (await status_of(config))[slow_url]["state"]
+        return state == "ok"
 
-        proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(WAIT):
-            assert await proc.wait() == 0
-    assert b"jobs.recovered" in (tmp_path / "daemon.log").read_bytes()
+    await until(slow_fetched, "/slow to be fetched")
+    posts = await cli("posts", "-c", config, "--json", "--limit", "0")
+    assert posts.code == 0
+    assert len(posts.json_lines()) >= 8 * 50 + 1
+
+    assert await daemon.stop() == 0, daemon.log()
+    assert daemon.find("jobs.recovered") is not None, daemon.log()

@@ -11,7 +11,8 @@ import pytest
 
 from rssd.commands import opml
 from rssd.models.config import load_config, normalize_url
-from tests.cmd_support import cli_sync, write_config
+from tests.support.commands import cli_sync
+from tests.support.config import write_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "opml"
 SHIPPED_CONFIG = Path(__file__).parent.parent / "config.toml"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from rssd.commands.posts import parse_since
-from tests.cmd_support import cli, populated
 from tests.conftest import FeedServer
+from tests.support.commands import cli, populated
 
 # populated(): "ok" has posts 1h, 2h, 3h old; "news" (named "Daily News") 5h and 10h old.
 NEWEST_FIRST = ["ok one", "ok two", "ok three", "news one", "news two"]

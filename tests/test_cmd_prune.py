@@ -10,8 +10,9 @@ from pathlib import Path
 from aiohttp import web
 
 from rssd.clock import to_iso
-from tests.cmd_support import cli, dated_rss, run_once_from, write_config
 from tests.conftest import FeedServer
+from tests.support.commands import cli, dated_rss, run_once_from
+from tests.support.config import write_config
 
 OLD = to_iso(datetime.now(UTC) - timedelta(days=200))
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.cmd_support import World, cli, populated, run_once_from, write_config
 from tests.conftest import FeedServer
+from tests.support.commands import World, cli, populated, run_once_from
+from tests.support.config import write_config
 
 
 async def test_json_reports_every_state(feed_server: FeedServer, tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ from rssd.fetch.fetcher import Fetcher, FetchResult, HostLimiter, Outcome, Valid
 from rssd.fetch.parse import ParsePool
 from rssd.models.config import Config
 from rssd.models.dto import ErrorCode, FetchJob, FetchJobStatus, FetchMeta, Source
-from tests.conftest import FeedServer, make_config, rss
+from tests.conftest import FeedServer, rss
+from tests.support.config import make_config
 
 FEED = rss([{"guid": "urn:test:a", "title": "A"}, {"guid": "urn:test:b", "title": "B"}]).encode()
 
@@ -272,15 +273,18 @@ async def test_bozo_feed_is_parsed_with_a_warning(
 
 
 class Gauge:
-    """Counts requests in flight per Host header; each request is held briefly so that
-    requests the limits allow do overlap (the hold is for overlap, nothing is timed)."""
+    """Counts requests in flight per Host header. Each request is held until ``expect``
+    requests are in flight at once, so the fetches the limits allow do overlap whatever
+    the machine's speed (the hold waits for a count, not for time); a limit below
+    ``expect`` never gets there and fails at the test's hang guard."""
 
-    def __init__(self, hold: float = 0.05) -> None:
-        self.hold = hold
+    def __init__(self, expect: int) -> None:
+        self.expect = expect
         self.now: Counter[str] = Counter()
         self.peak: Counter[str] = Counter()
         self.total_now = 0
         self.total_peak = 0
+        self.reached = asyncio.Event()
 
     async def handler(self, request: web.Request) -> web.StreamResponse:
         host = request.host.split(":")[0]
@@ -288,12 +292,18 @@ class Gauge:
         self.total_now += 1
         self.peak[host] = max(self.peak[host], self.now[host])
         self.total_peak = max(self.total_peak, self.total_now)
+        if self.total_now >= self.expect:
+            self.reached.set()
         try:
-            await asyncio.sleep(self.hold)
+            await self.reached.wait()
         finally:
             self.now[host] -= 1
             self.total_now -= 1
         return web.Response(body=FEED, content_type="application/rss+xml")
+
+
+#: Hang guard of the concurrency tests (a limit lower than expected never reaches it).
+HANG_GUARD = 120
 
 
 async def fetch_all(fetcher: Fetcher, urls: list[str]) -> list[FetchResult]:
@@ -318,10 +328,10 @@ async def test_fetcher_limits_concurrency(
     expected_peak: int,
 ) -> None:
     """Six concurrent fetches of one host: the server sees at most the limit at once."""
-    gauge = Gauge()
+    gauge = Gauge(expect=expected_peak)
     urls = [feed_server.route(f"/f{i}", gauge.handler) for i in range(6)]
     config = make_config(tmp_path, urls, **limits)
-    async with Fetcher(config, pool) as fetcher:
+    async with asyncio.timeout(HANG_GUARD), Fetcher(config, pool) as fetcher:
         results = await fetch_all(fetcher, urls)
     assert [r.outcome for r in results] == [Outcome.PARSED] * 6
     assert gauge.total_peak == expected_peak
@@ -329,7 +339,7 @@ async def test_fetcher_limits_concurrency(
 
 async def test_host_limiter_is_per_host(feed_server: FeedServer) -> None:
     """HostLimiter alone (the session's connector unlimited): one slot per host, two hosts."""
-    gauge = Gauge()
+    gauge = Gauge(expect=2)
     feed_server.route("/feed", gauge.handler)
     hosts = ["127.0.0.1", "localhost", "LOCALHOST"]  # host names compare case-insensitively
     urls = [f"http://{host}:{feed_server.port}/feed" for host in hosts for _ in range(3)]
@@ -341,7 +351,7 @@ async def test_host_limiter_is_per_host(feed_server: FeedServer) -> None:
             return response.status
 
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
-    async with aiohttp.ClientSession(connector=connector) as client:
+    async with asyncio.timeout(HANG_GUARD), aiohttp.ClientSession(connector=connector) as client:
         statuses = await asyncio.gather(*(one(client, url) for url in urls))
     assert statuses == [200] * len(urls)
     assert gauge.peak == Counter({"127.0.0.1": 1, "localhost": 1})
@@ -350,36 +360,55 @@ async def test_host_limiter_is_per_host(feed_server: FeedServer) -> None:
 
 async def test_host_limiter_without_contention_does_not_block() -> None:
     limiter = HostLimiter(2)
-    async with (
-        limiter.hold("http://a.example/1"),
-        limiter.hold("http://a.example/2"),
-        limiter.hold("http://b.example/"),
-    ):
-        pass
-    # Idle hosts are forgotten, and come back fresh.
-    async with limiter.hold("http://a.example/1"), limiter.hold("http://a.example/2"):
-        pass
+    entered = []
+    async with asyncio.timeout(HANG_GUARD):  # a blocked hold would wait for ever
+        async with (
+            limiter.hold("http://a.example/1"),
+            limiter.hold("http://a.example/2"),
+            limiter.hold("http://b.example/"),
+        ):
+            entered.append("a, a, b")
+        assert held_hosts(limiter) == set(), "idle hosts are forgotten"
+        # ... and come back fresh, with their whole limit.
+        async with limiter.hold("http://a.example/1"), limiter.hold("http://a.example/2"):
+            entered.append("a, a")
+            assert held_hosts(limiter) == {"a.example"}
+    assert entered == ["a, a, b", "a, a"]
+    assert held_hosts(limiter) == set()
+
+
+def held_hosts(limiter: HostLimiter) -> set[str]:
+    # The per-host semaphores are private; that the map empties is the point (test-only).
+    return set(getattr(limiter, "_semaphores"))  # noqa: B009
 
 
 async def test_reconfigure_can_raise_the_per_host_limit(
     feed_server: FeedServer, pool: ParsePool, tmp_path: Path
 ) -> None:
-    gauge = Gauge()
+    gauge = Gauge(expect=3)
     urls = [feed_server.route(f"/f{i}", gauge.handler) for i in range(6)]
-    async with Fetcher(make_config(tmp_path, urls, max_per_host=1), pool) as fetcher:
+    async with (
+        asyncio.timeout(HANG_GUARD),
+        Fetcher(make_config(tmp_path, urls, max_per_host=1), pool) as fetcher,
+    ):
         fetcher.reconfigure(make_config(tmp_path, urls, max_per_host=3))
-        await fetch_all(fetcher, urls)
+        results = await fetch_all(fetcher, urls)
+    assert [r.outcome for r in results] == [Outcome.PARSED] * 6
     assert gauge.total_peak == 3
 
 
 async def test_reconfigure_can_lower_the_per_host_limit(
     feed_server: FeedServer, pool: ParsePool, tmp_path: Path
 ) -> None:
-    gauge = Gauge()
+    gauge = Gauge(expect=1)
     urls = [feed_server.route(f"/f{i}", gauge.handler) for i in range(6)]
-    async with Fetcher(make_config(tmp_path, urls, max_per_host=3), pool) as fetcher:
+    async with (
+        asyncio.timeout(HANG_GUARD),
+        Fetcher(make_config(tmp_path, urls, max_per_host=3), pool) as fetcher,
+    ):
         fetcher.reconfigure(make_config(tmp_path, urls, max_per_host=1))
-        await fetch_all(fetcher, urls)
+        results = await fetch_all(fetcher, urls)
+    assert [r.outcome for r in results] == [Outcome.PARSED] * 6
     assert gauge.total_peak == 1
 
 

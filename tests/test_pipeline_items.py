@@ -15,7 +15,8 @@ from rssd.models.dto import FetchJobStatus
 from rssd.repo.db import Database
 from rssd.repo.seen import load_seen
 from rssd.repo.sources import SourceRepo
-from tests.conftest import FeedServer, make_config, rss
+from tests.conftest import FeedServer, rss
+from tests.support.config import make_config
 
 
 def item(n: int, title: str | None = None) -> dict[str, str]:

@@ -15,7 +15,7 @@ from rssd.repo.db import Database
 from rssd.repo.jobs import MAX_ERROR_MESSAGE, FetchJobRepo, latest_jobs
 from rssd.repo.posts import PostRepo, UpsertCounts
 from rssd.repo.sources import SourceRepo
-from tests.conftest import make_config
+from tests.support.config import make_config
 
 META = FetchMeta(
     http_status=200,

@@ -12,7 +12,7 @@ from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.posts import PostRepo, UpsertCounts
 from rssd.repo.sources import SourceRepo
-from tests.conftest import make_config
+from tests.support.config import make_config
 
 
 def post(external_id: str, version: int = 1, **fields: Any) -> PostCreate:

@@ -13,7 +13,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from tests.conftest import FeedServer, Handler
-from tests.test_resilience_support import RunResult, good_feed, run_feeds
+from tests.support.resilience import RunResult, good_feed, run_feeds
 
 XML = '<?xml version="1.0" encoding="utf-8"?>'
 CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")

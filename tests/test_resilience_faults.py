@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -24,9 +25,12 @@ from rssd.daemon.startup import daemon_session
 from rssd.fetch.fetcher import Fetcher
 from rssd.fetch.parse import ParsePool
 from rssd.models.config import load_config
+from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer, Handler, rss
-from tests.test_resilience_support import (
+from tests.support.config import write_config
+from tests.support.process import WAIT, Daemon, Daemons, run_rssd
+from tests.support.resilience import (
     GOOD_ITEMS,
     active_jobs,
     check_invariants,
@@ -34,46 +38,41 @@ from tests.test_resilience_support import (
     integrity,
     read_results,
     run_feeds,
-    run_rssd,
-    write_config,
 )
 
 LOCKER = """
-import sqlite3, sys, time
+import json, sqlite3, sys
 db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=60)
 db.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
+print(json.dumps({"message": "locked"}), flush=True)
+sys.stdin.readline()
 db.execute("COMMIT")
-print("released", flush=True)
+print(json.dumps({"message": "released"}), flush=True)
 """
 
 
 class Locker:
-    """Another process that takes the database's write lock (BEGIN IMMEDIATE) and holds it."""
+    """Another process that takes the database's write lock (BEGIN IMMEDIATE) and holds it
+    until ``release()``."""
 
-    def __init__(self, database: Path, seconds: float) -> None:
+    def __init__(self, daemons: Daemons, database: Path) -> None:
+        self.daemons = daemons
         self.database = database
-        self.seconds = seconds
         self.locked = asyncio.Event()
-        self.proc: asyncio.subprocess.Process | None = None
-        self.output = b""
+        self.process: Daemon | None = None
 
     async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", LOCKER, str(self.database), str(self.seconds),
-            stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        assert self.proc.stdout is not None
-        self.output = await self.proc.stdout.readline()
-        assert self.output == b"locked\n"
+        self.process = await self.daemons.spawn(
+            argv=[sys.executable, "-c", LOCKER, str(self.database)], stdin=True
+        )
+        await self.process.wait_for("locked")
         self.locked.set()
 
-    async def finish(self) -> bytes:
-        assert self.proc is not None and self.proc.stdout is not None
-        rest = await self.proc.stdout.read()
-        assert await self.proc.wait() == 0
-        return self.output + rest
+    async def release(self) -> None:
+        assert self.process is not None
+        self.process.send("release\n")
+        await self.process.wait_for("released")
+        assert await self.process.wait_exit() == 0, self.process.log()
 
 
 def held_feeds(server: FeedServer, locker: Locker, count: int) -> list[str]:
@@ -95,39 +94,65 @@ def held_feeds(server: FeedServer, locker: Locker, count: int) -> list[str]:
     return [server.route(f"/held{i}", handler(f"held{i}")) for i in range(count)]
 
 
-async def test_a_writer_in_another_process_holding_the_lock_for_3s(
-    feed_server: FeedServer, tmp_path: Path
+def signal_on_call(monkeypatch: pytest.MonkeyPatch, name: str) -> asyncio.Event:
+    """An event set when rssd calls ``FetchJobRepo.<name>`` (which then runs as ever): how
+    the test knows a write has been issued into the held lock."""
+    called = asyncio.Event()
+    original = getattr(FetchJobRepo, name)
+
+    async def wrapper(self: FetchJobRepo, *args: Any, **kwargs: Any) -> Any:
+        called.set()
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FetchJobRepo, name, wrapper)
+    return called
+
+
+async def test_a_writer_in_another_process_holding_the_lock_shortly(
+    feed_server: FeedServer, tmp_path: Path, daemons: Daemons, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Shorter than busy_timeout (10 s): the writes wait, every fetch completes."""
-    locker = Locker(tmp_path / "rssd.sqlite3", 3)
+    """Released while a write waits for it (within busy_timeout): every fetch completes."""
+    database = tmp_path / "rssd.sqlite3"
+    locker = Locker(daemons, database)
     urls = held_feeds(feed_server, locker, 8)
-    result = await run_feeds(tmp_path, urls, max_per_host=8)
-    assert b"released" in await locker.finish()
+    writing = signal_on_call(monkeypatch, "mark_completed")
+    run = asyncio.create_task(run_feeds(tmp_path, urls, max_per_host=8))
+    await asyncio.wait_for(writing.wait(), WAIT)  # a write is issued; the lock is held
+    await locker.release()
+    result = await run
     for url in urls:
         result.assert_completed(url, GOOD_ITEMS)
-    check_invariants(tmp_path / "rssd.sqlite3")
+    check_invariants(database)
 
 
 async def test_a_writer_holding_the_lock_past_busy_timeout(
-    feed_server: FeedServer, tmp_path: Path
+    feed_server: FeedServer, tmp_path: Path, daemons: Daemons, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Longer than busy_timeout: the fetches that cannot write fail cleanly (``internal``,
-    nothing half-written, no job left active), and the next run stores everything."""
-    locker = Locker(tmp_path / "rssd.sqlite3", 12)
+    """Held until a write gave up (busy_timeout): the fetches that cannot write fail
+    cleanly (``internal``, nothing half-written, no job left active), and the next run
+    stores everything."""
+    database = tmp_path / "rssd.sqlite3"
+    locker = Locker(daemons, database)
     urls = held_feeds(feed_server, locker, 4)
-    first = await run_feeds(tmp_path, urls, max_per_host=8)
-    await locker.finish()
-    assert active_jobs(tmp_path / "rssd.sqlite3") == []
+    gave_up = signal_on_call(monkeypatch, "mark_failed")  # after a write failed on the lock
+    run = asyncio.create_task(run_feeds(tmp_path, urls, max_per_host=8))
+    await asyncio.wait_for(gave_up.wait(), WAIT)
+    await locker.release()  # the failure can now be recorded (Pipeline._fail retries)
+    first = await run
+    assert active_jobs(database) == []
     failed = [url for url in urls if first.job(url).status == "FAILED"]
     assert failed, "no write met the lock"
-    for url in failed:
-        job = first.assert_failed(url, "internal")
-        assert "locked" in (job.error_message or ""), job
-    check_invariants(tmp_path / "rssd.sqlite3")
+    for url in urls:
+        if url in failed:
+            job = first.assert_failed(url, "internal")
+            assert "locked" in (job.error_message or ""), job
+        else:
+            first.assert_completed(url, GOOD_ITEMS)  # its write came after the release
+    check_invariants(database)
     second = await run_feeds(tmp_path, urls)
     for url in urls:
         second.assert_completed(url, GOOD_ITEMS)
-    check_invariants(tmp_path / "rssd.sqlite3")
+    check_invariants(database)
 
 
 # -- kill -9 --------------------------------------------------------------------------------
@@ -136,9 +161,9 @@ KILLS = 20
 BUSY_FEEDS = 50
 
 VICTIM = """
-import os, sys
+import json, os, sys
 import rssd.cli
-print("ready", flush=True)
+print(json.dumps({"message": "victim.ready"}), flush=True)
 sys.stdin.readline()
 os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
 sys.exit(rssd.cli.main(sys.argv[1:]))
@@ -149,35 +174,30 @@ class Victim:
     """``rssd run --once`` in a process that has already imported rssd and waits for "go":
     the kill lands in rssd's own work, not in the interpreter's start-up."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
+    def __init__(self, process: Daemon) -> None:
+        self.process = process
         self.started = 0.0
 
     @classmethod
-    async def spawn(cls, config: Path) -> Victim:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", VICTIM, "run", "--once", "-c", str(config),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-        assert proc.stdout is not None
-        assert await proc.stdout.readline() == b"ready\n"
-        return cls(proc)
+    async def spawn(cls, daemons: Daemons, config: Path) -> Victim:
+        argv = [sys.executable, "-c", VICTIM, "run", "--once", "-c", str(config)]
+        process = await daemons.spawn(argv=argv, stdin=True)
+        await process.wait_for("victim.ready")
+        return cls(process)
 
     def go(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(b"go\n")
+        self.process.send("go\n")
         self.started = time.monotonic()
 
     async def wait(self) -> int:
-        code = await self.proc.wait()
+        code = await self.process.exited()
         with contextlib.suppress(ProcessLookupError):  # its parse workers, if left behind
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)
         return code
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(self.proc.pid, signal.SIGKILL)  # the daemon only, as the OOM killer would
+            os.kill(self.process.pid, signal.SIGKILL)  # the daemon only, as the OOM killer would
 
 
 class BusyFeeds:
@@ -220,8 +240,9 @@ async def restart(config: Path, pool: ParsePool) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 async def test_kill_9_at_20_random_moments_loses_nothing(
-    feed_server: FeedServer, tmp_path: Path
+    feed_server: FeedServer, tmp_path: Path, daemons: Daemons
 ) -> None:
     feeds = BusyFeeds(feed_server, BUSY_FEEDS)
     database = tmp_path / "rssd.sqlite3"
@@ -232,14 +253,17 @@ async def test_kill_9_at_20_random_moments_loses_nothing(
     pool = ParsePool(timeout=20)
     killed = 0
     try:
-        async with asyncio.timeout(240):
-            victim = await Victim.spawn(config)
+        async with asyncio.timeout(600):  # a hang guard (pytest-timeout is 900 here)
+            victim = await Victim.spawn(daemons, config)
             victim.go()
             assert await victim.wait() == 0
             span = time.monotonic() - victim.started  # how long a whole run takes here
             check_invariants(database)
-            victim = await Victim.spawn(config)
-            for moment in range(KILLS):
+            victim = await Victim.spawn(daemons, config)
+            moment = 0
+            while killed < KILLS:  # a kill that comes after the run ended is not counted
+                moment += 1
+                assert moment <= 3 * KILLS, f"only {killed} of {moment - 1} kills hit a run"
                 victim.go()
                 await asyncio.sleep(rng.uniform(0.05, max(0.1, span)))
                 victim.kill()
@@ -248,7 +272,7 @@ async def test_kill_9_at_20_random_moments_loses_nothing(
                 assert code in (0, -signal.SIGKILL), f"moment {moment}: exit {code}"
                 check_invariants(database)
                 # the next victim imports while this restart runs
-                spawning = asyncio.create_task(Victim.spawn(config))
+                spawning = asyncio.create_task(Victim.spawn(daemons, config))
                 feeds.slow = False  # the restart only has to prove the daemon works again
                 completed = await restart(config, pool)
                 feeds.slow = True
@@ -261,7 +285,6 @@ async def test_kill_9_at_20_random_moments_loses_nothing(
             await victim.wait()
     finally:
         pool.close()
-    assert killed >= KILLS // 2, f"only {killed} of {KILLS} kills landed during a run"
     assert integrity(database) == "ok"
 
 
@@ -340,7 +363,7 @@ async def test_a_full_disk_fails_cleanly_and_loses_nothing(
     outcomes = []
     for leave in (256 * 1024, 0):
         filler = fill(small_disk, leave)
-        finished = await run_rssd("run", "--once", "-c", str(config), timeout=120)
+        finished = await run_rssd("run", "--once", "-c", config)
         assert not finished.timed_out
         assert "Traceback" not in finished.stderr, finished.stderr
         filler.unlink()  # room again (sqlite3 itself needs some to open the file and check)

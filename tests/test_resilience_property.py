@@ -1,19 +1,25 @@
 """Property-based: feed-like documents, valid, truncated and byte-mutated, through the parse
-step (``parse_document``, in-process, as a worker runs it). It never raises; it returns
+step (``parse_document``, in-process, as a worker runs it). rssd's own code never raises
+on them (only feedparser may, and the worker turns that into parse_error); the outcome is
 valid PostCreate objects, or an error code (parse_error / not_a_feed) and no posts."""
 
 from __future__ import annotations
 
+import os
 import re
+import traceback
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rssd.fetch import worker
+from rssd.fetch.charrefs import repair_char_refs
 from rssd.fetch.parse import ParseOutcome, parse_document
 from rssd.models.dto import ErrorCode, PostCreate
 
+URL = "http://example.org/feed"
 CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 HEX64 = re.compile("[0-9a-f]{64}")
 SETTINGS = settings(
@@ -95,7 +101,21 @@ def render(kind: str, title: str, items: list[Entry]) -> bytes:
 
 
 def parse(body: bytes) -> ParseOutcome:
-    return parse_document(body, "http://example.org/feed", "application/xml", True, 10)
+    """The worker's parse minus its catch-all (``parse_document`` turns any exception into
+    ``parse_error``, so "it never raises" would hold whatever rssd's own code did). Here an
+    exception may only come out of feedparser itself; one raised by rssd's code (entries,
+    sanitizer, item cutting) fails the property. Then the outcome the worker would give."""
+    try:
+        worker._parse_new(repair_char_refs(body), URL, "application/xml", True, b"")
+    except Exception as exc:
+        frames = traceback.extract_tb(exc.__traceback__)
+        ours = [i for i, frame in enumerate(frames) if f"{os.sep}rssd{os.sep}" in frame.filename]
+        last = ours[-1] if ours else -1
+        below = frames[last + 1].filename if last + 1 < len(frames) else "<raised by rssd>"
+        assert f"{os.sep}feedparser{os.sep}" in below, (
+            f"rssd's own code raised {exc!r}:\n{''.join(traceback.format_list(frames))}"
+        )
+    return parse_document(body, URL, "application/xml", True, 10)
 
 
 def check_outcome(outcome: ParseOutcome) -> None:

@@ -24,10 +24,12 @@ from rssd.daemon.service import history_of
 from rssd.daemon.startup import daemon_session
 from rssd.fetch.fetcher import Fetcher
 from rssd.fetch.parse import ParseOutcome, ParsePool
+from rssd.models.dto import ErrorCode
 from rssd.repo.jobs import latest_jobs
 from rssd.repo.sources import SourceRepo
-from tests.conftest import FeedServer, make_config, rss
-from tests.test_resilience_support import (
+from tests.conftest import FeedServer, rss
+from tests.support.config import make_config
+from tests.support.resilience import (
     GOOD_ITEMS,
     RawServer,
     RunResult,
@@ -266,11 +268,14 @@ async def test_a_500_storm_does_not_stop_the_good_feeds(
 
 
 class _NoParse(ParsePool):
-    """A parse pool that is never needed: these fetches fail before any parse."""
+    """A parse pool that is never needed: these fetches fail before any parse. A parse
+    asked of it is recorded (the test asserts there was none) and answered with an error:
+    raising would be caught by the pipeline's own catch-all and could not fail the test."""
 
     def __init__(self) -> None:
         self.workers = 0
         self.timeout = 1.0
+        self.asked: list[str] = []
 
     async def start(self) -> None:
         return None
@@ -287,7 +292,8 @@ class _NoParse(ParsePool):
         sanitize: bool,
         seen: bytes = b"",
     ) -> ParseOutcome:
-        raise AssertionError("no parse expected")
+        self.asked.append(url)
+        return ParseOutcome(error_code=ErrorCode.PARSE_ERROR, message="no parse expected")
 
     def close(self) -> None:
         return None
@@ -311,12 +317,14 @@ async def test_what_rssd_does_next_after_429_503_410_and_500(
     policy = Policy(interval=timedelta(minutes=30))
     async with asyncio.timeout(60), daemon_session(config) as db:
         sources = {s.url: s for s in await SourceRepo(db).list()}
-        async with Fetcher(config, parse_pool=_NoParse()) as fetcher:
+        no_parse = _NoParse()
+        async with Fetcher(config, parse_pool=no_parse) as fetcher:
             pipeline = Pipeline(db, fetcher)
             reports = {case: await pipeline.run(sources[url]) for case, url in urls.items()}
             for _ in range(3):  # the 500 feed fails three more times in a row
                 await pipeline.run(sources[urls["500"]])
         latest = {row.source_id: row for row in await latest_jobs(db)}
+    assert no_parse.asked == []
 
     def due(case: str) -> datetime | None:
         report = reports[case]

@@ -20,19 +20,26 @@ from typing import cast
 import pytest
 from aiohttp import web
 
-from tests.conftest import FeedServer, rss
-from tests.test_resilience_support import (
+from tests.conftest import FeedServer, Handler, rss
+from tests.support.config import write_config
+from tests.support.process import rssd_argv, run_rssd
+from tests.support.resilience import (
     RawServer,
     good_feed,
     read_results,
     response_head,
-    rssd_command,
     run_feeds,
-    run_rssd,
-    write_config,
 )
 
-TIMEOUT = 2  # timeout_seconds of every feed here
+TIMEOUT = 2  # timeout_seconds of every feed here that must time out
+#: timeout_seconds of the feeds that must not: a hang guard, whatever the machine's load.
+GENEROUS = 120
+
+
+def generous(url: str) -> dict[str, object]:
+    return {"url": url, "timeout_seconds": GENEROUS}
+
+
 SLOW_DNS_SECONDS = 1.0
 BODY = rss([{"title": f"item {i}", "guid": f"urn:slow:{i}"} for i in range(50)]).encode()
 
@@ -93,7 +100,10 @@ async def test_silent_trickling_and_stalling_servers_time_out(
         urls = {case: server.route(f"/{i}", h) for i, (case, h) in enumerate(handlers.items())}
         good = [good_feed(feed_server, "/good1"), good_feed(feed_server, "/good2")]
         result = await run_feeds(
-            tmp_path, [*urls.values(), *good], timeout_seconds=TIMEOUT, max_per_host=20
+            tmp_path,
+            [*urls.values(), *map(generous, good)],
+            timeout_seconds=TIMEOUT,
+            max_per_host=20,
         )
     finally:
         await server.stop()
@@ -113,7 +123,9 @@ async def test_slow_upstream_does_not_block_good_feeds_on_other_hosts(
     try:
         hanging = [server.route(f"/hang{i}", silent) for i in range(4)]
         good = [good_feed(feed_server, f"/good{i}") for i in range(4)]
-        result = await run_feeds(tmp_path, [*hanging, *good], timeout_seconds=TIMEOUT)
+        result = await run_feeds(
+            tmp_path, [*hanging, *map(generous, good)], timeout_seconds=TIMEOUT
+        )
     finally:
         await server.stop()
     for url in hanging:
@@ -214,13 +226,12 @@ async def test_unresolvable_slow_and_never_resolving_hosts(
     good = good_feed(feed_server)
     config = write_config(
         tmp_path / "config.toml",
-        [invalid, hanging, slow, named, good],
-        database="rssd.sqlite3",
+        [invalid, hanging, generous(slow), generous(named), generous(good)],
         timeout_seconds=5,
     )
-    command = shlex.join(rssd_command("run", "--once", "-c", str(config)))
+    command = shlex.join(rssd_argv("run", "--once", "-c", str(config)))
     inner = f"mount --bind {shlex.quote(str(resolv))} /etc/resolv.conf && exec {command}"
-    finished = await run_rssd(argv=["unshare", "-m", "sh", "-c", inner], timeout=60)
+    finished = await run_rssd(argv=["unshare", "-m", "sh", "-c", inner])
     assert not finished.timed_out, "a hung resolver held the run open"
     assert finished.returncode == 0, finished.stderr
     result = read_results(tmp_path / "rssd.sqlite3")
@@ -263,11 +274,26 @@ async def test_runaway_parses_do_not_fail_good_feeds_queued_behind_them(
     """20 hostile documents that each hold a worker for the whole parse_timeout_seconds
     (1 s), 2 workers: the queue drains in 10 s. A good feed that arrives just after them
     must still be parsed and stored, whatever the hostile ones do."""
-    hostile = [feed_server.static(f"/slow{i}", slow_author_feed(f"s{i}")) for i in range(20)]
+    served = asyncio.Event()
+    served_count = 0
+
+    def hostile_feed(tag: str) -> Handler:
+        body = slow_author_feed(tag)
+
+        async def serve(request: web.Request) -> web.StreamResponse:
+            nonlocal served_count
+            served_count += 1
+            if served_count == 20:
+                served.set()
+            return web.Response(text=body, content_type="application/rss+xml")
+
+        return serve
+
+    hostile = [feed_server.route(f"/slow{i}", hostile_feed(f"s{i}")) for i in range(20)]
     late = rss([{"title": "late", "guid": "urn:late"}])
 
     async def after_the_hostile_ones(request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(0.5)
+        await served.wait()  # every hostile document is on its way to the parse queue
         return web.Response(body=late, content_type="application/rss+xml")
 
     good = feed_server.route("/late", after_the_hostile_ones)

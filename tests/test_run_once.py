@@ -4,11 +4,9 @@ the results read back from the SQLite file it wrote."""
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import socket
 import sqlite3
-import sys
 from collections import Counter
 from contextlib import closing
 from dataclasses import dataclass
@@ -25,66 +23,16 @@ from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.migrations import SCHEMA_VERSION
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer, rss
+from tests.support.config import write_config
+from tests.support.process import Finished, run_rssd
 
 pytestmark = pytest.mark.slow
 
-#: A guard against a hung daemon, not a performance assertion.
-HANG_GUARD_SECONDS = 180
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 
-@dataclass
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def events(self) -> list[dict[str, Any]]:
-        """Every stdout line, parsed: each one must be a JSON object."""
-        out = []
-        for line in self.stdout.splitlines():
-            event = json.loads(line)
-            assert isinstance(event, dict), line
-            out.append(event)
-        return out
-
-    def named(self, message: str) -> list[dict[str, Any]]:
-        return [event for event in self.events if event["message"] == message]
-
-    @property
-    def summary(self) -> dict[str, Any]:
-        (summary,) = self.named("run.summary")
-        return summary
-
-
-async def rssd(*args: str, cwd: Path | None = None) -> Run:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rssd", *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=cwd,
-    )  # fmt: skip
-    try:
-        async with asyncio.timeout(HANG_GUARD_SECONDS):
-            stdout, stderr = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return Run(proc.returncode, stdout.decode(), stderr.decode())
-
-
-async def run_once(config: Path) -> Run:
-    return await rssd("run", "--once", "-c", str(config))
-
-
-def write_config(tmp_path: Path, urls: list[str], extra: str = "") -> Path:
-    path = tmp_path / "config.toml"
-    feeds = "".join(f'[[feeds]]\nurl = "{url}"\n' for url in urls)
-    path.write_text(f'database = "rssd.sqlite3"\n{extra}\n{feeds}')
-    return path
+async def run_once(config: Path) -> Finished:
+    return await run_rssd("run", "--once", "-c", config)
 
 
 def rows(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -105,7 +53,7 @@ def items(prefix: str, count: int, *, version: int = 1) -> list[dict[str, str]]:
     ]
 
 
-def assert_log_contract(run: Run, jobs: list[tuple[int, str]]) -> None:
+def assert_log_contract(run: Finished, jobs: list[tuple[int, str]]) -> None:
     """Every line JSON; one fetch.completed/failed per job; run.summary at the end."""
     events = run.events
     assert events, "the daemon logs something"
@@ -124,8 +72,11 @@ def assert_log_contract(run: Run, jobs: list[tuple[int, str]]) -> None:
         expected = "fetch.completed" if completed else "fetch.failed"
         assert event["message"] == expected
         assert {"source_id", "job_id", "url", "duration_ms", "error_code"} <= event.keys()
-    assert events[-1]["message"] == "run.summary", events[-1]
-    assert len(run.named("run.summary")) == 1
+    # run.summary ends the run's log. Only the process's own exit may follow it: a warning
+    # that a library thread was abandoned (rssd.cli), which depends on thread timing.
+    (summary,) = [index for index, event in enumerate(events) if event["message"] == "run.summary"]
+    after = [event["message"] for event in events[summary + 1 :]]
+    assert after in ([], ["daemon.threads_abandoned"]), after
 
 
 # --- Done when: 200 feeds x 50 items, then a second run of 304s ------------------------
@@ -143,7 +94,7 @@ async def test_two_hundred_feeds_then_all_not_modified(
         )
         for n in range(feeds)
     ]
-    config = write_config(tmp_path, urls, "max_concurrency = 50\nmax_per_host = 50\n")
+    config = write_config(tmp_path / "config.toml", urls, max_concurrency=50, max_per_host=50)
     db = tmp_path / "rssd.sqlite3"
 
     first = await run_once(config)
@@ -226,8 +177,9 @@ async def test_failing_feeds_are_recorded_and_the_good_ones_stored(
         f"http://127.0.0.1:{free_port()}/feed.xml": ("connection", None),
     }
     disabled = feed_server.static("/disabled", rss(items("d", 1)))
-    config = write_config(tmp_path, [*good, *failing])
-    config.write_text(config.read_text() + f'[[feeds]]\nurl = "{disabled}"\nenabled = false\n')
+    config = write_config(
+        tmp_path / "config.toml", [*good, *failing, {"url": disabled, "enabled": False}]
+    )
     db = tmp_path / "rssd.sqlite3"
 
     run = await run_once(config)
@@ -245,9 +197,9 @@ async def test_failing_feeds_are_recorded_and_the_good_ones_stored(
         **{url: ("FAILED", code, http) for url, (code, http) in failing.items()},
     }
     assert rows(db, "SELECT count(*) FROM posts") == [(6,)]
-    messages = dict(rows(db, "SELECT error_code, error_message FROM fetch_job WHERE "
-                         "status = 'FAILED'"))  # fmt: skip
-    assert all(messages.values()), "every failure says why"
+    messages = rows(db, "SELECT error_code, error_message FROM fetch_job WHERE status = 'FAILED'")
+    assert len(messages) == len(failing)
+    assert all(message for _, message in messages), f"every failure says why: {messages}"
     assert feed_server.hits.get("/disabled") is None, "a disabled feed is not fetched"
 
     jobs = rows(db, "SELECT id, status FROM fetch_job")
@@ -278,7 +230,7 @@ async def test_dedup_across_runs_without_validators(
     first_items = items("p", 3)
     feed = MutableFeed(rss(first_items))
     url = feed_server.route("/feed", feed)
-    config = write_config(tmp_path, [url])
+    config = write_config(tmp_path / "config.toml", [url])
     db = tmp_path / "rssd.sqlite3"
     posts_sql = (
         "SELECT id, external_id, created_at, fetch_job_id, content_hash FROM posts ORDER BY id"
@@ -318,7 +270,7 @@ async def test_an_edited_post_is_updated_in_place_not_duplicated(
     original = items("e", 3)
     feed = MutableFeed(rss(original))
     url = feed_server.route("/feed", feed)
-    config = write_config(tmp_path, [url])
+    config = write_config(tmp_path / "config.toml", [url])
     db = tmp_path / "rssd.sqlite3"
     sql = "SELECT id, external_id, title, summary, created_at, fetch_job_id FROM posts ORDER BY id"
 
@@ -460,8 +412,7 @@ async def test_a_database_folder_that_cannot_be_created_exits_1_with_a_clear_mes
 ) -> None:
     url = feed_server.static("/feed", rss(items("x", 1)))
     (tmp_path / "state").write_text("a file where the database folder should be")
-    config = tmp_path / "config.toml"
-    config.write_text(f'database = "state/rssd.sqlite3"\n[[feeds]]\nurl = "{url}"\n')
+    config = write_config(tmp_path / "config.toml", [url], database="state/rssd.sqlite3")
     run = await run_once(config)
     assert run.returncode == 1
     assert "Traceback" not in run.stderr, run.stderr
@@ -477,7 +428,7 @@ async def test_a_second_run_while_another_holds_the_lock_exits_1(
     feed_server: FeedServer, tmp_path: Path
 ) -> None:
     url = feed_server.static("/feed", rss(items("x", 2)))
-    config = write_config(tmp_path, [url])
+    config = write_config(tmp_path / "config.toml", [url])
     database = tmp_path / "rssd.sqlite3"
     with DaemonLock(database) as held:
         run = await run_once(config)
@@ -505,7 +456,7 @@ async def test_a_run_after_a_crash_recovers_the_jobs_left_active(
     """A kill -9 left a job ONGOING and the lock file saying "running": the next run fails
     that job ``interrupted``, checks the database, and fetches the source again."""
     url = feed_server.static("/feed", rss(items("c", 2)))
-    config = write_config(tmp_path, [url])
+    config = write_config(tmp_path / "config.toml", [url])
     database = tmp_path / "rssd.sqlite3"
     db = await Database.open(database)
     try:

@@ -23,18 +23,9 @@ from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer, Handler, rss
-from tests.test_service_support import (
-    DEADLINE,
-    Daemon,
-    Daemons,
-    Feed,
-    NotifyListener,
-    config_text,
-    monotonic_usec,
-    notify_socket,
-    replace_file,
-    write_config,
-)
+from tests.support.config import Feed, config_text, replace_file, write_config
+from tests.support.notify import NotifyListener, monotonic_usec, notify_socket
+from tests.support.process import WAIT, Daemon, Daemons
 
 pytestmark = pytest.mark.slow
 
@@ -42,15 +33,6 @@ ITEMS = [
     {"title": f"Post {n}", "guid": f"urn:post:{n}", "link": f"http://example.org/{n}"}
     for n in (1, 2, 3)
 ]
-
-
-@pytest.fixture
-async def daemons() -> AsyncIterator[Daemons]:
-    started = Daemons()
-    try:
-        yield started
-    finally:
-        await started.close()
 
 
 @pytest.fixture
@@ -72,7 +54,7 @@ def hanging(arrived: asyncio.Event) -> Handler:
 
 async def arrival(arrived: asyncio.Event, daemon: Daemon) -> None:
     try:
-        async with asyncio.timeout(DEADLINE):
+        async with asyncio.timeout(WAIT):
             await arrived.wait()
     except TimeoutError:
         pytest.fail(f"the daemon never requested the feed\n{daemon.log()}")
@@ -140,7 +122,7 @@ async def held_in_start_up(daemons: Daemons, config: Path) -> AsyncIterator[Daem
     try:
         blocker.execute("BEGIN IMMEDIATE")
         daemon = await daemons.start(config)
-        async with asyncio.timeout(DEADLINE):
+        async with asyncio.timeout(WAIT):
             while lock_state(lock) != f"running {daemon.pid}":  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         yield daemon
@@ -464,10 +446,7 @@ async def test_sigint_stops_it_with_exit_0_abstract_notify_socket(
     assert await daemon.group_gone() == []  # nothing of it left running
 
 
-# -- bugs found: strict xfail until rssd is fixed -----------------------------------------
-
-#: How long a fixed rssd gets for something it does at once (or at its 1 s config poll).
-SHORT_DEADLINE = 3.0
+# -- bugs found earlier, fixed ----------------------------------------------------------
 
 
 async def test_kill_9_leaves_no_parse_pool_processes_behind(
@@ -479,7 +458,7 @@ async def test_kill_9_leaves_no_parse_pool_processes_behind(
     await daemon.wait_for("daemon.ready")
     assert len(daemon.group()) > 1, daemon.group()  # the daemon and its parse pool
     await daemon.crash()
-    left = await daemon.group_gone(SHORT_DEADLINE)
+    left = await daemon.group_gone()
     assert left == [], f"still running after the daemon was killed: {left}"
 
 
@@ -492,7 +471,7 @@ async def test_an_edit_made_during_start_up_is_not_lost(
     async with held_in_start_up(daemons, config) as daemon:
         write_config(config, [{"url": first}, {"url": added}])
     await daemon.wait_for("daemon.ready")
-    await daemon.wait_for("config.reloaded", added=1, deadline=SHORT_DEADLINE)
+    await daemon.wait_for("config.reloaded", added=1)
     await daemon.wait_for("fetch.completed", url=added)
     assert await daemon.stop() == 0, daemon.log()
 

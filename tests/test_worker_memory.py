@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FeedServer, rss
+from tests.support.config import write_config
+from tests.support.process import WAIT, Daemons
 
 RSSD = Path(sys.executable).with_name("rssd")
 
@@ -43,27 +45,19 @@ def maps_of(pid: int) -> str:
 @pytest.mark.slow
 @pytest.mark.skipif(not RSSD.exists(), reason="the rssd console script is not installed")
 async def test_parse_workers_of_the_console_script_stay_small(
-    feed_server: FeedServer, tmp_path: Path
+    feed_server: FeedServer, tmp_path: Path, daemons: Daemons
 ) -> None:
     url = feed_server.static("/feed", rss([{"guid": "urn:1", "title": "t"}]))
-    config = tmp_path / "config.toml"
-    config.write_text(f'database = "{tmp_path / "rssd.sqlite3"}"\n[[feeds]]\nurl = "{url}"\n')
-    proc = await asyncio.create_subprocess_exec(
-        str(RSSD), "run", "-c", str(config),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        parsers: dict[int, str] = {}
-        async with asyncio.timeout(30):
-            while len(parsers) < 3 or not feed_server.hits.get("/feed"):  # forkserver + 2
-                await asyncio.sleep(0.2)
-                pids = await asyncio.to_thread(descendants, proc.pid)
-                maps = {pid: await asyncio.to_thread(maps_of, pid) for pid in pids}
-                parsers = {pid: text for pid, text in maps.items() if "nh3" in text}
-        for pid, text in parsers.items():
-            for library in ("pydantic_core", "aiohttp", "yarl", "multidict"):
-                assert library not in text, f"{library} is loaded in parse process {pid}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(30):
-            await proc.wait()
+    config = write_config(tmp_path / "config.toml", [url])
+    daemon = await daemons.spawn(argv=[str(RSSD), "run", "-c", str(config)], cwd=tmp_path)
+    parsers: dict[int, str] = {}
+    async with asyncio.timeout(WAIT):  # a hang guard
+        while len(parsers) < 3 or not feed_server.hits.get("/feed"):  # forkserver + 2
+            await asyncio.sleep(0.2)  # other processes' state: polled
+            pids = await asyncio.to_thread(descendants, daemon.pid)
+            maps = {pid: await asyncio.to_thread(maps_of, pid) for pid in pids}
+            parsers = {pid: text for pid, text in maps.items() if "nh3" in text}
+    for pid, text in parsers.items():
+        for library in ("pydantic_core", "aiohttp", "yarl", "multidict"):
+            assert library not in text, f"{library} is loaded in parse process {pid}"
+    assert await daemon.stop(signal.SIGTERM) == 0, daemon.log()

@@ -10,6 +10,7 @@ time after that the pool is killed and rebuilt. Either way the job is recorded
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -38,8 +39,11 @@ class ParsePool:
         #: The workers being started off the loop (start_soon, or after a restart).
         self._starting: asyncio.Future[None] | None = None
         # One document per worker at a time: the hard timeout must measure a running
-        # parse, not time spent queued behind runaway documents.
-        self._slots = asyncio.Semaphore(self.workers)
+        # parse, not time spent queued behind runaway documents. An asyncio.Semaphore
+        # belongs to the loop it first waits on; the pool (processes, not loop objects)
+        # may outlive a loop (rssd fetch, tests), so each loop gets its own.
+        self._slots: asyncio.Semaphore | None = None
+        self._slots_loop: asyncio.AbstractEventLoop | None = None
 
     def _new_executor(self) -> ProcessPoolExecutor:
         # forkserver: never fork the daemon itself (it has threads: aiosqlite, the resolver).
@@ -71,20 +75,22 @@ class ParsePool:
         sanitize: bool,
         seen: bytes = b"",
     ) -> ParseOutcome:
+        loop = asyncio.get_running_loop()
         if self._starting is None:
             # Started by the first body to parse, not at start-up: a pass of 304s never
             # pays for the forkserver and the workers (~0.15 s of CPU, on a 2-core
             # machine taken from the event loop just when it is busiest).
             self.start_soon()
-        assert self._starting is not None
-        if not self._starting.done():
+        starting = self._starting
+        assert starting is not None
+        if not starting.done() and starting.get_loop() is loop:
             # Not on the loop thread: submitting now would fork the workers right here.
-            await asyncio.wait([self._starting])
+            await asyncio.wait([starting])
         for attempt in range(2):
             generation = self._generation
             executor: Executor = self._executor
             try:
-                async with self._slots:
+                async with self._slots_of(loop):
                     future = executor.submit(
                         parse_document, body, url, content_type, sanitize, self.timeout, seen=seen
                     )
@@ -117,6 +123,11 @@ class ParsePool:
                 )
         return ParseOutcome(error_code=ErrorCode.PARSE_ERROR, message="parse worker crashed")
 
+    def _slots_of(self, loop: asyncio.AbstractEventLoop) -> asyncio.Semaphore:
+        if self._slots is None or self._slots_loop is not loop:
+            self._slots, self._slots_loop = asyncio.Semaphore(self.workers), loop
+        return self._slots
+
     def _restart(self, generation: int) -> None:
         if generation != self._generation:
             return  # someone already replaced the pool this attempt ran on
@@ -127,8 +138,9 @@ class ParsePool:
         self.start_soon()  # off the loop, as at start
 
     def close(self) -> None:
-        if self._starting is not None:
-            self._starting.cancel()
+        if self._starting is not None and not self._starting.done():
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nothing to cancel
+                self._starting.cancel()
         _kill(self._executor)
 
 

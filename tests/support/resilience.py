@@ -1,4 +1,4 @@
-"""Shared parts of the resilience suite (tests/test_resilience_*.py); no tests of its own.
+"""Shared parts of the resilience suite (tests/test_resilience_*.py).
 
 Every resilience case runs real parts: a loopback server that misbehaves in one precise way,
 a real SQLite file, rssd's real run (in-process ``run_once`` or a ``python -m rssd``
@@ -12,28 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import os
-import signal
 import socket
 import sqlite3
 import struct
-import subprocess
-import sys
-import tempfile
-import threading
 import zlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 from rssd.daemon.once import RunSummary, run_once
-from tests.conftest import FeedServer, make_config, rss
+from tests.conftest import FeedServer, rss
+from tests.support.config import Feed, make_config
 
 #: Posts in every good feed: the witness that the run went on beside the hostile feed.
 GOOD_ITEMS = 3
 #: Ends a run that would otherwise hang: the time bound of every case.
-RUN_DEADLINE = 90.0
+RUN_DEADLINE = 240.0
 #: Peak RSS allowed to an rssd process fed a hostile body (it idles at ~100 MB).
 MAX_RSS_BYTES = 400 * 1024 * 1024
 
@@ -215,9 +210,10 @@ def active_jobs(database: Path) -> list[tuple[int, str]]:
 
 
 async def run_feeds(
-    tmp_path: Path, urls: list[str], *, deadline: float = RUN_DEADLINE, **settings: object
+    tmp_path: Path, urls: Sequence[Feed], *, deadline: float = RUN_DEADLINE, **settings: object
 ) -> RunResult:
-    """``run_once`` in-process over ``urls`` (one database in tmp_path), within a deadline."""
+    """``run_once`` in-process over ``urls`` (URLs or feed tables; one database in
+    tmp_path), within a deadline (a hang guard)."""
     config = make_config(tmp_path, urls, **settings)
     async with asyncio.timeout(deadline):
         summary = await run_once(config)
@@ -229,81 +225,6 @@ async def run_feeds(
     result = read_results(config.database)
     result.summary = summary
     return result
-
-
-def toml_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def write_config(path: Path, urls: list[str], **settings: object) -> Path:
-    """A config.toml with top-level ``settings`` and one ``[[feeds]]`` table per URL."""
-    lines = []
-    for key, value in settings.items():
-        if isinstance(value, bool):
-            lines.append(f"{key} = {'true' if value else 'false'}")
-        elif isinstance(value, str | Path):
-            lines.append(f"{key} = {toml_string(str(value))}")
-        else:
-            lines.append(f"{key} = {value}")
-    for url in urls:
-        lines.append(f"\n[[feeds]]\nurl = {toml_string(url)}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-@dataclass(frozen=True)
-class Finished:
-    returncode: int
-    stdout: str
-    stderr: str
-    #: Peak resident set size of the process itself, from wait4 (bytes).
-    max_rss: int
-    timed_out: bool
-
-
-def rssd_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "rssd", *args]
-
-
-def _run_measured(argv: list[str], timeout: float, cwd: Path | None) -> Finished:
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, cwd=cwd, start_new_session=True)
-        expired = threading.Event()
-
-        def kill() -> None:
-            expired.set()
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-
-        timer = threading.Timer(timeout, kill)
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        with contextlib.suppress(ProcessLookupError):  # parse workers left behind, if any
-            os.killpg(proc.pid, signal.SIGKILL)
-        out.seek(0)
-        err.seek(0)
-        return Finished(
-            returncode=proc.returncode,
-            stdout=out.read().decode(errors="replace"),
-            stderr=err.read().decode(errors="replace"),
-            max_rss=usage.ru_maxrss * 1024,  # Linux reports KiB
-            timed_out=expired.is_set(),
-        )
-
-
-async def run_rssd(
-    *args: str,
-    timeout: float = RUN_DEADLINE,
-    cwd: Path | None = None,
-    argv: list[str] | None = None,
-) -> Finished:
-    """``python -m rssd ARGS`` to its end (killed after ``timeout``), without blocking the
-    loop that serves the feeds; its peak RSS measured by wait4."""
-    return await asyncio.to_thread(_run_measured, argv or rssd_command(*args), timeout, cwd)
 
 
 # -- a server that speaks HTTP by hand ------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Helpers for the operator-command tests (tests/test_cmd_*.py): run the real CLI, write a
-real config.toml, fill a real database with a real ``rssd run --once``."""
+"""The operator commands in-process (tests/test_cmd_*.py): run the real CLI, fill a real
+database with a real ``rssd run --once``. As a subprocess: tests.support.process."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import io
 import json
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,7 @@ from rssd.models.config import load_config
 from rssd.repo.db import Database
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer
+from tests.support.config import write_config
 
 
 @dataclass(frozen=True)
@@ -54,43 +54,6 @@ async def cli(*args: str | Path) -> Result:
 
 def cli_sync(*args: str | Path) -> Result:
     return _call([str(arg) for arg in args])
-
-
-async def cli_process(*args: str | Path, timeout: float = 60) -> Result:
-    """``python -m rssd ARGS`` as its own process: what an operator's shell runs."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rssd", *map(str, args),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        async with asyncio.timeout(timeout):
-            out, err = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return Result(proc.returncode, out.decode(), err.decode())
-
-
-def toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return json.dumps(str(value))
-
-
-def write_config(path: Path, feeds: Sequence[dict[str, object]], **settings: object) -> Path:
-    """A config.toml with a relative database beside it, ``settings`` and ``feeds``."""
-    lines = ['database = "rssd.sqlite3"']
-    lines += [f"{key} = {toml_value(value)}" for key, value in settings.items()]
-    for feed in feeds:
-        lines.append("\n[[feeds]]")
-        lines += [f"{key} = {toml_value(value)}" for key, value in feed.items()]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 async def run_once_from(config_path: Path) -> RunSummary:
