@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import math
 import os
 import random
 import signal
@@ -40,10 +41,28 @@ from rssd.repo.sources import SourceRepo
 log = get_logger("rssd.daemon")
 
 WATCH_SECONDS = 1.0
+#: How often the ``stats`` event is logged and retention applied; the environment
+#: variables RSSD_STATS_SECONDS and RSSD_PRUNE_SECONDS override them (for tests and
+#: debugging: a test cannot wait a minute for a stats event).
 STATS_SECONDS = 60.0
 PRUNE_SECONDS = 3600.0
 #: A permanent redirect seen this many times in a row makes us fetch the new URL directly.
 MOVED_AFTER = 2
+
+
+def seconds_from_env(name: str, default: float) -> float:
+    """A period from the environment (see STATS_SECONDS); unset or unusable: ``default``."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        log.warning("daemon.setting_ignored", variable=name, value=raw, default=default)
+        return default
+    return value
 
 
 def history_of(latest: LatestJob) -> History:
@@ -101,6 +120,8 @@ class Service:
         self.heap: list[_Due] = []
         self.in_flight: dict[int, asyncio.Task[JobReport]] = {}
         self.stats = Stats()
+        self.stats_seconds = seconds_from_env("RSSD_STATS_SECONDS", STATS_SECONDS)
+        self.prune_seconds = seconds_from_env("RSSD_PRUNE_SECONDS", PRUNE_SECONDS)
         self.lag = LagProbe()
         self.stopping = asyncio.Event()
         self.wake = asyncio.Event()
@@ -418,10 +439,10 @@ class Service:
     async def _housekeeping(self) -> None:
         assert self._db is not None
         jobs = FetchJobRepo(self._db)
-        last_prune = 0.0
+        last_prune: float | None = None  # the first tick prunes (monotonic may be < 1 h)
         while True:
-            await asyncio.sleep(STATS_SECONDS)
-            if time.monotonic() - last_prune >= PRUNE_SECONDS:
+            await asyncio.sleep(self.stats_seconds)
+            if last_prune is None or time.monotonic() - last_prune >= self.prune_seconds:
                 last_prune = time.monotonic()
                 cutoff = to_iso(utcnow() - timedelta(days=self.config.keep_fetch_jobs_days))
                 pruned = await jobs.prune(cutoff)
