@@ -76,15 +76,19 @@ class Locker:
 
 
 def held_feeds(server: FeedServer, locker: Locker, count: int) -> list[str]:
-    """Feeds whose first request starts the locker; every answer waits until it holds the
-    lock, so the fetches' writes (posts + COMPLETED) meet a locked database."""
+    """Feeds whose answers wait until every one was requested (so every job is ONGOING
+    already) and then until the locker holds the database's write lock: the fetches' next
+    writes (posts + COMPLETED) meet a locked database."""
     started: list[asyncio.Task[None]] = []
+    arrived = 0
 
     def handler(path: str) -> Handler:
         body = rss([{"title": f"{path} {i}", "guid": f"urn:{path}:{i}"} for i in range(GOOD_ITEMS)])
 
         async def serve(request: web.Request) -> web.StreamResponse:
-            if not started:
+            nonlocal arrived
+            arrived += 1
+            if arrived == count:
                 started.append(asyncio.create_task(locker.start()))
             await locker.locked.wait()
             return web.Response(text=body, content_type="application/rss+xml")
@@ -94,17 +98,26 @@ def held_feeds(server: FeedServer, locker: Locker, count: int) -> list[str]:
     return [server.route(f"/held{i}", handler(f"held{i}")) for i in range(count)]
 
 
-def signal_on_call(monkeypatch: pytest.MonkeyPatch, name: str) -> asyncio.Event:
-    """An event set when rssd calls ``FetchJobRepo.<name>`` (which then runs as ever): how
-    the test knows a write has been issued into the held lock."""
+def signal_on_call(
+    monkeypatch: pytest.MonkeyPatch, names: tuple[str, ...], after: asyncio.Event
+) -> asyncio.Event:
+    """An event set when, once ``after`` is set, rssd calls one of ``FetchJobRepo.<names>``
+    (which then runs as ever): how the test knows a write has been issued into the held
+    lock, or a write has given up on it (``mark_failed``)."""
     called = asyncio.Event()
-    original = getattr(FetchJobRepo, name)
 
-    async def wrapper(self: FetchJobRepo, *args: Any, **kwargs: Any) -> Any:
-        called.set()
-        return await original(self, *args, **kwargs)
+    def wrap(name: str) -> None:
+        original = getattr(FetchJobRepo, name)
 
-    monkeypatch.setattr(FetchJobRepo, name, wrapper)
+        async def wrapper(self: FetchJobRepo, *args: Any, **kwargs: Any) -> Any:
+            if after.is_set():
+                called.set()
+            return await original(self, *args, **kwargs)
+
+        monkeypatch.setattr(FetchJobRepo, name, wrapper)
+
+    for name in names:
+        wrap(name)
     return called
 
 
@@ -115,7 +128,8 @@ async def test_a_writer_in_another_process_holding_the_lock_shortly(
     database = tmp_path / "rssd.sqlite3"
     locker = Locker(daemons, database)
     urls = held_feeds(feed_server, locker, 8)
-    writing = signal_on_call(monkeypatch, "mark_completed")
+    # The writes left once the lock is held: each fetch's posts + COMPLETED.
+    writing = signal_on_call(monkeypatch, ("mark_completed",), after=locker.locked)
     run = asyncio.create_task(run_feeds(tmp_path, urls, max_per_host=8))
     await asyncio.wait_for(writing.wait(), WAIT)  # a write is issued; the lock is held
     await locker.release()
@@ -134,7 +148,8 @@ async def test_a_writer_holding_the_lock_past_busy_timeout(
     database = tmp_path / "rssd.sqlite3"
     locker = Locker(daemons, database)
     urls = held_feeds(feed_server, locker, 4)
-    gave_up = signal_on_call(monkeypatch, "mark_failed")  # after a write failed on the lock
+    # mark_failed is only called once a write has failed on the lock (busy_timeout).
+    gave_up = signal_on_call(monkeypatch, ("mark_failed",), after=locker.locked)
     run = asyncio.create_task(run_feeds(tmp_path, urls, max_per_host=8))
     await asyncio.wait_for(gave_up.wait(), WAIT)
     await locker.release()  # the failure can now be recorded (Pipeline._fail retries)

@@ -1,0 +1,114 @@
+"""The wiring of one fetch (rssd.daemon.pipeline, rssd.fetch.fetcher) as ``rssd run --once``
+and ``rssd fetch`` use it: the sanitizer reaches the stored HTML, and an active job left
+behind long ago no longer blocks its source. The parts themselves are tested alone
+elsewhere (test_sanitize.py, test_repo_jobs.py); these fail if the pipeline stops using
+them."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from rssd.clock import to_iso, utcnow
+from rssd.daemon.pipeline import STALE_JOB_AFTER
+from rssd.models.config import load_config
+from rssd.repo.db import Database
+from rssd.repo.jobs import FetchJobRepo
+from rssd.repo.sources import SourceRepo
+from tests.conftest import FeedServer, rss
+from tests.support.commands import cli
+from tests.support.config import write_config
+from tests.support.process import run_rssd
+
+HOSTILE_HTML = (
+    '<p onclick="steal()">Hello <a href="javascript:steal()">there</a></p>'
+    "<script>steal()</script><iframe src='http://evil.example/'></iframe>"
+    '<img src="/pics/1.png">'
+)
+HOSTILE_FEED = rss(
+    [{"title": "hostile", "guid": "urn:hostile", "description": f"<![CDATA[{HOSTILE_HTML}]]>"}]
+)
+
+
+def stored_summary(database: Path) -> str:
+    with closing(sqlite3.connect(database)) as db:
+        ((summary,),) = db.execute("SELECT summary FROM posts").fetchall()
+    assert isinstance(summary, str)
+    return summary
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sanitize", [True, False], ids=["sanitize_html", "no_sanitize_html"])
+async def test_stored_html_is_sanitized_as_configured(
+    feed_server: FeedServer, tmp_path: Path, sanitize: bool
+) -> None:
+    """``rssd run --once``, parse workers and all: with sanitize_html (the default) the
+    stored summary has nothing a browser would run and its relative link resolved; with
+    it off, the feed's HTML is stored as it came."""
+    url = feed_server.static("/feed", HOSTILE_FEED)
+    config = write_config(tmp_path / "config.toml", [url], sanitize_html=sanitize)
+    finished = await run_rssd("run", "--once", "-c", config)
+    assert finished.returncode == 0, finished.stderr
+    summary = stored_summary(tmp_path / "rssd.sqlite3")
+    if sanitize:
+        for executable in ("<script", "steal()", "onclick", "javascript:", "<iframe"):
+            assert executable not in summary, summary
+        assert "Hello" in summary and "there" in summary
+        assert f'src="{feed_server.url("/pics/1.png")}"' in summary, summary
+    else:
+        assert summary == HOSTILE_HTML
+
+
+async def active_job_queued(config: Path, ago: timedelta) -> int:
+    """The config's feed synced, with a QUEUED job queued ``ago``: what a write that failed
+    twice at the worst moment leaves behind (no daemon runs: no start-up recovery)."""
+    loaded = load_config(config)
+    db = await Database.open(loaded.database)
+    try:
+        await SourceRepo(db).sync(loaded)
+        (source,) = await SourceRepo(db).list()
+        job = await FetchJobRepo(db).queue_job(source.id)
+        assert job is not None
+    finally:
+        await db.close()
+    with closing(sqlite3.connect(loaded.database)) as raw, raw:
+        raw.execute(
+            "UPDATE fetch_job SET queued_at = :at WHERE id = :id",
+            {"at": to_iso(utcnow() - ago), "id": job.id},
+        )
+    return job.id
+
+
+async def test_an_active_job_older_than_any_fetch_is_failed_and_the_source_fetched(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """Pipeline._queue: an active job queued more than STALE_JOB_AFTER ago cannot still be
+    running; it is failed (``internal``, says stale) and the fetch goes ahead."""
+    url = feed_server.static("/feed", rss([{"title": "t", "guid": "urn:1"}]))
+    config = write_config(tmp_path / "config.toml", [url])
+    stale = await active_job_queued(config, STALE_JOB_AFTER + timedelta(minutes=5))
+    fetched = await cli("fetch", "-c", config, "1")
+    assert fetched.code == 0, fetched.out + fetched.err
+    with closing(sqlite3.connect(tmp_path / "rssd.sqlite3")) as db:
+        jobs = db.execute("SELECT id, status, error_code, error_message FROM fetch_job").fetchall()
+    assert len(jobs) == 2, jobs
+    (job_id, status, code, message), (_, new_status, _, _) = jobs
+    assert (job_id, status, code) == (stale, "FAILED", "internal")
+    assert "stale" in message
+    assert new_status == "COMPLETED"
+
+
+async def test_an_active_job_younger_than_that_still_refuses_a_second_fetch(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """The other side of the cut: a recent active job may be a fetch in progress."""
+    url = feed_server.static("/feed", rss([{"title": "t", "guid": "urn:1"}]))
+    config = write_config(tmp_path / "config.toml", [url])
+    await active_job_queued(config, STALE_JOB_AFTER - timedelta(minutes=5))
+    refused = await cli("fetch", "-c", config, "1")
+    assert refused.code == 3, refused.out + refused.err
+    assert feed_server.hits.get("/feed") is None
