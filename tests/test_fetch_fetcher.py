@@ -26,7 +26,7 @@ FEED = rss([{"guid": "urn:test:a", "title": "A"}, {"guid": "urn:test:b", "title"
 @pytest.fixture(scope="module")
 def pool() -> Iterator[ParsePool]:
     """One parse pool for the module; Fetcher does not close a pool it was given."""
-    parse_pool = ParsePool(workers=2, timeout=10.0)
+    parse_pool = ParsePool(workers=2, timeout=60.0)  # a hang guard: these documents are small
     try:
         yield parse_pool
     finally:

@@ -38,7 +38,7 @@ async def test_only_new_and_edited_items_are_parsed(
 
     url = feed_server.route("/feed", serve)
     config = make_config(tmp_path, [url])
-    async with asyncio.timeout(60), daemon_session(config) as db:
+    async with asyncio.timeout(240), daemon_session(config) as db:  # a hang guard
         (source,) = await SourceRepo(db).list()
         async with Fetcher(config) as fetcher:
             pipeline = Pipeline(db, fetcher)

@@ -315,7 +315,7 @@ async def test_what_rssd_does_next_after_429_503_410_and_500(
     }
     config = make_config(tmp_path, list(urls.values()), interval_minutes=30)
     policy = Policy(interval=timedelta(minutes=30))
-    async with asyncio.timeout(60), daemon_session(config) as db:
+    async with asyncio.timeout(240), daemon_session(config) as db:  # a hang guard
         sources = {s.url: s for s in await SourceRepo(db).list()}
         no_parse = _NoParse()
         async with Fetcher(config, parse_pool=no_parse) as fetcher:

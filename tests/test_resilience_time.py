@@ -303,7 +303,7 @@ async def test_runaway_parses_do_not_fail_good_feeds_queued_behind_them(
         parse_timeout_seconds=1,
         max_per_host=50,
         max_concurrency=50,
-        deadline=120,
+        deadline=240,
     )
     result.assert_completed(good, 1)
     for url in hostile:

@@ -39,6 +39,13 @@ INTERVAL = timedelta(seconds=0.2)
 ITEMS = [{"title": f"Post {n}", "guid": f"urn:post:{n}"} for n in (1, 2, 3)]
 
 
+@pytest.fixture(autouse=True)
+def no_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-process service must not talk to a systemd the test run itself may be under."""
+    for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+        monkeypatch.delenv(name, raising=False)
+
+
 class FastService(Service):
     """The real service; only the interval's unit is shrunk (see the module docstring)."""
 
