@@ -10,8 +10,9 @@ import pytest
 from rssd.models.config import ConfigError, in_category, load_config, normalize_category
 from rssd.repo.db import Database
 from rssd.repo.sources import SourceRepo
-from tests.cmd_support import cli, dated_rss, run_once_from, write_config
 from tests.conftest import FeedServer
+from tests.support.commands import cli, dated_rss, run_once_from
+from tests.support.config import write_config
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.cmd_support import cli
 from tests.conftest import FeedServer, rss
+from tests.support.commands import cli
 
 PAGE = """<!DOCTYPE html><html><head><title>Blog</title>
 <base href="/blog/">

@@ -14,8 +14,9 @@ from aiohttp import web
 
 from rssd.models.config import ConfigError, load_config
 from rssd.models.redact import redact, same_origin, strip_userinfo, with_credentials
-from tests.cmd_support import cli, cli_sync
 from tests.conftest import FeedServer, rss
+from tests.support.commands import cli, cli_sync
+from tests.support.config import write_config
 from tests.test_run_once import run_once
 
 PASSWORD = "s3cret-pw"
@@ -108,28 +109,19 @@ async def world(feed_server: FeedServer, tmp_path: Path) -> Path:
     (tmp_path / "token.headers").write_text(
         f"# from LoadCredential=\nAuthorization: Bearer {FILE_TOKEN}\n"
     )
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f"""database = "rssd.sqlite3"
-
-[[feeds]]
-url = "http://alice:{PASSWORD}@127.0.0.1:{port}/basic"
-category = "Private"
-
-[[feeds]]
-url = "http://127.0.0.1:{port}/token"
-name = "Token feed"
-headers = {{ Authorization = "Bearer {TOKEN}" }}
-
-[[feeds]]
-url = "http://127.0.0.1:{port}/file"
-headers_file = "token.headers"
-
-[[feeds]]
-url = "http://alice:{PASSWORD}@127.0.0.1:{port}/broken"
-"""
-    )  # fmt: skip
-    return config
+    return write_config(
+        tmp_path / "config.toml",
+        [
+            {"url": f"http://alice:{PASSWORD}@127.0.0.1:{port}/basic", "category": "Private"},
+            {
+                "url": f"http://127.0.0.1:{port}/token",
+                "name": "Token feed",
+                "headers": {"Authorization": f"Bearer {TOKEN}"},
+            },
+            {"url": f"http://127.0.0.1:{port}/file", "headers_file": "token.headers"},
+            {"url": f"http://alice:{PASSWORD}@127.0.0.1:{port}/broken"},
+        ],
+    )
 
 
 async def test_credentials_work_and_are_never_shown_or_stored(
@@ -269,10 +261,9 @@ async def test_a_feeds_headers_stay_on_its_origin(feed_server: FeedServer, tmp_p
             return web.Response(status=302, headers={"Location": target})
 
         url = feed_server.route("/moved", redirect)
-        config = tmp_path / "config.toml"
-        config.write_text(
-            f'database = "rssd.sqlite3"\n[[feeds]]\nurl = "{url}"\n'
-            f'headers = {{ Authorization = "Bearer {TOKEN}" }}\n'
+        config = write_config(
+            tmp_path / "config.toml",
+            [{"url": url, "headers": {"Authorization": f"Bearer {TOKEN}"}}],
         )
         run = await run_once(config)
         assert run.returncode == 0, run.stderr
@@ -295,10 +286,9 @@ async def test_a_pages_token_is_not_sent_to_a_feed_on_another_host(
             f'href="{elsewhere}"></head></html>'
         )
         url = feed_server.static("/", page, content_type="text/html")
-        config = tmp_path / "config.toml"
-        config.write_text(
-            f'database = "rssd.sqlite3"\n[[feeds]]\nurl = "{url}"\n'
-            f'headers = {{ Authorization = "Bearer {TOKEN}" }}\n'
+        config = write_config(
+            tmp_path / "config.toml",
+            [{"url": url, "headers": {"Authorization": f"Bearer {TOKEN}"}}],
         )
         run = await run_once(config)
         assert run.returncode == 0, run.stderr

@@ -19,9 +19,10 @@ from rssd.models.config import Config
 from rssd.models.dto import ErrorCode, FetchJobStatus, Source
 from rssd.repo.db import Database
 from rssd.repo.sources import SourceRepo
-from tests.cmd_support import cli
-from tests.conftest import FeedServer, Handler, make_config, rss
-from tests.test_run_once import rows, run_once, write_config
+from tests.conftest import FeedServer, Handler, rss
+from tests.support.commands import cli
+from tests.support.config import make_config, write_config
+from tests.test_run_once import rows, run_once
 
 PAGE = "http://blog.example/posts/index.html"
 
@@ -274,7 +275,7 @@ async def test_the_daemon_logs_the_discovery_once(feed_server: FeedServer, tmp_p
     site = Site(feed_server)
     feed_url = feed_server.static("/blog.rss", FEED)
     site.head = '<link rel="alternate" type="application/rss+xml" href="/blog.rss">'
-    config = write_config(tmp_path, [site.url])
+    config = write_config(tmp_path / "config.toml", [site.url])
     first = await run_once(config)
     second = await run_once(config)
     assert first.returncode == second.returncode == 0, first.stderr + second.stderr
@@ -303,7 +304,7 @@ async def test_an_imported_page_works_like_a_configured_one(
         f'<outline text="Blogs"><outline text="A blog" xmlUrl="{site.url}"/></outline>'
         "</body></opml>"
     )
-    config = write_config(tmp_path, [])
+    config = write_config(tmp_path / "config.toml", [])
     imported = await cli("import-opml", "-c", config, opml)
     assert imported.code == 0, imported.err
     run = await run_once(config)

@@ -20,7 +20,8 @@ from rssd.fetch.jsonfeed import looks_like_json
 from rssd.fetch.parse import parse_document
 from rssd.models.dto import ErrorCode, FetchJobStatus
 from rssd.repo.sources import SourceRepo
-from tests.conftest import FeedServer, make_config
+from tests.conftest import FeedServer
+from tests.support.config import make_config
 
 BASE = "http://example.org/feed.json"
 V11 = "https://jsonfeed.org/version/1.1"

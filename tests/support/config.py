@@ -20,6 +20,10 @@ Feed = str | Mapping[str, TomlValue]
 
 
 def toml_value(value: TomlValue) -> str:
+    """A value as TOML: a mapping as an inline table (a feed's ``headers``)."""
+    if isinstance(value, Mapping):
+        pairs = ", ".join(f"{json.dumps(str(k))} = {toml_value(v)}" for k, v in value.items())
+        return "{ " + pairs + " }"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
