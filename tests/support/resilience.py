@@ -88,7 +88,7 @@ class RunResult:
     summary: RunSummary | None = None
 
     def job(self, url: str) -> Job:
-        """The feed's latest job (its state, DESIGN.md)."""
+        """The feed's latest job: its state."""
         assert self.jobs.get(url), f"no fetch_job for {url}"
         return self.jobs[url][-1]
 
