@@ -473,6 +473,34 @@ async def test_crashed_worker_is_replaced(small_pool: ParsePool) -> None:
     assert worker_pids(small_pool) == [replacement]  # the new worker serves on
 
 
+def sigint_blocked(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status").read_text()
+    (mask,) = (line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:"))
+    return bool(int(mask, 16) & (1 << (signal.SIGINT - 1)))
+
+
+def parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
+async def test_the_forkserver_and_workers_start_with_sigint_blocked(
+    small_pool: ParsePool,
+) -> None:
+    """A Ctrl-C reaches the whole process group; the forkserver and the workers start with
+    SIGINT blocked (inherited from the thread that starts them), so one that arrives while
+    they still import cannot interrupt them with a traceback. The test's process is not
+    affected: only that thread blocked it."""
+    await parse_fine(small_pool)
+    (pid,) = worker_pids(small_pool)
+    forkserver = parent_of(pid)
+    assert forkserver != os.getpid()
+    assert sigint_blocked(pid)
+    assert sigint_blocked(forkserver)
+    assert not sigint_blocked(os.getpid())
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+
+
 def test_one_pool_serves_one_event_loop_after_another() -> None:
     """The pool holds processes, not loop objects: a loop that ends (rssd fetch, one
     asyncio.run per command; a test) leaves it usable from the next, also when parses

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import signal
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -151,10 +152,20 @@ def _log_start_failure(future: asyncio.Future[None]) -> None:
 
 
 def _prestart(executor: ProcessPoolExecutor, workers: int) -> None:
-    """Make the pool spawn all its workers now (it spawns them lazily, on submit)."""
-    futures = [executor.submit(ping) for _ in range(workers)]
-    for future in futures:
-        future.result(timeout=60)
+    """Make the pool spawn all its workers now (it spawns them lazily, on submit).
+
+    SIGINT is blocked in this thread meanwhile, so the forkserver and the workers it forks
+    start with it blocked: a Ctrl-C to the process group while they are still importing
+    (before they ignore SIGINT) would print a KeyboardInterrupt traceback. The daemon's
+    own thread still receives it.
+    """
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        futures = [executor.submit(ping) for _ in range(workers)]
+        for future in futures:
+            future.result(timeout=60)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _kill(executor: ProcessPoolExecutor) -> None:
