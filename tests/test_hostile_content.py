@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FIXTURES, FeedServer
-from tests.test_resilience_support import Post, run_feeds
+from tests.support.resilience import Post, run_feeds
 
 FEED = (FIXTURES / "hostile" / "stored-script.atom").read_bytes()
 

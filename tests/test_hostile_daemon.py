@@ -22,26 +22,13 @@ from rssd.daemon import service as service_module
 from rssd.daemon.service import Service, supervised
 from rssd.models.config import load_config
 from tests.conftest import FeedServer, rss
-from tests.test_service_support import (
-    DEADLINE,
-    Daemons,
-    NotifyListener,
-    notify_socket,
-    write_config,
-)
+from tests.support.config import write_config
+from tests.support.notify import NotifyListener, notify_socket
+from tests.support.process import WAIT, Daemons
 
 pytestmark = pytest.mark.slow
 
 ITEMS = [{"title": f"Post {n}", "guid": f"urn:p:{n}", "link": f"http://e.org/{n}"} for n in (1, 2)]
-
-
-@pytest.fixture
-async def daemons() -> AsyncIterator[Daemons]:
-    started = Daemons()
-    try:
-        yield started
-    finally:
-        await started.close()
 
 
 @pytest.fixture
@@ -127,7 +114,7 @@ async def test_supervised_work_is_restarted_after_any_exception(
         if len(runs) == 2:
             raise KeyError("anything at all")
 
-    async with asyncio.timeout(DEADLINE):
+    async with asyncio.timeout(WAIT):
         await supervised("flaky", flaky)
     assert runs == [0, 1, 2]  # two crashes, then it ran to its end
 
@@ -151,11 +138,11 @@ async def test_a_task_that_dies_stops_the_watchdog_pings(
             housekeeping.cancel()  # dies for good: cancellation is not retried
             await asyncio.gather(housekeeping, return_exceptions=True)
             checks = service.watchdog_checks
-            async with asyncio.timeout(DEADLINE):
+            async with asyncio.timeout(WAIT):
                 while service.watchdog_checks < checks + 1:  # noqa: ASYNC110
                     await asyncio.sleep(0.02)
             mark = len(listener.datagrams)  # from here on every check sees the dead task
-            async with asyncio.timeout(DEADLINE):
+            async with asyncio.timeout(WAIT):
                 while service.watchdog_checks < checks + 4:  # noqa: ASYNC110
                     await asyncio.sleep(0.02)
             await asyncio.sleep(0)  # let the listener take what was sent
@@ -163,5 +150,5 @@ async def test_a_task_that_dies_stops_the_watchdog_pings(
             assert not running.done()  # the daemon runs on; systemd restarts it
         finally:
             service.stop()
-            async with asyncio.timeout(DEADLINE):
+            async with asyncio.timeout(WAIT):
                 await running

@@ -13,17 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.cmd_support import Result, cli_process, write_config
 from tests.conftest import FIXTURES
+from tests.support.config import write_config
+from tests.support.process import Finished, run_rssd
 
 HOSTILE = FIXTURES / "hostile"
 
 
-def assert_clear_failure(result: Result, *expected: str) -> None:
-    assert result.code in (1, 2), result
-    assert "Traceback" not in result.err and "Traceback" not in result.out, result.err
+def assert_clear_failure(result: Finished, *expected: str) -> None:
+    assert result.returncode in (1, 2), result
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout, result.stderr
     for text in expected:
-        assert text in result.err, result.err
+        assert text in result.stderr, result.stderr
 
 
 # -- 3. the lock file -------------------------------------------------------------------------
@@ -34,7 +35,7 @@ async def test_a_symlinked_lock_file_clobbers_nothing(tmp_path: Path) -> None:
     victim.write_text("precious data\n")
     config = write_config(tmp_path / "config.toml", [])
     (tmp_path / "rssd.sqlite3.lock").symlink_to(victim)
-    result = await cli_process("run", "-c", config, "--once")
+    result = await run_rssd("run", "-c", config, "--once")
     assert_clear_failure(result, "rssd.sqlite3.lock is a symbolic link")
     assert victim.read_text() == "precious data\n"
 
@@ -44,7 +45,7 @@ async def test_a_dangling_lock_symlink_creates_nothing(tmp_path: Path) -> None:
     target.parent.mkdir()
     config = write_config(tmp_path / "config.toml", [])
     (tmp_path / "rssd.sqlite3.lock").symlink_to(target)
-    result = await cli_process("run", "-c", config, "--once")
+    result = await run_rssd("run", "-c", config, "--once")
     assert_clear_failure(result, "symbolic link")
     assert not target.exists()
 
@@ -57,7 +58,7 @@ async def test_a_lock_file_that_is_not_a_regular_file_is_refused(tmp_path: Path,
         os.mkfifo(lock)
     else:
         lock.mkdir()
-    result = await cli_process("run", "-c", config, "--once", timeout=60)
+    result = await run_rssd("run", "-c", config, "--once")
     assert_clear_failure(result, str(lock))
 
 
@@ -66,7 +67,7 @@ async def test_a_symlinked_wal_file_is_refused(tmp_path: Path) -> None:
     victim.write_text("keep\n")
     config = write_config(tmp_path / "config.toml", [])
     (tmp_path / "rssd.sqlite3-wal").symlink_to(victim)
-    result = await cli_process("run", "-c", config, "--once")
+    result = await run_rssd("run", "-c", config, "--once")
     assert_clear_failure(result, "rssd.sqlite3-wal: it is a symbolic link")
     assert victim.read_text() == "keep\n"
 
@@ -78,14 +79,14 @@ async def test_a_symlinked_wal_file_is_refused(tmp_path: Path) -> None:
 async def test_a_file_that_is_not_sqlite(tmp_path: Path, command: tuple[str, ...]) -> None:
     config = write_config(tmp_path / "config.toml", [])
     shutil.copy(HOSTILE / "not-sqlite.bin", tmp_path / "rssd.sqlite3")
-    result = await cli_process(*command, "-c", config)
+    result = await run_rssd(*command, "-c", config)
     assert_clear_failure(result, "rssd.sqlite3", "not a database")
 
 
 async def test_run_on_a_file_that_is_not_sqlite(tmp_path: Path) -> None:
     config = write_config(tmp_path / "config.toml", [])
     shutil.copy(HOSTILE / "not-sqlite.bin", tmp_path / "rssd.sqlite3")
-    result = await cli_process("run", "-c", config, "--once")
+    result = await run_rssd("run", "-c", config, "--once")
     assert_clear_failure(result, "not a database")
     assert (tmp_path / "rssd.sqlite3").read_bytes() == (HOSTILE / "not-sqlite.bin").read_bytes()
 
@@ -94,7 +95,7 @@ async def test_run_on_a_file_that_is_not_sqlite(tmp_path: Path) -> None:
 async def test_a_fifo_database_does_not_hang(tmp_path: Path, command: tuple[str, ...]) -> None:
     config = write_config(tmp_path / "config.toml", [])
     os.mkfifo(tmp_path / "rssd.sqlite3")
-    result = await cli_process(command[0], "-c", config, *command[1:], timeout=60)
+    result = await run_rssd(command[0], "-c", config, *command[1:])
     assert_clear_failure(result, "rssd.sqlite3: it is a FIFO")
 
 
@@ -104,7 +105,7 @@ async def test_a_database_symlinked_to_an_empty_file_is_not_overwritten(tmp_path
     config = write_config(tmp_path / "config.toml", [])
     (tmp_path / "rssd.sqlite3").symlink_to(empty)
     for command in (("run", "--once"), ("status",)):
-        result = await cli_process(command[0], "-c", config, *command[1:])
+        result = await run_rssd(command[0], "-c", config, *command[1:])
         assert_clear_failure(result, "is a symbolic link")
     assert empty.stat().st_size == 0
 
@@ -128,10 +129,10 @@ async def test_a_hostile_config_is_a_clear_error(
 ) -> None:
     config = tmp_path / "config.toml"
     shutil.copy(HOSTILE / fixture, config)
-    result = await cli_process(command, "-c", config)
-    assert result.code == 1, result
-    assert "Traceback" not in result.err + result.out
-    assert expected in (result.err if command != "run" else result.out + result.err)
+    result = await run_rssd(command, "-c", config)
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr + result.stdout
+    assert expected in (result.stderr if command != "run" else result.stdout + result.stderr)
     assert not (tmp_path / "rssd.sqlite3").exists()
 
 
@@ -142,6 +143,6 @@ async def test_a_config_that_is_not_a_regular_file(tmp_path: Path, kind: str) ->
         os.mkfifo(config)
     else:
         config.symlink_to("/dev/zero")
-    result = await cli_process("check-config", "-c", config, timeout=60)
-    assert result.code == 1, result
-    assert "not a regular file" in result.err
+    result = await run_rssd("check-config", "-c", config)
+    assert result.returncode == 1, result
+    assert "not a regular file" in result.stderr

@@ -17,8 +17,9 @@ import pytest
 
 from rssd.commands import opml
 from rssd.models.config import load_config
-from tests.cmd_support import cli, cli_sync, write_config
 from tests.conftest import FIXTURES
+from tests.support.commands import cli, cli_sync
+from tests.support.config import write_config
 
 HOSTILE = FIXTURES / "hostile"
 

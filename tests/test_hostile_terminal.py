@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 from rssd.commands.terminal import is_unsafe, safe_json, safe_lines, safe_text, strip_unsafe
-from tests.cmd_support import cli, run_once_from, write_config
 from tests.conftest import FIXTURES, FeedServer
-from tests.test_resilience_support import RawServer
+from tests.support.commands import cli, run_once_from
+from tests.support.config import write_config
+from tests.support.resilience import RawServer
 
 HOSTILE = FIXTURES / "hostile"
 

@@ -19,7 +19,7 @@ import pytest
 
 from rssd.fetch.http import MAX_VALIDATOR_CHARS, sendable_validator
 from tests.conftest import FIXTURES, FeedServer
-from tests.test_resilience_support import RawServer, run_feeds
+from tests.support.resilience import RawServer, run_feeds
 
 HOSTILE = FIXTURES / "hostile"
 CASES = ["etag-del.http", "last-modified-esc.http", "etag-latin1.http"]
