@@ -15,11 +15,39 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from yarl import URL
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from rssd import __version__
 from rssd.models.redact import redact
+from rssd.models.urls import check_http_url, normalize_url
+from rssd.models.users import UserConfig, WebhooksConfig, check_users
+
+# check_http_url and normalize_url are re-exported: the commands import them from here.
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG_PATH",
+    "DEFAULT_USER_AGENT",
+    "Config",
+    "ConfigError",
+    "FeedConfig",
+    "check_headers",
+    "check_http_url",
+    "in_category",
+    "load_config",
+    "normalize_category",
+    "normalize_url",
+    "parse_config",
+    "read_config_bytes",
+    "read_headers_file",
+    "resolve_config_path",
+]
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
 #: A config of 10,000 feeds is ~0.6 MB; anything far larger is not a config file.
@@ -32,35 +60,6 @@ DEFAULT_USER_AGENT = f"rssd/{__version__} (RSS/Atom feed fetcher)"
 Minutes = Annotated[int, Field(gt=0, le=525_600)]  # a year
 Seconds = Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)]  # a day
 Days = Annotated[int, Field(gt=0, le=36_500)]  # a century: "forever" in practice
-
-
-def normalize_url(url: str) -> str:
-    """The form two URLs are compared in: scheme and host are case-insensitive, the rest is not."""
-    parsed = URL(url.strip())
-    return str(parsed.with_scheme(parsed.scheme.lower()).with_host(parsed.host.lower()))  # type: ignore[union-attr]
-
-
-def check_http_url(value: str) -> str:
-    """Accept only absolute http(s) URLs with a host; anything else is an operator typo.
-
-    Control and format characters are refused, not left to yarl: it drops a CR LF
-    silently, so ``http://a\r\nb/`` would become a request to host ``ab``."""
-    value = value.strip()
-    bad = next((char for char in value if not char.isprintable()), None)
-    if bad is not None:
-        raise ValueError(f"URL contains the control character U+{ord(bad):04X}: {redact(value)!r}")
-    try:
-        parsed = URL(value)
-        port = parsed.port
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"not a valid URL: {redact(value)!r}") from exc
-    if parsed.scheme.lower() not in ("http", "https"):
-        raise ValueError(f"URL must start with http:// or https://, got {redact(value)!r}")
-    if not parsed.host:
-        raise ValueError(f"URL has no host: {redact(value)!r}")
-    if port == 0:
-        raise ValueError(f"URL has port 0, which no server listens on: {redact(value)!r}")
-    return value
 
 
 #: RFC 9110 token: what a header name may be made of.
@@ -188,6 +187,9 @@ class Config(BaseModel):
     # refused unless this is true; feed URLs written on a private address always work.
     allow_private_networks: bool = False
     feeds: list[FeedConfig] = Field(default_factory=list)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
+    # After ``feeds``: the users' check reads the validated feed list.
+    users: Annotated[tuple[UserConfig, ...], Field(strict=False)] = ()
 
     @field_validator("database", mode="before")
     @classmethod
@@ -211,6 +213,21 @@ class Config(BaseModel):
                 )
             seen[key] = index
         return feeds
+
+    @field_validator("users")
+    @classmethod
+    def _known_feeds(
+        cls, users: tuple[UserConfig, ...], info: ValidationInfo
+    ) -> tuple[UserConfig, ...]:
+        """Every ``feeds`` entry names a configured feed; names are unique. Skipped when
+        the feed list itself is invalid (reported on its own)."""
+        feeds = info.data.get("feeds")
+        if feeds is None:
+            return users
+        problems = check_users(users, [feed.url for feed in feeds])
+        if problems:
+            raise ValueError("\n".join(problems))
+        return users
 
     @property
     def max_body_bytes(self) -> int:
@@ -292,7 +309,7 @@ def parse_config(text: str, path: Path) -> Config:
     """Validate TOML text; relative ``database`` paths resolve against the file's folder."""
     try:
         raw = tomllib.loads(text)
-        config = Config.model_validate(raw)
+        config = Config.model_validate(raw, context={"base_dir": path.parent.resolve()})
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [f"TOML syntax error: {exc}"]) from None
     except RecursionError:  # tomllib and pydantic recurse per nesting level
@@ -350,10 +367,14 @@ def _describe(exc: ValidationError, raw: Mapping[str, Any]) -> list[str]:
             message = "required key is missing"
         else:
             message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "value_error" and "\n" in message:  # several cross-checks
+                lines.extend(message.splitlines())
+                continue
             if (
                 error["type"] != "value_error"
                 and not isinstance(error.get("input"), dict | list)
                 and "headers" not in loc  # a header value is usually a secret
+                and loc[:1] != ("users",)  # so may be anything in a [[users]] table
             ):
                 message += f" (got {redact(repr(error['input']))})"
         prefix = f"{key}: " if key and not message.startswith(f"{key}[") else ""
@@ -369,20 +390,31 @@ def _key_path(loc: Sequence[int | str]) -> str:
 
 
 def _feed_label(loc: Sequence[int | str], raw: Mapping[str, Any]) -> str:
-    if len(loc) < 2 or loc[0] != "feeds" or not isinstance(loc[1], int):
+    """`` (feed URL)`` or `` (user NAME)``: which table of the file the error is in."""
+    if len(loc) < 2 or loc[0] not in ("feeds", "users") or not isinstance(loc[1], int):
         return ""
-    feeds = raw.get("feeds")
-    if not isinstance(feeds, list) or loc[1] >= len(feeds) or not isinstance(feeds[loc[1]], dict):
+    tables = raw.get(loc[0])
+    if (
+        not isinstance(tables, list)
+        or loc[1] >= len(tables)
+        or not isinstance(tables[loc[1]], dict)
+    ):
         return ""
-    url = feeds[loc[1]].get("url")
-    if not isinstance(url, str):
+    key, kind = ("url", "feed") if loc[0] == "feeds" else ("name", "user")
+    label = tables[loc[1]].get(key)
+    if not isinstance(label, str):
         return ""
-    shown = redact(url)
-    return f" (feed {shown if shown.isprintable() else repr(shown)})"
+    shown = redact(label)
+    return f" ({kind} {shown if shown.isprintable() else repr(shown)})"
 
 
 def _suggestion(loc: Sequence[int | str]) -> str:
-    model: type[BaseModel] = FeedConfig if len(loc) > 1 and loc[0] == "feeds" else Config
+    tables: dict[object, type[BaseModel]] = {
+        "feeds": FeedConfig,
+        "users": UserConfig,
+        "webhooks": WebhooksConfig,
+    }
+    model = tables.get(loc[0], Config) if len(loc) > 1 else Config
     name = str(loc[-1])
     close = difflib.get_close_matches(name, list(model.model_fields), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
