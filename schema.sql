@@ -83,3 +83,65 @@ CREATE TABLE IF NOT EXISTS seen_items (
                       REFERENCES content_sources (id) ON DELETE CASCADE,
     digests           BLOB    NOT NULL
 ) STRICT;
+-- Version 5: users and their webhooks (rssd/webhooks/, rssd/daemon/delivery.py).
+-- One row per [[users]] table, synced from config.toml like content_sources: a user
+-- removed from the file is disabled (enabled = 0) with its history kept. The secret is
+-- never stored. The endpoint's health is kept here: disabled_reason is set when the
+-- endpoint answered 410 ('gone') or failed for days ('failing'), and cleared when the
+-- user's config entry changes (config_digest) or by `rssd users --enable`.
+CREATE TABLE IF NOT EXISTS users (
+    id              INTEGER PRIMARY KEY,
+    name            TEXT    NOT NULL UNIQUE,
+    webhook_url     TEXT    NOT NULL,
+    enabled         INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+    keep            TEXT    NOT NULL DEFAULT '[]',  -- JSON arrays of 'field=regex'
+    block           TEXT    NOT NULL DEFAULT '[]',
+    config_digest   TEXT    NOT NULL,
+    disabled_reason TEXT    CHECK (disabled_reason IN ('gone', 'failing')),
+    disabled_at     TEXT,
+    failing_since   TEXT,
+    last_success_at TEXT,
+    last_error_at   TEXT,
+    last_error      TEXT,
+    created_at      TEXT    NOT NULL,
+    updated_at      TEXT    NOT NULL
+) STRICT;
+
+-- primed = 0: the subscription's first completed fetch is not announced (notify_backlog
+-- = false and the feed had never been fetched when the user subscribed).
+CREATE TABLE IF NOT EXISTS subscriptions (
+    user_id           INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    content_source_id INTEGER NOT NULL REFERENCES content_sources (id) ON DELETE CASCADE,
+    primed            INTEGER NOT NULL DEFAULT 1 CHECK (primed IN (0, 1)),
+    created_at        TEXT    NOT NULL,
+    PRIMARY KEY (user_id, content_source_id)
+) STRICT;
+
+CREATE INDEX IF NOT EXISTS subscriptions_source ON subscriptions (content_source_id);
+
+-- The outbox: one webhook message, written in the transaction that stored the posts it
+-- announces. id is the webhook-id (time-ordered, so ORDER BY id is oldest first); body is
+-- the exact JSON sent, the same bytes on every attempt.
+CREATE TABLE IF NOT EXISTS deliveries (
+    id                TEXT    PRIMARY KEY,
+    user_id           INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    content_source_id INTEGER NOT NULL REFERENCES content_sources (id) ON DELETE CASCADE,
+    fetch_job_id      INTEGER REFERENCES fetch_job (id) ON DELETE SET NULL,
+    posts_count       INTEGER NOT NULL CHECK (posts_count > 0),
+    body              TEXT    NOT NULL,
+    status            TEXT    NOT NULL DEFAULT 'pending'
+                      CHECK (status IN ('pending', 'delivered', 'dead')),
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at   TEXT    NOT NULL,
+    last_attempt_at   TEXT,
+    last_http_status  INTEGER,
+    last_error        TEXT,
+    created_at        TEXT    NOT NULL,
+    updated_at        TEXT    NOT NULL
+) STRICT;
+
+-- A user's pending messages, oldest first: what the delivery loop reads.
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (user_id, id)
+    WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS deliveries_user ON deliveries (user_id, created_at);
+CREATE INDEX IF NOT EXISTS deliveries_fetch_job ON deliveries (fetch_job_id);

@@ -18,6 +18,13 @@ SCHEMA_V1 = Path(__file__).parent / "fixtures" / "schema_v1.sql"
 NOW = "2026-11-29T10:00:00.000Z"
 TABLES = ("content_sources", "fetch_job", "posts")
 V2_INDEXES = ("posts_fetch_job", "posts_published")
+V5_TABLES = ("users", "subscriptions", "deliveries")
+V5_INDEXES = (
+    "subscriptions_source",
+    "deliveries_pending",
+    "deliveries_user",
+    "deliveries_fetch_job",
+)
 
 
 def worker_threads() -> list[threading.Thread]:
@@ -339,7 +346,7 @@ def test_the_v1_fixture_is_schema_sql_without_the_v2_indexes(tmp_path: Path) -> 
     current = tmp_path / "current.sqlite3"
     with closing(sqlite3.connect(current)) as conn:
         conn.executescript(schema_sql())
-    assert index_names(current) - index_names(path) == set(V2_INDEXES)
+    assert index_names(current) - index_names(path) == {*V2_INDEXES, *V5_INDEXES}
 
 
 async def test_a_version_1_database_is_migrated_with_its_data_intact(tmp_path: Path) -> None:
@@ -547,3 +554,94 @@ async def test_version_4_adds_the_feed_columns_as_a_fresh_database_has_them(
     assert migrated == [row[1] for row in query(fresh, "PRAGMA table_info(content_sources)")]
     assert migrated[-3:] == ["feed_title", "feed_url", "category"]
     assert query(path, "SELECT url, feed_title FROM content_sources") != []
+
+
+def make_v4_database(path: Path) -> None:
+    """Today's schema without version 5's tables: a database rssd 4 left behind, with data."""
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(schema_sql())
+        for table in reversed(V5_TABLES):
+            conn.execute(f"DROP TABLE {table}")
+        conn.execute(
+            "INSERT INTO content_sources (url, interval_minutes, timeout_seconds, created_at, "
+            "updated_at) VALUES ('http://a.example/feed', 60, 30.0, ?, ?)",
+            (NOW, NOW),
+        )
+        conn.execute("PRAGMA user_version = 4")
+        conn.commit()
+
+
+def test_migration_4_alone_builds_what_schema_sql_builds(tmp_path: Path) -> None:
+    """The step itself, not schema.sql running after it, creates version 5's objects."""
+    path = tmp_path / "v4.sqlite3"
+    make_v4_database(path)
+    assert not set(V5_TABLES) & {
+        str(row[0]) for row in query(path, "SELECT name FROM sqlite_master")
+    }
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(MIGRATIONS[4])
+    fresh = tmp_path / "fresh.sqlite3"
+    with closing(sqlite3.connect(fresh)) as conn:
+        conn.executescript(schema_sql())
+    normalized = {(t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(path)}
+    expected = {(t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(fresh)}
+    assert normalized == expected
+
+
+async def test_a_version_4_database_is_migrated_to_5_with_its_data_intact(tmp_path: Path) -> None:
+    path = tmp_path / "rssd.sqlite3"
+    make_v4_database(path)
+    before = query(path, "SELECT * FROM content_sources")
+    db = await Database.open(path)
+    try:
+        user = await db.write(
+            lambda tx: tx.fetchone(
+                "INSERT INTO users (name, webhook_url, config_digest, created_at, updated_at) "
+                "VALUES ('alice', 'https://h.example/', 'd', :now, :now) RETURNING id",
+                {"now": NOW},
+            )
+        )
+        assert user is not None
+        await db.write(
+            lambda tx: tx.execute(
+                "INSERT INTO subscriptions (user_id, content_source_id, created_at) "
+                "VALUES (:user, 1, :now)",
+                {"user": user[0], "now": NOW},
+            )
+        )
+    finally:
+        await db.close()
+    assert user_version(path) == SCHEMA_VERSION == 5
+    assert query(path, "SELECT * FROM content_sources") == before
+    assert query(path, "SELECT user_id, content_source_id, primed FROM subscriptions") == [
+        (1, 1, 1)
+    ]
+
+
+async def test_deleting_a_source_cascades_to_subscriptions_and_deliveries(db: Database) -> None:
+    source = await add_source(db)
+
+    async def work(tx: Tx) -> None:
+        await tx.execute(
+            "INSERT INTO users (id, name, webhook_url, config_digest, created_at, updated_at) "
+            "VALUES (1, 'alice', 'https://h.example/', 'd', :now, :now)",
+            {"now": NOW},
+        )
+        await tx.execute(
+            "INSERT INTO subscriptions (user_id, content_source_id, created_at) "
+            "VALUES (1, :source, :now)",
+            {"source": source, "now": NOW},
+        )
+        await tx.execute(
+            "INSERT INTO deliveries (id, user_id, content_source_id, posts_count, body, "
+            "next_attempt_at, created_at, updated_at) "
+            "VALUES ('msg_1', 1, :source, 1, '{}', :now, :now, :now)",
+            {"source": source, "now": NOW},
+        )
+
+    await db.write(work)
+    await db.write(
+        lambda tx: tx.execute("DELETE FROM content_sources WHERE id = :id", {"id": source})
+    )
+    assert await db.fetchall("SELECT * FROM subscriptions") == []
+    assert await db.fetchall("SELECT * FROM deliveries") == []

@@ -13,6 +13,7 @@ from rssd.repo.db import Database
 from rssd.repo.files import check_database_files
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.sources import SourceRepo, SyncReport
+from rssd.repo.users import UserRepo
 
 log = get_logger("rssd.daemon")
 
@@ -29,6 +30,7 @@ async def recover(db: Database) -> int:
 
 
 async def sync_sources(db: Database, config: Config) -> SyncReport:
+    """Feeds, then the users subscribed to them (subscriptions name feeds by id)."""
     report = await SourceRepo(db).sync(config)
     log.info(
         "sources.synced",
@@ -37,6 +39,19 @@ async def sync_sources(db: Database, config: Config) -> SyncReport:
         disabled=len(report.disabled),
         feeds=len(config.feeds),
     )
+    users = await UserRepo(db).sync(config)
+    if users.added or users.updated or users.disabled or users.subscribed or users.unsubscribed:
+        log.info(
+            "users.synced",
+            added=len(users.added),
+            updated=len(users.updated),
+            disabled=len(users.disabled),
+            subscribed=users.subscribed,
+            unsubscribed=users.unsubscribed,
+            users=len(config.users),
+        )
+    for name in users.reenabled:
+        log.info("endpoint.enabled", user=name, reason="config_changed")
     return report
 
 

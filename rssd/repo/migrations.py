@@ -6,7 +6,7 @@ the version added; schema.sql (all ``IF NOT EXISTS``) runs after the steps eithe
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: deleting old fetch_job rows set posts.fetch_job_id to NULL by scanning every
@@ -29,5 +29,58 @@ MIGRATIONS: dict[int, str] = {
         ALTER TABLE content_sources ADD COLUMN feed_title TEXT;
         ALTER TABLE content_sources ADD COLUMN feed_url TEXT;
         ALTER TABLE content_sources ADD COLUMN category TEXT;
+    """,
+    # 4 -> 5: users, subscriptions and the webhook outbox (see schema.sql, version 5).
+    4: """
+        CREATE TABLE IF NOT EXISTS users (
+            id              INTEGER PRIMARY KEY,
+            name            TEXT    NOT NULL UNIQUE,
+            webhook_url     TEXT    NOT NULL,
+            enabled         INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+            keep            TEXT    NOT NULL DEFAULT '[]',  -- JSON arrays of 'field=regex'
+            block           TEXT    NOT NULL DEFAULT '[]',
+            config_digest   TEXT    NOT NULL,
+            disabled_reason TEXT    CHECK (disabled_reason IN ('gone', 'failing')),
+            disabled_at     TEXT,
+            failing_since   TEXT,
+            last_success_at TEXT,
+            last_error_at   TEXT,
+            last_error      TEXT,
+            created_at      TEXT    NOT NULL,
+            updated_at      TEXT    NOT NULL
+        ) STRICT;
+
+        CREATE TABLE IF NOT EXISTS subscriptions (
+            user_id           INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            content_source_id INTEGER NOT NULL REFERENCES content_sources (id) ON DELETE CASCADE,
+            primed            INTEGER NOT NULL DEFAULT 1 CHECK (primed IN (0, 1)),
+            created_at        TEXT    NOT NULL,
+            PRIMARY KEY (user_id, content_source_id)
+        ) STRICT;
+
+        CREATE INDEX IF NOT EXISTS subscriptions_source ON subscriptions (content_source_id);
+
+        CREATE TABLE IF NOT EXISTS deliveries (
+            id                TEXT    PRIMARY KEY,
+            user_id           INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            content_source_id INTEGER NOT NULL REFERENCES content_sources (id) ON DELETE CASCADE,
+            fetch_job_id      INTEGER REFERENCES fetch_job (id) ON DELETE SET NULL,
+            posts_count       INTEGER NOT NULL CHECK (posts_count > 0),
+            body              TEXT    NOT NULL,
+            status            TEXT    NOT NULL DEFAULT 'pending'
+                              CHECK (status IN ('pending', 'delivered', 'dead')),
+            attempts          INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at   TEXT    NOT NULL,
+            last_attempt_at   TEXT,
+            last_http_status  INTEGER,
+            last_error        TEXT,
+            created_at        TEXT    NOT NULL,
+            updated_at        TEXT    NOT NULL
+        ) STRICT;
+
+        CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (user_id, id)
+            WHERE status = 'pending';
+        CREATE INDEX IF NOT EXISTS deliveries_user ON deliveries (user_id, created_at);
+        CREATE INDEX IF NOT EXISTS deliveries_fetch_job ON deliveries (fetch_job_id);
     """,
 }

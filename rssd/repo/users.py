@@ -1,0 +1,262 @@
+"""UserRepo: ``users`` and ``subscriptions`` kept in step with config.toml, and the health
+of each user's endpoint (disabled after a 410 or days of failures, re-enabled by an edit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass
+
+from rssd.clock import now_iso
+from rssd.models.config import Config
+from rssd.models.users import UserConfig, user_feed_urls
+from rssd.repo.db import Database, Tx
+
+_COLUMNS = (
+    "id, name, webhook_url, enabled, keep, block, config_digest, disabled_reason, "
+    "disabled_at, failing_since, last_success_at, last_error_at, last_error, created_at, "
+    "updated_at"
+)
+
+
+@dataclass(frozen=True)
+class User:
+    """A ``users`` row: who, where, and how their endpoint is doing."""
+
+    id: int
+    name: str
+    webhook_url: str
+    enabled: bool  # in config.toml
+    keep: tuple[str, ...]
+    block: tuple[str, ...]
+    disabled_reason: str | None  # the endpoint's: 'gone' | 'failing'
+    disabled_at: str | None
+    failing_since: str | None
+    last_success_at: str | None
+    last_error_at: str | None
+    last_error: str | None
+    created_at: str
+
+    @property
+    def deliverable(self) -> bool:
+        return self.enabled and self.disabled_reason is None
+
+
+def user_of(row: sqlite3.Row) -> User:
+    return User(
+        id=row["id"],
+        name=row["name"],
+        webhook_url=row["webhook_url"],
+        enabled=bool(row["enabled"]),
+        keep=tuple(json.loads(row["keep"])),
+        block=tuple(json.loads(row["block"])),
+        disabled_reason=row["disabled_reason"],
+        disabled_at=row["disabled_at"],
+        failing_since=row["failing_since"],
+        last_success_at=row["last_success_at"],
+        last_error_at=row["last_error_at"],
+        last_error=row["last_error"],
+        created_at=row["created_at"],
+    )
+
+
+def config_digest(user: UserConfig) -> str:
+    """Changes whenever the operator changes the user's entry: an edit re-enables a
+    disabled endpoint. The secret takes part only through its one-way fingerprint."""
+    entry = {
+        "webhook_url": user.webhook_url,
+        "secret": user.signing_secret.fingerprint(),
+        "feeds": sorted(user.feeds),
+        "keep": [rule.text for rule in user.keep],
+        "block": [rule.text for rule in user.block],
+        "notify_backlog": user.notify_backlog,
+    }
+    return hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class UserSyncReport:
+    added: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    disabled: tuple[str, ...] = ()
+    reenabled: tuple[str, ...] = ()  # endpoints disabled before, enabled by an edit
+    subscribed: int = 0
+    unsubscribed: int = 0
+
+
+class UserRepo:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def sync(self, config: Config) -> UserSyncReport:
+        """Users and subscriptions as config.toml says, in one transaction. Run after the
+        sources' sync: subscriptions name sources by id.
+
+        A new subscription starts ``primed = 0`` (its first completed fetch not announced)
+        when the user does not want the backlog and the feed has never been fetched.
+        """
+        feed_urls = [feed.url for feed in config.feeds]
+        return await self._db.write(lambda tx: _sync(tx, config.users, feed_urls))
+
+    async def all(self) -> list[User]:
+        rows = await self._db.fetchall(f"SELECT {_COLUMNS} FROM users ORDER BY name")
+        return [user_of(row) for row in rows]
+
+    async def get(self, name: str) -> User | None:
+        row = await self._db.fetchone(
+            f"SELECT {_COLUMNS} FROM users WHERE name = :name", {"name": name}
+        )
+        return user_of(row) if row else None
+
+    async def subscriptions(self) -> dict[int, list[str]]:
+        """Each user's subscribed feed URLs."""
+        rows = await self._db.fetchall(
+            "SELECT s.user_id, c.url FROM subscriptions s "
+            "JOIN content_sources c ON c.id = s.content_source_id ORDER BY c.id"
+        )
+        out: dict[int, list[str]] = {}
+        for row in rows:
+            out.setdefault(row["user_id"], []).append(row["url"])
+        return out
+
+    async def record_success(self, user_id: int, at: str) -> None:
+        await self._db.write_one(
+            "UPDATE users SET last_success_at = :at, failing_since = NULL WHERE id = :id",
+            {"id": user_id, "at": at},
+        )
+
+    async def record_failure(self, user_id: int, at: str, error: str) -> None:
+        """``failing_since`` marks the first failure after the last success."""
+        await self._db.write_one(
+            "UPDATE users SET last_error_at = :at, last_error = :error, "
+            "failing_since = coalesce(failing_since, :at) WHERE id = :id",
+            {"id": user_id, "at": at, "error": error},
+        )
+
+    async def disable_endpoint(self, user_id: int, reason: str, at: str) -> bool:
+        """Stop delivering to the user's endpoint; its messages wait, pending."""
+        rows = await self._db.write_one(
+            "UPDATE users SET disabled_reason = :reason, disabled_at = :at, updated_at = :at "
+            "WHERE id = :id AND disabled_reason IS NULL RETURNING id",
+            {"id": user_id, "reason": reason, "at": at},
+        )
+        return bool(rows)
+
+    async def enable_endpoint(self, name: str) -> User | None:
+        """``rssd users --enable``: deliver again now, the failure clock reset."""
+
+        async def work(tx: Tx) -> User | None:
+            row = await tx.fetchone(
+                f"SELECT {_COLUMNS} FROM users WHERE name = :name", {"name": name}
+            )
+            if row is None:
+                return None
+            await _enable_in(tx, row["id"], now_iso())
+            return user_of(row)
+
+        return await self._db.write(work)
+
+
+async def _enable_in(tx: Tx, user_id: int, now: str) -> None:
+    await tx.execute(
+        "UPDATE users SET disabled_reason = NULL, disabled_at = NULL, failing_since = NULL, "
+        "updated_at = :now WHERE id = :id",
+        {"id": user_id, "now": now},
+    )
+    await tx.execute(
+        "UPDATE deliveries SET next_attempt_at = :now, updated_at = :now "
+        "WHERE user_id = :id AND status = 'pending'",
+        {"id": user_id, "now": now},
+    )
+
+
+async def _sync(tx: Tx, users: tuple[UserConfig, ...], feed_urls: list[str]) -> UserSyncReport:
+    now = now_iso()
+    stored = {row["name"]: row for row in await tx.fetchall(f"SELECT {_COLUMNS} FROM users")}
+    sources = {
+        row["url"]: (row["id"], bool(row["fetched"]))
+        for row in await tx.fetchall(
+            "SELECT c.id, c.url, EXISTS (SELECT 1 FROM fetch_job j WHERE "
+            "j.content_source_id = c.id AND j.status = 'COMPLETED') AS fetched "
+            "FROM content_sources c"
+        )
+    }
+    added, updated, disabled, reenabled = [], [], [], []
+    subscribed = unsubscribed = 0
+    for user in users:
+        values = {
+            "name": user.name,
+            "webhook_url": user.webhook_url,
+            "keep": json.dumps([rule.text for rule in user.keep]),
+            "block": json.dumps([rule.text for rule in user.block]),
+            "config_digest": config_digest(user),
+            "now": now,
+        }
+        row = stored.get(user.name)
+        if row is None:
+            inserted = await tx.fetchone(
+                "INSERT INTO users (name, webhook_url, keep, block, config_digest, created_at, "
+                "updated_at) VALUES (:name, :webhook_url, :keep, :block, :config_digest, :now, "
+                ":now) RETURNING id",
+                values,
+            )
+            assert inserted is not None
+            user_id = int(inserted["id"])
+            added.append(user.name)
+        else:
+            user_id = int(row["id"])
+            if row["config_digest"] != values["config_digest"] or not row["enabled"]:
+                await tx.execute(
+                    "UPDATE users SET webhook_url = :webhook_url, keep = :keep, block = :block, "
+                    "config_digest = :config_digest, enabled = 1, updated_at = :now "
+                    "WHERE name = :name",
+                    values,
+                )
+                updated.append(user.name)
+                if row["disabled_reason"] is not None:
+                    await _enable_in(tx, user_id, now)
+                    reenabled.append(user.name)
+        wanted = {
+            sources[url][0]: sources[url][1]
+            for url in user_feed_urls(user, feed_urls)
+            if url in sources
+        }
+        have = {
+            int(r["content_source_id"])
+            for r in await tx.fetchall(
+                "SELECT content_source_id FROM subscriptions WHERE user_id = :id", {"id": user_id}
+            )
+        }
+        for source_id, fetched in wanted.items():
+            if source_id not in have:
+                await tx.execute(
+                    "INSERT INTO subscriptions (user_id, content_source_id, primed, created_at) "
+                    "VALUES (:user_id, :source_id, :primed, :now)",
+                    {
+                        "user_id": user_id,
+                        "source_id": source_id,
+                        "primed": int(user.notify_backlog or fetched),
+                        "now": now,
+                    },
+                )
+                subscribed += 1
+        for source_id in have - wanted.keys():
+            await tx.execute(
+                "DELETE FROM subscriptions WHERE user_id = :user_id "
+                "AND content_source_id = :source_id",
+                {"user_id": user_id, "source_id": source_id},
+            )
+            unsubscribed += 1
+    configured = {user.name for user in users}
+    for name, row in stored.items():
+        if name not in configured and row["enabled"]:
+            await tx.execute(
+                "UPDATE users SET enabled = 0, updated_at = :now WHERE id = :id",
+                {"id": row["id"], "now": now},
+            )
+            disabled.append(name)
+    return UserSyncReport(
+        tuple(added), tuple(updated), tuple(disabled), tuple(reenabled), subscribed, unsubscribed
+    )

@@ -1,0 +1,128 @@
+"""UserRepo.sync: users and subscriptions kept in step with config.toml; endpoint state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rssd.daemon.startup import sync_sources
+from rssd.models.config import Config
+from rssd.models.dto import FetchMeta
+from rssd.repo.db import Database
+from rssd.repo.jobs import FetchJobRepo
+from rssd.repo.users import UserRepo
+from tests.webhook_support import make_config, user
+
+A, B = "http://a.example/feed", "http://b.example/rss"
+HOOK = "https://hooks.example/"
+
+
+async def subscriptions(db: Database) -> set[tuple[str, str, int]]:
+    rows = await db.fetchall(
+        "SELECT u.name, c.url, s.primed FROM subscriptions s JOIN users u ON u.id = s.user_id "
+        "JOIN content_sources c ON c.id = s.content_source_id"
+    )
+    return {(row[0], row[1], row[2]) for row in rows}
+
+
+async def sync(db: Database, config: Config) -> None:
+    await sync_sources(db, config)
+
+
+def cfg(tmp_path: Path, users: list[dict[str, Any]], feeds: tuple[str, ...] = (A, B)) -> Config:
+    return make_config(tmp_path, list(feeds), users)
+
+
+async def complete_a_fetch(db: Database, url: str) -> None:
+    row = await db.fetchone("SELECT id FROM content_sources WHERE url = :url", {"url": url})
+    assert row is not None
+    jobs = FetchJobRepo(db)
+    job = await jobs.queue_job(row[0])
+    assert job is not None
+    await jobs.mark_ongoing(job.id)
+    await jobs.mark_completed(job.id, FetchMeta(http_status=200))
+
+
+async def test_users_and_subscriptions_are_added(db: Database, tmp_path: Path) -> None:
+    await sync(
+        db,
+        cfg(tmp_path, [user("alice", HOOK, [A]), user("bob", HOOK, ["*"], notify_backlog=True)]),
+    )
+    users = {u.name: u for u in await UserRepo(db).all()}
+    assert set(users) == {"alice", "bob"}
+    assert all(u.enabled and u.deliverable for u in users.values())
+    # Never fetched: alice (no backlog) skips the first fetch, bob (backlog) does not.
+    assert await subscriptions(db) == {("alice", A, 0), ("bob", A, 1), ("bob", B, 1)}
+
+
+async def test_subscribing_to_a_fetched_feed_is_primed(db: Database, tmp_path: Path) -> None:
+    await sync(db, cfg(tmp_path, []))
+    await complete_a_fetch(db, A)
+    await sync(db, cfg(tmp_path, [user("alice", HOOK, [A, B])]))
+    assert await subscriptions(db) == {("alice", A, 1), ("alice", B, 0)}
+
+
+async def test_removed_feeds_and_users(db: Database, tmp_path: Path) -> None:
+    await sync(db, cfg(tmp_path, [user("alice", HOOK, [A, B]), user("bob", HOOK, [A])]))
+    await sync(db, cfg(tmp_path, [user("alice", HOOK, [B])]))
+    users = {u.name: u for u in await UserRepo(db).all()}
+    assert users["alice"].enabled
+    assert not users["bob"].enabled, "a user removed from the file is disabled, not deleted"
+    assert not users["bob"].deliverable
+    assert ("alice", A, 0) not in await subscriptions(db)
+    # Back in the file: enabled again, same row.
+    await sync(db, cfg(tmp_path, [user("alice", HOOK, [B]), user("bob", HOOK, [A])]))
+    again = {u.name: u for u in await UserRepo(db).all()}
+    assert again["bob"].enabled
+    assert again["bob"].id == users["bob"].id
+
+
+async def test_a_disabled_endpoint_is_enabled_by_an_edit_only(db: Database, tmp_path: Path) -> None:
+    config = cfg(tmp_path, [user("alice", HOOK, [A])])
+    await sync(db, config)
+    repo = UserRepo(db)
+    alice = await repo.get("alice")
+    assert alice is not None
+    assert await repo.disable_endpoint(alice.id, "gone", "2026-11-30T00:00:00.000Z")
+    assert not await repo.disable_endpoint(alice.id, "failing", "2026-11-30T00:00:00.000Z")
+    await sync(db, config)  # the same file: stays disabled
+    still = await repo.get("alice")
+    assert still is not None
+    assert still.disabled_reason == "gone"
+    await sync(db, cfg(tmp_path, [user("alice", HOOK + "v2", [A])]))
+    enabled = await repo.get("alice")
+    assert enabled is not None
+    assert enabled.disabled_reason is None
+    assert enabled.webhook_url == HOOK + "v2"
+
+
+async def test_enable_by_command_and_failure_clock(db: Database, tmp_path: Path) -> None:
+    await sync(db, cfg(tmp_path, [user("alice", HOOK, [A])]))
+    repo = UserRepo(db)
+    alice = await repo.get("alice")
+    assert alice is not None
+    await repo.record_failure(alice.id, "2026-11-01T00:00:00.000Z", "HTTP 500")
+    await repo.record_failure(alice.id, "2026-11-02T00:00:00.000Z", "HTTP 502")
+    failing = await repo.get("alice")
+    assert failing is not None
+    assert (failing.failing_since, failing.last_error) == ("2026-11-01T00:00:00.000Z", "HTTP 502")
+    await repo.disable_endpoint(alice.id, "failing", "2026-11-06T00:00:00.000Z")
+    assert await repo.enable_endpoint("alice") is not None
+    assert await repo.enable_endpoint("nobody") is None
+    enabled = await repo.get("alice")
+    assert enabled is not None
+    assert (enabled.disabled_reason, enabled.failing_since) == (None, None)
+    await repo.record_success(alice.id, "2026-11-07T00:00:00.000Z")
+    ok = await repo.get("alice")
+    assert ok is not None
+    assert ok.last_success_at == "2026-11-07T00:00:00.000Z"
+
+
+async def test_the_secret_is_not_stored(db: Database, tmp_path: Path) -> None:
+    await sync(db, cfg(tmp_path, [user("alice", HOOK, [A])]))
+    await db.close()
+    data = (tmp_path / "rssd.sqlite3").read_bytes()
+    wal = tmp_path / "rssd.sqlite3-wal"
+    if wal.exists():
+        data += wal.read_bytes()
+    assert b"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" not in data
