@@ -42,6 +42,7 @@ class JobReport:
     http_status: int | None = None
     posts_new: int = 0
     posts_updated: int = 0
+    messages: int = 0  # webhook messages queued with the new posts
     duration_ms: int = 0
     result: FetchResult | None = None
 
@@ -236,6 +237,7 @@ class Pipeline:
             http_status=result.meta.http_status,
             posts_new=counts.new,
             posts_updated=counts.updated,
+            messages=counts.messages,
             duration_ms=_ms(started),
             result=result.without_posts(),
         )
@@ -250,6 +252,7 @@ class Pipeline:
             bytes=result.meta.bytes,
             posts_new=counts.new,
             posts_updated=counts.updated,
+            webhooks_queued=counts.messages,
             items_skipped=result.items_skipped,
             outcome=result.outcome.value,
             error_code=None,

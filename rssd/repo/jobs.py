@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rssd.clock import now_iso
 from rssd.models.dto import ErrorCode, FetchJob, FetchJobStatus, FetchMeta, PostCreate
 from rssd.repo.db import Database, Tx
+from rssd.repo.outbox import write_outbox_in
 from rssd.repo.posts import UpsertCounts, upsert_in
 from rssd.repo.seen import save_seen_in
 
@@ -84,6 +85,9 @@ class FetchJobRepo:
         ``seen_items``: the item fingerprints of the document these posts came from, stored
         in the same transaction (None: a 304 or an unparsed body, the stored ones stand).
 
+        The webhook messages announcing the new posts go into the outbox in the same
+        transaction too (a 304 or an unchanged body has nothing new to announce).
+
         Returns None (and writes no post) when the job is no longer ONGOING, e.g. because a
         restart already recorded it as interrupted.
         """
@@ -113,6 +117,8 @@ class FetchJobRepo:
                     "UPDATE fetch_job SET posts_count = :new WHERE id = :id",
                     {"new": counts.new, "id": job_id},
                 )
+            messages = await write_outbox_in(tx, job.content_source_id, job_id, counts.new_posts)
+            counts = replace(counts, new_posts=(), messages=messages)
             return job.model_copy(update={"posts_count": counts.new}), counts
 
         return await self._db.write(work)

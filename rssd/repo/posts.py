@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rssd.clock import now_iso
 from rssd.models.changes import plan_upsert
@@ -41,6 +41,10 @@ WHERE content_source_id = :source_id AND external_id = :external_id
 class UpsertCounts:
     new: int
     updated: int
+    #: The posts inserted, for the outbox that announces them.
+    new_posts: tuple[PostCreate, ...] = field(default=(), compare=False, repr=False)
+    #: Webhook messages queued with them (rssd/repo/outbox.py).
+    messages: int = 0
 
 
 class PostRepo:
@@ -101,4 +105,4 @@ async def upsert_in(
         await tx.executemany(
             _UPDATE, [{k: v for k, v in params(p).items() if k != "now"} for p in plan.changed]
         )
-    return UpsertCounts(len(plan.new), len(plan.changed))
+    return UpsertCounts(len(plan.new), len(plan.changed), plan.new)

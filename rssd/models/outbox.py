@@ -1,0 +1,127 @@
+"""What a fetch announces, to whom: pure functions from new posts and subscribers to
+webhook messages (their ids and exact bodies). No I/O; the repo writes the result in the
+transaction that stores the posts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from rssd.models.filters import Filters, passes
+from rssd.models.post import PostCreate
+
+#: Above this many posts, a fetch's announcement to one user is split into several messages.
+MAX_POSTS_PER_MESSAGE = 100
+EVENT_TYPE = "posts.new"
+
+_sequence = itertools.count()
+
+
+def new_message_id(now_ms: int | None = None) -> str:
+    """``msg_`` + time (ms, hex) + a process sequence + randomness: unique, and sorted by
+    creation time, so ordering by id sends a user's messages oldest first."""
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return f"msg_{ms:012x}{next(_sequence) % 0x10000:04x}{os.urandom(5).hex()}"
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """A subscription that announces this fetch: the user and their filters (rule texts)."""
+
+    user_id: int
+    name: str
+    keep: tuple[str, ...] = ()
+    block: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Feed:
+    id: int
+    url: str
+    name: str | None
+
+
+@dataclass(frozen=True)
+class StoredPost:
+    """A post as stored: its row id, and its fields."""
+
+    id: int
+    post: PostCreate
+
+
+@dataclass(frozen=True)
+class Message:
+    id: str
+    user_id: int
+    posts_count: int
+    body: str
+
+
+@lru_cache(maxsize=1024)
+def filters_of(keep: tuple[str, ...], block: tuple[str, ...]) -> Filters:
+    """Compiled once per distinct rule set (the rules were validated with the config)."""
+    return Filters.parse(keep, block)
+
+
+def post_fields(post: PostCreate) -> dict[str, str | None]:
+    return post.as_row()
+
+
+def plan_messages(
+    subscribers: Sequence[Subscriber],
+    feed: Feed,
+    posts: Sequence[StoredPost],
+    timestamp: str,
+    chunk: int = MAX_POSTS_PER_MESSAGE,
+) -> list[Message]:
+    """One message per subscriber (split above ``chunk`` posts) with the posts that pass
+    the subscriber's filters; none for a subscriber whose filters pass nothing."""
+    messages = []
+    for subscriber in subscribers:
+        filters = filters_of(subscriber.keep, subscriber.block)
+        chosen = [p for p in posts if passes(filters, post_fields(p.post))]
+        for start in range(0, len(chosen), chunk):
+            part = chosen[start : start + chunk]
+            messages.append(
+                Message(
+                    new_message_id(),
+                    subscriber.user_id,
+                    len(part),
+                    message_body(subscriber.name, feed, part, timestamp),
+                )
+            )
+    return messages
+
+
+def message_body(user: str, feed: Feed, posts: Sequence[StoredPost], timestamp: str) -> str:
+    """The Standard Webhooks payload; ``timestamp`` is when the posts were stored."""
+    return json.dumps(
+        {
+            "type": EVENT_TYPE,
+            "timestamp": timestamp,
+            "data": {
+                "user": user,
+                "feed": {"id": feed.id, "url": feed.url, "name": feed.name},
+                "posts": [
+                    {
+                        "id": stored.id,
+                        "external_id": stored.post.external_id,
+                        "title": stored.post.title,
+                        "url": stored.post.url,
+                        "author": stored.post.author,
+                        "published_at": stored.post.published_at,
+                        "summary": stored.post.summary,
+                    }
+                    for stored in posts
+                ],
+            },
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )

@@ -1,0 +1,269 @@
+"""The webhook outbox (``deliveries``): written with the posts it announces, then worked
+through by the delivery loop with guarded state transitions.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rssd.clock import now_iso
+from rssd.models.outbox import Feed, StoredPost, Subscriber, plan_messages
+from rssd.models.post import PostCreate
+from rssd.repo.db import Database, Tx
+
+_PRIME = (
+    "UPDATE subscriptions SET primed = 1 "
+    "WHERE content_source_id = :source_id AND primed = 0 RETURNING user_id"
+)
+
+_SUBSCRIBERS = """
+SELECT u.id, u.name, u.keep, u.block FROM subscriptions s JOIN users u ON u.id = s.user_id
+WHERE s.content_source_id = :source_id AND u.enabled = 1 AND u.disabled_reason IS NULL
+ORDER BY u.id
+"""
+
+_INSERT = """
+INSERT INTO deliveries (id, user_id, content_source_id, fetch_job_id, posts_count, body,
+                        status, attempts, next_attempt_at, created_at, updated_at)
+VALUES (:id, :user_id, :source_id, :job_id, :posts_count, :body, 'pending', 0, :now, :now, :now)
+"""
+
+
+async def write_outbox_in(
+    tx: Tx, source_id: int, job_id: int, new_posts: Sequence[PostCreate]
+) -> int:
+    """Queue the messages announcing ``new_posts`` (just inserted by ``job_id``) inside the
+    caller's transaction; return how many. Edited posts are never passed here.
+
+    A subscription's first completed fetch only primes it (``notify_backlog = false`` on a
+    feed never fetched before): its posts were the feed's backlog, not news.
+    """
+    unprimed = {int(row["user_id"]) for row in await tx.fetchall(_PRIME, {"source_id": source_id})}
+    if not new_posts:
+        return 0
+    subscribers = [
+        Subscriber(
+            row["id"], row["name"], tuple(json.loads(row["keep"])), tuple(json.loads(row["block"]))
+        )
+        for row in await tx.fetchall(_SUBSCRIBERS, {"source_id": source_id})
+        if row["id"] not in unprimed
+    ]
+    if not subscribers:
+        return 0
+    wanted = {post.external_id: post for post in new_posts}
+    stored = [
+        StoredPost(row["id"], wanted[row["external_id"]])
+        for row in await tx.fetchall(
+            "SELECT id, external_id FROM posts WHERE fetch_job_id = :job_id ORDER BY id",
+            {"job_id": job_id},
+        )
+        if row["external_id"] in wanted
+    ]
+    feed_row = await tx.fetchone(
+        "SELECT id, url, name FROM content_sources WHERE id = :id", {"id": source_id}
+    )
+    assert feed_row is not None
+    now = now_iso()
+    feed = Feed(feed_row["id"], feed_row["url"], feed_row["name"])
+    messages = plan_messages(subscribers, feed, stored, now)
+    if messages:
+        await tx.executemany(
+            _INSERT,
+            [
+                {
+                    "id": m.id,
+                    "user_id": m.user_id,
+                    "source_id": source_id,
+                    "job_id": job_id,
+                    "posts_count": m.posts_count,
+                    "body": m.body,
+                    "now": now,
+                }
+                for m in messages
+            ],
+        )
+    return len(messages)
+
+
+_COLUMNS = (
+    "d.id, d.user_id, u.name AS user_name, d.content_source_id, d.fetch_job_id, "
+    "d.posts_count, d.status, d.attempts, d.next_attempt_at, d.last_attempt_at, "
+    "d.last_http_status, d.last_error, d.created_at, d.updated_at"
+)
+_DELIVERABLE = "u.enabled = 1 AND u.disabled_reason IS NULL"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A ``deliveries`` row (without its body, which only the sender reads)."""
+
+    id: str
+    user_id: int
+    user_name: str
+    content_source_id: int
+    fetch_job_id: int | None
+    posts_count: int
+    status: str
+    attempts: int
+    next_attempt_at: str
+    last_attempt_at: str | None
+    last_http_status: int | None
+    last_error: str | None
+    created_at: str
+    updated_at: str
+
+
+def _delivery(row: sqlite3.Row) -> Delivery:
+    return Delivery(**{key: row[key] for key in row.keys() if key != "body"})  # noqa: SIM118
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What the loop records after one attempt (the pure rules decided it)."""
+
+    delivery_id: str
+    user_id: int
+    attempts: int  # the message's attempts before this one: the guard
+    at: str
+    status: str  # 'pending' | 'delivered' | 'dead'
+    next_attempt_at: str
+    http_status: int | None
+    error: str | None
+    disable: str | None
+
+
+class OutboxRepo:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def due_users(self, now: str) -> list[int]:
+        """Users with a message due now whose endpoint is enabled."""
+        rows = await self._db.fetchall(
+            f"SELECT DISTINCT d.user_id FROM deliveries d JOIN users u ON u.id = d.user_id "
+            f"WHERE d.status = 'pending' AND d.next_attempt_at <= :now AND {_DELIVERABLE}",
+            {"now": now},
+        )
+        return [int(row[0]) for row in rows]
+
+    async def next_wakeup(self) -> str | None:
+        """When the earliest pending message of an enabled endpoint falls due."""
+        row = await self._db.fetchone(
+            f"SELECT min(d.next_attempt_at) FROM deliveries d JOIN users u ON u.id = d.user_id "
+            f"WHERE d.status = 'pending' AND {_DELIVERABLE}"
+        )
+        return str(row[0]) if row and row[0] else None
+
+    async def oldest_due(self, user_id: int, now: str) -> tuple[Delivery, str] | None:
+        """The user's oldest message due now, with its body."""
+        row = await self._db.fetchone(
+            f"SELECT {_COLUMNS}, d.body FROM deliveries d JOIN users u ON u.id = d.user_id "
+            f"WHERE d.user_id = :user_id AND d.status = 'pending' AND d.next_attempt_at <= :now "
+            f"AND {_DELIVERABLE} ORDER BY d.id LIMIT 1",
+            {"user_id": user_id, "now": now},
+        )
+        return (_delivery(row), str(row["body"])) if row else None
+
+    async def record(self, attempt: Attempt) -> bool:
+        """The attempt's result on the message and on the user's endpoint, in one
+        transaction. False (nothing written) if the message changed meanwhile (a
+        ``rssd redeliver`` reset it): its new schedule stands."""
+
+        async def work(tx: Tx) -> bool:
+            changed = await tx.execute(
+                "UPDATE deliveries SET status = :status, attempts = attempts + 1, "
+                "next_attempt_at = :next, last_attempt_at = :at, "
+                "last_http_status = :http_status, last_error = :error, updated_at = :at "
+                "WHERE id = :id AND status = 'pending' AND attempts = :attempts",
+                {
+                    "id": attempt.delivery_id,
+                    "attempts": attempt.attempts,
+                    "status": attempt.status,
+                    "next": attempt.next_attempt_at,
+                    "at": attempt.at,
+                    "http_status": attempt.http_status,
+                    "error": attempt.error,
+                },
+            )
+            if attempt.status == "delivered":
+                await tx.execute(
+                    "UPDATE users SET last_success_at = :at, failing_since = NULL WHERE id = :id",
+                    {"id": attempt.user_id, "at": attempt.at},
+                )
+            else:
+                await tx.execute(
+                    "UPDATE users SET last_error_at = :at, last_error = :error, "
+                    "failing_since = coalesce(failing_since, :at) WHERE id = :id",
+                    {"id": attempt.user_id, "at": attempt.at, "error": attempt.error},
+                )
+            if attempt.disable:
+                await tx.execute(
+                    "UPDATE users SET disabled_reason = :reason, disabled_at = :at, "
+                    "updated_at = :at WHERE id = :id AND disabled_reason IS NULL",
+                    {"id": attempt.user_id, "at": attempt.at, "reason": attempt.disable},
+                )
+            return changed == 1
+
+        return await self._db.write(work)
+
+    async def failing_since(self, user_id: int) -> str | None:
+        row = await self._db.fetchone(
+            "SELECT failing_since FROM users WHERE id = :id", {"id": user_id}
+        )
+        return str(row[0]) if row and row[0] else None
+
+    async def recent(
+        self,
+        user_id: int | None = None,
+        statuses: tuple[str, ...] = ("pending", "delivered", "dead"),
+        failed_only: bool = False,
+        limit: int = 0,
+    ) -> list[Delivery]:
+        """Newest first. ``failed_only``: pending messages with a failed attempt."""
+        allowed = ", ".join(f"'{status}'" for status in statuses if status.isalpha())
+        rows = await self._db.fetchall(
+            f"SELECT {_COLUMNS} FROM deliveries d JOIN users u ON u.id = d.user_id "
+            f"WHERE (:user_id IS NULL OR d.user_id = :user_id) AND d.status IN ({allowed}) "
+            f"AND (:failed = 0 OR d.last_error IS NOT NULL) "
+            f"ORDER BY d.id DESC LIMIT :limit",
+            {"user_id": user_id, "failed": int(failed_only), "limit": limit or -1},
+        )
+        return [_delivery(row) for row in rows]
+
+    async def counts(self) -> dict[int, dict[str, int]]:
+        """Per user: messages by status."""
+        rows = await self._db.fetchall(
+            "SELECT user_id, status, count(*) AS n FROM deliveries GROUP BY user_id, status"
+        )
+        out: dict[int, dict[str, int]] = {}
+        for row in rows:
+            out.setdefault(int(row["user_id"]), {})[row["status"]] = int(row["n"])
+        return out
+
+    async def redeliver(self, ids: Sequence[str]) -> list[str]:
+        """Back to pending, due now, with a fresh set of attempts (same webhook-id)."""
+        now = now_iso()
+
+        async def work(tx: Tx) -> list[str]:
+            done: list[str] = []
+            for delivery_id in ids:
+                rows = await tx.fetchall(
+                    "UPDATE deliveries SET status = 'pending', attempts = 0, "
+                    "next_attempt_at = :now, updated_at = :now WHERE id = :id RETURNING id",
+                    {"id": delivery_id, "now": now},
+                )
+                done.extend(str(row[0]) for row in rows)
+            return done
+
+        return await self._db.write(work)
+
+    async def redeliver_since(self, user_id: int, since: str) -> int:
+        now = now_iso()
+        rows = await self._db.write_one(
+            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = :now, "
+            "updated_at = :now WHERE user_id = :user_id AND created_at >= :since RETURNING id",
+            {"user_id": user_id, "since": since, "now": now},
+        )
+        return len(rows)

@@ -1,0 +1,107 @@
+"""What one delivery attempt's answer means: delivered, retry when, dead, disable the
+endpoint. Pure functions, tested table-driven; the loop in rssd/daemon/delivery.py acts.
+
+Svix's and the Standard Webhooks' rules: 2xx is delivered; anything else (3xx included:
+redirects are never followed) is a failure retried on ``retry_seconds`` with +-10%
+jitter, or at the receiver's Retry-After on 429/503 (capped at a day); after the last
+attempt the message is dead. 410 Gone disables the endpoint at once; an endpoint that has
+failed for 5 days without one success is disabled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+
+RETRY_AFTER_CAP = timedelta(hours=24)
+FAILING_DISABLES_AFTER = timedelta(days=5)
+JITTER = 0.10
+
+
+class Outcome(StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    DEAD = "dead"
+
+
+class DisableReason(StrEnum):
+    GONE = "gone"
+    FAILING = "failing"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What an attempt got: an HTTP status, or none and an error (refused, timeout...)."""
+
+    status: int | None
+    error: str | None = None
+    retry_after: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    next_attempt_at: datetime | None = None  # for RETRY
+    disable: DisableReason | None = None
+    error: str | None = None  # what to record and log; None when delivered
+
+
+def decide(
+    answer: Answer,
+    attempt: int,
+    *,
+    retry_seconds: Sequence[float],
+    now: datetime,
+    failing_since: datetime | None,
+    jitter: float,
+) -> Decision:
+    """The fate of a message after its ``attempt``-th attempt (1-based).
+
+    ``failing_since``: the endpoint's first failure since its last success (None: it was
+    not failing). ``jitter`` in [0, 1): 0.5 is the scheduled time exactly.
+    """
+    status = answer.status
+    if status is not None and 200 <= status < 300:
+        return Decision(Outcome.DELIVERED)
+    error = describe(answer)
+    disable = None
+    if status == 410:
+        disable = DisableReason.GONE
+    elif now - (failing_since or now) >= FAILING_DISABLES_AFTER:
+        disable = DisableReason.FAILING
+    if attempt > len(retry_seconds):
+        return Decision(Outcome.DEAD, disable=disable, error=error)
+    delay = timedelta(seconds=retry_seconds[attempt - 1] * (1 + JITTER * (2 * jitter - 1)))
+    if status in (429, 503):
+        asked = retry_after(answer.retry_after, now)
+        if asked is not None:
+            delay = min(asked, RETRY_AFTER_CAP)
+    return Decision(Outcome.RETRY, now + delay, disable, error)
+
+
+def describe(answer: Answer) -> str:
+    """A short reason for logs and ``rssd deliveries``."""
+    if answer.status is None:
+        return answer.error or "no answer"
+    if 300 <= answer.status < 400:
+        return f"HTTP {answer.status}: redirect not followed"
+    return f"HTTP {answer.status}"
+
+
+def retry_after(value: str | None, now: datetime) -> timedelta | None:
+    """Retry-After as seconds or an HTTP date; None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return timedelta(seconds=int(value))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(timedelta(0), when - now)

@@ -1,0 +1,118 @@
+"""One signed POST to one endpoint, bounded: a total timeout (a silent or trickling
+receiver), a cap on the answer read (a huge one), no redirects, the address guard.
+Returns an ``Answer`` for the pure rules; never raises except CancelledError."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import TracebackType
+
+import aiohttp
+from yarl import URL
+
+from rssd.models.users import WebhooksConfig, WebhookSecret
+from rssd.webhooks import signing
+from rssd.webhooks.guard import AddressRefused, GuardedResolver, check_literal
+from rssd.webhooks.rules import Answer
+
+#: Only the status and Retry-After matter; this much of the body is read so the
+#: connection can be reused, a longer answer closes it.
+MAX_ANSWER_BYTES = 64 * 1024
+MAX_ERROR_CHARS = 300
+
+
+class Sender:
+    """Owns the webhooks' ClientSession (its own connector: the guard is per session)."""
+
+    def __init__(self, settings: WebhooksConfig, user_agent: str) -> None:
+        self.settings = settings
+        self.user_agent = user_agent
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Sender:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                resolver=GuardedResolver(self.settings.allow_private_networks),
+                limit=100,
+                limit_per_host=10,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, trust_env=False, headers={"User-Agent": self.user_agent}
+            )
+        return self._session
+
+    async def reconfigure(self, settings: WebhooksConfig, user_agent: str) -> None:
+        """A reload: a changed guard or agent needs a new session (the old one closes)."""
+        changed = (
+            settings.allow_private_networks != self.settings.allow_private_networks
+            or user_agent != self.user_agent
+        )
+        self.settings, self.user_agent = settings, user_agent
+        if changed:
+            await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    async def send(self, url: str, secret: WebhookSecret, message_id: str, body: bytes) -> Answer:
+        try:
+            host = URL(url).raw_host or ""
+            check_literal(host, self.settings.allow_private_networks)
+            headers = signing.headers(secret, message_id, int(time.time()), body)
+            headers["Content-Type"] = "application/json"
+            timeout = aiohttp.ClientTimeout(total=self.settings.timeout_seconds)
+            async with self._open().post(
+                url, data=body, headers=headers, allow_redirects=False, timeout=timeout
+            ) as response:
+                await _drain(response)
+                return Answer(response.status, None, response.headers.get("Retry-After"))
+        except asyncio.CancelledError:
+            raise
+        except AddressRefused as exc:
+            return Answer(None, str(exc))
+        except aiohttp.ClientConnectorError as exc:
+            cause = exc.os_error
+            if isinstance(cause, AddressRefused):
+                return Answer(None, str(cause))
+            return Answer(None, _short(f"connection failed: {cause}"))
+        except TimeoutError:
+            return Answer(None, f"timeout after {self.settings.timeout_seconds:g} s")
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            text = str(exc).replace(url, redact_url(url))
+            return Answer(None, _short(f"{type(exc).__name__}: {text}"))
+
+
+async def _drain(response: aiohttp.ClientResponse) -> None:
+    """Read at most MAX_ANSWER_BYTES; a longer answer is cut by closing the connection."""
+    left = MAX_ANSWER_BYTES
+    while left > 0:
+        chunk = await response.content.read(min(left, 16 * 1024))
+        if not chunk:
+            return
+        left -= len(chunk)
+    if not response.content.at_eof():
+        response.close()
+
+
+def redact_url(url: str) -> str:
+    """The URL without a password (for logs, errors and command output)."""
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError):
+        return "<unparsable URL>"
+    return str(parsed.with_password("***")) if parsed.password else url
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"

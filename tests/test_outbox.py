@@ -1,0 +1,217 @@
+"""The outbox: messages written with the posts they announce, to subscribers only, through
+their filters; the backlog rule; edits not announced; large fetches split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rssd.daemon.startup import sync_sources
+from rssd.models.config import Config
+from rssd.models.dto import FetchMeta, PostCreate
+from rssd.models.outbox import Feed, StoredPost, Subscriber, new_message_id, plan_messages
+from rssd.repo.db import Database
+from rssd.repo.jobs import FetchJobRepo
+from tests.webhook_support import make_config, user
+
+A, B = "http://a.example/feed", "http://b.example/rss"
+HOOK = "https://hooks.example/"
+
+
+def post(n: int, title: str | None = None, content_hash: str = "h") -> PostCreate:
+    return PostCreate(
+        external_id=f"id-{n}",
+        title=title or f"Post {n}",
+        url=f"https://a.example/{n}",
+        summary=f"summary {n}",
+        content_hash=f"{content_hash}{n}",
+    )
+
+
+async def fetch(db: Database, url: str, posts: list[PostCreate]) -> int:
+    """One completed fetch of ``url`` storing ``posts``; returns the messages it queued."""
+    row = await db.fetchone("SELECT id FROM content_sources WHERE url = :url", {"url": url})
+    assert row is not None
+    jobs = FetchJobRepo(db)
+    job = await jobs.queue_job(row[0])
+    assert job is not None
+    await jobs.mark_ongoing(job.id)
+    recorded = await jobs.mark_completed(job.id, FetchMeta(http_status=200), posts, b"")
+    assert recorded is not None
+    return recorded[1].messages
+
+
+async def messages(db: Database) -> list[tuple[str, str, list[str]]]:
+    """(user, feed url, external ids) per queued message, in id order."""
+    rows = await db.fetchall(
+        "SELECT u.name, d.body FROM deliveries d JOIN users u ON u.id = d.user_id ORDER BY d.id"
+    )
+    out = []
+    for row in rows:
+        body = json.loads(row["body"])
+        assert body["type"] == "posts.new"
+        assert body["data"]["user"] == row["name"]
+        ids = [p["external_id"] for p in body["data"]["posts"]]
+        out.append((row["name"], body["data"]["feed"]["url"], ids))
+    return out
+
+
+async def setup(db: Database, tmp_path: Path, users: list[dict[str, Any]]) -> Config:
+    config = make_config(tmp_path, [A, B], users)
+    await sync_sources(db, config)
+    return config
+
+
+async def test_new_posts_reach_subscribers_only(db: Database, tmp_path: Path) -> None:
+    await setup(
+        db,
+        tmp_path,
+        [
+            user("alice", HOOK, [A], notify_backlog=True),
+            user("bob", HOOK, [B], notify_backlog=True),
+            user("carol", HOOK, ["*"], notify_backlog=True),
+        ],
+    )
+    assert await fetch(db, A, [post(1), post(2)]) == 2
+    assert await messages(db) == [
+        ("alice", A, ["id-1", "id-2"]),
+        ("carol", A, ["id-1", "id-2"]),
+    ]
+
+
+async def test_the_body_carries_the_stored_post(db: Database, tmp_path: Path) -> None:
+    await setup(db, tmp_path, [user("alice", HOOK, [A], notify_backlog=True)])
+    await fetch(db, A, [post(1)])
+    row = await db.fetchone("SELECT body, posts_count, status, attempts FROM deliveries")
+    assert row is not None
+    body = json.loads(row["body"])
+    stored = await db.fetchone("SELECT id, content_source_id FROM posts")
+    assert stored is not None
+    assert body["data"]["feed"] == {"id": stored["content_source_id"], "url": A, "name": None}
+    assert body["data"]["posts"] == [
+        {
+            "id": stored["id"],
+            "external_id": "id-1",
+            "title": "Post 1",
+            "url": "https://a.example/1",
+            "author": None,
+            "published_at": None,
+            "summary": "summary 1",
+        }
+    ]
+    assert body["timestamp"].endswith("Z")
+    assert (row["posts_count"], row["status"], row["attempts"]) == (1, "pending", 0)
+
+
+async def test_no_backlog_skips_the_first_fetch_of_a_new_feed(db: Database, tmp_path: Path) -> None:
+    await setup(db, tmp_path, [user("alice", HOOK, [A])])
+    assert await fetch(db, A, [post(1), post(2)]) == 0
+    assert await fetch(db, A, [post(1), post(2), post(3)]) == 1
+    assert await messages(db) == [("alice", A, ["id-3"])]
+
+
+async def test_subscribing_later_to_a_fetched_feed_announces_its_next_news(
+    db: Database, tmp_path: Path
+) -> None:
+    config = await setup(db, tmp_path, [])
+    await fetch(db, A, [post(1)])
+    await sync_sources(
+        db,
+        config.model_copy(
+            update={"users": make_config(tmp_path, [A, B], [user("alice", HOOK, [A])]).users}
+        ),
+    )
+    assert await fetch(db, A, [post(1), post(2)]) == 1
+    assert await messages(db) == [("alice", A, ["id-2"])]
+
+
+async def test_edited_posts_are_not_announced(db: Database, tmp_path: Path) -> None:
+    await setup(db, tmp_path, [user("alice", HOOK, [A], notify_backlog=True)])
+    await fetch(db, A, [post(1)])
+    assert await fetch(db, A, [post(1, "Post 1, corrected", content_hash="edited")]) == 0
+    assert len(await messages(db)) == 1
+
+
+async def test_filters_apply_per_user(db: Database, tmp_path: Path) -> None:
+    await setup(
+        db,
+        tmp_path,
+        [
+            user("alice", HOOK, [A], notify_backlog=True, keep=["title=(?i)python"]),
+            user("bob", HOOK, [A], notify_backlog=True, block=["title=(?i)python"]),
+            user("carol", HOOK, [A], notify_backlog=True, keep=["title=rust"]),
+        ],
+    )
+    await fetch(db, A, [post(1, "Python news"), post(2, "Other")])
+    assert await messages(db) == [("alice", A, ["id-1"]), ("bob", A, ["id-2"])]
+
+
+async def test_a_large_fetch_is_split(db: Database, tmp_path: Path) -> None:
+    await setup(db, tmp_path, [user("alice", HOOK, [A], notify_backlog=True)])
+    assert await fetch(db, A, [post(n) for n in range(250)]) == 3
+    sizes = [len(ids) for _, _, ids in await messages(db)]
+    assert sizes == [100, 100, 50]
+    announced = [i for _, _, ids in await messages(db) for i in ids]
+    assert announced == [f"id-{n}" for n in range(250)]
+
+
+async def test_disabled_and_removed_users_get_nothing(db: Database, tmp_path: Path) -> None:
+    config = await setup(
+        db,
+        tmp_path,
+        [
+            user("alice", HOOK, [A], notify_backlog=True),
+            user("bob", HOOK, [A], notify_backlog=True),
+        ],
+    )
+    await db.write(
+        lambda tx: tx.execute("UPDATE users SET disabled_reason = 'gone' WHERE name = 'alice'")
+    )
+    await sync_sources(db, config.model_copy(update={"users": config.users[:1]}))  # bob removed
+    assert await fetch(db, A, [post(1)]) == 0
+
+
+async def test_a_job_no_longer_ongoing_writes_no_message(db: Database, tmp_path: Path) -> None:
+    await setup(db, tmp_path, [user("alice", HOOK, [A], notify_backlog=True)])
+    row = await db.fetchone("SELECT id FROM content_sources WHERE url = :url", {"url": A})
+    assert row is not None
+    jobs = FetchJobRepo(db)
+    job = await jobs.queue_job(row[0])
+    assert job is not None
+    await jobs.mark_ongoing(job.id)
+    await jobs.fail_active("restart")
+    assert await jobs.mark_completed(job.id, FetchMeta(), [post(1)], b"") is None
+    assert await messages(db) == []
+
+
+def test_message_ids_sort_by_creation() -> None:
+    ids = [new_message_id(1000), new_message_id(1000), new_message_id(2000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 3
+    assert all(i.startswith("msg_") and "." not in i for i in ids)
+
+
+FEED = Feed(1, A, "A")
+POSTS = [StoredPost(n, post(n, title)) for n, title in enumerate(["Python", "Rust", "Go"])]
+
+
+@pytest.mark.parametrize(
+    ("subscribers", "chunk", "expected"),
+    [
+        ([], 100, []),
+        ([Subscriber(1, "alice")], 100, [(1, 3)]),
+        ([Subscriber(1, "alice")], 2, [(1, 2), (1, 1)]),
+        ([Subscriber(1, "alice", keep=("title=^R",))], 100, [(1, 1)]),
+        ([Subscriber(1, "alice", keep=("title=nothing",))], 100, []),
+        ([Subscriber(1, "a"), Subscriber(2, "b", block=("title=.",))], 100, [(1, 3)]),
+    ],
+)
+def test_plan_messages(
+    subscribers: list[Subscriber], chunk: int, expected: list[tuple[int, int]]
+) -> None:
+    planned = plan_messages(subscribers, FEED, POSTS, "2026-11-30T00:00:00.000Z", chunk)
+    assert [(m.user_id, m.posts_count) for m in planned] == expected
+    assert all(json.loads(m.body)["timestamp"] == "2026-11-30T00:00:00.000Z" for m in planned)
