@@ -74,6 +74,11 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     attempts: dict[str, int] = field(default_factory=dict)
     bad: list[str] = field(default_factory=list)
+    #: (user, webhook-id) of every verified request, whatever the answer.
+    ids: list[tuple[str, str]] = field(default_factory=list)
+    #: Requests being answered right now, per user; and the most seen at once.
+    active: dict[str, int] = field(default_factory=dict)
+    most_active: int = 0
     replies: dict[str, Reply] = field(default_factory=dict)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _runner: web.AppRunner | None = None
@@ -96,8 +101,16 @@ class Receiver:
             return web.Response(status=400)
         count = self.attempts.get(name, 0) + 1
         self.attempts[name] = count
+        self.ids.append((name, headers["webhook-id"]))
+        async with self.changed:
+            self.changed.notify_all()
         reply = self.replies.get(name)
-        response = await reply(request, count) if reply else web.Response(status=204)
+        self.active[name] = self.active.get(name, 0) + 1
+        self.most_active = max(self.most_active, self.active[name])
+        try:
+            response = await reply(request, count) if reply else web.Response(status=204)
+        finally:
+            self.active[name] -= 1
         if 200 <= response.status < 300:
             self.received.append(
                 Received(

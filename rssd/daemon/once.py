@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
+from rssd.daemon.delivery import DeliveryLoop, DeliveryStats
 from rssd.daemon.lag import LagProbe
 from rssd.daemon.loop import loop_name
 from rssd.daemon.pipeline import JobReport, Pipeline
@@ -18,7 +19,9 @@ from rssd.fetch.fetcher import Fetcher
 from rssd.logs import get_logger
 from rssd.models.config import Config
 from rssd.models.dto import ErrorCode, FetchJobStatus, Source
+from rssd.repo.db import Database
 from rssd.repo.sources import SourceRepo
+from rssd.webhooks.sender import Sender
 
 log = get_logger("rssd.daemon")
 
@@ -59,6 +62,7 @@ async def run_once(config: Config) -> RunSummary:
     started = time.monotonic()
     lag = LagProbe()
     stopped: list[signal.Signals] = []
+    delivered = DeliveryStats()
     async with daemon_session(config) as db:
         sources = await SourceRepo(db).list(enabled_only=True)
         async with Fetcher(config) as fetcher:
@@ -89,6 +93,8 @@ async def run_once(config: Config) -> RunSummary:
             ]
             with _cancel_on_signals(workers, stopped):
                 await asyncio.gather(*workers, return_exceptions=True)
+            if not stopped:
+                delivered = await _deliver_once(db, config, stopped)
             await lag.stop()
     interrupted = [
         JobReport(s.id, s.url, None, FetchJobStatus.FAILED, ErrorCode.INTERRUPTED, "cancelled")
@@ -105,6 +111,9 @@ async def run_once(config: Config) -> RunSummary:
         skipped=summary.skipped,
         posts_new=summary.posts_new,
         posts_updated=summary.posts_updated,
+        deliveries_sent=delivered.sent,
+        deliveries_failed=delivered.failed,
+        deliveries_dead=delivered.dead,
         elapsed_ms=summary.elapsed_ms,
         errors=summary.errors,
         loop_lag_max_ms=lag.take_max(),
@@ -112,6 +121,19 @@ async def run_once(config: Config) -> RunSummary:
         interrupted_by=summary.interrupted_by.name if summary.interrupted_by else None,
     )
     return summary
+
+
+async def _deliver_once(
+    db: Database, config: Config, stopped: list[signal.Signals]
+) -> DeliveryStats:
+    """One delivery pass over the messages due (this run's and older ones); what is still
+    pending afterwards (a retry scheduled later) waits for the next run."""
+    async with Sender(config.webhooks, config.user_agent) as sender:
+        loop = DeliveryLoop(db, config, sender)
+        task = asyncio.create_task(loop.run_once(), name="delivery")
+        with _cancel_on_signals([task], stopped):
+            await asyncio.gather(task, return_exceptions=True)
+    return loop.stats
 
 
 @contextmanager

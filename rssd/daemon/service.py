@@ -23,6 +23,7 @@ from pathlib import Path
 
 from rssd.clock import parse_iso, to_iso, utcnow
 from rssd.daemon import notify
+from rssd.daemon.delivery import DeliveryLoop
 from rssd.daemon.lag import LagProbe
 from rssd.daemon.loop import loop_name
 from rssd.daemon.pipeline import JobReport, Pipeline
@@ -37,6 +38,7 @@ from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo, LatestJob, latest_jobs
 from rssd.repo.posts import PostRepo
 from rssd.repo.sources import SourceRepo
+from rssd.webhooks.sender import Sender
 
 log = get_logger("rssd.daemon")
 
@@ -135,6 +137,7 @@ class Service:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         #: Watchdog checks made so far, pinged or not: how a test knows one has happened.
         self.watchdog_checks = 0
+        self._delivery: DeliveryLoop | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -151,14 +154,19 @@ class Service:
 
     async def _serve(self, db: Database) -> None:
         await self._load_states()
-        async with Fetcher(self.config) as fetcher:
+        async with (
+            Fetcher(self.config) as fetcher,
+            Sender(self.config.webhooks, self.config.user_agent) as sender,
+        ):
             self._fetcher = fetcher
             self._pipeline = Pipeline(db, fetcher)
+            self._delivery = DeliveryLoop(db, self.config, sender)
             await self._pipeline.preload()
             self.tasks = {
                 name: asyncio.create_task(supervised(name, work), name=name)
                 for name, work in (
                     ("scheduler", self._scheduler),
+                    ("delivery", self._delivery.run),
                     ("config-watch", self._watch_config),
                     ("housekeeping", self._housekeeping),
                 )
@@ -322,6 +330,8 @@ class Service:
         if report.status is FetchJobStatus.COMPLETED:
             self.stats.ok += 1
             self.stats.posts_new += report.posts_new
+            if report.messages and self._delivery is not None:
+                self._delivery.poke()
             state.history = History(ended_at=now)
         elif report.status is FetchJobStatus.FAILED:
             self.stats.failed += 1
@@ -417,6 +427,8 @@ class Service:
         report = await sync_sources(self._db, config)
         set_level(config.log_level)
         self._fetcher.reconfigure(config)
+        if self._delivery is not None:
+            await self._delivery.reconfigure(config)
         self.config = config
         changed = {
             s.id
@@ -456,11 +468,16 @@ class Service:
             self._log_stats()
 
     def _log_stats(self) -> None:
+        sent, failed, dead = self._delivery.stats.take() if self._delivery else (0, 0, 0)
         log.info(
             "stats",
             fetches_ok=self.stats.ok,
             fetches_failed=self.stats.failed,
             posts_new=self.stats.posts_new,
+            deliveries_sent=sent,
+            deliveries_failed=failed,
+            deliveries_dead=dead,
+            deliveries_in_flight=self._delivery.in_flight if self._delivery else 0,
             in_flight=len(self.in_flight),
             due_now=self.due_now(),
             sources=len(self.states),

@@ -117,7 +117,16 @@ class Delivery:
 
 
 def _delivery(row: sqlite3.Row) -> Delivery:
-    return Delivery(**{key: row[key] for key in row.keys() if key != "body"})  # noqa: SIM118
+    return Delivery(**{key: row[key] for key in Delivery.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Due:
+    """A message to send now: the row, the exact body, the endpoint's failure clock."""
+
+    delivery: Delivery
+    body: str
+    failing_since: str | None
 
 
 @dataclass(frozen=True)
@@ -156,15 +165,19 @@ class OutboxRepo:
         )
         return str(row[0]) if row and row[0] else None
 
-    async def oldest_due(self, user_id: int, now: str) -> tuple[Delivery, str] | None:
-        """The user's oldest message due now, with its body."""
+    async def oldest_due(self, user_id: int, now: str, after: str = "") -> Due | None:
+        """The user's oldest message due now (with an id above ``after``), its body, and
+        the endpoint's failing_since; None if none or the endpoint is not deliverable."""
         row = await self._db.fetchone(
-            f"SELECT {_COLUMNS}, d.body FROM deliveries d JOIN users u ON u.id = d.user_id "
-            f"WHERE d.user_id = :user_id AND d.status = 'pending' AND d.next_attempt_at <= :now "
+            f"SELECT {_COLUMNS}, d.body, u.failing_since AS failing_since FROM deliveries d "
+            f"JOIN users u ON u.id = d.user_id WHERE d.user_id = :user_id "
+            f"AND d.status = 'pending' AND d.next_attempt_at <= :now AND d.id > :after "
             f"AND {_DELIVERABLE} ORDER BY d.id LIMIT 1",
-            {"user_id": user_id, "now": now},
+            {"user_id": user_id, "now": now, "after": after},
         )
-        return (_delivery(row), str(row["body"])) if row else None
+        if row is None:
+            return None
+        return Due(_delivery(row), str(row["body"]), row["failing_since"])
 
     async def record(self, attempt: Attempt) -> bool:
         """The attempt's result on the message and on the user's endpoint, in one

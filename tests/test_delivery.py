@@ -1,0 +1,316 @@
+"""The delivery loop in-process, against a real loopback receiver that verifies every
+request (standardwebhooks and hmac): retries, Retry-After, 410, dead messages, order, the
+guard, a receiver that goes away and comes back, and fetching not held up by a silent one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from rssd.daemon.delivery import DeliveryLoop
+from rssd.daemon.startup import sync_sources
+from rssd.models.config import Config
+from rssd.models.dto import FetchMeta, PostCreate
+from rssd.repo.db import Database
+from rssd.repo.jobs import FetchJobRepo
+from rssd.repo.users import UserRepo
+from rssd.webhooks.sender import Sender
+from tests.webhook_support import Receiver, make_config, user
+
+A, B = "http://a.example/feed", "http://b.example/rss"
+FAST = [0.05] * 20  # retries at once, so tests wait on events only
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    server = Receiver()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def post(n: int, title: str = "") -> PostCreate:
+    return PostCreate(external_id=f"id-{n}", title=title or f"Post {n}", content_hash=f"h{n}")
+
+
+async def fetch(db: Database, url: str, posts: list[PostCreate]) -> int:
+    row = await db.fetchone("SELECT id FROM content_sources WHERE url = :url", {"url": url})
+    assert row is not None
+    jobs = FetchJobRepo(db)
+    job = await jobs.queue_job(row[0])
+    assert job is not None
+    await jobs.mark_ongoing(job.id)
+    recorded = await jobs.mark_completed(job.id, FetchMeta(http_status=200), posts, b"")
+    assert recorded is not None
+    return recorded[1].messages
+
+
+async def setup(
+    db: Database, tmp_path: Path, receiver: Receiver, users: list[str], **webhooks: Any
+) -> Config:
+    feeds = {"alice": [A], "bob": [A, B], "carol": [B]}
+    config = make_config(
+        tmp_path,
+        [A, B],
+        [user(name, receiver.url(name), feeds[name], notify_backlog=True) for name in users],
+        **{"retry_seconds": FAST, **webhooks},
+    )
+    await sync_sources(db, config)
+    return config
+
+
+@contextlib.asynccontextmanager
+async def running(db: Database, config: Config) -> AsyncIterator[DeliveryLoop]:
+    async with Sender(config.webhooks, config.user_agent) as sender:
+        loop = DeliveryLoop(db, config, sender)
+        task = asyncio.create_task(loop.run())
+        try:
+            yield loop
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def once(db: Database, config: Config) -> DeliveryLoop:
+    async with Sender(config.webhooks, config.user_agent) as sender:
+        loop = DeliveryLoop(db, config, sender)
+        await loop.run_once()
+        return loop
+
+
+async def until(db: Database, check: Callable[[list[tuple[str, str, int]]], bool]) -> None:
+    """Wait (a hang guard, not a timing) until the outbox passes ``check``."""
+    async with asyncio.timeout(30):
+        while True:
+            if check(await statuses(db)):
+                return
+            await asyncio.sleep(0.02)
+
+
+async def settled(db: Database, expected: list[tuple[str, str, int]]) -> None:
+    await until(db, lambda rows: rows == expected)
+
+
+async def statuses(db: Database) -> list[tuple[str, str, int]]:
+    rows = await db.fetchall(
+        "SELECT u.name, d.status, d.attempts FROM deliveries d JOIN users u ON u.id = d.user_id "
+        "ORDER BY d.id"
+    )
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+async def test_each_subscriber_gets_its_posts_and_no_one_elses(
+    db: Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    config = await setup(db, tmp_path, receiver, ["alice", "bob", "carol"])
+    await fetch(db, A, [post(1), post(2)])
+    await fetch(db, B, [post(3)])
+    loop = await once(db, config)
+    assert receiver.bad == []
+    assert sorted(receiver.posts_for("alice")) == ["id-1", "id-2"]
+    assert sorted(receiver.posts_for("bob")) == ["id-1", "id-2", "id-3"]
+    assert receiver.posts_for("carol") == ["id-3"]
+    assert all(status == "delivered" for _, status, _ in await statuses(db))
+    assert (loop.stats.sent, loop.stats.failed, loop.stats.dead) == (4, 0, 0)
+    alice = await UserRepo(db).get("alice")
+    assert alice is not None
+    assert alice.last_success_at is not None
+    for item in receiver.received:
+        assert item.body["data"]["user"] == item.user
+
+
+async def test_retries_carry_one_webhook_id(
+    db: Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    async def flaky(_: web.Request, count: int) -> web.StreamResponse:
+        return web.Response(status=500 if count <= 2 else 200)
+
+    receiver.replies["alice"] = flaky
+    config = await setup(db, tmp_path, receiver, ["alice"])
+    await fetch(db, A, [post(1)])
+    async with running(db, config):
+        await receiver.wait_for(lambda: len(receiver.received) == 1)
+        await settled(db, [("alice", "delivered", 3)])
+    assert receiver.bad == []
+    ids = {webhook_id for _, webhook_id in receiver.ids}
+    assert len(receiver.ids) == 3
+    assert ids == {receiver.received[0].webhook_id}
+    assert await statuses(db) == [("alice", "delivered", 3)]
+
+
+async def test_the_last_attempt_makes_a_message_dead(
+    db: Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    async def broken(_: web.Request, __: int) -> web.StreamResponse:
+        return web.Response(status=500)
+
+    receiver.replies["alice"] = broken
+    config = await setup(db, tmp_path, receiver, ["alice"], retry_seconds=[0.05, 0.05])
+    await fetch(db, A, [post(1)])
+    async with running(db, config) as loop:
+        await settled(db, [("alice", "dead", 3)])
+    assert await statuses(db) == [("alice", "dead", 3)]
+    assert loop.stats.dead == 1
+    row = await db.fetchone("SELECT last_error, last_http_status FROM deliveries")
+    assert row is not None
+    assert (row[0], row[1]) == ("HTTP 500", 500)
+
+
+async def test_retry_after_is_honoured(db: Database, tmp_path: Path, receiver: Receiver) -> None:
+    """The schedule says an hour; the receiver says 1 second: the message arrives."""
+
+    async def busy(_: web.Request, count: int) -> web.StreamResponse:
+        if count == 1:
+            return web.Response(status=429, headers={"Retry-After": "1"})
+        return web.Response(status=204)
+
+    receiver.replies["alice"] = busy
+    config = await setup(db, tmp_path, receiver, ["alice"], retry_seconds=[3600.0])
+    await fetch(db, A, [post(1)])
+    async with running(db, config):
+        await settled(db, [("alice", "delivered", 2)])
+    assert len(receiver.received) == 1
+
+
+async def test_410_disables_the_endpoint_and_an_enable_resumes(
+    db: Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    gone = True
+
+    async def maybe_gone(_: web.Request, __: int) -> web.StreamResponse:
+        return web.Response(status=410 if gone else 204)
+
+    receiver.replies["alice"] = maybe_gone
+    config = await setup(db, tmp_path, receiver, ["alice", "bob"])
+    await fetch(db, A, [post(1)])
+    await fetch(db, A, [post(2)])
+    await once(db, config)
+    await once(db, config)  # disabled: not tried again
+    assert receiver.attempts["alice"] == 1
+    alice = await UserRepo(db).get("alice")
+    assert alice is not None
+    assert alice.disabled_reason == "gone"
+    assert [s for s in await statuses(db) if s[0] == "alice"] == [
+        ("alice", "pending", 1),
+        ("alice", "pending", 0),
+    ], "a disabled endpoint keeps its messages"
+    assert sorted(receiver.posts_for("bob")) == ["id-1", "id-2"], "other users unaffected"
+    await fetch(db, A, [post(3)])  # while disabled: not queued for alice
+    gone = False
+    await UserRepo(db).enable_endpoint("alice")
+    await once(db, config)
+    assert receiver.posts_for("alice") == ["id-1", "id-2"]
+
+
+async def test_a_redirect_is_a_failure(db: Database, tmp_path: Path, receiver: Receiver) -> None:
+    async def moved(_: web.Request, __: int) -> web.StreamResponse:
+        return web.Response(status=301, headers={"Location": receiver.url("bob")})
+
+    receiver.replies["alice"] = moved
+    config = await setup(db, tmp_path, receiver, ["alice"], retry_seconds=[3600.0])
+    await fetch(db, A, [post(1)])
+    await once(db, config)
+    assert receiver.attempts == {"alice": 1}
+    row = await db.fetchone("SELECT status, last_error FROM deliveries")
+    assert row is not None
+    assert (row[0], row[1]) == ("pending", "HTTP 301: redirect not followed")
+
+
+async def test_private_addresses_are_refused_without_a_request(
+    db: Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    config = await setup(
+        db, tmp_path, receiver, ["alice"], allow_private_networks=False, retry_seconds=[3600.0]
+    )
+    await fetch(db, A, [post(1)])
+    loop = await once(db, config)
+    assert receiver.attempts == {}
+    assert loop.stats.failed == 1
+    alice = await UserRepo(db).get("alice")
+    assert alice is not None
+    assert alice.last_error is not None
+    assert alice.last_error.startswith("refused: 127.0.0.1 is a loopback address")
+
+
+async def test_one_request_per_user_oldest_first(
+    db: Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    async def slowish(_: web.Request, __: int) -> web.StreamResponse:
+        await asyncio.sleep(0)  # let any second request in, if the loop sent one
+        return web.Response(status=204)
+
+    receiver.replies["alice"] = slowish
+    config = await setup(db, tmp_path, receiver, ["alice"])
+    for n in range(6):
+        await fetch(db, A, [post(n)])
+    await once(db, config)
+    assert receiver.most_active == 1
+    assert receiver.posts_for("alice") == [f"id-{n}" for n in range(6)]
+    order = [webhook_id for _, webhook_id in receiver.ids]
+    assert order == sorted(order)
+
+
+async def test_a_receiver_down_for_a_while_gets_everything_after(
+    db: Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    config = await setup(db, tmp_path, receiver, ["alice"])
+    await receiver.stop()  # connection refused from now on
+    await fetch(db, A, [post(1)])
+    await fetch(db, A, [post(2)])
+    async with running(db, config) as loop:
+        await until(db, lambda rows: all(attempts >= 2 for _, _, attempts in rows))
+        assert loop.stats.failed >= 4  # both messages failed, twice at least
+        await receiver.start()  # the same port
+        await fetch(db, A, [post(3)])
+        loop.poke()
+        await receiver.wait_for(lambda: len(receiver.received) == 3)
+    assert sorted(receiver.posts_for("alice")) == ["id-1", "id-2", "id-3"]
+    assert receiver.bad == []
+
+
+async def test_a_silent_receiver_does_not_hold_up_fetching(
+    db: Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    """While alice's request hangs unanswered, fetches complete and bob is served."""
+    release = asyncio.Event()
+
+    async def silent(_: web.Request, __: int) -> web.StreamResponse:
+        await release.wait()
+        return web.Response(status=204)
+
+    receiver.replies["alice"] = silent
+    config = await setup(db, tmp_path, receiver, ["alice", "bob"], timeout_seconds=300)
+    await fetch(db, A, [post(1)])
+    try:
+        async with running(db, config) as loop:
+            await receiver.wait_for(lambda: receiver.active.get("alice") == 1)
+            for n in range(2, 6):
+                assert await fetch(db, B, [post(n)]) == 1  # bob's feed, alice's hanging
+            loop.poke()
+            await receiver.wait_for(lambda: len(receiver.posts_for("bob")) == 5)
+            assert receiver.active.get("alice") == 1, "still unanswered all along"
+    finally:
+        release.set()
+
+
+async def test_bodies_are_the_stored_bytes(
+    db: Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    config = await setup(db, tmp_path, receiver, ["alice"])
+    await fetch(db, A, [post(1, "caf\u00e9 \u2603")])
+    await once(db, config)
+    row = await db.fetchone("SELECT body FROM deliveries")
+    assert row is not None
+    assert receiver.received[0].body == json.loads(row[0])
+    assert receiver.received[0].body["data"]["posts"][0]["title"] == "café ☃"
