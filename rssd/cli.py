@@ -17,8 +17,9 @@ from pathlib import Path
 from structlog.stdlib import BoundLogger
 
 from rssd import __version__, logs
-from rssd.commands import discover, export_opml, fetch, import_opml, prune, status
+from rssd.commands import deliveries, discover, export_opml, fetch, import_opml, prune, status
 from rssd.commands import posts as post_commands
+from rssd.commands import users as user_commands
 from rssd.commands.errors import CommandError
 from rssd.commands.terminal import safe_lines
 from rssd.daemon import loop as event_loop
@@ -43,13 +44,14 @@ EPILOG = """examples:
   rssd import-opml subscriptions.opml && rssd export-opml > feeds.opml
   rssd discover https://blog.example.org/   # the feeds a page offers
   rssd prune --dry-run
+  rssd users && rssd deliveries --failed && rssd redeliver --user alice --since 1d
 
 The config file is -c PATH, else $RSSD_CONFIG, else ./config.toml. Every command works
 while the daemon runs. `rssd COMMAND --help` shows each command's options.
 
 Exit codes: 0 ok; 1 bad config, unusable database, another daemon running (run), a
 failed fetch (fetch), a failing feed (status --failing), an unusable OPML (import-opml);
-2 usage error or unknown FEED; 3 fetch refused: the feed is being fetched right now.
+2 usage error, unknown FEED or user; 3 fetch refused: the feed is being fetched right now.
 """
 
 
@@ -113,8 +115,8 @@ def add_operator_commands(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     config_option: Callable[[argparse.ArgumentParser], None],
 ) -> None:
-    """status, fetch, posts, import-opml, export-opml, discover, prune: see README for
-    their output."""
+    """status, fetch, posts, import-opml, export-opml, discover, prune (and the webhook
+    commands): see README for their output."""
     status = _command(
         commands,
         "status",
@@ -230,6 +232,69 @@ def add_operator_commands(
     prune.add_argument(
         "--vacuum", action="store_true", help="then VACUUM, giving the space back to the disk"
     )
+    add_webhook_commands(commands, config_option)
+
+
+def add_webhook_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    config_option: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    """users, deliveries, redeliver: the operator's view of the webhooks (README, Webhooks)."""
+    users = _command(
+        commands,
+        "users",
+        "each user's feeds, endpoint state and messages",
+        "One row per [[users]] entry: endpoint state (ok, failing, disabled (gone|failing),\n"
+        "removed), subscribed feeds, pending and dead messages, last success, last error.\n"
+        "--enable NAME delivers again to an endpoint disabled after a 410 or 5 days of\n"
+        "failures (editing the user's entry in config.toml does the same).",
+        "rssd users\nrssd users --json | jq '.users[] | select(.state != \"ok\")'\n"
+        "rssd users --enable alice",
+    )
+    config_option(users)
+    users.add_argument("--json", action="store_true", help="one JSON document")
+    users.add_argument("--enable", metavar="NAME", help="re-enable NAME's endpoint now")
+
+    listing = _command(
+        commands,
+        "deliveries",
+        "the webhook messages, newest first",
+        "The webhook messages (one per user, feed and fetch), newest first: id (the\n"
+        "webhook-id), user, feed id, posts, status, attempts, last error. Read-only.",
+        "rssd deliveries --user alice --failed\nrssd deliveries --dead --json",
+    )
+    config_option(listing)
+    listing.add_argument("--user", metavar="NAME", help="only this user's messages")
+    which = listing.add_mutually_exclusive_group()
+    which.add_argument("--failed", action="store_true", help="pending after a failed attempt")
+    which.add_argument("--dead", action="store_true", help="given up after the last attempt")
+    listing.add_argument(
+        "--limit",
+        type=post_commands.non_negative,
+        default=deliveries.DEFAULT_LIMIT,
+        metavar="N",
+        help=f"at most N (default {deliveries.DEFAULT_LIMIT}; 0: no limit)",
+    )
+    listing.add_argument("--json", action="store_true", help="JSON lines, one message per line")
+
+    redeliver = _command(
+        commands,
+        "redeliver",
+        "send webhook messages again",
+        "Make messages due again with a fresh set of attempts and the same webhook-id\n"
+        "(receivers deduplicate on it): by ID, or every message of --user since --since.\n"
+        "Delivered and dead messages alike. The running daemon sends them within seconds.",
+        "rssd redeliver msg_0192b3c4d5e6000a1b2c3d4e5f\nrssd redeliver --user alice --since 2d",
+    )
+    config_option(redeliver)
+    redeliver.add_argument("ids", nargs="*", metavar="ID", help="delivery ids")
+    redeliver.add_argument("--user", metavar="NAME", help="this user's messages ...")
+    redeliver.add_argument(
+        "--since",
+        type=post_commands.parse_since,
+        metavar="WHEN",
+        help="... created since a span (2h, 7d) or a date/time (2026-11-01)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -276,6 +341,19 @@ def operator_command(args: argparse.Namespace, path: Path) -> int:
         return discover.main(path, args.url)
     if args.command == "prune":
         return prune.main(path, dry_run=args.dry_run, vacuum_after=args.vacuum)
+    if args.command == "users":
+        return user_commands.main(path, as_json=args.json, enable_name=args.enable)
+    if args.command == "deliveries":
+        return deliveries.main(
+            path,
+            user=args.user,
+            failed=args.failed,
+            dead=args.dead,
+            limit=args.limit,
+            as_json=args.json,
+        )
+    if args.command == "redeliver":
+        return deliveries.redeliver_main(path, ids=args.ids, user=args.user, since=args.since)
     raise AssertionError(args.command)
 
 

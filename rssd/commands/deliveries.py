@@ -1,0 +1,110 @@
+"""``rssd deliveries``: the webhook messages, newest first; ``rssd redeliver``: send some
+again (same webhook-id, a fresh set of attempts), by id or by user and time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+
+from rssd.clock import parse_iso, to_iso, utcnow
+from rssd.commands.context import load, reader, writer
+from rssd.commands.errors import EXIT_OK, EXIT_USAGE, CommandError
+from rssd.commands.humanize import ago, due, shorten, table
+from rssd.repo.db import Database
+from rssd.repo.outbox import Delivery, OutboxRepo
+from rssd.repo.users import User, UserRepo
+
+DEFAULT_LIMIT = 50
+ERROR_WIDTH = 50
+
+
+async def _user(db: Database, name: str) -> User:
+    user = await UserRepo(db).get(name)
+    if user is None:
+        raise CommandError(f"no user named {name!r}", EXIT_USAGE)
+    return user
+
+
+async def query(
+    path: Path, *, user: str | None, failed: bool, dead: bool, limit: int
+) -> list[Delivery]:
+    config = load(path)
+    async with reader(config) as db:
+        user_id = (await _user(db, user)).id if user else None
+        statuses = (
+            ("dead",) if dead else ("pending",) if failed else ("pending", "delivered", "dead")
+        )
+        return await OutboxRepo(db).recent(user_id, statuses, failed_only=failed, limit=limit)
+
+
+def render_human(rows: list[Delivery], now: datetime) -> str:
+    if not rows:
+        return "no deliveries match"
+    table_rows = []
+    for row in rows:
+        if row.status == "pending":
+            state = f"pending, next {due(parse_iso(row.next_attempt_at), now)}"
+        else:
+            state = row.status
+        table_rows.append(
+            [
+                row.id,
+                row.user_name,
+                str(row.content_source_id),
+                str(row.posts_count),
+                state,
+                str(row.attempts),
+                ago(parse_iso(row.created_at), now),
+                shorten(row.last_error or "-", ERROR_WIDTH),
+            ]
+        )
+    header = ["ID", "USER", "FEED", "POSTS", "STATUS", "ATTEMPTS", "CREATED", "LAST ERROR"]
+    return "\n".join(table(header, table_rows, right=(2, 3, 5)))
+
+
+def main(
+    path: Path, *, user: str | None, failed: bool, dead: bool, limit: int, as_json: bool
+) -> int:
+    rows = asyncio.run(query(path, user=user, failed=failed, dead=dead, limit=limit))
+    if as_json:
+        if rows:
+            print("\n".join(json.dumps(asdict(row)) for row in rows))
+    else:
+        print(render_human(rows, utcnow()))
+    return EXIT_OK
+
+
+async def redeliver(
+    path: Path, ids: list[str], user: str | None, since: datetime | None
+) -> tuple[int, User | None]:
+    config = load(path)
+    async with writer(config) as db:
+        repo = OutboxRepo(db)
+        if ids:
+            done = await repo.redeliver(ids)
+            unknown = [i for i in ids if i not in done]
+            if unknown:
+                raise CommandError(
+                    f"no such deliveries: {' '.join(unknown)} (the others are due again)",
+                    EXIT_USAGE,
+                )
+            return len(done), None
+        assert user is not None and since is not None
+        target = await _user(db, user)
+        return await repo.redeliver_since(target.id, to_iso(since)), target
+
+
+def redeliver_main(path: Path, *, ids: list[str], user: str | None, since: datetime | None) -> int:
+    if bool(ids) == bool(user or since) or bool(user) != bool(since):
+        raise CommandError("give delivery IDs, or --user and --since together", EXIT_USAGE)
+    count, target = asyncio.run(redeliver(path, ids, user, since))
+    print(f"{count} messages due again (the daemon sends them within seconds)")
+    if target is not None and target.disabled_reason:
+        print(
+            f"note: {target.name}'s endpoint is disabled ({target.disabled_reason}); "
+            f"`rssd users --enable {target.name}` to deliver"
+        )
+    return EXIT_OK
