@@ -21,6 +21,7 @@ from rssd.commands import deliveries, discover, export_opml, fetch, import_opml,
 from rssd.commands import posts as post_commands
 from rssd.commands import users as user_commands
 from rssd.commands.errors import CommandError
+from rssd.commands.humanize import plural
 from rssd.commands.terminal import safe_lines
 from rssd.daemon import loop as event_loop
 from rssd.daemon.lock import LockedError
@@ -387,6 +388,7 @@ def describe_config(path: Path, config: Config) -> str:
         f"schedule:  every {config.interval_minutes} min by default; "
         f"fetch jobs kept {config.keep_fetch_jobs_days} days",
         f"html:      {'sanitized' if config.sanitize_html else 'stored as published'}",
+        *_describe_webhooks(config),
         "",
     ]
     urls = [redact(feed.url) for feed in config.feeds]
@@ -402,6 +404,22 @@ def describe_config(path: Path, config: Config) -> str:
             f"{'  '.join([feed.name or '', *extras]).strip()}".rstrip()
         )
     return "\n".join(lines).rstrip()
+
+
+def _describe_webhooks(config: Config) -> list[str]:
+    if not config.users:
+        return []
+    hooks = config.webhooks
+    days = sum(hooks.retry_seconds) / 86400
+    private = "allowed" if hooks.allow_private_networks else "refused"
+    lines = [
+        f"webhooks:  {plural(len(config.users), 'user')}; {hooks.max_attempts} attempts over "
+        f"{days:.1f} days, timeout {hooks.timeout_seconds:g}s, private networks {private}"
+    ]
+    for user in config.users:
+        feeds = "every feed" if user.wants_all_feeds() else plural(len(user.feeds), "feed")
+        lines.append(f"  {user.name} -> {redact(user.webhook_url)}  ({feeds})")
+    return lines
 
 
 def run(path: Path, *, once: bool) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 from rssd.clock import parse_iso, to_iso, utcnow
 from rssd.commands.context import load, reader, writer
 from rssd.commands.errors import EXIT_OK, EXIT_USAGE, CommandError
-from rssd.commands.humanize import ago, due, shorten, table
+from rssd.commands.humanize import ago, due, plural, shorten, table
 from rssd.repo.db import Database
 from rssd.repo.outbox import Delivery, OutboxRepo
 from rssd.repo.users import User, UserRepo
@@ -87,10 +87,8 @@ async def redeliver(
             done = await repo.redeliver(ids)
             unknown = [i for i in ids if i not in done]
             if unknown:
-                raise CommandError(
-                    f"no such deliveries: {' '.join(unknown)} (the others are due again)",
-                    EXIT_USAGE,
-                )
+                others = " (the others are due again)" if done else ""
+                raise CommandError(f"no such deliveries: {' '.join(unknown)}{others}", EXIT_USAGE)
             return len(done), None
         assert user is not None and since is not None
         target = await _user(db, user)
@@ -101,7 +99,7 @@ def redeliver_main(path: Path, *, ids: list[str], user: str | None, since: datet
     if bool(ids) == bool(user or since) or bool(user) != bool(since):
         raise CommandError("give delivery IDs, or --user and --since together", EXIT_USAGE)
     count, target = asyncio.run(redeliver(path, ids, user, since))
-    print(f"{count} messages due again (the daemon sends them within seconds)")
+    print(f"{plural(count, 'message')} due again (a running daemon sends them within seconds)")
     if target is not None and target.disabled_reason:
         print(
             f"note: {target.name}'s endpoint is disabled ({target.disabled_reason}); "

@@ -38,6 +38,11 @@ def due(moment: datetime | None, now: datetime) -> str:
     return "now" if moment <= now else f"in {span(moment - now)}"
 
 
+def plural(count: int, noun: str) -> str:
+    """'1 message', '3 messages'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def shorten(text: str, width: int) -> str:
     """One line, at most ``width`` characters, an ellipsis marking a cut; characters that
     could drive a terminal are shown escaped (rssd.commands.terminal)."""

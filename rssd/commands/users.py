@@ -17,7 +17,7 @@ from typing import Any
 from rssd.clock import parse_iso, utcnow
 from rssd.commands.context import load, reader, writer
 from rssd.commands.errors import EXIT_OK, EXIT_USAGE, CommandError
-from rssd.commands.humanize import ago, shorten, table
+from rssd.commands.humanize import ago, plural, shorten, table
 from rssd.repo.outbox import OutboxRepo
 from rssd.repo.users import User, UserRepo
 from rssd.webhooks.sender import redact_url
@@ -114,7 +114,8 @@ def main(path: Path, *, as_json: bool, enable_name: str | None) -> int:
     if enable_name is not None:
         user, pending = asyncio.run(enable(path, enable_name))
         was = f"was disabled ({user.disabled_reason})" if user.disabled_reason else "was enabled"
-        print(f"{user.name}: endpoint enabled ({was}); {pending} pending messages due now")
+        due_now = plural(pending, "pending message")
+        print(f"{user.name}: endpoint enabled ({was}); {due_now} due now")
         if not user.enabled:
             print(f"note: {user.name} is not in config.toml, so nothing is delivered to it")
         return EXIT_OK
