@@ -21,6 +21,7 @@ from rssd.models.config import Config
 from rssd.models.dto import FetchMeta, PostCreate
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
+from rssd.repo.outbox import OutboxRepo
 from rssd.repo.users import UserRepo
 from rssd.webhooks.sender import Sender
 from tests.webhook_support import Receiver, make_config, user
@@ -314,3 +315,19 @@ async def test_bodies_are_the_stored_bytes(
     assert row is not None
     assert receiver.received[0].body == json.loads(row[0])
     assert receiver.received[0].body["data"]["posts"][0]["title"] == "café ☃"
+
+
+async def test_prune_keeps_what_is_still_owed(
+    db: Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    async def broken(_: web.Request, __: int) -> web.StreamResponse:
+        return web.Response(status=500)
+
+    config = await setup(db, tmp_path, receiver, ["alice", "bob"])
+    receiver.replies["bob"] = broken
+    await fetch(db, A, [post(1)])
+    await once(db, config)
+    repo = OutboxRepo(db)
+    assert await repo.prune("2000-01-01T00:00:00.000Z") == 0, "nothing that old"
+    assert await repo.prune("9999-01-01T00:00:00.000Z") == 1
+    assert await statuses(db) == [("bob", "pending", 1)]

@@ -73,8 +73,12 @@ class DeliveryLoop:
         try:
             while True:
                 self._wake.clear()
-                await self._launch_due()
-                await self._sleep()
+                try:
+                    await self._launch_due()
+                    await self._sleep()
+                except Exception as exc:  # the database refused a read: try again later
+                    log.error("delivery.loop_error", error_message=f"{type(exc).__name__}: {exc}")
+                    await asyncio.sleep(POLL_SECONDS)
         finally:
             await self._cancel_all()
 

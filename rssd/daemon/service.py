@@ -36,6 +36,7 @@ from rssd.models.config import Config, ConfigError, load_config
 from rssd.models.dto import ErrorCode, FetchJobStatus, Source
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo, LatestJob, latest_jobs
+from rssd.repo.outbox import OutboxRepo
 from rssd.repo.posts import PostRepo
 from rssd.repo.sources import SourceRepo
 from rssd.webhooks.sender import Sender
@@ -460,6 +461,9 @@ class Service:
                 pruned = await jobs.prune(cutoff)
                 if pruned:
                     log.info("jobs.pruned", jobs=pruned, before=cutoff)
+                finished = await OutboxRepo(self._db).prune(cutoff)
+                if finished:
+                    log.info("deliveries.pruned", deliveries=finished, before=cutoff)
                 if self.config.keep_posts_days:
                     before = to_iso(utcnow() - timedelta(days=self.config.keep_posts_days))
                     removed = await PostRepo(self._db).prune(before)

@@ -240,8 +240,8 @@ class OutboxRepo:
             f"SELECT {_COLUMNS} FROM deliveries d JOIN users u ON u.id = d.user_id "
             f"WHERE (:user_id IS NULL OR d.user_id = :user_id) AND d.status IN ({allowed}) "
             f"AND (:failed = 0 OR d.last_error IS NOT NULL) "
-            f"ORDER BY d.id DESC LIMIT :limit",
-            {"user_id": user_id, "failed": int(failed_only), "limit": limit or -1},
+            f"ORDER BY d.id DESC{' LIMIT :limit' if limit else ''}",
+            {"user_id": user_id, "failed": int(failed_only), "limit": limit},
         )
         return [_delivery(row) for row in rows]
 
@@ -254,6 +254,22 @@ class OutboxRepo:
         for row in rows:
             out.setdefault(int(row["user_id"]), {})[row["status"]] = int(row["n"])
         return out
+
+    async def prune(self, older_than: str, batch: int = 2000) -> int:
+        """Delete delivered and dead messages last touched before ``older_than``, in short
+        batches (pending ones are never pruned: they are still owed)."""
+        sql = (
+            "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries "
+            "WHERE status IN ('delivered', 'dead') AND updated_at < :cutoff LIMIT :batch)"
+        )
+        total = 0
+        while True:
+            deleted = await self._db.write(
+                lambda tx: tx.execute(sql, {"cutoff": older_than, "batch": batch})
+            )
+            total += deleted
+            if deleted < batch:
+                return total
 
     async def redeliver(self, ids: Sequence[str]) -> list[str]:
         """Back to pending, due now, with a fresh set of attempts (same webhook-id)."""
