@@ -137,7 +137,7 @@ def test_unreadable_secret_file(tmp_path: Path) -> None:
         ),
         (
             user_toml(notify_backlog='"no"'),
-            "users[0].notify_backlog: Input should be a valid boolean (got 'no') (user alice)",
+            "users[0].notify_backlog: Input should be a valid boolean (user alice)",
         ),
         (
             user_toml(secrt='"x"'),
@@ -147,6 +147,13 @@ def test_unreadable_secret_file(tmp_path: Path) -> None:
 )
 def test_user_errors_name_the_key(user: str, expected: str) -> None:
     assert errors_of(config_toml(user)) == [expected]
+
+
+def test_a_misplaced_secret_is_not_echoed() -> None:
+    text = f'users = ["{SECRET}"]\n[[feeds]]\nurl = "{FEED}"\n'
+    assert errors_of(text) == [
+        "users[0]: Input should be a valid dictionary or instance of UserConfig"
+    ]
 
 
 def test_duplicate_user_names() -> None:
