@@ -31,6 +31,9 @@ log = get_logger("rssd.webhooks")
 #: Also look for due messages this often: ``rssd fetch`` and ``rssd redeliver`` write
 #: messages from another process, which cannot wake this one.
 POLL_SECONDS = 5.0
+#: The shortest sleep: a message due now that no pass can take (its user left config.toml
+#: a moment before the sync disabled it) must not make the loop spin.
+MIN_WAIT_SECONDS = 0.1
 
 
 @dataclass
@@ -54,6 +57,7 @@ class DeliveryLoop:
         self.random = random.Random()
         self._wake = asyncio.Event()
         self._busy: dict[int, asyncio.Task[None]] = {}
+        self._saturated = False  # users were left waiting for a free slot
 
     def poke(self) -> None:
         """New messages were queued: look now rather than at the next poll."""
@@ -94,9 +98,13 @@ class DeliveryLoop:
     async def _launch_due(self) -> None:
         if not self.config.users:
             return
+        self._saturated = False
         for user_id in await self.repo.due_users(now_iso()):
-            if user_id in self._busy or len(self._busy) >= self.config.max_concurrency:
+            if user_id in self._busy:
                 continue
+            if len(self._busy) >= self.config.max_concurrency:
+                self._saturated = True  # the next finished pass wakes the loop
+                break
             task = asyncio.create_task(self._user_pass(user_id), name=f"deliver-{user_id}")
             self._busy[user_id] = task
             task.add_done_callback(functools.partial(self._finished, user_id))
@@ -109,10 +117,10 @@ class DeliveryLoop:
 
     async def _sleep(self) -> None:
         wait = POLL_SECONDS
-        if not self._busy:
-            upcoming = await self.repo.next_wakeup()
-            if upcoming is not None:
-                wait = min(wait, max(0.0, (parse_iso(upcoming) - utcnow()).total_seconds()))
+        upcoming = await self.repo.next_wakeup(list(self._busy))
+        if upcoming is not None and not self._saturated:
+            until = (parse_iso(upcoming) - utcnow()).total_seconds()
+            wait = min(wait, max(MIN_WAIT_SECONDS, until))
         try:
             async with asyncio.timeout(wait):
                 await self._wake.wait()

@@ -157,11 +157,15 @@ class OutboxRepo:
         )
         return [int(row[0]) for row in rows]
 
-    async def next_wakeup(self) -> str | None:
-        """When the earliest pending message of an enabled endpoint falls due."""
+    async def next_wakeup(self, busy: Sequence[int] = ()) -> str | None:
+        """When the earliest pending message of an enabled endpoint falls due, leaving out
+        the ``busy`` users (a pass of their own is working through their messages)."""
+        params: dict[str, object] = {f"busy{i}": user_id for i, user_id in enumerate(busy)}
+        skip = f"AND d.user_id NOT IN ({', '.join(':' + key for key in params)}) " if busy else ""
         row = await self._db.fetchone(
             f"SELECT min(d.next_attempt_at) FROM deliveries d JOIN users u ON u.id = d.user_id "
-            f"WHERE d.status = 'pending' AND {_DELIVERABLE}"
+            f"WHERE d.status = 'pending' {skip}AND {_DELIVERABLE}",
+            params,
         )
         return str(row[0]) if row and row[0] else None
 
