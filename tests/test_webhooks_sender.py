@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from rssd.models.users import WebhooksConfig, WebhookSecret
+from rssd.webhooks.guard import GuardedResolver
 from rssd.webhooks.rules import Answer
 from rssd.webhooks.sender import Sender
 from tests.conftest import FeedServer
@@ -115,3 +117,76 @@ async def test_errors_never_show_a_password_or_the_secret() -> None:
     assert error.startswith("connection failed")
     assert "hunter2" not in error
     assert SECRETS["alice"].removeprefix("whsec_") not in error
+
+
+class Names(AbstractResolver):
+    """A name service for the test: each lookup of a name gets the next of its answers
+    (a DNS-rebinding server answers differently from one lookup to the next)."""
+
+    def __init__(self, answers: dict[str, list[list[str]]]) -> None:
+        self.answers = answers
+        self.lookups: list[str] = []
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.lookups.append(host)
+        addresses = self.answers[host].pop(0)
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in addresses
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+async def send_via(
+    names: Names, config: WebhooksConfig, url: str, message_id: str = "msg_1"
+) -> Answer:
+    async with Sender(config, "rssd-test", resolver=names) as sender:
+        return await sender.send(url, ALICE, message_id, BODY)
+
+
+async def test_the_connection_goes_to_the_address_the_guard_passed(receiver: Receiver) -> None:
+    """The guard filters the resolver's answer and aiohttp connects to what is left: there is
+    no second lookup a rebinding name server could answer differently."""
+    names = Names({"hooks.test": [["127.0.0.1"]]})
+    url = f"http://hooks.test:{receiver.port}/alice"
+    assert (await send_via(names, settings(), url)).status == 204
+    assert names.lookups == ["hooks.test"]
+    assert receiver.attempts == {"alice": 1}
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        [["127.0.0.1"]],
+        [["169.254.169.254"]],
+        [["::ffff:127.0.0.1"]],
+        [["10.0.0.7", "fd00::7"]],
+    ],
+)
+async def test_a_name_resolving_to_private_addresses_is_refused(
+    receiver: Receiver, answers: list[list[str]]
+) -> None:
+    names = Names({"hooks.test": answers})
+    url = f"http://hooks.test:{receiver.port}/alice"
+    answer = await send_via(names, settings(allow_private_networks=False), url)
+    assert answer.status is None
+    assert str(answer.error).startswith("refused: hooks.test resolves to ")
+    assert receiver.attempts == {}
+
+
+async def test_private_answers_are_dropped_and_only_global_ones_dialled() -> None:
+    """A name answering a global and a loopback address: only the global one is kept."""
+    names = Names({"hooks.test": [["8.8.8.8", "127.0.0.1", "::1", "2001:4860:4860::8888"]]})
+    kept = await GuardedResolver(False, names).resolve("hooks.test", 443)
+    assert [result["host"] for result in kept] == ["8.8.8.8", "2001:4860:4860::8888"]

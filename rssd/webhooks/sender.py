@@ -9,6 +9,7 @@ import time
 from types import TracebackType
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from rssd.models.users import WebhooksConfig, WebhookSecret
@@ -25,10 +26,19 @@ MAX_ERROR_CHARS = 300
 class Sender:
     """Owns the webhooks' ClientSession (its own connector: the guard is per session)."""
 
-    def __init__(self, settings: WebhooksConfig, user_agent: str) -> None:
+    def __init__(
+        self,
+        settings: WebhooksConfig,
+        user_agent: str,
+        resolver: AbstractResolver | None = None,
+    ) -> None:
         self.settings = settings
         self.user_agent = user_agent
+        #: The name lookup under the guard (tests name hosts with their own).
+        self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
+        #: Sessions replaced by a reload: closed at the end, so their requests finish.
+        self._retired: list[aiohttp.ClientSession] = []
 
     async def __aenter__(self) -> Sender:
         return self
@@ -41,7 +51,7 @@ class Sender:
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
-                resolver=GuardedResolver(self.settings.allow_private_networks),
+                resolver=GuardedResolver(self.settings.allow_private_networks, self._resolver),
                 limit=100,
                 limit_per_host=10,
             )
@@ -51,18 +61,21 @@ class Sender:
         return self._session
 
     async def reconfigure(self, settings: WebhooksConfig, user_agent: str) -> None:
-        """A reload: a changed guard or agent needs a new session (the old one closes)."""
+        """A reload: a changed guard or agent needs a new session; requests in flight on
+        the old one finish there."""
         changed = (
             settings.allow_private_networks != self.settings.allow_private_networks
             or user_agent != self.user_agent
         )
         self.settings, self.user_agent = settings, user_agent
-        if changed:
-            await self.close()
+        if changed and self._session is not None:
+            self._retired.append(self._session)
+            self._session = None
 
     async def close(self) -> None:
-        if self._session is not None:
-            session, self._session = self._session, None
+        sessions = [*self._retired, *([self._session] if self._session else [])]
+        self._session, self._retired = None, []
+        for session in sessions:
             await session.close()
 
     async def send(self, url: str, secret: WebhookSecret, message_id: str, body: bytes) -> Answer:
