@@ -10,8 +10,9 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from rssd.models.users import DEFAULT_RETRY_SECONDS, WebhookSecret
+from rssd.net.addresses import parse_address
 from rssd.webhooks import signing
-from rssd.webhooks.addresses import parse_address, refusal
+from rssd.webhooks.guard import refusal
 from rssd.webhooks.rules import Answer, Decision, DisableReason, Outcome, decide, retry_after
 from tests.webhook_support import SECRETS, hmac_verify
 

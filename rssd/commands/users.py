@@ -18,9 +18,9 @@ from rssd.clock import parse_iso, utcnow
 from rssd.commands.context import load, reader, writer
 from rssd.commands.errors import EXIT_OK, EXIT_USAGE, CommandError
 from rssd.commands.humanize import ago, plural, shorten, table
+from rssd.models.redact import redact
 from rssd.repo.outbox import OutboxRepo
 from rssd.repo.users import User, UserRepo
-from rssd.webhooks.sender import redact_url
 
 ERROR_WIDTH = 60
 
@@ -44,7 +44,7 @@ class UserView:
         user = self.user
         return {
             "name": user.name,
-            "webhook_url": redact_url(user.webhook_url),
+            "webhook_url": redact(user.webhook_url),
             "state": self.state,
             "in_config": user.enabled,
             "disabled_reason": user.disabled_reason,

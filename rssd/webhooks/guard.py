@@ -14,9 +14,15 @@ import socket
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from rssd.fetch.resolver import DaemonThreadResolver
-from rssd.webhooks.addresses import parse_address, refusal
+from rssd.net.addresses import IPAddress, address_class, parse_address
 
 ALLOW_HINT = "set [webhooks] allow_private_networks = true to allow it"
+
+
+def refusal(address: IPAddress) -> str | None:
+    """Why a webhook may not reach ``address`` by default, or None if it is global."""
+    kind = address_class(address)
+    return None if kind.is_global else f"{address} is a {kind.value} address"
 
 
 class AddressRefused(OSError):

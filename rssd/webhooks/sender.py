@@ -12,6 +12,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 from yarl import URL
 
+from rssd.models.redact import redact
 from rssd.models.users import WebhooksConfig, WebhookSecret
 from rssd.webhooks import signing
 from rssd.webhooks.guard import AddressRefused, GuardedResolver, check_literal
@@ -98,12 +99,11 @@ class Sender:
             cause = exc.os_error
             if isinstance(cause, AddressRefused):
                 return Answer(None, str(cause))
-            return Answer(None, _short(f"connection failed: {cause}"))
+            return Answer(None, _short(redact(f"connection failed: {cause}")))
         except TimeoutError:
             return Answer(None, f"timeout after {self.settings.timeout_seconds:g} s")
         except (aiohttp.ClientError, OSError, ValueError) as exc:
-            text = str(exc).replace(url, redact_url(url))
-            return Answer(None, _short(f"{type(exc).__name__}: {text}"))
+            return Answer(None, _short(redact(f"{type(exc).__name__}: {exc}")))
 
 
 async def _drain(response: aiohttp.ClientResponse) -> None:
@@ -116,15 +116,6 @@ async def _drain(response: aiohttp.ClientResponse) -> None:
         left -= len(chunk)
     if not response.content.at_eof():
         response.close()
-
-
-def redact_url(url: str) -> str:
-    """The URL without a password (for logs, errors and command output)."""
-    try:
-        parsed = URL(url)
-    except (ValueError, TypeError):
-        return "<unparsable URL>"
-    return str(parsed.with_password("***")) if parsed.password else url
 
 
 def _short(text: str) -> str:
