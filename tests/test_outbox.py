@@ -215,3 +215,17 @@ def test_plan_messages(
     planned = plan_messages(subscribers, FEED, POSTS, "2026-11-30T00:00:00.000Z", chunk)
     assert [(m.user_id, m.posts_count) for m in planned] == expected
     assert all(json.loads(m.body)["timestamp"] == "2026-11-30T00:00:00.000Z" for m in planned)
+
+
+async def test_a_category_filter_reads_the_feeds_category(db: Database, tmp_path: Path) -> None:
+    config = Config.model_validate(
+        {
+            "database": str(tmp_path / "rssd.sqlite3"),
+            "feeds": [{"url": A, "category": "Blogs / Linux"}, {"url": B, "category": "News"}],
+            "users": [user("alice", HOOK, ["*"], notify_backlog=True, keep=["category=^Blogs"])],
+        }
+    )
+    await sync_sources(db, config)
+    assert await fetch(db, A, [post(1)]) == 1
+    assert await fetch(db, B, [post(2)]) == 0
+    assert await messages(db) == [("alice", A, ["id-1"])]

@@ -121,9 +121,9 @@ def test_unreadable_secret_file(tmp_path: Path) -> None:
             "(user alice)",
         ),
         (
-            user_toml(block='["category=x"]'),
-            "users[0].block[0]: filter 'category=x': unknown field 'category' (one of title, "
-            "url, author, content) (user alice)",
+            user_toml(block='["tags=x"]'),
+            "users[0].block[0]: filter 'tags=x': unknown field 'tags' (one of title, "
+            "url, author, content, category) (user alice)",
         ),
         (
             user_toml(keep='["python"]'),
@@ -188,6 +188,7 @@ POST = {
     "author": "Guido",
     "summary": "sponsored by nobody",
     "content": None,
+    "category": "Blogs / Linux",
 }
 
 
@@ -203,6 +204,8 @@ POST = {
         (("title=Python",), ("url=/py$",), False),  # block wins over keep
         (("author=^$",), (), False),  # a missing field never matches
         (("content=nothing",), (), False),
+        (("category=^Blogs",), (), True),  # the feed's category, "Blogs / Linux"
+        ((), ("category=(?i)linux$",), False),
     ],
 )
 def test_filters(keep: tuple[str, ...], block: tuple[str, ...], expected: bool) -> None:

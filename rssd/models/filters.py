@@ -10,9 +10,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-#: The post fields a rule may name. ``content`` also searches the summary: many feeds
-#: carry their text in only one of the two.
-FIELDS = ("title", "url", "author", "content")
+#: The fields a rule may name. ``content`` also searches the summary: many feeds carry
+#: their text in only one of the two. ``category`` is the feed's (its ``category`` in
+#: config.toml, "Blogs / Linux").
+FIELDS = ("title", "url", "author", "content", "category")
 
 
 @dataclass(frozen=True)

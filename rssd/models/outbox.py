@@ -44,7 +44,8 @@ class Subscriber:
 class Feed:
     id: int
     url: str
-    name: str | None
+    name: str | None  # the configured name, else the feed's own title
+    category: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,9 @@ def filters_of(keep: tuple[str, ...], block: tuple[str, ...]) -> Filters:
     return Filters.parse(keep, block)
 
 
-def post_fields(post: PostCreate) -> dict[str, str | None]:
-    return post.as_row()
+def post_fields(post: PostCreate, feed: Feed) -> dict[str, str | None]:
+    """What a filter rule can match: the post's fields and its feed's category."""
+    return {**post.as_row(), "category": feed.category}
 
 
 def plan_messages(
@@ -85,7 +87,7 @@ def plan_messages(
     messages = []
     for subscriber in subscribers:
         filters = filters_of(subscriber.keep, subscriber.block)
-        chosen = [p for p in posts if passes(filters, post_fields(p.post))]
+        chosen = [p for p in posts if passes(filters, post_fields(p.post, feed))]
         for start in range(0, len(chosen), chunk):
             part = chosen[start : start + chunk]
             messages.append(

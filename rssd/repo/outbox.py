@@ -63,11 +63,13 @@ async def write_outbox_in(
         if row["external_id"] in wanted
     ]
     feed_row = await tx.fetchone(
-        "SELECT id, url, name FROM content_sources WHERE id = :id", {"id": source_id}
+        "SELECT id, url, coalesce(name, feed_title) AS name, category FROM content_sources "
+        "WHERE id = :id",
+        {"id": source_id},
     )
     assert feed_row is not None
     now = now_iso()
-    feed = Feed(feed_row["id"], feed_row["url"], feed_row["name"])
+    feed = Feed(feed_row["id"], feed_row["url"], feed_row["name"], feed_row["category"])
     messages = plan_messages(subscribers, feed, stored, now)
     if messages:
         await tx.executemany(
