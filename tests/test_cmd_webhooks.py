@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.cmd_support import Result, cli, dated_rss, run_once_from
 from tests.conftest import FeedServer
-from tests.webhook_support import SECRETS, Receiver
+from tests.support.commands import Result, cli, dated_rss, run_once_from
+from tests.support.webhooks import SECRETS, Receiver
 
 
 @pytest.fixture

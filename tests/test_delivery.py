@@ -24,7 +24,7 @@ from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.outbox import OutboxRepo
 from rssd.repo.users import UserRepo
 from rssd.webhooks.sender import Sender
-from tests.webhook_support import Receiver, make_config, user
+from tests.support.webhooks import Receiver, make_config, user
 
 A, B = "http://a.example/feed", "http://b.example/rss"
 FAST = [0.05] * 20  # retries at once, so tests wait on events only

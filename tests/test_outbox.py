@@ -15,7 +15,7 @@ from rssd.models.dto import FetchMeta, PostCreate
 from rssd.models.outbox import Feed, StoredPost, Subscriber, new_message_id, plan_messages
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
-from tests.webhook_support import make_config, user
+from tests.support.webhooks import make_config, user
 
 A, B = "http://a.example/feed", "http://b.example/rss"
 HOOK = "https://hooks.example/"

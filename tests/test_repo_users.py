@@ -11,7 +11,7 @@ from rssd.models.dto import FetchMeta
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.users import UserRepo
-from tests.webhook_support import make_config, user
+from tests.support.webhooks import make_config, user
 
 A, B = "http://a.example/feed", "http://b.example/rss"
 HOOK = "https://hooks.example/"

@@ -18,8 +18,9 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import FeedServer
-from tests.test_service_support import Daemon, Daemons, replace_file
-from tests.webhook_support import SECRETS, Receiver
+from tests.support.config import replace_file
+from tests.support.process import Daemon, Daemons
+from tests.support.webhooks import SECRETS, Receiver
 
 pytestmark = pytest.mark.slow
 
@@ -32,15 +33,6 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield server
     finally:
         await server.stop()
-
-
-@pytest.fixture
-async def daemons() -> AsyncIterator[Daemons]:
-    started = Daemons()
-    try:
-        yield started
-    finally:
-        await started.close()
 
 
 def config_text(

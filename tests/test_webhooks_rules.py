@@ -14,7 +14,7 @@ from rssd.net.addresses import parse_address
 from rssd.webhooks import signing
 from rssd.webhooks.guard import refusal
 from rssd.webhooks.rules import Answer, Decision, DisableReason, Outcome, decide, retry_after
-from tests.webhook_support import SECRETS, hmac_verify
+from tests.support.webhooks import SECRETS, hmac_verify
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 RETRY = (5.0, 300.0, 1800.0)

@@ -16,7 +16,7 @@ from rssd.webhooks.guard import GuardedResolver
 from rssd.webhooks.rules import Answer
 from rssd.webhooks.sender import Sender
 from tests.conftest import FeedServer
-from tests.webhook_support import SECRETS, Receiver
+from tests.support.webhooks import SECRETS, Receiver
 
 BODY = json.dumps({"type": "posts.new", "data": {"posts": []}}).encode()
 ALICE = WebhookSecret.parse(SECRETS["alice"])
