@@ -92,7 +92,7 @@ async def once(db: Database, config: Config) -> DeliveryLoop:
 
 async def until(db: Database, check: Callable[[list[tuple[str, str, int]]], bool]) -> None:
     """Wait (a hang guard, not a timing) until the outbox passes ``check``."""
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(120):  # a hang guard
         while True:
             if check(await statuses(db)):
                 return

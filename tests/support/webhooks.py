@@ -130,7 +130,7 @@ class Receiver:
             for post in item.body["data"]["posts"]
         ]
 
-    async def wait_for(self, predicate: Callable[[], bool], deadline: float = 30.0) -> None:
+    async def wait_for(self, predicate: Callable[[], bool], deadline: float = 120.0) -> None:
         async with asyncio.timeout(deadline), self.changed:
             await self.changed.wait_for(predicate)
 
