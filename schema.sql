@@ -70,10 +70,9 @@ CREATE TABLE IF NOT EXISTS posts (
     UNIQUE (content_source_id, external_id)
 ) STRICT;
 
--- Version 2: pruning fetch_job must not scan posts for the ON DELETE SET NULL, and the
--- newest posts are listed by time.
+-- Version 2: pruning fetch_job must not scan posts for the ON DELETE SET NULL. (Version 2
+-- also added posts_published; version 6 replaced it with posts_newest.)
 CREATE INDEX IF NOT EXISTS posts_fetch_job ON posts (fetch_job_id);
-CREATE INDEX IF NOT EXISTS posts_published ON posts (published_at);
 
 -- Version 3: the fingerprints (8 bytes each, rssd/fetch/items.py) of the items in the last
 -- document parsed for a source, so that a changed feed has only its new items parsed. A
@@ -145,3 +144,11 @@ CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (user_id, id)
     WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS deliveries_user ON deliveries (user_id, created_at);
 CREATE INDEX IF NOT EXISTS deliveries_fetch_job ON deliveries (fetch_job_id);
+
+-- Version 6: `rssd posts` lists the newest posts (by publication time, else storing time)
+-- off these indexes, all posts or one feed's, without sorting every post; --stored-since
+-- and pruning by age use posts_created.
+CREATE INDEX IF NOT EXISTS posts_newest ON posts (coalesce(published_at, created_at), id);
+CREATE INDEX IF NOT EXISTS posts_source_newest
+    ON posts (content_source_id, coalesce(published_at, created_at), id);
+CREATE INDEX IF NOT EXISTS posts_created ON posts (created_at);

@@ -19,6 +19,10 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from rssd.models.redact import redact
 
+#: Libraries whose DEBUG records are their own plumbing, not rssd's decisions: aiosqlite
+#: logs every statement (116 of 123 lines of a debug run). They stay at INFO or above.
+QUIET_LIBRARIES = ("aiosqlite",)
+
 #: A single field longer than this is cut; keeps a line far below journald's 48 KiB limit.
 MAX_FIELD_CHARS = 4096
 MAX_LINE_CHARS = 40_000
@@ -123,7 +127,7 @@ def configure(level: str = "info", stream: TextIO | None = None) -> None:
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level.upper())
+    set_level(level)
     logging.captureWarnings(True)
     structlog.configure(
         processors=[
@@ -144,4 +148,8 @@ def get_logger(name: str) -> structlog.stdlib.BoundLogger:
 
 
 def set_level(level: str) -> None:
-    logging.getLogger().setLevel(level.upper())
+    """The root level; ``debug`` shows rssd's own decisions, not library chatter."""
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(root.level, logging.INFO))

@@ -96,6 +96,19 @@ async def test_status_posts_fetch_and_import_while_the_daemon_writes(
     lock = (tmp_path / "rssd.sqlite3.lock").read_text().strip()
     assert lock == f"running {daemon.pid}"
 
+    # Every feed at once, beside the daemon: `run --once` is refused by its lock, while
+    # `fetch --all` fetches every feed but the one the daemon is fetching right now.
+    once = await run_rssd("run", "--once", "-c", config)
+    assert once.returncode == 1, once.stdout + once.stderr
+    assert "daemon.locked" in once.stdout, once.stdout + once.stderr
+    everything = await run_rssd("fetch", "-c", config, "--all")
+    assert everything.returncode == 3, everything.stdout + everything.stderr  # none failed
+    lines = everything.stdout.splitlines()
+    assert len(lines) == len(busy) + 1, lines
+    assert [line for line in lines if "refused" in line] == [
+        line for line in lines if line.startswith(slow_url)
+    ]
+
     # A feed added by import-opml is picked up by the running daemon by itself.
     added = feed_server.static("/added", dated_rss(["added one"], name="added"))
     opml_file = tmp_path / "more.opml"

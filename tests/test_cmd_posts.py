@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rssd.commands.posts import parse_since
+from rssd.commands.args import parse_since
 from tests.conftest import FeedServer
 from tests.support.commands import cli, populated
 

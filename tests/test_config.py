@@ -15,8 +15,8 @@ from rssd.models.config import (
     load_config,
     normalize_url,
     parse_config,
-    resolve_config_path,
 )
+from rssd.models.paths import resolve_config_path
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from rssd.daemon.history import history_of
 from rssd.daemon.schedule import History
-from rssd.daemon.service import history_of
 from rssd.models.dto import ErrorCode, FetchJobStatus
 from rssd.repo.jobs import LatestJob
 

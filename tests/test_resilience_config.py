@@ -57,6 +57,22 @@ class Exit:
     stderr: str
 
 
+def said(stdout: str, stderr: str) -> str:
+    """What a start-up refusal told the operator. ``rssd run`` writes only JSON lines, so
+    its error events, as the plain lines they replace (``FILE: error``, ``rssd: ...``),
+    plus whatever reached stderr (which must be nothing)."""
+    lines = [stderr] if stderr else []
+    for line in stdout.splitlines():
+        event = json.loads(line)
+        if event.get("level") != "error":
+            continue
+        if event["message"] == "config.invalid":
+            lines += [f"{event['path']}: {error}" for error in event["errors"]]
+        else:
+            lines.append(f"rssd: {event.get('error_message', '')}")
+    return "\n".join(lines)
+
+
 async def rssd_main_each(argvs: list[list[str]], cwd: Path | None = None) -> list[Exit]:
     """``rssd ARGV`` for each argument list, in one subprocess (see DRIVER)."""
     finished = await run_rssd(
@@ -129,7 +145,9 @@ async def test_every_kind_of_invalid_config_stops_start_up_clearly(tmp_path: Pat
     problems = []
     for (case, bad), finished in zip(INVALID.items(), results, strict=True):
         folder = _folder(tmp_path, case)
-        message = finished.stderr
+        message = said(finished.stdout, finished.stderr)
+        if finished.stderr:
+            problems.append(f"{case}: not JSON, on stderr: {finished.stderr!r}")
         if finished.code != 1 or "Traceback" in message:
             problems.append(f"{case}: exit {finished.code}\n{message}")
         elif not all(fragment in message for fragment in bad.expect):
@@ -156,8 +174,8 @@ async def test_unusable_databases_stop_start_up_clearly(tmp_path: Path) -> None:
         argvs.append(["run", "--once", "-c", str(config)])
     for finished in await rssd_main_each(argvs):
         assert finished.code == 1, finished
-        assert "Traceback" not in finished.stderr, finished.stderr
-        assert "rssd.sqlite3" in finished.stderr, finished.stderr
+        assert finished.stderr == "", finished.stderr
+        assert "rssd.sqlite3" in said(finished.stdout, finished.stderr), finished.stdout
     assert (tmp_path / "garbage" / "rssd.sqlite3").read_bytes().startswith(b"this is not")
 
 
@@ -221,7 +239,8 @@ def test_a_value_the_daemon_cannot_live_with_is_refused_at_start_up(
     assert "Traceback" not in finished.stderr, finished.stderr
     assert finished.code == 1, finished
     key = case.split(maxsplit=1)[0]
-    assert key in finished.stderr, finished.stderr
+    message = said(finished.stdout, finished.stderr)
+    assert key in message, message  # refused, saying which key
     assert outcome.job is None, outcome.job
 
 
@@ -285,5 +304,5 @@ async def test_a_huge_interval_is_refused_before_the_service_starts(tmp_path: Pa
     config = write_config(tmp_path / "config.toml", [URL], interval_minutes=9223372036854775807)
     finished = await run_rssd("run", "-c", config)
     assert finished.returncode == 1
-    assert "Traceback" not in finished.stderr, finished.stderr
-    assert "interval_minutes" in finished.stderr
+    assert finished.stderr == "", finished.stderr
+    assert "interval_minutes" in said(finished.stdout, finished.stderr)

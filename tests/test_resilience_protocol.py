@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from rssd.daemon.history import history_of
 from rssd.daemon.pipeline import Pipeline
 from rssd.daemon.schedule import Hints, Policy, next_due
-from rssd.daemon.service import history_of
 from rssd.daemon.startup import daemon_session
 from rssd.fetch.fetcher import Fetcher
 from rssd.fetch.parse import ParseOutcome, ParsePool

@@ -25,6 +25,9 @@ V5_INDEXES = (
     "deliveries_user",
     "deliveries_fetch_job",
 )
+V6_INDEXES = ("posts_newest", "posts_source_newest", "posts_created")
+#: The posts indexes of the newest schema (version 6 dropped posts_published).
+POSTS_INDEXES = ("posts_fetch_job", *V6_INDEXES)
 
 
 def worker_threads() -> list[threading.Thread]:
@@ -112,7 +115,8 @@ async def test_a_fresh_database_gets_the_current_schema_version(tmp_path: Path) 
     assert user_version(path) == SCHEMA_VERSION
     names = {str(row[0]) for row in query(path, "SELECT name FROM sqlite_master")}
     assert set(TABLES) <= names
-    assert {"fetch_job_one_active", "fetch_job_source_latest", *V2_INDEXES} <= names
+    assert {"fetch_job_one_active", "fetch_job_source_latest", *POSTS_INDEXES} <= names
+    assert "posts_published" not in names
 
 
 @pytest.mark.parametrize(
@@ -346,7 +350,12 @@ def test_the_v1_fixture_is_schema_sql_without_the_v2_indexes(tmp_path: Path) -> 
     current = tmp_path / "current.sqlite3"
     with closing(sqlite3.connect(current)) as conn:
         conn.executescript(schema_sql())
-    assert index_names(current) - index_names(path) == {*V2_INDEXES, *V5_INDEXES}
+    assert index_names(current) - index_names(path) == {
+        "posts_fetch_job",
+        *V5_INDEXES,
+        *V6_INDEXES,
+    }
+    assert "posts_published" not in index_names(path) | index_names(current)
 
 
 async def test_a_version_1_database_is_migrated_with_its_data_intact(tmp_path: Path) -> None:
@@ -363,7 +372,8 @@ async def test_a_version_1_database_is_migrated_with_its_data_intact(tmp_path: P
         await db.close()
 
     assert user_version(path) == SCHEMA_VERSION
-    assert set(V2_INDEXES) <= index_names(path)
+    assert set(POSTS_INDEXES) <= index_names(path)
+    assert "posts_published" not in index_names(path)
     after = {table: query(path, f"SELECT * FROM {table} ORDER BY id") for table in tables}
     # Version 4 added three columns to content_sources, NULL in migrated rows.
     assert [row[:-3] for row in after["content_sources"]] == before["content_sources"]

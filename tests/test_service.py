@@ -404,10 +404,12 @@ async def test_a_second_daemon_on_the_same_database_is_refused(
 
     second = await daemons.start(config)
     assert await second.wait_exit() == 1, second.log()
-    stderr = second.stderr.decode()
-    assert str(lock) in stderr or str(lock.resolve()) in stderr, second.log()
-    assert str(first.pid) in stderr, second.log()
-    assert second.find("daemon.locked") is not None, second.log()
+    assert second.stderr == b"", second.log()  # only JSON lines, and only on stdout
+    locked = second.find("daemon.locked")
+    assert locked is not None, second.log()
+    message = second.events[locked]["error_message"]
+    assert str(lock) in message or str(lock.resolve()) in message, second.log()
+    assert str(first.pid) in message, second.log()
     assert second.find("jobs.recovered") is None, second.log()
 
     # The refused daemon touched nothing: the first one's fetch is still in flight.

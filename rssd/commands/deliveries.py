@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from rssd.clock import parse_iso, to_iso, utcnow
+from rssd.commands.args import DEFAULT_DELIVERIES_LIMIT
 from rssd.commands.context import load, reader, writer
 from rssd.commands.errors import EXIT_OK, EXIT_USAGE, CommandError
 from rssd.commands.humanize import ago, due, plural, shorten, table
@@ -17,7 +18,7 @@ from rssd.repo.db import Database
 from rssd.repo.outbox import Delivery, OutboxRepo
 from rssd.repo.users import User, UserRepo
 
-DEFAULT_LIMIT = 50
+DEFAULT_LIMIT = DEFAULT_DELIVERIES_LIMIT
 ERROR_WIDTH = 50
 
 

@@ -1,4 +1,5 @@
-"""Which source a FEED argument (an id or a URL) names, for ``rssd fetch`` and ``posts``."""
+"""Which source a FEED argument names, for ``rssd fetch`` and ``rssd posts``: an id, a URL
+(scheme and host compared case-insensitively) or a name (as in config.toml; case ignored)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,21 @@ from rssd.repo.db import Database
 from rssd.repo.sources import SourceRepo
 
 
-async def resolve(db: Database, config: Config, feed: str) -> Source:
-    """The source with this id or URL (scheme and host compared case-insensitively).
+def _url_key(text: str) -> str | None:
+    if "://" not in text:
+        return None
+    try:
+        return normalize_url(text)
+    except (ValueError, TypeError, AttributeError):
+        return None
 
-    A URL that is in config.toml but not yet in the database gets a hint instead of a bare
-    "unknown": the daemon adds new feeds when it (re)loads the config.
+
+async def resolve(db: Database, config: Config, feed: str) -> Source:
+    """The source with this id, URL or name.
+
+    A URL or name that is in config.toml but not yet in the database gets a hint instead of
+    a bare "unknown": the daemon adds new feeds when it (re)loads the config. A name two
+    feeds share is refused, listing their ids.
     """
     repo = SourceRepo(db)
     text = feed.strip()
@@ -23,17 +34,41 @@ async def resolve(db: Database, config: Config, feed: str) -> Source:
         if source is None:
             raise CommandError(f"no feed with id {text} (see `rssd status`)", EXIT_USAGE)
         return source
-    try:
-        wanted = normalize_url(text)
-    except (ValueError, TypeError, AttributeError):
-        raise CommandError(f"not a feed id or URL: {redact(feed)!r}", EXIT_USAGE) from None
-    for source in await repo.list():
-        if normalize_url(source.url) == wanted:
-            return source
-    if any(normalize_url(f.url) == wanted for f in config.feeds):
+    sources = await repo.list()
+    wanted = _url_key(text)
+    if wanted is not None:
+        for source in sources:
+            if normalize_url(source.url) == wanted:
+                return source
+        if any(normalize_url(f.url) == wanted for f in config.feeds):
+            raise CommandError(
+                f"{redact(text)} is in config.toml but not in the database yet: a running daemon "
+                f"adds it within seconds; otherwise run `rssd run --once`",
+                EXIT_USAGE,
+            )
+        raise CommandError(f"no feed with URL {redact(text)} (see `rssd status`)", EXIT_USAGE)
+    key = text.casefold()
+    # The configured name, else the title the feed gives itself (as status shows it).
+    named = [s for s in sources if (s.name or s.feed_title or "").casefold() == key]
+    if len(named) == 1:
+        return named[0]
+    if named:
+        ids = ", ".join(str(s.id) for s in named)
         raise CommandError(
-            f"{redact(text)} is in config.toml but not in the database yet: a running daemon adds "
-            f"it within seconds; otherwise run `rssd run --once`",
+            f"{len(named)} feeds are named {redact(text)!r} (ids {ids}): use an id", EXIT_USAGE
+        )
+    if any(f.name is not None and f.name.casefold() == key for f in config.feeds):
+        raise CommandError(
+            f"the feed named {redact(text)!r} is in config.toml but not in the database yet: a "
+            f"running daemon adds it within seconds; otherwise run `rssd run --once`",
             EXIT_USAGE,
         )
-    raise CommandError(f"no feed with URL {redact(text)} (see `rssd status`)", EXIT_USAGE)
+    raise CommandError(
+        f"no feed with id, URL or name {redact(text)!r} (see `rssd status`)", EXIT_USAGE
+    )
+
+
+def removed_from_config(source: Source, config: Config) -> bool:
+    """The source is in the database but its feed is no longer in config.toml."""
+    key = normalize_url(source.url)
+    return all(normalize_url(f.url) != key for f in config.feeds)

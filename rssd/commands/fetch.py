@@ -13,18 +13,22 @@ import contextlib
 import signal
 import sys
 import threading
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
 from rssd import logs
 from rssd.commands.context import load, writer
-from rssd.commands.errors import EXIT_BUSY, EXIT_FAILURE, EXIT_OK
-from rssd.commands.feeds import resolve
+from rssd.commands.errors import EXIT_BUSY, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
+from rssd.commands.feeds import removed_from_config, resolve
 from rssd.commands.terminal import safe_text
 from rssd.daemon.pipeline import JobReport, Pipeline
 from rssd.fetch.fetcher import Fetcher, Outcome
+from rssd.models.config import Config
 from rssd.models.dto import FetchJobStatus, Source
 from rssd.models.redact import redact
+from rssd.repo.db import Database
+from rssd.repo.sources import SourceRepo
 
 
 def describe(source: Source, report: JobReport) -> str:
@@ -67,24 +71,43 @@ def exit_code(reports: list[JobReport]) -> int:
     return EXIT_OK
 
 
-async def fetch(path: Path, feeds: list[str]) -> list[JobReport]:
-    """Resolve every FEED first (a typo fetches nothing), then fetch them concurrently,
-    printing each result as it comes."""
+async def _chosen(db: Database, config: Config, feeds: list[str], every: bool) -> list[Source]:
+    """The sources to fetch: every enabled one (``--all``), or each FEED resolved first, so
+    a typo fetches nothing; a feed removed from config.toml is refused, saying so."""
+    if every:
+        return await SourceRepo(db).list(enabled_only=True)
+    sources: dict[int, Source] = {}
+    for feed in feeds:
+        source = await resolve(db, config, feed)
+        if not source.enabled and removed_from_config(source, config):
+            raise CommandError(
+                f"{redact(source.url)} (id {source.id}) was removed from config.toml: it is "
+                f"disabled and not fetched (its posts are kept); add it back to fetch it",
+                EXIT_USAGE,
+            )
+        sources.setdefault(source.id, source)
+    return list(sources.values())
+
+
+async def fetch(path: Path, feeds: list[str], *, every: bool = False) -> list[JobReport]:
+    """Fetch the chosen sources, at most 2 x max_concurrency at a time (the daemon's
+    launch limit), printing each result as it comes."""
     config = load(path)
     async with writer(config) as db:
-        sources: dict[int, Source] = {}
-        for feed in feeds:
-            source = await resolve(db, config, feed)
-            sources.setdefault(source.id, source)
+        pending = deque(await _chosen(db, config, feeds, every))
         async with Fetcher(config) as fetcher:
             pipeline = Pipeline(db, fetcher)
+            done: list[JobReport] = []
 
-            async def one(source: Source) -> JobReport:
-                report = await pipeline.run(source)
-                print(describe(source, report), flush=True)
-                return report
+            async def worker() -> None:
+                while pending:
+                    source = pending.popleft()
+                    report = await pipeline.run(source)
+                    done.append(report)
+                    print(describe(source, report), flush=True)
 
-            tasks = [asyncio.create_task(one(source)) for source in sources.values()]
+            count = min(len(pending), 2 * config.max_concurrency)
+            tasks = [asyncio.create_task(worker()) for _ in range(count)]
             try:
                 with _cancel_on_sigterm(tasks):
                     results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -97,11 +120,11 @@ async def fetch(path: Path, feeds: list[str]) -> list[JobReport]:
     for result in results:
         if isinstance(result, BaseException):
             raise result  # e.g. BrokenPipeError from print, CancelledError from SIGTERM
-    return [r for r in results if isinstance(r, JobReport)]
+    return done
 
 
 @contextlib.contextmanager
-def _cancel_on_sigterm(tasks: list[asyncio.Task[JobReport]]) -> Iterator[None]:
+def _cancel_on_sigterm(tasks: list[asyncio.Task[None]]) -> Iterator[None]:
     """SIGTERM cancels the fetches, which record themselves ``interrupted``, instead of
     leaving their jobs ONGOING (Ctrl-C does the same through asyncio.run)."""
     if threading.current_thread() is not threading.main_thread():
@@ -120,12 +143,12 @@ def _cancel_on_sigterm(tasks: list[asyncio.Task[JobReport]]) -> Iterator[None]:
         loop.remove_signal_handler(signal.SIGTERM)
 
 
-def main(path: Path, feeds: list[str]) -> int:
+def main(path: Path, feeds: list[str], *, every: bool = False) -> int:
     # The pipeline logs every fetch; here the printed lines say it, so only errors (an
     # unrecorded job, an internal failure with its traceback) reach stderr as JSON.
     logs.configure("error", stream=sys.stderr)
     try:
-        reports = asyncio.run(fetch(path, feeds))
+        reports = asyncio.run(fetch(path, feeds, every=every))
     except asyncio.CancelledError:
         print("rssd fetch: stopped; unfinished fetches recorded as interrupted", file=sys.stderr)
         return 128 + signal.SIGTERM.value

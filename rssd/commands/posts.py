@@ -1,62 +1,34 @@
 """``rssd posts``: the newest posts, for a person (aligned text) or a pipeline (JSON lines).
 
 "Newest" is by publication time, else by when rssd stored the post (undated entries).
+``--new`` and ``--stored-since`` select by when rssd stored a post instead: a post stored
+now but published last week is new to the reader.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from rssd.clock import parse_iso, to_iso, utcnow
-from rssd.commands.context import load, reader
+from rssd.commands.args import DEFAULT_LIMIT
+from rssd.commands.context import load, reader, run
 from rssd.commands.errors import EXIT_OK, EXIT_USAGE, CommandError
 from rssd.commands.feeds import resolve
 from rssd.commands.humanize import ago, shorten, table
+from rssd.commands.new_mark import NewMark
 from rssd.commands.terminal import safe_json, safe_lines, safe_text
 from rssd.models.config import normalize_category
 from rssd.models.redact import redact
-from rssd.repo.queries import PostRow, newest_posts
+from rssd.repo.queries import PostFilter, PostRow, newest_post_id, newest_posts
 
-DEFAULT_LIMIT = 20
 SOURCE_WIDTH = 24
 TITLE_WIDTH = 90
 #: Posts newer than this show a relative time ("3h ago"), older ones their date.
 RELATIVE_FOR = timedelta(days=7)
-
-_SPAN = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
-_UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_since(text: str, now: datetime | None = None) -> datetime:
-    """'2h', '30m', '7d', '1w' (before now), or a date or time: '2026-11-01',
-    '2026-11-01T08:00', '2026-11-01T08:00:00+01:00'. No zone means UTC.
-
-    Raises argparse.ArgumentTypeError, so a bad value is a usage error (exit 2).
-    """
-    match = _SPAN.match(text)
-    if match:
-        amount, unit = int(match.group(1)), _UNIT[match.group(2).lower()]
-        return (now or utcnow()) - timedelta(**{unit: amount})
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: expected a span like 2h, 30m, 7d, 1w or a date like 2026-11-01"
-        ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def non_negative(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number, 0 for no limit")
-    return int(text)
 
 
 async def query(
@@ -64,9 +36,14 @@ async def query(
     *,
     feed: str | None,
     since: datetime | None,
-    limit: int,
     category: str | None = None,
+    stored_since: datetime | None = None,
+    new: bool = False,
+    limit: int | None = DEFAULT_LIMIT,
+    mark_file: Path | None = None,
 ) -> list[PostRow]:
+    """The posts asked for; with ``new``, those stored since the last ``--new`` call, and
+    the mark moves on to the newest post there is now."""
     config = load(path)
     if category is not None:
         try:
@@ -75,13 +52,21 @@ async def query(
             raise CommandError(f"--category {exc}", EXIT_USAGE) from None
     async with reader(config) as db:
         source_id = (await resolve(db, config, feed)).id if feed else None
+        mark = NewMark(config.database, mark_file) if new else None
+        newest = await newest_post_id(db) if mark else 0
         posts = await newest_posts(
             db,
-            source_id=source_id,
-            since=to_iso(since) if since else None,
-            limit=limit or None,
-            category=category,
+            PostFilter(
+                source_id=source_id,
+                since=to_iso(since) if since else None,
+                stored_since=to_iso(stored_since) if stored_since else None,
+                after_id=mark.read() if mark else None,
+                category=category,
+                limit=limit or None,
+            ),
         )
+    if mark:
+        mark.write(max([newest, *(post.id for post in posts)]))
     return [replace(post, source_url=redact(post.source_url)) for post in posts]
 
 
@@ -126,16 +111,31 @@ def main(
     *,
     feed: str | None,
     since: datetime | None,
-    limit: int,
+    limit: int | None,
     as_json: bool,
     category: str | None = None,
+    stored_since: datetime | None = None,
+    new: bool = False,
 ) -> int:
-    posts = asyncio.run(query(path, feed=feed, since=since, limit=limit, category=category))
+    """``limit`` None: the default (20), or every post with ``new``; 0: no limit."""
+    if limit is None:
+        limit = 0 if new else DEFAULT_LIMIT
+    posts = run(
+        query(
+            path,
+            feed=feed,
+            since=since,
+            stored_since=stored_since,
+            new=new,
+            limit=limit,
+            category=category,
+        )
+    )
     if as_json:
         if posts:
             print(render_json_lines(posts))
     elif posts:
         print(render_human(posts, utcnow()))
     else:
-        print("no posts match")
+        print("nothing new since the last --new" if new else "no posts match")
     return EXIT_OK

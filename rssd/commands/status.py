@@ -8,19 +8,27 @@ the server asked for more (Retry-After, max-age: not stored, so not known here).
 
 from __future__ import annotations
 
-import asyncio
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
 from rssd.clock import utcnow
-from rssd.commands.context import load, reader
+from rssd.commands.context import reader_at, run
 from rssd.commands.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
 from rssd.commands.status_view import render_human, render_json
+from rssd.commands.terminal import safe_text
+from rssd.daemon.history import history_of
 from rssd.daemon.schedule import Policy, next_due
-from rssd.daemon.service import history_of
-from rssd.models.config import in_category, normalize_url
+from rssd.models.config import (
+    Config,
+    ConfigError,
+    fallback_database,
+    in_category,
+    load_config,
+    normalize_url,
+)
 from rssd.repo.jobs import LatestJob
 from rssd.repo.queries import SourceStatus, source_statuses
 
@@ -103,23 +111,41 @@ class Overview:
     #: (re)loads the config; until then they have no id and no row.
     not_in_database: list[str]
     now: datetime
+    #: Why config.toml does not validate (empty when it does): shown above the rest.
+    config_errors: tuple[str, ...] = ()
 
 
 async def gather(path: Path) -> Overview:
-    config = load(path)
-    async with reader(config) as db:
-        rows = await source_statuses(db)
+    """The database's view; a broken config.toml does not hide it (an operator looks at
+    status exactly then): its errors come with it, and the database is the one the file
+    names if that much can be read."""
+    try:
+        config: Config | None = load_config(path)
+    except ConfigError as exc:
+        config, errors = None, tuple(f"{path}: {line}" for line in exc.errors)
+    else:
+        errors = ()
+    database = config.database if config else fallback_database(path)
+    try:
+        async with reader_at(database) as db:
+            rows = await source_statuses(db)
+    except CommandError as exc:
+        if errors:
+            raise CommandError("\n".join([*errors, str(exc)])) from None
+        raise
     now = utcnow()
     known = {normalize_url(row.source.url) for row in rows}
-    pending = [feed.url for feed in config.feeds if normalize_url(feed.url) not in known]
-    return Overview([assess(row, now) for row in rows], pending, now)
+    feeds = config.feeds if config else []
+    pending = [feed.url for feed in feeds if normalize_url(feed.url) not in known]
+    return Overview([assess(row, now) for row in rows], pending, now, errors)
 
 
 def main(path: Path, *, as_json: bool, failing_only: bool, category: str | None = None) -> int:
     """Print the table (or JSON); with ``failing_only``, only the sources that need a look,
     and exit 1 if there are any: a monitoring check. ``category``: only the feeds in that
-    folder or below it."""
-    overview = asyncio.run(gather(path))
+    folder or below it. A broken config.toml: its errors first (on stderr too), then the
+    database's view, exit 1."""
+    overview = run(gather(path))
     everything = overview.assessments
     shown = [a for a in everything if a.state.needs_attention] if failing_only else everything
     if category is not None:
@@ -127,9 +153,11 @@ def main(path: Path, *, as_json: bool, failing_only: bool, category: str | None 
             shown = [a for a in shown if in_category(a.row.source.category, category)]
         except ValueError as exc:
             raise CommandError(f"--category {exc}", EXIT_USAGE) from None
+    for line in overview.config_errors:
+        print(safe_text(line), file=sys.stderr)
     render = render_json if as_json else render_human
     empty = f"no feed in category {category!r}" if category is not None else None
     print(render(overview, shown, empty))
-    if failing_only and shown:
+    if overview.config_errors or (failing_only and shown):
         return EXIT_FAILURE
     return EXIT_OK

@@ -116,7 +116,20 @@ def render_human(overview: Overview, shown: Sequence[Assessment], empty: str | N
         f"not in the database yet (a running daemon adds it within seconds): {redact(url)}"
         for url in overview.not_in_database
     ]
-    return safe_lines("\n".join([*out, "", summary, *pending]))
+    warning = (
+        [
+            f"config.toml does not validate ({_errors(len(overview.config_errors))}, on "
+            f"stderr); this is the database's view",
+            "",
+        ]
+        if overview.config_errors
+        else []
+    )
+    return safe_lines("\n".join([*warning, *out, "", summary, *pending]))
+
+
+def _errors(count: int) -> str:
+    return f"{count} error{'' if count == 1 else 's'}"
 
 
 def _job(job: FetchJob | None) -> dict[str, Any] | None:
@@ -164,5 +177,6 @@ def render_json(overview: Overview, shown: Sequence[Assessment], empty: str | No
         "sources": [source_json(a) for a in shown],
         "totals": totals(overview.assessments),
         "not_in_database": [redact(url) for url in overview.not_in_database],
+        "config_errors": list(overview.config_errors),
     }
     return safe_json(json.dumps(document, indent=2, ensure_ascii=False))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from rssd import metrics
+
 PROBE_SECONDS = 0.1
 
 
@@ -32,5 +34,6 @@ class LagProbe:
         while True:
             start = time.monotonic()
             await asyncio.sleep(self.period)
-            lag = (time.monotonic() - start - self.period) * 1000
-            self.max_ms = max(self.max_ms, lag)
+            lag = max(0.0, time.monotonic() - start - self.period)
+            metrics.LOOP_LAG.observe(lag)
+            self.max_ms = max(self.max_ms, lag * 1000)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
+from rssd import metrics
 from rssd.daemon.delivery import DeliveryLoop, DeliveryStats
 from rssd.daemon.lag import LagProbe
 from rssd.daemon.loop import loop_name
@@ -120,6 +121,14 @@ async def run_once(config: Config) -> RunSummary:
         loop=loop_name(),
         interrupted_by=summary.interrupted_by.name if summary.interrupted_by else None,
     )
+    if config.metrics_file is not None:
+        metrics.DATABASE_BYTES.set(metrics.database_bytes(config.database))
+        try:
+            metrics.write(config.metrics_file)
+        except OSError as exc:
+            log.warning(
+                "metrics.write_failed", path=str(config.metrics_file), error_message=str(exc)
+            )
     return summary
 
 

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
+from rssd import metrics
 from rssd.clock import to_iso, utcnow
 from rssd.fetch.fetcher import Fetcher, FetchResult, Outcome, Validators
 from rssd.logs import get_logger
@@ -78,8 +79,21 @@ class Pipeline:
 
     async def run(self, source: Source, fetch_url: str | None = None) -> JobReport:
         """Fetch ``source`` once (from ``fetch_url`` if it moved). Never raises, except
-        CancelledError (after recording it)."""
+        CancelledError (after recording it). Every ending is counted in the metrics."""
         started = time.monotonic()
+        try:
+            report = await self._run(source, fetch_url, started)
+        except asyncio.CancelledError:
+            _observe("failed", ErrorCode.INTERRUPTED.value, started)
+            raise
+        _observe(_outcome(report), report.error_code.value if report.error_code else "", started)
+        if report.posts_new:
+            metrics.POSTS.labels("new").inc(report.posts_new)
+        if report.posts_updated:
+            metrics.POSTS.labels("updated").inc(report.posts_updated)
+        return report
+
+    async def _run(self, source: Source, fetch_url: str | None, started: float) -> JobReport:
         try:
             job = await self._queue(source)
         except Exception as exc:  # the database refused the write (locked too long, full)
@@ -172,6 +186,14 @@ class Pipeline:
             return JobReport(source.id, source.url, job.id, await self.jobs.get_status(job.id))
         validators = await self._validators_for(source.id)
         known = self._feed_urls.get(source.id, source.feed_url)
+        log.debug(
+            "fetch.started",
+            source_id=source.id,
+            job_id=job.id,
+            url=fetch_url or source.url,
+            conditional=bool(validators.etag or validators.last_modified),
+            known_body_hash=validators.content_hash is not None,
+        )
         result = await self.fetcher.fetch(
             source,
             validators,
@@ -298,6 +320,20 @@ def _stored_meta(result: FetchResult) -> FetchMeta:
     if final == result.meta.final_url:
         return result.meta
     return result.meta.model_copy(update={"final_url": final})
+
+
+def _outcome(report: JobReport) -> str:
+    """The ``outcome`` label: the fetcher's word for a completed fetch, else failed/skipped."""
+    if report.skipped:
+        return "skipped"
+    if report.status is FetchJobStatus.COMPLETED:
+        return report.result.outcome.value if report.result else Outcome.PARSED.value
+    return "failed"
+
+
+def _observe(outcome: str, error_code: str, started: float) -> None:
+    metrics.FETCHES.labels(outcome, error_code).inc()
+    metrics.FETCH_DURATION.observe(time.monotonic() - started)
 
 
 def _ms(started: float) -> int:

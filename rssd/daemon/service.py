@@ -9,21 +9,23 @@ STOPPING, WATCHDOG, STATUS); and a graceful stop on SIGTERM/SIGINT.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import math
 import os
 import random
 import signal
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from rssd.clock import parse_iso, to_iso, utcnow
+from rssd import metrics
+from rssd.clock import to_iso, utcnow
 from rssd.daemon import notify
 from rssd.daemon.delivery import DeliveryLoop
+from rssd.daemon.history import history_of
 from rssd.daemon.lag import LagProbe
 from rssd.daemon.loop import loop_name
 from rssd.daemon.pipeline import JobReport, Pipeline
@@ -35,7 +37,7 @@ from rssd.logs import get_logger, set_level
 from rssd.models.config import Config, ConfigError, load_config
 from rssd.models.dto import ErrorCode, FetchJobStatus, Source
 from rssd.repo.db import Database
-from rssd.repo.jobs import FetchJobRepo, LatestJob, latest_jobs
+from rssd.repo.jobs import FetchJobRepo, latest_jobs
 from rssd.repo.outbox import OutboxRepo
 from rssd.repo.posts import PostRepo
 from rssd.repo.sources import SourceRepo
@@ -66,19 +68,6 @@ def seconds_from_env(name: str, default: float) -> float:
         log.warning("daemon.setting_ignored", variable=name, value=raw, default=default)
         return default
     return value
-
-
-def history_of(latest: LatestJob) -> History:
-    """The scheduler's view of a source, from its latest job (the single source of truth)."""
-    if latest.job_id is None or latest.ended_at is None:
-        return History()
-    gone = latest.error_code is ErrorCode.GONE and latest.source_updated_at <= latest.ended_at
-    return History(
-        ended_at=parse_iso(latest.ended_at),
-        failures=latest.failures,
-        interrupted=latest.error_code is ErrorCode.INTERRUPTED,
-        gone=gone,
-    )
 
 
 @dataclass
@@ -131,6 +120,8 @@ class Service:
         self.reload_requested = asyncio.Event()
         self.heartbeat = time.monotonic()
         self.random = random.Random()
+        #: Sources in the database that are not scheduled (disabled or removed from config).
+        self.disabled = 0
         self._db: Database | None = None
         self._fetcher: Fetcher | None = None
         self._pipeline: Pipeline | None = None
@@ -170,6 +161,7 @@ class Service:
                     ("delivery", self._delivery.run),
                     ("config-watch", self._watch_config),
                     ("housekeeping", self._housekeeping),
+                    ("metrics", self._metrics_writer),
                 )
             }
             tasks = [*self.tasks.values(), asyncio.create_task(self._watchdog(), name="watchdog")]
@@ -184,6 +176,7 @@ class Service:
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.lag.stop()
             await self._drain()
+        self._write_metrics_now()
         log.info("daemon.stopped")
 
     async def _drain(self) -> None:
@@ -224,7 +217,9 @@ class Service:
     async def _load_states(self, only: set[int] | None = None) -> None:
         """(Re)build scheduling state from the database for all or some sources."""
         assert self._db is not None
-        sources = {s.id: s for s in await SourceRepo(self._db).list(enabled_only=True)}
+        every = await SourceRepo(self._db).list()
+        sources = {s.id: s for s in every if s.enabled}
+        self.disabled = len(every) - len(sources)
         latest = {row.source_id: row for row in await latest_jobs(self._db)}
         for source_id in list(self.states):
             if source_id not in sources:
@@ -258,6 +253,14 @@ class Service:
             )
             return
         heapq.heappush(self.heap, _Due(due, state.source.id, state.generation))
+        log.debug(
+            "schedule.next",
+            source_id=state.source.id,
+            due_at=to_iso(due),
+            in_seconds=round((due - now).total_seconds(), 1),
+            failures=state.history.failures,
+            hinted=state.hints is not None,
+        )
 
     def due_now(self) -> int:
         now = utcnow()
@@ -295,6 +298,12 @@ class Service:
             self._pipeline.run(source, state.moved_to), name=f"fetch-{source.id}"
         )
         self.in_flight[source.id] = task
+        log.debug(
+            "fetch.launched",
+            source_id=source.id,
+            url=state.moved_to or source.url,
+            in_flight=len(self.in_flight),
+        )
         generation = state.generation
 
         def done(finished: asyncio.Task[JobReport]) -> None:
@@ -471,6 +480,45 @@ class Service:
                         log.info("posts.pruned", posts=removed, before=before)
             self._log_stats()
 
+    # -- metrics ---------------------------------------------------------------------------
+
+    def _update_metrics(self) -> None:
+        """Set the gauges from the scheduler's state (the counters count as things happen)."""
+        now = utcnow()
+        states = Counter(_state_label(state.history) for state in self.states.values())
+        for label in ("ok", "failing", "gone", "never_fetched"):
+            metrics.SOURCES.labels(label).set(states[label])
+        metrics.SOURCES.labels("disabled").set(self.disabled)
+        metrics.IN_FLIGHT.set(len(self.in_flight))
+        due = [item.due for item in self.heap if item.due <= now and self._current(item)]
+        metrics.DUE.set(len(due))
+        metrics.OLDEST_OVERDUE.set((now - min(due)).total_seconds() if due else 0.0)
+        metrics.DATABASE_BYTES.set(metrics.database_bytes(self.config.database))
+
+    async def _metrics_writer(self) -> None:
+        """Write ``metrics_file`` every WRITE_SECONDS (a reload may turn it on or off)."""
+        while True:
+            await asyncio.sleep(metrics.WRITE_SECONDS)
+            path = self.config.metrics_file
+            if path is None:
+                continue
+            self._update_metrics()
+            try:
+                await asyncio.to_thread(metrics.write, path)
+            except OSError as exc:
+                log.warning("metrics.write_failed", path=str(path), error_message=str(exc))
+
+    def _write_metrics_now(self) -> None:
+        """The last write, at exit, so the file ends with the run's final counts."""
+        path = self.config.metrics_file
+        if path is None:
+            return
+        self._update_metrics()
+        try:
+            metrics.write(path)
+        except OSError as exc:
+            log.warning("metrics.write_failed", path=str(path), error_message=str(exc))
+
     def _log_stats(self) -> None:
         sent, failed, dead = self._delivery.stats.take() if self._delivery else (0, 0, 0)
         log.info(
@@ -486,7 +534,7 @@ class Service:
             due_now=self.due_now(),
             sources=len(self.states),
             loop_lag_max_ms=self.lag.take_max(),
-            database_bytes=_database_bytes(self.config.database),
+            database_bytes=metrics.database_bytes(self.config.database),
         )
         notify.notify(f"STATUS={self._status_line()}")
         self.stats.reset()
@@ -544,12 +592,13 @@ async def supervised(name: str, work: Callable[[], Awaitable[None]]) -> None:
         await asyncio.sleep(RESTART_SECONDS)
 
 
-def _database_bytes(path: Path) -> int:
-    total = 0
-    for name in (path, path.with_name(path.name + "-wal")):
-        with contextlib.suppress(OSError):
-            total += name.stat().st_size
-    return total
+def _state_label(history: History) -> str:
+    """A scheduled source's state for the ``rssd_sources`` gauge (as ``rssd status`` says)."""
+    if history.gone:
+        return "gone"
+    if history.failures:
+        return "failing"
+    return "ok" if history.ended_at is not None else "never_fetched"
 
 
 async def run_service(

@@ -153,7 +153,7 @@ class Fetcher:
         if self._session is not None:
             await self._session.close()
         if self._owns_pool:
-            self._pool.close()
+            await self._pool.aclose()
 
     def reconfigure(self, config: Config) -> None:
         """Adopt new limits for fetches that start from now on (after a reload)."""

@@ -14,9 +14,11 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import threading
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from rssd import metrics
 from rssd.fetch.worker import ParseOutcome, parse_document, ping, worker_init
 from rssd.logs import get_logger
 from rssd.models.codes import ErrorCode
@@ -27,6 +29,8 @@ log = get_logger("rssd.parse")
 
 #: Extra time the parent gives a worker after its own alarm should have fired.
 HARD_TIMEOUT_MARGIN = 5.0
+#: How long closing waits for the pools' manager threads once their workers are killed.
+CLOSE_WAIT_SECONDS = 5.0
 
 
 class ParsePool:
@@ -45,6 +49,8 @@ class ParsePool:
         # may outlive a loop (rssd fetch, tests), so each loop gets its own.
         self._slots: asyncio.Semaphore | None = None
         self._slots_loop: asyncio.AbstractEventLoop | None = None
+        #: The manager threads of the pools killed so far: closing waits for them.
+        self._managers: list[threading.Thread] = []
 
     def _new_executor(self) -> ProcessPoolExecutor:
         # forkserver: never fork the daemon itself (it has threads: aiosqlite, the resolver).
@@ -133,16 +139,45 @@ class ParsePool:
         if generation != self._generation:
             return  # someone already replaced the pool this attempt ran on
         self._generation += 1
+        metrics.PARSE_WORKER_RESTARTS.inc()
         old = self._executor
         self._executor = self._new_executor()
-        _kill(old)
+        self._kill(old)
         self.start_soon()  # off the loop, as at start
 
     def close(self) -> None:
         if self._starting is not None and not self._starting.done():
             with contextlib.suppress(RuntimeError):  # its loop is closed: nothing to cancel
                 self._starting.cancel()
-        _kill(self._executor)
+        self._kill(self._executor)
+
+    async def aclose(self) -> None:
+        """close(), then wait (off the loop, bounded) for the start thread and the pools'
+        manager threads to end. Without this a run that ended while the workers were
+        still starting left those threads alive; the CLI then had to leave by os._exit,
+        which skips multiprocessing's finalizers, and the resource tracker complained of
+        "leaked semaphore objects" on stderr."""
+        starting = self._starting
+        self.close()
+        if starting is not None and starting.get_loop() is asyncio.get_running_loop():
+            await asyncio.wait([starting], timeout=CLOSE_WAIT_SECONDS)
+        managers, self._managers = self._managers, []
+        await asyncio.to_thread(_join_all, managers, CLOSE_WAIT_SECONDS)
+
+    def _kill(self, executor: ProcessPoolExecutor) -> None:
+        # Under the pool's own lock: a submit in progress (the start thread) sets the
+        # manager thread before it lets go, and shutdown drops the reference.
+        with getattr(executor, "_shutdown_lock", threading.Lock()):
+            manager = getattr(executor, "_executor_manager_thread", None)
+        _kill(executor)
+        if isinstance(manager, threading.Thread):
+            self._managers = [t for t in self._managers if t.is_alive()]
+            self._managers.append(manager)
+
+
+def _join_all(threads: list[threading.Thread], timeout: float) -> None:
+    for thread in threads:
+        thread.join(timeout)
 
 
 def _log_start_failure(future: asyncio.Future[None]) -> None:

@@ -6,7 +6,6 @@ and the feed it belongs to, and unknown keys suggest the key that was probably m
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import stat
@@ -31,8 +30,6 @@ from rssd.models.users import UserConfig, WebhooksConfig, check_users
 
 # check_http_url and normalize_url are re-exported: the commands import them from here.
 __all__ = [
-    "CONFIG_ENV",
-    "DEFAULT_CONFIG_PATH",
     "DEFAULT_USER_AGENT",
     "Config",
     "ConfigError",
@@ -46,14 +43,13 @@ __all__ = [
     "parse_config",
     "read_config_bytes",
     "read_headers_file",
-    "resolve_config_path",
 ]
 
-DEFAULT_CONFIG_PATH = Path("config.toml")
 #: A config of 10,000 feeds is ~0.6 MB; anything far larger is not a config file.
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
-CONFIG_ENV = "RSSD_CONFIG"
 DEFAULT_USER_AGENT = f"rssd/{__version__} (RSS/Atom feed fetcher)"
+#: Set by systemd for a unit with StateDirectory=: where a relative database belongs.
+STATE_DIRECTORY_ENV = "STATE_DIRECTORY"
 
 # Upper bounds keep every value one the daemon can compute with (a timedelta, a SQLite
 # integer, setitimer): a value that validates must be a value that runs.
@@ -186,6 +182,8 @@ class Config(BaseModel):
     # Redirects from a public address to a loopback, private, link-local... one are
     # refused unless this is true; feed URLs written on a private address always work.
     allow_private_networks: bool = False
+    #: Prometheus textfile-collector output (rssd/metrics.py); None: no metrics file.
+    metrics_file: Annotated[Path | None, Field(strict=False)] = None
     feeds: list[FeedConfig] = Field(default_factory=list)
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
     # After ``feeds``: the users' check reads the validated feed list.
@@ -257,15 +255,6 @@ class ConfigError(Exception):
         super().__init__("\n".join(f"{path}: {line}" for line in self.errors))
 
 
-def resolve_config_path(cli_value: str | None, environ: Mapping[str, str] = os.environ) -> Path:
-    """``-c``, else ``$RSSD_CONFIG``, else ``./config.toml`` (DESIGN.md)."""
-    if cli_value:
-        return Path(cli_value)
-    if environ.get(CONFIG_ENV):
-        return Path(environ[CONFIG_ENV])
-    return DEFAULT_CONFIG_PATH
-
-
 def read_config_bytes(path: Path, limit: int = MAX_CONFIG_BYTES) -> bytes:
     """The file's bytes, if it is a regular file (a symlink to one is fine) of at most
     ``limit`` bytes. A FIFO would block the reader for ever and ``/dev/zero`` never end:
@@ -294,7 +283,7 @@ def read_config_bytes(path: Path, limit: int = MAX_CONFIG_BYTES) -> bytes:
     return data
 
 
-def load_config(path: Path) -> Config:
+def load_config(path: Path, environ: Mapping[str, str] = os.environ) -> Config:
     """Read, parse and validate config.toml; raise ConfigError with every problem found.
 
     Blocking file I/O: the daemon calls it off its event loop."""
@@ -302,11 +291,21 @@ def load_config(path: Path) -> Config:
         text = read_config_bytes(path).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(path, [f"cannot read: {exc}"]) from None
-    return parse_config(text, path)
+    return parse_config(text, path, environ)
 
 
-def parse_config(text: str, path: Path) -> Config:
-    """Validate TOML text; relative ``database`` paths resolve against the file's folder."""
+def base_directory(path: Path, environ: Mapping[str, str] = os.environ) -> Path:
+    """Where relative ``database`` and ``metrics_file`` paths point: systemd's
+    ``$STATE_DIRECTORY`` when set (the unit's writable /var/lib/rssd; the config lives in
+    read-only /etc/rssd), else the config file's folder."""
+    state = environ.get(STATE_DIRECTORY_ENV, "").split(":")[0]
+    if state and Path(state).is_absolute():
+        return Path(state)
+    return path.parent.resolve()
+
+
+def parse_config(text: str, path: Path, environ: Mapping[str, str] = os.environ) -> Config:
+    """Validate TOML text; relative paths resolve against ``base_directory``."""
     try:
         raw = tomllib.loads(text)
         config = Config.model_validate(raw, context={"base_dir": path.parent.resolve()})
@@ -316,12 +315,15 @@ def parse_config(text: str, path: Path) -> Config:
         raise ConfigError(path, ["TOML syntax error: arrays or tables nested too deeply"]) from None
     except ValidationError as exc:
         try:
-            lines = _describe(exc, raw)
+            lines = _describe(exc, raw) + _duplicates_not_reported(exc, raw)
         except RecursionError:
             lines = ["a value is nested too deeply to describe"]
         raise ConfigError(path, lines) from None
+    base = base_directory(path, environ)
     if not config.database.is_absolute():
-        config = config.model_copy(update={"database": path.parent.resolve() / config.database})
+        config = config.model_copy(update={"database": base / config.database})
+    if config.metrics_file is not None and not config.metrics_file.is_absolute():
+        config = config.model_copy(update={"metrics_file": base / config.metrics_file})
     return _with_header_files(config, path)
 
 
@@ -352,6 +354,45 @@ def _with_header_files(config: Config, path: Path) -> Config:
     if errors:
         raise ConfigError(path, errors)
     return config.model_copy(update={"feeds": feeds})
+
+
+def fallback_database(path: Path, environ: Mapping[str, str] = os.environ) -> Path:
+    """The database a config.toml that does not validate most likely names: its
+    ``database`` if that much is readable, else the default. For ``rssd status``, which
+    shows the database's view exactly when the config is broken."""
+    try:
+        raw = tomllib.loads(read_config_bytes(path).decode("utf-8"))
+    except (ConfigError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        raw = {}
+    value = raw.get("database")
+    database = Path(value) if isinstance(value, str) and value.strip() not in ("", ".") else None
+    database = database or Path(str(Config.model_fields["database"].default))
+    return database if database.is_absolute() else base_directory(path, environ) / database
+
+
+def _duplicates_not_reported(exc: ValidationError, raw: Mapping[str, Any]) -> list[str]:
+    """Duplicate URLs, when a mistake inside ``feeds`` kept the list's own check from
+    running: every error is listed at once, not one after another fix."""
+    if any(error["loc"] == ("feeds",) for error in exc.errors()):
+        return []  # the list validator ran and reported them itself
+    feeds = raw.get("feeds")
+    if not isinstance(feeds, list):
+        return []
+    lines = []
+    seen: dict[str, int] = {}
+    for index, feed in enumerate(feeds):
+        url = feed.get("url") if isinstance(feed, dict) else None
+        if not isinstance(url, str):
+            continue
+        try:
+            key = normalize_url(check_http_url(url))
+        except (ValueError, TypeError, AttributeError):
+            continue
+        if key in seen:
+            lines.append(f"feeds[{index}]: duplicate url {url!r} (already feeds[{seen[key]}])")
+        else:
+            seen[key] = index
+    return lines
 
 
 def _describe(exc: ValidationError, raw: Mapping[str, Any]) -> list[str]:
@@ -409,6 +450,8 @@ def _feed_label(loc: Sequence[int | str], raw: Mapping[str, Any]) -> str:
 
 
 def _suggestion(loc: Sequence[int | str]) -> str:
+    import difflib  # noqa: PLC0415 (only for a mistake; 11 ms of every command's start-up)
+
     tables: dict[object, type[BaseModel]] = {
         "feeds": FeedConfig,
         "users": UserConfig,

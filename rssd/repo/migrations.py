@@ -6,7 +6,7 @@ the version added; schema.sql (all ``IF NOT EXISTS``) runs after the steps eithe
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: deleting old fetch_job rows set posts.fetch_job_id to NULL by scanning every
@@ -82,5 +82,17 @@ MIGRATIONS: dict[int, str] = {
             WHERE status = 'pending';
         CREATE INDEX IF NOT EXISTS deliveries_user ON deliveries (user_id, created_at);
         CREATE INDEX IF NOT EXISTS deliveries_fetch_job ON deliveries (fetch_job_id);
+    """,
+    # 5 -> 6: `rssd posts` reads the newest posts off an index (by the same expression it
+    # sorts by) instead of sorting all of them; --stored-since and pruning by age use
+    # created_at. posts_published served only the old sort: dropped (one index fewer to
+    # write per post).
+    5: """
+        CREATE INDEX IF NOT EXISTS posts_newest
+            ON posts (coalesce(published_at, created_at), id);
+        CREATE INDEX IF NOT EXISTS posts_source_newest
+            ON posts (content_source_id, coalesce(published_at, created_at), id);
+        CREATE INDEX IF NOT EXISTS posts_created ON posts (created_at);
+        DROP INDEX IF EXISTS posts_published;
     """,
 }

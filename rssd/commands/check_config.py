@@ -1,0 +1,70 @@
+"""``rssd check-config``: validate config.toml; print a summary, or every problem at once."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rssd.commands.errors import EXIT_FAILURE, EXIT_OK
+from rssd.commands.humanize import plural
+from rssd.commands.terminal import safe_lines
+from rssd.models.config import Config, ConfigError, load_config
+from rssd.models.redact import redact
+
+
+def main(path: Path) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(safe_lines(f"{path}: {line}"), file=sys.stderr)
+        return EXIT_FAILURE
+    print(safe_lines(describe_config(path, config)))
+    return EXIT_OK
+
+
+def describe_config(path: Path, config: Config) -> str:
+    enabled = [feed for feed in config.feeds if feed.enabled]
+    lines = [
+        f"config:    {path.resolve()}",
+        f"database:  {config.database}",
+        f"feeds:     {len(config.feeds)} ({len(enabled)} enabled)",
+        f"limits:    max_concurrency={config.max_concurrency} "
+        f"max_per_host={config.max_per_host} timeout={config.timeout_seconds:g}s "
+        f"max_body={config.max_body_mb:g}MB max_redirects={config.max_redirects}",
+        f"schedule:  every {config.interval_minutes} min by default; "
+        f"fetch jobs kept {config.keep_fetch_jobs_days} days",
+        f"html:      {'sanitized' if config.sanitize_html else 'stored as published'}",
+        f"metrics:   {config.metrics_file or 'off'}",
+        *_describe_webhooks(config),
+        "",
+    ]
+    urls = [redact(feed.url) for feed in config.feeds]
+    width = max(map(len, urls), default=0)
+    for url, feed in zip(urls, config.feeds, strict=True):
+        extras = [f"[{feed.category}]"] if feed.category else []
+        if feed.headers:  # the names only: the values are secrets
+            extras.append("headers: " + ", ".join(sorted(feed.headers)))
+        if not feed.enabled:
+            extras.append("(disabled)")
+        lines.append(
+            f"  {url:<{width}}  every {config.feed_interval(feed):>4} min  "
+            f"{'  '.join([feed.name or '', *extras]).strip()}".rstrip()
+        )
+    return "\n".join(lines).rstrip()
+
+
+def _describe_webhooks(config: Config) -> list[str]:
+    if not config.users:
+        return []
+    hooks = config.webhooks
+    days = sum(hooks.retry_seconds) / 86400
+    private = "allowed" if hooks.allow_private_networks else "refused"
+    lines = [
+        f"webhooks:  {plural(len(config.users), 'user')}; {hooks.max_attempts} attempts over "
+        f"{days:.1f} days, timeout {hooks.timeout_seconds:g}s, private networks {private}"
+    ]
+    for user in config.users:
+        feeds = "every feed" if user.wants_all_feeds() else plural(len(user.feeds), "feed")
+        lines.append(f"  {user.name} -> {redact(user.webhook_url)}  ({feeds})")
+    return lines

@@ -1,0 +1,150 @@
+"""A CLI that answers at once (issue #16, item 4), checked without timing anything: each
+command imports only what it needs (the modules loaded are listed, not timed; bench/
+cli_speed.py has the figures), and every command whose reader goes away (``| head -1``)
+exits 0 without a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from rssd.models.config import load_config
+from rssd.repo.db import Database
+from rssd.repo.sources import SourceRepo
+from tests.support.process import WAIT
+
+#: What no read-only command needs: the fetching, logging and metrics machinery.
+FETCHING = {"aiohttp", "feedparser", "nh3", "structlog", "prometheus_client", "uvloop"}
+
+PROBE = """
+import contextlib, io, json, sys
+from rssd.cli import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+    try:
+        code = main(sys.argv[1:])
+    except SystemExit as exc:
+        code = exc.code
+top = sorted({name.split(".")[0] for name in sys.modules})
+print(json.dumps({"code": code, "modules": top}))
+"""
+
+
+def loaded(*args: str | Path) -> tuple[int, set[str]]:
+    """The exit code and the top-level packages imported by ``rssd ARGS``."""
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=True,
+    )
+    report = json.loads(result.stdout)
+    return int(report["code"]), set(report["modules"])
+
+
+@pytest.fixture
+def big_world(tmp_path: Path) -> Path:
+    """3,000 feeds in config and database, one post each: output far beyond a pipe's
+    64 KiB buffer, so a reader that leaves early surely finds rssd still writing."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        'database = "rssd.sqlite3"\n'
+        + "".join(
+            f'[[feeds]]\nurl = "http://feeds{n}.example/feed"\nname = "Feed {n}"\n'
+            for n in range(3000)
+        )
+    )
+
+    async def fill() -> None:
+        db = await Database.open(load_config(config).database)
+        try:
+            await SourceRepo(db).sync(load_config(config))
+        finally:
+            await db.close()
+
+    asyncio.run(fill())
+    with closing(sqlite3.connect(tmp_path / "rssd.sqlite3")) as conn:
+        conn.executemany(
+            "INSERT INTO posts (content_source_id, external_id, title, url, created_at, "
+            "content_hash) VALUES (?, ?, ?, ?, '2026-11-01T00:00:00.000Z', 'h')",
+            [(n, f"g{n}", f"Post {n}", f"http://x.example/{n}") for n in range(1, 3001)],
+        )
+        conn.commit()
+    return config
+
+
+def test_version_and_help_import_nothing_but_the_parser() -> None:
+    for args in (["--version"], ["--help"], ["posts", "--help"]):
+        code, modules = loaded(*args)
+        assert code == 0
+        heavy = modules & (FETCHING | {"pydantic", "aiosqlite", "asyncio", "yarl"})
+        assert not heavy, (args, heavy)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status"],
+        ["status", "--json"],
+        ["posts", "--limit", "5"],
+        ["posts", "--source", "Feed 7"],
+        ["check-config"],
+        ["export-opml"],
+    ],
+)
+def test_read_only_commands_do_not_import_the_fetching_machinery(
+    big_world: Path, args: list[str]
+) -> None:
+    code, modules = loaded(*args, "-c", big_world)
+    assert code == 0
+    assert not modules & FETCHING, modules & FETCHING
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["check-config"], ["status"], ["status", "--json"], ["posts", "--limit", "0"],
+     ["posts", "--json", "--limit", "0"], ["export-opml"]],
+)  # fmt: skip
+def test_a_reader_that_leaves_early_is_not_an_error(big_world: Path, args: list[str]) -> None:
+    """``rssd ARGS | head -1``: rssd exits 0, and nothing reaches stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rssd", *args, "-c", str(big_world)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    assert first.strip(), "the command printed something first"
+    proc.stdout.close()  # head -1 is done
+    try:
+        code = proc.wait(timeout=WAIT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stderr = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert code == 0, stderr
+    assert stderr == "", stderr
+
+
+def test_check_config_piped_to_head_in_a_shell(big_world: Path) -> None:
+    """The issue's own reproduction, through a real shell pipeline."""
+    script = 'set -o pipefail; "$0" -m rssd check-config -c "$1" | head -1'
+    result = subprocess.run(
+        ["bash", "-c", script, sys.executable, str(big_world)],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("config:")
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
