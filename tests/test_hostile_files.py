@@ -7,6 +7,7 @@ on stderr and exit 1 or 2. Hang guards are generous deadlines, never timings.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -20,11 +21,31 @@ from tests.support.process import Finished, run_rssd
 HOSTILE = FIXTURES / "hostile"
 
 
+def said(result: Finished) -> str:
+    """What a failure told the operator: stderr for the interactive commands; for ``rssd
+    run``, which writes only JSON lines (issue #16), its error events, with stderr empty."""
+    events = []
+    for line in result.stdout.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("level") == "error":
+            events.append(event)
+    if not events:
+        return result.stderr
+    assert result.stderr == "", result.stderr
+    return "\n".join(
+        "\n".join([str(e.get("error_message", "")), *map(str, e.get("errors", []))]) for e in events
+    )
+
+
 def assert_clear_failure(result: Finished, *expected: str) -> None:
     assert result.returncode in (1, 2), result
     assert "Traceback" not in result.stderr and "Traceback" not in result.stdout, result.stderr
+    message = said(result)
     for text in expected:
-        assert text in result.stderr, result.stderr
+        assert text in message, message
 
 
 # -- 3. the lock file -------------------------------------------------------------------------
