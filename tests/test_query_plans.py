@@ -1,7 +1,7 @@
 """The operator commands' queries use indexes (issue #16, item 4), checked with EXPLAIN
 QUERY PLAN, never a timing: ``rssd posts`` reads the newest N off an index instead of
 sorting every post (a full scan and a temp B-tree at 500,000 posts took 3.3 s), and the
-schema-version-5 migration brings those indexes to an older database."""
+schema-version-6 migration brings those indexes to an older database."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from rssd.repo.db import Database
 from rssd.repo.migrations import MIGRATIONS, SCHEMA_VERSION
 from rssd.repo.queries import _HEADS, PostFilter, posts_query
 
-V5_INDEXES = ("posts_newest", "posts_source_newest", "posts_created")
+V6_INDEXES = ("posts_newest", "posts_source_newest", "posts_created")
 
 
 def plan(database: Path, sql: str, params: dict[str, object] | None = None) -> list[str]:
@@ -94,10 +94,10 @@ async def _open_close(path: Path) -> None:
     await (await Database.open(path)).close()
 
 
-def _as_version_4(path: Path) -> None:
-    """Today's schema minus what version 5 changed, with a post in it."""
+def _as_version_5(path: Path) -> None:
+    """Today's schema minus what version 6 changed, with a post in it."""
     with closing(sqlite3.connect(path)) as conn:
-        for name in V5_INDEXES:
+        for name in V6_INDEXES:
             conn.execute(f"DROP INDEX {name}")
         conn.execute("CREATE INDEX posts_published ON posts (published_at)")
         conn.execute(
@@ -108,7 +108,7 @@ def _as_version_4(path: Path) -> None:
             "INSERT INTO posts (content_source_id, external_id, created_at, content_hash) "
             "VALUES (1, 'g', '2026-11-01T00:00:00.000Z', 'h')"
         )
-        conn.execute("PRAGMA user_version = 4")
+        conn.execute("PRAGMA user_version = 5")
         conn.commit()
 
 
@@ -117,21 +117,21 @@ def _objects(path: Path) -> set[tuple[str, str]]:
         return set(conn.execute("SELECT type, name FROM sqlite_master").fetchall())
 
 
-def test_the_version_5_step_adds_the_indexes(database: Path) -> None:
-    _as_version_4(database)
-    assert SCHEMA_VERSION == 5
+def test_the_version_6_step_adds_the_indexes(database: Path) -> None:
+    _as_version_5(database)
+    assert SCHEMA_VERSION == 6
     with closing(sqlite3.connect(database)) as conn:
-        conn.executescript(MIGRATIONS[4])
-    assert {("index", name) for name in V5_INDEXES} <= _objects(database)
+        conn.executescript(MIGRATIONS[5])
+    assert {("index", name) for name in V6_INDEXES} <= _objects(database)
     assert ("index", "posts_published") not in _objects(database)
 
 
-async def test_a_version_4_database_is_migrated_with_its_posts(
+async def test_a_version_5_database_is_migrated_with_its_posts(
     database: Path, tmp_path: Path
 ) -> None:
     fresh = tmp_path / "fresh.sqlite3"
     await _open_close(fresh)
-    _as_version_4(database)
+    _as_version_5(database)
     await _open_close(database)
     with closing(sqlite3.connect(database)) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)

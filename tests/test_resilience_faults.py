@@ -327,7 +327,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 #: Items per feed in the big round: 4 feeds of them must not fit in the 256 KiB left, and
-#: must fit in the 2 MiB disk, WAL and indexes included (100 did until schema version 5
+#: must fit in the 2 MiB disk, WAL and indexes included (100 did until schema version 6
 #: added two indexes on posts).
 BIG_ITEMS = 85
 

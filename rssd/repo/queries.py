@@ -54,7 +54,7 @@ FROM heads h
 """
 
 # Newest first by publication time, else the time rssd stored the post: the same expression
-# as the posts_newest and posts_source_newest indexes (schema version 5), so the newest N
+# as the posts_newest and posts_source_newest indexes (schema version 6), so the newest N
 # are read off an index instead of sorting every post. The filters are fixed fragments
 # joined with AND (never a ``:x IS NULL OR ...``, which keeps SQLite from using an index).
 _POSTS = """
