@@ -87,6 +87,12 @@ PARSE_WORKER_RESTARTS = Counter(
 DATABASE_BYTES = Gauge(
     "rssd_database_bytes", "Size of the SQLite file plus its WAL.", registry=REGISTRY
 )
+WEBHOOK_DELIVERIES = Counter(
+    "rssd_webhook_deliveries",
+    "Webhook delivery attempts by outcome (delivered, retry, dead).",
+    ["outcome"],
+    registry=REGISTRY,
+)
 NOTIFY_DROPPED = Counter(
     "rssd_notify_dropped",
     "sd_notify datagrams dropped (systemd's socket full or gone) instead of blocking.",

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from rssd import metrics
 from rssd.daemon.delivery import DeliveryLoop
 from rssd.daemon.startup import sync_sources
 from rssd.models.config import Config
@@ -131,6 +132,12 @@ async def test_each_subscriber_gets_its_posts_and_no_one_elses(
         assert item.body["data"]["user"] == item.user
 
 
+def attempts(outcome: str) -> float:
+    """This process's rssd_webhook_deliveries_total for ``outcome``."""
+    value = metrics.REGISTRY.get_sample_value("rssd_webhook_deliveries_total", {"outcome": outcome})
+    return value or 0.0
+
+
 async def test_retries_carry_one_webhook_id(
     db: Database, tmp_path: Path, receiver: Receiver
 ) -> None:
@@ -139,10 +146,14 @@ async def test_retries_carry_one_webhook_id(
 
     receiver.replies["alice"] = flaky
     config = await setup(db, tmp_path, receiver, ["alice"])
+    before = {outcome: attempts(outcome) for outcome in ("retry", "delivered")}
     await fetch(db, A, [post(1)])
     async with running(db, config):
         await receiver.wait_for(lambda: len(receiver.received) == 1)
         await settled(db, [("alice", "delivered", 3)])
+    # rssd_webhook_deliveries_total (the metrics file) counts each attempt by outcome.
+    assert attempts("retry") - before["retry"] == 2
+    assert attempts("delivered") - before["delivered"] == 1
     assert receiver.bad == []
     ids = {webhook_id for _, webhook_id in receiver.ids}
     assert len(receiver.ids) == 3

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+from rssd import metrics
 from rssd.clock import now_iso, parse_iso, to_iso, utcnow
 from rssd.logs import get_logger
 from rssd.models.config import Config
@@ -202,6 +203,7 @@ class DeliveryLoop:
         return True
 
     def _log(self, decision: Decision, fields: dict[str, object], now: datetime) -> None:
+        metrics.WEBHOOK_DELIVERIES.labels(decision.outcome.value).inc()
         if decision.outcome is Outcome.DELIVERED:
             self.stats.sent += 1
             log.info("delivery.sent", **fields)
