@@ -40,6 +40,19 @@ CREATE TABLE IF NOT EXISTS fetch_job (
     content_hash      TEXT,
     bytes             INTEGER,
     final_url         TEXT,
+    -- Version 7, the schedule and the claims (rssd/repo/claims.py). A QUEUED job is the
+    -- source's next fetch, due at not_before; it carries what the scheduler learned (the
+    -- run of failures, a permanent redirect) so a restart, or another daemon, goes on
+    -- from there. An ONGOING job names the daemon holding it and until when (its lease),
+    -- and the host slot it takes (host, host_slot).
+    not_before        TEXT,
+    failures          INTEGER NOT NULL DEFAULT 0,
+    fetch_url         TEXT,
+    moved_seen        INTEGER NOT NULL DEFAULT 0,
+    claimed_by        TEXT,
+    lease_expires_at  TEXT,
+    host              TEXT,
+    host_slot         INTEGER,
     -- A FAILED job always says why; a COMPLETED one never carries an error.
     CHECK ((status = 'FAILED') = (error_code IS NOT NULL))
 ) STRICT;
@@ -152,3 +165,32 @@ CREATE INDEX IF NOT EXISTS posts_newest ON posts (coalesce(published_at, created
 CREATE INDEX IF NOT EXISTS posts_source_newest
     ON posts (content_source_id, coalesce(published_at, created_at), id);
 CREATE INDEX IF NOT EXISTS posts_created ON posts (created_at);
+
+-- Version 7: due jobs in order, expired leases, and the cluster-wide per-host limit: each
+-- ONGOING job holds one of its host's max_per_host slots, and two cannot hold the same one.
+CREATE INDEX IF NOT EXISTS fetch_job_due ON fetch_job (not_before) WHERE status = 'QUEUED';
+CREATE INDEX IF NOT EXISTS fetch_job_lease ON fetch_job (lease_expires_at)
+    WHERE status = 'ONGOING';
+CREATE UNIQUE INDEX IF NOT EXISTS fetch_job_host_slot ON fetch_job (host, host_slot)
+    WHERE status = 'ONGOING' AND host_slot IS NOT NULL;
+
+-- Version 7: the daemons working on this database, each with its heartbeat (rssd status).
+CREATE TABLE IF NOT EXISTS daemons (
+    id           TEXT    PRIMARY KEY,
+    hostname     TEXT    NOT NULL,
+    pid          INTEGER NOT NULL,
+    started_at   TEXT    NOT NULL,
+    heartbeat_at TEXT    NOT NULL,
+    in_flight    INTEGER NOT NULL DEFAULT 0,
+    config_hash  TEXT
+) STRICT;
+
+-- Version 7: the config.toml last synced into content_sources, so that a daemon with an
+-- older copy of the file does not undo a newer sync (config.drift).
+CREATE TABLE IF NOT EXISTS config_sync (
+    id           INTEGER PRIMARY KEY CHECK (id = 1),
+    config_hash  TEXT    NOT NULL,
+    config_mtime TEXT    NOT NULL,
+    synced_at    TEXT    NOT NULL,
+    synced_by    TEXT
+) STRICT;

@@ -236,6 +236,19 @@ def _add_prune(commands: Commands) -> None:
     )
 
 
+def _add_copy_database(commands: Commands) -> None:
+    copy = _command(
+        commands,
+        "copy-database",
+        "copy the SQLite database into an empty PostgreSQL one",
+        "Copy every row of the configured SQLite database into an empty PostgreSQL database\n"
+        "(schema created first), then compare the row counts. Stop the daemon first; then\n"
+        "set database to the URL. The password comes from ~/.pgpass or PGPASSFILE.",
+        "rssd copy-database --to postgresql://rssd@db.example/rssd",
+    )
+    copy.add_argument("--to", required=True, metavar="URL", help="a postgresql:// URL")
+
+
 def _add_users(commands: Commands) -> None:
     users = _command(
         commands,
@@ -309,6 +322,7 @@ PARSERS: list[Callable[[Commands], None]] = [
     _add_users,
     _add_deliveries,
     _add_redeliver,
+    _add_copy_database,
 ]
 
 
@@ -414,6 +428,10 @@ def dispatch(args: argparse.Namespace, path: Path) -> int:
         from rssd.commands import prune
 
         return prune.main(path, dry_run=args.dry_run, vacuum_after=args.vacuum)
+    if args.command == "copy-database":
+        from rssd.commands import copy_database
+
+        return copy_database.main(path, args.to)
     raise AssertionError(args.command)
 
 

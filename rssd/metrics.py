@@ -100,8 +100,11 @@ NOTIFY_DROPPED = Counter(
 )
 
 
-def database_bytes(path: Path) -> int:
-    """The SQLite file plus its WAL: what the database holds on disk."""
+def database_bytes(path: Path | str) -> int:
+    """The SQLite file plus its WAL: what the database holds on disk (0 for a PostgreSQL
+    URL: the daemon asks the server, Database.size_bytes)."""
+    if not isinstance(path, Path):
+        return 0
     total = 0
     for name in (path, path.with_name(path.name + "-wal")):
         with contextlib.suppress(OSError):

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from rssd.repo.db import Database
+from tests.support.postgres import fresh_database
 from tests.support.process import Daemons
 
 
@@ -103,9 +104,36 @@ async def feed_server() -> AsyncIterator[FeedServer]:
         await server.stop()
 
 
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Modules marked ``both_backends`` run every test that opens a database twice: on a
+    SQLite file and on a fresh PostgreSQL database."""
+    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "both_backends"
+    ):
+        metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "rssd.sqlite3")
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+async def db_target(backend: str, tmp_path: Path) -> AsyncIterator[Path | str]:
+    """What ``database =`` names for this test: a SQLite file, or a PostgreSQL URL."""
+    if backend == "sqlite":
+        yield tmp_path / "rssd.sqlite3"
+        return
+    async with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+async def db(db_target: Path | str) -> AsyncIterator[Database]:
+    database = await Database.open(db_target)
     try:
         yield database
     finally:

@@ -38,13 +38,16 @@ async def status_of(config: Path) -> dict[str, Any]:
 
 
 async def left_behind_by_a_crash(config: Path) -> None:
-    """Every feed synced and its job left QUEUED, as a kill -9 leaves them: the restarted
+    """Every feed synced and its job left ONGOING, as a kill -9 leaves them: the restarted
     daemon recovers them as ``interrupted`` and fetches every feed at once."""
     db = await Database.open(config.parent / "rssd.sqlite3")
     try:
         await SourceRepo(db).sync(load_config(config))
+        jobs = FetchJobRepo(db)
         for source in await SourceRepo(db).list():
-            assert await FetchJobRepo(db).queue_job(source.id) is not None
+            job = await jobs.queue_job(source.id)
+            assert job is not None
+            assert await jobs.mark_ongoing(job.id) is not None
     finally:
         await db.close()
 

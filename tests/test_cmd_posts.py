@@ -11,14 +11,16 @@ from rssd.commands.args import parse_since
 from tests.conftest import FeedServer
 from tests.support.commands import cli, populated
 
+pytestmark = pytest.mark.both_backends
+
 # populated(): "ok" has posts 1h, 2h, 3h old; "news" (named "Daily News") 5h and 10h old.
 NEWEST_FIRST = ["ok one", "ok two", "ok three", "news one", "news two"]
 
 
 async def test_json_lines_newest_first_with_every_field(
-    feed_server: FeedServer, tmp_path: Path
+    feed_server: FeedServer, tmp_path: Path, db_target: Path | str
 ) -> None:
-    world = await populated(feed_server, tmp_path)
+    world = await populated(feed_server, tmp_path, db_target)
     result = await cli("posts", "-c", world.config, "--json")
     assert result.code == 0, result.err
     posts = result.json_lines()
@@ -34,8 +36,8 @@ async def test_json_lines_newest_first_with_every_field(
     assert posts[3]["source_name"] == "Daily News"
 
 
-async def test_filters(feed_server: FeedServer, tmp_path: Path) -> None:
-    world = await populated(feed_server, tmp_path)
+async def test_filters(feed_server: FeedServer, tmp_path: Path, db_target: Path | str) -> None:
+    world = await populated(feed_server, tmp_path, db_target)
 
     async def titles(*args: str) -> list[str]:
         result = await cli("posts", "-c", world.config, "--json", *args)
@@ -54,9 +56,9 @@ async def test_filters(feed_server: FeedServer, tmp_path: Path) -> None:
 
 
 async def test_human_output_shows_time_source_title_and_link(
-    feed_server: FeedServer, tmp_path: Path
+    feed_server: FeedServer, tmp_path: Path, db_target: Path | str
 ) -> None:
-    world = await populated(feed_server, tmp_path)
+    world = await populated(feed_server, tmp_path, db_target)
     result = await cli("posts", "-c", world.config, "--limit", "4")
     assert result.code == 0, result.err
     lines = result.out.splitlines()
@@ -71,9 +73,9 @@ async def test_human_output_shows_time_source_title_and_link(
 
 
 async def test_unknown_source_and_bad_since_are_usage_errors(
-    feed_server: FeedServer, tmp_path: Path
+    feed_server: FeedServer, tmp_path: Path, db_target: Path | str
 ) -> None:
-    world = await populated(feed_server, tmp_path)
+    world = await populated(feed_server, tmp_path, db_target)
     unknown = await cli("posts", "-c", world.config, "--source", "http://nowhere.example/feed")
     assert unknown.code == 2
     assert "no feed with URL" in unknown.err
@@ -82,8 +84,8 @@ async def test_unknown_source_and_bad_since_are_usage_errors(
     assert "expected a span like 2h" in bad.err
 
 
-async def test_no_posts(feed_server: FeedServer, tmp_path: Path) -> None:
-    world = await populated(feed_server, tmp_path)
+async def test_no_posts(feed_server: FeedServer, tmp_path: Path, db_target: Path | str) -> None:
+    world = await populated(feed_server, tmp_path, db_target)
     result = await cli("posts", "-c", world.config, "--source", world.urls["failing"])
     assert (result.code, result.out) == (0, "no posts match\n")
     as_json = await cli("posts", "-c", world.config, "--source", world.urls["failing"], "--json")

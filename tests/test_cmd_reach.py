@@ -136,6 +136,7 @@ async def test_the_new_mark_is_kept_per_database(world: World, tmp_path: Path) -
     assert other.read() == 0
     assert NewMark(world.database, mark_file).read() == max(post.id for post in shown)
     marks = json.loads(mark_file.read_text())
+    assert isinstance(world.database, Path)
     assert set(marks) == {str(world.database.resolve())}
 
 

@@ -5,13 +5,19 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import FeedServer
 from tests.support.commands import World, cli, populated, run_once_from
 from tests.support.config import write_config
 
+pytestmark = pytest.mark.both_backends
 
-async def test_json_reports_every_state(feed_server: FeedServer, tmp_path: Path) -> None:
-    world = await populated(feed_server, tmp_path)
+
+async def test_json_reports_every_state(
+    feed_server: FeedServer, tmp_path: Path, db_target: Path | str
+) -> None:
+    world = await populated(feed_server, tmp_path, db_target)
     result = await cli("status", "-c", world.config, "--json")
     assert result.code == 0, result.err
     document = result.json()
@@ -74,9 +80,9 @@ async def test_json_reports_every_state(feed_server: FeedServer, tmp_path: Path)
 
 
 async def test_human_output_is_aligned_with_relative_times(
-    feed_server: FeedServer, tmp_path: Path
+    feed_server: FeedServer, tmp_path: Path, db_target: Path | str
 ) -> None:
-    world = await populated(feed_server, tmp_path)
+    world = await populated(feed_server, tmp_path, db_target)
     result = await cli("status", "-c", world.config)
     assert result.code == 0, result.err
     lines = result.out.splitlines()
@@ -110,9 +116,9 @@ async def test_human_output_is_aligned_with_relative_times(
 
 
 async def test_failing_lists_the_feeds_that_need_a_look_and_exits_1(
-    feed_server: FeedServer, tmp_path: Path
+    feed_server: FeedServer, tmp_path: Path, db_target: Path | str
 ) -> None:
-    world: World = await populated(feed_server, tmp_path)
+    world: World = await populated(feed_server, tmp_path, db_target)
     result = await cli("status", "-c", world.config, "--failing")
     assert result.code == 1
     shown = [line for line in result.out.splitlines() if "http://127.0.0.1" in line]
@@ -154,9 +160,9 @@ async def test_invalid_config_is_reported_like_check_config(tmp_path: Path) -> N
 
 
 async def test_feeds_the_daemon_has_not_loaded_yet_are_named(
-    feed_server: FeedServer, tmp_path: Path
+    feed_server: FeedServer, tmp_path: Path, db_target: Path | str
 ) -> None:
-    world = await populated(feed_server, tmp_path)
+    world = await populated(feed_server, tmp_path, db_target)
     config = world.config.read_text()
     world.config.write_text(config + '\n[[feeds]]\nurl = "https://later.example/feed"\n')
     as_json = await cli("status", "-c", world.config, "--json")

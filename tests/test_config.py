@@ -106,6 +106,7 @@ def test_a_relative_database_resolves_against_the_config_files_folder(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f'database = "{database}"\n')
     config = load_config(path)
+    assert isinstance(config.database, Path)
     assert config.database.is_absolute()
     assert config.database == tmp_path.resolve() / expected
 
@@ -131,6 +132,7 @@ def test_the_shipped_config_validates() -> None:
     assert config.feeds, "the shipped config lists a few real feeds"
     assert all(feed.url.startswith(("http://", "https://")) for feed in config.feeds)
     # "keeps its database beside itself"
+    assert isinstance(config.database, Path)
     assert config.database.parent == REPO.resolve()
 
 
@@ -368,6 +370,34 @@ def test_a_value_of_the_wrong_toml_type_is_refused_not_coerced(text: str) -> Non
 
 def test_an_empty_database_path_is_refused() -> None:
     (error,) = errors_of('database = ""\n')
+    assert error.startswith("database: ")
+
+
+@pytest.mark.parametrize(
+    ("value", "label"),
+    [
+        ("postgresql://rssd@db.example/rssd", "postgresql://rssd@db.example/rssd"),
+        ("postgresql://rssd:pw@db.example:5433/rssd", "postgresql://rssd:***@db.example:5433/rssd"),
+        (
+            "postgres://db.example/rssd?sslmode=require",
+            "postgres://db.example/rssd?sslmode=require",
+        ),
+    ],
+)
+def test_a_postgresql_url_is_kept_as_given_and_shown_without_its_password(
+    value: str, label: str
+) -> None:
+    config = parse_config(f'database = "{value}"\n', Path("/srv/rssd/config.toml"))
+    assert config.database == config.database_url == value
+    assert config.database_path is None
+    assert config.database_label == label
+
+
+@pytest.mark.parametrize(
+    "value", ["mysql://db.example/rssd", "sqlite:///x.db", "https://db.example/"]
+)
+def test_urls_other_than_postgresql_are_refused(value: str) -> None:
+    (error,) = errors_of(f'database = "{value}"\n')
     assert error.startswith("database: ")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 
 from rssd.daemon.pipeline import JobReport, Pipeline
@@ -18,6 +19,8 @@ from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer, rss
 from tests.support.config import make_config
 
+pytestmark = pytest.mark.both_backends
+
 
 def item(n: int, title: str | None = None) -> dict[str, str]:
     return {"guid": f"urn:post:{n}", "title": title or f"Post {n}", "description": f"<p>{n}</p>"}
@@ -29,7 +32,7 @@ async def titles(db: Database) -> dict[str, str]:
 
 
 async def test_only_new_and_edited_items_are_parsed(
-    feed_server: FeedServer, tmp_path: Path
+    feed_server: FeedServer, tmp_path: Path, db_target: Path | str
 ) -> None:
     document = {"body": rss([item(3), item(2), item(1)])}
 
@@ -37,7 +40,7 @@ async def test_only_new_and_edited_items_are_parsed(
         return web.Response(text=document["body"], content_type="application/rss+xml")
 
     url = feed_server.route("/feed", serve)
-    config = make_config(tmp_path, [url])
+    config = make_config(tmp_path, [url], database=str(db_target))
     async with asyncio.timeout(240), daemon_session(config) as db:  # a hang guard
         (source,) = await SourceRepo(db).list()
         async with Fetcher(config) as fetcher:

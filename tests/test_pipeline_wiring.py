@@ -64,20 +64,23 @@ async def test_stored_html_is_sanitized_as_configured(
 
 
 async def active_job_queued(config: Path, ago: timedelta) -> int:
-    """The config's feed synced, with a QUEUED job queued ``ago``: what a write that failed
-    twice at the worst moment leaves behind (no daemon runs: no start-up recovery)."""
+    """The config's feed synced, with a job ONGOING since ``ago`` under no lease: what a
+    write that failed twice at the worst moment leaves behind (no daemon runs: no start-up
+    recovery, no lease to expire). A QUEUED job is the schedule: ``rssd fetch`` takes it."""
     loaded = load_config(config)
     db = await Database.open(loaded.database)
     try:
         await SourceRepo(db).sync(loaded)
         (source,) = await SourceRepo(db).list()
-        job = await FetchJobRepo(db).queue_job(source.id)
+        jobs = FetchJobRepo(db)
+        job = await jobs.queue_job(source.id)
         assert job is not None
+        assert await jobs.mark_ongoing(job.id) is not None
     finally:
         await db.close()
     with closing(sqlite3.connect(loaded.database)) as raw, raw:
         raw.execute(
-            "UPDATE fetch_job SET queued_at = :at WHERE id = :id",
+            "UPDATE fetch_job SET queued_at = :at, started_at = :at WHERE id = :id",
             {"at": to_iso(utcnow() - ago), "id": job.id},
         )
     return job.id
@@ -86,8 +89,8 @@ async def active_job_queued(config: Path, ago: timedelta) -> int:
 async def test_an_active_job_older_than_any_fetch_is_failed_and_the_source_fetched(
     feed_server: FeedServer, tmp_path: Path
 ) -> None:
-    """Pipeline._queue: an active job queued more than STALE_JOB_AFTER ago cannot still be
-    running; it is failed (``internal``, says stale) and the fetch goes ahead."""
+    """Pipeline._claim: a job ONGOING for more than STALE_JOB_AFTER under no lease cannot
+    still be running; it is failed (``internal``, says stale) and the fetch goes ahead."""
     url = feed_server.static("/feed", rss([{"title": "t", "guid": "urn:1"}]))
     config = write_config(tmp_path / "config.toml", [url])
     stale = await active_job_queued(config, STALE_JOB_AFTER + timedelta(minutes=5))

@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from rssd.clock import now_iso
@@ -16,6 +17,10 @@ from rssd.repo.jobs import MAX_ERROR_MESSAGE, FetchJobRepo, latest_jobs
 from rssd.repo.posts import PostRepo, UpsertCounts
 from rssd.repo.sources import SourceRepo
 from tests.support.config import make_config
+
+pytestmark = pytest.mark.both_backends
+
+INTEGRITY_ERRORS = (sqlite3.IntegrityError, psycopg.IntegrityError)
 
 META = FetchMeta(
     http_status=200,
@@ -244,7 +249,7 @@ async def test_queue_job_for_one_source_does_not_block_another(
 
 
 async def test_queue_job_for_an_unknown_source_raises(db: Database, source: int) -> None:
-    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+    with pytest.raises(INTEGRITY_ERRORS, match=r"(?i)foreign key"):
         await FetchJobRepo(db).queue_job(source + 100)
 
 
@@ -264,11 +269,11 @@ async def test_concurrent_queue_jobs_on_one_connection_yield_exactly_one_job(
 
 
 async def test_concurrent_queue_jobs_from_two_connections_yield_exactly_one_job(
-    db: Database, tmp_path: Path
+    db: Database, db_target: Path | str, tmp_path: Path
 ) -> None:
     """Two processes' worth: each Database has its own SQLite connection and thread."""
     sources = await make_sources(db, tmp_path, 2)
-    other = await Database.open(db.path)
+    other = await Database.open(db_target)
     try:
         repos = [FetchJobRepo(db), FetchJobRepo(other)]
         for _ in range(5):

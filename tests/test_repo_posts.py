@@ -14,6 +14,8 @@ from rssd.repo.posts import PostRepo, UpsertCounts
 from rssd.repo.sources import SourceRepo
 from tests.support.config import make_config
 
+pytestmark = pytest.mark.both_backends
+
 
 def post(external_id: str, version: int = 1, **fields: Any) -> PostCreate:
     values: dict[str, Any] = {

@@ -15,6 +15,8 @@ from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.posts import PostRepo
 from rssd.repo.sources import SourceRepo, SyncReport
 
+pytestmark = pytest.mark.both_backends
+
 A, B, C = "http://a.example/feed", "http://b.example/rss", "https://c.example/atom"
 
 

@@ -486,7 +486,8 @@ async def test_a_run_after_a_crash_recovers_the_jobs_left_active(
     assert (recovered["jobs"], recovered["error_code"]) == (1, "interrupted")
     assert rows(database, "SELECT id, status, error_code FROM fetch_job ORDER BY id") == [
         (left.id, "FAILED", "interrupted"),
-        (left.id + 1, "COMPLETED", None),
+        (left.id + 1, "COMPLETED", None),  # the next job recovery queued, fetched now
+        (left.id + 2, "QUEUED", None),  # and the one after: the schedule goes on
     ]
     assert rows(database, "SELECT count(*) FROM posts") == [(2,)]
     assert (tmp_path / "rssd.sqlite3.lock").read_text().strip() == "clean"

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from rssd.repo.db import BUSY_TIMEOUT_MS, Database, DatabaseError, Tx, schema_sql
+from rssd.repo.db import Database, DatabaseError, Tx
 from rssd.repo.migrations import MIGRATIONS, SCHEMA_VERSION
+from rssd.repo.sqlite import BUSY_TIMEOUT_MS, SqliteDatabase, schema_sql
 
 SCHEMA_V1 = Path(__file__).parent / "fixtures" / "schema_v1.sql"
 NOW = "2026-11-29T10:00:00.000Z"
@@ -28,6 +29,17 @@ V5_INDEXES = (
 V6_INDEXES = ("posts_newest", "posts_source_newest", "posts_created")
 #: The posts indexes of the newest schema (version 6 dropped posts_published).
 POSTS_INDEXES = ("posts_fetch_job", *V6_INDEXES)
+V7_INDEXES = ("fetch_job_due", "fetch_job_lease", "fetch_job_host_slot")
+V7_TABLES = ("daemons", "config_sync")
+V7_JOB_COLUMNS = (
+    "not_before", "failures", "fetch_url", "moved_seen",
+    "claimed_by", "lease_expires_at", "host", "host_slot",
+)  # fmt: skip
+
+
+def sqlite_path(db: Database) -> Path:
+    assert isinstance(db, SqliteDatabase)
+    return db.path
 
 
 def worker_threads() -> list[threading.Thread]:
@@ -135,11 +147,13 @@ async def test_connection_pragmas(db: Database, pragma: str, expected: object) -
 
 
 async def test_wal_mode_persists_in_the_file(db: Database) -> None:
-    assert query(db.path, "PRAGMA journal_mode") == [("wal",)]
+    assert query(sqlite_path(db), "PRAGMA journal_mode") == [("wal",)]
 
 
 async def test_every_table_is_strict(db: Database) -> None:
-    rows = query(db.path, "SELECT name, strict FROM pragma_table_list WHERE schema = 'main'")
+    rows = query(
+        sqlite_path(db), "SELECT name, strict FROM pragma_table_list WHERE schema = 'main'"
+    )
     strict = {str(name): flag for name, flag in rows}
     assert all(strict[table] == 1 for table in TABLES), strict
 
@@ -342,7 +356,7 @@ def make_v1_database(path: Path) -> None:
         conn.commit()
 
 
-def test_the_v1_fixture_is_schema_sql_without_the_v2_indexes(tmp_path: Path) -> None:
+def test_the_v1_fixture_is_schema_sql_without_the_later_indexes(tmp_path: Path) -> None:
     path = tmp_path / "v1.sqlite3"
     make_v1_database(path)
     assert user_version(path) == 1
@@ -354,6 +368,7 @@ def test_the_v1_fixture_is_schema_sql_without_the_v2_indexes(tmp_path: Path) -> 
         "posts_fetch_job",
         *V5_INDEXES,
         *V6_INDEXES,
+        *V7_INDEXES,
     }
     assert "posts_published" not in index_names(path) | index_names(current)
 
@@ -363,6 +378,7 @@ async def test_a_version_1_database_is_migrated_with_its_data_intact(tmp_path: P
     make_v1_database(path)
     tables = ("content_sources", "fetch_job", "posts")
     before = {table: query(path, f"SELECT * FROM {table} ORDER BY id") for table in tables}
+    v1_job_columns = [str(row[1]) for row in query(path, "PRAGMA table_info(fetch_job)")]
 
     db = await Database.open(path)
     try:
@@ -372,15 +388,27 @@ async def test_a_version_1_database_is_migrated_with_its_data_intact(tmp_path: P
         await db.close()
 
     assert user_version(path) == SCHEMA_VERSION
-    assert set(POSTS_INDEXES) <= index_names(path)
+    assert {*POSTS_INDEXES, *V7_INDEXES} <= index_names(path)
     assert "posts_published" not in index_names(path)
-    after = {table: query(path, f"SELECT * FROM {table} ORDER BY id") for table in tables}
+    after = {
+        table: query(
+            path,
+            f"SELECT {', '.join(v1_job_columns) if table == 'fetch_job' else '*'} "
+            f"FROM {table} ORDER BY id",
+        )
+        for table in tables
+    }
     # Version 4 added three columns to content_sources, NULL in migrated rows.
     assert [row[:-3] for row in after["content_sources"]] == before["content_sources"]
     assert {row[-3:] for row in after["content_sources"]} == {(None, None, None)}
     assert {t: rows for t, rows in after.items() if t != "content_sources"} == {
         t: rows for t, rows in before.items() if t != "content_sources"
     }
+    # Version 7's columns, with their defaults on the jobs that were there.
+    assert (
+        query(path, f"SELECT {', '.join(V7_JOB_COLUMNS)} FROM fetch_job")
+        == [(None, 0, None, 0, None, None, None, None)] * 2
+    )
     # The migrated file is the same schema a fresh database gets.
     fresh = tmp_path / "fresh.sqlite3"
     db = await Database.open(fresh)
@@ -566,10 +594,22 @@ async def test_version_4_adds_the_feed_columns_as_a_fresh_database_has_them(
     assert query(path, "SELECT url, feed_title FROM content_sources") != []
 
 
+def drop_version_7(conn: sqlite3.Connection) -> None:
+    """Take version 7's objects out of today's schema (its indexes, tables, columns)."""
+    for index in V7_INDEXES:
+        conn.execute(f"DROP INDEX {index}")
+    for table in V7_TABLES:
+        conn.execute(f"DROP TABLE {table}")
+    for column in V7_JOB_COLUMNS:
+        conn.execute(f"ALTER TABLE fetch_job DROP COLUMN {column}")
+
+
 def make_v4_database(path: Path) -> None:
-    """Today's schema without version 5's tables: a database rssd 4 left behind, with data."""
+    """Today's schema without version 5's and 7's objects (version 6's indexes are created
+    with IF NOT EXISTS): a database rssd 4 left behind, with data."""
     with closing(sqlite3.connect(path)) as conn:
         conn.executescript(schema_sql())
+        drop_version_7(conn)
         for table in reversed(V5_TABLES):
             conn.execute(f"DROP TABLE {table}")
         conn.execute(
@@ -593,9 +633,31 @@ def test_migration_4_alone_builds_what_schema_sql_builds(tmp_path: Path) -> None
     fresh = tmp_path / "fresh.sqlite3"
     with closing(sqlite3.connect(fresh)) as conn:
         conn.executescript(schema_sql())
+        drop_version_7(conn)
     normalized = {(t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(path)}
     expected = {(t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(fresh)}
     assert normalized == expected
+
+
+def test_migration_6_alone_adds_what_schema_sql_has_for_version_7(tmp_path: Path) -> None:
+    """The step itself creates version 7's tables, indexes and fetch_job columns (ALTER
+    TABLE appends the columns, so the table's text differs; its columns do not)."""
+    path = tmp_path / "v6.sqlite3"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(schema_sql())
+        drop_version_7(conn)
+        conn.executescript(MIGRATIONS[6])
+    fresh = tmp_path / "fresh.sqlite3"
+    with closing(sqlite3.connect(fresh)) as conn:
+        conn.executescript(schema_sql())
+    assert {(t, n) for t, n, _ in schema_objects(path)} == {
+        (t, n) for t, n, _ in schema_objects(fresh)
+    }
+
+    def columns(db: Path) -> set[tuple[object, ...]]:
+        return {tuple(row[1:]) for row in query(db, "PRAGMA table_info(fetch_job)")}
+
+    assert columns(path) == columns(fresh)
 
 
 async def test_a_version_4_database_is_migrated_to_5_with_its_data_intact(tmp_path: Path) -> None:

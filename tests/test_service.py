@@ -69,7 +69,8 @@ def query(database: Path, sql: str, *params: object) -> list[tuple[object, ...]]
 
 
 def active_jobs(database: Path) -> list[tuple[object, ...]]:
-    return query(database, "SELECT id, status FROM fetch_job WHERE status IN ('QUEUED', 'ONGOING')")
+    """Jobs in progress. (A QUEUED job is a source's next fetch: the schedule, not work.)"""
+    return query(database, "SELECT id, status FROM fetch_job WHERE status = 'ONGOING'")
 
 
 async def fetched_before_and_interrupted(config: Path) -> None:
@@ -115,7 +116,8 @@ async def held_in_start_up(daemons: Daemons, config: Path) -> AsyncIterator[Daem
     start-up waits on a long quick_check after a crash); the lock file saying "running
     <pid>" shows the daemon is that far.
     """
-    database = load_config(config).database
+    database = load_config(config).database_path
+    assert database is not None
     lock = database.with_name(database.name + ".lock")
     await (await Database.open(database)).close()
     blocker = sqlite3.connect(database, isolation_level=None)
@@ -319,7 +321,8 @@ async def test_sigterm_during_a_hung_fetch_exits_0_and_records_it_interrupted(
     jobs = query(
         database, "SELECT status, error_code, ended_at IS NOT NULL FROM fetch_job ORDER BY id"
     )
-    assert jobs == [("FAILED", "interrupted", 1)] * 2  # the seeded one, then this one
+    # The seeded one, this one, and the source's next fetch (due at once) on record.
+    assert jobs == [("FAILED", "interrupted", 1)] * 2 + [("QUEUED", None, 0)]
     assert lock_state(tmp_path / "rssd.sqlite3.lock") == "clean"
 
 
@@ -370,7 +373,7 @@ async def test_kill_9_mid_fetch_then_restart_recovers_and_fetches_at_once(
     assert await second.stop() == 0, second.log()
 
     jobs = query(database, "SELECT status, error_code FROM fetch_job ORDER BY id")
-    assert jobs == [("FAILED", "interrupted")] * 2 + [("COMPLETED", None)]
+    assert jobs == [("FAILED", "interrupted")] * 2 + [("COMPLETED", None), ("QUEUED", None)]
     posts = query(
         database,
         "SELECT count(*), (SELECT count(*) FROM (SELECT DISTINCT content_source_id, "

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from rssd.clock import utcnow
+from rssd.clock import parse_iso, utcnow
 from rssd.daemon.schedule import JITTER, Policy, backoff
 from rssd.daemon.service import MOVED_AFTER, Service
 from rssd.models.config import load_config
@@ -92,24 +92,31 @@ async def running(config: Path) -> AsyncIterator[tuple[Service, asyncio.Task[Non
 async def test_consecutive_failures_accumulate_and_back_off_in_the_running_service(
     feed_server: FeedServer, tmp_path: Path
 ) -> None:
-    """Each failed fetch adds one to the source's failures (Service._record), and the next
-    fetch waits the backed-off interval: 1x, 2x, 4x ... At each request the test reads the
-    history the service launched it from."""
+    """Each failed fetch adds one to the source's failures (carried by its next QUEUED job,
+    rssd.daemon.schedule.plan_next), and the next fetch waits the backed-off interval: 1x,
+    2x, 4x ... At each request the test reads, from the database, the failures the running
+    job was claimed with and when the previous attempt ended."""
     requests = Requests()
     histories: list[tuple[int, datetime | None, datetime]] = []
-    holder: list[Service] = []
+    probe = await Database.open(tmp_path / "rssd.sqlite3")
 
     async def failing(request: web.Request) -> web.StreamResponse:
-        (state,) = holder[0].states.values()
-        histories.append((state.history.failures, state.history.ended_at, utcnow()))
+        row = await probe.fetchone(
+            "SELECT failures, (SELECT max(ended_at) FROM fetch_job WHERE status = 'FAILED') "
+            "FROM fetch_job WHERE status = 'ONGOING'"
+        )
+        assert row is not None
+        histories.append((row[0], parse_iso(row[1]) if row[1] else None, utcnow()))
         requests.seen(request.path)
         return web.Response(status=500, text="down")
 
     url = feed_server.route("/bad", failing)
     config = write_config(tmp_path / "config.toml", [url])
-    async with running(config) as (service, task):
-        holder.append(service)
-        await requests.until(lambda: len(requests.paths) >= 4, task)
+    try:
+        async with running(config) as (_, task):
+            await requests.until(lambda: len(requests.paths) >= 4, task)
+    finally:
+        await probe.close()
     failures = [count for count, _, _ in histories[:4]]
     assert failures == [0, 1, 2, 3], histories
     # Lower bounds only: a loaded machine makes a fetch later, never earlier.
@@ -123,8 +130,8 @@ async def test_a_feed_that_moved_is_fetched_at_its_new_url_until_that_fails(
     feed_server: FeedServer, tmp_path: Path
 ) -> None:
     """A 301 seen MOVED_AFTER times in a row: the service fetches the new URL directly
-    (moved_to) and keeps the configured URL in the database. When the new URL fails, it
-    goes back to the configured one."""
+    (the next job's fetch_url) and keeps the configured URL in content_sources. When the
+    new URL fails, it goes back to the configured one."""
     assert MOVED_AFTER == 2  # the expected order of requests below is written for 2
     requests = Requests()
     new_hits = 0
@@ -242,6 +249,10 @@ async def test_stats_events_count_what_the_service_did_and_retention_runs(
     assert isinstance(event["loop_lag_max_ms"], int | float)
     assert await daemon.stop() == 0, daemon.log()
     with closing(sqlite3.connect(tmp_path / "rssd.sqlite3")) as db:
-        left = db.execute("SELECT id FROM fetch_job ORDER BY id").fetchall()
+        left = db.execute(
+            "SELECT id FROM fetch_job WHERE status != 'QUEUED' ORDER BY id"
+        ).fetchall()
     assert prunable not in [job_id for (job_id,) in left]
-    assert len(left) == 2, left  # the two fetches of this run, none of the seeded jobs
+    # The two fetches of this run, none of the seeded jobs (and each feed's next fetch,
+    # QUEUED: the schedule).
+    assert len(left) == 2, left

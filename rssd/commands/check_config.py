@@ -27,7 +27,7 @@ def describe_config(path: Path, config: Config) -> str:
     enabled = [feed for feed in config.feeds if feed.enabled]
     lines = [
         f"config:    {path.resolve()}",
-        f"database:  {config.database}",
+        f"database:  {config.database_label}",
         f"feeds:     {len(config.feeds)} ({len(enabled)} enabled)",
         f"limits:    max_concurrency={config.max_concurrency} "
         f"max_per_host={config.max_per_host} timeout={config.timeout_seconds:g}s "

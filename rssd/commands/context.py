@@ -32,8 +32,11 @@ def load(path: Path) -> Config:
         raise CommandError("\n".join(f"{path}: {line}" for line in exc.errors)) from None
 
 
-def _require_database(path: Path) -> Path:
-    """The database's path, checked without opening it: a FIFO would block open()."""
+def _require_database(path: Path | str) -> Path | str:
+    """The database's path (checked without opening it: a FIFO would block open()), or
+    the PostgreSQL URL."""
+    if not isinstance(path, Path):
+        return path
     try:
         check_database_files(path)
     except DatabaseError as exc:
@@ -49,7 +52,7 @@ def reader(config: Config) -> AbstractAsyncContextManager[Database]:
 
 
 @asynccontextmanager
-async def reader_at(database: Path) -> AsyncIterator[Database]:
+async def reader_at(database: Path | str) -> AsyncIterator[Database]:
     """``reader`` for a database path (when config.toml cannot be validated)."""
     path = _require_database(database)
     try:
@@ -60,10 +63,10 @@ async def reader_at(database: Path) -> AsyncIterator[Database]:
         try:
             version = await schema_version(db)
         except sqlite3.DatabaseError as exc:  # "file is not a database", a damaged header
-            raise CommandError(f"cannot use database {path}: {exc}") from None
+            raise CommandError(f"cannot use database {db.label}: {exc}") from None
         if version != SCHEMA_VERSION:
             raise CommandError(
-                f"database {path} has schema version {version}, this rssd reads version "
+                f"database {db.label} has schema version {version}, this rssd reads version "
                 f"{SCHEMA_VERSION}: start `rssd run` (same version as this command) once "
                 f"to bring it up to date"
             )

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from rssd.commands.errors import CommandError
+from rssd.models.config import redact_url
 
 FILE_NAME = "posts-new.json"
 
@@ -28,8 +29,9 @@ def state_file(environ: Mapping[str, str] = os.environ) -> Path:
 class NewMark:
     """The ``--new`` mark of one database."""
 
-    def __init__(self, database: Path, path: Path | None = None) -> None:
-        self.key = str(database.resolve())
+    def __init__(self, database: Path | str, path: Path | None = None) -> None:
+        # A PostgreSQL URL is its own key (without its password: the file is plain text).
+        self.key = str(database.resolve()) if isinstance(database, Path) else redact_url(database)
         self.path = path or state_file()
 
     def _all(self) -> dict[str, int]:

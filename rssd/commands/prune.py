@@ -8,7 +8,6 @@ than ``keep_posts_days``, if set. Deletes run in small batches beside a running 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -33,15 +32,6 @@ class PruneReport:
     size_after: int | None = None
 
 
-def database_bytes(path: Path) -> int:
-    """The database file plus its WAL: what the disk actually holds."""
-    total = 0
-    for name in (path, path.with_name(path.name + "-wal")):
-        with contextlib.suppress(OSError):
-            total += name.stat().st_size
-    return total
-
-
 async def prune(config: Config, *, dry_run: bool, vacuum_after: bool) -> PruneReport:
     now = utcnow()
     jobs_before = to_iso(now - timedelta(days=config.keep_fetch_jobs_days))
@@ -58,11 +48,10 @@ async def prune(config: Config, *, dry_run: bool, vacuum_after: bool) -> PruneRe
         posts = await posts_repo.prune(posts_before) if posts_before else None
         if not vacuum_after:
             return PruneReport(jobs, jobs_before, posts, posts_before)
-        size_before = database_bytes(config.database)
+        size_before = await db.size_bytes()
         await vacuum(db)
-    return PruneReport(
-        jobs, jobs_before, posts, posts_before, size_before, database_bytes(config.database)
-    )
+        size_after = await db.size_bytes()
+    return PruneReport(jobs, jobs_before, posts, posts_before, size_before, size_after)
 
 
 def size_text(size: int) -> str:

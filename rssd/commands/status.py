@@ -1,20 +1,20 @@
 """``rssd status``: every source's state, read from the database on a read-only connection.
 
-The state of a source is derived from its fetch jobs only (the single source of truth), and
-its next due time with the daemon's own scheduling rules (``next_due`` over ``history_of``),
-with the jitter at its midpoint: the daemon's actual time is within +-10% of it, later if
-the server asked for more (Retry-After, max-age: not stored, so not known here).
+The state of a source is derived from its fetch jobs only (the single source of truth). Its
+next due time is its QUEUED job's ``not_before`` (the schedule, in the database); a source
+without one yet is estimated with the daemon's own rules (``next_due`` over ``history_of``)
+with the jitter at its midpoint.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
-from rssd.clock import utcnow
+from rssd.clock import parse_iso, utcnow
 from rssd.commands.context import reader_at, run
 from rssd.commands.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
 from rssd.commands.status_view import render_human, render_json
@@ -29,6 +29,9 @@ from rssd.models.config import (
     load_config,
     normalize_url,
 )
+from rssd.models.dto import FetchJobStatus
+from rssd.repo.config_sync import Synced, config_hash, synced_config
+from rssd.repo.daemons import DaemonRow, list_daemons
 from rssd.repo.jobs import LatestJob
 from rssd.repo.queries import SourceStatus, source_statuses
 
@@ -59,7 +62,7 @@ class Assessment:
 
     row: SourceStatus
     state: State
-    fetching: bool  # a QUEUED/ONGOING job exists right now
+    fetching: bool  # an ONGOING job exists right now
     next_due: datetime | None  # None: disabled, or gone until its config entry changes
 
 
@@ -67,7 +70,8 @@ def assess(row: SourceStatus, now: datetime) -> Assessment:
     """State and next due of one source, by the same rules the daemon schedules with."""
     source = row.source
     history = history_of(_latest(row))
-    fetching = row.latest is not None and row.latest.status.is_active
+    latest = row.latest
+    fetching = latest is not None and latest.status is FetchJobStatus.ONGOING
     if not source.enabled:
         state = State.DISABLED
     elif history.gone:
@@ -81,7 +85,12 @@ def assess(row: SourceStatus, now: datetime) -> Assessment:
     due: datetime | None = None
     if source.enabled:
         policy = Policy(interval=timedelta(minutes=source.interval_minutes))
-        due = now if fetching else next_due(history, policy, now, JITTER)
+        if fetching:
+            due = now
+        elif latest is not None and latest.status is FetchJobStatus.QUEUED and latest.not_before:
+            due = parse_iso(latest.not_before)
+        else:
+            due = next_due(history, policy, now, JITTER)
     return Assessment(row, state, fetching, due)
 
 
@@ -113,6 +122,17 @@ class Overview:
     now: datetime
     #: Why config.toml does not validate (empty when it does): shown above the rest.
     config_errors: tuple[str, ...] = ()
+    #: The daemons working on the database (several on PostgreSQL) and the synced config.
+    daemons: list[DaemonRow] = field(default_factory=list)
+    synced: Synced | None = None
+    config_hash: str | None = None  # this config.toml's
+    shared: bool = False  # a database several daemons may share (PostgreSQL)
+
+    def drifting(self) -> list[DaemonRow]:
+        """Daemons running another config than the synced one (older files: config.drift)."""
+        if self.synced is None:
+            return []
+        return [d for d in self.daemons if d.config_hash not in (None, self.synced.config_hash)]
 
 
 async def gather(path: Path) -> Overview:
@@ -129,6 +149,9 @@ async def gather(path: Path) -> Overview:
     try:
         async with reader_at(database) as db:
             rows = await source_statuses(db)
+            daemons = await list_daemons(db)
+            synced = await synced_config(db)
+            shared = db.shared
     except CommandError as exc:
         if errors:
             raise CommandError("\n".join([*errors, str(exc)])) from None
@@ -137,7 +160,16 @@ async def gather(path: Path) -> Overview:
     known = {normalize_url(row.source.url) for row in rows}
     feeds = config.feeds if config else []
     pending = [feed.url for feed in feeds if normalize_url(feed.url) not in known]
-    return Overview([assess(row, now) for row in rows], pending, now, errors)
+    return Overview(
+        [assess(row, now) for row in rows],
+        pending,
+        now,
+        errors,
+        daemons,
+        synced,
+        config_hash(config) if config else None,
+        shared,
+    )
 
 
 def main(path: Path, *, as_json: bool, failing_only: bool, category: str | None = None) -> int:

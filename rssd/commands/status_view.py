@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -78,7 +79,9 @@ def render_human(overview: Overview, shown: Sequence[Assessment], empty: str | N
     rows = []
     errors: dict[int, str] = {}
     for index, a in enumerate(shown):
-        row, latest = a.row, a.row.latest
+        row = a.row
+        # The attempt running now, else the last one that ended (a QUEUED job is the plan).
+        latest = row.latest if a.fetching else row.finished
         success = row.last_success
         rows.append(
             [
@@ -125,11 +128,45 @@ def render_human(overview: Overview, shown: Sequence[Assessment], empty: str | N
         if overview.config_errors
         else []
     )
-    return safe_lines("\n".join([*warning, *out, "", summary, *pending]))
+    return safe_lines("\n".join([*warning, *out, *_daemon_lines(overview), "", summary, *pending]))
 
 
 def _errors(count: int) -> str:
     return f"{count} error{'' if count == 1 else 's'}"
+
+
+def _daemon_lines(overview: Overview) -> list[str]:
+    """The cluster: each daemon's id, host, pid, heartbeat and fetches in flight; drift.
+    (On SQLite, one daemon owns the file and its config.toml is the truth: not shown.)"""
+    now = overview.now
+    lines: list[str] = []
+    if not overview.shared:
+        return lines
+    if overview.daemons:
+        header = ["DAEMON", "HOST", "PID", "HEARTBEAT", "IN FLIGHT", "CONFIG"]
+        synced = overview.synced.config_hash if overview.synced else None
+        rows = [
+            [
+                d.id,
+                d.hostname,
+                str(d.pid),
+                ago(parse_iso(d.heartbeat_at), now),
+                str(d.in_flight),
+                (d.config_hash or "-") + (" (drift)" if d in overview.drifting() else ""),
+            ]
+            for d in overview.daemons
+        ]
+        lines += ["", *table(header, rows, right=(2, 4))]
+        if synced is not None:
+            lines.append(f"synced config: {synced}")
+    if overview.synced and overview.config_hash != overview.synced.config_hash:
+        lines.append(
+            f"this config.toml ({overview.config_hash}) differs from the one last synced "
+            f"({overview.synced.config_hash}, by {overview.synced.synced_by or '-'} at "
+            f"{overview.synced.synced_at}): a newer file is applied at the next reload, an "
+            f"older one is drift and is not"
+        )
+    return lines
 
 
 def _job(job: FetchJob | None) -> dict[str, Any] | None:
@@ -178,5 +215,10 @@ def render_json(overview: Overview, shown: Sequence[Assessment], empty: str | No
         "totals": totals(overview.assessments),
         "not_in_database": [redact(url) for url in overview.not_in_database],
         "config_errors": list(overview.config_errors),
+        "daemons": [{**asdict(d), "drift": d in overview.drifting()} for d in overview.daemons],
+        "config": {
+            "file_hash": overview.config_hash,
+            "synced": asdict(overview.synced) if overview.synced else None,
+        },
     }
     return safe_json(json.dumps(document, indent=2, ensure_ascii=False))

@@ -51,6 +51,7 @@ class DeliveryStats:
 
 class DeliveryLoop:
     def __init__(self, db: Database, config: Config, sender: Sender) -> None:
+        self.db = db
         self.repo = OutboxRepo(db)
         self.config = config
         self.sender = sender
@@ -136,12 +137,23 @@ class DeliveryLoop:
             await asyncio.wait(tasks)
 
     async def _user_pass(self, user_id: int) -> None:
-        """The user's due messages, oldest first, one at a time, each attempted once."""
-        after = ""
-        while (due := await self.repo.oldest_due(user_id, now_iso(), after)) is not None:
-            after = due.delivery.id
-            if not await self._attempt(due):
-                return
+        """The user's due messages, oldest first, one at a time, each attempted once.
+
+        Under the user's lock: where several daemons share the database (PostgreSQL),
+        one of them sends a user's messages at a time, so no message has two senders at
+        once (the others skip the user this round). On SQLite it is always free.
+        """
+        lock = f"rssd.deliver:{user_id}"
+        if not await self.db.try_lock(lock):
+            return
+        try:
+            after = ""
+            while (due := await self.repo.oldest_due(user_id, now_iso(), after)) is not None:
+                after = due.delivery.id
+                if not await self._attempt(due):
+                    return
+        finally:
+            await self.db.unlock(lock)
 
     async def _attempt(self, due: Due) -> bool:
         """Send one message and record the outcome; False when the endpoint got disabled

@@ -1,32 +1,41 @@
-"""One fetch attempt end to end: queue the job, fetch, record the outcome, log one event.
+"""One fetch attempt end to end: a claimed job, the fetch, the outcome recorded, one event.
 
-Shared by ``rssd run`` and ``rssd fetch`` so both go through the same guards: the
-one-active-job index refuses a duplicate, and the posts and the COMPLETED mark are written
+Shared by ``rssd run`` (jobs the claim loop took) and ``rssd fetch``/``run --once`` (a job
+claimed for one source) so all go through the same guards: the one-active-job index refuses
+a duplicate, and the posts, the COMPLETED mark and the source's next QUEUED job are written
 in one transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import random
+import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from rssd import metrics
 from rssd.clock import to_iso, utcnow
+from rssd.daemon.schedule import Carried, Ending, Hints, Plan, Policy, plan_next, source_policy
 from rssd.fetch.fetcher import Fetcher, FetchResult, Outcome, Validators
 from rssd.logs import get_logger
-from rssd.models.dto import ErrorCode, FetchJob, FetchJobStatus, FetchMeta, Source
+from rssd.models.dto import ErrorCode, FetchJobStatus, FetchMeta, Source
 from rssd.models.redact import redact, redact_optional
+from rssd.repo.claims import LEASE_SECONDS, Claim, ClaimRepo
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
+from rssd.repo.next_job import NextJob
 from rssd.repo.seen import load_seen
 from rssd.repo.sources import SourceRepo
 
 log = get_logger("rssd.fetch")
 
 #: An active job older than this cannot be running any more (a fetch is bounded by its
-#: timeouts, a queue wait by the launch limit): it is failed so the source can move on.
+#: timeouts): it is failed so the source can move on. (Jobs under a lease are taken back
+#: sooner, when the lease expires: rssd/repo/claims.py.)
 STALE_JOB_AFTER = timedelta(hours=1)
 
 
@@ -53,10 +62,23 @@ class JobReport:
 
 
 class Pipeline:
-    def __init__(self, db: Database, fetcher: Fetcher) -> None:
+    def __init__(
+        self,
+        db: Database,
+        fetcher: Fetcher,
+        claims: ClaimRepo | None = None,
+        policy: Callable[[Source], Policy] | None = None,
+    ) -> None:
+        """``claims``: the daemon's (its lease loop renews them); without, this pipeline
+        claims under an id of its own and renews each lease while its fetch runs.
+        ``policy``: a source's scheduling policy (default: its interval)."""
+        self.policy = policy or (lambda source: source_policy(source.interval_minutes))
         self.db = db
         self.jobs = FetchJobRepo(db)
+        self._own_leases = claims is None
+        self.claims = claims or ClaimRepo(db, f"{socket.gethostname()}:{os.getpid()}:manual")
         self.fetcher = fetcher
+        self.random = random.Random()
         #: The last successful fetch's validators per source, kept in step as jobs
         #: complete, so a fetch needs no query for them (one statement fewer per fetch).
         self._validators: dict[int, Validators] | None = None
@@ -78,24 +100,20 @@ class Pipeline:
         return self._validators.get(source_id, Validators())
 
     async def run(self, source: Source, fetch_url: str | None = None) -> JobReport:
-        """Fetch ``source`` once (from ``fetch_url`` if it moved). Never raises, except
-        CancelledError (after recording it). Every ending is counted in the metrics."""
-        started = time.monotonic()
-        try:
-            report = await self._run(source, fetch_url, started)
-        except asyncio.CancelledError:
-            _observe("failed", ErrorCode.INTERRUPTED.value, started)
-            raise
-        _observe(_outcome(report), report.error_code.value if report.error_code else "", started)
-        if report.posts_new:
-            metrics.POSTS.labels("new").inc(report.posts_new)
-        if report.posts_updated:
-            metrics.POSTS.labels("updated").inc(report.posts_updated)
-        return report
+        """Fetch ``source`` now, by hand: its QUEUED job claimed whatever its due time, or a
+        new one; from ``fetch_url`` if given (where the feed moved), else from where the
+        schedule says. Never raises, except CancelledError (after recording it). Every
+        ending is counted in the metrics."""
+        return await _metered(self._run_by_hand(source, fetch_url))
 
-    async def _run(self, source: Source, fetch_url: str | None, started: float) -> JobReport:
+    async def run_claim(self, claim: Claim) -> JobReport:
+        """Fetch a job this process holds (ONGOING under its lease) and record the outcome.
+        Never raises, except CancelledError (after recording it). Counted in the metrics."""
+        return await _metered(self._run_claim(claim))
+
+    async def _run_by_hand(self, source: Source, fetch_url: str | None) -> JobReport:
         try:
-            job = await self._queue(source)
+            claim = await self._claim(source)
         except Exception as exc:  # the database refused the write (locked too long, full)
             message = f"cannot queue a fetch job: {type(exc).__name__}: {exc}"
             log.error(
@@ -108,13 +126,38 @@ class Pipeline:
             return JobReport(
                 source.id, source.url, None, FetchJobStatus.FAILED, ErrorCode.INTERNAL, message
             )
-        if job is None:
+        if claim is None:
             log.info("fetch.skipped", source_id=source.id, url=source.url, reason="job_active")
             return JobReport(source.id, source.url, None, None)
+        if fetch_url is not None:
+            claim = replace(claim, fetch_url=fetch_url)
+        if not self._own_leases:
+            return await self._run_claim(claim)
+        keeper = asyncio.create_task(self._keep_lease(claim.job.id))
         try:
-            return await self._attempt(source, job, started, fetch_url)
+            return await self._run_claim(claim)
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+
+    async def _keep_lease(self, job_id: int) -> None:
+        """Renew the lease of a fetch run by hand, so no daemon takes it back meanwhile."""
+        while True:
+            await asyncio.sleep(LEASE_SECONDS / 3)
+            try:
+                await self.claims.renew_job(job_id)
+            except Exception as exc:  # the fetch goes on; its lease may run out
+                log.error("jobs.lease_failed", job_id=job_id, error_message=repr(exc))
+
+    async def _run_claim(self, claim: Claim) -> JobReport:
+        source, job = claim.source, claim.job
+        started = time.monotonic()
+        try:
+            return await self._attempt(claim, started)
         except asyncio.CancelledError:
-            await self._fail(job.id, ErrorCode.INTERRUPTED, "fetch cancelled (shutdown)")
+            await self._fail(
+                claim, ErrorCode.INTERRUPTED, "fetch cancelled (shutdown)", interrupted=True
+            )
             log.warning(
                 "fetch.failed",
                 source_id=source.id,
@@ -126,7 +169,7 @@ class Pipeline:
             raise
         except Exception as exc:
             message = f"{type(exc).__name__}: {exc}"
-            await self._fail(job.id, ErrorCode.INTERNAL, message)
+            await self._fail(claim, ErrorCode.INTERNAL, message)
             log.exception(
                 "fetch.failed",
                 source_id=source.id,
@@ -146,25 +189,73 @@ class Pipeline:
                 duration_ms=_ms(started),
             )
 
-    async def _queue(self, source: Source) -> FetchJob | None:
-        """Queue a job; an active job older than STALE_JOB_AFTER is failed first.
+    async def _claim(self, source: Source) -> Claim | None:
+        """Claim the source; an active job older than STALE_JOB_AFTER is failed first.
 
         Such a job is left over from a write that failed twice (a database locked or full
         at the worst moment): without this the source would stay blocked until a restart.
         """
-        job = await self.jobs.queue_job(source.id)
-        if job is None:
+        claim = await self.claims.claim_source(source.id)
+        if claim is None:
             cutoff = to_iso(utcnow() - STALE_JOB_AFTER)
             if await self.jobs.fail_stale(source.id, cutoff):
                 log.warning("jobs.stale_failed", source_id=source.id, url=source.url)
-                job = await self.jobs.queue_job(source.id)
-        return job
+                claim = await self.claims.claim_source(source.id)
+        return claim
 
-    async def _fail(self, job_id: int, code: ErrorCode, message: str) -> None:
-        """Record a failure, retrying while the database is busy; never raises."""
+    def _plan(self, claim: Claim, ending: Ending) -> Plan | None:
+        """The source's next job after this ending (None: a one-off, not scheduled)."""
+        if not claim.scheduled:
+            return None  # a one-off (run --once, rssd fetch on a new source): no schedule
+        source = claim.source
+        return plan_next(
+            source.url,
+            Carried(claim.failures, claim.fetch_url, claim.moved_seen),
+            ending,
+            self.policy(source),
+            now=utcnow(),
+            jitter=self.random.random(),
+        )
+
+    def _log_plan(self, source: Source, plan: Plan | None) -> None:
+        """What the plan changed that an operator should hear of, after the fetch's event."""
+        if plan is None:
+            return
+        if plan.due is not None:
+            log.debug(
+                "schedule.next",
+                source_id=source.id,
+                due_at=to_iso(plan.due),
+                in_seconds=round((plan.due - utcnow()).total_seconds(), 1),
+                failures=plan.carried.failures,
+            )
+        if plan.moved_now:
+            log.warning(
+                "source.moved",
+                source_id=source.id,
+                url=source.url,
+                final_url=plan.carried.fetch_url,
+                detail="permanent redirect seen repeatedly; fetching the new URL directly. "
+                "Update the url in config.toml.",
+            )
+        if plan.due is None:
+            log.warning(
+                "source.gone",
+                source_id=source.id,
+                url=source.url,
+                detail="410 Gone: not fetched again until its config entry changes",
+            )
+
+    async def _fail(
+        self, claim: Claim, code: ErrorCode, message: str, *, interrupted: bool = False
+    ) -> None:
+        """Record a failure (and the next job), retrying while the database is busy; never
+        raises."""
+        job_id = claim.job.id
+        next_job = next_job_of(self._plan(claim, Ending(completed=False, interrupted=interrupted)))
         for attempt in range(3):
             try:
-                await self.jobs.mark_failed(job_id, code, message)
+                await self.jobs.mark_failed(job_id, code, message, next_job=next_job)
                 return
             except Exception as exc:
                 if attempt == 2:
@@ -177,35 +268,50 @@ class Pipeline:
                     return
                 await asyncio.sleep(1 + attempt)
 
-    async def _attempt(
-        self, source: Source, job: FetchJob, started: float, fetch_url: str | None
-    ) -> JobReport:
-        ongoing = await self.jobs.mark_ongoing(job.id)
-        if ongoing is None:
-            # Another process ended this job between our two statements (start-up recovery).
-            return JobReport(source.id, source.url, job.id, await self.jobs.get_status(job.id))
+    async def _attempt(self, claim: Claim, started: float) -> JobReport:
+        source, job = claim.source, claim.job
         validators = await self._validators_for(source.id)
         known = self._feed_urls.get(source.id, source.feed_url)
         log.debug(
             "fetch.started",
             source_id=source.id,
             job_id=job.id,
-            url=fetch_url or source.url,
+            url=claim.fetch_url or source.url,
             conditional=bool(validators.etag or validators.last_modified),
             known_body_hash=validators.content_hash is not None,
         )
         result = await self.fetcher.fetch(
             source,
             validators,
-            fetch_url,
+            claim.fetch_url,
             seen=lambda: load_seen(self.db, source.id),
             feed_url=known,
         )
         result = _redacted(result)
+        final_url = result.meta.final_url
+        ending = Ending(
+            completed=result.outcome is not Outcome.FAILED,
+            gone=result.error_code is ErrorCode.GONE,
+            hints=Hints(
+                http_status=result.meta.http_status,
+                headers=dict(result.hints),
+                ttl_minutes=result.ttl_minutes,
+            ),
+            moved_permanently=result.moved_permanently,
+            # A new home whose URL carries credentials is not recorded (the schedule is
+            # stored; credentials are not): such a feed keeps following the redirect.
+            final_url=final_url if redact_optional(final_url) == final_url else None,
+        )
+        plan = self._plan(claim, ending)
+        next_job = next_job_of(plan)
         if result.outcome is Outcome.FAILED:
             assert result.error_code is not None
             await self.jobs.mark_failed(
-                job.id, result.error_code, result.error_message or "", _stored_meta(result)
+                job.id,
+                result.error_code,
+                result.error_message or "",
+                _stored_meta(result),
+                next_job,
             )
             report = JobReport(
                 source.id,
@@ -230,6 +336,7 @@ class Pipeline:
                 error_code=result.error_code.value,
                 error_message=result.error_message,
             )
+            self._log_plan(source, plan)
             return report
         if result.warning:
             log.warning(
@@ -241,7 +348,7 @@ class Pipeline:
                 posts=len(result.posts),
             )
         recorded = await self.jobs.mark_completed(
-            job.id, _stored_meta(result), result.posts, result.seen_items
+            job.id, _stored_meta(result), result.posts, result.seen_items, next_job
         )
         if recorded is None:
             status = await self.jobs.get_status(job.id)
@@ -279,6 +386,7 @@ class Pipeline:
             outcome=result.outcome.value,
             error_code=None,
         )
+        self._log_plan(source, plan)
         return report
 
     async def _note_feed(self, source: Source, result: FetchResult, known: str | None) -> None:
@@ -322,6 +430,22 @@ def _stored_meta(result: FetchResult) -> FetchMeta:
     return result.meta.model_copy(update={"final_url": final})
 
 
+async def _metered(work: Awaitable[JobReport]) -> JobReport:
+    """Count the attempt's ending and duration in the metrics registry."""
+    started = time.monotonic()
+    try:
+        report = await work
+    except asyncio.CancelledError:
+        _observe("failed", ErrorCode.INTERRUPTED.value, started)
+        raise
+    _observe(_outcome(report), report.error_code.value if report.error_code else "", started)
+    if report.posts_new:
+        metrics.POSTS.labels("new").inc(report.posts_new)
+    if report.posts_updated:
+        metrics.POSTS.labels("updated").inc(report.posts_updated)
+    return report
+
+
 def _outcome(report: JobReport) -> str:
     """The ``outcome`` label: the fetcher's word for a completed fetch, else failed/skipped."""
     if report.skipped:
@@ -334,6 +458,14 @@ def _outcome(report: JobReport) -> str:
 def _observe(outcome: str, error_code: str, started: float) -> None:
     metrics.FETCHES.labels(outcome, error_code).inc()
     metrics.FETCH_DURATION.observe(time.monotonic() - started)
+
+
+def next_job_of(plan: Plan | None) -> NextJob | None:
+    """The QUEUED job a plan asks for (None: no plan, or the source is gone)."""
+    if plan is None or plan.due is None:
+        return None
+    carried = plan.carried
+    return NextJob(to_iso(plan.due), carried.failures, carried.fetch_url, carried.moved_seen)
 
 
 def _ms(started: float) -> int:

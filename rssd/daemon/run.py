@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -24,7 +23,7 @@ from rssd.daemon import loop as event_loop
 from rssd.daemon.lock import LockedError
 from rssd.daemon.watcher import FileWatcher
 from rssd.models.config import ConfigError, load_config
-from rssd.repo.db import DatabaseError
+from rssd.repo.db import DatabaseError, is_driver_error
 
 #: How long a clean exit waits for a non-daemon thread that is finishing anyway.
 THREAD_EXIT_WAIT = 2.0
@@ -48,7 +47,7 @@ def run(path: Path, *, once: bool) -> int:
     # the cyclic GC's full passes, which showed as loop lag at 10,000 feeds (bench: 48 ->
     # 28 ms with 10,000 failing feeds).
     gc.freeze()
-    database = str(config.database)
+    database = config.database_label
     try:
         if once:
             summary = event_loop.run(run_once(config))
@@ -62,13 +61,13 @@ def run(path: Path, *, once: bool) -> int:
     except DatabaseError as exc:
         log.error("database.unusable", error_message=str(exc), database=database)
         return EXIT_FAILURE
-    except sqlite3.Error as exc:  # e.g. the disk filled up: committed data is intact
-        log.exception("database.error", error_message=str(exc), database=database)
-        return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
     except Exception as exc:
-        log.exception("daemon.crashed", error_message=f"{type(exc).__name__}: {exc}")
+        if is_driver_error(exc):  # e.g. the disk filled up: committed data is intact
+            log.exception("database.error", error_message=str(exc), database=database)
+        else:
+            log.exception("daemon.crashed", error_message=f"{type(exc).__name__}: {exc}")
         return EXIT_FAILURE
     _abandon_stuck_threads(log)
     return EXIT_OK

@@ -8,7 +8,12 @@ Rules (issue #3):
 - the server may ask for longer, never shorter: Retry-After (429/503, seconds or an HTTP
   date), Cache-Control max-age, Expires and RSS <ttl> stretch the interval, capped;
 - 410 Gone: not due until the config entry changes or an operator fetches it by hand;
-- a job that ended ``interrupted`` was the daemon's fault, not the feed's: due at once.
+- a job that ended ``interrupted`` was the daemon's fault, not the feed's: due at once;
+- a permanent redirect seen MOVED_AFTER times in a row: fetch the new URL directly, until
+  it fails (then back to the configured one).
+
+``plan_next`` applies them when a job ends; its result is queued in the same transaction
+(rssd/repo/next_job.py), so the schedule lives in the database, not in a daemon's memory.
 """
 
 from __future__ import annotations
@@ -53,6 +58,11 @@ class Policy:
     interval: timedelta
     max_backoff: timedelta = DEFAULT_MAX_BACKOFF
     max_hint: timedelta = DEFAULT_MAX_HINT
+
+
+def source_policy(source_interval_minutes: int) -> Policy:
+    """The policy of a source with this interval (the defaults for the rest)."""
+    return Policy(interval=timedelta(minutes=source_interval_minutes))
 
 
 def backoff(interval: timedelta, failures: int, cap: timedelta) -> timedelta:
@@ -133,3 +143,68 @@ def next_due(
         delay = max(delay, min(asked, policy.max_hint))
     delay = delay * (1 - JITTER + 2 * JITTER * jitter)
     return history.ended_at + delay
+
+
+#: A permanent redirect seen this many times in a row makes us fetch the new URL directly.
+MOVED_AFTER = 2
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How an attempt ended, as far as the next one is concerned."""
+
+    completed: bool
+    interrupted: bool = False
+    gone: bool = False
+    hints: Hints | None = None
+    moved_permanently: bool = False
+    final_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Carried:
+    """What the schedule remembers between a source's jobs."""
+
+    failures: int = 0  # consecutive failures, ``interrupted`` excluded
+    fetch_url: str | None = None  # the URL it moved to (None: the configured one)
+    moved_seen: int = 0  # permanent redirects to the same place in a row
+
+
+@dataclass(frozen=True)
+class Plan:
+    due: datetime | None  # None: gone, not fetched again until the config entry changes
+    carried: Carried
+    moved_now: bool  # fetch_url changed by this ending: worth a log line
+
+
+def plan_next(
+    configured_url: str,
+    before: Carried,
+    ending: Ending,
+    policy: Policy,
+    *,
+    now: datetime,
+    jitter: float,
+) -> Plan:
+    """The source's next job after ``ending``: when, and what it carries on."""
+    failures = before.failures
+    fetch_url, moved_seen, moved_now = before.fetch_url, before.moved_seen, False
+    if ending.completed:
+        failures = 0
+    elif not ending.interrupted:
+        failures += 1
+        if fetch_url:  # the new location failed: back to the configured URL
+            fetch_url, moved_seen = None, 0
+    if ending.completed or not ending.interrupted:
+        target = ending.final_url
+        if not ending.moved_permanently or not target or target == configured_url:
+            moved_seen = moved_seen if fetch_url else 0
+        else:
+            moved_seen += 1
+            if moved_seen >= MOVED_AFTER and fetch_url != target:
+                fetch_url, moved_now = target, True
+    history = History(
+        ended_at=now, failures=failures, interrupted=ending.interrupted, gone=ending.gone
+    )
+    due = next_due(history, policy, now, jitter, ending.hints)
+    return Plan(due, Carried(failures, fetch_url, moved_seen), moved_now)

@@ -1,47 +1,58 @@
 """``rssd run``: the long-running service.
 
-One asyncio loop owns: a due-queue (heap) of sources; fetch tasks launched from it under
-the Fetcher's global and per-host limits; config reload (SIGHUP or an edit of the file);
-housekeeping (pruning, a ``stats`` event a minute); the systemd protocol (READY, RELOADING,
-STOPPING, WATCHDOG, STATUS); and a graceful stop on SIGTERM/SIGINT.
+One asyncio loop owns: the claim loop (rssd/daemon/claimer.py: due jobs taken from the
+database, fetched under the Fetcher's global and per-host limits, leases renewed); config
+reload (SIGHUP or an edit of the file); housekeeping (pruning, the schedule reconciled, a
+``stats`` event a minute); the systemd protocol (READY, RELOADING, STOPPING, WATCHDOG,
+STATUS); and a graceful stop on SIGTERM/SIGINT. The schedule itself is in the database, so
+any number of daemons can share one (PostgreSQL) and a restart loses nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
+import contextlib
 import math
 import os
 import random
+import secrets
 import signal
+import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from rssd import metrics
-from rssd.clock import to_iso, utcnow
+from rssd.clock import parse_iso, to_iso, utcnow
 from rssd.daemon import notify
+from rssd.daemon.claimer import Claimer
 from rssd.daemon.delivery import DeliveryLoop
 from rssd.daemon.history import history_of
 from rssd.daemon.lag import LagProbe
 from rssd.daemon.loop import loop_name
 from rssd.daemon.pipeline import JobReport, Pipeline
-from rssd.daemon.schedule import Hints, History, Policy, next_due
+from rssd.daemon.reconcile import reconcile
+from rssd.daemon.schedule import MOVED_AFTER, History, Policy, source_policy
 from rssd.daemon.startup import daemon_session, sync_sources
 from rssd.daemon.watcher import FileWatcher
 from rssd.fetch.fetcher import Fetcher
 from rssd.logs import get_logger, set_level
 from rssd.models.config import Config, ConfigError, load_config
-from rssd.models.dto import ErrorCode, FetchJobStatus, Source
+from rssd.models.dto import FetchJobStatus, Source
+from rssd.repo.claims import ClaimRepo
+from rssd.repo.config_sync import config_hash
+from rssd.repo.daemons import DaemonRepo, Identity, forget_silent
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo, latest_jobs
 from rssd.repo.outbox import OutboxRepo
 from rssd.repo.posts import PostRepo
 from rssd.repo.sources import SourceRepo
 from rssd.webhooks.sender import Sender
+
+__all__ = ["MOVED_AFTER", "Service", "history_of", "run_service"]
 
 log = get_logger("rssd.daemon")
 
@@ -51,8 +62,6 @@ WATCH_SECONDS = 1.0
 #: debugging: a test cannot wait a minute for a stats event).
 STATS_SECONDS = 60.0
 PRUNE_SECONDS = 3600.0
-#: A permanent redirect seen this many times in a row makes us fetch the new URL directly.
-MOVED_AFTER = 2
 
 
 def seconds_from_env(name: str, default: float) -> float:
@@ -70,6 +79,13 @@ def seconds_from_env(name: str, default: float) -> float:
     return value
 
 
+#: A daemon silent this long is forgotten from the daemons table (its jobs came back long
+#: before, when their leases expired).
+FORGET_DAEMONS_AFTER = timedelta(days=1)
+#: Retention runs in one daemon at a time, under this lock.
+PRUNE_LOCK = "rssd.prune"
+
+
 @dataclass
 class Stats:
     """Counters for the minute's ``stats`` event."""
@@ -82,21 +98,11 @@ class Stats:
         self.ok = self.failed = self.posts_new = 0
 
 
-@dataclass
-class SourceState:
-    source: Source
-    history: History
-    hints: Hints | None = None
-    moved_to: str | None = None
-    moved_seen: int = 0
-    generation: int = 0
-
-
-@dataclass(order=True)
-class _Due:
-    due: datetime
-    source_id: int = field(compare=False)
-    generation: int = field(compare=False)
+def new_identity() -> Identity:
+    """host:pid:random, unique even when a pid is reused after a restart."""
+    host = socket.gethostname()
+    pid = os.getpid()
+    return Identity(f"{host}:{pid}:{secrets.token_hex(3)}", host, pid)
 
 
 class Service:
@@ -108,28 +114,28 @@ class Service:
         #: Snapshot of the file taken before it was read, so an edit made while the daemon
         #: starts up is noticed, not lost.
         self.watcher = watcher or FileWatcher(config_path)
-        self.states: dict[int, SourceState] = {}
-        self.heap: list[_Due] = []
-        self.in_flight: dict[int, asyncio.Task[JobReport]] = {}
+        self.identity = new_identity()
+        self.sources = 0
         self.stats = Stats()
         self.stats_seconds = seconds_from_env("RSSD_STATS_SECONDS", STATS_SECONDS)
         self.prune_seconds = seconds_from_env("RSSD_PRUNE_SECONDS", PRUNE_SECONDS)
         self.lag = LagProbe()
         self.stopping = asyncio.Event()
-        self.wake = asyncio.Event()
         self.reload_requested = asyncio.Event()
-        self.heartbeat = time.monotonic()
         self.random = random.Random()
-        #: Sources in the database that are not scheduled (disabled or removed from config).
-        self.disabled = 0
         self._db: Database | None = None
         self._fetcher: Fetcher | None = None
-        self._pipeline: Pipeline | None = None
+        self._claimer: Claimer | None = None
+        self._claims: ClaimRepo | None = None
+        self._delivery: DeliveryLoop | None = None
         #: The long-lived tasks the watchdog vouches for (the watchdog itself aside).
         self.tasks: dict[str, asyncio.Task[None]] = {}
         #: Watchdog checks made so far, pinged or not: how a test knows one has happened.
         self.watchdog_checks = 0
-        self._delivery: DeliveryLoop | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._claimer.in_flight) if self._claimer else 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -138,26 +144,37 @@ class Service:
         # handled once the watcher runs; a SIGTERM makes the service stop once it is up.
         self._install_signals()
         try:
-            async with daemon_session(self.config) as db:
+            async with daemon_session(self.config, self.config_path, self.identity.id) as db:
                 self._db = db
                 await self._serve(db)
         finally:
             self._remove_signals()
 
     async def _serve(self, db: Database) -> None:
-        await self._load_states()
+        claims = ClaimRepo(db, self.identity.id)
+        self._claims = claims
+        daemons = DaemonRepo(db, self.identity)
+        await daemons.beat(0, config_hash(self.config))
+        await self._reconcile(log_gone=True)
         async with (
             Fetcher(self.config) as fetcher,
             Sender(self.config.webhooks, self.config.user_agent) as sender,
         ):
             self._fetcher = fetcher
-            self._pipeline = Pipeline(db, fetcher)
             self._delivery = DeliveryLoop(db, self.config, sender)
-            await self._pipeline.preload()
+            pipeline = Pipeline(db, fetcher, claims, self._policy)
+            await pipeline.preload()
+            claimer = Claimer(claims, pipeline, self._room, self._done)
+            self._claimer = claimer
+
+            async def leases() -> None:
+                await claimer.lease_loop(lambda n: daemons.beat(n, config_hash(self.config)))
+
             self.tasks = {
                 name: asyncio.create_task(supervised(name, work), name=name)
                 for name, work in (
-                    ("scheduler", self._scheduler),
+                    ("claims", claimer.claim_loop),
+                    ("leases", leases),
                     ("delivery", self._delivery.run),
                     ("config-watch", self._watch_config),
                     ("housekeeping", self._housekeeping),
@@ -167,29 +184,68 @@ class Service:
             tasks = [*self.tasks.values(), asyncio.create_task(self._watchdog(), name="watchdog")]
             self.lag.start()
             notify.notify(f"READY=1\nSTATUS={self._status_line()}")
-            log.info("daemon.ready", sources=len(self.states), pid=os.getpid(), loop=loop_name())
+            log.info(
+                "daemon.ready",
+                sources=self.sources,
+                pid=os.getpid(),
+                loop=loop_name(),
+                daemon_id=self.identity.id,
+                database=self.config.database_label,
+            )
             await self.stopping.wait()
             notify.notify("STOPPING=1")
-            log.info("daemon.stopping", in_flight=len(self.in_flight))
-            for task in tasks:
+            log.info("daemon.stopping", in_flight=self.in_flight)
+            # The claim loop ends by itself (never cancelled mid-claim: the jobs it took
+            # would be left ONGOING until their lease ran out); the rest are cancelled.
+            claimer.claiming = False
+            claimer.wake.set()
+            await asyncio.gather(tasks[0], return_exceptions=True)
+            for task in tasks[1:]:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.lag.stop()
-            await self._drain()
-        self._write_metrics_now()
+            await claimer.drain(self.config.shutdown_grace_seconds)
+        await self._write_metrics_now()
+        with contextlib.suppress(Exception):
+            await daemons.leave()
         log.info("daemon.stopped")
 
-    async def _drain(self) -> None:
-        """In-flight fetches get the grace period; the rest are cancelled -> interrupted."""
-        pending = list(self.in_flight.values())
-        if not pending:
-            return
-        _, still = await asyncio.wait(pending, timeout=self.config.shutdown_grace_seconds)
-        for task in still:
-            task.cancel()
-        if still:
-            log.warning("daemon.cancelled_fetches", count=len(still))
-            await asyncio.wait(still)
+    def _policy(self, source: Source) -> Policy:
+        """A source's scheduling policy: its interval, the default caps."""
+        return source_policy(source.interval_minutes)
+
+    def _room(self) -> tuple[int, int]:
+        """How many jobs this daemon holds at most, and the per-host limit. Alone on its
+        database, twice max_concurrency keeps the fetch slots fed while the bookkeeping of
+        finished jobs runs; sharing one, it takes no more than it can start, so that idle
+        daemons get the rest."""
+        assert self._db is not None
+        factor = 1 if self._db.shared else 2
+        return factor * self.config.max_concurrency, self.config.max_per_host
+
+    def _done(self, outcome: JobReport | BaseException | None) -> None:
+        if isinstance(outcome, BaseException):  # Pipeline.run_claim does not raise
+            log.error("fetch.crashed", exc_info=outcome)
+            self.stats.failed += 1
+        elif outcome is not None:
+            if outcome.status is FetchJobStatus.COMPLETED:
+                self.stats.ok += 1
+                self.stats.posts_new += outcome.posts_new
+                if outcome.messages and self._delivery is not None:
+                    self._delivery.poke()
+            elif outcome.status is FetchJobStatus.FAILED:
+                self.stats.failed += 1
+
+    async def _reconcile(self, *, log_gone: bool = False) -> None:
+        assert self._db is not None and self._claims is not None
+        self.sources = len(await SourceRepo(self._db).list(enabled_only=True))
+        queued = await reconcile(
+            self._db, self._claims, self.random, log_gone=log_gone, policy=self._policy
+        )
+        if queued:
+            log.info("jobs.scheduled", jobs=queued)
+        if self._claimer is not None:
+            self._claimer.wake.set()
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -206,181 +262,13 @@ class Service:
         if not self.stopping.is_set():
             log.info("daemon.signal", signal=reason)
         self.stopping.set()
-        self.wake.set()
+        if self._claimer is not None:
+            self._claimer.claiming = False
+            self._claimer.wake.set()
 
     def request_reload(self, reason: str = "SIGHUP") -> None:
         log.info("config.reload_requested", trigger=reason)
         self.reload_requested.set()
-
-    # -- scheduling ------------------------------------------------------------------------
-
-    async def _load_states(self, only: set[int] | None = None) -> None:
-        """(Re)build scheduling state from the database for all or some sources."""
-        assert self._db is not None
-        every = await SourceRepo(self._db).list()
-        sources = {s.id: s for s in every if s.enabled}
-        self.disabled = len(every) - len(sources)
-        latest = {row.source_id: row for row in await latest_jobs(self._db)}
-        for source_id in list(self.states):
-            if source_id not in sources:
-                del self.states[source_id]  # disabled or removed: unscheduled
-        for source_id, source in sources.items():
-            if only is not None and source_id not in only and source_id in self.states:
-                self.states[source_id].source = source
-                continue
-            previous = self.states.get(source_id)
-            state = SourceState(source, history_of(latest[source_id]))
-            if previous is not None:
-                state.generation = previous.generation + 1
-            self.states[source_id] = state
-            self._schedule(state)
-        self.wake.set()
-
-    def _policy(self, source: Source) -> Policy:
-        return Policy(interval=timedelta(minutes=source.interval_minutes))
-
-    def _schedule(self, state: SourceState) -> None:
-        now = utcnow()
-        due = next_due(
-            state.history, self._policy(state.source), now, self.random.random(), state.hints
-        )
-        if due is None:
-            log.warning(
-                "source.gone",
-                source_id=state.source.id,
-                url=state.source.url,
-                detail="410 Gone: not fetched again until its config entry changes",
-            )
-            return
-        heapq.heappush(self.heap, _Due(due, state.source.id, state.generation))
-        log.debug(
-            "schedule.next",
-            source_id=state.source.id,
-            due_at=to_iso(due),
-            in_seconds=round((due - now).total_seconds(), 1),
-            failures=state.history.failures,
-            hinted=state.hints is not None,
-        )
-
-    def due_now(self) -> int:
-        now = utcnow()
-        return sum(1 for item in self.heap if item.due <= now and self._current(item))
-
-    def _current(self, item: _Due) -> bool:
-        state = self.states.get(item.source_id)
-        return state is not None and state.generation == item.generation
-
-    async def _scheduler(self) -> None:
-        """Pop due sources and launch their fetches; never more than 2x max_concurrency
-        tasks at once, so jobs are not queued far ahead of the slots that will run them."""
-        while not self.stopping.is_set():
-            self.heartbeat = time.monotonic()
-            now = utcnow()
-            limit = 2 * self.config.max_concurrency
-            while self.heap and self.heap[0].due <= now and len(self.in_flight) < limit:
-                item = heapq.heappop(self.heap)
-                if self._current(item) and item.source_id not in self.in_flight:
-                    self._launch(self.states[item.source_id])
-            wait = 1.0
-            if self.heap and len(self.in_flight) < limit:
-                wait = min(wait, max(0.0, (self.heap[0].due - now).total_seconds()))
-            self.wake.clear()
-            try:
-                async with asyncio.timeout(wait):
-                    await self.wake.wait()
-            except TimeoutError:
-                pass
-
-    def _launch(self, state: SourceState) -> None:
-        assert self._pipeline is not None
-        source = state.source
-        task = asyncio.create_task(
-            self._pipeline.run(source, state.moved_to), name=f"fetch-{source.id}"
-        )
-        self.in_flight[source.id] = task
-        log.debug(
-            "fetch.launched",
-            source_id=source.id,
-            url=state.moved_to or source.url,
-            in_flight=len(self.in_flight),
-        )
-        generation = state.generation
-
-        def done(finished: asyncio.Task[JobReport]) -> None:
-            self._done(source.id, generation, finished)
-
-        task.add_done_callback(done)
-
-    def _done(self, source_id: int, generation: int, task: asyncio.Task[JobReport]) -> None:
-        self.in_flight.pop(source_id, None)
-        self.wake.set()
-        if self.stopping.is_set():
-            return
-        state = self.states.get(source_id)
-        if task.cancelled():  # not by us (we only cancel when stopping): try again soon
-            if state is not None and state.generation == generation:
-                state.history = History(ended_at=utcnow(), interrupted=True)
-                self._schedule(state)
-            return
-        if task.exception() is not None:  # Pipeline.run does not raise; if it ever does:
-            log.error("fetch.crashed", source_id=source_id, exc_info=task.exception())
-            if state is not None and state.generation == generation:
-                state.history = History(ended_at=utcnow(), failures=state.history.failures + 1)
-                self._schedule(state)
-            return
-        report = task.result()
-        if state is None or state.generation != generation:
-            return  # removed or rescheduled by a reload while it ran
-        self._record(state, report)
-        self._schedule(state)
-
-    def _record(self, state: SourceState, report: JobReport) -> None:
-        """Fold a finished attempt into the source's history (no query needed)."""
-        now = utcnow()
-        if report.status is FetchJobStatus.COMPLETED:
-            self.stats.ok += 1
-            self.stats.posts_new += report.posts_new
-            if report.messages and self._delivery is not None:
-                self._delivery.poke()
-            state.history = History(ended_at=now)
-        elif report.status is FetchJobStatus.FAILED:
-            self.stats.failed += 1
-            if state.moved_to:  # the new location failed: go back to the configured URL
-                state.moved_to, state.moved_seen = None, 0
-            interrupted = report.error_code is ErrorCode.INTERRUPTED
-            state.history = History(
-                ended_at=now,
-                failures=state.history.failures + (0 if interrupted else 1),
-                interrupted=interrupted,
-                gone=report.error_code is ErrorCode.GONE,
-            )
-        else:  # skipped: another process holds the source's active job; try again later
-            state.history = History(ended_at=now, failures=state.history.failures)
-        result = report.result
-        state.hints = None
-        if result is not None:
-            state.hints = Hints(
-                http_status=result.meta.http_status,
-                headers=dict(result.hints),
-                ttl_minutes=result.ttl_minutes,
-            )
-            self._note_redirect(state, result.moved_permanently, result.meta.final_url)
-
-    def _note_redirect(self, state: SourceState, moved: bool, final_url: str | None) -> None:
-        if not moved or not final_url or final_url == state.source.url:
-            state.moved_seen = 0 if not state.moved_to else state.moved_seen
-            return
-        state.moved_seen += 1
-        if state.moved_seen >= MOVED_AFTER and state.moved_to != final_url:
-            state.moved_to = final_url
-            log.warning(
-                "source.moved",
-                source_id=state.source.id,
-                url=state.source.url,
-                final_url=final_url,
-                detail="permanent redirect seen repeatedly; fetching the new URL directly. "
-                "Update the url in config.toml.",
-            )
 
     # -- reload ----------------------------------------------------------------------------
 
@@ -430,28 +318,23 @@ class Service:
             log.warning(
                 "config.database_ignored",
                 detail="changing database needs a restart",
-                database=str(config.database),
+                database=config.database_label,
             )
             config = config.model_copy(update={"database": self.config.database})
         assert self._db is not None and self._fetcher is not None
-        report = await sync_sources(self._db, config)
+        report = await sync_sources(self._db, config, self.config_path, self.identity.id)
         set_level(config.log_level)
         self._fetcher.reconfigure(config)
         if self._delivery is not None:
             await self._delivery.reconfigure(config)
         self.config = config
-        changed = {
-            s.id
-            for s in await SourceRepo(self._db).list()
-            if s.url in (*report.added, *report.updated)
-        }
-        await self._load_states(only=changed)
+        await self._reconcile(log_gone=True)
         log.info(
             "config.reloaded",
             added=len(report.added),
             updated=len(report.updated),
             disabled=len(report.disabled),
-            sources=len(self.states),
+            sources=self.sources,
         )
         notify.notify(f"READY=1\nSTATUS={self._status_line()}")
         return True
@@ -464,36 +347,64 @@ class Service:
         last_prune: float | None = None  # the first tick prunes (monotonic may be < 1 h)
         while True:
             await asyncio.sleep(self.stats_seconds)
-            if last_prune is None or time.monotonic() - last_prune >= self.prune_seconds:
-                last_prune = time.monotonic()
-                cutoff = to_iso(utcnow() - timedelta(days=self.config.keep_fetch_jobs_days))
-                pruned = await jobs.prune(cutoff)
-                if pruned:
-                    log.info("jobs.pruned", jobs=pruned, before=cutoff)
-                finished = await OutboxRepo(self._db).prune(cutoff)
-                if finished:
-                    log.info("deliveries.pruned", deliveries=finished, before=cutoff)
-                if self.config.keep_posts_days:
-                    before = to_iso(utcnow() - timedelta(days=self.config.keep_posts_days))
-                    removed = await PostRepo(self._db).prune(before)
-                    if removed:
-                        log.info("posts.pruned", posts=removed, before=before)
-            self._log_stats()
+            try:
+                await self._reconcile()
+            except Exception as exc:
+                log.error("jobs.reconcile_failed", error_message=repr(exc))
+            try:  # a database that does not answer: logged, tried again next tick
+                if last_prune is None or time.monotonic() - last_prune >= self.prune_seconds:
+                    last_prune = time.monotonic()
+                    await self._prune(jobs)
+                await self._log_stats()
+            except Exception as exc:
+                log.error("housekeeping.failed", error_message=repr(exc))
+
+    async def _prune(self, jobs: FetchJobRepo) -> None:
+        """Retention, by one daemon at a time (the others skip this round)."""
+        assert self._db is not None
+        if not await self._db.try_lock(PRUNE_LOCK):
+            return
+        try:
+            cutoff = to_iso(utcnow() - timedelta(days=self.config.keep_fetch_jobs_days))
+            pruned = await jobs.prune(cutoff)
+            if pruned:
+                log.info("jobs.pruned", jobs=pruned, before=cutoff)
+            finished = await OutboxRepo(self._db).prune(cutoff)
+            if finished:
+                log.info("deliveries.pruned", deliveries=finished, before=cutoff)
+            if self.config.keep_posts_days:
+                before = to_iso(utcnow() - timedelta(days=self.config.keep_posts_days))
+                removed = await PostRepo(self._db).prune(before)
+                if removed:
+                    log.info("posts.pruned", posts=removed, before=before)
+            await self._db.write(
+                lambda tx: forget_silent(tx, to_iso(utcnow() - FORGET_DAEMONS_AFTER))
+            )
+        finally:
+            await self._db.unlock(PRUNE_LOCK)
 
     # -- metrics ---------------------------------------------------------------------------
 
-    def _update_metrics(self) -> None:
-        """Set the gauges from the scheduler's state (the counters count as things happen)."""
-        now = utcnow()
-        states = Counter(_state_label(state.history) for state in self.states.values())
+    async def _update_metrics(self) -> None:
+        """Set the gauges from the database (the counters count as things happen). The
+        sources' states and what is due are the database's: on PostgreSQL, the cluster's."""
+        assert self._db is not None and self._claims is not None
+        every = await SourceRepo(self._db).list()
+        enabled = {s.id for s in every if s.enabled}
+        states = Counter(
+            _state_label(history_of(row))
+            for row in await latest_jobs(self._db)
+            if row.source_id in enabled
+        )
         for label in ("ok", "failing", "gone", "never_fetched"):
             metrics.SOURCES.labels(label).set(states[label])
-        metrics.SOURCES.labels("disabled").set(self.disabled)
-        metrics.IN_FLIGHT.set(len(self.in_flight))
-        due = [item.due for item in self.heap if item.due <= now and self._current(item)]
-        metrics.DUE.set(len(due))
-        metrics.OLDEST_OVERDUE.set((now - min(due)).total_seconds() if due else 0.0)
-        metrics.DATABASE_BYTES.set(metrics.database_bytes(self.config.database))
+        metrics.SOURCES.labels("disabled").set(len(every) - len(enabled))
+        metrics.IN_FLIGHT.set(self.in_flight)
+        metrics.DUE.set(await self._claims.count_due())
+        oldest = await self._claims.oldest_due()
+        overdue = (utcnow() - parse_iso(oldest)).total_seconds() if oldest else 0.0
+        metrics.OLDEST_OVERDUE.set(max(0.0, overdue))
+        metrics.DATABASE_BYTES.set(await self._db.size_bytes())
 
     async def _metrics_writer(self) -> None:
         """Write ``metrics_file`` every WRITE_SECONDS (a reload may turn it on or off)."""
@@ -502,24 +413,29 @@ class Service:
             path = self.config.metrics_file
             if path is None:
                 continue
-            self._update_metrics()
+            await self._update_metrics()
             try:
                 await asyncio.to_thread(metrics.write, path)
             except OSError as exc:
                 log.warning("metrics.write_failed", path=str(path), error_message=str(exc))
 
-    def _write_metrics_now(self) -> None:
+    async def _write_metrics_now(self) -> None:
         """The last write, at exit, so the file ends with the run's final counts."""
         path = self.config.metrics_file
         if path is None:
             return
-        self._update_metrics()
         try:
+            await self._update_metrics()
             metrics.write(path)
         except OSError as exc:
             log.warning("metrics.write_failed", path=str(path), error_message=str(exc))
+        except Exception as exc:  # the database went away: the counters still get written
+            log.warning("metrics.update_failed", error_message=repr(exc))
+            with contextlib.suppress(OSError):
+                metrics.write(path)
 
-    def _log_stats(self) -> None:
+    async def _log_stats(self) -> None:
+        assert self._claims is not None and self._db is not None
         sent, failed, dead = self._delivery.stats.take() if self._delivery else (0, 0, 0)
         log.info(
             "stats",
@@ -530,18 +446,18 @@ class Service:
             deliveries_failed=failed,
             deliveries_dead=dead,
             deliveries_in_flight=self._delivery.in_flight if self._delivery else 0,
-            in_flight=len(self.in_flight),
-            due_now=self.due_now(),
-            sources=len(self.states),
+            in_flight=self.in_flight,
+            due_now=await self._claims.count_due(),
+            sources=self.sources,
             loop_lag_max_ms=self.lag.take_max(),
-            database_bytes=metrics.database_bytes(self.config.database),
+            database_bytes=await self._db.size_bytes(),
         )
         notify.notify(f"STATUS={self._status_line()}")
         self.stats.reset()
 
     def _status_line(self) -> str:
         return (
-            f"{len(self.states)} sources, {len(self.in_flight)} fetching, "
+            f"{self.sources} sources, {self.in_flight} fetching, "
             f"last minute: {self.stats.ok} ok, {self.stats.failed} failed"
         )
 
@@ -559,7 +475,8 @@ class Service:
             if dead:
                 log.error("watchdog.task_dead", tasks=dead)
                 continue
-            if time.monotonic() - self.heartbeat > max(interval, 5.0):
+            heartbeat = self._claimer.heartbeat if self._claimer else time.monotonic()
+            if time.monotonic() - heartbeat > max(interval, 5.0):
                 log.error("watchdog.scheduler_stalled")
                 continue
             try:
@@ -592,16 +509,16 @@ async def supervised(name: str, work: Callable[[], Awaitable[None]]) -> None:
         await asyncio.sleep(RESTART_SECONDS)
 
 
+async def run_service(
+    config_path: Path, config: Config, watcher: FileWatcher | None = None
+) -> None:
+    await Service(config_path, config, watcher).run()
+
+
 def _state_label(history: History) -> str:
-    """A scheduled source's state for the ``rssd_sources`` gauge (as ``rssd status`` says)."""
+    """A source's state for the ``rssd_sources`` gauge (as ``rssd status`` says)."""
     if history.gone:
         return "gone"
     if history.failures:
         return "failing"
     return "ok" if history.ended_at is not None else "never_fetched"
-
-
-async def run_service(
-    config_path: Path, config: Config, watcher: FileWatcher | None = None
-) -> None:
-    await Service(config_path, config, watcher).run()

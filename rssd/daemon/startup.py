@@ -5,40 +5,77 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
 
+from rssd.clock import now_iso, to_iso
 from rssd.daemon.lock import DaemonLock
 from rssd.logs import get_logger
 from rssd.models.config import Config
+from rssd.repo.claims import ClaimRepo
+from rssd.repo.config_sync import config_hash, sync_config
 from rssd.repo.db import Database
 from rssd.repo.files import check_database_files
-from rssd.repo.jobs import FetchJobRepo
-from rssd.repo.sources import SourceRepo, SyncReport
+from rssd.repo.sources import SyncReport
 from rssd.repo.users import UserRepo
 
 log = get_logger("rssd.daemon")
 
 
 async def recover(db: Database) -> int:
-    """Jobs left QUEUED/ONGOING by a crash or kill -9 become FAILED ``interrupted``.
+    """Jobs left ONGOING by a crash or kill -9 become FAILED ``interrupted``, their
+    sources due again at once (QUEUED jobs are the schedule: they stay).
 
-    Safe only while holding the daemon lock: no other daemon can own those jobs.
+    Safe only while holding the daemon lock: no other daemon can own those jobs. (On
+    PostgreSQL the others' jobs are live; a dead daemon's come back as their leases expire.)
     """
-    count = await FetchJobRepo(db).fail_active("the daemon stopped before this job finished")
+    count = len(await ClaimRepo(db, "").take_back(everything=True))
     if count:
         log.warning("jobs.recovered", jobs=count, error_code="interrupted")
     return count
 
 
-async def sync_sources(db: Database, config: Config) -> SyncReport:
-    """Feeds, then the users subscribed to them (subscriptions name feeds by id)."""
-    report = await SourceRepo(db).sync(config)
+def file_mtime(path: Path | None) -> str:
+    """When the config file was last written (now, if there is no file to ask)."""
+    try:
+        return to_iso(datetime.fromtimestamp(path.stat().st_mtime, UTC)) if path else now_iso()
+    except OSError:
+        return now_iso()
+
+
+async def sync_sources(
+    db: Database, config: Config, path: Path | None = None, daemon_id: str | None = None
+) -> SyncReport:
+    """Sync the feed list from ``config`` (read from ``path``). On a shared database an
+    older file than the one last synced is drift: logged, not applied (config_sync.py).
+    Feeds first, then the users subscribed to them."""
+    mtime = file_mtime(path)
+    outcome = await sync_config(db, config, file_mtime=mtime, daemon_id=daemon_id, guard=db.shared)
+    if outcome.report is None:
+        synced = outcome.synced
+        assert synced is not None
+        log.warning(
+            "config.drift",
+            config_hash=config_hash(config),
+            synced_hash=synced.config_hash,
+            synced_at=synced.synced_at,
+            synced_by=synced.synced_by,
+            file_mtime=mtime,
+            synced_mtime=synced.config_mtime,
+            detail="this config.toml is older than the one already synced by another daemon: "
+            "its feed list is not applied; update the file on this machine",
+        )
+        return SyncReport((), (), ())
+    report = outcome.report
     log.info(
         "sources.synced",
         added=len(report.added),
         updated=len(report.updated),
         disabled=len(report.disabled),
         feeds=len(config.feeds),
+        config_hash=config_hash(config),
     )
+    # Then the users subscribed to the feeds (subscriptions name feeds by id).
     users = await UserRepo(db).sync(config)
     if users.added or users.updated or users.disabled or users.subscribed or users.unsubscribed:
         log.info(
@@ -56,14 +93,22 @@ async def sync_sources(db: Database, config: Config) -> SyncReport:
 
 
 @asynccontextmanager
-async def daemon_session(config: Config) -> AsyncIterator[Database]:
+async def daemon_session(
+    config: Config, path: Path | None = None, daemon_id: str | None = None
+) -> AsyncIterator[Database]:
     """Lock the database, check it after an unclean stop, recover jobs, sync sources.
 
     On a normal exit the WAL is checkpointed and the lock file records a clean stop.
+    On PostgreSQL there is no lock file: any number of daemons share the database.
     """
-    check_database_files(config.database)  # before the lock file is created beside it
-    with DaemonLock(config.database) as lock:
-        db = await Database.open(config.database)
+    db_path = config.database_path
+    if db_path is None:
+        async with _shared_session(config, path, daemon_id) as shared:
+            yield shared
+        return
+    check_database_files(db_path)  # before the lock file is created beside it
+    with DaemonLock(db_path) as lock:
+        db = await Database.open(db_path)
         try:
             if lock.previous_state not in ("", "clean"):
                 result = await db.quick_check()
@@ -71,9 +116,23 @@ async def daemon_session(config: Config) -> AsyncIterator[Database]:
                     "database.checked", check="quick_check", result=result
                 )
             await recover(db)
-            await sync_sources(db, config)
+            await sync_sources(db, config, path, daemon_id)
             yield db
             await db.checkpoint()
         finally:
             await db.close()
         lock.mark_clean()
+
+
+@asynccontextmanager
+async def _shared_session(
+    config: Config, path: Path | None, daemon_id: str | None
+) -> AsyncIterator[Database]:
+    """PostgreSQL: no lock and no start-up recovery (other daemons' jobs are live; a dead
+    one's come back when their leases expire), only the sync."""
+    db = await Database.open(config.database)
+    try:
+        await sync_sources(db, config, path, daemon_id)
+        yield db
+    finally:
+        await db.close()

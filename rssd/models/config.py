@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -45,6 +46,8 @@ __all__ = [
     "read_headers_file",
 ]
 
+PG_SCHEMES = ("postgresql://", "postgres://")
+DEFAULT_CONFIG_PATH = Path("config.toml")
 #: A config of 10,000 feeds is ~0.6 MB; anything far larger is not a config file.
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 DEFAULT_USER_AGENT = f"rssd/{__version__} (RSS/Atom feed fetcher)"
@@ -162,7 +165,10 @@ class Config(BaseModel):
     # mistake to report, not a value to coerce (into 1 minute, into false).
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    database: Annotated[Path, Field(strict=False)] = Path("rssd.sqlite3")
+    #: A SQLite file, or a ``postgresql://`` URL (libpq conninfo) for several daemons.
+    database: Annotated[Path, Field(strict=False)] | Annotated[str, Field(strict=False)] = Path(
+        "rssd.sqlite3"
+    )
     max_concurrency: Annotated[int, Field(gt=0, le=1000)] = 20
     max_per_host: Annotated[int, Field(gt=0, le=100)] = 2
     interval_minutes: Minutes = 60
@@ -194,7 +200,13 @@ class Config(BaseModel):
     def _database_names_a_file(cls, value: object) -> object:
         if isinstance(value, str) and value.strip() in ("", "."):
             raise ValueError('must name a database file, e.g. "rssd.sqlite3"')
-        return value
+        if isinstance(value, str) and value.startswith(PG_SCHEMES):
+            return value  # libpq's to judge (postgresql:///rssd is the local socket)
+        if isinstance(value, str) and "://" in value:
+            raise ValueError(
+                'must be a SQLite file path or a "postgresql://" URL, not ' + _scheme(value)
+            )
+        return Path(value) if isinstance(value, str) else value
 
     @field_validator("feeds")
     @classmethod
@@ -226,6 +238,23 @@ class Config(BaseModel):
         if problems:
             raise ValueError("\n".join(problems))
         return users
+
+    @property
+    def database_url(self) -> str | None:
+        """The PostgreSQL URL, or None for a SQLite file."""
+        return self.database if isinstance(self.database, str) else None
+
+    @property
+    def database_path(self) -> Path | None:
+        """The SQLite file, or None for PostgreSQL."""
+        return self.database if isinstance(self.database, Path) else None
+
+    @property
+    def database_label(self) -> str:
+        """The database for messages and logs: a path, or the URL without its password."""
+        if isinstance(self.database, Path):
+            return str(self.database)
+        return redact_url(self.database)
 
     @property
     def max_body_bytes(self) -> int:
@@ -320,7 +349,7 @@ def parse_config(text: str, path: Path, environ: Mapping[str, str] = os.environ)
             lines = ["a value is nested too deeply to describe"]
         raise ConfigError(path, lines) from None
     base = base_directory(path, environ)
-    if not config.database.is_absolute():
+    if isinstance(config.database, Path) and not config.database.is_absolute():
         config = config.model_copy(update={"database": base / config.database})
     if config.metrics_file is not None and not config.metrics_file.is_absolute():
         config = config.model_copy(update={"metrics_file": base / config.metrics_file})
@@ -461,3 +490,22 @@ def _suggestion(loc: Sequence[int | str]) -> str:
     name = str(loc[-1])
     close = difflib.get_close_matches(name, list(model.model_fields), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _scheme(value: str) -> str:
+    return repr(value.split("://", 1)[0] + "://")
+
+
+def redact_url(url: str) -> str:
+    """A database URL without its password: what logs, errors and command output may show
+    (the user name stays: it is not a secret here, and it says who connects)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<unparsable database URL>"
+    if password is None:
+        return url
+    userinfo, _, hostinfo = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostinfo}"))

@@ -58,6 +58,9 @@ class FetchJob(BaseModel):
     content_hash: str | None = None
     bytes: int | None = None
     final_url: str | None = None
+    #: A QUEUED job's earliest start (the schedule); an ONGOING job's holder (a daemon id).
+    not_before: str | None = None
+    claimed_by: str | None = None
 
 
 class FetchMeta(BaseModel):

@@ -1,200 +1,176 @@
-"""The one aiosqlite connection: pragmas, schema and migrations, and the single write path.
+"""The driver interface every repository is written against: ``Database`` and ``Tx``.
 
-Many coroutines interleaving statements on one aiosqlite connection is a trap (statements
-from different transactions mix; a cancelled await still runs its queued statement). So
-every statement goes through ``Database``: writes run as one short explicit transaction
-under a lock, and a transaction, once begun, runs to its end even if its caller is cancelled.
+Two implementations: SQLite (rssd/repo/sqlite.py, one aiosqlite connection, the embedded
+default) and PostgreSQL (rssd/repo/postgres.py, a psycopg pool, shared by several daemons).
+Repositories use only these methods, with ``:name`` parameters and rows read by column
+name (or position), so each is written once; where the two SQL dialects disagree they ask
+``db.dialect`` for the fragment (rssd/repo/dialect.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from importlib import resources
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-import aiosqlite
-
-from rssd.repo.migrations import MIGRATIONS, SCHEMA_VERSION
+from rssd.repo.dialect import Dialect
 
 T = TypeVar("T")
+
+#: Unique indexes by name -> how SQLite's IntegrityError names them (by their columns).
+_SQLITE_UNIQUE_COLUMNS = {
+    "fetch_job_one_active": "fetch_job.content_source_id",
+    "fetch_job_host_slot": "fetch_job.host, fetch_job.host_slot",
+}
 Params = Mapping[str, Any]
 
-BUSY_TIMEOUT_MS = 10_000
+
+class Row(Protocol):
+    """A result row: by column name or position, and ``dict(row)`` (as ``sqlite3.Row``)."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+
+    def keys(self) -> list[str]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def __len__(self) -> int: ...
 
 
 class DatabaseError(Exception):
-    """The database cannot be used (unreadable, newer schema, not SQLite...)."""
+    """The database cannot be used (unreadable, newer schema, unreachable server...)."""
 
 
-def schema_sql() -> str:
-    """schema.sql from the installed package, else from the source checkout beside it."""
-    packaged = resources.files("rssd").joinpath("schema.sql")
-    if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
-    return (Path(__file__).resolve().parents[2] / "schema.sql").read_text(encoding="utf-8")
+def is_postgres(target: Path | str) -> bool:
+    """A ``postgresql://`` (or ``postgres://``) URL, as opposed to a SQLite file path."""
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
 
 
-class Tx:
-    """Statements on the connection while ``Database`` holds its lock.
+class Tx(ABC):
+    """Statements inside one transaction (or one read) that ``Database`` hands out."""
 
-    Each method is one hop to aiosqlite's thread (the hops, not SQLite, are what a fetch's
-    bookkeeping costs): rows are fetched and the statement finished in the same hop.
-    """
+    dialect: Dialect
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn = conn
-
+    @abstractmethod
     async def execute(self, sql: str, params: Params | None = None) -> int:
         """Run one statement without result rows; return the rows it changed (its own)."""
-        cursor = await self._conn.execute(sql, params or {})
-        return cursor.rowcount
 
-    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
-        await self._conn.executemany(sql, rows)
+    @abstractmethod
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None: ...
 
-    async def fetchall(self, sql: str, params: Params | None = None) -> list[sqlite3.Row]:
+    @abstractmethod
+    async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
         """Run a statement that returns rows (SELECT, or RETURNING) to completion."""
-        rows = await self._conn.execute_fetchall(sql, params or {})
-        return list(rows)
 
-    async def fetchone(self, sql: str, params: Params | None = None) -> sqlite3.Row | None:
+    async def fetchone(self, sql: str, params: Params | None = None) -> Row | None:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
 
-class Database:
-    """Owns the connection. Reads and writes are serialized by one lock: short, never mixed."""
+class Database(ABC):
+    """One database, whichever backend: short explicit transactions, nothing interleaved."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
-        self._conn = conn
-        self._lock = asyncio.Lock()
-        self.path = path
+    dialect: Dialect
+    #: True when several daemons may share the database (PostgreSQL).
+    shared: bool = False
 
     @classmethod
-    async def open(cls, path: Path, *, readonly: bool = False) -> Database:
-        """Open (creating if needed), set pragmas, and bring the schema up to date."""
-        target, uri = (_readonly_uri(path), True) if readonly else (str(path), False)
-        try:
-            if not readonly:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            # Try the file with plain sqlite3 first: when aiosqlite's own connect fails,
-            # its worker thread outlives the call (aiosqlite#241) and later calls into a
-            # closed loop, printing a thread traceback after our clear message.
-            await asyncio.to_thread(_probe, target, uri)
-            conn = await aiosqlite.connect(target, uri=uri, isolation_level=None)
-        except (sqlite3.Error, OSError) as exc:
-            raise DatabaseError(f"cannot open database {path}: {exc}") from exc
-        conn.row_factory = sqlite3.Row
-        db = cls(conn, path)
-        try:
-            await db._configure(readonly=readonly)
-        except sqlite3.DatabaseError as exc:
-            await conn.close()
-            raise DatabaseError(f"cannot use database {path}: {exc}") from exc
-        except DatabaseError:
-            await conn.close()
-            raise
-        return db
+    async def open(cls, target: Path | str, *, readonly: bool = False) -> Database:
+        """Open a SQLite file (created if needed) or connect to a PostgreSQL URL, and bring
+        the schema up to date (unless ``readonly``)."""
+        if is_postgres(target):
+            from rssd.repo.postgres import PostgresDatabase  # noqa: PLC0415  (backend on demand)
 
-    async def _configure(self, *, readonly: bool) -> None:
-        conn = self._conn
-        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        await conn.execute("PRAGMA foreign_keys = ON")
-        if readonly:
-            return
-        await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.execute("PRAGMA synchronous = NORMAL")
-        await self._migrate()
+            return await PostgresDatabase.connect(str(target), readonly=readonly)
+        from rssd.repo.sqlite import SqliteDatabase  # noqa: PLC0415  (imports this module)
 
-    async def _migrate(self) -> None:
-        """Apply migrations then schema.sql, in one IMMEDIATE transaction: all or nothing."""
-        conn = self._conn
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = await self._user_version()
-            if version > SCHEMA_VERSION:
-                raise DatabaseError(
-                    f"database {self.path} has schema version {version}, newer than this "
-                    f"rssd understands ({SCHEMA_VERSION}); upgrade rssd"
-                )
-            if version > 0:
-                for step in range(version, SCHEMA_VERSION):
-                    for statement in _statements(MIGRATIONS[step]):
-                        await conn.execute(statement)
-            for statement in _statements(schema_sql()):
-                await conn.execute(statement)
-            await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            await conn.execute("COMMIT")
-        except BaseException:
-            await conn.execute("ROLLBACK")
-            raise
+        return await SqliteDatabase.open_file(Path(target), readonly=readonly)
 
-    async def _user_version(self) -> int:
-        async with self._conn.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+    @property
+    @abstractmethod
+    def label(self) -> str:
+        """What to call the database in messages: a path, or a URL without its password."""
 
+    @abstractmethod
     async def write(self, work: Callable[[Tx], Awaitable[T]]) -> T:
-        """Run ``work`` as one BEGIN IMMEDIATE ... COMMIT; roll back if it raises.
+        """Run ``work`` as one transaction; roll back if it raises. Shielded: a caller
+        cancelled mid-transaction waits for it to end before the cancellation arrives."""
 
-        Shielded: a caller cancelled mid-transaction waits for the transaction to finish
-        (commit or rollback) before the cancellation is delivered, so nothing half-written
-        stays open on the shared connection.
-        """
-        return await _shielded(self._run_write(work))
+    async def write_one(self, sql: str, params: Params | None = None) -> list[Row]:
+        """One write statement as its own transaction; returns the RETURNING rows, if any."""
+        return await self.write(lambda tx: tx.fetchall(sql, params))
 
-    async def _run_write(self, work: Callable[[Tx], Awaitable[T]]) -> T:
-        async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = await work(Tx(self._conn))
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
-            await self._conn.execute("COMMIT")
-            return result
-
-    async def write_one(self, sql: str, params: Params | None = None) -> list[sqlite3.Row]:
-        """One write statement as its own (implicit, atomic) transaction: a single hop.
-
-        Shielded like ``write``; returns the RETURNING rows, if any.
-        """
-
-        async def run() -> list[sqlite3.Row]:
-            async with self._lock:
-                return await Tx(self._conn).fetchall(sql, params)
-
-        return await _shielded(run())
-
+    @abstractmethod
     async def read(self, work: Callable[[Tx], Awaitable[T]]) -> T:
-        """Run read-only statements under the lock so they never land inside a write."""
-        async with self._lock:
-            return await work(Tx(self._conn))
+        """Run read-only statements, never inside another coroutine's write."""
 
-    async def fetchall(self, sql: str, params: Params | None = None) -> list[sqlite3.Row]:
+    @abstractmethod
+    async def snapshot(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run read-only statements in one read transaction: they all see one state."""
+
+    async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
         return await self.read(lambda tx: tx.fetchall(sql, params))
 
-    async def fetchone(self, sql: str, params: Params | None = None) -> sqlite3.Row | None:
+    async def fetchone(self, sql: str, params: Params | None = None) -> Row | None:
         return await self.read(lambda tx: tx.fetchone(sql, params))
 
-    async def checkpoint(self) -> None:
-        """Fold the WAL back into the main file (at shutdown, so the file stands alone)."""
-        async with self._lock:
-            await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    @abstractmethod
+    async def schema_version(self) -> int: ...
+
+    async def checkpoint(self) -> None:  # noqa: B027  (a no-op where there is no WAL file)
+        """Fold a write-ahead log back into the main file, where the backend has one."""
 
     async def quick_check(self) -> str:
-        row = await self.fetchone("PRAGMA quick_check")
-        return str(row[0]) if row else "no answer"
+        """An integrity check after an unclean stop: "ok" or what is wrong."""
+        return "ok"
 
-    async def close(self) -> None:
-        async with self._lock:
-            await self._conn.close()
+    @abstractmethod
+    async def vacuum(self) -> None:
+        """Give the space of deleted rows back (outside any transaction)."""
+
+    @abstractmethod
+    async def size_bytes(self) -> int:
+        """What the database takes on disk (SQLite: the file and its WAL)."""
+
+    @abstractmethod
+    async def try_lock(self, name: str) -> bool:
+        """Take a named session lock held until ``unlock`` (one daemon at a time for
+        cluster-wide chores); False when another holder has it. Always True on SQLite,
+        which has one daemon per database."""
+
+    @abstractmethod
+    async def unlock(self, name: str) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
 
 
-async def _shielded(work: Awaitable[T]) -> T:
+def is_unique_violation(exc: BaseException, index: str) -> bool:
+    """Did a write break the unique index (or constraint) ``index``? Either backend.
+
+    SQLite names the index's columns in its message; PostgreSQL names the index.
+    """
+    if isinstance(exc, sqlite3.IntegrityError):
+        columns = _SQLITE_UNIQUE_COLUMNS.get(index, index)
+        return f"UNIQUE constraint failed: {columns}" in str(exc)
+    constraint = getattr(getattr(exc, "diag", None), "constraint_name", None)
+    return constraint == index
+
+
+def is_driver_error(exc: BaseException) -> bool:
+    """An error raised by either database driver (sqlite3, psycopg): the database failed,
+    not rssd. psycopg is only looked up if it was imported (a SQLite run never loads it)."""
+    if isinstance(exc, sqlite3.Error):
+        return True
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(exc, psycopg.Error)
+
+
+async def shielded(work: Awaitable[T]) -> T:
     """Await ``work`` to its end even if the caller is cancelled, then deliver the cancel."""
     task = asyncio.ensure_future(work)
     try:
@@ -203,29 +179,3 @@ async def _shielded(work: Awaitable[T]) -> T:
         if not task.done():
             await asyncio.wait([task])
         raise
-
-
-def _statements(script: str) -> list[str]:
-    """Split a SQL script into complete statements (so they can share one transaction)."""
-    out: list[str] = []
-    buffer = ""
-    for line in script.splitlines(keepends=True):
-        if line.lstrip().startswith("--"):
-            continue
-        buffer += line
-        if sqlite3.complete_statement(buffer):
-            if buffer.strip():
-                out.append(buffer.strip())
-            buffer = ""
-    if buffer.strip():
-        out.append(buffer.strip())
-    return out
-
-
-def _probe(target: str, uri: bool) -> None:
-    sqlite3.connect(target, uri=uri).close()
-
-
-def _readonly_uri(path: Path) -> str:
-    """A quoted file: URI (a '#', '?' or '%' in the path must not cut or change it)."""
-    return path.resolve().as_uri() + "?mode=ro"

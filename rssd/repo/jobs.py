@@ -8,20 +8,21 @@ active job for a source, across processes too.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from rssd.clock import now_iso
 from rssd.models.dto import ErrorCode, FetchJob, FetchJobStatus, FetchMeta, PostCreate
-from rssd.repo.db import Database, Tx
+from rssd.repo.db import Database, Row, Tx, is_unique_violation
+from rssd.repo.next_job import INSERT_NEXT, NextJob, insert_next_params
 from rssd.repo.outbox import write_outbox_in
 from rssd.repo.posts import UpsertCounts, upsert_in
 from rssd.repo.seen import save_seen_in
 
 _COLUMNS = (
     "id, content_source_id, status, queued_at, started_at, ended_at, error_code, "
-    "error_message, posts_count, http_status, etag, last_modified, content_hash, bytes, final_url"
+    "error_message, posts_count, http_status, etag, last_modified, content_hash, bytes, final_url, "
+    "not_before, claimed_by"
 )
 
 _META = (
@@ -31,17 +32,19 @@ _META = (
 
 MAX_ERROR_MESSAGE = 2000
 
-#: Finished jobs older than :cutoff, except each source's latest and latest COMPLETED job
-#: (its state and its validators). Shared by prune and by ``rssd prune --dry-run``.
+#: Finished jobs older than :cutoff, except each source's latest finished and latest
+#: COMPLETED job (its state and its validators). Shared by prune and by ``rssd prune
+#: --dry-run``.
 PRUNABLE = """
 WHERE status IN ('COMPLETED', 'FAILED') AND ended_at < :cutoff
-  AND id NOT IN (SELECT max(id) FROM fetch_job GROUP BY content_source_id)
+  AND id NOT IN (SELECT max(id) FROM fetch_job WHERE status IN ('COMPLETED', 'FAILED')
+                 GROUP BY content_source_id)
   AND id NOT IN (SELECT max(id) FROM fetch_job WHERE status = 'COMPLETED'
                  GROUP BY content_source_id)
 """
 
 
-def _job(row: sqlite3.Row | None) -> FetchJob | None:
+def _job(row: Row | None) -> FetchJob | None:
     return FetchJob.model_validate(dict(row)) if row is not None else None
 
 
@@ -50,16 +53,16 @@ class FetchJobRepo:
         self._db = db
 
     async def queue_job(self, source_id: int) -> FetchJob | None:
-        """A new QUEUED job, or None when the source already has an active one."""
+        """A new QUEUED job due now, or None when the source already has an active one."""
 
         try:
             rows = await self._db.write_one(
-                f"INSERT INTO fetch_job (content_source_id, status, queued_at) "
-                f"VALUES (:source_id, 'QUEUED', :now) RETURNING {_COLUMNS}",
+                f"INSERT INTO fetch_job (content_source_id, status, queued_at, not_before) "
+                f"VALUES (:source_id, 'QUEUED', :now, :now) RETURNING {_COLUMNS}",
                 {"source_id": source_id, "now": now_iso()},
             )
-        except sqlite3.IntegrityError as exc:
-            if "fetch_job.content_source_id" in str(exc):  # fetch_job_one_active
+        except Exception as exc:
+            if is_unique_violation(exc, "fetch_job_one_active"):
                 return None
             raise
         return _job(rows[0])
@@ -79,11 +82,14 @@ class FetchJobRepo:
         meta: FetchMeta,
         posts: Sequence[PostCreate] = (),
         seen_items: bytes | None = None,
+        next_job: NextJob | None = None,
     ) -> tuple[FetchJob, UpsertCounts] | None:
         """ONGOING -> COMPLETED, writing the posts in the same transaction: both or neither.
 
         ``seen_items``: the item fingerprints of the document these posts came from, stored
         in the same transaction (None: a 304 or an unparsed body, the stored ones stand).
+        ``next_job``: the source's next fetch, queued in the same transaction too (the
+        schedule lives in the database, rssd/repo/claims.py).
 
         The webhook messages announcing the new posts go into the outbox in the same
         transaction too (a 304 or an unchanged body has nothing new to announce).
@@ -98,7 +104,7 @@ class FetchJobRepo:
             f"posts_count = :posts_count, {_META} "
             f"WHERE id = :id AND status = 'ONGOING' RETURNING {_COLUMNS}"
         )
-        if not posts and seen_items is None:  # a 304 or an unchanged body: one hop
+        if not posts and seen_items is None and next_job is None:  # one hop
             rows = await self._db.write_one(
                 complete, {**params, "now": now_iso(), "posts_count": 0}
             )
@@ -119,6 +125,10 @@ class FetchJobRepo:
                 )
             messages = await write_outbox_in(tx, job.content_source_id, job_id, counts.new_posts)
             counts = replace(counts, new_posts=(), messages=messages)
+            if next_job is not None:
+                await tx.execute(
+                    INSERT_NEXT, insert_next_params(job.content_source_id, next_job, now_iso())
+                )
             return job.model_copy(update={"posts_count": counts.new}), counts
 
         return await self._db.write(work)
@@ -129,8 +139,9 @@ class FetchJobRepo:
         error_code: ErrorCode,
         error_message: str,
         meta: FetchMeta | None = None,
+        next_job: NextJob | None = None,
     ) -> FetchJob | None:
-        """QUEUED or ONGOING -> FAILED, with the reason."""
+        """QUEUED or ONGOING -> FAILED, with the reason; ``next_job`` queued with it."""
         return await self._transition(
             job_id,
             f"status = 'FAILED', ended_at = :now, error_code = :error_code, "
@@ -141,19 +152,36 @@ class FetchJobRepo:
                 "error_message": error_message[:MAX_ERROR_MESSAGE],
                 **(meta or FetchMeta()).model_dump(),
             },
+            next_job,
         )
 
     async def _transition(
-        self, job_id: int, assignments: str, from_status: tuple[str, ...], params: dict[str, object]
+        self,
+        job_id: int,
+        assignments: str,
+        from_status: tuple[str, ...],
+        params: dict[str, object],
+        next_job: NextJob | None = None,
     ) -> FetchJob | None:
         allowed = ", ".join(f"'{status}'" for status in from_status)
         sql = (
             f"UPDATE fetch_job SET {assignments} "
             f"WHERE id = :id AND status IN ({allowed}) RETURNING {_COLUMNS}"
         )
+        now = now_iso()
+        if next_job is None:
+            rows = await self._db.write_one(sql, {**params, "id": job_id, "now": now})
+            return _job(rows[0]) if rows else None
 
-        rows = await self._db.write_one(sql, {**params, "id": job_id, "now": now_iso()})
-        return _job(rows[0]) if rows else None
+        async def work(tx: Tx) -> FetchJob | None:
+            job = _job(await tx.fetchone(sql, {**params, "id": job_id, "now": now}))
+            if job is not None:
+                await tx.execute(
+                    INSERT_NEXT, insert_next_params(job.content_source_id, next_job, now)
+                )
+            return job
+
+        return await self._db.write(work)
 
     async def get(self, job_id: int) -> FetchJob | None:
         return _job(
@@ -208,12 +236,14 @@ class FetchJobRepo:
         return len(rows)
 
     async def fail_stale(self, source_id: int, queued_before: str) -> int:
-        """Fail the source's active job if it was queued before ``queued_before``."""
+        """Fail the source's ONGOING job if it started before ``queued_before`` and no
+        daemon's lease on it is current."""
         rows = await self._db.write_one(
             "UPDATE fetch_job SET status = 'FAILED', ended_at = :now, error_code = 'internal', "
             "error_message = 'stale: still active long after any fetch could have ended' "
-            "WHERE content_source_id = :source_id AND status IN ('QUEUED', 'ONGOING') "
-            "AND queued_at < :cutoff RETURNING id",
+            "WHERE content_source_id = :source_id AND status = 'ONGOING' "
+            "AND coalesce(started_at, queued_at) < :cutoff "
+            "AND (lease_expires_at IS NULL OR lease_expires_at < :now) RETURNING id",
             {"source_id": source_id, "cutoff": queued_before, "now": now_iso()},
         )
         return len(rows)
@@ -249,20 +279,25 @@ class LatestJob:
     http_status: int | None
     failures: int  # FAILED jobs since the last COMPLETED one, ``interrupted`` not counted
     last_success_at: str | None
+    active: bool = False  # the source has a QUEUED or ONGOING job (its next fetch is planned)
 
 
+#: A source's latest *finished* job: a QUEUED job is the schedule, an ONGOING one has no
+#: outcome yet; the scheduler plans from the one before them.
 _LATEST = """
 WITH heads AS (
     SELECT s.id AS source_id, s.updated_at AS source_updated_at,
         (SELECT id FROM fetch_job WHERE content_source_id = s.id
-         ORDER BY id DESC LIMIT 1) AS latest_id,
+           AND status IN ('COMPLETED', 'FAILED') ORDER BY id DESC LIMIT 1) AS latest_id,
+        (SELECT count(*) FROM fetch_job WHERE content_source_id = s.id
+           AND status IN ('QUEUED', 'ONGOING')) AS active,
         (SELECT id FROM fetch_job WHERE content_source_id = s.id AND status = 'COMPLETED'
          ORDER BY id DESC LIMIT 1) AS ok_id
     FROM content_sources s
     WHERE :source_id IS NULL OR s.id = :source_id
 )
-SELECT h.source_id, h.source_updated_at, j.id AS job_id, j.status, j.ended_at, j.error_code,
-    j.http_status, ok.ended_at AS last_success_at,
+SELECT h.source_id, h.source_updated_at, h.active, j.id AS job_id, j.status, j.ended_at,
+    j.error_code, j.http_status, ok.ended_at AS last_success_at,
     (SELECT count(*) FROM fetch_job f
      WHERE f.content_source_id = h.source_id AND f.id > coalesce(h.ok_id, 0)
        AND f.status = 'FAILED' AND f.error_code != 'interrupted') AS failures
@@ -274,7 +309,8 @@ ORDER BY h.source_id
 
 
 async def latest_jobs(db: Database, source_id: int | None = None) -> list[LatestJob]:
-    """Every source's (or one source's) latest job, by the (content_source_id, id) index."""
+    """Every source's (or one source's) latest finished job, by the (content_source_id, id)
+    index."""
     rows = await db.fetchall(_LATEST, {"source_id": source_id})
     return [
         LatestJob(
@@ -287,6 +323,7 @@ async def latest_jobs(db: Database, source_id: int | None = None) -> list[Latest
             http_status=row["http_status"],
             failures=row["failures"],
             last_success_at=row["last_success_at"],
+            active=bool(row["active"]),
         )
         for row in rows
     ]

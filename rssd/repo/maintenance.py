@@ -11,5 +11,4 @@ async def vacuum(db: Database) -> None:
     VACUUM cannot run inside a transaction, so it is one statement on its own; with WAL,
     readers (the daemon's too) carry on while it runs, writers wait for it.
     """
-    await db.write_one("VACUUM")
-    await db.checkpoint()
+    await db.vacuum()

@@ -1,12 +1,15 @@
-"""Schema versions. schema.sql is always the newest schema; these steps bring older files up.
+"""Schema versions. schema.sql (SQLite) and schema_pg.sql (PostgreSQL) are always the newest
+schema; these steps bring older databases up.
 
-``MIGRATIONS[n]`` takes a database from ``user_version`` n to n + 1. A step only adds what
-the version added; schema.sql (all ``IF NOT EXISTS``) runs after the steps either way.
+``MIGRATIONS[n]`` takes a SQLite database from ``user_version`` n to n + 1;
+``PG_MIGRATIONS[n]`` a PostgreSQL one (``schema_version`` table) likewise. A step only adds
+what the version added; the schema file (all ``IF NOT EXISTS``) runs after the steps.
+PostgreSQL support began at version 7, so its steps start there.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: deleting old fetch_job rows set posts.fetch_job_id to NULL by scanning every
@@ -95,4 +98,45 @@ MIGRATIONS: dict[int, str] = {
         CREATE INDEX IF NOT EXISTS posts_created ON posts (created_at);
         DROP INDEX IF EXISTS posts_published;
     """,
+    # 6 -> 7: the schedule and the claims live in fetch_job (the next QUEUED job with its
+    # not-before time; leases and host slots of ONGOING ones); the daemons table and the
+    # last synced config. Sources get their QUEUED job at the next start (reconcile).
+    6: """
+        ALTER TABLE fetch_job ADD COLUMN not_before TEXT;
+        ALTER TABLE fetch_job ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE fetch_job ADD COLUMN fetch_url TEXT;
+        ALTER TABLE fetch_job ADD COLUMN moved_seen INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE fetch_job ADD COLUMN claimed_by TEXT;
+        ALTER TABLE fetch_job ADD COLUMN lease_expires_at TEXT;
+        ALTER TABLE fetch_job ADD COLUMN host TEXT;
+        ALTER TABLE fetch_job ADD COLUMN host_slot INTEGER;
+        UPDATE fetch_job SET not_before = queued_at WHERE status = 'QUEUED';
+
+        CREATE INDEX IF NOT EXISTS fetch_job_due ON fetch_job (not_before)
+            WHERE status = 'QUEUED';
+        CREATE INDEX IF NOT EXISTS fetch_job_lease ON fetch_job (lease_expires_at)
+            WHERE status = 'ONGOING';
+        CREATE UNIQUE INDEX IF NOT EXISTS fetch_job_host_slot ON fetch_job (host, host_slot)
+            WHERE status = 'ONGOING' AND host_slot IS NOT NULL;
+
+        CREATE TABLE IF NOT EXISTS daemons (
+            id           TEXT    PRIMARY KEY,
+            hostname     TEXT    NOT NULL,
+            pid          INTEGER NOT NULL,
+            started_at   TEXT    NOT NULL,
+            heartbeat_at TEXT    NOT NULL,
+            in_flight    INTEGER NOT NULL DEFAULT 0,
+            config_hash  TEXT
+        ) STRICT;
+
+        CREATE TABLE IF NOT EXISTS config_sync (
+            id           INTEGER PRIMARY KEY CHECK (id = 1),
+            config_hash  TEXT    NOT NULL,
+            config_mtime TEXT    NOT NULL,
+            synced_at    TEXT    NOT NULL,
+            synced_by    TEXT
+        ) STRICT;
+    """,
 }
+
+PG_MIGRATIONS: dict[int, str] = {}

@@ -5,14 +5,13 @@ through by the delivery loop with guarded state transitions.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rssd.clock import now_iso
 from rssd.models.outbox import Feed, StoredPost, Subscriber, plan_messages
 from rssd.models.post import PostCreate
-from rssd.repo.db import Database, Tx
+from rssd.repo.db import Database, Row, Tx
 
 _PRIME = (
     "UPDATE subscriptions SET primed = 1 "
@@ -118,7 +117,7 @@ class Delivery:
     updated_at: str
 
 
-def _delivery(row: sqlite3.Row) -> Delivery:
+def _delivery(row: Row) -> Delivery:
     return Delivery(**{key: row[key] for key in Delivery.__dataclass_fields__})
 
 

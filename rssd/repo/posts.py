@@ -13,8 +13,7 @@ from rssd.repo.db import Database, Tx
 
 _STORED_HASHES = """
 SELECT external_id, content_hash FROM posts
-WHERE content_source_id = :source_id
-  AND external_id IN (SELECT value FROM json_each(:external_ids))
+WHERE content_source_id = :source_id AND external_id IN {external_ids}
 """
 
 _INSERT = """
@@ -92,7 +91,10 @@ async def upsert_in(
     if not posts:
         return UpsertCounts(0, 0)
     ids = json.dumps([post.external_id for post in posts])
-    rows = await tx.fetchall(_STORED_HASHES, {"source_id": source_id, "external_ids": ids})
+    rows = await tx.fetchall(
+        _STORED_HASHES.format(external_ids=tx.dialect.in_json_text("external_ids")),
+        {"source_id": source_id, "external_ids": ids},
+    )
     plan = plan_upsert(posts, {row["external_id"]: row["content_hash"] for row in rows})
     now = now_iso()
 

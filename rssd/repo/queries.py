@@ -8,16 +8,12 @@ while the daemon commits.
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from rssd.models.dto import ErrorCode, FetchJob, FetchJobStatus, Source
-from rssd.repo.db import Database, Tx
+from rssd.repo.db import Database, Row, Tx
+from rssd.repo.dialect import SQLITE, Dialect
 from rssd.repo.jobs import PRUNABLE
-
-T = TypeVar("T")
 
 _SOURCE_COLUMNS = (
     "id, url, name, interval_minutes, timeout_seconds, enabled, created_at, updated_at, "
@@ -25,7 +21,8 @@ _SOURCE_COLUMNS = (
 )
 _JOB_COLUMNS = (
     "id, content_source_id, status, queued_at, started_at, ended_at, error_code, "
-    "error_message, posts_count, http_status, etag, last_modified, content_hash, bytes, final_url"
+    "error_message, posts_count, http_status, etag, last_modified, content_hash, bytes, final_url, "
+    "not_before, claimed_by"
 )
 
 # Per source: its newest job (maybe still active), newest finished job, newest success,
@@ -78,13 +75,16 @@ _POST_FILTERS = {
     "source_id": "p.content_source_id = :source_id",
     # A folder and the folders below it (normalized, as in config).
     "category": (
-        "(s.category = :category COLLATE NOCASE"
-        " OR s.category LIKE :category_like || ' / %' ESCAPE '\\')"
+        "(lower(s.category) = lower(:category)"
+        " OR lower(s.category) LIKE lower(:category_like) || ' / %' ESCAPE '\\')"
     ),
     "since": "coalesce(p.published_at, p.created_at) >= :since",
     "stored_since": "p.created_at >= :stored_since",
     "after_id": "p.id > :after_id",
 }
+
+#: ``LIMIT`` takes no "unlimited" both backends accept (-1 is SQLite's, NULL PostgreSQL's).
+NO_LIMIT = 2**62
 
 _PRUNABLE_JOBS = f"SELECT count(*) FROM fetch_job {PRUNABLE}"
 
@@ -121,26 +121,13 @@ class PostRow:
     created_at: str
 
 
-async def _snapshot(db: Database, work: Callable[[Tx], Awaitable[T]]) -> T:
-    """Run ``work`` inside one read transaction, so its statements see one state."""
-
-    async def run(tx: Tx) -> T:
-        await tx.execute("BEGIN")
-        try:
-            return await work(tx)
-        finally:
-            await tx.execute("ROLLBACK")
-
-    return await db.read(run)
-
-
-def _source(row: sqlite3.Row) -> Source:
+def _source(row: Row) -> Source:
     """Built without validation: the STRICT table already guarantees the types, and at
     10,000 sources validating showed in ``rssd status``'s time."""
     return Source.model_construct(**{**dict(row), "enabled": bool(row["enabled"])})
 
 
-def _job(row: sqlite3.Row) -> FetchJob:
+def _job(row: Row) -> FetchJob:
     """As _source: the types are the table's; only the two enums are made here."""
     fields = dict(row)
     fields["status"] = FetchJobStatus(fields["status"])
@@ -165,7 +152,7 @@ async def source_statuses(db: Database) -> list[SourceStatus]:
             if row[key] is not None
         }
         rows = await tx.fetchall(
-            f"SELECT {_JOB_COLUMNS} FROM fetch_job WHERE id IN (SELECT value FROM json_each(:ids))",
+            f"SELECT {_JOB_COLUMNS} FROM fetch_job WHERE id IN {tx.dialect.in_json_int('ids')}",
             {"ids": json.dumps(sorted(wanted))},
         )
         jobs = {row["id"]: _job(row) for row in rows}
@@ -182,7 +169,7 @@ async def source_statuses(db: Database) -> list[SourceStatus]:
             for head in sorted(heads, key=lambda h: int(h["source_id"]))
         ]
 
-    return await _snapshot(db, work)
+    return await db.snapshot(work)
 
 
 @dataclass(frozen=True)
@@ -197,9 +184,9 @@ class PostFilter:
     limit: int | None = None
 
 
-def posts_query(wanted: PostFilter) -> tuple[str, dict[str, object]]:
+def posts_query(wanted: PostFilter, dialect: Dialect = SQLITE) -> tuple[str, dict[str, object]]:
     """The statement and parameters for ``wanted`` (also what the query-plan test reads)."""
-    params: dict[str, object] = {"limit": -1 if wanted.limit is None else wanted.limit}
+    params: dict[str, object] = {"limit": NO_LIMIT if wanted.limit is None else wanted.limit}
     clauses = []
     for name, clause in _POST_FILTERS.items():
         value = getattr(wanted, name)
@@ -210,13 +197,16 @@ def posts_query(wanted: PostFilter) -> tuple[str, dict[str, object]]:
         escaped = wanted.category.replace("\\", "\\\\").replace("%", "\\%")
         params["category_like"] = escaped.replace("_", "\\_")
     by_storing_time = wanted.stored_since is not None or wanted.after_id is not None
-    sort_key = _SORT_KEY_NO_INDEX if by_storing_time else _SORT_KEY
-    return _POSTS.format(where=" AND ".join(clauses) or "1", sort_key=sort_key), params
+    # The unary + that keeps SQLite off the sort-order index is SQLite's (PostgreSQL has
+    # no + for timestamps, and plans this its own way).
+    no_index = _SORT_KEY_NO_INDEX if dialect is SQLITE else _SORT_KEY
+    sort_key = no_index if by_storing_time else _SORT_KEY
+    return _POSTS.format(where=" AND ".join(clauses) or "TRUE", sort_key=sort_key), params
 
 
 async def newest_posts(db: Database, wanted: PostFilter) -> list[PostRow]:
     """Posts newest first by publication time (else the time rssd stored them)."""
-    sql, params = posts_query(wanted)
+    sql, params = posts_query(wanted, db.dialect)
     rows = await db.fetchall(sql, params)
     return [PostRow(**dict(row)) for row in rows]
 
@@ -234,6 +224,5 @@ async def count_prunable_jobs(db: Database, older_than: str) -> int:
 
 
 async def schema_version(db: Database) -> int:
-    """``PRAGMA user_version``: a read-only reader cannot migrate, so it checks instead."""
-    row = await db.fetchone("PRAGMA user_version")
-    return int(row[0]) if row else 0
+    """The database's schema version: a read-only reader cannot migrate, so it checks."""
+    return await db.schema_version()

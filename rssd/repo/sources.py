@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from rssd.clock import now_iso
 from rssd.models.config import Config
 from rssd.models.dto import Source
-from rssd.repo.db import Database, Tx
+from rssd.repo.db import Database, Row, Tx
 
 _COLUMNS = (
     "id, url, name, interval_minutes, timeout_seconds, enabled, created_at, updated_at, "
@@ -29,7 +28,7 @@ class SyncReport:
         return bool(self.added or self.updated or self.disabled)
 
 
-def _source(row: sqlite3.Row) -> Source:
+def _source(row: Row) -> Source:
     return Source.model_validate({**dict(row), "enabled": bool(row["enabled"])})
 
 
@@ -41,58 +40,11 @@ class SourceRepo:
         """Insert new feeds, update changed settings, disable removed feeds (posts kept),
         re-enable re-added ones; one transaction, so a reload is applied whole or not at all.
         """
-        wanted = {
-            feed.url: {
-                "url": feed.url,
-                "name": feed.name,
-                "interval_minutes": config.feed_interval(feed),
-                "timeout_seconds": float(config.feed_timeout(feed)),
-                "enabled": int(feed.enabled),
-                "category": feed.category,
-            }
-            for feed in config.feeds
-        }
-
-        async def work(tx: Tx) -> SyncReport:
-            now = now_iso()
-            rows = await tx.fetchall(f"SELECT {_COLUMNS} FROM content_sources")
-            stored = {row["url"]: row for row in rows}
-            added, updated, disabled = [], [], []
-            for url, values in wanted.items():
-                row = stored.get(url)
-                if row is None:
-                    await tx.execute(
-                        "INSERT INTO content_sources (url, name, interval_minutes, "
-                        "timeout_seconds, enabled, category, created_at, updated_at) VALUES "
-                        "(:url, :name, :interval_minutes, :timeout_seconds, :enabled, "
-                        ":category, :now, :now)",
-                        {**values, "now": now},
-                    )
-                    added.append(url)
-                elif any(row[key] != value for key, value in values.items()):
-                    await tx.execute(
-                        "UPDATE content_sources SET name = :name, "
-                        "interval_minutes = :interval_minutes, timeout_seconds = :timeout_seconds, "
-                        "enabled = :enabled, category = :category, updated_at = :now "
-                        "WHERE url = :url",
-                        {**values, "now": now},
-                    )
-                    updated.append(url)
-            for url, row in stored.items():
-                if url not in wanted and row["enabled"]:
-                    await tx.execute(
-                        "UPDATE content_sources SET enabled = 0, updated_at = :now "
-                        "WHERE url = :url",
-                        {"url": url, "now": now},
-                    )
-                    disabled.append(url)
-            return SyncReport(tuple(added), tuple(updated), tuple(disabled))
-
-        return await self._db.write(work)
+        return await self._db.write(lambda tx: sync_in(tx, config))
 
     async def list(self, *, enabled_only: bool = False) -> list[Source]:
         rows = await self._db.fetchall(
-            f"SELECT {_COLUMNS} FROM content_sources WHERE :all OR enabled = 1 ORDER BY id",
+            f"SELECT {_COLUMNS} FROM content_sources WHERE (:all = 1 OR enabled = 1) ORDER BY id",
             {"all": int(not enabled_only)},
         )
         return [_source(row) for row in rows]
@@ -114,7 +66,7 @@ class SourceRepo:
         Not ``updated_at``: that marks config changes, which the scheduler reads."""
         rows = await self._db.write_one(
             "UPDATE content_sources SET feed_title = :title "
-            "WHERE id = :id AND feed_title IS NOT :title RETURNING id",
+            f"WHERE id = :id AND feed_title {self._db.dialect.is_distinct} :title RETURNING id",
             {"id": source_id, "title": title},
         )
         return bool(rows)
@@ -124,7 +76,64 @@ class SourceRepo:
         False when it was already that."""
         rows = await self._db.write_one(
             "UPDATE content_sources SET feed_url = :feed_url "
-            "WHERE id = :id AND feed_url IS NOT :feed_url RETURNING id",
+            f"WHERE id = :id AND feed_url {self._db.dialect.is_distinct} :feed_url RETURNING id",
             {"id": source_id, "feed_url": feed_url},
         )
         return bool(rows)
+
+
+async def sync_in(tx: Tx, config: Config) -> SyncReport:
+    """``SourceRepo.sync`` inside the caller's transaction (rssd/repo/config_sync.py)."""
+    wanted = {
+        feed.url: {
+            "url": feed.url,
+            "name": feed.name,
+            "interval_minutes": config.feed_interval(feed),
+            "timeout_seconds": float(config.feed_timeout(feed)),
+            "enabled": int(feed.enabled),
+            "category": feed.category,
+        }
+        for feed in config.feeds
+    }
+
+    now = now_iso()
+    rows = await tx.fetchall(f"SELECT {_COLUMNS} FROM content_sources")
+    stored = {row["url"]: row for row in rows}
+    added, updated, disabled = [], [], []
+    for url, values in wanted.items():
+        row = stored.get(url)
+        if row is None:
+            await tx.execute(
+                "INSERT INTO content_sources (url, name, interval_minutes, "
+                "timeout_seconds, enabled, category, created_at, updated_at) VALUES "
+                "(:url, :name, :interval_minutes, :timeout_seconds, :enabled, "
+                ":category, :now, :now)",
+                {**values, "now": now},
+            )
+            added.append(url)
+        elif any(row[key] != value for key, value in values.items()):
+            await tx.execute(
+                "UPDATE content_sources SET name = :name, "
+                "interval_minutes = :interval_minutes, timeout_seconds = :timeout_seconds, "
+                "enabled = :enabled, category = :category, updated_at = :now "
+                "WHERE url = :url",
+                {**values, "now": now},
+            )
+            updated.append(url)
+    for url, row in stored.items():
+        if url not in wanted and row["enabled"]:
+            await tx.execute(
+                "UPDATE content_sources SET enabled = 0, updated_at = :now WHERE url = :url",
+                {"url": url, "now": now},
+            )
+            disabled.append(url)
+    # A changed or disabled source's next fetch was planned under its old settings:
+    # dropped, so that the scheduler plans it again (a QUEUED job has not started:
+    # it is the schedule, not an attempt).
+    for url in (*updated, *disabled):
+        await tx.execute(
+            "DELETE FROM fetch_job WHERE status = 'QUEUED' AND content_source_id = "
+            "(SELECT id FROM content_sources WHERE url = :url)",
+            {"url": url},
+        )
+    return SyncReport(tuple(added), tuple(updated), tuple(disabled))

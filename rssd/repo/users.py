@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from dataclasses import dataclass
 
 from rssd.clock import now_iso
 from rssd.models.config import Config
 from rssd.models.users import UserConfig, user_feed_urls
-from rssd.repo.db import Database, Tx
+from rssd.repo.db import Database, Row, Tx
 
 _COLUMNS = (
     "id, name, webhook_url, enabled, keep, block, config_digest, disabled_reason, "
@@ -44,7 +43,7 @@ class User:
         return self.enabled and self.disabled_reason is None
 
 
-def user_of(row: sqlite3.Row) -> User:
+def user_of(row: Row) -> User:
     return User(
         id=row["id"],
         name=row["name"],

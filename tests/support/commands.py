@@ -84,11 +84,13 @@ class World:
     """A config and a database filled by a real run: one source in every state."""
 
     config: Path
-    database: Path
+    database: Path | str  # a SQLite file, or a PostgreSQL URL
     urls: dict[str, str]  # ok, news, failing, gone, disabled, new
 
 
-async def populated(server: FeedServer, tmp_path: Path) -> World:
+async def populated(
+    server: FeedServer, tmp_path: Path, database: Path | str | None = None
+) -> World:
     """ok (3 posts, no name), news (2 posts, named), failing (500), gone (410), disabled
     (in the config, never fetched), new (added to the config after the run)."""
     urls = {
@@ -108,13 +110,14 @@ async def populated(server: FeedServer, tmp_path: Path) -> World:
         {"url": urls["gone"], "name": "Gone away"},
         {"url": urls["disabled"], "name": "Switched off", "enabled": False},
     ]
-    config = write_config(tmp_path / "config.toml", feeds)
+    target = database if database is not None else tmp_path / "rssd.sqlite3"
+    config = write_config(tmp_path / "config.toml", feeds, database=str(target))
     await run_once_from(config)
     # "new" joins the config afterwards and is synced (as a daemon reload does), not fetched.
-    write_config(config, [*feeds, {"url": urls["new"], "name": "Brand new"}])
-    db = await Database.open(tmp_path / "rssd.sqlite3")
+    write_config(config, [*feeds, {"url": urls["new"], "name": "Brand new"}], database=str(target))
+    db = await Database.open(target)
     try:
         await SourceRepo(db).sync(load_config(config))
     finally:
         await db.close()
-    return World(config, tmp_path / "rssd.sqlite3", urls)
+    return World(config, target, urls)

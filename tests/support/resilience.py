@@ -118,8 +118,9 @@ def read_results(database: Path) -> RunResult:
     with contextlib.closing(sqlite3.connect(database)) as db:
         db.row_factory = sqlite3.Row
         for row in db.execute(
+            # The attempts; a QUEUED job is a source's next fetch (the schedule), not one.
             "SELECT s.url, j.* FROM fetch_job j JOIN content_sources s "
-            "ON s.id = j.content_source_id ORDER BY j.id"
+            "ON s.id = j.content_source_id WHERE j.status != 'QUEUED' ORDER BY j.id"
         ):
             result.jobs.setdefault(row["url"], []).append(
                 Job(
@@ -200,10 +201,9 @@ def check_invariants(database: Path) -> None:
 
 
 def active_jobs(database: Path) -> list[tuple[int, str]]:
+    """Jobs in progress. (A QUEUED job is a source's next fetch: the schedule, not work.)"""
     with contextlib.closing(sqlite3.connect(database, timeout=30)) as db:
-        return db.execute(
-            "SELECT id, status FROM fetch_job WHERE status IN ('QUEUED', 'ONGOING')"
-        ).fetchall()
+        return db.execute("SELECT id, status FROM fetch_job WHERE status = 'ONGOING'").fetchall()
 
 
 # -- running rssd ---------------------------------------------------------------------------
@@ -222,7 +222,8 @@ async def run_feeds(
     # can land inside pytest's own ast.parse of a failure report, which CPython 3.11 then
     # fails with "SystemError: AST constructor recursion depth mismatch" (INTERNALERROR).
     gc.collect()
-    result = read_results(config.database)
+    assert config.database_path is not None
+    result = read_results(config.database_path)
     result.summary = summary
     return result
 

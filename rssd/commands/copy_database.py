@@ -1,0 +1,62 @@
+"""``rssd copy-database --to postgresql://...``: move a SQLite database into PostgreSQL.
+
+For users outgrowing one machine: the configured SQLite file is read in one snapshot and
+every row copied into an empty PostgreSQL database (its schema created first), then the
+row counts of both are compared. Run it with the daemon stopped (its last writes would
+otherwise be missing from the copy), then point ``database`` at the URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from rssd.commands.context import load, reader
+from rssd.commands.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
+from rssd.models.config import redact_url
+from rssd.repo.copy import copy_rows, counts
+from rssd.repo.db import Database, DatabaseError, is_postgres
+
+
+async def copy(path: Path, to: str) -> dict[str, tuple[int, int]]:
+    """Copy; returns table -> (rows in the source, rows in the target)."""
+    config = load(path)
+    if config.database_path is None:
+        raise CommandError("the configured database is not a SQLite file: nothing to copy")
+    if not is_postgres(to):
+        raise CommandError("--to takes a postgresql:// URL", EXIT_USAGE)
+    async with reader(config) as source:
+        try:
+            target = await Database.open(to)
+        except DatabaseError as exc:
+            raise CommandError(str(exc)) from None
+        try:
+            already = {table: n for table, n in (await counts(target)).items() if n}
+            if already:
+                listed = ", ".join(f"{table} ({n} rows)" for table, n in already.items())
+                raise CommandError(
+                    f"{redact_url(to)} is not empty: {listed}; copy into an empty database"
+                )
+
+            async def progress(table: str, copied: int) -> None:
+                print(f"{table}: {copied} rows", file=sys.stderr)
+
+            await copy_rows(source, target, progress)
+            before, after = await counts(source), await counts(target)
+        finally:
+            await target.close()
+    return {table: (before[table], after[table]) for table in before}
+
+
+def main(path: Path, to: str) -> int:
+    result = asyncio.run(copy(path, to))
+    width = max(len(table) for table in result)
+    for table, (source, target) in result.items():
+        mark = "ok" if source == target else "MISMATCH"
+        print(f"{table:<{width}}  {source:>9} -> {target:>9}  {mark}")
+    if any(source != target for source, target in result.values()):
+        print("rssd copy-database: the counts differ; do not switch to the copy", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f'copied into {redact_url(to)}; set database = "{redact_url(to)}" to use it')
+    return EXIT_OK

@@ -1,0 +1,126 @@
+"""The claim loop: take due jobs from the database, run them, keep their leases alive.
+
+The same on both backends. Every POLL_SECONDS (or at once when a fetch of ours ends and
+frees room) the daemon claims as many due jobs as it has room for; the database decides
+which, so several daemons never take the same job, and the host slots keep the per-host
+limit across all of them. While fetches run, their leases are renewed every
+LEASE_SECONDS / 3; jobs whose lease expired (a daemon killed -9, a machine gone) are taken
+back by whichever daemon looks first, and fetched again at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from rssd.daemon.pipeline import JobReport, Pipeline
+from rssd.logs import get_logger
+from rssd.repo.claims import LEASE_SECONDS, Claim, ClaimRepo
+
+log = get_logger("rssd.daemon")
+
+#: How often an idle daemon looks for due jobs (the wake-up of idle daemons: a short poll).
+POLL_SECONDS = 1.0
+RENEW_SECONDS = LEASE_SECONDS / 3
+
+
+class Claimer:
+    def __init__(
+        self,
+        claims: ClaimRepo,
+        pipeline: Pipeline,
+        room: Callable[[], tuple[int, int]],
+        on_done: Callable[[JobReport | BaseException | None], None],
+    ) -> None:
+        """``room()``: (how many jobs may run at once, max_per_host), read at each claim so
+        that a reload applies. ``on_done``: a finished job's report (or its exception, or
+        None when cancelled)."""
+        self.claims = claims
+        self.pipeline = pipeline
+        self._room = room
+        self._on_done = on_done
+        self.in_flight: dict[int, asyncio.Task[JobReport]] = {}
+        self.wake = asyncio.Event()
+        self.heartbeat = time.monotonic()
+        self.claiming = True
+
+    async def claim_loop(self) -> None:
+        while self.claiming:
+            self.heartbeat = time.monotonic()
+            limit, per_host = self._room()
+            free = limit - len(self.in_flight)
+            got = 0
+            if free > 0:
+                try:
+                    claimed = await self.claims.claim_due(free, per_host)
+                except Exception as exc:  # the database is unreachable or busy: retry soon
+                    log.error("jobs.claim_failed", error_message=repr(exc))
+                    claimed = []
+                got = len(claimed)
+                for claim in claimed:
+                    self._launch(claim)
+            if got and got == free:
+                continue  # there may be more due: claim again once room frees up
+            self.wake.clear()
+            try:
+                async with asyncio.timeout(POLL_SECONDS):
+                    await self.wake.wait()
+            except TimeoutError:
+                pass
+
+    def _launch(self, claim: Claim) -> None:
+        log.debug(
+            "fetch.launched",
+            source_id=claim.source.id,
+            job_id=claim.job.id,
+            in_flight=len(self.in_flight) + 1,
+        )
+        task = asyncio.create_task(self.pipeline.run_claim(claim), name=f"fetch-{claim.job.id}")
+        self.in_flight[claim.job.id] = task
+
+        def done(finished: asyncio.Task[JobReport]) -> None:
+            self.in_flight.pop(claim.job.id, None)
+            self.wake.set()
+            if finished.cancelled():
+                self._on_done(None)
+            elif (exc := finished.exception()) is not None:
+                self._on_done(exc)
+            else:
+                self._on_done(finished.result())
+
+        task.add_done_callback(done)
+
+    async def lease_loop(self, beat: Callable[[int], object] | None = None) -> None:
+        """Renew our leases, take back expired ones; ``beat(in_flight)`` after each round."""
+        while True:
+            await asyncio.sleep(RENEW_SECONDS)
+            try:
+                if self.in_flight:
+                    await self.claims.renew()
+                taken = await self.claims.take_back()
+                if taken:
+                    log.warning(
+                        "jobs.taken_back", jobs=len(taken), job_ids=taken, error_code="interrupted"
+                    )
+                    self.wake.set()
+                if beat is not None:
+                    result = beat(len(self.in_flight))
+                    if asyncio.iscoroutine(result):
+                        await result
+            except Exception as exc:
+                log.error("jobs.lease_failed", error_message=repr(exc))
+
+    async def drain(self, grace: float) -> None:
+        """In-flight fetches get the grace period; the rest are cancelled -> interrupted."""
+        self.claiming = False
+        self.wake.set()
+        pending = list(self.in_flight.values())
+        if not pending:
+            return
+        _, still = await asyncio.wait(pending, timeout=grace)
+        for task in still:
+            task.cancel()
+        if still:
+            log.warning("daemon.cancelled_fetches", count=len(still))
+            await asyncio.wait(still)

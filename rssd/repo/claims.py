@@ -1,0 +1,310 @@
+"""ClaimRepo: fetch_job as the work queue that one or several daemons share.
+
+The schedule is in the database: each enabled source has one QUEUED job, due at its
+``not_before``, written in the transaction that ended the source's previous job (so what
+the daemon learned, a Retry-After, a backoff, a moved URL, survives a restart and is seen
+by every daemon). A daemon claims due jobs in batches, marking them ONGOING with a lease
+(its id, an expiry it renews while fetching); a job whose lease expired belonged to a
+daemon that died, and any daemon takes it back: recorded ``interrupted``, due again at once.
+
+Claims run in one write transaction: ``BEGIN IMMEDIATE`` on SQLite (one writer at a time),
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL (daemons claim side by side and never the same
+row). Each claimed job also takes one of its host's ``max_per_host`` slots; the unique
+index ``fetch_job_host_slot`` forbids two ONGOING jobs in one slot, and a per-host advisory
+lock makes the count and the take one step, so the limit holds across all daemons.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from rssd.clock import to_iso, utcnow
+from rssd.models.dto import FetchJob, Source
+from rssd.repo.db import Database, Row, Tx
+from rssd.repo.jobs import _COLUMNS as JOB_COLUMNS
+from rssd.repo.next_job import INSERT_NEXT, NextJob, insert_next_params
+
+#: ``LIMIT`` without a limit, on both backends.
+NO_LIMIT = 2**62
+
+#: A lease this long is renewed every LEASE_SECONDS / 3 while the fetch runs.
+LEASE_SECONDS = 30.0
+
+_SOURCE_COLUMNS = (
+    "s.id AS s_id, s.url AS s_url, s.name AS s_name, s.interval_minutes AS s_interval_minutes, "
+    "s.timeout_seconds AS s_timeout_seconds, s.enabled AS s_enabled, "
+    "s.created_at AS s_created_at, s.updated_at AS s_updated_at, "
+    "s.feed_title AS s_feed_title, s.feed_url AS s_feed_url, s.category AS s_category"
+)
+
+_JOB_J = ", ".join(f"j.{column.strip()}" for column in JOB_COLUMNS.split(","))
+
+#: What a claim carries beside the job: the schedule's memory.
+_CARRIED = "j.failures, j.fetch_url, j.moved_seen"
+
+#: Consecutive real failures (``interrupted`` is the daemon's doing) since the source's
+#: last success: the backoff of a job queued without a predecessor to carry it.
+FAILURE_RUN = """(SELECT count(*) FROM fetch_job f
+    WHERE f.content_source_id = :source_id AND f.status = 'FAILED'
+      AND f.error_code != 'interrupted'
+      AND f.id > coalesce((SELECT max(id) FROM fetch_job
+                           WHERE content_source_id = :source_id AND status = 'COMPLETED'), 0))"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An ONGOING job this process holds, with its source and the schedule's memory."""
+
+    job: FetchJob
+    source: Source
+    failures: int  # consecutive failures before this attempt
+    fetch_url: str | None  # where the source moved to (None: its configured URL)
+    moved_seen: int
+    #: The job was the source's QUEUED schedule entry, so its end queues the next one.
+    scheduled: bool = True
+
+
+def host_of(url: str) -> str:
+    """The politeness key: the host name, lower-cased (ports share a host's slots)."""
+    return (urlsplit(url).hostname or "").lower()
+
+
+def _claim(row: Row, scheduled: bool = True) -> Claim:
+    names = row.keys()  # a Row iterates its values, as sqlite3.Row does
+    job = FetchJob.model_validate({key: row[key] for key in names if key in _JOB_KEYS})
+    source = Source.model_validate(
+        {key[2:]: row[key] for key in names if key.startswith("s_")}
+        | {"enabled": bool(row["s_enabled"])}
+    )
+    return Claim(job, source, row["failures"], row["fetch_url"], row["moved_seen"], scheduled)
+
+
+_JOB_KEYS = frozenset(column.strip() for column in JOB_COLUMNS.split(","))
+
+
+class ClaimRepo:
+    def __init__(self, db: Database, daemon_id: str) -> None:
+        self._db = db
+        self.daemon_id = daemon_id
+
+    def _lease(self, now: datetime) -> str:
+        return to_iso(now + timedelta(seconds=LEASE_SECONDS))
+
+    async def claim_due(self, limit: int, max_per_host: int) -> list[Claim]:
+        """Up to ``limit`` due jobs of enabled sources, oldest due first, each in a free
+        slot of its host; ONGOING under this daemon's lease when this returns."""
+        if limit <= 0:
+            return []
+        now = utcnow()
+        # A plain read first: an idle daemon polling every second takes no write lock (on
+        # SQLite, BEGIN IMMEDIATE would hold off every other writer for nothing).
+        if await self.count_due(limit=1) == 0:
+            return []
+        dialect = self._db.dialect
+        candidates_sql = (
+            f"SELECT j.id, coalesce(j.fetch_url, s.url) AS target FROM fetch_job j "
+            f"JOIN content_sources s ON s.id = j.content_source_id "
+            f"WHERE j.status = 'QUEUED' AND j.not_before <= :now AND s.enabled = 1 "
+            f"ORDER BY j.not_before LIMIT :scan{dialect.skip_locked}"
+        )
+
+        async def work(tx: Tx) -> list[Claim]:
+            stamp = to_iso(now)
+            rows = await tx.fetchall(candidates_sql, {"now": stamp, "scan": limit * 4})
+            due = [(int(row["id"]), host_of(row["target"])) for row in rows]
+            hosts = sorted({host for _, host in due})
+            if dialect.xact_lock:
+                for host in hosts:  # one lock order for every daemon: no deadlock
+                    await tx.execute(dialect.xact_lock, {"lock_key": f"rssd.host:{host}"})
+            used: dict[str, set[int]] = {host: set() for host in hosts}
+            for r in await tx.fetchall(
+                f"SELECT host, host_slot FROM fetch_job WHERE status = 'ONGOING' "
+                f"AND host_slot IS NOT NULL AND host IN {dialect.in_json_text('hosts')}",
+                {"hosts": json.dumps(hosts)},
+            ):
+                used[r["host"]].add(int(r["host_slot"]))
+            free = {
+                host: [slot for slot in range(max_per_host) if slot not in taken_slots]
+                for host, taken_slots in used.items()
+            }
+            taken: list[dict[str, object]] = []
+            lease = self._lease(now)
+            for job_id, host in due:  # oldest due first, wherever its host sorts
+                if len(taken) >= limit:
+                    break
+                if free[host]:
+                    taken.append(
+                        {
+                            "id": job_id,
+                            "host": host,
+                            "slot": free[host].pop(0),
+                            "now": stamp,
+                            "daemon": self.daemon_id,
+                            "lease": lease,
+                        }
+                    )
+            if not taken:
+                return []
+            await tx.executemany(
+                "UPDATE fetch_job SET status = 'ONGOING', started_at = :now, "
+                "claimed_by = :daemon, lease_expires_at = :lease, host = :host, "
+                "host_slot = :slot WHERE id = :id AND status = 'QUEUED'",
+                taken,
+            )
+            # The rows are ours (SKIP LOCKED / BEGIN IMMEDIATE): each update took, and
+            # loading only what this daemon now holds makes sure of it.
+            return await self._load(tx, [int(str(t["id"])) for t in taken], holder=True)
+
+        return await self._db.write(work)
+
+    async def claim_source(self, source_id: int) -> Claim | None:
+        """A fetch asked for by hand (``rssd fetch``, ``run --once``): the source's QUEUED
+        job, whatever its due time, else a new ONGOING one; None while one is ONGOING.
+
+        Such a claim takes no host slot: it is one operator request, limited by its own
+        process's per-host limit.
+        """
+        now = utcnow()
+
+        async def work(tx: Tx) -> Claim | None:
+            params = {
+                "source_id": source_id,
+                "now": to_iso(now),
+                "daemon": self.daemon_id,
+                "lease": self._lease(now),
+            }
+            row = await tx.fetchone(
+                "UPDATE fetch_job SET status = 'ONGOING', started_at = :now, "
+                "claimed_by = :daemon, lease_expires_at = :lease "
+                "WHERE content_source_id = :source_id AND status = 'QUEUED' RETURNING id",
+                params,
+            )
+            if row is not None:
+                (claim,) = await self._load(tx, [int(row["id"])])
+                return claim
+            row = await tx.fetchone(
+                f"INSERT INTO fetch_job (content_source_id, status, queued_at, started_at, "
+                f"claimed_by, lease_expires_at, failures) VALUES (:source_id, 'ONGOING', :now, "
+                f":now, :daemon, :lease, {FAILURE_RUN}) ON CONFLICT DO NOTHING RETURNING id",
+                params,
+            )
+            if row is None:
+                return None
+            (claim,) = await self._load(tx, [int(row["id"])], scheduled=False)
+            return claim
+
+        return await self._db.write(work)
+
+    async def _load(
+        self, tx: Tx, ids: Sequence[int], *, scheduled: bool = True, holder: bool = False
+    ) -> list[Claim]:
+        """The claims of jobs ``ids`` (``holder``: only those ONGOING under this daemon)."""
+        mine = " AND j.status = 'ONGOING' AND j.claimed_by = :daemon" if holder else ""
+        rows = await tx.fetchall(
+            f"SELECT {_JOB_J}, {_CARRIED}, {_SOURCE_COLUMNS} FROM fetch_job j "
+            f"JOIN content_sources s ON s.id = j.content_source_id "
+            f"WHERE j.id IN {tx.dialect.in_json_int('ids')}{mine} ORDER BY j.id",
+            {"ids": json.dumps(list(ids)), "daemon": self.daemon_id},
+        )
+        return [_claim(row, scheduled) for row in rows]
+
+    async def renew(self) -> int:
+        """Extend the lease of every job this daemon holds; the count it still holds."""
+        now = utcnow()
+        return await self._db.write(
+            lambda tx: tx.execute(
+                "UPDATE fetch_job SET lease_expires_at = :lease "
+                "WHERE claimed_by = :daemon AND status = 'ONGOING'",
+                {"lease": self._lease(now), "daemon": self.daemon_id},
+            )
+        )
+
+    async def renew_job(self, job_id: int) -> bool:
+        """Extend one job's lease (a fetch run by hand, outside a daemon's lease loop)."""
+        now = utcnow()
+        changed = await self._db.write(
+            lambda tx: tx.execute(
+                "UPDATE fetch_job SET lease_expires_at = :lease "
+                "WHERE id = :id AND claimed_by = :daemon AND status = 'ONGOING'",
+                {"lease": self._lease(now), "id": job_id, "daemon": self.daemon_id},
+            )
+        )
+        return changed > 0
+
+    async def take_back(self, *, everything: bool = False) -> list[int]:
+        """ONGOING jobs whose lease expired (or, ``everything``, all ONGOING jobs: SQLite at
+        start-up, under the daemon lock) -> FAILED ``interrupted``, each source's next job
+        due at once. Returns the jobs taken back."""
+        now = to_iso(utcnow())
+        where = "status = 'ONGOING'" + (
+            "" if everything else " AND lease_expires_at IS NOT NULL AND lease_expires_at < :now"
+        )
+
+        async def work(tx: Tx) -> list[int]:
+            rows = await tx.fetchall(
+                f"UPDATE fetch_job SET status = 'FAILED', ended_at = :now, "
+                f"error_code = 'interrupted', error_message = :message "
+                f"WHERE {where} RETURNING id, content_source_id, failures, fetch_url, "
+                f"moved_seen",
+                {"now": now, "message": _TAKEN_BACK if not everything else _RESTARTED},
+            )
+            for row in rows:
+                carried = NextJob(now, row["failures"], row["fetch_url"], row["moved_seen"])
+                await tx.execute(
+                    INSERT_NEXT, insert_next_params(row["content_source_id"], carried, now)
+                )
+            return sorted(int(row["id"]) for row in rows)
+
+        return await self._db.write(work)
+
+    async def queue_missing(self, due: dict[int, str]) -> int:
+        """Queue a job for each source (id -> not_before) that has no active job now.
+
+        ``ON CONFLICT DO NOTHING``: a source that got one meanwhile (another daemon, a job
+        that just ended) keeps it. Returns how many were queued.
+        """
+        if not due:
+            return 0
+        now = to_iso(utcnow())
+
+        async def work(tx: Tx) -> int:
+            queued = 0
+            for source_id, not_before in due.items():
+                queued += await tx.execute(
+                    f"INSERT INTO fetch_job (content_source_id, status, queued_at, not_before, "
+                    f"failures) VALUES (:source_id, 'QUEUED', :now, :not_before, {FAILURE_RUN}) "
+                    f"ON CONFLICT DO NOTHING",
+                    {"source_id": source_id, "now": now, "not_before": not_before},
+                )
+            return queued
+
+        return await self._db.write(work)
+
+    async def oldest_due(self) -> str | None:
+        """The not-before time of the longest-waiting due job of an enabled source."""
+        row = await self._db.fetchone(
+            "SELECT min(j.not_before) FROM fetch_job j JOIN content_sources s "
+            "ON s.id = j.content_source_id "
+            "WHERE j.status = 'QUEUED' AND j.not_before <= :now AND s.enabled = 1",
+            {"now": to_iso(utcnow())},
+        )
+        return str(row[0]) if row and row[0] is not None else None
+
+    async def count_due(self, limit: int | None = None) -> int:
+        """Due jobs of enabled sources now (at most ``limit``, when given)."""
+        row = await self._db.fetchone(
+            "SELECT count(*) FROM (SELECT 1 FROM fetch_job j JOIN content_sources s "
+            "ON s.id = j.content_source_id "
+            "WHERE j.status = 'QUEUED' AND j.not_before <= :now AND s.enabled = 1 "
+            "LIMIT :limit) due",
+            {"now": to_iso(utcnow()), "limit": NO_LIMIT if limit is None else limit},
+        )
+        return int(row[0]) if row else 0
+
+
+_TAKEN_BACK = "taken back: the daemon holding it stopped renewing its lease"
+_RESTARTED = "the daemon stopped before this job finished"

@@ -1,0 +1,50 @@
+"""The few SQL fragments where SQLite and PostgreSQL disagree; everything else is shared.
+
+Kept as data, not as two copies of each query: a repository builds its statement once and
+asks the database's dialect for the one piece that differs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    #: ``IN (...)`` over a JSON array of text passed as the parameter ``{param}``.
+    json_text_set: str
+    #: The same for a JSON array of integers.
+    json_int_set: str
+    #: Appended to a claim's candidate SELECT: lock the rows, skip those another claim holds.
+    skip_locked: str
+    #: A statement taking a transaction-scoped lock on the text parameter ``:lock_key``;
+    #: empty where the transaction is exclusive already (SQLite's BEGIN IMMEDIATE).
+    xact_lock: str
+    #: Null-safe "differs from" (SQLite's IS NOT; IS DISTINCT FROM needs SQLite 3.39).
+    is_distinct: str
+
+    def in_json_text(self, param: str) -> str:
+        return self.json_text_set.format(param=param)
+
+    def in_json_int(self, param: str) -> str:
+        return self.json_int_set.format(param=param)
+
+
+SQLITE = Dialect(
+    name="sqlite",
+    json_text_set="(SELECT value FROM json_each(:{param}))",
+    json_int_set="(SELECT value FROM json_each(:{param}))",
+    skip_locked="",
+    xact_lock="",
+    is_distinct="IS NOT",
+)
+
+POSTGRES = Dialect(
+    name="postgresql",
+    json_text_set="(SELECT jsonb_array_elements_text(CAST(:{param} AS jsonb)))",
+    json_int_set="(SELECT CAST(jsonb_array_elements_text(CAST(:{param} AS jsonb)) AS bigint))",
+    skip_locked=" FOR UPDATE OF j SKIP LOCKED",
+    xact_lock="SELECT pg_advisory_xact_lock(hashtext(:lock_key))",
+    is_distinct="IS DISTINCT FROM",
+)

@@ -1,0 +1,268 @@
+"""PostgreSQL backend: a psycopg 3 async pool shared by the daemon's coroutines.
+
+Several daemons, on several machines, share one database; PostgreSQL's row locks and
+transactions do what the single owner does on SQLite, so each transaction simply takes a
+pooled connection of its own. Parameters are bound client-side (``AsyncClientCursor``) so
+that SQL written for SQLite's loose typing (``:x IS NULL OR col = :x``, ISO 8601 text for
+timestamptz columns) needs no casts. Rows come back as ``PgRow``: by name or position like
+``sqlite3.Row``, timestamps as the same ISO 8601 UTC text SQLite stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg import AsyncClientCursor, AsyncConnection
+from psycopg.rows import RowMaker
+from psycopg_pool import AsyncConnectionPool
+
+from rssd.clock import to_iso
+from rssd.models.config import redact_url as redact
+from rssd.repo.db import Database, DatabaseError, Params, Row, Tx, shielded
+from rssd.repo.dialect import POSTGRES
+from rssd.repo.migrations import PG_MIGRATIONS, SCHEMA_VERSION
+from rssd.repo.sqlite import schema_sql
+
+T = TypeVar("T")
+
+POOL_MAX = 10
+CONNECT_TIMEOUT_SECONDS = 10
+#: pg_advisory_xact_lock key serializing schema set-up when daemons start together.
+_SCHEMA_LOCK = "rssd.schema"
+
+_PARAM = re.compile(r"'(?:[^']|'')*'|::|%|:([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@lru_cache(maxsize=512)
+def translate(sql: str) -> str:
+    """``:name`` -> ``%(name)s``; ``::`` casts kept; string literals kept (no parameter in
+    them) and every ``%`` doubled, in literals too (psycopg reads them all)."""
+
+    def swap(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if match.group(1):
+            return f"%({match.group(1)})s"
+        return token.replace("%", "%%")
+
+    return _PARAM.sub(swap, sql)
+
+
+def _scrub(message: str, url: str) -> str:
+    password = urlsplit(url).password
+    return message.replace(password, "***") if password else message
+
+
+class PgRow:
+    """A row by column name or position; ``dict(row)`` works as with ``sqlite3.Row``."""
+
+    __slots__ = ("_names", "_values")
+
+    def __init__(self, names: list[str], values: Sequence[Any]) -> None:
+        self._names = names
+        self._values = tuple(to_iso(v) if isinstance(v, datetime) else v for v in values)
+
+    def __getitem__(self, key: int | str, /) -> Any:
+        if isinstance(key, int):
+            return self._values[key]
+        try:
+            return self._values[self._names.index(key)]
+        except ValueError:
+            raise IndexError(f"no such column: {key}") from None
+
+    def keys(self) -> list[str]:
+        return self._names
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._values)
+
+    def __repr__(self) -> str:
+        return f"PgRow({dict(zip(self._names, self._values, strict=True))!r})"
+
+
+def _pg_row(cursor: Any) -> RowMaker[PgRow]:
+    names = [column.name for column in cursor.description or ()]
+
+    def make(values: Sequence[Any]) -> PgRow:
+        return PgRow(names, values)
+
+    return make
+
+
+def _bound(sql: str, params: Params | None) -> tuple[str, Params | None]:
+    """Without parameters a statement (or a whole script) is sent exactly as written."""
+    return (translate(sql), params) if params else (sql, None)
+
+
+class PostgresTx(Tx):
+    dialect = POSTGRES
+
+    def __init__(self, conn: AsyncConnection[Any]) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Params | None = None) -> int:
+        async with self._conn.cursor() as cursor:
+            await cursor.execute(*_bound(sql, params))
+            return cursor.rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        async with self._conn.cursor() as cursor:
+            await cursor.executemany(translate(sql), list(rows))
+
+    async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
+        async with self._conn.cursor(row_factory=_pg_row) as cursor:
+            await cursor.execute(*_bound(sql, params))
+            if cursor.description is None:
+                return []
+            return list(await cursor.fetchall())
+
+
+class PostgresDatabase(Database):
+    """A pool of connections; each transaction takes one for itself."""
+
+    dialect = POSTGRES
+    shared = True
+
+    def __init__(
+        self, pool: AsyncConnectionPool[Any], url: str, kwargs: dict[str, Any] | None = None
+    ) -> None:
+        self._pool = pool
+        self.url = url
+        self._kwargs = kwargs or {}
+        #: Session-level advisory locks (``try_lock``), all on one connection of their own.
+        self._held: set[str] = set()
+        self._lock_conn: AsyncConnection[Any] | None = None
+        self._lock_guard = asyncio.Lock()
+
+    @property
+    def label(self) -> str:
+        return redact(self.url)
+
+    @classmethod
+    async def connect(cls, url: str, *, readonly: bool = False) -> PostgresDatabase:
+        """Connect (the password from the URL, ~/.pgpass or PGPASSFILE, as libpq does) and,
+        unless ``readonly``, bring the schema up to date."""
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "cursor_factory": AsyncClientCursor,
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        }
+        if readonly:
+            kwargs["options"] = "-c default_transaction_read_only=on"
+        try:  # one plain connection first: its error says what is wrong, a pool's would not
+            probe = await AsyncConnection.connect(url, **kwargs)
+            await probe.close()
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"cannot connect to database {redact(url)}: {_scrub(str(exc).strip(), url)}"
+            ) from None
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            url, min_size=1, max_size=POOL_MAX, kwargs=kwargs, open=False, name="rssd"
+        )
+        await pool.open(wait=True, timeout=CONNECT_TIMEOUT_SECONDS)
+        db = cls(pool, url, kwargs)
+        try:
+            if not readonly:
+                await db._migrate()
+        except BaseException:
+            await pool.close()
+            raise
+        return db
+
+    async def _migrate(self) -> None:
+        """Migrations then schema_pg.sql in one transaction, one daemon at a time."""
+
+        async def work(tx: Tx) -> None:
+            await tx.execute(POSTGRES.xact_lock, {"lock_key": _SCHEMA_LOCK})
+            version = await _version(tx)
+            if version > SCHEMA_VERSION:
+                raise DatabaseError(
+                    f"database {self.label} has schema version {version}, newer than this "
+                    f"rssd understands ({SCHEMA_VERSION}); upgrade rssd"
+                )
+            if version > 0:
+                for step in range(version, SCHEMA_VERSION):
+                    await tx.execute(PG_MIGRATIONS[step])
+            await tx.execute(schema_sql("schema_pg.sql"))
+            await tx.execute("DELETE FROM schema_version")
+            await tx.execute(
+                "INSERT INTO schema_version (version) VALUES (:v)", {"v": SCHEMA_VERSION}
+            )
+
+        await self.write(work)
+
+    async def write(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        return await shielded(self._run(work))
+
+    async def _run(self, work: Callable[[Tx], Awaitable[T]], *, snapshot: bool = False) -> T:
+        async with self._pool.connection() as conn, conn.transaction():
+            if snapshot:
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            return await work(PostgresTx(conn))
+
+    async def read(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        return await self._run(work)
+
+    async def snapshot(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        return await self._run(work, snapshot=True)
+
+    async def schema_version(self) -> int:
+        return await self.read(_version)
+
+    async def vacuum(self) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute("VACUUM (ANALYZE)")
+
+    async def size_bytes(self) -> int:
+        row = await self.fetchone("SELECT pg_database_size(current_database())")
+        return int(row[0]) if row else 0
+
+    async def try_lock(self, name: str) -> bool:
+        """A session advisory lock, held on one connection of its own (not the pool's):
+        any number of names, released by ``unlock``, by ``close``, or by the server when
+        this process dies (its connection goes)."""
+        async with self._lock_guard:
+            if name in self._held:
+                return False
+            if self._lock_conn is None or self._lock_conn.closed:
+                self._lock_conn = await AsyncConnection.connect(self.url, **self._kwargs)
+                self._held.clear()
+            cursor = await self._lock_conn.execute(
+                "SELECT pg_try_advisory_lock(hashtext(%s))", (name,)
+            )
+            row = await cursor.fetchone()
+            if row is None or not row[0]:
+                return False
+            self._held.add(name)
+            return True
+
+    async def unlock(self, name: str) -> None:
+        async with self._lock_guard:
+            if name not in self._held or self._lock_conn is None:
+                return
+            self._held.discard(name)
+            await self._lock_conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
+
+    async def close(self) -> None:
+        async with self._lock_guard:
+            if self._lock_conn is not None:
+                await self._lock_conn.close()  # releases every lock it held
+            self._held.clear()
+        await self._pool.close()
+
+
+async def _version(tx: Tx) -> int:
+    row = await tx.fetchone("SELECT to_regclass('schema_version') IS NOT NULL AS present")
+    if row is None or not row["present"]:
+        return 0
+    row = await tx.fetchone("SELECT max(version) AS version FROM schema_version")
+    return int(row["version"]) if row is not None and row["version"] is not None else 0

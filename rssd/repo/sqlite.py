@@ -1,0 +1,255 @@
+"""SQLite backend: the one aiosqlite connection, pragmas, schema and migrations, one write path.
+
+Many coroutines interleaving statements on one aiosqlite connection is a trap (statements
+from different transactions mix; a cancelled await still runs its queued statement). So
+every statement goes through ``Database``: writes run as one short explicit transaction
+under a lock, and a transaction, once begun, runs to its end even if its caller is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable
+from importlib import resources
+from pathlib import Path
+from typing import TypeVar
+
+import aiosqlite
+
+from rssd.repo.db import Database, DatabaseError, Params, Row, Tx, shielded
+from rssd.repo.dialect import SQLITE
+from rssd.repo.migrations import MIGRATIONS, SCHEMA_VERSION
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def schema_sql(name: str = "schema.sql") -> str:
+    """A schema file from the installed package, else from the source checkout beside it."""
+    packaged = resources.files("rssd").joinpath(name)
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parents[2] / name).read_text(encoding="utf-8")
+
+
+class SqliteTx(Tx):
+    dialect = SQLITE
+
+    """Statements on the connection while ``Database`` holds its lock.
+
+    Each method is one hop to aiosqlite's thread (the hops, not SQLite, are what a fetch's
+    bookkeeping costs): rows are fetched and the statement finished in the same hop.
+    """
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Params | None = None) -> int:
+        """Run one statement without result rows; return the rows it changed (its own)."""
+        cursor = await self._conn.execute(sql, params or {})
+        return cursor.rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        await self._conn.executemany(sql, rows)
+
+    async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
+        """Run a statement that returns rows (SELECT, or RETURNING) to completion."""
+        rows = await self._conn.execute_fetchall(sql, params or {})
+        return list(rows)
+
+
+class SqliteDatabase(Database):
+    """Owns the connection. Reads and writes are serialized by one lock: short, never mixed."""
+
+    dialect = SQLITE
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self._conn = conn
+        self._lock = asyncio.Lock()
+        self.path = path
+
+    @property
+    def label(self) -> str:
+        return str(self.path)
+
+    @classmethod
+    async def open_file(cls, path: Path, *, readonly: bool = False) -> SqliteDatabase:
+        """Open (creating if needed), set pragmas, and bring the schema up to date."""
+        target, uri = (_readonly_uri(path), True) if readonly else (str(path), False)
+        try:
+            if not readonly:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            # Try the file with plain sqlite3 first: when aiosqlite's own connect fails,
+            # its worker thread outlives the call (aiosqlite#241) and later calls into a
+            # closed loop, printing a thread traceback after our clear message.
+            await asyncio.to_thread(_probe, target, uri)
+            conn = await aiosqlite.connect(target, uri=uri, isolation_level=None)
+        except (sqlite3.Error, OSError) as exc:
+            raise DatabaseError(f"cannot open database {path}: {exc}") from exc
+        conn.row_factory = sqlite3.Row
+        db = cls(conn, path)
+        try:
+            await db._configure(readonly=readonly)
+        except sqlite3.DatabaseError as exc:
+            await conn.close()
+            raise DatabaseError(f"cannot use database {path}: {exc}") from exc
+        except DatabaseError:
+            await conn.close()
+            raise
+        return db
+
+    async def _configure(self, *, readonly: bool) -> None:
+        conn = self._conn
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        if readonly:
+            return
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA synchronous = NORMAL")
+        await self._migrate()
+
+    async def _migrate(self) -> None:
+        """Apply migrations then schema.sql, in one IMMEDIATE transaction: all or nothing."""
+        conn = self._conn
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = await self._user_version()
+            if version > SCHEMA_VERSION:
+                raise DatabaseError(
+                    f"database {self.path} has schema version {version}, newer than this "
+                    f"rssd understands ({SCHEMA_VERSION}); upgrade rssd"
+                )
+            if version > 0:
+                for step in range(version, SCHEMA_VERSION):
+                    for statement in _statements(MIGRATIONS[step]):
+                        await conn.execute(statement)
+            for statement in _statements(schema_sql()):
+                await conn.execute(statement)
+            await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+
+    async def _user_version(self) -> int:
+        async with self._conn.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def write(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run ``work`` as one BEGIN IMMEDIATE ... COMMIT; roll back if it raises.
+
+        Shielded: a caller cancelled mid-transaction waits for the transaction to finish
+        (commit or rollback) before the cancellation is delivered, so nothing half-written
+        stays open on the shared connection.
+        """
+        return await shielded(self._run_write(work))
+
+    async def _run_write(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = await work(SqliteTx(self._conn))
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            await self._conn.execute("COMMIT")
+            return result
+
+    async def write_one(self, sql: str, params: Params | None = None) -> list[Row]:
+        """One write statement as its own (implicit, atomic) transaction: a single hop.
+
+        Shielded like ``write``; returns the RETURNING rows, if any.
+        """
+
+        async def run() -> list[Row]:
+            async with self._lock:
+                return await SqliteTx(self._conn).fetchall(sql, params)
+
+        return await shielded(run())
+
+    async def read(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run read-only statements under the lock so they never land inside a write."""
+        async with self._lock:
+            return await work(SqliteTx(self._conn))
+
+    async def snapshot(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        """One deferred read transaction: a consistent snapshot under WAL."""
+
+        async def run(tx: Tx) -> T:
+            await tx.execute("BEGIN")
+            try:
+                return await work(tx)
+            finally:
+                await tx.execute("ROLLBACK")
+
+        return await self.read(run)
+
+    async def schema_version(self) -> int:
+        row = await self.fetchone("PRAGMA user_version")
+        return int(row[0]) if row else 0
+
+    async def vacuum(self) -> None:
+        """VACUUM cannot run inside a transaction: one statement on its own, then the WAL."""
+        await self.write_one("VACUUM")
+        await self.checkpoint()
+
+    async def size_bytes(self) -> int:
+        return await asyncio.to_thread(file_bytes, self.path)
+
+    async def try_lock(self, name: str) -> bool:
+        return True  # one daemon per SQLite file (the lock file): nobody to share with
+
+    async def unlock(self, name: str) -> None:
+        return None
+
+    async def checkpoint(self) -> None:
+        """Fold the WAL back into the main file (at shutdown, so the file stands alone)."""
+        async with self._lock:
+            await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    async def quick_check(self) -> str:
+        row = await self.fetchone("PRAGMA quick_check")
+        return str(row[0]) if row else "no answer"
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._conn.close()
+
+
+def file_bytes(path: Path) -> int:
+    """The database file plus its WAL: what the disk actually holds."""
+    total = 0
+    for name in (path, path.with_name(path.name + "-wal")):
+        with contextlib.suppress(OSError):
+            total += name.stat().st_size
+    return total
+
+
+def _statements(script: str) -> list[str]:
+    """Split a SQL script into complete statements (so they can share one transaction)."""
+    out: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                out.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        out.append(buffer.strip())
+    return out
+
+
+def _probe(target: str, uri: bool) -> None:
+    sqlite3.connect(target, uri=uri).close()
+
+
+def _readonly_uri(path: Path) -> str:
+    """A quoted file: URI (a '#', '?' or '%' in the path must not cut or change it)."""
+    return path.resolve().as_uri() + "?mode=ro"

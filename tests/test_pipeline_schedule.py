@@ -1,0 +1,107 @@
+"""What the daemon learns from a feed is in the database, so it survives a restart.
+
+A Retry-After, a Cache-Control max-age, a permanent redirect: each ends up in the source's
+next QUEUED job (its not_before, its fetch_url), written with the job that learned it, and a
+new process (a new Database, a new Pipeline) goes on from there. On both backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from rssd.clock import parse_iso, utcnow
+from rssd.daemon.pipeline import Pipeline
+from rssd.daemon.reconcile import reconcile
+from rssd.daemon.schedule import MOVED_AFTER
+from rssd.daemon.startup import daemon_session
+from rssd.fetch.fetcher import Fetcher
+from rssd.models.config import Config
+from rssd.models.dto import FetchJobStatus
+from rssd.repo.claims import ClaimRepo
+from rssd.repo.db import Database
+from rssd.repo.sources import SourceRepo
+from tests.conftest import FeedServer, rss
+from tests.support.config import make_config
+
+pytestmark = pytest.mark.both_backends
+
+BODY = rss([{"guid": "urn:1", "title": "One"}])
+
+
+async def queued(db: Database, url: str) -> tuple[str, str | None, int]:
+    """The source's QUEUED job: (not_before, fetch_url, failures)."""
+    row = await db.fetchone(
+        "SELECT j.not_before, j.fetch_url, j.failures FROM fetch_job j "
+        "JOIN content_sources s ON s.id = j.content_source_id "
+        "WHERE s.url = :url AND j.status = 'QUEUED'",
+        {"url": url},
+    )
+    assert row is not None, f"no QUEUED job for {url}"
+    return row[0], row[1], row[2]
+
+
+async def fetch_all(config: Config) -> None:
+    """One daemon-like pass in a fresh process's worth of objects: reconcile, then fetch
+    every source once through its scheduled job."""
+    async with asyncio.timeout(60), daemon_session(config) as db:
+        claims = ClaimRepo(db, "test")
+        await reconcile(db, claims, random.Random(1))
+        async with Fetcher(config) as fetcher:
+            pipeline = Pipeline(db, fetcher, claims)
+            for source in await SourceRepo(db).list(enabled_only=True):
+                report = await pipeline.run(source)
+                assert report.status is not None, report
+
+
+async def test_hints_and_a_move_survive_a_restart(
+    feed_server: FeedServer, tmp_path: Path, db_target: Path | str
+) -> None:
+    limited = feed_server.static(
+        "/limited", "slow down", status=429, headers={"Retry-After": "7200"}
+    )
+    cached = feed_server.static("/cached", BODY, headers={"Cache-Control": "max-age=10800"})
+    new_home = feed_server.static("/new-home", BODY)
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPMovedPermanently(new_home)
+
+    old_home = feed_server.route("/old-home", moved)
+    config = make_config(tmp_path, [limited, cached, old_home], database=str(db_target))
+
+    for _ in range(MOVED_AFTER):
+        await fetch_all(config)
+    db = await Database.open(db_target)  # "after a restart": only what the database holds
+    try:
+        now = utcnow()
+        not_before, _, failures = await queued(db, limited)
+        assert parse_iso(not_before) > now + timedelta(minutes=100), "Retry-After: 2 h"
+        assert failures == MOVED_AFTER, "two 429s in a row: the backoff goes on too"
+        not_before, _, _ = await queued(db, cached)
+        assert parse_iso(not_before) > now + timedelta(minutes=150), "max-age: 3 h"
+        _, fetch_url, _ = await queued(db, old_home)
+        assert fetch_url == new_home
+    finally:
+        await db.close()
+
+    hits_before = dict(feed_server.hits)
+    await fetch_all(config)  # a third pass: straight to the new home
+    assert feed_server.hits.get("/old-home", 0) == hits_before["/old-home"]
+    assert feed_server.hits["/new-home"] == hits_before["/new-home"] + 1
+
+    db = await Database.open(db_target)
+    try:
+        rows = await db.fetchall(
+            "SELECT j.status FROM fetch_job j JOIN content_sources s "
+            "ON s.id = j.content_source_id WHERE s.url = :url ORDER BY j.id",
+            {"url": old_home},
+        )
+        statuses = [FetchJobStatus(row[0]) for row in rows]
+        assert statuses == [FetchJobStatus.COMPLETED] * 3 + [FetchJobStatus.QUEUED]
+    finally:
+        await db.close()

@@ -1,0 +1,223 @@
+"""ClaimRepo: the schedule in fetch_job, claims with leases and host slots, take-backs.
+
+On both backends: the claim rules must hold for SQLite (one daemon) and PostgreSQL (many).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from rssd.clock import to_iso, utcnow
+from rssd.models.dto import ErrorCode, FetchJobStatus, FetchMeta
+from rssd.repo.claims import LEASE_SECONDS, ClaimRepo, host_of
+from rssd.repo.db import Database
+from rssd.repo.jobs import FetchJobRepo
+from rssd.repo.next_job import NextJob
+from rssd.repo.sources import SourceRepo
+from tests.support.config import make_config
+
+pytestmark = pytest.mark.both_backends
+
+PAST = to_iso(utcnow() - timedelta(minutes=5))
+FUTURE = to_iso(utcnow() + timedelta(hours=1))
+
+
+async def sources(db: Database, tmp_path: Path, urls: list[str]) -> dict[str, int]:
+    await SourceRepo(db).sync(make_config(tmp_path, urls))
+    return {source.url: source.id for source in await SourceRepo(db).list()}
+
+
+async def jobs_of(db: Database) -> list[tuple[int, str, str | None]]:
+    rows = await db.fetchall(
+        "SELECT content_source_id, status, error_code FROM fetch_job ORDER BY id"
+    )
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+def test_host_of() -> None:
+    assert host_of("http://A.Example:8080/x") == "a.example"
+    assert host_of("https://b.example/") == "b.example"
+
+
+async def test_only_due_jobs_of_enabled_sources_are_claimed(db: Database, tmp_path: Path) -> None:
+    ids = await sources(db, tmp_path, [f"http://h{i}.example/feed" for i in range(3)])
+    due, later, disabled = ids.values()
+    claims = ClaimRepo(db, "d1")
+    assert await claims.queue_missing({due: PAST, later: FUTURE, disabled: PAST}) == 3
+    await db.write(
+        lambda tx: tx.execute(
+            "UPDATE content_sources SET enabled = 0 WHERE id = :id", {"id": disabled}
+        )
+    )
+    claimed = await claims.claim_due(10, 2)
+    assert [claim.source.id for claim in claimed] == [due]
+    (claim,) = claimed
+    assert claim.job.status is FetchJobStatus.ONGOING
+    assert claim.job.claimed_by == "d1"
+    assert claim.source.enabled
+    assert await claims.claim_due(10, 2) == [], "an ONGOING job is not claimed again"
+
+
+async def test_queue_missing_leaves_an_active_job_alone(db: Database, tmp_path: Path) -> None:
+    (source,) = (await sources(db, tmp_path, ["http://a.example/feed"])).values()
+    claims = ClaimRepo(db, "d1")
+    assert await claims.queue_missing({source: PAST}) == 1
+    assert await claims.queue_missing({source: FUTURE}) == 0
+    (claim,) = await claims.claim_due(1, 1)
+    assert await claims.queue_missing({source: PAST}) == 0, "ONGOING counts as active"
+    assert await jobs_of(db) == [(source, "ONGOING", None)]
+    assert claim.job.not_before == PAST
+
+
+async def test_the_per_host_limit_holds_and_frees_as_jobs_end(db: Database, tmp_path: Path) -> None:
+    urls = [f"http://same.example/feed{i}" for i in range(5)] + ["http://other.example/f"]
+    ids = await sources(db, tmp_path, urls)
+    claims = ClaimRepo(db, "d1")
+    await claims.queue_missing(dict.fromkeys(ids.values(), PAST))
+    first = await claims.claim_due(10, 2)
+    hosts = sorted(host_of(claim.source.url) for claim in first)
+    assert hosts == ["other.example", "same.example", "same.example"]
+    assert await claims.claim_due(10, 2) == [], "same.example's two slots are taken"
+    ending = next(claim for claim in first if "same" in claim.source.url)
+    done = await FetchJobRepo(db).mark_completed(ending.job.id, FetchMeta(http_status=200))
+    assert done is not None
+    (freed,) = await claims.claim_due(10, 2)
+    assert host_of(freed.source.url) == "same.example"
+
+
+async def test_two_daemons_claiming_at_once_never_take_the_same_job(
+    db: Database, db_target: Path | str, tmp_path: Path
+) -> None:
+    urls = [f"http://h{i % 7}.example/feed{i}" for i in range(40)]
+    ids = await sources(db, tmp_path, urls)
+    await ClaimRepo(db, "setup").queue_missing(dict.fromkeys(ids.values(), PAST))
+    other = await Database.open(db_target)
+    try:
+        repos = [ClaimRepo(db, "d1"), ClaimRepo(other, "d2")]
+        batches = await asyncio.gather(*(repo.claim_due(3, 3) for repo in repos for _ in range(8)))
+    finally:
+        await other.close()
+    claimed = [claim.job.id for batch in batches for claim in batch]
+    assert len(claimed) == len(set(claimed)), "a job claimed twice"
+    per_host: dict[str, int] = {}
+    for batch in batches:
+        for claim in batch:
+            host = host_of(claim.source.url)
+            per_host[host] = per_host.get(host, 0) + 1
+    assert per_host and max(per_host.values()) <= 3, per_host
+    rows = await db.fetchall(
+        "SELECT claimed_by, count(*) FROM fetch_job WHERE status = 'ONGOING' GROUP BY claimed_by"
+    )
+    assert sum(row[1] for row in rows) == len(claimed)
+
+
+async def test_an_expired_lease_is_taken_back_and_the_source_is_due_at_once(
+    db: Database, tmp_path: Path
+) -> None:
+    ids = await sources(db, tmp_path, ["http://a.example/feed", "http://b.example/feed"])
+    dead, alive = ClaimRepo(db, "dead"), ClaimRepo(db, "alive")
+    await dead.queue_missing(dict.fromkeys(ids.values(), PAST))
+    (lost,) = await dead.claim_due(1, 2)
+    (kept,) = await alive.claim_due(1, 2)
+    assert await alive.take_back() == [], "no lease has expired yet"
+    await db.write(
+        lambda tx: tx.execute(
+            "UPDATE fetch_job SET lease_expires_at = :past WHERE claimed_by = 'dead'",
+            {"past": PAST},
+        )
+    )
+    assert await alive.renew() == 1, "renewing touches only our own"
+    assert await alive.take_back() == [lost.job.id]
+    rows = await db.fetchall(
+        "SELECT id, status, error_code, not_before, claimed_by FROM fetch_job "
+        "WHERE content_source_id = :id ORDER BY id",
+        {"id": lost.source.id},
+    )
+    assert [(r[1], r[2]) for r in rows] == [("FAILED", "interrupted"), ("QUEUED", None)]
+    assert rows[1][3] <= to_iso(utcnow()), "due at once"
+    (again,) = await alive.claim_due(5, 2)
+    assert again.source.id == lost.source.id
+    assert kept.job.id != again.job.id
+
+
+async def test_renew_pushes_the_lease_forward(db: Database, tmp_path: Path) -> None:
+    ids = await sources(db, tmp_path, ["http://a.example/feed"])
+    claims = ClaimRepo(db, "d1")
+    await claims.queue_missing(dict.fromkeys(ids.values(), PAST))
+    await claims.claim_due(1, 1)
+    await db.write(lambda tx: tx.execute("UPDATE fetch_job SET lease_expires_at = :p", {"p": PAST}))
+    assert await claims.renew() == 1
+    row = await db.fetchone("SELECT lease_expires_at FROM fetch_job")
+    assert row is not None
+    soon = to_iso(utcnow() + timedelta(seconds=LEASE_SECONDS / 2))
+    assert row[0] > soon
+
+
+async def test_ending_a_job_queues_the_next_in_the_same_transaction(
+    db: Database, tmp_path: Path
+) -> None:
+    (source,) = (await sources(db, tmp_path, ["http://a.example/feed"])).values()
+    claims, jobs = ClaimRepo(db, "d1"), FetchJobRepo(db)
+    await claims.queue_missing({source: PAST})
+    (claim,) = await claims.claim_due(1, 1)
+    following = NextJob(FUTURE, failures=2, fetch_url="http://moved.example/", moved_seen=2)
+    failed = await jobs.mark_failed(claim.job.id, ErrorCode.TIMEOUT, "slow", next_job=following)
+    assert failed is not None
+    rows = await db.fetchall(
+        "SELECT status, not_before, failures, fetch_url, moved_seen FROM fetch_job ORDER BY id"
+    )
+    assert [tuple(row) for row in rows] == [
+        ("FAILED", PAST, 0, None, 0),
+        ("QUEUED", FUTURE, 2, "http://moved.example/", 2),
+    ]
+    assert await claims.claim_due(1, 1) == [], "not due before its time"
+    # A late completion of the ended job writes nothing, queues nothing.
+    assert await jobs.mark_completed(claim.job.id, FetchMeta(), next_job=NextJob(PAST)) is None
+    assert len(await jobs_of(db)) == 2
+
+
+async def test_a_manual_claim_takes_the_queued_job_or_makes_one(
+    db: Database, tmp_path: Path
+) -> None:
+    ids = await sources(db, tmp_path, ["http://a.example/feed", "http://b.example/feed"])
+    scheduled, fresh = ids.values()
+    claims = ClaimRepo(db, "cli")
+    await claims.queue_missing({scheduled: FUTURE})
+    taken = await claims.claim_source(scheduled)
+    assert taken is not None and taken.scheduled, "the schedule's job, whatever its time"
+    made = await claims.claim_source(fresh)
+    assert made is not None and not made.scheduled
+    assert await claims.claim_source(fresh) is None, "one ONGOING job per source"
+    assert {(s, status) for s, status, _ in await jobs_of(db)} == {
+        (scheduled, "ONGOING"),
+        (fresh, "ONGOING"),
+    }
+
+
+async def test_renew_job_extends_only_that_job_of_that_holder(db: Database, tmp_path: Path) -> None:
+    ids = await sources(db, tmp_path, ["http://a.example/feed", "http://b.example/feed"])
+    mine, theirs = ClaimRepo(db, "cli"), ClaimRepo(db, "daemon")
+    one, two = ids.values()
+    claim = await mine.claim_source(one)
+    other = await theirs.claim_source(two)
+    assert claim is not None and other is not None
+    await db.write(lambda tx: tx.execute("UPDATE fetch_job SET lease_expires_at = :p", {"p": PAST}))
+    assert await mine.renew_job(claim.job.id)
+    assert not await mine.renew_job(other.job.id), "not ours"
+    assert await theirs.take_back() == [other.job.id]
+
+
+async def test_the_oldest_due_job_is_claimed_first_whatever_its_host(
+    db: Database, tmp_path: Path
+) -> None:
+    ids = await sources(db, tmp_path, ["http://a.example/feed", "http://z.example/feed"])
+    first, later = ids["http://z.example/feed"], ids["http://a.example/feed"]
+    claims = ClaimRepo(db, "d1")
+    older = to_iso(utcnow() - timedelta(hours=2))
+    await claims.queue_missing({first: older, later: PAST})
+    (claim,) = await claims.claim_due(1, 2)
+    assert claim.source.id == first

@@ -1,0 +1,113 @@
+"""schema_pg.sql on a real PostgreSQL: applied once, idempotent, versioned, guarded."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import psycopg
+import pytest
+
+from rssd.repo.db import Database, DatabaseError
+from rssd.repo.migrations import SCHEMA_VERSION
+from tests.support.postgres import fresh_database
+
+TABLES = {
+    "content_sources", "fetch_job", "posts", "seen_items", "daemons", "config_sync",
+    "schema_version", "users", "subscriptions", "deliveries",
+}  # fmt: skip
+INDEXES = {
+    "fetch_job_one_active", "fetch_job_source_latest", "fetch_job_due", "fetch_job_lease",
+    "fetch_job_host_slot", "posts_fetch_job", "posts_published", "subscriptions_source",
+    "deliveries_pending", "deliveries_user", "deliveries_fetch_job",
+}  # fmt: skip
+
+
+@pytest.fixture
+async def url() -> AsyncIterator[str]:
+    async with fresh_database() as created:
+        yield created
+
+
+async def catalog(url: str) -> tuple[set[str], set[str], list[int]]:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        tables = await conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        indexes = await conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")
+        version = await conn.execute("SELECT version FROM schema_version")
+        return (
+            {str(row[0]) for row in await tables.fetchall()},
+            {str(row[0]) for row in await indexes.fetchall()},
+            [int(row[0]) for row in await version.fetchall()],
+        )
+
+
+async def test_daemons_starting_together_create_the_schema_once(url: str) -> None:
+    opened = await asyncio.gather(*(Database.open(url) for _ in range(4)))
+    for db in opened:
+        assert await db.schema_version() == SCHEMA_VERSION
+        await db.close()
+    tables, indexes, versions = await catalog(url)
+    assert tables == TABLES
+    assert indexes >= INDEXES
+    assert versions == [SCHEMA_VERSION]
+
+
+async def test_a_database_from_a_newer_rssd_is_refused(url: str) -> None:
+    await (await Database.open(url)).close()
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("UPDATE schema_version SET version = %s", (SCHEMA_VERSION + 1,))
+    with pytest.raises(DatabaseError, match=r"newer than this rssd understands"):
+        await Database.open(url)
+
+
+async def test_the_one_active_job_index_holds(url: str) -> None:
+    db = await Database.open(url)
+    try:
+        await db.write_one(
+            "INSERT INTO content_sources (url, interval_minutes, timeout_seconds, created_at, "
+            "updated_at) VALUES ('http://a.example/', 60, 30, :now, :now)",
+            {"now": "2026-11-30T00:00:00.000Z"},
+        )
+        insert = (
+            "INSERT INTO fetch_job (content_source_id, status, queued_at, error_code) "
+            "VALUES (1, :status, '2026-11-30T00:00:00.000Z', :error_code)"
+        )
+        await db.write_one(insert, {"status": "QUEUED", "error_code": None})
+        with pytest.raises(psycopg.errors.UniqueViolation, match="fetch_job_one_active"):
+            await db.write_one(insert, {"status": "ONGOING", "error_code": None})
+        # Finished jobs are not active: any number of them beside the QUEUED one.
+        for _ in range(2):
+            await db.write_one(insert, {"status": "FAILED", "error_code": "timeout"})
+        with pytest.raises(psycopg.errors.CheckViolation):
+            await db.write_one(insert, {"status": "FAILED", "error_code": None})
+    finally:
+        await db.close()
+
+
+async def test_an_unreachable_server_is_a_clear_error_without_the_password() -> None:
+    with pytest.raises(DatabaseError) as caught:
+        await Database.open("postgresql://rssd:hunter2@127.0.0.1:1/rssd")
+    message = str(caught.value)
+    assert "cannot connect to database postgresql://rssd:***@127.0.0.1:1/rssd" in message
+    assert "hunter2" not in message
+
+
+async def test_named_locks_are_exclusive_across_daemons_and_end_with_their_holder(
+    url: str,
+) -> None:
+    """What retention and each user's webhook deliveries run under: one holder at a time."""
+    one, two = await Database.open(url), await Database.open(url)
+    try:
+        assert await one.try_lock("rssd.prune")
+        assert not await two.try_lock("rssd.prune"), "held by the other daemon"
+        assert not await one.try_lock("rssd.prune"), "held already, not counted twice"
+        assert await two.try_lock("rssd.deliver:1"), "another name is free"
+        await one.unlock("rssd.prune")
+        assert await two.try_lock("rssd.prune")
+        third = await Database.open(url)
+        assert await third.try_lock("rssd.deliver:2")
+        await third.close()  # a daemon that stops (or dies) lets go of everything
+        assert await one.try_lock("rssd.deliver:2")
+    finally:
+        await one.close()
+        await two.close()
