@@ -1,6 +1,6 @@
 """Structured JSON logs: one object per line on stdout, for a log collector.
 
-Fields per DESIGN.md: ``timestamp`` (ISO 8601 UTC, ``Z``), ``level``, ``message`` (the event
+Fields (README, "Logs"): ``timestamp`` (ISO 8601 UTC, ``Z``), ``level``, ``message`` (the event
 name; not ``event``, which clashes with ECS), ``logger``, flat snake_case context.
 Tracebacks are structured, without local variables. Long strings are cut so that a line
 stays well under journald's 48 KiB. Standard-library records (aiohttp, asyncio, aiosqlite)

@@ -197,7 +197,7 @@ async def test_strict_tables_refuse_a_value_of_the_wrong_type(
         ("RUNNING", None),
         ("FAILED", None),  # a FAILED job always says why
         ("COMPLETED", "timeout"),  # a COMPLETED one never carries an error
-        ("FAILED", "exploded"),  # not a DESIGN.md error code
+        ("FAILED", "exploded"),  # not one of the error codes (rssd/models/codes.py)
     ],
 )
 async def test_fetch_job_check_constraints(

@@ -52,7 +52,7 @@ def _own(entry: Mapping[str, Any], key: str) -> Any:
 
 def parse_date_text(text: object) -> str | None:
     """Our own reading of a date feedparser gave up on: RFC 822 (with or without a weekday
-    or a zone) or ISO 8601. No zone means UTC (DESIGN.md); anything else is None."""
+    or a zone) or ISO 8601. No zone means UTC (README, "What is stored"); anything else is None."""
     if not isinstance(text, str) or not text.strip():
         return None
     text = text.strip()

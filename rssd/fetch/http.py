@@ -42,7 +42,7 @@ ACCEPT = (
 
 
 class FetchError(Exception):
-    """A fetch that failed, with the DESIGN.md error code it maps to."""
+    """A fetch that failed, with the error code (rssd.models.codes) it maps to."""
 
     def __init__(
         self,
@@ -408,7 +408,7 @@ async def read_bounded(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
 
 
 def _client_error(exc: aiohttp.ClientError) -> FetchError:
-    """Map aiohttp's exception tree onto DESIGN.md's error codes."""
+    """Map aiohttp's exception tree onto the error codes of rssd.models.codes."""
     if isinstance(exc, aiohttp.TooManyRedirects):
         return FetchError(ErrorCode.TOO_MANY_REDIRECTS, str(exc))
     if isinstance(exc, aiohttp.ClientConnectorDNSError):

@@ -1,5 +1,6 @@
-"""The FetchJob states and error codes (DESIGN.md contract). Plain enums: no pydantic, so
-the parse workers can use them without importing it."""
+"""The FetchJob states and error codes (a contract: README, "Failure behaviour").
+
+Plain enums: no pydantic, so the parse workers can use them without importing it."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ class FetchJobStatus(StrEnum):
 
 
 class ErrorCode(StrEnum):
-    """Why a fetch failed: the DESIGN.md contract, stored in fetch_job.error_code."""
+    """Why a fetch failed: a contract documented in README, stored in fetch_job.error_code."""
 
     TIMEOUT = "timeout"
     DNS = "dns"

@@ -195,7 +195,7 @@ class FetchJobRepo:
         return FetchJobStatus(row["status"]) if row else None
 
     async def get_latest_for_source(self, source_id: int) -> FetchJob | None:
-        """The source's newest job: the single source of truth for its state (DESIGN.md)."""
+        """The source's newest job: the single source of truth for its state (ARCHITECTURE.md)."""
         return _job(
             await self._db.fetchone(
                 f"SELECT {_COLUMNS} FROM fetch_job WHERE content_source_id = :source_id "
