@@ -27,6 +27,8 @@ from rssd.repo.users import UserRepo
 from rssd.webhooks.sender import Sender
 from tests.support.webhooks import Receiver, make_config, user
 
+pytestmark = pytest.mark.both_backends
+
 A, B = "http://a.example/feed", "http://b.example/rss"
 FAST = [0.05] * 20  # retries at once, so tests wait on events only
 

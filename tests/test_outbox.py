@@ -17,6 +17,8 @@ from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
 from tests.support.webhooks import make_config, user
 
+pytestmark = pytest.mark.both_backends
+
 A, B = "http://a.example/feed", "http://b.example/rss"
 HOOK = "https://hooks.example/"
 

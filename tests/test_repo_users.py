@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from rssd.daemon.startup import sync_sources
 from rssd.models.config import Config
 from rssd.models.dto import FetchMeta
@@ -12,6 +14,8 @@ from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.users import UserRepo
 from tests.support.webhooks import make_config, user
+
+pytestmark = pytest.mark.both_backends
 
 A, B = "http://a.example/feed", "http://b.example/rss"
 HOOK = "https://hooks.example/"
@@ -118,11 +122,23 @@ async def test_enable_by_command_and_failure_clock(db: Database, tmp_path: Path)
     assert ok.last_success_at == "2026-11-07T00:00:00.000Z"
 
 
-async def test_the_secret_is_not_stored(db: Database, tmp_path: Path) -> None:
+async def test_the_secret_is_not_stored(
+    db: Database, db_target: Path | str, tmp_path: Path
+) -> None:
+    secret = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     await sync(db, cfg(tmp_path, [user("alice", HOOK, [A])]))
+    if isinstance(db_target, str):  # PostgreSQL: every row of every table, as text
+        tables = await db.fetchall(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        )
+        for (table,) in tables:
+            rows = await db.fetchall(f"SELECT t::text FROM {table} t")
+            assert all(secret not in row[0] for row in rows), table
+        return
     await db.close()
-    data = (tmp_path / "rssd.sqlite3").read_bytes()
-    wal = tmp_path / "rssd.sqlite3-wal"
-    if wal.exists():
-        data += wal.read_bytes()
-    assert b"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" not in data
+    assert secret.encode() not in _file_and_wal(db_target)
+
+
+def _file_and_wal(path: Path) -> bytes:
+    wal = path.with_name(path.name + "-wal")
+    return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
