@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from rssd.clock import now_iso
 from rssd.models.outbox import Feed, StoredPost, Subscriber, plan_messages
 from rssd.models.post import PostCreate
+from rssd.models.redact import strip_userinfo
 from rssd.repo.db import Database, Row, Tx
 
 _PRIME = (
@@ -68,7 +69,9 @@ async def write_outbox_in(
     )
     assert feed_row is not None
     now = now_iso()
-    feed = Feed(feed_row["id"], feed_row["url"], feed_row["name"], feed_row["category"])
+    # Receivers are third parties: the feed's credentials are not theirs to see.
+    url = strip_userinfo(feed_row["url"])
+    feed = Feed(feed_row["id"], url, feed_row["name"], feed_row["category"])
     messages = plan_messages(subscribers, feed, stored, now)
     if messages:
         await tx.executemany(
