@@ -8,12 +8,11 @@ prefers them (the first is the one a ``[[feeds]]`` entry with that URL would fet
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import aiohttp
 
-from rssd.commands.context import load
+from rssd.commands.context import load, run
 from rssd.commands.errors import EXIT_OK, EXIT_USAGE, CommandError
 from rssd.commands.humanize import table
 from rssd.fetch.discover import resolve_links
@@ -88,5 +87,5 @@ async def discover(path: Path, url: str) -> str:
 
 
 def main(path: Path, url: str) -> int:
-    print(asyncio.run(discover(path, url)))
+    print(run(discover(path, url)))
     return EXIT_OK
