@@ -2,7 +2,7 @@
 re-enables an endpoint disabled after a 410 or days of failures.
 
 Read from the database (what the daemon last synced from config.toml), read-only unless
-``--enable`` is given. The secret is never shown; a password in a webhook URL is masked.
+``--enable`` is given. The secret is never shown; a password in a webhook or feed URL is masked.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class UserView:
             "disabled_reason": user.disabled_reason,
             "disabled_at": user.disabled_at,
             "failing_since": user.failing_since,
-            "feeds": self.feeds,
+            "feeds": [redact(url) for url in self.feeds],
             "keep": list(user.keep),
             "block": list(user.block),
             "pending": self.counts.get("pending", 0),
