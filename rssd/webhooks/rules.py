@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
-RETRY_AFTER_CAP = timedelta(hours=24)
+from rssd.models.delays import HINT_CAP, retry_after
+
+RETRY_AFTER_CAP = HINT_CAP
 FAILING_DISABLES_AFTER = timedelta(days=5)
 JITTER = 0.10
 
@@ -89,19 +90,3 @@ def describe(answer: Answer) -> str:
     if 300 <= answer.status < 400:
         return f"HTTP {answer.status}: redirect not followed"
     return f"HTTP {answer.status}"
-
-
-def retry_after(value: str | None, now: datetime) -> timedelta | None:
-    """Retry-After as seconds or an HTTP date; None if absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return timedelta(seconds=int(value))
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(timedelta(0), when - now)
