@@ -51,7 +51,15 @@ def at(seconds: float) -> datetime:
             None,
             Decision(Outcome.RETRY, at(120), None, "HTTP 429"),
         ),
-        (Answer(503, retry_after="0"), 1, None, Decision(Outcome.RETRY, at(0), None, "HTTP 503")),
+        # 0 or a date in the past: at least a second, never a resend at once.
+        (Answer(503, retry_after="0"), 1, None, Decision(Outcome.RETRY, at(1), None, "HTTP 503")),
+        (
+            Answer(429, retry_after="Mon, 30 Nov 2026 11:00:00 GMT"),
+            2,
+            None,
+            Decision(Outcome.RETRY, at(1), None, "HTTP 429"),
+        ),
+        (Answer(429, retry_after="2"), 3, None, Decision(Outcome.RETRY, at(2), None, "HTTP 429")),
         (
             Answer(429, retry_after="999999"),
             1,

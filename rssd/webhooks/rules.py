@@ -3,8 +3,8 @@ endpoint. Pure functions, tested table-driven; the loop in rssd/daemon/delivery.
 
 Svix's and the Standard Webhooks' rules: 2xx is delivered; anything else (3xx included:
 redirects are never followed) is a failure retried on ``retry_seconds`` with +-10%
-jitter, or at the receiver's Retry-After on 429/503 (capped at a day); after the last
-attempt the message is dead. 410 Gone disables the endpoint at once; an endpoint that has
+jitter, or at the receiver's Retry-After on 429/503 (at least 1 s, at most a day); after
+the last attempt the message is dead. 410 Gone disables the endpoint at once; an endpoint that has
 failed for 5 days without one success is disabled.
 """
 
@@ -18,6 +18,9 @@ from enum import StrEnum
 from rssd.models.delays import HINT_CAP, retry_after
 
 RETRY_AFTER_CAP = HINT_CAP
+#: The shortest wait a Retry-After can ask: ``0`` or a date in the past would otherwise
+#: resend at once, attempt after attempt, with nothing in between.
+RETRY_AFTER_FLOOR = timedelta(seconds=1)
 FAILING_DISABLES_AFTER = timedelta(days=5)
 JITTER = 0.10
 
@@ -78,8 +81,8 @@ def decide(
     delay = timedelta(seconds=retry_seconds[attempt - 1] * (1 + JITTER * (2 * jitter - 1)))
     if status in (429, 503):
         asked = retry_after(answer.retry_after, now)
-        if asked is not None:
-            delay = min(asked, RETRY_AFTER_CAP)
+        if asked is not None:  # retry_after caps it at RETRY_AFTER_CAP
+            delay = max(asked, RETRY_AFTER_FLOOR)
     return Decision(Outcome.RETRY, now + delay, disable, error)
 
 
