@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from rssd.models.delays import HINT_CAP, retry_after
+from rssd.models.delays import retry_after
 
-RETRY_AFTER_CAP = HINT_CAP
 #: The shortest wait a Retry-After can ask: ``0`` or a date in the past would otherwise
 #: resend at once, attempt after attempt, with nothing in between.
 RETRY_AFTER_FLOOR = timedelta(seconds=1)
@@ -81,7 +80,7 @@ def decide(
     delay = timedelta(seconds=retry_seconds[attempt - 1] * (1 + JITTER * (2 * jitter - 1)))
     if status in (429, 503):
         asked = retry_after(answer.retry_after, now)
-        if asked is not None:  # retry_after caps it at RETRY_AFTER_CAP
+        if asked is not None:  # retry_after caps it at HINT_CAP (a day)
             delay = max(asked, RETRY_AFTER_FLOOR)
     return Decision(Outcome.RETRY, now + delay, disable, error)
 
