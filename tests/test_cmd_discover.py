@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.conftest import FeedServer, rss
@@ -38,6 +39,24 @@ async def test_a_feed_is_a_feed_itself(feed_server: FeedServer, tmp_path: Path) 
     url = feed_server.static("/feed", rss([{"guid": "urn:1", "title": "t"}], title="Mine"))
     result = await cli("discover", "-c", tmp_path / "none.toml", url)
     assert (result.code, result.out.strip()) == (0, f'{url} is a feed itself: RSS "Mine", 1 posts')
+
+
+async def test_a_feeds_title_cannot_drive_the_terminal(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """A bidi override (U+202E) in the publisher's title is shown escaped."""
+    feed = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": "Safe\u202eenil",
+        "items": [{"id": "1", "content_text": "x"}],
+    }
+    url = feed_server.static("/feed.json", json.dumps(feed), content_type="application/feed+json")
+    result = await cli("discover", "-c", tmp_path / "none.toml", url)
+    assert (result.code, result.out.strip()) == (
+        0,
+        f'{url} is a feed itself: JSON Feed "Safe\\u202eenil", 1 posts',
+    )
+    assert "\u202e" not in result.out
 
 
 async def test_a_page_without_feeds_exits_1(feed_server: FeedServer, tmp_path: Path) -> None:

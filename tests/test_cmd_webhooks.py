@@ -151,3 +151,21 @@ async def test_a_gone_endpoint_is_enabled_by_command(
     assert tails(receiver.posts_for("alice")) == ["f-0"]
     (alice,) = (await cli("users", "--json", "-c", config)).json()["users"]
     assert (alice["state"], alice["pending"], alice["delivered"]) == ("ok", 0, 1)
+
+
+async def test_a_feeds_password_reaches_neither_users_nor_the_receiver(
+    feed_server: FeedServer, receiver: Receiver, tmp_path: Path
+) -> None:
+    plain = feed_server.static("/private", dated_rss(["one"], name="p"))
+    feed = plain.replace("http://", "http://alice:s3cret@", 1)
+    config = write(tmp_path / "config.toml", [feed], {"alice": (receiver.url("alice"), [feed])})
+    await run_once_from(config)
+    assert [item.body["data"]["feed"]["url"] for item in receiver.received] == [plain]
+    assert receiver.bad == []
+    as_json = await cli("users", "--json", "-c", config)
+    (alice,) = as_json.json()["users"]
+    assert alice["feeds"] == [plain.replace("http://", "http://alice:***@", 1)]
+    human = await cli("users", "-c", config)
+    assert human.code == 0
+    for result in (as_json, human):
+        assert "s3cret" not in result.out + result.err

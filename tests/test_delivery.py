@@ -197,6 +197,39 @@ async def test_retry_after_is_honoured(db: Database, tmp_path: Path, receiver: R
     assert len(receiver.received) == 1
 
 
+async def test_a_user_locked_by_another_daemon_does_not_wake_the_loop(
+    db: Database, db_target: Path | str, tmp_path: Path, receiver: Receiver
+) -> None:
+    """On PostgreSQL another daemon may hold a user's lock: the pass that finds it taken
+    did nothing, and must not wake the loop (which would relaunch it at once, in a spin).
+    A pass that worked does wake it."""
+    if not isinstance(db_target, str):
+        pytest.skip("SQLite has one daemon per database: a user's lock is always free")
+    config = await setup(db, tmp_path, receiver, ["alice"])
+    await fetch(db, A, [post(1)])
+    alice = await UserRepo(db).get("alice")
+    assert alice is not None
+    lock = f"rssd.deliver:{alice.id}"
+    async with Sender(config.webhooks, config.user_agent) as sender:
+        loop = DeliveryLoop(db, config, sender)
+        assert await db.try_lock(lock)  # what the other daemon's pass holds
+        try:
+            await loop._launch_due()
+            passes = list(loop._busy.values())
+            assert len(passes) == 1
+            await asyncio.wait(passes)
+            assert not loop._wake.is_set()
+            assert receiver.attempts == {}
+        finally:
+            await db.unlock(lock)
+        await loop._launch_due()
+        passes = list(loop._busy.values())
+        assert len(passes) == 1
+        await asyncio.wait(passes)
+        assert loop._wake.is_set()
+    assert await statuses(db) == [("alice", "delivered", 1)]
+
+
 async def test_410_disables_the_endpoint_and_an_enable_resumes(
     db: Database, tmp_path: Path, receiver: Receiver
 ) -> None:

@@ -108,6 +108,18 @@ async def test_the_body_carries_the_stored_post(db: Database, tmp_path: Path) ->
     assert (row["posts_count"], row["status"], row["attempts"]) == (1, "pending", 0)
 
 
+async def test_the_body_never_carries_the_feeds_credentials(db: Database, tmp_path: Path) -> None:
+    """A receiver is a third party: the feed's ``user:password@`` is left out entirely."""
+    private = "http://alice:s3cret@a.example/private"
+    config = make_config(tmp_path, [private], [user("alice", HOOK, [private], notify_backlog=True)])
+    await sync_sources(db, config)
+    await fetch(db, private, [post(1)])
+    row = await db.fetchone("SELECT body FROM deliveries")
+    assert row is not None
+    assert json.loads(row["body"])["data"]["feed"]["url"] == "http://a.example/private"
+    assert "s3cret" not in row["body"] and "alice:" not in row["body"]
+
+
 async def test_no_backlog_skips_the_first_fetch_of_a_new_feed(db: Database, tmp_path: Path) -> None:
     await setup(db, tmp_path, [user("alice", HOOK, [A])])
     assert await fetch(db, A, [post(1), post(2)]) == 0

@@ -12,6 +12,7 @@ from rssd.models.config import Config
 from rssd.models.dto import FetchMeta
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
+from rssd.repo.outbox import Attempt, OutboxRepo
 from rssd.repo.users import UserRepo
 from tests.support.webhooks import make_config, user
 
@@ -81,14 +82,47 @@ async def test_removed_feeds_and_users(db: Database, tmp_path: Path) -> None:
     assert again["bob"].id == users["bob"].id
 
 
+T0 = "2026-11-01T00:00:00.000Z"
+
+
+async def queue_message(db: Database, user_id: int, n: int) -> str:
+    """A pending message for the user (what a fetch would have queued)."""
+    source = await db.fetchone("SELECT id FROM content_sources WHERE url = :url", {"url": A})
+    assert source is not None
+    message_id = f"msg_test{n:04d}"
+    await db.write_one(
+        "INSERT INTO deliveries (id, user_id, content_source_id, fetch_job_id, posts_count, "
+        "body, status, attempts, next_attempt_at, created_at, updated_at) VALUES (:id, :user_id, "
+        ":source_id, NULL, 1, '{}', 'pending', 0, :at, :at, :at)",
+        {"id": message_id, "user_id": user_id, "source_id": source[0], "at": T0},
+    )
+    return message_id
+
+
+def attempt(
+    message_id: str,
+    user_id: int,
+    at: str,
+    *,
+    status: str = "pending",
+    error: str | None = "HTTP 500",
+    disable: str | None = None,
+    attempts: int = 0,
+) -> Attempt:
+    return Attempt(message_id, user_id, attempts, at, status, at, None, error, disable)
+
+
 async def test_a_disabled_endpoint_is_enabled_by_an_edit_only(db: Database, tmp_path: Path) -> None:
     config = cfg(tmp_path, [user("alice", HOOK, [A])])
     await sync(db, config)
-    repo = UserRepo(db)
+    repo, outbox = UserRepo(db), OutboxRepo(db)
     alice = await repo.get("alice")
     assert alice is not None
-    assert await repo.disable_endpoint(alice.id, "gone", "2026-11-30T00:00:00.000Z")
-    assert not await repo.disable_endpoint(alice.id, "failing", "2026-11-30T00:00:00.000Z")
+    first, second = await queue_message(db, alice.id, 1), await queue_message(db, alice.id, 2)
+    at = "2026-11-30T00:00:00.000Z"
+    assert await outbox.record(attempt(first, alice.id, at, error="HTTP 410", disable="gone"))
+    # A later disabling reason does not overwrite the first.
+    assert await outbox.record(attempt(second, alice.id, at, disable="failing"))
     await sync(db, config)  # the same file: stays disabled
     still = await repo.get("alice")
     assert still is not None
@@ -102,24 +136,56 @@ async def test_a_disabled_endpoint_is_enabled_by_an_edit_only(db: Database, tmp_
 
 async def test_enable_by_command_and_failure_clock(db: Database, tmp_path: Path) -> None:
     await sync(db, cfg(tmp_path, [user("alice", HOOK, [A])]))
-    repo = UserRepo(db)
+    repo, outbox = UserRepo(db), OutboxRepo(db)
     alice = await repo.get("alice")
     assert alice is not None
-    await repo.record_failure(alice.id, "2026-11-01T00:00:00.000Z", "HTTP 500")
-    await repo.record_failure(alice.id, "2026-11-02T00:00:00.000Z", "HTTP 502")
+    message = await queue_message(db, alice.id, 1)
+    assert await outbox.record(attempt(message, alice.id, "2026-11-01T00:00:00.000Z"))
+    assert await outbox.record(
+        attempt(message, alice.id, "2026-11-02T00:00:00.000Z", error="HTTP 502", attempts=1)
+    )
     failing = await repo.get("alice")
     assert failing is not None
     assert (failing.failing_since, failing.last_error) == ("2026-11-01T00:00:00.000Z", "HTTP 502")
-    await repo.disable_endpoint(alice.id, "failing", "2026-11-06T00:00:00.000Z")
+    assert await outbox.record(
+        attempt(message, alice.id, "2026-11-06T00:00:00.000Z", attempts=2, disable="failing")
+    )
     assert await repo.enable_endpoint("alice") is not None
     assert await repo.enable_endpoint("nobody") is None
     enabled = await repo.get("alice")
     assert enabled is not None
     assert (enabled.disabled_reason, enabled.failing_since) == (None, None)
-    await repo.record_success(alice.id, "2026-11-07T00:00:00.000Z")
+    assert await outbox.record(
+        attempt(message, alice.id, "2026-11-07T00:00:00.000Z", status="delivered", attempts=3)
+    )
     ok = await repo.get("alice")
     assert ok is not None
-    assert ok.last_success_at == "2026-11-07T00:00:00.000Z"
+    assert (ok.last_success_at, ok.failing_since) == ("2026-11-07T00:00:00.000Z", None)
+
+
+async def test_a_superseded_attempt_leaves_the_endpoint_alone(db: Database, tmp_path: Path) -> None:
+    """An attempt whose message was reset meanwhile (``rssd redeliver``) records nothing:
+    not on the message, and not the endpoint's failure, success or disabling either."""
+    await sync(db, cfg(tmp_path, [user("alice", HOOK, [A])]))
+    repo, outbox = UserRepo(db), OutboxRepo(db)
+    alice = await repo.get("alice")
+    assert alice is not None
+    message = await queue_message(db, alice.id, 1)
+    at = "2026-11-05T00:00:00.000Z"
+    for stale in (
+        attempt(message, alice.id, at, attempts=3, error="HTTP 410", disable="gone"),
+        attempt(message, alice.id, at, attempts=3, status="delivered", error=None),
+    ):
+        assert not await outbox.record(stale)
+    after = await repo.get("alice")
+    assert after is not None
+    assert (after.disabled_reason, after.failing_since, after.last_error) == (None, None, None)
+    assert (after.last_error_at, after.last_success_at) == (None, None)
+    row = await db.fetchone(
+        "SELECT status, attempts FROM deliveries WHERE id = :id", {"id": message}
+    )
+    assert row is not None
+    assert (row["status"], row["attempts"]) == ("pending", 0)
 
 
 async def test_the_secret_is_not_stored(

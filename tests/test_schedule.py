@@ -13,10 +13,8 @@ from rssd.daemon.schedule import (
     History,
     Policy,
     backoff,
-    max_age,
     next_due,
     requested_delay,
-    retry_after,
 )
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -44,37 +42,6 @@ def test_backoff_doubles_from_the_interval_and_is_capped(
 
 def test_backoff_never_shortens_an_interval_longer_than_the_cap() -> None:
     assert backoff(48 * HOUR, 3, DEFAULT_MAX_BACKOFF) == 48 * HOUR
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("120", timedelta(seconds=120)),
-        (" 0 ", timedelta(0)),
-        ("Sun, 29 Nov 2026 12:30:00 GMT", timedelta(minutes=30)),
-        ("Sun, 29 Nov 2026 11:00:00 GMT", timedelta(0)),  # in the past: no extra wait
-        ("soon", None),
-        ("", None),
-        (None, None),
-    ],
-)
-def test_retry_after_seconds_or_http_date(value: str | None, expected: timedelta | None) -> None:
-    assert retry_after(value, NOW) == expected
-
-
-@pytest.mark.parametrize(
-    ("header", "expected"),
-    [
-        ("max-age=600", timedelta(seconds=600)),
-        ("public, max-age=3600, must-revalidate", timedelta(hours=1)),
-        ('s-maxage=5, max-age="90"', timedelta(seconds=90)),
-        ("no-cache, max-age=600", None),
-        ("private", None),
-        (None, None),
-    ],
-)
-def test_max_age(header: str | None, expected: timedelta | None) -> None:
-    assert max_age(header) == expected
 
 
 @pytest.mark.parametrize(

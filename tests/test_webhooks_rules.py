@@ -13,7 +13,7 @@ from rssd.models.users import DEFAULT_RETRY_SECONDS, WebhookSecret
 from rssd.net.addresses import parse_address
 from rssd.webhooks import signing
 from rssd.webhooks.guard import refusal
-from rssd.webhooks.rules import Answer, Decision, DisableReason, Outcome, decide, retry_after
+from rssd.webhooks.rules import Answer, Decision, DisableReason, Outcome, decide
 from tests.support.webhooks import SECRETS, hmac_verify
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -51,7 +51,15 @@ def at(seconds: float) -> datetime:
             None,
             Decision(Outcome.RETRY, at(120), None, "HTTP 429"),
         ),
-        (Answer(503, retry_after="0"), 1, None, Decision(Outcome.RETRY, at(0), None, "HTTP 503")),
+        # 0 or a date in the past: at least a second, never a resend at once.
+        (Answer(503, retry_after="0"), 1, None, Decision(Outcome.RETRY, at(1), None, "HTTP 503")),
+        (
+            Answer(429, retry_after="Mon, 30 Nov 2026 11:00:00 GMT"),
+            2,
+            None,
+            Decision(Outcome.RETRY, at(1), None, "HTTP 429"),
+        ),
+        (Answer(429, retry_after="2"), 3, None, Decision(Outcome.RETRY, at(2), None, "HTTP 429")),
         (
             Answer(429, retry_after="999999"),
             1,
@@ -113,20 +121,6 @@ def test_jitter_is_ten_percent_either_way(jitter: float, seconds: float) -> None
 def test_the_default_schedule_is_ten_attempts_over_about_three_days() -> None:
     assert len(DEFAULT_RETRY_SECONDS) + 1 == 10
     assert timedelta(days=2.5) < timedelta(seconds=sum(DEFAULT_RETRY_SECONDS)) < timedelta(days=3.5)
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (None, None),
-        ("", None),
-        ("30", timedelta(seconds=30)),
-        ("x", None),
-        ("Mon, 30 Nov 2026 11:00:00 GMT", timedelta(0)),
-    ],
-)
-def test_retry_after(value: str | None, expected: timedelta | None) -> None:
-    assert retry_after(value, NOW) == expected
 
 
 @pytest.mark.parametrize(

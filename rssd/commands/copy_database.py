@@ -8,11 +8,10 @@ otherwise be missing from the copy), then point ``database`` at the URL.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
-from rssd.commands.context import load, reader
+from rssd.commands.context import load, reader, run
 from rssd.commands.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
 from rssd.models.config import redact_url
 from rssd.repo.copy import copy_rows, counts
@@ -50,7 +49,7 @@ async def copy(path: Path, to: str) -> dict[str, tuple[int, int]]:
 
 
 def main(path: Path, to: str) -> int:
-    result = asyncio.run(copy(path, to))
+    result = run(copy(path, to))
     width = max(len(table) for table in result)
     for table, (source, target) in result.items():
         mark = "ok" if source == target else "MISMATCH"

@@ -3,7 +3,6 @@ again (same webhook-id, a fresh set of attempts), by id or by user and time."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import asdict
 from datetime import datetime
@@ -11,7 +10,7 @@ from pathlib import Path
 
 from rssd.clock import parse_iso, to_iso, utcnow
 from rssd.commands.args import DEFAULT_DELIVERIES_LIMIT
-from rssd.commands.context import load, reader, writer
+from rssd.commands.context import load, reader, run, writer
 from rssd.commands.errors import EXIT_OK, EXIT_USAGE, CommandError
 from rssd.commands.humanize import ago, due, plural, shorten, table
 from rssd.repo.db import Database
@@ -69,7 +68,7 @@ def render_human(rows: list[Delivery], now: datetime) -> str:
 def main(
     path: Path, *, user: str | None, failed: bool, dead: bool, limit: int, as_json: bool
 ) -> int:
-    rows = asyncio.run(query(path, user=user, failed=failed, dead=dead, limit=limit))
+    rows = run(query(path, user=user, failed=failed, dead=dead, limit=limit))
     if as_json:
         if rows:
             print("\n".join(json.dumps(asdict(row)) for row in rows))
@@ -99,7 +98,7 @@ async def redeliver(
 def redeliver_main(path: Path, *, ids: list[str], user: str | None, since: datetime | None) -> int:
     if bool(ids) == bool(user or since) or bool(user) != bool(since):
         raise CommandError("give delivery IDs, or --user and --since together", EXIT_USAGE)
-    count, target = asyncio.run(redeliver(path, ids, user, since))
+    count, target = run(redeliver(path, ids, user, since))
     print(f"{plural(count, 'message')} due again (a running daemon sends them within seconds)")
     if target is not None and target.disabled_reason:
         print(

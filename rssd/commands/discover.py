@@ -8,14 +8,14 @@ prefers them (the first is the one a ``[[feeds]]`` entry with that URL would fet
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import aiohttp
 
-from rssd.commands.context import load
+from rssd.commands.context import load, run
 from rssd.commands.errors import EXIT_OK, EXIT_USAGE, CommandError
 from rssd.commands.humanize import table
+from rssd.commands.terminal import safe_lines, safe_text
 from rssd.fetch.discover import resolve_links
 from rssd.fetch.http import FetchError, RequestLimits, get
 from rssd.fetch.worker import ParseOutcome, parse_document
@@ -72,7 +72,7 @@ async def discover(path: Path, url: str) -> str:
     )
     shown = redact(url)
     if outcome.error_code is None:
-        title = f' "{outcome.title}"' if outcome.title else ""
+        title = f' "{safe_text(outcome.title)}"' if outcome.title else ""
         kind = kind_of(outcome.version)
         return f"{shown} is a feed itself: {kind}{title}, {len(outcome.posts)} posts"
     links = resolve_links(outcome.page, response.final_url) if outcome.page else ()
@@ -88,5 +88,6 @@ async def discover(path: Path, url: str) -> str:
 
 
 def main(path: Path, url: str) -> int:
-    print(asyncio.run(discover(path, url)))
+    # What a publisher wrote (titles, links) must not drive the operator's terminal.
+    print(safe_lines(run(discover(path, url))))
     return EXIT_OK

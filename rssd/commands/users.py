@@ -2,12 +2,11 @@
 re-enables an endpoint disabled after a 410 or days of failures.
 
 Read from the database (what the daemon last synced from config.toml), read-only unless
-``--enable`` is given. The secret is never shown; a password in a webhook URL is masked.
+``--enable`` is given. The secret is never shown; a password in a webhook or feed URL is masked.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rssd.clock import parse_iso, utcnow
-from rssd.commands.context import load, reader, writer
+from rssd.commands.context import load, reader, run, writer
 from rssd.commands.errors import EXIT_OK, EXIT_USAGE, CommandError
 from rssd.commands.humanize import ago, plural, shorten, table
 from rssd.models.redact import redact
@@ -50,7 +49,7 @@ class UserView:
             "disabled_reason": user.disabled_reason,
             "disabled_at": user.disabled_at,
             "failing_since": user.failing_since,
-            "feeds": self.feeds,
+            "feeds": [redact(url) for url in self.feeds],
             "keep": list(user.keep),
             "block": list(user.block),
             "pending": self.counts.get("pending", 0),
@@ -112,14 +111,14 @@ async def enable(path: Path, name: str) -> tuple[User, int]:
 
 def main(path: Path, *, as_json: bool, enable_name: str | None) -> int:
     if enable_name is not None:
-        user, pending = asyncio.run(enable(path, enable_name))
+        user, pending = run(enable(path, enable_name))
         was = f"was disabled ({user.disabled_reason})" if user.disabled_reason else "was enabled"
         due_now = plural(pending, "pending message")
         print(f"{user.name}: endpoint enabled ({was}); {due_now} due now")
         if not user.enabled:
             print(f"note: {user.name} is not in config.toml, so nothing is delivered to it")
         return EXIT_OK
-    views = asyncio.run(gather(path))
+    views = run(gather(path))
     if as_json:
         print(json.dumps({"users": [view.as_json() for view in views]}, indent=2))
     else:

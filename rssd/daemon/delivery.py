@@ -58,7 +58,7 @@ class DeliveryLoop:
         self.stats = DeliveryStats()
         self.random = random.Random()
         self._wake = asyncio.Event()
-        self._busy: dict[int, asyncio.Task[None]] = {}
+        self._busy: dict[int, asyncio.Task[bool]] = {}
         self._saturated = False  # users were left waiting for a free slot
 
     def poke(self) -> None:
@@ -111,10 +111,17 @@ class DeliveryLoop:
             self._busy[user_id] = task
             task.add_done_callback(functools.partial(self._finished, user_id))
 
-    def _finished(self, user_id: int, task: asyncio.Task[None]) -> None:
+    def _finished(self, user_id: int, task: asyncio.Task[bool]) -> None:
+        """A pass ended: look again at once, unless it found the user locked by another
+        daemon (waking then would relaunch it straight away, over and over; the next
+        poll or wakeup tries again)."""
         self._busy.pop(user_id, None)
-        if not task.cancelled() and task.exception() is not None:
+        if task.cancelled():
+            return
+        if task.exception() is not None:
             log.error("delivery.crashed", user_id=user_id, exc_info=task.exception())
+        elif not task.result():
+            return
         self._wake.set()
 
     async def _sleep(self) -> None:
@@ -136,24 +143,26 @@ class DeliveryLoop:
         if tasks:
             await asyncio.wait(tasks)
 
-    async def _user_pass(self, user_id: int) -> None:
+    async def _user_pass(self, user_id: int) -> bool:
         """The user's due messages, oldest first, one at a time, each attempted once.
 
         Under the user's lock: where several daemons share the database (PostgreSQL),
         one of them sends a user's messages at a time, so no message has two senders at
         once (the others skip the user this round). On SQLite it is always free.
+        False when the lock was taken: nothing was done.
         """
         lock = f"rssd.deliver:{user_id}"
         if not await self.db.try_lock(lock):
-            return
+            return False
         try:
             after = ""
             while (due := await self.repo.oldest_due(user_id, now_iso(), after)) is not None:
                 after = due.delivery.id
                 if not await self._attempt(due):
-                    return
+                    break
         finally:
             await self.db.unlock(lock)
+        return True
 
     async def _attempt(self, due: Due) -> bool:
         """Send one message and record the outcome; False when the endpoint got disabled

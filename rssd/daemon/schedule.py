@@ -18,20 +18,18 @@ Rules (issue #3):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
+
+from rssd.models.delays import HINT_CAP, max_age, retry_after
 
 DEFAULT_MAX_BACKOFF = timedelta(hours=24)
-DEFAULT_MAX_HINT = timedelta(hours=24)
+DEFAULT_MAX_HINT = HINT_CAP
 JITTER = 0.1
 #: New sources are spread over this much time (at most their interval) so that a config
 #: with hundreds of new feeds does not fire all of them in the same second.
 NEW_SOURCE_SPREAD = timedelta(seconds=10)
-
-_MAX_AGE = re.compile(r"(?:^|[,\s])(?:s-)?max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -72,29 +70,6 @@ def backoff(interval: timedelta, failures: int, cap: timedelta) -> timedelta:
     factor = 2 ** min(failures - 1, 30)
     delay: timedelta = min(interval * factor, cap)
     return max(interval, delay)
-
-
-def retry_after(value: str | None, now: datetime) -> timedelta | None:
-    """Retry-After as seconds or an HTTP date; None if absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return timedelta(seconds=int(value))
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(timedelta(0), when - now)
-
-
-def max_age(cache_control: str | None) -> timedelta | None:
-    if not cache_control or "no-cache" in cache_control.lower():
-        return None
-    match = _MAX_AGE.search(cache_control)
-    return timedelta(seconds=int(match.group(1))) if match else None
 
 
 def expires(value: str | None, now: datetime) -> timedelta | None:

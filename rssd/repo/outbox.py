@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from rssd.clock import now_iso
 from rssd.models.outbox import Feed, StoredPost, Subscriber, plan_messages
 from rssd.models.post import PostCreate
+from rssd.models.redact import strip_userinfo
 from rssd.repo.db import Database, Row, Tx
 
 _PRIME = (
@@ -68,7 +69,9 @@ async def write_outbox_in(
     )
     assert feed_row is not None
     now = now_iso()
-    feed = Feed(feed_row["id"], feed_row["url"], feed_row["name"], feed_row["category"])
+    # Receivers are third parties: the feed's credentials are not theirs to see.
+    url = strip_userinfo(feed_row["url"])
+    feed = Feed(feed_row["id"], url, feed_row["name"], feed_row["category"])
     messages = plan_messages(subscribers, feed, stored, now)
     if messages:
         await tx.executemany(
@@ -186,8 +189,9 @@ class OutboxRepo:
 
     async def record(self, attempt: Attempt) -> bool:
         """The attempt's result on the message and on the user's endpoint, in one
-        transaction. False (nothing written) if the message changed meanwhile (a
-        ``rssd redeliver`` reset it): its new schedule stands."""
+        transaction. False (nothing written, the user's row untouched too) if the message
+        changed meanwhile (a ``rssd redeliver`` reset it): its new schedule stands, and a
+        superseded attempt must not mark the endpoint failing, working or disabled."""
 
         async def work(tx: Tx) -> bool:
             changed = await tx.execute(
@@ -205,6 +209,8 @@ class OutboxRepo:
                     "error": attempt.error,
                 },
             )
+            if changed != 1:
+                return False  # superseded: the endpoint's state is not this attempt's to set
             if attempt.status == "delivered":
                 await tx.execute(
                     "UPDATE users SET last_success_at = :at, failing_since = NULL WHERE id = :id",
@@ -222,15 +228,9 @@ class OutboxRepo:
                     "updated_at = :at WHERE id = :id AND disabled_reason IS NULL",
                     {"id": attempt.user_id, "at": attempt.at, "reason": attempt.disable},
                 )
-            return changed == 1
+            return True
 
         return await self._db.write(work)
-
-    async def failing_since(self, user_id: int) -> str | None:
-        row = await self._db.fetchone(
-            "SELECT failing_since FROM users WHERE id = :id", {"id": user_id}
-        )
-        return str(row[0]) if row and row[0] else None
 
     async def recent(
         self,

@@ -120,29 +120,6 @@ class UserRepo:
             out.setdefault(row["user_id"], []).append(row["url"])
         return out
 
-    async def record_success(self, user_id: int, at: str) -> None:
-        await self._db.write_one(
-            "UPDATE users SET last_success_at = :at, failing_since = NULL WHERE id = :id",
-            {"id": user_id, "at": at},
-        )
-
-    async def record_failure(self, user_id: int, at: str, error: str) -> None:
-        """``failing_since`` marks the first failure after the last success."""
-        await self._db.write_one(
-            "UPDATE users SET last_error_at = :at, last_error = :error, "
-            "failing_since = coalesce(failing_since, :at) WHERE id = :id",
-            {"id": user_id, "at": at, "error": error},
-        )
-
-    async def disable_endpoint(self, user_id: int, reason: str, at: str) -> bool:
-        """Stop delivering to the user's endpoint; its messages wait, pending."""
-        rows = await self._db.write_one(
-            "UPDATE users SET disabled_reason = :reason, disabled_at = :at, updated_at = :at "
-            "WHERE id = :id AND disabled_reason IS NULL RETURNING id",
-            {"id": user_id, "reason": reason, "at": at},
-        )
-        return bool(rows)
-
     async def enable_endpoint(self, name: str) -> User | None:
         """``rssd users --enable``: deliver again now, the failure clock reset."""
 

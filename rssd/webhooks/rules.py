@@ -3,8 +3,8 @@ endpoint. Pure functions, tested table-driven; the loop in rssd/daemon/delivery.
 
 Svix's and the Standard Webhooks' rules: 2xx is delivered; anything else (3xx included:
 redirects are never followed) is a failure retried on ``retry_seconds`` with +-10%
-jitter, or at the receiver's Retry-After on 429/503 (capped at a day); after the last
-attempt the message is dead. 410 Gone disables the endpoint at once; an endpoint that has
+jitter, or at the receiver's Retry-After on 429/503 (at least 1 s, at most a day); after
+the last attempt the message is dead. 410 Gone disables the endpoint at once; an endpoint that has
 failed for 5 days without one success is disabled.
 """
 
@@ -13,10 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
-RETRY_AFTER_CAP = timedelta(hours=24)
+from rssd.models.delays import retry_after
+
+#: The shortest wait a Retry-After can ask: ``0`` or a date in the past would otherwise
+#: resend at once, attempt after attempt, with nothing in between.
+RETRY_AFTER_FLOOR = timedelta(seconds=1)
 FAILING_DISABLES_AFTER = timedelta(days=5)
 JITTER = 0.10
 
@@ -77,8 +80,8 @@ def decide(
     delay = timedelta(seconds=retry_seconds[attempt - 1] * (1 + JITTER * (2 * jitter - 1)))
     if status in (429, 503):
         asked = retry_after(answer.retry_after, now)
-        if asked is not None:
-            delay = min(asked, RETRY_AFTER_CAP)
+        if asked is not None:  # retry_after caps it at HINT_CAP (a day)
+            delay = max(asked, RETRY_AFTER_FLOOR)
     return Decision(Outcome.RETRY, now + delay, disable, error)
 
 
@@ -89,19 +92,3 @@ def describe(answer: Answer) -> str:
     if 300 <= answer.status < 400:
         return f"HTTP {answer.status}: redirect not followed"
     return f"HTTP {answer.status}"
-
-
-def retry_after(value: str | None, now: datetime) -> timedelta | None:
-    """Retry-After as seconds or an HTTP date; None if absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return timedelta(seconds=int(value))
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(timedelta(0), when - now)
