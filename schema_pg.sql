@@ -80,7 +80,14 @@ CREATE TABLE IF NOT EXISTS posts (
 );
 
 CREATE INDEX IF NOT EXISTS posts_fetch_job ON posts (fetch_job_id);
-CREATE INDEX IF NOT EXISTS posts_published ON posts (published_at);
+-- The newest posts (by publication time, else storing time), all or one feed's, and
+-- posts by storing time: the same indexes as schema.sql's version 6 (posts_published is
+-- the one that version dropped).
+DROP INDEX IF EXISTS posts_published;
+CREATE INDEX IF NOT EXISTS posts_newest ON posts (coalesce(published_at, created_at), id);
+CREATE INDEX IF NOT EXISTS posts_source_newest
+    ON posts (content_source_id, coalesce(published_at, created_at), id);
+CREATE INDEX IF NOT EXISTS posts_created ON posts (created_at);
 
 CREATE TABLE IF NOT EXISTS seen_items (
     content_source_id bigint  PRIMARY KEY REFERENCES content_sources (id) ON DELETE CASCADE,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator
+from contextlib import closing
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -19,7 +22,8 @@ TABLES = {
 }  # fmt: skip
 INDEXES = {
     "fetch_job_one_active", "fetch_job_source_latest", "fetch_job_due", "fetch_job_lease",
-    "fetch_job_host_slot", "posts_fetch_job", "posts_published", "subscriptions_source",
+    "fetch_job_host_slot", "posts_fetch_job", "posts_newest", "posts_source_newest",
+    "posts_created", "subscriptions_source",
     "deliveries_pending", "deliveries_user", "deliveries_fetch_job",
 }  # fmt: skip
 
@@ -116,3 +120,53 @@ async def test_named_locks_are_exclusive_across_daemons_and_end_with_their_holde
     finally:
         await one.close()
         await two.close()
+
+
+def sqlite_indexes(path: Path) -> dict[str, tuple[str, bool, bool, tuple[str, ...]]]:
+    """Each named index of an SQLite file: (table, unique, partial, key columns), an
+    expression key as ``<expr>``."""
+    with closing(sqlite3.connect(path)) as conn:
+        found = {}
+        for name, table in conn.execute(
+            "SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+        ).fetchall():
+            listed = {row[1]: row for row in conn.execute(f"PRAGMA index_list({table})")}
+            keys = tuple(
+                "<expr>" if row[2] is None else str(row[2])
+                for row in conn.execute(f"PRAGMA index_xinfo({name})")
+                if row[5]  # a key column, not the rowid it points to
+            )
+            found[str(name)] = (str(table), bool(listed[name][2]), bool(listed[name][4]), keys)
+        return found
+
+
+async def pg_indexes(url: str) -> dict[str, tuple[str, bool, bool, tuple[str, ...]]]:
+    """The same for a PostgreSQL database, leaving out the indexes behind a PRIMARY KEY or
+    UNIQUE constraint (SQLite's unnamed autoindexes)."""
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        cursor = await conn.execute(
+            "SELECT c.relname, t.relname, i.indisunique, i.indpred IS NOT NULL, "
+            "  array(SELECT coalesce(a.attname, '<expr>') FROM unnest(i.indkey) WITH ORDINALITY "
+            "        AS k(attnum, n) LEFT JOIN pg_attribute a "
+            "        ON a.attrelid = i.indrelid AND a.attnum = k.attnum AND k.attnum > 0 "
+            "        ORDER BY k.n) "
+            "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_class t ON t.oid = i.indrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public' "
+            "WHERE NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conindid = i.indexrelid)"
+        )
+        return {
+            str(name): (str(table), bool(unique), bool(partial), tuple(keys))
+            for name, table, unique, partial, keys in await cursor.fetchall()
+        }
+
+
+async def test_both_schemas_have_the_same_indexes(url: str, tmp_path: Path) -> None:
+    """schema.sql and schema_pg.sql are kept by hand: a fresh database of each must carry
+    the same named indexes, on the same tables and key columns."""
+    path = tmp_path / "rssd.db"
+    await (await Database.open(path)).close()
+    await (await Database.open(url)).close()
+    on_sqlite = sqlite_indexes(path)
+    assert "posts_newest" in on_sqlite, "the SQLite side was read"
+    assert await pg_indexes(url) == on_sqlite
