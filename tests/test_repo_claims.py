@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+import rssd.repo.claims as claims_module
 from rssd.clock import to_iso, utcnow
 from rssd.models.dto import ErrorCode, FetchJobStatus, FetchMeta
 from rssd.repo.claims import LEASE_SECONDS, ClaimRepo, host_of
+from rssd.repo.claims import PAGE as CANDIDATE_PAGE
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.next_job import NextJob
@@ -221,3 +223,77 @@ async def test_the_oldest_due_job_is_claimed_first_whatever_its_host(
     await claims.queue_missing({first: older, later: PAST})
     (claim,) = await claims.claim_due(1, 2)
     assert claim.source.id == first
+
+
+async def test_a_busy_host_does_not_starve_another_hosts_due_job(
+    db: Database, tmp_path: Path
+) -> None:
+    """More due jobs on one saturated host than a claim reads per page, all due before the
+    one job of another host: that job is still found and claimed."""
+    busy = [f"http://busy.example/feed{i}" for i in range(CANDIDATE_PAGE + 50)]
+    ids = await sources(db, tmp_path, [*busy, "http://quiet.example/feed"])
+    claims = ClaimRepo(db, "d1")
+    oldest = utcnow() - timedelta(hours=3)
+    await claims.queue_missing(
+        {ids[url]: to_iso(oldest + timedelta(seconds=i)) for i, url in enumerate(busy)}
+        | {ids["http://quiet.example/feed"]: PAST}
+    )
+    (first,) = await claims.claim_due(1, 1)
+    assert first.source.url == busy[0], "the oldest due job goes first"
+    (second,) = await claims.claim_due(1, 1)
+    assert second.source.url == "http://quiet.example/feed"
+    assert await claims.claim_due(5, 1) == [], "busy.example's one slot is still taken"
+
+
+async def test_an_ongoing_job_without_a_lease_is_taken_back(db: Database, tmp_path: Path) -> None:
+    """Such a row (copied from an SQLite database, say) has no daemon to renew it: left
+    alone it would block its source for good."""
+    ids = await sources(db, tmp_path, ["http://a.example/feed", "http://b.example/feed"])
+    claims = ClaimRepo(db, "d1")
+    await claims.queue_missing(dict.fromkeys(ids.values(), PAST))
+    orphan, _live = await claims.claim_due(2, 1)
+    await db.write(
+        lambda tx: tx.execute(
+            "UPDATE fetch_job SET lease_expires_at = NULL, claimed_by = NULL WHERE id = :id",
+            {"id": orphan.job.id},
+        )
+    )
+    assert await claims.take_back() == [orphan.job.id], "the live lease is kept"
+    (again,) = await claims.claim_due(5, 1)
+    assert again.source.id == orphan.source.id
+    assert again.job.id != orphan.job.id
+
+
+@pytest.mark.parametrize(
+    ("holder_skew", "other_skew"),
+    [(timedelta(hours=-1), timedelta(0)), (timedelta(0), timedelta(hours=1))],
+    ids=["holder-behind", "other-ahead"],
+)
+async def test_leases_follow_the_database_clock_on_postgresql(
+    db: Database,
+    tmp_path: Path,
+    *,
+    backend: str,
+    holder_skew: timedelta,
+    other_skew: timedelta,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Daemons on several machines: one whose clock runs behind writes a lease that looks
+    expired to the others, one whose clock runs ahead sees every lease as expired. With the
+    database's clock neither takes back a live job. (SQLite is one machine, one clock.)"""
+    if backend == "sqlite":
+        pytest.skip("one machine, one clock: SQLite leases use the daemon's clock")
+    ids = await sources(db, tmp_path, ["http://a.example/feed"])
+    holder, other = ClaimRepo(db, "holder"), ClaimRepo(db, "other")
+    await holder.queue_missing(dict.fromkeys(ids.values(), to_iso(utcnow() - timedelta(hours=2))))
+    # Each daemon's machine runs off by its skew: the holder claims and renews...
+    monkeypatch.setattr(claims_module, "utcnow", lambda: utcnow() + holder_skew)
+    (claim,) = await holder.claim_due(1, 1)
+    assert await holder.renew() == 1
+    # ... and the other, on its own clock, looks for expired leases.
+    monkeypatch.setattr(claims_module, "utcnow", lambda: utcnow() + other_skew)
+    assert await other.take_back() == [], "a live lease was taken back"
+    row = await db.fetchone(
+        "SELECT status, claimed_by FROM fetch_job WHERE id = :id", {"id": claim.job.id}
+    )
+    assert row is not None and (row[0], row[1]) == ("ONGOING", "holder")

@@ -12,6 +12,9 @@ Claims run in one write transaction: ``BEGIN IMMEDIATE`` on SQLite (one writer a
 row). Each claimed job also takes one of its host's ``max_per_host`` slots; the unique
 index ``fetch_job_host_slot`` forbids two ONGOING jobs in one slot, and a per-host advisory
 lock makes the count and the take one step, so the limit holds across all daemons.
+Candidates skip hosts whose slots are all taken, so one busy host's backlog cannot hide
+other hosts' due jobs. On PostgreSQL leases are written and judged by the database's clock
+(``now()``): the daemons' machines may disagree about the time, the database does not.
 """
 
 from __future__ import annotations
@@ -91,8 +94,52 @@ class ClaimRepo:
         self._db = db
         self.daemon_id = daemon_id
 
-    def _lease(self, now: datetime) -> str:
-        return to_iso(now + timedelta(seconds=LEASE_SECONDS))
+    def _lease(self, now: datetime) -> dict[str, object]:
+        """The parameters of the dialect's ``lease_until``: both clocks' versions."""
+        return {
+            "lease": to_iso(now + timedelta(seconds=LEASE_SECONDS)),
+            "lease_seconds": LEASE_SECONDS,
+        }
+
+    async def _candidates(
+        self, tx: Tx, stamp: str, wanted: int, max_per_host: int
+    ) -> list[tuple[int, str]]:
+        """Up to ``wanted`` due jobs (id, host), oldest due first, skipping hosts whose
+        slots are all taken: a long run of due jobs on one busy host must not hide the
+        other hosts' due jobs behind it. Read in pages without locks; the claim locks and
+        checks again, so a stale view here costs a smaller batch, never a broken limit."""
+        busy = {
+            str(row["host"])
+            for row in await tx.fetchall(
+                "SELECT host FROM fetch_job WHERE status = 'ONGOING' AND host_slot IS NOT NULL "
+                "GROUP BY host HAVING count(*) >= :max_per_host",
+                {"max_per_host": max_per_host},
+            )
+        }
+        found: list[tuple[int, str]] = []
+        after: tuple[str, int] | None = None
+        while len(found) < wanted:
+            page_after = "" if after is None else _AFTER
+            rows = await tx.fetchall(
+                f"SELECT j.id, j.not_before, coalesce(j.fetch_url, s.url) AS target "
+                f"FROM fetch_job j JOIN content_sources s ON s.id = j.content_source_id "
+                f"WHERE j.status = 'QUEUED' AND j.not_before <= :now AND s.enabled = 1"
+                f"{page_after} ORDER BY j.not_before, j.id LIMIT :page",
+                {
+                    "now": stamp,
+                    "page": PAGE,
+                    "after_due": after[0] if after else None,
+                    "after_id": after[1] if after else None,
+                },
+            )
+            for row in rows:
+                host = host_of(row["target"])
+                if host not in busy and len(found) < wanted:
+                    found.append((int(row["id"]), host))
+            if len(rows) < PAGE:
+                break
+            after = (str(rows[-1]["not_before"]), int(rows[-1]["id"]))
+        return found
 
     async def claim_due(self, limit: int, max_per_host: int) -> list[Claim]:
         """Up to ``limit`` due jobs of enabled sources, oldest due first, each in a free
@@ -105,17 +152,24 @@ class ClaimRepo:
         if await self.count_due(limit=1) == 0:
             return []
         dialect = self._db.dialect
-        candidates_sql = (
-            f"SELECT j.id, coalesce(j.fetch_url, s.url) AS target FROM fetch_job j "
-            f"JOIN content_sources s ON s.id = j.content_source_id "
-            f"WHERE j.status = 'QUEUED' AND j.not_before <= :now AND s.enabled = 1 "
-            f"ORDER BY j.not_before LIMIT :scan{dialect.skip_locked}"
+        # Lock the chosen rows, skipping those another daemon's claim holds right now.
+        lock_sql = (
+            f"SELECT j.id FROM fetch_job j WHERE j.id IN {dialect.in_json_int('ids')} "
+            f"AND j.status = 'QUEUED'{dialect.skip_locked}"
         )
 
         async def work(tx: Tx) -> list[Claim]:
             stamp = to_iso(now)
-            rows = await tx.fetchall(candidates_sql, {"now": stamp, "scan": limit * 4})
-            due = [(int(row["id"]), host_of(row["target"])) for row in rows]
+            chosen = await self._candidates(tx, stamp, limit * 4, max_per_host)
+            if not chosen:
+                return []
+            locked = {
+                int(row["id"])
+                for row in await tx.fetchall(
+                    lock_sql, {"ids": json.dumps([job_id for job_id, _ in chosen])}
+                )
+            }
+            due = [(job_id, host) for job_id, host in chosen if job_id in locked]
             hosts = sorted({host for _, host in due})
             if dialect.xact_lock:
                 for host in hosts:  # one lock order for every daemon: no deadlock
@@ -144,15 +198,15 @@ class ClaimRepo:
                             "slot": free[host].pop(0),
                             "now": stamp,
                             "daemon": self.daemon_id,
-                            "lease": lease,
                         }
+                        | lease
                     )
             if not taken:
                 return []
             await tx.executemany(
-                "UPDATE fetch_job SET status = 'ONGOING', started_at = :now, "
-                "claimed_by = :daemon, lease_expires_at = :lease, host = :host, "
-                "host_slot = :slot WHERE id = :id AND status = 'QUEUED'",
+                f"UPDATE fetch_job SET status = 'ONGOING', started_at = :now, "
+                f"claimed_by = :daemon, lease_expires_at = {dialect.lease_until}, "
+                f"host = :host, host_slot = :slot WHERE id = :id AND status = 'QUEUED'",
                 taken,
             )
             # The rows are ours (SKIP LOCKED / BEGIN IMMEDIATE): each update took, and
@@ -175,12 +229,12 @@ class ClaimRepo:
                 "source_id": source_id,
                 "now": to_iso(now),
                 "daemon": self.daemon_id,
-                "lease": self._lease(now),
-            }
+            } | self._lease(now)
+            lease = tx.dialect.lease_until
             row = await tx.fetchone(
-                "UPDATE fetch_job SET status = 'ONGOING', started_at = :now, "
-                "claimed_by = :daemon, lease_expires_at = :lease "
-                "WHERE content_source_id = :source_id AND status = 'QUEUED' RETURNING id",
+                f"UPDATE fetch_job SET status = 'ONGOING', started_at = :now, "
+                f"claimed_by = :daemon, lease_expires_at = {lease} "
+                f"WHERE content_source_id = :source_id AND status = 'QUEUED' RETURNING id",
                 params,
             )
             if row is not None:
@@ -189,7 +243,7 @@ class ClaimRepo:
             row = await tx.fetchone(
                 f"INSERT INTO fetch_job (content_source_id, status, queued_at, started_at, "
                 f"claimed_by, lease_expires_at, failures) VALUES (:source_id, 'ONGOING', :now, "
-                f":now, :daemon, :lease, {FAILURE_RUN}) ON CONFLICT DO NOTHING RETURNING id",
+                f":now, :daemon, {lease}, {FAILURE_RUN}) ON CONFLICT DO NOTHING RETURNING id",
                 params,
             )
             if row is None:
@@ -217,9 +271,9 @@ class ClaimRepo:
         now = utcnow()
         return await self._db.write(
             lambda tx: tx.execute(
-                "UPDATE fetch_job SET lease_expires_at = :lease "
-                "WHERE claimed_by = :daemon AND status = 'ONGOING'",
-                {"lease": self._lease(now), "daemon": self.daemon_id},
+                f"UPDATE fetch_job SET lease_expires_at = {tx.dialect.lease_until} "
+                f"WHERE claimed_by = :daemon AND status = 'ONGOING'",
+                {"daemon": self.daemon_id} | self._lease(now),
             )
         )
 
@@ -228,9 +282,9 @@ class ClaimRepo:
         now = utcnow()
         changed = await self._db.write(
             lambda tx: tx.execute(
-                "UPDATE fetch_job SET lease_expires_at = :lease "
-                "WHERE id = :id AND claimed_by = :daemon AND status = 'ONGOING'",
-                {"lease": self._lease(now), "id": job_id, "daemon": self.daemon_id},
+                f"UPDATE fetch_job SET lease_expires_at = {tx.dialect.lease_until} "
+                f"WHERE id = :id AND claimed_by = :daemon AND status = 'ONGOING'",
+                {"id": job_id, "daemon": self.daemon_id} | self._lease(now),
             )
         )
         return changed > 0
@@ -238,10 +292,16 @@ class ClaimRepo:
     async def take_back(self, *, everything: bool = False) -> list[int]:
         """ONGOING jobs whose lease expired (or, ``everything``, all ONGOING jobs: SQLite at
         start-up, under the daemon lock) -> FAILED ``interrupted``, each source's next job
-        due at once. Returns the jobs taken back."""
+        due at once. Returns the jobs taken back.
+
+        A job with no lease counts as expired: no daemon renews it (every claim writes a
+        lease), so it came from elsewhere (``rssd copy-database``, an older rssd) and would
+        otherwise block its source for good. Expiry is judged by the dialect's clock: the
+        database's own on PostgreSQL, where the daemons' clocks may disagree."""
         now = to_iso(utcnow())
+        clock = self._db.dialect.clock
         where = "status = 'ONGOING'" + (
-            "" if everything else " AND lease_expires_at IS NOT NULL AND lease_expires_at < :now"
+            "" if everything else f" AND (lease_expires_at IS NULL OR lease_expires_at < {clock})"
         )
 
         async def work(tx: Tx) -> list[int]:
@@ -305,6 +365,11 @@ class ClaimRepo:
         )
         return int(row[0]) if row else 0
 
+
+_AFTER = " AND (j.not_before, j.id) > (:after_due, :after_id)"
+
+#: Due jobs read per page while choosing a claim's candidates.
+PAGE = 200
 
 _TAKEN_BACK = "taken back: the daemon holding it stopped renewing its lease"
 _RESTARTED = "the daemon stopped before this job finished"

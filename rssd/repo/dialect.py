@@ -23,6 +23,12 @@ class Dialect:
     xact_lock: str
     #: Null-safe "differs from" (SQLite's IS NOT; IS DISTINCT FROM needs SQLite 3.39).
     is_distinct: str
+    #: "Now" for leases: where several machines share the database, the database's clock
+    #: (one clock, so a daemon's skewed clock cannot expire another's live lease); on
+    #: SQLite, one machine, the parameter ``:now``.
+    clock: str
+    #: A lease's expiry, ``:lease_seconds`` after that clock (SQLite: the parameter ``:lease``).
+    lease_until: str
 
     def in_json_text(self, param: str) -> str:
         return self.json_text_set.format(param=param)
@@ -38,6 +44,8 @@ SQLITE = Dialect(
     skip_locked="",
     xact_lock="",
     is_distinct="IS NOT",
+    clock=":now",
+    lease_until=":lease",
 )
 
 POSTGRES = Dialect(
@@ -47,4 +55,6 @@ POSTGRES = Dialect(
     skip_locked=" FOR UPDATE OF j SKIP LOCKED",
     xact_lock="SELECT pg_advisory_xact_lock(hashtext(:lock_key))",
     is_distinct="IS DISTINCT FROM",
+    clock="now()",
+    lease_until="now() + make_interval(secs => :lease_seconds)",
 )
