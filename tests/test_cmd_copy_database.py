@@ -93,12 +93,18 @@ async def test_copy_then_status_and_posts_read_the_same(
         await pg.close()
 
 
-async def test_the_password_never_shows(tmp_path: Path, feed_server: FeedServer) -> None:
+@pytest.mark.parametrize(
+    "to",
+    [
+        "postgresql://rssd:{secret}@127.0.0.1:1/x",
+        "postgresql://rssd@127.0.0.1:1/x?password={secret}",
+    ],
+    ids=["userinfo", "parameter"],
+)
+async def test_the_password_never_shows(tmp_path: Path, feed_server: FeedServer, to: str) -> None:
     world = await populated(feed_server, tmp_path)
     secret = "s3cret-pw"
-    result = await cli(
-        "copy-database", "-c", world.config, "--to", f"postgresql://rssd:{secret}@127.0.0.1:1/x"
-    )
+    result = await cli("copy-database", "-c", world.config, "--to", to.format(secret=secret))
     assert result.code == 1
     assert "cannot connect" in result.err
     assert secret not in result.err + result.out

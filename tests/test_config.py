@@ -379,6 +379,10 @@ def test_an_empty_database_path_is_refused() -> None:
         ("postgresql://rssd@db.example/rssd", "postgresql://rssd@db.example/rssd"),
         ("postgresql://rssd:pw@db.example:5433/rssd", "postgresql://rssd:***@db.example:5433/rssd"),
         (
+            "postgresql://rssd@db.example/rssd?password=pw",
+            "postgresql://rssd@db.example/rssd?password=***",
+        ),
+        (
             "postgres://db.example/rssd?sslmode=require",
             "postgres://db.example/rssd?sslmode=require",
         ),

@@ -42,6 +42,38 @@ def test_redact(text: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("postgresql://u:pw@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),  # the user name stays
+        ("postgresql://u@h/db?password=x", "postgresql://u@h/db?password=***"),
+        ("postgresql://h/db?sslmode=require&PASSWORD=x&x=1", "postgresql://h/db?sslmode=require&PASSWORD=***&x=1"),
+        ("postgresql://u:a@h/db?password=b", "postgresql://u:***@h/db?password=***"),
+        ("host=h user=u password=x dbname=d", "host=h user=u password=*** dbname=d"),
+        ("password=x", "password=***"),
+        ("postgresql://h/db?passwords=x&mypassword=y", "postgresql://h/db?passwords=x&mypassword=y"),
+        ("postgresql://h/db?sslmode=require", "postgresql://h/db?sslmode=require"),
+    ],
+)  # fmt: skip
+def test_redact_a_database_url(text: str, expected: str) -> None:
+    assert redact(text, keep_user=True) == expected
+
+
+@pytest.mark.parametrize(
+    ("message", "url", "expected"),
+    [
+        ('bad "hunter2" here', "postgresql://u:hunter2@h/db", 'bad "***" here'),
+        ('bad "hunter2" here', "postgresql://u@h/db?password=hunter2", 'bad "***" here'),
+        ("nothing to hide", "postgresql://u@h/db", "nothing to hide"),
+    ],
+)
+def test_redact_masks_a_urls_passwords_quoted_out_of_url_form(
+    message: str, url: str, expected: str
+) -> None:
+    assert redact(message, keep_user=True, secrets_of=url) == expected
+
+
+@pytest.mark.parametrize(
     "url",
     [
         "http://example.org/feed",

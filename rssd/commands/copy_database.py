@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rssd.commands.context import load, reader, run
 from rssd.commands.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
-from rssd.models.config import redact_url
+from rssd.models.redact import redact
 from rssd.repo.copy import copy_rows, counts
 from rssd.repo.db import Database, DatabaseError, is_postgres
 
@@ -35,7 +35,8 @@ async def copy(path: Path, to: str) -> dict[str, tuple[int, int]]:
             if already:
                 listed = ", ".join(f"{table} ({n} rows)" for table, n in already.items())
                 raise CommandError(
-                    f"{redact_url(to)} is not empty: {listed}; copy into an empty database"
+                    f"{redact(to, keep_user=True)} is not empty: {listed}; "
+                    f"copy into an empty database"
                 )
 
             async def progress(table: str, copied: int) -> None:
@@ -57,5 +58,6 @@ def main(path: Path, to: str) -> int:
     if any(source != target for source, target in result.values()):
         print("rssd copy-database: the counts differ; do not switch to the copy", file=sys.stderr)
         return EXIT_FAILURE
-    print(f'copied into {redact_url(to)}; set database = "{redact_url(to)}" to use it')
+    shown = redact(to, keep_user=True)
+    print(f'copied into {shown}; set database = "{shown}" to use it')
     return EXIT_OK

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from rssd.commands.errors import CommandError
-from rssd.models.config import redact_url
+from rssd.models.redact import redact
 
 FILE_NAME = "posts-new.json"
 
@@ -31,7 +31,11 @@ class NewMark:
 
     def __init__(self, database: Path | str, path: Path | None = None) -> None:
         # A PostgreSQL URL is its own key (without its password: the file is plain text).
-        self.key = str(database.resolve()) if isinstance(database, Path) else redact_url(database)
+        self.key = (
+            str(database.resolve())
+            if isinstance(database, Path)
+            else redact(database, keep_user=True)
+        )
         self.path = path or state_file()
 
     def _all(self) -> dict[str, int]:

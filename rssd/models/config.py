@@ -13,7 +13,6 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -254,7 +253,7 @@ class Config(BaseModel):
         """The database for messages and logs: a path, or the URL without its password."""
         if isinstance(self.database, Path):
             return str(self.database)
-        return redact_url(self.database)
+        return redact(self.database, keep_user=True)
 
     @property
     def max_body_bytes(self) -> int:
@@ -494,18 +493,3 @@ def _suggestion(loc: Sequence[int | str]) -> str:
 
 def _scheme(value: str) -> str:
     return repr(value.split("://", 1)[0] + "://")
-
-
-def redact_url(url: str) -> str:
-    """A database URL without its password: what logs, errors and command output may show
-    (the user name stays: it is not a secret here, and it says who connects)."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<unparsable database URL>"
-    if password is None:
-        return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostinfo}"))

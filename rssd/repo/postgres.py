@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import AsyncClientCursor, AsyncConnection
@@ -24,7 +23,7 @@ from psycopg.rows import RowMaker
 from psycopg_pool import AsyncConnectionPool
 
 from rssd.clock import to_iso
-from rssd.models.config import redact_url as redact
+from rssd.models.redact import redact
 from rssd.repo.db import Database, DatabaseError, Params, Row, Tx, shielded
 from rssd.repo.dialect import POSTGRES
 from rssd.repo.migrations import PG_MIGRATIONS, SCHEMA_VERSION
@@ -52,11 +51,6 @@ def translate(sql: str) -> str:
         return token.replace("%", "%%")
 
     return _PARAM.sub(swap, sql)
-
-
-def _scrub(message: str, url: str) -> str:
-    password = urlsplit(url).password
-    return message.replace(password, "***") if password else message
 
 
 class PgRow:
@@ -145,7 +139,7 @@ class PostgresDatabase(Database):
 
     @property
     def label(self) -> str:
-        return redact(self.url)
+        return redact(self.url, keep_user=True)
 
     @classmethod
     async def connect(cls, url: str, *, readonly: bool = False) -> PostgresDatabase:
@@ -162,8 +156,9 @@ class PostgresDatabase(Database):
             probe = await AsyncConnection.connect(url, **kwargs)
             await probe.close()
         except psycopg.Error as exc:
+            shown, why = redact(url, keep_user=True), str(exc).strip()
             raise DatabaseError(
-                f"cannot connect to database {redact(url)}: {_scrub(str(exc).strip(), url)}"
+                f"cannot connect to database {shown}: {redact(why, keep_user=True, secrets_of=url)}"
             ) from None
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             url, min_size=1, max_size=POOL_MAX, kwargs=kwargs, open=False, name="rssd"
