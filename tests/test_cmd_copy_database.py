@@ -109,3 +109,41 @@ async def test_the_password_never_shows(tmp_path: Path, feed_server: FeedServer,
     assert "cannot connect" in result.err
     assert secret not in result.err + result.out
     assert "***" in result.err
+
+
+async def test_a_copied_job_left_ongoing_without_a_lease_is_taken_back(
+    feed_server: FeedServer, tmp_path: Path, pg_url: str
+) -> None:
+    """A job ONGOING in the SQLite file with no lease (an rssd from before leases, killed
+    mid-fetch) would block its feed on PostgreSQL, where no start-up recovery runs: the
+    first take-back there fails it as ``interrupted`` and queues the feed again."""
+    world = await populated(feed_server, tmp_path)
+    db = await Database.open(world.database)
+    try:
+        source = await SourceRepo(db).get_by_url(world.urls["ok"])
+        assert source is not None
+        rows = await db.write_one(
+            "INSERT INTO fetch_job (content_source_id, status, queued_at, started_at) "
+            "VALUES (:id, 'ONGOING', :t, :t) RETURNING id",
+            {"id": source.id, "t": "2026-01-01T00:00:00.000Z"},
+        )
+        stuck = int(rows[0][0])
+    finally:
+        await db.close()
+    copied = await cli("copy-database", "-c", world.config, "--to", pg_url)
+    assert copied.code == 0, copied.err
+
+    pg = await Database.open(pg_url)
+    try:
+        assert await ClaimRepo(pg, "d1").take_back() == [stuck]
+        rows = await pg.fetchall(
+            "SELECT status, error_code FROM fetch_job WHERE content_source_id = :id "
+            "AND id >= :stuck ORDER BY id",
+            {"id": source.id, "stuck": stuck},
+        )
+        assert [(row[0], row[1]) for row in rows] == [
+            ("FAILED", "interrupted"),
+            ("QUEUED", None),
+        ]
+    finally:
+        await pg.close()
