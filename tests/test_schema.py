@@ -542,16 +542,22 @@ async def test_a_write_that_raises_is_rolled_back(db: Database) -> None:
 
 
 async def test_a_cancelled_writer_still_finishes_its_transaction(db: Database) -> None:
+    """The cancel arrives while a slow statement runs between the two inserts. A write
+    awaits only its statements (SQLite runs it whole in its thread), so the work tells
+    the loop it began with ``call_soon_threadsafe``, which is right from either side."""
+    loop = asyncio.get_running_loop()
     began = asyncio.Event()
-    proceed = asyncio.Event()
 
     async def work(tx: Tx) -> None:
         await tx.execute(
             "INSERT INTO content_sources (url, interval_minutes, timeout_seconds, created_at, "
             "updated_at) VALUES ('http://first/', 60, 30.0, 'now', 'now')"
         )
-        began.set()
-        await proceed.wait()
+        loop.call_soon_threadsafe(began.set)
+        await tx.fetchall(
+            "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 2000000) "
+            "SELECT count(*) FROM c"
+        )
         await tx.execute(
             "INSERT INTO content_sources (url, interval_minutes, timeout_seconds, created_at, "
             "updated_at) VALUES ('http://second/', 60, 30.0, 'now', 'now')"
@@ -560,8 +566,6 @@ async def test_a_cancelled_writer_still_finishes_its_transaction(db: Database) -
     task = asyncio.create_task(db.write(work))
     await began.wait()
     task.cancel()
-    await asyncio.sleep(0)  # deliver the cancellation while the transaction is open
-    proceed.set()
     with pytest.raises(asyncio.CancelledError):
         await task
     rows = await db.fetchall("SELECT url FROM content_sources ORDER BY id")

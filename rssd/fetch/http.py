@@ -11,6 +11,7 @@ before connecting, and the address really connected to before reading the respon
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import ssl
 from collections.abc import Callable, Mapping
@@ -339,6 +340,9 @@ async def _finish(
 
 #: Longer validators are not kept: real ETags and dates are well under 200 characters.
 MAX_VALIDATOR_CHARS = 1024
+#: Printable ASCII and tab: what a header value can carry back unchanged (a regex: the
+#: per-character generator it replaces was 4% of a warm pass's main-process CPU).
+_SENDABLE = re.compile("[\t -~]+")
 
 
 def sendable_validator(value: str | None) -> str | None:
@@ -351,9 +355,7 @@ def sendable_validator(value: str | None) -> str | None:
     """
     if not value or len(value) > MAX_VALIDATOR_CHARS:
         return None
-    if not all(" " <= char <= "~" or char == "\t" for char in value):
-        return None
-    return value
+    return value if _SENDABLE.fullmatch(value) else None
 
 
 def hints(headers: Mapping[str, str] | None) -> dict[str, str]:

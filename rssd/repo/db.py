@@ -98,7 +98,11 @@ class Database(ABC):
     @abstractmethod
     async def write(self, work: Callable[[Tx], Awaitable[T]]) -> T:
         """Run ``work`` as one transaction; roll back if it raises. Shielded: a caller
-        cancelled mid-transaction waits for it to end before the cancellation arrives."""
+        cancelled mid-transaction waits for it to end before the cancellation arrives.
+
+        ``work`` awaits only its ``Tx``'s statements: SQLite runs it whole in its
+        database thread, batched with the other writes queued meanwhile (group commit,
+        rssd/repo/sqlite.py)."""
 
     async def write_one(self, sql: str, params: Params | None = None) -> list[Row]:
         """One write statement as its own transaction; returns the RETURNING rows, if any."""

@@ -1,0 +1,123 @@
+"""Write transactions side by side: each all-or-nothing, whatever its neighbours do.
+
+On SQLite the writes that queue up while one commits go in the next commit together
+(rssd/repo/sqlite.py: one hop to the database's thread, a savepoint each); on PostgreSQL
+each is a transaction of its own. The caller sees the same either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from rssd.repo.db import Database, Tx
+from rssd.repo.sqlite import MAX_BATCH, SqliteDatabase, run_batch
+
+pytestmark = pytest.mark.both_backends
+
+INSERT = (
+    "INSERT INTO content_sources (url, interval_minutes, timeout_seconds, created_at, "
+    "updated_at) VALUES (:url, 60, 30.0, 'now', 'now')"
+)
+
+
+def inserting(url: str, *, then_fail: bool = False) -> Callable[[Tx], Awaitable[str]]:
+    async def work(tx: Tx) -> str:
+        await tx.execute(INSERT, {"url": url})
+        if then_fail:
+            raise ValueError(f"refused {url}")
+        return url
+
+    return work
+
+
+async def urls(db: Database) -> list[str]:
+    return [row[0] for row in await db.fetchall("SELECT url FROM content_sources ORDER BY id")]
+
+
+async def test_a_failing_write_among_many_takes_only_itself_back(db: Database) -> None:
+    works = [inserting(f"http://{n}/", then_fail=n % 3 == 1) for n in range(30)]
+    results = await asyncio.gather(*(db.write(w) for w in works), return_exceptions=True)
+    for n, result in enumerate(results):
+        if n % 3 == 1:
+            assert isinstance(result, ValueError) and str(result) == f"refused http://{n}/"
+        else:
+            assert result == f"http://{n}/"
+    assert sorted(await urls(db)) == sorted(f"http://{n}/" for n in range(30) if n % 3 != 1)
+
+
+async def test_a_constraint_error_reaches_its_own_caller_only(db: Database) -> None:
+    await db.write(inserting("http://taken/"))
+    results = await asyncio.gather(
+        db.write(inserting("http://a/")),
+        db.write(inserting("http://taken/")),  # url is UNIQUE
+        db.write(inserting("http://b/")),
+        return_exceptions=True,
+    )
+    assert results[0] == "http://a/" and results[2] == "http://b/"
+    assert "unique" in str(results[1]).lower()
+    assert sorted(await urls(db)) == ["http://a/", "http://b/", "http://taken/"]
+
+
+async def test_sqlite_writes_keep_the_order_they_were_asked_in(tmp_path: Path) -> None:
+    """SQLite's one writer queue: each write sees the earlier ones and none of the later
+    (on PostgreSQL concurrent transactions are concurrent; order is not promised)."""
+    db = await SqliteDatabase.open_file(tmp_path / "rssd.sqlite3")
+
+    async def append(tx: Tx, n: int) -> int:
+        row = await tx.fetchone("SELECT count(*) FROM content_sources")
+        assert row is not None
+        await tx.execute(INSERT, {"url": f"http://{n}/{row[0]}"})
+        return int(row[0])
+
+    try:
+        seen = await asyncio.gather(*(db.write(partial(append, n=n)) for n in range(100)))
+    finally:
+        await db.close()
+    assert seen == list(range(100))  # each saw every earlier write, none of the later ones
+
+
+async def test_queued_writes_share_commits_on_sqlite(tmp_path: Path) -> None:
+    """What group commit is for: writes asked for one after another commit one by one;
+    200 asked for at once share a few commits, every row kept."""
+    db = await SqliteDatabase.open_file(tmp_path / "rssd.sqlite3")
+    try:
+        for n in range(20):
+            await db.write(inserting(f"http://one-by-one/{n}"))
+        assert db.commits == 20
+        together = [db.write(inserting(f"http://together/{n}")) for n in range(200)]
+        await asyncio.gather(*together)
+        assert 20 + 200 // MAX_BATCH <= db.commits <= 20 + 200 // 2
+        assert len(await urls(db)) == 220
+    finally:
+        await db.close()
+
+
+def test_run_batch_refuses_a_write_that_awaits_anything_but_its_statements(
+    tmp_path: Path,
+) -> None:
+    """A write runs whole in SQLite's thread: awaiting a sleep there cannot go on, and is
+    reported as the programming error it is, rolled back, the batch's others kept."""
+    conn = sqlite3.connect(tmp_path / "x.sqlite3", isolation_level=None)
+    conn.execute("CREATE TABLE t (v TEXT)")
+
+    async def sleeper(tx: Tx) -> None:
+        await tx.execute("INSERT INTO t VALUES ('sleeper')")
+        await asyncio.sleep(0)
+
+    async def plain(tx: Tx) -> str:
+        await tx.execute("INSERT INTO t VALUES ('plain')")
+        return "ok"
+
+    first, second = run_batch([sleeper, plain], conn)
+    assert isinstance(first.error, RuntimeError)
+    assert "awaited something other than its statements" in str(first.error)
+    assert second.value == "ok" and second.error is None
+    assert conn.execute("SELECT v FROM t").fetchall() == [("plain",)]
+    assert not conn.in_transaction
+    conn.close()
