@@ -15,8 +15,6 @@ import sys
 import threading
 from pathlib import Path
 
-from structlog.stdlib import BoundLogger
-
 from rssd import logs
 from rssd.commands.errors import EXIT_FAILURE, EXIT_OK
 from rssd.daemon import loop as event_loop
@@ -73,7 +71,7 @@ def run(path: Path, *, once: bool) -> int:
     return EXIT_OK
 
 
-def _abandon_stuck_threads(log: BoundLogger) -> None:
+def _abandon_stuck_threads(log: logs.LevelBoundLogger) -> None:
     """Exit now if a non-daemon thread would hold the process open after a clean stop.
 
     Everything that matters is closed and on disk by now; a library thread stuck in a

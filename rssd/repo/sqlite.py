@@ -296,18 +296,6 @@ class SqliteDatabase(Database):
         result: T = await conn._execute(lambda: call(conn._conn))  # type: ignore[no-untyped-call]
         return result
 
-    async def write_one(self, sql: str, params: Params | None = None) -> list[Row]:
-        """One write statement as its own (implicit, atomic) transaction: a single hop.
-
-        Shielded like ``write``; returns the RETURNING rows, if any.
-        """
-
-        async def run() -> list[Row]:
-            async with self._lock:
-                return await SqliteTx(self._conn).fetchall(sql, params)
-
-        return await shielded(run())
-
     async def read(self, work: Callable[[Tx], Awaitable[T]]) -> T:
         """Run read-only statements under the lock so they never land inside a write."""
         async with self._lock:
@@ -331,7 +319,8 @@ class SqliteDatabase(Database):
 
     async def vacuum(self) -> None:
         """VACUUM cannot run inside a transaction: one statement on its own, then the WAL."""
-        await self.write_one("VACUUM")
+        async with self._lock:  # on its own: VACUUM cannot run inside a transaction
+            await self._conn.execute("VACUUM")
         await self.checkpoint()
 
     async def size_bytes(self) -> int:
