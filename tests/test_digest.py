@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from rssd.fetch.digest import content_digest, entries_span
+from rssd.fetch.digest import ENTRY_END, ENTRY_START, content_digest, entries_span
 
 RSS = (
     b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
@@ -54,3 +56,22 @@ def test_itemized_words_are_not_entries() -> None:
     # <items> and <entryway> are other elements: only <item>/<entry> tags delimit entries.
     doc = b"<rss><channel><items>x</items><entryway/></channel></rss>"
     assert entries_span(doc) is None
+
+
+def forward_span(body: bytes) -> tuple[int, int] | None:
+    """The plain reading of the rule: first entry start tag, last entry end tag after it."""
+    start = ENTRY_START.search(body)
+    if start is None:
+        return None
+    ends = list(ENTRY_END.finditer(body, start.start()))
+    return (start.start(), ends[-1].end()) if ends else None
+
+
+_PIECES = [b"<item>", b"</item>", b"<entry>", b"</entry >", b"</a:item>", b"<x>", b"</x>"]
+_PIECES += [b"text", b"</", b"<", b">", b"</item", b"item>", b"</ item>", b"<item/>"]
+
+
+@given(st.lists(st.sampled_from(_PIECES), max_size=14))
+def test_the_backward_scan_finds_what_a_forward_scan_finds(pieces: list[bytes]) -> None:
+    body = b"".join(pieces)
+    assert entries_span(body) == forward_span(body)

@@ -23,12 +23,24 @@ def entries_span(body: bytes) -> tuple[int, int] | None:
     start = ENTRY_START.search(body)
     if start is None:
         return None
-    last = None
-    for match in ENTRY_END.finditer(body, start.start()):
-        last = match
+    last = _last_end_tag(body, start.start())
     if last is None:
         return None
-    return start.start(), last.end()
+    return start.start(), last
+
+
+def _last_end_tag(body: bytes, start: int) -> int | None:
+    """The end offset of the last entry end tag at or after ``start``, looking back from
+    the end of the body: a feed ends with a few closing tags after its last entry, so
+    this reads a few bytes where scanning forward read every entry (0.5 ms a 58 KB feed,
+    on the event loop)."""
+    before = len(body)
+    while (tag := body.rfind(b"</", start, before)) >= 0:
+        match = ENTRY_END.match(body, tag)
+        if match is not None:
+            return match.end()
+        before = tag
+    return None
 
 
 def content_digest(body: bytes) -> str:
