@@ -6,16 +6,22 @@ them."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from rssd.clock import to_iso, utcnow
-from rssd.daemon.pipeline import STALE_JOB_AFTER
+from rssd.daemon import pipeline as pipeline_module
+from rssd.daemon.pipeline import STALE_JOB_AFTER, Pipeline
+from rssd.daemon.startup import daemon_session
+from rssd.fetch.fetcher import Fetcher
 from rssd.models.config import load_config
+from rssd.models.dto import FetchJobStatus
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.sources import SourceRepo
@@ -115,3 +121,41 @@ async def test_an_active_job_younger_than_that_still_refuses_a_second_fetch(
     refused = await cli("fetch", "-c", config, "1")
     assert refused.code == 3, refused.out + refused.err
     assert feed_server.hits.get("/feed") is None
+
+
+async def test_a_fetch_run_by_hand_keeps_its_lease_while_it_runs(
+    feed_server: FeedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``rssd fetch`` and ``run --once`` renew their leases themselves (one renewer for
+    all the pipeline's fetches): a slow fetch's lease moves on while it runs, so no daemon
+    takes the job back, and the renewer stops when the last fetch ends."""
+    monkeypatch.setattr(pipeline_module, "LEASE_SECONDS", 0.6)  # renewed every 0.2 s
+    answer = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        await answer.wait()
+        return web.Response(body=rss([]), content_type="application/rss+xml")
+
+    url = feed_server.route("/slow", slow)
+    config = load_config(write_config(tmp_path / "config.toml", [url]))
+    async with asyncio.timeout(60), daemon_session(config) as db:
+        (source,) = await SourceRepo(db).list()
+        async with Fetcher(config) as fetcher:
+            pipeline = Pipeline(db, fetcher)
+            running = asyncio.create_task(pipeline.run(source))
+            leases: list[str] = []
+            while len(set(leases)) < 3:  # renewed twice after the claim wrote the first
+                row = await db.fetchone(
+                    "SELECT lease_expires_at FROM fetch_job WHERE status = 'ONGOING'"
+                )
+                if row is not None:
+                    leases.append(row[0])
+                await asyncio.sleep(0.05)
+            assert leases == sorted(leases)
+            answer.set()
+            report = await running
+            assert report.status is FetchJobStatus.COMPLETED
+            renewer = pipeline._renewer  # the one task: it must end with the last fetch
+            assert renewer is not None
+            await asyncio.wait([renewer], timeout=5)
+            assert renewer.done()

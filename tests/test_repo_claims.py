@@ -200,7 +200,9 @@ async def test_a_manual_claim_takes_the_queued_job_or_makes_one(
     }
 
 
-async def test_renew_job_extends_only_that_job_of_that_holder(db: Database, tmp_path: Path) -> None:
+async def test_renew_extends_only_the_holders_jobs(db: Database, tmp_path: Path) -> None:
+    """A fetch run by hand renews through its pipeline's one renewer (ClaimRepo.renew):
+    its own jobs, never another holder's, which expire and are taken back."""
     ids = await sources(db, tmp_path, ["http://a.example/feed", "http://b.example/feed"])
     mine, theirs = ClaimRepo(db, "cli"), ClaimRepo(db, "daemon")
     one, two = ids.values()
@@ -208,8 +210,7 @@ async def test_renew_job_extends_only_that_job_of_that_holder(db: Database, tmp_
     other = await theirs.claim_source(two)
     assert claim is not None and other is not None
     await db.write(lambda tx: tx.execute("UPDATE fetch_job SET lease_expires_at = :p", {"p": PAST}))
-    assert await mine.renew_job(claim.job.id)
-    assert not await mine.renew_job(other.job.id), "not ours"
+    assert await mine.renew() == 1
     assert await theirs.take_back() == [other.job.id]
 
 

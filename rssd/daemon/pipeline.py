@@ -79,6 +79,9 @@ class Pipeline:
         self.claims = claims or ClaimRepo(db, f"{socket.gethostname()}:{os.getpid()}:manual")
         self.fetcher = fetcher
         self.random = random.Random()
+        #: Fetches run by hand now (their leases are ours to renew), and the renewing task.
+        self._held = 0
+        self._renewer: asyncio.Task[None] | None = None
         #: The last successful fetch's validators per source, kept in step as jobs
         #: complete, so a fetch needs no query for them (one statement fewer per fetch).
         self._validators: dict[int, Validators] | None = None
@@ -133,21 +136,26 @@ class Pipeline:
             claim = replace(claim, fetch_url=fetch_url)
         if not self._own_leases:
             return await self._run_claim(claim)
-        keeper = asyncio.create_task(self._keep_lease(claim.job.id))
+        self._held += 1
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.create_task(self._keep_leases())
         try:
             return await self._run_claim(claim)
         finally:
-            keeper.cancel()
-            await asyncio.gather(keeper, return_exceptions=True)
+            self._held -= 1
+            if not self._held:
+                self._renewer.cancel()
 
-    async def _keep_lease(self, job_id: int) -> None:
-        """Renew the lease of a fetch run by hand, so no daemon takes it back meanwhile."""
-        while True:
+    async def _keep_leases(self) -> None:
+        """Renew the leases of the fetches run by hand, so no daemon takes them back
+        meanwhile: one task and one statement for all of them (a task per fetch was 3% of
+        a ``run --once`` pass's CPU)."""
+        while self._held:
             await asyncio.sleep(LEASE_SECONDS / 3)
             try:
-                await self.claims.renew_job(job_id)
-            except Exception as exc:  # the fetch goes on; its lease may run out
-                log.error("jobs.lease_failed", job_id=job_id, error_message=repr(exc))
+                await self.claims.renew()
+            except Exception as exc:  # the fetches go on; their leases may run out
+                log.error("jobs.lease_failed", error_message=repr(exc))
 
     async def _run_claim(self, claim: Claim) -> JobReport:
         source, job = claim.source, claim.job

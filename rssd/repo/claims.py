@@ -277,18 +277,6 @@ class ClaimRepo:
             )
         )
 
-    async def renew_job(self, job_id: int) -> bool:
-        """Extend one job's lease (a fetch run by hand, outside a daemon's lease loop)."""
-        now = utcnow()
-        changed = await self._db.write(
-            lambda tx: tx.execute(
-                f"UPDATE fetch_job SET lease_expires_at = {tx.dialect.lease_until} "
-                f"WHERE id = :id AND claimed_by = :daemon AND status = 'ONGOING'",
-                {"id": job_id, "daemon": self.daemon_id} | self._lease(now),
-            )
-        )
-        return changed > 0
-
     async def take_back(self, *, everything: bool = False) -> list[int]:
         """ONGOING jobs whose lease expired (or, ``everything``, all ONGOING jobs: SQLite at
         start-up, under the daemon lock) -> FAILED ``interrupted``, each source's next job
