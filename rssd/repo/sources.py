@@ -7,12 +7,9 @@ from dataclasses import dataclass
 from rssd.clock import now_iso
 from rssd.models.config import Config
 from rssd.models.dto import Source
-from rssd.repo.db import Database, Row, Tx
-
-_COLUMNS = (
-    "id, url, name, interval_minutes, timeout_seconds, enabled, created_at, updated_at, "
-    "feed_title, feed_url, category"
-)
+from rssd.repo.db import Database, Tx
+from rssd.repo.rows import SOURCE_COLUMNS as _COLUMNS
+from rssd.repo.rows import source_from as _source
 
 
 @dataclass(frozen=True)
@@ -26,10 +23,6 @@ class SyncReport:
     @property
     def changed(self) -> bool:
         return bool(self.added or self.updated or self.disabled)
-
-
-def _source(row: Row) -> Source:
-    return Source.model_validate({**dict(row), "enabled": bool(row["enabled"])})
 
 
 class SourceRepo:
