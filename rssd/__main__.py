@@ -8,12 +8,22 @@ guard keeps an import from starting a second rssd inside each worker.
 
 from __future__ import annotations
 
+import gc
+
 
 def main() -> int:
-    """Run the CLI; its modules are imported here, not at import time (see above)."""
+    """Run the CLI; its modules are imported here, not at import time (see above).
+
+    The process ends when it returns: what it allocated is freed by reference counting,
+    and the cyclic collector's passes over all of it at interpreter exit (~40 ms of CPU
+    after ``rssd status``, pydantic's schemas and every module) would find nothing to do.
+    """
     from rssd.cli import main as cli_main  # noqa: PLC0415
 
-    return cli_main()
+    try:
+        return cli_main()
+    finally:
+        gc.freeze()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,22 @@ from tests.support.process import WAIT
 
 #: What no read-only command needs: the fetching, logging and metrics machinery.
 FETCHING = {"aiohttp", "feedparser", "nh3", "structlog", "prometheus_client", "uvloop"}
+#: rssd's own write path and daemon, which ``status`` and ``posts`` never need: they read
+#: rows into plain DTOs (rssd/repo/rows.py), and of the daemon only the schedule's rules.
+WRITE_PATH = (
+    "rssd.repo.jobs",
+    "rssd.repo.claims",
+    "rssd.repo.outbox",
+    "rssd.repo.posts",
+    "rssd.repo.seen",
+    "rssd.repo.next_job",
+    "rssd.repo.users",
+    "rssd.fetch",
+    "rssd.webhooks",
+    "rssd.logs",
+    "rssd.metrics",
+)
+DAEMON_RULES = {"rssd.daemon", "rssd.daemon.history", "rssd.daemon.schedule"}
 
 PROBE = """
 import contextlib, io, json, sys
@@ -33,12 +50,12 @@ with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
     except SystemExit as exc:
         code = exc.code
 top = sorted({name.split(".")[0] for name in sys.modules})
-print(json.dumps({"code": code, "modules": top}))
+own = sorted(name for name in sys.modules if name.split(".")[0] == "rssd")
+print(json.dumps({"code": code, "modules": top, "rssd": own}))
 """
 
 
-def loaded(*args: str | Path) -> tuple[int, set[str]]:
-    """The exit code and the top-level packages imported by ``rssd ARGS``."""
+def probe(*args: str | Path) -> dict[str, Any]:
     result = subprocess.run(
         [sys.executable, "-c", PROBE, *map(str, args)],
         capture_output=True,
@@ -46,8 +63,20 @@ def loaded(*args: str | Path) -> tuple[int, set[str]]:
         timeout=WAIT,
         check=True,
     )
-    report = json.loads(result.stdout)
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+def loaded(*args: str | Path) -> tuple[int, set[str]]:
+    """The exit code and the top-level packages imported by ``rssd ARGS``."""
+    report = probe(*args)
     return int(report["code"]), set(report["modules"])
+
+
+def own_modules(*args: str | Path) -> tuple[int, set[str]]:
+    """The exit code and rssd's own modules imported by ``rssd ARGS``."""
+    report = probe(*args)
+    return int(report["code"]), set(report["rssd"])
 
 
 @pytest.fixture
@@ -106,6 +135,30 @@ def test_read_only_commands_do_not_import_the_fetching_machinery(
     code, modules = loaded(*args, "-c", big_world)
     assert code == 0
     assert not modules & FETCHING, modules & FETCHING
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status"],
+        ["status", "--json"],
+        ["status", "--failing"],
+        ["posts", "--limit", "5"],
+        ["posts", "--source", "Feed 7"],
+        ["posts", "--source", "http://feeds7.example/feed"],
+        ["posts", "--new"],
+    ],
+)
+def test_status_and_posts_do_not_import_the_write_path_or_the_daemon(
+    big_world: Path, args: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(big_world.parent / "state"))  # --new's mark
+    code, modules = own_modules(*args, "-c", big_world)
+    assert code == 0
+    writing = {m for m in modules if m.startswith(WRITE_PATH)}
+    assert not writing, writing
+    daemon = {m for m in modules if m.startswith("rssd.daemon")}
+    assert daemon <= DAEMON_RULES, daemon - DAEMON_RULES
 
 
 @pytest.mark.parametrize(

@@ -180,6 +180,23 @@ async def test_status_with_unparsable_toml_still_finds_the_default_database(
     assert world.urls["ok"] in result.out
 
 
+async def test_status_with_a_broken_config_naming_postgresql_never_shows_its_password(
+    tmp_path: Path,
+) -> None:
+    """The URL is the database (not a file named after it), and its password stays out of
+    every line: port 1 refuses at once, so the error quotes the URL."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        'database = "postgresql://rssd:s3cret@127.0.0.1:1/rssd"\nmax_concurency = 3\n'
+    )
+    result = await cli("status", "-c", config)
+    assert result.code == 1
+    assert "max_concurency: unknown key" in result.err
+    assert "postgresql://rssd:***@127.0.0.1:1/rssd" in result.err
+    assert "s3cret" not in result.out + result.err
+    assert "no database at" not in result.err
+
+
 # --- check-config lists every error at once ---------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from rssd.models.config import (
     Config,
     ConfigError,
     FeedConfig,
+    fallback_database,
     load_config,
     normalize_url,
     parse_config,
@@ -403,6 +404,52 @@ def test_a_postgresql_url_is_kept_as_given_and_shown_without_its_password(
 def test_urls_other_than_postgresql_are_refused(value: str) -> None:
     (error,) = errors_of(f'database = "{value}"\n')
     assert error.startswith("database: ")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('database = "db.sqlite3"\n', "{base}/db.sqlite3"),
+        ('database = "/var/lib/rssd/db.sqlite3"\n', "/var/lib/rssd/db.sqlite3"),
+        ('database = "postgresql://rssd:pw@db.example/rssd"\n', "postgresql://rssd:pw@db.example/rssd"),
+        ("", "{base}/rssd.sqlite3"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("broken", ["", "max_concurency = 3\n"])
+@pytest.mark.parametrize("state", [None, "/var/lib/rssd"])
+def test_a_broken_config_names_the_database_a_valid_one_would(
+    tmp_path: Path, text: str, expected: str, broken: str, state: str | None
+) -> None:
+    """``rssd status`` beside a broken config.toml reads the database the file names, found
+    as a valid file's would be ($STATE_DIRECTORY, the file's folder; a URL as it is)."""
+    path = tmp_path / "etc" / "config.toml"
+    path.parent.mkdir()
+    path.write_text(text + broken)
+    environ = {"STATE_DIRECTORY": state} if state else {}
+    want = expected.format(base=state or path.parent.resolve())
+    located = fallback_database(path, environ)
+    assert str(located) == want
+    assert isinstance(located, str) == want.startswith("postgresql://")
+    if not broken:
+        assert located == load_config(path, environ).database
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'database = ""\n',
+        'database = "."\n',
+        'database = "mysql://db.example/rssd"\n',
+        "database = 5\n",
+        "[[feeds]\n",  # not TOML
+    ],
+)
+def test_a_database_no_valid_config_could_name_falls_back_to_the_default(
+    tmp_path: Path, text: str
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    assert fallback_database(path, {}) == tmp_path.resolve() / "rssd.sqlite3"
 
 
 # --- helpers ---------------------------------------------------------------------------

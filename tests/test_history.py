@@ -8,8 +8,7 @@ import pytest
 
 from rssd.daemon.history import history_of
 from rssd.daemon.schedule import History
-from rssd.models.dto import ErrorCode, FetchJobStatus
-from rssd.repo.jobs import LatestJob
+from rssd.models.dto import ErrorCode, FetchJobStatus, LatestJob
 
 ENDED = "2026-11-29T10:00:00.000Z"
 ENDED_AT = datetime(2026, 11, 29, 10, tzinfo=UTC)

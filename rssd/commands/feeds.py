@@ -34,12 +34,12 @@ async def resolve(db: Database, config: Config, feed: str) -> Source:
         if source is None:
             raise CommandError(f"no feed with id {text} (see `rssd status`)", EXIT_USAGE)
         return source
-    sources = await repo.list()
+    sources = await repo.names()
     wanted = _url_key(text)
     if wanted is not None:
-        for source in sources:
-            if normalize_url(source.url) == wanted:
-                return source
+        for source_id, url, _, _ in sources:
+            if normalize_url(url) == wanted:
+                return await _get(repo, source_id)
         if any(normalize_url(f.url) == wanted for f in config.feeds):
             raise CommandError(
                 f"{redact(text)} is in config.toml but not in the database yet: a running daemon "
@@ -49,11 +49,11 @@ async def resolve(db: Database, config: Config, feed: str) -> Source:
         raise CommandError(f"no feed with URL {redact(text)} (see `rssd status`)", EXIT_USAGE)
     key = text.casefold()
     # The configured name, else the title the feed gives itself (as status shows it).
-    named = [s for s in sources if (s.name or s.feed_title or "").casefold() == key]
+    named = [i for i, _, name, title in sources if (name or title or "").casefold() == key]
     if len(named) == 1:
-        return named[0]
+        return await _get(repo, named[0])
     if named:
-        ids = ", ".join(str(s.id) for s in named)
+        ids = ", ".join(map(str, named))
         raise CommandError(
             f"{len(named)} feeds are named {redact(text)!r} (ids {ids}): use an id", EXIT_USAGE
         )
@@ -66,6 +66,14 @@ async def resolve(db: Database, config: Config, feed: str) -> Source:
     raise CommandError(
         f"no feed with id, URL or name {redact(text)!r} (see `rssd status`)", EXIT_USAGE
     )
+
+
+async def _get(repo: SourceRepo, source_id: int) -> Source:
+    """A source just listed: sources are disabled, never deleted."""
+    source = await repo.get(source_id)
+    if source is None:
+        raise AssertionError(f"source {source_id} listed but not found")
+    return source
 
 
 def removed_from_config(source: Source, config: Config) -> bool:

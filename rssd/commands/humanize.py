@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from rssd.commands.terminal import safe_text
+from rssd.commands.terminal import has_unsafe, safe_text
 
 #: (seconds per unit, suffix, first value shown in the next unit instead)
 _UNITS = ((1, "s", 60), (60, "m", 60), (3600, "h", 48))
@@ -55,20 +55,17 @@ def table(
 ) -> list[str]:
     """Columns padded to their widest cell, two spaces apart; ``right`` columns (by index)
     are right-aligned (numbers); the last column is never padded. Cells are made safe
-    for a terminal before they are measured, so the columns stay aligned."""
-    header = [safe_text(cell) for cell in header]
-    rows = [[safe_text(cell) for cell in row] for row in rows]
+    for a terminal before they are measured, so the columns stay aligned (one search over
+    every cell first: a table with nothing to escape, the usual one, is left as it is)."""
+    if has_unsafe("".join(cell for row in (header, *rows) for cell in row)):
+        header = [safe_text(cell) for cell in header]
+        rows = [[safe_text(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    # Every column but the last, padded to its width: (str.rjust or str.ljust, width).
+    pads = [(str.rjust if i in right else str.ljust, w) for i, w in enumerate(widths[:-1])]
 
     def line(cells: Sequence[str]) -> str:
-        out = []
-        for i, cell in enumerate(cells):
-            if i == len(cells) - 1:
-                out.append(cell)
-            elif i in right:
-                out.append(cell.rjust(widths[i]))
-            else:
-                out.append(cell.ljust(widths[i]))
-        return "  ".join(out).rstrip()
+        padded = [pad(cell, width) for (pad, width), cell in zip(pads, cells, strict=False)]
+        return "  ".join([*padded, cells[-1]]).rstrip()
 
     return [line(header), *(line(row) for row in rows)]

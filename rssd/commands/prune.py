@@ -19,7 +19,6 @@ from rssd.models.config import Config
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.maintenance import vacuum
 from rssd.repo.posts import PostRepo
-from rssd.repo.queries import count_prunable_jobs
 
 
 @dataclass(frozen=True)
@@ -39,12 +38,12 @@ async def prune(config: Config, *, dry_run: bool, vacuum_after: bool) -> PruneRe
         to_iso(now - timedelta(days=config.keep_posts_days)) if config.keep_posts_days else None
     )
     async with writer(config) as db:
-        posts_repo = PostRepo(db)
+        posts_repo, jobs_repo = PostRepo(db), FetchJobRepo(db)
         if dry_run:
-            jobs = await count_prunable_jobs(db, jobs_before)
+            jobs = await jobs_repo.count_prunable(jobs_before)
             posts = await posts_repo.count_prunable(posts_before) if posts_before else None
             return PruneReport(jobs, jobs_before, posts, posts_before)
-        jobs = await FetchJobRepo(db).prune(jobs_before)
+        jobs = await jobs_repo.prune(jobs_before)
         posts = await posts_repo.prune(posts_before) if posts_before else None
         if not vacuum_after:
             return PruneReport(jobs, jobs_before, posts, posts_before)

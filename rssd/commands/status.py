@@ -9,6 +9,7 @@ with the jitter at its midpoint.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -29,10 +30,9 @@ from rssd.models.config import (
     load_config,
     normalize_url,
 )
-from rssd.models.dto import FetchJobStatus
+from rssd.models.dto import FetchJobStatus, LatestJob
 from rssd.repo.config_sync import Synced, config_hash, synced_config
 from rssd.repo.daemons import DaemonRow, list_daemons
-from rssd.repo.jobs import LatestJob
 from rssd.repo.queries import SourceStatus, source_statuses
 
 #: The midpoint of the daemon's +-10% jitter.
@@ -157,12 +157,9 @@ async def gather(path: Path) -> Overview:
             raise CommandError("\n".join([*errors, str(exc)])) from None
         raise
     now = utcnow()
-    known = {normalize_url(row.source.url) for row in rows}
-    feeds = config.feeds if config else []
-    pending = [feed.url for feed in feeds if normalize_url(feed.url) not in known]
     return Overview(
         [assess(row, now) for row in rows],
-        pending,
+        not_in_database([feed.url for feed in config.feeds] if config else [], rows),
         now,
         errors,
         daemons,
@@ -170,6 +167,17 @@ async def gather(path: Path) -> Overview:
         config_hash(config) if config else None,
         shared,
     )
+
+
+def not_in_database(urls: Sequence[str], rows: Sequence[SourceStatus]) -> list[str]:
+    """The configured URLs no row has (URLs compared normalized). The daemon stores each
+    URL as configured, so an exact match settles most of them without normalizing."""
+    stored = {row.source.url for row in rows}
+    missing = [url for url in urls if url not in stored]
+    if not missing:
+        return []
+    known = {normalize_url(url) for url in stored}
+    return [url for url in missing if normalize_url(url) not in known]
 
 
 def main(path: Path, *, as_json: bool, failing_only: bool, category: str | None = None) -> int:

@@ -46,6 +46,11 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\U{code:08x}"
 
 
+def has_unsafe(text: str) -> bool:
+    """Whether ``text`` holds any unsafe character (newlines and tabs count)."""
+    return _UNSAFE.search(text) is not None
+
+
 def safe_text(text: str) -> str:
     """One line for a person: every unsafe character (newlines and tabs too) escaped."""
     return _UNSAFE.sub(_escape, text)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from rssd.clock import parse_iso
 from rssd.daemon.schedule import History
 from rssd.models.codes import ErrorCode
-from rssd.repo.jobs import LatestJob
+from rssd.models.dto import LatestJob
 
 
 def history_of(latest: LatestJob) -> History:

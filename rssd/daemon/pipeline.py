@@ -435,7 +435,7 @@ def _stored_meta(result: FetchResult) -> FetchMeta:
     final = redact_optional(result.meta.final_url)
     if final == result.meta.final_url:
         return result.meta
-    return result.meta.model_copy(update={"final_url": final})
+    return replace(result.meta, final_url=final)
 
 
 async def _metered(work: Awaitable[JobReport]) -> JobReport:

@@ -364,7 +364,7 @@ class Fetcher:
             # No content_hash: a body that failed to parse must be parsed again next time.
             return FetchResult(
                 Outcome.FAILED,
-                meta.model_copy(update={"content_hash": None}),
+                replace(meta, content_hash=None),
                 error_code=parsed.error_code,
                 error_message=parsed.message,
                 hints=response.hints,

@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 PG_SCHEMES = ("postgresql://", "postgres://")
+DEFAULT_DATABASE = Path("rssd.sqlite3")
 DEFAULT_CONFIG_PATH = Path("config.toml")
 #: A config of 10,000 feeds is ~0.6 MB; anything far larger is not a config file.
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
@@ -96,6 +97,21 @@ def in_category(category: str | None, wanted: str) -> bool:
         return False
     have, want = category.casefold(), normalize_category(wanted).casefold()
     return have == want or have.startswith(want + " / ")
+
+
+def check_database(value: object) -> object:
+    """``database`` as config.toml gives it: a ``postgresql://`` URL stays text, any other
+    text becomes a Path; what cannot be a database is a ValueError. Shared by the model
+    and by ``fallback_database``, so a broken config.toml is read the same way."""
+    if isinstance(value, str) and value.strip() in ("", "."):
+        raise ValueError('must name a database file, e.g. "rssd.sqlite3"')
+    if isinstance(value, str) and value.startswith(PG_SCHEMES):
+        return value  # libpq's to judge (postgresql:///rssd is the local socket)
+    if isinstance(value, str) and "://" in value:
+        raise ValueError(
+            'must be a SQLite file path or a "postgresql://" URL, not ' + _scheme(value)
+        )
+    return Path(value) if isinstance(value, str) else value
 
 
 def read_headers_file(path: Path) -> dict[str, str]:
@@ -165,8 +181,8 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     #: A SQLite file, or a ``postgresql://`` URL (libpq conninfo) for several daemons.
-    database: Annotated[Path, Field(strict=False)] | Annotated[str, Field(strict=False)] = Path(
-        "rssd.sqlite3"
+    database: Annotated[Path, Field(strict=False)] | Annotated[str, Field(strict=False)] = (
+        DEFAULT_DATABASE
     )
     max_concurrency: Annotated[int, Field(gt=0, le=1000)] = 20
     max_per_host: Annotated[int, Field(gt=0, le=100)] = 2
@@ -197,15 +213,7 @@ class Config(BaseModel):
     @field_validator("database", mode="before")
     @classmethod
     def _database_names_a_file(cls, value: object) -> object:
-        if isinstance(value, str) and value.strip() in ("", "."):
-            raise ValueError('must name a database file, e.g. "rssd.sqlite3"')
-        if isinstance(value, str) and value.startswith(PG_SCHEMES):
-            return value  # libpq's to judge (postgresql:///rssd is the local socket)
-        if isinstance(value, str) and "://" in value:
-            raise ValueError(
-                'must be a SQLite file path or a "postgresql://" URL, not ' + _scheme(value)
-            )
-        return Path(value) if isinstance(value, str) else value
+        return check_database(value)
 
     @field_validator("feeds")
     @classmethod
@@ -332,6 +340,15 @@ def base_directory(path: Path, environ: Mapping[str, str] = os.environ) -> Path:
     return path.parent.resolve()
 
 
+def locate_database(
+    database: Path | str, path: Path, environ: Mapping[str, str] = os.environ
+) -> Path | str:
+    """A relative SQLite path under ``base_directory``; an absolute one or a URL as is."""
+    if isinstance(database, Path) and not database.is_absolute():
+        return base_directory(path, environ) / database
+    return database
+
+
 def parse_config(text: str, path: Path, environ: Mapping[str, str] = os.environ) -> Config:
     """Validate TOML text; relative paths resolve against ``base_directory``."""
     try:
@@ -347,10 +364,11 @@ def parse_config(text: str, path: Path, environ: Mapping[str, str] = os.environ)
         except RecursionError:
             lines = ["a value is nested too deeply to describe"]
         raise ConfigError(path, lines) from None
-    base = base_directory(path, environ)
-    if isinstance(config.database, Path) and not config.database.is_absolute():
-        config = config.model_copy(update={"database": base / config.database})
+    database = locate_database(config.database, path, environ)
+    if database != config.database:
+        config = config.model_copy(update={"database": database})
     if config.metrics_file is not None and not config.metrics_file.is_absolute():
+        base = base_directory(path, environ)
         config = config.model_copy(update={"metrics_file": base / config.metrics_file})
     return _with_header_files(config, path)
 
@@ -384,18 +402,22 @@ def _with_header_files(config: Config, path: Path) -> Config:
     return config.model_copy(update={"feeds": feeds})
 
 
-def fallback_database(path: Path, environ: Mapping[str, str] = os.environ) -> Path:
+def fallback_database(path: Path, environ: Mapping[str, str] = os.environ) -> Path | str:
     """The database a config.toml that does not validate most likely names: its
-    ``database`` if that much is readable, else the default. For ``rssd status``, which
-    shows the database's view exactly when the config is broken."""
+    ``database`` if that much is readable and valid, else the default, located as
+    ``parse_config`` does. For ``rssd status``, which shows the database's view exactly
+    when the config is broken."""
     try:
         raw = tomllib.loads(read_config_bytes(path).decode("utf-8"))
     except (ConfigError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
         raw = {}
-    value = raw.get("database")
-    database = Path(value) if isinstance(value, str) and value.strip() not in ("", ".") else None
-    database = database or Path(str(Config.model_fields["database"].default))
-    return database if database.is_absolute() else base_directory(path, environ) / database
+    try:
+        database = check_database(raw.get("database", DEFAULT_DATABASE))
+    except ValueError:
+        database = DEFAULT_DATABASE
+    if not isinstance(database, Path | str):  # a number, a table: not a database
+        database = DEFAULT_DATABASE
+    return locate_database(database, path, environ)
 
 
 def _duplicates_not_reported(exc: ValidationError, raw: Mapping[str, Any]) -> list[str]:

@@ -1,21 +1,34 @@
-"""DTOs and enums shared by every layer; they carry data, never behaviour with I/O."""
+"""DTOs and enums shared by every layer; they carry data, never behaviour with I/O.
+
+Frozen dataclasses, not pydantic models: their values come from the database's STRICT
+tables (typed already) or from rssd's own code, so there is nothing to validate, and the
+read-only commands (``rssd status``, ``rssd posts``) read thousands of rows into them
+without importing pydantic for it. Rows become DTOs in one place: rssd/repo/rows.py.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from dataclasses import dataclass
 
 # Defined without pydantic, so that the parse workers need not import it (rssd.fetch.worker);
 # re-exported here for every other layer.
 from rssd.models.codes import ErrorCode, FetchJobStatus
 from rssd.models.post import PostCreate
 
-__all__ = ["ErrorCode", "FetchJob", "FetchJobStatus", "FetchMeta", "PostCreate", "Source"]
+__all__ = [
+    "ErrorCode",
+    "FetchJob",
+    "FetchJobStatus",
+    "FetchMeta",
+    "LatestJob",
+    "PostCreate",
+    "Source",
+]
 
 
-class Source(BaseModel):
+@dataclass(frozen=True)
+class Source:
     """A row of ``content_sources``: one feed as synced from config.toml."""
-
-    model_config = ConfigDict(frozen=True)
 
     id: int
     url: str
@@ -38,10 +51,9 @@ class Source(BaseModel):
         return self.name or self.feed_title
 
 
-class FetchJob(BaseModel):
+@dataclass(frozen=True)
+class FetchJob:
     """A row of ``fetch_job``: one fetch attempt, the audit trail and the duplicate guard."""
-
-    model_config = ConfigDict(frozen=True)
 
     id: int
     content_source_id: int
@@ -63,10 +75,9 @@ class FetchJob(BaseModel):
     claimed_by: str | None = None
 
 
-class FetchMeta(BaseModel):
+@dataclass(frozen=True)
+class FetchMeta:
     """What the HTTP exchange told us, recorded on the job whatever its outcome."""
-
-    model_config = ConfigDict(frozen=True)
 
     http_status: int | None = None
     etag: str | None = None
@@ -74,3 +85,20 @@ class FetchMeta(BaseModel):
     content_hash: str | None = None
     bytes: int | None = None
     final_url: str | None = None
+
+
+@dataclass(frozen=True)
+class LatestJob:
+    """A source's latest finished job and its run of failures: what scheduling and
+    ``rssd status`` read (rssd/daemon/history.py)."""
+
+    source_id: int
+    source_updated_at: str
+    job_id: int | None
+    status: FetchJobStatus | None
+    ended_at: str | None
+    error_code: ErrorCode | None
+    http_status: int | None
+    failures: int  # FAILED jobs since the last COMPLETED one, ``interrupted`` not counted
+    last_success_at: str | None
+    active: bool = False  # the source has a QUEUED or ONGOING job (its next fetch is planned)

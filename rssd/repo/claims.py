@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 from rssd.clock import to_iso, utcnow
 from rssd.models.dto import FetchJob, Source
 from rssd.repo.db import Database, Row, Tx
-from rssd.repo.jobs import _COLUMNS as JOB_COLUMNS
 from rssd.repo.next_job import INSERT_NEXT, NextJob, insert_next_params
+from rssd.repo.rows import JOB_NAMES, SOURCE_NAMES, job_from, source_from
 
 #: ``LIMIT`` without a limit, on both backends.
 NO_LIMIT = 2**62
@@ -37,14 +37,9 @@ NO_LIMIT = 2**62
 #: A lease this long is renewed every LEASE_SECONDS / 3 while the fetch runs.
 LEASE_SECONDS = 30.0
 
-_SOURCE_COLUMNS = (
-    "s.id AS s_id, s.url AS s_url, s.name AS s_name, s.interval_minutes AS s_interval_minutes, "
-    "s.timeout_seconds AS s_timeout_seconds, s.enabled AS s_enabled, "
-    "s.created_at AS s_created_at, s.updated_at AS s_updated_at, "
-    "s.feed_title AS s_feed_title, s.feed_url AS s_feed_url, s.category AS s_category"
-)
+_SOURCE_COLUMNS = ", ".join(f"s.{name} AS s_{name}" for name in SOURCE_NAMES)
 
-_JOB_J = ", ".join(f"j.{column.strip()}" for column in JOB_COLUMNS.split(","))
+_JOB_J = ", ".join(f"j.{name}" for name in JOB_NAMES)
 
 #: What a claim carries beside the job: the schedule's memory.
 _CARRIED = "j.failures, j.fetch_url, j.moved_seen"
@@ -77,16 +72,9 @@ def host_of(url: str) -> str:
 
 
 def _claim(row: Row, scheduled: bool = True) -> Claim:
-    names = row.keys()  # a Row iterates its values, as sqlite3.Row does
-    job = FetchJob.model_validate({key: row[key] for key in names if key in _JOB_KEYS})
-    source = Source.model_validate(
-        {key[2:]: row[key] for key in names if key.startswith("s_")}
-        | {"enabled": bool(row["s_enabled"])}
-    )
+    job = job_from(row[name] for name in JOB_NAMES)
+    source = source_from(row[f"s_{name}"] for name in SOURCE_NAMES)
     return Claim(job, source, row["failures"], row["fetch_url"], row["moved_seen"], scheduled)
-
-
-_JOB_KEYS = frozenset(column.strip() for column in JOB_COLUMNS.split(","))
 
 
 class ClaimRepo:

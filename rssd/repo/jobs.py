@@ -9,21 +9,24 @@ active job for a source, across processes too.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, replace
 
 from rssd.clock import now_iso
-from rssd.models.dto import ErrorCode, FetchJob, FetchJobStatus, FetchMeta, PostCreate
+from rssd.models.dto import (
+    ErrorCode,
+    FetchJob,
+    FetchJobStatus,
+    FetchMeta,
+    LatestJob,
+    PostCreate,
+)
 from rssd.repo.db import Database, Row, Tx, is_unique_violation
 from rssd.repo.next_job import INSERT_NEXT, NextJob, insert_next_params
 from rssd.repo.outbox import write_outbox_in
 from rssd.repo.posts import UpsertCounts, upsert_in
+from rssd.repo.rows import JOB_COLUMNS as _COLUMNS
+from rssd.repo.rows import job_from
 from rssd.repo.seen import save_seen_in
-
-_COLUMNS = (
-    "id, content_source_id, status, queued_at, started_at, ended_at, error_code, "
-    "error_message, posts_count, http_status, etag, last_modified, content_hash, bytes, final_url, "
-    "not_before, claimed_by"
-)
 
 _META = (
     "http_status = :http_status, etag = :etag, last_modified = :last_modified, "
@@ -45,7 +48,7 @@ WHERE status IN ('COMPLETED', 'FAILED') AND ended_at < :cutoff
 
 
 def _job(row: Row | None) -> FetchJob | None:
-    return FetchJob.model_validate(dict(row)) if row is not None else None
+    return job_from(row) if row is not None else None
 
 
 class FetchJobRepo:
@@ -98,7 +101,7 @@ class FetchJobRepo:
         restart already recorded it as interrupted.
         """
 
-        params = {"id": job_id, **meta.model_dump()}
+        params = {"id": job_id, **asdict(meta)}
         complete = (
             f"UPDATE fetch_job SET status = 'COMPLETED', ended_at = :now, "
             f"posts_count = :posts_count, {_META} "
@@ -129,7 +132,7 @@ class FetchJobRepo:
                 await tx.execute(
                     INSERT_NEXT, insert_next_params(job.content_source_id, next_job, now_iso())
                 )
-            return job.model_copy(update={"posts_count": counts.new}), counts
+            return replace(job, posts_count=counts.new), counts
 
         return await self._db.write(work)
 
@@ -150,7 +153,7 @@ class FetchJobRepo:
             {
                 "error_code": error_code.value,
                 "error_message": error_message[:MAX_ERROR_MESSAGE],
-                **(meta or FetchMeta()).model_dump(),
+                **asdict(meta or FetchMeta()),
             },
             next_job,
         )
@@ -248,6 +251,13 @@ class FetchJobRepo:
         )
         return len(rows)
 
+    async def count_prunable(self, older_than: str) -> int:
+        """How many jobs ``prune(older_than)`` would delete now (``rssd prune --dry-run``)."""
+        row = await self._db.fetchone(
+            f"SELECT count(*) FROM fetch_job {PRUNABLE}", {"cutoff": older_than}
+        )
+        return int(row[0]) if row else 0
+
     async def prune(self, older_than: str, batch: int = 2000) -> int:
         """Delete finished jobs that ended before ``older_than``, in short batches.
 
@@ -264,22 +274,6 @@ class FetchJobRepo:
             total += deleted
             if deleted < batch:
                 return total
-
-
-@dataclass(frozen=True)
-class LatestJob:
-    """A source's latest job and its run of failures: what scheduling and status read."""
-
-    source_id: int
-    source_updated_at: str
-    job_id: int | None
-    status: FetchJobStatus | None
-    ended_at: str | None
-    error_code: ErrorCode | None
-    http_status: int | None
-    failures: int  # FAILED jobs since the last COMPLETED one, ``interrupted`` not counted
-    last_success_at: str | None
-    active: bool = False  # the source has a QUEUED or ONGOING job (its next fetch is planned)
 
 
 #: A source's latest *finished* job: a QUEUED job is the schedule, an ONGOING one has no

@@ -1,4 +1,4 @@
-"""Read-only SQL for the operator commands: what ``rssd status``, ``posts`` and ``prune`` show.
+"""Read-only SQL for the operator commands: what ``rssd status`` and ``rssd posts`` show.
 
 These run on read-only connections beside a running daemon, so nothing here writes. Each
 multi-statement read runs in one read transaction: a consistent snapshot under WAL, even
@@ -10,20 +10,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from rssd.models.dto import ErrorCode, FetchJob, FetchJobStatus, Source
-from rssd.repo.db import Database, Row, Tx
+from rssd.models.dto import FetchJob, Source
+from rssd.repo.db import Database, Tx
 from rssd.repo.dialect import SQLITE, Dialect
-from rssd.repo.jobs import PRUNABLE
-
-_SOURCE_COLUMNS = (
-    "id, url, name, interval_minutes, timeout_seconds, enabled, created_at, updated_at, "
-    "feed_title, feed_url, category"
-)
-_JOB_COLUMNS = (
-    "id, content_source_id, status, queued_at, started_at, ended_at, error_code, "
-    "error_message, posts_count, http_status, etag, last_modified, content_hash, bytes, final_url, "
-    "not_before, claimed_by"
-)
+from rssd.repo.rows import JOB_COLUMNS, SOURCE_COLUMNS, job_from, source_from
 
 # Per source: its newest job (maybe still active), newest finished job, newest success,
 # newest real failure (``interrupted`` is the daemon's doing, not the feed's), the run of
@@ -86,8 +76,6 @@ _POST_FILTERS = {
 #: ``LIMIT`` takes no "unlimited" both backends accept (-1 is SQLite's, NULL PostgreSQL's).
 NO_LIMIT = 2**62
 
-_PRUNABLE_JOBS = f"SELECT count(*) FROM fetch_job {PRUNABLE}"
-
 
 @dataclass(frozen=True)
 class SourceStatus:
@@ -121,28 +109,13 @@ class PostRow:
     created_at: str
 
 
-def _source(row: Row) -> Source:
-    """Built without validation: the STRICT table already guarantees the types, and at
-    10,000 sources validating showed in ``rssd status``'s time."""
-    return Source.model_construct(**{**dict(row), "enabled": bool(row["enabled"])})
-
-
-def _job(row: Row) -> FetchJob:
-    """As _source: the types are the table's; only the two enums are made here."""
-    fields = dict(row)
-    fields["status"] = FetchJobStatus(fields["status"])
-    if fields["error_code"] is not None:
-        fields["error_code"] = ErrorCode(fields["error_code"])
-    return FetchJob.model_construct(**fields)
-
-
 async def source_statuses(db: Database) -> list[SourceStatus]:
     """Every source with its latest jobs, failure run and post count, ordered by id."""
 
     async def work(tx: Tx) -> list[SourceStatus]:
         sources = {
-            row["id"]: _source(row)
-            for row in await tx.fetchall(f"SELECT {_SOURCE_COLUMNS} FROM content_sources")
+            row["id"]: source_from(row)
+            for row in await tx.fetchall(f"SELECT {SOURCE_COLUMNS} FROM content_sources")
         }
         heads = await tx.fetchall(_HEADS)
         wanted = {
@@ -152,10 +125,10 @@ async def source_statuses(db: Database) -> list[SourceStatus]:
             if row[key] is not None
         }
         rows = await tx.fetchall(
-            f"SELECT {_JOB_COLUMNS} FROM fetch_job WHERE id IN {tx.dialect.in_json_int('ids')}",
+            f"SELECT {JOB_COLUMNS} FROM fetch_job WHERE id IN {tx.dialect.in_json_int('ids')}",
             {"ids": json.dumps(sorted(wanted))},
         )
-        jobs = {row["id"]: _job(row) for row in rows}
+        jobs = {row["id"]: job_from(row) for row in rows}
         return [
             SourceStatus(
                 source=sources[head["source_id"]],
@@ -215,12 +188,6 @@ async def newest_post_id(db: Database) -> int:
     """The highest post id: where the next ``rssd posts --new`` starts."""
     row = await db.fetchone("SELECT max(id) FROM posts")
     return int(row[0]) if row and row[0] is not None else 0
-
-
-async def count_prunable_jobs(db: Database, older_than: str) -> int:
-    """How many jobs ``FetchJobRepo.prune(older_than)`` would delete now."""
-    row = await db.fetchone(_PRUNABLE_JOBS, {"cutoff": older_than})
-    return int(row[0]) if row else 0
 
 
 async def schema_version(db: Database) -> int:
