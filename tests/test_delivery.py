@@ -153,7 +153,11 @@ async def test_retries_carry_one_webhook_id(
     async with running(db, config):
         await receiver.wait_for(lambda: len(receiver.received) == 1)
         await settled(db, [("alice", "delivered", 3)])
-    # rssd_webhook_deliveries_total (the metrics file) counts each attempt by outcome.
+        # rssd_webhook_deliveries_total (the metrics file) counts each attempt by outcome,
+        # once the attempt is recorded: the row may be seen a moment before the count.
+        async with asyncio.timeout(120):  # a hang guard
+            while attempts("delivered") - before["delivered"] < 1:
+                await asyncio.sleep(0.02)
     assert attempts("retry") - before["retry"] == 2
     assert attempts("delivered") - before["delivered"] == 1
     assert receiver.bad == []
