@@ -76,7 +76,7 @@ class SqliteDatabase(Database):
         self._lock = asyncio.Lock()
         self.path = path
         #: Every write transaction goes through it (rssd/repo/sqlite_writer.py); opened
-        #: once the schema is up to date.
+        #: once the schema is up to date, never for a read-only open.
         self._writer: Writer | None = None
 
     @property
@@ -106,9 +106,10 @@ class SqliteDatabase(Database):
         db = cls(conn, path)
         try:
             await db._configure(readonly=readonly)
-            db._writer = await asyncio.to_thread(
-                Writer.connect, target, uri=uri, busy_timeout_ms=BUSY_TIMEOUT_MS
-            )
+            if not readonly:  # the read-only commands never start a writer
+                db._writer = await asyncio.to_thread(
+                    Writer.connect, target, uri=uri, busy_timeout_ms=BUSY_TIMEOUT_MS
+                )
         except sqlite3.DatabaseError as exc:
             await conn.close()
             raise DatabaseError(f"cannot use database {path}: {exc}") from exc
@@ -165,7 +166,8 @@ class SqliteDatabase(Database):
         return await shielded(self._run_write(work))
 
     async def _run_write(self, work: Callable[[Tx], Awaitable[T]]) -> T:
-        assert self._writer is not None, "open the database with SqliteDatabase.open_file"
+        if self._writer is None:  # opened read-only: as SQLite itself would say
+            raise sqlite3.OperationalError("attempt to write a readonly database")
         result: T = await self._writer.write(work)
         return result
 
@@ -198,7 +200,8 @@ class SqliteDatabase(Database):
 
     async def vacuum(self) -> None:
         """VACUUM cannot run inside a transaction: one statement on its own, then the WAL."""
-        assert self._writer is not None
+        if self._writer is None:
+            raise sqlite3.OperationalError("attempt to write a readonly database")
         # On the writer's thread, between batches: VACUUM cannot run inside a transaction.
         await self._writer.call(lambda conn: conn.execute("VACUUM"))
         await self.checkpoint()
