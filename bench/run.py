@@ -39,6 +39,7 @@ from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import farm
 
@@ -190,6 +191,35 @@ def _count(db: Path, table: str) -> int:
         return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
+class PgDatabase:
+    """A fresh PostgreSQL database on ``server`` (a URL naming any database there) for
+    rssd's run: created empty, measured with the server's own functions, dropped after."""
+
+    def __init__(self, server: str, name: str) -> None:
+        import psycopg  # noqa: PLC0415  (only with --postgres)
+
+        self._psycopg = psycopg
+        self.server, self.name = server, name
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        parts = urlsplit(server)
+        self.url = urlunsplit(parts._replace(path=f"/{name}"))
+
+    def count(self, table: str) -> int:
+        with self._psycopg.connect(self.url) as conn:
+            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+        return int(row[0]) if row else 0
+
+    def size(self) -> int:
+        with self._psycopg.connect(self.url) as conn:
+            row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        return int(row[0]) if row else 0
+
+    def drop(self) -> None:
+        with self._psycopg.connect(self.server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
 class Rssd:
     name = "rssd"
 
@@ -200,9 +230,12 @@ class Rssd:
         profile_dir: Path,
         limits: dict[str, int] | None = None,
         profiler: str | None = None,
+        *,
+        postgres: PgDatabase | None = None,
     ) -> None:
         self.workdir = workdir
         self.db = workdir / "rssd.sqlite3"
+        self.postgres = postgres
         self.config = workdir / "config.toml"
         self.profile_dir = profile_dir
         self.profiler = profiler
@@ -210,7 +243,8 @@ class Rssd:
         # config.toml's defaults for everything but the database, the feed list and the
         # limits the command line sets (max_concurrency, max_per_host).
         settings = "".join(f"{key} = {value}\n" for key, value in (limits or {}).items())
-        self.config.write_text(f'database = "{self.db.name}"\n{settings}{feeds}')
+        database = postgres.url if postgres is not None else self.db.name
+        self.config.write_text(f"database = {json.dumps(database)}\n{settings}{feeds}")
 
     def command(self, scenario: str) -> list[str]:
         args = ["run", "--once", "-c", str(self.config)]
@@ -254,9 +288,10 @@ class Rssd:
                     summary = event
         if not summary:
             raise RuntimeError(f"rssd logged no run.summary; see {log_path}")
+        pg = self.postgres
         return usage, {
-            "posts": _count(self.db, "posts"),
-            "db_bytes": _db_size(self.db),
+            "posts": pg.count("posts") if pg else _count(self.db, "posts"),
+            "db_bytes": pg.size() if pg else _db_size(self.db),
             "loop_lag_max_ms": summary.get("loop_lag_max_ms"),
             "failed": int(summary.get("failed", 0)),
             "tool_seconds": summary["elapsed_ms"] / 1000,
@@ -502,6 +537,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run rssd under py-spy record (all threads, idle excluded; figures marked)",
     )
+    parser.add_argument(
+        "--postgres",
+        metavar="SERVER_URL",
+        help="rssd on PostgreSQL: a fresh database on this server (a URL naming any database "
+        "there, e.g. postgresql://postgres@127.0.0.1:5432/postgres), dropped at the end",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the databases and logs")
     parser.add_argument("--json", type=Path, help="results file (default: bench/results/...)")
     args = parser.parse_args(argv)
@@ -544,6 +585,7 @@ def main(argv: list[str] | None = None) -> int:
         (args.latency_ms, args.latency_sigma, args.seed),
     )
     results: list[Figures] = []
+    postgres = PgDatabase(args.postgres, f"rssd_bench_{stamp.lower()}") if args.postgres else None
     try:
         info = server.info
         print(
@@ -557,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
             workdir.mkdir()
             if name == "rssd":
                 profiler = "cprofile" if args.profile else "py-spy" if args.py_spy else None
-                runners.append(Rssd(workdir, urls, run_dir, limits, profiler))
+                runners.append(Rssd(workdir, urls, run_dir, limits, profiler, postgres=postgres))
             elif name == "bare":
                 runners.append(Bare(workdir, urls, limits))
             else:
@@ -574,6 +616,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     finally:
         server.stop()
+        if postgres is not None and not args.keep:
+            postgres.drop()
     elapsed = time.monotonic() - started
 
     print()
@@ -584,6 +628,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs (shared with the farm); bench took {elapsed:.0f} s"
         + ("; rssd under cProfile" if args.profile else "")
         + ("; rssd under py-spy" if args.py_spy else "")
+        + ("; rssd on PostgreSQL" if postgres else "; rssd on SQLite")
     )
     print(table(results))
     out = args.json or RESULTS / f"{stamp}-n{args.feeds}.json"
@@ -598,6 +643,7 @@ def main(argv: list[str] | None = None) -> int:
                 "latency_sigma": args.latency_sigma,
                 "seed": args.seed,
                 "limits": limits,
+                "rssd_backend": "postgresql" if postgres else "sqlite",
                 "profiled": "cprofile" if args.profile else "py-spy" if args.py_spy else None,
                 "elapsed_seconds": round(elapsed, 1),
                 "results": [

@@ -156,7 +156,9 @@ async def test_retries_carry_one_webhook_id(
         # rssd_webhook_deliveries_total (the metrics file) counts each attempt by outcome,
         # once the attempt is recorded: the row may be seen a moment before the count.
         async with asyncio.timeout(120):  # a hang guard
-            while attempts("delivered") - before["delivered"] < 1:
+            while True:
+                if attempts("delivered") - before["delivered"] >= 1:
+                    break
                 await asyncio.sleep(0.02)
     assert attempts("retry") - before["retry"] == 2
     assert attempts("delivered") - before["delivered"] == 1
