@@ -8,9 +8,11 @@ hour): a small one (1,000 feeds, 20 posts each) and a big one (``--feeds`` feeds
 ``--posts`` posts, three fetch jobs per feed: an old success, a failure, a success). Then it
 runs each command as an operator's shell does (``python -m rssd ...``, a new process each
 time) ``--runs`` times and prints the median and the fastest wall time, beside a bare
-``python -c pass``. The configs name the database only, except one that also lists the
-1,000 feeds of the small database, as a real config.toml would. Timings live here, never in
-the tests (tests/test_query_plans.py checks that the queries use their indexes instead).
+``python -c pass``. The configs name the database only, except two that also list the
+1,000 feeds of the small database, as a real config.toml would; one of them is recorded as
+synced, as a running daemon records its config (``status`` then needs no validation).
+Timings live here, never in the tests (tests/test_query_plans.py checks that the queries
+use their indexes instead).
 
 rssd's modules are byte-compiled first, as pip does when it installs rssd: run from a
 checkout with ``PYTHONDONTWRITEBYTECODE`` set, every start would otherwise compile the ~35
@@ -36,6 +38,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import rssd
+from rssd.daemon.startup import file_mtime
+from rssd.models.config import load_config
+from rssd.repo.config_sync import sync_config
 from rssd.repo.db import Database
 
 EPOCH = datetime(2026, 11, 1, tzinfo=UTC)
@@ -114,6 +119,23 @@ def write_config(folder: Path, database: Path, feeds: int = 0) -> Path:
     return config
 
 
+def sync_as_daemon(config: Path) -> None:
+    """Record ``config`` as synced, as a daemon does when it loads it (config_sync: its
+    hash and its file's mtime). ``status`` beside a running daemon meets exactly this."""
+
+    async def sync() -> None:
+        loaded = load_config(config)
+        db = await Database.open(loaded.database)
+        try:
+            await sync_config(
+                db, loaded, file_mtime=file_mtime(config), daemon_id=None, guard=False
+            )
+        finally:
+            await db.close()
+
+    asyncio.run(sync())
+
+
 def timed(argv: list[str], runs: int) -> tuple[float, float, float]:
     """Median and fastest wall time of ``argv`` as a new process, and its median CPU time
     (user + system, from the children's rusage), in seconds. CPU time says more than wall
@@ -145,6 +167,9 @@ def main() -> None:
         build(small, 1000, 20_000)
         build(big, args.feeds, args.posts)
         print(f"built both databases in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        synced = write_config(folder, small, feeds=1000).rename(folder / "synced.toml")
+        sync_as_daemon(synced)
+        time.sleep(0.01)  # the other configs are other files: not the synced file's mtime
         small_config, big_config = write_config(folder, small), write_config(folder, big)
         listed = write_config(folder, small, feeds=1000)
         some = str(args.feeds // 2)
@@ -153,6 +178,10 @@ def main() -> None:
             ("rssd --version", [*cmd, "--version"]),
             ("status (1,000 feeds)", [*cmd, "status", "-c", str(small_config)]),
             ("status (1,000 feeds, listed in the config)", [*cmd, "status", "-c", str(listed)]),
+            (
+                "status (1,000 feeds, the config a daemon synced)",
+                [*cmd, "status", "-c", str(synced)],
+            ),
             ("posts (1,000 feeds)", [*cmd, "posts", "-c", str(small_config)]),
             (f"status ({args.feeds:,} feeds)", [*cmd, "status", "-c", str(big_config)]),
             ("posts --limit 20", [*cmd, "posts", "--limit", "20", "-c", str(big_config)]),

@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
+from rssd.daemon.startup import file_mtime
 from rssd.models.config import load_config
+from rssd.repo.config_sync import sync_config
 from rssd.repo.db import Database
 from rssd.repo.sources import SourceRepo
 from tests.support.process import WAIT
@@ -201,3 +203,40 @@ def test_check_config_piped_to_head_in_a_shell(big_world: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("config:")
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+def test_status_beside_the_synced_config_needs_no_validation(tmp_path: Path) -> None:
+    """The config the daemon validated and synced, unchanged since (its mtime is the
+    recorded one): ``status`` reads the database's view without pydantic. Once the file
+    changes, it is validated again, and a broken one shows its errors above that view."""
+    config = tmp_path / "config.toml"
+    config.write_text('database = "rssd.sqlite3"\n[[feeds]]\nurl = "http://a.example/feed"\n')
+
+    async def sync() -> None:
+        loaded_config = load_config(config)
+        db = await Database.open(loaded_config.database)
+        try:
+            await sync_config(
+                db, loaded_config, file_mtime=file_mtime(config), daemon_id=None, guard=False
+            )
+        finally:
+            await db.close()
+
+    asyncio.run(sync())
+    code, modules = loaded("status", "-c", config)
+    assert code == 0
+    assert "pydantic" not in modules
+    report = probe("status", "--json", "-c", config)
+    assert report["code"] == 0
+    config.write_text(config.read_text() + "max_concurency = 3\n")  # a typo, a newer mtime
+    code, modules = loaded("status", "-c", config)
+    assert "pydantic" in modules
+    finished = subprocess.run(
+        [sys.executable, "-m", "rssd", "status", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert "max_concurency" in finished.stdout + finished.stderr
+    assert "http://a.example/feed" in finished.stdout

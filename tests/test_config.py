@@ -12,11 +12,11 @@ from rssd.models.config import (
     Config,
     ConfigError,
     FeedConfig,
-    fallback_database,
     load_config,
     normalize_url,
     parse_config,
 )
+from rssd.models.location import fallback_database
 from rssd.models.paths import resolve_config_path
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,20 +12,25 @@ import sqlite3
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rssd.commands.errors import CommandError
-from rssd.models.config import Config, ConfigError, load_config
+from rssd.models.location import ConfigError
 from rssd.repo.db import Database, DatabaseError
 from rssd.repo.files import check_database_files
 from rssd.repo.migrations import SCHEMA_VERSION
 from rssd.repo.queries import schema_version
+
+if TYPE_CHECKING:
+    from rssd.models.config import Config
 
 T = TypeVar("T")
 
 
 def load(path: Path) -> Config:
     """The validated config, or a CommandError listing every problem (as check-config)."""
+    from rssd.models.config import load_config  # noqa: PLC0415  (pydantic when validating)
+
     try:
         return load_config(path)
     except ConfigError as exc:

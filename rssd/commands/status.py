@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rssd.clock import parse_iso, utcnow
 from rssd.commands.context import reader_at, run
@@ -22,18 +23,16 @@ from rssd.commands.status_view import render_human, render_json
 from rssd.commands.terminal import safe_text
 from rssd.daemon.history import history_of
 from rssd.daemon.schedule import Policy, next_due
-from rssd.models.config import (
-    Config,
-    ConfigError,
-    fallback_database,
-    in_category,
-    load_config,
-    normalize_url,
-)
+from rssd.models.categories import in_category
 from rssd.models.dto import FetchJobStatus, LatestJob
+from rssd.models.location import ConfigError, config_mtime, fallback_database
+from rssd.models.urls import normalize_url
 from rssd.repo.config_sync import Synced, config_hash, synced_config
 from rssd.repo.daemons import DaemonRow, list_daemons
 from rssd.repo.queries import SourceStatus, source_statuses
+
+if TYPE_CHECKING:
+    from rssd.models.config import Config
 
 #: The midpoint of the daemon's +-10% jitter.
 JITTER = 0.5
@@ -138,9 +137,17 @@ class Overview:
 async def gather(path: Path) -> Overview:
     """The database's view; a broken config.toml does not hide it (an operator looks at
     status exactly then): its errors come with it, and the database is the one the file
-    names if that much can be read."""
+    names if that much can be read.
+
+    A config.toml the daemon has validated and synced as it is now (the same mtime as the
+    one config_sync records) is not validated again: its database lists every feed it
+    names, and its hash is the synced one. That spares pydantic's import and the models
+    (~70 ms of a 0.19 s ``status``); any other file is validated in full."""
+    seen = await _as_synced(path)
+    if seen is not None:
+        return seen
     try:
-        config: Config | None = load_config(path)
+        config: Config | None = _load_config(path)
     except ConfigError as exc:
         config, errors = None, tuple(f"{path}: {line}" for line in exc.errors)
     else:
@@ -167,6 +174,41 @@ async def gather(path: Path) -> Overview:
         config_hash(config) if config else None,
         shared,
     )
+
+
+async def _as_synced(path: Path) -> Overview | None:
+    """The overview without validating, if config.toml is the file last synced; else
+    None (and nothing reported: the full path will say what is wrong)."""
+    mtime = config_mtime(path)
+    if mtime is None:
+        return None
+    try:
+        async with reader_at(fallback_database(path)) as db:
+            synced = await synced_config(db)
+            if synced is None or synced.config_mtime != mtime:
+                return None
+            rows = await source_statuses(db)
+            daemons = await list_daemons(db)
+            shared = db.shared
+    except CommandError:
+        return None
+    now = utcnow()
+    return Overview(
+        [assess(row, now) for row in rows],
+        [],
+        now,
+        (),
+        daemons,
+        synced,
+        synced.config_hash,
+        shared,
+    )
+
+
+def _load_config(path: Path) -> Config:
+    from rssd.models.config import load_config  # noqa: PLC0415  (pydantic, when needed)
+
+    return load_config(path)
 
 
 def not_in_database(urls: Sequence[str], rows: Sequence[SourceStatus]) -> list[str]:

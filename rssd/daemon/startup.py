@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
-from rssd.clock import now_iso, to_iso
+from rssd.clock import now_iso
 from rssd.daemon.lock import DaemonLock
 from rssd.logs import get_logger
 from rssd.models.config import Config
+from rssd.models.location import config_mtime
 from rssd.repo.claims import ClaimRepo
 from rssd.repo.config_sync import config_hash, sync_config
 from rssd.repo.db import Database
@@ -37,10 +37,7 @@ async def recover(db: Database) -> int:
 
 def file_mtime(path: Path | None) -> str:
     """When the config file was last written (now, if there is no file to ask)."""
-    try:
-        return to_iso(datetime.fromtimestamp(path.stat().st_mtime, UTC)) if path else now_iso()
-    except OSError:
-        return now_iso()
+    return (config_mtime(path) if path else None) or now_iso()
 
 
 async def sync_sources(

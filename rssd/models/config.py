@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +23,15 @@ from pydantic import (
 )
 
 from rssd import __version__
+from rssd.models.categories import in_category, normalize_category
+from rssd.models.location import (
+    DEFAULT_DATABASE,
+    ConfigError,
+    base_directory,
+    check_database,
+    locate_database,
+    read_config_bytes,
+)
 from rssd.models.redact import redact
 from rssd.models.urls import check_http_url, normalize_url
 from rssd.models.users import UserConfig, WebhooksConfig, check_users
@@ -45,14 +53,8 @@ __all__ = [
     "read_headers_file",
 ]
 
-PG_SCHEMES = ("postgresql://", "postgres://")
-DEFAULT_DATABASE = Path("rssd.sqlite3")
 DEFAULT_CONFIG_PATH = Path("config.toml")
-#: A config of 10,000 feeds is ~0.6 MB; anything far larger is not a config file.
-MAX_CONFIG_BYTES = 16 * 1024 * 1024
 DEFAULT_USER_AGENT = f"rssd/{__version__} (RSS/Atom feed fetcher)"
-#: Set by systemd for a unit with StateDirectory=: where a relative database belongs.
-STATE_DIRECTORY_ENV = "STATE_DIRECTORY"
 
 # Upper bounds keep every value one the daemon can compute with (a timedelta, a SQLite
 # integer, setitimer): a value that validates must be a value that runs.
@@ -80,38 +82,6 @@ def check_headers(headers: Mapping[str, str]) -> dict[str, str]:
         if not isinstance(value, str) or re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value):
             raise ValueError(f"the value of header {name!r} must be one line of text")
     return dict(headers)
-
-
-def normalize_category(value: str) -> str:
-    """``"Blogs/Linux "`` -> ``"Blogs / Linux"``: folders separated by " / "."""
-    parts = [" ".join(part.split()) for part in value.split("/")]
-    if not all(parts):
-        raise ValueError(f'{value!r}: every folder of a category needs a name ("Blogs / Linux")')
-    return " / ".join(parts)
-
-
-def in_category(category: str | None, wanted: str) -> bool:
-    """Whether a feed filed under ``category`` is in folder ``wanted`` or below it
-    ("Blogs" holds "Blogs / Linux"); case-insensitive."""
-    if category is None:
-        return False
-    have, want = category.casefold(), normalize_category(wanted).casefold()
-    return have == want or have.startswith(want + " / ")
-
-
-def check_database(value: object) -> object:
-    """``database`` as config.toml gives it: a ``postgresql://`` URL stays text, any other
-    text becomes a Path; what cannot be a database is a ValueError. Shared by the model
-    and by ``fallback_database``, so a broken config.toml is read the same way."""
-    if isinstance(value, str) and value.strip() in ("", "."):
-        raise ValueError('must name a database file, e.g. "rssd.sqlite3"')
-    if isinstance(value, str) and value.startswith(PG_SCHEMES):
-        return value  # libpq's to judge (postgresql:///rssd is the local socket)
-    if isinstance(value, str) and "://" in value:
-        raise ValueError(
-            'must be a SQLite file path or a "postgresql://" URL, not ' + _scheme(value)
-        )
-    return Path(value) if isinstance(value, str) else value
 
 
 def read_headers_file(path: Path) -> dict[str, str]:
@@ -282,43 +252,6 @@ class Config(BaseModel):
         return {}
 
 
-class ConfigError(Exception):
-    """config.toml cannot be used; ``errors`` holds one line per problem."""
-
-    def __init__(self, path: Path, errors: Sequence[str]) -> None:
-        self.path = path
-        self.errors = list(errors)
-        super().__init__("\n".join(f"{path}: {line}" for line in self.errors))
-
-
-def read_config_bytes(path: Path, limit: int = MAX_CONFIG_BYTES) -> bytes:
-    """The file's bytes, if it is a regular file (a symlink to one is fine) of at most
-    ``limit`` bytes. A FIFO would block the reader for ever and ``/dev/zero`` never end:
-    both are refused without a byte read."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise ConfigError(path, ["file not found"]) from None
-    except OSError as exc:
-        raise ConfigError(path, [f"cannot read: {exc.strerror or exc}"]) from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ConfigError(path, ["cannot read: not a regular file"])
-        chunks: list[bytes] = []
-        size = 0
-        while size <= limit and (chunk := os.read(fd, min(1 << 20, limit + 1 - size))):
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError as exc:
-        raise ConfigError(path, [f"cannot read: {exc.strerror or exc}"]) from None
-    finally:
-        os.close(fd)
-    data = b"".join(chunks)
-    if len(data) > limit:
-        raise ConfigError(path, [f"larger than {limit // (1024 * 1024)} MB: not a config file"])
-    return data
-
-
 def load_config(path: Path, environ: Mapping[str, str] = os.environ) -> Config:
     """Read, parse and validate config.toml; raise ConfigError with every problem found.
 
@@ -328,25 +261,6 @@ def load_config(path: Path, environ: Mapping[str, str] = os.environ) -> Config:
     except UnicodeDecodeError as exc:
         raise ConfigError(path, [f"cannot read: {exc}"]) from None
     return parse_config(text, path, environ)
-
-
-def base_directory(path: Path, environ: Mapping[str, str] = os.environ) -> Path:
-    """Where relative ``database`` and ``metrics_file`` paths point: systemd's
-    ``$STATE_DIRECTORY`` when set (the unit's writable /var/lib/rssd; the config lives in
-    read-only /etc/rssd), else the config file's folder."""
-    state = environ.get(STATE_DIRECTORY_ENV, "").split(":")[0]
-    if state and Path(state).is_absolute():
-        return Path(state)
-    return path.parent.resolve()
-
-
-def locate_database(
-    database: Path | str, path: Path, environ: Mapping[str, str] = os.environ
-) -> Path | str:
-    """A relative SQLite path under ``base_directory``; an absolute one or a URL as is."""
-    if isinstance(database, Path) and not database.is_absolute():
-        return base_directory(path, environ) / database
-    return database
 
 
 def parse_config(text: str, path: Path, environ: Mapping[str, str] = os.environ) -> Config:
@@ -400,24 +314,6 @@ def _with_header_files(config: Config, path: Path) -> Config:
     if errors:
         raise ConfigError(path, errors)
     return config.model_copy(update={"feeds": feeds})
-
-
-def fallback_database(path: Path, environ: Mapping[str, str] = os.environ) -> Path | str:
-    """The database a config.toml that does not validate most likely names: its
-    ``database`` if that much is readable and valid, else the default, located as
-    ``parse_config`` does. For ``rssd status``, which shows the database's view exactly
-    when the config is broken."""
-    try:
-        raw = tomllib.loads(read_config_bytes(path).decode("utf-8"))
-    except (ConfigError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
-        raw = {}
-    try:
-        database = check_database(raw.get("database", DEFAULT_DATABASE))
-    except ValueError:
-        database = DEFAULT_DATABASE
-    if not isinstance(database, Path | str):  # a number, a table: not a database
-        database = DEFAULT_DATABASE
-    return locate_database(database, path, environ)
 
 
 def _duplicates_not_reported(exc: ValidationError, raw: Mapping[str, Any]) -> list[str]:
@@ -511,7 +407,3 @@ def _suggestion(loc: Sequence[int | str]) -> str:
     name = str(loc[-1])
     close = difflib.get_close_matches(name, list(model.model_fields), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _scheme(value: str) -> str:
-    return repr(value.split("://", 1)[0] + "://")

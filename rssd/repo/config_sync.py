@@ -15,11 +15,14 @@ import json
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import PurePath
+from typing import TYPE_CHECKING
 
 from rssd.clock import now_iso
-from rssd.models.config import Config
 from rssd.repo.db import Database, Tx
 from rssd.repo.sources import SyncReport, sync_in
+
+if TYPE_CHECKING:
+    from rssd.models.config import Config
 
 _LOCK = "rssd.config_sync"
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rssd.clock import now_iso
-from rssd.models.config import Config
 from rssd.models.dto import Source
 from rssd.repo.db import Database, Tx
 from rssd.repo.rows import SOURCE_COLUMNS as _COLUMNS
 from rssd.repo.rows import source_from as _source
+
+if TYPE_CHECKING:
+    from rssd.models.config import Config
 
 #: A source's id, URL, name and feed title (``SourceRepo.names``).
 Named = tuple[int, str, str | None, str | None]

@@ -1,0 +1,127 @@
+"""Where config.toml's database is, read without validating the config.
+
+The model (rssd.models.config) and the commands that must find the database even when the
+config does not validate (``rssd status``) share these, so both read ``database`` the same
+way. Nothing here imports pydantic: ``status`` beside a config the daemon has validated
+needs no more than this (rssd/commands/status.py).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rssd.clock import to_iso
+
+PG_SCHEMES = ("postgresql://", "postgres://")
+DEFAULT_DATABASE = Path("rssd.sqlite3")
+#: A config of 10,000 feeds is ~0.6 MB; anything far larger is not a config file.
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+#: Set by systemd for a unit with StateDirectory=: where a relative database belongs.
+STATE_DIRECTORY_ENV = "STATE_DIRECTORY"
+
+
+class ConfigError(Exception):
+    """config.toml cannot be used; ``errors`` holds one line per problem."""
+
+    def __init__(self, path: Path, errors: Sequence[str]) -> None:
+        self.path = path
+        self.errors = list(errors)
+        super().__init__("\n".join(f"{path}: {line}" for line in self.errors))
+
+
+def read_config_bytes(path: Path, limit: int = MAX_CONFIG_BYTES) -> bytes:
+    """The file's bytes, if it is a regular file (a symlink to one is fine) of at most
+    ``limit`` bytes. A FIFO would block the reader for ever and ``/dev/zero`` never end:
+    both are refused without a byte read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ConfigError(path, ["file not found"]) from None
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read: {exc.strerror or exc}"]) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(path, ["cannot read: not a regular file"])
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit and (chunk := os.read(fd, min(1 << 20, limit + 1 - size))):
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read: {exc.strerror or exc}"]) from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise ConfigError(path, [f"larger than {limit // (1024 * 1024)} MB: not a config file"])
+    return data
+
+
+def check_database(value: object) -> object:
+    """``database`` as config.toml gives it: a ``postgresql://`` URL stays text, any other
+    text becomes a Path; what cannot be a database is a ValueError. Shared by the model
+    and by ``fallback_database``, so a broken config.toml is read the same way."""
+    if isinstance(value, str) and value.strip() in ("", "."):
+        raise ValueError('must name a database file, e.g. "rssd.sqlite3"')
+    if isinstance(value, str) and value.startswith(PG_SCHEMES):
+        return value  # libpq's to judge (postgresql:///rssd is the local socket)
+    if isinstance(value, str) and "://" in value:
+        raise ValueError(
+            'must be a SQLite file path or a "postgresql://" URL, not ' + _scheme(value)
+        )
+    return Path(value) if isinstance(value, str) else value
+
+
+def base_directory(path: Path, environ: Mapping[str, str] = os.environ) -> Path:
+    """Where relative ``database`` and ``metrics_file`` paths point: systemd's
+    ``$STATE_DIRECTORY`` when set (the unit's writable /var/lib/rssd; the config lives in
+    read-only /etc/rssd), else the config file's folder."""
+    state = environ.get(STATE_DIRECTORY_ENV, "").split(":")[0]
+    if state and Path(state).is_absolute():
+        return Path(state)
+    return path.parent.resolve()
+
+
+def locate_database(
+    database: Path | str, path: Path, environ: Mapping[str, str] = os.environ
+) -> Path | str:
+    """A relative SQLite path under ``base_directory``; an absolute one or a URL as is."""
+    if isinstance(database, Path) and not database.is_absolute():
+        return base_directory(path, environ) / database
+    return database
+
+
+def fallback_database(path: Path, environ: Mapping[str, str] = os.environ) -> Path | str:
+    """The database a config.toml that does not validate most likely names: its
+    ``database`` if that much is readable and valid, else the default, located as
+    ``parse_config`` does. For ``rssd status``, which shows the database's view exactly
+    when the config is broken."""
+    try:
+        raw = tomllib.loads(read_config_bytes(path).decode("utf-8"))
+    except (ConfigError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        raw = {}
+    try:
+        database = check_database(raw.get("database", DEFAULT_DATABASE))
+    except ValueError:
+        database = DEFAULT_DATABASE
+    if not isinstance(database, Path | str):  # a number, a table: not a database
+        database = DEFAULT_DATABASE
+    return locate_database(database, path, environ)
+
+
+def _scheme(value: str) -> str:
+    return repr(value.split("://", 1)[0] + "://")
+
+
+def config_mtime(path: Path) -> str | None:
+    """When config.toml was last written, as config_sync records it (None: no such file).
+    The daemon records it at each sync; ``status`` compares it with the file's."""
+    try:
+        return to_iso(datetime.fromtimestamp(path.stat().st_mtime, UTC))
+    except OSError:
+        return None
