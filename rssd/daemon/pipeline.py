@@ -205,23 +205,31 @@ class Pipeline:
         """
         claim = await self.claims.claim_source(source.id)
         if claim is None:
-            cutoff = to_iso(utcnow() - STALE_JOB_AFTER)
+            cutoff = to_iso(await self.db.now() - STALE_JOB_AFTER)
             if await self.jobs.fail_stale(source.id, cutoff):
                 log.warning("jobs.stale_failed", source_id=source.id, url=source.url)
                 claim = await self.claims.claim_source(source.id)
         return claim
 
-    def _plan(self, claim: Claim, ending: Ending) -> Plan | None:
-        """The source's next job after this ending (None: a one-off, not scheduled)."""
+    async def _plan(self, claim: Claim, ending: Ending) -> Plan | None:
+        """The source's next job after this ending (None: a one-off, not scheduled).
+
+        Planned from the database's clock (``Database.now``): on a shared database the
+        due time is for every daemon to act on, and this one's clock may be wrong. A
+        database that does not answer gets the local clock: its write fails anyway."""
         if not claim.scheduled:
             return None  # a one-off (run --once, rssd fetch on a new source): no schedule
         source = claim.source
+        try:
+            now = await self.db.now()
+        except Exception:
+            now = utcnow()
         return plan_next(
             source.url,
             Carried(claim.failures, claim.fetch_url, claim.moved_seen),
             ending,
             self.policy(source),
-            now=utcnow(),
+            now=now,
             jitter=self.random.random(),
         )
 
@@ -260,7 +268,8 @@ class Pipeline:
         """Record a failure (and the next job), retrying while the database is busy; never
         raises."""
         job_id = claim.job.id
-        next_job = next_job_of(self._plan(claim, Ending(completed=False, interrupted=interrupted)))
+        ending = Ending(completed=False, interrupted=interrupted)
+        next_job = next_job_of(await self._plan(claim, ending))
         for attempt in range(3):
             try:
                 await self.jobs.mark_failed(job_id, code, message, next_job=next_job)
@@ -310,7 +319,7 @@ class Pipeline:
             # stored; credentials are not): such a feed keeps following the redirect.
             final_url=final_url if redact_optional(final_url) == final_url else None,
         )
-        plan = self._plan(claim, ending)
+        plan = await self._plan(claim, ending)
         next_job = next_job_of(plan)
         if result.outcome is Outcome.FAILED:
             assert result.error_code is not None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from rssd.clock import to_iso, utcnow
+from rssd.clock import to_iso
 from rssd.daemon.history import history_of
 from rssd.daemon.schedule import Policy, next_due, source_policy
 from rssd.logs import get_logger
@@ -37,7 +37,7 @@ async def reconcile(
     """Queue the missing jobs; returns how many were queued. ``policy``: a source's
     scheduling policy (default: its interval)."""
     sources = {s.id: s for s in await SourceRepo(db).list(enabled_only=True)}
-    now = utcnow()
+    now = await db.now()  # due times every daemon acts on: the database's clock
     due: dict[int, str] = {}
     for row in await latest_jobs(db):
         source = sources.get(row.source_id)
