@@ -21,12 +21,12 @@ from rssd.fetch.http import (
     hints,
 )
 from rssd.fetch.parse import ParsePool
-from rssd.fetch.resolver import DaemonThreadResolver
 from rssd.models.config import Config
 from rssd.models.dto import ErrorCode, FetchJob, FetchMeta, PostCreate, Source
 from rssd.models.redact import same_origin, strip_userinfo, with_credentials
 from rssd.net.addresses import AddressClass, IPAddress, address_class
 from rssd.net.hosts import host_key
+from rssd.net.resolver import DaemonThreadResolver
 
 #: Loads the stored item fingerprints of the source being fetched (rssd.repo.seen).
 SeenLoader = Callable[[], Awaitable[bytes]]
