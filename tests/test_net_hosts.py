@@ -16,7 +16,6 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -35,6 +34,9 @@ from rssd.webhooks.guard import AddressRefused, check_literal
 from rssd.webhooks.sender import Sender
 from tests.conftest import FeedServer, rss
 from tests.support.webhooks import SECRETS, Receiver
+from tests.test_webhooks_sender import receiver
+
+__all__ = ["receiver"]  # a fixture, used by name
 
 #: Every legacy form: (host as written in a URL, the address the C resolver makes of it).
 LEGACY = [
@@ -150,16 +152,6 @@ def test_config_still_takes_dotted_quads_and_names() -> None:
 def test_the_webhook_guard_refuses_every_form(host: str, allow_private: bool) -> None:
     with pytest.raises(AddressRefused, match=r"^refused: host "):
         check_literal(host, allow_private)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = Receiver()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 #: The forms of 127.0.0.1 that the issue saw reach a loopback receiver.
