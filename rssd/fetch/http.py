@@ -23,9 +23,9 @@ from yarl import URL
 
 from rssd.fetch.digest import content_digest
 from rssd.fetch.inflate import InflateError, Inflater
-from rssd.fetch.resolver import DaemonThreadResolver
 from rssd.models.dto import ErrorCode
 from rssd.net.addresses import AddressClass, IPAddress, address_class, crossing, parse_address
+from rssd.net.resolver import DaemonThreadResolver
 
 #: Resolves a redirect target's host to check where it points before connecting.
 _RESOLVER = DaemonThreadResolver()

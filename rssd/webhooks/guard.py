@@ -13,8 +13,8 @@ import socket
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from rssd.fetch.resolver import DaemonThreadResolver
 from rssd.net.addresses import IPAddress, address_class, parse_address
+from rssd.net.resolver import DaemonThreadResolver
 
 ALLOW_HINT = "set [webhooks] allow_private_networks = true to allow it"
 
