@@ -25,7 +25,7 @@ from rssd.fetch.digest import content_digest
 from rssd.fetch.inflate import InflateError, Inflater
 from rssd.models.dto import ErrorCode
 from rssd.net.addresses import AddressClass, IPAddress, address_class, crossing, parse_address
-from rssd.net.hosts import numeric_host_refusal
+from rssd.net.numeric import numeric_host_refusal
 from rssd.net.resolver import DaemonThreadResolver
 
 #: Resolves a redirect target's host to check where it points before connecting.
@@ -227,7 +227,7 @@ async def _follow(
 
 
 def _refuse_numeric(url: URL, status: int | None) -> None:
-    """Refuse a host in a numeric form other than the dotted quad (rssd.net.hosts): the
+    """Refuse a host in a numeric form other than the dotted quad (rssd.net.numeric): the
     resolver would read ``127.1`` as loopback where the address checks see a name."""
     host = url.raw_host or ""
     refused = numeric_host_refusal(host) or numeric_host_refusal(url.host or "")

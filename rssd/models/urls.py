@@ -5,7 +5,7 @@ from __future__ import annotations
 from yarl import URL
 
 from rssd.models.redact import redact
-from rssd.net.hosts import numeric_host_refusal
+from rssd.net.numeric import numeric_host_refusal
 
 
 def normalize_url(url: str) -> str:

@@ -5,7 +5,7 @@ non-global addresses guards the connection itself: a name that resolves to a pub
 address when checked and to 127.0.0.1 when connected (DNS rebinding) cannot slip through,
 as there is no second lookup. IP literals skip the resolver in aiohttp and are checked
 before the request (``check_literal``), as are numeric hosts in forms other than the
-dotted quad, refused outright (rssd.net.hosts).
+dotted quad, refused outright (rssd.net.numeric).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import socket
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from rssd.net.addresses import IPAddress, address_class, parse_address
-from rssd.net.hosts import numeric_host_refusal
+from rssd.net.numeric import numeric_host_refusal
 from rssd.net.resolver import DaemonThreadResolver
 
 ALLOW_HINT = "set [webhooks] allow_private_networks = true to allow it"
@@ -33,7 +33,7 @@ class AddressRefused(OSError):
 
 def check_literal(host: str, allow_private: bool) -> None:
     """Refuse an IP-literal host at once (aiohttp does not resolve literals), and a
-    numeric host in any form but the dotted quad (rssd.net.hosts), whatever the setting."""
+    numeric host in any form but the dotted quad (rssd.net.numeric), whatever the setting."""
     numeric = numeric_host_refusal(host)
     if numeric:
         raise AddressRefused(f"refused: {numeric}")
