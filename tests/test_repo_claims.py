@@ -101,7 +101,7 @@ async def test_an_idn_host_and_its_punycode_share_the_slots(db: Database, tmp_pa
     written two ways gets one slot, not two."""
     ids = await sources(db, tmp_path, ["https://bücher.de/a", "https://xn--bcher-kva.de/b"])
     claims = ClaimRepo(db, "d1")
-    await claims.queue_missing(dict.fromkeys(ids.values(), PAST))
+    await claims.queue_missing(dict.fromkeys(ids.values(), past()))
     (first,) = await claims.claim_due(10, 1)
     assert await claims.claim_due(10, 1) == [], "the same host's one slot is taken"
     row = await db.fetchone("SELECT host FROM fetch_job WHERE id = :id", {"id": first.job.id})
