@@ -329,7 +329,10 @@ class Service:
             )
             config = config.model_copy(update={"database": self.config.database})
         assert self._db is not None and self._fetcher is not None
-        report = await sync_sources(self._db, config, self.config_path, self.identity.id)
+        edited = config_hash(config) != config_hash(self.config)
+        report = await sync_sources(
+            self._db, config, self.config_path, self.identity.id, edited=edited
+        )
         set_level(config.log_level)
         self._fetcher.reconfigure(config)
         if self._delivery is not None:
