@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 
 import pytest
 
+from rssd.daemon.reconcile import reconcile
+from rssd.repo.claims import ClaimRepo
+from rssd.repo.db import Database
 from tests.conftest import FeedServer
 from tests.support.commands import World, cli, populated, run_once_from
 from tests.support.config import write_config
@@ -77,6 +81,32 @@ async def test_json_reports_every_state(
         "fetching": 0,
         "posts": 5,
     }
+
+
+async def test_json_last_attempt_is_the_last_finished_job_not_the_queued_plan(
+    feed_server: FeedServer, tmp_path: Path, db_target: Path | str
+) -> None:
+    """A daemon keeps every source's next job QUEUED: ``last_attempt`` is still the last
+    job that ended (its result), the plan shows only as ``next_due_at``."""
+    world = await populated(feed_server, tmp_path, db_target)
+    db = await Database.open(db_target)
+    try:
+        queued = await reconcile(db, ClaimRepo(db, "test"), random.Random(1))
+    finally:
+        await db.close()
+    assert queued == 4  # ok, news, failing, new: every enabled source but the gone one
+    document = (await cli("status", "-c", world.config, "--json")).json()
+    by_url = {source["url"]: source for source in document["sources"]}
+    ok = by_url[world.urls["ok"]]
+    assert ok["last_attempt"]["status"] == "COMPLETED"
+    assert ok["last_attempt"]["http_status"] == 200
+    assert ok["last_attempt"]["ended_at"] == ok["last_success_at"]
+    assert ok["current_attempt"] is None
+    failing = by_url[world.urls["failing"]]
+    assert failing["last_attempt"]["status"] == "FAILED"
+    assert failing["last_attempt"]["http_status"] == 500
+    assert by_url[world.urls["new"]]["last_attempt"] is None  # queued, never attempted
+    assert by_url[world.urls["new"]]["next_due_at"] is not None
 
 
 async def test_human_output_is_aligned_with_relative_times(

@@ -14,7 +14,8 @@ import pytest
 import rssd.repo.claims as claims_module
 from rssd.clock import to_iso, utcnow
 from rssd.models.dto import ErrorCode, FetchJobStatus, FetchMeta
-from rssd.repo.claims import LEASE_SECONDS, ClaimRepo, host_of
+from rssd.net.hosts import host_key
+from rssd.repo.claims import LEASE_SECONDS, ClaimRepo
 from rssd.repo.claims import PAGE as CANDIDATE_PAGE
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
@@ -38,11 +39,6 @@ async def jobs_of(db: Database) -> list[tuple[int, str, str | None]]:
         "SELECT content_source_id, status, error_code FROM fetch_job ORDER BY id"
     )
     return [(row[0], row[1], row[2]) for row in rows]
-
-
-def test_host_of() -> None:
-    assert host_of("http://A.Example:8080/x") == "a.example"
-    assert host_of("https://b.example/") == "b.example"
 
 
 async def test_only_due_jobs_of_enabled_sources_are_claimed(db: Database, tmp_path: Path) -> None:
@@ -81,14 +77,26 @@ async def test_the_per_host_limit_holds_and_frees_as_jobs_end(db: Database, tmp_
     claims = ClaimRepo(db, "d1")
     await claims.queue_missing(dict.fromkeys(ids.values(), PAST))
     first = await claims.claim_due(10, 2)
-    hosts = sorted(host_of(claim.source.url) for claim in first)
+    hosts = sorted(host_key(claim.source.url) for claim in first)
     assert hosts == ["other.example", "same.example", "same.example"]
     assert await claims.claim_due(10, 2) == [], "same.example's two slots are taken"
     ending = next(claim for claim in first if "same" in claim.source.url)
     done = await FetchJobRepo(db).mark_completed(ending.job.id, FetchMeta(http_status=200))
     assert done is not None
     (freed,) = await claims.claim_due(10, 2)
-    assert host_of(freed.source.url) == "same.example"
+    assert host_key(freed.source.url) == "same.example"
+
+
+async def test_an_idn_host_and_its_punycode_share_the_slots(db: Database, tmp_path: Path) -> None:
+    """Issue 22: the claims key hosts as the fetcher does (rssd.net.hosts), so one server
+    written two ways gets one slot, not two."""
+    ids = await sources(db, tmp_path, ["https://bücher.de/a", "https://xn--bcher-kva.de/b"])
+    claims = ClaimRepo(db, "d1")
+    await claims.queue_missing(dict.fromkeys(ids.values(), PAST))
+    (first,) = await claims.claim_due(10, 1)
+    assert await claims.claim_due(10, 1) == [], "the same host's one slot is taken"
+    row = await db.fetchone("SELECT host FROM fetch_job WHERE id = :id", {"id": first.job.id})
+    assert row is not None and row[0] == "xn--bcher-kva.de"
 
 
 async def test_two_daemons_claiming_at_once_never_take_the_same_job(
@@ -108,7 +116,7 @@ async def test_two_daemons_claiming_at_once_never_take_the_same_job(
     per_host: dict[str, int] = {}
     for batch in batches:
         for claim in batch:
-            host = host_of(claim.source.url)
+            host = host_key(claim.source.url)
             per_host[host] = per_host.get(host, 0) + 1
     assert per_host and max(per_host.values()) <= 3, per_host
     rows = await db.fetchall(

@@ -69,8 +69,8 @@ def assess(row: SourceStatus, now: datetime) -> Assessment:
     """State and next due of one source, by the same rules the daemon schedules with."""
     source = row.source
     history = history_of(_latest(row))
-    latest = row.latest
-    fetching = latest is not None and latest.status is FetchJobStatus.ONGOING
+    active = row.active
+    fetching = active is not None and active.status is FetchJobStatus.ONGOING
     if not source.enabled:
         state = State.DISABLED
     elif history.gone:
@@ -86,8 +86,8 @@ def assess(row: SourceStatus, now: datetime) -> Assessment:
         policy = Policy(interval=timedelta(minutes=source.interval_minutes))
         if fetching:
             due = now
-        elif latest is not None and latest.status is FetchJobStatus.QUEUED and latest.not_before:
-            due = parse_iso(latest.not_before)
+        elif active is not None and active.status is FetchJobStatus.QUEUED and active.not_before:
+            due = parse_iso(active.not_before)
         else:
             due = next_due(history, policy, now, JITTER)
     return Assessment(row, state, fetching, due)

@@ -81,7 +81,7 @@ def render_human(overview: Overview, shown: Sequence[Assessment], empty: str | N
     for index, a in enumerate(shown):
         row = a.row
         # The attempt running now, else the last one that ended (a QUEUED job is the plan).
-        latest = row.latest if a.fetching else row.finished
+        latest = row.active if a.fetching else row.finished
         success = row.last_success
         rows.append(
             [
@@ -198,7 +198,8 @@ def source_json(a: Assessment) -> dict[str, Any]:
         "interval_minutes": row.source.interval_minutes,
         "state": a.state.value,
         "fetching": a.fetching,
-        "last_attempt": _job(row.latest),
+        "last_attempt": _job(row.finished),
+        "current_attempt": _job(row.active) if a.fetching else None,
         "last_success_at": row.last_success.ended_at if row.last_success else None,
         "consecutive_failures": row.failures,
         "next_due_at": to_iso(a.next_due) if a.next_due else None,

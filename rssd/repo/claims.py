@@ -23,10 +23,10 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 from rssd.clock import to_iso, utcnow
 from rssd.models.dto import FetchJob, Source
+from rssd.net.hosts import host_key
 from rssd.repo.db import Database, Row, Tx
 from rssd.repo.next_job import INSERT_NEXT, NextJob, insert_next_params
 from rssd.repo.rows import JOB_NAMES, SOURCE_NAMES, job_from, source_from
@@ -64,11 +64,6 @@ class Claim:
     moved_seen: int
     #: The job was the source's QUEUED schedule entry, so its end queues the next one.
     scheduled: bool = True
-
-
-def host_of(url: str) -> str:
-    """The politeness key: the host name, lower-cased (ports share a host's slots)."""
-    return (urlsplit(url).hostname or "").lower()
 
 
 def _claim(row: Row, scheduled: bool = True) -> Claim:
@@ -121,7 +116,7 @@ class ClaimRepo:
                 },
             )
             for row in rows:
-                host = host_of(row["target"])
+                host = host_key(row["target"])
                 if host not in busy and len(found) < wanted:
                     found.append((int(row["id"]), host))
             if len(rows) < PAGE:

@@ -198,7 +198,8 @@ class FetchJobRepo:
         return FetchJobStatus(row["status"]) if row else None
 
     async def get_latest_for_source(self, source_id: int) -> FetchJob | None:
-        """The source's newest job: the single source of truth for its state (ARCHITECTURE.md)."""
+        """The source's newest job, whatever its status: its QUEUED job (the plan) when it has
+        one. What a source's last attempt was is its newest *finished* job (``latest_jobs``)."""
         return _job(
             await self._db.fetchone(
                 f"SELECT {_COLUMNS} FROM fetch_job WHERE content_source_id = :source_id "
