@@ -78,7 +78,7 @@ CREATE TABLE IF NOT EXISTS posts (
     content           TEXT,
     published_at      TEXT,
     updated_at        TEXT,
-    -- Version 8: JSON arrays of the entry's categories/tags and its enclosures
+    -- Version 9: JSON arrays of the entry's categories/tags and its enclosures
     -- ({"url", "type", "length"}); NULL when the entry had none.
     tags              TEXT,
     enclosures        TEXT,
@@ -99,7 +99,7 @@ CREATE TABLE IF NOT EXISTS seen_items (
                       REFERENCES content_sources (id) ON DELETE CASCADE,
     digests           BLOB    NOT NULL
 ) STRICT;
--- Version 8 added users.format, include_content and dedupe_days (config.toml's keys).
+-- Version 9 added users.format, include_content and dedupe_days (config.toml's keys).
 -- Version 5: users and their webhooks (rssd/webhooks/, rssd/daemon/delivery.py).
 -- One row per [[users]] table, synced from config.toml like content_sources: a user
 -- removed from the file is disabled (enabled = 0) with its history kept. The secret is
@@ -203,7 +203,16 @@ CREATE TABLE IF NOT EXISTS config_sync (
     synced_by    TEXT
 ) STRICT;
 
--- Version 8: one notification per story. announced: the stories (a post's normalized link,
+-- Version 8: every config version the cluster synced, by hash, with a digest per shared
+-- key: a file holding a superseded version is drift, whatever its mtime; status names the
+-- keys that differ (rssd/repo/config_sync.py).
+CREATE TABLE IF NOT EXISTS config_versions (
+    config_hash     TEXT PRIMARY KEY,
+    digests         TEXT NOT NULL,  -- JSON object: key -> digest
+    first_synced_at TEXT NOT NULL
+) STRICT;
+
+-- Version 9: one notification per story. announced: the stories (a post's normalized link,
 -- 'link:...', and its guid, 'guid:...') announced to each user, the newest per story;
 -- a post of another of the user's feeds with one of these keys within the user's
 -- dedupe_days is not announced again but listed in skipped_posts (rssd deliveries --skipped).

@@ -9,7 +9,7 @@ PostgreSQL support began at version 7, so its steps start there.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: deleting old fetch_job rows set posts.fetch_job_id to NULL by scanning every
@@ -137,10 +137,18 @@ MIGRATIONS: dict[int, str] = {
             synced_by    TEXT
         ) STRICT;
     """,
-    # 7 -> 8: per-user format, include_content and dedupe_days; posts' tags and
+    # 7 -> 8: every synced config version, so that drift is judged by content, not mtime.
+    7: """
+        CREATE TABLE IF NOT EXISTS config_versions (
+            config_hash     TEXT PRIMARY KEY,
+            digests         TEXT NOT NULL,
+            first_synced_at TEXT NOT NULL
+        ) STRICT;
+    """,
+    # 8 -> 9: per-user format, include_content and dedupe_days; posts' tags and
     # enclosures; the stories announced to each user and the posts skipped as duplicates
     # (the tables come from schema.sql).
-    7: """
+    8: """
         ALTER TABLE users ADD COLUMN format TEXT NOT NULL DEFAULT 'standard';
         ALTER TABLE users ADD COLUMN include_content INTEGER NOT NULL DEFAULT 0
             CHECK (include_content IN (0, 1));
@@ -151,8 +159,15 @@ MIGRATIONS: dict[int, str] = {
 }
 
 PG_MIGRATIONS: dict[int, str] = {
-    # 7 -> 8: as MIGRATIONS[7].
     7: """
+        CREATE TABLE IF NOT EXISTS config_versions (
+            config_hash     text PRIMARY KEY,
+            digests         text NOT NULL,
+            first_synced_at timestamptz NOT NULL
+        );
+    """,
+    # 8 -> 9: as MIGRATIONS[8].
+    8: """
         ALTER TABLE users ADD COLUMN IF NOT EXISTS format text NOT NULL DEFAULT 'standard';
         ALTER TABLE users ADD COLUMN IF NOT EXISTS include_content integer NOT NULL DEFAULT 0
             CHECK (include_content IN (0, 1));
