@@ -9,7 +9,7 @@ PostgreSQL support began at version 7, so its steps start there.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: deleting old fetch_job rows set posts.fetch_job_id to NULL by scanning every
@@ -137,6 +137,22 @@ MIGRATIONS: dict[int, str] = {
             synced_by    TEXT
         ) STRICT;
     """,
+    # 7 -> 8: every synced config version, so that drift is judged by content, not mtime.
+    7: """
+        CREATE TABLE IF NOT EXISTS config_versions (
+            config_hash     TEXT PRIMARY KEY,
+            digests         TEXT NOT NULL,
+            first_synced_at TEXT NOT NULL
+        ) STRICT;
+    """,
 }
 
-PG_MIGRATIONS: dict[int, str] = {}
+PG_MIGRATIONS: dict[int, str] = {
+    7: """
+        CREATE TABLE IF NOT EXISTS config_versions (
+            config_hash     text PRIMARY KEY,
+            digests         text NOT NULL,
+            first_synced_at timestamptz NOT NULL
+        );
+    """,
+}
