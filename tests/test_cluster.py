@@ -160,7 +160,18 @@ async def test_three_daemons_share_the_work_and_recover_a_killed_one(
         return len(holders) >= 2
 
     await until("every host's slots taken, by two daemons or more", every_slot_taken)
-    await asyncio.sleep(1.0)  # a claim beyond the limit, were one possible, would show now
+    # The window for a claim beyond the limit: every daemon's lease loop turns once more
+    # (its heartbeat moves on), and its claim loop polled about ten times meanwhile.
+    (slots_taken_at,) = (await rows(pg_url, "SELECT now()"))[0]
+
+    async def every_daemon_beat_since() -> bool:
+        beats = await rows(
+            pg_url, "SELECT count(*) FROM daemons WHERE heartbeat_at > %s", slots_taken_at
+        )
+        return beats[0][0] == len(started)
+
+    await until("every daemon's heartbeat with every slot taken", every_daemon_beat_since)
+    assert farm.max_host <= MAX_PER_HOST, farm.max_host
     holders = await rows(
         pg_url,
         "SELECT claimed_by, array_agg(id ORDER BY id) FROM fetch_job WHERE status = 'ONGOING' "

@@ -9,7 +9,7 @@ PostgreSQL support began at version 7, so its steps start there.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: deleting old fetch_job rows set posts.fetch_job_id to NULL by scanning every
@@ -145,6 +145,17 @@ MIGRATIONS: dict[int, str] = {
             first_synced_at TEXT NOT NULL
         ) STRICT;
     """,
+    # 8 -> 9: per-user format, include_content and dedupe_days; posts' tags and
+    # enclosures; the stories announced to each user and the posts skipped as duplicates
+    # (the tables come from schema.sql).
+    8: """
+        ALTER TABLE users ADD COLUMN format TEXT NOT NULL DEFAULT 'standard';
+        ALTER TABLE users ADD COLUMN include_content INTEGER NOT NULL DEFAULT 0
+            CHECK (include_content IN (0, 1));
+        ALTER TABLE users ADD COLUMN dedupe_days INTEGER NOT NULL DEFAULT 7;
+        ALTER TABLE posts ADD COLUMN tags TEXT;
+        ALTER TABLE posts ADD COLUMN enclosures TEXT;
+    """,
 }
 
 PG_MIGRATIONS: dict[int, str] = {
@@ -154,5 +165,14 @@ PG_MIGRATIONS: dict[int, str] = {
             digests         text NOT NULL,
             first_synced_at timestamptz NOT NULL
         );
+    """,
+    # 8 -> 9: as MIGRATIONS[8].
+    8: """
+        ALTER TABLE users ADD COLUMN IF NOT EXISTS format text NOT NULL DEFAULT 'standard';
+        ALTER TABLE users ADD COLUMN IF NOT EXISTS include_content integer NOT NULL DEFAULT 0
+            CHECK (include_content IN (0, 1));
+        ALTER TABLE users ADD COLUMN IF NOT EXISTS dedupe_days integer NOT NULL DEFAULT 7;
+        ALTER TABLE posts ADD COLUMN IF NOT EXISTS tags text;
+        ALTER TABLE posts ADD COLUMN IF NOT EXISTS enclosures text;
     """,
 }
