@@ -9,7 +9,7 @@ PostgreSQL support began at version 7, so its steps start there.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: deleting old fetch_job rows set posts.fetch_job_id to NULL by scanning every
@@ -137,6 +137,29 @@ MIGRATIONS: dict[int, str] = {
             synced_by    TEXT
         ) STRICT;
     """,
+    # 7 -> 8: PostgreSQL wakes idle daemons with NOTIFY when a job falls due (see
+    # PG_MIGRATIONS[7]); SQLite has one daemon per file, nobody to wake: nothing to do.
+    7: "",
 }
 
-PG_MIGRATIONS: dict[int, str] = {}
+#: Waking idle daemons (rssd/repo/pg_listen.py): a job queued or requeued due now (a new
+#: source, a job taken back, a fetch interrupted) notifies channel ``rssd_jobs``; identical
+#: notifications of one transaction arrive once. Also in schema_pg.sql.
+PG_JOB_DUE_TRIGGER = """
+CREATE OR REPLACE FUNCTION rssd_job_due() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('rssd_jobs', '');
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER fetch_job_due_notify
+    AFTER INSERT OR UPDATE OF status ON fetch_job
+    FOR EACH ROW
+    WHEN (NEW.status = 'QUEUED' AND (NEW.not_before IS NULL OR NEW.not_before <= now()))
+    EXECUTE FUNCTION rssd_job_due();
+"""
+
+PG_MIGRATIONS: dict[int, str] = {
+    7: PG_JOB_DUE_TRIGGER,
+}
