@@ -194,3 +194,12 @@ CREATE TABLE IF NOT EXISTS config_sync (
     synced_at    TEXT    NOT NULL,
     synced_by    TEXT
 ) STRICT;
+
+-- Version 8: every config version the cluster synced, by hash, with a digest per shared
+-- key: a file holding a superseded version is drift, whatever its mtime; status names the
+-- keys that differ (rssd/repo/config_sync.py).
+CREATE TABLE IF NOT EXISTS config_versions (
+    config_hash     TEXT PRIMARY KEY,
+    digests         TEXT NOT NULL,  -- JSON object: key -> digest
+    first_synced_at TEXT NOT NULL
+) STRICT;

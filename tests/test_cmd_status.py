@@ -151,7 +151,7 @@ async def test_failing_lists_the_feeds_that_need_a_look_and_exits_1(
     world: World = await populated(feed_server, tmp_path, db_target)
     result = await cli("status", "-c", world.config, "--failing")
     assert result.code == 1
-    shown = [line for line in result.out.splitlines() if "http://127.0.0.1" in line]
+    shown = [line for line in result.out.splitlines() if re.match(r"^\s*\d+\s.*http:", line)]
     assert len(shown) == 2
     assert any(line.endswith(world.urls["failing"]) for line in shown)
     assert any(line.endswith(world.urls["gone"]) for line in shown)
@@ -202,3 +202,12 @@ async def test_feeds_the_daemon_has_not_loaded_yet_are_named(
         "not in the database yet (a running daemon adds it within seconds): "
         "https://later.example/feed"
     )
+
+
+async def test_it_names_the_keys_this_config_differs_in_from_the_synced_one(
+    feed_server: FeedServer, tmp_path: Path, db_target: Path | str
+) -> None:
+    world = await populated(feed_server, tmp_path, db_target)  # "new" added after the sync
+    document = (await cli("status", "-c", world.config, "--json")).json()
+    assert document["config"]["differs_in"] == [f"feeds[{world.urls['new']}]"]
+    assert document["config"]["file_hash"] != document["config"]["synced"]["config_hash"]

@@ -127,6 +127,15 @@ async def test_no_backlog_skips_the_first_fetch_of_a_new_feed(db: Database, tmp_
     assert await messages(db) == [("alice", A, ["id-3"])]
 
 
+async def test_an_empty_first_fetch_primes_the_subscription(db: Database, tmp_path: Path) -> None:
+    """A new feed with no posts yet is primed by its empty first fetch, so its first real
+    post is news, not backlog."""
+    await setup(db, tmp_path, [user("alice", HOOK, [A])])
+    assert await fetch(db, A, []) == 0
+    assert await fetch(db, A, [post(1)]) == 1
+    assert await messages(db) == [("alice", A, ["id-1"])]
+
+
 async def test_subscribing_later_to_a_fetched_feed_announces_its_next_news(
     db: Database, tmp_path: Path
 ) -> None:

@@ -27,7 +27,14 @@ from rssd.models.categories import in_category
 from rssd.models.dto import FetchJobStatus, LatestJob
 from rssd.models.location import ConfigError, config_mtime, fallback_database
 from rssd.models.urls import normalize_url
-from rssd.repo.config_sync import Synced, config_hash, synced_config
+from rssd.repo.config_sync import (
+    Synced,
+    config_digests,
+    differing_keys,
+    hash_of,
+    known_digests,
+    synced_config,
+)
 from rssd.repo.daemons import DaemonRow, list_daemons
 from rssd.repo.queries import SourceStatus, source_statuses
 
@@ -126,12 +133,27 @@ class Overview:
     synced: Synced | None = None
     config_hash: str | None = None  # this config.toml's
     shared: bool = False  # a database several daemons may share (PostgreSQL)
+    #: The keys this config.toml differs in from the synced version (when both are known).
+    differs_in: tuple[str, ...] = ()
+    #: Per-key digests of the config versions the cluster synced, by hash (those in view).
+    versions: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def drifting(self) -> list[DaemonRow]:
-        """Daemons running another config than the synced one (older files: config.drift)."""
+        """Daemons running another config than the synced one (config.drift)."""
         if self.synced is None:
             return []
         return [d for d in self.daemons if d.config_hash not in (None, self.synced.config_hash)]
+
+    def daemon_differs_in(self, daemon: DaemonRow) -> list[str]:
+        """The keys a daemon's config differs in from the synced one ([]: the same, or
+        unknown)."""
+        if self.synced is None or daemon.config_hash is None:
+            return []
+        mine = self.versions.get(daemon.config_hash)
+        current = self.versions.get(self.synced.config_hash)
+        if mine is None or current is None:
+            return []
+        return differing_keys(mine, current)
 
 
 @dataclass(frozen=True)
@@ -142,15 +164,22 @@ class _View:
     daemons: list[DaemonRow]
     synced: Synced | None
     shared: bool
+    versions: dict[str, dict[str, str]]  # the synced version's and the daemons' digests
 
 
 async def _view_of(database: Path | str) -> _View:
     async with reader_at(database) as db:
+        daemons = await list_daemons(db)
+        synced = await synced_config(db)
+        hashes = {d.config_hash for d in daemons if d.config_hash is not None}
+        if synced is not None:
+            hashes.add(synced.config_hash)
         return _View(
             await source_statuses(db),
-            await list_daemons(db),
-            await synced_config(db),
+            daemons,
+            synced,
             db.shared,
+            await known_digests(db, hashes),
         )
 
 
@@ -187,16 +216,23 @@ async def gather(path: Path) -> Overview:
             if errors:
                 raise CommandError("\n".join([*errors, str(exc)])) from None
             raise
+    digests = config_digests(config) if config else None
+    current = view.versions.get(view.synced.config_hash) if view.synced else None
     return _overview(
         view,
         not_in_database([feed.url for feed in config.feeds], view.rows) if config else [],
         errors,
-        config_hash(config) if config else None,
+        hash_of(digests) if digests is not None else None,
+        tuple(differing_keys(digests, current)) if digests and current is not None else (),
     )
 
 
 def _overview(
-    view: _View, missing: list[str], errors: tuple[str, ...], this_hash: str | None
+    view: _View,
+    missing: list[str],
+    errors: tuple[str, ...],
+    this_hash: str | None,
+    differs_in: tuple[str, ...] = (),
 ) -> Overview:
     now = utcnow()
     return Overview(
@@ -208,6 +244,8 @@ def _overview(
         view.synced,
         this_hash,
         view.shared,
+        differs_in,
+        view.versions,
     )
 
 

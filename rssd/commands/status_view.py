@@ -159,14 +159,23 @@ def _daemon_lines(overview: Overview) -> list[str]:
         lines += ["", *table(header, rows, right=(2, 4))]
         if synced is not None:
             lines.append(f"synced config: {synced}")
+        for d in overview.drifting():
+            keys = overview.daemon_differs_in(d)
+            if keys:
+                lines.append(f"daemon {d.id} runs a config that differs in: {_keys(keys)}")
     if overview.synced and overview.config_hash != overview.synced.config_hash:
+        differs = f" in: {_keys(overview.differs_in)}" if overview.differs_in else ""
         lines.append(
             f"this config.toml ({overview.config_hash}) differs from the one last synced "
             f"({overview.synced.config_hash}, by {overview.synced.synced_by or '-'} at "
-            f"{overview.synced.synced_at}): a newer file is applied at the next reload, an "
-            f"older one is drift and is not"
+            f"{overview.synced.synced_at}){differs}. A daemon applies it when it reads new "
+            f"content; a version the cluster has moved on from is drift and is not applied"
         )
     return lines
+
+
+def _keys(keys: Sequence[str]) -> str:
+    return ", ".join(redact(key) for key in keys)
 
 
 def _job(job: FetchJob | None) -> dict[str, Any] | None:
@@ -216,9 +225,17 @@ def render_json(overview: Overview, shown: Sequence[Assessment], empty: str | No
         "totals": totals(overview.assessments),
         "not_in_database": [redact(url) for url in overview.not_in_database],
         "config_errors": list(overview.config_errors),
-        "daemons": [{**asdict(d), "drift": d in overview.drifting()} for d in overview.daemons],
+        "daemons": [
+            {
+                **asdict(d),
+                "drift": d in overview.drifting(),
+                "differs_in": [redact(key) for key in overview.daemon_differs_in(d)],
+            }
+            for d in overview.daemons
+        ],
         "config": {
             "file_hash": overview.config_hash,
+            "differs_in": [redact(key) for key in overview.differs_in],
             "synced": asdict(overview.synced) if overview.synced else None,
         },
     }

@@ -94,8 +94,13 @@ class Stats:
     failed: int = 0
     posts_new: int = 0
 
-    def reset(self) -> None:
+    def take(self) -> Stats:
+        """The counts so far, and zero from now on: one step, with no await in between,
+        so a fetch that ends while the ``stats`` event is being put together counts in
+        the next one instead of being lost."""
+        taken = Stats(self.ok, self.failed, self.posts_new)
         self.ok = self.failed = self.posts_new = 0
+        return taken
 
 
 def new_identity() -> Identity:
@@ -117,6 +122,8 @@ class Service:
         self.identity = new_identity()
         self.sources = 0
         self.stats = Stats()
+        #: The counts of the last ``stats`` event, for systemd's STATUS line.
+        self._last_minute = Stats()
         self.stats_seconds = seconds_from_env("RSSD_STATS_SECONDS", STATS_SECONDS)
         self.prune_seconds = seconds_from_env("RSSD_PRUNE_SECONDS", PRUNE_SECONDS)
         self.lag = LagProbe()
@@ -323,7 +330,10 @@ class Service:
             )
             config = config.model_copy(update={"database": self.config.database})
         assert self._db is not None and self._fetcher is not None
-        report = await sync_sources(self._db, config, self.config_path, self.identity.id)
+        edited = config_hash(config) != config_hash(self.config)
+        report = await sync_sources(
+            self._db, config, self.config_path, self.identity.id, edited=edited
+        )
         set_level(config.log_level)
         self._fetcher.reconfigure(config)
         if self._delivery is not None:
@@ -437,12 +447,13 @@ class Service:
 
     async def _log_stats(self) -> None:
         assert self._claims is not None and self._db is not None
+        minute = self.stats.take()
         sent, failed, dead = self._delivery.stats.take() if self._delivery else (0, 0, 0)
         log.info(
             "stats",
-            fetches_ok=self.stats.ok,
-            fetches_failed=self.stats.failed,
-            posts_new=self.stats.posts_new,
+            fetches_ok=minute.ok,
+            fetches_failed=minute.failed,
+            posts_new=minute.posts_new,
             deliveries_sent=sent,
             deliveries_failed=failed,
             deliveries_dead=dead,
@@ -453,13 +464,14 @@ class Service:
             loop_lag_max_ms=self.lag.take_max(),
             database_bytes=await self._db.size_bytes(),
         )
+        self._last_minute = minute
         notify.notify(f"STATUS={self._status_line()}")
-        self.stats.reset()
 
     def _status_line(self) -> str:
+        minute = self._last_minute
         return (
             f"{self.sources} sources, {self.in_flight} fetching, "
-            f"last minute: {self.stats.ok} ok, {self.stats.failed} failed"
+            f"last minute: {minute.ok} ok, {minute.failed} failed"
         )
 
     async def _watchdog(self) -> None:

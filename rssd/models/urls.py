@@ -5,6 +5,7 @@ from __future__ import annotations
 from yarl import URL
 
 from rssd.models.redact import redact
+from rssd.net.numeric import numeric_host_refusal
 
 
 def normalize_url(url: str) -> str:
@@ -31,6 +32,9 @@ def check_http_url(value: str) -> str:
         raise ValueError(f"URL must start with http:// or https://, got {redact(value)!r}")
     if not parsed.host:
         raise ValueError(f"URL has no host: {redact(value)!r}")
+    refused = numeric_host_refusal(parsed.raw_host or "") or numeric_host_refusal(parsed.host)
+    if refused:
+        raise ValueError(f"URL {refused}: {redact(value)!r}")
     if port == 0:
         raise ValueError(f"URL has port 0, which no server listens on: {redact(value)!r}")
     return value

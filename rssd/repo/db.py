@@ -151,8 +151,8 @@ class Database(ABC):
     @abstractmethod
     async def try_lock(self, name: str) -> bool:
         """Take a named session lock held until ``unlock`` (one daemon at a time for
-        cluster-wide chores); False when another holder has it. Always True on SQLite,
-        which has one daemon per database."""
+        cluster-wide chores); False when another holder has it, or this one already
+        does. On SQLite (one daemon per database) the holders are this process's own."""
 
     @abstractmethod
     async def unlock(self, name: str) -> None: ...

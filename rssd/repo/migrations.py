@@ -9,7 +9,7 @@ PostgreSQL support began at version 7, so its steps start there.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: deleting old fetch_job rows set posts.fetch_job_id to NULL by scanning every
@@ -137,9 +137,17 @@ MIGRATIONS: dict[int, str] = {
             synced_by    TEXT
         ) STRICT;
     """,
-    # 7 -> 8: PostgreSQL wakes idle daemons with NOTIFY when a job falls due (see
-    # PG_MIGRATIONS[7]); SQLite has one daemon per file, nobody to wake: nothing to do.
-    7: "",
+    # 7 -> 8: every synced config version, so that drift is judged by content, not mtime.
+    7: """
+        CREATE TABLE IF NOT EXISTS config_versions (
+            config_hash     TEXT PRIMARY KEY,
+            digests         TEXT NOT NULL,
+            first_synced_at TEXT NOT NULL
+        ) STRICT;
+    """,
+    # 8 -> 9: PostgreSQL wakes idle daemons with NOTIFY when a job falls due (see
+    # PG_MIGRATIONS[8]); SQLite has one daemon per file, nobody to wake: nothing to do.
+    8: "",
 }
 
 #: Waking idle daemons (rssd/repo/pg_listen.py): a job queued or requeued due now (a new
@@ -161,5 +169,12 @@ CREATE OR REPLACE TRIGGER fetch_job_due_notify
 """
 
 PG_MIGRATIONS: dict[int, str] = {
-    7: PG_JOB_DUE_TRIGGER,
+    7: """
+        CREATE TABLE IF NOT EXISTS config_versions (
+            config_hash     text PRIMARY KEY,
+            digests         text NOT NULL,
+            first_synced_at timestamptz NOT NULL
+        );
+    """,
+    8: PG_JOB_DUE_TRIGGER,
 }
