@@ -19,6 +19,7 @@ from tests.support.postgres import fresh_database
 TABLES = {
     "content_sources", "fetch_job", "posts", "seen_items", "daemons", "config_sync",
     "config_versions", "schema_version", "users", "subscriptions", "deliveries",
+    "announced", "skipped_posts",
 }  # fmt: skip
 INDEXES = {
     "fetch_job_one_active", "fetch_job_source_latest", "fetch_job_due", "fetch_job_lease",
@@ -185,6 +186,6 @@ async def test_both_schemas_have_the_same_indexes(url: str, tmp_path: Path) -> N
 
 
 def test_the_job_due_trigger_is_the_same_in_the_schema_and_its_migration() -> None:
-    """Fresh databases get it from schema_pg.sql, older ones from PG_MIGRATIONS[8]."""
+    """Fresh databases get it from schema_pg.sql, older ones from PG_MIGRATIONS[9]."""
     schema = (Path(__file__).parent.parent / "schema_pg.sql").read_text()
     assert PG_JOB_DUE_TRIGGER.strip() in schema

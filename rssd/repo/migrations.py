@@ -9,7 +9,7 @@ PostgreSQL support began at version 7, so its steps start there.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: deleting old fetch_job rows set posts.fetch_job_id to NULL by scanning every
@@ -145,9 +145,20 @@ MIGRATIONS: dict[int, str] = {
             first_synced_at TEXT NOT NULL
         ) STRICT;
     """,
-    # 8 -> 9: PostgreSQL wakes idle daemons with NOTIFY when a job falls due (see
-    # PG_MIGRATIONS[8]); SQLite has one daemon per file, nobody to wake: nothing to do.
-    8: "",
+    # 8 -> 9: per-user format, include_content and dedupe_days; posts' tags and
+    # enclosures; the stories announced to each user and the posts skipped as duplicates
+    # (the tables come from schema.sql).
+    8: """
+        ALTER TABLE users ADD COLUMN format TEXT NOT NULL DEFAULT 'standard';
+        ALTER TABLE users ADD COLUMN include_content INTEGER NOT NULL DEFAULT 0
+            CHECK (include_content IN (0, 1));
+        ALTER TABLE users ADD COLUMN dedupe_days INTEGER NOT NULL DEFAULT 7;
+        ALTER TABLE posts ADD COLUMN tags TEXT;
+        ALTER TABLE posts ADD COLUMN enclosures TEXT;
+    """,
+    # 9 -> 10: PostgreSQL wakes idle daemons with NOTIFY when a job falls due (see
+    # PG_MIGRATIONS[9]); SQLite has one daemon per file, nobody to wake: nothing to do.
+    9: "",
 }
 
 #: Waking idle daemons (rssd/repo/pg_listen.py): a job queued or requeued due now (a new
@@ -176,5 +187,14 @@ PG_MIGRATIONS: dict[int, str] = {
             first_synced_at timestamptz NOT NULL
         );
     """,
-    8: PG_JOB_DUE_TRIGGER,
+    # 8 -> 9: as MIGRATIONS[8].
+    8: """
+        ALTER TABLE users ADD COLUMN IF NOT EXISTS format text NOT NULL DEFAULT 'standard';
+        ALTER TABLE users ADD COLUMN IF NOT EXISTS include_content integer NOT NULL DEFAULT 0
+            CHECK (include_content IN (0, 1));
+        ALTER TABLE users ADD COLUMN IF NOT EXISTS dedupe_days integer NOT NULL DEFAULT 7;
+        ALTER TABLE posts ADD COLUMN IF NOT EXISTS tags text;
+        ALTER TABLE posts ADD COLUMN IF NOT EXISTS enclosures text;
+    """,
+    9: PG_JOB_DUE_TRIGGER,
 }
