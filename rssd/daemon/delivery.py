@@ -184,10 +184,8 @@ class DeliveryLoop:
             self._stale(user.name)
             return None
         started = time.monotonic()
-        # Where to: the synced row's URL (the same as the config's: the digests agree).
-        answer = await self.sender.send(
-            due.webhook_url, user.signing_secret, delivery.id, due.body.encode()
-        )
+        # The entry is the synced one (the digests agree): its URL and secret are current.
+        answer = await self.sender.deliver(user, delivery.id, due.body)
         # The database's clock: the retry time and failing_since are for every daemon.
         now = await self.db.now()
         attempt = delivery.attempts + 1

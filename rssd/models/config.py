@@ -363,7 +363,9 @@ def _describe(exc: ValidationError, raw: Mapping[str, Any]) -> list[str]:
                 and "headers" not in loc  # a header value is usually a secret
                 and loc[:1] != ("users",)  # so may be anything in a [[users]] table
             ):
-                message += f" (got {redact(repr(error['input']))})"
+                given = error["input"]  # masked before quoting: a quote ends a URL in text
+                shown = repr(redact(given)) if isinstance(given, str) else redact(repr(given))
+                message += f" (got {shown})"
         prefix = f"{key}: " if key and not message.startswith(f"{key}[") else ""
         lines.append(f"{prefix}{message}{feed}")
     return lines

@@ -20,7 +20,8 @@ _PRIME = (
 )
 
 _SUBSCRIBERS = """
-SELECT u.id, u.name, u.keep, u.block FROM subscriptions s JOIN users u ON u.id = s.user_id
+SELECT u.id, u.name, u.keep, u.block, u.format, u.include_content, u.dedupe_days
+FROM subscriptions s JOIN users u ON u.id = s.user_id
 WHERE s.content_source_id = :source_id AND u.enabled = 1 AND u.disabled_reason IS NULL
 ORDER BY u.id
 """
@@ -46,7 +47,12 @@ async def write_outbox_in(
         return 0
     subscribers = [
         Subscriber(
-            row["id"], row["name"], tuple(json.loads(row["keep"])), tuple(json.loads(row["block"]))
+            row["id"],
+            row["name"],
+            tuple(json.loads(row["keep"])),
+            tuple(json.loads(row["block"])),
+            row["format"],
+            bool(row["include_content"]),
         )
         for row in await tx.fetchall(_SUBSCRIBERS, {"source_id": source_id})
         if row["id"] not in unprimed
@@ -127,13 +133,12 @@ def _delivery(row: Row) -> Delivery:
 @dataclass(frozen=True)
 class Due:
     """A message to send now: the row, the exact body, the endpoint's failure clock, and
-    the endpoint as the last sync stored it (where to send; the digest of the user's
-    config entry, secret included, that the sender's own config must match)."""
+    the digest of the user's config entry (URL and secret included) as the last sync
+    stored it, which the sender's own config must match."""
 
     delivery: Delivery
     body: str
     failing_since: str | None
-    webhook_url: str
     config_digest: str
 
 
@@ -182,7 +187,7 @@ class OutboxRepo:
         """The user's oldest message due now (with an id above ``after``), its body, and
         the endpoint's failing_since; None if none or the endpoint is not deliverable."""
         row = await self._db.fetchone(
-            f"SELECT {_COLUMNS}, d.body, u.failing_since AS failing_since, u.webhook_url, "
+            f"SELECT {_COLUMNS}, d.body, u.failing_since AS failing_since, "
             f"u.config_digest FROM deliveries d "
             f"JOIN users u ON u.id = d.user_id WHERE d.user_id = :user_id "
             f"AND d.status = 'pending' AND d.next_attempt_at <= {self._db.dialect.clock} "
@@ -195,7 +200,6 @@ class OutboxRepo:
             _delivery(row),
             str(row["body"]),
             row["failing_since"],
-            str(row["webhook_url"]),
             str(row["config_digest"]),
         )
 
