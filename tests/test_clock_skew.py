@@ -10,7 +10,6 @@ says ``clock.skew``.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 
@@ -65,16 +64,6 @@ async def database_now(db: Database) -> datetime:
     row = await db.fetchone("SELECT now() AS now")
     assert row is not None
     return parse_iso(row["now"])
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = Receiver()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def with_posts(db: Database, config: Config) -> None:

@@ -36,16 +36,6 @@ A, B = "http://a.example/feed", "http://b.example/rss"
 FAST = [0.05] * 20  # retries at once, so tests wait on events only
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = Receiver()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
 def post(n: int, title: str = "") -> PostCreate:
     return PostCreate(external_id=f"id-{n}", title=title or f"Post {n}", content_hash=f"h{n}")
 
