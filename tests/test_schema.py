@@ -35,6 +35,9 @@ V7_JOB_COLUMNS = (
     "not_before", "failures", "fetch_url", "moved_seen",
     "claimed_by", "lease_expires_at", "host", "host_slot",
 )  # fmt: skip
+V8_TABLES = ("hosts",)
+V8_SOURCE_COLUMNS = ("interval_fixed", "min_interval_minutes", "max_interval_minutes")
+V8_JOB_COLUMNS = ("interval_seconds", "interval_reason")
 
 
 def sqlite_path(db: Database) -> Path:
@@ -398,9 +401,11 @@ async def test_a_version_1_database_is_migrated_with_its_data_intact(tmp_path: P
         )
         for table in tables
     }
-    # Version 4 added three columns to content_sources, NULL in migrated rows.
-    assert [row[:-3] for row in after["content_sources"]] == before["content_sources"]
-    assert {row[-3:] for row in after["content_sources"]} == {(None, None, None)}
+    # Version 4 added three columns to content_sources, NULL in migrated rows; version 8
+    # three more, with their defaults (adaptive polling between 15 and 1440 minutes).
+    assert [row[:-6] for row in after["content_sources"]] == before["content_sources"]
+    assert {row[-6:-3] for row in after["content_sources"]} == {(None, None, None)}
+    assert {row[-3:] for row in after["content_sources"]} == {(0, 15.0, 1440.0)}
     assert {t: rows for t, rows in after.items() if t != "content_sources"} == {
         t: rows for t, rows in before.items() if t != "content_sources"
     }
@@ -594,12 +599,24 @@ async def test_version_4_adds_the_feed_columns_as_a_fresh_database_has_them(
     await db.close()
     migrated = [row[1] for row in query(path, "PRAGMA table_info(content_sources)")]
     assert migrated == [row[1] for row in query(fresh, "PRAGMA table_info(content_sources)")]
-    assert migrated[-3:] == ["feed_title", "feed_url", "category"]
+    assert migrated[-6:-3] == ["feed_title", "feed_url", "category"]
     assert query(path, "SELECT url, feed_title FROM content_sources") != []
 
 
+def drop_version_8(conn: sqlite3.Connection) -> None:
+    """Take version 8's objects out of today's schema (its table and columns)."""
+    for table in V8_TABLES:
+        conn.execute(f"DROP TABLE {table}")
+    for column in V8_SOURCE_COLUMNS:
+        conn.execute(f"ALTER TABLE content_sources DROP COLUMN {column}")
+    for column in V8_JOB_COLUMNS:
+        conn.execute(f"ALTER TABLE fetch_job DROP COLUMN {column}")
+
+
 def drop_version_7(conn: sqlite3.Connection) -> None:
-    """Take version 7's objects out of today's schema (its indexes, tables, columns)."""
+    """Take version 7's objects (and the later ones) out of today's schema (its indexes,
+    tables, columns)."""
+    drop_version_8(conn)
     for index in V7_INDEXES:
         conn.execute(f"DROP INDEX {index}")
     for table in V7_TABLES:
@@ -654,6 +671,7 @@ def test_migration_6_alone_adds_what_schema_sql_has_for_version_7(tmp_path: Path
     fresh = tmp_path / "fresh.sqlite3"
     with closing(sqlite3.connect(fresh)) as conn:
         conn.executescript(schema_sql())
+        drop_version_8(conn)
     assert {(t, n) for t, n, _ in schema_objects(path)} == {
         (t, n) for t, n, _ in schema_objects(fresh)
     }
@@ -662,6 +680,26 @@ def test_migration_6_alone_adds_what_schema_sql_has_for_version_7(tmp_path: Path
         return {tuple(row[1:]) for row in query(db, "PRAGMA table_info(fetch_job)")}
 
     assert columns(path) == columns(fresh)
+
+
+def test_migration_7_alone_adds_what_schema_sql_has_for_version_8(tmp_path: Path) -> None:
+    """The step itself creates version 8's table and columns, as a fresh database has them."""
+    path = tmp_path / "v7.sqlite3"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(schema_sql())
+        drop_version_8(conn)
+        conn.executescript(MIGRATIONS[7])
+    fresh = tmp_path / "fresh.sqlite3"
+    with closing(sqlite3.connect(fresh)) as conn:
+        conn.executescript(schema_sql())
+    assert {(t, n) for t, n, _ in schema_objects(path)} == {
+        (t, n) for t, n, _ in schema_objects(fresh)
+    }
+    for table in ("content_sources", "fetch_job"):
+        info = f"PRAGMA table_info({table})"
+        assert {tuple(r[1:]) for r in query(path, info)} == {
+            tuple(r[1:]) for r in query(fresh, info)
+        }
 
 
 async def test_a_version_4_database_is_migrated_to_5_with_its_data_intact(tmp_path: Path) -> None:
@@ -688,7 +726,7 @@ async def test_a_version_4_database_is_migrated_to_5_with_its_data_intact(tmp_pa
     finally:
         await db.close()
     assert user_version(path) == SCHEMA_VERSION  # 5 and every later step
-    assert query(path, "SELECT * FROM content_sources") == before
+    assert [row[:-3] for row in query(path, "SELECT * FROM content_sources")] == before
     assert query(path, "SELECT user_id, content_source_id, primed FROM subscriptions") == [
         (1, 1, 1)
     ]

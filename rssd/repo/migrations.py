@@ -9,7 +9,7 @@ PostgreSQL support began at version 7, so its steps start there.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: deleting old fetch_job rows set posts.fetch_job_id to NULL by scanning every
@@ -137,6 +137,41 @@ MIGRATIONS: dict[int, str] = {
             synced_by    TEXT
         ) STRICT;
     """,
+    # 7 -> 8: adaptive polling (a feed's own interval is fixed, the others move between
+    # their min and max), the planned interval and its reason on the QUEUED job, and the
+    # hosts table of per-host politeness. Existing sources are re-synced at start.
+    7: """
+        ALTER TABLE content_sources ADD COLUMN interval_fixed INTEGER NOT NULL DEFAULT 0
+            CHECK (interval_fixed IN (0, 1));
+        ALTER TABLE content_sources ADD COLUMN min_interval_minutes REAL NOT NULL DEFAULT 15
+            CHECK (min_interval_minutes > 0);
+        ALTER TABLE content_sources ADD COLUMN max_interval_minutes REAL NOT NULL
+            DEFAULT 1440 CHECK (max_interval_minutes > 0);
+        ALTER TABLE fetch_job ADD COLUMN interval_seconds REAL;
+        ALTER TABLE fetch_job ADD COLUMN interval_reason TEXT;
+        CREATE TABLE IF NOT EXISTS hosts (
+            host          TEXT PRIMARY KEY,
+            next_start_at TEXT NOT NULL,
+            paused_until  TEXT
+        ) STRICT;
+    """,
 }
 
-PG_MIGRATIONS: dict[int, str] = {}
+PG_MIGRATIONS: dict[int, str] = {
+    # 7 -> 8: as MIGRATIONS[7].
+    7: """
+        ALTER TABLE content_sources ADD COLUMN interval_fixed integer NOT NULL DEFAULT 0
+            CHECK (interval_fixed IN (0, 1));
+        ALTER TABLE content_sources ADD COLUMN min_interval_minutes double precision
+            NOT NULL DEFAULT 15 CHECK (min_interval_minutes > 0);
+        ALTER TABLE content_sources ADD COLUMN max_interval_minutes double precision
+            NOT NULL DEFAULT 1440 CHECK (max_interval_minutes > 0);
+        ALTER TABLE fetch_job ADD COLUMN interval_seconds double precision;
+        ALTER TABLE fetch_job ADD COLUMN interval_reason text;
+        CREATE TABLE IF NOT EXISTS hosts (
+            host          text PRIMARY KEY,
+            next_start_at timestamptz NOT NULL,
+            paused_until  timestamptz
+        );
+    """,
+}
