@@ -3,7 +3,7 @@
 -- migrations in rssd/repo/migrations.py before this file runs. Keep both in step.
 -- Timestamps are ISO 8601 UTC text ("2026-11-29T01:54:58.123Z"), which sorts as time does.
 
--- Version 8 added interval_fixed, min_interval_minutes, max_interval_minutes, adaptive
+-- Version 11 added interval_fixed, min_interval_minutes, max_interval_minutes, adaptive
 -- polling (rssd/daemon/schedule.py): interval_minutes set on the feed itself is fixed (1);
 -- otherwise it is the start, and the posting rate moves the interval between the feed's
 -- min and max (each the feed's own or the global one).
@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS fetch_job (
     lease_expires_at  TEXT,
     host              TEXT,
     host_slot         INTEGER,
-    -- Version 8: a QUEUED job's interval as planned, and why (rssd status shows both).
+    -- Version 11: a QUEUED job's interval as planned, and why (rssd status shows both).
     interval_seconds  REAL,
     interval_reason   TEXT,
     -- A FAILED job always says why; a COMPLETED one never carries an error.
@@ -88,6 +88,10 @@ CREATE TABLE IF NOT EXISTS posts (
     content           TEXT,
     published_at      TEXT,
     updated_at        TEXT,
+    -- Version 9: JSON arrays of the entry's categories/tags and its enclosures
+    -- ({"url", "type", "length"}); NULL when the entry had none.
+    tags              TEXT,
+    enclosures        TEXT,
     created_at        TEXT    NOT NULL,
     content_hash      TEXT    NOT NULL,
     UNIQUE (content_source_id, external_id)
@@ -105,6 +109,7 @@ CREATE TABLE IF NOT EXISTS seen_items (
                       REFERENCES content_sources (id) ON DELETE CASCADE,
     digests           BLOB    NOT NULL
 ) STRICT;
+-- Version 9 added users.format, include_content and dedupe_days (config.toml's keys).
 -- Version 5: users and their webhooks (rssd/webhooks/, rssd/daemon/delivery.py).
 -- One row per [[users]] table, synced from config.toml like content_sources: a user
 -- removed from the file is disabled (enabled = 0) with its history kept. The secret is
@@ -126,7 +131,10 @@ CREATE TABLE IF NOT EXISTS users (
     last_error_at   TEXT,
     last_error      TEXT,
     created_at      TEXT    NOT NULL,
-    updated_at      TEXT    NOT NULL
+    updated_at      TEXT    NOT NULL,
+    format          TEXT    NOT NULL DEFAULT 'standard',
+    include_content INTEGER NOT NULL DEFAULT 0 CHECK (include_content IN (0, 1)),
+    dedupe_days     INTEGER NOT NULL DEFAULT 7
 ) STRICT;
 
 -- primed = 0: the subscription's first completed fetch is not announced (notify_backlog
@@ -205,7 +213,39 @@ CREATE TABLE IF NOT EXISTS config_sync (
     synced_by    TEXT
 ) STRICT;
 
--- Version 8: per-host politeness across daemons (rssd/repo/hosts.py). A request to a host
+-- Version 8: every config version the cluster synced, by hash, with a digest per shared
+-- key: a file holding a superseded version is drift, whatever its mtime; status names the
+-- keys that differ (rssd/repo/config_sync.py).
+CREATE TABLE IF NOT EXISTS config_versions (
+    config_hash     TEXT PRIMARY KEY,
+    digests         TEXT NOT NULL,  -- JSON object: key -> digest
+    first_synced_at TEXT NOT NULL
+) STRICT;
+
+-- Version 9: one notification per story. announced: the stories (a post's normalized link,
+-- 'link:...', and its guid, 'guid:...') announced to each user, the newest per story;
+-- a post of another of the user's feeds with one of these keys within the user's
+-- dedupe_days is not announced again but listed in skipped_posts (rssd deliveries --skipped).
+CREATE TABLE IF NOT EXISTS announced (
+    user_id           INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    story             TEXT    NOT NULL,
+    content_source_id INTEGER NOT NULL REFERENCES content_sources (id) ON DELETE CASCADE,
+    post_id           INTEGER NOT NULL,
+    announced_at      TEXT    NOT NULL,
+    PRIMARY KEY (user_id, story)
+) STRICT;
+CREATE TABLE IF NOT EXISTS skipped_posts (
+    user_id           INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    post_id           INTEGER NOT NULL REFERENCES posts (id) ON DELETE CASCADE,
+    content_source_id INTEGER NOT NULL REFERENCES content_sources (id) ON DELETE CASCADE,
+    duplicate_of      INTEGER NOT NULL,
+    story             TEXT    NOT NULL,
+    skipped_at        TEXT    NOT NULL,
+    PRIMARY KEY (user_id, post_id)
+) STRICT;
+CREATE INDEX IF NOT EXISTS skipped_posts_time ON skipped_posts (skipped_at);
+
+-- Version 11: per-host politeness across daemons (rssd/repo/hosts.py). A request to a host
 -- may start at next_start_at at the earliest (host_min_gap_seconds after the previous
 -- start, or when a 429/503's Retry-After ends: paused_until).
 CREATE TABLE IF NOT EXISTS hosts (

@@ -31,13 +31,19 @@ V6_INDEXES = ("posts_newest", "posts_source_newest", "posts_created")
 POSTS_INDEXES = ("posts_fetch_job", *V6_INDEXES)
 V7_INDEXES = ("fetch_job_due", "fetch_job_lease", "fetch_job_host_slot")
 V7_TABLES = ("daemons", "config_sync")
+V11_TABLES = ("hosts",)
+V11_SOURCE_COLUMNS = ("interval_fixed", "min_interval_minutes", "max_interval_minutes")
+V11_JOB_COLUMNS = ("interval_seconds", "interval_reason")
+V9_INDEXES = ("skipped_posts_time",)
+V9_TABLES = ("announced", "skipped_posts")
+V9_COLUMNS = {
+    "users": ("format", "include_content", "dedupe_days"),
+    "posts": ("tags", "enclosures"),
+}
 V7_JOB_COLUMNS = (
     "not_before", "failures", "fetch_url", "moved_seen",
     "claimed_by", "lease_expires_at", "host", "host_slot",
 )  # fmt: skip
-V8_TABLES = ("hosts",)
-V8_SOURCE_COLUMNS = ("interval_fixed", "min_interval_minutes", "max_interval_minutes")
-V8_JOB_COLUMNS = ("interval_seconds", "interval_reason")
 
 
 def sqlite_path(db: Database) -> Path:
@@ -372,6 +378,7 @@ def test_the_v1_fixture_is_schema_sql_without_the_later_indexes(tmp_path: Path) 
         *V5_INDEXES,
         *V6_INDEXES,
         *V7_INDEXES,
+        *V9_INDEXES,
     }
     assert "posts_published" not in index_names(path) | index_names(current)
 
@@ -401,14 +408,14 @@ async def test_a_version_1_database_is_migrated_with_its_data_intact(tmp_path: P
         )
         for table in tables
     }
-    # Version 4 added three columns to content_sources, NULL in migrated rows; version 8
-    # three more, with their defaults (adaptive polling between 15 and 1440 minutes).
+    # Version 4 added three columns to content_sources, NULL in migrated rows.
+    # Version 11 three more, with their defaults (adaptive polling between 15 and 1440 min).
     assert [row[:-6] for row in after["content_sources"]] == before["content_sources"]
     assert {row[-6:-3] for row in after["content_sources"]} == {(None, None, None)}
     assert {row[-3:] for row in after["content_sources"]} == {(0, 15.0, 1440.0)}
-    assert {t: rows for t, rows in after.items() if t != "content_sources"} == {
-        t: rows for t, rows in before.items() if t != "content_sources"
-    }
+    assert [row[:-2] for row in after["posts"]] == before["posts"]  # version 9's two
+    assert {row[-2:] for row in after["posts"]} == {(None, None)}
+    assert after["fetch_job"] == before["fetch_job"]
     # Version 7's columns, with their defaults on the jobs that were there.
     assert (
         query(path, f"SELECT {', '.join(V7_JOB_COLUMNS)} FROM fetch_job")
@@ -603,20 +610,31 @@ async def test_version_4_adds_the_feed_columns_as_a_fresh_database_has_them(
     assert query(path, "SELECT url, feed_title FROM content_sources") != []
 
 
-def drop_version_8(conn: sqlite3.Connection) -> None:
-    """Take version 8's objects out of today's schema (its table and columns)."""
-    for table in V8_TABLES:
+def drop_version_11(conn: sqlite3.Connection) -> None:
+    """Take version 11's objects out of today's schema (its table and columns)."""
+    for table in V11_TABLES:
         conn.execute(f"DROP TABLE {table}")
-    for column in V8_SOURCE_COLUMNS:
+    for column in V11_SOURCE_COLUMNS:
         conn.execute(f"ALTER TABLE content_sources DROP COLUMN {column}")
-    for column in V8_JOB_COLUMNS:
+    for column in V11_JOB_COLUMNS:
         conn.execute(f"ALTER TABLE fetch_job DROP COLUMN {column}")
 
 
+def drop_version_9(conn: sqlite3.Connection) -> None:
+    """Take version 9's objects out of today's schema (its index, tables, columns)."""
+    for index in V9_INDEXES:
+        conn.execute(f"DROP INDEX {index}")
+    for table in V9_TABLES:
+        conn.execute(f"DROP TABLE {table}")
+    for table, columns in V9_COLUMNS.items():
+        for column in columns:
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+
+
 def drop_version_7(conn: sqlite3.Connection) -> None:
-    """Take version 7's objects (and the later ones) out of today's schema (its indexes,
-    tables, columns)."""
-    drop_version_8(conn)
+    """Take version 7's objects (and the later ones') out of today's schema."""
+    drop_version_11(conn)
+    drop_version_9(conn)
     for index in V7_INDEXES:
         conn.execute(f"DROP INDEX {index}")
     for table in V7_TABLES:
@@ -655,8 +673,12 @@ def test_migration_4_alone_builds_what_schema_sql_builds(tmp_path: Path) -> None
     with closing(sqlite3.connect(fresh)) as conn:
         conn.executescript(schema_sql())
         drop_version_7(conn)
+    # (DROP COLUMN leaves "...NOT NULL) STRICT" where the file had a line break.)
     normalized = {(t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(path)}
-    expected = {(t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(fresh)}
+    expected = {
+        (t, n, " ".join(str(sql).split()).replace("NULL) STRICT", "NULL ) STRICT"))
+        for t, n, sql in schema_objects(fresh)
+    }
     assert normalized == expected
 
 
@@ -671,7 +693,8 @@ def test_migration_6_alone_adds_what_schema_sql_has_for_version_7(tmp_path: Path
     fresh = tmp_path / "fresh.sqlite3"
     with closing(sqlite3.connect(fresh)) as conn:
         conn.executescript(schema_sql())
-        drop_version_8(conn)
+        drop_version_11(conn)
+        drop_version_9(conn)
     assert {(t, n) for t, n, _ in schema_objects(path)} == {
         (t, n) for t, n, _ in schema_objects(fresh)
     }
@@ -680,26 +703,6 @@ def test_migration_6_alone_adds_what_schema_sql_has_for_version_7(tmp_path: Path
         return {tuple(row[1:]) for row in query(db, "PRAGMA table_info(fetch_job)")}
 
     assert columns(path) == columns(fresh)
-
-
-def test_migration_7_alone_adds_what_schema_sql_has_for_version_8(tmp_path: Path) -> None:
-    """The step itself creates version 8's table and columns, as a fresh database has them."""
-    path = tmp_path / "v7.sqlite3"
-    with closing(sqlite3.connect(path)) as conn:
-        conn.executescript(schema_sql())
-        drop_version_8(conn)
-        conn.executescript(MIGRATIONS[7])
-    fresh = tmp_path / "fresh.sqlite3"
-    with closing(sqlite3.connect(fresh)) as conn:
-        conn.executescript(schema_sql())
-    assert {(t, n) for t, n, _ in schema_objects(path)} == {
-        (t, n) for t, n, _ in schema_objects(fresh)
-    }
-    for table in ("content_sources", "fetch_job"):
-        info = f"PRAGMA table_info({table})"
-        assert {tuple(r[1:]) for r in query(path, info)} == {
-            tuple(r[1:]) for r in query(fresh, info)
-        }
 
 
 async def test_a_version_4_database_is_migrated_to_5_with_its_data_intact(tmp_path: Path) -> None:
@@ -759,3 +762,38 @@ async def test_deleting_a_source_cascades_to_subscriptions_and_deliveries(db: Da
     )
     assert await db.fetchall("SELECT * FROM subscriptions") == []
     assert await db.fetchall("SELECT * FROM deliveries") == []
+
+
+def test_migration_8_alone_adds_version_9s_columns(tmp_path: Path) -> None:
+    """The step adds the columns; its two tables come from schema.sql (IF NOT EXISTS)."""
+    path = tmp_path / "v8.sqlite3"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(schema_sql())
+        drop_version_9(conn)
+        conn.executescript(MIGRATIONS[8])
+    fresh = tmp_path / "fresh.sqlite3"
+    with closing(sqlite3.connect(fresh)) as conn:
+        conn.executescript(schema_sql())
+    for table in V9_COLUMNS:
+        sql = f"SELECT name, type, \"notnull\", dflt_value FROM pragma_table_info('{table}')"
+        assert set(query(path, sql)) == set(query(fresh, sql))  # ALTER appends: order differs
+
+
+def test_migration_10_alone_adds_what_schema_sql_has_for_version_11(tmp_path: Path) -> None:
+    """The step itself creates version 11's table and columns, as a fresh database has them."""
+    path = tmp_path / "v10.sqlite3"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(schema_sql())
+        drop_version_11(conn)
+        conn.executescript(MIGRATIONS[10])
+    fresh = tmp_path / "fresh.sqlite3"
+    with closing(sqlite3.connect(fresh)) as conn:
+        conn.executescript(schema_sql())
+    assert {(t, n) for t, n, _ in schema_objects(path)} == {
+        (t, n) for t, n, _ in schema_objects(fresh)
+    }
+    for table in ("content_sources", "fetch_job"):
+        info = f"PRAGMA table_info({table})"
+        assert {tuple(r[1:]) for r in query(path, info)} == {
+            tuple(r[1:]) for r in query(fresh, info)
+        }

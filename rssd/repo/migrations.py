@@ -9,7 +9,7 @@ PostgreSQL support began at version 7, so its steps start there.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 11
 
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: deleting old fetch_job rows set posts.fetch_job_id to NULL by scanning every
@@ -137,10 +137,32 @@ MIGRATIONS: dict[int, str] = {
             synced_by    TEXT
         ) STRICT;
     """,
-    # 7 -> 8: adaptive polling (a feed's own interval is fixed, the others move between
+    # 7 -> 8: every synced config version, so that drift is judged by content, not mtime.
+    7: """
+        CREATE TABLE IF NOT EXISTS config_versions (
+            config_hash     TEXT PRIMARY KEY,
+            digests         TEXT NOT NULL,
+            first_synced_at TEXT NOT NULL
+        ) STRICT;
+    """,
+    # 8 -> 9: per-user format, include_content and dedupe_days; posts' tags and
+    # enclosures; the stories announced to each user and the posts skipped as duplicates
+    # (the tables come from schema.sql).
+    8: """
+        ALTER TABLE users ADD COLUMN format TEXT NOT NULL DEFAULT 'standard';
+        ALTER TABLE users ADD COLUMN include_content INTEGER NOT NULL DEFAULT 0
+            CHECK (include_content IN (0, 1));
+        ALTER TABLE users ADD COLUMN dedupe_days INTEGER NOT NULL DEFAULT 7;
+        ALTER TABLE posts ADD COLUMN tags TEXT;
+        ALTER TABLE posts ADD COLUMN enclosures TEXT;
+    """,
+    # 9 -> 10: PostgreSQL wakes idle daemons with NOTIFY when a job falls due (see
+    # PG_MIGRATIONS[9]); SQLite has one daemon per file, nobody to wake: nothing to do.
+    9: "",
+    # 10 -> 11: adaptive polling (a feed's own interval is fixed, the others move between
     # their min and max), the planned interval and its reason on the QUEUED job, and the
     # hosts table of per-host politeness. Existing sources are re-synced at start.
-    7: """
+    10: """
         ALTER TABLE content_sources ADD COLUMN interval_fixed INTEGER NOT NULL DEFAULT 0
             CHECK (interval_fixed IN (0, 1));
         ALTER TABLE content_sources ADD COLUMN min_interval_minutes REAL NOT NULL DEFAULT 15
@@ -157,17 +179,52 @@ MIGRATIONS: dict[int, str] = {
     """,
 }
 
+#: Waking idle daemons (rssd/repo/pg_listen.py): a job queued or requeued due now (a new
+#: source, a job taken back, a fetch interrupted) notifies channel ``rssd_jobs``; identical
+#: notifications of one transaction arrive once. Also in schema_pg.sql.
+PG_JOB_DUE_TRIGGER = """
+CREATE OR REPLACE FUNCTION rssd_job_due() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('rssd_jobs', '');
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER fetch_job_due_notify
+    AFTER INSERT OR UPDATE OF status ON fetch_job
+    FOR EACH ROW
+    WHEN (NEW.status = 'QUEUED' AND (NEW.not_before IS NULL OR NEW.not_before <= now()))
+    EXECUTE FUNCTION rssd_job_due();
+"""
+
 PG_MIGRATIONS: dict[int, str] = {
-    # 7 -> 8: as MIGRATIONS[7].
     7: """
-        ALTER TABLE content_sources ADD COLUMN interval_fixed integer NOT NULL DEFAULT 0
-            CHECK (interval_fixed IN (0, 1));
-        ALTER TABLE content_sources ADD COLUMN min_interval_minutes double precision
-            NOT NULL DEFAULT 15 CHECK (min_interval_minutes > 0);
-        ALTER TABLE content_sources ADD COLUMN max_interval_minutes double precision
-            NOT NULL DEFAULT 1440 CHECK (max_interval_minutes > 0);
-        ALTER TABLE fetch_job ADD COLUMN interval_seconds double precision;
-        ALTER TABLE fetch_job ADD COLUMN interval_reason text;
+        CREATE TABLE IF NOT EXISTS config_versions (
+            config_hash     text PRIMARY KEY,
+            digests         text NOT NULL,
+            first_synced_at timestamptz NOT NULL
+        );
+    """,
+    # 8 -> 9: as MIGRATIONS[8].
+    8: """
+        ALTER TABLE users ADD COLUMN IF NOT EXISTS format text NOT NULL DEFAULT 'standard';
+        ALTER TABLE users ADD COLUMN IF NOT EXISTS include_content integer NOT NULL DEFAULT 0
+            CHECK (include_content IN (0, 1));
+        ALTER TABLE users ADD COLUMN IF NOT EXISTS dedupe_days integer NOT NULL DEFAULT 7;
+        ALTER TABLE posts ADD COLUMN IF NOT EXISTS tags text;
+        ALTER TABLE posts ADD COLUMN IF NOT EXISTS enclosures text;
+    """,
+    9: PG_JOB_DUE_TRIGGER,
+    # 10 -> 11: as MIGRATIONS[10].
+    10: """
+        ALTER TABLE content_sources ADD COLUMN IF NOT EXISTS interval_fixed integer NOT NULL
+            DEFAULT 0 CHECK (interval_fixed IN (0, 1));
+        ALTER TABLE content_sources ADD COLUMN IF NOT EXISTS min_interval_minutes
+            double precision NOT NULL DEFAULT 15 CHECK (min_interval_minutes > 0);
+        ALTER TABLE content_sources ADD COLUMN IF NOT EXISTS max_interval_minutes
+            double precision NOT NULL DEFAULT 1440 CHECK (max_interval_minutes > 0);
+        ALTER TABLE fetch_job ADD COLUMN IF NOT EXISTS interval_seconds double precision;
+        ALTER TABLE fetch_job ADD COLUMN IF NOT EXISTS interval_reason text;
         CREATE TABLE IF NOT EXISTS hosts (
             host          text PRIMARY KEY,
             next_start_at timestamptz NOT NULL,
