@@ -194,3 +194,19 @@ CREATE TABLE IF NOT EXISTS skipped_posts (
     PRIMARY KEY (user_id, post_id)
 );
 CREATE INDEX IF NOT EXISTS skipped_posts_time ON skipped_posts (skipped_at);
+
+-- Idle daemons wait for a job to fall due (rssd/repo/pg_listen.py): a job queued or
+-- requeued due now (a new source, a job taken back, a fetch interrupted) notifies the
+-- channel rssd_jobs; identical notifications of one transaction arrive once.
+CREATE OR REPLACE FUNCTION rssd_job_due() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('rssd_jobs', '');
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER fetch_job_due_notify
+    AFTER INSERT OR UPDATE OF status ON fetch_job
+    FOR EACH ROW
+    WHEN (NEW.status = 'QUEUED' AND (NEW.not_before IS NULL OR NEW.not_before <= now()))
+    EXECUTE FUNCTION rssd_job_due();

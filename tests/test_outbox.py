@@ -15,8 +15,10 @@ from rssd.models.dto import FetchMeta, PostCreate
 from rssd.models.outbox import Feed, StoredPost, Subscriber, new_message_id, plan_messages
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
+from tests.conftest import FeedServer, rss
+from tests.support.commands import run_once_from
 from tests.support.jobs import ongoing_job, recover
-from tests.support.webhooks import make_config, user
+from tests.support.webhooks import SECRETS, make_config, user
 
 pytestmark = pytest.mark.both_backends
 
@@ -247,3 +249,25 @@ async def test_a_category_filter_reads_the_feeds_category(db: Database, tmp_path
     assert await fetch(db, A, [post(1)]) == 1
     assert await fetch(db, B, [post(2)]) == 0
     assert await messages(db) == [("alice", A, ["id-1"])]
+
+
+async def test_a_feeds_first_messages_name_it_by_the_title_that_fetch_learned(
+    feed_server: FeedServer, tmp_path: Path, db_target: Path | str
+) -> None:
+    """No ``name`` in config.toml: the webhook's ``feed.name`` is the feed's own title,
+    also in the messages of the very fetch that read it first."""
+    url = feed_server.static("/feed", rss([{"title": "One", "guid": "1"}], title="Jane's log"))
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'database = "{db_target}"\n[[feeds]]\nurl = "{url}"\n'
+        f'[[users]]\nname = "alice"\nwebhook_url = "{HOOK}"\nsecret = "{SECRETS["alice"]}"\n'
+        'feeds = ["*"]\nnotify_backlog = true\n'
+    )
+    await run_once_from(config)
+    db = await Database.open(db_target)
+    try:
+        row = await db.fetchone("SELECT body FROM deliveries")
+    finally:
+        await db.close()
+    assert row is not None
+    assert json.loads(row["body"])["data"]["feed"]["name"] == "Jane's log"

@@ -173,6 +173,7 @@ class Service:
             pipeline = Pipeline(db, fetcher, claims, self._policy)
             await pipeline.preload()
             claimer = Claimer(claims, pipeline, self._room, self._done)
+            await claimer.listen(db)
             self._claimer = claimer
 
             async def leases() -> None:

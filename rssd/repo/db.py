@@ -36,6 +36,14 @@ class Row(Protocol):
     def __len__(self) -> int: ...
 
 
+class Listening(Protocol):
+    """A running notification listener: ``connected`` False means notifications may be
+    lost right now (poll); ``last_error`` says why."""
+
+    connected: bool
+    last_error: str | None
+
+
 class DatabaseError(Exception):
     """The database cannot be used (unreadable, newer schema, unreachable server...)."""
 
@@ -143,6 +151,12 @@ class Database(ABC):
 
     @abstractmethod
     async def unlock(self, name: str) -> None: ...
+
+    async def listen(self, wake: Callable[[], None]) -> Listening | None:
+        """Call ``wake`` whenever a job falls due in another process's transaction, where
+        the backend can tell (PostgreSQL's NOTIFY); None where it cannot, and the claim
+        loop polls. Stopped by ``close``."""
+        return None
 
     @abstractmethod
     async def close(self) -> None: ...

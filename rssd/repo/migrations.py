@@ -9,7 +9,7 @@ PostgreSQL support began at version 7, so its steps start there.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: deleting old fetch_job rows set posts.fetch_job_id to NULL by scanning every
@@ -156,7 +156,28 @@ MIGRATIONS: dict[int, str] = {
         ALTER TABLE posts ADD COLUMN tags TEXT;
         ALTER TABLE posts ADD COLUMN enclosures TEXT;
     """,
+    # 9 -> 10: PostgreSQL wakes idle daemons with NOTIFY when a job falls due (see
+    # PG_MIGRATIONS[9]); SQLite has one daemon per file, nobody to wake: nothing to do.
+    9: "",
 }
+
+#: Waking idle daemons (rssd/repo/pg_listen.py): a job queued or requeued due now (a new
+#: source, a job taken back, a fetch interrupted) notifies channel ``rssd_jobs``; identical
+#: notifications of one transaction arrive once. Also in schema_pg.sql.
+PG_JOB_DUE_TRIGGER = """
+CREATE OR REPLACE FUNCTION rssd_job_due() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('rssd_jobs', '');
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER fetch_job_due_notify
+    AFTER INSERT OR UPDATE OF status ON fetch_job
+    FOR EACH ROW
+    WHEN (NEW.status = 'QUEUED' AND (NEW.not_before IS NULL OR NEW.not_before <= now()))
+    EXECUTE FUNCTION rssd_job_due();
+"""
 
 PG_MIGRATIONS: dict[int, str] = {
     7: """
@@ -175,4 +196,5 @@ PG_MIGRATIONS: dict[int, str] = {
         ALTER TABLE posts ADD COLUMN IF NOT EXISTS tags text;
         ALTER TABLE posts ADD COLUMN IF NOT EXISTS enclosures text;
     """,
+    9: PG_JOB_DUE_TRIGGER,
 }
