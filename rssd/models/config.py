@@ -32,6 +32,7 @@ from rssd.models.location import (
     check_database,
     locate_database,
     read_config_bytes,
+    secrets_directory,
 )
 from rssd.models.redact import redact, split_userinfo
 from rssd.models.urls import check_http_url, normalize_url
@@ -137,7 +138,7 @@ class FeedConfig(BaseModel):
     #: Request headers (tokens: ``Authorization = "Bearer ..."``); never shown or logged.
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
     #: A file of ``Name: value`` lines read at load (the secret stays out of config.toml;
-    #: fits systemd's LoadCredential=). Relative paths resolve against the config's folder.
+    #: fits systemd's LoadCredential=). Relative paths: ``secrets_directory``.
     headers_file: str | None = None
 
     @field_validator("url")
@@ -287,7 +288,8 @@ def parse_config(text: str, path: Path, environ: Mapping[str, str] = os.environ)
     """Validate TOML text; relative paths resolve against ``base_directory``."""
     try:
         raw = tomllib.loads(text)
-        config = Config.model_validate(raw, context={"base_dir": path.parent.resolve()})
+        secrets = secrets_directory(path, environ)
+        config = Config.model_validate(raw, context={"base_dir": secrets})
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [f"TOML syntax error: {exc}"]) from None
     except RecursionError:  # tomllib and pydantic recurse per nesting level
@@ -304,10 +306,10 @@ def parse_config(text: str, path: Path, environ: Mapping[str, str] = os.environ)
     if config.metrics_file is not None and not config.metrics_file.is_absolute():
         base = base_directory(path, environ)
         config = config.model_copy(update={"metrics_file": base / config.metrics_file})
-    return _with_header_files(config, path)
+    return _with_header_files(config, path, secrets)
 
 
-def _with_header_files(config: Config, path: Path) -> Config:
+def _with_header_files(config: Config, path: Path, secrets: Path) -> Config:
     """Merge each ``headers_file`` into its feed's ``headers``, read now (at every load and
     reload); every unreadable or malformed file is an error naming feed and file."""
     errors: list[str] = []
@@ -317,7 +319,7 @@ def _with_header_files(config: Config, path: Path) -> Config:
             feeds.append(feed)
             continue
         file = Path(feed.headers_file)
-        file = file if file.is_absolute() else path.parent.resolve() / file
+        file = file if file.is_absolute() else secrets / file
         try:
             extra = read_headers_file(file)
         except ValueError as exc:

@@ -29,6 +29,7 @@ SECRET_PREFIX = "whsec_"
 #: Standard Webhooks' default schedule: the waits before attempts 2..10, about 3 days in all.
 DEFAULT_RETRY_SECONDS = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
 ALL_FEEDS = "*"
+MAX_DEDUPE_DAYS = 365
 #: A secret file holds one line; anything bigger is not a secret but a wrong path.
 MAX_SECRET_FILE_BYTES = 4096
 
@@ -172,7 +173,7 @@ class UserConfig(BaseModel):
     notify_backlog: bool = False
     #: A story already announced to this user from another of their feeds within this
     #: many days is not announced again (0: never skip).
-    dedupe_days: Annotated[int, Field(ge=0, le=365)] = 7
+    dedupe_days: Annotated[int, Field(ge=0, le=MAX_DEDUPE_DAYS)] = 7
     #: ``standard`` only: posts carry their content, tags, enclosures, updated_at.
     include_content: bool = False
 
