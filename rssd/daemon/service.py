@@ -35,7 +35,7 @@ from rssd.daemon.lag import LagProbe
 from rssd.daemon.loop import loop_name
 from rssd.daemon.pipeline import JobReport, Pipeline
 from rssd.daemon.reconcile import reconcile
-from rssd.daemon.schedule import MOVED_AFTER, Policy, source_policy
+from rssd.daemon.schedule import MOVED_AFTER, Activity, Policy, policy_of
 from rssd.daemon.startup import daemon_session, sync_sources
 from rssd.daemon.watcher import FileWatcher
 from rssd.fetch.fetcher import Fetcher
@@ -220,9 +220,9 @@ class Service:
             await daemons.leave()
         log.info("daemon.stopped")
 
-    def _policy(self, source: Source) -> Policy:
-        """A source's scheduling policy: its interval, the default caps."""
-        return source_policy(source.interval_minutes)
+    def _policy(self, source: Source, activity: Activity | None = None) -> Policy:
+        """A source's scheduling policy (rssd.daemon.schedule.policy_of)."""
+        return policy_of(source, activity)
 
     def _room(self) -> tuple[int, int]:
         """How many jobs this daemon holds at most, and the per-host limit. Alone on its
