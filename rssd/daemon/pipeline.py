@@ -175,15 +175,16 @@ class Pipeline:
         try:
             return await self._attempt(claim, started)
         except asyncio.CancelledError:
-            await self._fail(
-                claim, ErrorCode.INTERRUPTED, "fetch cancelled (shutdown)", interrupted=True
-            )
+            cancelled = "fetch cancelled (shutdown)"
+            await self._fail(claim, ErrorCode.INTERRUPTED, cancelled, interrupted=True)
             log.warning(
                 "fetch.failed",
                 source_id=source.id,
+                source_name=self.name_of(source),
                 job_id=job.id,
                 url=source.url,
                 error_code=ErrorCode.INTERRUPTED.value,
+                error_message=cancelled,
                 duration_ms=_ms(started),
             )
             raise
@@ -193,6 +194,7 @@ class Pipeline:
             log.exception(
                 "fetch.failed",
                 source_id=source.id,
+                source_name=self.name_of(source),
                 job_id=job.id,
                 url=source.url,
                 error_code=ErrorCode.INTERNAL.value,

@@ -39,7 +39,7 @@ from rssd.daemon.schedule import MOVED_AFTER, Activity, Policy, policy_of
 from rssd.daemon.startup import daemon_session, sync_sources
 from rssd.daemon.watcher import FileWatcher
 from rssd.fetch.fetcher import Fetcher
-from rssd.logs import get_logger, set_level
+from rssd.logs import bind_process, get_logger, set_level
 from rssd.models.config import Config, ConfigError, load_config
 from rssd.models.dto import FetchJobStatus, Source
 from rssd.models.source_state import State, classify
@@ -151,12 +151,14 @@ class Service:
         # Signals first: a SIGHUP during start-up (its default action kills) is a reload
         # handled once the watcher runs; a SIGTERM makes the service stop once it is up.
         self._install_signals()
+        bind_process(daemon_id=self.identity.id)
         try:
             async with daemon_session(self.config, self.config_path, self.identity.id) as db:
                 self._db = db
                 await self._serve(db)
         finally:
             self._remove_signals()
+            bind_process(daemon_id=None)
 
     async def _serve(self, db: Database) -> None:
         claims = ClaimRepo(db, self.identity.id)
@@ -198,7 +200,6 @@ class Service:
                 sources=self.sources,
                 pid=os.getpid(),
                 loop=loop_name(),
-                daemon_id=self.identity.id,
                 database=self.config.database_label,
             )
             await self.stopping.wait()
