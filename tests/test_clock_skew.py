@@ -36,6 +36,7 @@ from rssd.repo.sources import SourceRepo
 from rssd.repo.users import UserRepo
 from rssd.webhooks.sender import Sender
 from tests.conftest import FeedServer, rss
+from tests.support.jobs import ongoing_job
 from tests.support.webhooks import Receiver, make_config, user
 
 #: PostgreSQL only: on SQLite (one machine) the local clock is the only clock there is.
@@ -72,9 +73,7 @@ async def with_posts(db: Database, config: Config) -> None:
     row = await db.fetchone("SELECT min(id) FROM content_sources")
     assert row is not None
     jobs = FetchJobRepo(db)
-    job = await jobs.queue_job(row[0])
-    assert job is not None
-    await jobs.mark_ongoing(job.id)
+    job = await ongoing_job(db, row[0])
     posts = [
         PostCreate(external_id=f"id-{n}", title=f"Post {n}", content_hash=f"h{n}") for n in range(3)
     ]
