@@ -74,6 +74,8 @@ CREATE TABLE IF NOT EXISTS posts (
     content           text,
     published_at      timestamptz,
     updated_at        timestamptz,
+    tags              text,
+    enclosures        text,
     created_at        timestamptz NOT NULL,
     content_hash      text    NOT NULL,
     UNIQUE (content_source_id, external_id)
@@ -134,7 +136,10 @@ CREATE TABLE IF NOT EXISTS users (
     last_error_at   timestamptz,
     last_error      text,
     created_at      timestamptz NOT NULL,
-    updated_at      timestamptz NOT NULL
+    updated_at      timestamptz NOT NULL,
+    format          text    NOT NULL DEFAULT 'standard',
+    include_content integer NOT NULL DEFAULT 0 CHECK (include_content IN (0, 1)),
+    dedupe_days     integer NOT NULL DEFAULT 7
 );
 
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -169,3 +174,39 @@ CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (user_id, id)
     WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS deliveries_user ON deliveries (user_id, created_at);
 CREATE INDEX IF NOT EXISTS deliveries_fetch_job ON deliveries (fetch_job_id);
+
+-- Version 9: one notification per story (schema.sql, version 9).
+CREATE TABLE IF NOT EXISTS announced (
+    user_id           bigint  NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    story             text    NOT NULL,
+    content_source_id bigint  NOT NULL REFERENCES content_sources (id) ON DELETE CASCADE,
+    post_id           bigint  NOT NULL,
+    announced_at      timestamptz NOT NULL,
+    PRIMARY KEY (user_id, story)
+);
+CREATE TABLE IF NOT EXISTS skipped_posts (
+    user_id           bigint  NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    post_id           bigint  NOT NULL REFERENCES posts (id) ON DELETE CASCADE,
+    content_source_id bigint  NOT NULL REFERENCES content_sources (id) ON DELETE CASCADE,
+    duplicate_of      bigint  NOT NULL,
+    story             text    NOT NULL,
+    skipped_at        timestamptz NOT NULL,
+    PRIMARY KEY (user_id, post_id)
+);
+CREATE INDEX IF NOT EXISTS skipped_posts_time ON skipped_posts (skipped_at);
+
+-- Idle daemons wait for a job to fall due (rssd/repo/pg_listen.py): a job queued or
+-- requeued due now (a new source, a job taken back, a fetch interrupted) notifies the
+-- channel rssd_jobs; identical notifications of one transaction arrive once.
+CREATE OR REPLACE FUNCTION rssd_job_due() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('rssd_jobs', '');
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER fetch_job_due_notify
+    AFTER INSERT OR UPDATE OF status ON fetch_job
+    FOR EACH ROW
+    WHEN (NEW.status = 'QUEUED' AND (NEW.not_before IS NULL OR NEW.not_before <= now()))
+    EXECUTE FUNCTION rssd_job_due();

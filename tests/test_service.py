@@ -24,6 +24,7 @@ from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer, Handler, rss
 from tests.support.config import Feed, config_text, replace_file, write_config
+from tests.support.jobs import queue_job
 from tests.support.notify import NotifyListener, monotonic_usec, notify_socket
 from tests.support.process import WAIT, Daemon, Daemons
 
@@ -82,7 +83,7 @@ async def fetched_before_and_interrupted(config: Path) -> None:
         await SourceRepo(db).sync(load_config(config))
         jobs = FetchJobRepo(db)
         for source in await SourceRepo(db).list():
-            job = await jobs.queue_job(source.id)
+            job = await queue_job(db, source.id)
             assert job is not None
             await jobs.mark_failed(job.id, ErrorCode.INTERRUPTED, "seeded by the test")
     finally:

@@ -31,6 +31,7 @@ from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer, rss
 from tests.support.config import write_config
+from tests.support.jobs import queue_job
 from tests.support.process import WAIT, Daemons
 
 pytestmark = pytest.mark.slow
@@ -199,7 +200,7 @@ async def seed_old_jobs(config: Path) -> int:
         jobs = FetchJobRepo(db)
         ids = []
         for _ in range(2):
-            job = await jobs.queue_job(source.id)
+            job = await queue_job(db, source.id)
             assert job is not None
             await jobs.mark_failed(job.id, ErrorCode.HTTP_ERROR, "seeded by the test")
             ids.append(job.id)

@@ -12,7 +12,6 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +25,7 @@ from rssd.daemon.schedule import Policy, next_due
 from rssd.models.categories import in_category
 from rssd.models.dto import FetchJobStatus, LatestJob
 from rssd.models.location import ConfigError, config_mtime, fallback_database
+from rssd.models.source_state import State, classify
 from rssd.models.urls import normalize_url
 from rssd.repo.config_sync import (
     Synced,
@@ -45,23 +45,6 @@ if TYPE_CHECKING:
 JITTER = 0.5
 
 
-class State(StrEnum):
-    OK = "ok"
-    FAILING = "failing"
-    GONE = "gone"
-    DISABLED = "disabled"
-    NEVER_FETCHED = "never_fetched"
-
-    @property
-    def label(self) -> str:
-        return self.value.replace("_", " ")
-
-    @property
-    def needs_attention(self) -> bool:
-        """What ``--failing`` reports: a feed that fails, or one that is gone for good."""
-        return self in (State.FAILING, State.GONE)
-
-
 @dataclass(frozen=True)
 class Assessment:
     """One source's row: the database's facts plus the state and next due derived here."""
@@ -78,16 +61,12 @@ def assess(row: SourceStatus, now: datetime) -> Assessment:
     history = history_of(_latest(row))
     active = row.active
     fetching = active is not None and active.status is FetchJobStatus.ONGOING
-    if not source.enabled:
-        state = State.DISABLED
-    elif history.gone:
-        state = State.GONE
-    elif row.failures > 0:
-        state = State.FAILING
-    elif row.last_success is not None:
-        state = State.OK
-    else:
-        state = State.NEVER_FETCHED  # or only ever interrupted by the daemon stopping
+    state = classify(
+        enabled=source.enabled,
+        gone=history.gone,
+        failures=row.failures,
+        succeeded=row.last_success is not None,
+    )
     due: datetime | None = None
     if source.enabled:
         policy = Policy(interval=timedelta(minutes=source.interval_minutes))

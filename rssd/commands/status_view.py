@@ -15,6 +15,7 @@ from rssd.commands.humanize import ago, due, shorten, table
 from rssd.commands.terminal import safe_json, safe_lines
 from rssd.models.dto import FetchJob, FetchJobStatus
 from rssd.models.redact import redact, redact_optional
+from rssd.models.source_state import State
 
 if TYPE_CHECKING:
     from rssd.commands.status import Assessment, Overview
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 JSON_FORMAT = 1
 NAME_WIDTH = 24
 ERROR_WIDTH = 110
-STATES = ("ok", "failing", "gone", "disabled", "never_fetched")
+STATES = tuple(state.value for state in State)
 
 
 def attempt_time(job: FetchJob) -> datetime:

@@ -35,13 +35,14 @@ from rssd.daemon.lag import LagProbe
 from rssd.daemon.loop import loop_name
 from rssd.daemon.pipeline import JobReport, Pipeline
 from rssd.daemon.reconcile import reconcile
-from rssd.daemon.schedule import MOVED_AFTER, History, Policy, source_policy
+from rssd.daemon.schedule import MOVED_AFTER, Policy, source_policy
 from rssd.daemon.startup import daemon_session, sync_sources, warn_exposed_files
 from rssd.daemon.watcher import FileWatcher
 from rssd.fetch.fetcher import Fetcher
 from rssd.logs import get_logger, set_level
 from rssd.models.config import Config, ConfigError, load_config
 from rssd.models.dto import FetchJobStatus, Source
+from rssd.models.source_state import State, classify
 from rssd.repo.claims import ClaimRepo
 from rssd.repo.config_sync import config_hash
 from rssd.repo.daemons import DaemonRepo, Identity, forget_silent
@@ -172,6 +173,7 @@ class Service:
             pipeline = Pipeline(db, fetcher, claims, self._policy)
             await pipeline.preload()
             claimer = Claimer(claims, pipeline, self._room, self._done)
+            await claimer.listen(db)
             self._claimer = claimer
 
             async def leases() -> None:
@@ -403,13 +405,18 @@ class Service:
         every = await SourceRepo(self._db).list()
         enabled = {s.id for s in every if s.enabled}
         states = Counter(
-            _state_label(history_of(row))
+            classify(
+                enabled=True,
+                gone=history_of(row).gone,
+                failures=row.failures,
+                succeeded=row.last_success_at is not None,
+            )
             for row in await latest_jobs(self._db)
             if row.source_id in enabled
         )
-        for label in ("ok", "failing", "gone", "never_fetched"):
-            metrics.SOURCES.labels(label).set(states[label])
-        metrics.SOURCES.labels("disabled").set(len(every) - len(enabled))
+        states[State.DISABLED] = len(every) - len(enabled)
+        for state in State:
+            metrics.SOURCES.labels(state.value).set(states[state])
         metrics.IN_FLIGHT.set(self.in_flight)
         metrics.DUE.set(await self._claims.count_due())
         oldest = await self._claims.oldest_due()
@@ -526,12 +533,3 @@ async def run_service(
     config_path: Path, config: Config, watcher: FileWatcher | None = None
 ) -> None:
     await Service(config_path, config, watcher).run()
-
-
-def _state_label(history: History) -> str:
-    """A source's state for the ``rssd_sources`` gauge (as ``rssd status`` says)."""
-    if history.gone:
-        return "gone"
-    if history.failures:
-        return "failing"
-    return "ok" if history.ended_at is not None else "never_fetched"

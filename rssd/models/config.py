@@ -21,6 +21,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from rssd import __version__
@@ -33,8 +34,9 @@ from rssd.models.location import (
     check_database,
     locate_database,
     read_config_bytes,
+    secrets_directory,
 )
-from rssd.models.redact import redact
+from rssd.models.redact import redact, split_userinfo
 from rssd.models.urls import check_http_url, normalize_url
 from rssd.models.users import UserConfig, WebhooksConfig, check_users
 
@@ -114,6 +116,18 @@ def read_headers_file(path: Path) -> dict[str, str]:
         raise ValueError(f"{path}: {exc}") from None
 
 
+def auth_clash(url: str, headers: Mapping[str, str]) -> str | None:
+    """Why a feed's credentials cannot work, or None. A URL's ``user:password@`` becomes
+    an Authorization header; with one configured as well, aiohttp refuses every request
+    before any exchange, so it is a config error, not a fetch failure."""
+    if split_userinfo(url) is None or not any(name.lower() == "authorization" for name in headers):
+        return None
+    return (
+        "credentials in the URL (user:password@) and an Authorization header cannot be "
+        "combined: keep one of them"
+    )
+
+
 class FeedConfig(BaseModel):
     """One ``[[feeds]]`` table. Unset settings inherit the top-level defaults."""
 
@@ -131,7 +145,7 @@ class FeedConfig(BaseModel):
     #: Request headers (tokens: ``Authorization = "Bearer ..."``); never shown or logged.
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
     #: A file of ``Name: value`` lines read at load (the secret stays out of config.toml;
-    #: fits systemd's LoadCredential=). Relative paths resolve against the config's folder.
+    #: fits systemd's LoadCredential=). Relative paths: ``secrets_directory``.
     headers_file: str | None = None
 
     @field_validator("url")
@@ -148,6 +162,13 @@ class FeedConfig(BaseModel):
     @classmethod
     def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
         return check_headers(value)
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> FeedConfig:
+        problem = auth_clash(self.url, self.headers)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class Config(BaseModel):
@@ -274,7 +295,8 @@ def parse_config(text: str, path: Path, environ: Mapping[str, str] = os.environ)
     """Validate TOML text; relative paths resolve against ``base_directory``."""
     try:
         raw = tomllib.loads(text)
-        config = Config.model_validate(raw, context={"base_dir": path.parent.resolve()})
+        secrets = secrets_directory(path, environ)
+        config = Config.model_validate(raw, context={"base_dir": secrets})
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [f"TOML syntax error: {exc}"]) from None
     except RecursionError:  # tomllib and pydantic recurse per nesting level
@@ -291,10 +313,10 @@ def parse_config(text: str, path: Path, environ: Mapping[str, str] = os.environ)
     if config.metrics_file is not None and not config.metrics_file.is_absolute():
         base = base_directory(path, environ)
         config = config.model_copy(update={"metrics_file": base / config.metrics_file})
-    return _with_header_files(config, path)
+    return _with_header_files(config, path, secrets)
 
 
-def _with_header_files(config: Config, path: Path) -> Config:
+def _with_header_files(config: Config, path: Path, secrets: Path) -> Config:
     """Merge each ``headers_file`` into its feed's ``headers``, read now (at every load and
     reload); every unreadable or malformed file is an error naming feed and file."""
     errors: list[str] = []
@@ -304,7 +326,7 @@ def _with_header_files(config: Config, path: Path) -> Config:
             feeds.append(feed)
             continue
         file = Path(feed.headers_file)
-        file = file if file.is_absolute() else path.parent.resolve() / file
+        file = file if file.is_absolute() else secrets / file
         try:
             extra = read_headers_file(file)
         except ValueError as exc:
@@ -316,6 +338,10 @@ def _with_header_files(config: Config, path: Path) -> Config:
                 f"feeds[{index}].headers_file: {', '.join(sorted(clash))} also set in headers "
                 f"(feed {redact(feed.url)})"
             )
+            continue
+        problem = auth_clash(feed.url, extra)
+        if problem:
+            errors.append(f"feeds[{index}].headers_file: {problem} (feed {redact(feed.url)})")
             continue
         feeds.append(feed.model_copy(update={"headers": {**feed.headers, **extra}}))
     if errors:
@@ -341,10 +367,12 @@ class ExposedFile:
         )
 
 
-def exposed_files(config: Config, path: Path) -> list[ExposedFile]:
+def exposed_files(
+    config: Config, path: Path, environ: Mapping[str, str] = os.environ
+) -> list[ExposedFile]:
     """The ``secret_file``s and ``headers_file``s of ``config`` (loaded from ``path``)
     that others may read, relative names resolved as loading resolves them."""
-    base = path.parent.resolve()
+    base = secrets_directory(path, environ)
     named = [
         (f"users[{index}].secret_file", user.secret_file)
         for index, user in enumerate(config.users)

@@ -118,6 +118,16 @@ def redact(text: str, *, keep_user: bool = False, secrets_of: str | None = None)
     return text
 
 
+def redact_endpoint(url: str, fmt: str) -> str:
+    """A user's webhook URL for output. Slack's and Discord's carry their token in the
+    path and an ntfy topic is its own password: of those only the scheme and host show."""
+    if fmt == "standard":
+        return redact(url)
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    return f"{scheme}://{host}/***"
+
+
 def redact_optional(text: str | None) -> str | None:
     return None if text is None else redact(text)
 

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from rssd.clock import to_iso, utcnow
+from rssd.clock import parse_iso, to_iso, utcnow
 from rssd.models.dto import FetchJob, Source
 from rssd.net.hosts import host_key
 from rssd.repo.db import Database, Row, Tx
@@ -324,6 +324,19 @@ class ClaimRepo:
             {"now": to_iso(utcnow())},
         )
         return str(row[0]) if row and row[0] is not None else None
+
+    async def seconds_to_next_due(self) -> float | None:
+        """Seconds until the next QUEUED job of an enabled source falls due (negative: it
+        is overdue), by the dialect's clock; None when none is queued."""
+        row = await self._db.fetchone(
+            f"SELECT min(j.not_before) AS due, {self._db.dialect.clock} AS now "
+            f"FROM fetch_job j JOIN content_sources s ON s.id = j.content_source_id "
+            f"WHERE j.status = 'QUEUED' AND s.enabled = 1",
+            {"now": to_iso(utcnow())},
+        )
+        if row is None or row["due"] is None:
+            return None
+        return (parse_iso(str(row["due"])) - parse_iso(str(row["now"]))).total_seconds()
 
     async def count_due(self, limit: int | None = None) -> int:
         """Due jobs of enabled sources now (at most ``limit``, when given)."""

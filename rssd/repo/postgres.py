@@ -27,6 +27,7 @@ from rssd.models.redact import redact
 from rssd.repo.db import Database, DatabaseError, Params, Row, Tx, shielded
 from rssd.repo.dialect import POSTGRES
 from rssd.repo.migrations import PG_MIGRATIONS, SCHEMA_VERSION
+from rssd.repo.pg_listen import JOBS_CHANNEL, PgListener
 from rssd.repo.pg_writer import PgWriter
 from rssd.repo.sqlite import schema_sql
 
@@ -140,6 +141,7 @@ class PostgresDatabase(Database):
         #: Every write transaction goes through it (rssd/repo/pg_writer.py): group commit
         #: on one connection of its own, as on SQLite.
         self._writer = PgWriter(self._connect_one, PostgresTx)
+        self._listeners: list[PgListener] = []
 
     async def _connect_one(self) -> AsyncConnection[Any]:
         return await AsyncConnection.connect(self.url, **self._kwargs)
@@ -261,7 +263,15 @@ class PostgresDatabase(Database):
             self._held.discard(name)
             await self._lock_conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
 
+    async def listen(self, wake: Callable[[], None]) -> PgListener:
+        listener = PgListener(self._connect_one, JOBS_CHANNEL, wake)
+        await listener.start()
+        self._listeners.append(listener)
+        return listener
+
     async def close(self) -> None:
+        for listener in self._listeners:
+            await listener.close()
         async with self._lock_guard:
             if self._lock_conn is not None:
                 await self._lock_conn.close()  # releases every lock it held
