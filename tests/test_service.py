@@ -315,7 +315,12 @@ async def test_sigterm_during_a_hung_fetch_exits_0_and_records_it_interrupted(
     assert notify.find("STOPPING", "1") is not None, notify.raw
     assert daemon.find("daemon.signal", signal="SIGTERM") is not None, daemon.log()
     assert daemon.find("daemon.cancelled_fetches", count=1) is not None, daemon.log()
-    assert daemon.find("fetch.failed", url=url, error_code="interrupted") is not None
+    interrupted = daemon.find("fetch.failed", url=url, error_code="interrupted")
+    assert interrupted is not None, daemon.log()
+    event = daemon.events[interrupted]  # as README promises for every fetch.failed
+    assert event["error_message"] == "fetch cancelled (shutdown)"
+    assert "source_name" in event
+    assert event["daemon_id"] == daemon.events[daemon.find("daemon.ready") or 0]["daemon_id"]
     assert daemon.find("daemon.stopped") is not None, daemon.log()
 
     assert active_jobs(database) == []

@@ -106,8 +106,10 @@ class ServiceToken(WebhookSecret):
 #: What a user's messages look like on the wire (rssd/webhooks/formats.py builds them).
 Format = Literal["standard", "slack", "discord", "ntfy", "gotify"]
 #: Formats whose ``secret`` is a token of the service's rather than a ``whsec_`` key;
-#: the value says whether one is required. Slack and Discord carry theirs in the URL.
-TOKEN_FORMATS = {"gotify": True, "ntfy": False}
+#: the value says whether one is required. Slack's and Discord's token is the last part
+#: of their webhook URL: given as a secret, it is appended to ``webhook_url``, so the URL
+#: in config.toml holds no secret.
+TOKEN_FORMATS = {"gotify": True, "ntfy": False, "slack": False, "discord": False}
 
 
 def parse_secret(text: str, fmt: str) -> WebhookSecret:
@@ -120,10 +122,7 @@ def _secret(value: object, info: ValidationInfo) -> WebhookSecret:
         return value
     if not isinstance(value, str):
         raise ValueError("must be a string")  # no input echoed: it may be a secret
-    fmt = str(info.data.get("format", "standard"))
-    if fmt in ("slack", "discord"):
-        raise ValueError(f"format {fmt!r} takes no 'secret': its webhook URL is the credential")
-    return parse_secret(value, fmt)
+    return parse_secret(value, str(info.data.get("format", "standard")))
 
 
 def _rule(value: object) -> Rule:
@@ -190,10 +189,6 @@ class UserConfig(BaseModel):
         has_secret = self.secret is not None or self.secret_file is not None
         if self.secret is not None and self.secret_file is not None:
             raise ValueError("set exactly one of 'secret' and 'secret_file'")
-        if self.format in ("slack", "discord") and has_secret:
-            raise ValueError(
-                f"format {self.format!r} takes no 'secret': its webhook URL is the credential"
-            )
         if not has_secret and (self.format == "standard" or TOKEN_FORMATS.get(self.format)):
             what = " (the application token)" if self.format == "gotify" else ""
             raise ValueError(f"set exactly one of 'secret' and 'secret_file'{what}")
