@@ -82,7 +82,7 @@ def seconds_from_env(name: str, default: float) -> float:
 
 #: A daemon silent this long is forgotten from the daemons table (its jobs came back long
 #: before, when their leases expired).
-FORGET_DAEMONS_AFTER = timedelta(days=1)
+FORGET_DAEMONS_AFTER = timedelta(hours=1)
 #: Retention runs in one daemon at a time, under this lock.
 PRUNE_LOCK = "rssd.prune"
 
