@@ -15,7 +15,9 @@ from rssd.models.dto import FetchMeta, PostCreate
 from rssd.models.outbox import Feed, StoredPost, Subscriber, new_message_id, plan_messages
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
-from tests.support.webhooks import make_config, user
+from tests.conftest import FeedServer, rss
+from tests.support.commands import run_once_from
+from tests.support.webhooks import SECRETS, make_config, user
 
 pytestmark = pytest.mark.both_backends
 
@@ -125,6 +127,15 @@ async def test_no_backlog_skips_the_first_fetch_of_a_new_feed(db: Database, tmp_
     assert await fetch(db, A, [post(1), post(2)]) == 0
     assert await fetch(db, A, [post(1), post(2), post(3)]) == 1
     assert await messages(db) == [("alice", A, ["id-3"])]
+
+
+async def test_an_empty_first_fetch_primes_the_subscription(db: Database, tmp_path: Path) -> None:
+    """A new feed with no posts yet is primed by its empty first fetch, so its first real
+    post is news, not backlog."""
+    await setup(db, tmp_path, [user("alice", HOOK, [A])])
+    assert await fetch(db, A, []) == 0
+    assert await fetch(db, A, [post(1)]) == 1
+    assert await messages(db) == [("alice", A, ["id-1"])]
 
 
 async def test_subscribing_later_to_a_fetched_feed_announces_its_next_news(
@@ -243,3 +254,25 @@ async def test_a_category_filter_reads_the_feeds_category(db: Database, tmp_path
     assert await fetch(db, A, [post(1)]) == 1
     assert await fetch(db, B, [post(2)]) == 0
     assert await messages(db) == [("alice", A, ["id-1"])]
+
+
+async def test_a_feeds_first_messages_name_it_by_the_title_that_fetch_learned(
+    feed_server: FeedServer, tmp_path: Path, db_target: Path | str
+) -> None:
+    """No ``name`` in config.toml: the webhook's ``feed.name`` is the feed's own title,
+    also in the messages of the very fetch that read it first."""
+    url = feed_server.static("/feed", rss([{"title": "One", "guid": "1"}], title="Jane's log"))
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'database = "{db_target}"\n[[feeds]]\nurl = "{url}"\n'
+        f'[[users]]\nname = "alice"\nwebhook_url = "{HOOK}"\nsecret = "{SECRETS["alice"]}"\n'
+        'feeds = ["*"]\nnotify_backlog = true\n'
+    )
+    await run_once_from(config)
+    db = await Database.open(db_target)
+    try:
+        row = await db.fetchone("SELECT body FROM deliveries")
+    finally:
+        await db.close()
+    assert row is not None
+    assert json.loads(row["body"])["data"]["feed"]["name"] == "Jane's log"

@@ -17,7 +17,7 @@ from rssd.clock import parse_iso, utcnow
 from rssd.commands.context import load, reader, run, writer
 from rssd.commands.errors import EXIT_OK, EXIT_USAGE, CommandError
 from rssd.commands.humanize import ago, plural, shorten, table
-from rssd.models.redact import redact
+from rssd.models.redact import redact, redact_endpoint
 from rssd.repo.outbox import OutboxRepo
 from rssd.repo.users import User, UserRepo
 
@@ -43,7 +43,8 @@ class UserView:
         user = self.user
         return {
             "name": user.name,
-            "webhook_url": redact(user.webhook_url),
+            "webhook_url": redact_endpoint(user.webhook_url, user.format),
+            "format": user.format,
             "state": self.state,
             "in_config": user.enabled,
             "disabled_reason": user.disabled_reason,

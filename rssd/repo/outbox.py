@@ -20,7 +20,8 @@ _PRIME = (
 )
 
 _SUBSCRIBERS = """
-SELECT u.id, u.name, u.keep, u.block FROM subscriptions s JOIN users u ON u.id = s.user_id
+SELECT u.id, u.name, u.keep, u.block, u.format, u.include_content, u.dedupe_days
+FROM subscriptions s JOIN users u ON u.id = s.user_id
 WHERE s.content_source_id = :source_id AND u.enabled = 1 AND u.disabled_reason IS NULL
 ORDER BY u.id
 """
@@ -46,7 +47,12 @@ async def write_outbox_in(
         return 0
     subscribers = [
         Subscriber(
-            row["id"], row["name"], tuple(json.loads(row["keep"])), tuple(json.loads(row["block"]))
+            row["id"],
+            row["name"],
+            tuple(json.loads(row["keep"])),
+            tuple(json.loads(row["block"])),
+            row["format"],
+            bool(row["include_content"]),
         )
         for row in await tx.fetchall(_SUBSCRIBERS, {"source_id": source_id})
         if row["id"] not in unprimed
