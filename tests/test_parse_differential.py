@@ -505,8 +505,28 @@ _item_fields: st.SearchStrategy[dict[str, Any]] = st.fixed_dictionaries(
         "content": st.none() | _texts,
         "author": st.none() | _texts,
         "raw": st.booleans(),
+        "tags": st.lists(_texts, max_size=3),
+        "enclosures": st.lists(
+            st.tuples(_links, st.sampled_from(["", "12", "x", " 7 "])), max_size=2
+        ),
     }
 )
+
+
+def _extras(fields: dict[str, Any], atom: bool) -> str:
+    """Categories and enclosures (rssd.fetch.entries.tags_json, enclosures_json)."""
+    out = ""
+    for tag in fields["tags"]:
+        out += (
+            f"<category term={quoteattr(tag)}/>" if atom else f"<category>{escape(tag)}</category>"
+        )
+    for href, length in fields["enclosures"]:
+        size = f" length={quoteattr(length)}" if length else ""
+        if atom:
+            out += f'<link rel="enclosure" href={quoteattr(href)} type="audio/mpeg"{size}/>'
+        else:
+            out += f'<enclosure url={quoteattr(href)} type="audio/mpeg"{size}/>'
+    return out
 
 
 def _dates(draw: st.DrawFn) -> str:
@@ -542,6 +562,7 @@ def rss_documents(draw: st.DrawFn) -> bytes:
             + _element("content:encoded", fields["content"], raw)
             + _element("author", fields["author"], raw)
             + _dates(draw)
+            + _extras(fields, atom=False)
             + "</item>"
         )
     title = escape(draw(_texts))
@@ -578,7 +599,7 @@ def atom_documents(draw: st.DrawFn) -> bytes:
             parts += f"<updated>{updated}</updated>"
         if fields["author"] is not None:
             parts += f"<author><name>{escape(fields['author'])}</name></author>"
-        entries.append(f"<entry>{parts}</entry>")
+        entries.append(f"<entry>{parts}{_extras(fields, atom=True)}</entry>")
     base = draw(st.sampled_from(["", ' xml:base="http://e.org/base/"']))
     return (
         f'<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom"{base}>'

@@ -67,17 +67,16 @@ class NativeParse:
 
 def parse_native(body: bytes, url: str) -> NativeParse | None:
     """``body`` read by feedparser-rs, or None where feedparser must read it instead.
+    May raise (the library on hostile input): the caller falls back then too, but must
+    let its own time limit's exception through.
 
     Always bytes, never str: given a string that looks like a URL, feedparser-rs fetches
     it. Its sanitizer is off (nh3 cleans every HTML field afterwards, rssd.fetch.sanitize);
     its URI resolution is on, which resolves links against their ``xml:base``.
     """
-    try:
-        parsed = feedparser_rs.parse_with_limits(
-            bytes(body), limits=_LIMITS, sanitize_html=False, resolve_relative_uris=False
-        )
-    except Exception:  # a library failing on hostile input: feedparser tries next
-        return None
+    parsed = feedparser_rs.parse_with_limits(
+        bytes(body), limits=_LIMITS, sanitize_html=False, resolve_relative_uris=False
+    )
     version = parsed.version or ""
     if parsed.bozo or not version or version.startswith("json"):
         return None  # JSON Feed: rssd.fetch.jsonfeed is the one reader (see the module doc)
@@ -275,6 +274,45 @@ def _resolve(base: str, uri: str) -> str:
         return uri
 
 
+def _attribute(value: object) -> str | None:
+    """An Atom attribute's value as feedparser gives it: feedparser-rs leaves references
+    in them undecoded (``term``, ``href``), an XML parser decodes them."""
+    text = _str(value)
+    return _xml_unescape(text) if text and "&" in text else text
+
+
+def _tags(tags: Any, atom: bool) -> list[dict[str, str | None]]:
+    """Categories as feedparser's ``{"term", "label"}`` (rssd.fetch.entries.tags_json).
+    An RSS ``<category>``'s term is element text, an Atom one's an attribute."""
+    return [
+        {
+            "term": _attribute(tag.term) if atom else _str(tag.term),
+            "label": _attribute(tag.label),
+        }
+        for tag in tags or ()
+    ]
+
+
+def _enclosures(enclosures: Any, base: str, atom: bool) -> list[dict[str, str | None]]:
+    """Enclosures as feedparser's ``rel="enclosure"`` links: an Atom one's ``href``
+    resolved against the entry's base, an RSS ``url`` as written (as feedparser does)."""
+    links: list[dict[str, str | None]] = []
+    read = _attribute if atom else _str  # RSS <enclosure> attributes come decoded
+    for enclosure in enclosures or ():
+        href = read(enclosure.href)
+        if href and atom:
+            href = _resolve(base, href)
+        links.append(
+            {
+                "rel": "enclosure",
+                "href": href,
+                "type": read(enclosure.get("type")),
+                "length": read(enclosure.get("length")),
+            }
+        )
+    return links
+
+
 def _entry(entry: Any, feed_base: str, atom: bool, guids: _Guids | None) -> dict[str, Any]:
     """One feedparser-rs Entry -> the dict feedparser would have given rssd: the same
     keys, links and ids resolved as feedparser resolves them (against an Atom entry's
@@ -295,6 +333,8 @@ def _entry(entry: Any, feed_base: str, atom: bool, guids: _Guids | None) -> dict
     ):
         external_id = _resolve(base, external_id)
     out["id"] = external_id
+    out["tags"] = _tags(entry.tags, atom)
+    out["links"] = _enclosures(entry.enclosures, base, atom)
     title_detail = _title_detail(entry.title_detail, base, atom)
     if entry.title is not None:
         out["title"] = _str(entry.title)

@@ -36,7 +36,7 @@ from rssd.fetch.discover import PageLinks, scan_page
 from rssd.fetch.entries import entry_to_post, title_text
 from rssd.fetch.items import ItemSplit, id_digest, new_items, pack, split_items, unpack
 from rssd.fetch.jsonfeed import looks_like_json, parse_json_feed
-from rssd.fetch.native import parse_native
+from rssd.fetch.native import NativeParse, parse_native
 from rssd.fetch.sanitize import sanitize_entry
 from rssd.models.changes import dedupe_posts
 from rssd.models.codes import ErrorCode
@@ -198,7 +198,7 @@ def _parse(
 ) -> tuple[ParseOutcome, list[str]]:
     """feedparser-rs, else feedparser, on ``body`` (rssd.fetch.native says when): the
     outcome, and each entry's external_id in document order (duplicates included)."""
-    read = parse_native(body, url) if native else None
+    read = _native(body, url) if native else None
     version: str | None
     feed: Any
     entries: list[Any]
@@ -240,6 +240,18 @@ def _parse(
         parser=parser,
     )
     return outcome, [post.external_id for post in posts]
+
+
+def _native(body: bytes, url: str) -> NativeParse | None:
+    """feedparser-rs's reading, or None: feedparser reads the document instead when
+    feedparser-rs cannot, and also when it (or the adapter) raises. The time limit's own
+    exception goes through: swallowed, the fallback would run past the limit unbounded."""
+    try:
+        return parse_native(body, url)
+    except (ParseTimeoutError, RecursionError):
+        raise
+    except Exception:
+        return None
 
 
 def _feedparser(body: bytes, url: str, content_type: str | None) -> Any:
