@@ -283,6 +283,11 @@ def _add_deliveries(commands: Commands) -> None:
     which = listing.add_mutually_exclusive_group()
     which.add_argument("--failed", action="store_true", help="pending after a failed attempt")
     which.add_argument("--dead", action="store_true", help="given up after the last attempt")
+    which.add_argument(
+        "--skipped",
+        action="store_true",
+        help="posts not announced: the story reached the user from another feed (dedupe_days)",
+    )
     listing.add_argument(
         "--limit",
         type=argtypes.non_negative,
@@ -434,6 +439,7 @@ def dispatch(args: argparse.Namespace, path: Path) -> int:
             dead=args.dead,
             limit=args.limit,
             as_json=args.json,
+            skipped=args.skipped,
         )
     if args.command == "prune":
         from rssd.commands import prune

@@ -329,6 +329,10 @@ def hostile_documents() -> dict[str, tuple[bytes, str]]:
             _item("urn:raw", title="a <b>bold</b> move", description="x <i>y</i> z") + OK
         ),
         "malformed": _channel(_item("urn:m", title="m", description="x</b>") + OK),
+        "ttl and syndication hints": '<?xml version="1.0"?><rss version="2.0" '
+        'xmlns:sy="http://purl.org/rss/1.0/modules/syndication/"><channel><title>t</title>'
+        "<ttl> 90 </ttl><sy:updatePeriod> Daily </sy:updatePeriod>"
+        "<sy:updateFrequency>4</sy:updateFrequency>" + OK + "</channel></rss>",
         "html page": "<!doctype html><html><head><title>Blog</title><link rel=alternate "
         'type="application/rss+xml" href="/feed"></head><body>hi</body></html>',
         "random bytes": random.Random(6).randbytes(65536),

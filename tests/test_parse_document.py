@@ -393,6 +393,26 @@ def test_ttl_minutes(ttl: str | None, expected: int | None) -> None:
     assert parse(body).ttl_minutes == expected
 
 
+SY = 'xmlns:sy="http://purl.org/rss/1.0/modules/syndication/"'
+
+
+@pytest.mark.parametrize(
+    ("channel", "expected"),
+    [
+        ("<sy:updatePeriod>hourly</sy:updatePeriod>", 60),
+        ("<sy:updatePeriod>daily</sy:updatePeriod><sy:updateFrequency>4</sy:updateFrequency>", 360),
+        ("<sy:updatePeriod> Weekly </sy:updatePeriod>", 10080),
+        ("<sy:updatePeriod>hourly</sy:updatePeriod><sy:updateFrequency>0</sy:updateFrequency>", 60),
+        ("<sy:updatePeriod>sometimes</sy:updatePeriod>", None),
+        ("<ttl>90</ttl><sy:updatePeriod>hourly</sy:updatePeriod>", 90),  # the longer wins
+        ("<ttl>30</ttl><sy:updatePeriod>daily</sy:updatePeriod>", 1440),
+    ],
+)
+def test_syndication_module_asks_like_ttl(channel: str, expected: int | None) -> None:
+    body = rss_items("<guid>1</guid>", extra_ns=SY).replace("<item>", f"{channel}<item>", 1)
+    assert parse(body).ttl_minutes == expected
+
+
 # --- runaway parses and the pool ------------------------------------------------------
 
 #: feedparser's author regex is super-linear: ~2 s for 20,000 "a"s on the dev box,

@@ -29,6 +29,8 @@ class UserView:
     user: User
     feeds: list[str]
     counts: dict[str, int]
+    #: Posts not announced: their story reached the user from another feed.
+    skipped: int = 0
 
     @property
     def state(self) -> str:
@@ -56,6 +58,7 @@ class UserView:
             "pending": self.counts.get("pending", 0),
             "delivered": self.counts.get("delivered", 0),
             "dead": self.counts.get("dead", 0),
+            "duplicates_skipped": self.skipped,
             "last_success_at": user.last_success_at,
             "last_error_at": user.last_error_at,
             "last_error": user.last_error,
@@ -69,7 +72,10 @@ async def gather(path: Path) -> list[UserView]:
         users = await repo.all()
         feeds = await repo.subscriptions()
         counts = await OutboxRepo(db).counts()
-    return [UserView(u, feeds.get(u.id, []), counts.get(u.id, {})) for u in users]
+        skipped = await OutboxRepo(db).skipped_counts()
+    return [
+        UserView(u, feeds.get(u.id, []), counts.get(u.id, {}), skipped.get(u.id, 0)) for u in users
+    ]
 
 
 def _when(value: str | None) -> datetime | None:

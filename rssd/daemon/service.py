@@ -35,11 +35,11 @@ from rssd.daemon.lag import LagProbe
 from rssd.daemon.loop import loop_name
 from rssd.daemon.pipeline import JobReport, Pipeline
 from rssd.daemon.reconcile import reconcile
-from rssd.daemon.schedule import MOVED_AFTER, Policy, source_policy
+from rssd.daemon.schedule import MOVED_AFTER, Activity, Policy, policy_of
 from rssd.daemon.startup import daemon_session, sync_sources
 from rssd.daemon.watcher import FileWatcher
 from rssd.fetch.fetcher import Fetcher
-from rssd.logs import get_logger, set_level
+from rssd.logs import bind_process, get_logger, set_level
 from rssd.models.config import Config, ConfigError, load_config
 from rssd.models.dto import FetchJobStatus, Source
 from rssd.models.source_state import State, classify
@@ -151,12 +151,14 @@ class Service:
         # Signals first: a SIGHUP during start-up (its default action kills) is a reload
         # handled once the watcher runs; a SIGTERM makes the service stop once it is up.
         self._install_signals()
+        bind_process(daemon_id=self.identity.id)
         try:
             async with daemon_session(self.config, self.config_path, self.identity.id) as db:
                 self._db = db
                 await self._serve(db)
         finally:
             self._remove_signals()
+            bind_process(daemon_id=None)
 
     async def _serve(self, db: Database) -> None:
         claims = ClaimRepo(db, self.identity.id)
@@ -198,7 +200,6 @@ class Service:
                 sources=self.sources,
                 pid=os.getpid(),
                 loop=loop_name(),
-                daemon_id=self.identity.id,
                 database=self.config.database_label,
             )
             await self.stopping.wait()
@@ -219,9 +220,9 @@ class Service:
             await daemons.leave()
         log.info("daemon.stopped")
 
-    def _policy(self, source: Source) -> Policy:
-        """A source's scheduling policy: its interval, the default caps."""
-        return source_policy(source.interval_minutes)
+    def _policy(self, source: Source, activity: Activity | None = None) -> Policy:
+        """A source's scheduling policy (rssd.daemon.schedule.policy_of)."""
+        return policy_of(source, activity)
 
     def _room(self) -> tuple[int, int]:
         """How many jobs this daemon holds at most, and the per-host limit. Alone on its

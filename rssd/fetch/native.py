@@ -228,7 +228,13 @@ def _title_detail(detail: Any, base: str, atom: bool) -> dict[str, Any] | None:
 
 
 def _feed(meta: Any, url: str, atom: bool) -> dict[str, Any]:
-    feed: dict[str, Any] = {"title": _str(meta.title), "ttl": meta.ttl}
+    feed: dict[str, Any] = {
+        "title": _str(meta.title),
+        "ttl": meta.ttl,
+        # sy:updatePeriod / sy:updateFrequency (rssd.fetch.worker._asked_minutes)
+        "sy_updateperiod": meta.get("sy_updateperiod"),
+        "sy_updatefrequency": meta.get("sy_updatefrequency"),
+    }
     detail = _title_detail(meta.title_detail, url, atom)
     if detail is not None:
         feed["title_detail"] = detail

@@ -236,7 +236,7 @@ def _parse(
         warning=_warning(bozo),
         version=version,
         title=title_text(feed) if isinstance(feed, dict) else None,
-        ttl_minutes=_ttl(feed.get("ttl")),
+        ttl_minutes=_asked_minutes(feed) if isinstance(feed, dict) else None,
         parser=parser,
     )
     return outcome, [post.external_id for post in posts]
@@ -294,6 +294,25 @@ def _not_a_feed_message(body: bytes, bozo: object, page: PageLinks | None) -> st
         return 'an HTML page, not a feed, and it links to no feed (<link rel="alternate">)'
     reason = f" ({type(bozo).__name__}: {bozo})" if bozo else ""
     return f"not an RSS, Atom or JSON Feed document{reason}"[:500]
+
+
+#: sy:updatePeriod (RSS 1.0's syndication module) in minutes.
+_SY_PERIODS = {"hourly": 60, "daily": 1440, "weekly": 10080, "monthly": 43200, "yearly": 525600}
+
+
+def _asked_minutes(feed: dict[str, object]) -> int | None:
+    """How long the document asks readers to wait: RSS <ttl>, or sy:updatePeriod divided
+    by sy:updateFrequency (default 1), whichever is longer."""
+    asked = [minutes for minutes in (_ttl(feed.get("ttl")), _syndication(feed)) if minutes]
+    return max(asked) if asked else None
+
+
+def _syndication(feed: dict[str, object]) -> int | None:
+    period = _SY_PERIODS.get(str(feed.get("sy_updateperiod", "")).strip().lower())
+    if period is None:
+        return None
+    frequency = _ttl(feed.get("sy_updatefrequency", 1)) or 1
+    return max(1, period // frequency)
 
 
 def _ttl(value: object) -> int | None:

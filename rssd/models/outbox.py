@@ -45,6 +45,8 @@ class Subscriber:
     block: tuple[str, ...] = ()
     format: str = "standard"
     include_content: bool = False
+    #: Skip a story announced from another feed within this many days (0: never).
+    dedupe_days: int = 0
 
 
 @dataclass(frozen=True)
@@ -82,20 +84,29 @@ def post_fields(post: PostCreate, feed: Feed) -> dict[str, str | None]:
     return {**post.as_row(), "category": feed.category}
 
 
+def chosen_posts(
+    subscriber: Subscriber, feed: Feed, posts: Sequence[StoredPost]
+) -> list[StoredPost]:
+    """The posts that pass the subscriber's filters."""
+    filters = filters_of(subscriber.keep, subscriber.block)
+    return [p for p in posts if passes(filters, post_fields(p.post, feed))]
+
+
 def plan_messages(
     subscribers: Sequence[Subscriber],
     feed: Feed,
     posts: Sequence[StoredPost],
     timestamp: str,
     chunk: int | None = None,
+    *,
+    filtered: bool = False,
 ) -> list[Message]:
     """One message per subscriber (split above ``chunk`` posts, by default as many as the
     subscriber's format carries) with the posts that pass the subscriber's filters; none
-    for a subscriber whose filters pass nothing."""
+    for a subscriber whose filters pass nothing. ``filtered``: ``posts`` passed them."""
     messages = []
     for subscriber in subscribers:
-        filters = filters_of(subscriber.keep, subscriber.block)
-        chosen = [p for p in posts if passes(filters, post_fields(p.post, feed))]
+        chosen = list(posts) if filtered else chosen_posts(subscriber, feed, posts)
         size = chunk or POSTS_PER_MESSAGE.get(subscriber.format, MAX_POSTS_PER_MESSAGE)
         for start in range(0, len(chosen), size):
             part = chosen[start : start + size]

@@ -29,6 +29,7 @@ SECRET_PREFIX = "whsec_"
 #: Standard Webhooks' default schedule: the waits before attempts 2..10, about 3 days in all.
 DEFAULT_RETRY_SECONDS = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
 ALL_FEEDS = "*"
+MAX_DEDUPE_DAYS = 365
 #: A secret file holds one line; anything bigger is not a secret but a wrong path.
 MAX_SECRET_FILE_BYTES = 4096
 
@@ -104,8 +105,10 @@ class ServiceToken(WebhookSecret):
 #: What a user's messages look like on the wire (rssd/webhooks/formats.py builds them).
 Format = Literal["standard", "slack", "discord", "ntfy", "gotify"]
 #: Formats whose ``secret`` is a token of the service's rather than a ``whsec_`` key;
-#: the value says whether one is required. Slack and Discord carry theirs in the URL.
-TOKEN_FORMATS = {"gotify": True, "ntfy": False}
+#: the value says whether one is required. Slack's and Discord's token is the last part
+#: of their webhook URL: given as a secret, it is appended to ``webhook_url``, so the URL
+#: in config.toml holds no secret.
+TOKEN_FORMATS = {"gotify": True, "ntfy": False, "slack": False, "discord": False}
 
 
 def parse_secret(text: str, fmt: str) -> WebhookSecret:
@@ -118,10 +121,7 @@ def _secret(value: object, info: ValidationInfo) -> WebhookSecret:
         return value
     if not isinstance(value, str):
         raise ValueError("must be a string")  # no input echoed: it may be a secret
-    fmt = str(info.data.get("format", "standard"))
-    if fmt in ("slack", "discord"):
-        raise ValueError(f"format {fmt!r} takes no 'secret': its webhook URL is the credential")
-    return parse_secret(value, fmt)
+    return parse_secret(value, str(info.data.get("format", "standard")))
 
 
 def _rule(value: object) -> Rule:
@@ -172,7 +172,7 @@ class UserConfig(BaseModel):
     notify_backlog: bool = False
     #: A story already announced to this user from another of their feeds within this
     #: many days is not announced again (0: never skip).
-    dedupe_days: Annotated[int, Field(ge=0, le=365)] = 7
+    dedupe_days: Annotated[int, Field(ge=0, le=MAX_DEDUPE_DAYS)] = 7
     #: ``standard`` only: posts carry their content, tags, enclosures, updated_at.
     include_content: bool = False
 
@@ -188,10 +188,6 @@ class UserConfig(BaseModel):
         has_secret = self.secret is not None or self.secret_file is not None
         if self.secret is not None and self.secret_file is not None:
             raise ValueError("set exactly one of 'secret' and 'secret_file'")
-        if self.format in ("slack", "discord") and has_secret:
-            raise ValueError(
-                f"format {self.format!r} takes no 'secret': its webhook URL is the credential"
-            )
         if not has_secret and (self.format == "standard" or TOKEN_FORMATS.get(self.format)):
             what = " (the application token)" if self.format == "gotify" else ""
             raise ValueError(f"set exactly one of 'secret' and 'secret_file'{what}")
