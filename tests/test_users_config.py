@@ -78,9 +78,11 @@ def test_secret_file_relative_to_the_config(tmp_path: Path) -> None:
 
 
 def test_unreadable_secret_file(tmp_path: Path) -> None:
-    """A directory: unreadable as a file even for root (the tests may run as root)."""
+    """A directory: not a regular file (refused even for root, as the tests may run)."""
     errors = errors_of(config_toml(user_toml(secret="", secret_file=f'"{tmp_path}"')))
-    assert errors == [f"users[0]: secret_file: cannot read {tmp_path}: Is a directory (user alice)"]
+    assert errors == [
+        f"users[0]: secret_file: cannot read {tmp_path}: not a regular file (user alice)"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from pathlib import Path
 from rssd.commands.errors import EXIT_FAILURE, EXIT_OK
 from rssd.commands.humanize import plural, span
 from rssd.commands.terminal import safe_lines
-from rssd.models.config import Config, ConfigError, load_config
+from rssd.models.config import Config, ConfigError, exposed_files, load_config
 from rssd.models.redact import redact
 
 
@@ -20,6 +20,8 @@ def main(path: Path) -> int:
         for line in exc.errors:
             print(safe_lines(f"{path}: {line}"), file=sys.stderr)
         return EXIT_FAILURE
+    for exposed in exposed_files(config, path):
+        print(safe_lines(f"{path}: warning: {exposed}"), file=sys.stderr)
     print(safe_lines(describe_config(path, config)))
     return EXIT_OK
 

@@ -41,6 +41,9 @@ def run(path: Path, *, once: bool) -> int:
     # The daemon's modules (aiohttp, feedparser's pool...), imported before the freeze.
     from rssd.daemon.once import run_once  # noqa: PLC0415
     from rssd.daemon.service import run_service  # noqa: PLC0415
+    from rssd.daemon.startup import warn_exposed_files  # noqa: PLC0415
+
+    warn_exposed_files(config, path)
 
     # Everything imported and loaded so far lives as long as the process: keep it out of
     # the cyclic GC's full passes, which showed as loop lag at 10,000 feeds (bench: 48 ->

@@ -36,7 +36,7 @@ from rssd.daemon.loop import loop_name
 from rssd.daemon.pipeline import JobReport, Pipeline
 from rssd.daemon.reconcile import reconcile
 from rssd.daemon.schedule import MOVED_AFTER, Activity, Policy, policy_of
-from rssd.daemon.startup import daemon_session, sync_sources
+from rssd.daemon.startup import daemon_session, sync_sources, warn_exposed_files
 from rssd.daemon.watcher import FileWatcher
 from rssd.fetch.fetcher import Fetcher
 from rssd.logs import bind_process, get_logger, set_level
@@ -324,6 +324,7 @@ class Service:
                 f"READY=1\nSTATUS=config.toml invalid, old config kept; {self._status_line()}"
             )
             return False
+        warn_exposed_files(config, self.config_path)
         if config.database != self.config.database:
             log.warning(
                 "config.database_ignored",

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from rssd.models.files import FileTooLarge, read_regular_file
 from rssd.models.filters import Filters, Rule, parse_rule
 from rssd.models.redact import redact
 from rssd.models.urls import check_http_url, normalize_url
@@ -235,12 +236,11 @@ def check_ntfy_topic(url: str) -> None:
 
 def _read_secret_file(path: Path, fmt: str) -> WebhookSecret:
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_SECRET_FILE_BYTES + 1)
+        data = read_regular_file(path, MAX_SECRET_FILE_BYTES)
+    except FileTooLarge:
+        raise ValueError(f"secret_file: {path} is too big to hold a secret") from None
     except OSError as exc:
         raise ValueError(f"secret_file: cannot read {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_SECRET_FILE_BYTES:
-        raise ValueError(f"secret_file: {path} is too big to hold a secret")
     try:
         text = data.decode("ascii")
     except UnicodeDecodeError:
