@@ -456,6 +456,7 @@ class Pipeline:
             posts_updated=counts.updated,
             webhooks_queued=counts.messages,
             items_skipped=result.items_skipped,
+            parser=result.parser,
             outcome=result.outcome.value,
             error_code=None,
         )

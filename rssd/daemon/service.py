@@ -37,7 +37,7 @@ from rssd.daemon.pipeline import JobReport, Pipeline
 from rssd.daemon.reconcile import reconcile
 from rssd.daemon.schedule import MOVED_AFTER, Activity, Policy, policy_of
 from rssd.daemon.skew import check_skew
-from rssd.daemon.startup import daemon_session, sync_sources
+from rssd.daemon.startup import daemon_session, sync_sources, warn_exposed_files
 from rssd.daemon.watcher import FileWatcher
 from rssd.fetch.fetcher import Fetcher
 from rssd.logs import bind_process, get_logger, set_level
@@ -83,7 +83,7 @@ def seconds_from_env(name: str, default: float) -> float:
 
 #: A daemon silent this long is forgotten from the daemons table (its jobs came back long
 #: before, when their leases expired).
-FORGET_DAEMONS_AFTER = timedelta(days=1)
+FORGET_DAEMONS_AFTER = timedelta(hours=1)
 #: Retention runs in one daemon at a time, under this lock.
 PRUNE_LOCK = "rssd.prune"
 
@@ -327,6 +327,7 @@ class Service:
                 f"READY=1\nSTATUS=config.toml invalid, old config kept; {self._status_line()}"
             )
             return False
+        warn_exposed_files(config, self.config_path)
         if config.database != self.config.database:
             log.warning(
                 "config.database_ignored",
