@@ -29,6 +29,7 @@ THREAD_EXIT_WAIT = 2.0
 
 def run(path: Path, *, once: bool) -> int:
     logs.configure("info")  # JSON from the first line on, before the config is known
+    path = path.absolute()  # in the logs as a path a collector can use (config.changed)
     log = logs.get_logger("rssd.daemon")
     watcher = FileWatcher(path)  # before reading: an edit from now on is a change
     try:

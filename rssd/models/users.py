@@ -24,6 +24,7 @@ from pydantic import (
 
 from rssd.models.files import FileTooLarge, read_regular_file
 from rssd.models.filters import Filters, Rule, parse_rule
+from rssd.models.redact import redact
 from rssd.models.urls import check_http_url, normalize_url
 
 SECRET_PREFIX = "whsec_"
@@ -259,14 +260,14 @@ def check_users(users: tuple[UserConfig, ...], feed_urls: list[str]) -> list[str
         if user.name in names:
             problems.append(
                 f"users[{index}].name: duplicate name {user.name!r} "
-                f"(already users[{names[user.name]}])"
+                f"(already users[{names[user.name]}]) (user {user.name})"
             )
         names.setdefault(user.name, index)
         for position, url in enumerate(user.feeds):
             if url != ALL_FEEDS and normalize_url(url) not in known:
                 problems.append(
-                    f"users[{index}].feeds[{position}]: {url!r} is not the url of a [[feeds]] "
-                    f'table (or "*" for every feed)'
+                    f"users[{index}].feeds[{position}]: {redact(url)!r} is not the url of a "
+                    f'[[feeds]] table (or "*" for every feed) (user {user.name})'
                 )
     return problems
 
