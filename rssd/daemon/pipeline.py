@@ -13,13 +13,13 @@ import os
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from rssd import metrics
 from rssd.clock import to_iso, utcnow
-from rssd.daemon.schedule import Carried, Ending, Hints, Plan, Policy, plan_next, source_policy
+from rssd.daemon.schedule import Carried, Ending, Hints, Plan, plan_next, source_policy
 from rssd.fetch.fetcher import Fetcher, FetchResult, Outcome, Validators
 from rssd.logs import get_logger
 from rssd.models.dto import ErrorCode, FetchJobStatus, FetchMeta, Source
@@ -67,12 +67,9 @@ class Pipeline:
         db: Database,
         fetcher: Fetcher,
         claims: ClaimRepo | None = None,
-        policy: Callable[[Source], Policy] | None = None,
     ) -> None:
         """``claims``: the daemon's (its lease loop renews them); without, this pipeline
-        claims under an id of its own and renews each lease while its fetch runs.
-        ``policy``: a source's scheduling policy (default: its interval)."""
-        self.policy = policy or (lambda source: source_policy(source.interval_minutes))
+        claims under an id of its own and renews each lease while its fetch runs."""
         self.db = db
         self.jobs = FetchJobRepo(db)
         self._own_leases = claims is None
@@ -220,7 +217,7 @@ class Pipeline:
             source.url,
             Carried(claim.failures, claim.fetch_url, claim.moved_seen),
             ending,
-            self.policy(source),
+            source_policy(source),
             now=utcnow(),
             jitter=self.random.random(),
         )

@@ -11,13 +11,11 @@ skips any source that got an active job meanwhile, so running it twice is harmle
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 
 from rssd.clock import to_iso, utcnow
 from rssd.daemon.history import history_of
-from rssd.daemon.schedule import Policy, next_due, source_policy
+from rssd.daemon.schedule import next_due, source_policy
 from rssd.logs import get_logger
-from rssd.models.dto import Source
 from rssd.repo.claims import ClaimRepo
 from rssd.repo.db import Database
 from rssd.repo.jobs import latest_jobs
@@ -32,10 +30,8 @@ async def reconcile(
     rng: random.Random,
     *,
     log_gone: bool = False,
-    policy: Callable[[Source], Policy] | None = None,
 ) -> int:
-    """Queue the missing jobs; returns how many were queued. ``policy``: a source's
-    scheduling policy (default: its interval)."""
+    """Queue the missing jobs; returns how many were queued."""
     sources = {s.id: s for s in await SourceRepo(db).list(enabled_only=True)}
     now = utcnow()
     due: dict[int, str] = {}
@@ -43,8 +39,7 @@ async def reconcile(
         source = sources.get(row.source_id)
         if source is None or row.active:
             continue
-        rules = policy(source) if policy else source_policy(source.interval_minutes)
-        when = next_due(history_of(row), rules, now, rng.random())
+        when = next_due(history_of(row), source_policy(source), now, rng.random())
         if when is None:
             if log_gone:
                 log.warning(

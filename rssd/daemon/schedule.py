@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from rssd.models.delays import HINT_CAP, max_age, retry_after
+from rssd.models.dto import Source
 
 DEFAULT_MAX_BACKOFF = timedelta(hours=24)
 DEFAULT_MAX_HINT = HINT_CAP
@@ -58,9 +59,10 @@ class Policy:
     max_hint: timedelta = DEFAULT_MAX_HINT
 
 
-def source_policy(source_interval_minutes: int) -> Policy:
-    """The policy of a source with this interval (the defaults for the rest)."""
-    return Policy(interval=timedelta(minutes=source_interval_minutes))
+def source_policy(source: Source) -> Policy:
+    """A source's scheduling policy: its interval, the default caps. The one place that
+    says so, for the daemon's schedule and ``rssd status``'s estimate alike."""
+    return Policy(interval=timedelta(minutes=source.interval_minutes))
 
 
 def backoff(interval: timedelta, failures: int, cap: timedelta) -> timedelta:

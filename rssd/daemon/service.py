@@ -35,13 +35,13 @@ from rssd.daemon.lag import LagProbe
 from rssd.daemon.loop import loop_name
 from rssd.daemon.pipeline import JobReport, Pipeline
 from rssd.daemon.reconcile import reconcile
-from rssd.daemon.schedule import MOVED_AFTER, Policy, source_policy
+from rssd.daemon.schedule import MOVED_AFTER
 from rssd.daemon.startup import daemon_session, sync_sources
 from rssd.daemon.watcher import FileWatcher
 from rssd.fetch.fetcher import Fetcher
 from rssd.logs import get_logger, set_level
 from rssd.models.config import Config, ConfigError, load_config
-from rssd.models.dto import FetchJobStatus, Source
+from rssd.models.dto import FetchJobStatus
 from rssd.models.source_state import State, classify
 from rssd.repo.claims import ClaimRepo
 from rssd.repo.config_sync import config_hash
@@ -170,7 +170,7 @@ class Service:
         ):
             self._fetcher = fetcher
             self._delivery = DeliveryLoop(db, self.config, sender)
-            pipeline = Pipeline(db, fetcher, claims, self._policy)
+            pipeline = Pipeline(db, fetcher, claims)
             await pipeline.preload()
             claimer = Claimer(claims, pipeline, self._room, self._done)
             await claimer.listen(db)
@@ -219,10 +219,6 @@ class Service:
             await daemons.leave()
         log.info("daemon.stopped")
 
-    def _policy(self, source: Source) -> Policy:
-        """A source's scheduling policy: its interval, the default caps."""
-        return source_policy(source.interval_minutes)
-
     def _room(self) -> tuple[int, int]:
         """How many jobs this daemon holds at most, and the per-host limit. Alone on its
         database, twice max_concurrency keeps the fetch slots fed while the bookkeeping of
@@ -248,9 +244,7 @@ class Service:
     async def _reconcile(self, *, log_gone: bool = False) -> None:
         assert self._db is not None and self._claims is not None
         self.sources = len(await SourceRepo(self._db).list(enabled_only=True))
-        queued = await reconcile(
-            self._db, self._claims, self.random, log_gone=log_gone, policy=self._policy
-        )
+        queued = await reconcile(self._db, self._claims, self.random, log_gone=log_gone)
         if queued:
             log.info("jobs.scheduled", jobs=queued)
         if self._claimer is not None:
