@@ -3,6 +3,10 @@
 -- migrations in rssd/repo/migrations.py before this file runs. Keep both in step.
 -- Timestamps are ISO 8601 UTC text ("2026-11-29T01:54:58.123Z"), which sorts as time does.
 
+-- Version 11 added interval_fixed, min_interval_minutes, max_interval_minutes, adaptive
+-- polling (rssd/daemon/schedule.py): interval_minutes set on the feed itself is fixed (1);
+-- otherwise it is the start, and the posting rate moves the interval between the feed's
+-- min and max (each the feed's own or the global one).
 CREATE TABLE IF NOT EXISTS content_sources (
     id               INTEGER PRIMARY KEY,
     url              TEXT    NOT NULL UNIQUE,
@@ -17,7 +21,10 @@ CREATE TABLE IF NOT EXISTS content_sources (
     -- configured URL is the feed), and the config's category ("Blogs / Linux").
     feed_title       TEXT,
     feed_url         TEXT,
-    category         TEXT
+    category         TEXT,
+    interval_fixed       INTEGER NOT NULL DEFAULT 0 CHECK (interval_fixed IN (0, 1)),
+    min_interval_minutes REAL    NOT NULL DEFAULT 15 CHECK (min_interval_minutes > 0),
+    max_interval_minutes REAL    NOT NULL DEFAULT 1440 CHECK (max_interval_minutes > 0)
 ) STRICT;
 
 CREATE TABLE IF NOT EXISTS fetch_job (
@@ -53,6 +60,9 @@ CREATE TABLE IF NOT EXISTS fetch_job (
     lease_expires_at  TEXT,
     host              TEXT,
     host_slot         INTEGER,
+    -- Version 11: a QUEUED job's interval as planned, and why (rssd status shows both).
+    interval_seconds  REAL,
+    interval_reason   TEXT,
     -- A FAILED job always says why; a COMPLETED one never carries an error.
     CHECK ((status = 'FAILED') = (error_code IS NOT NULL))
 ) STRICT;
@@ -234,3 +244,12 @@ CREATE TABLE IF NOT EXISTS skipped_posts (
     PRIMARY KEY (user_id, post_id)
 ) STRICT;
 CREATE INDEX IF NOT EXISTS skipped_posts_time ON skipped_posts (skipped_at);
+
+-- Version 11: per-host politeness across daemons (rssd/repo/hosts.py). A request to a host
+-- may start at next_start_at at the earliest (host_min_gap_seconds after the previous
+-- start, or when a 429/503's Retry-After ends: paused_until).
+CREATE TABLE IF NOT EXISTS hosts (
+    host          TEXT PRIMARY KEY,
+    next_start_at TEXT NOT NULL,
+    paused_until  TEXT
+) STRICT;

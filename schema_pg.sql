@@ -19,7 +19,12 @@ CREATE TABLE IF NOT EXISTS content_sources (
     updated_at       timestamptz NOT NULL,
     feed_title       text,
     feed_url         text,
-    category         text
+    category         text,
+    interval_fixed       integer NOT NULL DEFAULT 0 CHECK (interval_fixed IN (0, 1)),
+    min_interval_minutes double precision NOT NULL DEFAULT 15
+                         CHECK (min_interval_minutes > 0),
+    max_interval_minutes double precision NOT NULL DEFAULT 1440
+                         CHECK (max_interval_minutes > 0)
 );
 
 CREATE TABLE IF NOT EXISTS fetch_job (
@@ -50,6 +55,8 @@ CREATE TABLE IF NOT EXISTS fetch_job (
     lease_expires_at  timestamptz,
     host              text,
     host_slot         integer,
+    interval_seconds  double precision,
+    interval_reason   text,
     CHECK ((status = 'FAILED') = (error_code IS NOT NULL))
 );
 
@@ -210,3 +217,10 @@ CREATE OR REPLACE TRIGGER fetch_job_due_notify
     FOR EACH ROW
     WHEN (NEW.status = 'QUEUED' AND (NEW.not_before IS NULL OR NEW.not_before <= now()))
     EXECUTE FUNCTION rssd_job_due();
+
+-- Per-host politeness across daemons (schema.sql, version 11), timed by the database's clock.
+CREATE TABLE IF NOT EXISTS hosts (
+    host          text PRIMARY KEY,
+    next_start_at timestamptz NOT NULL,
+    paused_until  timestamptz
+);

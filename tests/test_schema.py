@@ -31,6 +31,9 @@ V6_INDEXES = ("posts_newest", "posts_source_newest", "posts_created")
 POSTS_INDEXES = ("posts_fetch_job", *V6_INDEXES)
 V7_INDEXES = ("fetch_job_due", "fetch_job_lease", "fetch_job_host_slot")
 V7_TABLES = ("daemons", "config_sync")
+V11_TABLES = ("hosts",)
+V11_SOURCE_COLUMNS = ("interval_fixed", "min_interval_minutes", "max_interval_minutes")
+V11_JOB_COLUMNS = ("interval_seconds", "interval_reason")
 V9_INDEXES = ("skipped_posts_time",)
 V9_TABLES = ("announced", "skipped_posts")
 V9_COLUMNS = {
@@ -406,8 +409,10 @@ async def test_a_version_1_database_is_migrated_with_its_data_intact(tmp_path: P
         for table in tables
     }
     # Version 4 added three columns to content_sources, NULL in migrated rows.
-    assert [row[:-3] for row in after["content_sources"]] == before["content_sources"]
-    assert {row[-3:] for row in after["content_sources"]} == {(None, None, None)}
+    # Version 11 three more, with their defaults (adaptive polling between 15 and 1440 min).
+    assert [row[:-6] for row in after["content_sources"]] == before["content_sources"]
+    assert {row[-6:-3] for row in after["content_sources"]} == {(None, None, None)}
+    assert {row[-3:] for row in after["content_sources"]} == {(0, 15.0, 1440.0)}
     assert [row[:-2] for row in after["posts"]] == before["posts"]  # version 9's two
     assert {row[-2:] for row in after["posts"]} == {(None, None)}
     assert after["fetch_job"] == before["fetch_job"]
@@ -601,8 +606,18 @@ async def test_version_4_adds_the_feed_columns_as_a_fresh_database_has_them(
     await db.close()
     migrated = [row[1] for row in query(path, "PRAGMA table_info(content_sources)")]
     assert migrated == [row[1] for row in query(fresh, "PRAGMA table_info(content_sources)")]
-    assert migrated[-3:] == ["feed_title", "feed_url", "category"]
+    assert migrated[-6:-3] == ["feed_title", "feed_url", "category"]
     assert query(path, "SELECT url, feed_title FROM content_sources") != []
+
+
+def drop_version_11(conn: sqlite3.Connection) -> None:
+    """Take version 11's objects out of today's schema (its table and columns)."""
+    for table in V11_TABLES:
+        conn.execute(f"DROP TABLE {table}")
+    for column in V11_SOURCE_COLUMNS:
+        conn.execute(f"ALTER TABLE content_sources DROP COLUMN {column}")
+    for column in V11_JOB_COLUMNS:
+        conn.execute(f"ALTER TABLE fetch_job DROP COLUMN {column}")
 
 
 def drop_version_9(conn: sqlite3.Connection) -> None:
@@ -618,6 +633,7 @@ def drop_version_9(conn: sqlite3.Connection) -> None:
 
 def drop_version_7(conn: sqlite3.Connection) -> None:
     """Take version 7's objects (and the later ones') out of today's schema."""
+    drop_version_11(conn)
     drop_version_9(conn)
     for index in V7_INDEXES:
         conn.execute(f"DROP INDEX {index}")
@@ -677,6 +693,7 @@ def test_migration_6_alone_adds_what_schema_sql_has_for_version_7(tmp_path: Path
     fresh = tmp_path / "fresh.sqlite3"
     with closing(sqlite3.connect(fresh)) as conn:
         conn.executescript(schema_sql())
+        drop_version_11(conn)
         drop_version_9(conn)
     assert {(t, n) for t, n, _ in schema_objects(path)} == {
         (t, n) for t, n, _ in schema_objects(fresh)
@@ -712,7 +729,7 @@ async def test_a_version_4_database_is_migrated_to_5_with_its_data_intact(tmp_pa
     finally:
         await db.close()
     assert user_version(path) == SCHEMA_VERSION  # 5 and every later step
-    assert query(path, "SELECT * FROM content_sources") == before
+    assert [row[:-3] for row in query(path, "SELECT * FROM content_sources")] == before
     assert query(path, "SELECT user_id, content_source_id, primed FROM subscriptions") == [
         (1, 1, 1)
     ]
@@ -760,3 +777,23 @@ def test_migration_8_alone_adds_version_9s_columns(tmp_path: Path) -> None:
     for table in V9_COLUMNS:
         sql = f"SELECT name, type, \"notnull\", dflt_value FROM pragma_table_info('{table}')"
         assert set(query(path, sql)) == set(query(fresh, sql))  # ALTER appends: order differs
+
+
+def test_migration_10_alone_adds_what_schema_sql_has_for_version_11(tmp_path: Path) -> None:
+    """The step itself creates version 11's table and columns, as a fresh database has them."""
+    path = tmp_path / "v10.sqlite3"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(schema_sql())
+        drop_version_11(conn)
+        conn.executescript(MIGRATIONS[10])
+    fresh = tmp_path / "fresh.sqlite3"
+    with closing(sqlite3.connect(fresh)) as conn:
+        conn.executescript(schema_sql())
+    assert {(t, n) for t, n, _ in schema_objects(path)} == {
+        (t, n) for t, n, _ in schema_objects(fresh)
+    }
+    for table in ("content_sources", "fetch_job"):
+        info = f"PRAGMA table_info({table})"
+        assert {tuple(r[1:]) for r in query(path, info)} == {
+            tuple(r[1:]) for r in query(fresh, info)
+        }

@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 
 from rssd.clock import parse_iso, utcnow
-from rssd.daemon.schedule import JITTER, Policy, backoff
+from rssd.daemon.schedule import JITTER, Activity, Policy, backoff
 from rssd.daemon.service import MOVED_AFTER, Service
 from rssd.models.config import load_config
 from rssd.models.dto import ErrorCode, Source
@@ -50,7 +50,7 @@ def no_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
 class FastService(Service):
     """The real service; only the interval's unit is shrunk (see the module docstring)."""
 
-    def _policy(self, source: Source) -> Policy:
+    def _policy(self, source: Source, activity: Activity | None = None) -> Policy:
         return Policy(interval=INTERVAL)
 
 

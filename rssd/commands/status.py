@@ -21,7 +21,7 @@ from rssd.commands.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
 from rssd.commands.status_view import render_human, render_json
 from rssd.commands.terminal import safe_text
 from rssd.daemon.history import history_of
-from rssd.daemon.schedule import next_due, source_policy
+from rssd.daemon.schedule import next_due, policy_of
 from rssd.models.categories import in_category
 from rssd.models.dto import FetchJobStatus, LatestJob
 from rssd.models.location import ConfigError, config_mtime, fallback_database
@@ -35,7 +35,7 @@ from rssd.repo.config_sync import (
     known_digests,
     synced_config,
 )
-from rssd.repo.daemons import DaemonRow, list_daemons
+from rssd.repo.daemons import GONE_AFTER, DaemonRow, list_daemons
 from rssd.repo.queries import SourceStatus, source_statuses
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def assess(row: SourceStatus, now: datetime) -> Assessment:
         elif active is not None and active.status is FetchJobStatus.QUEUED and active.not_before:
             due = parse_iso(active.not_before)
         else:
-            due = next_due(history, source_policy(source), now, JITTER)
+            due = next_due(history, policy_of(source), now, JITTER)
     return Assessment(row, state, fetching, due)
 
 
@@ -116,11 +116,17 @@ class Overview:
     #: Per-key digests of the config versions the cluster synced, by hash (those in view).
     versions: dict[str, dict[str, str]] = field(default_factory=dict)
 
+    def gone(self, daemon: DaemonRow) -> bool:
+        """Silent for longer than a lease: killed, or cut off (its jobs are back with the
+        others); forgotten by the daemons' housekeeping within about two hours."""
+        return parse_iso(daemon.heartbeat_at) < self.now - GONE_AFTER
+
     def drifting(self) -> list[DaemonRow]:
-        """Daemons running another config than the synced one (config.drift)."""
+        """Live daemons running another config than the synced one (config.drift)."""
         if self.synced is None:
             return []
-        return [d for d in self.daemons if d.config_hash not in (None, self.synced.config_hash)]
+        synced = self.synced.config_hash
+        return [d for d in self.daemons if d.config_hash not in (None, synced) and not self.gone(d)]
 
     def daemon_differs_in(self, daemon: DaemonRow) -> list[str]:
         """The keys a daemon's config differs in from the synced one ([]: the same, or

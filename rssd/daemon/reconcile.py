@@ -11,11 +11,13 @@ skips any source that got an active job meanwhile, so running it twice is harmle
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from rssd.clock import to_iso, utcnow
 from rssd.daemon.history import history_of
-from rssd.daemon.schedule import next_due, source_policy
+from rssd.daemon.schedule import Activity, Policy, next_due, policy_of
 from rssd.logs import get_logger
+from rssd.models.dto import Source
 from rssd.repo.claims import ClaimRepo
 from rssd.repo.db import Database
 from rssd.repo.jobs import latest_jobs
@@ -30,8 +32,11 @@ async def reconcile(
     rng: random.Random,
     *,
     log_gone: bool = False,
+    policy: Callable[[Source, Activity | None], Policy] | None = None,
 ) -> int:
-    """Queue the missing jobs; returns how many were queued."""
+    """Queue the missing jobs; returns how many were queued. ``policy``: a source's
+    scheduling policy (default: ``policy_of``, at its start interval: a source queued here
+    has just been added or changed, and its first fetch plans by its posting rate)."""
     sources = {s.id: s for s in await SourceRepo(db).list(enabled_only=True)}
     now = utcnow()
     due: dict[int, str] = {}
@@ -39,7 +44,8 @@ async def reconcile(
         source = sources.get(row.source_id)
         if source is None or row.active:
             continue
-        when = next_due(history_of(row), source_policy(source), now, rng.random())
+        rules = (policy or policy_of)(source, None)
+        when = next_due(history_of(row), rules, now, rng.random())
         if when is None:
             if log_gone:
                 log.warning(

@@ -35,13 +35,13 @@ from rssd.daemon.lag import LagProbe
 from rssd.daemon.loop import loop_name
 from rssd.daemon.pipeline import JobReport, Pipeline
 from rssd.daemon.reconcile import reconcile
-from rssd.daemon.schedule import MOVED_AFTER
-from rssd.daemon.startup import daemon_session, sync_sources
+from rssd.daemon.schedule import MOVED_AFTER, Activity, Policy, policy_of
+from rssd.daemon.startup import daemon_session, sync_sources, warn_exposed_files
 from rssd.daemon.watcher import FileWatcher
 from rssd.fetch.fetcher import Fetcher
-from rssd.logs import get_logger, set_level
+from rssd.logs import bind_process, get_logger, set_level
 from rssd.models.config import Config, ConfigError, load_config
-from rssd.models.dto import FetchJobStatus
+from rssd.models.dto import FetchJobStatus, Source
 from rssd.models.source_state import State, classify
 from rssd.repo.claims import ClaimRepo
 from rssd.repo.config_sync import config_hash
@@ -82,7 +82,7 @@ def seconds_from_env(name: str, default: float) -> float:
 
 #: A daemon silent this long is forgotten from the daemons table (its jobs came back long
 #: before, when their leases expired).
-FORGET_DAEMONS_AFTER = timedelta(days=1)
+FORGET_DAEMONS_AFTER = timedelta(hours=1)
 #: Retention runs in one daemon at a time, under this lock.
 PRUNE_LOCK = "rssd.prune"
 
@@ -151,12 +151,14 @@ class Service:
         # Signals first: a SIGHUP during start-up (its default action kills) is a reload
         # handled once the watcher runs; a SIGTERM makes the service stop once it is up.
         self._install_signals()
+        bind_process(daemon_id=self.identity.id)
         try:
             async with daemon_session(self.config, self.config_path, self.identity.id) as db:
                 self._db = db
                 await self._serve(db)
         finally:
             self._remove_signals()
+            bind_process(daemon_id=None)
 
     async def _serve(self, db: Database) -> None:
         claims = ClaimRepo(db, self.identity.id)
@@ -170,7 +172,7 @@ class Service:
         ):
             self._fetcher = fetcher
             self._delivery = DeliveryLoop(db, self.config, sender)
-            pipeline = Pipeline(db, fetcher, claims)
+            pipeline = Pipeline(db, fetcher, claims, self._policy)
             await pipeline.preload()
             claimer = Claimer(claims, pipeline, self._room, self._done)
             await claimer.listen(db)
@@ -198,7 +200,6 @@ class Service:
                 sources=self.sources,
                 pid=os.getpid(),
                 loop=loop_name(),
-                daemon_id=self.identity.id,
                 database=self.config.database_label,
             )
             await self.stopping.wait()
@@ -218,6 +219,10 @@ class Service:
         with contextlib.suppress(Exception):
             await daemons.leave()
         log.info("daemon.stopped")
+
+    def _policy(self, source: Source, activity: Activity | None = None) -> Policy:
+        """A source's scheduling policy (rssd.daemon.schedule.policy_of)."""
+        return policy_of(source, activity)
 
     def _room(self) -> tuple[int, int]:
         """How many jobs this daemon holds at most, and the per-host limit. Alone on its
@@ -244,7 +249,9 @@ class Service:
     async def _reconcile(self, *, log_gone: bool = False) -> None:
         assert self._db is not None and self._claims is not None
         self.sources = len(await SourceRepo(self._db).list(enabled_only=True))
-        queued = await reconcile(self._db, self._claims, self.random, log_gone=log_gone)
+        queued = await reconcile(
+            self._db, self._claims, self.random, log_gone=log_gone, policy=self._policy
+        )
         if queued:
             log.info("jobs.scheduled", jobs=queued)
         if self._claimer is not None:
@@ -317,6 +324,7 @@ class Service:
                 f"READY=1\nSTATUS=config.toml invalid, old config kept; {self._status_line()}"
             )
             return False
+        warn_exposed_files(config, self.config_path)
         if config.database != self.config.database:
             log.warning(
                 "config.database_ignored",

@@ -15,7 +15,7 @@ from pathlib import Path
 from rssd.repo.db import DatabaseError
 from rssd.repo.dialect import Dialect
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: deleting old fetch_job rows set posts.fetch_job_id to NULL by scanning every
@@ -165,6 +165,24 @@ MIGRATIONS: dict[int, str] = {
     # 9 -> 10: PostgreSQL wakes idle daemons with NOTIFY when a job falls due (see
     # PG_MIGRATIONS[9]); SQLite has one daemon per file, nobody to wake: nothing to do.
     9: "",
+    # 10 -> 11: adaptive polling (a feed's own interval is fixed, the others move between
+    # their min and max), the planned interval and its reason on the QUEUED job, and the
+    # hosts table of per-host politeness. Existing sources are re-synced at start.
+    10: """
+        ALTER TABLE content_sources ADD COLUMN interval_fixed INTEGER NOT NULL DEFAULT 0
+            CHECK (interval_fixed IN (0, 1));
+        ALTER TABLE content_sources ADD COLUMN min_interval_minutes REAL NOT NULL DEFAULT 15
+            CHECK (min_interval_minutes > 0);
+        ALTER TABLE content_sources ADD COLUMN max_interval_minutes REAL NOT NULL
+            DEFAULT 1440 CHECK (max_interval_minutes > 0);
+        ALTER TABLE fetch_job ADD COLUMN interval_seconds REAL;
+        ALTER TABLE fetch_job ADD COLUMN interval_reason TEXT;
+        CREATE TABLE IF NOT EXISTS hosts (
+            host          TEXT PRIMARY KEY,
+            next_start_at TEXT NOT NULL,
+            paused_until  TEXT
+        ) STRICT;
+    """,
 }
 
 #: Waking idle daemons (rssd/repo/pg_listen.py): a job queued or requeued due now (a new
@@ -203,6 +221,22 @@ PG_MIGRATIONS: dict[int, str] = {
         ALTER TABLE posts ADD COLUMN IF NOT EXISTS enclosures text;
     """,
     9: PG_JOB_DUE_TRIGGER,
+    # 10 -> 11: as MIGRATIONS[10].
+    10: """
+        ALTER TABLE content_sources ADD COLUMN IF NOT EXISTS interval_fixed integer NOT NULL
+            DEFAULT 0 CHECK (interval_fixed IN (0, 1));
+        ALTER TABLE content_sources ADD COLUMN IF NOT EXISTS min_interval_minutes
+            double precision NOT NULL DEFAULT 15 CHECK (min_interval_minutes > 0);
+        ALTER TABLE content_sources ADD COLUMN IF NOT EXISTS max_interval_minutes
+            double precision NOT NULL DEFAULT 1440 CHECK (max_interval_minutes > 0);
+        ALTER TABLE fetch_job ADD COLUMN IF NOT EXISTS interval_seconds double precision;
+        ALTER TABLE fetch_job ADD COLUMN IF NOT EXISTS interval_reason text;
+        CREATE TABLE IF NOT EXISTS hosts (
+            host          text PRIMARY KEY,
+            next_start_at timestamptz NOT NULL,
+            paused_until  timestamptz
+        );
+    """,
 }
 
 
