@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from rssd.repo.db import Database, DatabaseError, Tx
-from rssd.repo.migrations import MIGRATIONS, SCHEMA_VERSION
-from rssd.repo.sqlite import BUSY_TIMEOUT_MS, SqliteDatabase, schema_sql
+from rssd.repo.migrations import MIGRATIONS, SCHEMA_VERSION, schema_sql
+from rssd.repo.sqlite import BUSY_TIMEOUT_MS, SqliteDatabase
 
 SCHEMA_V1 = Path(__file__).parent / "fixtures" / "schema_v1.sql"
 NOW = "2026-11-29T10:00:00.000Z"

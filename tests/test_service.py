@@ -180,7 +180,9 @@ async def test_a_feed_added_by_editing_the_file_is_fetched_without_a_signal(
 ) -> None:
     first = feed_server.static("/first.xml", rss(ITEMS[:1]))
     config = write_config(tmp_path / "config.toml", [{"url": first}])
-    daemon = await daemons.start(config, env=notify_env(notify, WATCHDOG_USEC="200000"))
+    daemon = await daemons.spawn(  # -c relative: the log names the file absolutely
+        "run", "-c", "config.toml", cwd=tmp_path, env=notify_env(notify, WATCHDOG_USEC="200000")
+    )
     ready = await notify.wait("READY", "1", daemon=daemon)
     await watcher_running(notify, daemon, ready)
 
@@ -188,6 +190,7 @@ async def test_a_feed_added_by_editing_the_file_is_fetched_without_a_signal(
     write_config(config, [{"url": first}, {"url": added, "name": "Added"}])  # temp + rename
 
     changed = await daemon.wait_for("config.changed")
+    assert daemon.events[changed]["path"] == str(config)
     await daemon.wait_for("config.reloaded", start=changed, added=1, updated=0, disabled=0)
     await daemon.wait_for("fetch.completed", url=added, posts_new=3)
     assert daemon.find("config.reload_requested") is None, daemon.log()  # no signal involved

@@ -98,6 +98,7 @@ async def run_once(config: Config) -> RunSummary:
             if not stopped:
                 delivered = await _deliver_once(db, config, stopped)
             await lag.stop()
+        database_bytes = await db.size_bytes()
     interrupted = [
         JobReport(s.id, s.url, None, FetchJobStatus.FAILED, ErrorCode.INTERRUPTED, "cancelled")
         for s in running.values()
@@ -123,7 +124,7 @@ async def run_once(config: Config) -> RunSummary:
         interrupted_by=summary.interrupted_by.name if summary.interrupted_by else None,
     )
     if config.metrics_file is not None:
-        metrics.DATABASE_BYTES.set(metrics.database_bytes(config.database))
+        metrics.DATABASE_BYTES.set(database_bytes)
         try:
             metrics.write(config.metrics_file)
         except OSError as exc:

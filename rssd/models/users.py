@@ -23,7 +23,9 @@ from pydantic import (
 )
 
 from rssd.models.digests import parse_schedule
+from rssd.models.files import FileTooLarge, read_regular_file
 from rssd.models.filters import Filters, Rule, parse_rule
+from rssd.models.redact import redact
 from rssd.models.urls import check_http_url, normalize_url
 
 SECRET_PREFIX = "whsec_"
@@ -243,12 +245,11 @@ def check_ntfy_topic(url: str) -> None:
 
 def _read_secret_file(path: Path, fmt: str) -> WebhookSecret:
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_SECRET_FILE_BYTES + 1)
+        data = read_regular_file(path, MAX_SECRET_FILE_BYTES)
+    except FileTooLarge:
+        raise ValueError(f"secret_file: {path} is too big to hold a secret") from None
     except OSError as exc:
         raise ValueError(f"secret_file: cannot read {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_SECRET_FILE_BYTES:
-        raise ValueError(f"secret_file: {path} is too big to hold a secret")
     try:
         text = data.decode("ascii")
     except UnicodeDecodeError:
@@ -268,14 +269,14 @@ def check_users(users: tuple[UserConfig, ...], feed_urls: list[str]) -> list[str
         if user.name in names:
             problems.append(
                 f"users[{index}].name: duplicate name {user.name!r} "
-                f"(already users[{names[user.name]}])"
+                f"(already users[{names[user.name]}]) (user {user.name})"
             )
         names.setdefault(user.name, index)
         for position, url in enumerate(user.feeds):
             if url != ALL_FEEDS and normalize_url(url) not in known:
                 problems.append(
-                    f"users[{index}].feeds[{position}]: {url!r} is not the url of a [[feeds]] "
-                    f'table (or "*" for every feed)'
+                    f"users[{index}].feeds[{position}]: {redact(url)!r} is not the url of a "
+                    f'[[feeds]] table (or "*" for every feed) (user {user.name})'
                 )
     return problems
 

@@ -29,6 +29,12 @@ class Dialect:
     clock: str
     #: A lease's expiry, ``:lease_seconds`` after that clock (SQLite: the parameter ``:lease``).
     lease_until: str
+    #: Put before an ORDER BY expression to keep the planner off the index on it (SQLite's
+    #: documented unary +; PostgreSQL has no + for timestamps and plans such a sort well).
+    no_index: str
+    #: After rows were copied in with their ids: set the ``{table}``'s id sequence past
+    #: them (SQLite's rowids follow by themselves: empty).
+    reset_sequence: str
 
     def in_json_text(self, param: str) -> str:
         return self.json_text_set.format(param=param)
@@ -46,6 +52,8 @@ SQLITE = Dialect(
     is_distinct="IS NOT",
     clock=":now",
     lease_until=":lease",
+    no_index="+",
+    reset_sequence="",
 )
 
 POSTGRES = Dialect(
@@ -57,4 +65,7 @@ POSTGRES = Dialect(
     is_distinct="IS DISTINCT FROM",
     clock="now()",
     lease_until="now() + make_interval(secs => :lease_seconds)",
+    no_index="",
+    reset_sequence="SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+    "coalesce((SELECT max(id) FROM {table}), 0) + 1, false)",
 )

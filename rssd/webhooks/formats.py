@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-ELLIPSIS = "…"
+from rssd.models.sizes import ELLIPSIS, clip_bytes
+
 SLACK_SECTION_CHARS = 3000
 SLACK_HEADER_CHARS = 150
 DISCORD_CONTENT_CHARS = 2000
@@ -120,14 +121,6 @@ def _text(value: object) -> str | None:
 def clip(text: str, limit: int) -> str:
     """At most ``limit`` characters; a shortened text ends with an ellipsis."""
     return text if len(text) <= limit else text[: limit - 1].rstrip() + ELLIPSIS
-
-
-def clip_bytes(text: str, limit: int) -> str:
-    """At most ``limit`` bytes of UTF-8, cut on a character."""
-    if len(text.encode()) <= limit:
-        return text
-    cut = text.encode()[: limit - len(ELLIPSIS.encode())].decode(errors="ignore")
-    return cut.rstrip() + ELLIPSIS
 
 
 def _http(url: str | None) -> str | None:
