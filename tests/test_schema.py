@@ -36,6 +36,7 @@ V11_SOURCE_COLUMNS = ("interval_fixed", "min_interval_minutes", "max_interval_mi
 V11_JOB_COLUMNS = ("interval_seconds", "interval_reason")
 V12_TABLES = ("digest_items",)
 V12_USER_COLUMNS = ("digest", "timezone")
+V13_USER_COLUMNS = ("sender", "sender_until", "paused_until")
 V9_INDEXES = ("skipped_posts_time",)
 V9_TABLES = ("announced", "skipped_posts")
 V9_COLUMNS = {
@@ -612,8 +613,15 @@ async def test_version_4_adds_the_feed_columns_as_a_fresh_database_has_them(
     assert query(path, "SELECT url, feed_title FROM content_sources") != []
 
 
+def drop_version_13(conn: sqlite3.Connection) -> None:
+    """Take version 13's columns out of today's schema."""
+    for column in V13_USER_COLUMNS:
+        conn.execute(f"ALTER TABLE users DROP COLUMN {column}")
+
+
 def drop_version_12(conn: sqlite3.Connection) -> None:
-    """Take version 12's objects out of today's schema (its table and columns)."""
+    """Take version 12's objects (and version 13's) out of today's schema."""
+    drop_version_13(conn)
     for table in V12_TABLES:
         conn.execute(f"DROP TABLE {table}")
     for column in V12_USER_COLUMNS:
@@ -809,3 +817,17 @@ def test_migration_10_alone_adds_what_schema_sql_has_for_version_11(tmp_path: Pa
         assert {tuple(r[1:]) for r in query(path, info)} == {
             tuple(r[1:]) for r in query(fresh, info)
         }
+
+
+def test_migration_12_alone_adds_what_schema_sql_has_for_version_13(tmp_path: Path) -> None:
+    """The step itself adds the users' sender lease and pause columns."""
+    path = tmp_path / "v12.sqlite3"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(schema_sql())
+        drop_version_13(conn)
+        conn.executescript(MIGRATIONS[12])
+    fresh = tmp_path / "fresh.sqlite3"
+    with closing(sqlite3.connect(fresh)) as conn:
+        conn.executescript(schema_sql())
+    info = "PRAGMA table_info(users)"
+    assert {tuple(r[1:]) for r in query(path, info)} == {tuple(r[1:]) for r in query(fresh, info)}

@@ -176,7 +176,7 @@ class Service:
             Sender(self.config.webhooks, self.config.user_agent) as sender,
         ):
             self._fetcher = fetcher
-            self._delivery = DeliveryLoop(db, self.config, sender)
+            self._delivery = DeliveryLoop(db, self.config, sender, self.identity.id)
             pipeline = Pipeline(db, fetcher, claims, self._policy)
             await pipeline.preload()
             claimer = Claimer(claims, pipeline, self._room, self._done)

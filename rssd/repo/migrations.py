@@ -15,7 +15,7 @@ from pathlib import Path
 from rssd.repo.db import DatabaseError
 from rssd.repo.dialect import Dialect
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: deleting old fetch_job rows set posts.fetch_job_id to NULL by scanning every
@@ -188,6 +188,13 @@ MIGRATIONS: dict[int, str] = {
         ALTER TABLE users ADD COLUMN digest TEXT;
         ALTER TABLE users ADD COLUMN timezone TEXT;
     """,
+    # 12 -> 13: who sends a user's messages now (a lease, like a fetch job's) and an
+    # endpoint's pause (a 429's Retry-After), rssd/daemon/delivery.py.
+    12: """
+        ALTER TABLE users ADD COLUMN sender TEXT;
+        ALTER TABLE users ADD COLUMN sender_until TEXT;
+        ALTER TABLE users ADD COLUMN paused_until TEXT;
+    """,
 }
 
 #: Waking idle daemons (rssd/repo/pg_listen.py): a job queued or requeued due now (a new
@@ -246,6 +253,12 @@ PG_MIGRATIONS: dict[int, str] = {
     11: """
         ALTER TABLE users ADD COLUMN IF NOT EXISTS digest text;
         ALTER TABLE users ADD COLUMN IF NOT EXISTS timezone text;
+    """,
+    # 12 -> 13: as MIGRATIONS[12].
+    12: """
+        ALTER TABLE users ADD COLUMN IF NOT EXISTS sender text;
+        ALTER TABLE users ADD COLUMN IF NOT EXISTS sender_until timestamptz;
+        ALTER TABLE users ADD COLUMN IF NOT EXISTS paused_until timestamptz;
     """,
 }
 
