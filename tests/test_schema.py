@@ -31,6 +31,10 @@ V6_INDEXES = ("posts_newest", "posts_source_newest", "posts_created")
 POSTS_INDEXES = ("posts_fetch_job", *V6_INDEXES)
 V7_INDEXES = ("fetch_job_due", "fetch_job_lease", "fetch_job_host_slot")
 V7_TABLES = ("daemons", "config_sync")
+V8_INDEXES = ("deliveries_source",)
+#: Version 8's search index (rssd/repo/search.py): its triggers, then its tables.
+V8_TRIGGERS = ("posts_search_insert", "posts_search_update", "posts_search_delete")
+V8_TABLES = ("posts_fts", "search_queue", "search_backfill")
 V7_JOB_COLUMNS = (
     "not_before", "failures", "fetch_url", "moved_seen",
     "claimed_by", "lease_expires_at", "host", "host_slot",
@@ -369,6 +373,7 @@ def test_the_v1_fixture_is_schema_sql_without_the_later_indexes(tmp_path: Path) 
         *V5_INDEXES,
         *V6_INDEXES,
         *V7_INDEXES,
+        *V8_INDEXES,
     }
     assert "posts_published" not in index_names(path) | index_names(current)
 
@@ -388,7 +393,7 @@ async def test_a_version_1_database_is_migrated_with_its_data_intact(tmp_path: P
         await db.close()
 
     assert user_version(path) == SCHEMA_VERSION
-    assert {*POSTS_INDEXES, *V7_INDEXES} <= index_names(path)
+    assert {*POSTS_INDEXES, *V7_INDEXES, *V8_INDEXES} <= index_names(path)
     assert "posts_published" not in index_names(path)
     after = {
         table: query(
@@ -598,8 +603,20 @@ async def test_version_4_adds_the_feed_columns_as_a_fresh_database_has_them(
     assert query(path, "SELECT url, feed_title FROM content_sources") != []
 
 
+def drop_version_8(conn: sqlite3.Connection) -> None:
+    """Take version 8's objects out of today's schema (the search index, an index)."""
+    for trigger in V8_TRIGGERS:
+        conn.execute(f"DROP TRIGGER {trigger}")
+    for table in V8_TABLES:
+        conn.execute(f"DROP TABLE {table}")
+    for index in V8_INDEXES:
+        conn.execute(f"DROP INDEX {index}")
+
+
 def drop_version_7(conn: sqlite3.Connection) -> None:
-    """Take version 7's objects out of today's schema (its indexes, tables, columns)."""
+    """Take version 7's objects (and the later ones) out of today's schema (its indexes,
+    tables, columns)."""
+    drop_version_8(conn)
     for index in V7_INDEXES:
         conn.execute(f"DROP INDEX {index}")
     for table in V7_TABLES:
@@ -654,6 +671,7 @@ def test_migration_6_alone_adds_what_schema_sql_has_for_version_7(tmp_path: Path
     fresh = tmp_path / "fresh.sqlite3"
     with closing(sqlite3.connect(fresh)) as conn:
         conn.executescript(schema_sql())
+        drop_version_8(conn)
     assert {(t, n) for t, n, _ in schema_objects(path)} == {
         (t, n) for t, n, _ in schema_objects(fresh)
     }
@@ -662,6 +680,36 @@ def test_migration_6_alone_adds_what_schema_sql_has_for_version_7(tmp_path: Path
         return {tuple(row[1:]) for row in query(db, "PRAGMA table_info(fetch_job)")}
 
     assert columns(path) == columns(fresh)
+
+
+def test_migration_7_alone_builds_what_schema_sql_has_for_version_8(tmp_path: Path) -> None:
+    """The step itself creates the search index, its queue, triggers and state, and the
+    deliveries index; the posts already there are left for the backfill (last_id)."""
+    path = tmp_path / "v7.sqlite3"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(schema_sql())
+        drop_version_8(conn)
+        conn.execute(
+            "INSERT INTO content_sources (url, interval_minutes, timeout_seconds, created_at, "
+            "updated_at) VALUES ('http://a.example/feed', 60, 30.0, ?, ?)",
+            (NOW, NOW),
+        )
+        for n in range(3):
+            conn.execute(
+                "INSERT INTO posts (content_source_id, external_id, created_at, content_hash) "
+                "VALUES (1, ?, ?, 'h')",
+                (str(n), NOW),
+            )
+        conn.commit()
+        conn.executescript(MIGRATIONS[7])
+    fresh = tmp_path / "fresh.sqlite3"
+    with closing(sqlite3.connect(fresh)) as conn:
+        conn.executescript(schema_sql())
+    normalized = {(t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(path)}
+    expected = {(t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(fresh)}
+    assert normalized == expected
+    assert query(path, "SELECT next_id, last_id FROM search_backfill") == [(1, 3)]
+    assert query(fresh, "SELECT next_id, last_id FROM search_backfill") == [(1, 0)]
 
 
 async def test_a_version_4_database_is_migrated_to_5_with_its_data_intact(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from rssd import metrics
@@ -36,6 +37,7 @@ from rssd.daemon.loop import loop_name
 from rssd.daemon.pipeline import JobReport, Pipeline
 from rssd.daemon.reconcile import reconcile
 from rssd.daemon.schedule import MOVED_AFTER, History, Policy, source_policy
+from rssd.daemon.search_backfill import backfill_loop
 from rssd.daemon.startup import daemon_session, sync_sources
 from rssd.daemon.watcher import FileWatcher
 from rssd.fetch.fetcher import Fetcher
@@ -182,6 +184,10 @@ class Service:
                 )
             }
             tasks = [*self.tasks.values(), asyncio.create_task(self._watchdog(), name="watchdog")]
+            # Not a long-lived task (the watchdog would mourn it): it ends once the search
+            # index covers the posts stored before it.
+            backfill = partial(backfill_loop, db)
+            tasks.append(asyncio.create_task(supervised("search-backfill", backfill)))
             self.lag.start()
             notify.notify(f"READY=1\nSTATUS={self._status_line()}")
             log.info(

@@ -29,6 +29,12 @@ class Dialect:
     clock: str
     #: A lease's expiry, ``:lease_seconds`` after that clock (SQLite: the parameter ``:lease``).
     lease_until: str
+    #: A post's search document, written with the post by its INSERT or UPDATE from the
+    #: parameters ``:s_title``, ``:s_body``, ``:s_author`` (rssd/repo/search.py); empty
+    #: on SQLite, whose index is a table of its own, kept by triggers and ``sync_in``.
+    post_search: str = ""
+    #: A webhook message ``d`` whose body (the standard payload) lists the post ``:post_id``.
+    announces_post: str = ""
 
     def in_json_text(self, param: str) -> str:
         return self.json_text_set.format(param=param)
@@ -46,6 +52,10 @@ SQLITE = Dialect(
     is_distinct="IS NOT",
     clock=":now",
     lease_until=":lease",
+    announces_post=(
+        "EXISTS (SELECT 1 FROM json_each(d.body, '$.data.posts') AS e "
+        "WHERE json_extract(e.value, '$.id') = :post_id)"
+    ),
 )
 
 POSTGRES = Dialect(
@@ -57,4 +67,15 @@ POSTGRES = Dialect(
     is_distinct="IS DISTINCT FROM",
     clock="now()",
     lease_until="now() + make_interval(secs => :lease_seconds)",
+    # Title, author, text; a placeholder lexeme ("_", never a word of ours) between them,
+    # dropped at the end, keeps a phrase from spanning two of them (as FTS5's columns do).
+    post_search=(
+        "ts_delete(setweight(to_tsvector('simple', :s_title), 'A') || '_:1'::tsvector"
+        " || setweight(to_tsvector('simple', :s_author), 'B') || '_:1'::tsvector"
+        " || setweight(to_tsvector('simple', :s_body), 'D'), '_')"
+    ),
+    announces_post=(
+        "CAST(d.body AS jsonb) -> 'data' -> 'posts' "
+        "@> jsonb_build_array(jsonb_build_object('id', CAST(:post_id AS bigint)))"
+    ),
 )

@@ -9,7 +9,41 @@ PostgreSQL support began at version 7, so its steps start there.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
+
+#: Version 8's full-text index on SQLite, as in schema.sql (see there why the queue).
+_SQLITE_SEARCH = """
+        CREATE VIRTUAL TABLE IF NOT EXISTS posts_fts USING fts5 (
+            title, body, author, content = '', tokenize = 'unicode61 remove_diacritics 2'
+        );
+        CREATE TABLE IF NOT EXISTS search_queue (
+            seq     INTEGER PRIMARY KEY,
+            post_id INTEGER NOT NULL,
+            unindex INTEGER NOT NULL CHECK (unindex IN (0, 1)),
+            title   TEXT,
+            summary TEXT,
+            content TEXT,
+            author  TEXT
+        ) STRICT;
+        CREATE TRIGGER IF NOT EXISTS posts_search_insert AFTER INSERT ON posts BEGIN
+            INSERT INTO search_queue (post_id, unindex) VALUES (new.id, 0);
+        END;
+        CREATE TRIGGER IF NOT EXISTS posts_search_update
+        AFTER UPDATE OF title, summary, content, author ON posts BEGIN
+            INSERT INTO search_queue (post_id, unindex, title, summary, content, author)
+            VALUES (old.id, 1, old.title, old.summary, old.content, old.author);
+        END;
+        CREATE TRIGGER IF NOT EXISTS posts_search_delete AFTER DELETE ON posts BEGIN
+            INSERT INTO search_queue (post_id, unindex, title, summary, content, author)
+            VALUES (old.id, 1, old.title, old.summary, old.content, old.author);
+        END;
+        CREATE TABLE IF NOT EXISTS search_backfill (
+            id      INTEGER PRIMARY KEY CHECK (id = 1),
+            next_id INTEGER NOT NULL,
+            last_id INTEGER NOT NULL
+        ) STRICT;
+        CREATE INDEX IF NOT EXISTS deliveries_source ON deliveries (content_source_id, created_at);
+"""
 
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: deleting old fetch_job rows set posts.fetch_job_id to NULL by scanning every
@@ -137,6 +171,30 @@ MIGRATIONS: dict[int, str] = {
             synced_by    TEXT
         ) STRICT;
     """,
+    # 7 -> 8: full-text search (schema.sql, version 8), and deliveries by feed and time
+    # (`rssd deliveries --post`). The index starts empty; the posts already stored (ids
+    # up to last_id) are indexed by the daemon in the background, a batch per
+    # transaction (rssd/daemon/search_backfill.py), so this step is instant.
+    7: f"""
+        {_SQLITE_SEARCH}
+        INSERT INTO search_backfill (id, next_id, last_id)
+        VALUES (1, 1, (SELECT coalesce(max(id), 0) FROM posts));
+    """,
 }
 
-PG_MIGRATIONS: dict[int, str] = {}
+PG_MIGRATIONS: dict[int, str] = {
+    # 7 -> 8: posts.search and its GIN index, filled in the background as on SQLite (the
+    # column is added without a value: no table rewrite); deliveries by feed and time.
+    7: """
+        ALTER TABLE posts ADD COLUMN search tsvector;
+        CREATE INDEX posts_search ON posts USING gin (search);
+        CREATE TABLE search_backfill (
+            id      integer PRIMARY KEY CHECK (id = 1),
+            next_id bigint  NOT NULL,
+            last_id bigint  NOT NULL
+        );
+        INSERT INTO search_backfill (id, next_id, last_id)
+        VALUES (1, 1, (SELECT coalesce(max(id), 0) FROM posts));
+        CREATE INDEX deliveries_source ON deliveries (content_source_id, created_at);
+    """,
+}
