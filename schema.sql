@@ -78,6 +78,10 @@ CREATE TABLE IF NOT EXISTS posts (
     content           TEXT,
     published_at      TEXT,
     updated_at        TEXT,
+    -- Version 9: JSON arrays of the entry's categories/tags and its enclosures
+    -- ({"url", "type", "length"}); NULL when the entry had none.
+    tags              TEXT,
+    enclosures        TEXT,
     created_at        TEXT    NOT NULL,
     content_hash      TEXT    NOT NULL,
     UNIQUE (content_source_id, external_id)
@@ -95,6 +99,7 @@ CREATE TABLE IF NOT EXISTS seen_items (
                       REFERENCES content_sources (id) ON DELETE CASCADE,
     digests           BLOB    NOT NULL
 ) STRICT;
+-- Version 9 added users.format, include_content and dedupe_days (config.toml's keys).
 -- Version 5: users and their webhooks (rssd/webhooks/, rssd/daemon/delivery.py).
 -- One row per [[users]] table, synced from config.toml like content_sources: a user
 -- removed from the file is disabled (enabled = 0) with its history kept. The secret is
@@ -116,7 +121,10 @@ CREATE TABLE IF NOT EXISTS users (
     last_error_at   TEXT,
     last_error      TEXT,
     created_at      TEXT    NOT NULL,
-    updated_at      TEXT    NOT NULL
+    updated_at      TEXT    NOT NULL,
+    format          TEXT    NOT NULL DEFAULT 'standard',
+    include_content INTEGER NOT NULL DEFAULT 0 CHECK (include_content IN (0, 1)),
+    dedupe_days     INTEGER NOT NULL DEFAULT 7
 ) STRICT;
 
 -- primed = 0: the subscription's first completed fetch is not announced (notify_backlog
@@ -157,7 +165,7 @@ CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (user_id, id)
     WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS deliveries_user ON deliveries (user_id, created_at);
 CREATE INDEX IF NOT EXISTS deliveries_fetch_job ON deliveries (fetch_job_id);
--- Version 8: the messages of a feed by time, for `rssd deliveries --post ID`.
+-- Version 11: the messages of a feed by time, for `rssd deliveries --post ID`.
 CREATE INDEX IF NOT EXISTS deliveries_source ON deliveries (content_source_id, created_at);
 
 -- Version 6: `rssd posts` lists the newest posts (by publication time, else storing time)
@@ -197,7 +205,39 @@ CREATE TABLE IF NOT EXISTS config_sync (
     synced_by    TEXT
 ) STRICT;
 
--- Version 8: full-text search (`rssd posts --search`, rssd/repo/search.py). posts_fts
+-- Version 8: every config version the cluster synced, by hash, with a digest per shared
+-- key: a file holding a superseded version is drift, whatever its mtime; status names the
+-- keys that differ (rssd/repo/config_sync.py).
+CREATE TABLE IF NOT EXISTS config_versions (
+    config_hash     TEXT PRIMARY KEY,
+    digests         TEXT NOT NULL,  -- JSON object: key -> digest
+    first_synced_at TEXT NOT NULL
+) STRICT;
+
+-- Version 9: one notification per story. announced: the stories (a post's normalized link,
+-- 'link:...', and its guid, 'guid:...') announced to each user, the newest per story;
+-- a post of another of the user's feeds with one of these keys within the user's
+-- dedupe_days is not announced again but listed in skipped_posts (rssd deliveries --skipped).
+CREATE TABLE IF NOT EXISTS announced (
+    user_id           INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    story             TEXT    NOT NULL,
+    content_source_id INTEGER NOT NULL REFERENCES content_sources (id) ON DELETE CASCADE,
+    post_id           INTEGER NOT NULL,
+    announced_at      TEXT    NOT NULL,
+    PRIMARY KEY (user_id, story)
+) STRICT;
+CREATE TABLE IF NOT EXISTS skipped_posts (
+    user_id           INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    post_id           INTEGER NOT NULL REFERENCES posts (id) ON DELETE CASCADE,
+    content_source_id INTEGER NOT NULL REFERENCES content_sources (id) ON DELETE CASCADE,
+    duplicate_of      INTEGER NOT NULL,
+    story             TEXT    NOT NULL,
+    skipped_at        TEXT    NOT NULL,
+    PRIMARY KEY (user_id, post_id)
+) STRICT;
+CREATE INDEX IF NOT EXISTS skipped_posts_time ON skipped_posts (skipped_at);
+
+-- Version 11: full-text search (`rssd posts --search`, rssd/repo/search.py). posts_fts
 -- indexes each post's title, text (summary and content without HTML) and author, without
 -- keeping a copy of them (content=''): removing a post from it takes the text it indexed,
 -- so every change of a post is queued here by the triggers below, old values included,
@@ -232,7 +272,7 @@ CREATE TRIGGER IF NOT EXISTS posts_search_delete AFTER DELETE ON posts BEGIN
     VALUES (old.id, 1, old.title, old.summary, old.content, old.author);
 END;
 
--- Version 8: building the index for the posts stored before it, in batches: posts with
+-- Version 11: building the index for the posts stored before it, in batches: posts with
 -- next_id <= id <= last_id are still to be indexed (last_id: the newest post then).
 CREATE TABLE IF NOT EXISTS search_backfill (
     id      INTEGER PRIMARY KEY CHECK (id = 1),

@@ -23,6 +23,7 @@ Prints one table, writes JSON to bench/results/.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -47,7 +48,12 @@ BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 SCENARIOS = ("cold", "warm-304", "warm-all-304", "no-validators", "timestamp-churn")
 DEFAULT_SCENARIOS = ("cold", "warm-304", "no-validators", "timestamp-churn")
-TOOLS = ("rssd", "reader", "bare")
+TOOLS = ("rssd", "rssd-pg", "reader", "bare")
+#: rssd run on SQLite (``rssd``, or PostgreSQL with --postgres) and on PostgreSQL
+#: (``rssd-pg``), side by side in one run.
+RSSD_TOOLS = ("rssd", "rssd-pg")
+#: The local test server, where ``rssd-pg`` runs unless --postgres names another.
+DEFAULT_PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 #: rssd's feeds/s over a peer's, (target, stretch): vs reader on the zero-latency farm (issues
 #: #5, #13), vs the bare client on the latency farm (#13).
 TARGETS: dict[tuple[str, str], tuple[float, float | None]] = {
@@ -59,6 +65,14 @@ TARGETS: dict[tuple[str, str], tuple[float, float | None]] = {
     ("bare", "warm-304"): (0.6, 0.8),
     ("bare", "warm-all-304"): (0.7, 0.9),
 }
+#: rssd's main-process CPU per check over the bare client's, (target, stretch), on the
+#: latency farm (issue #25): what rssd costs beyond the HTTP exchange itself.
+CPU_TARGETS: dict[str, tuple[float, float | None]] = {
+    "warm-all-304": (2.0, 1.5),
+    "warm-304": (2.5, None),
+}
+#: PostgreSQL's main-process CPU per check over SQLite's (rssd-pg / rssd).
+PG_CPU_TARGET = 1.2
 RSS_TARGET_MB = 200
 LAG_TARGET_MS = 100
 
@@ -221,8 +235,6 @@ class PgDatabase:
 
 
 class Rssd:
-    name = "rssd"
-
     def __init__(
         self,
         workdir: Path,
@@ -232,7 +244,9 @@ class Rssd:
         profiler: str | None = None,
         *,
         postgres: PgDatabase | None = None,
+        name: str = "rssd",
     ) -> None:
+        self.name = name
         self.workdir = workdir
         self.db = workdir / "rssd.sqlite3"
         self.postgres = postgres
@@ -424,7 +438,7 @@ COLUMNS: list[tuple[str, int, Callable[[Figures], float | None], int, bool]] = [
     ("wall s", 8, lambda f: f.wall_seconds, 2, True),
     ("feeds/s", 8, lambda f: f.feeds_per_second, 1, True),
     ("CPU s/1k", 8, lambda f: f.cpu_per_1k, 2, True),
-    ("main/1k", 7, lambda f: f.main_cpu_per_1k, 2, True),
+    ("main ms/chk", 11, lambda f: f.main_cpu_per_1k, 2, True),
     ("RSS MB", 6, lambda f: f.peak_tree_rss_mb, 0, True),
     ("PSS MB", 6, lambda f: f.peak_tree_pss_mb, 0, True),
     ("B/post", 6, lambda f: f.bytes_per_post, 0, True),
@@ -448,25 +462,15 @@ def table(results: list[Figures]) -> str:
         for f in rows:
             cells = " ".join(f"{_fmt(get(f), d):>{w}}" for _, w, get, d, _ in COLUMNS)
             lines.append(f"{scenario:16} {f.tool:11} {cells}")
-        mine = by_key.get(("rssd", scenario))
-        for peer in (f for f in rows if f.tool != "rssd"):
-            if mine is None:
-                continue
+        for mine, peer in _pairs(rows):
             cells = " ".join(
                 f"{_fmt(_ratio(get(mine), get(peer)) if ratio else None, 2):>{w}}"
                 for _, w, get, _, ratio in COLUMNS
                 if ratio
             )
-            speed = _ratio(mine.feeds_per_second, peer.feeds_per_second) or 0.0
-            verdict = ""
-            if (peer.tool, scenario) in TARGETS:
-                target, stretch = TARGETS[(peer.tool, scenario)]
-                verdict = "met" if speed >= target else "NOT met"
-                if stretch and speed >= stretch:
-                    verdict += ", stretch met"
-                verdict = f"  target >= {target:g}x feeds/s: {verdict}"
-            lines.append(f"{'':16} {'rssd/' + peer.tool:11} {cells}{verdict}")
-    rssd = [f for f in results if f.tool == "rssd"]
+            verdict = _verdicts(mine, peer, scenario)
+            lines.append(f"{'':16} {mine.tool + '/' + peer.tool:11} {cells}{verdict}")
+    rssd = [f for f in results if f.tool in RSSD_TOOLS]
     if rssd:
         worst_rss = max(f.peak_tree_rss_mb for f in rssd)
         cold_lag = next((f.loop_lag_max_ms for f in rssd if f.scenario == "cold"), None)
@@ -475,6 +479,63 @@ def table(results: list[Figures]) -> str:
             f"feeds); loop lag during cold {_fmt(cold_lag, 0)} ms (target <= {LAG_TARGET_MS})"
         )
     return "\n".join(lines)
+
+
+def _pairs(rows: list[Figures]) -> list[tuple[Figures, Figures]]:
+    """The ratio rows of a scenario: each rssd against each peer, PostgreSQL against SQLite."""
+    pairs = [
+        (mine, peer) for mine in rows if mine.tool in RSSD_TOOLS for peer in rows
+        if peer.tool not in RSSD_TOOLS
+    ]  # fmt: skip
+    by_tool = {f.tool: f for f in rows}
+    if "rssd" in by_tool and "rssd-pg" in by_tool:
+        pairs.append((by_tool["rssd-pg"], by_tool["rssd"]))
+    return pairs
+
+
+def _verdicts(mine: Figures, peer: Figures, scenario: str) -> str:
+    """The targets a ratio row is held to: feeds/s against a peer, CPU per check against
+    the bare client, PostgreSQL's CPU per check against SQLite's."""
+    verdicts = []
+    if (peer.tool, scenario) in TARGETS:
+        target, stretch = TARGETS[(peer.tool, scenario)]
+        speed = _ratio(mine.feeds_per_second, peer.feeds_per_second) or 0.0
+        verdict = "met" if speed >= target else "NOT met"
+        if stretch and speed >= stretch:
+            verdict += ", stretch met"
+        verdicts.append(f"feeds/s >= {target:g}x: {verdict}")
+    cpu = _ratio(mine.main_cpu_per_1k, peer.main_cpu_per_1k)
+    if peer.tool == "bare" and scenario in CPU_TARGETS and cpu is not None:
+        target, stretch = CPU_TARGETS[scenario]
+        verdict = "met" if cpu <= target else "NOT met"
+        if stretch and cpu <= stretch:
+            verdict += ", stretch met"
+        verdicts.append(f"CPU/check <= {target:g}x: {verdict}")
+    if peer.tool == "rssd" and cpu is not None:
+        verdict = "met" if cpu <= PG_CPU_TARGET else "NOT met"
+        verdicts.append(f"CPU/check <= {PG_CPU_TARGET:g}x SQLite: {verdict}")
+    return "  " + "; ".join(verdicts) if verdicts else ""
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were taken on: CPU model, cores, load, Python (another machine's
+    figures differ; ratios to the bare client's in the same run travel better)."""
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu_model": model,
+        "cores": os.cpu_count(),
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+    }
+
+
+def _round(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -540,8 +601,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--postgres",
         metavar="SERVER_URL",
-        help="rssd on PostgreSQL: a fresh database on this server (a URL naming any database "
-        "there, e.g. postgresql://postgres@127.0.0.1:5432/postgres), dropped at the end",
+        help="the PostgreSQL server of tool rssd-pg (a URL naming any database there; a fresh "
+        f"database is created and dropped at the end; default {DEFAULT_PG_SERVER}); with "
+        "tool rssd and without rssd-pg: rssd itself runs on PostgreSQL",
     )
     parser.add_argument("--keep", action="store_true", help="keep the databases and logs")
     parser.add_argument("--json", type=Path, help="results file (default: bench/results/...)")
@@ -585,7 +647,10 @@ def main(argv: list[str] | None = None) -> int:
         (args.latency_ms, args.latency_sigma, args.seed),
     )
     results: list[Figures] = []
-    postgres = PgDatabase(args.postgres, f"rssd_bench_{stamp.lower()}") if args.postgres else None
+    pg_server = args.postgres or (DEFAULT_PG_SERVER if "rssd-pg" in tools else None)
+    postgres = PgDatabase(pg_server, f"rssd_bench_{stamp.lower()}") if pg_server else None
+    sqlite_rssd = "rssd-pg" in tools  # both: rssd on SQLite beside rssd-pg
+    start_machine = machine()
     try:
         info = server.info
         print(
@@ -597,9 +662,20 @@ def main(argv: list[str] | None = None) -> int:
         for name in tools:
             workdir = run_dir / name
             workdir.mkdir()
-            if name == "rssd":
+            if name in RSSD_TOOLS:
                 profiler = "cprofile" if args.profile else "py-spy" if args.py_spy else None
-                runners.append(Rssd(workdir, urls, run_dir, limits, profiler, postgres=postgres))
+                on_pg = name == "rssd-pg" or not sqlite_rssd
+                runners.append(
+                    Rssd(
+                        workdir,
+                        urls,
+                        run_dir,
+                        limits,
+                        profiler,
+                        postgres=postgres if on_pg else None,
+                        name=name,
+                    )
+                )
             elif name == "bare":
                 runners.append(Bare(workdir, urls, limits))
             else:
@@ -628,9 +704,16 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs (shared with the farm); bench took {elapsed:.0f} s"
         + ("; rssd under cProfile" if args.profile else "")
         + ("; rssd under py-spy" if args.py_spy else "")
-        + ("; rssd on PostgreSQL" if postgres else "; rssd on SQLite")
+        + ("; rssd on PostgreSQL" if postgres and not sqlite_rssd else "; rssd on SQLite")
+    )
+    end_machine = machine()
+    print(
+        f"machine: {start_machine['cpu_model']}, {start_machine['cores']} cores; load average "
+        f"{start_machine['load_avg'][0]:.2f} at the start, {end_machine['load_avg'][0]:.2f} at "
+        f"the end. main ms/chk: the rssd (or bare) process's own CPU per feed checked."
     )
     print(table(results))
+    bare_cpu = {f.scenario: f.main_cpu_per_1k for f in results if f.tool == "bare"}
     out = args.json or RESULTS / f"{stamp}-n{args.feeds}.json"
     out.write_text(
         json.dumps(
@@ -643,7 +726,9 @@ def main(argv: list[str] | None = None) -> int:
                 "latency_sigma": args.latency_sigma,
                 "seed": args.seed,
                 "limits": limits,
-                "rssd_backend": "postgresql" if postgres else "sqlite",
+                "rssd_backend": "postgresql" if postgres and not sqlite_rssd else "sqlite",
+                "machine": start_machine,
+                "load_avg_end": end_machine["load_avg"],
                 "profiled": "cprofile" if args.profile else "py-spy" if args.py_spy else None,
                 "elapsed_seconds": round(elapsed, 1),
                 "results": [
@@ -652,6 +737,10 @@ def main(argv: list[str] | None = None) -> int:
                         "feeds_per_second": round(f.feeds_per_second, 1),
                         "cpu_seconds_per_1k_feeds": round(f.cpu_per_1k, 2),
                         "main_cpu_seconds_per_1k_feeds": round(f.main_cpu_per_1k, 2),
+                        "main_cpu_ms_per_check": round(f.main_cpu_per_1k, 3),
+                        "main_cpu_ratio_to_bare": _round(
+                            _ratio(f.main_cpu_per_1k, bare_cpu.get(f.scenario))
+                        ),
                         "db_bytes_per_post": round(f.bytes_per_post),
                     }
                     for f in results

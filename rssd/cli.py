@@ -263,10 +263,15 @@ def _add_users(commands: Commands) -> None:
         "One row per [[users]] entry: endpoint state (ok, failing, disabled (gone|failing),\n"
         "removed), subscribed feeds, pending and dead messages, last success, last error.\n"
         "--enable NAME delivers again to an endpoint disabled after a 410 or 5 days of\n"
-        "failures (editing the user's entry in config.toml does the same).",
+        "failures (editing the user's entry in config.toml does the same).\n"
+        "test NAME sends a test message to NAME now, in NAME's format, through the same\n"
+        "sender and address guard, and prints the status, the time taken and the start\n"
+        "of the answer; exit 0 if delivered, 1 if not. It is not stored as a delivery.",
         "rssd users\nrssd users --json | jq '.users[] | select(.state != \"ok\")'\n"
-        "rssd users --enable alice",
+        "rssd users --enable alice\nrssd users test alice",
     )
+    users.add_argument("action", nargs="?", choices=["test"], help="test: send a test message")
+    users.add_argument("name", nargs="?", metavar="NAME", help="the user to test")
     users.add_argument("--json", action="store_true", help="one JSON document")
     users.add_argument("--enable", metavar="NAME", help="re-enable NAME's endpoint now")
 
@@ -291,6 +296,11 @@ def _add_deliveries(commands: Commands) -> None:
     which = listing.add_mutually_exclusive_group()
     which.add_argument("--failed", action="store_true", help="pending after a failed attempt")
     which.add_argument("--dead", action="store_true", help="given up after the last attempt")
+    which.add_argument(
+        "--skipped",
+        action="store_true",
+        help="posts not announced: the story reached the user from another feed (dedupe_days)",
+    )
     listing.add_argument(
         "--limit",
         type=argtypes.non_negative,
@@ -433,6 +443,12 @@ def dispatch(args: argparse.Namespace, path: Path) -> int:
         from rssd.commands import discover
 
         return discover.main(path, args.url)
+    if args.command == "users" and args.action == "test":
+        if not args.name:
+            raise CommandError("rssd users test NAME: which user?", EXIT_USAGE)
+        from rssd.commands import users_test
+
+        return users_test.main(path, args.name)
     if args.command == "users":
         from rssd.commands import users
 
@@ -451,6 +467,7 @@ def dispatch(args: argparse.Namespace, path: Path) -> int:
             dead=args.dead,
             limit=args.limit,
             as_json=args.json,
+            skipped=args.skipped,
         )
     if args.command == "prune":
         from rssd.commands import prune

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -158,7 +160,18 @@ async def test_three_daemons_share_the_work_and_recover_a_killed_one(
         return len(holders) >= 2
 
     await until("every host's slots taken, by two daemons or more", every_slot_taken)
-    await asyncio.sleep(1.0)  # a claim beyond the limit, were one possible, would show now
+    # The window for a claim beyond the limit: every daemon's lease loop turns once more
+    # (its heartbeat moves on), and its claim loop polled about ten times meanwhile.
+    (slots_taken_at,) = (await rows(pg_url, "SELECT now()"))[0]
+
+    async def every_daemon_beat_since() -> bool:
+        beats = await rows(
+            pg_url, "SELECT count(*) FROM daemons WHERE heartbeat_at > %s", slots_taken_at
+        )
+        return beats[0][0] == len(started)
+
+    await until("every daemon's heartbeat with every slot taken", every_daemon_beat_since)
+    assert farm.max_host <= MAX_PER_HOST, farm.max_host
     holders = await rows(
         pg_url,
         "SELECT claimed_by, array_agg(id ORDER BY id) FROM fetch_job WHERE status = 'ONGOING' "
@@ -233,26 +246,36 @@ async def test_three_daemons_share_the_work_and_recover_a_killed_one(
 async def test_a_daemon_with_an_older_config_does_not_undo_a_newer_sync(
     farm: Farm, pg_url: str, daemons: Daemons, tmp_path: Path
 ) -> None:
-    """Two machines' copies of config.toml: the older one (fewer feeds) logs config.drift
-    and leaves the feed list as the newer one made it; status flags the drifting daemon."""
+    """Two machines' copies of config.toml: once the newer one is synced, the older one
+    (fewer feeds), even touched to the newest mtime of all, logs config.drift and leaves
+    the feed list as the newer one made it; status flags the drifting daemon and names
+    the keys its config differs in."""
     feeds: list[Feed] = [{"url": url, "interval_minutes": 60} for url in farm.urls[:4]]
     (tmp_path / "old").mkdir()
     (tmp_path / "new").mkdir()
     old = write_config(tmp_path / "old" / "config.toml", feeds[:2], database=pg_url)
     new = write_config(tmp_path / "new" / "config.toml", feeds, database=pg_url)
-    os.utime(old, (old.stat().st_mtime - 3600, old.stat().st_mtime - 3600))
 
+    older = await daemons.start(old)
+    await older.wait_for("daemon.ready")
     newer = await daemons.start(new)
     await newer.wait_for("daemon.ready")
-    older = await daemons.start(old)
-    await older.wait_for("config.drift", synced_hash=config_hash(load_config(new)))
-    await older.wait_for("daemon.ready")
+    future = time.time() + 3600
+    os.utime(old, (future, future))  # a stale file's mtime is no version
+    os.kill(older.pid, signal.SIGHUP)
+    at = await older.wait_for("config.drift", synced_hash=config_hash(load_config(new)))
+    drift = older.events[at]
+    assert drift["differs_in"] == [f"feeds[{url}]" for url in sorted(farm.urls[2:4])]
     enabled = await rows(pg_url, "SELECT count(*) FROM content_sources WHERE enabled = 1")
     assert enabled == [(4,)], "the older file disabled nothing"
 
     status = await cli("status", "-c", new, "--json")
     assert status.code == 0, status.err
-    drift = {row["pid"]: row["drift"] for row in status.json()["daemons"]}
-    assert drift == {newer.pid: False, older.pid: True}
+    listed = {row["pid"]: row for row in status.json()["daemons"]}
+    assert {pid: row["drift"] for pid, row in listed.items()} == {
+        newer.pid: False,
+        older.pid: True,
+    }
+    assert listed[older.pid]["differs_in"] == drift["differs_in"]
     for daemon in (newer, older):
         assert await daemon.stop() == 0, daemon.log()

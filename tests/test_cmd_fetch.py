@@ -81,7 +81,8 @@ async def test_refused_while_the_feed_is_being_fetched(
     status = await cli("status", "-c", world.config, "--json")
     ok = next(s for s in status.json()["sources"] if s["id"] == 1)
     assert ok["fetching"] is True
-    assert ok["last_attempt"]["status"] == "ONGOING"
+    assert ok["current_attempt"]["status"] == "ONGOING"
+    assert ok["last_attempt"]["status"] == "COMPLETED"  # the last result, not the running one
     assert ok["state"] == "ok"  # judged by the last finished job
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 
 import pytest
 
+from rssd.daemon.reconcile import reconcile
+from rssd.repo.claims import ClaimRepo
+from rssd.repo.db import Database
 from tests.conftest import FeedServer
 from tests.support.commands import World, cli, populated, run_once_from
 from tests.support.config import write_config
@@ -79,6 +83,32 @@ async def test_json_reports_every_state(
     }
 
 
+async def test_json_last_attempt_is_the_last_finished_job_not_the_queued_plan(
+    feed_server: FeedServer, tmp_path: Path, db_target: Path | str
+) -> None:
+    """A daemon keeps every source's next job QUEUED: ``last_attempt`` is still the last
+    job that ended (its result), the plan shows only as ``next_due_at``."""
+    world = await populated(feed_server, tmp_path, db_target)
+    db = await Database.open(db_target)
+    try:
+        queued = await reconcile(db, ClaimRepo(db, "test"), random.Random(1))
+    finally:
+        await db.close()
+    assert queued == 4  # ok, news, failing, new: every enabled source but the gone one
+    document = (await cli("status", "-c", world.config, "--json")).json()
+    by_url = {source["url"]: source for source in document["sources"]}
+    ok = by_url[world.urls["ok"]]
+    assert ok["last_attempt"]["status"] == "COMPLETED"
+    assert ok["last_attempt"]["http_status"] == 200
+    assert ok["last_attempt"]["ended_at"] == ok["last_success_at"]
+    assert ok["current_attempt"] is None
+    failing = by_url[world.urls["failing"]]
+    assert failing["last_attempt"]["status"] == "FAILED"
+    assert failing["last_attempt"]["http_status"] == 500
+    assert by_url[world.urls["new"]]["last_attempt"] is None  # queued, never attempted
+    assert by_url[world.urls["new"]]["next_due_at"] is not None
+
+
 async def test_human_output_is_aligned_with_relative_times(
     feed_server: FeedServer, tmp_path: Path, db_target: Path | str
 ) -> None:
@@ -121,7 +151,7 @@ async def test_failing_lists_the_feeds_that_need_a_look_and_exits_1(
     world: World = await populated(feed_server, tmp_path, db_target)
     result = await cli("status", "-c", world.config, "--failing")
     assert result.code == 1
-    shown = [line for line in result.out.splitlines() if "http://127.0.0.1" in line]
+    shown = [line for line in result.out.splitlines() if re.match(r"^\s*\d+\s.*http:", line)]
     assert len(shown) == 2
     assert any(line.endswith(world.urls["failing"]) for line in shown)
     assert any(line.endswith(world.urls["gone"]) for line in shown)
@@ -172,3 +202,12 @@ async def test_feeds_the_daemon_has_not_loaded_yet_are_named(
         "not in the database yet (a running daemon adds it within seconds): "
         "https://later.example/feed"
     )
+
+
+async def test_it_names_the_keys_this_config_differs_in_from_the_synced_one(
+    feed_server: FeedServer, tmp_path: Path, db_target: Path | str
+) -> None:
+    world = await populated(feed_server, tmp_path, db_target)  # "new" added after the sync
+    document = (await cli("status", "-c", world.config, "--json")).json()
+    assert document["config"]["differs_in"] == [f"feeds[{world.urls['new']}]"]
+    assert document["config"]["file_hash"] != document["config"]["synced"]["config_hash"]

@@ -221,9 +221,9 @@ async def test_credentials_work_and_are_never_shown_or_stored(
          "feeds[0].headers_file: cannot read {dir}/missing.headers: No such file or directory"),
         ('headers_file = "bad.headers"', {"bad.headers": f"Bearer {TOKEN}\n"},
          "feeds[0].headers_file: {dir}/bad.headers line 1: expected `Name: value`"),
-        ('headers_file = "both.headers"\nheaders = { authorization = "x" }',
-         {"both.headers": f"Authorization: {TOKEN}\n"},
-         "feeds[0].headers_file: authorization also set in headers"),
+        ('headers_file = "both.headers"\nheaders = { x-token = "x" }',
+         {"both.headers": f"X-Token: {TOKEN}\n"},
+         "feeds[0].headers_file: x-token also set in headers"),
     ],
 )  # fmt: skip
 def test_config_errors_never_quote_a_secret(
@@ -329,3 +329,23 @@ async def test_a_pages_token_is_not_sent_to_a_feed_on_another_host(
         assert [r.headers.get("Authorization") for r in other.requests] == [None]
     finally:
         await other.stop()
+
+
+@pytest.mark.parametrize("where", ["headers", "headers_file"])
+def test_url_credentials_and_an_authorization_header_are_a_config_error(
+    tmp_path: Path, where: str
+) -> None:
+    """aiohttp refuses the pair on every request before any exchange: check-config says
+    so, naming the feed, without quoting either secret."""
+    url = f"http://alice:{PASSWORD}@127.0.0.1:9/feed"
+    if where == "headers":
+        feed: dict[str, object] = {"url": url, "headers": {"authorization": f"Bearer {TOKEN}"}}
+    else:
+        (tmp_path / "token.headers").write_text(f"Authorization: Bearer {FILE_TOKEN}\n")
+        feed = {"url": url, "headers_file": "token.headers"}
+    config = write_config(tmp_path / "config.toml", [feed])
+    result = cli_sync("check-config", "-c", config)
+    assert result.code == 1
+    assert "feeds[0]" in result.err
+    assert "credentials in the URL (user:password@) and an Authorization header" in result.err
+    assert not any(secret in result.out + result.err for secret in SECRETS)

@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from rssd import metrics
+from rssd.clock import now_iso, parse_iso
 from rssd.daemon.delivery import DeliveryLoop
 from rssd.daemon.startup import sync_sources
 from rssd.models.config import Config
@@ -24,6 +25,7 @@ from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.outbox import OutboxRepo
 from rssd.repo.users import UserRepo
+from rssd.webhooks.rules import JITTER
 from rssd.webhooks.sender import Sender
 from tests.support.webhooks import Receiver, make_config, user
 
@@ -204,13 +206,11 @@ async def test_retry_after_is_honoured(db: Database, tmp_path: Path, receiver: R
 
 
 async def test_a_user_locked_by_another_daemon_does_not_wake_the_loop(
-    db: Database, db_target: Path | str, tmp_path: Path, receiver: Receiver
+    db: Database, tmp_path: Path, receiver: Receiver
 ) -> None:
-    """On PostgreSQL another daemon may hold a user's lock: the pass that finds it taken
-    did nothing, and must not wake the loop (which would relaunch it at once, in a spin).
-    A pass that worked does wake it."""
-    if not isinstance(db_target, str):
-        pytest.skip("SQLite has one daemon per database: a user's lock is always free")
+    """Another holder of a user's lock (on PostgreSQL another daemon): the pass that
+    finds it taken did nothing, sent nothing, and must not wake the loop (which would
+    relaunch it at once, in a spin). A pass that worked does wake it."""
     config = await setup(db, tmp_path, receiver, ["alice"])
     await fetch(db, A, [post(1)])
     alice = await UserRepo(db).get("alice")
@@ -299,18 +299,22 @@ async def test_private_addresses_are_refused_without_a_request(
 async def test_one_request_per_user_oldest_first(
     db: Database, tmp_path: Path, receiver: Receiver
 ) -> None:
-    async def slowish(_: web.Request, __: int) -> web.StreamResponse:
-        await asyncio.sleep(0)  # let any second request in, if the loop sent one
+    async def held(_: web.Request, attempt: int) -> web.StreamResponse:
+        """Alice's first request is answered only once bob has all his six messages: a
+        window in which the loop, sending bob's one after another, would also have sent
+        alice's others had it not held them back."""
+        if attempt == 1:
+            await receiver.wait_for(lambda: len(receiver.posts_for("bob")) == 6)
         return web.Response(status=204)
 
-    receiver.replies["alice"] = slowish
-    config = await setup(db, tmp_path, receiver, ["alice"])
+    receiver.replies["alice"] = held
+    config = await setup(db, tmp_path, receiver, ["alice", "bob"])
     for n in range(6):
         await fetch(db, A, [post(n)])
     await once(db, config)
     assert receiver.most_active == 1
     assert receiver.posts_for("alice") == [f"id-{n}" for n in range(6)]
-    order = [webhook_id for _, webhook_id in receiver.ids]
+    order = [webhook_id for name, webhook_id in receiver.ids if name == "alice"]
     assert order == sorted(order)
 
 
@@ -383,3 +387,35 @@ async def test_prune_keeps_what_is_still_owed(
     assert await repo.prune("2000-01-01T00:00:00.000Z") == 0, "nothing that old"
     assert await repo.prune("9999-01-01T00:00:00.000Z") == 1
     assert await statuses(db) == [("bob", "pending", 1)]
+
+
+async def test_a_failed_delivery_is_due_again_on_the_retry_schedule(
+    db: Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    """The stored ``next_attempt_at`` after each failure is the attempt's time plus that
+    attempt's ``retry_seconds`` entry, within the jitter (rssd.webhooks.rules)."""
+
+    async def down(_: web.Request, __: int) -> web.StreamResponse:
+        return web.Response(status=500)
+
+    receiver.replies["alice"] = down
+    schedule = [600.0, 7200.0]
+    config = await setup(db, tmp_path, receiver, ["alice"], retry_seconds=schedule)
+    await fetch(db, A, [post(1)])
+    for attempt, seconds in enumerate(schedule, start=1):
+        await once(db, config)
+        row = await db.fetchone(
+            "SELECT status, attempts, last_attempt_at, next_attempt_at FROM deliveries"
+        )
+        assert row is not None
+        assert (row["status"], row["attempts"]) == ("pending", attempt)
+        waited = (
+            parse_iso(row["next_attempt_at"]) - parse_iso(row["last_attempt_at"])
+        ).total_seconds()
+        assert seconds * (1 - JITTER) - 0.01 <= waited <= seconds * (1 + JITTER) + 0.01, waited
+        await db.write(  # due now: the next pass makes the next attempt
+            lambda tx: tx.execute(
+                "UPDATE deliveries SET next_attempt_at = :now", {"now": now_iso()}
+            )
+        )
+    assert receiver.attempts == {"alice": len(schedule)}

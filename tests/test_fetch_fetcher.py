@@ -358,6 +358,18 @@ async def test_host_limiter_is_per_host(feed_server: FeedServer) -> None:
     assert gauge.total_peak == 2
 
 
+async def test_host_limiter_keys_an_idn_host_as_its_punycode() -> None:
+    """The fetcher's limit and the claims' slots use one host key (rssd.net.hosts)."""
+    limiter = HostLimiter(1)
+    second = limiter.hold("https://xn--bcher-kva.de/b")
+    async with asyncio.timeout(HANG_GUARD), limiter.hold("https://bücher.de/a"):
+        waiting = asyncio.ensure_future(second.__aenter__())
+        await asyncio.sleep(0.05)
+        assert not waiting.done(), "the punycode form got a slot of its own"
+    await asyncio.wait_for(waiting, HANG_GUARD)
+    await second.__aexit__(None, None, None)
+
+
 async def test_host_limiter_without_contention_does_not_block() -> None:
     limiter = HostLimiter(2)
     entered = []

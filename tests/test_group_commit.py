@@ -1,8 +1,8 @@
 """Write transactions side by side: each all-or-nothing, whatever its neighbours do.
 
-On SQLite the writes that queue up while one commits go in the next commit together
-(rssd/repo/sqlite_writer.py: the writer's thread, a savepoint each); on PostgreSQL
-each is a transaction of its own. The caller sees the same either way.
+On both backends the writes that queue up while one commits go in the next commit
+together, a savepoint each (rssd/repo/sqlite_writer.py: the writer's thread;
+rssd/repo/pg_writer.py: the writer's task). The caller sees the same either way.
 """
 
 from __future__ import annotations
@@ -13,11 +13,15 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from rssd.repo.db import Database, Tx
+from rssd.repo.group_commit import MAX_BATCH
+from rssd.repo.postgres import PostgresDatabase
 from rssd.repo.sqlite import SqliteDatabase
-from rssd.repo.sqlite_writer import MAX_BATCH, run_batch
+from rssd.repo.sqlite_writer import run_batch
+from tests.support.postgres import fresh_database
 
 pytestmark = pytest.mark.both_backends
 
@@ -122,3 +126,39 @@ def test_run_batch_refuses_a_write_that_awaits_anything_but_its_statements(
     assert conn.execute("SELECT v FROM t").fetchall() == [("plain",)]
     assert not conn.in_transaction
     conn.close()
+
+
+async def test_queued_writes_share_commits_on_postgresql() -> None:
+    """PostgreSQL's writer too: one by one, a commit each; 200 at once, a few commits."""
+    async with fresh_database() as url:
+        db = await PostgresDatabase.connect(url)
+        try:
+            commits = db.commits
+            for n in range(20):
+                await db.write(inserting(f"http://one-by-one/{n}"))
+            assert db.commits == commits + 20
+            await asyncio.gather(*(db.write(inserting(f"http://together/{n}")) for n in range(200)))
+            assert commits + 21 <= db.commits <= commits + 20 + 200 // 2
+            assert len(await urls(db)) == 220
+        finally:
+            await db.close()
+
+
+async def test_postgresql_writer_reconnects_after_its_connection_is_killed() -> None:
+    """The server ends the writer's connection (a restart, pg_terminate_backend): the
+    next write runs on a new connection; nothing is lost or doubled."""
+    async with fresh_database() as url:
+        db = await PostgresDatabase.connect(url)
+        try:
+            await db.write(inserting("http://before/"))
+            writer = db._writer._conn
+            assert writer is not None
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+                cursor = await admin.execute(
+                    "SELECT pg_terminate_backend(%s)", (writer.info.backend_pid,)
+                )
+                assert await cursor.fetchone() == (True,)
+            assert await db.write(inserting("http://after/")) == "http://after/"
+            assert await urls(db) == ["http://before/", "http://after/"]
+        finally:
+            await db.close()

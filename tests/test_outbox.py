@@ -15,7 +15,10 @@ from rssd.models.dto import FetchMeta, PostCreate
 from rssd.models.outbox import Feed, StoredPost, Subscriber, new_message_id, plan_messages
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
-from tests.support.webhooks import make_config, user
+from rssd.repo.outbox import OutboxRepo
+from tests.conftest import FeedServer, rss
+from tests.support.commands import run_once_from
+from tests.support.webhooks import SECRETS, make_config, user
 
 pytestmark = pytest.mark.both_backends
 
@@ -125,6 +128,15 @@ async def test_no_backlog_skips_the_first_fetch_of_a_new_feed(db: Database, tmp_
     assert await fetch(db, A, [post(1), post(2)]) == 0
     assert await fetch(db, A, [post(1), post(2), post(3)]) == 1
     assert await messages(db) == [("alice", A, ["id-3"])]
+
+
+async def test_an_empty_first_fetch_primes_the_subscription(db: Database, tmp_path: Path) -> None:
+    """A new feed with no posts yet is primed by its empty first fetch, so its first real
+    post is news, not backlog."""
+    await setup(db, tmp_path, [user("alice", HOOK, [A])])
+    assert await fetch(db, A, []) == 0
+    assert await fetch(db, A, [post(1)]) == 1
+    assert await messages(db) == [("alice", A, ["id-1"])]
 
 
 async def test_subscribing_later_to_a_fetched_feed_announces_its_next_news(
@@ -243,3 +255,108 @@ async def test_a_category_filter_reads_the_feeds_category(db: Database, tmp_path
     assert await fetch(db, A, [post(1)]) == 1
     assert await fetch(db, B, [post(2)]) == 0
     assert await messages(db) == [("alice", A, ["id-1"])]
+
+
+async def test_a_feeds_first_messages_name_it_by_the_title_that_fetch_learned(
+    feed_server: FeedServer, tmp_path: Path, db_target: Path | str
+) -> None:
+    """No ``name`` in config.toml: the webhook's ``feed.name`` is the feed's own title,
+    also in the messages of the very fetch that read it first."""
+    url = feed_server.static("/feed", rss([{"title": "One", "guid": "1"}], title="Jane's log"))
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'database = "{db_target}"\n[[feeds]]\nurl = "{url}"\n'
+        f'[[users]]\nname = "alice"\nwebhook_url = "{HOOK}"\nsecret = "{SECRETS["alice"]}"\n'
+        'feeds = ["*"]\nnotify_backlog = true\n'
+    )
+    await run_once_from(config)
+    db = await Database.open(db_target)
+    try:
+        row = await db.fetchone("SELECT body FROM deliveries")
+    finally:
+        await db.close()
+    assert row is not None
+    assert json.loads(row["body"])["data"]["feed"]["name"] == "Jane's log"
+
+
+# One notification per story.
+
+
+def story(n: int, url: str, guid: str | None = None) -> PostCreate:
+    return PostCreate(
+        external_id=guid or f"guid-{n}", title=f"Story {n}", url=url, content_hash=f"s{n}"
+    )
+
+
+async def skipped(db: Database) -> list[tuple[str, str, str]]:
+    rows = await db.fetchall(
+        "SELECT u.name, s.story, p.external_id FROM skipped_posts s "
+        "JOIN users u ON u.id = s.user_id JOIN posts p ON p.id = s.post_id ORDER BY s.post_id"
+    )
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+async def test_a_story_from_another_feed_is_announced_once(db: Database, tmp_path: Path) -> None:
+    await setup(
+        db,
+        tmp_path,
+        [
+            user("alice", HOOK, [A, B], notify_backlog=True),
+            user("bob", HOOK, [B], notify_backlog=True),
+            user("carol", HOOK, [A, B], notify_backlog=True, dedupe_days=0),
+        ],
+    )
+    await fetch(db, A, [story(1, "https://news.example/1"), story(2, "https://news.example/2")])
+    # B carries story 1 under another scheme, host case and tracking, and story 2 by guid.
+    await fetch(
+        db,
+        B,
+        [
+            story(11, "http://WWW.news.example/1/?utm_source=rss#top", "b-1"),
+            story(12, "https://elsewhere.example/2", "guid-2"),
+            story(13, "https://news.example/3"),
+        ],
+    )
+    assert await messages(db) == [
+        ("alice", A, ["guid-1", "guid-2"]),
+        ("carol", A, ["guid-1", "guid-2"]),
+        ("alice", B, ["guid-13"]),
+        ("bob", B, ["b-1", "guid-2", "guid-13"]),  # bob never saw A's
+        ("carol", B, ["b-1", "guid-2", "guid-13"]),  # dedupe_days = 0: every post
+    ]
+    assert await skipped(db) == [
+        ("alice", "link:news.example/1", "b-1"),
+        ("alice", "guid:guid-2", "guid-2"),
+    ]
+
+
+async def test_a_story_told_longer_ago_than_dedupe_days_is_told_again(
+    db: Database, tmp_path: Path
+) -> None:
+    await setup(db, tmp_path, [user("alice", HOOK, [A, B], notify_backlog=True, dedupe_days=2)])
+    await fetch(db, A, [story(1, "https://news.example/1")])
+    await db.write(
+        lambda tx: tx.execute(
+            "UPDATE announced SET announced_at = :then", {"then": "2020-01-01T00:00:00.000Z"}
+        )
+    )
+    await fetch(db, B, [story(2, "https://news.example/1", "other")])
+    assert [m[2] for m in await messages(db)] == [["guid-1"], ["other"]]
+    assert await skipped(db) == []
+
+
+async def test_pruning_forgets_old_skips_and_stories(db: Database, tmp_path: Path) -> None:
+    await setup(db, tmp_path, [user("alice", HOOK, [A, B], notify_backlog=True)])
+    await fetch(db, A, [story(1, "https://news.example/1"), story(2, "https://news.example/2")])
+    await fetch(db, B, [story(3, "https://news.example/1", "b-1")])
+    assert len(await skipped(db)) == 1
+    await db.write(
+        lambda tx: tx.execute(
+            "UPDATE announced SET announced_at = :then WHERE post_id = 1",
+            {"then": "2020-01-01T00:00:00.000Z"},
+        )
+    )
+    await OutboxRepo(db).prune("9999-01-01T00:00:00.000Z")
+    assert await skipped(db) == []
+    left = await db.fetchall("SELECT story FROM announced ORDER BY story")
+    assert [row[0] for row in left] == ["guid:guid-2", "link:news.example/2"]

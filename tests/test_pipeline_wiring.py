@@ -22,6 +22,7 @@ from rssd.daemon.startup import daemon_session
 from rssd.fetch.fetcher import Fetcher
 from rssd.models.config import load_config
 from rssd.models.dto import FetchJobStatus
+from rssd.repo.claims import ClaimRepo
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.sources import SourceRepo
@@ -157,5 +158,31 @@ async def test_a_fetch_run_by_hand_keeps_its_lease_while_it_runs(
             assert report.status is FetchJobStatus.COMPLETED
             renewer = pipeline._renewer  # the one task: it must end with the last fetch
             assert renewer is not None
-            await asyncio.wait([renewer], timeout=5)
-            assert renewer.done()
+            await asyncio.gather(renewer, return_exceptions=True)  # hangs (60 s) if it runs on
+            assert renewer.cancelled() or renewer.exception() is None
+
+
+async def test_an_rss_ttl_reaches_the_schedule(feed_server: FeedServer, tmp_path: Path) -> None:
+    """``<ttl>180</ttl>`` on a feed fetched every 60 minutes: the daemon's next job for it is
+    due after the ttl (180 min less the 10% jitter), not after the interval (at most 66)."""
+    body = rss([{"title": "t", "guid": "urn:1"}]).replace(
+        "<description>", "<ttl>180</ttl><description>", 1
+    )
+    url = feed_server.static("/feed", body)
+    config = load_config(
+        write_config(tmp_path / "config.toml", [{"url": url, "interval_minutes": 60}])
+    )
+    async with asyncio.timeout(60), daemon_session(config) as db:
+        (source,) = await SourceRepo(db).list()
+        claims = ClaimRepo(db, "d1")
+        await claims.queue_missing({source.id: to_iso(utcnow() - timedelta(minutes=1))})
+        (claim,) = await claims.claim_due(1, 1)
+        async with Fetcher(config) as fetcher:
+            report = await Pipeline(db, fetcher, claims).run_claim(claim)
+    assert report.status is FetchJobStatus.COMPLETED
+    assert report.result is not None and report.result.ttl_minutes == 180
+    with closing(sqlite3.connect(tmp_path / "rssd.sqlite3")) as raw:
+        ((not_before,),) = raw.execute(
+            "SELECT not_before FROM fetch_job WHERE status = 'QUEUED'"
+        ).fetchall()
+    assert not_before > to_iso(utcnow() + timedelta(minutes=150)), not_before

@@ -9,12 +9,14 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
 import rssd.repo.claims as claims_module
 from rssd.clock import to_iso, utcnow
 from rssd.models.dto import ErrorCode, FetchJobStatus, FetchMeta
-from rssd.repo.claims import LEASE_SECONDS, ClaimRepo, host_of
+from rssd.net.hosts import host_key
+from rssd.repo.claims import LEASE_SECONDS, ClaimRepo
 from rssd.repo.claims import PAGE as CANDIDATE_PAGE
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
@@ -24,8 +26,15 @@ from tests.support.config import make_config
 
 pytestmark = pytest.mark.both_backends
 
-PAST = to_iso(utcnow() - timedelta(minutes=5))
-FUTURE = to_iso(utcnow() + timedelta(hours=1))
+
+def past() -> str:
+    """Due a few minutes ago, at the time of the call (not of the import: a long session
+    must not turn a module-level "future" into the past)."""
+    return to_iso(utcnow() - timedelta(minutes=5))
+
+
+def future() -> str:
+    return to_iso(utcnow() + timedelta(hours=1))
 
 
 async def sources(db: Database, tmp_path: Path, urls: list[str]) -> dict[str, int]:
@@ -40,16 +49,11 @@ async def jobs_of(db: Database) -> list[tuple[int, str, str | None]]:
     return [(row[0], row[1], row[2]) for row in rows]
 
 
-def test_host_of() -> None:
-    assert host_of("http://A.Example:8080/x") == "a.example"
-    assert host_of("https://b.example/") == "b.example"
-
-
 async def test_only_due_jobs_of_enabled_sources_are_claimed(db: Database, tmp_path: Path) -> None:
     ids = await sources(db, tmp_path, [f"http://h{i}.example/feed" for i in range(3)])
     due, later, disabled = ids.values()
     claims = ClaimRepo(db, "d1")
-    assert await claims.queue_missing({due: PAST, later: FUTURE, disabled: PAST}) == 3
+    assert await claims.queue_missing({due: past(), later: future(), disabled: past()}) == 3
     await db.write(
         lambda tx: tx.execute(
             "UPDATE content_sources SET enabled = 0 WHERE id = :id", {"id": disabled}
@@ -67,28 +71,41 @@ async def test_only_due_jobs_of_enabled_sources_are_claimed(db: Database, tmp_pa
 async def test_queue_missing_leaves_an_active_job_alone(db: Database, tmp_path: Path) -> None:
     (source,) = (await sources(db, tmp_path, ["http://a.example/feed"])).values()
     claims = ClaimRepo(db, "d1")
-    assert await claims.queue_missing({source: PAST}) == 1
-    assert await claims.queue_missing({source: FUTURE}) == 0
+    due = past()
+    assert await claims.queue_missing({source: due}) == 1
+    assert await claims.queue_missing({source: future()}) == 0
     (claim,) = await claims.claim_due(1, 1)
-    assert await claims.queue_missing({source: PAST}) == 0, "ONGOING counts as active"
+    assert await claims.queue_missing({source: past()}) == 0, "ONGOING counts as active"
     assert await jobs_of(db) == [(source, "ONGOING", None)]
-    assert claim.job.not_before == PAST
+    assert claim.job.not_before == due
 
 
 async def test_the_per_host_limit_holds_and_frees_as_jobs_end(db: Database, tmp_path: Path) -> None:
     urls = [f"http://same.example/feed{i}" for i in range(5)] + ["http://other.example/f"]
     ids = await sources(db, tmp_path, urls)
     claims = ClaimRepo(db, "d1")
-    await claims.queue_missing(dict.fromkeys(ids.values(), PAST))
+    await claims.queue_missing(dict.fromkeys(ids.values(), past()))
     first = await claims.claim_due(10, 2)
-    hosts = sorted(host_of(claim.source.url) for claim in first)
+    hosts = sorted(host_key(claim.source.url) for claim in first)
     assert hosts == ["other.example", "same.example", "same.example"]
     assert await claims.claim_due(10, 2) == [], "same.example's two slots are taken"
     ending = next(claim for claim in first if "same" in claim.source.url)
     done = await FetchJobRepo(db).mark_completed(ending.job.id, FetchMeta(http_status=200))
     assert done is not None
     (freed,) = await claims.claim_due(10, 2)
-    assert host_of(freed.source.url) == "same.example"
+    assert host_key(freed.source.url) == "same.example"
+
+
+async def test_an_idn_host_and_its_punycode_share_the_slots(db: Database, tmp_path: Path) -> None:
+    """Issue 22: the claims key hosts as the fetcher does (rssd.net.hosts), so one server
+    written two ways gets one slot, not two."""
+    ids = await sources(db, tmp_path, ["https://bücher.de/a", "https://xn--bcher-kva.de/b"])
+    claims = ClaimRepo(db, "d1")
+    await claims.queue_missing(dict.fromkeys(ids.values(), past()))
+    (first,) = await claims.claim_due(10, 1)
+    assert await claims.claim_due(10, 1) == [], "the same host's one slot is taken"
+    row = await db.fetchone("SELECT host FROM fetch_job WHERE id = :id", {"id": first.job.id})
+    assert row is not None and row[0] == "xn--bcher-kva.de"
 
 
 async def test_two_daemons_claiming_at_once_never_take_the_same_job(
@@ -96,7 +113,7 @@ async def test_two_daemons_claiming_at_once_never_take_the_same_job(
 ) -> None:
     urls = [f"http://h{i % 7}.example/feed{i}" for i in range(40)]
     ids = await sources(db, tmp_path, urls)
-    await ClaimRepo(db, "setup").queue_missing(dict.fromkeys(ids.values(), PAST))
+    await ClaimRepo(db, "setup").queue_missing(dict.fromkeys(ids.values(), past()))
     other = await Database.open(db_target)
     try:
         repos = [ClaimRepo(db, "d1"), ClaimRepo(other, "d2")]
@@ -108,7 +125,7 @@ async def test_two_daemons_claiming_at_once_never_take_the_same_job(
     per_host: dict[str, int] = {}
     for batch in batches:
         for claim in batch:
-            host = host_of(claim.source.url)
+            host = host_key(claim.source.url)
             per_host[host] = per_host.get(host, 0) + 1
     assert per_host and max(per_host.values()) <= 3, per_host
     rows = await db.fetchall(
@@ -122,14 +139,14 @@ async def test_an_expired_lease_is_taken_back_and_the_source_is_due_at_once(
 ) -> None:
     ids = await sources(db, tmp_path, ["http://a.example/feed", "http://b.example/feed"])
     dead, alive = ClaimRepo(db, "dead"), ClaimRepo(db, "alive")
-    await dead.queue_missing(dict.fromkeys(ids.values(), PAST))
+    await dead.queue_missing(dict.fromkeys(ids.values(), past()))
     (lost,) = await dead.claim_due(1, 2)
     (kept,) = await alive.claim_due(1, 2)
     assert await alive.take_back() == [], "no lease has expired yet"
     await db.write(
         lambda tx: tx.execute(
             "UPDATE fetch_job SET lease_expires_at = :past WHERE claimed_by = 'dead'",
-            {"past": PAST},
+            {"past": past()},
         )
     )
     assert await alive.renew() == 1, "renewing touches only our own"
@@ -149,9 +166,11 @@ async def test_an_expired_lease_is_taken_back_and_the_source_is_due_at_once(
 async def test_renew_pushes_the_lease_forward(db: Database, tmp_path: Path) -> None:
     ids = await sources(db, tmp_path, ["http://a.example/feed"])
     claims = ClaimRepo(db, "d1")
-    await claims.queue_missing(dict.fromkeys(ids.values(), PAST))
+    await claims.queue_missing(dict.fromkeys(ids.values(), past()))
     await claims.claim_due(1, 1)
-    await db.write(lambda tx: tx.execute("UPDATE fetch_job SET lease_expires_at = :p", {"p": PAST}))
+    await db.write(
+        lambda tx: tx.execute("UPDATE fetch_job SET lease_expires_at = :p", {"p": past()})
+    )
     assert await claims.renew() == 1
     row = await db.fetchone("SELECT lease_expires_at FROM fetch_job")
     assert row is not None
@@ -164,21 +183,22 @@ async def test_ending_a_job_queues_the_next_in_the_same_transaction(
 ) -> None:
     (source,) = (await sources(db, tmp_path, ["http://a.example/feed"])).values()
     claims, jobs = ClaimRepo(db, "d1"), FetchJobRepo(db)
-    await claims.queue_missing({source: PAST})
+    due, later = past(), future()
+    await claims.queue_missing({source: due})
     (claim,) = await claims.claim_due(1, 1)
-    following = NextJob(FUTURE, failures=2, fetch_url="http://moved.example/", moved_seen=2)
+    following = NextJob(later, failures=2, fetch_url="http://moved.example/", moved_seen=2)
     failed = await jobs.mark_failed(claim.job.id, ErrorCode.TIMEOUT, "slow", next_job=following)
     assert failed is not None
     rows = await db.fetchall(
         "SELECT status, not_before, failures, fetch_url, moved_seen FROM fetch_job ORDER BY id"
     )
     assert [tuple(row) for row in rows] == [
-        ("FAILED", PAST, 0, None, 0),
-        ("QUEUED", FUTURE, 2, "http://moved.example/", 2),
+        ("FAILED", due, 0, None, 0),
+        ("QUEUED", later, 2, "http://moved.example/", 2),
     ]
     assert await claims.claim_due(1, 1) == [], "not due before its time"
     # A late completion of the ended job writes nothing, queues nothing.
-    assert await jobs.mark_completed(claim.job.id, FetchMeta(), next_job=NextJob(PAST)) is None
+    assert await jobs.mark_completed(claim.job.id, FetchMeta(), next_job=NextJob(past())) is None
     assert len(await jobs_of(db)) == 2
 
 
@@ -188,7 +208,7 @@ async def test_a_manual_claim_takes_the_queued_job_or_makes_one(
     ids = await sources(db, tmp_path, ["http://a.example/feed", "http://b.example/feed"])
     scheduled, fresh = ids.values()
     claims = ClaimRepo(db, "cli")
-    await claims.queue_missing({scheduled: FUTURE})
+    await claims.queue_missing({scheduled: future()})
     taken = await claims.claim_source(scheduled)
     assert taken is not None and taken.scheduled, "the schedule's job, whatever its time"
     made = await claims.claim_source(fresh)
@@ -209,7 +229,9 @@ async def test_renew_extends_only_the_holders_jobs(db: Database, tmp_path: Path)
     claim = await mine.claim_source(one)
     other = await theirs.claim_source(two)
     assert claim is not None and other is not None
-    await db.write(lambda tx: tx.execute("UPDATE fetch_job SET lease_expires_at = :p", {"p": PAST}))
+    await db.write(
+        lambda tx: tx.execute("UPDATE fetch_job SET lease_expires_at = :p", {"p": past()})
+    )
     assert await mine.renew() == 1
     assert await theirs.take_back() == [other.job.id]
 
@@ -221,7 +243,7 @@ async def test_the_oldest_due_job_is_claimed_first_whatever_its_host(
     first, later = ids["http://z.example/feed"], ids["http://a.example/feed"]
     claims = ClaimRepo(db, "d1")
     older = to_iso(utcnow() - timedelta(hours=2))
-    await claims.queue_missing({first: older, later: PAST})
+    await claims.queue_missing({first: older, later: past()})
     (claim,) = await claims.claim_due(1, 2)
     assert claim.source.id == first
 
@@ -237,7 +259,7 @@ async def test_a_busy_host_does_not_starve_another_hosts_due_job(
     oldest = utcnow() - timedelta(hours=3)
     await claims.queue_missing(
         {ids[url]: to_iso(oldest + timedelta(seconds=i)) for i, url in enumerate(busy)}
-        | {ids["http://quiet.example/feed"]: PAST}
+        | {ids["http://quiet.example/feed"]: past()}
     )
     (first,) = await claims.claim_due(1, 1)
     assert first.source.url == busy[0], "the oldest due job goes first"
@@ -251,7 +273,7 @@ async def test_an_ongoing_job_without_a_lease_is_taken_back(db: Database, tmp_pa
     alone it would block its source for good."""
     ids = await sources(db, tmp_path, ["http://a.example/feed", "http://b.example/feed"])
     claims = ClaimRepo(db, "d1")
-    await claims.queue_missing(dict.fromkeys(ids.values(), PAST))
+    await claims.queue_missing(dict.fromkeys(ids.values(), past()))
     orphan, _live = await claims.claim_due(2, 1)
     await db.write(
         lambda tx: tx.execute(
@@ -298,3 +320,47 @@ async def test_leases_follow_the_database_clock_on_postgresql(
         "SELECT status, claimed_by FROM fetch_job WHERE id = :id", {"id": claim.job.id}
     )
     assert row is not None and (row[0], row[1]) == ("ONGOING", "holder")
+
+
+async def test_a_claim_skips_a_row_another_transaction_holds(
+    db: Database, db_target: Path | str, tmp_path: Path, *, backend: str
+) -> None:
+    """On PostgreSQL a claim skips a QUEUED row another daemon's claim has locked and takes
+    the next one at once, instead of waiting on the lock (``FOR UPDATE SKIP LOCKED``).
+    Whether the claim waits is read from the server (a backend waiting on a lock), not
+    from a clock."""
+    if backend == "sqlite":
+        pytest.skip("SQLite claims under BEGIN IMMEDIATE: there is no row lock to skip")
+    ids = await sources(db, tmp_path, ["http://a.example/feed", "http://b.example/feed"])
+    claims = ClaimRepo(db, "d1")
+    await claims.queue_missing(
+        {ids["http://a.example/feed"]: to_iso(utcnow() - timedelta(hours=1))}
+        | {ids["http://b.example/feed"]: past()}
+    )
+    async with await psycopg.AsyncConnection.connect(str(db_target)) as other:
+        held = await other.execute(
+            "SELECT id FROM fetch_job WHERE content_source_id = %s FOR UPDATE",
+            (ids["http://a.example/feed"],),
+        )
+        locked = await held.fetchone()
+        assert locked is not None
+        held_id = locked[0]
+        claim = asyncio.ensure_future(claims.claim_due(2, 2))
+        watching = psycopg.AsyncConnection.connect(str(db_target), autocommit=True)
+        async with await watching as watcher:  # autocommit: a fresh view at each look
+            while not claim.done():
+                waiting = await watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+                count = await waiting.fetchone()
+                if count is not None and count[0] > 0:
+                    await other.rollback()  # let the claim finish before failing
+                    await claim
+                    pytest.fail("the claim waited on the row another transaction holds")
+                await asyncio.sleep(0.01)
+        claimed = await claim
+        await other.rollback()
+    assert [c.source.id for c in claimed] == [ids["http://b.example/feed"]]
+    row = await db.fetchone("SELECT status FROM fetch_job WHERE id = :id", {"id": held_id})
+    assert row is not None and row[0] == "QUEUED"

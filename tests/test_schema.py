@@ -31,10 +31,16 @@ V6_INDEXES = ("posts_newest", "posts_source_newest", "posts_created")
 POSTS_INDEXES = ("posts_fetch_job", *V6_INDEXES)
 V7_INDEXES = ("fetch_job_due", "fetch_job_lease", "fetch_job_host_slot")
 V7_TABLES = ("daemons", "config_sync")
-V8_INDEXES = ("deliveries_source",)
-#: Version 8's search index (rssd/repo/search.py): its triggers, then its tables.
-V8_TRIGGERS = ("posts_search_insert", "posts_search_update", "posts_search_delete")
-V8_TABLES = ("posts_fts", "search_queue", "search_backfill")
+V9_INDEXES = ("skipped_posts_time",)
+V9_TABLES = ("announced", "skipped_posts")
+V9_COLUMNS = {
+    "users": ("format", "include_content", "dedupe_days"),
+    "posts": ("tags", "enclosures"),
+}
+V11_INDEXES = ("deliveries_source",)
+#: Version 11's search index (rssd/repo/search.py): its triggers, then its tables.
+V11_TRIGGERS = ("posts_search_insert", "posts_search_update", "posts_search_delete")
+V11_TABLES = ("posts_fts", "search_queue", "search_backfill")
 V7_JOB_COLUMNS = (
     "not_before", "failures", "fetch_url", "moved_seen",
     "claimed_by", "lease_expires_at", "host", "host_slot",
@@ -373,7 +379,8 @@ def test_the_v1_fixture_is_schema_sql_without_the_later_indexes(tmp_path: Path) 
         *V5_INDEXES,
         *V6_INDEXES,
         *V7_INDEXES,
-        *V8_INDEXES,
+        *V9_INDEXES,
+        *V11_INDEXES,
     }
     assert "posts_published" not in index_names(path) | index_names(current)
 
@@ -393,7 +400,7 @@ async def test_a_version_1_database_is_migrated_with_its_data_intact(tmp_path: P
         await db.close()
 
     assert user_version(path) == SCHEMA_VERSION
-    assert {*POSTS_INDEXES, *V7_INDEXES, *V8_INDEXES} <= index_names(path)
+    assert {*POSTS_INDEXES, *V7_INDEXES, *V11_INDEXES} <= index_names(path)
     assert "posts_published" not in index_names(path)
     after = {
         table: query(
@@ -406,9 +413,9 @@ async def test_a_version_1_database_is_migrated_with_its_data_intact(tmp_path: P
     # Version 4 added three columns to content_sources, NULL in migrated rows.
     assert [row[:-3] for row in after["content_sources"]] == before["content_sources"]
     assert {row[-3:] for row in after["content_sources"]} == {(None, None, None)}
-    assert {t: rows for t, rows in after.items() if t != "content_sources"} == {
-        t: rows for t, rows in before.items() if t != "content_sources"
-    }
+    assert [row[:-2] for row in after["posts"]] == before["posts"]  # version 9's two
+    assert {row[-2:] for row in after["posts"]} == {(None, None)}
+    assert after["fetch_job"] == before["fetch_job"]
     # Version 7's columns, with their defaults on the jobs that were there.
     assert (
         query(path, f"SELECT {', '.join(V7_JOB_COLUMNS)} FROM fetch_job")
@@ -603,20 +610,32 @@ async def test_version_4_adds_the_feed_columns_as_a_fresh_database_has_them(
     assert query(path, "SELECT url, feed_title FROM content_sources") != []
 
 
-def drop_version_8(conn: sqlite3.Connection) -> None:
-    """Take version 8's objects out of today's schema (the search index, an index)."""
-    for trigger in V8_TRIGGERS:
+def drop_version_11(conn: sqlite3.Connection) -> None:
+    """Take version 11's objects out of today's schema (the search index, an index)."""
+    for trigger in V11_TRIGGERS:
         conn.execute(f"DROP TRIGGER {trigger}")
-    for table in V8_TABLES:
+    for table in V11_TABLES:
         conn.execute(f"DROP TABLE {table}")
-    for index in V8_INDEXES:
+    for index in V11_INDEXES:
         conn.execute(f"DROP INDEX {index}")
 
 
-def drop_version_7(conn: sqlite3.Connection) -> None:
-    """Take version 7's objects (and the later ones) out of today's schema (its indexes,
+def drop_version_9(conn: sqlite3.Connection) -> None:
+    """Take version 9's objects (and the later ones') out of today's schema (its index,
     tables, columns)."""
-    drop_version_8(conn)
+    drop_version_11(conn)
+    for index in V9_INDEXES:
+        conn.execute(f"DROP INDEX {index}")
+    for table in V9_TABLES:
+        conn.execute(f"DROP TABLE {table}")
+    for table, columns in V9_COLUMNS.items():
+        for column in columns:
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+
+
+def drop_version_7(conn: sqlite3.Connection) -> None:
+    """Take version 7's objects (and the later ones') out of today's schema."""
+    drop_version_9(conn)
     for index in V7_INDEXES:
         conn.execute(f"DROP INDEX {index}")
     for table in V7_TABLES:
@@ -655,8 +674,12 @@ def test_migration_4_alone_builds_what_schema_sql_builds(tmp_path: Path) -> None
     with closing(sqlite3.connect(fresh)) as conn:
         conn.executescript(schema_sql())
         drop_version_7(conn)
+    # (DROP COLUMN leaves "...NOT NULL) STRICT" where the file had a line break.)
     normalized = {(t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(path)}
-    expected = {(t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(fresh)}
+    expected = {
+        (t, n, " ".join(str(sql).split()).replace("NULL) STRICT", "NULL ) STRICT"))
+        for t, n, sql in schema_objects(fresh)
+    }
     assert normalized == expected
 
 
@@ -671,7 +694,7 @@ def test_migration_6_alone_adds_what_schema_sql_has_for_version_7(tmp_path: Path
     fresh = tmp_path / "fresh.sqlite3"
     with closing(sqlite3.connect(fresh)) as conn:
         conn.executescript(schema_sql())
-        drop_version_8(conn)
+        drop_version_9(conn)
     assert {(t, n) for t, n, _ in schema_objects(path)} == {
         (t, n) for t, n, _ in schema_objects(fresh)
     }
@@ -682,13 +705,13 @@ def test_migration_6_alone_adds_what_schema_sql_has_for_version_7(tmp_path: Path
     assert columns(path) == columns(fresh)
 
 
-def test_migration_7_alone_builds_what_schema_sql_has_for_version_8(tmp_path: Path) -> None:
+def test_migration_10_alone_builds_what_schema_sql_has_for_version_11(tmp_path: Path) -> None:
     """The step itself creates the search index, its queue, triggers and state, and the
     deliveries index; the posts already there are left for the backfill (last_id)."""
-    path = tmp_path / "v7.sqlite3"
+    path = tmp_path / "v10.sqlite3"
     with closing(sqlite3.connect(path)) as conn:
         conn.executescript(schema_sql())
-        drop_version_8(conn)
+        drop_version_11(conn)
         conn.execute(
             "INSERT INTO content_sources (url, interval_minutes, timeout_seconds, created_at, "
             "updated_at) VALUES ('http://a.example/feed', 60, 30.0, ?, ?)",
@@ -701,7 +724,7 @@ def test_migration_7_alone_builds_what_schema_sql_has_for_version_8(tmp_path: Pa
                 (str(n), NOW),
             )
         conn.commit()
-        conn.executescript(MIGRATIONS[7])
+        conn.executescript(MIGRATIONS[10])
     fresh = tmp_path / "fresh.sqlite3"
     with closing(sqlite3.connect(fresh)) as conn:
         conn.executescript(schema_sql())
@@ -769,3 +792,18 @@ async def test_deleting_a_source_cascades_to_subscriptions_and_deliveries(db: Da
     )
     assert await db.fetchall("SELECT * FROM subscriptions") == []
     assert await db.fetchall("SELECT * FROM deliveries") == []
+
+
+def test_migration_8_alone_adds_version_9s_columns(tmp_path: Path) -> None:
+    """The step adds the columns; its two tables come from schema.sql (IF NOT EXISTS)."""
+    path = tmp_path / "v8.sqlite3"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(schema_sql())
+        drop_version_9(conn)
+        conn.executescript(MIGRATIONS[8])
+    fresh = tmp_path / "fresh.sqlite3"
+    with closing(sqlite3.connect(fresh)) as conn:
+        conn.executescript(schema_sql())
+    for table in V9_COLUMNS:
+        sql = f"SELECT name, type, \"notnull\", dflt_value FROM pragma_table_info('{table}')"
+        assert set(query(path, sql)) == set(query(fresh, sql))  # ALTER appends: order differs

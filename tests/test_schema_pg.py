@@ -13,12 +13,13 @@ import psycopg
 import pytest
 
 from rssd.repo.db import Database, DatabaseError
-from rssd.repo.migrations import SCHEMA_VERSION
+from rssd.repo.migrations import PG_JOB_DUE_TRIGGER, SCHEMA_VERSION
 from tests.support.postgres import fresh_database
 
 TABLES = {
     "content_sources", "fetch_job", "posts", "seen_items", "daemons", "config_sync",
-    "schema_version", "users", "subscriptions", "deliveries", "search_backfill",
+    "config_versions", "schema_version", "users", "subscriptions", "deliveries",
+    "announced", "skipped_posts", "search_backfill",
 }  # fmt: skip
 INDEXES = {
     "fetch_job_one_active", "fetch_job_source_latest", "fetch_job_due", "fetch_job_lease",
@@ -58,6 +59,18 @@ async def test_daemons_starting_together_create_the_schema_once(url: str) -> Non
     tables, indexes, versions = await catalog(url)
     assert tables == TABLES
     assert indexes >= INDEXES
+    assert versions == [SCHEMA_VERSION]
+
+
+async def test_a_version_7_database_is_brought_up(url: str) -> None:
+    """Version 8 added config_versions (rssd/repo/config_sync.py)."""
+    await (await Database.open(url)).close()
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("DROP TABLE config_versions")
+        await conn.execute("UPDATE schema_version SET version = 7")
+    await (await Database.open(url)).close()
+    tables, _, versions = await catalog(url)
+    assert "config_versions" in tables
     assert versions == [SCHEMA_VERSION]
 
 
@@ -198,3 +211,9 @@ async def test_both_schemas_have_the_search_index_and_its_state(url: str, tmp_pa
         assert await cursor.fetchall() == [("gin",)]
         cursor = await conn.execute("SELECT id, next_id, last_id FROM search_backfill")
         assert await cursor.fetchall() == on_sqlite == [(1, 1, 0)]
+
+
+def test_the_job_due_trigger_is_the_same_in_the_schema_and_its_migration() -> None:
+    """Fresh databases get it from schema_pg.sql, older ones from PG_MIGRATIONS[9]."""
+    schema = (Path(__file__).parent.parent / "schema_pg.sql").read_text()
+    assert PG_JOB_DUE_TRIGGER.strip() in schema

@@ -238,12 +238,19 @@ async def test_stats_events_count_what_the_service_did_and_retention_runs(
     expected = {"fetches_ok": 1, "fetches_failed": 1, "posts_new": 3}
     totals = dict.fromkeys(expected, 0)
     start = 0
-    while totals != expected:  # a fetch recorded just after a tick counts in the next one
-        start = await daemon.wait_for("stats", start=start) + 1
-        event = daemon.events[start - 1]
-        for key in totals:
-            totals[key] += event[key]
-        assert all(totals[key] <= expected[key] for key in totals), (totals, daemon.log())
+    try:
+        async with asyncio.timeout(WAIT):  # stats come every 0.2 s: a lost count spins
+            while totals != expected:  # a fetch recorded just after a tick counts next time
+                start = await daemon.wait_for("stats", start=start) + 1
+                event = daemon.events[start - 1]
+                for key in totals:
+                    totals[key] += event[key]
+                assert all(totals[key] <= expected[key] for key in totals), (
+                    totals,
+                    daemon.log(),
+                )
+    except TimeoutError:
+        pytest.fail(f"the stats events add up to {totals}, not {expected}\n{daemon.log()}")
     assert event["sources"] == 2
     assert event["database_bytes"] > 0
     assert isinstance(event["loop_lag_max_ms"], int | float)

@@ -17,7 +17,7 @@ from rssd.commands.humanize import ago, due, plural, shorten, table
 from rssd.commands.terminal import safe_json, safe_lines
 from rssd.models.redact import redact
 from rssd.repo.db import Database
-from rssd.repo.outbox import Delivery, OutboxRepo
+from rssd.repo.outbox import Delivery, OutboxRepo, SkippedPost
 from rssd.repo.queries import PostFilter, PostRow, newest_posts
 from rssd.repo.users import User, UserRepo
 
@@ -115,9 +115,51 @@ def render_human(rows: list[Delivery], now: datetime) -> str:
     return "\n".join(table(header, table_rows, right=(2, 3, 5)))
 
 
+async def query_skipped(path: Path, *, user: str | None, limit: int) -> list[SkippedPost]:
+    config = load(path)
+    async with reader(config) as db:
+        user_id = (await _user(db, user)).id if user else None
+        return await OutboxRepo(db).skipped(user_id, limit)
+
+
+def render_skipped(rows: list[SkippedPost], now: datetime) -> str:
+    if not rows:
+        return "no posts skipped as duplicates"
+    table_rows = [
+        [
+            row.user_name,
+            str(row.post_id),
+            str(row.content_source_id),
+            str(row.duplicate_of),
+            shorten(row.story, ERROR_WIDTH),
+            ago(parse_iso(row.skipped_at), now),
+        ]
+        for row in rows
+    ]
+    header = ["USER", "POST", "FEED", "DUPLICATE OF", "STORY", "SKIPPED"]
+    return "\n".join(table(header, table_rows, right=(1, 2, 3)))
+
+
 def main(
-    path: Path, *, user: str | None, failed: bool, dead: bool, limit: int, as_json: bool
+    path: Path,
+    *,
+    user: str | None,
+    failed: bool,
+    dead: bool,
+    limit: int,
+    as_json: bool,
+    skipped: bool = False,
 ) -> int:
+    if skipped:
+        skips = run(query_skipped(path, user=user, limit=limit))
+        if as_json:
+            if skips:
+                print(
+                    "\n".join(safe_json(json.dumps(asdict(s), ensure_ascii=False)) for s in skips)
+                )
+        else:
+            print(render_skipped(skips, utcnow()))
+        return EXIT_OK
     rows = run(query(path, user=user, failed=failed, dead=dead, limit=limit))
     if as_json:
         if rows:

@@ -12,7 +12,6 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,8 +25,16 @@ from rssd.daemon.schedule import Policy, next_due
 from rssd.models.categories import in_category
 from rssd.models.dto import FetchJobStatus, LatestJob
 from rssd.models.location import ConfigError, config_mtime, fallback_database
+from rssd.models.source_state import State, classify
 from rssd.models.urls import normalize_url
-from rssd.repo.config_sync import Synced, config_hash, synced_config
+from rssd.repo.config_sync import (
+    Synced,
+    config_digests,
+    differing_keys,
+    hash_of,
+    known_digests,
+    synced_config,
+)
 from rssd.repo.daemons import DaemonRow, list_daemons
 from rssd.repo.queries import SourceStatus, source_statuses
 
@@ -36,23 +43,6 @@ if TYPE_CHECKING:
 
 #: The midpoint of the daemon's +-10% jitter.
 JITTER = 0.5
-
-
-class State(StrEnum):
-    OK = "ok"
-    FAILING = "failing"
-    GONE = "gone"
-    DISABLED = "disabled"
-    NEVER_FETCHED = "never_fetched"
-
-    @property
-    def label(self) -> str:
-        return self.value.replace("_", " ")
-
-    @property
-    def needs_attention(self) -> bool:
-        """What ``--failing`` reports: a feed that fails, or one that is gone for good."""
-        return self in (State.FAILING, State.GONE)
 
 
 @dataclass(frozen=True)
@@ -69,25 +59,21 @@ def assess(row: SourceStatus, now: datetime) -> Assessment:
     """State and next due of one source, by the same rules the daemon schedules with."""
     source = row.source
     history = history_of(_latest(row))
-    latest = row.latest
-    fetching = latest is not None and latest.status is FetchJobStatus.ONGOING
-    if not source.enabled:
-        state = State.DISABLED
-    elif history.gone:
-        state = State.GONE
-    elif row.failures > 0:
-        state = State.FAILING
-    elif row.last_success is not None:
-        state = State.OK
-    else:
-        state = State.NEVER_FETCHED  # or only ever interrupted by the daemon stopping
+    active = row.active
+    fetching = active is not None and active.status is FetchJobStatus.ONGOING
+    state = classify(
+        enabled=source.enabled,
+        gone=history.gone,
+        failures=row.failures,
+        succeeded=row.last_success is not None,
+    )
     due: datetime | None = None
     if source.enabled:
         policy = Policy(interval=timedelta(minutes=source.interval_minutes))
         if fetching:
             due = now
-        elif latest is not None and latest.status is FetchJobStatus.QUEUED and latest.not_before:
-            due = parse_iso(latest.not_before)
+        elif active is not None and active.status is FetchJobStatus.QUEUED and active.not_before:
+            due = parse_iso(active.not_before)
         else:
             due = next_due(history, policy, now, JITTER)
     return Assessment(row, state, fetching, due)
@@ -126,12 +112,27 @@ class Overview:
     synced: Synced | None = None
     config_hash: str | None = None  # this config.toml's
     shared: bool = False  # a database several daemons may share (PostgreSQL)
+    #: The keys this config.toml differs in from the synced version (when both are known).
+    differs_in: tuple[str, ...] = ()
+    #: Per-key digests of the config versions the cluster synced, by hash (those in view).
+    versions: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def drifting(self) -> list[DaemonRow]:
-        """Daemons running another config than the synced one (older files: config.drift)."""
+        """Daemons running another config than the synced one (config.drift)."""
         if self.synced is None:
             return []
         return [d for d in self.daemons if d.config_hash not in (None, self.synced.config_hash)]
+
+    def daemon_differs_in(self, daemon: DaemonRow) -> list[str]:
+        """The keys a daemon's config differs in from the synced one ([]: the same, or
+        unknown)."""
+        if self.synced is None or daemon.config_hash is None:
+            return []
+        mine = self.versions.get(daemon.config_hash)
+        current = self.versions.get(self.synced.config_hash)
+        if mine is None or current is None:
+            return []
+        return differing_keys(mine, current)
 
 
 @dataclass(frozen=True)
@@ -142,15 +143,22 @@ class _View:
     daemons: list[DaemonRow]
     synced: Synced | None
     shared: bool
+    versions: dict[str, dict[str, str]]  # the synced version's and the daemons' digests
 
 
 async def _view_of(database: Path | str) -> _View:
     async with reader_at(database) as db:
+        daemons = await list_daemons(db)
+        synced = await synced_config(db)
+        hashes = {d.config_hash for d in daemons if d.config_hash is not None}
+        if synced is not None:
+            hashes.add(synced.config_hash)
         return _View(
             await source_statuses(db),
-            await list_daemons(db),
-            await synced_config(db),
+            daemons,
+            synced,
             db.shared,
+            await known_digests(db, hashes),
         )
 
 
@@ -187,16 +195,23 @@ async def gather(path: Path) -> Overview:
             if errors:
                 raise CommandError("\n".join([*errors, str(exc)])) from None
             raise
+    digests = config_digests(config) if config else None
+    current = view.versions.get(view.synced.config_hash) if view.synced else None
     return _overview(
         view,
         not_in_database([feed.url for feed in config.feeds], view.rows) if config else [],
         errors,
-        config_hash(config) if config else None,
+        hash_of(digests) if digests is not None else None,
+        tuple(differing_keys(digests, current)) if digests and current is not None else (),
     )
 
 
 def _overview(
-    view: _View, missing: list[str], errors: tuple[str, ...], this_hash: str | None
+    view: _View,
+    missing: list[str],
+    errors: tuple[str, ...],
+    this_hash: str | None,
+    differs_in: tuple[str, ...] = (),
 ) -> Overview:
     now = utcnow()
     return Overview(
@@ -208,6 +223,8 @@ def _overview(
         view.synced,
         this_hash,
         view.shared,
+        differs_in,
+        view.versions,
     )
 
 

@@ -15,6 +15,7 @@ from rssd.commands.humanize import ago, due, shorten, table
 from rssd.commands.terminal import safe_json, safe_lines
 from rssd.models.dto import FetchJob, FetchJobStatus
 from rssd.models.redact import redact, redact_optional
+from rssd.models.source_state import State
 
 if TYPE_CHECKING:
     from rssd.commands.status import Assessment, Overview
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 JSON_FORMAT = 1
 NAME_WIDTH = 24
 ERROR_WIDTH = 110
-STATES = ("ok", "failing", "gone", "disabled", "never_fetched")
+STATES = tuple(state.value for state in State)
 
 
 def attempt_time(job: FetchJob) -> datetime:
@@ -81,7 +82,7 @@ def render_human(overview: Overview, shown: Sequence[Assessment], empty: str | N
     for index, a in enumerate(shown):
         row = a.row
         # The attempt running now, else the last one that ended (a QUEUED job is the plan).
-        latest = row.latest if a.fetching else row.finished
+        latest = row.active if a.fetching else row.finished
         success = row.last_success
         rows.append(
             [
@@ -159,14 +160,23 @@ def _daemon_lines(overview: Overview) -> list[str]:
         lines += ["", *table(header, rows, right=(2, 4))]
         if synced is not None:
             lines.append(f"synced config: {synced}")
+        for d in overview.drifting():
+            keys = overview.daemon_differs_in(d)
+            if keys:
+                lines.append(f"daemon {d.id} runs a config that differs in: {_keys(keys)}")
     if overview.synced and overview.config_hash != overview.synced.config_hash:
+        differs = f" in: {_keys(overview.differs_in)}" if overview.differs_in else ""
         lines.append(
             f"this config.toml ({overview.config_hash}) differs from the one last synced "
             f"({overview.synced.config_hash}, by {overview.synced.synced_by or '-'} at "
-            f"{overview.synced.synced_at}): a newer file is applied at the next reload, an "
-            f"older one is drift and is not"
+            f"{overview.synced.synced_at}){differs}. A daemon applies it when it reads new "
+            f"content; a version the cluster has moved on from is drift and is not applied"
         )
     return lines
+
+
+def _keys(keys: Sequence[str]) -> str:
+    return ", ".join(redact(key) for key in keys)
 
 
 def _job(job: FetchJob | None) -> dict[str, Any] | None:
@@ -198,7 +208,8 @@ def source_json(a: Assessment) -> dict[str, Any]:
         "interval_minutes": row.source.interval_minutes,
         "state": a.state.value,
         "fetching": a.fetching,
-        "last_attempt": _job(row.latest),
+        "last_attempt": _job(row.finished),
+        "current_attempt": _job(row.active) if a.fetching else None,
         "last_success_at": row.last_success.ended_at if row.last_success else None,
         "consecutive_failures": row.failures,
         "next_due_at": to_iso(a.next_due) if a.next_due else None,
@@ -215,9 +226,17 @@ def render_json(overview: Overview, shown: Sequence[Assessment], empty: str | No
         "totals": totals(overview.assessments),
         "not_in_database": [redact(url) for url in overview.not_in_database],
         "config_errors": list(overview.config_errors),
-        "daemons": [{**asdict(d), "drift": d in overview.drifting()} for d in overview.daemons],
+        "daemons": [
+            {
+                **asdict(d),
+                "drift": d in overview.drifting(),
+                "differs_in": [redact(key) for key in overview.daemon_differs_in(d)],
+            }
+            for d in overview.daemons
+        ],
         "config": {
             "file_hash": overview.config_hash,
+            "differs_in": [redact(key) for key in overview.differs_in],
             "synced": asdict(overview.synced) if overview.synced else None,
         },
     }

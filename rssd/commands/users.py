@@ -17,7 +17,7 @@ from rssd.clock import parse_iso, utcnow
 from rssd.commands.context import load, reader, run, writer
 from rssd.commands.errors import EXIT_OK, EXIT_USAGE, CommandError
 from rssd.commands.humanize import ago, plural, shorten, table
-from rssd.models.redact import redact
+from rssd.models.redact import redact, redact_endpoint
 from rssd.repo.outbox import OutboxRepo
 from rssd.repo.users import User, UserRepo
 
@@ -29,6 +29,8 @@ class UserView:
     user: User
     feeds: list[str]
     counts: dict[str, int]
+    #: Posts not announced: their story reached the user from another feed.
+    skipped: int = 0
 
     @property
     def state(self) -> str:
@@ -43,7 +45,8 @@ class UserView:
         user = self.user
         return {
             "name": user.name,
-            "webhook_url": redact(user.webhook_url),
+            "webhook_url": redact_endpoint(user.webhook_url, user.format),
+            "format": user.format,
             "state": self.state,
             "in_config": user.enabled,
             "disabled_reason": user.disabled_reason,
@@ -55,6 +58,7 @@ class UserView:
             "pending": self.counts.get("pending", 0),
             "delivered": self.counts.get("delivered", 0),
             "dead": self.counts.get("dead", 0),
+            "duplicates_skipped": self.skipped,
             "last_success_at": user.last_success_at,
             "last_error_at": user.last_error_at,
             "last_error": user.last_error,
@@ -68,7 +72,10 @@ async def gather(path: Path) -> list[UserView]:
         users = await repo.all()
         feeds = await repo.subscriptions()
         counts = await OutboxRepo(db).counts()
-    return [UserView(u, feeds.get(u.id, []), counts.get(u.id, {})) for u in users]
+        skipped = await OutboxRepo(db).skipped_counts()
+    return [
+        UserView(u, feeds.get(u.id, []), counts.get(u.id, {}), skipped.get(u.id, 0)) for u in users
+    ]
 
 
 def _when(value: str | None) -> datetime | None:

@@ -1,9 +1,11 @@
 """The claim loop: take due jobs from the database, run them, keep their leases alive.
 
 The same on both backends. Every POLL_SECONDS (or at once when a fetch of ours ends and
-frees room) the daemon claims as many due jobs as it has room for; the database decides
-which, so several daemons never take the same job, and the host slots keep the per-host
-limit across all of them. While fetches run, their leases are renewed every
+frees room) the daemon claims as many due jobs as it has room for; on PostgreSQL an idle
+daemon instead sleeps until the next job falls due, woken early by the database's NOTIFY
+when another process queues one due now (rssd/repo/pg_listen.py, ``idle_wait``). The
+database decides which, so several daemons never take the same job, and the host slots
+keep the per-host limit across all of them. While fetches run, their leases are renewed every
 LEASE_SECONDS / 3; jobs whose lease expired (a daemon killed -9, a machine gone) are taken
 back by whichever daemon looks first, and fetched again at once.
 """
@@ -17,12 +19,31 @@ from collections.abc import Callable
 from rssd.daemon.pipeline import JobReport, Pipeline
 from rssd.logs import get_logger
 from rssd.repo.claims import LEASE_SECONDS, Claim, ClaimRepo
+from rssd.repo.db import Database, Listening
 
 log = get_logger("rssd.daemon")
 
-#: How often an idle daemon looks for due jobs (the wake-up of idle daemons: a short poll).
+#: How often an idle daemon looks for due jobs when nothing wakes it (SQLite; PostgreSQL
+#: while its notification connection is down; due jobs held back by busy hosts).
 POLL_SECONDS = 1.0
+#: The longest an idle daemon that is woken by notifications sleeps: a bound on what a
+#: change no notification covers (a source enabled by another daemon's config) may wait.
+IDLE_SECONDS = 10.0
+#: The shortest sleep: a job due in a millisecond is not worth a loop of its own.
+MIN_WAIT_SECONDS = 0.05
 RENEW_SECONDS = LEASE_SECONDS / 3
+
+
+def idle_wait(due_in: float | None) -> float:
+    """How long an idle claim loop that notifications wake sleeps: until the next job
+    falls due (``due_in`` seconds from now by the database's clock; None: none queued),
+    at most IDLE_SECONDS. A job already due that was not claimed waits for a busy host's
+    slot, which no notification announces: poll."""
+    if due_in is None:
+        return IDLE_SECONDS
+    if due_in <= 0:
+        return POLL_SECONDS
+    return min(IDLE_SECONDS, max(MIN_WAIT_SECONDS, due_in))
 
 
 class Claimer:
@@ -42,8 +63,12 @@ class Claimer:
         self._on_done = on_done
         self.in_flight: dict[int, asyncio.Task[JobReport]] = {}
         self.wake = asyncio.Event()
+        #: When the claim loop last turned or, while it sleeps, when it turns next: the
+        #: watchdog's sign that the scheduler is alive.
         self.heartbeat = time.monotonic()
         self.claiming = True
+        self._listening: Listening | None = None
+        self._was_listening = False
 
     async def claim_loop(self) -> None:
         while self.claiming:
@@ -63,11 +88,36 @@ class Claimer:
             if got and got == free:
                 continue  # there may be more due: claim again once room frees up
             self.wake.clear()
+            wait = POLL_SECONDS if free <= 0 else await self._idle_wait()
+            # While asleep the loop is next expected to turn at the end of its wait.
+            self.heartbeat = time.monotonic() + wait
             try:
-                async with asyncio.timeout(POLL_SECONDS):
+                async with asyncio.timeout(wait):
                     await self.wake.wait()
             except TimeoutError:
                 pass
+
+    async def listen(self, db: Database) -> None:
+        """Be woken by the database when a job falls due elsewhere (PostgreSQL's NOTIFY),
+        instead of polling every POLL_SECONDS while idle."""
+        self._listening = await db.listen(self.wake.set)
+
+    async def _idle_wait(self) -> float:
+        listening = self._listening is not None and self._listening.connected
+        if listening != self._was_listening and self._listening is not None:
+            if listening:
+                log.info("jobs.listening")
+            else:
+                log.warning("jobs.listen_lost", error_message=self._listening.last_error)
+            self._was_listening = listening
+        if not listening:
+            return POLL_SECONDS
+        try:
+            due_in = await self.claims.seconds_to_next_due()
+        except Exception as exc:
+            log.error("jobs.claim_failed", error_message=repr(exc))
+            return POLL_SECONDS
+        return idle_wait(due_in)
 
     def _launch(self, claim: Claim) -> None:
         log.debug(

@@ -172,9 +172,7 @@ class DeliveryLoop:
         if user is None:
             return False  # removed from config.toml: the next sync disables the user
         started = time.monotonic()
-        answer = await self.sender.send(
-            user.webhook_url, user.signing_secret, delivery.id, due.body.encode()
-        )
+        answer = await self.sender.deliver(user, delivery.id, due.body)
         now = utcnow()
         attempt = delivery.attempts + 1
         decision = decide(

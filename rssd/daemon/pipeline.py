@@ -355,8 +355,16 @@ class Pipeline:
                 detail=result.warning,
                 posts=len(result.posts),
             )
+        title = result.feed_title or None
+        if title == self._titles.get(source.id, source.feed_title):
+            title = None  # stored already
         recorded = await self.jobs.mark_completed(
-            job.id, _stored_meta(result), result.posts, result.seen_items, next_job
+            job.id,
+            _stored_meta(result),
+            result.posts,
+            result.seen_items,
+            next_job,
+            feed_title=title,
         )
         if recorded is None:
             status = await self.jobs.get_status(job.id)
@@ -365,6 +373,8 @@ class Pipeline:
         job_done, counts = recorded
         if self._validators is not None:
             self._validators[source.id] = Validators.from_job(job_done)
+        if title:
+            self._titles[source.id] = title
         await self._note_feed(source, result, known)
         report = JobReport(
             source.id,
@@ -398,8 +408,9 @@ class Pipeline:
         return report
 
     async def _note_feed(self, source: Source, result: FetchResult, known: str | None) -> None:
-        """Record a (re)discovered feed URL and a new feed title on the source. Not in
-        the posts' transaction: both are hints, rewritten by the next fetch if lost."""
+        """Record a (re)discovered feed URL on the source. Not in the posts' transaction:
+        a hint, rewritten by the next fetch if lost. (A new feed title is written with the
+        posts: the webhooks announcing them name the feed by it.)"""
         if result.discovered and result.feed_url != known:
             await self.sources.set_feed_url(source.id, result.feed_url)
             self._feed_urls[source.id] = result.feed_url
@@ -412,10 +423,6 @@ class Pipeline:
                 if result.feed_url
                 else "the configured URL answers a feed itself again",
             )
-        title = result.feed_title
-        if title and title != self._titles.get(source.id, source.feed_title):
-            await self.sources.set_feed_title(source.id, title)
-            self._titles[source.id] = title
 
     def name_of(self, source: Source) -> str | None:
         """The configured name, else the feed's title as last recorded."""

@@ -36,7 +36,7 @@ from rssd.daemon.lag import LagProbe
 from rssd.daemon.loop import loop_name
 from rssd.daemon.pipeline import JobReport, Pipeline
 from rssd.daemon.reconcile import reconcile
-from rssd.daemon.schedule import MOVED_AFTER, History, Policy, source_policy
+from rssd.daemon.schedule import MOVED_AFTER, Policy, source_policy
 from rssd.daemon.search_backfill import backfill_loop
 from rssd.daemon.startup import daemon_session, sync_sources
 from rssd.daemon.watcher import FileWatcher
@@ -44,6 +44,7 @@ from rssd.fetch.fetcher import Fetcher
 from rssd.logs import get_logger, set_level
 from rssd.models.config import Config, ConfigError, load_config
 from rssd.models.dto import FetchJobStatus, Source
+from rssd.models.source_state import State, classify
 from rssd.repo.claims import ClaimRepo
 from rssd.repo.config_sync import config_hash
 from rssd.repo.daemons import DaemonRepo, Identity, forget_silent
@@ -96,8 +97,13 @@ class Stats:
     failed: int = 0
     posts_new: int = 0
 
-    def reset(self) -> None:
+    def take(self) -> Stats:
+        """The counts so far, and zero from now on: one step, with no await in between,
+        so a fetch that ends while the ``stats`` event is being put together counts in
+        the next one instead of being lost."""
+        taken = Stats(self.ok, self.failed, self.posts_new)
         self.ok = self.failed = self.posts_new = 0
+        return taken
 
 
 def new_identity() -> Identity:
@@ -119,6 +125,8 @@ class Service:
         self.identity = new_identity()
         self.sources = 0
         self.stats = Stats()
+        #: The counts of the last ``stats`` event, for systemd's STATUS line.
+        self._last_minute = Stats()
         self.stats_seconds = seconds_from_env("RSSD_STATS_SECONDS", STATS_SECONDS)
         self.prune_seconds = seconds_from_env("RSSD_PRUNE_SECONDS", PRUNE_SECONDS)
         self.lag = LagProbe()
@@ -167,6 +175,7 @@ class Service:
             pipeline = Pipeline(db, fetcher, claims, self._policy)
             await pipeline.preload()
             claimer = Claimer(claims, pipeline, self._room, self._done)
+            await claimer.listen(db)
             self._claimer = claimer
 
             async def leases() -> None:
@@ -328,7 +337,10 @@ class Service:
             )
             config = config.model_copy(update={"database": self.config.database})
         assert self._db is not None and self._fetcher is not None
-        report = await sync_sources(self._db, config, self.config_path, self.identity.id)
+        edited = config_hash(config) != config_hash(self.config)
+        report = await sync_sources(
+            self._db, config, self.config_path, self.identity.id, edited=edited
+        )
         set_level(config.log_level)
         self._fetcher.reconfigure(config)
         if self._delivery is not None:
@@ -398,13 +410,18 @@ class Service:
         every = await SourceRepo(self._db).list()
         enabled = {s.id for s in every if s.enabled}
         states = Counter(
-            _state_label(history_of(row))
+            classify(
+                enabled=True,
+                gone=history_of(row).gone,
+                failures=row.failures,
+                succeeded=row.last_success_at is not None,
+            )
             for row in await latest_jobs(self._db)
             if row.source_id in enabled
         )
-        for label in ("ok", "failing", "gone", "never_fetched"):
-            metrics.SOURCES.labels(label).set(states[label])
-        metrics.SOURCES.labels("disabled").set(len(every) - len(enabled))
+        states[State.DISABLED] = len(every) - len(enabled)
+        for state in State:
+            metrics.SOURCES.labels(state.value).set(states[state])
         metrics.IN_FLIGHT.set(self.in_flight)
         metrics.DUE.set(await self._claims.count_due())
         oldest = await self._claims.oldest_due()
@@ -442,12 +459,13 @@ class Service:
 
     async def _log_stats(self) -> None:
         assert self._claims is not None and self._db is not None
+        minute = self.stats.take()
         sent, failed, dead = self._delivery.stats.take() if self._delivery else (0, 0, 0)
         log.info(
             "stats",
-            fetches_ok=self.stats.ok,
-            fetches_failed=self.stats.failed,
-            posts_new=self.stats.posts_new,
+            fetches_ok=minute.ok,
+            fetches_failed=minute.failed,
+            posts_new=minute.posts_new,
             deliveries_sent=sent,
             deliveries_failed=failed,
             deliveries_dead=dead,
@@ -458,13 +476,14 @@ class Service:
             loop_lag_max_ms=self.lag.take_max(),
             database_bytes=await self._db.size_bytes(),
         )
+        self._last_minute = minute
         notify.notify(f"STATUS={self._status_line()}")
-        self.stats.reset()
 
     def _status_line(self) -> str:
+        minute = self._last_minute
         return (
             f"{self.sources} sources, {self.in_flight} fetching, "
-            f"last minute: {self.stats.ok} ok, {self.stats.failed} failed"
+            f"last minute: {minute.ok} ok, {minute.failed} failed"
         )
 
     async def _watchdog(self) -> None:
@@ -519,12 +538,3 @@ async def run_service(
     config_path: Path, config: Config, watcher: FileWatcher | None = None
 ) -> None:
     await Service(config_path, config, watcher).run()
-
-
-def _state_label(history: History) -> str:
-    """A source's state for the ``rssd_sources`` gauge (as ``rssd status`` says)."""
-    if history.gone:
-        return "gone"
-    if history.failures:
-        return "failing"
-    return "ok" if history.ended_at is not None else "never_fetched"

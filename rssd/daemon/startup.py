@@ -41,13 +41,21 @@ def file_mtime(path: Path | None) -> str:
 
 
 async def sync_sources(
-    db: Database, config: Config, path: Path | None = None, daemon_id: str | None = None
+    db: Database,
+    config: Config,
+    path: Path | None = None,
+    daemon_id: str | None = None,
+    *,
+    edited: bool = False,
 ) -> SyncReport:
-    """Sync the feed list from ``config`` (read from ``path``). On a shared database an
-    older file than the one last synced is drift: logged, not applied (config_sync.py).
+    """Sync the feed list from ``config`` (read from ``path``). On a shared database a
+    file holding a version the cluster has moved on from is drift: logged, not applied
+    (config_sync.py). ``edited``: its content changed since this daemon last read it.
     Feeds first, then the users subscribed to them."""
     mtime = file_mtime(path)
-    outcome = await sync_config(db, config, file_mtime=mtime, daemon_id=daemon_id, guard=db.shared)
+    outcome = await sync_config(
+        db, config, file_mtime=mtime, daemon_id=daemon_id, guard=db.shared, edited=edited
+    )
     if outcome.report is None:
         synced = outcome.synced
         assert synced is not None
@@ -57,10 +65,10 @@ async def sync_sources(
             synced_hash=synced.config_hash,
             synced_at=synced.synced_at,
             synced_by=synced.synced_by,
-            file_mtime=mtime,
-            synced_mtime=synced.config_mtime,
-            detail="this config.toml is older than the one already synced by another daemon: "
-            "its feed list is not applied; update the file on this machine",
+            differs_in=list(outcome.differs_in),
+            detail="this config.toml holds an earlier version than the one the cluster "
+            "runs (synced by another daemon), unchanged since this daemon read it: not "
+            "applied; copy the current file to this machine, or edit this one",
         )
         return SyncReport((), (), ())
     report = outcome.report

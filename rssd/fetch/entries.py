@@ -118,6 +118,63 @@ def text_value(value: object) -> str | None:
     return text
 
 
+#: Bounds on what an entry's lists may add to its row (a hostile feed's thousand tags).
+MAX_TAGS = 50
+MAX_ENCLOSURES = 20
+MAX_TAG_CHARS = 200
+
+
+def tags_json(values: object) -> str | None:
+    """Category / tag names as a JSON array (feedparser's ``{"term", "label"}`` dicts, or
+    plain strings from a JSON Feed), cleaned, unique, bounded; None when there are none."""
+    names: list[str] = []
+    for value in values if isinstance(values, list) else ():
+        term = value.get("term") or value.get("label") if isinstance(value, Mapping) else value
+        name = text_value(term)
+        if name and name[:MAX_TAG_CHARS] not in names:
+            names.append(name[:MAX_TAG_CHARS])
+        if len(names) == MAX_TAGS:
+            break
+    return json.dumps(names, ensure_ascii=False) if names else None
+
+
+def enclosures_json(values: object, url_key: str, type_key: str, length_key: str) -> str | None:
+    """Enclosures / attachments as a JSON array of ``{"url", "type", "length"}`` (http(s)
+    URLs only; a length that is not a whole number of bytes is null)."""
+    found: list[dict[str, object]] = []
+    for value in values if isinstance(values, list) else ():
+        if not isinstance(value, Mapping):
+            continue
+        url = http_only(clean_text(value.get(url_key)))
+        if url is None:
+            continue
+        length = value.get(length_key)
+        if isinstance(length, str) and length.strip().isdigit():
+            length = int(length.strip())
+        found.append(
+            {
+                "url": url,
+                "type": clean_text(value.get(type_key)),
+                "length": length
+                if isinstance(length, int) and not isinstance(length, bool) and length >= 0
+                else None,
+            }
+        )
+        if len(found) == MAX_ENCLOSURES:
+            break
+    return json.dumps(found, ensure_ascii=False) if found else None
+
+
+def _enclosure_links(entry: Mapping[str, Any]) -> list[Any]:
+    """feedparser keeps enclosures among the links (``enclosures`` is a computed key)."""
+    links = _own(entry, "links")
+    return [
+        link
+        for link in (links if isinstance(links, list) else ())
+        if isinstance(link, Mapping) and link.get("rel") == "enclosure"
+    ]
+
+
 def content_hash(fields: Mapping[str, str | None]) -> str:
     """A stable hash of what a post shows; an edit anywhere changes it."""
     blob = json.dumps(fields, sort_keys=True, ensure_ascii=False).encode("utf-8")
@@ -144,4 +201,11 @@ def entry_to_post(entry: Mapping[str, Any]) -> PostCreate:
     }
     digest = content_hash(fields)
     external_id = clean_text(_own(entry, "id")) or link or f"sha256:{digest}"
-    return PostCreate(external_id=external_id, content_hash=digest, **fields)
+    # Not in the hash: posts stored before tags were kept do not all turn "edited".
+    return PostCreate(
+        external_id=external_id,
+        content_hash=digest,
+        tags=tags_json(_own(entry, "tags")),
+        enclosures=enclosures_json(_enclosure_links(entry), "href", "type", "length"),
+        **fields,
+    )

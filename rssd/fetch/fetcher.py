@@ -7,11 +7,9 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from functools import lru_cache
 from types import TracebackType
 
 import aiohttp
-from yarl import URL
 
 from rssd.fetch.discover import FeedLink, PageLinks, resolve_links
 from rssd.fetch.http import (
@@ -23,11 +21,12 @@ from rssd.fetch.http import (
     hints,
 )
 from rssd.fetch.parse import ParsePool
-from rssd.fetch.resolver import DaemonThreadResolver
 from rssd.models.config import Config
 from rssd.models.dto import ErrorCode, FetchJob, FetchMeta, PostCreate, Source
 from rssd.models.redact import same_origin, strip_userinfo, with_credentials
 from rssd.net.addresses import AddressClass, IPAddress, address_class
+from rssd.net.hosts import host_key
+from rssd.net.resolver import DaemonThreadResolver
 
 #: Loads the stored item fingerprints of the source being fetched (rssd.repo.seen).
 SeenLoader = Callable[[], Awaitable[bytes]]
@@ -94,7 +93,7 @@ class HostLimiter:
         self._users: defaultdict[str, int] = defaultdict(int)
 
     def hold(self, url: str) -> _HostSlot:
-        return _HostSlot(self, _host(url))
+        return _HostSlot(self, host_key(url))
 
     async def _enter(self, host: str) -> None:
         semaphore = self._semaphores.get(host)
@@ -130,13 +129,6 @@ class _HostSlot:
 
     async def __aexit__(self, *exc: object) -> None:
         self._limiter._leave(self._host)
-
-
-@lru_cache(maxsize=65536)
-def _host(url: str) -> str:
-    """The host a URL's requests count against (cached: the same URLs come back on every
-    pass, and parsing them was a visible share of a fetch's CPU)."""
-    return (URL(url).host or "").lower()
 
 
 class Fetcher:

@@ -23,9 +23,10 @@ from yarl import URL
 
 from rssd.fetch.digest import content_digest
 from rssd.fetch.inflate import InflateError, Inflater
-from rssd.fetch.resolver import DaemonThreadResolver
 from rssd.models.dto import ErrorCode
 from rssd.net.addresses import AddressClass, IPAddress, address_class, crossing, parse_address
+from rssd.net.numeric import numeric_host_refusal
+from rssd.net.resolver import DaemonThreadResolver
 
 #: Resolves a redirect target's host to check where it points before connecting.
 _RESOLVER = DaemonThreadResolver()
@@ -175,6 +176,7 @@ async def _follow(
     #: The class of the server whose redirect led here (None: the configured URL, which
     #: the operator chose and which is trusted wherever it is).
     redirected_by: AddressClass | None = None
+    _refuse_numeric(url, None)
     if moved_from is not None and not network.allow_private and url.scheme in ("http", "https"):
         redirected_by = await _host_class(URL(moved_from), network)
         targets = await _target_classes(url, network)
@@ -213,6 +215,7 @@ async def _follow(
                     )
                 permanent = permanent and resp.status in PERMANENT_REDIRECTS
                 target = url.join(URL(location))
+                _refuse_numeric(target, resp.status)
                 if target.scheme in ("http", "https"):  # others are refused at the top
                     headers = _check_hop(url, target, headers, resp.status)
                     if guarded:
@@ -221,6 +224,18 @@ async def _follow(
                 url, redirected_by = target, here
                 continue
             return await _finish(resp, url, limits, moved=hops > 0 and permanent)
+
+
+def _refuse_numeric(url: URL, status: int | None) -> None:
+    """Refuse a host in a numeric form other than the dotted quad (rssd.net.numeric): the
+    resolver would read ``127.1`` as loopback where the address checks see a name."""
+    host = url.raw_host or ""
+    refused = numeric_host_refusal(host) or numeric_host_refusal(url.host or "")
+    if refused:
+        what = "redirect refused" if status is not None else "refused"
+        raise FetchError(
+            ErrorCode.HTTP_ERROR, f"{what}: {refused}", http_status=status, final_url=str(url)
+        )
 
 
 def _check_hop(url: URL, target: URL, headers: dict[str, str], status: int) -> dict[str, str]:

@@ -26,8 +26,10 @@ from urllib.parse import urljoin
 from rssd.fetch.entries import (
     clean_text,
     content_hash,
+    enclosures_json,
     http_only,
     parse_date_text,
+    tags_json,
     text_value,
 )
 from rssd.fetch.sanitize import clean_html
@@ -176,4 +178,10 @@ def item_to_post(item: Mapping[str, Any], base: str, sanitize: bool) -> PostCrea
     if isinstance(raw_id, int | float) and not isinstance(raw_id, bool):
         raw_id = str(raw_id)  # 1.0 feeds in the wild number their items
     external_id = clean_text(raw_id) or link or f"sha256:{digest}"
-    return PostCreate(external_id=external_id, content_hash=digest, **fields)
+    return PostCreate(
+        external_id=external_id,
+        content_hash=digest,
+        tags=tags_json(item.get("tags")),
+        enclosures=enclosures_json(item.get("attachments"), "url", "mime_type", "size_in_bytes"),
+        **fields,
+    )

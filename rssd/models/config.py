@@ -20,6 +20,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from rssd import __version__
@@ -32,7 +33,7 @@ from rssd.models.location import (
     locate_database,
     read_config_bytes,
 )
-from rssd.models.redact import redact
+from rssd.models.redact import redact, split_userinfo
 from rssd.models.urls import check_http_url, normalize_url
 from rssd.models.users import UserConfig, WebhooksConfig, check_users
 
@@ -107,6 +108,18 @@ def read_headers_file(path: Path) -> dict[str, str]:
         raise ValueError(f"{path}: {exc}") from None
 
 
+def auth_clash(url: str, headers: Mapping[str, str]) -> str | None:
+    """Why a feed's credentials cannot work, or None. A URL's ``user:password@`` becomes
+    an Authorization header; with one configured as well, aiohttp refuses every request
+    before any exchange, so it is a config error, not a fetch failure."""
+    if split_userinfo(url) is None or not any(name.lower() == "authorization" for name in headers):
+        return None
+    return (
+        "credentials in the URL (user:password@) and an Authorization header cannot be "
+        "combined: keep one of them"
+    )
+
+
 class FeedConfig(BaseModel):
     """One ``[[feeds]]`` table. Unset settings inherit the top-level defaults."""
 
@@ -141,6 +154,13 @@ class FeedConfig(BaseModel):
     @classmethod
     def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
         return check_headers(value)
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> FeedConfig:
+        problem = auth_clash(self.url, self.headers)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class Config(BaseModel):
@@ -310,6 +330,10 @@ def _with_header_files(config: Config, path: Path) -> Config:
                 f"(feed {redact(feed.url)})"
             )
             continue
+        problem = auth_clash(feed.url, extra)
+        if problem:
+            errors.append(f"feeds[{index}].headers_file: {problem} (feed {redact(feed.url)})")
+            continue
         feeds.append(feed.model_copy(update={"headers": {**feed.headers, **extra}}))
     if errors:
         raise ConfigError(path, errors)
@@ -363,7 +387,9 @@ def _describe(exc: ValidationError, raw: Mapping[str, Any]) -> list[str]:
                 and "headers" not in loc  # a header value is usually a secret
                 and loc[:1] != ("users",)  # so may be anything in a [[users]] table
             ):
-                message += f" (got {redact(repr(error['input']))})"
+                given = error["input"]  # masked before quoting: a quote ends a URL in text
+                shown = repr(redact(given)) if isinstance(given, str) else redact(repr(given))
+                message += f" (got {shown})"
         prefix = f"{key}: " if key and not message.startswith(f"{key}[") else ""
         lines.append(f"{prefix}{message}{feed}")
     return lines

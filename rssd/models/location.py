@@ -14,8 +14,10 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 from rssd.clock import to_iso
+from rssd.models.redact import split_userinfo, unmaskable
 
 PG_SCHEMES = ("postgresql://", "postgres://")
 DEFAULT_DATABASE = Path("rssd.sqlite3")
@@ -69,6 +71,21 @@ def check_database(value: object) -> object:
     if isinstance(value, str) and value.strip() in ("", "."):
         raise ValueError('must name a database file, e.g. "rssd.sqlite3"')
     if isinstance(value, str) and value.startswith(PG_SCHEMES):
+        authority = value.partition("://")[2].partition("/")[0]
+        ours = split_userinfo(value)
+        if "@" in authority and (ours is None or ours[1] != authority.partition("@")[0]):
+            # libpq's userinfo ends at the first "@" before a "/", redaction's at the
+            # last "@" before a "/", "?" or "#": where they differ, refuse.
+            raise ValueError(
+                "the database URL's credentials hold '@', '?' or '#': write them "
+                "percent-encoded (%40, %3F, %23)"
+            )
+        unsafe = unmaskable(value)
+        if unsafe is not None:  # libpq reads it, but no log line could mask it
+            raise ValueError(
+                f"the database URL's password contains {unsafe!r}: write it percent-encoded "
+                f"({quote(unsafe, safe='')})"
+            )
         return value  # libpq's to judge (postgresql:///rssd is the local socket)
     if isinstance(value, str) and "://" in value:
         raise ValueError(

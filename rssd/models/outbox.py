@@ -18,6 +18,11 @@ from rssd.models.post import PostCreate
 
 #: Above this many posts, a fetch's announcement to one user is split into several messages.
 MAX_POSTS_PER_MESSAGE = 100
+#: Per format: as many posts as one request of that service can carry whole (Slack: 50
+#: blocks; Discord: 10 embeds in 6,000 characters; ntfy: 4,096 bytes). A longer list is
+#: split across messages, never cut.
+POSTS_PER_MESSAGE = {"standard": MAX_POSTS_PER_MESSAGE, "slack": 20, "discord": 10, "ntfy": 10,
+                     "gotify": 20}  # fmt: skip
 EVENT_TYPE = "posts.new"
 
 _sequence = itertools.count()
@@ -38,6 +43,10 @@ class Subscriber:
     name: str
     keep: tuple[str, ...] = ()
     block: tuple[str, ...] = ()
+    format: str = "standard"
+    include_content: bool = False
+    #: Skip a story announced from another feed within this many days (0: never).
+    dedupe_days: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,33 +84,66 @@ def post_fields(post: PostCreate, feed: Feed) -> dict[str, str | None]:
     return {**post.as_row(), "category": feed.category}
 
 
+def chosen_posts(
+    subscriber: Subscriber, feed: Feed, posts: Sequence[StoredPost]
+) -> list[StoredPost]:
+    """The posts that pass the subscriber's filters."""
+    filters = filters_of(subscriber.keep, subscriber.block)
+    return [p for p in posts if passes(filters, post_fields(p.post, feed))]
+
+
 def plan_messages(
     subscribers: Sequence[Subscriber],
     feed: Feed,
     posts: Sequence[StoredPost],
     timestamp: str,
-    chunk: int = MAX_POSTS_PER_MESSAGE,
+    chunk: int | None = None,
+    *,
+    filtered: bool = False,
 ) -> list[Message]:
-    """One message per subscriber (split above ``chunk`` posts) with the posts that pass
-    the subscriber's filters; none for a subscriber whose filters pass nothing."""
+    """One message per subscriber (split above ``chunk`` posts, by default as many as the
+    subscriber's format carries) with the posts that pass the subscriber's filters; none
+    for a subscriber whose filters pass nothing. ``filtered``: ``posts`` passed them."""
     messages = []
     for subscriber in subscribers:
-        filters = filters_of(subscriber.keep, subscriber.block)
-        chosen = [p for p in posts if passes(filters, post_fields(p.post, feed))]
-        for start in range(0, len(chosen), chunk):
-            part = chosen[start : start + chunk]
-            messages.append(
-                Message(
-                    new_message_id(),
-                    subscriber.user_id,
-                    len(part),
-                    message_body(subscriber.name, feed, part, timestamp),
-                )
-            )
+        chosen = list(posts) if filtered else chosen_posts(subscriber, feed, posts)
+        size = chunk or POSTS_PER_MESSAGE.get(subscriber.format, MAX_POSTS_PER_MESSAGE)
+        for start in range(0, len(chosen), size):
+            part = chosen[start : start + size]
+            body = message_body(subscriber.name, feed, part, timestamp, subscriber.include_content)
+            messages.append(Message(new_message_id(), subscriber.user_id, len(part), body))
     return messages
 
 
-def message_body(user: str, feed: Feed, posts: Sequence[StoredPost], timestamp: str) -> str:
+def post_payload(stored: StoredPost, feed: Feed, include_content: bool) -> dict[str, object]:
+    """One post of a message; ``include_content`` adds what a receiver that keeps the
+    posts needs (content, tags, enclosures, updated_at, the feed's category)."""
+    post = stored.post
+    payload: dict[str, object] = {
+        "id": stored.id,
+        "external_id": post.external_id,
+        "title": post.title,
+        "url": post.url,
+        "author": post.author,
+        "published_at": post.published_at,
+        "summary": post.summary,
+    }
+    if include_content:
+        payload["content"] = post.content
+        payload["updated_at"] = post.updated_at
+        payload["tags"] = json.loads(post.tags) if post.tags else []
+        payload["enclosures"] = json.loads(post.enclosures) if post.enclosures else []
+        payload["category"] = feed.category
+    return payload
+
+
+def message_body(
+    user: str,
+    feed: Feed,
+    posts: Sequence[StoredPost],
+    timestamp: str,
+    include_content: bool = False,
+) -> str:
     """The Standard Webhooks payload; ``timestamp`` is when the posts were stored."""
     return json.dumps(
         {
@@ -110,18 +152,7 @@ def message_body(user: str, feed: Feed, posts: Sequence[StoredPost], timestamp: 
             "data": {
                 "user": user,
                 "feed": {"id": feed.id, "url": feed.url, "name": feed.name},
-                "posts": [
-                    {
-                        "id": stored.id,
-                        "external_id": stored.post.external_id,
-                        "title": stored.post.title,
-                        "url": stored.post.url,
-                        "author": stored.post.author,
-                        "published_at": stored.post.published_at,
-                        "summary": stored.post.summary,
-                    }
-                    for stored in posts
-                ],
+                "posts": [post_payload(stored, feed, include_content) for stored in posts],
             },
         },
         ensure_ascii=False,

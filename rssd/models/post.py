@@ -20,6 +20,8 @@ FIELDS = (
     "published_at",
     "updated_at",
     "content_hash",
+    "tags",
+    "enclosures",
 )
 
 
@@ -36,6 +38,10 @@ class PostCreate:
     published_at: str | None = None
     updated_at: str | None = None
     content_hash: str
+    #: JSON texts: the entry's categories/tags (an array of strings) and its enclosures
+    #: (an array of ``{"url", "type", "length"}``); None when it has none.
+    tags: str | None = None
+    enclosures: str | None = None
 
     def as_row(self) -> dict[str, str | None]:
         """The fields by column name, for the named parameters of an INSERT or UPDATE."""

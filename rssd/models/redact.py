@@ -5,7 +5,14 @@ must not reach a log line, a command's output, an error message or a stored post
 redacted to ``https://alice:***@host/feed`` (a user name alone may be a token: ``***@``).
 A database URL may carry its password as a parameter instead
 (``postgresql://u@h/db?password=x``, libpq's ``password=x``): that is masked as well.
-Plain functions with no dependencies: the parse workers and the log renderer use them too.
+
+One rule decides both what a URL may carry and what is masked (``CREDENTIAL_CHARS``):
+in running text a URL's credentials end at whitespace, a quote or a bracket, so a
+password holding one of those could not be told from the words around it, and config
+validation refuses it (``unmaskable``: write it percent-encoded). A text that is one
+URL (a configured URL, wherever shown) is split exactly, so even such a password is
+masked there. Plain functions with no dependencies: the parse workers and the log
+renderer use them too.
 """
 
 from __future__ import annotations
@@ -14,30 +21,75 @@ import re
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-#: scheme://userinfo@ : the userinfo runs to the last "@" before the path.
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/?#\s\"'<>]*)@")
+#: What a URL's user name and password may hold as written: anything but the delimiters
+#: that end the authority (``/?#``), whitespace, and the quotes and brackets that end a
+#: URL quoted in text. ``'`` stays allowed (RFC 3986 permits it; a quote before the
+#: scheme does not end the credentials).
+CREDENTIAL_CHARS = r"[^/?#\s\"<>]"
 
+#: scheme://userinfo@ in running text: the userinfo runs to the last "@" before the path.
+_USERINFO = re.compile(rf"(?i)\b([a-z][a-z0-9+.-]*://)({CREDENTIAL_CHARS}*)@")
+_SCHEME = re.compile(r"(?i)[a-z][a-z0-9+.-]*://")
+_OUTSIDE = re.compile(r'[\s"<>]')
+_OUTSIDE_PARAM = re.compile(r"[\s\"'<>]")  # libpq quotes keyword values with '
 
 #: ``password=`` as a URL query parameter or a libpq ``keyword=value`` pair.
 _PASSWORD_PARAM = re.compile(r"(?i)(^|[?&;\s])(password=)([^&#\s\"'<>]*)")
 
 
+def split_userinfo(url: str) -> tuple[str, str, str] | None:
+    """A whole URL as (``scheme://``, its userinfo, the rest from the host on), or None
+    when it has no userinfo. The authority ends at the first ``/``, ``?`` or ``#``; the
+    userinfo at its last ``@`` (an unescaped ``@`` in a password stays in the password,
+    as yarl reads it). Exact for a URL on its own, whatever its password holds."""
+    text = url.strip()
+    scheme = _SCHEME.match(text)
+    if scheme is None:
+        return None
+    start = scheme.end()
+    end = next((i for i in range(start, len(text)) if text[i] in "/?#"), len(text))
+    userinfo, at, _ = text[start:end].rpartition("@")
+    if not at:
+        return None
+    return scheme.group(0), userinfo, text[start + len(userinfo) + 1 :]
+
+
+def unmaskable(url: str) -> str | None:
+    """The first character of ``url``'s credentials (userinfo or ``password=`` value)
+    that would end them in running text, so that redaction could not mask them there;
+    None if there is none. Config validation refuses such a URL."""
+    parts = split_userinfo(url)
+    found = _OUTSIDE.search(parts[1]) if parts else None
+    query = url.partition("?")[2].partition("#")[0]
+    for pair in query.split("&") if found is None else ():
+        name, equals, value = pair.partition("=")
+        if equals and name.lower() == "password":
+            found = _OUTSIDE_PARAM.search(value)
+            if found:
+                break
+    return found.group(0) if found else None
+
+
 def _masker(keep_user: bool) -> Callable[[re.Match[str]], str]:
     def mask(match: re.Match[str]) -> str:
-        user, colon, _ = match.group(2).partition(":")
-        if colon:
-            return f"{match.group(1)}{user}:***@"
-        return f"{match.group(1)}{user}@" if keep_user else f"{match.group(1)}***@"
+        return match.group(1) + _masked(match.group(2), keep_user)
 
     return mask
+
+
+def _masked(userinfo: str, keep_user: bool) -> str:
+    user, colon, _ = userinfo.partition(":")
+    if colon:
+        return f"{user}:***@"
+    return f"{user}@" if keep_user else "***@"
 
 
 def _passwords(url: str) -> list[str]:
     """The passwords ``url`` carries, in its userinfo or as ``password=`` parameters."""
     found = [match.group(3) for match in _PASSWORD_PARAM.finditer(url) if match.group(3)]
-    userinfo = _USERINFO.match(url.strip())
-    if userinfo is not None:
-        _, colon, password = userinfo.group(2).partition(":")
+    parts = split_userinfo(url)
+    if parts is not None:
+        _, colon, password = parts[1].partition(":")
         if colon and password:
             found.append(password)
     return found
@@ -51,11 +103,29 @@ def redact(text: str, *, keep_user: bool = False, secrets_of: str | None = None)
     quote them out of URL form)."""
     for password in _passwords(secrets_of) if secrets_of else ():
         text = text.replace(password, "***")
-    if "@" in text:
+    whole = split_userinfo(text) if "@" in text else None
+    if whole is not None and not any(char.isspace() for char in whole[2].rstrip()):
+        # One URL on its own (what follows its credentials is one word): split exactly.
+        scheme, userinfo, rest = whole
+        lead, tail = text[: len(text) - len(text.lstrip())], text[len(text.rstrip()) :]
+        if "@" in rest:  # more URLs after it, in its query (?next=https://a:b@h/)
+            rest = _USERINFO.sub(_masker(keep_user), rest)
+        text = f"{lead}{scheme}{_masked(userinfo, keep_user)}{rest}{tail}"
+    elif "@" in text:
         text = _USERINFO.sub(_masker(keep_user), text)
     if "password=" in text.lower():
         text = _PASSWORD_PARAM.sub(r"\1\2***", text)
     return text
+
+
+def redact_endpoint(url: str, fmt: str) -> str:
+    """A user's webhook URL for output. Slack's and Discord's carry their token in the
+    path and an ntfy topic is its own password: of those only the scheme and host show."""
+    if fmt == "standard":
+        return redact(url)
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    return f"{scheme}://{host}/***"
 
 
 def redact_optional(text: str | None) -> str | None:
@@ -66,27 +136,27 @@ def strip_userinfo(url: str) -> str:
     """``url`` without ``user:password@``: the base that relative links and ids of a
     feed resolve against, so no post stores the credentials. A URL without them is
     returned unchanged, character for character (existing post ids must not move)."""
-    match = _USERINFO.match(url.strip())
-    if match is None:
+    parts = split_userinfo(url)
+    if parts is None:
         return url
-    return match.group(1) + url.strip()[match.end() :]
+    return parts[0] + parts[2]
 
 
 def has_userinfo(url: str) -> bool:
-    return _USERINFO.match(url.strip()) is not None
+    return split_userinfo(url) is not None
 
 
 def with_credentials(url: str, origin: str) -> str:
     """``url`` with ``origin``'s ``user:password@`` when both name the same host and
     ``url`` has none: a page behind basic auth links to its feed on the same host by
     path, and that feed needs the same credentials. Another host never gets them."""
-    match = _USERINFO.match(origin.strip())
-    if match is None or has_userinfo(url):
+    parts = split_userinfo(origin)
+    if parts is None or has_userinfo(url):
         return url
     here, there = urlsplit(url), urlsplit(strip_userinfo(origin))
     if (here.scheme, here.netloc.lower()) != (there.scheme, there.netloc.lower()):
         return url
-    return f"{here.scheme}://{match.group(2)}@{url.strip()[len(here.scheme) + 3 :]}"
+    return f"{here.scheme}://{parts[1]}@{url.strip()[len(here.scheme) + 3 :]}"
 
 
 def same_origin(url: str, origin: str) -> bool:

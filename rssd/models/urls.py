@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from yarl import URL
 
-from rssd.models.redact import redact
+from rssd.models.redact import redact, split_userinfo, unmaskable
+from rssd.net.numeric import numeric_host_refusal
 
 
 def normalize_url(url: str) -> str:
@@ -17,20 +20,48 @@ def check_http_url(value: str) -> str:
     """Accept only absolute http(s) URLs with a host; anything else is an operator typo.
 
     Control and format characters are refused, not left to yarl: it drops a CR LF
-    silently, so ``http://a\r\nb/`` would become a request to host ``ab``."""
+    silently, so ``http://a\r\nb/`` would become a request to host ``ab``. Credentials
+    are accepted only where redaction reads them as yarl does (rssd.models.redact), so
+    whatever is accepted is also masked."""
     value = value.strip()
+    shown = _shown(value)
     bad = next((char for char in value if not char.isprintable()), None)
     if bad is not None:
-        raise ValueError(f"URL contains the control character U+{ord(bad):04X}: {redact(value)!r}")
+        raise ValueError(f"URL contains the control character U+{ord(bad):04X}: {shown!r}")
+    unsafe = unmaskable(value)
+    if unsafe is not None:
+        raise ValueError(
+            f"URL credentials contain {unsafe!r}, which would end them in a log line: "
+            f"write it percent-encoded ({quote(unsafe, safe='')}): {shown!r}"
+        )
     try:
         parsed = URL(value)
         port = parsed.port
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"not a valid URL: {redact(value)!r}") from exc
+        raise ValueError(f"not a valid URL: {shown!r}") from exc
     if parsed.scheme.lower() not in ("http", "https"):
-        raise ValueError(f"URL must start with http:// or https://, got {redact(value)!r}")
+        raise ValueError(f"URL must start with http:// or https://, got {shown!r}")
     if not parsed.host:
-        raise ValueError(f"URL has no host: {redact(value)!r}")
+        raise ValueError(f"URL has no host: {shown!r}")
+    parts = split_userinfo(value)
+    if (parts is None) is not (parsed.raw_user is None and parsed.raw_password is None) or (
+        parts is not None and URL(parts[0] + parts[2]).raw_host != parsed.raw_host
+    ):
+        raise ValueError(f"URL credentials cannot be told from its host: {shown!r}")
+    refused = numeric_host_refusal(parsed.raw_host or "") or numeric_host_refusal(parsed.host)
+    if refused:
+        raise ValueError(f"URL {refused}: {shown!r}")
     if port == 0:
-        raise ValueError(f"URL has port 0, which no server listens on: {redact(value)!r}")
+        raise ValueError(f"URL has port 0, which no server listens on: {shown!r}")
     return value
+
+
+def _shown(value: str) -> str:
+    """``value`` for an error message: redacted, and with everything before its last
+    ``@`` masked when that ``@`` is not where redaction finds credentials (a password
+    holding ``/`` or ``#`` is no password to a URL parser, but it is the operator's)."""
+    scheme, sep, rest = value.partition("://")
+    parts = split_userinfo(value)
+    if sep and "@" in rest and (parts is None or "@" in parts[2]):
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    return redact(value)

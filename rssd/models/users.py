@@ -10,7 +10,7 @@ import base64
 import binascii
 import hashlib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -29,6 +29,7 @@ SECRET_PREFIX = "whsec_"
 #: Standard Webhooks' default schedule: the waits before attempts 2..10, about 3 days in all.
 DEFAULT_RETRY_SECONDS = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
 ALL_FEEDS = "*"
+MAX_DEDUPE_DAYS = 365
 #: A secret file holds one line; anything bigger is not a secret but a wrong path.
 MAX_SECRET_FILE_BYTES = 4096
 
@@ -75,12 +76,53 @@ class WebhookSecret:
     __str__ = __repr__
 
 
-def _secret(value: object) -> WebhookSecret:
+class ServiceToken(WebhookSecret):
+    """A service's own credential (a Gotify application token, an ntfy access token): sent
+    as the service asks, never signed with, never shown by repr or str."""
+
+    __slots__ = ()
+
+    @classmethod
+    def parse(cls, text: str) -> ServiceToken:
+        """Printable ASCII without spaces, as both services issue them. Errors never quote it."""
+        text = text.strip()
+        if not text:
+            raise ValueError("a token must not be empty")
+        if len(text) > 512 or not all("!" <= ch <= "~" for ch in text):
+            raise ValueError("a token must be printable ASCII without spaces (at most 512)")
+        return cls(text.encode("ascii"))
+
+    def text(self) -> str:
+        """The token for the request header. Only the sender calls this."""
+        return self.reveal().decode("ascii")
+
+    def __repr__(self) -> str:
+        return "ServiceToken('**********')"
+
+    __str__ = __repr__
+
+
+#: What a user's messages look like on the wire (rssd/webhooks/formats.py builds them).
+Format = Literal["standard", "slack", "discord", "ntfy", "gotify"]
+#: Formats whose ``secret`` is a token of the service's rather than a ``whsec_`` key;
+#: the value says whether one is required. Slack and Discord carry theirs in the URL.
+TOKEN_FORMATS = {"gotify": True, "ntfy": False}
+
+
+def parse_secret(text: str, fmt: str) -> WebhookSecret:
+    """A ``secret`` (or ``secret_file``'s line) as the user's format reads it."""
+    return ServiceToken.parse(text) if fmt in TOKEN_FORMATS else WebhookSecret.parse(text)
+
+
+def _secret(value: object, info: ValidationInfo) -> WebhookSecret:
     if isinstance(value, WebhookSecret):
         return value
     if not isinstance(value, str):
         raise ValueError("must be a string")  # no input echoed: it may be a secret
-    return WebhookSecret.parse(value)
+    fmt = str(info.data.get("format", "standard"))
+    if fmt in ("slack", "discord"):
+        raise ValueError(f"format {fmt!r} takes no 'secret': its webhook URL is the credential")
+    return parse_secret(value, fmt)
 
 
 def _rule(value: object) -> Rule:
@@ -121,12 +163,19 @@ class UserConfig(BaseModel):
 
     name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")]
     webhook_url: str
+    # Before ``secret``: the format says how the secret is read.
+    format: Format = "standard"
     secret: Secret | None = Field(default=None, repr=False)
     secret_file: Annotated[Path, Field(strict=False)] | None = None
     feeds: Annotated[tuple[str, ...], Field(strict=False)] = ()
     keep: Annotated[tuple[FilterRule, ...], Field(strict=False)] = ()
     block: Annotated[tuple[FilterRule, ...], Field(strict=False)] = ()
     notify_backlog: bool = False
+    #: A story already announced to this user from another of their feeds within this
+    #: many days is not announced again (0: never skip).
+    dedupe_days: Annotated[int, Field(ge=0, le=MAX_DEDUPE_DAYS)] = 7
+    #: ``standard`` only: posts carry their content, tags, enclosures, updated_at.
+    include_content: bool = False
 
     @field_validator("webhook_url")
     @classmethod
@@ -137,14 +186,26 @@ class UserConfig(BaseModel):
     def _one_secret(self, info: ValidationInfo) -> UserConfig:
         """Exactly one of ``secret`` / ``secret_file``; the file is read now, so a missing
         or unreadable one is a config error, not a delivery failure days later."""
-        if (self.secret is None) == (self.secret_file is None):
+        has_secret = self.secret is not None or self.secret_file is not None
+        if self.secret is not None and self.secret_file is not None:
             raise ValueError("set exactly one of 'secret' and 'secret_file'")
+        if self.format in ("slack", "discord") and has_secret:
+            raise ValueError(
+                f"format {self.format!r} takes no 'secret': its webhook URL is the credential"
+            )
+        if not has_secret and (self.format == "standard" or TOKEN_FORMATS.get(self.format)):
+            what = " (the application token)" if self.format == "gotify" else ""
+            raise ValueError(f"set exactly one of 'secret' and 'secret_file'{what}")
+        if self.format == "ntfy":
+            check_ntfy_topic(self.webhook_url)
+        if self.include_content and self.format != "standard":
+            raise ValueError("include_content applies to format 'standard' only")
         if self.secret_file is not None:
             base = (info.context or {}).get("base_dir")
             path = self.secret_file
             if not path.is_absolute() and isinstance(base, Path):
                 path = base / path
-            secret = _read_secret_file(path)
+            secret = _read_secret_file(path, self.format)
             object.__setattr__(self, "secret", secret)
         return self
 
@@ -154,14 +215,29 @@ class UserConfig(BaseModel):
 
     @property
     def signing_secret(self) -> WebhookSecret:
-        assert self.secret is not None  # guaranteed by _one_secret
+        assert self.secret is not None  # guaranteed by _one_secret for 'standard'
         return self.secret
+
+    @property
+    def token(self) -> ServiceToken | None:
+        """The service's token (gotify, ntfy), if any."""
+        return self.secret if isinstance(self.secret, ServiceToken) else None
+
+    def secret_fingerprint(self) -> str:
+        return self.secret.fingerprint() if self.secret is not None else ""
 
     def wants_all_feeds(self) -> bool:
         return ALL_FEEDS in self.feeds
 
 
-def _read_secret_file(path: Path) -> WebhookSecret:
+def check_ntfy_topic(url: str) -> None:
+    """An ntfy URL names its topic in its last path segment (``https://ntfy.sh/mytopic``)."""
+    path = url.split("?", 1)[0].split("#", 1)[0].split("://", 1)[-1]
+    if "/" not in path or not path.rsplit("/", 1)[1]:
+        raise ValueError("format 'ntfy' needs the topic's URL, such as https://ntfy.sh/mytopic")
+
+
+def _read_secret_file(path: Path, fmt: str) -> WebhookSecret:
     try:
         with path.open("rb") as handle:
             data = handle.read(MAX_SECRET_FILE_BYTES + 1)
@@ -174,7 +250,7 @@ def _read_secret_file(path: Path) -> WebhookSecret:
     except UnicodeDecodeError:
         raise ValueError(f"secret_file: {path} is not a text secret") from None
     try:
-        return WebhookSecret.parse(text)
+        return parse_secret(text, fmt)
     except ValueError as exc:
         raise ValueError(f"secret_file: {path}: {exc}") from None
 

@@ -4,7 +4,7 @@ Pure functions, no I/O, shared by the feed fetcher (redirect hops) and the webho
 (every delivery). Python's ``ipaddress.is_global`` is not enough on its own: on 3.11 it
 calls ``::7f00:1`` (IPv4-compatible loopback), ``64:ff9b::7f00:1`` (NAT64 of 127.0.0.1) and
 ``2002:7f00:1::`` (6to4 of 127.0.0.1) global. So IPv6 forms that carry an IPv4 address
-(mapped, compatible, NAT64, 6to4) are judged by the IPv4 address they carry, and the
+(mapped, compatible, translated, NAT64, 6to4) are judged by the IPv4 address they carry, and the
 special-purpose ranges are listed here, named, so a refusal can say which one it was.
 """
 
@@ -77,16 +77,18 @@ _IPV6 = [
 ]
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _COMPATIBLE = ipaddress.ip_network("::/96")
+_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # RFC 2765 (SIIT)
 
 
 def _carried_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     """The IPv4 address an IPv6 address stands for: mapped (``::ffff:a.b.c.d``), NAT64
-    (``64:ff9b::a.b.c.d``), 6to4 (``2002:AABB:CCDD::``), IPv4-compatible (``::a.b.c.d``)."""
+    (``64:ff9b::a.b.c.d``), 6to4 (``2002:AABB:CCDD::``), IPv4-compatible (``::a.b.c.d``),
+    IPv4-translated (``::ffff:0:a.b.c.d``, which ``ipaddress`` leaves global)."""
     if address.ipv4_mapped is not None:
         return address.ipv4_mapped
     if address.sixtofour is not None:
         return address.sixtofour
-    if address in _NAT64 or (address in _COMPATIBLE and int(address) > 1):
+    if address in _NAT64 or address in _TRANSLATED or (address in _COMPATIBLE and int(address) > 1):
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
 

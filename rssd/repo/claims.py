@@ -23,10 +23,10 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
-from rssd.clock import to_iso, utcnow
+from rssd.clock import parse_iso, to_iso, utcnow
 from rssd.models.dto import FetchJob, Source
+from rssd.net.hosts import host_key
 from rssd.repo.db import Database, Row, Tx
 from rssd.repo.next_job import INSERT_NEXT, NextJob, insert_next_params
 from rssd.repo.rows import JOB_NAMES, SOURCE_NAMES, job_from, source_from
@@ -64,11 +64,6 @@ class Claim:
     moved_seen: int
     #: The job was the source's QUEUED schedule entry, so its end queues the next one.
     scheduled: bool = True
-
-
-def host_of(url: str) -> str:
-    """The politeness key: the host name, lower-cased (ports share a host's slots)."""
-    return (urlsplit(url).hostname or "").lower()
 
 
 def _claim(row: Row, scheduled: bool = True) -> Claim:
@@ -121,7 +116,7 @@ class ClaimRepo:
                 },
             )
             for row in rows:
-                host = host_of(row["target"])
+                host = host_key(row["target"])
                 if host not in busy and len(found) < wanted:
                     found.append((int(row["id"]), host))
             if len(rows) < PAGE:
@@ -329,6 +324,19 @@ class ClaimRepo:
             {"now": to_iso(utcnow())},
         )
         return str(row[0]) if row and row[0] is not None else None
+
+    async def seconds_to_next_due(self) -> float | None:
+        """Seconds until the next QUEUED job of an enabled source falls due (negative: it
+        is overdue), by the dialect's clock; None when none is queued."""
+        row = await self._db.fetchone(
+            f"SELECT min(j.not_before) AS due, {self._db.dialect.clock} AS now "
+            f"FROM fetch_job j JOIN content_sources s ON s.id = j.content_source_id "
+            f"WHERE j.status = 'QUEUED' AND s.enabled = 1",
+            {"now": to_iso(utcnow())},
+        )
+        if row is None or row["due"] is None:
+            return None
+        return (parse_iso(str(row["due"])) - parse_iso(str(row["now"]))).total_seconds()
 
     async def count_due(self, limit: int | None = None) -> int:
         """Due jobs of enabled sources now (at most ``limit``, when given)."""

@@ -43,6 +43,7 @@ TABLES: dict[str, tuple[str, ...]] = {
         "created_at", "updated_at",
     ),
     "config_sync": ("id", "config_hash", "config_mtime", "synced_at", "synced_by"),
+    "config_versions": ("config_hash", "digests", "first_synced_at"),
 }  # fmt: skip
 
 #: Tables whose ids come from an identity sequence on PostgreSQL.

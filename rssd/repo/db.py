@@ -41,6 +41,14 @@ class Row(Protocol):
     def __len__(self) -> int: ...
 
 
+class Listening(Protocol):
+    """A running notification listener: ``connected`` False means notifications may be
+    lost right now (poll); ``last_error`` says why."""
+
+    connected: bool
+    last_error: str | None
+
+
 class DatabaseError(Exception):
     """The database cannot be used (unreadable, newer schema, unreachable server...)."""
 
@@ -143,11 +151,17 @@ class Database(ABC):
     @abstractmethod
     async def try_lock(self, name: str) -> bool:
         """Take a named session lock held until ``unlock`` (one daemon at a time for
-        cluster-wide chores); False when another holder has it. Always True on SQLite,
-        which has one daemon per database."""
+        cluster-wide chores); False when another holder has it, or this one already
+        does. On SQLite (one daemon per database) the holders are this process's own."""
 
     @abstractmethod
     async def unlock(self, name: str) -> None: ...
+
+    async def listen(self, wake: Callable[[], None]) -> Listening | None:
+        """Call ``wake`` whenever a job falls due in another process's transaction, where
+        the backend can tell (PostgreSQL's NOTIFY); None where it cannot, and the claim
+        loop polls. Stopped by ``close``."""
+        return None
 
     @abstractmethod
     async def close(self) -> None: ...

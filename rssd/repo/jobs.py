@@ -27,6 +27,7 @@ from rssd.repo.posts import UpsertCounts, upsert_in
 from rssd.repo.rows import JOB_COLUMNS as _COLUMNS
 from rssd.repo.rows import job_from
 from rssd.repo.seen import save_seen_in
+from rssd.repo.sources import set_feed_title_in
 
 _META = (
     "http_status = :http_status, etag = :etag, last_modified = :last_modified, "
@@ -86,6 +87,8 @@ class FetchJobRepo:
         posts: Sequence[PostCreate] = (),
         seen_items: bytes | None = None,
         next_job: NextJob | None = None,
+        *,
+        feed_title: str | None = None,
     ) -> tuple[FetchJob, UpsertCounts] | None:
         """ONGOING -> COMPLETED, writing the posts in the same transaction: both or neither.
 
@@ -95,7 +98,9 @@ class FetchJobRepo:
         schedule lives in the database, rssd/repo/claims.py).
 
         The webhook messages announcing the new posts go into the outbox in the same
-        transaction too (a 304 or an unchanged body has nothing new to announce).
+        transaction too (a 304 or an unchanged body has nothing new to announce), after
+        ``feed_title`` (a title the feed gave that differs from the stored one), so that a
+        feed's first messages carry its name.
 
         Returns None (and writes no post) when the job is no longer ONGOING, e.g. because a
         restart already recorded it as interrupted.
@@ -107,7 +112,7 @@ class FetchJobRepo:
             f"posts_count = :posts_count, {_META} "
             f"WHERE id = :id AND status = 'ONGOING' RETURNING {_COLUMNS}"
         )
-        if not posts and seen_items is None and next_job is None:  # one hop
+        if not posts and seen_items is None and next_job is None and feed_title is None:
             rows = await self._db.write_one(
                 complete, {**params, "now": now_iso(), "posts_count": 0}
             )
@@ -121,6 +126,8 @@ class FetchJobRepo:
             counts = await upsert_in(tx, job.content_source_id, job_id, posts)
             if seen_items is not None:
                 await save_seen_in(tx, job.content_source_id, seen_items)
+            if feed_title is not None:
+                await set_feed_title_in(tx, job.content_source_id, feed_title)
             if counts.new:
                 await tx.execute(
                     "UPDATE fetch_job SET posts_count = :new WHERE id = :id",
@@ -198,7 +205,8 @@ class FetchJobRepo:
         return FetchJobStatus(row["status"]) if row else None
 
     async def get_latest_for_source(self, source_id: int) -> FetchJob | None:
-        """The source's newest job: the single source of truth for its state (ARCHITECTURE.md)."""
+        """The source's newest job, whatever its status: its QUEUED job (the plan) when it has
+        one. What a source's last attempt was is its newest *finished* job (``latest_jobs``)."""
         return _job(
             await self._db.fetchone(
                 f"SELECT {_COLUMNS} FROM fetch_job WHERE content_source_id = :source_id "

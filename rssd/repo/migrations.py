@@ -9,9 +9,9 @@ PostgreSQL support began at version 7, so its steps start there.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 11
 
-#: Version 8's full-text index on SQLite, as in schema.sql (see there why the queue).
+#: Version 11's full-text index on SQLite, as in schema.sql (see there why the queue).
 _SQLITE_SEARCH = """
         CREATE VIRTUAL TABLE IF NOT EXISTS posts_fts USING fts5 (
             title, body, author, content = '', tokenize = 'unicode61 remove_diacritics 2'
@@ -171,21 +171,78 @@ MIGRATIONS: dict[int, str] = {
             synced_by    TEXT
         ) STRICT;
     """,
-    # 7 -> 8: full-text search (schema.sql, version 8), and deliveries by feed and time
+    # 7 -> 8: every synced config version, so that drift is judged by content, not mtime.
+    7: """
+        CREATE TABLE IF NOT EXISTS config_versions (
+            config_hash     TEXT PRIMARY KEY,
+            digests         TEXT NOT NULL,
+            first_synced_at TEXT NOT NULL
+        ) STRICT;
+    """,
+    # 8 -> 9: per-user format, include_content and dedupe_days; posts' tags and
+    # enclosures; the stories announced to each user and the posts skipped as duplicates
+    # (the tables come from schema.sql).
+    8: """
+        ALTER TABLE users ADD COLUMN format TEXT NOT NULL DEFAULT 'standard';
+        ALTER TABLE users ADD COLUMN include_content INTEGER NOT NULL DEFAULT 0
+            CHECK (include_content IN (0, 1));
+        ALTER TABLE users ADD COLUMN dedupe_days INTEGER NOT NULL DEFAULT 7;
+        ALTER TABLE posts ADD COLUMN tags TEXT;
+        ALTER TABLE posts ADD COLUMN enclosures TEXT;
+    """,
+    # 9 -> 10: PostgreSQL wakes idle daemons with NOTIFY when a job falls due (see
+    # PG_MIGRATIONS[9]); SQLite has one daemon per file, nobody to wake: nothing to do.
+    9: "",
+    # 10 -> 11: full-text search (schema.sql, version 11), and deliveries by feed and time
     # (`rssd deliveries --post`). The index starts empty; the posts already stored (ids
     # up to last_id) are indexed by the daemon in the background, a batch per
     # transaction (rssd/daemon/search_backfill.py), so this step is instant.
-    7: f"""
+    10: f"""
         {_SQLITE_SEARCH}
         INSERT INTO search_backfill (id, next_id, last_id)
         VALUES (1, 1, (SELECT coalesce(max(id), 0) FROM posts));
     """,
 }
 
+#: Waking idle daemons (rssd/repo/pg_listen.py): a job queued or requeued due now (a new
+#: source, a job taken back, a fetch interrupted) notifies channel ``rssd_jobs``; identical
+#: notifications of one transaction arrive once. Also in schema_pg.sql.
+PG_JOB_DUE_TRIGGER = """
+CREATE OR REPLACE FUNCTION rssd_job_due() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('rssd_jobs', '');
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER fetch_job_due_notify
+    AFTER INSERT OR UPDATE OF status ON fetch_job
+    FOR EACH ROW
+    WHEN (NEW.status = 'QUEUED' AND (NEW.not_before IS NULL OR NEW.not_before <= now()))
+    EXECUTE FUNCTION rssd_job_due();
+"""
+
 PG_MIGRATIONS: dict[int, str] = {
-    # 7 -> 8: posts.search and its GIN index, filled in the background as on SQLite (the
-    # column is added without a value: no table rewrite); deliveries by feed and time.
     7: """
+        CREATE TABLE IF NOT EXISTS config_versions (
+            config_hash     text PRIMARY KEY,
+            digests         text NOT NULL,
+            first_synced_at timestamptz NOT NULL
+        );
+    """,
+    # 8 -> 9: as MIGRATIONS[8].
+    8: """
+        ALTER TABLE users ADD COLUMN IF NOT EXISTS format text NOT NULL DEFAULT 'standard';
+        ALTER TABLE users ADD COLUMN IF NOT EXISTS include_content integer NOT NULL DEFAULT 0
+            CHECK (include_content IN (0, 1));
+        ALTER TABLE users ADD COLUMN IF NOT EXISTS dedupe_days integer NOT NULL DEFAULT 7;
+        ALTER TABLE posts ADD COLUMN IF NOT EXISTS tags text;
+        ALTER TABLE posts ADD COLUMN IF NOT EXISTS enclosures text;
+    """,
+    9: PG_JOB_DUE_TRIGGER,
+    # 10 -> 11: posts.search and its GIN index, filled in the background as on SQLite (the
+    # column is added without a value: no table rewrite); deliveries by feed and time.
+    10: """
         ALTER TABLE posts ADD COLUMN search tsvector;
         CREATE INDEX posts_search ON posts USING gin (search);
         CREATE TABLE search_backfill (

@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
-from rssd.clock import now_iso
-from rssd.models.outbox import Feed, StoredPost, Subscriber, plan_messages
+from rssd.clock import now_iso, parse_iso, to_iso, utcnow
+from rssd.models.outbox import Feed, Message, StoredPost, Subscriber, chosen_posts, plan_messages
 from rssd.models.post import PostCreate
 from rssd.models.redact import strip_userinfo
+from rssd.models.stories import Skip, duplicates, story_keys
+from rssd.models.users import MAX_DEDUPE_DAYS
 from rssd.repo.db import Database, Row, Tx
 
 _PRIME = (
@@ -20,7 +23,8 @@ _PRIME = (
 )
 
 _SUBSCRIBERS = """
-SELECT u.id, u.name, u.keep, u.block FROM subscriptions s JOIN users u ON u.id = s.user_id
+SELECT u.id, u.name, u.keep, u.block, u.format, u.include_content, u.dedupe_days
+FROM subscriptions s JOIN users u ON u.id = s.user_id
 WHERE s.content_source_id = :source_id AND u.enabled = 1 AND u.disabled_reason IS NULL
 ORDER BY u.id
 """
@@ -46,7 +50,13 @@ async def write_outbox_in(
         return 0
     subscribers = [
         Subscriber(
-            row["id"], row["name"], tuple(json.loads(row["keep"])), tuple(json.loads(row["block"]))
+            row["id"],
+            row["name"],
+            tuple(json.loads(row["keep"])),
+            tuple(json.loads(row["block"])),
+            row["format"],
+            bool(row["include_content"]),
+            int(row["dedupe_days"]),
         )
         for row in await tx.fetchall(_SUBSCRIBERS, {"source_id": source_id})
         if row["id"] not in unprimed
@@ -72,7 +82,12 @@ async def write_outbox_in(
     # Receivers are third parties: the feed's credentials are not theirs to see.
     url = strip_userinfo(feed_row["url"])
     feed = Feed(feed_row["id"], url, feed_row["name"], feed_row["category"])
-    messages = plan_messages(subscribers, feed, stored, now)
+    messages: list[Message] = []
+    for subscriber in subscribers:
+        chosen = chosen_posts(subscriber, feed, stored)
+        if chosen and subscriber.dedupe_days > 0:
+            chosen = await _one_per_story_in(tx, subscriber, source_id, chosen, now)
+        messages += plan_messages([subscriber], feed, chosen, now, filtered=True)
     if messages:
         await tx.executemany(
             _INSERT,
@@ -90,6 +105,65 @@ async def write_outbox_in(
             ],
         )
     return len(messages)
+
+
+_TOLD = """
+SELECT story, post_id FROM announced
+WHERE user_id = :user_id AND story IN {stories} AND content_source_id <> :source_id
+  AND announced_at >= :since
+"""
+
+# The newest announcement of a story wins. Two daemons announcing one story from two feeds
+# at the same moment (PostgreSQL) both send it: at least once, never an error.
+_ANNOUNCE = """
+INSERT INTO announced (user_id, story, content_source_id, post_id, announced_at)
+VALUES (:user_id, :story, :source_id, :post_id, :now)
+ON CONFLICT (user_id, story) DO UPDATE SET content_source_id = excluded.content_source_id,
+    post_id = excluded.post_id, announced_at = excluded.announced_at
+"""
+
+_SKIP = """
+INSERT INTO skipped_posts (user_id, post_id, content_source_id, duplicate_of, story, skipped_at)
+VALUES (:user_id, :post_id, :source_id, :duplicate_of, :story, :now)
+ON CONFLICT (user_id, post_id) DO NOTHING
+"""
+
+
+async def _one_per_story_in(
+    tx: Tx, subscriber: Subscriber, source_id: int, posts: list[StoredPost], now: str
+) -> list[StoredPost]:
+    """``posts`` without the stories already announced to the subscriber from another of
+    their feeds within their dedupe_days; the skipped ones recorded, the others' stories
+    recorded as announced from this feed."""
+    keys = [(p.id, story_keys(p.post.external_id, p.post.url)) for p in posts]
+    since = to_iso(parse_iso(now) - timedelta(days=subscriber.dedupe_days))
+    rows = await tx.fetchall(
+        _TOLD.format(stories=tx.dialect.in_json_text("stories")),
+        {
+            "user_id": subscriber.user_id,
+            "stories": json.dumps([key for _, post_keys in keys for key in post_keys]),
+            "source_id": source_id,
+            "since": since,
+        },
+    )
+    skips: list[Skip] = duplicates(keys, {row["story"]: int(row["post_id"]) for row in rows})
+    skipped = {skip.post_id for skip in skips}
+    base = {"user_id": subscriber.user_id, "source_id": source_id, "now": now}
+    if skips:
+        await tx.executemany(
+            _SKIP,
+            [{**base, "post_id": s.post_id, "duplicate_of": s.duplicate_of, "story": s.story}
+             for s in skips],
+        )  # fmt: skip
+    announced = [
+        {**base, "story": key, "post_id": post_id}
+        for post_id, post_keys in keys
+        if post_id not in skipped
+        for key in post_keys
+    ]
+    if announced:
+        await tx.executemany(_ANNOUNCE, announced)
+    return [p for p in posts if p.id not in skipped]
 
 
 _COLUMNS = (
@@ -148,9 +222,49 @@ class Attempt:
     disable: str | None
 
 
+@dataclass(frozen=True)
+class SkippedPost:
+    """A post not announced to a user: ``duplicate_of`` (another feed's) told the story."""
+
+    user_name: str
+    post_id: int
+    content_source_id: int
+    duplicate_of: int
+    story: str
+    skipped_at: str
+
+
 class OutboxRepo:
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    async def skipped(self, user_id: int | None = None, limit: int = 0) -> list[SkippedPost]:
+        """Posts skipped as duplicates, newest first."""
+        rows = await self._db.fetchall(
+            "SELECT u.name AS user_name, s.post_id, s.content_source_id, s.duplicate_of, "
+            "s.story, s.skipped_at FROM skipped_posts s JOIN users u ON u.id = s.user_id "
+            "WHERE (:user_id IS NULL OR s.user_id = :user_id) "
+            f"ORDER BY s.skipped_at DESC, s.post_id DESC{' LIMIT :limit' if limit else ''}",
+            {"user_id": user_id, "limit": limit},
+        )
+        return [
+            SkippedPost(
+                row["user_name"],
+                int(row["post_id"]),
+                int(row["content_source_id"]),
+                int(row["duplicate_of"]),
+                row["story"],
+                str(row["skipped_at"]),
+            )
+            for row in rows
+        ]
+
+    async def skipped_counts(self) -> dict[int, int]:
+        """Per user: posts skipped as duplicates."""
+        rows = await self._db.fetchall(
+            "SELECT user_id, count(*) AS n FROM skipped_posts GROUP BY user_id"
+        )
+        return {int(row["user_id"]): int(row["n"]) for row in rows}
 
     async def due_users(self, now: str) -> list[int]:
         """Users with a message due now whose endpoint is enabled."""
@@ -274,15 +388,35 @@ class OutboxRepo:
 
     async def prune(self, older_than: str, batch: int = 2000) -> int:
         """Delete delivered and dead messages last touched before ``older_than``, in short
-        batches (pending ones are never pruned: they are still owed)."""
-        sql = (
+        batches (pending ones are never pruned: they are still owed); returns how many.
+        The record of skipped duplicates goes by the same age, the stories told once
+        they are older than any dedupe_days can reach back."""
+        total = await self._prune(
             "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries "
-            "WHERE status IN ('delivered', 'dead') AND updated_at < :cutoff LIMIT :batch)"
+            "WHERE status IN ('delivered', 'dead') AND updated_at < :cutoff LIMIT :batch)",
+            older_than,
+            batch,
         )
+        await self._prune(
+            "DELETE FROM skipped_posts WHERE (user_id, post_id) IN (SELECT user_id, post_id "
+            "FROM skipped_posts WHERE skipped_at < :cutoff LIMIT :batch)",
+            older_than,
+            batch,
+        )
+        told_before = to_iso(utcnow() - timedelta(days=MAX_DEDUPE_DAYS + 1))
+        await self._prune(
+            "DELETE FROM announced WHERE (user_id, story) IN (SELECT user_id, story "
+            "FROM announced WHERE announced_at < :cutoff LIMIT :batch)",
+            told_before,
+            batch,
+        )
+        return total
+
+    async def _prune(self, sql: str, cutoff: str, batch: int) -> int:
         total = 0
         while True:
             deleted = await self._db.write(
-                lambda tx: tx.execute(sql, {"cutoff": older_than, "batch": batch})
+                lambda tx: tx.execute(sql, {"cutoff": cutoff, "batch": batch})
             )
             total += deleted
             if deleted < batch:

@@ -27,6 +27,8 @@ from rssd.models.redact import redact
 from rssd.repo.db import Database, DatabaseError, Params, Row, Tx, shielded
 from rssd.repo.dialect import POSTGRES
 from rssd.repo.migrations import PG_MIGRATIONS, SCHEMA_VERSION
+from rssd.repo.pg_listen import JOBS_CHANNEL, PgListener
+from rssd.repo.pg_writer import PgWriter
 from rssd.repo.sqlite import schema_sql
 
 T = TypeVar("T")
@@ -136,6 +138,18 @@ class PostgresDatabase(Database):
         self._held: set[str] = set()
         self._lock_conn: AsyncConnection[Any] | None = None
         self._lock_guard = asyncio.Lock()
+        #: Every write transaction goes through it (rssd/repo/pg_writer.py): group commit
+        #: on one connection of its own, as on SQLite.
+        self._writer = PgWriter(self._connect_one, PostgresTx)
+        self._listeners: list[PgListener] = []
+
+    async def _connect_one(self) -> AsyncConnection[Any]:
+        return await AsyncConnection.connect(self.url, **self._kwargs)
+
+    @property
+    def commits(self) -> int:
+        """Write transactions committed so far: fewer than writes when writes share them."""
+        return self._writer.commits
 
     @property
     def label(self) -> str:
@@ -169,7 +183,7 @@ class PostgresDatabase(Database):
             if not readonly:
                 await db._migrate()
         except BaseException:
-            await pool.close()
+            await db.close()
             raise
         return db
 
@@ -196,7 +210,9 @@ class PostgresDatabase(Database):
         await self.write(work)
 
     async def write(self, work: Callable[[Tx], Awaitable[T]]) -> T:
-        return await shielded(self._run(work))
+        """Run ``work`` as one transaction (a savepoint of the writer's next commit)."""
+        result: T = await shielded(self._writer.write(work))
+        return result
 
     async def _run(self, work: Callable[[Tx], Awaitable[T]], *, snapshot: bool = False) -> T:
         async with self._pool.connection() as conn, conn.transaction():
@@ -247,11 +263,20 @@ class PostgresDatabase(Database):
             self._held.discard(name)
             await self._lock_conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
 
+    async def listen(self, wake: Callable[[], None]) -> PgListener:
+        listener = PgListener(self._connect_one, JOBS_CHANNEL, wake)
+        await listener.start()
+        self._listeners.append(listener)
+        return listener
+
     async def close(self) -> None:
+        for listener in self._listeners:
+            await listener.close()
         async with self._lock_guard:
             if self._lock_conn is not None:
                 await self._lock_conn.close()  # releases every lock it held
             self._held.clear()
+        await self._writer.close()
         await self._pool.close()
 
 

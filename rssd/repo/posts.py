@@ -19,9 +19,11 @@ WHERE content_source_id = :source_id AND external_id IN {external_ids}
 
 _INSERT = """
 INSERT INTO posts (content_source_id, fetch_job_id, external_id, title, url, author, summary,
-                   content, published_at, updated_at, created_at, content_hash{search_column})
+                   content, published_at, updated_at, created_at, content_hash, tags,
+                   enclosures{search_column})
 VALUES (:source_id, :job_id, :external_id, :title, :url, :author, :summary,
-        :content, :published_at, :updated_at, :now, :content_hash{search_value})
+        :content, :published_at, :updated_at, :now, :content_hash, :tags,
+        :enclosures{search_value})
 """
 
 # Retention (``keep_posts_days``): a post goes when it was both published (or, undated,
@@ -32,7 +34,8 @@ _PRUNABLE = "created_at < :cutoff AND coalesce(published_at, created_at) < :cuto
 _UPDATE = """
 UPDATE posts SET fetch_job_id = :job_id, title = :title, url = :url, author = :author,
        summary = :summary, content = :content, published_at = :published_at,
-       updated_at = :updated_at, content_hash = :content_hash{search_set}
+       updated_at = :updated_at, content_hash = :content_hash, tags = :tags,
+       enclosures = :enclosures{search_set}
 WHERE content_source_id = :source_id AND external_id = :external_id
 """
 

@@ -15,7 +15,8 @@ from rssd.repo.db import Database, Tx
 from rssd.repo.dialect import SQLITE, Dialect
 from rssd.repo.rows import JOB_COLUMNS, SOURCE_COLUMNS, job_from, source_from
 
-# Per source: its newest job (maybe still active), newest finished job, newest success,
+# Per source: its one active job (QUEUED: the plan; ONGOING: the attempt running now),
+# its newest finished job (the last attempt: what ``last_attempt`` means), newest success,
 # newest real failure (``interrupted`` is the daemon's doing, not the feed's), the run of
 # failures since the last success (as rssd.repo.jobs.latest_jobs counts it), and its posts.
 # Every lookup walks the (content_source_id, id) index backwards.
@@ -23,7 +24,7 @@ _HEADS = """
 WITH heads AS (
     SELECT s.id AS source_id,
         (SELECT id FROM fetch_job WHERE content_source_id = s.id
-         ORDER BY id DESC LIMIT 1) AS latest_id,
+           AND status IN ('QUEUED', 'ONGOING') ORDER BY id DESC LIMIT 1) AS active_id,
         (SELECT id FROM fetch_job WHERE content_source_id = s.id
            AND status IN ('COMPLETED', 'FAILED') ORDER BY id DESC LIMIT 1) AS finished_id,
         (SELECT id FROM fetch_job WHERE content_source_id = s.id AND status = 'COMPLETED'
@@ -32,7 +33,7 @@ WITH heads AS (
            AND error_code != 'interrupted' ORDER BY id DESC LIMIT 1) AS error_id
     FROM content_sources s
 )
-SELECT h.source_id, h.latest_id, h.finished_id, h.ok_id, h.error_id,
+SELECT h.source_id, h.active_id, h.finished_id, h.ok_id, h.error_id,
     (SELECT count(*) FROM fetch_job f
      WHERE f.content_source_id = h.source_id AND f.id > coalesce(h.ok_id, 0)
        AND f.status = 'FAILED' AND f.error_code != 'interrupted') AS failures,
@@ -86,8 +87,8 @@ class SourceStatus:
     """One source as ``rssd status`` sees it; every field comes from the database."""
 
     source: Source
-    latest: FetchJob | None  # the newest job, possibly QUEUED/ONGOING right now
-    finished: FetchJob | None  # the newest COMPLETED or FAILED job
+    active: FetchJob | None  # the QUEUED job (the plan) or the ONGOING one (running now)
+    finished: FetchJob | None  # the newest COMPLETED or FAILED job: the last attempt
     last_success: FetchJob | None
     last_error: FetchJob | None  # the newest FAILED job, ``interrupted`` not counted
     failures: int  # FAILED jobs since the last COMPLETED one, ``interrupted`` not counted
@@ -125,7 +126,7 @@ async def source_statuses(db: Database) -> list[SourceStatus]:
         wanted = {
             row[key]
             for row in heads
-            for key in ("latest_id", "finished_id", "ok_id", "error_id")
+            for key in ("active_id", "finished_id", "ok_id", "error_id")
             if row[key] is not None
         }
         rows = await tx.fetchall(
@@ -136,7 +137,7 @@ async def source_statuses(db: Database) -> list[SourceStatus]:
         return [
             SourceStatus(
                 source=sources[head["source_id"]],
-                latest=jobs.get(head["latest_id"]),
+                active=jobs.get(head["active_id"]),
                 finished=jobs.get(head["finished_id"]),
                 last_success=jobs.get(head["ok_id"]),
                 last_error=jobs.get(head["error_id"]),

@@ -73,12 +73,7 @@ class SourceRepo:
     async def set_feed_title(self, source_id: int, title: str | None) -> bool:
         """Record the feed's own title; False when it was already that (nothing written).
         Not ``updated_at``: that marks config changes, which the scheduler reads."""
-        rows = await self._db.write_one(
-            "UPDATE content_sources SET feed_title = :title "
-            f"WHERE id = :id AND feed_title {self._db.dialect.is_distinct} :title RETURNING id",
-            {"id": source_id, "title": title},
-        )
-        return bool(rows)
+        return await self._db.write(lambda tx: set_feed_title_in(tx, source_id, title))
 
     async def set_feed_url(self, source_id: int, feed_url: str | None) -> bool:
         """Record the feed a homepage led to (None: the configured URL is the feed);
@@ -89,6 +84,17 @@ class SourceRepo:
             {"id": source_id, "feed_url": feed_url},
         )
         return bool(rows)
+
+
+async def set_feed_title_in(tx: Tx, source_id: int, title: str | None) -> bool:
+    """``SourceRepo.set_feed_title`` inside the caller's transaction (the one that stores a
+    fetch's posts and announces them: the webhook names the feed by the title just read)."""
+    rows = await tx.fetchall(
+        "UPDATE content_sources SET feed_title = :title "
+        f"WHERE id = :id AND feed_title {tx.dialect.is_distinct} :title RETURNING id",
+        {"id": source_id, "title": title},
+    )
+    return bool(rows)
 
 
 async def sync_in(tx: Tx, config: Config) -> SyncReport:

@@ -78,6 +78,8 @@ class SqliteDatabase(Database):
         #: Every write transaction goes through it (rssd/repo/sqlite_writer.py); opened
         #: once the schema is up to date, never for a read-only open.
         self._writer: Writer | None = None
+        #: The names ``try_lock`` holds.
+        self._held: set[str] = set()
 
     @property
     def commits(self) -> int:
@@ -210,10 +212,15 @@ class SqliteDatabase(Database):
         return await asyncio.to_thread(file_bytes, self.path)
 
     async def try_lock(self, name: str) -> bool:
-        return True  # one daemon per SQLite file (the lock file): nobody to share with
+        """One daemon per SQLite file (the lock file), so only this process can hold a
+        name: held in memory, with PostgreSQL's rule that a held name is not taken twice."""
+        if name in self._held:
+            return False
+        self._held.add(name)
+        return True
 
     async def unlock(self, name: str) -> None:
-        return None
+        self._held.discard(name)
 
     async def checkpoint(self) -> None:
         """Fold the WAL back into the main file (at shutdown, so the file stands alone)."""

@@ -22,27 +22,13 @@ import sqlite3
 import threading
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from rssd.repo.db import Params, Row, Tx
 from rssd.repo.dialect import SQLITE
+from rssd.repo.group_commit import MAX_BATCH, Outcome, Work
 
 T = TypeVar("T")
-
-#: The most write transactions one commit carries: enough for a burst of fetches ending
-#: together, few enough that one failed commit costs a bounded retry.
-MAX_BATCH = 256
-
-Work = Callable[[Tx], Awaitable[Any]]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one queued item came to: its result, or the exception it raised."""
-
-    value: Any = None
-    error: BaseException | None = None
 
 
 class ThreadTx(Tx):

@@ -16,7 +16,7 @@ from rssd.repo.db import Database, Row, Tx
 _COLUMNS = (
     "id, name, webhook_url, enabled, keep, block, config_digest, disabled_reason, "
     "disabled_at, failing_since, last_success_at, last_error_at, last_error, created_at, "
-    "updated_at"
+    "updated_at, format, include_content, dedupe_days"
 )
 
 
@@ -37,6 +37,9 @@ class User:
     last_error_at: str | None
     last_error: str | None
     created_at: str
+    format: str = "standard"
+    include_content: bool = False
+    dedupe_days: int = 7
 
     @property
     def deliverable(self) -> bool:
@@ -58,21 +61,36 @@ def user_of(row: Row) -> User:
         last_error_at=row["last_error_at"],
         last_error=row["last_error"],
         created_at=row["created_at"],
+        format=row["format"],
+        include_content=bool(row["include_content"]),
+        dedupe_days=int(row["dedupe_days"]),
     )
 
 
 def config_digest(user: UserConfig) -> str:
     """Changes whenever the operator changes the user's entry: an edit re-enables a
     disabled endpoint. The secret takes part only through its one-way fingerprint."""
-    entry = {
+    entry: dict[str, object] = {
         "webhook_url": user.webhook_url,
-        "secret": user.signing_secret.fingerprint(),
+        "secret": user.secret_fingerprint(),
         "feeds": sorted(user.feeds),
         "keep": [rule.text for rule in user.keep],
         "block": [rule.text for rule in user.block],
         "notify_backlog": user.notify_backlog,
     }
+    # Settings added later count only when set away from their defaults, so an upgrade
+    # leaves every digest (and every disabled endpoint) as it was.
+    for key, default in NOTIFY_DEFAULTS.items():
+        if getattr(user, key) != default:
+            entry[key] = getattr(user, key)
     return hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()[:32]
+
+
+NOTIFY_DEFAULTS: dict[str, object] = {
+    "format": "standard",
+    "dedupe_days": 7,
+    "include_content": False,
+}
 
 
 @dataclass(frozen=True)
@@ -168,14 +186,18 @@ async def _sync(tx: Tx, users: tuple[UserConfig, ...], feed_urls: list[str]) -> 
             "keep": json.dumps([rule.text for rule in user.keep]),
             "block": json.dumps([rule.text for rule in user.block]),
             "config_digest": config_digest(user),
+            "format": user.format,
+            "include_content": int(user.include_content),
+            "dedupe_days": user.dedupe_days,
             "now": now,
         }
         row = stored.get(user.name)
         if row is None:
             inserted = await tx.fetchone(
-                "INSERT INTO users (name, webhook_url, keep, block, config_digest, created_at, "
-                "updated_at) VALUES (:name, :webhook_url, :keep, :block, :config_digest, :now, "
-                ":now) RETURNING id",
+                "INSERT INTO users (name, webhook_url, keep, block, config_digest, format, "
+                "include_content, dedupe_days, created_at, updated_at) VALUES (:name, "
+                ":webhook_url, :keep, :block, :config_digest, :format, :include_content, "
+                ":dedupe_days, :now, :now) RETURNING id",
                 values,
             )
             assert inserted is not None
@@ -186,8 +208,9 @@ async def _sync(tx: Tx, users: tuple[UserConfig, ...], feed_urls: list[str]) -> 
             if row["config_digest"] != values["config_digest"] or not row["enabled"]:
                 await tx.execute(
                     "UPDATE users SET webhook_url = :webhook_url, keep = :keep, block = :block, "
-                    "config_digest = :config_digest, enabled = 1, updated_at = :now "
-                    "WHERE name = :name",
+                    "config_digest = :config_digest, format = :format, "
+                    "include_content = :include_content, dedupe_days = :dedupe_days, "
+                    "enabled = 1, updated_at = :now WHERE name = :name",
                     values,
                 )
                 updated.append(user.name)

@@ -4,7 +4,8 @@ aiohttp connects to exactly the addresses its resolver returns, so a resolver th
 non-global addresses guards the connection itself: a name that resolves to a public
 address when checked and to 127.0.0.1 when connected (DNS rebinding) cannot slip through,
 as there is no second lookup. IP literals skip the resolver in aiohttp and are checked
-before the request (``check_literal``).
+before the request (``check_literal``), as are numeric hosts in forms other than the
+dotted quad, refused outright (rssd.net.numeric).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import socket
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from rssd.fetch.resolver import DaemonThreadResolver
 from rssd.net.addresses import IPAddress, address_class, parse_address
+from rssd.net.numeric import numeric_host_refusal
+from rssd.net.resolver import DaemonThreadResolver
 
 ALLOW_HINT = "set [webhooks] allow_private_networks = true to allow it"
 
@@ -30,7 +32,11 @@ class AddressRefused(OSError):
 
 
 def check_literal(host: str, allow_private: bool) -> None:
-    """Refuse an IP-literal host at once (aiohttp does not resolve literals)."""
+    """Refuse an IP-literal host at once (aiohttp does not resolve literals), and a
+    numeric host in any form but the dotted quad (rssd.net.numeric), whatever the setting."""
+    numeric = numeric_host_refusal(host)
+    if numeric:
+        raise AddressRefused(f"refused: {numeric}")
     address = parse_address(host)
     if address is None or allow_private:
         return

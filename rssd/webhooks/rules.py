@@ -6,10 +6,17 @@ redirects are never followed) is a failure retried on ``retry_seconds`` with +-1
 jitter, or at the receiver's Retry-After on 429/503 (at least 1 s, at most a day); after
 the last attempt the message is dead. 410 Gone disables the endpoint at once; an endpoint that has
 failed for 5 days without one success is disabled.
+
+Chat and push services answer in their own words; ``read_answer`` maps them onto these
+rules: Discord's 429 says when in its JSON body (``retry_after``, seconds), Slack's 404
+``no_service`` and Discord's 404 "Unknown Webhook" (code 10015) mean the webhook was
+deleted: gone, like a 410.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,6 +49,10 @@ class Answer:
     status: int | None
     error: str | None = None
     retry_after: str | None = None
+    #: The service said the endpoint no longer exists (a 410, or its own words for it).
+    gone: bool = False
+    #: The service's short reason (Slack's ``no_service``), for logs and the operator.
+    detail: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,7 +82,7 @@ def decide(
         return Decision(Outcome.DELIVERED)
     error = describe(answer)
     disable = None
-    if status == 410:
+    if status == 410 or answer.gone:
         disable = DisableReason.GONE
     elif now - (failing_since or now) >= FAILING_DISABLES_AFTER:
         disable = DisableReason.FAILING
@@ -91,4 +102,44 @@ def describe(answer: Answer) -> str:
         return answer.error or "no answer"
     if 300 <= answer.status < 400:
         return f"HTTP {answer.status}: redirect not followed"
-    return f"HTTP {answer.status}"
+    return f"HTTP {answer.status}: {answer.detail}" if answer.detail else f"HTTP {answer.status}"
+
+
+#: Slack's answers that mean the webhook is gone for good.
+SLACK_GONE = frozenset({"no_service", "channel_is_archived", "no_active_hooks"})
+DISCORD_UNKNOWN_WEBHOOK = 10015
+DETAIL_CHARS = 100
+
+
+def read_answer(fmt: str, status: int, retry_after: str | None, body: bytes) -> Answer:
+    """An HTTP answer as the rules read it, given what the user's service says in its body."""
+    if 200 <= status < 300:
+        return Answer(status)
+    text = body[:4096].decode("utf-8", errors="replace").strip()
+    detail, gone = None, status == 410
+    if fmt == "slack" and text and len(text) <= DETAIL_CHARS and text.isprintable():
+        detail = text
+        gone = gone or (status in (404, 410) and text in SLACK_GONE)
+    elif fmt in ("discord", "ntfy", "gotify"):
+        payload = _json(text)
+        if fmt == "discord":
+            if status == 429 and retry_after is None:
+                seconds = payload.get("retry_after")
+                if isinstance(seconds, int | float) and math.isfinite(seconds) and seconds >= 0:
+                    retry_after = str(math.ceil(seconds))
+            gone = gone or (status == 404 and payload.get("code") == DISCORD_UNKNOWN_WEBHOOK)
+            message = payload.get("message")
+        else:
+            message = payload.get("error") or payload.get("errorDescription")
+        if isinstance(message, str) and message.strip():
+            printable = "".join(ch for ch in message if ch.isprintable() or ch.isspace())
+            detail = " ".join(printable.split())[:DETAIL_CHARS] or None
+    return Answer(status, None, retry_after, gone, detail)
+
+
+def _json(text: str) -> dict[str, object]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,131 @@
+"""The PostgreSQL writer: one connection, one task, committing writes in groups.
+
+Every write transaction of a daemon goes through here, as on SQLite (group_commit.py):
+callers queue a ``work`` and await its outcome; the task takes whatever has queued up (up
+to MAX_BATCH works) into one BEGIN ... COMMIT, each work in a savepoint of its own (a lone
+work needs none), and settles the callers' futures after the commit. One connection and
+one commit (one WAL flush) per batch instead of a pooled connection and a commit per
+claim and completion: the per-check cost of a busy daemon is its main process's CPU, and
+a transaction's fixed cost in psycopg, in the pool and on the server is paid once a batch.
+
+Locks last until the batch commits. A daemon claims one batch of jobs at a time, and a
+claim takes its host locks in one order, so two daemons' batches never wait on each
+other in a circle; the other works of a batch touch only the daemon's own rows.
+
+A batch whose connection or BEGIN fails (the server restarted, the connection was
+terminated) is tried once more on a new connection: nothing of it ran. A batch that fails
+later, or at COMMIT, fails every work in it, as one transaction's failure would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+
+from rssd.repo.group_commit import MAX_BATCH, Outcome, Work
+
+Connect = Callable[[], Awaitable[AsyncConnection[Any]]]
+#: How a work's statements are run on the writer's connection (PostgresTx).
+MakeTx = Callable[[AsyncConnection[Any]], Any]
+
+
+class PgWriter:
+    """The writer task and its connection (see the module docstring)."""
+
+    def __init__(self, connect: Connect, make_tx: MakeTx) -> None:
+        self._connect = connect
+        self._make_tx = make_tx
+        self._conn: AsyncConnection[Any] | None = None
+        self._queue: deque[tuple[Work, asyncio.Future[Outcome]]] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        #: Commits so far: fewer than writes when writes share them.
+        self.commits = 0
+
+    async def write(self, work: Work) -> Any:
+        """Queue ``work``; its result once its batch committed (or its exception)."""
+        if self._closing:
+            raise psycopg.OperationalError("the database writer is closed")
+        if self._task is None:
+            self._task = asyncio.create_task(self._serve(), name="rssd-pg-writer")
+        done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._queue.append((work, done))
+        self._wake.set()
+        outcome = await done
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.value
+
+    async def close(self) -> None:
+        """Finish what is queued, then stop the task and close the connection."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def _serve(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+                outcomes = await self._commit([work for work, _ in batch])
+                for (_, done), outcome in zip(batch, outcomes, strict=True):
+                    if not done.done():
+                        done.set_result(outcome)
+            if self._closing:
+                return
+
+    async def _connection(self) -> AsyncConnection[Any]:
+        if self._conn is not None and (self._conn.closed or self._conn.broken):
+            await self._drop()
+        if self._conn is None:
+            self._conn = await self._connect()
+        return self._conn
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _commit(self, works: list[Work]) -> list[Outcome]:
+        for attempt in (1, 2):
+            ran = False
+            try:
+                conn = await self._connection()
+                async with conn.transaction():
+                    ran = True
+                    if len(works) == 1:  # the transaction is its savepoint
+                        outcomes = [Outcome(value=await works[0](self._make_tx(conn)))]
+                    else:
+                        outcomes = [await self._savepoint(conn, work) for work in works]
+            except Exception as exc:
+                if not ran:  # the connection or BEGIN failed: drop it, nothing of it ran
+                    await self._drop()
+                    if attempt == 1:
+                        continue
+                return [Outcome(error=exc)] * len(works)
+            self.commits += 1
+            return outcomes
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _savepoint(self, conn: AsyncConnection[Any], work: Work) -> Outcome:
+        try:
+            async with conn.transaction():
+                value = await work(self._make_tx(conn))
+        except Exception as exc:
+            if conn.broken or conn.closed:
+                raise  # the connection went: nothing of the batch stands
+            return Outcome(error=exc)
+        return Outcome(value=value)

@@ -1,0 +1,60 @@
+"""One notification per story, end to end: a user subscribed to a homepage and to the feed
+it links to gets each new post once; ``rssd deliveries --skipped`` and ``rssd users``
+show what was skipped."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FeedServer
+from tests.support.commands import cli, dated_rss, run_once_from
+from tests.support.webhooks import Receiver
+from tests.test_cmd_webhooks import tails, write
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    server = Receiver()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def test_a_subscriber_to_a_page_and_its_feed_gets_each_new_post_once(
+    feed_server: FeedServer, receiver: Receiver, tmp_path: Path
+) -> None:
+    feed = feed_server.static("/feed.xml", dated_rss(["one", "two"], name="f"))
+    page = feed_server.static(
+        "/",
+        '<!doctype html><html><head><title>Blog</title><link rel="alternate" '
+        'type="application/rss+xml" href="/feed.xml"></head><body>hi</body></html>',
+        content_type="text/html",
+    )
+    config = write(
+        tmp_path / "config.toml",
+        [page, feed],
+        {"alice": (receiver.url("alice"), [page, feed]), "bob": (receiver.url("bob"), [feed])},
+    )
+    await run_once_from(config)
+    await run_once_from(config)  # delivers what the first run queued, fetches again
+    assert tails(receiver.posts_for("alice")) == ["f-0", "f-1"]
+    assert tails(receiver.posts_for("bob")) == ["f-0", "f-1"]
+
+    feed_server.static("/feed.xml", dated_rss(["three", "one", "two"], name="g"))
+    await run_once_from(config)
+    await run_once_from(config)
+    assert tails(receiver.posts_for("alice")) == ["f-0", "f-1", "g-0", "g-1", "g-2"]
+    assert receiver.bad == []
+
+    skipped = (await cli("deliveries", "--skipped", "--json", "-c", config)).json_lines()
+    assert sorted(s["user_name"] for s in skipped) == ["alice"] * 5
+    assert {s["story"].split(":", 1)[0] for s in skipped} == {"link"}
+    users = (await cli("users", "--json", "-c", config)).json()["users"]
+    assert {u["name"]: u["duplicates_skipped"] for u in users} == {"alice": 5, "bob": 0}
+    table = await cli("deliveries", "--skipped", "--user", "alice", "-c", config)
+    assert table.code == 0 and "DUPLICATE OF" in table.out
