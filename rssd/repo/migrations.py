@@ -200,7 +200,7 @@ MIGRATIONS: dict[int, str] = {
     10: f"""
         {_SQLITE_SEARCH}
         INSERT INTO search_backfill (id, next_id, last_id)
-        VALUES (1, 1, (SELECT coalesce(max(id), 0) FROM posts));
+        VALUES (1, 1, (SELECT coalesce(max(id), 0) FROM posts)) ON CONFLICT (id) DO NOTHING;
     """,
 }
 
@@ -243,15 +243,15 @@ PG_MIGRATIONS: dict[int, str] = {
     # 10 -> 11: posts.search and its GIN index, filled in the background as on SQLite (the
     # column is added without a value: no table rewrite); deliveries by feed and time.
     10: """
-        ALTER TABLE posts ADD COLUMN search tsvector;
-        CREATE INDEX posts_search ON posts USING gin (search);
-        CREATE TABLE search_backfill (
+        ALTER TABLE posts ADD COLUMN IF NOT EXISTS search tsvector;
+        CREATE INDEX IF NOT EXISTS posts_search ON posts USING gin (search);
+        CREATE TABLE IF NOT EXISTS search_backfill (
             id      integer PRIMARY KEY CHECK (id = 1),
             next_id bigint  NOT NULL,
             last_id bigint  NOT NULL
         );
         INSERT INTO search_backfill (id, next_id, last_id)
-        VALUES (1, 1, (SELECT coalesce(max(id), 0) FROM posts));
-        CREATE INDEX deliveries_source ON deliveries (content_source_id, created_at);
+        VALUES (1, 1, (SELECT coalesce(max(id), 0) FROM posts)) ON CONFLICT (id) DO NOTHING;
+        CREATE INDEX IF NOT EXISTS deliveries_source ON deliveries (content_source_id, created_at);
     """,
 }
