@@ -3,8 +3,6 @@ get the post about X, and who was told?"."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,10 @@ from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer, rss
 from tests.support.commands import cli, run_once_from
 from tests.support.config import make_config, write_config
-from tests.support.webhooks import SECRETS, Receiver
+from tests.support.webhooks import Receiver
+from tests.test_cmd_webhooks import receiver, write
+
+__all__ = ["receiver"]  # the fixture, shared with the webhook commands' tests
 
 FEEDS = ["http://a.example/feed", "http://b.example/feed"]
 
@@ -113,16 +114,6 @@ async def test_while_the_index_is_built_the_search_says_so(tmp_path: Path) -> No
 # -- who was told ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = Receiver()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
 async def test_deliveries_of_a_post_found_by_search(
     feed_server: FeedServer, receiver: Receiver, tmp_path: Path
 ) -> None:
@@ -140,29 +131,11 @@ async def test_deliveries_of_a_post_found_by_search(
         return web.Response(status=500)
 
     receiver.replies["bob"] = broken
-    users = [
-        ("alice", [feed]),
-        ("bob", ["*"]),
-    ]
-    lines = [
-        'database = "rssd.sqlite3"',
-        "[webhooks]",
-        "allow_private_networks = true",
-        "retry_seconds = [3600]",
-        "[[feeds]]",
-        f"url = {json.dumps(feed)}",
-    ]
-    for name, feeds in users:
-        lines += [
-            "[[users]]",
-            f"name = {json.dumps(name)}",
-            f"webhook_url = {json.dumps(receiver.url(name))}",
-            f"secret = {json.dumps(SECRETS[name])}",
-            f"feeds = {json.dumps(feeds)}",
-            "notify_backlog = true",
-        ]
-    config = tmp_path / "config.toml"
-    config.write_text("\n".join(lines) + "\n")
+    config = write(
+        tmp_path / "config.toml",
+        [feed],
+        {"alice": (receiver.url("alice"), [feed]), "bob": (receiver.url("bob"), ["*"])},
+    )
     assert (await run_once_from(config)).posts_new == 2
 
     (found,) = (await cli("posts", "-c", config, "--search", "linux", "--json")).json_lines()
