@@ -3,6 +3,10 @@
 -- migrations in rssd/repo/migrations.py before this file runs. Keep both in step.
 -- Timestamps are ISO 8601 UTC text ("2026-11-29T01:54:58.123Z"), which sorts as time does.
 
+-- Version 11 added interval_fixed, min_interval_minutes, max_interval_minutes, adaptive
+-- polling (rssd/daemon/schedule.py): interval_minutes set on the feed itself is fixed (1);
+-- otherwise it is the start, and the posting rate moves the interval between the feed's
+-- min and max (each the feed's own or the global one).
 CREATE TABLE IF NOT EXISTS content_sources (
     id               INTEGER PRIMARY KEY,
     url              TEXT    NOT NULL UNIQUE,
@@ -17,7 +21,10 @@ CREATE TABLE IF NOT EXISTS content_sources (
     -- configured URL is the feed), and the config's category ("Blogs / Linux").
     feed_title       TEXT,
     feed_url         TEXT,
-    category         TEXT
+    category         TEXT,
+    interval_fixed       INTEGER NOT NULL DEFAULT 0 CHECK (interval_fixed IN (0, 1)),
+    min_interval_minutes REAL    NOT NULL DEFAULT 15 CHECK (min_interval_minutes > 0),
+    max_interval_minutes REAL    NOT NULL DEFAULT 1440 CHECK (max_interval_minutes > 0)
 ) STRICT;
 
 CREATE TABLE IF NOT EXISTS fetch_job (
@@ -53,6 +60,9 @@ CREATE TABLE IF NOT EXISTS fetch_job (
     lease_expires_at  TEXT,
     host              TEXT,
     host_slot         INTEGER,
+    -- Version 11: a QUEUED job's interval as planned, and why (rssd status shows both).
+    interval_seconds  REAL,
+    interval_reason   TEXT,
     -- A FAILED job always says why; a COMPLETED one never carries an error.
     CHECK ((status = 'FAILED') = (error_code IS NOT NULL))
 ) STRICT;
@@ -165,7 +175,7 @@ CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (user_id, id)
     WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS deliveries_user ON deliveries (user_id, created_at);
 CREATE INDEX IF NOT EXISTS deliveries_fetch_job ON deliveries (fetch_job_id);
--- Version 11: the messages of a feed by time, for `rssd deliveries --post ID`.
+-- Version 12: the messages of a feed by time, for `rssd deliveries --post ID`.
 CREATE INDEX IF NOT EXISTS deliveries_source ON deliveries (content_source_id, created_at);
 
 -- Version 6: `rssd posts` lists the newest posts (by publication time, else storing time)
@@ -237,7 +247,16 @@ CREATE TABLE IF NOT EXISTS skipped_posts (
 ) STRICT;
 CREATE INDEX IF NOT EXISTS skipped_posts_time ON skipped_posts (skipped_at);
 
--- Version 11: full-text search (`rssd posts --search`, rssd/repo/search.py). posts_fts
+-- Version 11: per-host politeness across daemons (rssd/repo/hosts.py). A request to a host
+-- may start at next_start_at at the earliest (host_min_gap_seconds after the previous
+-- start, or when a 429/503's Retry-After ends: paused_until).
+CREATE TABLE IF NOT EXISTS hosts (
+    host          TEXT PRIMARY KEY,
+    next_start_at TEXT NOT NULL,
+    paused_until  TEXT
+) STRICT;
+
+-- Version 12: full-text search (`rssd posts --search`, rssd/repo/search.py). posts_fts
 -- indexes each post's title, text (summary and content without HTML) and author, without
 -- keeping a copy of them (content=''): removing a post from it takes the text it indexed,
 -- so every change of a post is queued here by the triggers below, old values included,
@@ -272,7 +291,7 @@ CREATE TRIGGER IF NOT EXISTS posts_search_delete AFTER DELETE ON posts BEGIN
     VALUES (old.id, 1, old.title, old.summary, old.content, old.author);
 END;
 
--- Version 11: building the index for the posts stored before it, in batches: posts with
+-- Version 12: building the index for the posts stored before it, in batches: posts with
 -- next_id <= id <= last_id are still to be indexed (last_id: the newest post then).
 CREATE TABLE IF NOT EXISTS search_backfill (
     id      INTEGER PRIMARY KEY CHECK (id = 1),

@@ -19,7 +19,12 @@ CREATE TABLE IF NOT EXISTS content_sources (
     updated_at       timestamptz NOT NULL,
     feed_title       text,
     feed_url         text,
-    category         text
+    category         text,
+    interval_fixed       integer NOT NULL DEFAULT 0 CHECK (interval_fixed IN (0, 1)),
+    min_interval_minutes double precision NOT NULL DEFAULT 15
+                         CHECK (min_interval_minutes > 0),
+    max_interval_minutes double precision NOT NULL DEFAULT 1440
+                         CHECK (max_interval_minutes > 0)
 );
 
 CREATE TABLE IF NOT EXISTS fetch_job (
@@ -50,6 +55,8 @@ CREATE TABLE IF NOT EXISTS fetch_job (
     lease_expires_at  timestamptz,
     host              text,
     host_slot         integer,
+    interval_seconds  double precision,
+    interval_reason   text,
     CHECK ((status = 'FAILED') = (error_code IS NOT NULL))
 );
 
@@ -78,7 +85,7 @@ CREATE TABLE IF NOT EXISTS posts (
     enclosures        text,
     created_at        timestamptz NOT NULL,
     content_hash      text    NOT NULL,
-    -- Version 11: what `rssd posts --search` finds the post by (rssd/repo/search.py).
+    -- Version 12: what `rssd posts --search` finds the post by (rssd/repo/search.py).
     search            tsvector,
     UNIQUE (content_source_id, external_id)
 );
@@ -213,7 +220,14 @@ CREATE OR REPLACE TRIGGER fetch_job_due_notify
     WHEN (NEW.status = 'QUEUED' AND (NEW.not_before IS NULL OR NEW.not_before <= now()))
     EXECUTE FUNCTION rssd_job_due();
 
--- Version 11: full-text search (schema.sql's posts_fts): posts.search and its GIN index,
+-- Per-host politeness across daemons (schema.sql, version 11), timed by the database's clock.
+CREATE TABLE IF NOT EXISTS hosts (
+    host          text PRIMARY KEY,
+    next_start_at timestamptz NOT NULL,
+    paused_until  timestamptz
+);
+
+-- Version 12: full-text search (schema.sql's posts_fts): posts.search and its GIN index,
 -- and the state of building it for the posts stored before it.
 CREATE INDEX IF NOT EXISTS posts_search ON posts USING gin (search);
 CREATE TABLE IF NOT EXISTS search_backfill (

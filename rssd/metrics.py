@@ -84,6 +84,13 @@ PARSE_WORKER_RESTARTS = Counter(
     "Parse pools killed and rebuilt (a runaway or crashed parse worker).",
     registry=REGISTRY,
 )
+PARSES = Counter(
+    "rssd_parses",
+    "Documents parsed, by the parser whose result was used (feedparser_rs; feedparser, its "
+    "fallback; jsonfeed, rssd's JSON Feed reader).",
+    ["parser"],
+    registry=REGISTRY,
+)
 DATABASE_BYTES = Gauge(
     "rssd_database_bytes", "Size of the SQLite file plus its WAL.", registry=REGISTRY
 )

@@ -11,10 +11,10 @@ from aiohttp import web
 
 from rssd.daemon.lock import DaemonLock
 from rssd.repo.db import Database
-from rssd.repo.jobs import FetchJobRepo
 from tests.conftest import FeedServer
 from tests.support.commands import World, cli, dated_rss, populated
 from tests.support.config import write_config
+from tests.support.jobs import ongoing_job
 from tests.support.process import WAIT, Daemons
 
 pytestmark = pytest.mark.both_backends
@@ -68,9 +68,7 @@ async def test_refused_while_the_feed_is_being_fetched(
     # What a daemon in the middle of fetching source 1 leaves in the database.
     db = await Database.open(world.database)
     try:
-        active = await FetchJobRepo(db).queue_job(1)
-        assert active is not None
-        await FetchJobRepo(db).mark_ongoing(active.id)
+        await ongoing_job(db, 1)
     finally:
         await db.close()
     result = await cli("fetch", "-c", world.config, "1")

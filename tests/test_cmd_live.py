@@ -12,11 +12,11 @@ from aiohttp import web
 
 from rssd.models.config import load_config
 from rssd.repo.db import Database
-from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer
 from tests.support.commands import Result, cli, dated_rss
 from tests.support.config import write_config
+from tests.support.jobs import ongoing_job
 from tests.support.process import WAIT, Daemons, run_rssd
 
 
@@ -43,11 +43,8 @@ async def left_behind_by_a_crash(config: Path) -> None:
     db = await Database.open(config.parent / "rssd.sqlite3")
     try:
         await SourceRepo(db).sync(load_config(config))
-        jobs = FetchJobRepo(db)
         for source in await SourceRepo(db).list():
-            job = await jobs.queue_job(source.id)
-            assert job is not None
-            assert await jobs.mark_ongoing(job.id) is not None
+            await ongoing_job(db, source.id)
     finally:
         await db.close()
 

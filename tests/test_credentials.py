@@ -23,6 +23,7 @@ PASSWORD = "s3cret-pw"
 TOKEN = "tok-9f8e7d"
 FILE_TOKEN = "file-token-5a4b"
 SECRETS = (PASSWORD, TOKEN, FILE_TOKEN)
+WHSEC = "whsec_" + base64.b64encode(b"k" * 32).decode()
 
 
 @pytest.mark.parametrize(
@@ -349,3 +350,33 @@ def test_url_credentials_and_an_authorization_header_are_a_config_error(
     assert "feeds[0]" in result.err
     assert "credentials in the URL (user:password@) and an Authorization header" in result.err
     assert not any(secret in result.out + result.err for secret in SECRETS)
+
+
+def test_relative_secret_files_resolve_in_the_credentials_directory_under_systemd(
+    tmp_path: Path,
+) -> None:
+    """One config.toml, two places: the service reads the LoadCredential= copies in
+    $CREDENTIALS_DIRECTORY, an operator's shell the originals beside config.toml."""
+    etc, credentials = tmp_path / "etc", tmp_path / "credentials"
+    for folder, token in ((etc, TOKEN), (credentials, FILE_TOKEN)):
+        folder.mkdir()
+        (folder / "alice.secret").write_text(WHSEC + "\n")
+        (folder / "feed-token").write_text(f"Authorization: Bearer {token}\n")
+    config = etc / "config.toml"
+    config.write_text(
+        'database = "postgresql://rssd@db.example/rssd?sslmode=require&passfile=pgpass"\n'
+        '[[feeds]]\nurl = "https://a.example/feed"\nheaders_file = "feed-token"\n'
+        '[[users]]\nname = "alice"\nwebhook_url = "https://hooks.example/a"\n'
+        'secret_file = "alice.secret"\nfeeds = ["*"]\n'
+    )
+    in_shell = load_config(config, {})
+    in_service = load_config(config, {"CREDENTIALS_DIRECTORY": str(credentials)})
+    assert in_shell.feeds[0].headers == {"Authorization": f"Bearer {TOKEN}"}
+    assert in_service.feeds[0].headers == {"Authorization": f"Bearer {FILE_TOKEN}"}
+    assert in_shell.database == (
+        f"postgresql://rssd@db.example/rssd?sslmode=require&passfile={etc}/pgpass"
+    )
+    assert in_service.database == (
+        f"postgresql://rssd@db.example/rssd?sslmode=require&passfile={credentials}/pgpass"
+    )
+    assert in_shell.users[0].secret is not None

@@ -27,6 +27,7 @@ from rssd.repo.outbox import OutboxRepo
 from rssd.repo.users import UserRepo
 from rssd.webhooks.rules import JITTER
 from rssd.webhooks.sender import Sender
+from tests.support.jobs import ongoing_job
 from tests.support.webhooks import Receiver, make_config, user
 
 pytestmark = pytest.mark.both_backends
@@ -52,11 +53,8 @@ def post(n: int, title: str = "") -> PostCreate:
 async def fetch(db: Database, url: str, posts: list[PostCreate]) -> int:
     row = await db.fetchone("SELECT id FROM content_sources WHERE url = :url", {"url": url})
     assert row is not None
-    jobs = FetchJobRepo(db)
-    job = await jobs.queue_job(row[0])
-    assert job is not None
-    await jobs.mark_ongoing(job.id)
-    recorded = await jobs.mark_completed(job.id, FetchMeta(http_status=200), posts, b"")
+    job = await ongoing_job(db, row[0])
+    recorded = await FetchJobRepo(db).mark_completed(job.id, FetchMeta(http_status=200), posts, b"")
     assert recorded is not None
     return recorded[1].messages
 

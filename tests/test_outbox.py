@@ -18,6 +18,7 @@ from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.outbox import OutboxRepo
 from tests.conftest import FeedServer, rss
 from tests.support.commands import run_once_from
+from tests.support.jobs import ongoing_job, recover
 from tests.support.webhooks import SECRETS, make_config, user
 
 pytestmark = pytest.mark.both_backends
@@ -40,11 +41,8 @@ async def fetch(db: Database, url: str, posts: list[PostCreate]) -> int:
     """One completed fetch of ``url`` storing ``posts``; returns the messages it queued."""
     row = await db.fetchone("SELECT id FROM content_sources WHERE url = :url", {"url": url})
     assert row is not None
-    jobs = FetchJobRepo(db)
-    job = await jobs.queue_job(row[0])
-    assert job is not None
-    await jobs.mark_ongoing(job.id)
-    recorded = await jobs.mark_completed(job.id, FetchMeta(http_status=200), posts, b"")
+    job = await ongoing_job(db, row[0])
+    recorded = await FetchJobRepo(db).mark_completed(job.id, FetchMeta(http_status=200), posts, b"")
     assert recorded is not None
     return recorded[1].messages
 
@@ -204,12 +202,9 @@ async def test_a_job_no_longer_ongoing_writes_no_message(db: Database, tmp_path:
     await setup(db, tmp_path, [user("alice", HOOK, [A], notify_backlog=True)])
     row = await db.fetchone("SELECT id FROM content_sources WHERE url = :url", {"url": A})
     assert row is not None
-    jobs = FetchJobRepo(db)
-    job = await jobs.queue_job(row[0])
-    assert job is not None
-    await jobs.mark_ongoing(job.id)
-    await jobs.fail_active("restart")
-    assert await jobs.mark_completed(job.id, FetchMeta(), [post(1)], b"") is None
+    job = await ongoing_job(db, row[0])
+    assert await recover(db) == [job.id]
+    assert await FetchJobRepo(db).mark_completed(job.id, FetchMeta(), [post(1)], b"") is None
     assert await messages(db) == []
 
 

@@ -24,11 +24,11 @@ from rssd.models.config import load_config
 from rssd.models.dto import FetchJobStatus
 from rssd.repo.claims import ClaimRepo
 from rssd.repo.db import Database
-from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer, rss
 from tests.support.commands import cli
 from tests.support.config import write_config
+from tests.support.jobs import ongoing_job
 from tests.support.process import run_rssd
 
 HOSTILE_HTML = (
@@ -79,15 +79,13 @@ async def active_job_queued(config: Path, ago: timedelta) -> int:
     try:
         await SourceRepo(db).sync(loaded)
         (source,) = await SourceRepo(db).list()
-        jobs = FetchJobRepo(db)
-        job = await jobs.queue_job(source.id)
-        assert job is not None
-        assert await jobs.mark_ongoing(job.id) is not None
+        job = await ongoing_job(db, source.id)
     finally:
         await db.close()
     with closing(sqlite3.connect(loaded.database)) as raw, raw:
-        raw.execute(
-            "UPDATE fetch_job SET queued_at = :at, started_at = :at WHERE id = :id",
+        raw.execute(  # its lease gone with the process that claimed it
+            "UPDATE fetch_job SET queued_at = :at, started_at = :at, claimed_by = NULL, "
+            "lease_expires_at = NULL WHERE id = :id",
             {"at": to_iso(utcnow() - ago), "id": job.id},
         )
     return job.id

@@ -1,4 +1,6 @@
-"""FetchJobRepo: the FetchJob state machine, the one-active-job guard, atomic completion."""
+"""FetchJobRepo: the FetchJob state machine, the one-active-job guard, atomic completion.
+
+Jobs are queued and claimed the way the daemon does it (tests/support/jobs.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from rssd.repo.jobs import MAX_ERROR_MESSAGE, FetchJobRepo, latest_jobs
 from rssd.repo.posts import PostRepo, UpsertCounts
 from rssd.repo.sources import SourceRepo
 from tests.support.config import make_config
+from tests.support.jobs import claim_job, get, latest_for_source, queue_job, recover
 
 pytestmark = pytest.mark.both_backends
 
@@ -51,9 +54,10 @@ async def source(db: Database, tmp_path: Path) -> int:
     return source_id
 
 
-async def job_in(jobs: FetchJobRepo, source_id: int, status: FetchJobStatus) -> FetchJob:
+async def job_in(db: Database, source_id: int, status: FetchJobStatus) -> FetchJob:
     """A job of ``source_id`` brought to ``status`` through the allowed transitions."""
-    job = await jobs.queue_job(source_id)
+    jobs = FetchJobRepo(db)
+    job = await queue_job(db, source_id)
     assert job is not None
     if status is FetchJobStatus.QUEUED:
         return job
@@ -61,7 +65,7 @@ async def job_in(jobs: FetchJobRepo, source_id: int, status: FetchJobStatus) -> 
         failed = await jobs.mark_failed(job.id, ErrorCode.TIMEOUT, "slow")
         assert failed is not None
         return failed
-    ongoing = await jobs.mark_ongoing(job.id)
+    ongoing = await claim_job(db, job.id)
     assert ongoing is not None
     if status is FetchJobStatus.ONGOING:
         return ongoing
@@ -70,23 +74,23 @@ async def job_in(jobs: FetchJobRepo, source_id: int, status: FetchJobStatus) -> 
     return done[0]
 
 
-Transition = Callable[[FetchJobRepo, int], Awaitable[object]]
+Transition = Callable[[Database, int], Awaitable[object]]
 
 
-async def to_ongoing(jobs: FetchJobRepo, job_id: int) -> object:
-    return await jobs.mark_ongoing(job_id)
+async def to_ongoing(db: Database, job_id: int) -> object:
+    return await claim_job(db, job_id)
 
 
-async def to_completed(jobs: FetchJobRepo, job_id: int) -> object:
-    return await jobs.mark_completed(job_id, META, [post("p1"), post("p2")])
+async def to_completed(db: Database, job_id: int) -> object:
+    return await FetchJobRepo(db).mark_completed(job_id, META, [post("p1"), post("p2")])
 
 
-async def to_completed_no_posts(jobs: FetchJobRepo, job_id: int) -> object:
-    return await jobs.mark_completed(job_id, META)
+async def to_completed_no_posts(db: Database, job_id: int) -> object:
+    return await FetchJobRepo(db).mark_completed(job_id, META)
 
 
-async def to_failed(jobs: FetchJobRepo, job_id: int) -> object:
-    return await jobs.mark_failed(job_id, ErrorCode.HTTP_ERROR, "HTTP 500", META)
+async def to_failed(db: Database, job_id: int) -> object:
+    return await FetchJobRepo(db).mark_failed(job_id, ErrorCode.HTTP_ERROR, "HTTP 500", META)
 
 
 TRANSITIONS: dict[str, Transition] = {
@@ -135,10 +139,10 @@ async def test_allowed_transitions(
     db: Database, source: int, start: FetchJobStatus, transition: str, end: FetchJobStatus
 ) -> None:
     jobs = FetchJobRepo(db)
-    job = await job_in(jobs, source, start)
-    result = await TRANSITIONS[transition](jobs, job.id)
+    job = await job_in(db, source, start)
+    result = await TRANSITIONS[transition](db, job.id)
     assert result is not None
-    stored = await jobs.get(job.id)
+    stored = await get(db, job.id)
     assert stored is not None
     assert stored.status is end
     assert await jobs.get_status(job.id) is end
@@ -166,12 +170,11 @@ async def test_allowed_transitions(
 async def test_refused_transitions_return_none_and_change_nothing(
     db: Database, source: int, start: FetchJobStatus, transition: str
 ) -> None:
-    jobs = FetchJobRepo(db)
-    job = await job_in(jobs, source, start)
+    job = await job_in(db, source, start)
     posts_before = await PostRepo(db).count()
-    before = await jobs.get(job.id)
-    assert await TRANSITIONS[transition](jobs, job.id) is None
-    assert await jobs.get(job.id) == before
+    before = await get(db, job.id)
+    assert await TRANSITIONS[transition](db, job.id) is None
+    assert await get(db, job.id) == before
     assert await PostRepo(db).count() == posts_before
 
 
@@ -180,20 +183,20 @@ async def test_transitions_of_a_missing_job_return_none(
     db: Database, source: int, transition: str
 ) -> None:
     jobs = FetchJobRepo(db)
-    assert await TRANSITIONS[transition](jobs, 12345) is None
-    assert await jobs.get(12345) is None
+    assert await TRANSITIONS[transition](db, 12345) is None
+    assert await get(db, 12345) is None
     assert await jobs.get_status(12345) is None
     assert await PostRepo(db).count() == 0
 
 
 async def test_a_job_runs_the_whole_state_machine(db: Database, source: int) -> None:
     jobs = FetchJobRepo(db)
-    queued = await jobs.queue_job(source)
+    queued = await queue_job(db, source)
     assert queued is not None
     assert (queued.status, queued.content_source_id, queued.posts_count) == (QUEUED, source, 0)
     assert queued.started_at is None
     assert queued.ended_at is None
-    ongoing = await jobs.mark_ongoing(queued.id)
+    ongoing = await claim_job(db, queued.id)
     assert ongoing is not None
     assert ongoing.status is ONGOING
     result = await jobs.mark_completed(queued.id, META, [post("a"), post("b"), post("c")])
@@ -202,12 +205,12 @@ async def test_a_job_runs_the_whole_state_machine(db: Database, source: int) -> 
     assert counts == UpsertCounts(new=3, updated=0)
     assert (done.status, done.posts_count) == (COMPLETED, 3)
     assert done.queued_at <= (done.started_at or "") <= (done.ended_at or "")
-    assert await jobs.get(queued.id) == done
+    assert await get(db, queued.id) == done
 
 
 async def test_a_failure_message_is_capped(db: Database, source: int) -> None:
     jobs = FetchJobRepo(db)
-    job = await jobs.queue_job(source)
+    job = await queue_job(db, source)
     assert job is not None
     failed = await jobs.mark_failed(job.id, ErrorCode.NOT_A_FEED, "x" * (MAX_ERROR_MESSAGE * 3))
     assert failed is not None
@@ -223,16 +226,16 @@ async def test_queue_job_refuses_while_a_job_is_active_and_works_after_it_ends(
     db: Database, source: int, active: FetchJobStatus, ended: FetchJobStatus
 ) -> None:
     jobs = FetchJobRepo(db)
-    first = await job_in(jobs, source, active)
-    assert await jobs.queue_job(source) is None
-    assert await jobs.queue_job(source) is None
+    first = await job_in(db, source, active)
+    assert await queue_job(db, source) is None
+    assert await queue_job(db, source) is None
     if active is QUEUED:
-        assert await jobs.mark_ongoing(first.id) is not None
+        assert await claim_job(db, first.id) is not None
     if ended is COMPLETED:
         assert await jobs.mark_completed(first.id, META) is not None
     else:
         assert await jobs.mark_failed(first.id, ErrorCode.TIMEOUT, "slow") is not None
-    second = await jobs.queue_job(source)
+    second = await queue_job(db, source)
     assert second is not None
     assert second.id > first.id
     assert second.status is QUEUED
@@ -244,14 +247,13 @@ async def test_queue_job_for_one_source_does_not_block_another(
     db: Database, tmp_path: Path
 ) -> None:
     one, two = await make_sources(db, tmp_path, 2)
-    jobs = FetchJobRepo(db)
-    assert await jobs.queue_job(one) is not None
-    assert await jobs.queue_job(two) is not None
+    assert await queue_job(db, one) is not None
+    assert await queue_job(db, two) is not None
 
 
 async def test_queue_job_for_an_unknown_source_raises(db: Database, source: int) -> None:
     with pytest.raises(INTEGRITY_ERRORS, match=r"(?i)foreign key"):
-        await FetchJobRepo(db).queue_job(source + 100)
+        await queue_job(db, source + 100)
 
 
 async def test_concurrent_queue_jobs_on_one_connection_yield_exactly_one_job(
@@ -260,7 +262,7 @@ async def test_concurrent_queue_jobs_on_one_connection_yield_exactly_one_job(
     sources = await make_sources(db, tmp_path, 3)
     jobs = FetchJobRepo(db)
     for _ in range(3):  # rounds: the guard holds again after each job ends
-        results = await asyncio.gather(*(jobs.queue_job(s) for s in sources for _ in range(25)))
+        results = await asyncio.gather(*(queue_job(db, s) for s in sources for _ in range(25)))
         won = [job for job in results if job is not None]
         assert sorted(job.content_source_id for job in won) == sorted(sources)
         for job in won:
@@ -279,7 +281,7 @@ async def test_concurrent_queue_jobs_from_two_connections_yield_exactly_one_job(
         repos = [FetchJobRepo(db), FetchJobRepo(other)]
         for _ in range(5):
             results = await asyncio.gather(
-                *(repo.queue_job(s) for _ in range(10) for repo in repos for s in sources)
+                *(queue_job(conn, s) for _ in range(10) for conn in (db, other) for s in sources)
             )
             won = [job for job in results if job is not None]
             assert sorted(job.content_source_id for job in won) == sorted(sources)
@@ -289,7 +291,7 @@ async def test_concurrent_queue_jobs_from_two_connections_yield_exactly_one_job(
             assert sorted(row[0] for row in active) == sorted(sources)
             # Either connection may finish the job the other one queued.
             for job in won:
-                assert await repos[1].mark_ongoing(job.id) is not None
+                assert await claim_job(other, job.id) is not None
                 assert await repos[0].mark_completed(job.id, META) is not None
     finally:
         await other.close()
@@ -300,7 +302,7 @@ async def test_concurrent_queue_jobs_from_two_connections_yield_exactly_one_job(
 
 async def test_mark_completed_writes_the_posts_with_the_job(db: Database, source: int) -> None:
     jobs = FetchJobRepo(db)
-    job = await job_in(jobs, source, ONGOING)
+    job = await job_in(db, source, ONGOING)
     result = await jobs.mark_completed(job.id, META, [post("a"), post("b"), post("a", "dup")])
     assert result is not None
     done, counts = result
@@ -315,7 +317,7 @@ async def test_mark_completed_of_a_job_that_is_not_ongoing_writes_no_post(
     db: Database, source: int, start: FetchJobStatus
 ) -> None:
     jobs = FetchJobRepo(db)
-    job = await job_in(jobs, source, start)
+    job = await job_in(db, source, start)
     assert await jobs.mark_completed(job.id, META, [post("a"), post("b")]) is None
     assert await PostRepo(db).count() == 0
 
@@ -325,11 +327,11 @@ async def test_mark_completed_after_recovery_failed_the_job_writes_no_post(
 ) -> None:
     """A restart marked the job interrupted while the fetch was still running."""
     jobs = FetchJobRepo(db)
-    job = await job_in(jobs, source, ONGOING)
-    assert await jobs.fail_active("restarted") == 1
+    job = await job_in(db, source, ONGOING)
+    assert await recover(db) == [job.id]
     assert await jobs.mark_completed(job.id, META, [post("a")]) is None
     assert await PostRepo(db).count() == 0
-    stored = await jobs.get(job.id)
+    stored = await get(db, job.id)
     assert stored is not None
     assert (stored.status, stored.error_code) == (FAILED, ErrorCode.INTERRUPTED)
 
@@ -338,12 +340,12 @@ async def test_a_post_that_cannot_be_stored_rolls_back_the_whole_completion(
     db: Database, source: int
 ) -> None:
     jobs = FetchJobRepo(db)
-    job = await job_in(jobs, source, ONGOING)
+    job = await job_in(db, source, ONGOING)
     # A lone surrogate cannot be encoded to UTF-8: SQLite's binding fails mid-batch.
     bad = [post("a"), post("b"), PostCreate(external_id="c", title="\ud800", content_hash="h")]
     with pytest.raises(UnicodeEncodeError):
         await jobs.mark_completed(job.id, META, bad)
-    assert await jobs.get(job.id) == job, "still ONGOING, nothing recorded"
+    assert await get(db, job.id) == job, "still ONGOING, nothing recorded"
     assert await PostRepo(db).count() == 0
     # The connection is clean and the job can still complete.
     result = await jobs.mark_completed(job.id, META, [post("a")])
@@ -353,15 +355,15 @@ async def test_a_post_that_cannot_be_stored_rolls_back_the_whole_completion(
 
 async def test_mark_completed_counts_new_and_updated_posts(db: Database, source: int) -> None:
     jobs = FetchJobRepo(db)
-    first = await job_in(jobs, source, ONGOING)
+    first = await job_in(db, source, ONGOING)
     assert await jobs.mark_completed(first.id, META, [post("a"), post("b")]) is not None
-    second = await job_in(jobs, source, ONGOING)
+    second = await job_in(db, source, ONGOING)
     result = await jobs.mark_completed(second.id, META, [post("a"), post("b", "edited"), post("c")])
     assert result is not None
     done, counts = result
     assert counts == UpsertCounts(new=1, updated=1)
     assert done.posts_count == 1, "posts_count counts new posts"
-    stored = await jobs.get(second.id)
+    stored = await get(db, second.id)
     assert stored is not None
     assert stored.posts_count == 1
 
@@ -369,39 +371,18 @@ async def test_mark_completed_counts_new_and_updated_posts(db: Database, source:
 # --- start-up recovery, latest jobs ----------------------------------------------------
 
 
-async def test_fail_active_marks_queued_and_ongoing_jobs_interrupted(
-    db: Database, tmp_path: Path
-) -> None:
-    sources = await make_sources(db, tmp_path, 4)
-    jobs = FetchJobRepo(db)
-    states = [QUEUED, ONGOING, COMPLETED, FAILED]
-    made = [await job_in(jobs, s, state) for s, state in zip(sources, states, strict=True)]
-    assert await jobs.fail_active("the daemon stopped") == 2
-    after = [await jobs.get(job.id) for job in made]
-    assert [job.status if job else None for job in after] == [FAILED, FAILED, COMPLETED, FAILED]
-    for job in after[:2]:
-        assert job is not None
-        assert job.error_code is ErrorCode.INTERRUPTED
-        assert job.error_message == "the daemon stopped"
-        assert job.ended_at is not None
-    assert after[2:] == made[2:], "finished jobs are not touched"
-    assert await jobs.fail_active("again") == 0
-    for s in sources:  # every source can be fetched again
-        assert await jobs.queue_job(s) is not None
-
-
-async def test_get_latest_for_source_and_get_latest_completed(db: Database, tmp_path: Path) -> None:
+async def test_get_latest_completed(db: Database, tmp_path: Path) -> None:
     one, two = await make_sources(db, tmp_path, 2)
     jobs = FetchJobRepo(db)
-    assert await jobs.get_latest_for_source(one) is None
+    assert await latest_for_source(db, one) is None
     assert await jobs.get_latest_completed(one) is None
 
-    completed = await job_in(jobs, one, COMPLETED)
-    other = await job_in(jobs, two, COMPLETED)
-    failed = await job_in(jobs, one, FAILED)
-    queued = await job_in(jobs, one, QUEUED)
+    completed = await job_in(db, one, COMPLETED)
+    other = await job_in(db, two, COMPLETED)
+    failed = await job_in(db, one, FAILED)
+    queued = await job_in(db, one, QUEUED)
 
-    latest = await jobs.get_latest_for_source(one)
+    latest = await latest_for_source(db, one)
     assert latest is not None
     assert latest.id == queued.id
     latest_ok = await jobs.get_latest_completed(one)
@@ -409,7 +390,7 @@ async def test_get_latest_for_source_and_get_latest_completed(db: Database, tmp_
     assert latest_ok.id == completed.id
     assert latest_ok.etag == META.etag
     assert failed.id < queued.id
-    latest_two = await jobs.get_latest_for_source(two)
+    latest_two = await latest_for_source(db, two)
     assert latest_two is not None
     assert latest_two.id == other.id
     assert {s: j.id for s, j in (await jobs.latest_completed_all()).items()} == {
@@ -422,13 +403,12 @@ async def test_latest_jobs_counts_failures_since_the_last_success(
     db: Database, tmp_path: Path
 ) -> None:
     one, two, three = await make_sources(db, tmp_path, 3)
-    jobs = FetchJobRepo(db)
-    await job_in(jobs, one, FAILED)
-    await job_in(jobs, one, COMPLETED)
+    await job_in(db, one, FAILED)
+    await job_in(db, one, COMPLETED)
     for _ in range(3):
-        await job_in(jobs, one, FAILED)
-    interrupted = await job_in(jobs, two, ONGOING)
-    await jobs.fail_active("restart")
+        await job_in(db, one, FAILED)
+    interrupted = await job_in(db, two, ONGOING)
+    await recover(db)
     by_source = {row.source_id: row for row in await latest_jobs(db)}
     assert by_source[one].failures == 3
     assert by_source[one].status is FAILED
@@ -446,12 +426,12 @@ async def test_prune_keeps_each_sources_latest_and_latest_completed_job(
     db: Database, source: int
 ) -> None:
     jobs = FetchJobRepo(db)
-    old_ok = await job_in(jobs, source, COMPLETED)
-    newer_ok = await job_in(jobs, source, COMPLETED)
-    newest = await job_in(jobs, source, FAILED)
+    old_ok = await job_in(db, source, COMPLETED)
+    newer_ok = await job_in(db, source, COMPLETED)
+    newest = await job_in(db, source, FAILED)
     pruned = await jobs.prune(older_than="9999-01-01T00:00:00.000Z", batch=1)
     assert pruned == 1
-    assert await jobs.get(old_ok.id) is None
-    assert await jobs.get(newer_ok.id) is not None
-    assert await jobs.get(newest.id) is not None
+    assert await get(db, old_ok.id) is None
+    assert await get(db, newer_ok.id) is not None
+    assert await get(db, newest.id) is not None
     assert await jobs.prune(older_than=now_iso()) == 0

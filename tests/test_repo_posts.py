@@ -13,6 +13,7 @@ from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.posts import PostRepo, UpsertCounts
 from rssd.repo.sources import SourceRepo
 from tests.support.config import make_config
+from tests.support.jobs import ongoing_job, queue_job
 
 pytestmark = pytest.mark.both_backends
 
@@ -40,7 +41,7 @@ async def setup(db: Database, tmp_path: Path, sources: int = 1) -> tuple[list[in
     jobs = FetchJobRepo(db)
     job_ids = []
     for source_id in ids:
-        job = await jobs.queue_job(source_id)
+        job = await queue_job(db, source_id)
         assert job is not None
         assert await jobs.mark_failed(job.id, ErrorCode.TIMEOUT, "") is not None
         job_ids.append(job.id)
@@ -48,11 +49,8 @@ async def setup(db: Database, tmp_path: Path, sources: int = 1) -> tuple[list[in
 
 
 async def new_job(db: Database, source_id: int) -> int:
-    jobs = FetchJobRepo(db)
-    job = await jobs.queue_job(source_id)
-    assert job is not None
-    assert await jobs.mark_ongoing(job.id) is not None
-    assert await jobs.mark_completed(job.id, FetchMeta()) is not None
+    job = await ongoing_job(db, source_id)
+    assert await FetchJobRepo(db).mark_completed(job.id, FetchMeta()) is not None
     return job.id
 
 

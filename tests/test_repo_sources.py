@@ -14,6 +14,7 @@ from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.posts import PostRepo
 from rssd.repo.sources import SourceRepo, SyncReport
+from tests.support.jobs import get, ongoing_job
 
 pytestmark = pytest.mark.both_backends
 
@@ -210,9 +211,7 @@ async def test_a_removed_feed_keeps_its_posts_and_comes_back_when_re_added(
     source = await repo.get_by_url(A)
     assert source is not None
     jobs = FetchJobRepo(db)
-    job = await jobs.queue_job(source.id)
-    assert job is not None
-    assert await jobs.mark_ongoing(job.id) is not None
+    job = await ongoing_job(db, source.id)
     posts = [PostCreate(external_id=f"p{i}", content_hash=f"h{i}") for i in range(3)]
     assert await jobs.mark_completed(job.id, FetchMeta(), posts) is not None
 
@@ -223,7 +222,7 @@ async def test_a_removed_feed_keeps_its_posts_and_comes_back_when_re_added(
     assert [s.url for s in await repo.list(enabled_only=True)] == [B]
     assert [s.url for s in await repo.list()] == [A, B]
     assert await PostRepo(db).count(source.id) == 3, "posts are kept"
-    assert await jobs.get(job.id) is not None, "so is the audit trail"
+    assert await get(db, job.id) is not None, "so is the audit trail"
 
     assert await repo.sync(config(tmp_path, [feed(B)])) == report(), "disabled once only"
 

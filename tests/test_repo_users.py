@@ -14,6 +14,7 @@ from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.outbox import Attempt, OutboxRepo
 from rssd.repo.users import UserRepo
+from tests.support.jobs import ongoing_job
 from tests.support.webhooks import make_config, user
 
 pytestmark = pytest.mark.both_backends
@@ -41,11 +42,8 @@ def cfg(tmp_path: Path, users: list[dict[str, Any]], feeds: tuple[str, ...] = (A
 async def complete_a_fetch(db: Database, url: str) -> None:
     row = await db.fetchone("SELECT id FROM content_sources WHERE url = :url", {"url": url})
     assert row is not None
-    jobs = FetchJobRepo(db)
-    job = await jobs.queue_job(row[0])
-    assert job is not None
-    await jobs.mark_ongoing(job.id)
-    await jobs.mark_completed(job.id, FetchMeta(http_status=200))
+    job = await ongoing_job(db, row[0])
+    await FetchJobRepo(db).mark_completed(job.id, FetchMeta(http_status=200))
 
 
 async def test_users_and_subscriptions_are_added(db: Database, tmp_path: Path) -> None:

@@ -19,11 +19,11 @@ from aiohttp import web
 from rssd.daemon.lock import DaemonLock
 from rssd.models.config import load_config
 from rssd.repo.db import Database
-from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.migrations import SCHEMA_VERSION
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer, rss
 from tests.support.config import write_config
+from tests.support.jobs import ongoing_job
 from tests.support.process import Finished, run_rssd
 
 pytestmark = pytest.mark.slow
@@ -470,10 +470,7 @@ async def test_a_run_after_a_crash_recovers_the_jobs_left_active(
     try:
         await SourceRepo(db).sync(load_config(config))
         (source,) = await SourceRepo(db).list()
-        jobs = FetchJobRepo(db)
-        left = await jobs.queue_job(source.id)
-        assert left is not None
-        assert await jobs.mark_ongoing(left.id) is not None
+        left = await ongoing_job(db, source.id)
     finally:
         await db.close()
     (tmp_path / "rssd.sqlite3.lock").write_text("running 999999\n")

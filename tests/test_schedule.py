@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,13 +10,19 @@ import pytest
 from rssd.daemon.schedule import (
     DEFAULT_MAX_BACKOFF,
     NEW_SOURCE_SPREAD,
+    Activity,
     Hints,
     History,
     Policy,
+    Reason,
+    adaptive_interval,
     backoff,
     next_due,
+    planned_delay,
+    policy_of,
     requested_delay,
 )
+from rssd.models.dto import Source
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -94,9 +101,10 @@ POLICY = Policy(interval=HOUR)
         (History(ended_at=ENDED), None, MID, ENDED + HOUR),
         (History(ended_at=ENDED), None, 0.0, ENDED + HOUR * 0.9),
         (History(ended_at=ENDED), None, 0.999999, ENDED + HOUR * (0.9 + 0.2 * 0.999999)),
-        # Failures back off.
-        (History(ended_at=ENDED, failures=3), None, MID, ENDED + 4 * HOUR),
-        (History(ended_at=ENDED, failures=40), None, MID, ENDED + 24 * HOUR),
+        # Failures back off, jittered downwards only, by up to half (BACKOFF_JITTER).
+        (History(ended_at=ENDED, failures=3), None, 0.0, ENDED + 4 * HOUR),
+        (History(ended_at=ENDED, failures=3), None, MID, ENDED + 3 * HOUR),
+        (History(ended_at=ENDED, failures=40), None, 0.0, ENDED + 24 * HOUR),
         # Interrupted (the daemon's fault): due at once, whatever the failures before.
         (History(ended_at=ENDED, failures=3, interrupted=True), None, MID, NOW),
         # 410 Gone: not due at all.
@@ -135,3 +143,82 @@ def test_jitter_spreads_sources_that_ended_together() -> None:
     dues = {next_due(History(ended_at=ENDED), POLICY, NOW, j / 10) for j in range(10)}
     assert len(dues) == 10
     assert all(d is not None and ENDED + 0.9 * HOUR <= d < ENDED + 1.1 * HOUR for d in dues)
+
+
+MINUTE = timedelta(minutes=1)
+DAY = timedelta(days=1)
+LOW, HIGH, START = 15 * MINUTE, 1440 * MINUTE, 60 * MINUTE
+OLD = 400 * DAY  # a feed rssd has known for longer than the rate window
+
+
+@pytest.mark.parametrize(
+    ("activity", "expected"),
+    [
+        # No history at all, or too little to tell: the starting interval.
+        (None, (START, Reason.START)),
+        (Activity(posts=0, known=2 * HOUR), (START, Reason.START)),
+        (Activity(posts=1, silence=HOUR, known=2 * HOUR), (START, Reason.START)),
+        # sqrt(gap * 1 h): every 15 min -> 30 min; daily -> ~4.9 h; weekly -> ~13 h.
+        (
+            Activity(posts=97, span=DAY, silence=5 * MINUTE, known=OLD),
+            (30 * MINUTE, Reason.POSTING_RATE),
+        ),
+        (
+            Activity(posts=31, span=30 * DAY, silence=HOUR, known=OLD),
+            (4.8989795 * HOUR, Reason.POSTING_RATE),
+        ),
+        (
+            Activity(posts=5, span=28 * DAY, silence=DAY, known=OLD),
+            (12.9614814 * HOUR, Reason.POSTING_RATE),
+        ),
+        # Faster than every 3.75 min: the floor.
+        (Activity(posts=1000, span=DAY, silence=MINUTE, known=OLD), (LOW, Reason.POSTING_RATE)),
+        # Gone quiet: the silence since the newest post counts as the gap.
+        (
+            Activity(posts=97, span=DAY, silence=4 * DAY, known=OLD),
+            (9.797959 * HOUR, Reason.POSTING_RATE),
+        ),
+        # Nothing in 30 days (dead, or monthly): the ceiling.
+        (Activity(posts=0, known=OLD), (HIGH, Reason.POSTING_RATE)),
+        (Activity(posts=1, silence=20 * DAY, known=OLD), (HIGH, Reason.POSTING_RATE)),
+        # Known for two days with one post: watched two days -> sqrt(48 h * 1 h).
+        (Activity(posts=1, silence=HOUR, known=2 * DAY), (6.928203 * HOUR, Reason.POSTING_RATE)),
+    ],
+)
+def test_adaptive_interval(activity: Activity | None, expected: tuple[timedelta, Reason]) -> None:
+    interval, reason = adaptive_interval(activity, START, LOW, HIGH)
+    assert reason is expected[1]
+    assert abs(interval - expected[0]) < timedelta(seconds=1)
+
+
+def test_the_start_interval_is_clamped_too() -> None:
+    assert adaptive_interval(None, 5 * MINUTE, LOW, HIGH) == (LOW, Reason.START)
+    assert adaptive_interval(None, 2 * DAY, LOW, HIGH) == (HIGH, Reason.START)
+
+
+def test_a_fixed_interval_ignores_the_posting_rate() -> None:
+    busy = Activity(posts=1000, span=DAY, silence=MINUTE, known=OLD)
+    source = Source(1, "http://a.example/", None, 60, 30.0, True, "", "", interval_fixed=True)
+    policy = policy_of(source, busy)
+    assert (policy.interval, policy.reason) == (HOUR, Reason.FIXED)
+    adaptive = policy_of(replace(source, interval_fixed=False, min_interval_minutes=20), busy)
+    assert (adaptive.interval, adaptive.reason) == (20 * MINUTE, Reason.POSTING_RATE)
+
+
+@pytest.mark.parametrize(
+    ("failures", "hints", "expected"),
+    [
+        (0, None, (30 * MINUTE, Reason.POSTING_RATE)),
+        (3, None, (2 * HOUR, Reason.BACKOFF)),  # backoff still applies
+        (0, Hints(http_status=200, ttl_minutes=20), (30 * MINUTE, Reason.POSTING_RATE)),
+        (0, Hints(http_status=200, ttl_minutes=90), (90 * MINUTE, Reason.HINT)),  # longer wins
+        (3, Hints(http_status=429, headers={"Retry-After": "10800"}), (3 * HOUR, Reason.HINT)),
+        (3, Hints(http_status=429, headers={"Retry-After": "60"}), (2 * HOUR, Reason.BACKOFF)),
+    ],
+)
+def test_planned_delay_and_its_reason(
+    failures: int, hints: Hints | None, expected: tuple[timedelta, Reason]
+) -> None:
+    policy = Policy(interval=30 * MINUTE, reason=Reason.POSTING_RATE)
+    history = History(ended_at=ENDED, failures=failures)
+    assert planned_delay(history, policy, NOW, hints) == expected

@@ -31,16 +31,19 @@ V6_INDEXES = ("posts_newest", "posts_source_newest", "posts_created")
 POSTS_INDEXES = ("posts_fetch_job", *V6_INDEXES)
 V7_INDEXES = ("fetch_job_due", "fetch_job_lease", "fetch_job_host_slot")
 V7_TABLES = ("daemons", "config_sync")
+V11_TABLES = ("hosts",)
+V11_SOURCE_COLUMNS = ("interval_fixed", "min_interval_minutes", "max_interval_minutes")
+V11_JOB_COLUMNS = ("interval_seconds", "interval_reason")
 V9_INDEXES = ("skipped_posts_time",)
 V9_TABLES = ("announced", "skipped_posts")
 V9_COLUMNS = {
     "users": ("format", "include_content", "dedupe_days"),
     "posts": ("tags", "enclosures"),
 }
-V11_INDEXES = ("deliveries_source",)
-#: Version 11's search index (rssd/repo/search.py): its triggers, then its tables.
-V11_TRIGGERS = ("posts_search_insert", "posts_search_update", "posts_search_delete")
-V11_TABLES = ("posts_fts", "search_queue", "search_backfill")
+V12_INDEXES = ("deliveries_source",)
+#: Version 12's search index (rssd/repo/search.py): its triggers, then its tables.
+V12_TRIGGERS = ("posts_search_insert", "posts_search_update", "posts_search_delete")
+V12_TABLES = ("posts_fts", "search_queue", "search_backfill")
 V7_JOB_COLUMNS = (
     "not_before", "failures", "fetch_url", "moved_seen",
     "claimed_by", "lease_expires_at", "host", "host_slot",
@@ -380,7 +383,7 @@ def test_the_v1_fixture_is_schema_sql_without_the_later_indexes(tmp_path: Path) 
         *V6_INDEXES,
         *V7_INDEXES,
         *V9_INDEXES,
-        *V11_INDEXES,
+        *V12_INDEXES,
     }
     assert "posts_published" not in index_names(path) | index_names(current)
 
@@ -400,7 +403,7 @@ async def test_a_version_1_database_is_migrated_with_its_data_intact(tmp_path: P
         await db.close()
 
     assert user_version(path) == SCHEMA_VERSION
-    assert {*POSTS_INDEXES, *V7_INDEXES, *V11_INDEXES} <= index_names(path)
+    assert {*POSTS_INDEXES, *V7_INDEXES, *V12_INDEXES} <= index_names(path)
     assert "posts_published" not in index_names(path)
     after = {
         table: query(
@@ -411,8 +414,10 @@ async def test_a_version_1_database_is_migrated_with_its_data_intact(tmp_path: P
         for table in tables
     }
     # Version 4 added three columns to content_sources, NULL in migrated rows.
-    assert [row[:-3] for row in after["content_sources"]] == before["content_sources"]
-    assert {row[-3:] for row in after["content_sources"]} == {(None, None, None)}
+    # Version 11 three more, with their defaults (adaptive polling between 15 and 1440 min).
+    assert [row[:-6] for row in after["content_sources"]] == before["content_sources"]
+    assert {row[-6:-3] for row in after["content_sources"]} == {(None, None, None)}
+    assert {row[-3:] for row in after["content_sources"]} == {(0, 15.0, 1440.0)}
     assert [row[:-2] for row in after["posts"]] == before["posts"]  # version 9's two
     assert {row[-2:] for row in after["posts"]} == {(None, None)}
     assert after["fetch_job"] == before["fetch_job"]
@@ -606,24 +611,34 @@ async def test_version_4_adds_the_feed_columns_as_a_fresh_database_has_them(
     await db.close()
     migrated = [row[1] for row in query(path, "PRAGMA table_info(content_sources)")]
     assert migrated == [row[1] for row in query(fresh, "PRAGMA table_info(content_sources)")]
-    assert migrated[-3:] == ["feed_title", "feed_url", "category"]
+    assert migrated[-6:-3] == ["feed_title", "feed_url", "category"]
     assert query(path, "SELECT url, feed_title FROM content_sources") != []
 
 
-def drop_version_11(conn: sqlite3.Connection) -> None:
-    """Take version 11's objects out of today's schema (the search index, an index)."""
-    for trigger in V11_TRIGGERS:
+def drop_version_12(conn: sqlite3.Connection) -> None:
+    """Take version 12's objects out of today's schema (the search index, an index)."""
+    for trigger in V12_TRIGGERS:
         conn.execute(f"DROP TRIGGER {trigger}")
-    for table in V11_TABLES:
+    for table in V12_TABLES:
         conn.execute(f"DROP TABLE {table}")
-    for index in V11_INDEXES:
+    for index in V12_INDEXES:
         conn.execute(f"DROP INDEX {index}")
 
 
+def drop_version_11(conn: sqlite3.Connection) -> None:
+    """Take version 11's objects (and the later ones') out of today's schema (its table
+    and columns)."""
+    drop_version_12(conn)
+    for table in V11_TABLES:
+        conn.execute(f"DROP TABLE {table}")
+    for column in V11_SOURCE_COLUMNS:
+        conn.execute(f"ALTER TABLE content_sources DROP COLUMN {column}")
+    for column in V11_JOB_COLUMNS:
+        conn.execute(f"ALTER TABLE fetch_job DROP COLUMN {column}")
+
+
 def drop_version_9(conn: sqlite3.Connection) -> None:
-    """Take version 9's objects (and the later ones') out of today's schema (its index,
-    tables, columns)."""
-    drop_version_11(conn)
+    """Take version 9's objects out of today's schema (its index, tables, columns)."""
     for index in V9_INDEXES:
         conn.execute(f"DROP INDEX {index}")
     for table in V9_TABLES:
@@ -635,6 +650,7 @@ def drop_version_9(conn: sqlite3.Connection) -> None:
 
 def drop_version_7(conn: sqlite3.Connection) -> None:
     """Take version 7's objects (and the later ones') out of today's schema."""
+    drop_version_11(conn)
     drop_version_9(conn)
     for index in V7_INDEXES:
         conn.execute(f"DROP INDEX {index}")
@@ -694,6 +710,7 @@ def test_migration_6_alone_adds_what_schema_sql_has_for_version_7(tmp_path: Path
     fresh = tmp_path / "fresh.sqlite3"
     with closing(sqlite3.connect(fresh)) as conn:
         conn.executescript(schema_sql())
+        drop_version_11(conn)
         drop_version_9(conn)
     assert {(t, n) for t, n, _ in schema_objects(path)} == {
         (t, n) for t, n, _ in schema_objects(fresh)
@@ -703,36 +720,6 @@ def test_migration_6_alone_adds_what_schema_sql_has_for_version_7(tmp_path: Path
         return {tuple(row[1:]) for row in query(db, "PRAGMA table_info(fetch_job)")}
 
     assert columns(path) == columns(fresh)
-
-
-def test_migration_10_alone_builds_what_schema_sql_has_for_version_11(tmp_path: Path) -> None:
-    """The step itself creates the search index, its queue, triggers and state, and the
-    deliveries index; the posts already there are left for the backfill (last_id)."""
-    path = tmp_path / "v10.sqlite3"
-    with closing(sqlite3.connect(path)) as conn:
-        conn.executescript(schema_sql())
-        drop_version_11(conn)
-        conn.execute(
-            "INSERT INTO content_sources (url, interval_minutes, timeout_seconds, created_at, "
-            "updated_at) VALUES ('http://a.example/feed', 60, 30.0, ?, ?)",
-            (NOW, NOW),
-        )
-        for n in range(3):
-            conn.execute(
-                "INSERT INTO posts (content_source_id, external_id, created_at, content_hash) "
-                "VALUES (1, ?, ?, 'h')",
-                (str(n), NOW),
-            )
-        conn.commit()
-        conn.executescript(MIGRATIONS[10])
-    fresh = tmp_path / "fresh.sqlite3"
-    with closing(sqlite3.connect(fresh)) as conn:
-        conn.executescript(schema_sql())
-    normalized = {(t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(path)}
-    expected = {(t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(fresh)}
-    assert normalized == expected
-    assert query(path, "SELECT next_id, last_id FROM search_backfill") == [(1, 3)]
-    assert query(fresh, "SELECT next_id, last_id FROM search_backfill") == [(1, 0)]
 
 
 async def test_a_version_4_database_is_migrated_to_5_with_its_data_intact(tmp_path: Path) -> None:
@@ -759,7 +746,7 @@ async def test_a_version_4_database_is_migrated_to_5_with_its_data_intact(tmp_pa
     finally:
         await db.close()
     assert user_version(path) == SCHEMA_VERSION  # 5 and every later step
-    assert query(path, "SELECT * FROM content_sources") == before
+    assert [row[:-3] for row in query(path, "SELECT * FROM content_sources")] == before
     assert query(path, "SELECT user_id, content_source_id, primed FROM subscriptions") == [
         (1, 1, 1)
     ]
@@ -807,3 +794,54 @@ def test_migration_8_alone_adds_version_9s_columns(tmp_path: Path) -> None:
     for table in V9_COLUMNS:
         sql = f"SELECT name, type, \"notnull\", dflt_value FROM pragma_table_info('{table}')"
         assert set(query(path, sql)) == set(query(fresh, sql))  # ALTER appends: order differs
+
+
+def test_migration_10_alone_adds_what_schema_sql_has_for_version_11(tmp_path: Path) -> None:
+    """The step itself creates version 11's table and columns, as a fresh database has them."""
+    path = tmp_path / "v10.sqlite3"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(schema_sql())
+        drop_version_11(conn)
+        conn.executescript(MIGRATIONS[10])
+    fresh = tmp_path / "fresh.sqlite3"
+    with closing(sqlite3.connect(fresh)) as conn:
+        conn.executescript(schema_sql())
+        drop_version_12(conn)
+    assert {(t, n) for t, n, _ in schema_objects(path)} == {
+        (t, n) for t, n, _ in schema_objects(fresh)
+    }
+    for table in ("content_sources", "fetch_job"):
+        info = f"PRAGMA table_info({table})"
+        assert {tuple(r[1:]) for r in query(path, info)} == {
+            tuple(r[1:]) for r in query(fresh, info)
+        }
+
+
+def test_migration_11_alone_builds_what_schema_sql_has_for_version_12(tmp_path: Path) -> None:
+    """The step itself creates the search index, its queue, triggers and state, and the
+    deliveries index; the posts already there are left for the backfill (last_id)."""
+    path = tmp_path / "v11.sqlite3"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(schema_sql())
+        drop_version_12(conn)
+        conn.execute(
+            "INSERT INTO content_sources (url, interval_minutes, timeout_seconds, created_at, "
+            "updated_at) VALUES ('http://a.example/feed', 60, 30.0, ?, ?)",
+            (NOW, NOW),
+        )
+        for n in range(3):
+            conn.execute(
+                "INSERT INTO posts (content_source_id, external_id, created_at, content_hash) "
+                "VALUES (1, ?, ?, 'h')",
+                (str(n), NOW),
+            )
+        conn.commit()
+        conn.executescript(MIGRATIONS[11])
+    fresh = tmp_path / "fresh.sqlite3"
+    with closing(sqlite3.connect(fresh)) as conn:
+        conn.executescript(schema_sql())
+    normalized = {(t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(path)}
+    expected = {(t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(fresh)}
+    assert normalized == expected
+    assert query(path, "SELECT next_id, last_id FROM search_backfill") == [(1, 3)]
+    assert query(fresh, "SELECT next_id, last_id FROM search_backfill") == [(1, 0)]

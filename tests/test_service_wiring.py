@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 
 from rssd.clock import parse_iso, utcnow
-from rssd.daemon.schedule import JITTER, Policy, backoff
+from rssd.daemon.schedule import JITTER, Activity, Policy, backoff
 from rssd.daemon.service import MOVED_AFTER, Service
 from rssd.models.config import load_config
 from rssd.models.dto import ErrorCode, Source
@@ -31,6 +31,7 @@ from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer, rss
 from tests.support.config import write_config
+from tests.support.jobs import queue_job
 from tests.support.process import WAIT, Daemons
 
 pytestmark = pytest.mark.slow
@@ -49,7 +50,7 @@ def no_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
 class FastService(Service):
     """The real service; only the interval's unit is shrunk (see the module docstring)."""
 
-    def _policy(self, source: Source) -> Policy:
+    def _policy(self, source: Source, activity: Activity | None = None) -> Policy:
         return Policy(interval=INTERVAL)
 
 
@@ -199,7 +200,7 @@ async def seed_old_jobs(config: Path) -> int:
         jobs = FetchJobRepo(db)
         ids = []
         for _ in range(2):
-            job = await jobs.queue_job(source.id)
+            job = await queue_job(db, source.id)
             assert job is not None
             await jobs.mark_failed(job.id, ErrorCode.HTTP_ERROR, "seeded by the test")
             ids.append(job.id)

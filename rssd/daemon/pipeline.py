@@ -18,8 +18,19 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from rssd import metrics
-from rssd.clock import to_iso, utcnow
-from rssd.daemon.schedule import Carried, Ending, Hints, Plan, Policy, plan_next, source_policy
+from rssd.clock import parse_iso, to_iso, utcnow
+from rssd.daemon.schedule import (
+    RATE_WINDOW,
+    Activity,
+    Carried,
+    Ending,
+    Hints,
+    Plan,
+    Policy,
+    activity_of,
+    plan_next,
+    policy_of,
+)
 from rssd.fetch.fetcher import Fetcher, FetchResult, Outcome, Validators
 from rssd.logs import get_logger
 from rssd.models.dto import ErrorCode, FetchJobStatus, FetchMeta, Source
@@ -28,6 +39,7 @@ from rssd.repo.claims import LEASE_SECONDS, Claim, ClaimRepo
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.next_job import NextJob
+from rssd.repo.posts import dated_posts
 from rssd.repo.seen import load_seen
 from rssd.repo.sources import SourceRepo
 
@@ -67,12 +79,12 @@ class Pipeline:
         db: Database,
         fetcher: Fetcher,
         claims: ClaimRepo | None = None,
-        policy: Callable[[Source], Policy] | None = None,
+        policy: Callable[[Source, Activity | None], Policy] | None = None,
     ) -> None:
         """``claims``: the daemon's (its lease loop renews them); without, this pipeline
         claims under an id of its own and renews each lease while its fetch runs.
-        ``policy``: a source's scheduling policy (default: its interval)."""
-        self.policy = policy or (lambda source: source_policy(source.interval_minutes))
+        ``policy``: a source's scheduling policy (default: ``policy_of``)."""
+        self.policy = policy or policy_of
         self.db = db
         self.jobs = FetchJobRepo(db)
         self._own_leases = claims is None
@@ -163,15 +175,16 @@ class Pipeline:
         try:
             return await self._attempt(claim, started)
         except asyncio.CancelledError:
-            await self._fail(
-                claim, ErrorCode.INTERRUPTED, "fetch cancelled (shutdown)", interrupted=True
-            )
+            cancelled = "fetch cancelled (shutdown)"
+            await self._fail(claim, ErrorCode.INTERRUPTED, cancelled, interrupted=True)
             log.warning(
                 "fetch.failed",
                 source_id=source.id,
+                source_name=self.name_of(source),
                 job_id=job.id,
                 url=source.url,
                 error_code=ErrorCode.INTERRUPTED.value,
+                error_message=cancelled,
                 duration_ms=_ms(started),
             )
             raise
@@ -181,6 +194,7 @@ class Pipeline:
             log.exception(
                 "fetch.failed",
                 source_id=source.id,
+                source_name=self.name_of(source),
                 job_id=job.id,
                 url=source.url,
                 error_code=ErrorCode.INTERNAL.value,
@@ -211,7 +225,33 @@ class Pipeline:
                 claim = await self.claims.claim_source(source.id)
         return claim
 
-    def _plan(self, claim: Claim, ending: Ending) -> Plan | None:
+    async def _activity(self, source: Source, result: FetchResult | None) -> Activity | None:
+        """The source's posting activity, for an adaptive interval: its posts dated within
+        the rate window, those of ``result`` (not stored yet) included. None for a fixed
+        interval (not needed) or when the database cannot say."""
+        if source.interval_fixed:
+            return None
+        now = utcnow()
+        try:
+            count, oldest, newest = await dated_posts(
+                self.db,
+                source.id,
+                to_iso(now - RATE_WINDOW),
+                to_iso(now),
+                result.posts if result else (),
+            )
+        except Exception as exc:  # the start interval until the next fetch: no harm done
+            log.warning("schedule.rate_unknown", source_id=source.id, error_message=repr(exc))
+            return None
+        return activity_of(
+            count,
+            parse_iso(oldest) if oldest else None,
+            parse_iso(newest) if newest else None,
+            now,
+            parse_iso(source.created_at),
+        )
+
+    def _plan(self, claim: Claim, ending: Ending, activity: Activity | None = None) -> Plan | None:
         """The source's next job after this ending (None: a one-off, not scheduled)."""
         if not claim.scheduled:
             return None  # a one-off (run --once, rssd fetch on a new source): no schedule
@@ -220,7 +260,7 @@ class Pipeline:
             source.url,
             Carried(claim.failures, claim.fetch_url, claim.moved_seen),
             ending,
-            self.policy(source),
+            self.policy(source, activity),
             now=utcnow(),
             jitter=self.random.random(),
         )
@@ -236,6 +276,7 @@ class Pipeline:
                 due_at=to_iso(plan.due),
                 in_seconds=round((plan.due - utcnow()).total_seconds(), 1),
                 failures=plan.carried.failures,
+                reason=plan.reason.value if plan.reason else None,
             )
         if plan.moved_now:
             log.warning(
@@ -310,7 +351,8 @@ class Pipeline:
             # stored; credentials are not): such a feed keeps following the redirect.
             final_url=final_url if redact_optional(final_url) == final_url else None,
         )
-        plan = self._plan(claim, ending)
+        activity = await self._activity(source, result) if claim.scheduled else None
+        plan = self._plan(claim, ending, activity)
         next_job = next_job_of(plan)
         if result.outcome is Outcome.FAILED:
             assert result.error_code is not None
@@ -401,6 +443,7 @@ class Pipeline:
             posts_updated=counts.updated,
             webhooks_queued=counts.messages,
             items_skipped=result.items_skipped,
+            parser=result.parser,
             outcome=result.outcome.value,
             error_code=None,
         )
@@ -480,7 +523,14 @@ def next_job_of(plan: Plan | None) -> NextJob | None:
     if plan is None or plan.due is None:
         return None
     carried = plan.carried
-    return NextJob(to_iso(plan.due), carried.failures, carried.fetch_url, carried.moved_seen)
+    return NextJob(
+        to_iso(plan.due),
+        carried.failures,
+        carried.fetch_url,
+        carried.moved_seen,
+        plan.interval.total_seconds() if plan.interval is not None else None,
+        plan.reason.value if plan.reason is not None else None,
+    )
 
 
 def _ms(started: float) -> int:

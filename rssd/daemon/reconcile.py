@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from rssd.clock import to_iso, utcnow
 from rssd.daemon.history import history_of
-from rssd.daemon.schedule import Policy, next_due, source_policy
+from rssd.daemon.schedule import Activity, Policy, next_due, policy_of
 from rssd.logs import get_logger
 from rssd.models.dto import Source
 from rssd.repo.claims import ClaimRepo
@@ -32,10 +32,11 @@ async def reconcile(
     rng: random.Random,
     *,
     log_gone: bool = False,
-    policy: Callable[[Source], Policy] | None = None,
+    policy: Callable[[Source, Activity | None], Policy] | None = None,
 ) -> int:
     """Queue the missing jobs; returns how many were queued. ``policy``: a source's
-    scheduling policy (default: its interval)."""
+    scheduling policy (default: ``policy_of``, at its start interval: a source queued here
+    has just been added or changed, and its first fetch plans by its posting rate)."""
     sources = {s.id: s for s in await SourceRepo(db).list(enabled_only=True)}
     now = utcnow()
     due: dict[int, str] = {}
@@ -43,7 +44,7 @@ async def reconcile(
         source = sources.get(row.source_id)
         if source is None or row.active:
             continue
-        rules = policy(source) if policy else source_policy(source.interval_minutes)
+        rules = (policy or policy_of)(source, None)
         when = next_due(history_of(row), rules, now, rng.random())
         if when is None:
             if log_gone:

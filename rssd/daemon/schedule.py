@@ -1,12 +1,18 @@
 """When is a source due again? Pure functions of its history and the server's hints, no I/O.
 
-Rules (issue #3):
+Rules (issues #3 and #24):
+- the interval: fixed when the feed sets ``interval_minutes`` itself; otherwise it follows
+  the feed's posting rate (``adaptive_interval``), between its min and max interval, and a
+  feed with no history yet starts at the global ``interval_minutes``;
 - due at the latest job's end plus the interval, with +-10% jitter so that feeds added
-  together spread out and failed feeds do not retry in lockstep;
+  together spread out;
 - after consecutive failures, exponential backoff from the interval, capped (24 h by
-  default), never giving up: feeds that fail for hours come back by themselves;
+  default), never giving up: feeds that fail for hours come back by themselves; a backoff
+  is jittered down by up to half, so feeds that failed together (a host down) come back
+  spread out, not as one burst;
 - the server may ask for longer, never shorter: Retry-After (429/503, seconds or an HTTP
-  date), Cache-Control max-age, Expires and RSS <ttl> stretch the interval, capped;
+  date), Cache-Control max-age, Expires, RSS <ttl> and sy:updatePeriod stretch the
+  interval, capped;
 - 410 Gone: not due until the config entry changes or an operator fetches it by hand;
 - a job that ended ``interrupted`` was the daemon's fault, not the feed's: due at once;
 - a permanent redirect seen MOVED_AFTER times in a row: fetch the new URL directly, until
@@ -18,15 +24,49 @@ Rules (issue #3):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from rssd.models.delays import HINT_CAP, max_age, retry_after
+from rssd.models.dto import Source
 
 DEFAULT_MAX_BACKOFF = timedelta(hours=24)
 DEFAULT_MAX_HINT = HINT_CAP
 JITTER = 0.1
+#: A backoff is multiplied by a number in [1 - BACKOFF_JITTER, 1]: feeds that failed in the
+#: same minute (their host was down) spread over half their backoff when they retry.
+BACKOFF_JITTER = 0.5
+
+#: How far back a feed's posts count towards its posting rate: long enough to see a weekly
+#: feed post four times, short enough to follow a feed that changed its pace this month.
+RATE_WINDOW = timedelta(days=30)
+#: The gap between posts at which a feed is polled once per post. The interval is the
+#: geometric mean of the feed's gap and this (``sqrt(gap * PIVOT_GAP)``): a feed posting
+#: every 15 minutes is polled every 30, a daily one every 5 hours, a weekly one every 13.
+#: The square root is the classic rule for freshness on a budget of requests: polling in
+#: proportion to the rate (once per post, as Miniflux does) spends most requests on the
+#: few fast feeds, whose posts are late by little anyway, and leaves the slow ones late
+#: by days; the square root shares the delay out more evenly for the same requests.
+PIVOT_GAP = timedelta(hours=1)
+#: A feed known for less than this, with fewer than two dated posts, has no rate yet: it
+#: keeps the starting interval (one post an hour ago says nothing about the next one).
+MIN_OBSERVED = timedelta(days=1)
+
+
+class Reason(StrEnum):
+    """Why a source's next fetch is when it is (``rssd status`` shows it)."""
+
+    FIXED = "fixed"  # interval_minutes set on the feed
+    START = "start"  # no posting history yet: the global interval_minutes
+    POSTING_RATE = "posting rate"
+    HINT = "publisher hint"  # Retry-After, Cache-Control, Expires, <ttl>, sy:updatePeriod
+    BACKOFF = "backoff"  # consecutive failures
+    HOST_PAUSED = "host paused"  # a 429/503 with Retry-After paused the whole host
+
+
 #: New sources are spread over this much time (at most their interval) so that a config
 #: with hundreds of new feeds does not fire all of them in the same second.
 NEW_SOURCE_SPREAD = timedelta(seconds=10)
@@ -56,11 +96,75 @@ class Policy:
     interval: timedelta
     max_backoff: timedelta = DEFAULT_MAX_BACKOFF
     max_hint: timedelta = DEFAULT_MAX_HINT
+    reason: Reason = Reason.FIXED  # why ``interval`` is what it is
 
 
-def source_policy(source_interval_minutes: int) -> Policy:
-    """The policy of a source with this interval (the defaults for the rest)."""
-    return Policy(interval=timedelta(minutes=source_interval_minutes))
+@dataclass(frozen=True)
+class Activity:
+    """A feed's posts over the last RATE_WINDOW, as its own history in the database says
+    (a post's time: its publication date, else when rssd stored it)."""
+
+    posts: int = 0  # dated within the window
+    span: timedelta = timedelta(0)  # from the oldest of them to the newest
+    silence: timedelta | None = None  # since the newest (None: none in the window)
+    known: timedelta = timedelta(0)  # since rssd first synced the feed
+
+
+def activity_of(
+    count: int,
+    oldest: datetime | None,
+    newest: datetime | None,
+    now: datetime,
+    known_since: datetime,
+) -> Activity:
+    """An Activity from the posts dated within RATE_WINDOW (count, oldest, newest date)."""
+    return Activity(
+        posts=count,
+        span=(newest - oldest) if oldest and newest else timedelta(0),
+        silence=(now - newest) if newest else None,
+        known=max(timedelta(0), now - known_since),
+    )
+
+
+def posting_gap(activity: Activity) -> timedelta | None:
+    """The feed's typical gap between posts; None while there is too little to tell.
+
+    With two posts or more, their mean gap, or the silence since the newest when that is
+    longer (a feed that went quiet has slowed down, whatever its past rate). With fewer,
+    the time watched without a second post, once that is MIN_OBSERVED or more."""
+    if activity.posts >= 2:
+        mean = activity.span / (activity.posts - 1)
+        return max(mean, activity.silence or timedelta(0))
+    watched = min(activity.known, RATE_WINDOW)
+    if watched < MIN_OBSERVED:
+        return None
+    return max(watched, activity.silence or timedelta(0))
+
+
+def adaptive_interval(
+    activity: Activity | None, start: timedelta, low: timedelta, high: timedelta
+) -> tuple[timedelta, Reason]:
+    """The interval of a feed without a fixed one: ``sqrt(gap * PIVOT_GAP)`` clamped to
+    [low, high]; the ``start`` interval (clamped too) while the gap is unknown."""
+    gap = posting_gap(activity) if activity is not None else None
+    if gap is None:
+        return min(max(start, low), high), Reason.START
+    seconds = math.sqrt(gap.total_seconds() * PIVOT_GAP.total_seconds())
+    return min(max(timedelta(seconds=seconds), low), high), Reason.POSTING_RATE
+
+
+def policy_of(source: Source, activity: Activity | None = None) -> Policy:
+    """A source's policy: its own interval when fixed, else the adaptive one (the start
+    interval while ``activity`` is unknown)."""
+    if source.interval_fixed:
+        return Policy(interval=timedelta(minutes=source.interval_minutes), reason=Reason.FIXED)
+    interval, reason = adaptive_interval(
+        activity,
+        timedelta(minutes=source.interval_minutes),
+        timedelta(minutes=source.min_interval_minutes),
+        timedelta(minutes=source.max_interval_minutes),
+    )
+    return Policy(interval=interval, reason=reason)
 
 
 def backoff(interval: timedelta, failures: int, cap: timedelta) -> timedelta:
@@ -94,6 +198,34 @@ def requested_delay(hints: Hints, now: datetime) -> timedelta | None:
     return max(asked) if asked else None
 
 
+def _hinted(policy: Policy, now: datetime, hints: Hints | None) -> timedelta | None:
+    asked = requested_delay(hints, now) if hints else None
+    return min(asked, policy.max_hint) if asked is not None else None
+
+
+def planned_delay(
+    history: History, policy: Policy, now: datetime, hints: Hints | None = None
+) -> tuple[timedelta, Reason]:
+    """The wait after the latest job before jitter, and what decided it: the interval,
+    stretched by a backoff, then by the publisher when it asks for longer (a tie goes to
+    the publisher: its wait is not jittered below what it asked)."""
+    delay, reason = policy.interval, policy.reason
+    backed_off = backoff(policy.interval, history.failures, policy.max_backoff)
+    if backed_off > delay:
+        delay, reason = backed_off, Reason.BACKOFF
+    hinted = _hinted(policy, now, hints)
+    if hinted is not None and hinted >= delay and hinted > policy.interval:
+        delay, reason = hinted, Reason.HINT
+    return delay, reason
+
+
+def jittered(delay: timedelta, reason: Reason, jitter: float) -> timedelta:
+    """+-JITTER around the delay; a backoff only downwards, by up to BACKOFF_JITTER."""
+    if reason is Reason.BACKOFF:
+        return delay * (1 - BACKOFF_JITTER * jitter)
+    return delay * (1 - JITTER + 2 * JITTER * jitter)
+
+
 def next_due(
     history: History,
     policy: Policy,
@@ -112,12 +244,11 @@ def next_due(
         return now + min(NEW_SOURCE_SPREAD, policy.interval) * jitter
     if history.interrupted:
         return now
-    delay = backoff(policy.interval, history.failures, policy.max_backoff)
-    asked = requested_delay(hints, now) if hints else None
-    if asked is not None and asked > delay:
-        delay = max(delay, min(asked, policy.max_hint))
-    delay = delay * (1 - JITTER + 2 * JITTER * jitter)
-    return history.ended_at + delay
+    delay, reason = planned_delay(history, policy, now, hints)
+    wait = jittered(delay, reason, jitter)
+    if reason is Reason.BACKOFF:  # spread downwards, but never below what was asked
+        wait = max(wait, policy.interval, _hinted(policy, now, hints) or timedelta(0))
+    return history.ended_at + wait
 
 
 #: A permanent redirect seen this many times in a row makes us fetch the new URL directly.
@@ -150,6 +281,8 @@ class Plan:
     due: datetime | None  # None: gone, not fetched again until the config entry changes
     carried: Carried
     moved_now: bool  # fetch_url changed by this ending: worth a log line
+    interval: timedelta | None = None  # the wait planned, before jitter
+    reason: Reason | None = None  # what decided it
 
 
 def plan_next(
@@ -182,4 +315,7 @@ def plan_next(
         ended_at=now, failures=failures, interrupted=ending.interrupted, gone=ending.gone
     )
     due = next_due(history, policy, now, jitter, ending.hints)
-    return Plan(due, Carried(failures, fetch_url, moved_seen), moved_now)
+    interval, reason = (None, None)
+    if due is not None and not ending.interrupted:
+        interval, reason = planned_delay(history, policy, now, ending.hints)
+    return Plan(due, Carried(failures, fetch_url, moved_seen), moved_now, interval, reason)

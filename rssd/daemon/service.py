@@ -36,12 +36,12 @@ from rssd.daemon.lag import LagProbe
 from rssd.daemon.loop import loop_name
 from rssd.daemon.pipeline import JobReport, Pipeline
 from rssd.daemon.reconcile import reconcile
-from rssd.daemon.schedule import MOVED_AFTER, Policy, source_policy
+from rssd.daemon.schedule import MOVED_AFTER, Activity, Policy, policy_of
 from rssd.daemon.search_backfill import backfill_loop
-from rssd.daemon.startup import daemon_session, sync_sources
+from rssd.daemon.startup import daemon_session, sync_sources, warn_exposed_files
 from rssd.daemon.watcher import FileWatcher
 from rssd.fetch.fetcher import Fetcher
-from rssd.logs import get_logger, set_level
+from rssd.logs import bind_process, get_logger, set_level
 from rssd.models.config import Config, ConfigError, load_config
 from rssd.models.dto import FetchJobStatus, Source
 from rssd.models.source_state import State, classify
@@ -84,7 +84,7 @@ def seconds_from_env(name: str, default: float) -> float:
 
 #: A daemon silent this long is forgotten from the daemons table (its jobs came back long
 #: before, when their leases expired).
-FORGET_DAEMONS_AFTER = timedelta(days=1)
+FORGET_DAEMONS_AFTER = timedelta(hours=1)
 #: Retention runs in one daemon at a time, under this lock.
 PRUNE_LOCK = "rssd.prune"
 
@@ -153,12 +153,14 @@ class Service:
         # Signals first: a SIGHUP during start-up (its default action kills) is a reload
         # handled once the watcher runs; a SIGTERM makes the service stop once it is up.
         self._install_signals()
+        bind_process(daemon_id=self.identity.id)
         try:
             async with daemon_session(self.config, self.config_path, self.identity.id) as db:
                 self._db = db
                 await self._serve(db)
         finally:
             self._remove_signals()
+            bind_process(daemon_id=None)
 
     async def _serve(self, db: Database) -> None:
         claims = ClaimRepo(db, self.identity.id)
@@ -204,7 +206,6 @@ class Service:
                 sources=self.sources,
                 pid=os.getpid(),
                 loop=loop_name(),
-                daemon_id=self.identity.id,
                 database=self.config.database_label,
             )
             await self.stopping.wait()
@@ -225,9 +226,9 @@ class Service:
             await daemons.leave()
         log.info("daemon.stopped")
 
-    def _policy(self, source: Source) -> Policy:
-        """A source's scheduling policy: its interval, the default caps."""
-        return source_policy(source.interval_minutes)
+    def _policy(self, source: Source, activity: Activity | None = None) -> Policy:
+        """A source's scheduling policy (rssd.daemon.schedule.policy_of)."""
+        return policy_of(source, activity)
 
     def _room(self) -> tuple[int, int]:
         """How many jobs this daemon holds at most, and the per-host limit. Alone on its
@@ -329,6 +330,7 @@ class Service:
                 f"READY=1\nSTATUS=config.toml invalid, old config kept; {self._status_line()}"
             )
             return False
+        warn_exposed_files(config, self.config_path)
         if config.database != self.config.database:
             log.warning(
                 "config.database_ignored",

@@ -10,6 +10,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,8 +24,9 @@ from pydantic import (
     model_validator,
 )
 
-from rssd import __version__
+from rssd import PROJECT_URL, __version__
 from rssd.models.categories import in_category, normalize_category
+from rssd.models.files import FileTooLarge, read_regular_file, readable_by_others
 from rssd.models.location import (
     DEFAULT_DATABASE,
     ConfigError,
@@ -32,6 +34,7 @@ from rssd.models.location import (
     check_database,
     locate_database,
     read_config_bytes,
+    secrets_directory,
 )
 from rssd.models.redact import redact, split_userinfo
 from rssd.models.urls import check_http_url, normalize_url
@@ -45,6 +48,7 @@ __all__ = [
     "FeedConfig",
     "check_headers",
     "check_http_url",
+    "exposed_files",
     "in_category",
     "load_config",
     "normalize_category",
@@ -55,16 +59,22 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
-DEFAULT_USER_AGENT = f"rssd/{__version__} (RSS/Atom feed fetcher)"
+#: rssd's name, version and home, for publishers reading their logs; a feed's requests add
+#: its subscriber count (``Config.agent_for``), as hosted aggregators do.
+DEFAULT_USER_AGENT = f"rssd/{__version__} (+{PROJECT_URL})"
 
 # Upper bounds keep every value one the daemon can compute with (a timedelta, a SQLite
 # integer, setitimer): a value that validates must be a value that runs.
 Minutes = Annotated[int, Field(gt=0, le=525_600)]  # a year
 Seconds = Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)]  # a day
 Days = Annotated[int, Field(gt=0, le=36_500)]  # a century: "forever" in practice
+#: Fractions allowed: a test farm polls every few seconds (0.05 = 3 s).
+FractionalMinutes = Annotated[float, Field(gt=0, le=525_600, allow_inf_nan=False)]
 
 
 #: RFC 9110 token: what a header name may be made of.
+#: A headers_file holds a few header lines; anything larger is not one (/dev/zero, a log).
+MAX_HEADERS_FILE_BYTES = 64 * 1024
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 #: Set by rssd itself; a feed's own value would break the fetch or its bounds.
 _RESERVED_HEADERS = frozenset(
@@ -89,7 +99,9 @@ def read_headers_file(path: Path) -> dict[str, str]:
     """``Name: value`` lines (blank lines and ``#`` comments ignored); raises ValueError
     naming the file and line, never quoting the line (it holds a secret)."""
     try:
-        text = path.read_text("utf-8")
+        text = read_regular_file(path, MAX_HEADERS_FILE_BYTES).decode("utf-8")
+    except FileTooLarge:
+        raise ValueError(f"{path} is larger than {MAX_HEADERS_FILE_BYTES // 1024} KiB") from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise ValueError(f"cannot read {path}: {reason}") from None
@@ -129,7 +141,11 @@ class FeedConfig(BaseModel):
 
     url: str
     name: str | None = None
+    #: Set here: this feed's fixed interval (no adaptive polling).
     interval_minutes: Minutes | None = None
+    #: Adaptive polling's bounds for this feed (unset: the global ones).
+    min_interval_minutes: FractionalMinutes | None = None
+    max_interval_minutes: FractionalMinutes | None = None
     timeout_seconds: Seconds | None = None
     enabled: bool = True
     #: "Blogs / Linux": OPML folders, nested with " / ".
@@ -137,7 +153,7 @@ class FeedConfig(BaseModel):
     #: Request headers (tokens: ``Authorization = "Bearer ..."``); never shown or logged.
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
     #: A file of ``Name: value`` lines read at load (the secret stays out of config.toml;
-    #: fits systemd's LoadCredential=). Relative paths resolve against the config's folder.
+    #: fits systemd's LoadCredential=). Relative paths: ``secrets_directory``.
     headers_file: str | None = None
 
     @field_validator("url")
@@ -176,7 +192,14 @@ class Config(BaseModel):
     )
     max_concurrency: Annotated[int, Field(gt=0, le=1000)] = 20
     max_per_host: Annotated[int, Field(gt=0, le=100)] = 2
+    #: At least this long between the starts of two requests to one host, across every
+    #: daemon of the database (0: no gap, only max_per_host).
+    host_min_gap_seconds: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] = 1.0
+    #: The starting interval of a feed with no history (adaptive polling takes over).
     interval_minutes: Minutes = 60
+    #: Adaptive polling never goes below / above these (each feed may set its own).
+    min_interval_minutes: FractionalMinutes = 15.0
+    max_interval_minutes: FractionalMinutes = 1440.0
     timeout_seconds: Seconds = 30.0
     max_body_mb: Annotated[float, Field(gt=0, le=1024, allow_inf_nan=False)] = 10.0
     max_redirects: Annotated[int, Field(ge=0, le=30)] = 5
@@ -221,6 +244,26 @@ class Config(BaseModel):
             seen[key] = index
         return feeds
 
+    @field_validator("feeds")
+    @classmethod
+    def _ordered_bounds(cls, feeds: list[FeedConfig], info: ValidationInfo) -> list[FeedConfig]:
+        """Each feed's min interval (its own or the global one) at most its max."""
+        low = info.data.get("min_interval_minutes", 15.0)
+        high = info.data.get("max_interval_minutes", 1440.0)
+        problems = []
+        if low > high:
+            problems.append(f"min_interval_minutes ({low}) is above max_interval_minutes ({high})")
+        for index, feed in enumerate(feeds):
+            mine = (feed.min_interval_minutes or low, feed.max_interval_minutes or high)
+            if (feed.min_interval_minutes or feed.max_interval_minutes) and mine[0] > mine[1]:
+                problems.append(
+                    f"feeds[{index}]: min_interval_minutes ({mine[0]}) is above "
+                    f"max_interval_minutes ({mine[1]}) (feed {redact(feed.url)})"
+                )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return feeds
+
     @field_validator("users")
     @classmethod
     def _known_feeds(
@@ -260,6 +303,20 @@ class Config(BaseModel):
     def feed_interval(self, feed: FeedConfig) -> int:
         return feed.interval_minutes or self.interval_minutes
 
+    def feed_bounds(self, feed: FeedConfig) -> tuple[float, float]:
+        """Adaptive polling's (min, max) interval for ``feed``, in minutes."""
+        return (
+            feed.min_interval_minutes or self.min_interval_minutes,
+            feed.max_interval_minutes or self.max_interval_minutes,
+        )
+
+    def agent_for(self, subscribers: int) -> str:
+        """The User-Agent of a feed's requests: ``user_agent`` when config.toml sets it,
+        else rssd's own with the number of users subscribed to the feed."""
+        if "user_agent" in self.model_fields_set:
+            return self.user_agent
+        return subscribed_agent(self.user_agent, subscribers)
+
     def feed_timeout(self, feed: FeedConfig) -> float:
         return feed.timeout_seconds or self.timeout_seconds
 
@@ -270,6 +327,12 @@ class Config(BaseModel):
             if feed.headers and normalize_url(feed.url) == key:
                 return feed.headers
         return {}
+
+
+def subscribed_agent(agent: str, subscribers: int) -> str:
+    """``rssd/0.1.0 (+URL)`` -> ``rssd/0.1.0 (+URL; 3 subscribers)``."""
+    count = f"{subscribers} subscriber{'' if subscribers == 1 else 's'}"
+    return f"{agent[:-1]}; {count})" if agent.endswith(")") else f"{agent} ({count})"
 
 
 def load_config(path: Path, environ: Mapping[str, str] = os.environ) -> Config:
@@ -287,7 +350,8 @@ def parse_config(text: str, path: Path, environ: Mapping[str, str] = os.environ)
     """Validate TOML text; relative paths resolve against ``base_directory``."""
     try:
         raw = tomllib.loads(text)
-        config = Config.model_validate(raw, context={"base_dir": path.parent.resolve()})
+        secrets = secrets_directory(path, environ)
+        config = Config.model_validate(raw, context={"base_dir": secrets})
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [f"TOML syntax error: {exc}"]) from None
     except RecursionError:  # tomllib and pydantic recurse per nesting level
@@ -304,10 +368,10 @@ def parse_config(text: str, path: Path, environ: Mapping[str, str] = os.environ)
     if config.metrics_file is not None and not config.metrics_file.is_absolute():
         base = base_directory(path, environ)
         config = config.model_copy(update={"metrics_file": base / config.metrics_file})
-    return _with_header_files(config, path)
+    return _with_header_files(config, path, secrets)
 
 
-def _with_header_files(config: Config, path: Path) -> Config:
+def _with_header_files(config: Config, path: Path, secrets: Path) -> Config:
     """Merge each ``headers_file`` into its feed's ``headers``, read now (at every load and
     reload); every unreadable or malformed file is an error naming feed and file."""
     errors: list[str] = []
@@ -317,7 +381,7 @@ def _with_header_files(config: Config, path: Path) -> Config:
             feeds.append(feed)
             continue
         file = Path(feed.headers_file)
-        file = file if file.is_absolute() else path.parent.resolve() / file
+        file = file if file.is_absolute() else secrets / file
         try:
             extra = read_headers_file(file)
         except ValueError as exc:
@@ -338,6 +402,48 @@ def _with_header_files(config: Config, path: Path) -> Config:
     if errors:
         raise ConfigError(path, errors)
     return config.model_copy(update={"feeds": feeds})
+
+
+@dataclass(frozen=True)
+class ExposedFile:
+    """A file of secrets that every user of the machine may read (a warning, not an
+    error: the operator may have reasons, and refusing would stop the daemon)."""
+
+    key: str  # users[0].secret_file, feeds[2].headers_file
+    path: Path  # as configured, made absolute
+    target: Path  # what it leads to, symlinks resolved: the file whose mode counts
+    mode: int
+
+    def __str__(self) -> str:
+        via = f" (a link to {self.target})" if self.target != self.path else ""
+        return (
+            f"{self.key}: {self.path}{via} is readable by every user of this machine "
+            f"(mode {self.mode:04o}); make it readable by rssd only (chmod o-r)"
+        )
+
+
+def exposed_files(
+    config: Config, path: Path, environ: Mapping[str, str] = os.environ
+) -> list[ExposedFile]:
+    """The ``secret_file``s and ``headers_file``s of ``config`` (loaded from ``path``)
+    that others may read, relative names resolved as loading resolves them."""
+    base = secrets_directory(path, environ)
+    named = [
+        (f"users[{index}].secret_file", user.secret_file)
+        for index, user in enumerate(config.users)
+        if user.secret_file is not None
+    ] + [
+        (f"feeds[{index}].headers_file", Path(feed.headers_file))
+        for index, feed in enumerate(config.feeds)
+        if feed.headers_file is not None
+    ]
+    found = []
+    for key, named_path in named:
+        file = named_path if named_path.is_absolute() else base / named_path
+        mode = readable_by_others(file)
+        if mode is not None:
+            found.append(ExposedFile(key, file, file.resolve(), mode))
+    return found
 
 
 def _duplicates_not_reported(exc: ValidationError, raw: Mapping[str, Any]) -> list[str]:

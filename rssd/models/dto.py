@@ -44,6 +44,11 @@ class Source:
     feed_url: str | None = None
     #: From config.toml, "Blogs / Linux" for nested folders.
     category: str | None = None
+    #: ``interval_minutes`` set on the feed itself: fixed. Otherwise it is only the start,
+    #: and adaptive polling moves between the two bounds (rssd/daemon/schedule.py).
+    interval_fixed: bool = False
+    min_interval_minutes: float = 15.0
+    max_interval_minutes: float = 1440.0
 
     @property
     def label(self) -> str | None:
@@ -70,6 +75,9 @@ class FetchJob:
     content_hash: str | None = None
     bytes: int | None = None
     final_url: str | None = None
+    #: A QUEUED job's planned wait before jitter, and why (rssd.daemon.schedule.Reason).
+    interval_seconds: float | None = None
+    interval_reason: str | None = None
     #: A QUEUED job's earliest start (the schedule); an ONGOING job's holder (a daemon id).
     not_before: str | None = None
     claimed_by: str | None = None

@@ -9,14 +9,15 @@ needs no more than this (rssd/commands/status.py).
 from __future__ import annotations
 
 import os
-import stat
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from rssd.clock import to_iso
+from rssd.models.files import FileTooLarge, read_regular_file
 from rssd.models.redact import split_userinfo, unmaskable
 
 PG_SCHEMES = ("postgresql://", "postgres://")
@@ -25,6 +26,8 @@ DEFAULT_DATABASE = Path("rssd.sqlite3")
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 #: Set by systemd for a unit with StateDirectory=: where a relative database belongs.
 STATE_DIRECTORY_ENV = "STATE_DIRECTORY"
+#: Set by systemd for a unit with LoadCredential=: where its copies of the secrets are.
+CREDENTIALS_DIRECTORY_ENV = "CREDENTIALS_DIRECTORY"
 
 
 class ConfigError(Exception):
@@ -38,30 +41,17 @@ class ConfigError(Exception):
 
 def read_config_bytes(path: Path, limit: int = MAX_CONFIG_BYTES) -> bytes:
     """The file's bytes, if it is a regular file (a symlink to one is fine) of at most
-    ``limit`` bytes. A FIFO would block the reader for ever and ``/dev/zero`` never end:
-    both are refused without a byte read."""
+    ``limit`` bytes (rssd.models.files): a FIFO or ``/dev/zero`` is refused unread."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        return read_regular_file(path, limit)
     except FileNotFoundError:
         raise ConfigError(path, ["file not found"]) from None
+    except FileTooLarge:
+        raise ConfigError(
+            path, [f"larger than {limit // (1024 * 1024)} MB: not a config file"]
+        ) from None
     except OSError as exc:
         raise ConfigError(path, [f"cannot read: {exc.strerror or exc}"]) from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ConfigError(path, ["cannot read: not a regular file"])
-        chunks: list[bytes] = []
-        size = 0
-        while size <= limit and (chunk := os.read(fd, min(1 << 20, limit + 1 - size))):
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError as exc:
-        raise ConfigError(path, [f"cannot read: {exc.strerror or exc}"]) from None
-    finally:
-        os.close(fd)
-    data = b"".join(chunks)
-    if len(data) > limit:
-        raise ConfigError(path, [f"larger than {limit // (1024 * 1024)} MB: not a config file"])
-    return data
 
 
 def check_database(value: object) -> object:
@@ -104,13 +94,44 @@ def base_directory(path: Path, environ: Mapping[str, str] = os.environ) -> Path:
     return path.parent.resolve()
 
 
+def secrets_directory(path: Path, environ: Mapping[str, str] = os.environ) -> Path:
+    """Where relative secret files point (``secret_file``, ``headers_file``, a database
+    URL's ``passfile``): systemd's ``$CREDENTIALS_DIRECTORY`` when set (the unit's copies
+    of its ``LoadCredential=`` files, readable by the service alone), else the config
+    file's folder, where those files are. So one config.toml names the same secrets in
+    the service and in an operator's shell, with no variable to set."""
+    credentials = environ.get(CREDENTIALS_DIRECTORY_ENV, "")
+    if credentials and Path(credentials).is_absolute():
+        return Path(credentials)
+    return path.parent.resolve()
+
+
 def locate_database(
     database: Path | str, path: Path, environ: Mapping[str, str] = os.environ
 ) -> Path | str:
-    """A relative SQLite path under ``base_directory``; an absolute one or a URL as is."""
+    """A relative SQLite path under ``base_directory``; a PostgreSQL URL with a relative
+    ``passfile=`` with that file under ``secrets_directory``; anything else as is."""
     if isinstance(database, Path) and not database.is_absolute():
         return base_directory(path, environ) / database
+    if isinstance(database, str):
+        return _locate_passfile(database, secrets_directory(path, environ))
     return database
+
+
+_PASSFILE = re.compile(r"([?&]passfile=)([^&#]*)")
+
+
+def _locate_passfile(url: str, base: Path) -> str:
+    """libpq's ``passfile`` parameter made absolute (libpq would read a relative one
+    against the working directory, which differs between the service and a shell)."""
+
+    def absolute(match: re.Match[str]) -> str:
+        name = unquote(match.group(2))
+        if not name or Path(name).is_absolute():
+            return match.group(0)
+        return match.group(1) + quote(str(base / name), safe="/")
+
+    return _PASSFILE.sub(absolute, url)
 
 
 def fallback_database(path: Path, environ: Mapping[str, str] = os.environ) -> Path | str:

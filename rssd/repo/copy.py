@@ -18,13 +18,15 @@ from rssd.repo.db import Database, Tx
 TABLES: dict[str, tuple[str, ...]] = {
     "content_sources": (
         "id", "url", "name", "interval_minutes", "timeout_seconds", "enabled", "created_at",
-        "updated_at", "feed_title", "feed_url", "category",
+        "updated_at", "feed_title", "feed_url", "category", "interval_fixed",
+        "min_interval_minutes", "max_interval_minutes",
     ),
     "fetch_job": (
         "id", "content_source_id", "status", "queued_at", "started_at", "ended_at",
         "error_code", "error_message", "posts_count", "http_status", "etag", "last_modified",
         "content_hash", "bytes", "final_url", "not_before", "failures", "fetch_url",
         "moved_seen", "claimed_by", "lease_expires_at", "host", "host_slot",
+        "interval_seconds", "interval_reason",
     ),
     "posts": (
         "id", "content_source_id", "fetch_job_id", "external_id", "title", "url", "author",

@@ -21,11 +21,6 @@ from rssd.repo.dialect import Dialect
 
 T = TypeVar("T")
 
-#: Unique indexes by name -> how SQLite's IntegrityError names them (by their columns).
-_SQLITE_UNIQUE_COLUMNS = {
-    "fetch_job_one_active": "fetch_job.content_source_id",
-    "fetch_job_host_slot": "fetch_job.host, fetch_job.host_slot",
-}
 Params = Mapping[str, Any]
 
 
@@ -165,18 +160,6 @@ class Database(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
-
-
-def is_unique_violation(exc: BaseException, index: str) -> bool:
-    """Did a write break the unique index (or constraint) ``index``? Either backend.
-
-    SQLite names the index's columns in its message; PostgreSQL names the index.
-    """
-    if isinstance(exc, sqlite3.IntegrityError):
-        columns = _SQLITE_UNIQUE_COLUMNS.get(index, index)
-        return f"UNIQUE constraint failed: {columns}" in str(exc)
-    constraint = getattr(getattr(exc, "diag", None), "constraint_name", None)
-    return constraint == index
 
 
 def is_driver_error(exc: BaseException) -> bool:

@@ -2,8 +2,8 @@
 
 Each transition is one UPDATE whose WHERE names the status it leaves, so a transition that
 is not allowed (a job completed twice, a FAILED job revived) changes nothing and returns
-None. The partial unique index ``fetch_job_one_active`` makes ``queue_job`` refuse a second
-active job for a source, across processes too.
+None. The partial unique index ``fetch_job_one_active`` refuses a second active job for a
+source, across processes too.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from rssd.models.dto import (
     LatestJob,
     PostCreate,
 )
-from rssd.repo.db import Database, Row, Tx, is_unique_violation
+from rssd.repo.db import Database, Row, Tx
 from rssd.repo.next_job import INSERT_NEXT, NextJob, insert_next_params
 from rssd.repo.outbox import write_outbox_in
 from rssd.repo.posts import UpsertCounts, upsert_in
@@ -55,30 +55,6 @@ def _job(row: Row | None) -> FetchJob | None:
 class FetchJobRepo:
     def __init__(self, db: Database) -> None:
         self._db = db
-
-    async def queue_job(self, source_id: int) -> FetchJob | None:
-        """A new QUEUED job due now, or None when the source already has an active one."""
-
-        try:
-            rows = await self._db.write_one(
-                f"INSERT INTO fetch_job (content_source_id, status, queued_at, not_before) "
-                f"VALUES (:source_id, 'QUEUED', :now, :now) RETURNING {_COLUMNS}",
-                {"source_id": source_id, "now": now_iso()},
-            )
-        except Exception as exc:
-            if is_unique_violation(exc, "fetch_job_one_active"):
-                return None
-            raise
-        return _job(rows[0])
-
-    async def mark_ongoing(self, job_id: int) -> FetchJob | None:
-        """QUEUED -> ONGOING."""
-        return await self._transition(
-            job_id,
-            "status = 'ONGOING', started_at = :now",
-            ("QUEUED",),
-            {},
-        )
 
     async def mark_completed(
         self,
@@ -193,27 +169,9 @@ class FetchJobRepo:
 
         return await self._db.write(work)
 
-    async def get(self, job_id: int) -> FetchJob | None:
-        return _job(
-            await self._db.fetchone(
-                f"SELECT {_COLUMNS} FROM fetch_job WHERE id = :id", {"id": job_id}
-            )
-        )
-
     async def get_status(self, job_id: int) -> FetchJobStatus | None:
         row = await self._db.fetchone("SELECT status FROM fetch_job WHERE id = :id", {"id": job_id})
         return FetchJobStatus(row["status"]) if row else None
-
-    async def get_latest_for_source(self, source_id: int) -> FetchJob | None:
-        """The source's newest job, whatever its status: its QUEUED job (the plan) when it has
-        one. What a source's last attempt was is its newest *finished* job (``latest_jobs``)."""
-        return _job(
-            await self._db.fetchone(
-                f"SELECT {_COLUMNS} FROM fetch_job WHERE content_source_id = :source_id "
-                f"ORDER BY id DESC LIMIT 1",
-                {"source_id": source_id},
-            )
-        )
 
     async def get_latest_completed(self, source_id: int) -> FetchJob | None:
         """The newest COMPLETED job: where the conditional-GET validators come from."""
@@ -234,17 +192,6 @@ class FetchJobRepo:
         )
         jobs = (_job(row) for row in rows)
         return {job.content_source_id: job for job in jobs if job is not None}
-
-    async def fail_active(self, message: str) -> int:
-        """Every QUEUED/ONGOING job -> FAILED ``interrupted``: start-up recovery after a crash."""
-
-        rows = await self._db.write_one(
-            "UPDATE fetch_job SET status = 'FAILED', ended_at = :now, "
-            "error_code = 'interrupted', error_message = :message "
-            "WHERE status IN ('QUEUED', 'ONGOING') RETURNING id",
-            {"now": now_iso(), "message": message},
-        )
-        return len(rows)
 
     async def fail_stale(self, source_id: int, queued_before: str) -> int:
         """Fail the source's ONGOING job if it started before ``queued_before`` and no

@@ -9,9 +9,9 @@ PostgreSQL support began at version 7, so its steps start there.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
-#: Version 11's full-text index on SQLite, as in schema.sql (see there why the queue).
+#: Version 12's full-text index on SQLite, as in schema.sql (see there why the queue).
 _SQLITE_SEARCH = """
         CREATE VIRTUAL TABLE IF NOT EXISTS posts_fts USING fts5 (
             title, body, author, content = '', tokenize = 'unicode61 remove_diacritics 2'
@@ -193,11 +193,29 @@ MIGRATIONS: dict[int, str] = {
     # 9 -> 10: PostgreSQL wakes idle daemons with NOTIFY when a job falls due (see
     # PG_MIGRATIONS[9]); SQLite has one daemon per file, nobody to wake: nothing to do.
     9: "",
-    # 10 -> 11: full-text search (schema.sql, version 11), and deliveries by feed and time
+    # 10 -> 11: adaptive polling (a feed's own interval is fixed, the others move between
+    # their min and max), the planned interval and its reason on the QUEUED job, and the
+    # hosts table of per-host politeness. Existing sources are re-synced at start.
+    10: """
+        ALTER TABLE content_sources ADD COLUMN interval_fixed INTEGER NOT NULL DEFAULT 0
+            CHECK (interval_fixed IN (0, 1));
+        ALTER TABLE content_sources ADD COLUMN min_interval_minutes REAL NOT NULL DEFAULT 15
+            CHECK (min_interval_minutes > 0);
+        ALTER TABLE content_sources ADD COLUMN max_interval_minutes REAL NOT NULL
+            DEFAULT 1440 CHECK (max_interval_minutes > 0);
+        ALTER TABLE fetch_job ADD COLUMN interval_seconds REAL;
+        ALTER TABLE fetch_job ADD COLUMN interval_reason TEXT;
+        CREATE TABLE IF NOT EXISTS hosts (
+            host          TEXT PRIMARY KEY,
+            next_start_at TEXT NOT NULL,
+            paused_until  TEXT
+        ) STRICT;
+    """,
+    # 11 -> 12: full-text search (schema.sql, version 12), and deliveries by feed and time
     # (`rssd deliveries --post`). The index starts empty; the posts already stored (ids
     # up to last_id) are indexed by the daemon in the background, a batch per
     # transaction (rssd/daemon/search_backfill.py), so this step is instant.
-    10: f"""
+    11: f"""
         {_SQLITE_SEARCH}
         INSERT INTO search_backfill (id, next_id, last_id)
         VALUES (1, 1, (SELECT coalesce(max(id), 0) FROM posts)) ON CONFLICT (id) DO NOTHING;
@@ -240,9 +258,25 @@ PG_MIGRATIONS: dict[int, str] = {
         ALTER TABLE posts ADD COLUMN IF NOT EXISTS enclosures text;
     """,
     9: PG_JOB_DUE_TRIGGER,
-    # 10 -> 11: posts.search and its GIN index, filled in the background as on SQLite (the
-    # column is added without a value: no table rewrite); deliveries by feed and time.
+    # 10 -> 11: as MIGRATIONS[10].
     10: """
+        ALTER TABLE content_sources ADD COLUMN IF NOT EXISTS interval_fixed integer NOT NULL
+            DEFAULT 0 CHECK (interval_fixed IN (0, 1));
+        ALTER TABLE content_sources ADD COLUMN IF NOT EXISTS min_interval_minutes
+            double precision NOT NULL DEFAULT 15 CHECK (min_interval_minutes > 0);
+        ALTER TABLE content_sources ADD COLUMN IF NOT EXISTS max_interval_minutes
+            double precision NOT NULL DEFAULT 1440 CHECK (max_interval_minutes > 0);
+        ALTER TABLE fetch_job ADD COLUMN IF NOT EXISTS interval_seconds double precision;
+        ALTER TABLE fetch_job ADD COLUMN IF NOT EXISTS interval_reason text;
+        CREATE TABLE IF NOT EXISTS hosts (
+            host          text PRIMARY KEY,
+            next_start_at timestamptz NOT NULL,
+            paused_until  timestamptz
+        );
+    """,
+    # 11 -> 12: posts.search and its GIN index, filled in the background as on SQLite (the
+    # column is added without a value: no table rewrite); deliveries by feed and time.
+    11: """
         ALTER TABLE posts ADD COLUMN IF NOT EXISTS search tsvector;
         CREATE INDEX IF NOT EXISTS posts_search ON posts USING gin (search);
         CREATE TABLE IF NOT EXISTS search_backfill (

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 INSERT_NEXT = """
 INSERT INTO fetch_job (content_source_id, status, queued_at, not_before, failures, fetch_url,
-                       moved_seen)
-VALUES (:source_id, 'QUEUED', :now, :not_before, :failures, :fetch_url, :moved_seen)
+                       moved_seen, interval_seconds, interval_reason)
+VALUES (:source_id, 'QUEUED', :now, :not_before, :failures, :fetch_url, :moved_seen,
+        :interval_seconds, :interval_reason)
 ON CONFLICT DO NOTHING
 """
 
@@ -27,6 +28,9 @@ class NextJob:
     failures: int = 0
     fetch_url: str | None = None
     moved_seen: int = 0
+    #: The wait planned before jitter, and why (rssd.daemon.schedule.Reason): for status.
+    interval_seconds: float | None = None
+    interval_reason: str | None = None
 
 
 def insert_next_params(source_id: int, next_job: NextJob, now: str) -> dict[str, object]:
@@ -37,4 +41,6 @@ def insert_next_params(source_id: int, next_job: NextJob, now: str) -> dict[str,
         "failures": next_job.failures,
         "fetch_url": next_job.fetch_url,
         "moved_seen": next_job.moved_seen,
+        "interval_seconds": next_job.interval_seconds,
+        "interval_reason": next_job.interval_reason,
     }

@@ -128,3 +128,37 @@ async def upsert_in(
         )
     await sync_in(tx)  # SQLite's index, in this same transaction
     return UpsertCounts(len(plan.new), len(plan.changed), plan.new)
+
+
+#: Posts dated in (since, now], other than those just fetched: a feed's posting rate.
+_DATED = """
+SELECT count(*), min(coalesce(published_at, created_at)), max(coalesce(published_at, created_at))
+FROM posts WHERE content_source_id = :source_id
+  AND coalesce(published_at, created_at) > :since AND coalesce(published_at, created_at) <= :now
+  AND external_id NOT IN {fetched}
+"""
+
+
+async def dated_posts(
+    db: Database, source_id: int, since: str, now: str, fetched: Sequence[PostCreate] = ()
+) -> tuple[int, str | None, str | None]:
+    """How many of the source's posts are dated in (since, now], the oldest and the newest
+    date: those stored (off the posts_source_newest index) and those of the fetch being
+    recorded (``fetched``, not stored yet; each dated by its publication, else now)."""
+    row = await db.fetchone(
+        _DATED.format(fetched=db.dialect.in_json_text("fetched")),
+        {
+            "source_id": source_id,
+            "since": since,
+            "now": now,
+            "fetched": json.dumps([post.external_id for post in fetched]),
+        },
+    )
+    count, oldest, newest = (int(row[0]), row[1], row[2]) if row else (0, None, None)
+    for post in fetched:
+        when = post.published_at or now
+        if since < when <= now:
+            count += 1
+            oldest = when if oldest is None or when < oldest else oldest
+            newest = when if newest is None or when > newest else newest
+    return count, oldest, newest

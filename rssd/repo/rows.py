@@ -22,6 +22,7 @@ SOURCE_COLUMNS = ", ".join(SOURCE_NAMES)
 JOB_COLUMNS = ", ".join(JOB_NAMES)
 
 _ENABLED = SOURCE_NAMES.index("enabled")
+_FIXED = SOURCE_NAMES.index("interval_fixed")
 _STATUS = JOB_NAMES.index("status")
 _ERROR_CODE = JOB_NAMES.index("error_code")
 _STATUSES = {status.value: status for status in FetchJobStatus}
@@ -32,6 +33,7 @@ def source_from(values: Iterable[Any]) -> Source:
     """A ``Source`` from the values of ``SOURCE_COLUMNS`` (a row selecting them)."""
     args = list(values)
     args[_ENABLED] = bool(args[_ENABLED])
+    args[_FIXED] = bool(args[_FIXED])
     return Source(*args)
 
 

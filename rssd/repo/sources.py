@@ -107,6 +107,9 @@ async def sync_in(tx: Tx, config: Config) -> SyncReport:
             "timeout_seconds": float(config.feed_timeout(feed)),
             "enabled": int(feed.enabled),
             "category": feed.category,
+            "interval_fixed": int(feed.interval_minutes is not None),
+            "min_interval_minutes": float(config.feed_bounds(feed)[0]),
+            "max_interval_minutes": float(config.feed_bounds(feed)[1]),
         }
         for feed in config.feeds
     }
@@ -120,9 +123,11 @@ async def sync_in(tx: Tx, config: Config) -> SyncReport:
         if row is None:
             await tx.execute(
                 "INSERT INTO content_sources (url, name, interval_minutes, "
-                "timeout_seconds, enabled, category, created_at, updated_at) VALUES "
+                "timeout_seconds, enabled, category, interval_fixed, min_interval_minutes, "
+                "max_interval_minutes, created_at, updated_at) VALUES "
                 "(:url, :name, :interval_minutes, :timeout_seconds, :enabled, "
-                ":category, :now, :now)",
+                ":category, :interval_fixed, :min_interval_minutes, :max_interval_minutes, "
+                ":now, :now)",
                 {**values, "now": now},
             )
             added.append(url)
@@ -130,7 +135,9 @@ async def sync_in(tx: Tx, config: Config) -> SyncReport:
             await tx.execute(
                 "UPDATE content_sources SET name = :name, "
                 "interval_minutes = :interval_minutes, timeout_seconds = :timeout_seconds, "
-                "enabled = :enabled, category = :category, updated_at = :now "
+                "enabled = :enabled, category = :category, interval_fixed = :interval_fixed, "
+                "min_interval_minutes = :min_interval_minutes, "
+                "max_interval_minutes = :max_interval_minutes, updated_at = :now "
                 "WHERE url = :url",
                 {**values, "now": now},
             )

@@ -27,7 +27,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 ELLIPSIS = "…"
 SLACK_SECTION_CHARS = 3000
@@ -134,6 +134,13 @@ def headline(notice: Notice) -> str:
     if len(notice.groups) == 1:
         return f"{count} new post{'s' if count != 1 else ''} in {notice.groups[0].name}"
     return f"{count} new posts in {len(notice.groups)} feeds"
+
+
+def with_token(fmt: str, url: str, token: str | None) -> str:
+    """Slack's and Discord's URL with its secret last part, when that is kept apart."""
+    if token is None or fmt not in ("slack", "discord"):
+        return url
+    return f"{url.rstrip('/')}/{quote(token, safe='')}"
 
 
 def render(fmt: str, url: str, body: str) -> Request:
