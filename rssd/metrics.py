@@ -105,6 +105,11 @@ NOTIFY_DROPPED = Counter(
     "sd_notify datagrams dropped (systemd's socket full or gone) instead of blocking.",
     registry=REGISTRY,
 )
+CLOCK_SKEW = Gauge(
+    "rssd_clock_skew_seconds",
+    "The database's clock minus this machine's, measured every minute (0 on SQLite).",
+    registry=REGISTRY,
+)
 
 
 def database_bytes(path: Path | str) -> int:

@@ -16,9 +16,7 @@ from tests.conftest import FeedServer, rss
 from tests.support.commands import cli, run_once_from
 from tests.support.config import make_config, write_config
 from tests.support.webhooks import Receiver
-from tests.test_cmd_webhooks import receiver, write
-
-__all__ = ["receiver"]  # the fixture, shared with the webhook commands' tests
+from tests.test_cmd_webhooks import write
 
 FEEDS = ["http://a.example/feed", "http://b.example/feed"]
 

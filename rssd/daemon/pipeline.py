@@ -15,7 +15,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from rssd import metrics
 from rssd.clock import parse_iso, to_iso, utcnow
@@ -219,7 +219,7 @@ class Pipeline:
         """
         claim = await self.claims.claim_source(source.id)
         if claim is None:
-            cutoff = to_iso(utcnow() - STALE_JOB_AFTER)
+            cutoff = to_iso(await self.db.now() - STALE_JOB_AFTER)
             if await self.jobs.fail_stale(source.id, cutoff):
                 log.warning("jobs.stale_failed", source_id=source.id, url=source.url)
                 claim = await self.claims.claim_source(source.id)
@@ -231,7 +231,7 @@ class Pipeline:
         interval (not needed) or when the database cannot say."""
         if source.interval_fixed:
             return None
-        now = utcnow()
+        now = await self._now()
         try:
             count, oldest, newest = await dated_posts(
                 self.db,
@@ -251,8 +251,20 @@ class Pipeline:
             parse_iso(source.created_at),
         )
 
-    def _plan(self, claim: Claim, ending: Ending, activity: Activity | None = None) -> Plan | None:
-        """The source's next job after this ending (None: a one-off, not scheduled)."""
+    async def _now(self) -> datetime:
+        """The database's clock (``Database.now``): on a shared database a due time is for
+        every daemon to act on, and this one's clock may be wrong. A database that does
+        not answer gets the local clock: the write that follows fails anyway."""
+        try:
+            return await self.db.now()
+        except Exception:
+            return utcnow()
+
+    async def _plan(
+        self, claim: Claim, ending: Ending, activity: Activity | None = None
+    ) -> Plan | None:
+        """The source's next job after this ending (None: a one-off, not scheduled),
+        planned from the database's clock."""
         if not claim.scheduled:
             return None  # a one-off (run --once, rssd fetch on a new source): no schedule
         source = claim.source
@@ -261,7 +273,7 @@ class Pipeline:
             Carried(claim.failures, claim.fetch_url, claim.moved_seen),
             ending,
             self.policy(source, activity),
-            now=utcnow(),
+            now=await self._now(),
             jitter=self.random.random(),
         )
 
@@ -301,7 +313,8 @@ class Pipeline:
         """Record a failure (and the next job), retrying while the database is busy; never
         raises."""
         job_id = claim.job.id
-        next_job = next_job_of(self._plan(claim, Ending(completed=False, interrupted=interrupted)))
+        ending = Ending(completed=False, interrupted=interrupted)
+        next_job = next_job_of(await self._plan(claim, ending))
         for attempt in range(3):
             try:
                 await self.jobs.mark_failed(job_id, code, message, next_job=next_job)
@@ -352,7 +365,7 @@ class Pipeline:
             final_url=final_url if redact_optional(final_url) == final_url else None,
         )
         activity = await self._activity(source, result) if claim.scheduled else None
-        plan = self._plan(claim, ending, activity)
+        plan = await self._plan(claim, ending, activity)
         next_job = next_job_of(plan)
         if result.outcome is Outcome.FAILED:
             assert result.error_code is not None
