@@ -109,7 +109,8 @@ CREATE TABLE IF NOT EXISTS seen_items (
                       REFERENCES content_sources (id) ON DELETE CASCADE,
     digests           BLOB    NOT NULL
 ) STRICT;
--- Version 9 added users.format, include_content and dedupe_days (config.toml's keys).
+-- Version 9 added users.format, include_content and dedupe_days, version 12 digest and
+-- timezone (config.toml's keys).
 -- Version 5: users and their webhooks (rssd/webhooks/, rssd/daemon/delivery.py).
 -- One row per [[users]] table, synced from config.toml like content_sources: a user
 -- removed from the file is disabled (enabled = 0) with its history kept. The secret is
@@ -134,7 +135,9 @@ CREATE TABLE IF NOT EXISTS users (
     updated_at      TEXT    NOT NULL,
     format          TEXT    NOT NULL DEFAULT 'standard',
     include_content INTEGER NOT NULL DEFAULT 0 CHECK (include_content IN (0, 1)),
-    dedupe_days     INTEGER NOT NULL DEFAULT 7
+    dedupe_days     INTEGER NOT NULL DEFAULT 7,
+    digest          TEXT,
+    timezone        TEXT
 ) STRICT;
 
 -- primed = 0: the subscription's first completed fetch is not announced (notify_backlog
@@ -175,7 +178,7 @@ CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (user_id, id)
     WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS deliveries_user ON deliveries (user_id, created_at);
 CREATE INDEX IF NOT EXISTS deliveries_fetch_job ON deliveries (fetch_job_id);
--- Version 12: the messages of a feed by time, for `rssd deliveries --post ID`.
+-- Version 13: the messages of a feed by time, for `rssd deliveries --post ID`.
 CREATE INDEX IF NOT EXISTS deliveries_source ON deliveries (content_source_id, created_at);
 
 -- Version 6: `rssd posts` lists the newest posts (by publication time, else storing time)
@@ -256,7 +259,18 @@ CREATE TABLE IF NOT EXISTS hosts (
     paused_until  TEXT
 ) STRICT;
 
--- Version 12: full-text search (`rssd posts --search`, rssd/repo/search.py). posts_fts
+-- Version 12: digests. A post announced to a user with a digest waits here (instead of
+-- becoming a message) until the user's period closes; then one transaction deletes the
+-- period's rows and writes the digest's messages (rssd/daemon/digests.py).
+CREATE TABLE IF NOT EXISTS digest_items (
+    user_id           INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    post_id           INTEGER NOT NULL REFERENCES posts (id) ON DELETE CASCADE,
+    content_source_id INTEGER NOT NULL REFERENCES content_sources (id) ON DELETE CASCADE,
+    queued_at         TEXT    NOT NULL,
+    PRIMARY KEY (user_id, post_id)
+) STRICT;
+
+-- Version 13: full-text search (`rssd posts --search`, rssd/repo/search.py). posts_fts
 -- indexes each post's title, text (summary and content without HTML) and author, without
 -- keeping a copy of them (content=''): removing a post from it takes the text it indexed,
 -- so every change of a post is queued here by the triggers below, old values included,
@@ -291,7 +305,7 @@ CREATE TRIGGER IF NOT EXISTS posts_search_delete AFTER DELETE ON posts BEGIN
     VALUES (old.id, 1, old.title, old.summary, old.content, old.author);
 END;
 
--- Version 12: building the index for the posts stored before it, in batches: posts with
+-- Version 13: building the index for the posts stored before it, in batches: posts with
 -- next_id <= id <= last_id are still to be indexed (last_id: the newest post then).
 CREATE TABLE IF NOT EXISTS search_backfill (
     id      INTEGER PRIMARY KEY CHECK (id = 1),

@@ -85,7 +85,7 @@ CREATE TABLE IF NOT EXISTS posts (
     enclosures        text,
     created_at        timestamptz NOT NULL,
     content_hash      text    NOT NULL,
-    -- Version 12: what `rssd posts --search` finds the post by (rssd/repo/search.py).
+    -- Version 13: what `rssd posts --search` finds the post by (rssd/repo/search.py).
     search            tsvector,
     UNIQUE (content_source_id, external_id)
 );
@@ -148,7 +148,9 @@ CREATE TABLE IF NOT EXISTS users (
     updated_at      timestamptz NOT NULL,
     format          text    NOT NULL DEFAULT 'standard',
     include_content integer NOT NULL DEFAULT 0 CHECK (include_content IN (0, 1)),
-    dedupe_days     integer NOT NULL DEFAULT 7
+    dedupe_days     integer NOT NULL DEFAULT 7,
+    digest          text,
+    timezone        text
 );
 
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -227,7 +229,16 @@ CREATE TABLE IF NOT EXISTS hosts (
     paused_until  timestamptz
 );
 
--- Version 12: full-text search (schema.sql's posts_fts): posts.search and its GIN index,
+-- Version 12: digests (schema.sql, version 12).
+CREATE TABLE IF NOT EXISTS digest_items (
+    user_id           bigint  NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    post_id           bigint  NOT NULL REFERENCES posts (id) ON DELETE CASCADE,
+    content_source_id bigint  NOT NULL REFERENCES content_sources (id) ON DELETE CASCADE,
+    queued_at         timestamptz NOT NULL,
+    PRIMARY KEY (user_id, post_id)
+);
+
+-- Version 13: full-text search (schema.sql's posts_fts): posts.search and its GIN index,
 -- and the state of building it for the posts stored before it.
 CREATE INDEX IF NOT EXISTS posts_search ON posts USING gin (search);
 CREATE TABLE IF NOT EXISTS search_backfill (

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from rssd.repo.db import Database, DatabaseError, Tx
-from rssd.repo.migrations import MIGRATIONS, SCHEMA_VERSION
-from rssd.repo.sqlite import BUSY_TIMEOUT_MS, SqliteDatabase, schema_sql
+from rssd.repo.migrations import MIGRATIONS, SCHEMA_VERSION, schema_sql
+from rssd.repo.sqlite import BUSY_TIMEOUT_MS, SqliteDatabase
 
 SCHEMA_V1 = Path(__file__).parent / "fixtures" / "schema_v1.sql"
 NOW = "2026-11-29T10:00:00.000Z"
@@ -34,16 +34,18 @@ V7_TABLES = ("daemons", "config_sync")
 V11_TABLES = ("hosts",)
 V11_SOURCE_COLUMNS = ("interval_fixed", "min_interval_minutes", "max_interval_minutes")
 V11_JOB_COLUMNS = ("interval_seconds", "interval_reason")
+V12_TABLES = ("digest_items",)
+V12_USER_COLUMNS = ("digest", "timezone")
 V9_INDEXES = ("skipped_posts_time",)
 V9_TABLES = ("announced", "skipped_posts")
 V9_COLUMNS = {
     "users": ("format", "include_content", "dedupe_days"),
     "posts": ("tags", "enclosures"),
 }
-V12_INDEXES = ("deliveries_source",)
-#: Version 12's search index (rssd/repo/search.py): its triggers, then its tables.
-V12_TRIGGERS = ("posts_search_insert", "posts_search_update", "posts_search_delete")
-V12_TABLES = ("posts_fts", "search_queue", "search_backfill")
+V13_INDEXES = ("deliveries_source",)
+#: Version 13's search index (rssd/repo/search.py): its triggers, then its tables.
+V13_TRIGGERS = ("posts_search_insert", "posts_search_update", "posts_search_delete")
+V13_TABLES = ("posts_fts", "search_queue", "search_backfill")
 V7_JOB_COLUMNS = (
     "not_before", "failures", "fetch_url", "moved_seen",
     "claimed_by", "lease_expires_at", "host", "host_slot",
@@ -383,7 +385,7 @@ def test_the_v1_fixture_is_schema_sql_without_the_later_indexes(tmp_path: Path) 
         *V6_INDEXES,
         *V7_INDEXES,
         *V9_INDEXES,
-        *V12_INDEXES,
+        *V13_INDEXES,
     }
     assert "posts_published" not in index_names(path) | index_names(current)
 
@@ -403,7 +405,7 @@ async def test_a_version_1_database_is_migrated_with_its_data_intact(tmp_path: P
         await db.close()
 
     assert user_version(path) == SCHEMA_VERSION
-    assert {*POSTS_INDEXES, *V7_INDEXES, *V12_INDEXES} <= index_names(path)
+    assert {*POSTS_INDEXES, *V7_INDEXES, *V13_INDEXES} <= index_names(path)
     assert "posts_published" not in index_names(path)
     after = {
         table: query(
@@ -615,20 +617,26 @@ async def test_version_4_adds_the_feed_columns_as_a_fresh_database_has_them(
     assert query(path, "SELECT url, feed_title FROM content_sources") != []
 
 
-def drop_version_12(conn: sqlite3.Connection) -> None:
-    """Take version 12's objects out of today's schema (the search index, an index)."""
-    for trigger in V12_TRIGGERS:
+def drop_version_13(conn: sqlite3.Connection) -> None:
+    """Take version 13's objects out of today's schema (the search index, an index)."""
+    for trigger in V13_TRIGGERS:
         conn.execute(f"DROP TRIGGER {trigger}")
-    for table in V12_TABLES:
+    for table in V13_TABLES:
         conn.execute(f"DROP TABLE {table}")
-    for index in V12_INDEXES:
+    for index in V13_INDEXES:
         conn.execute(f"DROP INDEX {index}")
 
 
+def drop_version_12(conn: sqlite3.Connection) -> None:
+    """Take version 12's objects out of today's schema (its table and columns)."""
+    for table in V12_TABLES:
+        conn.execute(f"DROP TABLE {table}")
+    for column in V12_USER_COLUMNS:
+        conn.execute(f"ALTER TABLE users DROP COLUMN {column}")
+
+
 def drop_version_11(conn: sqlite3.Connection) -> None:
-    """Take version 11's objects (and the later ones') out of today's schema (its table
-    and columns)."""
-    drop_version_12(conn)
+    """Take version 11's objects out of today's schema (its table and columns)."""
     for table in V11_TABLES:
         conn.execute(f"DROP TABLE {table}")
     for column in V11_SOURCE_COLUMNS:
@@ -650,6 +658,8 @@ def drop_version_9(conn: sqlite3.Connection) -> None:
 
 def drop_version_7(conn: sqlite3.Connection) -> None:
     """Take version 7's objects (and the later ones') out of today's schema."""
+    drop_version_13(conn)
+    drop_version_12(conn)
     drop_version_11(conn)
     drop_version_9(conn)
     for index in V7_INDEXES:
@@ -710,6 +720,8 @@ def test_migration_6_alone_adds_what_schema_sql_has_for_version_7(tmp_path: Path
     fresh = tmp_path / "fresh.sqlite3"
     with closing(sqlite3.connect(fresh)) as conn:
         conn.executescript(schema_sql())
+        drop_version_13(conn)
+        drop_version_12(conn)
         drop_version_11(conn)
         drop_version_9(conn)
     assert {(t, n) for t, n, _ in schema_objects(path)} == {
@@ -806,7 +818,6 @@ def test_migration_10_alone_adds_what_schema_sql_has_for_version_11(tmp_path: Pa
     fresh = tmp_path / "fresh.sqlite3"
     with closing(sqlite3.connect(fresh)) as conn:
         conn.executescript(schema_sql())
-        drop_version_12(conn)
     assert {(t, n) for t, n, _ in schema_objects(path)} == {
         (t, n) for t, n, _ in schema_objects(fresh)
     }
@@ -817,13 +828,13 @@ def test_migration_10_alone_adds_what_schema_sql_has_for_version_11(tmp_path: Pa
         }
 
 
-def test_migration_11_alone_builds_what_schema_sql_has_for_version_12(tmp_path: Path) -> None:
+def test_migration_12_alone_builds_what_schema_sql_has_for_version_13(tmp_path: Path) -> None:
     """The step itself creates the search index, its queue, triggers and state, and the
     deliveries index; the posts already there are left for the backfill (last_id)."""
-    path = tmp_path / "v11.sqlite3"
+    path = tmp_path / "v12.sqlite3"
     with closing(sqlite3.connect(path)) as conn:
         conn.executescript(schema_sql())
-        drop_version_12(conn)
+        drop_version_13(conn)
         conn.execute(
             "INSERT INTO content_sources (url, interval_minutes, timeout_seconds, created_at, "
             "updated_at) VALUES ('http://a.example/feed', 60, 30.0, ?, ?)",
@@ -836,7 +847,7 @@ def test_migration_11_alone_builds_what_schema_sql_has_for_version_12(tmp_path: 
                 (str(n), NOW),
             )
         conn.commit()
-        conn.executescript(MIGRATIONS[11])
+        conn.executescript(MIGRATIONS[12])
     fresh = tmp_path / "fresh.sqlite3"
     with closing(sqlite3.connect(fresh)) as conn:
         conn.executescript(schema_sql())

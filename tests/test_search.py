@@ -228,7 +228,7 @@ async def test_deleting_a_feed_by_hand_keeps_the_index_sound(db: Database, tmp_p
 
 
 async def forget_index(db: Database) -> None:
-    """Make the database look as the migration to version 12 leaves one: posts stored, the
+    """Make the database look as the migration to version 13 leaves one: posts stored, the
     index empty, every post left to the backfill."""
 
     async def work(tx: Any) -> None:
@@ -277,8 +277,8 @@ async def test_the_index_is_built_in_batches_and_resumes(
         await again.close()
 
 
-async def downgrade_to_11(db_target: Path | str) -> None:
-    """A version-11 database with posts: today's schema without version 12's objects."""
+async def downgrade_to_12(db_target: Path | str) -> None:
+    """A version-12 database with posts: today's schema without version 13's objects."""
     if isinstance(db_target, Path):
         with closing(sqlite3.connect(db_target)) as conn:
             for name in ("posts_search_insert", "posts_search_update", "posts_search_delete"):
@@ -286,25 +286,25 @@ async def downgrade_to_11(db_target: Path | str) -> None:
             for table in ("posts_fts", "search_queue", "search_backfill"):
                 conn.execute(f"DROP TABLE {table}")
             conn.execute("DROP INDEX deliveries_source")
-            conn.execute("PRAGMA user_version = 11")
+            conn.execute("PRAGMA user_version = 12")
             conn.commit()
         return
     async with await psycopg.AsyncConnection.connect(db_target, autocommit=True) as conn:
         await conn.execute("DROP TABLE search_backfill")
         await conn.execute("DROP INDEX deliveries_source")
         await conn.execute("ALTER TABLE posts DROP COLUMN search")
-        await conn.execute("UPDATE schema_version SET version = 11")
+        await conn.execute("UPDATE schema_version SET version = 12")
 
 
-async def test_a_version_11_database_is_migrated_and_its_posts_indexed(
+async def test_a_version_12_database_is_migrated_and_its_posts_indexed(
     db: Database, db_target: Path | str, tmp_path: Path
 ) -> None:
     await store(db, tmp_path, [post(f"p{i}", f"Migrated {i}", "") for i in range(3)])
     await db.close()
-    await downgrade_to_11(db_target)
+    await downgrade_to_12(db_target)
     migrated = await Database.open(db_target)
     try:
-        assert await migrated.schema_version() == SCHEMA_VERSION == 12
+        assert await migrated.schema_version() == SCHEMA_VERSION == 13
         state = await migrated.snapshot(backfill_state)
         assert (state.done, state.total) == (0, 3 + FILLER)
         assert await found(migrated, "migrated") == []

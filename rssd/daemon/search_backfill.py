@@ -1,4 +1,4 @@
-"""Building the search index of the posts stored before it (schema version 12), in the
+"""Building the search index of the posts stored before it (schema version 13), in the
 background of ``rssd run``.
 
 The migration only creates the empty index and records which posts predate it; indexing

@@ -29,6 +29,12 @@ class Dialect:
     clock: str
     #: A lease's expiry, ``:lease_seconds`` after that clock (SQLite: the parameter ``:lease``).
     lease_until: str
+    #: Put before an ORDER BY expression to keep the planner off the index on it (SQLite's
+    #: documented unary +; PostgreSQL has no + for timestamps and plans such a sort well).
+    no_index: str
+    #: After rows were copied in with their ids: set the ``{table}``'s id sequence past
+    #: them (SQLite's rowids follow by themselves: empty).
+    reset_sequence: str
     #: A post's search document, written with the post by its INSERT or UPDATE from the
     #: parameters ``:s_title``, ``:s_body``, ``:s_author`` (rssd/repo/search.py); empty
     #: on SQLite, whose index is a table of its own, kept by triggers and ``sync_in``.
@@ -52,6 +58,8 @@ SQLITE = Dialect(
     is_distinct="IS NOT",
     clock=":now",
     lease_until=":lease",
+    no_index="+",
+    reset_sequence="",
     announces_post=(
         "EXISTS (SELECT 1 FROM json_each(d.body, '$.data.posts') AS e "
         "WHERE json_extract(e.value, '$.id') = :post_id)"
@@ -67,6 +75,9 @@ POSTGRES = Dialect(
     is_distinct="IS DISTINCT FROM",
     clock="now()",
     lease_until="now() + make_interval(secs => :lease_seconds)",
+    no_index="",
+    reset_sequence="SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+    "coalesce((SELECT max(id) FROM {table}), 0) + 1, false)",
     # Title, author, text; a placeholder lexeme ("_", never a word of ours) between them,
     # dropped at the end, keeps a phrase from spanning two of them (as FTS5's columns do).
     post_search=(

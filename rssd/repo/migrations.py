@@ -9,9 +9,15 @@ PostgreSQL support began at version 7, so its steps start there.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 12
+from importlib import resources
+from pathlib import Path
 
-#: Version 12's full-text index on SQLite, as in schema.sql (see there why the queue).
+from rssd.repo.db import DatabaseError
+from rssd.repo.dialect import Dialect
+
+SCHEMA_VERSION = 13
+
+#: Version 13's full-text index on SQLite, as in schema.sql (see there why the queue).
 _SQLITE_SEARCH = """
         CREATE VIRTUAL TABLE IF NOT EXISTS posts_fts USING fts5 (
             title, body, author, content = '', tokenize = 'unicode61 remove_diacritics 2'
@@ -211,11 +217,16 @@ MIGRATIONS: dict[int, str] = {
             paused_until  TEXT
         ) STRICT;
     """,
-    # 11 -> 12: full-text search (schema.sql, version 12), and deliveries by feed and time
+    # 11 -> 12: the users' digest and timezone; digest_items comes from schema.sql.
+    11: """
+        ALTER TABLE users ADD COLUMN digest TEXT;
+        ALTER TABLE users ADD COLUMN timezone TEXT;
+    """,
+    # 12 -> 13: full-text search (schema.sql, version 13), and deliveries by feed and time
     # (`rssd deliveries --post`). The index starts empty; the posts already stored (ids
     # up to last_id) are indexed by the daemon in the background, a batch per
     # transaction (rssd/daemon/search_backfill.py), so this step is instant.
-    11: f"""
+    12: f"""
         {_SQLITE_SEARCH}
         INSERT INTO search_backfill (id, next_id, last_id)
         VALUES (1, 1, (SELECT coalesce(max(id), 0) FROM posts)) ON CONFLICT (id) DO NOTHING;
@@ -274,9 +285,14 @@ PG_MIGRATIONS: dict[int, str] = {
             paused_until  timestamptz
         );
     """,
-    # 11 -> 12: posts.search and its GIN index, filled in the background as on SQLite (the
-    # column is added without a value: no table rewrite); deliveries by feed and time.
+    # 11 -> 12: as MIGRATIONS[11].
     11: """
+        ALTER TABLE users ADD COLUMN IF NOT EXISTS digest text;
+        ALTER TABLE users ADD COLUMN IF NOT EXISTS timezone text;
+    """,
+    # 12 -> 13: posts.search and its GIN index, filled in the background as on SQLite (the
+    # column is added without a value: no table rewrite); deliveries by feed and time.
+    12: """
         ALTER TABLE posts ADD COLUMN IF NOT EXISTS search tsvector;
         CREATE INDEX IF NOT EXISTS posts_search ON posts USING gin (search);
         CREATE TABLE IF NOT EXISTS search_backfill (
@@ -289,3 +305,31 @@ PG_MIGRATIONS: dict[int, str] = {
         CREATE INDEX IF NOT EXISTS deliveries_source ON deliveries (content_source_id, created_at);
     """,
 }
+
+
+def schema_sql(name: str = "schema.sql") -> str:
+    """A schema file from the installed package, else from the source checkout beside it."""
+    packaged = resources.files("rssd").joinpath(name)
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parents[2] / name).read_text(encoding="utf-8")
+
+
+#: Each backend's steps and schema file, by dialect name.
+_BACKENDS = {"sqlite": (MIGRATIONS, "schema.sql"), "postgresql": (PG_MIGRATIONS, "schema_pg.sql")}
+
+
+def upgrade_scripts(dialect: Dialect, version: int, database: str) -> list[str]:
+    """What brings ``database`` (a name for the error) from ``version`` to SCHEMA_VERSION,
+    in order: the steps since its version (none for a new database, version 0), then the
+    schema file. The caller runs them in one transaction and records SCHEMA_VERSION. A
+    database newer than this rssd is refused: its schema may mean what this code does not
+    know."""
+    if version > SCHEMA_VERSION:
+        raise DatabaseError(
+            f"database {database} has schema version {version}, newer than this "
+            f"rssd understands ({SCHEMA_VERSION}); upgrade rssd"
+        )
+    steps, schema_file = _BACKENDS[dialect.name]
+    scripts = [steps[step] for step in range(version, SCHEMA_VERSION)] if version > 0 else []
+    return [*scripts, schema_sql(schema_file)]
