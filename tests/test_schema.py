@@ -35,6 +35,8 @@ V7_TABLES = ("daemons", "config_sync")
 V11_TABLES = ("hosts",)
 V11_SOURCE_COLUMNS = ("interval_fixed", "min_interval_minutes", "max_interval_minutes")
 V11_JOB_COLUMNS = ("interval_seconds", "interval_reason")
+V12_TABLES = ("digest_items",)
+V12_USER_COLUMNS = ("digest", "timezone")
 V9_INDEXES = ("skipped_posts_time",)
 V9_TABLES = ("announced", "skipped_posts")
 V9_COLUMNS = {
@@ -611,6 +613,14 @@ async def test_version_4_adds_the_feed_columns_as_a_fresh_database_has_them(
     assert query(path, "SELECT url, feed_title FROM content_sources") != []
 
 
+def drop_version_12(conn: sqlite3.Connection) -> None:
+    """Take version 12's objects out of today's schema (its table and columns)."""
+    for table in V12_TABLES:
+        conn.execute(f"DROP TABLE {table}")
+    for column in V12_USER_COLUMNS:
+        conn.execute(f"ALTER TABLE users DROP COLUMN {column}")
+
+
 def drop_version_11(conn: sqlite3.Connection) -> None:
     """Take version 11's objects out of today's schema (its table and columns)."""
     for table in V11_TABLES:
@@ -634,6 +644,7 @@ def drop_version_9(conn: sqlite3.Connection) -> None:
 
 def drop_version_7(conn: sqlite3.Connection) -> None:
     """Take version 7's objects (and the later ones') out of today's schema."""
+    drop_version_12(conn)
     drop_version_11(conn)
     drop_version_9(conn)
     for index in V7_INDEXES:
@@ -694,6 +705,7 @@ def test_migration_6_alone_adds_what_schema_sql_has_for_version_7(tmp_path: Path
     fresh = tmp_path / "fresh.sqlite3"
     with closing(sqlite3.connect(fresh)) as conn:
         conn.executescript(schema_sql())
+        drop_version_12(conn)
         drop_version_11(conn)
         drop_version_9(conn)
     assert {(t, n) for t, n, _ in schema_objects(path)} == {

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from rssd import metrics
 from rssd.daemon.delivery import DeliveryLoop, DeliveryStats
+from rssd.daemon.digests import close_digests
 from rssd.daemon.lag import LagProbe
 from rssd.daemon.loop import loop_name
 from rssd.daemon.pipeline import JobReport, Pipeline
@@ -138,6 +139,7 @@ async def _deliver_once(
 ) -> DeliveryStats:
     """One delivery pass over the messages due (this run's and older ones); what is still
     pending afterwards (a retry scheduled later) waits for the next run."""
+    await close_digests(db)
     async with Sender(config.webhooks, config.user_agent) as sender:
         loop = DeliveryLoop(db, config, sender)
         task = asyncio.create_task(loop.run_once(), name="delivery")

@@ -15,7 +15,7 @@ from pathlib import Path
 from rssd.repo.db import DatabaseError
 from rssd.repo.dialect import Dialect
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: deleting old fetch_job rows set posts.fetch_job_id to NULL by scanning every
@@ -183,6 +183,11 @@ MIGRATIONS: dict[int, str] = {
             paused_until  TEXT
         ) STRICT;
     """,
+    # 11 -> 12: the users' digest and timezone; digest_items comes from schema.sql.
+    11: """
+        ALTER TABLE users ADD COLUMN digest TEXT;
+        ALTER TABLE users ADD COLUMN timezone TEXT;
+    """,
 }
 
 #: Waking idle daemons (rssd/repo/pg_listen.py): a job queued or requeued due now (a new
@@ -236,6 +241,11 @@ PG_MIGRATIONS: dict[int, str] = {
             next_start_at timestamptz NOT NULL,
             paused_until  timestamptz
         );
+    """,
+    # 11 -> 12: as MIGRATIONS[11].
+    11: """
+        ALTER TABLE users ADD COLUMN IF NOT EXISTS digest text;
+        ALTER TABLE users ADD COLUMN IF NOT EXISTS timezone text;
     """,
 }
 
