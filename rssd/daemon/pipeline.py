@@ -333,6 +333,7 @@ class Pipeline:
             claim.fetch_url,
             seen=lambda: load_seen(self.db, source.id),
             feed_url=known,
+            subscribers=claim.subscribers,
         )
         result = _redacted(result)
         final_url = result.meta.final_url
