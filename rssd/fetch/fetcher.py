@@ -233,13 +233,18 @@ class Fetcher:
             base = strip_userinfo(feed_url or source.url)
             target = fetch_url or feed_url or source.url
             manners = Manners(self.config.agent_for(subscribers), gate)
-            result, page = await self._get(source, target, validators, base, seen, manners)
+            result, page = await self._get(source, target, validators, base, seen, manners=manners)
             if page is None:
                 if feed_url is None or result.outcome is not Outcome.FAILED:
                     return result
                 # The discovered feed failed: ask the page again where its feed is now.
                 result_page, page = await self._get(
-                    source, source.url, Validators(), strip_userinfo(source.url), seen, manners
+                    source,
+                    source.url,
+                    Validators(),
+                    strip_userinfo(source.url),
+                    seen,
+                    manners=manners,
                 )
                 if page is None:
                     if result_page.outcome is Outcome.FAILED:
@@ -281,6 +286,7 @@ class Fetcher:
         validators: Validators,
         base: str,
         seen: SeenLoader | None,
+        *,
         manners: Manners,
     ) -> tuple[FetchResult, tuple[FeedLink, ...] | None]:
         """One download and parse; the second value: the feeds of an HTML page (resolved
