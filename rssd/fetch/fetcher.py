@@ -273,7 +273,9 @@ class Fetcher:
             return result  # the page still points at the feed that failed
         # Validators of another URL mean nothing here; an identical body still does.
         fresh = Validators(content_hash=validators.content_hash)
-        found, again = await self._get(source, chosen, fresh, strip_userinfo(chosen), seen, manners)
+        found, again = await self._get(
+            source, chosen, fresh, strip_userinfo(chosen), seen, manners=manners
+        )
         if found.outcome is Outcome.FAILED or again is not None:
             linked = f"{found.error_message} (at {chosen}, the feed the page {source.url} links to)"
             return replace(found, error_message=linked)
