@@ -113,6 +113,14 @@ class ClaimRepo:
                 {"max_per_host": max_per_host},
             )
         }
+        # Hosts paused by a 429/503's Retry-After (rssd/repo/hosts.py): none of their jobs
+        # is claimed until the pause ends, whichever feed of the host it is.
+        busy.update(
+            str(row["host"])
+            for row in await tx.fetchall(
+                f"SELECT host FROM hosts WHERE paused_until > {tx.dialect.clock}", {"now": stamp}
+            )
+        )
         found: list[tuple[int, str]] = []
         after: tuple[str, int] | None = None
         while len(found) < wanted:

@@ -29,12 +29,18 @@ class Dialect:
     clock: str
     #: A lease's expiry, ``:lease_seconds`` after that clock (SQLite: the parameter ``:lease``).
     lease_until: str
+    #: ``:{param}`` seconds after that clock (SQLite: the parameter ``:{param}_at``, the
+    #: caller's time): a host's next request start, the end of its pause (rssd/repo/hosts.py).
+    clock_after: str
 
     def in_json_text(self, param: str) -> str:
         return self.json_text_set.format(param=param)
 
     def in_json_int(self, param: str) -> str:
         return self.json_int_set.format(param=param)
+
+    def after(self, param: str) -> str:
+        return self.clock_after.format(param=param)
 
 
 SQLITE = Dialect(
@@ -46,6 +52,7 @@ SQLITE = Dialect(
     is_distinct="IS NOT",
     clock=":now",
     lease_until=":lease",
+    clock_after=":{param}_at",
 )
 
 POSTGRES = Dialect(
@@ -57,4 +64,5 @@ POSTGRES = Dialect(
     is_distinct="IS DISTINCT FROM",
     clock="now()",
     lease_until="now() + make_interval(secs => :lease_seconds)",
+    clock_after="now() + make_interval(secs => :{param})",
 )
