@@ -1,6 +1,17 @@
-"""Several rssd daemons on one PostgreSQL database: feed checks per second, claim latency.
+"""Several rssd daemons on one PostgreSQL database: feed checks per second, CPU per check,
+the claim layer's capacity, claim latency.
 
-    .venv/bin/python bench/cluster.py --feeds 1000 --daemons 1,2,3
+    .venv/bin/python bench/cluster.py --feeds 1000 --daemons 1,3 --claimers 1,2,4,8
+    .venv/bin/python bench/cluster.py --json ...   # one JSON object per line
+
+**Capacity** (``--claimers``): K claimers (one database connection set each, as K daemons)
+drain ``--claim-jobs`` due jobs with no HTTP at all: claim a batch of up to 50, complete
+every claimed job at once (a 304 each, the next job queued a day ahead, as a daemon does),
+again. Claim + complete cycles per second is what one PostgreSQL sustains before the
+database itself is the limit. **CPU per check** (``--daemons``): N ``rssd run`` processes
+started idle on the farm's feeds, then every job made due at once (a NOTIFY wakes them);
+each daemon process's own CPU (parse workers excluded) from then until the last check,
+per check.
 
 For each daemon count: a fresh PostgreSQL database, every feed of the farm (bench/farm.py)
 synced and due at once, N ``rssd run`` processes started; checks per second = feeds / the
@@ -15,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import statistics
@@ -23,20 +35,22 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
 from run import FarmProcess
 from yarl import URL
 
-from rssd.clock import now_iso, parse_iso
+from rssd.clock import now_iso, parse_iso, to_iso, utcnow
 from rssd.models.config import Config
 from rssd.models.dto import FetchMeta
 from rssd.repo.claims import ClaimRepo
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
+from rssd.repo.next_job import NextJob
 from rssd.repo.sources import SourceRepo
 
 ADMIN = os.environ.get("RSSD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -66,15 +80,16 @@ def config_text(url: str, feeds: list[str], concurrency: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def prepare(url: str, feeds: list[str]) -> None:
-    """Sources synced, each with a job due now: the daemons find all the work waiting."""
+async def prepare(url: str, feeds: list[str], *, due_now: bool = True) -> None:
+    """Sources synced, each with a job due now (the daemons find all the work waiting) or,
+    ``due_now`` False, a day ahead (the daemons start idle)."""
     db = await Database.open(url)
     try:
         config = Config.model_validate({"database": url, "feeds": [{"url": u} for u in feeds]})
         await SourceRepo(db).sync(config)
-        now = now_iso()
+        due = now_iso() if due_now else to_iso(utcnow() + timedelta(days=1))
         sources = await SourceRepo(db).list()
-        await ClaimRepo(db, "bench").queue_missing({s.id: now for s in sources})
+        await ClaimRepo(db, "bench").queue_missing({s.id: due for s in sources})
     finally:
         await db.close()
 
@@ -90,11 +105,36 @@ async def finished(url: str) -> tuple[int, str | None, str | None]:
     return int(row[0]), row[1], row[2]
 
 
-async def checks_per_second(farm: FarmProcess, feeds: int, daemons: int, concurrency: int) -> float:
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (its threads, not its children) from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _sql(url: str, statement: str) -> list[tuple[object, ...]]:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        cursor = await conn.execute(statement)
+        return list(await cursor.fetchall()) if cursor.description else []
+
+
+async def _until_started(url: str, daemons: int) -> None:
+    """Wait for every daemon's first heartbeat row (written once it is ready to claim)."""
+    started = 0
+    while started < daemons:
+        await asyncio.sleep(0.2)
+        (row,) = await _sql(url, "SELECT count(*) FROM daemons")
+        started = int(str(row[0]))
+
+
+async def daemon_run(
+    farm: FarmProcess, feeds: int, daemons: int, concurrency: int
+) -> dict[str, float | int]:
+    """``daemons`` rssd processes, idle first, then every job due at once: checks/s and
+    each process's own CPU per check over the whole run (start-up excluded)."""
     urls = farm.urls(feeds)
     farm.call("/_reset")
     async with fresh_database(ADMIN) as url:
-        await prepare(url, urls)
+        await prepare(url, urls, due_now=False)
         with tempfile.TemporaryDirectory() as tmp:
             config = Path(tmp) / "config.toml"
             config.write_text(config_text(url, urls, concurrency))
@@ -108,11 +148,21 @@ async def checks_per_second(farm: FarmProcess, feeds: int, daemons: int, concurr
                 for _ in range(daemons)
             ]  # fmt: skip
             try:
+                await _until_started(url, daemons)
+                await asyncio.sleep(2.0)  # past start-up: reconcile, preload, the pools
+                before = sum(process_cpu_seconds(proc.pid) for proc in procs)
+                # Every job due now; the status in the SET list fires the NOTIFY trigger.
+                await _sql(
+                    url,
+                    "UPDATE fetch_job SET status = 'QUEUED', not_before = now() "
+                    "WHERE status = 'QUEUED'",
+                )
                 while True:
                     done, first, last = await finished(url)
                     if done >= feeds:
                         break
                     await asyncio.sleep(0.5)
+                cpu = sum(process_cpu_seconds(proc.pid) for proc in procs) - before
             finally:
                 for proc in procs:
                     proc.send_signal(signal.SIGTERM)
@@ -120,7 +170,75 @@ async def checks_per_second(farm: FarmProcess, feeds: int, daemons: int, concurr
                     await proc.wait()
     assert first is not None and last is not None
     elapsed = (parse_iso(str(last)) - parse_iso(str(first))).total_seconds()
-    return feeds / elapsed
+    return {
+        "daemons": daemons,
+        "checks": feeds,
+        "checks_per_second": round(feeds / elapsed, 1),
+        "main_cpu_ms_per_check": round(cpu * 1000 / feeds, 3),
+    }
+
+
+async def claim_capacity(url: str, claimers: int, jobs: int, batch: int = 50) -> float:
+    """Claim + complete cycles per second of ``claimers`` claimer processes (each as one
+    daemon: its own process and connections) draining ``jobs`` due jobs together."""
+    feeds = [f"http://h{i % 500}.example/feed{i}" for i in range(jobs)]
+    db = await Database.open(url)
+    try:
+        config = Config.model_validate({"database": url, "feeds": [{"url": u} for u in feeds]})
+        await SourceRepo(db).sync(config)
+        now = now_iso()
+        await ClaimRepo(db, "bench").queue_missing({s.id: now for s in await SourceRepo(db).list()})
+    finally:
+        await db.close()
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--claimer-worker", url, str(n), str(batch),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )
+        for n in range(claimers)
+    ]  # fmt: skip
+    for proc in procs:  # each connected and ready
+        assert proc.stdout is not None
+        assert (await proc.stdout.readline()).strip() == b"ready"
+    started = time.perf_counter()
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(b"go\n")
+        await proc.stdin.drain()
+    done = 0
+    for proc in procs:
+        assert proc.stdout is not None
+        done += int((await proc.stdout.readline()).strip() or 0)
+        await proc.wait()
+    elapsed = time.perf_counter() - started
+    if done != jobs:
+        raise RuntimeError(f"the claimers completed {done} jobs of {jobs}")
+    return jobs / elapsed
+
+
+async def claimer_worker(url: str, n: int, batch: int) -> None:
+    """One claimer process: claim up to ``batch`` due jobs, complete all of them at once
+    (a 304 each, the next job a day ahead, as a daemon does), until none is due."""
+    db = await Database.open(url)
+    claims, repo = ClaimRepo(db, f"c{n}"), FetchJobRepo(db)
+    later = to_iso(utcnow() + timedelta(days=1))
+    print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+    done = 0
+    try:
+        while claimed := await claims.claim_due(batch, 10):
+            await asyncio.gather(
+                *(
+                    repo.mark_completed(
+                        claim.job.id, FetchMeta(http_status=304), next_job=NextJob(later)
+                    )
+                    for claim in claimed
+                )
+            )
+            done += len(claimed)
+    finally:
+        await db.close()
+    print(done, flush=True)
 
 
 async def claim_latency(target: Path | str, claimers: int, jobs: int) -> list[float]:
@@ -157,22 +275,63 @@ async def claim_latency(target: Path | str, claimers: int, jobs: int) -> list[fl
     return latencies
 
 
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
 
 
+def emit(args: argparse.Namespace, record: Mapping[str, object], text: str) -> None:
+    print(json.dumps(record) if args.json else text, flush=True)
+
+
 async def amain(args: argparse.Namespace) -> None:
-    counts = [int(n) for n in args.daemons.split(",")]
-    farm = FarmProcess(
-        args.feeds, args.items, args.hosts, gzip=False, latency=(args.latency_ms, 1.0, 1)
+    counts = [int(n) for n in args.daemons.split(",") if n]
+    machine = {
+        "cpu_model": _cpu_model(),
+        "cores": os.cpu_count(),
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
+    }
+    emit(
+        args,
+        {"machine": machine},
+        f"machine: {machine['cpu_model']}, {machine['cores']} cores, load {machine['load_avg']}",
     )
-    try:
-        print(f"feeds={args.feeds} items={args.items} hosts={args.hosts} (cold: every feed parsed)")
-        for n in counts:
-            rate = await checks_per_second(farm, args.feeds, n, args.concurrency)
-            print(f"{n} daemon(s) on PostgreSQL: {rate:7.1f} feed checks/s")
-    finally:
-        farm.stop()
+    for n in [int(n) for n in args.claimers.split(",") if n]:
+        async with fresh_database(ADMIN) as url:
+            rate = await claim_capacity(url, n, args.claim_jobs)
+        emit(
+            args,
+            {"claimers": n, "jobs": args.claim_jobs, "cycles_per_second": round(rate, 1)},
+            f"claim + complete, {n} claimer(s), no HTTP, PostgreSQL: {rate:8.1f} cycles/s "
+            f"({rate * 3600 / 1e6:.1f} million checks an hour)",
+        )
+    if counts:
+        farm = FarmProcess(
+            args.feeds, args.items, args.hosts, gzip=False, latency=(args.latency_ms, 1.0, 1)
+        )
+        try:
+            if not args.json:
+                print(
+                    f"feeds={args.feeds} items={args.items} hosts={args.hosts} (every feed parsed)"
+                )
+            for n in counts:
+                record = await daemon_run(farm, args.feeds, n, args.concurrency)
+                emit(
+                    args,
+                    record,
+                    f"{n} daemon(s) on PostgreSQL: {record['checks_per_second']:7.1f} checks/s, "
+                    f"main CPU {record['main_cpu_ms_per_check']:.2f} ms per check",
+                )
+        finally:
+            farm.stop()
+    if not args.latency_report:
+        return
     for n in counts:
         async with fresh_database(ADMIN) as url:
             ms = await claim_latency(url, n, args.claim_jobs)
@@ -182,6 +341,7 @@ async def amain(args: argparse.Namespace) -> None:
         )
     with tempfile.TemporaryDirectory() as tmp:
         ms = await claim_latency(Path(tmp) / "bench.sqlite3", 1, args.claim_jobs)
+    # (claim latency is printed as text only)
     print(
         f"claim_due(10), 1 claimer, SQLite: p50 {percentile(ms, 50):.1f} ms, "
         f"p99 {percentile(ms, 99):.1f} ms ({len(ms)} claims)"
@@ -189,11 +349,23 @@ async def amain(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--claimer-worker"]:  # one process of claim_capacity
+        url, n, batch = argv[1], int(argv[2]), int(argv[3])
+        asyncio.run(claimer_worker(url, n, batch))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--feeds", type=int, default=1000)
     parser.add_argument("--items", type=int, default=10, help="posts per feed")
     parser.add_argument("--hosts", type=int, default=50)
-    parser.add_argument("--daemons", default="1,2,3", help="daemon counts to measure")
+    parser.add_argument("--daemons", default="1,3", help="daemon counts to measure ('' none)")
+    parser.add_argument(
+        "--claimers", default="1,2,4,8", help="claimer counts for the capacity ('' none)"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument(
+        "--latency-report", action="store_true", help="also claim_due's p50/p99 latency"
+    )
     parser.add_argument("--concurrency", type=int, default=20, help="max_concurrency each")
     parser.add_argument("--claim-jobs", type=int, default=2000, help="jobs the claimers drain")
     parser.add_argument(

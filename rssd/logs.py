@@ -95,6 +95,27 @@ def render_json(logger: WrappedLogger, name: str, event: EventDict) -> str:
     return json.dumps({**head, "truncated_line": line[:MAX_FIELD_CHARS]}, ensure_ascii=False)
 
 
+#: Fields every line of this process carries from the moment they are known (a daemon's
+#: ``daemon_id``), from any task or thread: a collector tells two daemons of one host
+#: apart by them.
+_PROCESS_FIELDS: dict[str, object] = {}
+
+
+def bind_process(**fields: object) -> None:
+    """Put ``fields`` on every line this process writes from now on; None removes one."""
+    for key, value in fields.items():
+        if value is None:
+            _PROCESS_FIELDS.pop(key, None)
+        else:
+            _PROCESS_FIELDS[key] = value
+
+
+def _process_fields(logger: WrappedLogger, name: str, event: EventDict) -> EventDict:
+    for key, value in _PROCESS_FIELDS.items():
+        event.setdefault(key, value)
+    return event
+
+
 def _drop_color_message(logger: WrappedLogger, name: str, event: EventDict) -> EventDict:
     event.pop("color_message", None)
     return event
@@ -105,6 +126,7 @@ def shared_processors() -> list[Processor]:
     name come from the record)."""
     return [
         structlog.contextvars.merge_contextvars,
+        _process_fields,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
@@ -238,6 +260,7 @@ def configure(level: str = "info", stream: TextIO | None = None) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _process_fields,
             structlog.processors.add_log_level,
             _add_logger_name,
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),

@@ -90,6 +90,13 @@ PARSE_WORKER_RESTARTS = Counter(
     "Parse pools killed and rebuilt (a runaway or crashed parse worker).",
     registry=REGISTRY,
 )
+PARSES = Counter(
+    "rssd_parses",
+    "Documents parsed, by the parser whose result was used (feedparser_rs; feedparser, its "
+    "fallback; jsonfeed, rssd's JSON Feed reader).",
+    ["parser"],
+    registry=REGISTRY,
+)
 DATABASE_BYTES = Gauge(
     "rssd_database_bytes", "Size of the SQLite file plus its WAL.", registry=REGISTRY
 )
@@ -102,6 +109,11 @@ WEBHOOK_DELIVERIES = Counter(
 NOTIFY_DROPPED = Counter(
     "rssd_notify_dropped",
     "sd_notify datagrams dropped (systemd's socket full or gone) instead of blocking.",
+    registry=REGISTRY,
+)
+CLOCK_SKEW = Gauge(
+    "rssd_clock_skew_seconds",
+    "The database's clock minus this machine's, measured every minute (0 on SQLite).",
     registry=REGISTRY,
 )
 

@@ -12,6 +12,7 @@ from aiohttp import web
 from rssd.repo.db import Database
 from tests.support.postgres import fresh_database
 from tests.support.process import Daemons
+from tests.support.webhooks import Receiver
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -138,6 +139,17 @@ async def db(db_target: Path | str) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.close()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A webhook receiver on loopback that verifies every request (tests/support/webhooks.py)."""
+    server = Receiver()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
 
 
 @pytest.fixture

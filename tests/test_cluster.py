@@ -277,5 +277,13 @@ async def test_a_daemon_with_an_older_config_does_not_undo_a_newer_sync(
         older.pid: True,
     }
     assert listed[older.pid]["differs_in"] == drift["differs_in"]
+    # Every line of a daemon carries its id, from its start on: two daemons of one host
+    # are told apart.
+    ids = {listed[daemon.pid]["id"]: daemon for daemon in (older, newer)}
+    for daemon_id, daemon in ids.items():
+        first = daemon.find("sources.synced")
+        assert first is not None
+        assert all(e.get("daemon_id") == daemon_id for e in daemon.events[first:]), daemon.log()
+    assert drift["daemon_id"] == listed[older.pid]["id"]
     for daemon in (newer, older):
         assert await daemon.stop() == 0, daemon.log()

@@ -147,3 +147,19 @@ async def test_a_copied_job_left_ongoing_without_a_lease_is_taken_back(
         ]
     finally:
         await pg.close()
+
+
+async def test_with_a_password_in_the_url_it_suggests_no_literal_mask(
+    feed_server: FeedServer, tmp_path: Path, pg_url: str
+) -> None:
+    """The server trusts the test's connections: any password gets in. The suggested
+    ``database =`` line leaves the password out (it belongs in a passfile), never ``***``."""
+    world = await populated(feed_server, tmp_path)
+    with_password = pg_url.replace("postgresql://postgres@", "postgresql://postgres:hunter2@")
+    assert with_password != pg_url
+    copied = await cli("copy-database", "-c", world.config, "--to", with_password)
+    assert copied.code == 0, copied.err
+    suggestion = copied.out.splitlines()[-1]
+    assert f'set database = "{pg_url}"' in suggestion
+    assert "hunter2" not in copied.out + copied.err
+    assert "(1 rows)" not in copied.err and " 1 rows" not in copied.err

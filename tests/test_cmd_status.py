@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import random
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from rssd.clock import to_iso, utcnow
 from rssd.daemon.reconcile import reconcile
 from rssd.repo.claims import ClaimRepo
+from rssd.repo.daemons import DaemonRepo, Identity
 from rssd.repo.db import Database
 from tests.conftest import FeedServer
 from tests.support.commands import World, cli, populated, run_once_from
@@ -211,3 +214,31 @@ async def test_it_names_the_keys_this_config_differs_in_from_the_synced_one(
     document = (await cli("status", "-c", world.config, "--json")).json()
     assert document["config"]["differs_in"] == [f"feeds[{world.urls['new']}]"]
     assert document["config"]["file_hash"] != document["config"]["synced"]["config_hash"]
+
+
+async def test_a_silent_daemon_is_gone_not_drift_and_in_flight_counts_its_fetches(
+    feed_server: FeedServer, tmp_path: Path, db_target: Path | str
+) -> None:
+    """A daemon killed -9 stops its heartbeat: after one lease it is listed as gone (and
+    no longer as drift); a live one's fetches in flight are its ONGOING jobs right now."""
+    world = await populated(feed_server, tmp_path, db_target)
+    db = await Database.open(db_target)
+    try:
+        live = DaemonRepo(db, Identity("host:1:live", "host", 1))
+        dead = DaemonRepo(db, Identity("host:2:dead", "host", 2))
+        await live.beat(0, "a-live-hash")
+        await dead.beat(0, "an-old-hash")
+        await db.write_one(
+            "UPDATE daemons SET heartbeat_at = :then WHERE id = 'host:2:dead'",
+            {"then": to_iso(utcnow() - timedelta(minutes=5))},
+        )
+        assert await ClaimRepo(db, "host:1:live").claim_source(1) is not None
+    finally:
+        await db.close()
+    document = (await cli("status", "-c", world.config, "--json")).json()
+    daemons = {d["id"]: d for d in document["daemons"]}
+    assert daemons["host:2:dead"]["gone"] is True
+    assert daemons["host:2:dead"]["drift"] is False
+    assert daemons["host:1:live"]["gone"] is False
+    assert daemons["host:1:live"]["drift"] is True
+    assert daemons["host:1:live"]["in_flight"] == 1

@@ -19,16 +19,6 @@ GOTIFY_TOKEN = "AxY7.gotify-app-token"
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = Receiver()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
 async def service() -> AsyncIterator[tuple[int, list[web.Request], list[bytes]]]:
     """A chat/push service stand-in: answers as ``/STATUS`` says, records what it got."""
     seen: list[web.Request] = []
@@ -112,9 +102,13 @@ async def test_a_gotify_service_answering_200_gets_its_token_header(
 async def test_a_receiver_answering_500(
     tmp_path: Path, service: tuple[int, list[web.Request], list[bytes]]
 ) -> None:
-    port, _, bodies = service
-    hook = f"http://127.0.0.1:{port}/500/services/T000/B000/SECRETPART"
-    path = config(tmp_path, {"name": "carol", "format": "slack", "webhook_url": hook})
+    port, seen, bodies = service
+    (tmp_path / "slack.token").write_text("SECRETPART\n")  # the URL's last part, kept apart
+    hook = f"http://127.0.0.1:{port}/500/services/T000/B000"
+    path = config(
+        tmp_path,
+        {"name": "carol", "format": "slack", "webhook_url": hook, "secret_file": "slack.token"},
+    )
     result = await cli("users", "test", "carol", "-c", path)
     assert result.code == 1
     lines = result.out.splitlines()
@@ -125,6 +119,7 @@ async def test_a_receiver_answering_500(
     assert "\x1b" not in result.out
     assert "SECRETPART" not in result.out + result.err
     assert json.loads(bodies[0])["text"] == "Test message from rssd for user carol"
+    assert seen[0].path == "/500/services/T000/B000/SECRETPART"
 
 
 async def test_a_private_address_is_refused(tmp_path: Path, receiver: Receiver) -> None:

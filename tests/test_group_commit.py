@@ -17,10 +17,9 @@ import psycopg
 import pytest
 
 from rssd.repo.db import Database, Tx
-from rssd.repo.group_commit import MAX_BATCH
 from rssd.repo.postgres import PostgresDatabase
 from rssd.repo.sqlite import SqliteDatabase
-from rssd.repo.sqlite_writer import run_batch
+from rssd.repo.sqlite_writer import MAX_BATCH, run_batch
 from tests.support.postgres import fresh_database
 
 pytestmark = pytest.mark.both_backends

@@ -80,6 +80,11 @@ async def test_the_metrics_file_counts_what_the_run_did(
     assert value(samples, "rssd_posts_total", change="new") == posts
     assert value(samples, "rssd_database_bytes") > 0
     assert value(samples, "rssd_parse_worker_restarts_total") == 0
+    assert value(samples, "rssd_parses_total", parser="feedparser_rs") == 2
+    parsers = [
+        e.get("parser") for e in every_line_json(out, err) if e["message"] == "fetch.completed"
+    ]
+    assert parsers == ["feedparser_rs", "feedparser_rs"]
     assert value(samples, "rssd_event_loop_lag_seconds_count") >= 0
     assert files(prom.parent, "*") == [prom], "the temporary file was renamed into place"
 

@@ -34,9 +34,6 @@ from rssd.webhooks.guard import AddressRefused, check_literal
 from rssd.webhooks.sender import Sender
 from tests.conftest import FeedServer, rss
 from tests.support.webhooks import SECRETS, Receiver
-from tests.test_webhooks_sender import receiver
-
-__all__ = ["receiver"]  # a fixture, used by name
 
 #: Every legacy form: (host as written in a URL, the address the C resolver makes of it).
 LEGACY = [

@@ -218,17 +218,22 @@ def test_entries_do_not_rely_on_feedparser_deprecated_fallbacks() -> None:
     ("raw_title", "expected", "bozo"),
     [
         ("a&#x7F;b", "ab", False),  # DEL: legal XML, stripped by rssd
-        ("a&#1;b", "ab", True),  # illegal in XML 1.0: loose parser, then stripped
-        ("a\x01b\x02", "ab", True),  # raw control bytes
+        # Illegal in XML 1.0: feedparser complained and read on, feedparser-rs reads them
+        # without a word; stripped either way.
+        ("a&#1;b", "ab", None),
+        ("a\x01b\x02", "ab", None),
         ("  padded  ", "padded", False),
         ("tab\tand\nnewline", "tab\tand\nnewline", False),  # these stay
         ("&#x7F;&#x7F;", None, False),  # nothing left: None, not ""
     ],
 )
-def test_control_characters_are_stripped(raw_title: str, expected: str | None, bozo: bool) -> None:
+def test_control_characters_are_stripped(
+    raw_title: str, expected: str | None, bozo: bool | None
+) -> None:
     outcome = parse(rss_items(f"<guid>g</guid><title>{raw_title}</title>"))
     assert only_post(outcome).title == expected
-    assert (outcome.warning is not None) is bozo
+    if bozo is not None:
+        assert (outcome.warning is not None) is bozo
 
 
 HOSTILE = (
@@ -273,19 +278,20 @@ def test_title_author_summary_and_content_are_kept() -> None:
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "warns"),
     [
-        rss([{"guid": "1", "title": "fish & chips"}]),  # bare ampersand
-        rss([{"guid": "1", "title": "<b>unclosed"}]),  # mismatched tags
-        rss([{"guid": "1", "title": "ok"}]).replace("</rss>", ""),  # truncated document
+        (rss([{"guid": "1", "title": "fish & chips"}]), True),  # bare ampersand
+        (rss([{"guid": "1", "title": "<b>unclosed"}]), True),  # mismatched tags
+        # A truncated document: feedparser-rs reads what is there without a complaint.
+        (rss([{"guid": "1", "title": "ok"}]).replace("</rss>", ""), False),
     ],
 )
-def test_bozo_feed_with_entries_is_posts_and_a_warning(body: str) -> None:
+def test_bozo_feed_with_entries_is_posts_and_a_warning(body: str, warns: bool) -> None:
     outcome = parse(body)
     assert outcome.error_code is None
     assert outcome.posts
     assert outcome.posts[0].external_id == "http://example.org/1"
-    assert outcome.warning
+    assert (outcome.warning is not None) is warns
 
 
 def test_well_formed_feed_has_no_warning() -> None:
@@ -412,7 +418,11 @@ def test_syndication_module_asks_like_ttl(channel: str, expected: int | None) ->
 #: feedparser's author regex is super-linear: ~2 s for 20,000 "a"s on the dev box,
 #: ~16 s for 50,000 (measured outside the tests). Against SLOW_LIMIT that is a factor of
 #: hundreds: no machine parses it in time, so the outcome does not depend on its speed.
-SLOW = rss_items("<guid>g</guid><title>slow</title><author>" + "a" * 30_000 + "</author>").encode()
+#: Raw markup in its title sends it to feedparser (rssd.fetch.native), whose author regex
+#: is quadratic; feedparser-rs alone reads it in a millisecond.
+SLOW = rss_items(
+    "<guid>g</guid><title>a <b>slow</b> one</title><author>" + "a" * 30_000 + "</author>"
+).encode()
 SLOW_LIMIT = 0.02
 FINE = rss([{"guid": "urn:fine", "title": "fine"}]).encode()
 #: The pool's limit for documents that must parse: a hang guard only.

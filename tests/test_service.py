@@ -180,7 +180,9 @@ async def test_a_feed_added_by_editing_the_file_is_fetched_without_a_signal(
 ) -> None:
     first = feed_server.static("/first.xml", rss(ITEMS[:1]))
     config = write_config(tmp_path / "config.toml", [{"url": first}])
-    daemon = await daemons.start(config, env=notify_env(notify, WATCHDOG_USEC="200000"))
+    daemon = await daemons.spawn(  # -c relative: the log names the file absolutely
+        "run", "-c", "config.toml", cwd=tmp_path, env=notify_env(notify, WATCHDOG_USEC="200000")
+    )
     ready = await notify.wait("READY", "1", daemon=daemon)
     await watcher_running(notify, daemon, ready)
 
@@ -188,6 +190,7 @@ async def test_a_feed_added_by_editing_the_file_is_fetched_without_a_signal(
     write_config(config, [{"url": first}, {"url": added, "name": "Added"}])  # temp + rename
 
     changed = await daemon.wait_for("config.changed")
+    assert daemon.events[changed]["path"] == str(config)
     await daemon.wait_for("config.reloaded", start=changed, added=1, updated=0, disabled=0)
     await daemon.wait_for("fetch.completed", url=added, posts_new=3)
     assert daemon.find("config.reload_requested") is None, daemon.log()  # no signal involved
@@ -315,7 +318,12 @@ async def test_sigterm_during_a_hung_fetch_exits_0_and_records_it_interrupted(
     assert notify.find("STOPPING", "1") is not None, notify.raw
     assert daemon.find("daemon.signal", signal="SIGTERM") is not None, daemon.log()
     assert daemon.find("daemon.cancelled_fetches", count=1) is not None, daemon.log()
-    assert daemon.find("fetch.failed", url=url, error_code="interrupted") is not None
+    interrupted = daemon.find("fetch.failed", url=url, error_code="interrupted")
+    assert interrupted is not None, daemon.log()
+    event = daemon.events[interrupted]  # as README promises for every fetch.failed
+    assert event["error_message"] == "fetch cancelled (shutdown)"
+    assert "source_name" in event
+    assert event["daemon_id"] == daemon.events[daemon.find("daemon.ready") or 0]["daemon_id"]
     assert daemon.find("daemon.stopped") is not None, daemon.log()
 
     assert active_jobs(database) == []

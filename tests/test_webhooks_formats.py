@@ -22,6 +22,7 @@ from rssd.webhooks.formats import (
     discord_chars,
     probe_body,
     render,
+    with_token,
 )
 from rssd.webhooks.rules import Answer, DisableReason, Outcome, decide, read_answer
 
@@ -51,6 +52,36 @@ def body(posts: list[StoredPost], fmt: str = "standard") -> str:
 
 def payload(fmt: str, posts: list[StoredPost], url: str = "https://hook.example/x") -> Any:
     return json.loads(render(fmt, url, body(posts, fmt)).body)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "url", "token", "expected"),
+    [
+        (
+            "slack",
+            "https://hooks.slack.com/services/T1/B2",
+            "x/y",
+            "https://hooks.slack.com/services/T1/B2/x%2Fy",
+        ),
+        (
+            "discord",
+            "https://discord.com/api/webhooks/42/",
+            "tok",
+            "https://discord.com/api/webhooks/42/tok",
+        ),
+        (
+            "discord",
+            "https://discord.com/api/webhooks/42/tok",
+            None,
+            "https://discord.com/api/webhooks/42/tok",
+        ),
+        ("gotify", "https://push.example", "tok", "https://push.example"),  # a header there
+    ],
+)
+def test_a_url_token_kept_apart_is_appended(
+    fmt: str, url: str, token: str | None, expected: str
+) -> None:
+    assert with_token(fmt, url, token) == expected
 
 
 def test_standard_is_the_stored_body_itself() -> None:
@@ -307,8 +338,6 @@ def test_a_gotify_token_from_a_file_is_never_shown(tmp_path: Path) -> None:
             {"format": "gotify"},
             "set exactly one of 'secret' and 'secret_file' (the application token)",
         ),
-        ({"format": "slack", "secret": TOKEN}, "format 'slack' takes no 'secret'"),
-        ({"format": "discord", "secret": TOKEN}, "format 'discord' takes no 'secret'"),
         ({"format": "ntfy", "webhook_url": "https://ntfy.sh/"}, "needs the topic's URL"),
         ({"format": "gotify", "secret": "has space"}, "a token must be printable ASCII"),
         (

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from rssd.commands.errors import EXIT_FAILURE, EXIT_OK
-from rssd.commands.humanize import plural
+from rssd.commands.humanize import plural, span
 from rssd.commands.terminal import safe_lines
-from rssd.models.config import Config, ConfigError, load_config
+from rssd.models.config import Config, ConfigError, exposed_files, load_config
 from rssd.models.redact import redact
 
 
@@ -19,6 +20,8 @@ def main(path: Path) -> int:
         for line in exc.errors:
             print(safe_lines(f"{path}: {line}"), file=sys.stderr)
         return EXIT_FAILURE
+    for exposed in exposed_files(config, path):
+        print(safe_lines(f"{path}: warning: {exposed}"), file=sys.stderr)
     print(safe_lines(describe_config(path, config)))
     return EXIT_OK
 
@@ -58,13 +61,16 @@ def _describe_webhooks(config: Config) -> list[str]:
     if not config.users:
         return []
     hooks = config.webhooks
-    days = sum(hooks.retry_seconds) / 86400
+    over = span(timedelta(seconds=sum(hooks.retry_seconds)))
     private = "allowed" if hooks.allow_private_networks else "refused"
     lines = [
         f"webhooks:  {plural(len(config.users), 'user')}; {hooks.max_attempts} attempts over "
-        f"{days:.1f} days, timeout {hooks.timeout_seconds:g}s, private networks {private}"
+        f"{over}, timeout {hooks.timeout_seconds:g}s, private networks {private}"
     ]
     for user in config.users:
         feeds = "every feed" if user.wants_all_feeds() else plural(len(user.feeds), "feed")
-        lines.append(f"  {user.name} -> {redact(user.webhook_url)}  ({feeds})")
+        filters = [f"keep {rule.text}" for rule in user.keep]
+        filters += [f"block {rule.text}" for rule in user.block]
+        shown = "; ".join([feeds, *filters])
+        lines.append(f"  {user.name} -> {redact(user.webhook_url)}  ({shown})")
     return lines

@@ -7,8 +7,6 @@ skipped, so importing the same file twice adds nothing the second time.
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -19,6 +17,7 @@ from rssd.commands.context import load
 from rssd.commands.errors import EXIT_OK, CommandError
 from rssd.commands.terminal import safe_lines
 from rssd.models.config import normalize_url
+from rssd.models.files import FileTooLarge, NotRegularFile, read_regular_file
 
 
 @dataclass(frozen=True)
@@ -43,26 +42,13 @@ def read_opml(source: Path, config_path: Path) -> opml.OpmlFeeds:
 
 def read_capped(path: Path, limit: int) -> bytes:
     """The file's bytes, refused before reading if it is not a regular file (a FIFO would
-    block, /dev/zero never end) or is larger than ``limit``; never more than ``limit``
-    bytes are read, even from a file that grows meanwhile."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    block, /dev/zero never end) or is larger than ``limit`` (rssd.models.files)."""
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise opml.OpmlError("not a regular file")
-        if info.st_size > limit:
-            raise opml.OpmlError(f"larger than {limit // (1024 * 1024)} MB: not a feed list")
-        chunks: list[bytes] = []
-        size = 0
-        while size <= limit and (chunk := os.read(fd, min(1 << 20, limit + 1 - size))):
-            chunks.append(chunk)
-            size += len(chunk)
-    finally:
-        os.close(fd)
-    data = b"".join(chunks)
-    if len(data) > limit:
-        raise opml.OpmlError(f"larger than {limit // (1024 * 1024)} MB: not a feed list")
-    return data
+        return read_regular_file(path, limit)
+    except NotRegularFile:
+        raise opml.OpmlError("not a regular file") from None
+    except FileTooLarge:
+        raise opml.OpmlError(f"larger than {limit // (1024 * 1024)} MB: not a feed list") from None
 
 
 def plan(found: opml.OpmlFeeds, configured: set[str]) -> ImportPlan:

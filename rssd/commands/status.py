@@ -35,7 +35,7 @@ from rssd.repo.config_sync import (
     known_digests,
     synced_config,
 )
-from rssd.repo.daemons import DaemonRow, list_daemons
+from rssd.repo.daemons import GONE_AFTER, DaemonRow, list_daemons
 from rssd.repo.queries import SourceStatus, source_statuses
 
 if TYPE_CHECKING:
@@ -117,11 +117,17 @@ class Overview:
     #: Per-key digests of the config versions the cluster synced, by hash (those in view).
     versions: dict[str, dict[str, str]] = field(default_factory=dict)
 
+    def gone(self, daemon: DaemonRow) -> bool:
+        """Silent for longer than a lease: killed, or cut off (its jobs are back with the
+        others); forgotten by the daemons' housekeeping within about two hours."""
+        return parse_iso(daemon.heartbeat_at) < self.now - GONE_AFTER
+
     def drifting(self) -> list[DaemonRow]:
-        """Daemons running another config than the synced one (config.drift)."""
+        """Live daemons running another config than the synced one (config.drift)."""
         if self.synced is None:
             return []
-        return [d for d in self.daemons if d.config_hash not in (None, self.synced.config_hash)]
+        synced = self.synced.config_hash
+        return [d for d in self.daemons if d.config_hash not in (None, synced) and not self.gone(d)]
 
     def daemon_differs_in(self, daemon: DaemonRow) -> list[str]:
         """The keys a daemon's config differs in from the synced one ([]: the same, or

@@ -151,7 +151,7 @@ def _daemon_lines(overview: Overview) -> list[str]:
                 d.id,
                 d.hostname,
                 str(d.pid),
-                ago(parse_iso(d.heartbeat_at), now),
+                ago(parse_iso(d.heartbeat_at), now) + (", gone" if overview.gone(d) else ""),
                 str(d.in_flight),
                 (d.config_hash or "-") + (" (drift)" if d in overview.drifting() else ""),
             ]
@@ -230,6 +230,7 @@ def render_json(overview: Overview, shown: Sequence[Assessment], empty: str | No
             {
                 **asdict(d),
                 "drift": d in overview.drifting(),
+                "gone": overview.gone(d),
                 "differs_in": [redact(key) for key in overview.daemon_differs_in(d)],
             }
             for d in overview.daemons

@@ -15,7 +15,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from rssd import metrics
 from rssd.clock import parse_iso, to_iso, utcnow
@@ -202,15 +202,16 @@ class Pipeline:
                 duration_ms=_ms(started),
             )
         except asyncio.CancelledError:
-            await self._fail(
-                claim, ErrorCode.INTERRUPTED, "fetch cancelled (shutdown)", interrupted=True
-            )
+            cancelled = "fetch cancelled (shutdown)"
+            await self._fail(claim, ErrorCode.INTERRUPTED, cancelled, interrupted=True)
             log.warning(
                 "fetch.failed",
                 source_id=source.id,
+                source_name=self.name_of(source),
                 job_id=job.id,
                 url=source.url,
                 error_code=ErrorCode.INTERRUPTED.value,
+                error_message=cancelled,
                 duration_ms=_ms(started),
             )
             raise
@@ -220,6 +221,7 @@ class Pipeline:
             log.exception(
                 "fetch.failed",
                 source_id=source.id,
+                source_name=self.name_of(source),
                 job_id=job.id,
                 url=source.url,
                 error_code=ErrorCode.INTERNAL.value,
@@ -244,7 +246,7 @@ class Pipeline:
         """
         claim = await self.claims.claim_source(source.id)
         if claim is None:
-            cutoff = to_iso(utcnow() - STALE_JOB_AFTER)
+            cutoff = to_iso(await self.db.now() - STALE_JOB_AFTER)
             if await self.jobs.fail_stale(source.id, cutoff):
                 log.warning("jobs.stale_failed", source_id=source.id, url=source.url)
                 claim = await self.claims.claim_source(source.id)
@@ -256,7 +258,7 @@ class Pipeline:
         interval (not needed) or when the database cannot say."""
         if source.interval_fixed:
             return None
-        now = utcnow()
+        now = await self._now()
         try:
             count, oldest, newest = await dated_posts(
                 self.db,
@@ -276,8 +278,20 @@ class Pipeline:
             parse_iso(source.created_at),
         )
 
-    def _plan(self, claim: Claim, ending: Ending, activity: Activity | None = None) -> Plan | None:
-        """The source's next job after this ending (None: a one-off, not scheduled)."""
+    async def _now(self) -> datetime:
+        """The database's clock (``Database.now``): on a shared database a due time is for
+        every daemon to act on, and this one's clock may be wrong. A database that does
+        not answer gets the local clock: the write that follows fails anyway."""
+        try:
+            return await self.db.now()
+        except Exception:
+            return utcnow()
+
+    async def _plan(
+        self, claim: Claim, ending: Ending, activity: Activity | None = None
+    ) -> Plan | None:
+        """The source's next job after this ending (None: a one-off, not scheduled),
+        planned from the database's clock."""
         if not claim.scheduled:
             return None  # a one-off (run --once, rssd fetch on a new source): no schedule
         source = claim.source
@@ -286,7 +300,7 @@ class Pipeline:
             Carried(claim.failures, claim.fetch_url, claim.moved_seen),
             ending,
             self.policy(source, activity),
-            now=utcnow(),
+            now=await self._now(),
             jitter=self.random.random(),
         )
 
@@ -326,7 +340,8 @@ class Pipeline:
         """Record a failure (and the next job), retrying while the database is busy; never
         raises."""
         job_id = claim.job.id
-        next_job = next_job_of(self._plan(claim, Ending(completed=False, interrupted=interrupted)))
+        ending = Ending(completed=False, interrupted=interrupted)
+        next_job = next_job_of(await self._plan(claim, ending))
         for attempt in range(3):
             try:
                 await self.jobs.mark_failed(job_id, code, message, next_job=next_job)
@@ -379,7 +394,7 @@ class Pipeline:
             final_url=final_url if redact_optional(final_url) == final_url else None,
         )
         activity = await self._activity(source, result) if claim.scheduled else None
-        plan = self._plan(claim, ending, activity)
+        plan = await self._plan(claim, ending, activity)
         next_job = next_job_of(plan)
         await self._pause_host(result, claim.fetch_url or feed_url_of(source, known))
         if result.outcome is Outcome.FAILED:
@@ -471,6 +486,7 @@ class Pipeline:
             posts_updated=counts.updated,
             webhooks_queued=counts.messages,
             items_skipped=result.items_skipped,
+            parser=result.parser,
             outcome=result.outcome.value,
             error_code=None,
         )

@@ -29,6 +29,7 @@ THREAD_EXIT_WAIT = 2.0
 
 def run(path: Path, *, once: bool) -> int:
     logs.configure("info")  # JSON from the first line on, before the config is known
+    path = path.absolute()  # in the logs as a path a collector can use (config.changed)
     log = logs.get_logger("rssd.daemon")
     watcher = FileWatcher(path)  # before reading: an edit from now on is a change
     try:
@@ -40,6 +41,9 @@ def run(path: Path, *, once: bool) -> int:
     # The daemon's modules (aiohttp, feedparser's pool...), imported before the freeze.
     from rssd.daemon.once import run_once  # noqa: PLC0415
     from rssd.daemon.service import run_service  # noqa: PLC0415
+    from rssd.daemon.startup import warn_exposed_files  # noqa: PLC0415
+
+    warn_exposed_files(config, path)
 
     # Everything imported and loaded so far lives as long as the process: keep it out of
     # the cyclic GC's full passes, which showed as loop lag at 10,000 feeds (bench: 48 ->

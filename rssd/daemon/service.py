@@ -26,7 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from rssd import metrics
-from rssd.clock import parse_iso, to_iso, utcnow
+from rssd.clock import to_iso
 from rssd.daemon import notify
 from rssd.daemon.claimer import Claimer
 from rssd.daemon.delivery import DeliveryLoop
@@ -36,10 +36,11 @@ from rssd.daemon.loop import loop_name
 from rssd.daemon.pipeline import JobReport, Pipeline
 from rssd.daemon.reconcile import reconcile
 from rssd.daemon.schedule import MOVED_AFTER, Activity, Policy, policy_of
-from rssd.daemon.startup import daemon_session, sync_sources
+from rssd.daemon.skew import check_skew
+from rssd.daemon.startup import daemon_session, sync_sources, warn_exposed_files
 from rssd.daemon.watcher import FileWatcher
 from rssd.fetch.fetcher import Fetcher
-from rssd.logs import get_logger, set_level
+from rssd.logs import bind_process, get_logger, set_level
 from rssd.models.config import Config, ConfigError, load_config
 from rssd.models.dto import FetchJobStatus, Source
 from rssd.models.source_state import State, classify
@@ -82,7 +83,7 @@ def seconds_from_env(name: str, default: float) -> float:
 
 #: A daemon silent this long is forgotten from the daemons table (its jobs came back long
 #: before, when their leases expired).
-FORGET_DAEMONS_AFTER = timedelta(days=1)
+FORGET_DAEMONS_AFTER = timedelta(hours=1)
 #: Retention runs in one daemon at a time, under this lock.
 PRUNE_LOCK = "rssd.prune"
 
@@ -151,18 +152,22 @@ class Service:
         # Signals first: a SIGHUP during start-up (its default action kills) is a reload
         # handled once the watcher runs; a SIGTERM makes the service stop once it is up.
         self._install_signals()
+        bind_process(daemon_id=self.identity.id)
         try:
             async with daemon_session(self.config, self.config_path, self.identity.id) as db:
                 self._db = db
                 await self._serve(db)
         finally:
             self._remove_signals()
+            bind_process(daemon_id=None)
 
     async def _serve(self, db: Database) -> None:
         claims = ClaimRepo(db, self.identity.id)
         self._claims = claims
         daemons = DaemonRepo(db, self.identity)
         await daemons.beat(0, config_hash(self.config))
+        if db.shared:
+            await check_skew(db)
         await self._reconcile(log_gone=True)
         async with (
             Fetcher(self.config) as fetcher,
@@ -198,7 +203,6 @@ class Service:
                 sources=self.sources,
                 pid=os.getpid(),
                 loop=loop_name(),
-                daemon_id=self.identity.id,
                 database=self.config.database_label,
             )
             await self.stopping.wait()
@@ -323,6 +327,7 @@ class Service:
                 f"READY=1\nSTATUS=config.toml invalid, old config kept; {self._status_line()}"
             )
             return False
+        warn_exposed_files(config, self.config_path)
         if config.database != self.config.database:
             log.warning(
                 "config.database_ignored",
@@ -364,6 +369,8 @@ class Service:
             except Exception as exc:
                 log.error("jobs.reconcile_failed", error_message=repr(exc))
             try:  # a database that does not answer: logged, tried again next tick
+                if self._db.shared:
+                    await check_skew(self._db)
                 if last_prune is None or time.monotonic() - last_prune >= self.prune_seconds:
                     last_prune = time.monotonic()
                     await self._prune(jobs)
@@ -372,12 +379,15 @@ class Service:
                 log.error("housekeeping.failed", error_message=repr(exc))
 
     async def _prune(self, jobs: FetchJobRepo) -> None:
-        """Retention, by one daemon at a time (the others skip this round)."""
+        """Retention, by one daemon at a time (the others skip this round). The cutoffs
+        are measured from the database's clock (``Database.now``): a daemon whose own
+        clock runs days ahead must not delete what the others keep."""
         assert self._db is not None
         if not await self._db.try_lock(PRUNE_LOCK):
             return
         try:
-            cutoff = to_iso(utcnow() - timedelta(days=self.config.keep_fetch_jobs_days))
+            now = await self._db.now()
+            cutoff = to_iso(now - timedelta(days=self.config.keep_fetch_jobs_days))
             pruned = await jobs.prune(cutoff)
             if pruned:
                 log.info("jobs.pruned", jobs=pruned, before=cutoff)
@@ -385,13 +395,11 @@ class Service:
             if finished:
                 log.info("deliveries.pruned", deliveries=finished, before=cutoff)
             if self.config.keep_posts_days:
-                before = to_iso(utcnow() - timedelta(days=self.config.keep_posts_days))
+                before = to_iso(now - timedelta(days=self.config.keep_posts_days))
                 removed = await PostRepo(self._db).prune(before)
                 if removed:
                     log.info("posts.pruned", posts=removed, before=before)
-            await self._db.write(
-                lambda tx: forget_silent(tx, to_iso(utcnow() - FORGET_DAEMONS_AFTER))
-            )
+            await self._db.write(lambda tx: forget_silent(tx, to_iso(now - FORGET_DAEMONS_AFTER)))
         finally:
             await self._db.unlock(PRUNE_LOCK)
 
@@ -418,9 +426,7 @@ class Service:
             metrics.SOURCES.labels(state.value).set(states[state])
         metrics.IN_FLIGHT.set(self.in_flight)
         metrics.DUE.set(await self._claims.count_due())
-        oldest = await self._claims.oldest_due()
-        overdue = (utcnow() - parse_iso(oldest)).total_seconds() if oldest else 0.0
-        metrics.OLDEST_OVERDUE.set(max(0.0, overdue))
+        metrics.OLDEST_OVERDUE.set(await self._claims.overdue_seconds())
         metrics.DATABASE_BYTES.set(await self._db.size_bytes())
 
     async def _metrics_writer(self) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from rssd.clock import now_iso
 from rssd.daemon.lock import DaemonLock
 from rssd.logs import get_logger
-from rssd.models.config import Config
+from rssd.models.config import Config, exposed_files
 from rssd.models.location import config_mtime
 from rssd.repo.claims import ClaimRepo
 from rssd.repo.config_sync import config_hash, sync_config
@@ -20,6 +20,20 @@ from rssd.repo.sources import SyncReport
 from rssd.repo.users import UserRepo
 
 log = get_logger("rssd.daemon")
+
+
+def warn_exposed_files(config: Config, path: Path) -> None:
+    """One ``config.file_exposed`` warning per secret file others may read (at start and
+    at every reload: a chmod since is noticed)."""
+    for exposed in exposed_files(config, path):
+        log.warning(
+            "config.file_exposed",
+            key=exposed.key,
+            path=str(exposed.path),
+            target=str(exposed.target),
+            mode=f"{exposed.mode:04o}",
+            detail="readable by every user of this machine; make it readable by rssd only",
+        )
 
 
 async def recover(db: Database) -> int:

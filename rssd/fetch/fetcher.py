@@ -11,6 +11,7 @@ from types import TracebackType
 
 import aiohttp
 
+from rssd import metrics
 from rssd.fetch.discover import FeedLink, PageLinks, resolve_links
 from rssd.fetch.http import (
     FetchError,
@@ -69,6 +70,8 @@ class FetchResult:
     items_skipped: int = 0
     #: The parsed document's own title (None when nothing was parsed).
     feed_title: str | None = None
+    #: The parser whose result this is (rssd.fetch.worker.Parser; None: nothing parsed).
+    parser: str | None = None
     #: Set when this fetch looked at the source's page for its feed (rssd.fetch.discover)
     #: and succeeded: ``feed_url`` is the feed the page links to, or None when the
     #: configured URL now answers a feed itself. The caller records it.
@@ -383,6 +386,8 @@ class Fetcher:
             sanitize=self.config.sanitize_html,
             seen=await seen() if seen is not None else b"",
         )
+        if parsed.parser is not None:
+            metrics.PARSES.labels(parsed.parser.value).inc()
         if parsed.error_code is not None:
             # No content_hash: a body that failed to parse must be parsed again next time.
             return FetchResult(
@@ -403,6 +408,7 @@ class Fetcher:
             seen_items=parsed.seen_items,
             items_skipped=parsed.skipped,
             feed_title=parsed.title,
+            parser=parsed.parser.value if parsed.parser is not None else None,
         ), None
 
 

@@ -1,11 +1,14 @@
 """The parse worker: bytes -> ParseOutcome, in a process of the pool (rssd.fetch.parse).
 
-feedparser has a quadratic regex (long author fields) and raises on some character
-references, so a parse is bounded by a SIGALRM inside the worker (and, should that fail, by
-the parent killing the worker). Only the new items of a changed feed are parsed
-(rssd.fetch.items); HTML is sanitized with nh3 (rssd.fetch.sanitize). A JSON Feed is read
-by rssd.fetch.jsonfeed instead of feedparser; an HTML page is scanned for the feeds it
-links to (rssd.fetch.discover), which the main process then fetches.
+feedparser-rs parses first, feedparser where it cannot (rssd.fetch.native); both results
+then go through the same code (nh3, plain-text titles, dates, ids). feedparser has a
+quadratic regex (long author fields) and raises on some character references, so a parse
+is bounded by a SIGALRM inside the worker; feedparser-rs's Rust code does not see that
+signal until it returns, so the bound that holds for both is the parent killing the
+worker. Only the new items of a changed feed are parsed (rssd.fetch.items); HTML is
+sanitized with nh3 (rssd.fetch.sanitize). A JSON Feed is read by rssd.fetch.jsonfeed; an
+HTML page is scanned for the feeds it links to (rssd.fetch.discover), which the main
+process then fetches.
 
 This module and what it imports are all the forkserver preloads and the workers run: no
 pydantic, no structlog, no aiohttp (16 MB less RSS in each of three processes than when
@@ -22,7 +25,9 @@ import os
 import signal
 import threading
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from types import FrameType
+from typing import Any
 
 import feedparser
 
@@ -31,10 +36,19 @@ from rssd.fetch.discover import PageLinks, scan_page
 from rssd.fetch.entries import entry_to_post, title_text
 from rssd.fetch.items import ItemSplit, id_digest, new_items, pack, split_items, unpack
 from rssd.fetch.jsonfeed import looks_like_json, parse_json_feed
+from rssd.fetch.native import NativeParse, parse_native
 from rssd.fetch.sanitize import sanitize_entry
 from rssd.models.changes import dedupe_posts
 from rssd.models.codes import ErrorCode
 from rssd.models.post import PostCreate
+
+
+class Parser(StrEnum):
+    """Which parser read a document: the ``parser`` log field and metric label."""
+
+    FEEDPARSER_RS = "feedparser_rs"
+    FEEDPARSER = "feedparser"
+    JSONFEED = "jsonfeed"
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,8 @@ class ParseOutcome:
     all_seen: bool = False
     #: An HTML page instead of a feed: the feeds it links to (rssd.fetch.discover).
     page: PageLinks | None = None
+    #: The parser whose result this is (None: nothing was parsed).
+    parser: Parser | None = None
 
 
 class ParseTimeoutError(Exception):
@@ -77,11 +93,13 @@ def parse_document(
     timeout: float,
     *,
     seen: bytes = b"",
+    native: bool = True,
 ) -> ParseOutcome:
     """Runs in a worker: bytes -> ParseOutcome. Never raises.
 
     ``seen``: the stored fingerprints of the last document's items; those items are not
-    parsed again (rssd.fetch.items).
+    parsed again (rssd.fetch.items). ``native``: try feedparser-rs first (False: feedparser
+    alone, the reference the differential test compares with).
     """
     use_alarm = hasattr(signal, "setitimer") and _in_main_thread()
     if use_alarm:
@@ -90,7 +108,7 @@ def parse_document(
     try:
         if looks_like_json(body, content_type):
             return _parse_json(body, url, sanitize)
-        return _parse_new(repair_char_refs(body), url, content_type, sanitize, seen)
+        return _parse_new(repair_char_refs(body), url, content_type, sanitize, seen, native=native)
     except ParseTimeoutError:
         return ParseOutcome(
             error_code=ErrorCode.PARSE_ERROR, message=f"parse took longer than {timeout:g}s"
@@ -119,6 +137,7 @@ def _parse_json(body: bytes, url: str, sanitize: bool) -> ParseOutcome:
         warning=read.warning,
         version=read.version,
         title=read.title,
+        parser=Parser.JSONFEED,
     )
 
 
@@ -127,12 +146,18 @@ def _in_main_thread() -> bool:
 
 
 def _parse_new(
-    body: bytes, url: str, content_type: str | None, sanitize: bool, seen: bytes
+    body: bytes,
+    url: str,
+    content_type: str | None,
+    sanitize: bool,
+    seen: bytes,
+    *,
+    native: bool = True,
 ) -> ParseOutcome:
     """Parse the items not in ``seen``; the whole document when cutting it is not safe."""
     split = split_items(body)
     if split is None:
-        return _parse(body, url, content_type, sanitize)[0]
+        return _parse(body, url, content_type, sanitize, native)[0]
     stored = unpack(seen)
     if stored:
         part = new_items(body, split, stored)
@@ -140,12 +165,12 @@ def _parse_new(
             records = {digest: stored[digest] for digest in split.digests}
             return ParseOutcome(seen_items=pack(records), skipped=part.skipped, all_seen=True)
         if part.skipped:
-            outcome, ids = _parse(part.body, url, content_type, sanitize)
+            outcome, ids = _parse(part.body, url, content_type, sanitize, native)
             if _cut_parse_holds(outcome, ids, part.kept, split, stored):
                 new = dict(zip(part.kept, map(id_digest, ids), strict=True))
                 records = {digest: stored.get(digest) or new[digest] for digest in split.digests}
                 return replace(outcome, seen_items=pack(records), skipped=part.skipped)
-    outcome, ids = _parse(body, url, content_type, sanitize)
+    outcome, ids = _parse(body, url, content_type, sanitize, native)
     if outcome.error_code is not None or len(ids) != len(split.digests):
         return outcome  # items and entries do not pair up: nothing to remember
     records = dict(zip(split.digests, map(id_digest, ids), strict=True))
@@ -169,27 +194,32 @@ def _cut_parse_holds(
 
 
 def _parse(
-    body: bytes, url: str, content_type: str | None, sanitize: bool
+    body: bytes, url: str, content_type: str | None, sanitize: bool, native: bool = True
 ) -> tuple[ParseOutcome, list[str]]:
-    """feedparser on ``body``: the outcome, and each entry's external_id in document order
-    (duplicates included)."""
-    headers = {"content-location": url}
-    if content_type:
-        headers["content-type"] = content_type
-    # A file-like object, never bytes or str: given a string feedparser may open a local
-    # file or URL of that name. feedparser's own sanitizer and URI resolver are off: nh3
-    # does both, ~2x faster (rssd.fetch.sanitize).
-    parsed = feedparser.parse(
-        io.BytesIO(body),
-        response_headers=headers,
-        sanitize_html=False,
-        resolve_relative_uris=False,
-    )
-    version = parsed.get("version") or None
-    entries = parsed.get("entries") or []
+    """feedparser-rs, else feedparser, on ``body`` (rssd.fetch.native says when): the
+    outcome, and each entry's external_id in document order (duplicates included)."""
+    read = _native(body, url) if native else None
+    version: str | None
+    feed: Any
+    entries: list[Any]
+    bozo: object
+    if read is not None:
+        parser, version, feed, entries, bozo = (
+            Parser.FEEDPARSER_RS,
+            read.version,
+            read.feed,
+            read.entries,
+            None,
+        )
+    else:
+        parser = Parser.FEEDPARSER
+        parsed = _feedparser(body, url, content_type)
+        version = parsed.get("version") or None
+        entries = parsed.get("entries") or []
+        bozo = parsed.get("bozo_exception") if parsed.get("bozo") else None
+        feed = parsed.get("feed") or {}
     for entry in entries:  # text escaped always; HTML cleaned if ``sanitize``
         sanitize_entry(entry, url, sanitize=sanitize)
-    bozo = parsed.get("bozo_exception") if parsed.get("bozo") else None
     if not version and not entries:
         page = scan_page(body) if _is_html(body) else None
         outcome = ParseOutcome(
@@ -198,7 +228,6 @@ def _parse(
             page=page,
         )
         return outcome, []
-    feed = parsed.get("feed") or {}
     if sanitize and isinstance(feed, dict):
         sanitize_entry(feed, url)  # an Atom title may be HTML too
     posts = [entry_to_post(entry) for entry in entries]
@@ -208,8 +237,37 @@ def _parse(
         version=version,
         title=title_text(feed) if isinstance(feed, dict) else None,
         ttl_minutes=_asked_minutes(feed) if isinstance(feed, dict) else None,
+        parser=parser,
     )
     return outcome, [post.external_id for post in posts]
+
+
+def _native(body: bytes, url: str) -> NativeParse | None:
+    """feedparser-rs's reading, or None: feedparser reads the document instead when
+    feedparser-rs cannot, and also when it (or the adapter) raises. The time limit's own
+    exception goes through: swallowed, the fallback would run past the limit unbounded."""
+    try:
+        return parse_native(body, url)
+    except (ParseTimeoutError, RecursionError):
+        raise
+    except Exception:
+        return None
+
+
+def _feedparser(body: bytes, url: str, content_type: str | None) -> Any:
+    """feedparser's parse of ``body``, the fallback and the reference."""
+    headers = {"content-location": url}
+    if content_type:
+        headers["content-type"] = content_type
+    # A file-like object, never bytes or str: given a string feedparser may open a local
+    # file or URL of that name. feedparser's own sanitizer and URI resolver are off: nh3
+    # does both, ~2x faster (rssd.fetch.sanitize).
+    return feedparser.parse(
+        io.BytesIO(body),
+        response_headers=headers,
+        sanitize_html=False,
+        resolve_relative_uris=False,
+    )
 
 
 #: Complaints about the HTTP headers, not the document: servers label feeds text/html or

@@ -10,6 +10,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,6 +26,7 @@ from pydantic import (
 
 from rssd import PROJECT_URL, __version__
 from rssd.models.categories import in_category, normalize_category
+from rssd.models.files import FileTooLarge, read_regular_file, readable_by_others
 from rssd.models.location import (
     DEFAULT_DATABASE,
     ConfigError,
@@ -46,6 +48,7 @@ __all__ = [
     "FeedConfig",
     "check_headers",
     "check_http_url",
+    "exposed_files",
     "in_category",
     "load_config",
     "normalize_category",
@@ -70,6 +73,8 @@ FractionalMinutes = Annotated[float, Field(gt=0, le=525_600, allow_inf_nan=False
 
 
 #: RFC 9110 token: what a header name may be made of.
+#: A headers_file holds a few header lines; anything larger is not one (/dev/zero, a log).
+MAX_HEADERS_FILE_BYTES = 64 * 1024
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 #: Set by rssd itself; a feed's own value would break the fetch or its bounds.
 _RESERVED_HEADERS = frozenset(
@@ -94,7 +99,9 @@ def read_headers_file(path: Path) -> dict[str, str]:
     """``Name: value`` lines (blank lines and ``#`` comments ignored); raises ValueError
     naming the file and line, never quoting the line (it holds a secret)."""
     try:
-        text = path.read_text("utf-8")
+        text = read_regular_file(path, MAX_HEADERS_FILE_BYTES).decode("utf-8")
+    except FileTooLarge:
+        raise ValueError(f"{path} is larger than {MAX_HEADERS_FILE_BYTES // 1024} KiB") from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise ValueError(f"cannot read {path}: {reason}") from None
@@ -401,6 +408,48 @@ def _with_header_files(config: Config, path: Path, secrets: Path) -> Config:
     if errors:
         raise ConfigError(path, errors)
     return config.model_copy(update={"feeds": feeds})
+
+
+@dataclass(frozen=True)
+class ExposedFile:
+    """A file of secrets that every user of the machine may read (a warning, not an
+    error: the operator may have reasons, and refusing would stop the daemon)."""
+
+    key: str  # users[0].secret_file, feeds[2].headers_file
+    path: Path  # as configured, made absolute
+    target: Path  # what it leads to, symlinks resolved: the file whose mode counts
+    mode: int
+
+    def __str__(self) -> str:
+        via = f" (a link to {self.target})" if self.target != self.path else ""
+        return (
+            f"{self.key}: {self.path}{via} is readable by every user of this machine "
+            f"(mode {self.mode:04o}); make it readable by rssd only (chmod o-r)"
+        )
+
+
+def exposed_files(
+    config: Config, path: Path, environ: Mapping[str, str] = os.environ
+) -> list[ExposedFile]:
+    """The ``secret_file``s and ``headers_file``s of ``config`` (loaded from ``path``)
+    that others may read, relative names resolved as loading resolves them."""
+    base = secrets_directory(path, environ)
+    named = [
+        (f"users[{index}].secret_file", user.secret_file)
+        for index, user in enumerate(config.users)
+        if user.secret_file is not None
+    ] + [
+        (f"feeds[{index}].headers_file", Path(feed.headers_file))
+        for index, feed in enumerate(config.feeds)
+        if feed.headers_file is not None
+    ]
+    found = []
+    for key, named_path in named:
+        file = named_path if named_path.is_absolute() else base / named_path
+        mode = readable_by_others(file)
+        if mode is not None:
+            found.append(ExposedFile(key, file, file.resolve(), mode))
+    return found
 
 
 def _duplicates_not_reported(exc: ValidationError, raw: Mapping[str, Any]) -> list[str]:

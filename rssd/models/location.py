@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import tomllib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 from rssd.clock import to_iso
+from rssd.models.files import FileTooLarge, read_regular_file
 from rssd.models.redact import split_userinfo, unmaskable
 
 PG_SCHEMES = ("postgresql://", "postgres://")
@@ -41,30 +41,17 @@ class ConfigError(Exception):
 
 def read_config_bytes(path: Path, limit: int = MAX_CONFIG_BYTES) -> bytes:
     """The file's bytes, if it is a regular file (a symlink to one is fine) of at most
-    ``limit`` bytes. A FIFO would block the reader for ever and ``/dev/zero`` never end:
-    both are refused without a byte read."""
+    ``limit`` bytes (rssd.models.files): a FIFO or ``/dev/zero`` is refused unread."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        return read_regular_file(path, limit)
     except FileNotFoundError:
         raise ConfigError(path, ["file not found"]) from None
+    except FileTooLarge:
+        raise ConfigError(
+            path, [f"larger than {limit // (1024 * 1024)} MB: not a config file"]
+        ) from None
     except OSError as exc:
         raise ConfigError(path, [f"cannot read: {exc.strerror or exc}"]) from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ConfigError(path, ["cannot read: not a regular file"])
-        chunks: list[bytes] = []
-        size = 0
-        while size <= limit and (chunk := os.read(fd, min(1 << 20, limit + 1 - size))):
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError as exc:
-        raise ConfigError(path, [f"cannot read: {exc.strerror or exc}"]) from None
-    finally:
-        os.close(fd)
-    data = b"".join(chunks)
-    if len(data) > limit:
-        raise ConfigError(path, [f"larger than {limit // (1024 * 1024)} MB: not a config file"])
-    return data
 
 
 def check_database(value: object) -> object:

@@ -22,7 +22,9 @@ from pydantic import (
     model_validator,
 )
 
+from rssd.models.files import FileTooLarge, read_regular_file
 from rssd.models.filters import Filters, Rule, parse_rule
+from rssd.models.redact import redact
 from rssd.models.urls import check_http_url, normalize_url
 
 SECRET_PREFIX = "whsec_"
@@ -105,8 +107,10 @@ class ServiceToken(WebhookSecret):
 #: What a user's messages look like on the wire (rssd/webhooks/formats.py builds them).
 Format = Literal["standard", "slack", "discord", "ntfy", "gotify"]
 #: Formats whose ``secret`` is a token of the service's rather than a ``whsec_`` key;
-#: the value says whether one is required. Slack and Discord carry theirs in the URL.
-TOKEN_FORMATS = {"gotify": True, "ntfy": False}
+#: the value says whether one is required. Slack's and Discord's token is the last part
+#: of their webhook URL: given as a secret, it is appended to ``webhook_url``, so the URL
+#: in config.toml holds no secret.
+TOKEN_FORMATS = {"gotify": True, "ntfy": False, "slack": False, "discord": False}
 
 
 def parse_secret(text: str, fmt: str) -> WebhookSecret:
@@ -119,10 +123,7 @@ def _secret(value: object, info: ValidationInfo) -> WebhookSecret:
         return value
     if not isinstance(value, str):
         raise ValueError("must be a string")  # no input echoed: it may be a secret
-    fmt = str(info.data.get("format", "standard"))
-    if fmt in ("slack", "discord"):
-        raise ValueError(f"format {fmt!r} takes no 'secret': its webhook URL is the credential")
-    return parse_secret(value, fmt)
+    return parse_secret(value, str(info.data.get("format", "standard")))
 
 
 def _rule(value: object) -> Rule:
@@ -189,10 +190,6 @@ class UserConfig(BaseModel):
         has_secret = self.secret is not None or self.secret_file is not None
         if self.secret is not None and self.secret_file is not None:
             raise ValueError("set exactly one of 'secret' and 'secret_file'")
-        if self.format in ("slack", "discord") and has_secret:
-            raise ValueError(
-                f"format {self.format!r} takes no 'secret': its webhook URL is the credential"
-            )
         if not has_secret and (self.format == "standard" or TOKEN_FORMATS.get(self.format)):
             what = " (the application token)" if self.format == "gotify" else ""
             raise ValueError(f"set exactly one of 'secret' and 'secret_file'{what}")
@@ -239,12 +236,11 @@ def check_ntfy_topic(url: str) -> None:
 
 def _read_secret_file(path: Path, fmt: str) -> WebhookSecret:
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_SECRET_FILE_BYTES + 1)
+        data = read_regular_file(path, MAX_SECRET_FILE_BYTES)
+    except FileTooLarge:
+        raise ValueError(f"secret_file: {path} is too big to hold a secret") from None
     except OSError as exc:
         raise ValueError(f"secret_file: cannot read {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_SECRET_FILE_BYTES:
-        raise ValueError(f"secret_file: {path} is too big to hold a secret")
     try:
         text = data.decode("ascii")
     except UnicodeDecodeError:
@@ -264,14 +260,14 @@ def check_users(users: tuple[UserConfig, ...], feed_urls: list[str]) -> list[str
         if user.name in names:
             problems.append(
                 f"users[{index}].name: duplicate name {user.name!r} "
-                f"(already users[{names[user.name]}])"
+                f"(already users[{names[user.name]}]) (user {user.name})"
             )
         names.setdefault(user.name, index)
         for position, url in enumerate(user.feeds):
             if url != ALL_FEEDS and normalize_url(url) not in known:
                 problems.append(
-                    f"users[{index}].feeds[{position}]: {url!r} is not the url of a [[feeds]] "
-                    f'table (or "*" for every feed)'
+                    f"users[{index}].feeds[{position}]: {redact(url)!r} is not the url of a "
+                    f'[[feeds]] table (or "*" for every feed) (user {user.name})'
                 )
     return problems
 

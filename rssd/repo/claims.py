@@ -128,8 +128,8 @@ class ClaimRepo:
             rows = await tx.fetchall(
                 f"SELECT j.id, j.not_before, coalesce(j.fetch_url, s.url) AS target "
                 f"FROM fetch_job j JOIN content_sources s ON s.id = j.content_source_id "
-                f"WHERE j.status = 'QUEUED' AND j.not_before <= :now AND s.enabled = 1"
-                f"{page_after} ORDER BY j.not_before, j.id LIMIT :page",
+                f"WHERE j.status = 'QUEUED' AND j.not_before <= {tx.dialect.clock} "
+                f"AND s.enabled = 1{page_after} ORDER BY j.not_before, j.id LIMIT :page",
                 {
                     "now": stamp,
                     "page": PAGE,
@@ -151,7 +151,6 @@ class ClaimRepo:
         slot of its host; ONGOING under this daemon's lease when this returns."""
         if limit <= 0:
             return []
-        now = utcnow()
         # A plain read first: an idle daemon polling every second takes no write lock (on
         # SQLite, BEGIN IMMEDIATE would hold off every other writer for nothing).
         if await self.count_due(limit=1) == 0:
@@ -164,6 +163,7 @@ class ClaimRepo:
         )
 
         async def work(tx: Tx) -> list[Claim]:
+            now = await tx.now()
             stamp = to_iso(now)
             chosen = await self._candidates(tx, stamp, limit * 4, max_per_host)
             if not chosen:
@@ -227,9 +227,9 @@ class ClaimRepo:
         Such a claim takes no host slot: it is one operator request, limited by its own
         process's per-host limit.
         """
-        now = utcnow()
 
         async def work(tx: Tx) -> Claim | None:
+            now = await tx.now()
             params = {
                 "source_id": source_id,
                 "now": to_iso(now),
@@ -291,13 +291,13 @@ class ClaimRepo:
         lease), so it came from elsewhere (``rssd copy-database``, an older rssd) and would
         otherwise block its source for good. Expiry is judged by the dialect's clock: the
         database's own on PostgreSQL, where the daemons' clocks may disagree."""
-        now = to_iso(utcnow())
         clock = self._db.dialect.clock
         where = "status = 'ONGOING'" + (
             "" if everything else f" AND (lease_expires_at IS NULL OR lease_expires_at < {clock})"
         )
 
         async def work(tx: Tx) -> list[int]:
+            now = to_iso(await tx.now())
             rows = await tx.fetchall(
                 f"UPDATE fetch_job SET status = 'FAILED', ended_at = :now, "
                 f"error_code = 'interrupted', error_message = :message "
@@ -322,9 +322,9 @@ class ClaimRepo:
         """
         if not due:
             return 0
-        now = to_iso(utcnow())
 
         async def work(tx: Tx) -> int:
+            now = to_iso(await tx.now())
             queued = 0
             for source_id, not_before in due.items():
                 queued += await tx.execute(
@@ -337,15 +337,20 @@ class ClaimRepo:
 
         return await self._db.write(work)
 
-    async def oldest_due(self) -> str | None:
-        """The not-before time of the longest-waiting due job of an enabled source."""
+    async def overdue_seconds(self) -> float:
+        """How long the longest-waiting due job of an enabled source has been due (0: none),
+        by the dialect's clock."""
+        clock = self._db.dialect.clock
         row = await self._db.fetchone(
-            "SELECT min(j.not_before) FROM fetch_job j JOIN content_sources s "
-            "ON s.id = j.content_source_id "
-            "WHERE j.status = 'QUEUED' AND j.not_before <= :now AND s.enabled = 1",
+            f"SELECT min(j.not_before) AS oldest, {clock} AS now FROM fetch_job j "
+            f"JOIN content_sources s ON s.id = j.content_source_id "
+            f"WHERE j.status = 'QUEUED' AND j.not_before <= {clock} AND s.enabled = 1",
             {"now": to_iso(utcnow())},
         )
-        return str(row[0]) if row and row[0] is not None else None
+        if row is None or row["oldest"] is None:
+            return 0.0
+        waited = parse_iso(str(row["now"])) - parse_iso(str(row["oldest"]))
+        return max(0.0, waited.total_seconds())
 
     async def seconds_to_next_due(self) -> float | None:
         """Seconds until the next QUEUED job of an enabled source falls due (negative: it
@@ -365,8 +370,8 @@ class ClaimRepo:
         row = await self._db.fetchone(
             "SELECT count(*) FROM (SELECT 1 FROM fetch_job j JOIN content_sources s "
             "ON s.id = j.content_source_id "
-            "WHERE j.status = 'QUEUED' AND j.not_before <= :now AND s.enabled = 1 "
-            "LIMIT :limit) due",
+            f"WHERE j.status = 'QUEUED' AND j.not_before <= {self._db.dialect.clock} "
+            "AND s.enabled = 1 LIMIT :limit) due",
             {"now": to_iso(utcnow()), "limit": NO_LIMIT if limit is None else limit},
         )
         return int(row[0]) if row else 0

@@ -8,8 +8,9 @@ when their leases expire). ``rssd status`` lists them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
-from rssd.clock import now_iso
+from rssd.clock import now_iso, to_iso
 from rssd.repo.db import Database, Tx
 
 _UPSERT = """
@@ -20,6 +21,11 @@ ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,
 """
 
 
+#: A daemon silent for one lease (rssd.repo.claims.LEASE_SECONDS) is gone: its leases
+#: have expired and its jobs are back with the others. ``rssd status`` says so.
+GONE_AFTER = timedelta(seconds=30)
+
+
 @dataclass(frozen=True)
 class DaemonRow:
     id: str
@@ -27,7 +33,7 @@ class DaemonRow:
     pid: int
     started_at: str
     heartbeat_at: str
-    in_flight: int
+    in_flight: int  # its ONGOING jobs right now (not the heartbeat's snapshot)
     config_hash: str | None
 
 
@@ -55,7 +61,11 @@ class DaemonRepo:
             "in_flight": in_flight,
             "config_hash": config_hash,
         }
-        await self._db.write(lambda tx: tx.execute(_UPSERT, params))
+
+        async def work(tx: Tx) -> None:
+            await tx.execute(_UPSERT, params | {"now": to_iso(await tx.now())})
+
+        await self._db.write(work)
 
     async def leave(self) -> None:
         await self._db.write(
@@ -69,9 +79,13 @@ async def forget_silent(tx: Tx, before: str) -> int:
 
 
 async def list_daemons(db: Database) -> list[DaemonRow]:
+    # Fetches in flight are counted from fetch_job: the heartbeat's count is up to 10 s old
+    # and misses most short fetches.
     rows = await db.fetchall(
-        "SELECT id, hostname, pid, started_at, heartbeat_at, in_flight, config_hash "
-        "FROM daemons ORDER BY hostname, pid, id"
+        "SELECT d.id, d.hostname, d.pid, d.started_at, d.heartbeat_at, d.config_hash, "
+        "(SELECT count(*) FROM fetch_job f WHERE f.status = 'ONGOING' "
+        "AND f.claimed_by = d.id) AS in_flight "
+        "FROM daemons d ORDER BY d.hostname, d.pid, d.id"
     )
     return [
         DaemonRow(

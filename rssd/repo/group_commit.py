@@ -1,4 +1,4 @@
-"""What both backends' writers share: a batch's bound and one queued write's outcome.
+"""What both backends' writers share: a queued write and its outcome.
 
 Group commit is one policy on two backends (rssd/repo/sqlite_writer.py, a thread;
 rssd/repo/pg_writer.py, a task): the writes queued while one commits go into the next
@@ -13,10 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from rssd.repo.db import Tx
-
-#: The most write transactions one commit carries: enough for a burst of fetches ending
-#: together, few enough that one failed commit costs a bounded retry.
-MAX_BATCH = 256
 
 Work = Callable[[Tx], Awaitable[Any]]
 

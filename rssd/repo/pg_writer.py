@@ -28,7 +28,13 @@ from typing import Any
 import psycopg
 from psycopg import AsyncConnection
 
-from rssd.repo.group_commit import MAX_BATCH, Outcome, Work
+from rssd.repo.group_commit import Outcome, Work
+
+#: The most works one PostgreSQL commit carries. Each work is a savepoint, and each
+#: savepoint that writes is a subtransaction with an id of its own: beyond 64 in one
+#: transaction (PGPROC_MAX_CACHED_SUBXIDS) the server's subtransaction cache overflows and
+#: every other session's snapshots get slower while it is open.
+MAX_BATCH = 64
 
 Connect = Callable[[], Awaitable[AsyncConnection[Any]]]
 #: How a work's statements are run on the writer's connection (PostgresTx).

@@ -22,7 +22,7 @@ from psycopg import AsyncClientCursor, AsyncConnection
 from psycopg.rows import RowMaker
 from psycopg_pool import AsyncConnectionPool
 
-from rssd.clock import to_iso
+from rssd.clock import parse_iso, to_iso
 from rssd.models.redact import redact
 from rssd.repo.db import Database, DatabaseError, Params, Row, Tx, shielded
 from rssd.repo.dialect import POSTGRES
@@ -120,6 +120,10 @@ class PostgresTx(Tx):
             if cursor.description is None:
                 return []
             return list(await cursor.fetchall())
+
+    async def now(self) -> datetime:
+        """The database's clock at the start of this transaction."""
+        return await _database_now(self, "now()")
 
 
 class PostgresDatabase(Database):
@@ -229,6 +233,9 @@ class PostgresDatabase(Database):
     async def schema_version(self) -> int:
         return await self.read(_version)
 
+    async def now(self) -> datetime:
+        return await self.read(lambda tx: _database_now(tx, "clock_timestamp()"))
+
     async def vacuum(self) -> None:
         async with self._pool.connection() as conn:
             await conn.execute("VACUUM (ANALYZE)")
@@ -278,6 +285,12 @@ class PostgresDatabase(Database):
             self._held.clear()
         await self._writer.close()
         await self._pool.close()
+
+
+async def _database_now(tx: Tx, clock: str) -> datetime:
+    row = await tx.fetchone(f"SELECT {clock} AS now")
+    assert row is not None
+    return parse_iso(str(row["now"]))
 
 
 async def _version(tx: Tx) -> int:

@@ -26,9 +26,13 @@ from typing import Any, TypeVar
 
 from rssd.repo.db import Params, Row, Tx
 from rssd.repo.dialect import SQLITE
-from rssd.repo.group_commit import MAX_BATCH, Outcome, Work
+from rssd.repo.group_commit import Outcome, Work
 
 T = TypeVar("T")
+
+#: The most write transactions one commit carries: enough for a burst of fetches ending
+#: together, few enough that one failed commit costs a bounded retry.
+MAX_BATCH = 256
 
 
 class ThreadTx(Tx):

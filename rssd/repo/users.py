@@ -8,7 +8,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from rssd.clock import now_iso
+from rssd.clock import to_iso
 from rssd.models.config import Config
 from rssd.models.users import UserConfig, user_feed_urls
 from rssd.repo.db import Database, Row, Tx
@@ -147,7 +147,7 @@ class UserRepo:
             )
             if row is None:
                 return None
-            await _enable_in(tx, row["id"], now_iso())
+            await _enable_in(tx, row["id"], to_iso(await tx.now()))
             return user_of(row)
 
         return await self._db.write(work)
@@ -167,7 +167,7 @@ async def _enable_in(tx: Tx, user_id: int, now: str) -> None:
 
 
 async def _sync(tx: Tx, users: tuple[UserConfig, ...], feed_urls: list[str]) -> UserSyncReport:
-    now = now_iso()
+    now = to_iso(await tx.now())
     stored = {row["name"]: row for row in await tx.fetchall(f"SELECT {_COLUMNS} FROM users")}
     sources = {
         row["url"]: (row["id"], bool(row["fetched"]))

@@ -27,9 +27,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
-ELLIPSIS = "…"
+from rssd.models.sizes import ELLIPSIS, clip_bytes
+
 SLACK_SECTION_CHARS = 3000
 SLACK_HEADER_CHARS = 150
 DISCORD_CONTENT_CHARS = 2000
@@ -114,14 +115,6 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + ELLIPSIS
 
 
-def clip_bytes(text: str, limit: int) -> str:
-    """At most ``limit`` bytes of UTF-8, cut on a character."""
-    if len(text.encode()) <= limit:
-        return text
-    cut = text.encode()[: limit - len(ELLIPSIS.encode())].decode(errors="ignore")
-    return cut.rstrip() + ELLIPSIS
-
-
 def _http(url: str | None) -> str | None:
     """A link a service will accept: http(s) only (Discord refuses an embed otherwise)."""
     return url if url and url.startswith(("http://", "https://")) and " " not in url else None
@@ -134,6 +127,13 @@ def headline(notice: Notice) -> str:
     if len(notice.groups) == 1:
         return f"{count} new post{'s' if count != 1 else ''} in {notice.groups[0].name}"
     return f"{count} new posts in {len(notice.groups)} feeds"
+
+
+def with_token(fmt: str, url: str, token: str | None) -> str:
+    """Slack's and Discord's URL with its secret last part, when that is kept apart."""
+    if token is None or fmt not in ("slack", "discord"):
+        return url
+    return f"{url.rstrip('/')}/{quote(token, safe='')}"
 
 
 def render(fmt: str, url: str, body: str) -> Request:

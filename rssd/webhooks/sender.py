@@ -18,7 +18,7 @@ from yarl import URL
 from rssd.models.redact import redact
 from rssd.models.users import UserConfig, WebhooksConfig, WebhookSecret
 from rssd.webhooks import signing
-from rssd.webhooks.formats import render
+from rssd.webhooks.formats import render, with_token
 from rssd.webhooks.guard import AddressRefused, GuardedResolver, check_literal
 from rssd.webhooks.rules import Answer, read_answer
 
@@ -105,7 +105,9 @@ class Sender:
     async def exchange(self, user: UserConfig, message_id: str, body: str) -> Exchange:
         """As ``deliver``, with the start of the reply (``rssd users test`` shows it)."""
         try:
-            request = render(user.format, user.webhook_url, body)
+            token = user.token
+            url = with_token(user.format, user.webhook_url, token.text() if token else None)
+            request = render(user.format, url, body)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return Exchange(Answer(None, f"cannot build the {user.format} message: {exc}"))
         headers: dict[str, str] = {}
@@ -113,11 +115,10 @@ class Sender:
             headers = signing.headers(
                 user.signing_secret, message_id, int(time.time()), request.body
             )
-        elif (token := user.token) is not None:
-            if user.format == "gotify":
-                headers["X-Gotify-Key"] = token.text()
-            else:
-                headers["Authorization"] = f"Bearer {token.text()}"
+        elif token is not None and user.format == "gotify":
+            headers["X-Gotify-Key"] = token.text()
+        elif token is not None and user.format == "ntfy":
+            headers["Authorization"] = f"Bearer {token.text()}"
         headers["Content-Type"] = request.content_type
         return await self._post(request.url, headers, request.body, user.format)
 
