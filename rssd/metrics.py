@@ -16,7 +16,6 @@ gauges are set by the daemon just before each write (``Service._update_metrics``
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 from prometheus_client import (
@@ -98,7 +97,9 @@ PARSES = Counter(
     registry=REGISTRY,
 )
 DATABASE_BYTES = Gauge(
-    "rssd_database_bytes", "Size of the SQLite file plus its WAL.", registry=REGISTRY
+    "rssd_database_bytes",
+    "Size of the database: the SQLite file plus its WAL, or the PostgreSQL database's.",
+    registry=REGISTRY,
 )
 WEBHOOK_DELIVERIES = Counter(
     "rssd_webhook_deliveries",
@@ -116,18 +117,6 @@ CLOCK_SKEW = Gauge(
     "The database's clock minus this machine's, measured every minute (0 on SQLite).",
     registry=REGISTRY,
 )
-
-
-def database_bytes(path: Path | str) -> int:
-    """The SQLite file plus its WAL: what the database holds on disk (0 for a PostgreSQL
-    URL: the daemon asks the server, Database.size_bytes)."""
-    if not isinstance(path, Path):
-        return 0
-    total = 0
-    for name in (path, path.with_name(path.name + "-wal")):
-        with contextlib.suppress(OSError):
-            total += name.stat().st_size
-    return total
 
 
 def write(path: Path) -> None:

@@ -33,9 +33,7 @@ from rssd.models.sizes import (
 from tests.conftest import FeedServer
 from tests.support.commands import run_once_from
 from tests.support.webhooks import Receiver
-from tests.test_cmd_webhooks import receiver, write
-
-__all__ = ["receiver"]  # a fixture, used by name
+from tests.test_cmd_webhooks import write
 
 FEED = Feed(1, "https://blog.example/feed", "Blog", "Tech")
 LONG_BASE = "https://cdn.example/" + "b" * 2000 + "/"

@@ -28,11 +28,9 @@ from rssd.clock import parse_iso, to_iso, utcnow
 from rssd.models.dto import FetchJob, Source
 from rssd.net.hosts import host_key
 from rssd.repo.db import Database, Row, Tx
+from rssd.repo.fragments import NO_LIMIT, failure_run
 from rssd.repo.next_job import INSERT_NEXT, NextJob, insert_next_params
 from rssd.repo.rows import JOB_NAMES, SOURCE_NAMES, job_from, source_from
-
-#: ``LIMIT`` without a limit, on both backends.
-NO_LIMIT = 2**62
 
 #: A lease this long is renewed every LEASE_SECONDS / 3 while the fetch runs.
 LEASE_SECONDS = 30.0
@@ -48,13 +46,12 @@ _CARRIED = "j.failures, j.fetch_url, j.moved_seen"
 _SUBSCRIBERS = """(SELECT count(*) FROM subscriptions sub JOIN users u ON u.id = sub.user_id
     WHERE sub.content_source_id = s.id AND u.enabled = 1) AS subscribers"""
 
-#: Consecutive real failures (``interrupted`` is the daemon's doing) since the source's
-#: last success: the backoff of a job queued without a predecessor to carry it.
-FAILURE_RUN = """(SELECT count(*) FROM fetch_job f
-    WHERE f.content_source_id = :source_id AND f.status = 'FAILED'
-      AND f.error_code != 'interrupted'
-      AND f.id > coalesce((SELECT max(id) FROM fetch_job
-                           WHERE content_source_id = :source_id AND status = 'COMPLETED'), 0))"""
+#: The source's run of failures: the backoff of a job queued without a predecessor to
+#: carry it.
+FAILURE_RUN = failure_run(
+    ":source_id",
+    "(SELECT max(id) FROM fetch_job WHERE content_source_id = :source_id AND status = 'COMPLETED')",
+)
 
 
 @dataclass(frozen=True)

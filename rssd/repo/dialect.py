@@ -32,6 +32,12 @@ class Dialect:
     #: ``:{param}`` seconds after that clock (SQLite: the parameter ``:{param}_at``, the
     #: caller's time): a host's next request start, the end of its pause (rssd/repo/hosts.py).
     clock_after: str
+    #: Put before an ORDER BY expression to keep the planner off the index on it (SQLite's
+    #: documented unary +; PostgreSQL has no + for timestamps and plans such a sort well).
+    no_index: str
+    #: After rows were copied in with their ids: set the ``{table}``'s id sequence past
+    #: them (SQLite's rowids follow by themselves: empty).
+    reset_sequence: str
 
     def in_json_text(self, param: str) -> str:
         return self.json_text_set.format(param=param)
@@ -53,6 +59,8 @@ SQLITE = Dialect(
     clock=":now",
     lease_until=":lease",
     clock_after=":{param}_at",
+    no_index="+",
+    reset_sequence="",
 )
 
 POSTGRES = Dialect(
@@ -65,4 +73,7 @@ POSTGRES = Dialect(
     clock="now()",
     lease_until="now() + make_interval(secs => :lease_seconds)",
     clock_after="now() + make_interval(secs => :{param})",
+    no_index="",
+    reset_sequence="SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+    "coalesce((SELECT max(id) FROM {table}), 0) + 1, false)",
 )

@@ -16,7 +16,7 @@ from rssd.repo.db import Database, Row, Tx
 _COLUMNS = (
     "id, name, webhook_url, enabled, keep, block, config_digest, disabled_reason, "
     "disabled_at, failing_since, last_success_at, last_error_at, last_error, created_at, "
-    "updated_at, format, include_content, dedupe_days"
+    "updated_at, format, include_content, dedupe_days, digest, timezone"
 )
 
 
@@ -40,6 +40,8 @@ class User:
     format: str = "standard"
     include_content: bool = False
     dedupe_days: int = 7
+    digest: str | None = None
+    timezone: str | None = None
 
     @property
     def deliverable(self) -> bool:
@@ -64,6 +66,8 @@ def user_of(row: Row) -> User:
         format=row["format"],
         include_content=bool(row["include_content"]),
         dedupe_days=int(row["dedupe_days"]),
+        digest=row["digest"],
+        timezone=row["timezone"],
     )
 
 
@@ -90,6 +94,8 @@ NOTIFY_DEFAULTS: dict[str, object] = {
     "format": "standard",
     "dedupe_days": 7,
     "include_content": False,
+    "digest": None,
+    "timezone": None,
 }
 
 
@@ -189,15 +195,17 @@ async def _sync(tx: Tx, users: tuple[UserConfig, ...], feed_urls: list[str]) -> 
             "format": user.format,
             "include_content": int(user.include_content),
             "dedupe_days": user.dedupe_days,
+            "digest": user.digest,
+            "timezone": user.timezone,
             "now": now,
         }
         row = stored.get(user.name)
         if row is None:
             inserted = await tx.fetchone(
                 "INSERT INTO users (name, webhook_url, keep, block, config_digest, format, "
-                "include_content, dedupe_days, created_at, updated_at) VALUES (:name, "
-                ":webhook_url, :keep, :block, :config_digest, :format, :include_content, "
-                ":dedupe_days, :now, :now) RETURNING id",
+                "include_content, dedupe_days, digest, timezone, created_at, updated_at) "
+                "VALUES (:name, :webhook_url, :keep, :block, :config_digest, :format, "
+                ":include_content, :dedupe_days, :digest, :timezone, :now, :now) RETURNING id",
                 values,
             )
             assert inserted is not None
@@ -210,6 +218,7 @@ async def _sync(tx: Tx, users: tuple[UserConfig, ...], feed_urls: list[str]) -> 
                     "UPDATE users SET webhook_url = :webhook_url, keep = :keep, block = :block, "
                     "config_digest = :config_digest, format = :format, "
                     "include_content = :include_content, dedupe_days = :dedupe_days, "
+                    "digest = :digest, timezone = :timezone, "
                     "enabled = 1, updated_at = :now WHERE name = :name",
                     values,
                 )
