@@ -4,16 +4,19 @@ their filters; the backlog rule; edits not announced; large fetches split."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from rssd.clock import to_iso
 from rssd.daemon.startup import sync_sources
 from rssd.models.config import Config
 from rssd.models.dto import FetchMeta, PostCreate
 from rssd.models.outbox import Feed, StoredPost, Subscriber, new_message_id, plan_messages
 from rssd.repo.db import Database
+from rssd.repo.digests import close_due
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.outbox import OutboxRepo
 from tests.conftest import FeedServer, rss
@@ -355,3 +358,39 @@ async def test_pruning_forgets_old_skips_and_stories(db: Database, tmp_path: Pat
     assert await skipped(db) == []
     left = await db.fetchall("SELECT story FROM announced ORDER BY story")
     assert [row[0] for row in left] == ["guid:guid-2", "link:news.example/2"]
+
+
+# Digests.
+
+
+async def test_a_digest_users_posts_wait_for_the_period_then_go_in_one_message(
+    db: Database, tmp_path: Path
+) -> None:
+    await setup(
+        db,
+        tmp_path,
+        [
+            user("alice", HOOK, [A, B], notify_backlog=True, digest="1h"),
+            user("bob", HOOK, [A], notify_backlog=True),
+        ],
+    )
+    await fetch(db, A, [post(1), post(2)])
+    await fetch(db, B, [story(3, "https://b.example/3")])
+    assert [m[0] for m in await messages(db)] == ["bob"]  # alice's wait
+    now = datetime.now(UTC)
+    assert await close_due(db, now, to_iso(now)) == 0, "the period is still open"
+    later = now + timedelta(hours=1, seconds=1)
+    assert await close_due(db, later, to_iso(later)) == 1
+    assert await close_due(db, later, to_iso(later)) == 0, "written once"
+    row = await db.fetchone(
+        "SELECT d.body, d.posts_count FROM deliveries d JOIN users u ON u.id = d.user_id "
+        "WHERE u.name = 'alice'"
+    )
+    assert row is not None and row["posts_count"] == 3
+    body = json.loads(row["body"])
+    assert body["type"] == "posts.digest"
+    assert [(f["url"], [p["external_id"] for p in f["posts"]]) for f in body["data"]["feeds"]] == [
+        (A, ["id-1", "id-2"]),
+        (B, ["guid-3"]),
+    ]
+    assert await db.fetchall("SELECT * FROM digest_items") == []

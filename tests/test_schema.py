@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from rssd.repo.db import Database, DatabaseError, Tx
-from rssd.repo.migrations import MIGRATIONS, SCHEMA_VERSION
-from rssd.repo.sqlite import BUSY_TIMEOUT_MS, SqliteDatabase, schema_sql
+from rssd.repo.migrations import MIGRATIONS, SCHEMA_VERSION, schema_sql
+from rssd.repo.sqlite import BUSY_TIMEOUT_MS, SqliteDatabase
 
 SCHEMA_V1 = Path(__file__).parent / "fixtures" / "schema_v1.sql"
 NOW = "2026-11-29T10:00:00.000Z"
@@ -34,6 +34,8 @@ V7_TABLES = ("daemons", "config_sync")
 V11_TABLES = ("hosts",)
 V11_SOURCE_COLUMNS = ("interval_fixed", "min_interval_minutes", "max_interval_minutes")
 V11_JOB_COLUMNS = ("interval_seconds", "interval_reason")
+V12_TABLES = ("digest_items",)
+V12_USER_COLUMNS = ("digest", "timezone")
 V9_INDEXES = ("skipped_posts_time",)
 V9_TABLES = ("announced", "skipped_posts")
 V9_COLUMNS = {
@@ -610,6 +612,14 @@ async def test_version_4_adds_the_feed_columns_as_a_fresh_database_has_them(
     assert query(path, "SELECT url, feed_title FROM content_sources") != []
 
 
+def drop_version_12(conn: sqlite3.Connection) -> None:
+    """Take version 12's objects out of today's schema (its table and columns)."""
+    for table in V12_TABLES:
+        conn.execute(f"DROP TABLE {table}")
+    for column in V12_USER_COLUMNS:
+        conn.execute(f"ALTER TABLE users DROP COLUMN {column}")
+
+
 def drop_version_11(conn: sqlite3.Connection) -> None:
     """Take version 11's objects out of today's schema (its table and columns)."""
     for table in V11_TABLES:
@@ -633,6 +643,7 @@ def drop_version_9(conn: sqlite3.Connection) -> None:
 
 def drop_version_7(conn: sqlite3.Connection) -> None:
     """Take version 7's objects (and the later ones') out of today's schema."""
+    drop_version_12(conn)
     drop_version_11(conn)
     drop_version_9(conn)
     for index in V7_INDEXES:
@@ -693,6 +704,7 @@ def test_migration_6_alone_adds_what_schema_sql_has_for_version_7(tmp_path: Path
     fresh = tmp_path / "fresh.sqlite3"
     with closing(sqlite3.connect(fresh)) as conn:
         conn.executescript(schema_sql())
+        drop_version_12(conn)
         drop_version_11(conn)
         drop_version_9(conn)
     assert {(t, n) for t, n, _ in schema_objects(path)} == {

@@ -19,7 +19,7 @@ from tests.support.postgres import fresh_database
 TABLES = {
     "content_sources", "fetch_job", "posts", "seen_items", "daemons", "config_sync",
     "config_versions", "schema_version", "users", "subscriptions", "deliveries",
-    "announced", "skipped_posts", "hosts",
+    "announced", "skipped_posts", "hosts", "digest_items",
 }  # fmt: skip
 INDEXES = {
     "fetch_job_one_active", "fetch_job_source_latest", "fetch_job_due", "fetch_job_lease",

@@ -8,7 +8,6 @@ belong to the one process that owns the database.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from rssd.commands.errors import CommandError
 from rssd.models.location import ConfigError
-from rssd.repo.db import Database, DatabaseError
+from rssd.repo.db import Database, DatabaseError, is_driver_error
 from rssd.repo.files import check_database_files
 from rssd.repo.migrations import SCHEMA_VERSION
 from rssd.repo.queries import schema_version
@@ -67,7 +66,9 @@ async def reader_at(database: Path | str) -> AsyncIterator[Database]:
     try:
         try:
             version = await schema_version(db)
-        except sqlite3.DatabaseError as exc:  # "file is not a database", a damaged header
+        except Exception as exc:  # "file is not a database", a damaged header, a bad schema
+            if not is_driver_error(exc):
+                raise
             raise CommandError(f"cannot use database {db.label}: {exc}") from None
         if version != SCHEMA_VERSION:
             raise CommandError(

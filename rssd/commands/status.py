@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +21,7 @@ from rssd.commands.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
 from rssd.commands.status_view import render_human, render_json
 from rssd.commands.terminal import safe_text
 from rssd.daemon.history import history_of
-from rssd.daemon.schedule import Policy, next_due
+from rssd.daemon.schedule import next_due, policy_of
 from rssd.models.categories import in_category
 from rssd.models.dto import FetchJobStatus, LatestJob
 from rssd.models.location import ConfigError, config_mtime, fallback_database
@@ -69,13 +69,12 @@ def assess(row: SourceStatus, now: datetime) -> Assessment:
     )
     due: datetime | None = None
     if source.enabled:
-        policy = Policy(interval=timedelta(minutes=source.interval_minutes))
         if fetching:
             due = now
         elif active is not None and active.status is FetchJobStatus.QUEUED and active.not_before:
             due = parse_iso(active.not_before)
         else:
-            due = next_due(history, policy, now, JITTER)
+            due = next_due(history, policy_of(source), now, JITTER)
     return Assessment(row, state, fetching, due)
 
 

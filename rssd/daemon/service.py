@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import os
 import random
@@ -30,6 +31,7 @@ from rssd.clock import to_iso
 from rssd.daemon import notify
 from rssd.daemon.claimer import Claimer
 from rssd.daemon.delivery import DeliveryLoop
+from rssd.daemon.digests import digest_loop
 from rssd.daemon.history import history_of
 from rssd.daemon.lag import LagProbe
 from rssd.daemon.loop import loop_name
@@ -190,6 +192,7 @@ class Service:
                     ("claims", claimer.claim_loop),
                     ("leases", leases),
                     ("delivery", self._delivery.run),
+                    ("digests", functools.partial(digest_loop, db, self._delivery.poke)),
                     ("config-watch", self._watch_config),
                     ("housekeeping", self._housekeeping),
                     ("metrics", self._metrics_writer),

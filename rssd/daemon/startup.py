@@ -17,7 +17,6 @@ from rssd.repo.config_sync import config_hash, sync_config
 from rssd.repo.db import Database
 from rssd.repo.files import check_database_files
 from rssd.repo.sources import SyncReport
-from rssd.repo.users import UserRepo
 
 log = get_logger("rssd.daemon")
 
@@ -94,8 +93,9 @@ async def sync_sources(
         feeds=len(config.feeds),
         config_hash=config_hash(config),
     )
-    # Then the users subscribed to the feeds (subscriptions name feeds by id).
-    users = await UserRepo(db).sync(config)
+    # The users subscribed to the feeds, synced in the same transaction.
+    users = outcome.users
+    assert users is not None
     if users.added or users.updated or users.disabled or users.subscribed or users.unsubscribed:
         log.info(
             "users.synced",

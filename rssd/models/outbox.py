@@ -55,6 +55,8 @@ class Subscriber:
     include_content: bool = False
     #: Skip a story announced from another feed within this many days (0: never).
     dedupe_days: int = 0
+    #: A digest user's posts wait for the period's message (rssd/models/digests.py).
+    digest: str | None = None
 
 
 @dataclass(frozen=True)

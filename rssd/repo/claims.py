@@ -28,11 +28,9 @@ from rssd.clock import parse_iso, to_iso, utcnow
 from rssd.models.dto import FetchJob, Source
 from rssd.net.hosts import host_key
 from rssd.repo.db import Database, Row, Tx
+from rssd.repo.fragments import NO_LIMIT, failure_run
 from rssd.repo.next_job import INSERT_NEXT, NextJob, insert_next_params
 from rssd.repo.rows import JOB_NAMES, SOURCE_NAMES, job_from, source_from
-
-#: ``LIMIT`` without a limit, on both backends.
-NO_LIMIT = 2**62
 
 #: A lease this long is renewed every LEASE_SECONDS / 3 while the fetch runs.
 LEASE_SECONDS = 30.0
@@ -44,13 +42,16 @@ _JOB_J = ", ".join(f"j.{name}" for name in JOB_NAMES)
 #: What a claim carries beside the job: the schedule's memory.
 _CARRIED = "j.failures, j.fetch_url, j.moved_seen"
 
-#: Consecutive real failures (``interrupted`` is the daemon's doing) since the source's
-#: last success: the backoff of a job queued without a predecessor to carry it.
-FAILURE_RUN = """(SELECT count(*) FROM fetch_job f
-    WHERE f.content_source_id = :source_id AND f.status = 'FAILED'
-      AND f.error_code != 'interrupted'
-      AND f.id > coalesce((SELECT max(id) FROM fetch_job
-                           WHERE content_source_id = :source_id AND status = 'COMPLETED'), 0))"""
+#: The users subscribed to the source (the default User-Agent names their number).
+_SUBSCRIBERS = """(SELECT count(*) FROM subscriptions sub JOIN users u ON u.id = sub.user_id
+    WHERE sub.content_source_id = s.id AND u.enabled = 1) AS subscribers"""
+
+#: The source's run of failures: the backoff of a job queued without a predecessor to
+#: carry it.
+FAILURE_RUN = failure_run(
+    ":source_id",
+    "(SELECT max(id) FROM fetch_job WHERE content_source_id = :source_id AND status = 'COMPLETED')",
+)
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,22 @@ class Claim:
     moved_seen: int
     #: The job was the source's QUEUED schedule entry, so its end queues the next one.
     scheduled: bool = True
+    #: Enabled users subscribed to the source.
+    subscribers: int = 0
 
 
 def _claim(row: Row, scheduled: bool = True) -> Claim:
     job = job_from(row[name] for name in JOB_NAMES)
     source = source_from(row[f"s_{name}"] for name in SOURCE_NAMES)
-    return Claim(job, source, row["failures"], row["fetch_url"], row["moved_seen"], scheduled)
+    return Claim(
+        job,
+        source,
+        row["failures"],
+        row["fetch_url"],
+        row["moved_seen"],
+        scheduled,
+        int(row["subscribers"]),
+    )
 
 
 class ClaimRepo:
@@ -99,6 +110,14 @@ class ClaimRepo:
                 {"max_per_host": max_per_host},
             )
         }
+        # Hosts paused by a 429/503's Retry-After (rssd/repo/hosts.py): none of their jobs
+        # is claimed until the pause ends, whichever feed of the host it is.
+        busy.update(
+            str(row["host"])
+            for row in await tx.fetchall(
+                f"SELECT host FROM hosts WHERE paused_until > {tx.dialect.clock}", {"now": stamp}
+            )
+        )
         found: list[tuple[int, str]] = []
         after: tuple[str, int] | None = None
         while len(found) < wanted:
@@ -242,7 +261,7 @@ class ClaimRepo:
         """The claims of jobs ``ids`` (``holder``: only those ONGOING under this daemon)."""
         mine = " AND j.status = 'ONGOING' AND j.claimed_by = :daemon" if holder else ""
         rows = await tx.fetchall(
-            f"SELECT {_JOB_J}, {_CARRIED}, {_SOURCE_COLUMNS} FROM fetch_job j "
+            f"SELECT {_JOB_J}, {_CARRIED}, {_SUBSCRIBERS}, {_SOURCE_COLUMNS} FROM fetch_job j "
             f"JOIN content_sources s ON s.id = j.content_source_id "
             f"WHERE j.id IN {tx.dialect.in_json_int('ids')}{mine} ORDER BY j.id",
             {"ids": json.dumps(list(ids)), "daemon": self.daemon_id},

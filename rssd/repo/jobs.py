@@ -21,6 +21,7 @@ from rssd.models.dto import (
     PostCreate,
 )
 from rssd.repo.db import Database, Row, Tx
+from rssd.repo.fragments import failure_run
 from rssd.repo.next_job import INSERT_NEXT, NextJob, insert_next_params
 from rssd.repo.outbox import write_outbox_in
 from rssd.repo.posts import UpsertCounts, upsert_in
@@ -249,14 +250,12 @@ WITH heads AS (
 )
 SELECT h.source_id, h.source_updated_at, h.active, j.id AS job_id, j.status, j.ended_at,
     j.error_code, j.http_status, ok.ended_at AS last_success_at,
-    (SELECT count(*) FROM fetch_job f
-     WHERE f.content_source_id = h.source_id AND f.id > coalesce(h.ok_id, 0)
-       AND f.status = 'FAILED' AND f.error_code != 'interrupted') AS failures
+    {failure_run} AS failures
 FROM heads h
 LEFT JOIN fetch_job j ON j.id = h.latest_id
 LEFT JOIN fetch_job ok ON ok.id = h.ok_id
 ORDER BY h.source_id
-"""
+""".format(failure_run=failure_run("h.source_id", "h.ok_id"))
 
 
 async def latest_jobs(db: Database, source_id: int | None = None) -> list[LatestJob]:

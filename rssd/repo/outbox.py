@@ -16,6 +16,7 @@ from rssd.models.redact import strip_userinfo
 from rssd.models.stories import Skip, duplicates, story_keys
 from rssd.models.users import MAX_DEDUPE_DAYS
 from rssd.repo.db import Database, Row, Tx
+from rssd.repo.digests import wait_for_digest_in
 
 _PRIME = (
     "UPDATE subscriptions SET primed = 1 "
@@ -23,7 +24,7 @@ _PRIME = (
 )
 
 _SUBSCRIBERS = """
-SELECT u.id, u.name, u.keep, u.block, u.format, u.include_content, u.dedupe_days
+SELECT u.id, u.name, u.keep, u.block, u.format, u.include_content, u.dedupe_days, u.digest
 FROM subscriptions s JOIN users u ON u.id = s.user_id
 WHERE s.content_source_id = :source_id AND u.enabled = 1 AND u.disabled_reason IS NULL
 ORDER BY u.id
@@ -57,6 +58,7 @@ async def write_outbox_in(
             row["format"],
             bool(row["include_content"]),
             int(row["dedupe_days"]),
+            row["digest"],
         )
         for row in await tx.fetchall(_SUBSCRIBERS, {"source_id": source_id})
         if row["id"] not in unprimed
@@ -87,6 +89,9 @@ async def write_outbox_in(
         chosen = chosen_posts(subscriber, feed, stored)
         if chosen and subscriber.dedupe_days > 0:
             chosen = await _one_per_story_in(tx, subscriber, source_id, chosen, now)
+        if subscriber.digest is not None:
+            await wait_for_digest_in(tx, subscriber.user_id, source_id, chosen, now)
+            continue
         messages += plan_messages([subscriber], feed, chosen, now, filtered=True)
     if messages:
         await tx.executemany(

@@ -26,10 +26,9 @@ from rssd.clock import parse_iso, to_iso
 from rssd.models.redact import redact
 from rssd.repo.db import Database, DatabaseError, Params, Row, Tx, shielded
 from rssd.repo.dialect import POSTGRES
-from rssd.repo.migrations import PG_MIGRATIONS, SCHEMA_VERSION
+from rssd.repo.migrations import SCHEMA_VERSION, upgrade_scripts
 from rssd.repo.pg_listen import JOBS_CHANNEL, PgListener
 from rssd.repo.pg_writer import PgWriter
-from rssd.repo.sqlite import schema_sql
 
 T = TypeVar("T")
 
@@ -196,16 +195,8 @@ class PostgresDatabase(Database):
 
         async def work(tx: Tx) -> None:
             await tx.execute(POSTGRES.xact_lock, {"lock_key": _SCHEMA_LOCK})
-            version = await _version(tx)
-            if version > SCHEMA_VERSION:
-                raise DatabaseError(
-                    f"database {self.label} has schema version {version}, newer than this "
-                    f"rssd understands ({SCHEMA_VERSION}); upgrade rssd"
-                )
-            if version > 0:
-                for step in range(version, SCHEMA_VERSION):
-                    await tx.execute(PG_MIGRATIONS[step])
-            await tx.execute(schema_sql("schema_pg.sql"))
+            for script in upgrade_scripts(POSTGRES, await _version(tx), self.label):
+                await tx.execute(script)
             await tx.execute("DELETE FROM schema_version")
             await tx.execute(
                 "INSERT INTO schema_version (version) VALUES (:v)", {"v": SCHEMA_VERSION}

@@ -85,13 +85,21 @@ class Request:
 
 
 def notice_of(body: str) -> Notice:
-    """Read a stored Standard Webhooks body: ``posts.new``, or a test's ``rssd.test``."""
+    """Read a stored Standard Webhooks body: ``posts.new``, a ``posts.digest`` (several
+    feeds), or a test's ``rssd.test``."""
     message = json.loads(body)
     data = message.get("data") or {}
     user = str(data.get("user") or "")
-    if message.get("type") != "posts.new":
+    if message.get("type") == "posts.new":
+        feeds = [{**(data.get("feed") or {}), "posts": data.get("posts") or ()}]
+    elif message.get("type") == "posts.digest":
+        feeds = data.get("feeds") or []
+    else:
         return Notice(user, text=str(data.get("message") or message.get("type") or ""))
-    feed = data.get("feed") or {}
+    return Notice(user, tuple(_group(feed) for feed in feeds))
+
+
+def _group(feed: Mapping[str, Any]) -> Group:
     items = tuple(
         Item(
             _text(post.get("title")),
@@ -100,10 +108,10 @@ def notice_of(body: str) -> Notice:
             _text(post.get("published_at")),
             _text(post.get("summary")),
         )
-        for post in data.get("posts") or ()
+        for post in feed.get("posts") or ()
     )
     url = str(feed.get("url") or "")
-    return Notice(user, (Group(str(feed.get("name") or url), url, items),))
+    return Group(str(feed.get("name") or url), url, items)
 
 
 def _text(value: object) -> str | None:
