@@ -72,6 +72,7 @@ def config_text(url: str, feeds: list[str], concurrency: int) -> str:
         f'database = "{url}"',
         f"max_concurrency = {concurrency}",
         "interval_minutes = 1440",
+        "host_min_gap_seconds = 0",  # dozens of feeds per farm address
         'log_level = "warning"',
     ]
     for feed in feeds:

@@ -18,7 +18,7 @@ from rssd.models.dto import ErrorCode, FetchJobStatus, FetchMeta
 from rssd.net.hosts import host_key
 from rssd.repo.claims import LEASE_SECONDS, ClaimRepo
 from rssd.repo.claims import PAGE as CANDIDATE_PAGE
-from rssd.repo.db import Database
+from rssd.repo.db import Database, Tx
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.next_job import NextJob
 from rssd.repo.sources import SourceRepo
@@ -106,6 +106,31 @@ async def test_an_idn_host_and_its_punycode_share_the_slots(db: Database, tmp_pa
     assert await claims.claim_due(10, 1) == [], "the same host's one slot is taken"
     row = await db.fetchone("SELECT host FROM fetch_job WHERE id = :id", {"id": first.job.id})
     assert row is not None and row[0] == "xn--bcher-kva.de"
+
+
+async def test_a_claim_counts_the_enabled_users_subscribed(db: Database, tmp_path: Path) -> None:
+    """The default User-Agent names a feed's subscribers: enabled users only."""
+    ids = await sources(db, tmp_path, ["http://a.example/feed", "http://b.example/feed"])
+    a, b = ids.values()
+
+    async def users(tx: Tx) -> None:
+        for number, enabled in ((1, 1), (2, 1), (3, 0)):
+            await tx.execute(
+                "INSERT INTO users (id, name, webhook_url, enabled, config_digest, created_at, "
+                "updated_at) VALUES (:id, :name, 'https://h.example/', :enabled, 'd', :now, :now)",
+                {"id": number, "name": f"u{number}", "enabled": enabled, "now": past()},
+            )
+            await tx.execute(
+                "INSERT INTO subscriptions (user_id, content_source_id, created_at) "
+                "VALUES (:id, :source, :now)",
+                {"id": number, "source": a, "now": past()},
+            )
+
+    await db.write(users)
+    claims = ClaimRepo(db, "d1")
+    await claims.queue_missing({a: past(), b: past()})
+    counted = {claim.source.id: claim.subscribers for claim in await claims.claim_due(10, 2)}
+    assert counted == {a: 2, b: 0}
 
 
 async def test_two_daemons_claiming_at_once_never_take_the_same_job(
