@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 from rssd.daemon.search_backfill import build_index  # noqa: E402
 from rssd.models.search import document  # noqa: E402
-from rssd.repo.db import Database  # noqa: E402
+from rssd.repo.open import open_database  # noqa: E402
 from rssd.repo.search import search_params  # noqa: E402
 
 NOW = "2026-12-01T00:00:00.000Z"
@@ -116,7 +116,7 @@ def posts(count: int, feeds: int, seed: int = 27) -> Iterator[tuple[int, int, Po
 
 async def create(target: Path | str) -> None:
     """rssd's schema, through rssd (migrations, schema file)."""
-    await (await Database.open(target)).close()
+    await (await open_database(target)).close()
 
 
 def fill_sqlite(path: Path, count: int, feeds: int) -> None:
@@ -275,7 +275,7 @@ async def in_process(target: Path | str, args: list[str], runs: int) -> float:
     from rssd.repo.queries import PostFilter, newest_posts  # noqa: PLC0415
     from rssd.repo.search import search_posts  # noqa: PLC0415
 
-    db = await Database.open(target, readonly=True)
+    db = await open_database(target, readonly=True)
     try:
         times = []
         for _ in range(runs):
@@ -295,7 +295,7 @@ async def in_process(target: Path | str, args: list[str], runs: int) -> float:
 async def backfill(target: Path | str, last: int) -> tuple[int, float]:
     """Forget the index of the newest ``last`` posts, rebuild it as the migration's
     backfill does; (posts, seconds)."""
-    db = await Database.open(target)
+    db = await open_database(target)
     try:
 
         async def forget(tx: object) -> None:

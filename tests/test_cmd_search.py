@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 
 from rssd.models.dto import PostCreate
-from rssd.repo.db import Database
+from rssd.repo.open import open_database
 from rssd.repo.posts import PostRepo
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer, rss
@@ -23,7 +23,7 @@ FEEDS = ["http://a.example/feed", "http://b.example/feed"]
 
 async def world(tmp_path: Path, posts: list[PostCreate]) -> Path:
     """config.toml with two feeds, its database holding ``posts`` of the first."""
-    db = await Database.open(tmp_path / "rssd.sqlite3")
+    db = await open_database(tmp_path / "rssd.sqlite3")
     try:
         await SourceRepo(db).sync(make_config(tmp_path, FEEDS))
         await PostRepo(db).upsert_many(1, None, posts)
@@ -99,7 +99,7 @@ async def test_a_query_that_cannot_run_is_a_usage_error(
 
 async def test_while_the_index_is_built_the_search_says_so(tmp_path: Path) -> None:
     config = await world(tmp_path, [post(f"p{i}", f"Story {i}", "") for i in range(4)])
-    db = await Database.open(tmp_path / "rssd.sqlite3")
+    db = await open_database(tmp_path / "rssd.sqlite3")
     try:
         await db.write_one("UPDATE search_backfill SET next_id = 3, last_id = 4")
     finally:

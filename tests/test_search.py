@@ -17,6 +17,7 @@ from rssd.models.dto import PostCreate
 from rssd.models.search import QueryError, parse
 from rssd.repo.db import Database
 from rssd.repo.migrations import SCHEMA_VERSION
+from rssd.repo.open import open_database
 from rssd.repo.outbox import OutboxRepo
 from rssd.repo.posts import PostRepo
 from rssd.repo.queries import PostFilter
@@ -255,7 +256,7 @@ async def test_the_index_is_built_in_batches_and_resumes(
     assert not await db.write(lambda tx: backfill_batch(tx, 3))  # then "interrupted"
     assert len(await found(db, "backfilled")) == 3
 
-    again = await Database.open(db_target)  # a later start resumes at the mark
+    again = await open_database(db_target)  # a later start resumes at the mark
     try:
         # An edit of a post not indexed yet: indexed with its new text, not twice.
         await PostRepo(again).upsert_many(1, None, [post("p4", "Backfilled 4 edited", "")])
@@ -302,7 +303,7 @@ async def test_a_version_12_database_is_migrated_and_its_posts_indexed(
     await store(db, tmp_path, [post(f"p{i}", f"Migrated {i}", "") for i in range(3)])
     await db.close()
     await downgrade_to_12(db_target)
-    migrated = await Database.open(db_target)
+    migrated = await open_database(db_target)
     try:
         assert await migrated.schema_version() == SCHEMA_VERSION == 13
         state = await migrated.snapshot(backfill_state)

@@ -41,6 +41,8 @@ DISCORD_TOTAL_CHARS = 6000
 NTFY_MESSAGE_BYTES = 4096
 NTFY_LINE_BYTES = 360
 SUMMARY_CHARS = 280
+#: Longer links are left out (Slack's text of 20 posts then stays under its 40,000).
+MAX_LINK_CHARS = 1500
 GOTIFY_PRIORITY = 5
 NTFY_TAGS = ("newspaper",)
 
@@ -124,8 +126,12 @@ def clip(text: str, limit: int) -> str:
 
 
 def _http(url: str | None) -> str | None:
-    """A link a service will accept: http(s) only (Discord refuses an embed otherwise)."""
-    return url if url and url.startswith(("http://", "https://")) and " " not in url else None
+    """A link a service will accept: http(s) only (Discord refuses an embed otherwise),
+    and not absurdly long (a feed's 100 KB link would break a service's size limits; the
+    post is still listed, by its title)."""
+    if not url or len(url) > MAX_LINK_CHARS or " " in url:
+        return None
+    return url if url.startswith(("http://", "https://")) else None
 
 
 def headline(notice: Notice) -> str:
