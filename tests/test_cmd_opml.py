@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import shutil
 import tomllib
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from rssd.commands import opml
 from rssd.models.config import load_config, normalize_url
-from tests.support.commands import cli_sync
+from tests.conftest import FeedServer, rss
+from tests.support.commands import cli, cli_sync, run_once_from
 from tests.support.config import write_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "opml"
@@ -286,3 +288,26 @@ def test_import_keeps_folders_as_categories(tmp_path: Path) -> None:
         ("https://planet.debian.org/rss20.xml", "Blogs / Linux"),
         ("https://LWN.net/headlines/rss", None),
     ]
+
+
+async def test_export_gives_a_homepage_as_its_feed_with_the_page_as_html_url(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    feed = feed_server.static("/blog/feed.xml", rss([{"title": "One", "guid": "1"}]))
+    page = feed_server.static(
+        "/blog/",
+        '<html><head><link rel="alternate" type="application/rss+xml" href="feed.xml">'
+        "</head></html>",
+        content_type="text/html",
+    )
+    config = write_config(tmp_path / "config.toml", [{"url": page, "name": "Jane"}])
+    await run_once_from(config)
+    exported = await cli("export-opml", "-c", config)
+    assert exported.code == 0, exported.err
+    outline = ET.fromstring(exported.out).find(".//outline[@text='Jane']")
+    assert outline is not None
+    assert (outline.get("xmlUrl"), outline.get("htmlUrl"), outline.get("type")) == (
+        feed,
+        page,
+        "rss",
+    )

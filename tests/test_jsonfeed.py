@@ -5,6 +5,7 @@ the Accept header, conditional GET, the unchanged-body skip, an edited item."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from rssd.daemon.pipeline import JobReport, Pipeline
 from rssd.daemon.startup import daemon_session
 from rssd.fetch.digest import content_digest
 from rssd.fetch.fetcher import Fetcher, Outcome
-from rssd.fetch.jsonfeed import looks_like_json
+from rssd.fetch.jsonfeed import looks_like_json, parse_json_feed
 from rssd.fetch.parse import parse_document
 from rssd.models.dto import ErrorCode, FetchJobStatus
 from rssd.repo.sources import SourceRepo
@@ -117,6 +118,49 @@ def test_one_bad_item_does_not_lose_the_others() -> None:
         None,
     )
     assert outcome.warning == "item 0 is not an object, skipped; item 2 is not an object, skipped"
+
+
+def test_a_lone_surrogate_is_replaced_and_every_item_kept() -> None:
+    """Issue 20.12: one ``\\ud800`` (valid JSON, no character) failed the whole feed with
+    a UnicodeEncodeError; now it becomes U+FFFD wherever it is, and the feed is stored."""
+    lone = "\ud800"  # json.dumps writes it as the escape \\ud800, as a hostile feed would
+    document = {
+        "version": V11,
+        "title": f"T{lone}",
+        "items": [
+            {
+                "id": f"a{lone}",
+                "title": f"x{lone}y",
+                "content_html": "<p>c\udc00</p>",
+                "summary": f"s{lone}",
+                "url": f"http://e.org/{lone}",
+                "tags": [f"t{lone}"],
+                "authors": [{"name": f"n{lone}"}],
+                "attachments": [{"url": f"http://e.org/{lone}.mp3"}],
+                f"_x{lone}": {"deep": [[f"{lone}"]]},
+            },
+            {"id": "b", "title": "pair \U0001f600, and \\ud800 as text"},
+        ],
+    }
+    body = json.dumps(document).encode()
+    assert b"\\ud800" in body and b"\\ud83d\\ude00" in body
+    parsed = parse_json_feed(body, BASE, True)
+    assert parsed.error_code is None
+    first, second = parsed.posts
+    assert parsed.title == "T\ufffd"
+    assert (first.external_id, first.title, first.summary, first.author, first.content) == (
+        "a\ufffd",
+        "x\ufffdy",
+        "s\ufffd",
+        "n\ufffd",
+        "<p>c\ufffd</p>",
+    )
+    assert first.url == "http://e.org/\ufffd"
+    assert json.loads(first.tags or "[]") == ["t\ufffd"]
+    # Nothing is left in the post that UTF-8 (the database) cannot encode.
+    json.dumps(dataclasses.asdict(first), ensure_ascii=False).encode("utf-8")
+    assert second.title == "pair \U0001f600, and \\ud800 as text"  # untouched
+    assert parsed.warning == "lone surrogate escapes replaced by U+FFFD"
 
 
 def test_deeply_nested_json_is_a_parse_error() -> None:

@@ -19,8 +19,8 @@ from aiohttp import web
 from rssd.daemon.watcher import stamp
 from rssd.models.config import load_config
 from rssd.models.dto import ErrorCode
-from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
+from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer, Handler, rss
 from tests.support.config import Feed, config_text, replace_file, write_config
@@ -78,7 +78,7 @@ async def fetched_before_and_interrupted(config: Path) -> None:
     """Every feed known, its latest job FAILED ``interrupted``, as a daemon stopped mid-fetch
     leaves it: the next daemon fetches it at once instead of spreading new feeds over up to
     10 s. Only for tests about what happens *during* a fetch, to keep them quick."""
-    db = await Database.open(load_config(config).database)
+    db = await open_database(load_config(config).database)
     try:
         await SourceRepo(db).sync(load_config(config))
         jobs = FetchJobRepo(db)
@@ -120,7 +120,7 @@ async def held_in_start_up(daemons: Daemons, config: Path) -> AsyncIterator[Daem
     database = load_config(config).database_path
     assert database is not None
     lock = database.with_name(database.name + ".lock")
-    await (await Database.open(database)).close()
+    await (await open_database(database)).close()
     blocker = sqlite3.connect(database, isolation_level=None)
     try:
         blocker.execute("BEGIN IMMEDIATE")
@@ -180,7 +180,9 @@ async def test_a_feed_added_by_editing_the_file_is_fetched_without_a_signal(
 ) -> None:
     first = feed_server.static("/first.xml", rss(ITEMS[:1]))
     config = write_config(tmp_path / "config.toml", [{"url": first}])
-    daemon = await daemons.start(config, env=notify_env(notify, WATCHDOG_USEC="200000"))
+    daemon = await daemons.spawn(  # -c relative: the log names the file absolutely
+        "run", "-c", "config.toml", cwd=tmp_path, env=notify_env(notify, WATCHDOG_USEC="200000")
+    )
     ready = await notify.wait("READY", "1", daemon=daemon)
     await watcher_running(notify, daemon, ready)
 
@@ -188,6 +190,7 @@ async def test_a_feed_added_by_editing_the_file_is_fetched_without_a_signal(
     write_config(config, [{"url": first}, {"url": added, "name": "Added"}])  # temp + rename
 
     changed = await daemon.wait_for("config.changed")
+    assert daemon.events[changed]["path"] == str(config)
     await daemon.wait_for("config.reloaded", start=changed, added=1, updated=0, disabled=0)
     await daemon.wait_for("fetch.completed", url=added, posts_new=3)
     assert daemon.find("config.reload_requested") is None, daemon.log()  # no signal involved

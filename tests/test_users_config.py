@@ -9,6 +9,7 @@ import pytest
 from rssd.models.config import ConfigError, parse_config
 from rssd.models.filters import Filters, parse_rule, passes
 from rssd.models.users import DEFAULT_RETRY_SECONDS, WebhookSecret, user_feed_urls
+from tests.support.commands import cli_sync
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 FEED = "https://a.example/feed"
@@ -115,7 +116,7 @@ def test_unreadable_secret_file(tmp_path: Path) -> None:
         (
             user_toml(feeds='["https://unknown.example/feed"]'),
             "users[0].feeds[0]: 'https://unknown.example/feed' is not the url of a [[feeds]] "
-            'table (or "*" for every feed)',
+            'table (or "*" for every feed) (user alice)',  # the user by name, not index only
         ),
         (
             user_toml(keep='["title=(?i"]'),
@@ -160,7 +161,9 @@ def test_a_misplaced_secret_is_not_echoed() -> None:
 
 def test_duplicate_user_names() -> None:
     text = config_toml(user_toml()) + "[[users]]\n" + user_toml() + "\n"
-    assert errors_of(text) == ["users[1].name: duplicate name 'alice' (already users[0])"]
+    assert errors_of(text) == [
+        "users[1].name: duplicate name 'alice' (already users[0]) (user alice)"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -216,3 +219,20 @@ def test_filters(keep: tuple[str, ...], block: tuple[str, ...], expected: bool) 
 
 def test_rule_text_round_trips() -> None:
     assert parse_rule("title=(?i)a=b").text == "title=(?i)a=b"
+
+
+def test_check_config_shows_the_retry_span_and_each_users_filters(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[[feeds]]\nurl = "https://a.example/feed"\n'
+        "[webhooks]\nretry_seconds = [5, 5, 5, 5]\n"
+        f'[[users]]\nname = "alice"\nwebhook_url = "https://h.example/a"\nsecret = "{SECRET}"\n'
+        'feeds = ["*"]\nkeep = ["title=(?i)python"]\nblock = ["title=sponsored"]\n'
+    )
+    result = cli_sync("check-config", "-c", config)
+    assert result.code == 0, result.err
+    assert "5 attempts over 20s," in result.out  # not "over 0.0 days"
+    assert (
+        "  alice -> https://h.example/a  (every feed; keep title=(?i)python; "
+        "block title=sponsored)" in result.out
+    )

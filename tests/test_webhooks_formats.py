@@ -116,7 +116,9 @@ def test_slack_escapes_markup_a_feed_could_use_to_ping_everyone() -> None:
 
 def test_slack_keeps_its_limits_at_a_full_message_of_long_posts() -> None:
     size = POSTS_PER_MESSAGE["slack"]
-    shape = payload("slack", [post(n, title="T" * 5000, summary="S" * 9000) for n in range(size)])
+    long_link = "https://blog.example/" + "x" * 5000
+    posts = [post(n, title="T" * 5000, summary="S" * 9000, url=long_link) for n in range(size)]
+    shape = payload("slack", posts)
     assert len(shape["blocks"]) <= 50
     assert all(len(b["text"]["text"]) <= SLACK_SECTION_CHARS for b in shape["blocks"])
     assert shape["blocks"][0]["text"]["text"] == f"{size} new posts in Blog"
@@ -146,6 +148,8 @@ def test_discord_keeps_its_limits_at_a_full_message_of_long_posts() -> None:
         [post(n, title="T" * 900, summary="S" * 9000, author="A" * 999) for n in range(size)],
     )
     assert len(shape["embeds"]) == size <= 10
+    long_link = payload("discord", [post(1, url="https://blog.example/" + "x" * 5000)])
+    assert "url" not in long_link["embeds"][0]  # too long to be a link; the post stays
     assert all(len(e["title"]) <= 256 and len(e["description"]) <= 4096 for e in shape["embeds"])
     assert discord_chars(shape) <= DISCORD_TOTAL_CHARS
     assert shape["embeds"][0]["title"].endswith("…")

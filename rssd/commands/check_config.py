@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 
-from rssd.commands.errors import EXIT_FAILURE, EXIT_OK
-from rssd.commands.humanize import plural
+from rssd.commands.humanize import plural, span
 from rssd.commands.terminal import safe_lines
+from rssd.exits import EXIT_FAILURE, EXIT_OK
 from rssd.models.config import Config, ConfigError, exposed_files, load_config
 from rssd.models.redact import redact
 
@@ -60,13 +61,16 @@ def _describe_webhooks(config: Config) -> list[str]:
     if not config.users:
         return []
     hooks = config.webhooks
-    days = sum(hooks.retry_seconds) / 86400
+    over = span(timedelta(seconds=sum(hooks.retry_seconds)))
     private = "allowed" if hooks.allow_private_networks else "refused"
     lines = [
         f"webhooks:  {plural(len(config.users), 'user')}; {hooks.max_attempts} attempts over "
-        f"{days:.1f} days, timeout {hooks.timeout_seconds:g}s, private networks {private}"
+        f"{over}, timeout {hooks.timeout_seconds:g}s, private networks {private}"
     ]
     for user in config.users:
         feeds = "every feed" if user.wants_all_feeds() else plural(len(user.feeds), "feed")
-        lines.append(f"  {user.name} -> {redact(user.webhook_url)}  ({feeds})")
+        filters = [f"keep {rule.text}" for rule in user.keep]
+        filters += [f"block {rule.text}" for rule in user.block]
+        shown = "; ".join([feeds, *filters])
+        lines.append(f"  {user.name} -> {redact(user.webhook_url)}  ({shown})")
     return lines

@@ -8,14 +8,18 @@ otherwise be missing from the copy), then point ``database`` at the URL.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 from rssd.commands.context import load, reader, run
-from rssd.commands.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
-from rssd.models.redact import redact
+from rssd.commands.errors import CommandError
+from rssd.commands.humanize import plural
+from rssd.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from rssd.models.redact import redact, split_userinfo
 from rssd.repo.copy import copy_rows, counts
-from rssd.repo.db import Database, DatabaseError, is_postgres
+from rssd.repo.db import DatabaseError, is_postgres
+from rssd.repo.open import open_database
 
 
 async def copy(path: Path, to: str) -> dict[str, tuple[int, int]]:
@@ -27,20 +31,20 @@ async def copy(path: Path, to: str) -> dict[str, tuple[int, int]]:
         raise CommandError("--to takes a postgresql:// URL", EXIT_USAGE)
     async with reader(config) as source:
         try:
-            target = await Database.open(to)
+            target = await open_database(to)
         except DatabaseError as exc:
             raise CommandError(str(exc)) from None
         try:
             already = {table: n for table, n in (await counts(target)).items() if n}
             if already:
-                listed = ", ".join(f"{table} ({n} rows)" for table, n in already.items())
+                listed = ", ".join(f"{table} ({plural(n, 'row')})" for table, n in already.items())
                 raise CommandError(
                     f"{redact(to, keep_user=True)} is not empty: {listed}; "
                     f"copy into an empty database"
                 )
 
             async def progress(table: str, copied: int) -> None:
-                print(f"{table}: {copied} rows", file=sys.stderr)
+                print(f"{table}: {plural(copied, 'row')}", file=sys.stderr)
 
             await copy_rows(source, target, progress)
             before, after = await counts(source), await counts(target)
@@ -59,5 +63,22 @@ def main(path: Path, to: str) -> int:
         print("rssd copy-database: the counts differ; do not switch to the copy", file=sys.stderr)
         return EXIT_FAILURE
     shown = redact(to, keep_user=True)
-    print(f'copied into {shown}; set database = "{shown}" to use it')
+    if shown == to:
+        print(f'copied into {shown}; set database = "{shown}" to use it')
+    else:  # never a literal *** to paste; the password belongs in a passfile
+        print(
+            f'copied into {shown}; set database = "{without_password(to)}" to use it, '
+            f"with the password in a passfile (README, Running several daemons)"
+        )
     return EXIT_OK
+
+
+def without_password(url: str) -> str:
+    """``url`` with its password left out (of the userinfo and of a ``password=``)."""
+    parts = split_userinfo(url)
+    if parts is not None:
+        scheme, userinfo, rest = parts
+        user = userinfo.partition(":")[0]
+        url = f"{scheme}{user}@{rest}" if user else f"{scheme}{rest}"
+    url = re.sub(r"(?i)([?&])password=[^&#]*(&|(?=#)|$)", r"\1", url)
+    return re.sub(r"[?&](?=#|$)", "", url)

@@ -10,24 +10,27 @@ from pathlib import Path
 from rssd.clock import utcnow
 from rssd.commands import opml
 from rssd.commands.context import load, reader
-from rssd.commands.errors import EXIT_OK, CommandError
+from rssd.commands.errors import CommandError
+from rssd.exits import EXIT_OK
 from rssd.models.config import Config
+from rssd.models.dto import Source
 from rssd.repo.sources import SourceRepo
 
 
-async def feed_titles(config: Config) -> dict[str, str]:
-    """URL -> the feed's own title, from the database; none when there is no usable one
-    (a config not run yet exports fine)."""
+async def known_sources(config: Config) -> list[Source]:
+    """The database's sources (their own titles, the feeds their pages led to); none when
+    there is no usable database (a config not run yet exports fine)."""
     try:
         async with reader(config) as db:
-            sources = await SourceRepo(db).list()
+            return await SourceRepo(db).list()
     except CommandError:
-        return {}
-    return {source.url: source.feed_title for source in sources if source.feed_title}
+        return []
 
 
 def main(config_path: Path) -> int:
     config = load(config_path)
-    titles = asyncio.run(feed_titles(config))
-    print(opml.render(config.feeds, utcnow(), feed_titles=titles))
+    sources = asyncio.run(known_sources(config))
+    titles = {source.url: source.feed_title for source in sources if source.feed_title}
+    feed_urls = {source.url: source.feed_url for source in sources if source.feed_url}
+    print(opml.render(config.feeds, utcnow(), feed_titles=titles, feed_urls=feed_urls))
     return EXIT_OK

@@ -196,11 +196,14 @@ def render(
     now: datetime,
     title: str = "rssd feeds",
     feed_titles: Mapping[str, str] | None = None,
+    feed_urls: Mapping[str, str] | None = None,
 ) -> str:
     """OPML 2.0: one ``type="rss"`` outline per feed (text and title: its name, else the
     feed's own title from ``feed_titles`` by URL, else the URL), inside nested outlines
-    for its category's folders; ``enabled="false"`` on a disabled feed. Credentials in a
-    URL are masked: an OPML file is shared.
+    for its category's folders; ``enabled="false"`` on a disabled feed. A configured web
+    page whose feed is known (``feed_urls``: page URL -> feed URL) is exported as that
+    feed (``xmlUrl``) with the page as ``htmlUrl``: ``xmlUrl`` must be a feed. Credentials
+    in a URL are masked: an OPML file is shared.
 
     Control and format characters are left out of the text: C0 controls are not XML at
     all, and C1 or bidi characters would reach whatever reader displays the file.
@@ -223,6 +226,9 @@ def render(
         url = redact(feed.url)
         label = strip_unsafe(feed.name or (feed_titles or {}).get(feed.url) or url)
         attributes = {"type": "rss", "text": label, "title": label, "xmlUrl": url}
+        discovered = (feed_urls or {}).get(feed.url)
+        if discovered:
+            attributes.update(xmlUrl=strip_unsafe(redact(discovered)), htmlUrl=url)
         if not feed.enabled:
             attributes["enabled"] = "false"
         ET.SubElement(folders[path], "outline", attributes)

@@ -11,7 +11,8 @@ them (``\\u001b``), which any JSON reader turns back into the same string.
 Unsafe: C0 and C1 controls and DEL, every Unicode format character (category Cf: bidi
 embeddings, overrides and isolates, zero-width space/joiners, BOM, tag characters),
 line and paragraph separators, and lone surrogates. A ZWJ inside an emoji sequence is
-escaped too: one rule that holds everywhere beats a display nicety.
+escaped too: one rule that holds everywhere beats a display nicety. The one exception is
+the tab, which can do no harm and is shown as a space (a ``\x09`` in a title only puzzled).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def is_unsafe(char: str) -> bool:
 
 def _escape(match: re.Match[str]) -> str:
     code = ord(match.group())
+    if code == 0x09:  # a tab drives nothing and reads as a gap: one space, not "\x09"
+        return " "
     if code <= 0xFF:
         return f"\\x{code:02x}"
     if code <= 0xFFFF:
@@ -52,7 +55,8 @@ def has_unsafe(text: str) -> bool:
 
 
 def safe_text(text: str) -> str:
-    """One line for a person: every unsafe character (newlines and tabs too) escaped."""
+    """One line for a person: every unsafe character (newlines too) escaped; a tab is a
+    space."""
     return _UNSAFE.sub(_escape, text)
 
 

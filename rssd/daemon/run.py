@@ -16,10 +16,10 @@ import threading
 from pathlib import Path
 
 from rssd import logs
-from rssd.commands.errors import EXIT_FAILURE, EXIT_OK
 from rssd.daemon import loop as event_loop
 from rssd.daemon.lock import LockedError
 from rssd.daemon.watcher import FileWatcher
+from rssd.exits import EXIT_FAILURE, EXIT_OK
 from rssd.models.config import ConfigError, load_config
 from rssd.repo.db import DatabaseError, is_driver_error
 
@@ -29,6 +29,7 @@ THREAD_EXIT_WAIT = 2.0
 
 def run(path: Path, *, once: bool) -> int:
     logs.configure("info")  # JSON from the first line on, before the config is known
+    path = path.absolute()  # in the logs as a path a collector can use (config.changed)
     log = logs.get_logger("rssd.daemon")
     watcher = FileWatcher(path)  # before reading: an edit from now on is a change
     try:

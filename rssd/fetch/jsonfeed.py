@@ -11,13 +11,16 @@ images and extensions are read past, like RSS categories and enclosures.
 
 A document that is not JSON, or JSON without a jsonfeed.org version, is ``not_a_feed``; a
 JSON Feed that is not valid JSON is ``parse_error``. An item of the wrong shape is skipped
-and named in the warning; the other items are stored.
+and named in the warning; the other items are stored. A lone surrogate escape
+(``"\\ud800"``: valid JSON, but no character, and nothing can encode it) is replaced by
+U+FFFD, as invalid UTF-8 is, rather than failing the item or the feed.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +44,10 @@ VERSIONS = {
     "https://jsonfeed.org/version/1.1": "json11",
 }
 _MARK = b"jsonfeed.org/version"
+#: A surrogate code point left alone: json decodes a valid escaped pair into one character.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: The escape that can produce one (raw surrogates never survive UTF-8 decoding).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,8 @@ def parse_json_feed(body: bytes, base: str, sanitize: bool) -> JsonFeed:
             error_code=ErrorCode.NOT_A_FEED,
             message=f"not a feed: not valid JSON ({exc.msg} at {where})",
         )
+    if _SURROGATE_ESCAPE.search(text) and _replace_surrogates(document):
+        warnings.append("lone surrogate escapes replaced by U+FFFD")
     version = _version(document)
     if version is None:
         return JsonFeed(
@@ -106,6 +115,36 @@ def parse_json_feed(body: bytes, base: str, sanitize: bool) -> JsonFeed:
     warning = "; ".join(warnings)[:500] or None
     title = text_value(document.get("title"))
     return JsonFeed(tuple(posts), version, title, warning)
+
+
+def _replace_surrogates(document: object) -> bool:
+    """Replace every lone surrogate in the strings (keys too) of a decoded ``document``,
+    in place; whether there was one. Iterative: the document may be as deep as json
+    allows."""
+    found = False
+
+    def fixed(text: str) -> str:
+        nonlocal found
+        if _SURROGATE.search(text) is None:
+            return text
+        found = True
+        return _SURROGATE.sub("\ufffd", text)
+
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            for index, value in enumerate(node):
+                if isinstance(value, str):
+                    node[index] = fixed(value)
+                elif isinstance(value, dict | list):
+                    stack.append(value)
+        elif isinstance(node, dict):
+            pairs = [(fixed(k), fixed(v) if isinstance(v, str) else v) for k, v in node.items()]
+            node.clear()
+            node.update(pairs)
+            stack.extend(value for _, value in pairs if isinstance(value, dict | list))
+    return found
 
 
 def _version(document: object) -> str | None:
