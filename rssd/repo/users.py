@@ -120,8 +120,7 @@ class UserRepo:
         A new subscription starts ``primed = 0`` (its first completed fetch not announced)
         when the user does not want the backlog and the feed has never been fetched.
         """
-        feed_urls = [feed.url for feed in config.feeds]
-        return await self._db.write(lambda tx: _sync(tx, config.users, feed_urls))
+        return await self._db.write(lambda tx: sync_users_in(tx, config))
 
     async def all(self) -> list[User]:
         rows = await self._db.fetchall(f"SELECT {_COLUMNS} FROM users ORDER BY name")
@@ -172,7 +171,12 @@ async def _enable_in(tx: Tx, user_id: int, now: str) -> None:
     )
 
 
-async def _sync(tx: Tx, users: tuple[UserConfig, ...], feed_urls: list[str]) -> UserSyncReport:
+async def sync_users_in(tx: Tx, config: Config) -> UserSyncReport:
+    """The users and subscriptions of ``config``, inside the caller's transaction (the
+    config sync's, under its lock: daemons starting together take turns). The inserts
+    are upserts as well, so two syncs that meet anyway cannot fail on a duplicate."""
+    users = config.users
+    feed_urls = [feed.url for feed in config.feeds]
     now = to_iso(await tx.now())
     stored = {row["name"]: row for row in await tx.fetchall(f"SELECT {_COLUMNS} FROM users")}
     sources = {
@@ -205,12 +209,16 @@ async def _sync(tx: Tx, users: tuple[UserConfig, ...], feed_urls: list[str]) -> 
                 "INSERT INTO users (name, webhook_url, keep, block, config_digest, format, "
                 "include_content, dedupe_days, digest, timezone, created_at, updated_at) "
                 "VALUES (:name, :webhook_url, :keep, :block, :config_digest, :format, "
-                ":include_content, :dedupe_days, :digest, :timezone, :now, :now) RETURNING id",
+                ":include_content, :dedupe_days, :digest, :timezone, :now, :now) "
+                "ON CONFLICT (name) DO NOTHING RETURNING id",
                 values,
             )
+            if inserted is None:  # a sync outside the lock inserted it meanwhile: it stands
+                inserted = await tx.fetchone("SELECT id FROM users WHERE name = :name", values)
+            else:
+                added.append(user.name)
             assert inserted is not None
             user_id = int(inserted["id"])
-            added.append(user.name)
         else:
             user_id = int(row["id"])
             if row["config_digest"] != values["config_digest"] or not row["enabled"]:
@@ -241,7 +249,7 @@ async def _sync(tx: Tx, users: tuple[UserConfig, ...], feed_urls: list[str]) -> 
             if source_id not in have:
                 await tx.execute(
                     "INSERT INTO subscriptions (user_id, content_source_id, primed, created_at) "
-                    "VALUES (:user_id, :source_id, :primed, :now)",
+                    "VALUES (:user_id, :source_id, :primed, :now) ON CONFLICT DO NOTHING",
                     {
                         "user_id": user_id,
                         "source_id": source_id,
