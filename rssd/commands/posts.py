@@ -7,6 +7,7 @@ now but published last week is new to the reader.
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, replace
@@ -140,3 +141,17 @@ def main(
     else:
         print("nothing new since the last --new" if new else "no posts match")
     return EXIT_OK
+
+
+def cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd`` with this command's parsed arguments (rssd/cli.py's registry)."""
+    return main(
+        path,
+        feed=args.source,
+        since=args.since,
+        stored_since=args.stored_since,
+        new=args.new,
+        limit=args.limit,
+        as_json=args.json,
+        category=args.category,
+    )
