@@ -122,7 +122,7 @@ async def test_human_output_is_aligned_with_relative_times(
     header = lines[0]
     assert header.split() == [
         "ID", "NAME", "STATE", "LAST", "ATTEMPT", "RESULT", "LAST", "SUCCESS", "FAILS",
-        "NEXT", "DUE", "POSTS", "URL",
+        "NEXT", "DUE", "EVERY", "WHY", "POSTS", "URL",
     ]  # fmt: skip
     rows = [line for line in lines[1:] if re.match(r"^\s*\d+\s.*http:", line)]
     assert len(rows) == 6
@@ -131,9 +131,11 @@ async def test_human_output_is_aligned_with_relative_times(
         assert row[url_column:].startswith("http://127.0.0.1"), row
     by_url = {row[url_column:]: row for row in rows}
     assert "ok" in by_url[world.urls["ok"]].split()
-    # last attempt, result, last success, failures, next due ("in 59m"), posts
+    # last attempt, result, last success, failures, next due ("in 59m"), the interval
+    # and why, posts
     assert re.search(
-        r"(just now|\d+[smhd] ago) +200, 3 new +(just now|\d+[smhd] ago) +0 +in \d+[smhd] +3 ",
+        r"(just now|\d+[smhd] ago) +200, 3 new +(just now|\d+[smhd] ago) +0 +in \d+[smhd] "
+        r"+\d+[smhd] +(posting rate|start|fixed) +3 ",
         by_url[world.urls["ok"]],
     ), by_url[world.urls["ok"]]
     assert "never fetched" in by_url[world.urls["new"]]
