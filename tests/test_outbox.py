@@ -18,6 +18,7 @@ from rssd.models.outbox import Feed, StoredPost, Subscriber, new_message_id, pla
 from rssd.repo.db import Database
 from rssd.repo.digests import close_due
 from rssd.repo.jobs import FetchJobRepo
+from rssd.repo.open import open_database
 from rssd.repo.outbox import OutboxRepo
 from tests.conftest import FeedServer, rss
 from tests.support.commands import run_once_from
@@ -268,7 +269,7 @@ async def test_a_feeds_first_messages_name_it_by_the_title_that_fetch_learned(
         'feeds = ["*"]\nnotify_backlog = true\n'
     )
     await run_once_from(config)
-    db = await Database.open(db_target)
+    db = await open_database(db_target)
     try:
         row = await db.fetchone("SELECT body FROM deliveries")
     finally:

@@ -26,6 +26,7 @@ from rssd.models.dto import FetchJobStatus
 from rssd.repo.claims import ClaimRepo
 from rssd.repo.db import Database
 from rssd.repo.hosts import HostRepo
+from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer, rss
 from tests.support.config import make_config
@@ -77,7 +78,7 @@ async def test_hints_and_a_move_survive_a_restart(
 
     for _ in range(MOVED_AFTER):
         await fetch_all(config)
-    db = await Database.open(db_target)  # "after a restart": only what the database holds
+    db = await open_database(db_target)  # "after a restart": only what the database holds
     try:
         now = utcnow()
         not_before, _, failures = await queued(db, limited)
@@ -95,7 +96,7 @@ async def test_hints_and_a_move_survive_a_restart(
     assert feed_server.hits.get("/old-home", 0) == hits_before["/old-home"]
     assert feed_server.hits["/new-home"] == hits_before["/new-home"] + 1
 
-    db = await Database.open(db_target)
+    db = await open_database(db_target)
     try:
         rows = await db.fetchall(
             "SELECT j.status FROM fetch_job j JOIN content_sources s "

@@ -28,7 +28,7 @@ from aiohttp import web
 from rssd.clock import now_iso
 from rssd.models.config import load_config
 from rssd.repo.claims import ClaimRepo
-from rssd.repo.db import Database
+from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
 from tests.conftest import rss
 from tests.support.config import write_config
@@ -130,7 +130,7 @@ async def test_three_daemons_keep_the_host_gap_and_poll_by_posting_rate(
         )
         # Every feed due at once when the daemons start (no spreading of new feeds), so
         # all of them compete for the one host from the first second.
-        db = await Database.open(pg_url)
+        db = await open_database(pg_url)
         try:
             await SourceRepo(db).sync(load_config(config))
             due = now_iso()

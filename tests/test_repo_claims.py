@@ -21,6 +21,7 @@ from rssd.repo.claims import PAGE as CANDIDATE_PAGE
 from rssd.repo.db import Database, Tx
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.next_job import NextJob
+from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
 from tests.support.config import make_config
 
@@ -139,7 +140,7 @@ async def test_two_daemons_claiming_at_once_never_take_the_same_job(
     urls = [f"http://h{i % 7}.example/feed{i}" for i in range(40)]
     ids = await sources(db, tmp_path, urls)
     await ClaimRepo(db, "setup").queue_missing(dict.fromkeys(ids.values(), past()))
-    other = await Database.open(db_target)
+    other = await open_database(db_target)
     try:
         repos = [ClaimRepo(db, "d1"), ClaimRepo(other, "d2")]
         batches = await asyncio.gather(*(repo.claim_due(3, 3) for repo in repos for _ in range(8)))

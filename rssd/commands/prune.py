@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rssd.clock import parse_iso, to_iso
 from rssd.commands.context import load, writer
-from rssd.commands.errors import EXIT_OK
+from rssd.exits import EXIT_OK
 from rssd.models.config import Config
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.maintenance import vacuum
