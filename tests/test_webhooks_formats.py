@@ -4,6 +4,7 @@ limits its service documents; the services' error answers read by the retry rule
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -199,6 +200,17 @@ def test_gotify_message_with_markdown_and_a_click_url() -> None:
 def test_the_test_message_in_every_format(fmt: str) -> None:
     text = json.dumps(json.loads(render(fmt, "https://h.example/t", probe_body("bob", "T")).body))
     assert "Test message from rssd for user bob" in text
+
+
+@pytest.mark.parametrize("fmt", ["slack", "discord", "ntfy", "gotify"])
+def test_a_message_planned_for_another_format_says_what_it_leaves_out(fmt: str) -> None:
+    """A user who switches from standard to a chat format with messages pending."""
+    stored = body([post(n) for n in range(30)])  # one standard message of 30
+    shape = json.loads(render(fmt, "https://h.example/t", stored).body)
+    size = POSTS_PER_MESSAGE[fmt]
+    text = json.dumps(shape, ensure_ascii=False)
+    assert f"30 new posts in Blog ({30 - size} not listed here: rssd posts shows them)" in text
+    assert {int(n) for n in re.findall(r"Post (\d+)", text)} == set(range(size))
 
 
 @pytest.mark.parametrize("fmt", sorted(POSTS_PER_MESSAGE))
