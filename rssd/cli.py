@@ -149,7 +149,13 @@ def _add_posts(commands: Commands) -> None:
         "rssd stored since your last --new; --stored-since filters by that storing time.",
         'rssd posts --since 2h\nrssd posts --source "Hacker Gazette" --limit 5\n'
         "rssd posts --new --json\n"
-        "rssd posts --since 2026-11-01 --limit 0 --json > posts.jsonl",
+        "rssd posts --since 2026-11-01 --limit 0 --json > posts.jsonl\n"
+        "rssd posts --search 'asyncio \"task group\" -django' --since 30d",
+    )
+    posts.add_argument(
+        "--search",
+        metavar="QUERY",
+        help='posts matching QUERY, best first: words, "a phrase", -excluded, a OR b',
     )
     posts.add_argument("--source", metavar="FEED", help="only this feed (id, URL or name)")
     posts.add_argument("--category", metavar="NAME", help="only feeds in this category or below it")
@@ -278,9 +284,16 @@ def _add_deliveries(commands: Commands) -> None:
         "the webhook messages, newest first",
         "The webhook messages (one per user, feed and fetch), newest first: id (the\n"
         "webhook-id), user, feed id, posts, status, attempts, last error. Read-only.",
-        "rssd deliveries --user alice --failed\nrssd deliveries --dead --json",
+        "rssd deliveries --user alice --failed\nrssd deliveries --dead --json\n"
+        "rssd deliveries --post 4711",
     )
     listing.add_argument("--user", metavar="NAME", help="only this user's messages")
+    listing.add_argument(
+        "--post",
+        type=argtypes.non_negative,
+        metavar="ID",
+        help="the messages that announced post ID (`rssd posts --json` shows ids): who, when",
+    )
     which = listing.add_mutually_exclusive_group()
     which.add_argument("--failed", action="store_true", help="pending after a failed attempt")
     which.add_argument("--dead", action="store_true", help="given up after the last attempt")
@@ -396,6 +409,19 @@ def dispatch(args: argparse.Namespace, path: Path) -> int:
     if args.command == "posts":
         from rssd.commands import posts
 
+        if args.search is not None:
+            if args.new:
+                raise CommandError("--search and --new do not go together", EXIT_USAGE)
+            return posts.search_main(
+                path,
+                args.search,
+                feed=args.source,
+                since=args.since,
+                stored_since=args.stored_since,
+                limit=args.limit,
+                as_json=args.json,
+                category=args.category,
+            )
         return posts.main(
             path,
             feed=args.source,
@@ -433,6 +459,8 @@ def dispatch(args: argparse.Namespace, path: Path) -> int:
 
         if args.command == "redeliver":
             return deliveries.redeliver_main(path, ids=args.ids, user=args.user, since=args.since)
+        if args.post is not None:
+            return deliveries.post_main(path, args.post, as_json=args.json)
         return deliveries.main(
             path,
             user=args.user,

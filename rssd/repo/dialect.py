@@ -38,6 +38,12 @@ class Dialect:
     #: After rows were copied in with their ids: set the ``{table}``'s id sequence past
     #: them (SQLite's rowids follow by themselves: empty).
     reset_sequence: str
+    #: A post's search document, written with the post by its INSERT or UPDATE from the
+    #: parameters ``:s_title``, ``:s_body``, ``:s_author`` (rssd/repo/search.py); empty
+    #: on SQLite, whose index is a table of its own, kept by triggers and ``sync_in``.
+    post_search: str = ""
+    #: A webhook message ``d`` whose body (the standard payload) lists the post ``:post_id``.
+    announces_post: str = ""
 
     def in_json_text(self, param: str) -> str:
         return self.json_text_set.format(param=param)
@@ -61,6 +67,10 @@ SQLITE = Dialect(
     clock_after=":{param}_at",
     no_index="+",
     reset_sequence="",
+    announces_post=(
+        "EXISTS (SELECT 1 FROM json_each(d.body, '$.data.posts') AS e "
+        "WHERE json_extract(e.value, '$.id') = :post_id)"
+    ),
 )
 
 POSTGRES = Dialect(
@@ -76,4 +86,15 @@ POSTGRES = Dialect(
     no_index="",
     reset_sequence="SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
     "coalesce((SELECT max(id) FROM {table}), 0) + 1, false)",
+    # Title, author, text; a placeholder lexeme ("_", never a word of ours) between them,
+    # dropped at the end, keeps a phrase from spanning two of them (as FTS5's columns do).
+    post_search=(
+        "ts_delete(setweight(to_tsvector('simple', :s_title), 'A') || '_:1'::tsvector"
+        " || setweight(to_tsvector('simple', :s_author), 'B') || '_:1'::tsvector"
+        " || setweight(to_tsvector('simple', :s_body), 'D'), '_')"
+    ),
+    announces_post=(
+        "CAST(d.body AS jsonb) -> 'data' -> 'posts' "
+        "@> jsonb_build_array(jsonb_build_object('id', CAST(:post_id AS bigint)))"
+    ),
 )
