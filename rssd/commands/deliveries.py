@@ -4,6 +4,7 @@ fresh set of attempts), by id or by user and time."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import asdict
 from datetime import datetime
@@ -199,3 +200,23 @@ def redeliver_main(path: Path, *, ids: list[str], user: str | None, since: datet
             f"`rssd users --enable {target.name}` to deliver"
         )
     return EXIT_OK
+
+
+def cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd deliveries`` with its parsed arguments."""
+    if args.post is not None:
+        return post_main(path, args.post, as_json=args.json)
+    return main(
+        path,
+        user=args.user,
+        failed=args.failed,
+        dead=args.dead,
+        limit=args.limit,
+        as_json=args.json,
+        skipped=args.skipped,
+    )
+
+
+def redeliver_cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd redeliver`` with its parsed arguments."""
+    return redeliver_main(path, ids=args.ids, user=args.user, since=args.since)

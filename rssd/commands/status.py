@@ -8,6 +8,7 @@ with the jitter at its midpoint.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -238,3 +239,8 @@ def main(path: Path, *, as_json: bool, failing_only: bool, category: str | None 
     if overview.config_errors or (failing_only and shown):
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd`` with this command's parsed arguments (rssd/cli.py's registry)."""
+    return main(path, as_json=args.json, failing_only=args.failing, category=args.category)
