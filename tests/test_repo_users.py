@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +207,30 @@ async def test_the_secret_is_not_stored(
 def _file_and_wal(path: Path) -> bytes:
     wal = path.with_name(path.name + "-wal")
     return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+
+async def test_a_newer_message_waits_behind_an_older_one_being_retried(
+    db: Database, tmp_path: Path
+) -> None:
+    """After a failed attempt the oldest message waits for its retry; the newer one, due
+    since it was queued, is not sent before it (oldest first, also through an outage),
+    and does not spend attempts meanwhile. Once the older one is done, the newer goes."""
+    await sync(db, cfg(tmp_path, [user("alice", HOOK, [A])]))
+    alice = next(u for u in await UserRepo(db).all() if u.name == "alice")
+    outbox = OutboxRepo(db)
+    older = await queue_message(db, alice.id, 1)
+    newer = await queue_message(db, alice.id, 2)
+    later = "2026-11-01T01:00:00.000Z"
+    failed = attempt(older, alice.id, T0)
+    assert await outbox.record(replace(failed, next_attempt_at=later))
+    now = "2026-11-01T00:00:10.000Z"
+    assert await outbox.due_users(now) == []
+    assert await outbox.oldest_due(alice.id, now) is None
+    assert await outbox.next_wakeup() == later  # the older one's retry, not "now"
+    due = await outbox.oldest_due(alice.id, later)
+    assert due is not None and due.delivery.id == older
+    assert await outbox.record(
+        replace(attempt(older, alice.id, later, status="delivered", error=None), attempts=1)
+    )
+    due = await outbox.oldest_due(alice.id, later)
+    assert due is not None and due.delivery.id == newer

@@ -610,6 +610,11 @@ async def test_version_4_adds_the_feed_columns_as_a_fresh_database_has_them(
     assert query(path, "SELECT url, feed_title FROM content_sources") != []
 
 
+def drop_version_12(conn: sqlite3.Connection) -> None:
+    """Take version 12's column out of today's schema."""
+    conn.execute("ALTER TABLE deliveries DROP COLUMN earlier_attempts")
+
+
 def drop_version_11(conn: sqlite3.Connection) -> None:
     """Take version 11's objects out of today's schema (its table and columns)."""
     for table in V11_TABLES:
@@ -633,6 +638,7 @@ def drop_version_9(conn: sqlite3.Connection) -> None:
 
 def drop_version_7(conn: sqlite3.Connection) -> None:
     """Take version 7's objects (and the later ones') out of today's schema."""
+    drop_version_12(conn)
     drop_version_11(conn)
     drop_version_9(conn)
     for index in V7_INDEXES:
@@ -693,6 +699,7 @@ def test_migration_6_alone_adds_what_schema_sql_has_for_version_7(tmp_path: Path
     fresh = tmp_path / "fresh.sqlite3"
     with closing(sqlite3.connect(fresh)) as conn:
         conn.executescript(schema_sql())
+        drop_version_12(conn)
         drop_version_11(conn)
         drop_version_9(conn)
     assert {(t, n) for t, n, _ in schema_objects(path)} == {
@@ -797,3 +804,17 @@ def test_migration_10_alone_adds_what_schema_sql_has_for_version_11(tmp_path: Pa
         assert {tuple(r[1:]) for r in query(path, info)} == {
             tuple(r[1:]) for r in query(fresh, info)
         }
+
+
+async def test_a_version_11_database_gets_earlier_attempts(tmp_path: Path) -> None:
+    """Version 12: a redelivered message keeps the count of its earlier attempts."""
+    path = tmp_path / "rssd.sqlite3"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(schema_sql())
+        drop_version_12(conn)
+        conn.execute("PRAGMA user_version = 11")
+        conn.commit()
+    await (await Database.open(path)).close()
+    assert user_version(path) == SCHEMA_VERSION
+    columns = {str(row[1]) for row in query(path, "PRAGMA table_info(deliveries)")}
+    assert "earlier_attempts" in columns

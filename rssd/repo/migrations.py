@@ -9,7 +9,7 @@ PostgreSQL support began at version 7, so its steps start there.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: deleting old fetch_job rows set posts.fetch_job_id to NULL by scanning every
@@ -177,6 +177,10 @@ MIGRATIONS: dict[int, str] = {
             paused_until  TEXT
         ) STRICT;
     """,
+    # 11 -> 12: a redelivered message keeps the count of its earlier attempts.
+    11: """
+        ALTER TABLE deliveries ADD COLUMN earlier_attempts INTEGER NOT NULL DEFAULT 0;
+    """,
 }
 
 #: Waking idle daemons (rssd/repo/pg_listen.py): a job queued or requeued due now (a new
@@ -230,5 +234,10 @@ PG_MIGRATIONS: dict[int, str] = {
             next_start_at timestamptz NOT NULL,
             paused_until  timestamptz
         );
+    """,
+    # 11 -> 12: as MIGRATIONS[11].
+    11: """
+        ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS earlier_attempts integer NOT NULL
+            DEFAULT 0;
     """,
 }
