@@ -109,7 +109,8 @@ CREATE TABLE IF NOT EXISTS seen_items (
                       REFERENCES content_sources (id) ON DELETE CASCADE,
     digests           BLOB    NOT NULL
 ) STRICT;
--- Version 9 added users.format, include_content and dedupe_days (config.toml's keys).
+-- Version 9 added users.format, include_content and dedupe_days, version 12 digest and
+-- timezone (config.toml's keys).
 -- Version 5: users and their webhooks (rssd/webhooks/, rssd/daemon/delivery.py).
 -- One row per [[users]] table, synced from config.toml like content_sources: a user
 -- removed from the file is disabled (enabled = 0) with its history kept. The secret is
@@ -134,7 +135,9 @@ CREATE TABLE IF NOT EXISTS users (
     updated_at      TEXT    NOT NULL,
     format          TEXT    NOT NULL DEFAULT 'standard',
     include_content INTEGER NOT NULL DEFAULT 0 CHECK (include_content IN (0, 1)),
-    dedupe_days     INTEGER NOT NULL DEFAULT 7
+    dedupe_days     INTEGER NOT NULL DEFAULT 7,
+    digest          TEXT,
+    timezone        TEXT
 ) STRICT;
 
 -- primed = 0: the subscription's first completed fetch is not announced (notify_backlog
@@ -170,7 +173,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at        TEXT    NOT NULL,
     earlier_attempts  INTEGER NOT NULL DEFAULT 0
 ) STRICT;
--- (earlier_attempts, version 12: attempts made before the last `rssd redeliver`.)
+-- (earlier_attempts, version 13: attempts made before the last `rssd redeliver`.)
 
 -- A user's pending messages, oldest first: what the delivery loop reads.
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (user_id, id)
@@ -254,4 +257,15 @@ CREATE TABLE IF NOT EXISTS hosts (
     host          TEXT PRIMARY KEY,
     next_start_at TEXT NOT NULL,
     paused_until  TEXT
+) STRICT;
+
+-- Version 12: digests. A post announced to a user with a digest waits here (instead of
+-- becoming a message) until the user's period closes; then one transaction deletes the
+-- period's rows and writes the digest's messages (rssd/daemon/digests.py).
+CREATE TABLE IF NOT EXISTS digest_items (
+    user_id           INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    post_id           INTEGER NOT NULL REFERENCES posts (id) ON DELETE CASCADE,
+    content_source_id INTEGER NOT NULL REFERENCES content_sources (id) ON DELETE CASCADE,
+    queued_at         TEXT    NOT NULL,
+    PRIMARY KEY (user_id, post_id)
 ) STRICT;

@@ -146,7 +146,9 @@ CREATE TABLE IF NOT EXISTS users (
     updated_at      timestamptz NOT NULL,
     format          text    NOT NULL DEFAULT 'standard',
     include_content integer NOT NULL DEFAULT 0 CHECK (include_content IN (0, 1)),
-    dedupe_days     integer NOT NULL DEFAULT 7
+    dedupe_days     integer NOT NULL DEFAULT 7,
+    digest          text,
+    timezone        text
 );
 
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -224,4 +226,13 @@ CREATE TABLE IF NOT EXISTS hosts (
     host          text PRIMARY KEY,
     next_start_at timestamptz NOT NULL,
     paused_until  timestamptz
+);
+
+-- Version 12: digests (schema.sql, version 12).
+CREATE TABLE IF NOT EXISTS digest_items (
+    user_id           bigint  NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    post_id           bigint  NOT NULL REFERENCES posts (id) ON DELETE CASCADE,
+    content_source_id bigint  NOT NULL REFERENCES content_sources (id) ON DELETE CASCADE,
+    queued_at         timestamptz NOT NULL,
+    PRIMARY KEY (user_id, post_id)
 );

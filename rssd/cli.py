@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 
 from rssd import __version__
 from rssd.commands import args as argtypes
-from rssd.commands.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
+from rssd.commands.errors import CommandError
+from rssd.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from rssd.models.paths import resolve_config_path
 
 EPILOG = """examples:

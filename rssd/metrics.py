@@ -16,7 +16,6 @@ gauges are set by the daemon just before each write (``Service._update_metrics``
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 from prometheus_client import (
@@ -47,6 +46,12 @@ FETCH_DURATION = Histogram(
     "rssd_fetch_duration_seconds",
     "Time from queuing a fetch job to recording its outcome.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+    registry=REGISTRY,
+)
+HOST_HELD = Counter(
+    "rssd_host_politeness_held",
+    "Requests held back by host politeness: made to wait for host_min_gap_seconds after "
+    "the previous start to their host, or for its pause (a 429/503 Retry-After) to end.",
     registry=REGISTRY,
 )
 POSTS = Counter(
@@ -92,7 +97,9 @@ PARSES = Counter(
     registry=REGISTRY,
 )
 DATABASE_BYTES = Gauge(
-    "rssd_database_bytes", "Size of the SQLite file plus its WAL.", registry=REGISTRY
+    "rssd_database_bytes",
+    "Size of the database: the SQLite file plus its WAL, or the PostgreSQL database's.",
+    registry=REGISTRY,
 )
 WEBHOOK_DELIVERIES = Counter(
     "rssd_webhook_deliveries",
@@ -105,18 +112,11 @@ NOTIFY_DROPPED = Counter(
     "sd_notify datagrams dropped (systemd's socket full or gone) instead of blocking.",
     registry=REGISTRY,
 )
-
-
-def database_bytes(path: Path | str) -> int:
-    """The SQLite file plus its WAL: what the database holds on disk (0 for a PostgreSQL
-    URL: the daemon asks the server, Database.size_bytes)."""
-    if not isinstance(path, Path):
-        return 0
-    total = 0
-    for name in (path, path.with_name(path.name + "-wal")):
-        with contextlib.suppress(OSError):
-            total += name.stat().st_size
-    return total
+CLOCK_SKEW = Gauge(
+    "rssd_clock_skew_seconds",
+    "The database's clock minus this machine's, measured every minute (0 on SQLite).",
+    registry=REGISTRY,
+)
 
 
 def write(path: Path) -> None:

@@ -10,8 +10,10 @@ import pytest
 from aiohttp import web
 
 from rssd.repo.db import Database
+from rssd.repo.open import open_database
 from tests.support.postgres import fresh_database
 from tests.support.process import Daemons
+from tests.support.webhooks import Receiver
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -133,11 +135,22 @@ async def db_target(backend: str, tmp_path: Path) -> AsyncIterator[Path | str]:
 
 @pytest.fixture
 async def db(db_target: Path | str) -> AsyncIterator[Database]:
-    database = await Database.open(db_target)
+    database = await open_database(db_target)
     try:
         yield database
     finally:
         await database.close()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A webhook receiver on loopback that verifies every request (tests/support/webhooks.py)."""
+    server = Receiver()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
 
 
 @pytest.fixture

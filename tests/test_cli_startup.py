@@ -19,7 +19,7 @@ import pytest
 from rssd.daemon.startup import file_mtime
 from rssd.models.config import load_config
 from rssd.repo.config_sync import sync_config
-from rssd.repo.db import Database
+from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
 from tests.support.process import WAIT
 
@@ -95,7 +95,7 @@ def big_world(tmp_path: Path) -> Path:
     )
 
     async def fill() -> None:
-        db = await Database.open(load_config(config).database)
+        db = await open_database(load_config(config).database)
         try:
             await SourceRepo(db).sync(load_config(config))
         finally:
@@ -214,7 +214,7 @@ def test_status_beside_the_synced_config_needs_no_validation(tmp_path: Path) -> 
 
     async def sync() -> None:
         loaded_config = load_config(config)
-        db = await Database.open(loaded_config.database)
+        db = await open_database(loaded_config.database)
         try:
             await sync_config(
                 db, loaded_config, file_mtime=file_mtime(config), daemon_id=None, guard=False

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from rssd.repo.claims import ClaimRepo
-from rssd.repo.db import Database
+from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer
 from tests.support.commands import cli, populated
@@ -52,7 +52,7 @@ async def test_copy_then_status_and_posts_read_the_same(
 ) -> None:
     world = await populated(feed_server, tmp_path)
     # A scheduled job too: the copy carries the schedule.
-    db = await Database.open(world.database)
+    db = await open_database(world.database)
     try:
         source = await SourceRepo(db).get_by_url(world.urls["ok"])
         assert source is not None
@@ -81,7 +81,7 @@ async def test_copy_then_status_and_posts_read_the_same(
     assert "is not empty" in again.err
 
     # The copy is a working database: new rows get ids after the copied ones.
-    pg = await Database.open(pg_url)
+    pg = await open_database(pg_url)
     try:
         row = await pg.fetchone(
             "INSERT INTO content_sources (url, interval_minutes, timeout_seconds, created_at, "
@@ -118,7 +118,7 @@ async def test_a_copied_job_left_ongoing_without_a_lease_is_taken_back(
     mid-fetch) would block its feed on PostgreSQL, where no start-up recovery runs: the
     first take-back there fails it as ``interrupted`` and queues the feed again."""
     world = await populated(feed_server, tmp_path)
-    db = await Database.open(world.database)
+    db = await open_database(world.database)
     try:
         source = await SourceRepo(db).get_by_url(world.urls["ok"])
         assert source is not None
@@ -133,7 +133,7 @@ async def test_a_copied_job_left_ongoing_without_a_lease_is_taken_back(
     copied = await cli("copy-database", "-c", world.config, "--to", pg_url)
     assert copied.code == 0, copied.err
 
-    pg = await Database.open(pg_url)
+    pg = await open_database(pg_url)
     try:
         assert await ClaimRepo(pg, "d1").take_back() == [stuck]
         rows = await pg.fetchall(

@@ -13,7 +13,7 @@ from rssd.clock import to_iso, utcnow
 from rssd.daemon.reconcile import reconcile
 from rssd.repo.claims import ClaimRepo
 from rssd.repo.daemons import DaemonRepo, Identity
-from rssd.repo.db import Database
+from rssd.repo.open import open_database
 from tests.conftest import FeedServer
 from tests.support.commands import World, cli, populated, run_once_from
 from tests.support.config import write_config
@@ -92,7 +92,7 @@ async def test_json_last_attempt_is_the_last_finished_job_not_the_queued_plan(
     """A daemon keeps every source's next job QUEUED: ``last_attempt`` is still the last
     job that ended (its result), the plan shows only as ``next_due_at``."""
     world = await populated(feed_server, tmp_path, db_target)
-    db = await Database.open(db_target)
+    db = await open_database(db_target)
     try:
         queued = await reconcile(db, ClaimRepo(db, "test"), random.Random(1))
     finally:
@@ -222,7 +222,7 @@ async def test_a_silent_daemon_is_gone_not_drift_and_in_flight_counts_its_fetche
     """A daemon killed -9 stops its heartbeat: after one lease it is listed as gone (and
     no longer as drift); a live one's fetches in flight are its ONGOING jobs right now."""
     world = await populated(feed_server, tmp_path, db_target)
-    db = await Database.open(db_target)
+    db = await open_database(db_target)
     try:
         live = DaemonRepo(db, Identity("host:1:live", "host", 1))
         dead = DaemonRepo(db, Identity("host:2:dead", "host", 2))

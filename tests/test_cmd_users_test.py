@@ -19,16 +19,6 @@ GOTIFY_TOKEN = "AxY7.gotify-app-token"
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = Receiver()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
 async def service() -> AsyncIterator[tuple[int, list[web.Request], list[bytes]]]:
     """A chat/push service stand-in: answers as ``/STATUS`` says, records what it got."""
     seen: list[web.Request] = []

@@ -5,25 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from aiohttp import web
 
 from tests.conftest import FeedServer
 from tests.support.commands import Result, cli, dated_rss, run_once_from
 from tests.support.webhooks import SECRETS, Receiver
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = Receiver()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 def write(path: Path, feeds: list[str], users: dict[str, tuple[str, list[str]]]) -> Path:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from structlog.testing import capture_logs
 
 from rssd import metrics
 from rssd.clock import now_iso, parse_iso
@@ -28,22 +29,12 @@ from rssd.repo.users import UserRepo
 from rssd.webhooks.rules import JITTER
 from rssd.webhooks.sender import Sender
 from tests.support.jobs import ongoing_job
-from tests.support.webhooks import Receiver, make_config, user
+from tests.support.webhooks import SECRETS, Receiver, make_config, user
 
 pytestmark = pytest.mark.both_backends
 
 A, B = "http://a.example/feed", "http://b.example/rss"
 FAST = [0.05] * 20  # retries at once, so tests wait on events only
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = Receiver()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 def post(n: int, title: str = "") -> PostCreate:
@@ -388,6 +379,29 @@ async def test_prune_keeps_what_is_still_owed(
     assert await repo.prune("2000-01-01T00:00:00.000Z") == 0, "nothing that old"
     assert await repo.prune("9999-01-01T00:00:00.000Z") == 1
     assert await statuses(db) == [("bob", "pending", 1)]
+
+
+async def test_a_daemon_with_an_older_config_sends_nothing_for_the_user(
+    db: Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    """The database holds alice's new entry (URL and secret); a daemon still running the
+    old config.toml (its reload refused as drift, say) must not send her messages to the
+    old URL signed with the old secret: it leaves them to a daemon with the current entry."""
+    config = await setup(db, tmp_path, receiver, ["alice"])
+    await fetch(db, A, [post(1)])
+    old_alice = user("alice", receiver.url("alice") + "?old=1", [A], notify_backlog=True)
+    old_alice["secret"] = SECRETS["carol"]
+    old = make_config(tmp_path, [A, B], [old_alice], retry_seconds=FAST)
+    with capture_logs() as logs:
+        await once(db, old)
+    assert receiver.attempts == {}
+    assert receiver.bad == []
+    assert await statuses(db) == [("alice", "pending", 0)]
+    assert [e["user"] for e in logs if e["event"] == "delivery.config_stale"] == ["alice"]
+    await once(db, config)
+    assert await statuses(db) == [("alice", "delivered", 1)]
+    assert receiver.bad == []
+    assert len(receiver.received) == 1
 
 
 async def test_a_failed_delivery_is_due_again_on_the_retry_schedule(

@@ -4,17 +4,21 @@ their filters; the backlog rule; edits not announced; large fetches split."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from rssd.clock import to_iso
 from rssd.daemon.startup import sync_sources
 from rssd.models.config import Config
 from rssd.models.dto import FetchMeta, PostCreate
 from rssd.models.outbox import Feed, StoredPost, Subscriber, new_message_id, plan_messages
 from rssd.repo.db import Database
+from rssd.repo.digests import close_due
 from rssd.repo.jobs import FetchJobRepo
+from rssd.repo.open import open_database
 from rssd.repo.outbox import OutboxRepo
 from tests.conftest import FeedServer, rss
 from tests.support.commands import run_once_from
@@ -265,7 +269,7 @@ async def test_a_feeds_first_messages_name_it_by_the_title_that_fetch_learned(
         'feeds = ["*"]\nnotify_backlog = true\n'
     )
     await run_once_from(config)
-    db = await Database.open(db_target)
+    db = await open_database(db_target)
     try:
         row = await db.fetchone("SELECT body FROM deliveries")
     finally:
@@ -355,3 +359,79 @@ async def test_pruning_forgets_old_skips_and_stories(db: Database, tmp_path: Pat
     assert await skipped(db) == []
     left = await db.fetchall("SELECT story FROM announced ORDER BY story")
     assert [row[0] for row in left] == ["guid:guid-2", "link:news.example/2"]
+
+
+# Digests.
+
+
+async def test_a_digest_users_posts_wait_for_the_period_then_go_in_one_message(
+    db: Database, tmp_path: Path
+) -> None:
+    await setup(
+        db,
+        tmp_path,
+        [
+            user("alice", HOOK, [A, B], notify_backlog=True, digest="1h"),
+            user("bob", HOOK, [A], notify_backlog=True),
+        ],
+    )
+    await fetch(db, A, [post(1), post(2)])
+    await fetch(db, B, [story(3, "https://b.example/3")])
+    assert [m[0] for m in await messages(db)] == ["bob"]  # alice's wait
+    now = datetime.now(UTC)
+    assert await close_due(db, now, to_iso(now)) == 0, "the period is still open"
+    later = now + timedelta(hours=1, seconds=1)
+    assert await close_due(db, later, to_iso(later)) == 1
+    assert await close_due(db, later, to_iso(later)) == 0, "written once"
+    row = await db.fetchone(
+        "SELECT d.body, d.posts_count FROM deliveries d JOIN users u ON u.id = d.user_id "
+        "WHERE u.name = 'alice'"
+    )
+    assert row is not None and row["posts_count"] == 3
+    body = json.loads(row["body"])
+    assert body["type"] == "posts.digest"
+    assert [(f["url"], [p["external_id"] for p in f["posts"]]) for f in body["data"]["feeds"]] == [
+        (A, ["id-1", "id-2"]),
+        (B, ["guid-3"]),
+    ]
+    assert await db.fetchall("SELECT * FROM digest_items") == []
+
+
+async def test_include_content_carries_stored_tags_and_enclosures(
+    db: Database, tmp_path: Path
+) -> None:
+    await setup(
+        db,
+        tmp_path,
+        [
+            user("alice", HOOK, [A], notify_backlog=True, include_content=True),
+            user("bob", HOOK, [A], notify_backlog=True),
+        ],
+    )
+    enclosures = '[{"url": "https://a.example/1.mp3", "type": "audio/mpeg", "length": 42}]'
+    stored = PostCreate(
+        external_id="id-1",
+        title="One",
+        content="<p>Body</p>",
+        updated_at="2026-12-04T11:00:00.000Z",
+        tags='["linux", "go"]',
+        enclosures=enclosures,
+        content_hash="h1",
+    )
+    await fetch(db, A, [stored])
+    row = await db.fetchone("SELECT tags, enclosures FROM posts WHERE external_id = 'id-1'")
+    assert row is not None and (row["tags"], row["enclosures"]) == ('["linux", "go"]', enclosures)
+    bodies = {
+        r["name"]: json.loads(r["body"])["data"]["posts"][0]
+        for r in await db.fetchall(
+            "SELECT u.name, d.body FROM deliveries d JOIN users u ON u.id = d.user_id"
+        )
+    }
+    assert bodies["alice"]["tags"] == ["linux", "go"]
+    assert bodies["alice"]["enclosures"] == json.loads(enclosures)
+    assert (bodies["alice"]["content"], bodies["alice"]["updated_at"]) == (
+        "<p>Body</p>",
+        "2026-12-04T11:00:00.000Z",
+    )
+    assert "category" in bodies["alice"]
+    assert "tags" not in bodies["bob"]

@@ -23,7 +23,7 @@ from rssd.fetch.fetcher import Fetcher
 from rssd.models.config import load_config
 from rssd.models.dto import FetchJobStatus
 from rssd.repo.claims import ClaimRepo
-from rssd.repo.db import Database
+from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer, rss
 from tests.support.commands import cli
@@ -75,7 +75,7 @@ async def active_job_queued(config: Path, ago: timedelta) -> int:
     write that failed twice at the worst moment leaves behind (no daemon runs: no start-up
     recovery, no lease to expire). A QUEUED job is the schedule: ``rssd fetch`` takes it."""
     loaded = load_config(config)
-    db = await Database.open(loaded.database)
+    db = await open_database(loaded.database)
     try:
         await SourceRepo(db).sync(loaded)
         (source,) = await SourceRepo(db).list()

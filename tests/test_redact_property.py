@@ -27,9 +27,7 @@ from rssd.models.urls import check_http_url
 from tests.conftest import FeedServer
 from tests.support.commands import dated_rss, run_once_from
 from tests.support.webhooks import Receiver
-from tests.test_cmd_webhooks import receiver, write
-
-__all__ = ["receiver"]  # a fixture, used by name
+from tests.test_cmd_webhooks import write
 
 #: Markers around each generated password: if either shows, some of it leaked.
 HEAD, TAIL = "ZQX9", "K7W"

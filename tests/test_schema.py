@@ -1,4 +1,4 @@
-"""schema.sql, Database.open and the migration path, on real SQLite files."""
+"""schema.sql, open_database and the migration path, on real SQLite files."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from rssd.repo.db import Database, DatabaseError, Tx
-from rssd.repo.migrations import MIGRATIONS, SCHEMA_VERSION
-from rssd.repo.sqlite import BUSY_TIMEOUT_MS, SqliteDatabase, schema_sql
+from rssd.repo.migrations import MIGRATIONS, SCHEMA_VERSION, schema_sql
+from rssd.repo.open import open_database
+from rssd.repo.sqlite import BUSY_TIMEOUT_MS, SqliteDatabase
 
 SCHEMA_V1 = Path(__file__).parent / "fixtures" / "schema_v1.sql"
 NOW = "2026-11-29T10:00:00.000Z"
@@ -34,6 +35,8 @@ V7_TABLES = ("daemons", "config_sync")
 V11_TABLES = ("hosts",)
 V11_SOURCE_COLUMNS = ("interval_fixed", "min_interval_minutes", "max_interval_minutes")
 V11_JOB_COLUMNS = ("interval_seconds", "interval_reason")
+V12_TABLES = ("digest_items",)
+V12_USER_COLUMNS = ("digest", "timezone")
 V9_INDEXES = ("skipped_posts_time",)
 V9_TABLES = ("announced", "skipped_posts")
 V9_COLUMNS = {
@@ -130,7 +133,7 @@ async def add_post(db: Database, source_id: int, job_id: int | None, external_id
 
 async def test_a_fresh_database_gets_the_current_schema_version(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "dir" / "rssd.sqlite3"  # missing folders are created
-    db = await Database.open(path)
+    db = await open_database(path)
     await db.close()
     assert max(MIGRATIONS) + 1 == SCHEMA_VERSION
     assert user_version(path) == SCHEMA_VERSION
@@ -312,13 +315,13 @@ async def test_deleting_a_job_keeps_its_posts(db: Database) -> None:
 
 async def test_opening_twice_is_idempotent(tmp_path: Path) -> None:
     path = tmp_path / "rssd.sqlite3"
-    db = await Database.open(path)
+    db = await open_database(path)
     source = await add_source(db)
     await add_post(db, source, await add_job(db, source), "p1")
     await db.close()
     before = schema_objects(path)
     for _ in range(2):
-        db = await Database.open(path)
+        db = await open_database(path)
         await db.close()
     assert schema_objects(path) == before
     assert user_version(path) == SCHEMA_VERSION
@@ -331,8 +334,8 @@ async def test_two_connections_on_one_file_open_and_see_each_others_writes(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "rssd.sqlite3"
-    first = await Database.open(path)
-    second = await Database.open(path)
+    first = await open_database(path)
+    second = await open_database(path)
     try:
         await add_source(first)
         row = await second.fetchone("SELECT url FROM content_sources")
@@ -390,7 +393,7 @@ async def test_a_version_1_database_is_migrated_with_its_data_intact(tmp_path: P
     before = {table: query(path, f"SELECT * FROM {table} ORDER BY id") for table in tables}
     v1_job_columns = [str(row[1]) for row in query(path, "PRAGMA table_info(fetch_job)")]
 
-    db = await Database.open(path)
+    db = await open_database(path)
     try:
         plan = await db.fetchall("EXPLAIN QUERY PLAN SELECT id FROM posts WHERE fetch_job_id = 1")
         assert "posts_fetch_job" in " ".join(str(row["detail"]) for row in plan)
@@ -423,7 +426,7 @@ async def test_a_version_1_database_is_migrated_with_its_data_intact(tmp_path: P
     )
     # The migrated file is the same schema a fresh database gets.
     fresh = tmp_path / "fresh.sqlite3"
-    db = await Database.open(fresh)
+    db = await open_database(fresh)
     await db.close()
     assert {(t, n) for t, n, _ in schema_objects(path)} == {
         (t, n) for t, n, _ in schema_objects(fresh)
@@ -439,7 +442,7 @@ async def test_a_failed_migration_changes_nothing(tmp_path: Path) -> None:
         conn.commit()
     before = schema_objects(path)
     with pytest.raises(DatabaseError, match="posts_published"):
-        await Database.open(path)
+        await open_database(path)
     assert user_version(path) == 1
     assert schema_objects(path) == before
 
@@ -452,7 +455,7 @@ async def test_a_database_from_a_newer_rssd_is_refused(tmp_path: Path, newer: in
         conn.execute(f"PRAGMA user_version = {newer}")
         conn.commit()
     with pytest.raises(DatabaseError, match=rf"schema version {newer}, newer than .*upgrade"):
-        await Database.open(path)
+        await open_database(path)
     assert user_version(path) == newer
     names = {str(row[0]) for row in query(path, "SELECT name FROM sqlite_master")}
     assert names == {"from_the_future"}, "nothing of ours was written into it"
@@ -467,7 +470,7 @@ async def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path, content: byt
     path = tmp_path / "rssd.sqlite3"
     path.write_bytes(content)
     with pytest.raises(DatabaseError, match=str(path)):
-        await Database.open(path)
+        await open_database(path)
     assert path.read_bytes() == content
 
 
@@ -475,7 +478,7 @@ async def test_a_directory_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "rssd.sqlite3"
     path.mkdir()
     with pytest.raises(DatabaseError, match="cannot open database"):
-        await Database.open(path)
+        await open_database(path)
 
 
 @pytest.mark.parametrize("readonly", [False, True])
@@ -483,7 +486,7 @@ async def test_a_failed_open_leaves_no_worker_thread_behind(tmp_path: Path, read
     target = tmp_path if not readonly else tmp_path / "missing.sqlite3"
     before = worker_threads()
     try:
-        await Database.open(target, readonly=readonly)
+        await open_database(target, readonly=readonly)
     except DatabaseError:
         left = [thread for thread in worker_threads() if thread not in before]
     else:
@@ -496,9 +499,9 @@ async def test_a_failed_open_leaves_no_worker_thread_behind(tmp_path: Path, read
 
 async def test_a_readonly_connection_reads_and_refuses_writes(tmp_path: Path) -> None:
     path = tmp_path / "rssd.sqlite3"
-    db = await Database.open(path)
+    db = await open_database(path)
     await add_source(db)
-    reader = await Database.open(path, readonly=True)
+    reader = await open_database(path, readonly=True)
     try:
         row = await reader.fetchone("SELECT count(*) FROM content_sources")
         assert row is not None
@@ -513,7 +516,7 @@ async def test_a_readonly_connection_reads_and_refuses_writes(tmp_path: Path) ->
 async def test_a_readonly_open_of_a_missing_file_fails_and_creates_nothing(tmp_path: Path) -> None:
     path = tmp_path / "missing.sqlite3"
     with pytest.raises(DatabaseError, match="cannot open database"):
-        await Database.open(path, readonly=True)
+        await open_database(path, readonly=True)
     assert listdir(tmp_path) == []
 
 
@@ -522,11 +525,11 @@ async def test_a_readonly_open_honours_special_characters_in_the_path(
     tmp_path: Path, folder: str
 ) -> None:
     path = tmp_path / folder / "rssd.sqlite3"
-    db = await Database.open(path)
+    db = await open_database(path)
     await add_source(db)
     await db.close()
     before = listdir(tmp_path)
-    reader = await Database.open(path, readonly=True)
+    reader = await open_database(path, readonly=True)
     try:
         row = await reader.fetchone("SELECT count(*) FROM content_sources")
     finally:
@@ -599,10 +602,10 @@ async def test_version_4_adds_the_feed_columns_as_a_fresh_database_has_them(
         conn.commit()
     columns = [row[1] for row in query(path, "PRAGMA table_info(content_sources)")]
     assert "feed_title" not in columns
-    db = await Database.open(path)
+    db = await open_database(path)
     await db.close()
     fresh = tmp_path / "fresh.sqlite3"
-    db = await Database.open(fresh)
+    db = await open_database(fresh)
     await db.close()
     migrated = [row[1] for row in query(path, "PRAGMA table_info(content_sources)")]
     assert migrated == [row[1] for row in query(fresh, "PRAGMA table_info(content_sources)")]
@@ -610,9 +613,17 @@ async def test_version_4_adds_the_feed_columns_as_a_fresh_database_has_them(
     assert query(path, "SELECT url, feed_title FROM content_sources") != []
 
 
-def drop_version_12(conn: sqlite3.Connection) -> None:
-    """Take version 12's column out of today's schema."""
+def drop_version_13(conn: sqlite3.Connection) -> None:
+    """Take version 13's column out of today's schema."""
     conn.execute("ALTER TABLE deliveries DROP COLUMN earlier_attempts")
+
+
+def drop_version_12(conn: sqlite3.Connection) -> None:
+    """Take version 12's objects out of today's schema (its table and columns)."""
+    for table in V12_TABLES:
+        conn.execute(f"DROP TABLE {table}")
+    for column in V12_USER_COLUMNS:
+        conn.execute(f"ALTER TABLE users DROP COLUMN {column}")
 
 
 def drop_version_11(conn: sqlite3.Connection) -> None:
@@ -638,6 +649,7 @@ def drop_version_9(conn: sqlite3.Connection) -> None:
 
 def drop_version_7(conn: sqlite3.Connection) -> None:
     """Take version 7's objects (and the later ones') out of today's schema."""
+    drop_version_13(conn)
     drop_version_12(conn)
     drop_version_11(conn)
     drop_version_9(conn)
@@ -699,6 +711,7 @@ def test_migration_6_alone_adds_what_schema_sql_has_for_version_7(tmp_path: Path
     fresh = tmp_path / "fresh.sqlite3"
     with closing(sqlite3.connect(fresh)) as conn:
         conn.executescript(schema_sql())
+        drop_version_13(conn)
         drop_version_12(conn)
         drop_version_11(conn)
         drop_version_9(conn)
@@ -716,7 +729,7 @@ async def test_a_version_4_database_is_migrated_to_5_with_its_data_intact(tmp_pa
     path = tmp_path / "rssd.sqlite3"
     make_v4_database(path)
     before = query(path, "SELECT * FROM content_sources")
-    db = await Database.open(path)
+    db = await open_database(path)
     try:
         user = await db.write(
             lambda tx: tx.fetchone(
@@ -806,15 +819,15 @@ def test_migration_10_alone_adds_what_schema_sql_has_for_version_11(tmp_path: Pa
         }
 
 
-async def test_a_version_11_database_gets_earlier_attempts(tmp_path: Path) -> None:
-    """Version 12: a redelivered message keeps the count of its earlier attempts."""
+async def test_a_version_12_database_gets_earlier_attempts(tmp_path: Path) -> None:
+    """Version 13: a redelivered message keeps the count of its earlier attempts."""
     path = tmp_path / "rssd.sqlite3"
     with closing(sqlite3.connect(path)) as conn:
         conn.executescript(schema_sql())
-        drop_version_12(conn)
-        conn.execute("PRAGMA user_version = 11")
+        drop_version_13(conn)
+        conn.execute("PRAGMA user_version = 12")
         conn.commit()
-    await (await Database.open(path)).close()
+    await (await open_database(path)).close()
     assert user_version(path) == SCHEMA_VERSION
     columns = {str(row[1]) for row in query(path, "PRAGMA table_info(deliveries)")}
     assert "earlier_attempts" in columns

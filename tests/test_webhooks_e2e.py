@@ -10,7 +10,7 @@ import os
 import random
 import signal
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from contextlib import closing, suppress
 from pathlib import Path
 
@@ -23,16 +23,6 @@ from tests.support.process import Daemon, Daemons
 from tests.support.webhooks import SECRETS, Receiver
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = Receiver()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 def config_text(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
@@ -24,16 +23,6 @@ ALICE = WebhookSecret.parse(SECRETS["alice"])
 
 def settings(**values: object) -> WebhooksConfig:
     return WebhooksConfig.model_validate({"allow_private_networks": True, **values})
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = Receiver()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def send(config: WebhooksConfig, url: str, message_id: str = "msg_1") -> Answer:

@@ -6,9 +6,9 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from rssd.commands.errors import EXIT_FAILURE, EXIT_OK
 from rssd.commands.humanize import plural, span
 from rssd.commands.terminal import safe_lines
+from rssd.exits import EXIT_FAILURE, EXIT_OK
 from rssd.models.config import Config, ConfigError, exposed_files, load_config
 from rssd.models.redact import redact
 

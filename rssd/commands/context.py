@@ -8,7 +8,6 @@ belong to the one process that owns the database.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -16,9 +15,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from rssd.commands.errors import CommandError
 from rssd.models.location import ConfigError
-from rssd.repo.db import Database, DatabaseError
+from rssd.repo.db import Database, DatabaseError, is_driver_error
 from rssd.repo.files import check_database_files
 from rssd.repo.migrations import SCHEMA_VERSION
+from rssd.repo.open import open_database
 from rssd.repo.queries import schema_version
 
 if TYPE_CHECKING:
@@ -61,13 +61,15 @@ async def reader_at(database: Path | str) -> AsyncIterator[Database]:
     """``reader`` for a database path (when config.toml cannot be validated)."""
     path = _require_database(database)
     try:
-        db = await Database.open(path, readonly=True)
+        db = await open_database(path, readonly=True)
     except DatabaseError as exc:
         raise CommandError(str(exc)) from None
     try:
         try:
             version = await schema_version(db)
-        except sqlite3.DatabaseError as exc:  # "file is not a database", a damaged header
+        except Exception as exc:  # "file is not a database", a damaged header, a bad schema
+            if not is_driver_error(exc):
+                raise
             raise CommandError(f"cannot use database {db.label}: {exc}") from None
         if version != SCHEMA_VERSION:
             raise CommandError(
@@ -86,7 +88,7 @@ async def writer(config: Config) -> AsyncIterator[Database]:
     daemon's, serialized with it by SQLite (busy_timeout), never by the daemon lock."""
     path = _require_database(config.database)
     try:
-        db = await Database.open(path)
+        db = await open_database(path)
     except DatabaseError as exc:
         raise CommandError(str(exc)) from None
     try:

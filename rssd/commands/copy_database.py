@@ -13,11 +13,13 @@ import sys
 from pathlib import Path
 
 from rssd.commands.context import load, reader, run
-from rssd.commands.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
+from rssd.commands.errors import CommandError
 from rssd.commands.humanize import plural
+from rssd.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from rssd.models.redact import redact, split_userinfo
 from rssd.repo.copy import copy_rows, counts
-from rssd.repo.db import Database, DatabaseError, is_postgres
+from rssd.repo.db import DatabaseError, is_postgres
+from rssd.repo.open import open_database
 
 
 async def copy(path: Path, to: str) -> dict[str, tuple[int, int]]:
@@ -29,7 +31,7 @@ async def copy(path: Path, to: str) -> dict[str, tuple[int, int]]:
         raise CommandError("--to takes a postgresql:// URL", EXIT_USAGE)
     async with reader(config) as source:
         try:
-            target = await Database.open(to)
+            target = await open_database(to)
         except DatabaseError as exc:
             raise CommandError(str(exc)) from None
         try:

@@ -11,9 +11,10 @@ from pathlib import Path
 from rssd.clock import parse_iso, to_iso, utcnow
 from rssd.commands.args import DEFAULT_DELIVERIES_LIMIT
 from rssd.commands.context import load, reader, run, writer
-from rssd.commands.errors import EXIT_OK, EXIT_USAGE, CommandError
+from rssd.commands.errors import CommandError
 from rssd.commands.humanize import ago, due, plural, shorten, table
 from rssd.commands.terminal import safe_json
+from rssd.exits import EXIT_OK, EXIT_USAGE
 from rssd.repo.db import Database
 from rssd.repo.outbox import Delivery, OutboxRepo, SkippedPost
 from rssd.repo.users import User, UserRepo

@@ -13,9 +13,10 @@ from pathlib import Path
 import aiohttp
 
 from rssd.commands.context import load, run
-from rssd.commands.errors import EXIT_OK, EXIT_USAGE, CommandError
+from rssd.commands.errors import CommandError
 from rssd.commands.humanize import table
 from rssd.commands.terminal import safe_lines, safe_text
+from rssd.exits import EXIT_OK, EXIT_USAGE
 from rssd.fetch.discover import resolve_links
 from rssd.fetch.http import FetchError, RequestLimits, get
 from rssd.fetch.worker import ParseOutcome, parse_document

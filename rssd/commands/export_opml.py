@@ -10,7 +10,8 @@ from pathlib import Path
 from rssd.clock import utcnow
 from rssd.commands import opml
 from rssd.commands.context import load, reader
-from rssd.commands.errors import EXIT_OK, CommandError
+from rssd.commands.errors import CommandError
+from rssd.exits import EXIT_OK
 from rssd.models.config import Config
 from rssd.models.dto import Source
 from rssd.repo.sources import SourceRepo

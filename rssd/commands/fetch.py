@@ -19,10 +19,11 @@ from pathlib import Path
 
 from rssd import logs
 from rssd.commands.context import load, writer
-from rssd.commands.errors import EXIT_BUSY, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
+from rssd.commands.errors import CommandError
 from rssd.commands.feeds import removed_from_config, resolve
 from rssd.commands.terminal import safe_text
 from rssd.daemon.pipeline import JobReport, Pipeline
+from rssd.exits import EXIT_BUSY, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from rssd.fetch.fetcher import Fetcher, Outcome
 from rssd.models.config import Config
 from rssd.models.dto import FetchJobStatus, Source

@@ -14,8 +14,9 @@ from pathlib import Path
 from rssd.commands import opml
 from rssd.commands.config_edit import ConfigEditError, NewFeed, replace_file, with_feeds
 from rssd.commands.context import load
-from rssd.commands.errors import EXIT_OK, CommandError
+from rssd.commands.errors import CommandError
 from rssd.commands.terminal import safe_lines
+from rssd.exits import EXIT_OK
 from rssd.models.config import normalize_url
 from rssd.models.files import FileTooLarge, NotRegularFile, read_regular_file
 

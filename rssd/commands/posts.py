@@ -16,11 +16,12 @@ from pathlib import Path
 from rssd.clock import parse_iso, to_iso, utcnow
 from rssd.commands.args import DEFAULT_LIMIT
 from rssd.commands.context import load, reader, run
-from rssd.commands.errors import EXIT_OK, EXIT_USAGE, CommandError
+from rssd.commands.errors import CommandError
 from rssd.commands.feeds import resolve
 from rssd.commands.humanize import ago, shorten, table
 from rssd.commands.new_mark import NewMark
 from rssd.commands.terminal import safe_json, safe_lines, safe_text
+from rssd.exits import EXIT_OK, EXIT_USAGE
 from rssd.models.config import normalize_category
 from rssd.models.redact import redact
 from rssd.repo.queries import PostFilter, PostRow, newest_post_id, newest_posts

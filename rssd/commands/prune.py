@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from rssd.clock import parse_iso, to_iso, utcnow
+from rssd.clock import parse_iso, to_iso
 from rssd.commands.context import load, writer
-from rssd.commands.errors import EXIT_OK
+from rssd.exits import EXIT_OK
 from rssd.models.config import Config
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.maintenance import vacuum
@@ -32,12 +32,12 @@ class PruneReport:
 
 
 async def prune(config: Config, *, dry_run: bool, vacuum_after: bool) -> PruneReport:
-    now = utcnow()
-    jobs_before = to_iso(now - timedelta(days=config.keep_fetch_jobs_days))
-    posts_before = (
-        to_iso(now - timedelta(days=config.keep_posts_days)) if config.keep_posts_days else None
-    )
     async with writer(config) as db:
+        now = await db.now()  # the database's clock where several machines share it
+        jobs_before = to_iso(now - timedelta(days=config.keep_fetch_jobs_days))
+        posts_before = (
+            to_iso(now - timedelta(days=config.keep_posts_days)) if config.keep_posts_days else None
+        )
         posts_repo, jobs_repo = PostRepo(db), FetchJobRepo(db)
         if dry_run:
             jobs = await jobs_repo.count_prunable(jobs_before)

@@ -10,22 +10,24 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rssd.clock import parse_iso, utcnow
 from rssd.commands.context import reader_at, run
-from rssd.commands.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
+from rssd.commands.errors import CommandError
+from rssd.commands.overview import Assessment, Overview
 from rssd.commands.status_view import render_human, render_json
 from rssd.commands.terminal import safe_text
 from rssd.daemon.history import history_of
-from rssd.daemon.schedule import Policy, next_due
+from rssd.daemon.schedule import next_due, policy_of
+from rssd.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from rssd.models.categories import in_category
 from rssd.models.dto import FetchJobStatus, LatestJob
 from rssd.models.location import ConfigError, config_mtime, fallback_database
-from rssd.models.source_state import State, classify
+from rssd.models.source_state import classify
 from rssd.models.urls import normalize_url
 from rssd.repo.config_sync import (
     Synced,
@@ -35,7 +37,7 @@ from rssd.repo.config_sync import (
     known_digests,
     synced_config,
 )
-from rssd.repo.daemons import GONE_AFTER, DaemonRow, list_daemons
+from rssd.repo.daemons import DaemonRow, list_daemons
 from rssd.repo.queries import SourceStatus, source_statuses
 
 if TYPE_CHECKING:
@@ -43,16 +45,6 @@ if TYPE_CHECKING:
 
 #: The midpoint of the daemon's +-10% jitter.
 JITTER = 0.5
-
-
-@dataclass(frozen=True)
-class Assessment:
-    """One source's row: the database's facts plus the state and next due derived here."""
-
-    row: SourceStatus
-    state: State
-    fetching: bool  # an ONGOING job exists right now
-    next_due: datetime | None  # None: disabled, or gone until its config entry changes
 
 
 def assess(row: SourceStatus, now: datetime) -> Assessment:
@@ -69,13 +61,12 @@ def assess(row: SourceStatus, now: datetime) -> Assessment:
     )
     due: datetime | None = None
     if source.enabled:
-        policy = Policy(interval=timedelta(minutes=source.interval_minutes))
         if fetching:
             due = now
         elif active is not None and active.status is FetchJobStatus.QUEUED and active.not_before:
             due = parse_iso(active.not_before)
         else:
-            due = next_due(history, policy, now, JITTER)
+            due = next_due(history, policy_of(source), now, JITTER)
     return Assessment(row, state, fetching, due)
 
 
@@ -94,51 +85,6 @@ def _latest(row: SourceStatus) -> LatestJob:
         failures=row.failures,
         last_success_at=row.last_success.ended_at if row.last_success else None,
     )
-
-
-@dataclass(frozen=True)
-class Overview:
-    """Everything ``rssd status`` prints, computed at ``now``."""
-
-    assessments: list[Assessment]
-    #: Feeds of config.toml the database does not list yet: the daemon adds them when it
-    #: (re)loads the config; until then they have no id and no row.
-    not_in_database: list[str]
-    now: datetime
-    #: Why config.toml does not validate (empty when it does): shown above the rest.
-    config_errors: tuple[str, ...] = ()
-    #: The daemons working on the database (several on PostgreSQL) and the synced config.
-    daemons: list[DaemonRow] = field(default_factory=list)
-    synced: Synced | None = None
-    config_hash: str | None = None  # this config.toml's
-    shared: bool = False  # a database several daemons may share (PostgreSQL)
-    #: The keys this config.toml differs in from the synced version (when both are known).
-    differs_in: tuple[str, ...] = ()
-    #: Per-key digests of the config versions the cluster synced, by hash (those in view).
-    versions: dict[str, dict[str, str]] = field(default_factory=dict)
-
-    def gone(self, daemon: DaemonRow) -> bool:
-        """Silent for longer than a lease: killed, or cut off (its jobs are back with the
-        others); forgotten by the daemons' housekeeping within about two hours."""
-        return parse_iso(daemon.heartbeat_at) < self.now - GONE_AFTER
-
-    def drifting(self) -> list[DaemonRow]:
-        """Live daemons running another config than the synced one (config.drift)."""
-        if self.synced is None:
-            return []
-        synced = self.synced.config_hash
-        return [d for d in self.daemons if d.config_hash not in (None, synced) and not self.gone(d)]
-
-    def daemon_differs_in(self, daemon: DaemonRow) -> list[str]:
-        """The keys a daemon's config differs in from the synced one ([]: the same, or
-        unknown)."""
-        if self.synced is None or daemon.config_hash is None:
-            return []
-        mine = self.versions.get(daemon.config_hash)
-        current = self.versions.get(self.synced.config_hash)
-        if mine is None or current is None:
-            return []
-        return differing_keys(mine, current)
 
 
 @dataclass(frozen=True)

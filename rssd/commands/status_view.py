@@ -8,17 +8,15 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rssd.clock import parse_iso, to_iso
 from rssd.commands.humanize import ago, due, shorten, table
+from rssd.commands.overview import Assessment, Overview
 from rssd.commands.terminal import safe_json, safe_lines
 from rssd.models.dto import FetchJob, FetchJobStatus
 from rssd.models.redact import redact, redact_optional
 from rssd.models.source_state import State
-
-if TYPE_CHECKING:
-    from rssd.commands.status import Assessment, Overview
 
 #: Version of the JSON document; bumped only if a key ever has to change meaning.
 JSON_FORMAT = 1

@@ -15,8 +15,9 @@ from typing import Any
 
 from rssd.clock import parse_iso, utcnow
 from rssd.commands.context import load, reader, run, writer
-from rssd.commands.errors import EXIT_OK, EXIT_USAGE, CommandError
+from rssd.commands.errors import CommandError
 from rssd.commands.humanize import ago, plural, shorten, table
+from rssd.exits import EXIT_OK, EXIT_USAGE
 from rssd.models.redact import redact, redact_endpoint
 from rssd.repo.outbox import OutboxRepo
 from rssd.repo.users import User, UserRepo

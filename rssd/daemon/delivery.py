@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rssd import metrics
-from rssd.clock import now_iso, parse_iso, to_iso, utcnow
+from rssd.clock import parse_iso, to_iso
 from rssd.logs import get_logger
 from rssd.models.config import Config
 from rssd.repo.db import Database
 from rssd.repo.outbox import Attempt, Due, OutboxRepo
+from rssd.repo.users import config_digest
 from rssd.webhooks.rules import Decision, Outcome, decide
 from rssd.webhooks.sender import Sender
 
@@ -60,6 +61,8 @@ class DeliveryLoop:
         self._wake = asyncio.Event()
         self._busy: dict[int, asyncio.Task[bool]] = {}
         self._saturated = False  # users were left waiting for a free slot
+        #: Users whose synced entry differs from this daemon's config (logged once).
+        self._stale_users: set[str] = set()
 
     def poke(self) -> None:
         """New messages were queued: look now rather than at the next poll."""
@@ -67,6 +70,7 @@ class DeliveryLoop:
 
     async def reconfigure(self, config: Config) -> None:
         self.config = config
+        self._stale_users.clear()
         await self.sender.reconfigure(config.webhooks, config.user_agent)
         self.poke()
 
@@ -101,7 +105,7 @@ class DeliveryLoop:
         if not self.config.users:
             return
         self._saturated = False
-        for user_id in await self.repo.due_users(now_iso()):
+        for user_id in await self.repo.due_users():
             if user_id in self._busy:
                 continue
             if len(self._busy) >= self.config.max_concurrency:
@@ -128,7 +132,7 @@ class DeliveryLoop:
         wait = POLL_SECONDS
         upcoming = await self.repo.next_wakeup(list(self._busy))
         if upcoming is not None and not self._saturated:
-            until = (parse_iso(upcoming) - utcnow()).total_seconds()
+            until = (parse_iso(upcoming) - await self.db.now()).total_seconds()
             wait = min(wait, max(MIN_WAIT_SECONDS, until))
         try:
             async with asyncio.timeout(wait):
@@ -149,31 +153,41 @@ class DeliveryLoop:
         Under the user's lock: where several daemons share the database (PostgreSQL),
         one of them sends a user's messages at a time, so no message has two senders at
         once (the others skip the user this round). On SQLite it is always free.
-        False when the lock was taken: nothing was done.
+        False when nothing was done: the lock was taken, or this daemon may not send for
+        the user (it left the config, or the config differs from the synced one).
         """
         lock = f"rssd.deliver:{user_id}"
         if not await self.db.try_lock(lock):
             return False
         try:
             after = ""
-            while (due := await self.repo.oldest_due(user_id, now_iso(), after)) is not None:
+            while (due := await self.repo.oldest_due(user_id, after)) is not None:
                 after = due.delivery.id
-                if not await self._attempt(due):
+                went_on = await self._attempt(due)
+                if went_on is None:
+                    return False
+                if not went_on:
                     break
         finally:
             await self.db.unlock(lock)
         return True
 
-    async def _attempt(self, due: Due) -> bool:
+    async def _attempt(self, due: Due) -> bool | None:
         """Send one message and record the outcome; False when the endpoint got disabled
-        or the user left the config (the pass ends)."""
+        (the pass ends); None when nothing was sent: the user left the config, or this
+        daemon's entry for the user is not the synced one."""
         delivery = due.delivery
         user = next((u for u in self.config.users if u.name == delivery.user_name), None)
         if user is None:
-            return False  # removed from config.toml: the next sync disables the user
+            return None  # removed from config.toml: the next sync disables the user
+        if config_digest(user) != due.config_digest:
+            self._stale(user.name)
+            return None
         started = time.monotonic()
+        # The entry is the synced one (the digests agree): its URL and secret are current.
         answer = await self.sender.deliver(user, delivery.id, due.body)
-        now = utcnow()
+        # The database's clock: the retry time and failing_since are for every daemon.
+        now = await self.db.now()
         attempt = delivery.attempts + 1
         decision = decide(
             answer,
@@ -220,6 +234,21 @@ class DeliveryLoop:
             )
             return False
         return True
+
+    def _stale(self, name: str) -> None:
+        """This daemon's entry for the user is not the one the database synced (an older
+        config.toml, refused as drift; or a newer one not synced yet): its URL or secret
+        may be the old one, so it sends nothing for the user. Logged once per state."""
+        if name in self._stale_users:
+            return
+        self._stale_users.add(name)
+        log.warning(
+            "delivery.config_stale",
+            user=name,
+            detail="this daemon's config entry for the user differs from the synced one "
+            "(config.toml older or not yet synced); its messages are left to daemons "
+            "with the current config",
+        )
 
     def _log(self, decision: Decision, fields: dict[str, object], now: datetime) -> None:
         metrics.WEBHOOK_DELIVERIES.labels(decision.outcome.value).inc()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from rssd import metrics
 from rssd.daemon.delivery import DeliveryLoop, DeliveryStats
+from rssd.daemon.digests import close_digests
 from rssd.daemon.lag import LagProbe
 from rssd.daemon.loop import loop_name
 from rssd.daemon.pipeline import JobReport, Pipeline
@@ -97,6 +98,7 @@ async def run_once(config: Config) -> RunSummary:
             if not stopped:
                 delivered = await _deliver_once(db, config, stopped)
             await lag.stop()
+        database_bytes = await db.size_bytes()
     interrupted = [
         JobReport(s.id, s.url, None, FetchJobStatus.FAILED, ErrorCode.INTERRUPTED, "cancelled")
         for s in running.values()
@@ -122,7 +124,7 @@ async def run_once(config: Config) -> RunSummary:
         interrupted_by=summary.interrupted_by.name if summary.interrupted_by else None,
     )
     if config.metrics_file is not None:
-        metrics.DATABASE_BYTES.set(metrics.database_bytes(config.database))
+        metrics.DATABASE_BYTES.set(database_bytes)
         try:
             metrics.write(config.metrics_file)
         except OSError as exc:
@@ -137,6 +139,7 @@ async def _deliver_once(
 ) -> DeliveryStats:
     """One delivery pass over the messages due (this run's and older ones); what is still
     pending afterwards (a retry scheduled later) waits for the next run."""
+    await close_digests(db)
     async with Sender(config.webhooks, config.user_agent) as sender:
         loop = DeliveryLoop(db, config, sender)
         task = asyncio.create_task(loop.run_once(), name="delivery")

@@ -15,7 +15,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from rssd import metrics
 from rssd.clock import parse_iso, to_iso, utcnow
@@ -33,10 +33,13 @@ from rssd.daemon.schedule import (
 )
 from rssd.fetch.fetcher import Fetcher, FetchResult, Outcome, Validators
 from rssd.logs import get_logger
+from rssd.models.delays import retry_after
 from rssd.models.dto import ErrorCode, FetchJobStatus, FetchMeta, Source
 from rssd.models.redact import redact, redact_optional
+from rssd.net.hosts import host_key
 from rssd.repo.claims import LEASE_SECONDS, Claim, ClaimRepo
 from rssd.repo.db import Database
+from rssd.repo.hosts import HostRepo
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.next_job import NextJob
 from rssd.repo.posts import dated_posts
@@ -49,6 +52,17 @@ log = get_logger("rssd.fetch")
 #: timeouts): it is failed so the source can move on. (Jobs under a lease are taken back
 #: sooner, when the lease expires: rssd/repo/claims.py.)
 STALE_JOB_AFTER = timedelta(hours=1)
+#: A request whose host cannot take it for longer than this (paused by another feed's
+#: 429 after the job was claimed) is not waited for: the job is given back
+#: (``interrupted``), and the claims skip the host until its pause ends.
+MAX_TURN_WAIT = 30.0
+
+
+class HostPaused(Exception):
+    """The host of a claimed job was paused meanwhile (see MAX_TURN_WAIT)."""
+
+    def __init__(self, host: str, seconds: float) -> None:
+        super().__init__(f"host {host} paused for {seconds:.0f} s more (a 429/503 Retry-After)")
 
 
 @dataclass(frozen=True)
@@ -98,6 +112,7 @@ class Pipeline:
         #: complete, so a fetch needs no query for them (one statement fewer per fetch).
         self._validators: dict[int, Validators] | None = None
         self.sources = SourceRepo(db)
+        self.hosts = HostRepo(db)
         #: What this pipeline recorded on content_sources since the Source rows it is
         #: handed were read (the daemon keeps those until a reload): discovered feed URL
         #: and the feed's title, by source id.
@@ -174,6 +189,18 @@ class Pipeline:
         started = time.monotonic()
         try:
             return await self._attempt(claim, started)
+        except HostPaused as exc:
+            await self._fail(claim, ErrorCode.INTERRUPTED, str(exc), interrupted=True)
+            log.info("fetch.deferred", source_id=source.id, job_id=job.id, detail=str(exc))
+            return JobReport(
+                source.id,
+                source.url,
+                job.id,
+                FetchJobStatus.FAILED,
+                ErrorCode.INTERRUPTED,
+                str(exc),
+                duration_ms=_ms(started),
+            )
         except asyncio.CancelledError:
             cancelled = "fetch cancelled (shutdown)"
             await self._fail(claim, ErrorCode.INTERRUPTED, cancelled, interrupted=True)
@@ -219,7 +246,7 @@ class Pipeline:
         """
         claim = await self.claims.claim_source(source.id)
         if claim is None:
-            cutoff = to_iso(utcnow() - STALE_JOB_AFTER)
+            cutoff = to_iso(await self.db.now() - STALE_JOB_AFTER)
             if await self.jobs.fail_stale(source.id, cutoff):
                 log.warning("jobs.stale_failed", source_id=source.id, url=source.url)
                 claim = await self.claims.claim_source(source.id)
@@ -231,7 +258,7 @@ class Pipeline:
         interval (not needed) or when the database cannot say."""
         if source.interval_fixed:
             return None
-        now = utcnow()
+        now = await self._now()
         try:
             count, oldest, newest = await dated_posts(
                 self.db,
@@ -251,8 +278,20 @@ class Pipeline:
             parse_iso(source.created_at),
         )
 
-    def _plan(self, claim: Claim, ending: Ending, activity: Activity | None = None) -> Plan | None:
-        """The source's next job after this ending (None: a one-off, not scheduled)."""
+    async def _now(self) -> datetime:
+        """The database's clock (``Database.now``): on a shared database a due time is for
+        every daemon to act on, and this one's clock may be wrong. A database that does
+        not answer gets the local clock: the write that follows fails anyway."""
+        try:
+            return await self.db.now()
+        except Exception:
+            return utcnow()
+
+    async def _plan(
+        self, claim: Claim, ending: Ending, activity: Activity | None = None
+    ) -> Plan | None:
+        """The source's next job after this ending (None: a one-off, not scheduled),
+        planned from the database's clock."""
         if not claim.scheduled:
             return None  # a one-off (run --once, rssd fetch on a new source): no schedule
         source = claim.source
@@ -261,7 +300,7 @@ class Pipeline:
             Carried(claim.failures, claim.fetch_url, claim.moved_seen),
             ending,
             self.policy(source, activity),
-            now=utcnow(),
+            now=await self._now(),
             jitter=self.random.random(),
         )
 
@@ -301,7 +340,8 @@ class Pipeline:
         """Record a failure (and the next job), retrying while the database is busy; never
         raises."""
         job_id = claim.job.id
-        next_job = next_job_of(self._plan(claim, Ending(completed=False, interrupted=interrupted)))
+        ending = Ending(completed=False, interrupted=interrupted)
+        next_job = next_job_of(await self._plan(claim, ending))
         for attempt in range(3):
             try:
                 await self.jobs.mark_failed(job_id, code, message, next_job=next_job)
@@ -335,6 +375,8 @@ class Pipeline:
             claim.fetch_url,
             seen=lambda: load_seen(self.db, source.id),
             feed_url=known,
+            subscribers=claim.subscribers,
+            gate=self._take_turn if self.fetcher.config.host_min_gap_seconds > 0 else None,
         )
         result = _redacted(result)
         final_url = result.meta.final_url
@@ -352,8 +394,9 @@ class Pipeline:
             final_url=final_url if redact_optional(final_url) == final_url else None,
         )
         activity = await self._activity(source, result) if claim.scheduled else None
-        plan = self._plan(claim, ending, activity)
+        plan = await self._plan(claim, ending, activity)
         next_job = next_job_of(plan)
+        await self._pause_host(result, claim.fetch_url or feed_url_of(source, known))
         if result.outcome is Outcome.FAILED:
             assert result.error_code is not None
             await self.jobs.mark_failed(
@@ -450,6 +493,38 @@ class Pipeline:
         self._log_plan(source, plan)
         return report
 
+    async def _take_turn(self, url: str) -> None:
+        """The request gate: wait until ``url``'s host may take a request from us, by
+        host_min_gap_seconds and its pause, across every daemon (rssd.repo.hosts)."""
+        host, held = host_key(url), False
+        while True:
+            wait = await self.hosts.take_turn(host, self.fetcher.config.host_min_gap_seconds)
+            if wait <= 0:
+                return
+            if wait > MAX_TURN_WAIT:
+                raise HostPaused(host, wait)
+            if not held:
+                metrics.HOST_HELD.inc()
+                held = True
+            await asyncio.sleep(wait)
+
+    async def _pause_host(self, result: FetchResult, target: str) -> None:
+        """A 429 or 503 with Retry-After pauses the whole host, not only this feed: its
+        other feeds would be refused too, and asking again is what the host objects to."""
+        if result.meta.http_status not in (429, 503):
+            return
+        headers = {key.lower(): value for key, value in result.hints.items()}
+        delay = retry_after(headers.get("retry-after"), utcnow())
+        if delay is None or delay <= timedelta(0):
+            return
+        host = host_key(result.meta.final_url or target)
+        try:
+            await self.hosts.pause(host, delay.total_seconds())
+        except Exception as exc:  # the feed's own schedule still honours the wait
+            log.warning("host.pause_failed", host=host, error_message=repr(exc))
+            return
+        log.info("host.paused", host=host, seconds=round(delay.total_seconds()))
+
     async def _note_feed(self, source: Source, result: FetchResult, known: str | None) -> None:
         """Record a (re)discovered feed URL on the source. Not in the posts' transaction:
         a hint, rewritten by the next fetch if lost. (A new feed title is written with the
@@ -470,6 +545,11 @@ class Pipeline:
     def name_of(self, source: Source) -> str | None:
         """The configured name, else the feed's title as last recorded."""
         return source.name or self._titles.get(source.id, source.feed_title)
+
+
+def feed_url_of(source: Source, known: str | None) -> str:
+    """Where a fetch of ``source`` went: the feed its page led to, else its URL."""
+    return known or source.url
 
 
 def _redacted(result: FetchResult) -> FetchResult:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from rssd.clock import to_iso, utcnow
+from rssd.clock import to_iso
 from rssd.daemon.history import history_of
 from rssd.daemon.schedule import Activity, Policy, next_due, policy_of
 from rssd.logs import get_logger
@@ -38,7 +38,7 @@ async def reconcile(
     scheduling policy (default: ``policy_of``, at its start interval: a source queued here
     has just been added or changed, and its first fetch plans by its posting rate)."""
     sources = {s.id: s for s in await SourceRepo(db).list(enabled_only=True)}
-    now = utcnow()
+    now = await db.now()  # due times every daemon acts on: the database's clock
     due: dict[int, str] = {}
     for row in await latest_jobs(db):
         source = sources.get(row.source_id)

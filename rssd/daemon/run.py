@@ -16,10 +16,10 @@ import threading
 from pathlib import Path
 
 from rssd import logs
-from rssd.commands.errors import EXIT_FAILURE, EXIT_OK
 from rssd.daemon import loop as event_loop
 from rssd.daemon.lock import LockedError
 from rssd.daemon.watcher import FileWatcher
+from rssd.exits import EXIT_FAILURE, EXIT_OK
 from rssd.models.config import ConfigError, load_config
 from rssd.repo.db import DatabaseError, is_driver_error
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import os
 import random
@@ -26,16 +27,18 @@ from datetime import timedelta
 from pathlib import Path
 
 from rssd import metrics
-from rssd.clock import parse_iso, to_iso, utcnow
+from rssd.clock import to_iso
 from rssd.daemon import notify
 from rssd.daemon.claimer import Claimer
 from rssd.daemon.delivery import DeliveryLoop
+from rssd.daemon.digests import digest_loop
 from rssd.daemon.history import history_of
 from rssd.daemon.lag import LagProbe
 from rssd.daemon.loop import loop_name
 from rssd.daemon.pipeline import JobReport, Pipeline
 from rssd.daemon.reconcile import reconcile
 from rssd.daemon.schedule import MOVED_AFTER, Activity, Policy, policy_of
+from rssd.daemon.skew import check_skew
 from rssd.daemon.startup import daemon_session, sync_sources, warn_exposed_files
 from rssd.daemon.watcher import FileWatcher
 from rssd.fetch.fetcher import Fetcher
@@ -165,6 +168,8 @@ class Service:
         self._claims = claims
         daemons = DaemonRepo(db, self.identity)
         await daemons.beat(0, config_hash(self.config))
+        if db.shared:
+            await check_skew(db)
         await self._reconcile(log_gone=True)
         async with (
             Fetcher(self.config) as fetcher,
@@ -187,6 +192,7 @@ class Service:
                     ("claims", claimer.claim_loop),
                     ("leases", leases),
                     ("delivery", self._delivery.run),
+                    ("digests", functools.partial(digest_loop, db, self._delivery.poke)),
                     ("config-watch", self._watch_config),
                     ("housekeeping", self._housekeeping),
                     ("metrics", self._metrics_writer),
@@ -366,6 +372,8 @@ class Service:
             except Exception as exc:
                 log.error("jobs.reconcile_failed", error_message=repr(exc))
             try:  # a database that does not answer: logged, tried again next tick
+                if self._db.shared:
+                    await check_skew(self._db)
                 if last_prune is None or time.monotonic() - last_prune >= self.prune_seconds:
                     last_prune = time.monotonic()
                     await self._prune(jobs)
@@ -374,12 +382,15 @@ class Service:
                 log.error("housekeeping.failed", error_message=repr(exc))
 
     async def _prune(self, jobs: FetchJobRepo) -> None:
-        """Retention, by one daemon at a time (the others skip this round)."""
+        """Retention, by one daemon at a time (the others skip this round). The cutoffs
+        are measured from the database's clock (``Database.now``): a daemon whose own
+        clock runs days ahead must not delete what the others keep."""
         assert self._db is not None
         if not await self._db.try_lock(PRUNE_LOCK):
             return
         try:
-            cutoff = to_iso(utcnow() - timedelta(days=self.config.keep_fetch_jobs_days))
+            now = await self._db.now()
+            cutoff = to_iso(now - timedelta(days=self.config.keep_fetch_jobs_days))
             pruned = await jobs.prune(cutoff)
             if pruned:
                 log.info("jobs.pruned", jobs=pruned, before=cutoff)
@@ -387,13 +398,11 @@ class Service:
             if finished:
                 log.info("deliveries.pruned", deliveries=finished, before=cutoff)
             if self.config.keep_posts_days:
-                before = to_iso(utcnow() - timedelta(days=self.config.keep_posts_days))
+                before = to_iso(now - timedelta(days=self.config.keep_posts_days))
                 removed = await PostRepo(self._db).prune(before)
                 if removed:
                     log.info("posts.pruned", posts=removed, before=before)
-            await self._db.write(
-                lambda tx: forget_silent(tx, to_iso(utcnow() - FORGET_DAEMONS_AFTER))
-            )
+            await self._db.write(lambda tx: forget_silent(tx, to_iso(now - FORGET_DAEMONS_AFTER)))
         finally:
             await self._db.unlock(PRUNE_LOCK)
 
@@ -420,9 +429,7 @@ class Service:
             metrics.SOURCES.labels(state.value).set(states[state])
         metrics.IN_FLIGHT.set(self.in_flight)
         metrics.DUE.set(await self._claims.count_due())
-        oldest = await self._claims.oldest_due()
-        overdue = (utcnow() - parse_iso(oldest)).total_seconds() if oldest else 0.0
-        metrics.OLDEST_OVERDUE.set(max(0.0, overdue))
+        metrics.OLDEST_OVERDUE.set(await self._claims.overdue_seconds())
         metrics.DATABASE_BYTES.set(await self._db.size_bytes())
 
     async def _metrics_writer(self) -> None:

@@ -16,8 +16,8 @@ from rssd.repo.claims import ClaimRepo
 from rssd.repo.config_sync import config_hash, sync_config
 from rssd.repo.db import Database
 from rssd.repo.files import check_database_files
+from rssd.repo.open import open_database
 from rssd.repo.sources import SyncReport
-from rssd.repo.users import UserRepo
 
 log = get_logger("rssd.daemon")
 
@@ -94,8 +94,9 @@ async def sync_sources(
         feeds=len(config.feeds),
         config_hash=config_hash(config),
     )
-    # Then the users subscribed to the feeds (subscriptions name feeds by id).
-    users = await UserRepo(db).sync(config)
+    # The users subscribed to the feeds, synced in the same transaction.
+    users = outcome.users
+    assert users is not None
     if users.added or users.updated or users.disabled or users.subscribed or users.unsubscribed:
         log.info(
             "users.synced",
@@ -127,7 +128,7 @@ async def daemon_session(
         return
     check_database_files(db_path)  # before the lock file is created beside it
     with DaemonLock(db_path) as lock:
-        db = await Database.open(db_path)
+        db = await open_database(db_path)
         try:
             if lock.previous_state not in ("", "clean"):
                 result = await db.quick_check()
@@ -149,7 +150,7 @@ async def _shared_session(
 ) -> AsyncIterator[Database]:
     """PostgreSQL: no lock and no start-up recovery (other daemons' jobs are live; a dead
     one's come back when their leases expire), only the sync."""
-    db = await Database.open(config.database)
+    db = await open_database(config.database)
     try:
         await sync_sources(db, config, path, daemon_id)
         yield db

@@ -353,4 +353,11 @@ def _entry(entry: Any, feed_base: str, atom: bool, guids: _Guids | None) -> dict
         out["content"] = [
             {"type": part.type, "base": base, "value": _str(part.value)} for part in parts
         ]
+        detail = out.get("summary_detail")
+        first = out["content"][0]
+        if detail and (detail["type"], out["summary"]) == (first["type"], first["value"]):
+            # A summary that is the content (feedparser-rs copies an Atom entry's content
+            # there, as feedparser does): without its detail, rssd.fetch.sanitize reuses
+            # the content's cleaned HTML instead of cleaning it again.
+            del out["summary_detail"]
     return {key: value for key, value in out.items() if value is not None}

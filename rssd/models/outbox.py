@@ -9,12 +9,20 @@ import itertools
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 from rssd.models.filters import Filters, passes
 from rssd.models.post import PostCreate
+from rssd.models.sizes import (
+    MAX_MESSAGE_BYTES,
+    MAX_NAME_BYTES,
+    clip_bytes,
+    fit_post,
+    json_size,
+    split_by_size,
+)
 
 #: Above this many posts, a fetch's announcement to one user is split into several messages.
 MAX_POSTS_PER_MESSAGE = 100
@@ -47,6 +55,8 @@ class Subscriber:
     include_content: bool = False
     #: Skip a story announced from another feed within this many days (0: never).
     dedupe_days: int = 0
+    #: A digest user's posts wait for the period's message (rssd/models/digests.py).
+    digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,16 +111,22 @@ def plan_messages(
     *,
     filtered: bool = False,
 ) -> list[Message]:
-    """One message per subscriber (split above ``chunk`` posts, by default as many as the
-    subscriber's format carries) with the posts that pass the subscriber's filters; none
-    for a subscriber whose filters pass nothing. ``filtered``: ``posts`` passed them."""
+    """One message per subscriber with the posts that pass the subscriber's filters, split
+    above ``chunk`` posts (by default as many as the subscriber's format carries) and
+    above ``MAX_MESSAGE_BYTES`` (rssd.models.sizes), each post cut to ``MAX_POST_BYTES``;
+    none for a subscriber whose filters pass nothing. ``filtered``: ``posts`` passed them."""
     messages = []
     for subscriber in subscribers:
         chosen = list(posts) if filtered else chosen_posts(subscriber, feed, posts)
-        size = chunk or POSTS_PER_MESSAGE.get(subscriber.format, MAX_POSTS_PER_MESSAGE)
-        for start in range(0, len(chosen), size):
-            part = chosen[start : start + size]
-            body = message_body(subscriber.name, feed, part, timestamp, subscriber.include_content)
+        if not chosen:
+            continue
+        count = chunk or POSTS_PER_MESSAGE.get(subscriber.format, MAX_POSTS_PER_MESSAGE)
+        payloads = [fit_post(post_payload(p, feed, subscriber.include_content)) for p in chosen]
+        envelope = json_size(envelope_of(subscriber.name, feed, [], timestamp))
+        sizes = [json_size(payload) for payload in payloads]
+        for run in split_by_size(sizes, count, MAX_MESSAGE_BYTES, envelope):
+            part = payloads[run.start : run.stop]
+            body = _dump(envelope_of(subscriber.name, feed, part, timestamp))
             messages.append(Message(new_message_id(), subscriber.user_id, len(part), body))
     return messages
 
@@ -137,6 +153,24 @@ def post_payload(stored: StoredPost, feed: Feed, include_content: bool) -> dict[
     return payload
 
 
+def envelope_of(
+    user: str, feed: Feed, payloads: Sequence[Mapping[str, object]], timestamp: str
+) -> dict[str, object]:
+    """The Standard Webhooks payload around posts already made (``post_payload``, cut to
+    size by ``fit_post``); ``timestamp`` is when the posts were stored. The feed's name
+    may be its own title, so it is bounded too."""
+    name = clip_bytes(feed.name, MAX_NAME_BYTES) if feed.name else feed.name
+    return {
+        "type": EVENT_TYPE,
+        "timestamp": timestamp,
+        "data": {
+            "user": user,
+            "feed": {"id": feed.id, "url": feed.url, "name": name},
+            "posts": list(payloads),
+        },
+    }
+
+
 def message_body(
     user: str,
     feed: Feed,
@@ -144,17 +178,10 @@ def message_body(
     timestamp: str,
     include_content: bool = False,
 ) -> str:
-    """The Standard Webhooks payload; ``timestamp`` is when the posts were stored."""
-    return json.dumps(
-        {
-            "type": EVENT_TYPE,
-            "timestamp": timestamp,
-            "data": {
-                "user": user,
-                "feed": {"id": feed.id, "url": feed.url, "name": feed.name},
-                "posts": [post_payload(stored, feed, include_content) for stored in posts],
-            },
-        },
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    """The body of one message carrying ``posts`` (each cut to ``MAX_POST_BYTES``)."""
+    payloads = [fit_post(post_payload(stored, feed, include_content)) for stored in posts]
+    return _dump(envelope_of(user, feed, payloads, timestamp))
+
+
+def _dump(document: Mapping[str, object]) -> str:
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from rssd.models.digests import parse_schedule
 from rssd.models.files import FileTooLarge, read_regular_file
 from rssd.models.filters import Filters, Rule, parse_rule
 from rssd.models.redact import redact
@@ -177,6 +178,10 @@ class UserConfig(BaseModel):
     dedupe_days: Annotated[int, Field(ge=0, le=MAX_DEDUPE_DAYS)] = 7
     #: ``standard`` only: posts carry their content, tags, enclosures, updated_at.
     include_content: bool = False
+    #: One message per period instead of one per fetch: "1h", "1d", "30m" or "08:00".
+    digest: str | None = None
+    #: The zone of a time-of-day digest (IANA name); UTC if unset.
+    timezone: str | None = None
 
     @field_validator("webhook_url")
     @classmethod
@@ -197,6 +202,10 @@ class UserConfig(BaseModel):
             check_ntfy_topic(self.webhook_url)
         if self.include_content and self.format != "standard":
             raise ValueError("include_content applies to format 'standard' only")
+        if self.digest is not None:
+            parse_schedule(self.digest, self.timezone)
+        elif self.timezone is not None:
+            raise ValueError('timezone applies to a time-of-day digest (digest = "08:00")')
         if self.secret_file is not None:
             base = (info.context or {}).get("base_dir")
             path = self.secret_file

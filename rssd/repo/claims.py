@@ -28,11 +28,9 @@ from rssd.clock import parse_iso, to_iso, utcnow
 from rssd.models.dto import FetchJob, Source
 from rssd.net.hosts import host_key
 from rssd.repo.db import Database, Row, Tx
+from rssd.repo.fragments import NO_LIMIT, failure_run
 from rssd.repo.next_job import INSERT_NEXT, NextJob, insert_next_params
 from rssd.repo.rows import JOB_NAMES, SOURCE_NAMES, job_from, source_from
-
-#: ``LIMIT`` without a limit, on both backends.
-NO_LIMIT = 2**62
 
 #: A lease this long is renewed every LEASE_SECONDS / 3 while the fetch runs.
 LEASE_SECONDS = 30.0
@@ -44,13 +42,16 @@ _JOB_J = ", ".join(f"j.{name}" for name in JOB_NAMES)
 #: What a claim carries beside the job: the schedule's memory.
 _CARRIED = "j.failures, j.fetch_url, j.moved_seen"
 
-#: Consecutive real failures (``interrupted`` is the daemon's doing) since the source's
-#: last success: the backoff of a job queued without a predecessor to carry it.
-FAILURE_RUN = """(SELECT count(*) FROM fetch_job f
-    WHERE f.content_source_id = :source_id AND f.status = 'FAILED'
-      AND f.error_code != 'interrupted'
-      AND f.id > coalesce((SELECT max(id) FROM fetch_job
-                           WHERE content_source_id = :source_id AND status = 'COMPLETED'), 0))"""
+#: The users subscribed to the source (the default User-Agent names their number).
+_SUBSCRIBERS = """(SELECT count(*) FROM subscriptions sub JOIN users u ON u.id = sub.user_id
+    WHERE sub.content_source_id = s.id AND u.enabled = 1) AS subscribers"""
+
+#: The source's run of failures: the backoff of a job queued without a predecessor to
+#: carry it.
+FAILURE_RUN = failure_run(
+    ":source_id",
+    "(SELECT max(id) FROM fetch_job WHERE content_source_id = :source_id AND status = 'COMPLETED')",
+)
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,22 @@ class Claim:
     moved_seen: int
     #: The job was the source's QUEUED schedule entry, so its end queues the next one.
     scheduled: bool = True
+    #: Enabled users subscribed to the source.
+    subscribers: int = 0
 
 
 def _claim(row: Row, scheduled: bool = True) -> Claim:
     job = job_from(row[name] for name in JOB_NAMES)
     source = source_from(row[f"s_{name}"] for name in SOURCE_NAMES)
-    return Claim(job, source, row["failures"], row["fetch_url"], row["moved_seen"], scheduled)
+    return Claim(
+        job,
+        source,
+        row["failures"],
+        row["fetch_url"],
+        row["moved_seen"],
+        scheduled,
+        int(row["subscribers"]),
+    )
 
 
 class ClaimRepo:
@@ -99,6 +110,14 @@ class ClaimRepo:
                 {"max_per_host": max_per_host},
             )
         }
+        # Hosts paused by a 429/503's Retry-After (rssd/repo/hosts.py): none of their jobs
+        # is claimed until the pause ends, whichever feed of the host it is.
+        busy.update(
+            str(row["host"])
+            for row in await tx.fetchall(
+                f"SELECT host FROM hosts WHERE paused_until > {tx.dialect.clock}", {"now": stamp}
+            )
+        )
         found: list[tuple[int, str]] = []
         after: tuple[str, int] | None = None
         while len(found) < wanted:
@@ -106,8 +125,8 @@ class ClaimRepo:
             rows = await tx.fetchall(
                 f"SELECT j.id, j.not_before, coalesce(j.fetch_url, s.url) AS target "
                 f"FROM fetch_job j JOIN content_sources s ON s.id = j.content_source_id "
-                f"WHERE j.status = 'QUEUED' AND j.not_before <= :now AND s.enabled = 1"
-                f"{page_after} ORDER BY j.not_before, j.id LIMIT :page",
+                f"WHERE j.status = 'QUEUED' AND j.not_before <= {tx.dialect.clock} "
+                f"AND s.enabled = 1{page_after} ORDER BY j.not_before, j.id LIMIT :page",
                 {
                     "now": stamp,
                     "page": PAGE,
@@ -129,7 +148,6 @@ class ClaimRepo:
         slot of its host; ONGOING under this daemon's lease when this returns."""
         if limit <= 0:
             return []
-        now = utcnow()
         # A plain read first: an idle daemon polling every second takes no write lock (on
         # SQLite, BEGIN IMMEDIATE would hold off every other writer for nothing).
         if await self.count_due(limit=1) == 0:
@@ -142,6 +160,7 @@ class ClaimRepo:
         )
 
         async def work(tx: Tx) -> list[Claim]:
+            now = await tx.now()
             stamp = to_iso(now)
             chosen = await self._candidates(tx, stamp, limit * 4, max_per_host)
             if not chosen:
@@ -205,9 +224,9 @@ class ClaimRepo:
         Such a claim takes no host slot: it is one operator request, limited by its own
         process's per-host limit.
         """
-        now = utcnow()
 
         async def work(tx: Tx) -> Claim | None:
+            now = await tx.now()
             params = {
                 "source_id": source_id,
                 "now": to_iso(now),
@@ -242,7 +261,7 @@ class ClaimRepo:
         """The claims of jobs ``ids`` (``holder``: only those ONGOING under this daemon)."""
         mine = " AND j.status = 'ONGOING' AND j.claimed_by = :daemon" if holder else ""
         rows = await tx.fetchall(
-            f"SELECT {_JOB_J}, {_CARRIED}, {_SOURCE_COLUMNS} FROM fetch_job j "
+            f"SELECT {_JOB_J}, {_CARRIED}, {_SUBSCRIBERS}, {_SOURCE_COLUMNS} FROM fetch_job j "
             f"JOIN content_sources s ON s.id = j.content_source_id "
             f"WHERE j.id IN {tx.dialect.in_json_int('ids')}{mine} ORDER BY j.id",
             {"ids": json.dumps(list(ids)), "daemon": self.daemon_id},
@@ -269,13 +288,13 @@ class ClaimRepo:
         lease), so it came from elsewhere (``rssd copy-database``, an older rssd) and would
         otherwise block its source for good. Expiry is judged by the dialect's clock: the
         database's own on PostgreSQL, where the daemons' clocks may disagree."""
-        now = to_iso(utcnow())
         clock = self._db.dialect.clock
         where = "status = 'ONGOING'" + (
             "" if everything else f" AND (lease_expires_at IS NULL OR lease_expires_at < {clock})"
         )
 
         async def work(tx: Tx) -> list[int]:
+            now = to_iso(await tx.now())
             rows = await tx.fetchall(
                 f"UPDATE fetch_job SET status = 'FAILED', ended_at = :now, "
                 f"error_code = 'interrupted', error_message = :message "
@@ -300,9 +319,9 @@ class ClaimRepo:
         """
         if not due:
             return 0
-        now = to_iso(utcnow())
 
         async def work(tx: Tx) -> int:
+            now = to_iso(await tx.now())
             queued = 0
             for source_id, not_before in due.items():
                 queued += await tx.execute(
@@ -315,15 +334,20 @@ class ClaimRepo:
 
         return await self._db.write(work)
 
-    async def oldest_due(self) -> str | None:
-        """The not-before time of the longest-waiting due job of an enabled source."""
+    async def overdue_seconds(self) -> float:
+        """How long the longest-waiting due job of an enabled source has been due (0: none),
+        by the dialect's clock."""
+        clock = self._db.dialect.clock
         row = await self._db.fetchone(
-            "SELECT min(j.not_before) FROM fetch_job j JOIN content_sources s "
-            "ON s.id = j.content_source_id "
-            "WHERE j.status = 'QUEUED' AND j.not_before <= :now AND s.enabled = 1",
+            f"SELECT min(j.not_before) AS oldest, {clock} AS now FROM fetch_job j "
+            f"JOIN content_sources s ON s.id = j.content_source_id "
+            f"WHERE j.status = 'QUEUED' AND j.not_before <= {clock} AND s.enabled = 1",
             {"now": to_iso(utcnow())},
         )
-        return str(row[0]) if row and row[0] is not None else None
+        if row is None or row["oldest"] is None:
+            return 0.0
+        waited = parse_iso(str(row["now"])) - parse_iso(str(row["oldest"]))
+        return max(0.0, waited.total_seconds())
 
     async def seconds_to_next_due(self) -> float | None:
         """Seconds until the next QUEUED job of an enabled source falls due (negative: it
@@ -343,8 +367,8 @@ class ClaimRepo:
         row = await self._db.fetchone(
             "SELECT count(*) FROM (SELECT 1 FROM fetch_job j JOIN content_sources s "
             "ON s.id = j.content_source_id "
-            "WHERE j.status = 'QUEUED' AND j.not_before <= :now AND s.enabled = 1 "
-            "LIMIT :limit) due",
+            f"WHERE j.status = 'QUEUED' AND j.not_before <= {self._db.dialect.clock} "
+            "AND s.enabled = 1 LIMIT :limit) due",
             {"now": to_iso(utcnow()), "limit": NO_LIMIT if limit is None else limit},
         )
         return int(row[0]) if row else 0

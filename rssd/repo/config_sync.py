@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 from rssd.clock import now_iso
 from rssd.repo.db import Database, Tx
 from rssd.repo.sources import SyncReport, sync_in
+from rssd.repo.users import UserSyncReport, sync_users_in
 
 if TYPE_CHECKING:
     from rssd.models.config import Config
@@ -136,6 +137,7 @@ class Outcome:
     synced: Synced | None  # the row before this sync
     #: The keys this file differs in from the current version (drift only).
     differs_in: tuple[str, ...] = ()
+    users: UserSyncReport | None = None  # None unless applied
 
 
 async def _stored(tx: Tx) -> Synced | None:
@@ -186,6 +188,9 @@ async def sync_config(
                 current = await version_digests(tx, stored.config_hash) or {}
                 return Outcome(Verdict.DRIFT, None, stored, tuple(differing_keys(digests, current)))
         report = await sync_in(tx, config)
+        # The users too, under the same lock: daemons starting together on a fresh
+        # database would otherwise insert the same users at once.
+        users = await sync_users_in(tx, config)
         now = now_iso()
         await tx.execute(
             "INSERT INTO config_sync (id, config_hash, config_mtime, synced_at, synced_by) "
@@ -199,7 +204,7 @@ async def sync_config(
             "VALUES (:hash, :digests, :now) ON CONFLICT (config_hash) DO NOTHING",
             {"hash": digest, "digests": json.dumps(digests, sort_keys=True), "now": now},
         )
-        return Outcome(Verdict.APPLY, report, stored)
+        return Outcome(Verdict.APPLY, report, stored, users=users)
 
     return await db.write(work)
 

@@ -92,12 +92,9 @@ async def copy_rows(
                 await _insert(target, insert, batch)
                 copied += len(rows)
                 await progress(table, copied)
-        if target.dialect.name == "postgresql":
+        if target.dialect.reset_sequence:
             for table in _SEQUENCED:
-                await target.write_one(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                    f"coalesce((SELECT max(id) FROM {table}), 0) + 1, false)"
-                )
+                await target.write_one(target.dialect.reset_sequence.format(table=table))
 
     await source.snapshot(work)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from rssd.clock import now_iso
+from rssd.clock import now_iso, to_iso
 from rssd.repo.db import Database, Tx
 
 _UPSERT = """
@@ -61,7 +61,11 @@ class DaemonRepo:
             "in_flight": in_flight,
             "config_hash": config_hash,
         }
-        await self._db.write(lambda tx: tx.execute(_UPSERT, params))
+
+        async def work(tx: Tx) -> None:
+            await tx.execute(_UPSERT, params | {"now": to_iso(await tx.now())})
+
+        await self._db.write(work)
 
     async def leave(self) -> None:
         await self._db.write(

@@ -14,9 +14,11 @@ import sqlite3
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from rssd.clock import utcnow
 from rssd.repo.dialect import Dialect
 
 T = TypeVar("T")
@@ -73,6 +75,10 @@ class Tx(ABC):
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
+    async def now(self) -> datetime:
+        """The clock this transaction's times are written by (see ``Database.now``)."""
+        return utcnow()
+
 
 class Database(ABC):
     """One database, whichever backend: short explicit transactions, nothing interleaved."""
@@ -80,18 +86,6 @@ class Database(ABC):
     dialect: Dialect
     #: True when several daemons may share the database (PostgreSQL).
     shared: bool = False
-
-    @classmethod
-    async def open(cls, target: Path | str, *, readonly: bool = False) -> Database:
-        """Open a SQLite file (created if needed) or connect to a PostgreSQL URL, and bring
-        the schema up to date (unless ``readonly``)."""
-        if is_postgres(target):
-            from rssd.repo.postgres import PostgresDatabase  # noqa: PLC0415  (backend on demand)
-
-            return await PostgresDatabase.connect(str(target), readonly=readonly)
-        from rssd.repo.sqlite import SqliteDatabase  # noqa: PLC0415  (imports this module)
-
-        return await SqliteDatabase.open_file(Path(target), readonly=readonly)
 
     @property
     @abstractmethod
@@ -121,6 +115,13 @@ class Database(ABC):
 
     async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
         return await self.read(lambda tx: tx.fetchall(sql, params))
+
+    async def now(self) -> datetime:
+        """The clock every time that other daemons act on is measured by: due times,
+        retries, retention cutoffs, failing_since. On SQLite (one machine) the local clock;
+        where several machines share the database, the database's own, so one daemon
+        whose clock is wrong cannot prune, schedule or disable for the others."""
+        return utcnow()
 
     async def fetchone(self, sql: str, params: Params | None = None) -> Row | None:
         return await self.read(lambda tx: tx.fetchone(sql, params))

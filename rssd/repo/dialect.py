@@ -29,12 +29,24 @@ class Dialect:
     clock: str
     #: A lease's expiry, ``:lease_seconds`` after that clock (SQLite: the parameter ``:lease``).
     lease_until: str
+    #: ``:{param}`` seconds after that clock (SQLite: the parameter ``:{param}_at``, the
+    #: caller's time): a host's next request start, the end of its pause (rssd/repo/hosts.py).
+    clock_after: str
+    #: Put before an ORDER BY expression to keep the planner off the index on it (SQLite's
+    #: documented unary +; PostgreSQL has no + for timestamps and plans such a sort well).
+    no_index: str
+    #: After rows were copied in with their ids: set the ``{table}``'s id sequence past
+    #: them (SQLite's rowids follow by themselves: empty).
+    reset_sequence: str
 
     def in_json_text(self, param: str) -> str:
         return self.json_text_set.format(param=param)
 
     def in_json_int(self, param: str) -> str:
         return self.json_int_set.format(param=param)
+
+    def after(self, param: str) -> str:
+        return self.clock_after.format(param=param)
 
 
 SQLITE = Dialect(
@@ -46,6 +58,9 @@ SQLITE = Dialect(
     is_distinct="IS NOT",
     clock=":now",
     lease_until=":lease",
+    clock_after=":{param}_at",
+    no_index="+",
+    reset_sequence="",
 )
 
 POSTGRES = Dialect(
@@ -57,4 +72,8 @@ POSTGRES = Dialect(
     is_distinct="IS DISTINCT FROM",
     clock="now()",
     lease_until="now() + make_interval(secs => :lease_seconds)",
+    clock_after="now() + make_interval(secs => :{param})",
+    no_index="",
+    reset_sequence="SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+    "coalesce((SELECT max(id) FROM {table}), 0) + 1, false)",
 )

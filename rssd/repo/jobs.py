@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 
-from rssd.clock import now_iso
+from rssd.clock import now_iso, to_iso
 from rssd.models.dto import (
     ErrorCode,
     FetchJob,
@@ -21,6 +21,7 @@ from rssd.models.dto import (
     PostCreate,
 )
 from rssd.repo.db import Database, Row, Tx
+from rssd.repo.fragments import failure_run
 from rssd.repo.next_job import INSERT_NEXT, NextJob, insert_next_params
 from rssd.repo.outbox import write_outbox_in
 from rssd.repo.posts import UpsertCounts, upsert_in
@@ -84,7 +85,7 @@ class FetchJobRepo:
 
         params = {"id": job_id, **asdict(meta)}
         complete = (
-            f"UPDATE fetch_job SET status = 'COMPLETED', ended_at = :now, "
+            f"UPDATE fetch_job SET status = 'COMPLETED', ended_at = {self._db.dialect.clock}, "
             f"posts_count = :posts_count, {_META} "
             f"WHERE id = :id AND status = 'ONGOING' RETURNING {_COLUMNS}"
         )
@@ -96,7 +97,8 @@ class FetchJobRepo:
             return (job, UpsertCounts(0, 0)) if job else None
 
         async def work(tx: Tx) -> tuple[FetchJob, UpsertCounts] | None:
-            job = _job(await tx.fetchone(complete, {**params, "now": now_iso(), "posts_count": 0}))
+            now = to_iso(await tx.now())
+            job = _job(await tx.fetchone(complete, {**params, "now": now, "posts_count": 0}))
             if job is None:
                 return None  # not ONGOING: nothing was written, nothing will be
             counts = await upsert_in(tx, job.content_source_id, job_id, posts)
@@ -113,7 +115,7 @@ class FetchJobRepo:
             counts = replace(counts, new_posts=(), messages=messages)
             if next_job is not None:
                 await tx.execute(
-                    INSERT_NEXT, insert_next_params(job.content_source_id, next_job, now_iso())
+                    INSERT_NEXT, insert_next_params(job.content_source_id, next_job, now)
                 )
             return replace(job, posts_count=counts.new), counts
 
@@ -130,7 +132,7 @@ class FetchJobRepo:
         """QUEUED or ONGOING -> FAILED, with the reason; ``next_job`` queued with it."""
         return await self._transition(
             job_id,
-            f"status = 'FAILED', ended_at = :now, error_code = :error_code, "
+            f"status = 'FAILED', ended_at = {self._db.dialect.clock}, error_code = :error_code, "
             f"error_message = :error_message, {_META}",
             ("QUEUED", "ONGOING"),
             {
@@ -154,12 +156,12 @@ class FetchJobRepo:
             f"UPDATE fetch_job SET {assignments} "
             f"WHERE id = :id AND status IN ({allowed}) RETURNING {_COLUMNS}"
         )
-        now = now_iso()
         if next_job is None:
-            rows = await self._db.write_one(sql, {**params, "id": job_id, "now": now})
+            rows = await self._db.write_one(sql, {**params, "id": job_id, "now": now_iso()})
             return _job(rows[0]) if rows else None
 
         async def work(tx: Tx) -> FetchJob | None:
+            now = to_iso(await tx.now())
             job = _job(await tx.fetchone(sql, {**params, "id": job_id, "now": now}))
             if job is not None:
                 await tx.execute(
@@ -196,12 +198,13 @@ class FetchJobRepo:
     async def fail_stale(self, source_id: int, queued_before: str) -> int:
         """Fail the source's ONGOING job if it started before ``queued_before`` and no
         daemon's lease on it is current."""
+        clock = self._db.dialect.clock
         rows = await self._db.write_one(
-            "UPDATE fetch_job SET status = 'FAILED', ended_at = :now, error_code = 'internal', "
+            f"UPDATE fetch_job SET status = 'FAILED', ended_at = {clock}, error_code = 'internal', "
             "error_message = 'stale: still active long after any fetch could have ended' "
             "WHERE content_source_id = :source_id AND status = 'ONGOING' "
             "AND coalesce(started_at, queued_at) < :cutoff "
-            "AND (lease_expires_at IS NULL OR lease_expires_at < :now) RETURNING id",
+            f"AND (lease_expires_at IS NULL OR lease_expires_at < {clock}) RETURNING id",
             {"source_id": source_id, "cutoff": queued_before, "now": now_iso()},
         )
         return len(rows)
@@ -247,14 +250,12 @@ WITH heads AS (
 )
 SELECT h.source_id, h.source_updated_at, h.active, j.id AS job_id, j.status, j.ended_at,
     j.error_code, j.http_status, ok.ended_at AS last_success_at,
-    (SELECT count(*) FROM fetch_job f
-     WHERE f.content_source_id = h.source_id AND f.id > coalesce(h.ok_id, 0)
-       AND f.status = 'FAILED' AND f.error_code != 'interrupted') AS failures
+    {failure_run} AS failures
 FROM heads h
 LEFT JOIN fetch_job j ON j.id = h.latest_id
 LEFT JOIN fetch_job ok ON ok.id = h.ok_id
 ORDER BY h.source_id
-"""
+""".format(failure_run=failure_run("h.source_id", "h.ok_id"))
 
 
 async def latest_jobs(db: Database, source_id: int | None = None) -> list[LatestJob]:

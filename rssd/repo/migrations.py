@@ -9,7 +9,13 @@ PostgreSQL support began at version 7, so its steps start there.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 12
+from importlib import resources
+from pathlib import Path
+
+from rssd.repo.db import DatabaseError
+from rssd.repo.dialect import Dialect
+
+SCHEMA_VERSION = 13
 
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: deleting old fetch_job rows set posts.fetch_job_id to NULL by scanning every
@@ -177,8 +183,13 @@ MIGRATIONS: dict[int, str] = {
             paused_until  TEXT
         ) STRICT;
     """,
-    # 11 -> 12: a redelivered message keeps the count of its earlier attempts.
+    # 11 -> 12: the users' digest and timezone; digest_items comes from schema.sql.
     11: """
+        ALTER TABLE users ADD COLUMN digest TEXT;
+        ALTER TABLE users ADD COLUMN timezone TEXT;
+    """,
+    # 12 -> 13: a redelivered message keeps the count of its earlier attempts.
+    12: """
         ALTER TABLE deliveries ADD COLUMN earlier_attempts INTEGER NOT NULL DEFAULT 0;
     """,
 }
@@ -237,7 +248,40 @@ PG_MIGRATIONS: dict[int, str] = {
     """,
     # 11 -> 12: as MIGRATIONS[11].
     11: """
+        ALTER TABLE users ADD COLUMN IF NOT EXISTS digest text;
+        ALTER TABLE users ADD COLUMN IF NOT EXISTS timezone text;
+    """,
+    # 12 -> 13: as MIGRATIONS[12].
+    12: """
         ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS earlier_attempts integer NOT NULL
             DEFAULT 0;
     """,
 }
+
+
+def schema_sql(name: str = "schema.sql") -> str:
+    """A schema file from the installed package, else from the source checkout beside it."""
+    packaged = resources.files("rssd").joinpath(name)
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parents[2] / name).read_text(encoding="utf-8")
+
+
+#: Each backend's steps and schema file, by dialect name.
+_BACKENDS = {"sqlite": (MIGRATIONS, "schema.sql"), "postgresql": (PG_MIGRATIONS, "schema_pg.sql")}
+
+
+def upgrade_scripts(dialect: Dialect, version: int, database: str) -> list[str]:
+    """What brings ``database`` (a name for the error) from ``version`` to SCHEMA_VERSION,
+    in order: the steps since its version (none for a new database, version 0), then the
+    schema file. The caller runs them in one transaction and records SCHEMA_VERSION. A
+    database newer than this rssd is refused: its schema may mean what this code does not
+    know."""
+    if version > SCHEMA_VERSION:
+        raise DatabaseError(
+            f"database {database} has schema version {version}, newer than this "
+            f"rssd understands ({SCHEMA_VERSION}); upgrade rssd"
+        )
+    steps, schema_file = _BACKENDS[dialect.name]
+    scripts = [steps[step] for step in range(version, SCHEMA_VERSION)] if version > 0 else []
+    return [*scripts, schema_sql(schema_file)]

@@ -9,13 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from rssd.clock import now_iso, parse_iso, to_iso, utcnow
+from rssd.clock import now_iso, parse_iso, to_iso
 from rssd.models.outbox import Feed, Message, StoredPost, Subscriber, chosen_posts, plan_messages
 from rssd.models.post import PostCreate
 from rssd.models.redact import strip_userinfo
 from rssd.models.stories import Skip, duplicates, story_keys
 from rssd.models.users import MAX_DEDUPE_DAYS
 from rssd.repo.db import Database, Row, Tx
+from rssd.repo.digests import wait_for_digest_in
 
 _PRIME = (
     "UPDATE subscriptions SET primed = 1 "
@@ -23,7 +24,7 @@ _PRIME = (
 )
 
 _SUBSCRIBERS = """
-SELECT u.id, u.name, u.keep, u.block, u.format, u.include_content, u.dedupe_days
+SELECT u.id, u.name, u.keep, u.block, u.format, u.include_content, u.dedupe_days, u.digest
 FROM subscriptions s JOIN users u ON u.id = s.user_id
 WHERE s.content_source_id = :source_id AND u.enabled = 1 AND u.disabled_reason IS NULL
 ORDER BY u.id
@@ -57,6 +58,7 @@ async def write_outbox_in(
             row["format"],
             bool(row["include_content"]),
             int(row["dedupe_days"]),
+            row["digest"],
         )
         for row in await tx.fetchall(_SUBSCRIBERS, {"source_id": source_id})
         if row["id"] not in unprimed
@@ -78,7 +80,7 @@ async def write_outbox_in(
         {"id": source_id},
     )
     assert feed_row is not None
-    now = now_iso()
+    now = to_iso(await tx.now())
     # Receivers are third parties: the feed's credentials are not theirs to see.
     url = strip_userinfo(feed_row["url"])
     feed = Feed(feed_row["id"], url, feed_row["name"], feed_row["category"])
@@ -87,6 +89,9 @@ async def write_outbox_in(
         chosen = chosen_posts(subscriber, feed, stored)
         if chosen and subscriber.dedupe_days > 0:
             chosen = await _one_per_story_in(tx, subscriber, source_id, chosen, now)
+        if subscriber.digest is not None:
+            await wait_for_digest_in(tx, subscriber.user_id, source_id, chosen, now)
+            continue
         messages += plan_messages([subscriber], feed, chosen, now, filtered=True)
     if messages:
         await tx.executemany(
@@ -222,11 +227,14 @@ def _delivery(row: Row) -> Delivery:
 
 @dataclass(frozen=True)
 class Due:
-    """A message to send now: the row, the exact body, the endpoint's failure clock."""
+    """A message to send now: the row, the exact body, the endpoint's failure clock, and
+    the digest of the user's config entry (URL and secret included) as the last sync
+    stored it, which the sender's own config must match."""
 
     delivery: Delivery
     body: str
     failing_since: str | None
+    config_digest: str
 
 
 @dataclass(frozen=True)
@@ -288,13 +296,14 @@ class OutboxRepo:
         )
         return {int(row["user_id"]): int(row["n"]) for row in rows}
 
-    async def due_users(self, now: str) -> list[int]:
-        """Users whose oldest pending message is due now and whose endpoint is enabled."""
+    async def due_users(self) -> list[int]:
+        """Users whose oldest pending message is due now (by the dialect's clock) and whose
+        endpoint is enabled."""
         rows = await self._db.fetchall(
             f"SELECT DISTINCT d.user_id FROM deliveries d JOIN users u ON u.id = d.user_id "
-            f"WHERE d.status = 'pending' AND d.next_attempt_at <= :now AND {_HEAD} "
-            f"AND {_DELIVERABLE}",
-            {"now": now},
+            f"WHERE d.status = 'pending' AND d.next_attempt_at <= {self._db.dialect.clock} "
+            f"AND {_HEAD} AND {_DELIVERABLE}",
+            {"now": now_iso()},
         )
         return [int(row[0]) for row in rows]
 
@@ -310,20 +319,26 @@ class OutboxRepo:
         )
         return str(row[0]) if row and row[0] else None
 
-    async def oldest_due(self, user_id: int, now: str, after: str = "") -> Due | None:
+    async def oldest_due(self, user_id: int, after: str = "") -> Due | None:
         """The user's oldest pending message if it is due now (and its id is above
         ``after``), its body, and the endpoint's failing_since; None if not, or the
         endpoint is not deliverable: a newer message never goes before an older one."""
         row = await self._db.fetchone(
-            f"SELECT {_COLUMNS}, d.body, u.failing_since AS failing_since FROM deliveries d "
+            f"SELECT {_COLUMNS}, d.body, u.failing_since AS failing_since, "
+            f"u.config_digest FROM deliveries d "
             f"JOIN users u ON u.id = d.user_id WHERE d.user_id = :user_id "
-            f"AND d.status = 'pending' AND d.next_attempt_at <= :now AND d.id > :after "
-            f"AND {_HEAD} AND {_DELIVERABLE} ORDER BY d.id LIMIT 1",
-            {"user_id": user_id, "now": now, "after": after},
+            f"AND d.status = 'pending' AND d.next_attempt_at <= {self._db.dialect.clock} "
+            f"AND d.id > :after AND {_HEAD} AND {_DELIVERABLE} ORDER BY d.id LIMIT 1",
+            {"user_id": user_id, "now": now_iso(), "after": after},
         )
         if row is None:
             return None
-        return Due(_delivery(row), str(row["body"]), row["failing_since"])
+        return Due(
+            _delivery(row),
+            str(row["body"]),
+            row["failing_since"],
+            str(row["config_digest"]),
+        )
 
     async def record(self, attempt: Attempt) -> bool:
         """The attempt's result on the message and on the user's endpoint, in one
@@ -415,7 +430,7 @@ class OutboxRepo:
             older_than,
             batch,
         )
-        told_before = to_iso(utcnow() - timedelta(days=MAX_DEDUPE_DAYS + 1))
+        told_before = to_iso(await self._db.now() - timedelta(days=MAX_DEDUPE_DAYS + 1))
         await self._prune(
             "DELETE FROM announced WHERE (user_id, story) IN (SELECT user_id, story "
             "FROM announced WHERE announced_at < :cutoff LIMIT :batch)",
@@ -437,9 +452,9 @@ class OutboxRepo:
     async def redeliver(self, ids: Sequence[str]) -> list[str]:
         """Back to pending, due now, with a fresh set of attempts (same webhook-id); the
         attempts made so far are kept in ``earlier_attempts``, the last error too."""
-        now = now_iso()
 
         async def work(tx: Tx) -> list[str]:
+            now = to_iso(await tx.now())
             done: list[str] = []
             for delivery_id in ids:
                 rows = await tx.fetchall(
@@ -457,7 +472,7 @@ class OutboxRepo:
         """``redeliver`` for every message of a user created since a time, or (``dead_only``)
         every dead message, of one user or all, since a time or ever."""
         where = ["1 = 1"]
-        params: dict[str, object] = {"now": now_iso()}
+        params: dict[str, object] = {"now": to_iso(await self._db.now())}
         if user_id is not None:
             where.append("user_id = :user_id")
             params["user_id"] = user_id

@@ -22,14 +22,13 @@ from psycopg import AsyncClientCursor, AsyncConnection
 from psycopg.rows import RowMaker
 from psycopg_pool import AsyncConnectionPool
 
-from rssd.clock import to_iso
+from rssd.clock import parse_iso, to_iso
 from rssd.models.redact import redact
 from rssd.repo.db import Database, DatabaseError, Params, Row, Tx, shielded
 from rssd.repo.dialect import POSTGRES
-from rssd.repo.migrations import PG_MIGRATIONS, SCHEMA_VERSION
+from rssd.repo.migrations import SCHEMA_VERSION, upgrade_scripts
 from rssd.repo.pg_listen import JOBS_CHANNEL, PgListener
 from rssd.repo.pg_writer import PgWriter
-from rssd.repo.sqlite import schema_sql
 
 T = TypeVar("T")
 
@@ -121,6 +120,10 @@ class PostgresTx(Tx):
                 return []
             return list(await cursor.fetchall())
 
+    async def now(self) -> datetime:
+        """The database's clock at the start of this transaction."""
+        return await _database_now(self, "now()")
+
 
 class PostgresDatabase(Database):
     """A pool of connections; each transaction takes one for itself."""
@@ -192,16 +195,8 @@ class PostgresDatabase(Database):
 
         async def work(tx: Tx) -> None:
             await tx.execute(POSTGRES.xact_lock, {"lock_key": _SCHEMA_LOCK})
-            version = await _version(tx)
-            if version > SCHEMA_VERSION:
-                raise DatabaseError(
-                    f"database {self.label} has schema version {version}, newer than this "
-                    f"rssd understands ({SCHEMA_VERSION}); upgrade rssd"
-                )
-            if version > 0:
-                for step in range(version, SCHEMA_VERSION):
-                    await tx.execute(PG_MIGRATIONS[step])
-            await tx.execute(schema_sql("schema_pg.sql"))
+            for script in upgrade_scripts(POSTGRES, await _version(tx), self.label):
+                await tx.execute(script)
             await tx.execute("DELETE FROM schema_version")
             await tx.execute(
                 "INSERT INTO schema_version (version) VALUES (:v)", {"v": SCHEMA_VERSION}
@@ -228,6 +223,9 @@ class PostgresDatabase(Database):
 
     async def schema_version(self) -> int:
         return await self.read(_version)
+
+    async def now(self) -> datetime:
+        return await self.read(lambda tx: _database_now(tx, "clock_timestamp()"))
 
     async def vacuum(self) -> None:
         async with self._pool.connection() as conn:
@@ -278,6 +276,12 @@ class PostgresDatabase(Database):
             self._held.clear()
         await self._writer.close()
         await self._pool.close()
+
+
+async def _database_now(tx: Tx, clock: str) -> datetime:
+    row = await tx.fetchone(f"SELECT {clock} AS now")
+    assert row is not None
+    return parse_iso(str(row["now"]))
 
 
 async def _version(tx: Tx) -> int:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rssd.clock import now_iso
+from rssd.clock import to_iso
 from rssd.models.changes import plan_upsert
 from rssd.models.dto import PostCreate
 from rssd.repo.db import Database, Tx
@@ -98,7 +98,7 @@ async def upsert_in(
         {"source_id": source_id, "external_ids": ids},
     )
     plan = plan_upsert(posts, {row["external_id"]: row["content_hash"] for row in rows})
-    now = now_iso()
+    now = to_iso(await tx.now())
 
     def params(post: PostCreate) -> dict[str, object]:
         return {**post.as_row(), "source_id": source_id, "job_id": job_id, "now": now}

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from rssd.models.dto import FetchJob, Source
 from rssd.repo.db import Database, Tx
 from rssd.repo.dialect import SQLITE, Dialect
+from rssd.repo.fragments import NO_LIMIT, failure_run
 from rssd.repo.rows import JOB_COLUMNS, SOURCE_COLUMNS, job_from, source_from
 
 # Per source: its one active job (QUEUED: the plan; ONGOING: the attempt running now),
 # its newest finished job (the last attempt: what ``last_attempt`` means), newest success,
 # newest real failure (``interrupted`` is the daemon's doing, not the feed's), the run of
-# failures since the last success (as rssd.repo.jobs.latest_jobs counts it), and its posts.
+# failures since the last success, and its posts.
 # Every lookup walks the (content_source_id, id) index backwards.
 _HEADS = """
 WITH heads AS (
@@ -34,12 +35,10 @@ WITH heads AS (
     FROM content_sources s
 )
 SELECT h.source_id, h.active_id, h.finished_id, h.ok_id, h.error_id,
-    (SELECT count(*) FROM fetch_job f
-     WHERE f.content_source_id = h.source_id AND f.id > coalesce(h.ok_id, 0)
-       AND f.status = 'FAILED' AND f.error_code != 'interrupted') AS failures,
+    {failure_run} AS failures,
     (SELECT count(*) FROM posts p WHERE p.content_source_id = h.source_id) AS posts_total
 FROM heads h
-"""
+""".format(failure_run=failure_run("h.source_id", "h.ok_id"))
 
 # Newest first by publication time, else the time rssd stored the post: the same expression
 # as the posts_newest and posts_source_newest indexes (schema version 6), so the newest N
@@ -56,12 +55,6 @@ ORDER BY {sort_key} DESC, p.id DESC
 LIMIT :limit
 """
 _SORT_KEY = "coalesce(p.published_at, p.created_at)"
-# Selecting by storing time (--stored-since, --new) usually matches a few recent posts: the
-# range on created_at / id finds them, then they are sorted. Left to itself SQLite walks the
-# sort-order index instead and, when nothing matches, reads every post to find that out.
-# The unary + makes the ORDER BY term differ from the indexed expression (SQLite's
-# documented way to keep an index out of a plan).
-_SORT_KEY_NO_INDEX = f"+{_SORT_KEY}"
 _POST_FILTERS = {
     "source_id": "p.content_source_id = :source_id",
     # A folder and the folders below it (normalized, as in config).
@@ -73,9 +66,6 @@ _POST_FILTERS = {
     "stored_since": "p.created_at >= :stored_since",
     "after_id": "p.id > :after_id",
 }
-
-#: ``LIMIT`` takes no "unlimited" both backends accept (-1 is SQLite's, NULL PostgreSQL's).
-NO_LIMIT = 2**62
 
 
 @dataclass(frozen=True)
@@ -171,10 +161,11 @@ def posts_query(wanted: PostFilter, dialect: Dialect = SQLITE) -> tuple[str, dic
         escaped = wanted.category.replace("\\", "\\\\").replace("%", "\\%")
         params["category_like"] = escaped.replace("_", "\\_")
     by_storing_time = wanted.stored_since is not None or wanted.after_id is not None
-    # The unary + that keeps SQLite off the sort-order index is SQLite's (PostgreSQL has
-    # no + for timestamps, and plans this its own way).
-    no_index = _SORT_KEY_NO_INDEX if dialect is SQLITE else _SORT_KEY
-    sort_key = no_index if by_storing_time else _SORT_KEY
+    # Selecting by storing time (--stored-since, --new) usually matches a few recent posts:
+    # the range on created_at / id finds them, then they are sorted. Left to itself SQLite
+    # walks the sort-order index instead and, when nothing matches, reads every post to find
+    # that out; the dialect's ``no_index`` keeps it off that index.
+    sort_key = f"{dialect.no_index}{_SORT_KEY}" if by_storing_time else _SORT_KEY
     return _POSTS.format(where=" AND ".join(clauses) or "TRUE", sort_key=sort_key), params
 
 

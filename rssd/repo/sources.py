@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rssd.clock import now_iso
+from rssd.clock import to_iso
 from rssd.models.dto import Source
 from rssd.repo.db import Database, Tx
 from rssd.repo.rows import SOURCE_COLUMNS as _COLUMNS
@@ -114,7 +114,7 @@ async def sync_in(tx: Tx, config: Config) -> SyncReport:
         for feed in config.feeds
     }
 
-    now = now_iso()
+    now = to_iso(await tx.now())
     rows = await tx.fetchall(f"SELECT {_COLUMNS} FROM content_sources")
     stored = {row["url"]: row for row in rows}
     added, updated, disabled = [], [], []

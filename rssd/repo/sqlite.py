@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
-from importlib import resources
 from pathlib import Path
 from typing import TypeVar
 
@@ -24,20 +23,12 @@ import aiosqlite
 
 from rssd.repo.db import Database, DatabaseError, Params, Row, Tx, shielded
 from rssd.repo.dialect import SQLITE
-from rssd.repo.migrations import MIGRATIONS, SCHEMA_VERSION
+from rssd.repo.migrations import SCHEMA_VERSION, upgrade_scripts
 from rssd.repo.sqlite_writer import Writer
 
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 10_000
-
-
-def schema_sql(name: str = "schema.sql") -> str:
-    """A schema file from the installed package, else from the source checkout beside it."""
-    packaged = resources.files("rssd").joinpath(name)
-    if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
-    return (Path(__file__).resolve().parents[2] / name).read_text(encoding="utf-8")
 
 
 class SqliteTx(Tx):
@@ -136,17 +127,9 @@ class SqliteDatabase(Database):
         await conn.execute("BEGIN IMMEDIATE")
         try:
             version = await self._user_version()
-            if version > SCHEMA_VERSION:
-                raise DatabaseError(
-                    f"database {self.path} has schema version {version}, newer than this "
-                    f"rssd understands ({SCHEMA_VERSION}); upgrade rssd"
-                )
-            if version > 0:
-                for step in range(version, SCHEMA_VERSION):
-                    for statement in _statements(MIGRATIONS[step]):
-                        await conn.execute(statement)
-            for statement in _statements(schema_sql()):
-                await conn.execute(statement)
+            for script in upgrade_scripts(SQLITE, version, str(self.path)):
+                for statement in _statements(script):
+                    await conn.execute(statement)
             await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             await conn.execute("COMMIT")
         except BaseException:

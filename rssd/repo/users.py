@@ -8,7 +8,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from rssd.clock import now_iso
+from rssd.clock import to_iso
 from rssd.models.config import Config
 from rssd.models.users import UserConfig, user_feed_urls
 from rssd.repo.db import Database, Row, Tx
@@ -16,7 +16,7 @@ from rssd.repo.db import Database, Row, Tx
 _COLUMNS = (
     "id, name, webhook_url, enabled, keep, block, config_digest, disabled_reason, "
     "disabled_at, failing_since, last_success_at, last_error_at, last_error, created_at, "
-    "updated_at, format, include_content, dedupe_days"
+    "updated_at, format, include_content, dedupe_days, digest, timezone"
 )
 
 
@@ -40,6 +40,8 @@ class User:
     format: str = "standard"
     include_content: bool = False
     dedupe_days: int = 7
+    digest: str | None = None
+    timezone: str | None = None
 
     @property
     def deliverable(self) -> bool:
@@ -64,6 +66,8 @@ def user_of(row: Row) -> User:
         format=row["format"],
         include_content=bool(row["include_content"]),
         dedupe_days=int(row["dedupe_days"]),
+        digest=row["digest"],
+        timezone=row["timezone"],
     )
 
 
@@ -90,6 +94,8 @@ NOTIFY_DEFAULTS: dict[str, object] = {
     "format": "standard",
     "dedupe_days": 7,
     "include_content": False,
+    "digest": None,
+    "timezone": None,
 }
 
 
@@ -114,8 +120,7 @@ class UserRepo:
         A new subscription starts ``primed = 0`` (its first completed fetch not announced)
         when the user does not want the backlog and the feed has never been fetched.
         """
-        feed_urls = [feed.url for feed in config.feeds]
-        return await self._db.write(lambda tx: _sync(tx, config.users, feed_urls))
+        return await self._db.write(lambda tx: sync_users_in(tx, config))
 
     async def all(self) -> list[User]:
         rows = await self._db.fetchall(f"SELECT {_COLUMNS} FROM users ORDER BY name")
@@ -147,7 +152,7 @@ class UserRepo:
             )
             if row is None:
                 return None
-            await _enable_in(tx, row["id"], now_iso())
+            await _enable_in(tx, row["id"], to_iso(await tx.now()))
             return user_of(row)
 
         return await self._db.write(work)
@@ -166,8 +171,13 @@ async def _enable_in(tx: Tx, user_id: int, now: str) -> None:
     )
 
 
-async def _sync(tx: Tx, users: tuple[UserConfig, ...], feed_urls: list[str]) -> UserSyncReport:
-    now = now_iso()
+async def sync_users_in(tx: Tx, config: Config) -> UserSyncReport:
+    """The users and subscriptions of ``config``, inside the caller's transaction (the
+    config sync's, under its lock: daemons starting together take turns). The inserts
+    are upserts as well, so two syncs that meet anyway cannot fail on a duplicate."""
+    users = config.users
+    feed_urls = [feed.url for feed in config.feeds]
+    now = to_iso(await tx.now())
     stored = {row["name"]: row for row in await tx.fetchall(f"SELECT {_COLUMNS} FROM users")}
     sources = {
         row["url"]: (row["id"], bool(row["fetched"]))
@@ -189,20 +199,26 @@ async def _sync(tx: Tx, users: tuple[UserConfig, ...], feed_urls: list[str]) -> 
             "format": user.format,
             "include_content": int(user.include_content),
             "dedupe_days": user.dedupe_days,
+            "digest": user.digest,
+            "timezone": user.timezone,
             "now": now,
         }
         row = stored.get(user.name)
         if row is None:
             inserted = await tx.fetchone(
                 "INSERT INTO users (name, webhook_url, keep, block, config_digest, format, "
-                "include_content, dedupe_days, created_at, updated_at) VALUES (:name, "
-                ":webhook_url, :keep, :block, :config_digest, :format, :include_content, "
-                ":dedupe_days, :now, :now) RETURNING id",
+                "include_content, dedupe_days, digest, timezone, created_at, updated_at) "
+                "VALUES (:name, :webhook_url, :keep, :block, :config_digest, :format, "
+                ":include_content, :dedupe_days, :digest, :timezone, :now, :now) "
+                "ON CONFLICT (name) DO NOTHING RETURNING id",
                 values,
             )
+            if inserted is None:  # a sync outside the lock inserted it meanwhile: it stands
+                inserted = await tx.fetchone("SELECT id FROM users WHERE name = :name", values)
+            else:
+                added.append(user.name)
             assert inserted is not None
             user_id = int(inserted["id"])
-            added.append(user.name)
         else:
             user_id = int(row["id"])
             if row["config_digest"] != values["config_digest"] or not row["enabled"]:
@@ -210,6 +226,7 @@ async def _sync(tx: Tx, users: tuple[UserConfig, ...], feed_urls: list[str]) -> 
                     "UPDATE users SET webhook_url = :webhook_url, keep = :keep, block = :block, "
                     "config_digest = :config_digest, format = :format, "
                     "include_content = :include_content, dedupe_days = :dedupe_days, "
+                    "digest = :digest, timezone = :timezone, "
                     "enabled = 1, updated_at = :now WHERE name = :name",
                     values,
                 )
@@ -232,7 +249,7 @@ async def _sync(tx: Tx, users: tuple[UserConfig, ...], feed_urls: list[str]) -> 
             if source_id not in have:
                 await tx.execute(
                     "INSERT INTO subscriptions (user_id, content_source_id, primed, created_at) "
-                    "VALUES (:user_id, :source_id, :primed, :now)",
+                    "VALUES (:user_id, :source_id, :primed, :now) ON CONFLICT DO NOTHING",
                     {
                         "user_id": user_id,
                         "source_id": source_id,
