@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from rssd import metrics
@@ -38,6 +39,7 @@ from rssd.daemon.loop import loop_name
 from rssd.daemon.pipeline import JobReport, Pipeline
 from rssd.daemon.reconcile import reconcile
 from rssd.daemon.schedule import MOVED_AFTER, Activity, Policy, policy_of
+from rssd.daemon.search_backfill import backfill_loop
 from rssd.daemon.skew import check_skew
 from rssd.daemon.startup import daemon_session, sync_sources, warn_exposed_files
 from rssd.daemon.watcher import FileWatcher
@@ -199,6 +201,10 @@ class Service:
                 )
             }
             tasks = [*self.tasks.values(), asyncio.create_task(self._watchdog(), name="watchdog")]
+            # Not a long-lived task (the watchdog would mourn it): it ends once the search
+            # index covers the posts stored before it.
+            backfill = partial(backfill_loop, db)
+            tasks.append(asyncio.create_task(supervised("search-backfill", backfill)))
             self.lag.start()
             notify.notify(f"READY=1\nSTATUS={self._status_line()}")
             log.info(

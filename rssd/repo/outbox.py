@@ -403,6 +403,18 @@ class OutboxRepo:
         )
         return [_delivery(row) for row in rows]
 
+    async def announcing(self, post_id: int) -> list[Delivery]:
+        """The messages that announced the post ``post_id``, oldest first: those of its feed
+        written with or after it whose body lists it (deliveries_source narrows them)."""
+        rows = await self._db.fetchall(
+            f"SELECT {_COLUMNS} FROM deliveries d JOIN users u ON u.id = d.user_id "
+            "JOIN posts p ON p.id = :post_id "
+            "WHERE d.content_source_id = p.content_source_id AND d.created_at >= p.created_at "
+            f"AND {self._db.dialect.announces_post} ORDER BY d.id",
+            {"post_id": post_id},
+        )
+        return [_delivery(row) for row in rows]
+
     async def counts(self) -> dict[int, dict[str, int]]:
         """Per user: messages by status."""
         rows = await self._db.fetchall(
