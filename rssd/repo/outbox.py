@@ -85,6 +85,7 @@ async def write_outbox_in(
     url = strip_userinfo(feed_row["url"])
     feed = Feed(feed_row["id"], url, feed_row["name"], feed_row["category"])
     messages: list[Message] = []
+    made: dict[tuple[int, bool], tuple[dict[str, object], int]] = {}  # each post made once
     for subscriber in subscribers:
         chosen = chosen_posts(subscriber, feed, stored)
         if chosen and subscriber.dedupe_days > 0:
@@ -92,7 +93,7 @@ async def write_outbox_in(
         if subscriber.digest is not None:
             await wait_for_digest_in(tx, subscriber.user_id, source_id, chosen, now)
             continue
-        messages += plan_messages([subscriber], feed, chosen, now, filtered=True)
+        messages += plan_messages([subscriber], feed, chosen, now, filtered=True, made=made)
     if messages:
         await tx.executemany(
             _INSERT,
