@@ -47,13 +47,15 @@ def no_secret(result: Result) -> Result:
     return result
 
 
+async def broken(_: web.Request, __: int) -> web.StreamResponse:
+    """A receiver that answers every request with HTTP 500."""
+    return web.Response(status=500)
+
+
 async def test_the_operator_view(
     feed_server: FeedServer, receiver: Receiver, tmp_path: Path
 ) -> None:
     feed = feed_server.static("/feed", dated_rss(["one", "two"], name="f"))
-
-    async def broken(_: web.Request, __: int) -> web.StreamResponse:
-        return web.Response(status=500)
 
     receiver.replies["bob"] = broken
     config = write(
@@ -149,9 +151,6 @@ async def test_redeliver_dead_selects_the_dead_and_keeps_their_history(
     feed_server: FeedServer, receiver: Receiver, tmp_path: Path
 ) -> None:
     feed = feed_server.static("/feed", dated_rss(["one"], name="f"))
-
-    async def broken(_: web.Request, __: int) -> web.StreamResponse:
-        return web.Response(status=500)
 
     receiver.replies["bob"] = broken
     config = write(
