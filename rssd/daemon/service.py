@@ -49,7 +49,7 @@ from rssd.models.config import Config, ConfigError, load_config
 from rssd.models.dto import FetchJobStatus, Source
 from rssd.models.source_state import State, classify
 from rssd.repo.claims import ClaimRepo
-from rssd.repo.config_sync import config_hash
+from rssd.repo.config_versions import config_hash
 from rssd.repo.daemons import DaemonRepo, Identity, forget_silent
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo, latest_jobs
