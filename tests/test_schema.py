@@ -43,6 +43,10 @@ V9_COLUMNS = {
     "users": ("format", "include_content", "dedupe_days"),
     "posts": ("tags", "enclosures"),
 }
+V13_INDEXES = ("deliveries_source",)
+#: Version 13's search index (rssd/repo/search.py): its triggers, then its tables.
+V13_TRIGGERS = ("posts_search_insert", "posts_search_update", "posts_search_delete")
+V13_TABLES = ("posts_fts", "search_queue", "search_backfill")
 V7_JOB_COLUMNS = (
     "not_before", "failures", "fetch_url", "moved_seen",
     "claimed_by", "lease_expires_at", "host", "host_slot",
@@ -382,6 +386,7 @@ def test_the_v1_fixture_is_schema_sql_without_the_later_indexes(tmp_path: Path) 
         *V6_INDEXES,
         *V7_INDEXES,
         *V9_INDEXES,
+        *V13_INDEXES,
     }
     assert "posts_published" not in index_names(path) | index_names(current)
 
@@ -401,7 +406,7 @@ async def test_a_version_1_database_is_migrated_with_its_data_intact(tmp_path: P
         await db.close()
 
     assert user_version(path) == SCHEMA_VERSION
-    assert {*POSTS_INDEXES, *V7_INDEXES} <= index_names(path)
+    assert {*POSTS_INDEXES, *V7_INDEXES, *V13_INDEXES} <= index_names(path)
     assert "posts_published" not in index_names(path)
     after = {
         table: query(
@@ -613,6 +618,16 @@ async def test_version_4_adds_the_feed_columns_as_a_fresh_database_has_them(
     assert query(path, "SELECT url, feed_title FROM content_sources") != []
 
 
+def drop_version_13(conn: sqlite3.Connection) -> None:
+    """Take version 13's objects out of today's schema (the search index, an index)."""
+    for trigger in V13_TRIGGERS:
+        conn.execute(f"DROP TRIGGER {trigger}")
+    for table in V13_TABLES:
+        conn.execute(f"DROP TABLE {table}")
+    for index in V13_INDEXES:
+        conn.execute(f"DROP INDEX {index}")
+
+
 def drop_version_12(conn: sqlite3.Connection) -> None:
     """Take version 12's objects out of today's schema (its table and columns)."""
     for table in V12_TABLES:
@@ -644,6 +659,7 @@ def drop_version_9(conn: sqlite3.Connection) -> None:
 
 def drop_version_7(conn: sqlite3.Connection) -> None:
     """Take version 7's objects (and the later ones') out of today's schema."""
+    drop_version_13(conn)
     drop_version_12(conn)
     drop_version_11(conn)
     drop_version_9(conn)
@@ -705,6 +721,7 @@ def test_migration_6_alone_adds_what_schema_sql_has_for_version_7(tmp_path: Path
     fresh = tmp_path / "fresh.sqlite3"
     with closing(sqlite3.connect(fresh)) as conn:
         conn.executescript(schema_sql())
+        drop_version_13(conn)
         drop_version_12(conn)
         drop_version_11(conn)
         drop_version_9(conn)
@@ -810,3 +827,33 @@ def test_migration_10_alone_adds_what_schema_sql_has_for_version_11(tmp_path: Pa
         assert {tuple(r[1:]) for r in query(path, info)} == {
             tuple(r[1:]) for r in query(fresh, info)
         }
+
+
+def test_migration_12_alone_builds_what_schema_sql_has_for_version_13(tmp_path: Path) -> None:
+    """The step itself creates the search index, its queue, triggers and state, and the
+    deliveries index; the posts already there are left for the backfill (last_id)."""
+    path = tmp_path / "v12.sqlite3"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(schema_sql())
+        drop_version_13(conn)
+        conn.execute(
+            "INSERT INTO content_sources (url, interval_minutes, timeout_seconds, created_at, "
+            "updated_at) VALUES ('http://a.example/feed', 60, 30.0, ?, ?)",
+            (NOW, NOW),
+        )
+        for n in range(3):
+            conn.execute(
+                "INSERT INTO posts (content_source_id, external_id, created_at, content_hash) "
+                "VALUES (1, ?, ?, 'h')",
+                (str(n), NOW),
+            )
+        conn.commit()
+        conn.executescript(MIGRATIONS[12])
+    fresh = tmp_path / "fresh.sqlite3"
+    with closing(sqlite3.connect(fresh)) as conn:
+        conn.executescript(schema_sql())
+    normalized = {(t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(path)}
+    expected = {(t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(fresh)}
+    assert normalized == expected
+    assert query(path, "SELECT next_id, last_id FROM search_backfill") == [(1, 3)]
+    assert query(fresh, "SELECT next_id, last_id FROM search_backfill") == [(1, 0)]

@@ -20,14 +20,18 @@ from tests.support.postgres import fresh_database
 TABLES = {
     "content_sources", "fetch_job", "posts", "seen_items", "daemons", "config_sync",
     "config_versions", "schema_version", "users", "subscriptions", "deliveries",
-    "announced", "skipped_posts", "hosts", "digest_items",
+    "announced", "skipped_posts", "hosts", "digest_items", "search_backfill",
 }  # fmt: skip
 INDEXES = {
     "fetch_job_one_active", "fetch_job_source_latest", "fetch_job_due", "fetch_job_lease",
     "fetch_job_host_slot", "posts_fetch_job", "posts_newest", "posts_source_newest",
     "posts_created", "subscriptions_source",
-    "deliveries_pending", "deliveries_user", "deliveries_fetch_job",
+    "deliveries_pending", "deliveries_user", "deliveries_fetch_job", "deliveries_source",
+    "posts_search",
 }  # fmt: skip
+#: Each backend's own search index (rssd/repo/search.py): PostgreSQL's GIN index on
+#: posts.search; SQLite's FTS5 table (whose shadow tables' keys are not named indexes).
+PG_SEARCH_INDEX = ("posts_search", ("posts", False, False, ("search",)))
 
 
 @pytest.fixture
@@ -183,7 +187,31 @@ async def test_both_schemas_have_the_same_indexes(url: str, tmp_path: Path) -> N
     await (await open_database(url)).close()
     on_sqlite = sqlite_indexes(path)
     assert "posts_newest" in on_sqlite, "the SQLite side was read"
-    assert await pg_indexes(url) == on_sqlite
+    assert await pg_indexes(url) == {**on_sqlite, PG_SEARCH_INDEX[0]: PG_SEARCH_INDEX[1]}
+
+
+async def test_both_schemas_have_the_search_index_and_its_state(url: str, tmp_path: Path) -> None:
+    """The search index is each backend's own (an FTS5 table, a tsvector column with a GIN
+    index); both carry the same backfill state, at "complete" in a fresh database."""
+    path = tmp_path / "rssd.db"
+    await (await open_database(path)).close()
+    await (await open_database(url)).close()
+    with closing(sqlite3.connect(path)) as conn:
+        fts = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'posts_fts'").fetchone()
+        assert "fts5" in fts[0] and "content = ''" in fts[0]
+        triggers = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        }
+        assert triggers == {"posts_search_insert", "posts_search_update", "posts_search_delete"}
+        on_sqlite = conn.execute("SELECT id, next_id, last_id FROM search_backfill").fetchall()
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        cursor = await conn.execute(
+            "SELECT am.amname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_am am ON am.oid = c.relam WHERE c.relname = 'posts_search'"
+        )
+        assert await cursor.fetchall() == [("gin",)]
+        cursor = await conn.execute("SELECT id, next_id, last_id FROM search_backfill")
+        assert await cursor.fetchall() == on_sqlite == [(1, 1, 0)]
 
 
 def test_the_job_due_trigger_is_the_same_in_the_schema_and_its_migration() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -74,3 +75,8 @@ def _describe_webhooks(config: Config) -> list[str]:
         shown = "; ".join([feeds, *filters])
         lines.append(f"  {user.name} -> {redact(user.webhook_url)}  ({shown})")
     return lines
+
+
+def cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd`` with this command's parsed arguments (rssd/cli.py's registry)."""
+    return main(path)

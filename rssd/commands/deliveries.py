@@ -1,8 +1,10 @@
-"""``rssd deliveries``: the webhook messages, newest first; ``rssd redeliver``: send some
-again (same webhook-id, a fresh set of attempts), by id or by user and time."""
+"""``rssd deliveries``: the webhook messages, newest first (``--post ID``: those that
+announced one post, and when); ``rssd redeliver``: send some again (same webhook-id, a
+fresh set of attempts), by id or by user and time."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import asdict
 from datetime import datetime
@@ -13,10 +15,12 @@ from rssd.commands.args import DEFAULT_DELIVERIES_LIMIT
 from rssd.commands.context import load, reader, run, writer
 from rssd.commands.errors import CommandError
 from rssd.commands.humanize import ago, due, plural, shorten, table
-from rssd.commands.terminal import safe_json
+from rssd.commands.terminal import safe_json, safe_lines
 from rssd.exits import EXIT_OK, EXIT_USAGE
+from rssd.models.redact import redact
 from rssd.repo.db import Database
 from rssd.repo.outbox import Delivery, OutboxRepo, SkippedPost
+from rssd.repo.queries import PostFilter, PostRow, newest_posts
 from rssd.repo.users import User, UserRepo
 
 DEFAULT_LIMIT = DEFAULT_DELIVERIES_LIMIT
@@ -40,6 +44,52 @@ async def query(
             ("dead",) if dead else ("pending",) if failed else ("pending", "delivered", "dead")
         )
         return await OutboxRepo(db).recent(user_id, statuses, failed_only=failed, limit=limit)
+
+
+async def query_post(path: Path, post_id: int) -> tuple[PostRow, list[Delivery]]:
+    """The post ``post_id`` and the messages that announced it, oldest first."""
+    config = load(path)
+    async with reader(config) as db:
+        found = await newest_posts(db, PostFilter(post_id=post_id, limit=1))
+        if not found:
+            raise CommandError(f"no post with id {post_id} (pruned, or never stored)", EXIT_USAGE)
+        return found[0], await OutboxRepo(db).announcing(post_id)
+
+
+def render_post(post: PostRow, rows: list[Delivery], now: datetime) -> str:
+    """Which post, then one line per message: who was told, when, and how it went."""
+    feed = post.source_name or redact(post.source_url)
+    head = (
+        f"post {post.id}: {shorten(post.title or '(untitled)', 80)} ({shorten(feed, 40)}), "
+        f"stored {ago(parse_iso(post.created_at), now)}"
+    )
+    if not rows:
+        return safe_lines(f"{head}\nno webhook message announced it")
+    table_rows = []
+    for row in rows:
+        told = row.last_attempt_at if row.status == "delivered" else None
+        table_rows.append(
+            [
+                row.user_name,
+                row.status,
+                ago(parse_iso(told), now) if told else "-",
+                str(row.attempts),
+                row.id,
+                shorten(row.last_error or "-", ERROR_WIDTH),
+            ]
+        )
+    header = ["USER", "STATUS", "DELIVERED", "ATTEMPTS", "MESSAGE", "LAST ERROR"]
+    return safe_lines("\n".join([head, *table(header, table_rows, right=(3,))]))
+
+
+def post_main(path: Path, post_id: int, *, as_json: bool) -> int:
+    post, rows = run(query_post(path, post_id))
+    if as_json:
+        if rows:
+            print("\n".join(safe_json(json.dumps(asdict(row))) for row in rows))
+    else:
+        print(render_post(post, rows, utcnow()))
+    return EXIT_OK
 
 
 def render_human(rows: list[Delivery], now: datetime) -> str:
@@ -150,3 +200,23 @@ def redeliver_main(path: Path, *, ids: list[str], user: str | None, since: datet
             f"`rssd users --enable {target.name}` to deliver"
         )
     return EXIT_OK
+
+
+def cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd deliveries`` with its parsed arguments."""
+    if args.post is not None:
+        return post_main(path, args.post, as_json=args.json)
+    return main(
+        path,
+        user=args.user,
+        failed=args.failed,
+        dead=args.dead,
+        limit=args.limit,
+        as_json=args.json,
+        skipped=args.skipped,
+    )
+
+
+def redeliver_cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd redeliver`` with its parsed arguments."""
+    return redeliver_main(path, ids=args.ids, user=args.user, since=args.since)

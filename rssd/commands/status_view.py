@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from rssd.clock import parse_iso, to_iso
-from rssd.commands.humanize import ago, due, shorten, table
+from rssd.commands.humanize import ago, due, shorten, span, table
 from rssd.commands.overview import Assessment, Overview
 from rssd.commands.terminal import safe_json, safe_lines
 from rssd.models.dto import FetchJob, FetchJobStatus
@@ -72,6 +72,8 @@ def render_human(overview: Overview, shown: Sequence[Assessment], empty: str | N
         "LAST SUCCESS",
         "FAILS",
         "NEXT DUE",
+        "EVERY",
+        "WHY",
         "POSTS",
         "URL",
     ]
@@ -93,13 +95,15 @@ def render_human(overview: Overview, shown: Sequence[Assessment], empty: str | N
                 ago(parse_iso(success.ended_at), now) if success and success.ended_at else "-",
                 str(row.failures),
                 due(a.next_due, now),
+                span(a.interval) if a.interval is not None else "-",
+                a.reason or "-",
                 str(row.posts_total),
                 redact(row.source.url),
             ]
         )
         if a.state.needs_attention and row.last_error is not None:
             errors[index] = _error_line(row.last_error, now)
-    lines = table(header, rows, right=(0, 7, 9) if categories else (0, 6, 8))
+    lines = table(header, rows, right=(0, 7, 11) if categories else (0, 6, 10))
     out = [lines[0]]
     for index, line in enumerate(lines[1:]):
         out.append(line)
@@ -211,6 +215,8 @@ def source_json(a: Assessment) -> dict[str, Any]:
         "last_success_at": row.last_success.ended_at if row.last_success else None,
         "consecutive_failures": row.failures,
         "next_due_at": to_iso(a.next_due) if a.next_due else None,
+        "interval_seconds": a.interval.total_seconds() if a.interval is not None else None,
+        "interval_reason": a.reason,
         "posts_total": row.posts_total,
         "last_error": _job(row.last_error),
     }

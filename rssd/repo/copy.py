@@ -4,7 +4,8 @@ Users outgrowing one machine start from what they have. The tables are copied pa
 (sources, jobs, posts, the parse cache, the synced config, users, subscriptions, the webhook
 outbox), ids kept, in pages, all read in one snapshot of the source; then the target's id
 sequences are moved past the copied ids.
-The daemons table is not copied: it lists processes of the old database.
+The daemons table is not copied: it lists processes of the old database; nor is the
+search index, which the target's daemon builds again (rssd/repo/search.py).
 """
 
 from __future__ import annotations
@@ -95,6 +96,12 @@ async def copy_rows(
         if target.dialect.reset_sequence:
             for table in _SEQUENCED:
                 await target.write_one(target.dialect.reset_sequence.format(table=table))
+        # The copied posts come without their search document: the target's daemon
+        # builds it in the background, as after the migration that added it.
+        await target.write_one(
+            "UPDATE search_backfill SET next_id = 1, "
+            "last_id = (SELECT coalesce(max(id), 0) FROM posts) WHERE id = 1"
+        )
 
     await source.snapshot(work)
 

@@ -90,6 +90,7 @@ async def write_outbox_in(
     url = strip_userinfo(feed_row["url"])
     feed = Feed(feed_row["id"], url, feed_row["name"], feed_row["category"])
     messages: list[Message] = []
+    made: dict[tuple[int, bool], tuple[dict[str, object], int]] = {}  # each post made once
     for subscriber in subscribers:
         chosen = chosen_posts(subscriber, feed, stored)
         if chosen and subscriber.dedupe_days > 0:
@@ -97,7 +98,7 @@ async def write_outbox_in(
         if subscriber.digest is not None:
             await wait_for_digest_in(tx, subscriber.user_id, source_id, chosen, now)
             continue
-        messages += plan_messages([subscriber], feed, chosen, now, filtered=True)
+        messages += plan_messages([subscriber], feed, chosen, now, filtered=True, made=made)
     if messages:
         await tx.executemany(
             _INSERT,
@@ -381,6 +382,18 @@ class OutboxRepo:
             f"AND (:failed = 0 OR d.last_error IS NOT NULL) "
             f"ORDER BY d.id DESC{' LIMIT :limit' if limit else ''}",
             {"user_id": user_id, "failed": int(failed_only), "limit": limit},
+        )
+        return [_delivery(row) for row in rows]
+
+    async def announcing(self, post_id: int) -> list[Delivery]:
+        """The messages that announced the post ``post_id``, oldest first: those of its feed
+        written with or after it whose body lists it (deliveries_source narrows them)."""
+        rows = await self._db.fetchall(
+            f"SELECT {_COLUMNS} FROM deliveries d JOIN users u ON u.id = d.user_id "
+            "JOIN posts p ON p.id = :post_id "
+            "WHERE d.content_source_id = p.content_source_id AND d.created_at >= p.created_at "
+            f"AND {self._db.dialect.announces_post} ORDER BY d.id",
+            {"post_id": post_id},
         )
         return [_delivery(row) for row in rows]
 
