@@ -42,7 +42,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "deliveries": (
         "id", "user_id", "content_source_id", "fetch_job_id", "posts_count", "body", "status",
         "attempts", "next_attempt_at", "last_attempt_at", "last_http_status", "last_error",
-        "created_at", "updated_at",
+        "created_at", "updated_at", "earlier_attempts",
     ),
     "config_sync": ("id", "config_hash", "config_mtime", "synced_at", "synced_by"),
     "config_versions": ("config_hash", "digests", "first_synced_at"),
