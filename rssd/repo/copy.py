@@ -2,8 +2,9 @@
 
 Users outgrowing one machine start from what they have. The tables are copied parent first
 (sources, jobs, posts, the parse cache, the synced config, users, subscriptions, the webhook
-outbox, the stories told and skipped, the posts waiting for a digest), ids kept, in pages, all read in one snapshot of the source; then the target's id
-sequences are moved past the copied ids.
+outbox, the stories told and skipped, the posts waiting for a digest), ids kept, in pages,
+all read in one snapshot of the source; then the target's id sequences are moved past the
+copied ids.
 The daemons table is not copied: it lists processes of the old database; nor is the
 search index, which the target's daemon builds again (rssd/repo/search.py).
 """
