@@ -23,8 +23,13 @@ _PRIME = (
     "WHERE content_source_id = :source_id AND primed = 0 RETURNING user_id"
 )
 
+# dedupe_days is 0 for a user with no other feed: no story can reach them twice, and the
+# record of what they were told (two rows a post) is not written for nothing.
 _SUBSCRIBERS = """
-SELECT u.id, u.name, u.keep, u.block, u.format, u.include_content, u.dedupe_days, u.digest
+SELECT u.id, u.name, u.keep, u.block, u.format, u.include_content, u.digest,
+       CASE WHEN EXISTS (SELECT 1 FROM subscriptions o WHERE o.user_id = u.id
+                         AND o.content_source_id <> s.content_source_id)
+            THEN u.dedupe_days ELSE 0 END AS dedupe_days
 FROM subscriptions s JOIN users u ON u.id = s.user_id
 WHERE s.content_source_id = :source_id AND u.enabled = 1 AND u.disabled_reason IS NULL
 ORDER BY u.id
