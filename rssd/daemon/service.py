@@ -47,7 +47,7 @@ from rssd.logs import bind_process, get_logger, set_level
 from rssd.models.config import Config, ConfigError, load_config
 from rssd.models.dto import FetchJobStatus, Source
 from rssd.repo.claims import ClaimRepo
-from rssd.repo.config_sync import config_hash
+from rssd.repo.config_versions import config_hash
 from rssd.repo.daemons import DaemonRepo, Identity
 from rssd.repo.db import Database
 from rssd.repo.sources import SourceRepo
