@@ -138,7 +138,7 @@ CREATE TABLE IF NOT EXISTS users (
     dedupe_days     INTEGER NOT NULL DEFAULT 7,
     digest          TEXT,
     timezone        TEXT,
-    sender          TEXT,  -- the daemon sending the user's messages now (version 13)
+    sender          TEXT,  -- the daemon sending the user's messages now (version 15)
     sender_until    TEXT,  -- its lease's end
     paused_until    TEXT   -- the endpoint asked for a pause (a 429's Retry-After)
 ) STRICT;
@@ -173,14 +173,18 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_http_status  INTEGER,
     last_error        TEXT,
     created_at        TEXT    NOT NULL,
-    updated_at        TEXT    NOT NULL
+    updated_at        TEXT    NOT NULL,
+    earlier_attempts  INTEGER NOT NULL DEFAULT 0
 ) STRICT;
+-- (earlier_attempts, version 14: attempts made before the last `rssd redeliver`.)
 
 -- A user's pending messages, oldest first: what the delivery loop reads.
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (user_id, id)
     WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS deliveries_user ON deliveries (user_id, created_at);
 CREATE INDEX IF NOT EXISTS deliveries_fetch_job ON deliveries (fetch_job_id);
+-- Version 13: the messages of a feed by time, for `rssd deliveries --post ID`.
+CREATE INDEX IF NOT EXISTS deliveries_source ON deliveries (content_source_id, created_at);
 
 -- Version 6: `rssd posts` lists the newest posts (by publication time, else storing time)
 -- off these indexes, all posts or one feed's, without sorting every post; --stored-since
@@ -270,3 +274,47 @@ CREATE TABLE IF NOT EXISTS digest_items (
     queued_at         TEXT    NOT NULL,
     PRIMARY KEY (user_id, post_id)
 ) STRICT;
+
+-- Version 13: full-text search (`rssd posts --search`, rssd/repo/search.py). posts_fts
+-- indexes each post's title, text (summary and content without HTML) and author, without
+-- keeping a copy of them (content=''): removing a post from it takes the text it indexed,
+-- so every change of a post is queued here by the triggers below, old values included,
+-- and applied to the index in the transaction that made it (rssd/repo/search.py: sync_in).
+CREATE VIRTUAL TABLE IF NOT EXISTS posts_fts USING fts5 (
+    title, body, author, content = '', tokenize = 'unicode61 remove_diacritics 2'
+);
+
+-- unindex = 1: remove these old values of the post from the index; 0: index the post.
+CREATE TABLE IF NOT EXISTS search_queue (
+    seq     INTEGER PRIMARY KEY,
+    post_id INTEGER NOT NULL,
+    unindex INTEGER NOT NULL CHECK (unindex IN (0, 1)),
+    title   TEXT,
+    summary TEXT,
+    content TEXT,
+    author  TEXT
+) STRICT;
+
+CREATE TRIGGER IF NOT EXISTS posts_search_insert AFTER INSERT ON posts BEGIN
+    INSERT INTO search_queue (post_id, unindex) VALUES (new.id, 0);
+END;
+
+CREATE TRIGGER IF NOT EXISTS posts_search_update
+AFTER UPDATE OF title, summary, content, author ON posts BEGIN
+    INSERT INTO search_queue (post_id, unindex, title, summary, content, author)
+    VALUES (old.id, 1, old.title, old.summary, old.content, old.author);
+END;
+
+CREATE TRIGGER IF NOT EXISTS posts_search_delete AFTER DELETE ON posts BEGIN
+    INSERT INTO search_queue (post_id, unindex, title, summary, content, author)
+    VALUES (old.id, 1, old.title, old.summary, old.content, old.author);
+END;
+
+-- Version 13: building the index for the posts stored before it, in batches: posts with
+-- next_id <= id <= last_id are still to be indexed (last_id: the newest post then).
+CREATE TABLE IF NOT EXISTS search_backfill (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    next_id INTEGER NOT NULL,
+    last_id INTEGER NOT NULL
+) STRICT;
+INSERT INTO search_backfill (id, next_id, last_id) VALUES (1, 1, 0) ON CONFLICT (id) DO NOTHING;

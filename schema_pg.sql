@@ -85,6 +85,8 @@ CREATE TABLE IF NOT EXISTS posts (
     enclosures        text,
     created_at        timestamptz NOT NULL,
     content_hash      text    NOT NULL,
+    -- Version 13: what `rssd posts --search` finds the post by (rssd/repo/search.py).
+    search            tsvector,
     UNIQUE (content_source_id, external_id)
 );
 
@@ -179,7 +181,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_http_status  integer,
     last_error        text,
     created_at        timestamptz NOT NULL,
-    updated_at        timestamptz NOT NULL
+    updated_at        timestamptz NOT NULL,
+    earlier_attempts  integer NOT NULL DEFAULT 0
 );
 
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (user_id, id)
@@ -238,3 +241,14 @@ CREATE TABLE IF NOT EXISTS digest_items (
     queued_at         timestamptz NOT NULL,
     PRIMARY KEY (user_id, post_id)
 );
+
+-- Version 13: full-text search (schema.sql's posts_fts): posts.search and its GIN index,
+-- and the state of building it for the posts stored before it.
+CREATE INDEX IF NOT EXISTS posts_search ON posts USING gin (search);
+CREATE TABLE IF NOT EXISTS search_backfill (
+    id      integer PRIMARY KEY CHECK (id = 1),
+    next_id bigint  NOT NULL,
+    last_id bigint  NOT NULL
+);
+INSERT INTO search_backfill (id, next_id, last_id) VALUES (1, 1, 0) ON CONFLICT (id) DO NOTHING;
+CREATE INDEX IF NOT EXISTS deliveries_source ON deliveries (content_source_id, created_at);

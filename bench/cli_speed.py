@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/cli_speed.py [--feeds 10000] [--posts 500000] [--runs 5]
 
-Builds two databases in a temporary folder through rssd's own schema (``Database.open``),
+Builds two databases in a temporary folder through rssd's own schema (``open_database``),
 filled with plain ``sqlite3`` bulk inserts (building them through fetches would take an
 hour): a small one (1,000 feeds, 20 posts each) and a big one (``--feeds`` feeds,
 ``--posts`` posts, three fetch jobs per feed: an old success, a failure, a success). Then it
@@ -41,7 +41,7 @@ import rssd
 from rssd.daemon.startup import file_mtime
 from rssd.models.config import load_config
 from rssd.repo.config_sync import sync_config
-from rssd.repo.db import Database
+from rssd.repo.open import open_database
 
 EPOCH = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -54,7 +54,7 @@ def build(database: Path, feeds: int, posts: int, seed: int = 1) -> None:
     """The schema from rssd itself, then rows in bulk (one transaction per table)."""
 
     async def create() -> None:
-        await (await Database.open(database)).close()
+        await (await open_database(database)).close()
 
     asyncio.run(create())
     rng = random.Random(seed)
@@ -125,7 +125,7 @@ def sync_as_daemon(config: Path) -> None:
 
     async def sync() -> None:
         loaded = load_config(config)
-        db = await Database.open(loaded.database)
+        db = await open_database(loaded.database)
         try:
             await sync_config(
                 db, loaded, file_mtime=file_mtime(config), daemon_id=None, guard=False

@@ -48,9 +48,9 @@ from rssd.clock import now_iso, parse_iso, to_iso, utcnow
 from rssd.models.config import Config
 from rssd.models.dto import FetchMeta
 from rssd.repo.claims import ClaimRepo
-from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.next_job import NextJob
+from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
 
 ADMIN = os.environ.get("RSSD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -72,6 +72,7 @@ def config_text(url: str, feeds: list[str], concurrency: int) -> str:
         f'database = "{url}"',
         f"max_concurrency = {concurrency}",
         "interval_minutes = 1440",
+        "host_min_gap_seconds = 0",  # dozens of feeds per farm address
         'log_level = "warning"',
     ]
     for feed in feeds:
@@ -82,7 +83,7 @@ def config_text(url: str, feeds: list[str], concurrency: int) -> str:
 async def prepare(url: str, feeds: list[str], *, due_now: bool = True) -> None:
     """Sources synced, each with a job due now (the daemons find all the work waiting) or,
     ``due_now`` False, a day ahead (the daemons start idle)."""
-    db = await Database.open(url)
+    db = await open_database(url)
     try:
         config = Config.model_validate({"database": url, "feeds": [{"url": u} for u in feeds]})
         await SourceRepo(db).sync(config)
@@ -181,7 +182,7 @@ async def claim_capacity(url: str, claimers: int, jobs: int, batch: int = 50) ->
     """Claim + complete cycles per second of ``claimers`` claimer processes (each as one
     daemon: its own process and connections) draining ``jobs`` due jobs together."""
     feeds = [f"http://h{i % 500}.example/feed{i}" for i in range(jobs)]
-    db = await Database.open(url)
+    db = await open_database(url)
     try:
         config = Config.model_validate({"database": url, "feeds": [{"url": u} for u in feeds]})
         await SourceRepo(db).sync(config)
@@ -218,7 +219,7 @@ async def claim_capacity(url: str, claimers: int, jobs: int, batch: int = 50) ->
 async def claimer_worker(url: str, n: int, batch: int) -> None:
     """One claimer process: claim up to ``batch`` due jobs, complete all of them at once
     (a 304 each, the next job a day ahead, as a daemon does), until none is due."""
-    db = await Database.open(url)
+    db = await open_database(url)
     claims, repo = ClaimRepo(db, f"c{n}"), FetchJobRepo(db)
     later = to_iso(utcnow() + timedelta(days=1))
     print("ready", flush=True)
@@ -242,7 +243,7 @@ async def claimer_worker(url: str, n: int, batch: int) -> None:
 
 async def claim_latency(target: Path | str, claimers: int, jobs: int) -> list[float]:
     """Milliseconds per claim_due(10) with ``claimers`` claimers draining ``jobs`` jobs."""
-    db = await Database.open(target)
+    db = await open_database(target)
     feeds = [f"http://h{i % 50}.example/feed{i}" for i in range(jobs)]
     try:
         config = Config.model_validate(
@@ -256,7 +257,7 @@ async def claim_latency(target: Path | str, claimers: int, jobs: int) -> list[fl
     latencies: list[float] = []
 
     async def claimer(n: int) -> None:
-        own = await Database.open(target)
+        own = await open_database(target)
         claims, repo = ClaimRepo(own, f"c{n}"), FetchJobRepo(own)
         try:
             while True:

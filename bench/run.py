@@ -257,6 +257,9 @@ class Rssd:
         # config.toml's defaults for everything but the database, the feed list and the
         # limits the command line sets (max_concurrency, max_per_host).
         settings = "".join(f"{key} = {value}\n" for key, value in (limits or {}).items())
+        # No gap between requests to one host: the bare client it is compared with has
+        # none, and the farm serves dozens of feeds per address.
+        settings += "host_min_gap_seconds = 0\n"
         database = postgres.url if postgres is not None else self.db.name
         self.config.write_text(f"database = {json.dumps(database)}\n{settings}{feeds}")
 

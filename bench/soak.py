@@ -275,6 +275,11 @@ def write_config(workdir: Path, urls: list[str]) -> tuple[Path, Path]:
     lines = [
         f'database = "{database}"',
         "interval_minutes = 1",
+        # Every minute, whatever the posting rate, and no gap between requests to one host
+        # (the farm serves hundreds of feeds per address).
+        "min_interval_minutes = 1",
+        "max_interval_minutes = 1",
+        "host_min_gap_seconds = 0",
         "timeout_seconds = 5",
         "parse_timeout_seconds = 5",
         "keep_fetch_jobs_days = 1",

@@ -48,6 +48,12 @@ FETCH_DURATION = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
     registry=REGISTRY,
 )
+HOST_HELD = Counter(
+    "rssd_host_politeness_held",
+    "Requests held back by host politeness: made to wait for host_min_gap_seconds after "
+    "the previous start to their host, or for its pause (a 429/503 Retry-After) to end.",
+    registry=REGISTRY,
+)
 POSTS = Counter(
     "rssd_posts",
     "Posts written to the database, by change (new, updated).",
@@ -88,6 +94,12 @@ PARSES = Counter(
     "Documents parsed, by the parser whose result was used (feedparser_rs; feedparser, its "
     "fallback; jsonfeed, rssd's JSON Feed reader).",
     ["parser"],
+    registry=REGISTRY,
+)
+POSTS_STORED = Gauge(
+    "rssd_posts_stored",
+    "Posts in the database now, whoever stored them (a daemon, rssd fetch in another "
+    "process; on PostgreSQL every daemon of the cluster).",
     registry=REGISTRY,
 )
 DATABASE_BYTES = Gauge(

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from rssd.repo.db import Database
+from rssd.repo.open import open_database
 from tests.support.postgres import fresh_database
 from tests.support.process import Daemons
 from tests.support.webhooks import Receiver
@@ -134,7 +135,7 @@ async def db_target(backend: str, tmp_path: Path) -> AsyncIterator[Path | str]:
 
 @pytest.fixture
 async def db(db_target: Path | str) -> AsyncIterator[Database]:
-    database = await Database.open(db_target)
+    database = await open_database(db_target)
     try:
         yield database
     finally:

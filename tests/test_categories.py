@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rssd.models.config import ConfigError, in_category, load_config, normalize_category
-from rssd.repo.db import Database
+from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer
 from tests.support.commands import cli, dated_rss, run_once_from
@@ -106,7 +106,7 @@ async def test_status_posts_and_export_show_categories_and_feed_titles(
 
 async def test_a_changed_category_is_synced(tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.toml", [{"url": "https://a.example/f", "category": "A"}])
-    db = await Database.open(tmp_path / "rssd.sqlite3")
+    db = await open_database(tmp_path / "rssd.sqlite3")
     try:
         repo = SourceRepo(db)
         await repo.sync(load_config(config))

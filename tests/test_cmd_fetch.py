@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from rssd.daemon.lock import DaemonLock
-from rssd.repo.db import Database
+from rssd.repo.open import open_database
 from tests.conftest import FeedServer
 from tests.support.commands import World, cli, dated_rss, populated
 from tests.support.config import write_config
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.both_backends
 
 
 async def jobs_of(world: World, url: str) -> list[tuple[str, str | None]]:
-    db = await Database.open(world.database)
+    db = await open_database(world.database)
     try:
         rows = await db.fetchall(
             "SELECT j.status, j.error_code FROM fetch_job j JOIN content_sources s "
@@ -66,7 +66,7 @@ async def test_refused_while_the_feed_is_being_fetched(
 ) -> None:
     world = await populated(feed_server, tmp_path, db_target)
     # What a daemon in the middle of fetching source 1 leaves in the database.
-    db = await Database.open(world.database)
+    db = await open_database(world.database)
     try:
         await ongoing_job(db, 1)
     finally:

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from rssd.models.config import load_config
-from rssd.repo.db import Database
+from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer
 from tests.support.commands import Result, cli, dated_rss
@@ -40,7 +40,7 @@ async def status_of(config: Path) -> dict[str, Any]:
 async def left_behind_by_a_crash(config: Path) -> None:
     """Every feed synced and its job left ONGOING, as a kill -9 leaves them: the restarted
     daemon recovers them as ``interrupted`` and fetches every feed at once."""
-    db = await Database.open(config.parent / "rssd.sqlite3")
+    db = await open_database(config.parent / "rssd.sqlite3")
     try:
         await SourceRepo(db).sync(load_config(config))
         for source in await SourceRepo(db).list():

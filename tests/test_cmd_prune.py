@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from rssd.clock import to_iso
-from rssd.repo.db import Database
+from rssd.repo.open import open_database
 from tests.conftest import FeedServer
 from tests.support.commands import cli, dated_rss, run_once_from
 from tests.support.config import write_config
@@ -21,7 +21,7 @@ OLD = to_iso(datetime.now(UTC) - timedelta(days=200))
 
 
 async def execute(target: Path | str, *statements: tuple[str, dict[str, object]]) -> None:
-    db = await Database.open(target)
+    db = await open_database(target)
     try:
         for sql, params in statements:
             await db.write_one(sql, params)
@@ -30,7 +30,7 @@ async def execute(target: Path | str, *statements: tuple[str, dict[str, object]]
 
 
 async def query(target: Path | str, sql: str) -> list[tuple[object, ...]]:
-    db = await Database.open(target)
+    db = await open_database(target)
     try:
         return [tuple(row) for row in await db.fetchall(sql)]
     finally:

@@ -15,7 +15,7 @@ import pytest
 from rssd.commands.new_mark import NewMark
 from rssd.commands.posts import query
 from rssd.models.config import load_config
-from rssd.repo.db import Database
+from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer
 from tests.support.commands import World, cli, cli_sync, dated_rss, populated
@@ -94,7 +94,7 @@ async def test_fetch_of_a_feed_removed_from_the_config_says_so(
     world: World, feed_server: FeedServer
 ) -> None:
     write_config(world.config, [{"url": world.urls["ok"]}])
-    db = await Database.open(world.database)
+    db = await open_database(world.database)
     try:
         await SourceRepo(db).sync(load_config(world.config))  # as the daemon's reload does
     finally:

@@ -549,3 +549,49 @@ def test_check_config_on_a_missing_file_exits_1(
 def test_check_config_on_the_shipped_config(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["check-config", "-c", str(REPO / "config.toml")]) == 0
     assert "feeds:" in capsys.readouterr().out
+
+
+# --- adaptive polling and politeness (issue 24) ----------------------------------------
+
+
+def test_polling_bounds_and_the_host_gap_have_defaults_and_per_feed_overrides(
+    tmp_path: Path,
+) -> None:
+    text = (
+        "min_interval_minutes = 5\nhost_min_gap_seconds = 2.5\n"
+        + feeds_toml("https://a.example/feed")
+        + '[[feeds]]\nurl = "https://b.example/feed"\nmax_interval_minutes = 0.5\n'
+        + "min_interval_minutes = 0.05\n"
+    )
+    config = parse_config(text, tmp_path / "config.toml")
+    assert config.host_min_gap_seconds == 2.5
+    assert [config.feed_bounds(feed) for feed in config.feeds] == [(5, 1440), (0.05, 0.5)]
+    assert parse_config("", tmp_path / "config.toml").host_min_gap_seconds == 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("min_interval_minutes = 60\nmax_interval_minutes = 30\n", "is above"),
+        (
+            'min_interval_minutes = 5\nmax_interval_minutes = 10\n[[feeds]]\nurl = "https://a.example/f"\n'
+            "min_interval_minutes = 20\n",
+            "feeds[0]: min_interval_minutes (20.0) is above max_interval_minutes (10.0)",
+        ),
+        ("min_interval_minutes = 0\n", "min_interval_minutes: Input should be greater than 0"),
+        ("host_min_gap_seconds = -1\n", "host_min_gap_seconds: Input should be greater"),
+        ('host_min_gap_seconds = "1"\n', "host_min_gap_seconds"),
+    ],
+)
+def test_polling_bounds_are_checked(text: str, expected: str) -> None:
+    assert any(expected in line for line in errors_of(text)), errors_of(text)
+
+
+def test_the_default_user_agent_counts_subscribers_and_a_configured_one_stands(
+    tmp_path: Path,
+) -> None:
+    default = parse_config("", tmp_path / "config.toml")
+    assert default.agent_for(2).endswith("; 2 subscribers)")
+    assert default.agent_for(1).endswith("; 1 subscriber)")
+    own = parse_config('user_agent = "Me/1"\n', tmp_path / "config.toml")
+    assert own.agent_for(2) == "Me/1"

@@ -4,25 +4,12 @@ show what was skipped."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from tests.conftest import FeedServer
 from tests.support.commands import cli, dated_rss, run_once_from
 from tests.support.webhooks import Receiver
 from tests.test_cmd_webhooks import tails, write
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = Receiver()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def test_a_subscriber_to_a_page_and_its_feed_gets_each_new_post_once(

@@ -18,6 +18,7 @@ from rssd.daemon.delivery import DeliveryLoop
 from rssd.daemon.startup import sync_sources
 from rssd.models.config import Config
 from rssd.repo.db import Database
+from rssd.repo.open import open_database
 from rssd.webhooks.sender import Sender
 from tests.support.webhooks import Receiver, make_config, user
 from tests.test_delivery import A, fetch, post, statuses
@@ -31,7 +32,7 @@ MESSAGES = 4
 @contextlib.asynccontextmanager
 async def daemon_loop(target: str, config: Config, name: str) -> AsyncIterator[Database]:
     """A delivery loop with a database connection pool of its own, as a daemon has."""
-    db = await Database.open(target)
+    db = await open_database(target)
     try:
         async with Sender(config.webhooks, config.user_agent) as sender:
             task = asyncio.create_task(DeliveryLoop(db, config, sender, name).run())

@@ -14,6 +14,7 @@ from rssd.models.config import Config
 from rssd.models.digests import Waiting, due, parse_schedule, plan_digest
 from rssd.models.outbox import POSTS_PER_MESSAGE, Feed, StoredPost
 from rssd.models.post import PostCreate
+from rssd.models.sizes import MAX_MESSAGE_BYTES
 from rssd.webhooks.formats import notice_of, render
 
 
@@ -148,3 +149,18 @@ def test_digest_config(tmp_path: Path) -> None:
         with pytest.raises(ValidationError) as caught:
             config(tmp_path, **settings)
         assert error in str(caught.value)
+
+
+def test_a_digest_stays_within_the_message_byte_cap() -> None:
+    big = [
+        Waiting(
+            FEEDS[n % 2],
+            StoredPost(n, PostCreate(external_id=f"g{n}", content="x" * 120_000, content_hash="h")),
+            T0,
+        )
+        for n in range(20)
+    ]
+    parts = plan_digest(7, "alice", "standard", big, timestamp="T", include_content=True)
+    assert len(parts) > 1
+    assert all(len(m.body.encode()) <= MAX_MESSAGE_BYTES for m, _ in parts)
+    assert sum(m.posts_count for m, _ in parts) == 20

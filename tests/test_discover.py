@@ -17,7 +17,7 @@ from rssd.fetch.discover import FeedLink, PageLinks, resolve_links, scan_page
 from rssd.fetch.fetcher import Fetcher
 from rssd.models.config import Config
 from rssd.models.dto import ErrorCode, FetchJobStatus, Source
-from rssd.repo.db import Database
+from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer, Handler, rss
 from tests.support.commands import cli
@@ -123,7 +123,7 @@ async def fetch_all(config: Config, rounds: int) -> list[JobReport]:
 
 
 async def stored(config: Config) -> tuple[Source, list[str]]:
-    db = await Database.open(config.database)
+    db = await open_database(config.database)
     try:
         (source,) = await SourceRepo(db).list()
         ids = await db.fetchall("SELECT external_id FROM posts ORDER BY external_id")

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from rssd import __version__
+from rssd import PROJECT_URL, __version__
 from rssd.fetch.digest import content_digest
 from rssd.fetch.fetcher import Fetcher, FetchResult, HostLimiter, Outcome, Validators
 from rssd.fetch.parse import ParsePool
@@ -81,11 +81,23 @@ async def test_200_is_parsed_with_its_metadata(feed_server: FeedServer, fetcher:
 async def test_user_agent_names_rssd_and_its_version(
     feed_server: FeedServer, fetcher: Fetcher
 ) -> None:
+    """The default names rssd, its version, its home and the feed's subscribers."""
     url = feed_server.static("/feed", FEED)
-    await fetcher.fetch(source(url), Validators())
+    await fetcher.fetch(source(url), Validators(), subscribers=3)
     agent = feed_server.requests[-1].headers["User-Agent"]
-    assert agent == fetcher.config.user_agent
-    assert f"rssd/{__version__}" in agent
+    assert agent == f"rssd/{__version__} (+{PROJECT_URL}; 3 subscribers)"
+    await fetcher.fetch(source(url), Validators(), subscribers=1)
+    assert feed_server.requests[-1].headers["User-Agent"].endswith("; 1 subscriber)")
+
+
+async def test_a_configured_user_agent_is_sent_as_is(
+    feed_server: FeedServer, pool: ParsePool, tmp_path: Path
+) -> None:
+    url = feed_server.static("/feed", FEED)
+    config = make_config(tmp_path, [url], user_agent="MyReader/2 (+https://me.example)")
+    async with Fetcher(config, pool) as fetcher:
+        await fetcher.fetch(source(url), Validators(), subscribers=3)
+    assert feed_server.requests[-1].headers["User-Agent"] == "MyReader/2 (+https://me.example)"
 
 
 @pytest.mark.parametrize(

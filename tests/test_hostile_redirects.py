@@ -39,7 +39,7 @@ from rssd.net.addresses import (
     is_global,
     parse_address,
 )
-from rssd.repo.db import Database
+from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FIXTURES, FeedServer, rss
 from tests.test_fetch_http import self_signed, serve_app
@@ -198,7 +198,7 @@ async def fetch_stored(
             "allow_private_networks": allow,
         }
     )
-    db = await Database.open(config.database)
+    db = await open_database(config.database)
     try:
         await SourceRepo(db).sync(config)
         (source,) = await SourceRepo(db).list()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -33,7 +34,9 @@ from rssd.net.numeric import inet_aton, is_dotted_quad, numeric_host_refusal
 from rssd.webhooks.guard import AddressRefused, check_literal
 from rssd.webhooks.sender import Sender
 from tests.conftest import FeedServer, rss
+from tests.support.config import make_config
 from tests.support.webhooks import SECRETS, Receiver
+from tests.test_discover import Site, fetch_all
 
 #: Every legacy form: (host as written in a URL, the address the C resolver makes of it).
 LEGACY = [
@@ -200,6 +203,20 @@ async def test_a_redirect_to_a_legacy_host_is_refused_even_within_private_networ
     assert caught.value.message.startswith("redirect refused: host 127.1 is 127.0.0.1")
     assert caught.value.http_status == 302
     assert feed_server.hits.get("/target") is None
+
+
+async def test_a_discovered_feed_link_with_a_legacy_host_is_refused(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """A page (on loopback: no address rule applies) linking to its feed as 127.1."""
+    site = Site(feed_server)
+    target = feed_server.static("/feed.rss", rss([{"guid": "1", "title": "one"}]))
+    legacy = target.replace("127.0.0.1", "127.1")
+    site.head = f'<link rel="alternate" type="application/rss+xml" href="{legacy}">'
+    (report,) = await fetch_all(make_config(tmp_path, [site.url]), 1)
+    assert report.error_code is ErrorCode.HTTP_ERROR
+    assert "host 127.1 is 127.0.0.1 in a legacy numeric form" in str(report.error_message)
+    assert feed_server.hits.get("/feed.rss") is None
 
 
 # -- issue 20.10: IPv4-translated addresses (RFC 2765) ---------------------------------

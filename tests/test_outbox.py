@@ -18,6 +18,7 @@ from rssd.models.outbox import Feed, StoredPost, Subscriber, new_message_id, pla
 from rssd.repo.db import Database
 from rssd.repo.digests import close_due
 from rssd.repo.jobs import FetchJobRepo
+from rssd.repo.open import open_database
 from rssd.repo.outbox import OutboxRepo
 from tests.conftest import FeedServer, rss
 from tests.support.commands import run_once_from
@@ -268,7 +269,7 @@ async def test_a_feeds_first_messages_name_it_by_the_title_that_fetch_learned(
         'feeds = ["*"]\nnotify_backlog = true\n'
     )
     await run_once_from(config)
-    db = await Database.open(db_target)
+    db = await open_database(db_target)
     try:
         row = await db.fetchone("SELECT body FROM deliveries")
     finally:
@@ -394,3 +395,51 @@ async def test_a_digest_users_posts_wait_for_the_period_then_go_in_one_message(
         (B, ["guid-3"]),
     ]
     assert await db.fetchall("SELECT * FROM digest_items") == []
+
+
+async def test_include_content_carries_stored_tags_and_enclosures(
+    db: Database, tmp_path: Path
+) -> None:
+    await setup(
+        db,
+        tmp_path,
+        [
+            user("alice", HOOK, [A], notify_backlog=True, include_content=True),
+            user("bob", HOOK, [A], notify_backlog=True),
+        ],
+    )
+    enclosures = '[{"url": "https://a.example/1.mp3", "type": "audio/mpeg", "length": 42}]'
+    stored = PostCreate(
+        external_id="id-1",
+        title="One",
+        content="<p>Body</p>",
+        updated_at="2026-12-04T11:00:00.000Z",
+        tags='["linux", "go"]',
+        enclosures=enclosures,
+        content_hash="h1",
+    )
+    await fetch(db, A, [stored])
+    row = await db.fetchone("SELECT tags, enclosures FROM posts WHERE external_id = 'id-1'")
+    assert row is not None and (row["tags"], row["enclosures"]) == ('["linux", "go"]', enclosures)
+    bodies = {
+        r["name"]: json.loads(r["body"])["data"]["posts"][0]
+        for r in await db.fetchall(
+            "SELECT u.name, d.body FROM deliveries d JOIN users u ON u.id = d.user_id"
+        )
+    }
+    assert bodies["alice"]["tags"] == ["linux", "go"]
+    assert bodies["alice"]["enclosures"] == json.loads(enclosures)
+    assert (bodies["alice"]["content"], bodies["alice"]["updated_at"]) == (
+        "<p>Body</p>",
+        "2026-12-04T11:00:00.000Z",
+    )
+    assert "category" in bodies["alice"]
+    assert "tags" not in bodies["bob"]
+
+
+async def test_a_user_with_one_feed_has_no_story_record(db: Database, tmp_path: Path) -> None:
+    """No story can reach them twice, so nothing is written for them."""
+    await setup(db, tmp_path, [user("alice", HOOK, [A], notify_backlog=True)])
+    await fetch(db, A, [story(1, "https://news.example/1")])
+    assert await db.fetchall("SELECT * FROM announced") == []
+    assert [m[2] for m in await messages(db)] == [["guid-1"]]

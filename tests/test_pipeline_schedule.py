@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from rssd.clock import parse_iso, utcnow
+from rssd.clock import parse_iso, to_iso, utcnow
 from rssd.daemon.pipeline import Pipeline
 from rssd.daemon.reconcile import reconcile
 from rssd.daemon.schedule import MOVED_AFTER
@@ -25,6 +25,8 @@ from rssd.models.config import Config
 from rssd.models.dto import FetchJobStatus
 from rssd.repo.claims import ClaimRepo
 from rssd.repo.db import Database
+from rssd.repo.hosts import HostRepo
+from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer, rss
 from tests.support.config import make_config
@@ -76,7 +78,7 @@ async def test_hints_and_a_move_survive_a_restart(
 
     for _ in range(MOVED_AFTER):
         await fetch_all(config)
-    db = await Database.open(db_target)  # "after a restart": only what the database holds
+    db = await open_database(db_target)  # "after a restart": only what the database holds
     try:
         now = utcnow()
         not_before, _, failures = await queued(db, limited)
@@ -94,7 +96,7 @@ async def test_hints_and_a_move_survive_a_restart(
     assert feed_server.hits.get("/old-home", 0) == hits_before["/old-home"]
     assert feed_server.hits["/new-home"] == hits_before["/new-home"] + 1
 
-    db = await Database.open(db_target)
+    db = await open_database(db_target)
     try:
         rows = await db.fetchall(
             "SELECT j.status FROM fetch_job j JOIN content_sources s "
@@ -105,3 +107,40 @@ async def test_hints_and_a_move_survive_a_restart(
         assert statuses == [FetchJobStatus.COMPLETED] * 3 + [FetchJobStatus.QUEUED]
     finally:
         await db.close()
+
+
+async def test_a_429_with_retry_after_pauses_the_whole_host_and_the_reason_is_kept(
+    feed_server: FeedServer, tmp_path: Path, db_target: Path | str
+) -> None:
+    """Issue 24: the host is paused for every feed on it, not only the one that got the
+    429; the job's planned interval says why (a publisher hint); the feed next door with
+    no history starts at the global interval."""
+    limited = feed_server.static(
+        "/limited", "slow down", status=429, headers={"Retry-After": "7200"}
+    )
+    neighbour = feed_server.static("/neighbour", BODY)
+    config = make_config(tmp_path, [limited, neighbour], database=str(db_target))
+    async with asyncio.timeout(60), daemon_session(config) as db:
+        claims = ClaimRepo(db, "test")
+        await reconcile(db, claims, random.Random(1))
+        async with Fetcher(config) as fetcher:
+            pipeline = Pipeline(db, fetcher, claims)
+            source = await SourceRepo(db).get_by_url(limited)
+            assert source is not None
+            await pipeline.run(source)
+        paused = await HostRepo(db).paused()
+        assert set(paused) == {"127.0.0.1"}
+        assert parse_iso(paused["127.0.0.1"]) > utcnow() + timedelta(minutes=100)
+        due = to_iso(utcnow() - timedelta(minutes=1))
+        await db.write_one(
+            "UPDATE fetch_job SET not_before = :due WHERE status = 'QUEUED'", {"due": due}
+        )
+        assert await claims.claim_due(10, 2) == [], "the neighbour, due, waits for the host"
+        row = await db.fetchone(
+            "SELECT j.interval_seconds, j.interval_reason FROM fetch_job j "
+            "JOIN content_sources s ON s.id = j.content_source_id "
+            "WHERE s.url = :url AND j.status = 'QUEUED'",
+            {"url": limited},
+        )
+        assert row is not None
+        assert (row[0], row[1]) == (7200.0, "publisher hint")

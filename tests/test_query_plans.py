@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from rssd.repo.db import Database
 from rssd.repo.migrations import MIGRATIONS, SCHEMA_VERSION
+from rssd.repo.open import open_database
 from rssd.repo.queries import _HEADS, PostFilter, posts_query
 from tests.test_schema import drop_version_7
 
@@ -28,7 +28,7 @@ def plan(database: Path, sql: str, params: dict[str, object] | None = None) -> l
 @pytest.fixture
 async def database(tmp_path: Path) -> Path:
     path = tmp_path / "rssd.sqlite3"
-    await (await Database.open(path)).close()
+    await (await open_database(path)).close()
     return path
 
 
@@ -92,7 +92,7 @@ def test_status_finds_each_sources_jobs_and_posts_through_indexes(database: Path
 
 
 async def _open_close(path: Path) -> None:
-    await (await Database.open(path)).close()
+    await (await open_database(path)).close()
 
 
 def _as_version_5(path: Path) -> None:

@@ -18,9 +18,10 @@ from rssd.models.dto import ErrorCode, FetchJobStatus, FetchMeta
 from rssd.net.hosts import host_key
 from rssd.repo.claims import LEASE_SECONDS, ClaimRepo
 from rssd.repo.claims import PAGE as CANDIDATE_PAGE
-from rssd.repo.db import Database
+from rssd.repo.db import Database, Tx
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.next_job import NextJob
+from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
 from tests.support.config import make_config
 
@@ -108,13 +109,38 @@ async def test_an_idn_host_and_its_punycode_share_the_slots(db: Database, tmp_pa
     assert row is not None and row[0] == "xn--bcher-kva.de"
 
 
+async def test_a_claim_counts_the_enabled_users_subscribed(db: Database, tmp_path: Path) -> None:
+    """The default User-Agent names a feed's subscribers: enabled users only."""
+    ids = await sources(db, tmp_path, ["http://a.example/feed", "http://b.example/feed"])
+    a, b = ids.values()
+
+    async def users(tx: Tx) -> None:
+        for number, enabled in ((1, 1), (2, 1), (3, 0)):
+            await tx.execute(
+                "INSERT INTO users (id, name, webhook_url, enabled, config_digest, created_at, "
+                "updated_at) VALUES (:id, :name, 'https://h.example/', :enabled, 'd', :now, :now)",
+                {"id": number, "name": f"u{number}", "enabled": enabled, "now": past()},
+            )
+            await tx.execute(
+                "INSERT INTO subscriptions (user_id, content_source_id, created_at) "
+                "VALUES (:id, :source, :now)",
+                {"id": number, "source": a, "now": past()},
+            )
+
+    await db.write(users)
+    claims = ClaimRepo(db, "d1")
+    await claims.queue_missing({a: past(), b: past()})
+    counted = {claim.source.id: claim.subscribers for claim in await claims.claim_due(10, 2)}
+    assert counted == {a: 2, b: 0}
+
+
 async def test_two_daemons_claiming_at_once_never_take_the_same_job(
     db: Database, db_target: Path | str, tmp_path: Path
 ) -> None:
     urls = [f"http://h{i % 7}.example/feed{i}" for i in range(40)]
     ids = await sources(db, tmp_path, urls)
     await ClaimRepo(db, "setup").queue_missing(dict.fromkeys(ids.values(), past()))
-    other = await Database.open(db_target)
+    other = await open_database(db_target)
     try:
         repos = [ClaimRepo(db, "d1"), ClaimRepo(other, "d2")]
         batches = await asyncio.gather(*(repo.claim_due(3, 3) for repo in repos for _ in range(8)))

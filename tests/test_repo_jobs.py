@@ -17,6 +17,7 @@ from rssd.clock import now_iso
 from rssd.models.dto import ErrorCode, FetchJob, FetchJobStatus, FetchMeta, PostCreate
 from rssd.repo.db import Database
 from rssd.repo.jobs import MAX_ERROR_MESSAGE, FetchJobRepo, latest_jobs
+from rssd.repo.open import open_database
 from rssd.repo.posts import PostRepo, UpsertCounts
 from rssd.repo.sources import SourceRepo
 from tests.support.config import make_config
@@ -276,7 +277,7 @@ async def test_concurrent_queue_jobs_from_two_connections_yield_exactly_one_job(
 ) -> None:
     """Two processes' worth: each Database has its own SQLite connection and thread."""
     sources = await make_sources(db, tmp_path, 2)
-    other = await Database.open(db_target)
+    other = await open_database(db_target)
     try:
         repos = [FetchJobRepo(db), FetchJobRepo(other)]
         for _ in range(5):

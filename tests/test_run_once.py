@@ -18,8 +18,8 @@ from aiohttp import web
 
 from rssd.daemon.lock import DaemonLock
 from rssd.models.config import load_config
-from rssd.repo.db import Database
 from rssd.repo.migrations import SCHEMA_VERSION
+from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer, rss
 from tests.support.config import write_config
@@ -466,7 +466,7 @@ async def test_a_run_after_a_crash_recovers_the_jobs_left_active(
     url = feed_server.static("/feed", rss(items("c", 2)))
     config = write_config(tmp_path / "config.toml", [url])
     database = tmp_path / "rssd.sqlite3"
-    db = await Database.open(database)
+    db = await open_database(database)
     try:
         await SourceRepo(db).sync(load_config(config))
         (source,) = await SourceRepo(db).list()

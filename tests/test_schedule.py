@@ -222,3 +222,19 @@ def test_planned_delay_and_its_reason(
     policy = Policy(interval=30 * MINUTE, reason=Reason.POSTING_RATE)
     history = History(ended_at=ENDED, failures=failures)
     assert planned_delay(history, policy, NOW, hints) == expected
+
+
+def test_the_curve_moves_with_the_minimum() -> None:
+    """The pivot is PIVOT_FACTOR minimum intervals: with a minimum of a second (a test
+    farm), a feed posting every second is polled every 2 s, a silent one at the maximum."""
+    second = timedelta(seconds=1)
+    fast = Activity(posts=20, span=19 * second, silence=0.5 * second, known=MINUTE)
+    assert adaptive_interval(fast, START, second, 30 * second) == (
+        2 * second,
+        Reason.POSTING_RATE,
+    )
+    silent = Activity(posts=2, span=HOUR, silence=10 * DAY, known=OLD)
+    assert adaptive_interval(silent, START, second, 30 * second) == (
+        30 * second,
+        Reason.POSTING_RATE,
+    )

@@ -1,4 +1,4 @@
-"""schema.sql, Database.open and the migration path, on real SQLite files."""
+"""schema.sql, open_database and the migration path, on real SQLite files."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 
 from rssd.repo.db import Database, DatabaseError, Tx
 from rssd.repo.migrations import MIGRATIONS, SCHEMA_VERSION, schema_sql
+from rssd.repo.open import open_database
 from rssd.repo.sqlite import BUSY_TIMEOUT_MS, SqliteDatabase
 
 SCHEMA_V1 = Path(__file__).parent / "fixtures" / "schema_v1.sql"
@@ -36,13 +37,17 @@ V11_SOURCE_COLUMNS = ("interval_fixed", "min_interval_minutes", "max_interval_mi
 V11_JOB_COLUMNS = ("interval_seconds", "interval_reason")
 V12_TABLES = ("digest_items",)
 V12_USER_COLUMNS = ("digest", "timezone")
-V13_USER_COLUMNS = ("sender", "sender_until", "paused_until")
+V15_USER_COLUMNS = ("sender", "sender_until", "paused_until")
 V9_INDEXES = ("skipped_posts_time",)
 V9_TABLES = ("announced", "skipped_posts")
 V9_COLUMNS = {
     "users": ("format", "include_content", "dedupe_days"),
     "posts": ("tags", "enclosures"),
 }
+V13_INDEXES = ("deliveries_source",)
+#: Version 13's search index (rssd/repo/search.py): its triggers, then its tables.
+V13_TRIGGERS = ("posts_search_insert", "posts_search_update", "posts_search_delete")
+V13_TABLES = ("posts_fts", "search_queue", "search_backfill")
 V7_JOB_COLUMNS = (
     "not_before", "failures", "fetch_url", "moved_seen",
     "claimed_by", "lease_expires_at", "host", "host_slot",
@@ -133,7 +138,7 @@ async def add_post(db: Database, source_id: int, job_id: int | None, external_id
 
 async def test_a_fresh_database_gets_the_current_schema_version(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "dir" / "rssd.sqlite3"  # missing folders are created
-    db = await Database.open(path)
+    db = await open_database(path)
     await db.close()
     assert max(MIGRATIONS) + 1 == SCHEMA_VERSION
     assert user_version(path) == SCHEMA_VERSION
@@ -315,13 +320,13 @@ async def test_deleting_a_job_keeps_its_posts(db: Database) -> None:
 
 async def test_opening_twice_is_idempotent(tmp_path: Path) -> None:
     path = tmp_path / "rssd.sqlite3"
-    db = await Database.open(path)
+    db = await open_database(path)
     source = await add_source(db)
     await add_post(db, source, await add_job(db, source), "p1")
     await db.close()
     before = schema_objects(path)
     for _ in range(2):
-        db = await Database.open(path)
+        db = await open_database(path)
         await db.close()
     assert schema_objects(path) == before
     assert user_version(path) == SCHEMA_VERSION
@@ -334,8 +339,8 @@ async def test_two_connections_on_one_file_open_and_see_each_others_writes(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "rssd.sqlite3"
-    first = await Database.open(path)
-    second = await Database.open(path)
+    first = await open_database(path)
+    second = await open_database(path)
     try:
         await add_source(first)
         row = await second.fetchone("SELECT url FROM content_sources")
@@ -382,6 +387,7 @@ def test_the_v1_fixture_is_schema_sql_without_the_later_indexes(tmp_path: Path) 
         *V6_INDEXES,
         *V7_INDEXES,
         *V9_INDEXES,
+        *V13_INDEXES,
     }
     assert "posts_published" not in index_names(path) | index_names(current)
 
@@ -393,7 +399,7 @@ async def test_a_version_1_database_is_migrated_with_its_data_intact(tmp_path: P
     before = {table: query(path, f"SELECT * FROM {table} ORDER BY id") for table in tables}
     v1_job_columns = [str(row[1]) for row in query(path, "PRAGMA table_info(fetch_job)")]
 
-    db = await Database.open(path)
+    db = await open_database(path)
     try:
         plan = await db.fetchall("EXPLAIN QUERY PLAN SELECT id FROM posts WHERE fetch_job_id = 1")
         assert "posts_fetch_job" in " ".join(str(row["detail"]) for row in plan)
@@ -401,7 +407,7 @@ async def test_a_version_1_database_is_migrated_with_its_data_intact(tmp_path: P
         await db.close()
 
     assert user_version(path) == SCHEMA_VERSION
-    assert {*POSTS_INDEXES, *V7_INDEXES} <= index_names(path)
+    assert {*POSTS_INDEXES, *V7_INDEXES, *V13_INDEXES} <= index_names(path)
     assert "posts_published" not in index_names(path)
     after = {
         table: query(
@@ -426,7 +432,7 @@ async def test_a_version_1_database_is_migrated_with_its_data_intact(tmp_path: P
     )
     # The migrated file is the same schema a fresh database gets.
     fresh = tmp_path / "fresh.sqlite3"
-    db = await Database.open(fresh)
+    db = await open_database(fresh)
     await db.close()
     assert {(t, n) for t, n, _ in schema_objects(path)} == {
         (t, n) for t, n, _ in schema_objects(fresh)
@@ -442,7 +448,7 @@ async def test_a_failed_migration_changes_nothing(tmp_path: Path) -> None:
         conn.commit()
     before = schema_objects(path)
     with pytest.raises(DatabaseError, match="posts_published"):
-        await Database.open(path)
+        await open_database(path)
     assert user_version(path) == 1
     assert schema_objects(path) == before
 
@@ -455,7 +461,7 @@ async def test_a_database_from_a_newer_rssd_is_refused(tmp_path: Path, newer: in
         conn.execute(f"PRAGMA user_version = {newer}")
         conn.commit()
     with pytest.raises(DatabaseError, match=rf"schema version {newer}, newer than .*upgrade"):
-        await Database.open(path)
+        await open_database(path)
     assert user_version(path) == newer
     names = {str(row[0]) for row in query(path, "SELECT name FROM sqlite_master")}
     assert names == {"from_the_future"}, "nothing of ours was written into it"
@@ -470,7 +476,7 @@ async def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path, content: byt
     path = tmp_path / "rssd.sqlite3"
     path.write_bytes(content)
     with pytest.raises(DatabaseError, match=str(path)):
-        await Database.open(path)
+        await open_database(path)
     assert path.read_bytes() == content
 
 
@@ -478,7 +484,7 @@ async def test_a_directory_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "rssd.sqlite3"
     path.mkdir()
     with pytest.raises(DatabaseError, match="cannot open database"):
-        await Database.open(path)
+        await open_database(path)
 
 
 @pytest.mark.parametrize("readonly", [False, True])
@@ -486,7 +492,7 @@ async def test_a_failed_open_leaves_no_worker_thread_behind(tmp_path: Path, read
     target = tmp_path if not readonly else tmp_path / "missing.sqlite3"
     before = worker_threads()
     try:
-        await Database.open(target, readonly=readonly)
+        await open_database(target, readonly=readonly)
     except DatabaseError:
         left = [thread for thread in worker_threads() if thread not in before]
     else:
@@ -499,9 +505,9 @@ async def test_a_failed_open_leaves_no_worker_thread_behind(tmp_path: Path, read
 
 async def test_a_readonly_connection_reads_and_refuses_writes(tmp_path: Path) -> None:
     path = tmp_path / "rssd.sqlite3"
-    db = await Database.open(path)
+    db = await open_database(path)
     await add_source(db)
-    reader = await Database.open(path, readonly=True)
+    reader = await open_database(path, readonly=True)
     try:
         row = await reader.fetchone("SELECT count(*) FROM content_sources")
         assert row is not None
@@ -516,7 +522,7 @@ async def test_a_readonly_connection_reads_and_refuses_writes(tmp_path: Path) ->
 async def test_a_readonly_open_of_a_missing_file_fails_and_creates_nothing(tmp_path: Path) -> None:
     path = tmp_path / "missing.sqlite3"
     with pytest.raises(DatabaseError, match="cannot open database"):
-        await Database.open(path, readonly=True)
+        await open_database(path, readonly=True)
     assert listdir(tmp_path) == []
 
 
@@ -525,11 +531,11 @@ async def test_a_readonly_open_honours_special_characters_in_the_path(
     tmp_path: Path, folder: str
 ) -> None:
     path = tmp_path / folder / "rssd.sqlite3"
-    db = await Database.open(path)
+    db = await open_database(path)
     await add_source(db)
     await db.close()
     before = listdir(tmp_path)
-    reader = await Database.open(path, readonly=True)
+    reader = await open_database(path, readonly=True)
     try:
         row = await reader.fetchone("SELECT count(*) FROM content_sources")
     finally:
@@ -602,10 +608,10 @@ async def test_version_4_adds_the_feed_columns_as_a_fresh_database_has_them(
         conn.commit()
     columns = [row[1] for row in query(path, "PRAGMA table_info(content_sources)")]
     assert "feed_title" not in columns
-    db = await Database.open(path)
+    db = await open_database(path)
     await db.close()
     fresh = tmp_path / "fresh.sqlite3"
-    db = await Database.open(fresh)
+    db = await open_database(fresh)
     await db.close()
     migrated = [row[1] for row in query(path, "PRAGMA table_info(content_sources)")]
     assert migrated == [row[1] for row in query(fresh, "PRAGMA table_info(content_sources)")]
@@ -613,15 +619,30 @@ async def test_version_4_adds_the_feed_columns_as_a_fresh_database_has_them(
     assert query(path, "SELECT url, feed_title FROM content_sources") != []
 
 
-def drop_version_13(conn: sqlite3.Connection) -> None:
-    """Take version 13's columns out of today's schema."""
-    for column in V13_USER_COLUMNS:
+def drop_version_15(conn: sqlite3.Connection) -> None:
+    """Take version 15's columns out of today's schema."""
+    for column in V15_USER_COLUMNS:
         conn.execute(f"ALTER TABLE users DROP COLUMN {column}")
 
 
+def drop_version_14(conn: sqlite3.Connection) -> None:
+    """Take version 14's column (and version 15's) out of today's schema."""
+    drop_version_15(conn)
+    conn.execute("ALTER TABLE deliveries DROP COLUMN earlier_attempts")
+
+
+def drop_version_13(conn: sqlite3.Connection) -> None:
+    """Take version 13's objects out of today's schema (the search index, an index)."""
+    for trigger in V13_TRIGGERS:
+        conn.execute(f"DROP TRIGGER {trigger}")
+    for table in V13_TABLES:
+        conn.execute(f"DROP TABLE {table}")
+    for index in V13_INDEXES:
+        conn.execute(f"DROP INDEX {index}")
+
+
 def drop_version_12(conn: sqlite3.Connection) -> None:
-    """Take version 12's objects (and version 13's) out of today's schema."""
-    drop_version_13(conn)
+    """Take version 12's objects out of today's schema (its table and columns)."""
     for table in V12_TABLES:
         conn.execute(f"DROP TABLE {table}")
     for column in V12_USER_COLUMNS:
@@ -651,6 +672,8 @@ def drop_version_9(conn: sqlite3.Connection) -> None:
 
 def drop_version_7(conn: sqlite3.Connection) -> None:
     """Take version 7's objects (and the later ones') out of today's schema."""
+    drop_version_14(conn)
+    drop_version_13(conn)
     drop_version_12(conn)
     drop_version_11(conn)
     drop_version_9(conn)
@@ -712,6 +735,8 @@ def test_migration_6_alone_adds_what_schema_sql_has_for_version_7(tmp_path: Path
     fresh = tmp_path / "fresh.sqlite3"
     with closing(sqlite3.connect(fresh)) as conn:
         conn.executescript(schema_sql())
+        drop_version_14(conn)
+        drop_version_13(conn)
         drop_version_12(conn)
         drop_version_11(conn)
         drop_version_9(conn)
@@ -729,7 +754,7 @@ async def test_a_version_4_database_is_migrated_to_5_with_its_data_intact(tmp_pa
     path = tmp_path / "rssd.sqlite3"
     make_v4_database(path)
     before = query(path, "SELECT * FROM content_sources")
-    db = await Database.open(path)
+    db = await open_database(path)
     try:
         user = await db.write(
             lambda tx: tx.fetchone(
@@ -819,13 +844,57 @@ def test_migration_10_alone_adds_what_schema_sql_has_for_version_11(tmp_path: Pa
         }
 
 
-def test_migration_12_alone_adds_what_schema_sql_has_for_version_13(tmp_path: Path) -> None:
-    """The step itself adds the users' sender lease and pause columns."""
+async def test_a_version_13_database_gets_earlier_attempts(tmp_path: Path) -> None:
+    """Version 14: a redelivered message keeps the count of its earlier attempts."""
+    path = tmp_path / "rssd.sqlite3"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(schema_sql())
+        drop_version_14(conn)
+        conn.execute("PRAGMA user_version = 13")
+        conn.commit()
+    await (await open_database(path)).close()
+    assert user_version(path) == SCHEMA_VERSION
+    columns = {str(row[1]) for row in query(path, "PRAGMA table_info(deliveries)")}
+    assert "earlier_attempts" in columns
+
+
+def test_migration_12_alone_builds_what_schema_sql_has_for_version_13(tmp_path: Path) -> None:
+    """The step itself creates the search index, its queue, triggers and state, and the
+    deliveries index; the posts already there are left for the backfill (last_id)."""
     path = tmp_path / "v12.sqlite3"
     with closing(sqlite3.connect(path)) as conn:
         conn.executescript(schema_sql())
         drop_version_13(conn)
+        conn.execute(
+            "INSERT INTO content_sources (url, interval_minutes, timeout_seconds, created_at, "
+            "updated_at) VALUES ('http://a.example/feed', 60, 30.0, ?, ?)",
+            (NOW, NOW),
+        )
+        for n in range(3):
+            conn.execute(
+                "INSERT INTO posts (content_source_id, external_id, created_at, content_hash) "
+                "VALUES (1, ?, ?, 'h')",
+                (str(n), NOW),
+            )
+        conn.commit()
         conn.executescript(MIGRATIONS[12])
+    fresh = tmp_path / "fresh.sqlite3"
+    with closing(sqlite3.connect(fresh)) as conn:
+        conn.executescript(schema_sql())
+    normalized = {(t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(path)}
+    expected = {(t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(fresh)}
+    assert normalized == expected
+    assert query(path, "SELECT next_id, last_id FROM search_backfill") == [(1, 3)]
+    assert query(fresh, "SELECT next_id, last_id FROM search_backfill") == [(1, 0)]
+
+
+def test_migration_14_alone_adds_what_schema_sql_has_for_version_15(tmp_path: Path) -> None:
+    """The step itself adds the users' sender lease and pause columns."""
+    path = tmp_path / "v14.sqlite3"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(schema_sql())
+        drop_version_15(conn)
+        conn.executescript(MIGRATIONS[14])
     fresh = tmp_path / "fresh.sqlite3"
     with closing(sqlite3.connect(fresh)) as conn:
         conn.executescript(schema_sql())

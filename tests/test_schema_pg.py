@@ -12,21 +12,26 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from rssd.repo.db import Database, DatabaseError
+from rssd.repo.db import DatabaseError
 from rssd.repo.migrations import PG_JOB_DUE_TRIGGER, SCHEMA_VERSION
+from rssd.repo.open import open_database
 from tests.support.postgres import fresh_database
 
 TABLES = {
     "content_sources", "fetch_job", "posts", "seen_items", "daemons", "config_sync",
     "config_versions", "schema_version", "users", "subscriptions", "deliveries",
-    "announced", "skipped_posts", "hosts", "digest_items",
+    "announced", "skipped_posts", "hosts", "digest_items", "search_backfill",
 }  # fmt: skip
 INDEXES = {
     "fetch_job_one_active", "fetch_job_source_latest", "fetch_job_due", "fetch_job_lease",
     "fetch_job_host_slot", "posts_fetch_job", "posts_newest", "posts_source_newest",
     "posts_created", "subscriptions_source",
-    "deliveries_pending", "deliveries_user", "deliveries_fetch_job",
+    "deliveries_pending", "deliveries_user", "deliveries_fetch_job", "deliveries_source",
+    "posts_search",
 }  # fmt: skip
+#: Each backend's own search index (rssd/repo/search.py): PostgreSQL's GIN index on
+#: posts.search; SQLite's FTS5 table (whose shadow tables' keys are not named indexes).
+PG_SEARCH_INDEX = ("posts_search", ("posts", False, False, ("search",)))
 
 
 @pytest.fixture
@@ -48,7 +53,7 @@ async def catalog(url: str) -> tuple[set[str], set[str], list[int]]:
 
 
 async def test_daemons_starting_together_create_the_schema_once(url: str) -> None:
-    opened = await asyncio.gather(*(Database.open(url) for _ in range(4)))
+    opened = await asyncio.gather(*(open_database(url) for _ in range(4)))
     for db in opened:
         assert await db.schema_version() == SCHEMA_VERSION
         await db.close()
@@ -60,26 +65,26 @@ async def test_daemons_starting_together_create_the_schema_once(url: str) -> Non
 
 async def test_a_version_7_database_is_brought_up(url: str) -> None:
     """Version 8 added config_versions (rssd/repo/config_sync.py)."""
-    await (await Database.open(url)).close()
+    await (await open_database(url)).close()
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await conn.execute("DROP TABLE config_versions")
         await conn.execute("UPDATE schema_version SET version = 7")
-    await (await Database.open(url)).close()
+    await (await open_database(url)).close()
     tables, _, versions = await catalog(url)
     assert "config_versions" in tables
     assert versions == [SCHEMA_VERSION]
 
 
 async def test_a_database_from_a_newer_rssd_is_refused(url: str) -> None:
-    await (await Database.open(url)).close()
+    await (await open_database(url)).close()
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await conn.execute("UPDATE schema_version SET version = %s", (SCHEMA_VERSION + 1,))
     with pytest.raises(DatabaseError, match=r"newer than this rssd understands"):
-        await Database.open(url)
+        await open_database(url)
 
 
 async def test_the_one_active_job_index_holds(url: str) -> None:
-    db = await Database.open(url)
+    db = await open_database(url)
     try:
         await db.write_one(
             "INSERT INTO content_sources (url, interval_minutes, timeout_seconds, created_at, "
@@ -104,7 +109,7 @@ async def test_the_one_active_job_index_holds(url: str) -> None:
 
 async def test_an_unreachable_server_is_a_clear_error_without_the_password() -> None:
     with pytest.raises(DatabaseError) as caught:
-        await Database.open("postgresql://rssd:hunter2@127.0.0.1:1/rssd")
+        await open_database("postgresql://rssd:hunter2@127.0.0.1:1/rssd")
     message = str(caught.value)
     assert "cannot connect to database postgresql://rssd:***@127.0.0.1:1/rssd" in message
     assert "hunter2" not in message
@@ -114,7 +119,7 @@ async def test_named_locks_are_exclusive_across_daemons_and_end_with_their_holde
     url: str,
 ) -> None:
     """What retention and each user's webhook deliveries run under: one holder at a time."""
-    one, two = await Database.open(url), await Database.open(url)
+    one, two = await open_database(url), await open_database(url)
     try:
         assert await one.try_lock("rssd.prune")
         assert not await two.try_lock("rssd.prune"), "held by the other daemon"
@@ -122,7 +127,7 @@ async def test_named_locks_are_exclusive_across_daemons_and_end_with_their_holde
         assert await two.try_lock("rssd.deliver:1"), "another name is free"
         await one.unlock("rssd.prune")
         assert await two.try_lock("rssd.prune")
-        third = await Database.open(url)
+        third = await open_database(url)
         assert await third.try_lock("rssd.deliver:2")
         await third.close()  # a daemon that stops (or dies) lets go of everything
         # ... once the server has seen the disconnect, which it handles on its own time.
@@ -178,11 +183,35 @@ async def test_both_schemas_have_the_same_indexes(url: str, tmp_path: Path) -> N
     """schema.sql and schema_pg.sql are kept by hand: a fresh database of each must carry
     the same named indexes, on the same tables and key columns."""
     path = tmp_path / "rssd.db"
-    await (await Database.open(path)).close()
-    await (await Database.open(url)).close()
+    await (await open_database(path)).close()
+    await (await open_database(url)).close()
     on_sqlite = sqlite_indexes(path)
     assert "posts_newest" in on_sqlite, "the SQLite side was read"
-    assert await pg_indexes(url) == on_sqlite
+    assert await pg_indexes(url) == {**on_sqlite, PG_SEARCH_INDEX[0]: PG_SEARCH_INDEX[1]}
+
+
+async def test_both_schemas_have_the_search_index_and_its_state(url: str, tmp_path: Path) -> None:
+    """The search index is each backend's own (an FTS5 table, a tsvector column with a GIN
+    index); both carry the same backfill state, at "complete" in a fresh database."""
+    path = tmp_path / "rssd.db"
+    await (await open_database(path)).close()
+    await (await open_database(url)).close()
+    with closing(sqlite3.connect(path)) as conn:
+        fts = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'posts_fts'").fetchone()
+        assert "fts5" in fts[0] and "content = ''" in fts[0]
+        triggers = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        }
+        assert triggers == {"posts_search_insert", "posts_search_update", "posts_search_delete"}
+        on_sqlite = conn.execute("SELECT id, next_id, last_id FROM search_backfill").fetchall()
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        cursor = await conn.execute(
+            "SELECT am.amname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_am am ON am.oid = c.relam WHERE c.relname = 'posts_search'"
+        )
+        assert await cursor.fetchall() == [("gin",)]
+        cursor = await conn.execute("SELECT id, next_id, last_id FROM search_backfill")
+        assert await cursor.fetchall() == on_sqlite == [(1, 1, 0)]
 
 
 def test_the_job_due_trigger_is_the_same_in_the_schema_and_its_migration() -> None:

@@ -19,8 +19,8 @@ from aiohttp import web
 from rssd.daemon.watcher import stamp
 from rssd.models.config import load_config
 from rssd.models.dto import ErrorCode
-from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
+from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer, Handler, rss
 from tests.support.config import Feed, config_text, replace_file, write_config
@@ -78,7 +78,7 @@ async def fetched_before_and_interrupted(config: Path) -> None:
     """Every feed known, its latest job FAILED ``interrupted``, as a daemon stopped mid-fetch
     leaves it: the next daemon fetches it at once instead of spreading new feeds over up to
     10 s. Only for tests about what happens *during* a fetch, to keep them quick."""
-    db = await Database.open(load_config(config).database)
+    db = await open_database(load_config(config).database)
     try:
         await SourceRepo(db).sync(load_config(config))
         jobs = FetchJobRepo(db)
@@ -120,7 +120,7 @@ async def held_in_start_up(daemons: Daemons, config: Path) -> AsyncIterator[Daem
     database = load_config(config).database_path
     assert database is not None
     lock = database.with_name(database.name + ".lock")
-    await (await Database.open(database)).close()
+    await (await open_database(database)).close()
     blocker = sqlite3.connect(database, isolation_level=None)
     try:
         blocker.execute("BEGIN IMMEDIATE")

@@ -26,8 +26,8 @@ from rssd.daemon.schedule import JITTER, Activity, Policy, backoff
 from rssd.daemon.service import MOVED_AFTER, Service
 from rssd.models.config import load_config
 from rssd.models.dto import ErrorCode, Source
-from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
+from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer, rss
 from tests.support.config import write_config
@@ -99,7 +99,7 @@ async def test_consecutive_failures_accumulate_and_back_off_in_the_running_servi
     job was claimed with and when the previous attempt ended."""
     requests = Requests()
     histories: list[tuple[int, datetime | None, datetime]] = []
-    probe = await Database.open(tmp_path / "rssd.sqlite3")
+    probe = await open_database(tmp_path / "rssd.sqlite3")
 
     async def failing(request: web.Request) -> web.StreamResponse:
         row = await probe.fetchone(
@@ -193,7 +193,7 @@ async def seed_old_jobs(config: Path) -> int:
     first feed: the older one is not the source's latest job, so retention deletes it at
     once; the other once this run's fetch is the latest. Returns the older one's id."""
     loaded = load_config(config)
-    db = await Database.open(loaded.database)
+    db = await open_database(loaded.database)
     try:
         await SourceRepo(db).sync(loaded)
         source = (await SourceRepo(db).list())[0]

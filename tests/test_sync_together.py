@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rssd.daemon.startup import sync_sources
-from rssd.repo.db import Database
+from rssd.repo.open import open_database
 from tests.support.webhooks import make_config, user
 
 #: PostgreSQL only: on SQLite one daemon owns the database.
@@ -28,7 +28,7 @@ async def test_daemons_syncing_at_once_on_a_fresh_database_all_succeed(
         FEEDS,
         [user(name, f"http://hooks.example/{name}", FEEDS) for name in ("alice", "bob", "carol")],
     )
-    databases = [await Database.open(db_target) for _ in range(DAEMONS)]
+    databases = [await open_database(db_target) for _ in range(DAEMONS)]
     try:
         for _ in range(3):  # rounds: the race needs to be met, not hoped for
             await databases[0].write_one("DELETE FROM users")

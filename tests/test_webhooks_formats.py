@@ -4,6 +4,7 @@ limits its service documents; the services' error answers read by the retry rule
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,9 @@ def test_slack_escapes_markup_a_feed_could_use_to_ping_everyone() -> None:
 
 def test_slack_keeps_its_limits_at_a_full_message_of_long_posts() -> None:
     size = POSTS_PER_MESSAGE["slack"]
-    shape = payload("slack", [post(n, title="T" * 5000, summary="S" * 9000) for n in range(size)])
+    long_link = "https://blog.example/" + "x" * 5000
+    posts = [post(n, title="T" * 5000, summary="S" * 9000, url=long_link) for n in range(size)]
+    shape = payload("slack", posts)
     assert len(shape["blocks"]) <= 50
     assert all(len(b["text"]["text"]) <= SLACK_SECTION_CHARS for b in shape["blocks"])
     assert shape["blocks"][0]["text"]["text"] == f"{size} new posts in Blog"
@@ -146,6 +149,8 @@ def test_discord_keeps_its_limits_at_a_full_message_of_long_posts() -> None:
         [post(n, title="T" * 900, summary="S" * 9000, author="A" * 999) for n in range(size)],
     )
     assert len(shape["embeds"]) == size <= 10
+    long_link = payload("discord", [post(1, url="https://blog.example/" + "x" * 5000)])
+    assert "url" not in long_link["embeds"][0]  # too long to be a link; the post stays
     assert all(len(e["title"]) <= 256 and len(e["description"]) <= 4096 for e in shape["embeds"])
     assert discord_chars(shape) <= DISCORD_TOTAL_CHARS
     assert shape["embeds"][0]["title"].endswith("…")
@@ -195,6 +200,17 @@ def test_gotify_message_with_markdown_and_a_click_url() -> None:
 def test_the_test_message_in_every_format(fmt: str) -> None:
     text = json.dumps(json.loads(render(fmt, "https://h.example/t", probe_body("bob", "T")).body))
     assert "Test message from rssd for user bob" in text
+
+
+@pytest.mark.parametrize("fmt", ["slack", "discord", "ntfy", "gotify"])
+def test_a_message_planned_for_another_format_says_what_it_leaves_out(fmt: str) -> None:
+    """A user who switches from standard to a chat format with messages pending."""
+    stored = body([post(n) for n in range(30)])  # one standard message of 30
+    shape = json.loads(render(fmt, "https://h.example/t", stored).body)
+    size = POSTS_PER_MESSAGE[fmt]
+    text = json.dumps(shape, ensure_ascii=False)
+    assert f"30 new posts in Blog ({30 - size} not listed here: rssd posts shows them)" in text
+    assert {int(n) for n in re.findall(r"Post (\d+)", text)} == set(range(size))
 
 
 @pytest.mark.parametrize("fmt", sorted(POSTS_PER_MESSAGE))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from datetime import timedelta
 from pathlib import Path
 
-from rssd.commands.errors import EXIT_FAILURE, EXIT_OK
 from rssd.commands.humanize import plural, span
 from rssd.commands.terminal import safe_lines
+from rssd.exits import EXIT_FAILURE, EXIT_OK
 from rssd.models.config import Config, ConfigError, exposed_files, load_config
 from rssd.models.redact import redact
 
@@ -74,3 +75,8 @@ def _describe_webhooks(config: Config) -> list[str]:
         shown = "; ".join([feeds, *filters])
         lines.append(f"  {user.name} -> {redact(user.webhook_url)}  ({shown})")
     return lines
+
+
+def cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd`` with this command's parsed arguments (rssd/cli.py's registry)."""
+    return main(path)

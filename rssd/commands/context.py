@@ -18,6 +18,7 @@ from rssd.models.location import ConfigError
 from rssd.repo.db import Database, DatabaseError, is_driver_error
 from rssd.repo.files import check_database_files
 from rssd.repo.migrations import SCHEMA_VERSION
+from rssd.repo.open import open_database
 from rssd.repo.queries import schema_version
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ async def reader_at(database: Path | str) -> AsyncIterator[Database]:
     """``reader`` for a database path (when config.toml cannot be validated)."""
     path = _require_database(database)
     try:
-        db = await Database.open(path, readonly=True)
+        db = await open_database(path, readonly=True)
     except DatabaseError as exc:
         raise CommandError(str(exc)) from None
     try:
@@ -87,7 +88,7 @@ async def writer(config: Config) -> AsyncIterator[Database]:
     daemon's, serialized with it by SQLite (busy_timeout), never by the daemon lock."""
     path = _require_database(config.database)
     try:
-        db = await Database.open(path)
+        db = await open_database(path)
     except DatabaseError as exc:
         raise CommandError(str(exc)) from None
     try:

@@ -8,16 +8,19 @@ otherwise be missing from the copy), then point ``database`` at the URL.
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 from pathlib import Path
 
 from rssd.commands.context import load, reader, run
-from rssd.commands.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
+from rssd.commands.errors import CommandError
 from rssd.commands.humanize import plural
+from rssd.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from rssd.models.redact import redact, split_userinfo
 from rssd.repo.copy import copy_rows, counts
-from rssd.repo.db import Database, DatabaseError, is_postgres
+from rssd.repo.db import DatabaseError, is_postgres
+from rssd.repo.open import open_database
 
 
 async def copy(path: Path, to: str) -> dict[str, tuple[int, int]]:
@@ -29,7 +32,7 @@ async def copy(path: Path, to: str) -> dict[str, tuple[int, int]]:
         raise CommandError("--to takes a postgresql:// URL", EXIT_USAGE)
     async with reader(config) as source:
         try:
-            target = await Database.open(to)
+            target = await open_database(to)
         except DatabaseError as exc:
             raise CommandError(str(exc)) from None
         try:
@@ -80,3 +83,8 @@ def without_password(url: str) -> str:
         url = f"{scheme}{user}@{rest}" if user else f"{scheme}{rest}"
     url = re.sub(r"(?i)([?&])password=[^&#]*(&|(?=#)|$)", r"\1", url)
     return re.sub(r"[?&](?=#|$)", "", url)
+
+
+def cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd`` with this command's parsed arguments (rssd/cli.py's registry)."""
+    return main(path, args.to)

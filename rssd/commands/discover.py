@@ -8,14 +8,16 @@ prefers them (the first is the one a ``[[feeds]]`` entry with that URL would fet
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import aiohttp
 
 from rssd.commands.context import load, run
-from rssd.commands.errors import EXIT_OK, EXIT_USAGE, CommandError
+from rssd.commands.errors import CommandError
 from rssd.commands.humanize import table
 from rssd.commands.terminal import safe_lines, safe_text
+from rssd.exits import EXIT_OK, EXIT_USAGE
 from rssd.fetch.discover import resolve_links
 from rssd.fetch.http import FetchError, RequestLimits, get
 from rssd.fetch.worker import ParseOutcome, parse_document
@@ -91,3 +93,8 @@ def main(path: Path, url: str) -> int:
     # What a publisher wrote (titles, links) must not drive the operator's terminal.
     print(safe_lines(run(discover(path, url))))
     return EXIT_OK
+
+
+def cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd`` with this command's parsed arguments (rssd/cli.py's registry)."""
+    return main(path, args.url)

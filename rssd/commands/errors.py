@@ -1,16 +1,8 @@
-"""Exit codes shared by every command, and the error that carries one to ``rssd.cli``.
-
-0 ok; 1 something is wrong (bad config, no usable database, a fetch failed, a failing feed
-with ``status --failing``, a malformed OPML); 2 usage (bad arguments, an unknown FEED);
-3 ``rssd fetch`` refused because the feed is being fetched right now.
-"""
+"""The error that carries a message and an exit code (rssd/exits.py) to ``rssd.cli``."""
 
 from __future__ import annotations
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_BUSY = 3
+from rssd.exits import EXIT_FAILURE
 
 
 class CommandError(Exception):

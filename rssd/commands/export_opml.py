@@ -4,13 +4,15 @@ there is one, only lends the feeds' own titles to those without a ``name``."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from pathlib import Path
 
 from rssd.clock import utcnow
 from rssd.commands import opml
 from rssd.commands.context import load, reader
-from rssd.commands.errors import EXIT_OK, CommandError
+from rssd.commands.errors import CommandError
+from rssd.exits import EXIT_OK
 from rssd.models.config import Config
 from rssd.models.dto import Source
 from rssd.repo.sources import SourceRepo
@@ -33,3 +35,8 @@ def main(config_path: Path) -> int:
     feed_urls = {source.url: source.feed_url for source in sources if source.feed_url}
     print(opml.render(config.feeds, utcnow(), feed_titles=titles, feed_urls=feed_urls))
     return EXIT_OK
+
+
+def cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd`` with this command's parsed arguments (rssd/cli.py's registry)."""
+    return main(path)

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from rssd.commands.errors import EXIT_USAGE, CommandError
+from rssd.commands.errors import CommandError
+from rssd.exits import EXIT_USAGE
 from rssd.models.config import Config, normalize_url
 from rssd.models.dto import Source
 from rssd.models.redact import redact

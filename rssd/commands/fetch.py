@@ -8,6 +8,7 @@ owns both, and "recovering" its in-flight jobs would fail fetches that are fine.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import signal
@@ -19,10 +20,11 @@ from pathlib import Path
 
 from rssd import logs
 from rssd.commands.context import load, writer
-from rssd.commands.errors import EXIT_BUSY, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
+from rssd.commands.errors import CommandError
 from rssd.commands.feeds import removed_from_config, resolve
 from rssd.commands.terminal import safe_text
 from rssd.daemon.pipeline import JobReport, Pipeline
+from rssd.exits import EXIT_BUSY, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from rssd.fetch.fetcher import Fetcher, Outcome
 from rssd.models.config import Config
 from rssd.models.dto import FetchJobStatus, Source
@@ -153,3 +155,8 @@ def main(path: Path, feeds: list[str], *, every: bool = False) -> int:
         print("rssd fetch: stopped; unfinished fetches recorded as interrupted", file=sys.stderr)
         return 128 + signal.SIGTERM.value
     return exit_code(reports)
+
+
+def cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd`` with this command's parsed arguments (rssd/cli.py's registry)."""
+    return main(path, args.feeds, every=args.all)

@@ -7,6 +7,7 @@ skipped, so importing the same file twice adds nothing the second time.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -14,8 +15,9 @@ from pathlib import Path
 from rssd.commands import opml
 from rssd.commands.config_edit import ConfigEditError, NewFeed, replace_file, with_feeds
 from rssd.commands.context import load
-from rssd.commands.errors import EXIT_OK, CommandError
+from rssd.commands.errors import CommandError
 from rssd.commands.terminal import safe_lines
+from rssd.exits import EXIT_OK
 from rssd.models.config import normalize_url
 from rssd.models.files import FileTooLarge, NotRegularFile, read_regular_file
 
@@ -104,3 +106,8 @@ def main(config_path: Path, source: Path, *, dry_run: bool) -> int:
     if result.added and not dry_run:
         print("a running daemon adds them by itself within seconds")
     return EXIT_OK
+
+
+def cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd`` with this command's parsed arguments (rssd/cli.py's registry)."""
+    return main(path, args.file, dry_run=args.dry_run)

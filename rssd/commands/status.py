@@ -8,26 +8,30 @@ with the jitter at its midpoint.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rssd.clock import parse_iso, utcnow
 from rssd.commands.context import reader_at, run
-from rssd.commands.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
+from rssd.commands.errors import CommandError
+from rssd.commands.overview import Assessment, Overview
 from rssd.commands.status_view import render_human, render_json
 from rssd.commands.terminal import safe_text
 from rssd.daemon.history import history_of
-from rssd.daemon.schedule import next_due, policy_of
+from rssd.daemon.schedule import Reason, next_due, policy_of
+from rssd.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from rssd.models.categories import in_category
 from rssd.models.dto import FetchJobStatus, LatestJob
 from rssd.models.location import ConfigError, config_mtime, fallback_database
-from rssd.models.source_state import State, classify
+from rssd.models.source_state import classify
 from rssd.models.urls import normalize_url
-from rssd.repo.config_sync import (
+from rssd.net.hosts import host_key
+from rssd.repo.config_versions import (
     Synced,
     config_digests,
     differing_keys,
@@ -35,7 +39,8 @@ from rssd.repo.config_sync import (
     known_digests,
     synced_config,
 )
-from rssd.repo.daemons import GONE_AFTER, DaemonRow, list_daemons
+from rssd.repo.daemons import DaemonRow, list_daemons
+from rssd.repo.hosts import HostRepo
 from rssd.repo.queries import SourceStatus, source_statuses
 
 if TYPE_CHECKING:
@@ -45,18 +50,9 @@ if TYPE_CHECKING:
 JITTER = 0.5
 
 
-@dataclass(frozen=True)
-class Assessment:
-    """One source's row: the database's facts plus the state and next due derived here."""
-
-    row: SourceStatus
-    state: State
-    fetching: bool  # an ONGOING job exists right now
-    next_due: datetime | None  # None: disabled, or gone until its config entry changes
-
-
-def assess(row: SourceStatus, now: datetime) -> Assessment:
-    """State and next due of one source, by the same rules the daemon schedules with."""
+def assess(row: SourceStatus, now: datetime, paused: frozenset[str] = frozenset()) -> Assessment:
+    """State, next due and interval of one source, by the same rules the daemon schedules
+    with. ``paused``: the hosts a 429/503 Retry-After paused."""
     source = row.source
     history = history_of(_latest(row))
     active = row.active
@@ -75,7 +71,22 @@ def assess(row: SourceStatus, now: datetime) -> Assessment:
             due = parse_iso(active.not_before)
         else:
             due = next_due(history, policy_of(source), now, JITTER)
-    return Assessment(row, state, fetching, due)
+    interval, reason = _interval(row)
+    if source.enabled and host_key(source.feed_url or source.url) in paused:
+        reason = Reason.HOST_PAUSED.value
+    return Assessment(row, state, fetching, due, interval, reason)
+
+
+def _interval(row: SourceStatus) -> tuple[timedelta | None, str | None]:
+    """The interval the active job was planned with, and why; a job queued without a plan
+    (a new or changed feed) has its policy's."""
+    if not row.source.enabled:
+        return None, None
+    job = row.active
+    if job is not None and job.interval_seconds is not None and job.interval_reason:
+        return timedelta(seconds=job.interval_seconds), job.interval_reason
+    policy = policy_of(row.source)
+    return policy.interval, policy.reason.value
 
 
 def _latest(row: SourceStatus) -> LatestJob:
@@ -96,51 +107,6 @@ def _latest(row: SourceStatus) -> LatestJob:
 
 
 @dataclass(frozen=True)
-class Overview:
-    """Everything ``rssd status`` prints, computed at ``now``."""
-
-    assessments: list[Assessment]
-    #: Feeds of config.toml the database does not list yet: the daemon adds them when it
-    #: (re)loads the config; until then they have no id and no row.
-    not_in_database: list[str]
-    now: datetime
-    #: Why config.toml does not validate (empty when it does): shown above the rest.
-    config_errors: tuple[str, ...] = ()
-    #: The daemons working on the database (several on PostgreSQL) and the synced config.
-    daemons: list[DaemonRow] = field(default_factory=list)
-    synced: Synced | None = None
-    config_hash: str | None = None  # this config.toml's
-    shared: bool = False  # a database several daemons may share (PostgreSQL)
-    #: The keys this config.toml differs in from the synced version (when both are known).
-    differs_in: tuple[str, ...] = ()
-    #: Per-key digests of the config versions the cluster synced, by hash (those in view).
-    versions: dict[str, dict[str, str]] = field(default_factory=dict)
-
-    def gone(self, daemon: DaemonRow) -> bool:
-        """Silent for longer than a lease: killed, or cut off (its jobs are back with the
-        others); forgotten by the daemons' housekeeping within about two hours."""
-        return parse_iso(daemon.heartbeat_at) < self.now - GONE_AFTER
-
-    def drifting(self) -> list[DaemonRow]:
-        """Live daemons running another config than the synced one (config.drift)."""
-        if self.synced is None:
-            return []
-        synced = self.synced.config_hash
-        return [d for d in self.daemons if d.config_hash not in (None, synced) and not self.gone(d)]
-
-    def daemon_differs_in(self, daemon: DaemonRow) -> list[str]:
-        """The keys a daemon's config differs in from the synced one ([]: the same, or
-        unknown)."""
-        if self.synced is None or daemon.config_hash is None:
-            return []
-        mine = self.versions.get(daemon.config_hash)
-        current = self.versions.get(self.synced.config_hash)
-        if mine is None or current is None:
-            return []
-        return differing_keys(mine, current)
-
-
-@dataclass(frozen=True)
 class _View:
     """What the database says, read in one go."""
 
@@ -149,6 +115,7 @@ class _View:
     synced: Synced | None
     shared: bool
     versions: dict[str, dict[str, str]]  # the synced version's and the daemons' digests
+    paused: frozenset[str] = frozenset()  # hosts paused by a 429/503 Retry-After
 
 
 async def _view_of(database: Path | str) -> _View:
@@ -164,6 +131,7 @@ async def _view_of(database: Path | str) -> _View:
             synced,
             db.shared,
             await known_digests(db, hashes),
+            frozenset(await HostRepo(db).paused()),
         )
 
 
@@ -220,7 +188,7 @@ def _overview(
 ) -> Overview:
     now = utcnow()
     return Overview(
-        [assess(row, now) for row in view.rows],
+        [assess(row, now, view.paused) for row in view.rows],
         missing,
         now,
         errors,
@@ -271,3 +239,8 @@ def main(path: Path, *, as_json: bool, failing_only: bool, category: str | None 
     if overview.config_errors or (failing_only and shown):
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd`` with this command's parsed arguments (rssd/cli.py's registry)."""
+    return main(path, as_json=args.json, failing_only=args.failing, category=args.category)

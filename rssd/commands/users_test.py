@@ -15,8 +15,9 @@ from pathlib import Path
 
 from rssd.clock import now_iso
 from rssd.commands.context import load, run
-from rssd.commands.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
+from rssd.commands.errors import CommandError
 from rssd.commands.terminal import safe_text
+from rssd.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from rssd.models.outbox import new_message_id
 from rssd.models.redact import redact_endpoint
 from rssd.models.users import UserConfig

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from rssd import metrics
 from rssd.clock import parse_iso, to_iso, utcnow
+from rssd.daemon.manual import ManualLeases
 from rssd.daemon.schedule import (
     RATE_WINDOW,
     Activity,
@@ -33,10 +34,13 @@ from rssd.daemon.schedule import (
 )
 from rssd.fetch.fetcher import Fetcher, FetchResult, Outcome, Validators
 from rssd.logs import get_logger
+from rssd.models.delays import retry_after
 from rssd.models.dto import ErrorCode, FetchJobStatus, FetchMeta, Source
 from rssd.models.redact import redact, redact_optional
-from rssd.repo.claims import LEASE_SECONDS, Claim, ClaimRepo
+from rssd.net.hosts import host_key
+from rssd.repo.claims import Claim, ClaimRepo
 from rssd.repo.db import Database
+from rssd.repo.hosts import HostRepo
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.next_job import NextJob
 from rssd.repo.posts import dated_posts
@@ -49,6 +53,17 @@ log = get_logger("rssd.fetch")
 #: timeouts): it is failed so the source can move on. (Jobs under a lease are taken back
 #: sooner, when the lease expires: rssd/repo/claims.py.)
 STALE_JOB_AFTER = timedelta(hours=1)
+#: A request whose host cannot take it for longer than this (paused by another feed's
+#: 429 after the job was claimed) is not waited for: the job is given back
+#: (``interrupted``), and the claims skip the host until its pause ends.
+MAX_TURN_WAIT = 30.0
+
+
+class HostPaused(Exception):
+    """The host of a claimed job was paused meanwhile (see MAX_TURN_WAIT)."""
+
+    def __init__(self, host: str, seconds: float) -> None:
+        super().__init__(f"host {host} paused for {seconds:.0f} s more (a 429/503 Retry-After)")
 
 
 @dataclass(frozen=True)
@@ -87,17 +102,16 @@ class Pipeline:
         self.policy = policy or policy_of
         self.db = db
         self.jobs = FetchJobRepo(db)
-        self._own_leases = claims is None
         self.claims = claims or ClaimRepo(db, f"{socket.gethostname()}:{os.getpid()}:manual")
+        #: The leases of the fetches run by hand, when no daemon's lease loop renews them.
+        self.manual = None if claims else ManualLeases(self.claims)
         self.fetcher = fetcher
         self.random = random.Random()
-        #: Fetches run by hand now (their leases are ours to renew), and the renewing task.
-        self._held = 0
-        self._renewer: asyncio.Task[None] | None = None
         #: The last successful fetch's validators per source, kept in step as jobs
         #: complete, so a fetch needs no query for them (one statement fewer per fetch).
         self._validators: dict[int, Validators] | None = None
         self.sources = SourceRepo(db)
+        self.hosts = HostRepo(db)
         #: What this pipeline recorded on content_sources since the Source rows it is
         #: handed were read (the daemon keeps those until a reload): discovered feed URL
         #: and the feed's title, by source id.
@@ -131,77 +145,58 @@ class Pipeline:
             claim = await self._claim(source)
         except Exception as exc:  # the database refused the write (locked too long, full)
             message = f"cannot queue a fetch job: {type(exc).__name__}: {exc}"
-            log.error(
-                "fetch.failed",
-                source_id=source.id,
-                url=source.url,
-                error_code=ErrorCode.INTERNAL.value,
-                error_message=message,
-            )
-            return JobReport(
+            report = JobReport(
                 source.id, source.url, None, FetchJobStatus.FAILED, ErrorCode.INTERNAL, message
             )
+            self._log_ending(source, report, error=True)
+            return report
         if claim is None:
             log.info("fetch.skipped", source_id=source.id, url=source.url, reason="job_active")
             return JobReport(source.id, source.url, None, None)
         if fetch_url is not None:
             claim = replace(claim, fetch_url=fetch_url)
-        if not self._own_leases:
+        if self.manual is None:
             return await self._run_claim(claim)
-        self._held += 1
-        if self._renewer is None or self._renewer.done():
-            self._renewer = asyncio.create_task(self._keep_leases())
-        try:
+        async with self.manual.holding():
             return await self._run_claim(claim)
-        finally:
-            self._held -= 1
-            if not self._held:
-                self._renewer.cancel()
-
-    async def _keep_leases(self) -> None:
-        """Renew the leases of the fetches run by hand, so no daemon takes them back
-        meanwhile: one task and one statement for all of them (a task per fetch was 3% of
-        a ``run --once`` pass's CPU)."""
-        while self._held:
-            await asyncio.sleep(LEASE_SECONDS / 3)
-            try:
-                await self.claims.renew()
-            except Exception as exc:  # the fetches go on; their leases may run out
-                log.error("jobs.lease_failed", error_message=repr(exc))
 
     async def _run_claim(self, claim: Claim) -> JobReport:
         source, job = claim.source, claim.job
         started = time.monotonic()
         try:
             return await self._attempt(claim, started)
+        except HostPaused as exc:
+            await self._fail(claim, ErrorCode.INTERRUPTED, str(exc), interrupted=True)
+            log.info("fetch.deferred", source_id=source.id, job_id=job.id, detail=str(exc))
+            return JobReport(
+                source.id,
+                source.url,
+                job.id,
+                FetchJobStatus.FAILED,
+                ErrorCode.INTERRUPTED,
+                str(exc),
+                duration_ms=_ms(started),
+            )
         except asyncio.CancelledError:
             cancelled = "fetch cancelled (shutdown)"
             await self._fail(claim, ErrorCode.INTERRUPTED, cancelled, interrupted=True)
-            log.warning(
-                "fetch.failed",
-                source_id=source.id,
-                source_name=self.name_of(source),
-                job_id=job.id,
-                url=source.url,
-                error_code=ErrorCode.INTERRUPTED.value,
-                error_message=cancelled,
-                duration_ms=_ms(started),
+            self._log_ending(
+                source,
+                JobReport(
+                    source.id,
+                    source.url,
+                    job.id,
+                    FetchJobStatus.FAILED,
+                    ErrorCode.INTERRUPTED,
+                    cancelled,
+                    duration_ms=_ms(started),
+                ),
             )
             raise
         except Exception as exc:
             message = f"{type(exc).__name__}: {exc}"
             await self._fail(claim, ErrorCode.INTERNAL, message)
-            log.exception(
-                "fetch.failed",
-                source_id=source.id,
-                source_name=self.name_of(source),
-                job_id=job.id,
-                url=source.url,
-                error_code=ErrorCode.INTERNAL.value,
-                error_message=message,
-                duration_ms=_ms(started),
-            )
-            return JobReport(
+            report = JobReport(
                 source.id,
                 source.url,
                 job.id,
@@ -210,6 +205,39 @@ class Pipeline:
                 message,
                 duration_ms=_ms(started),
             )
+            self._log_ending(source, report, error=True, exc_info=True)
+            return report
+
+    def _log_ending(
+        self,
+        source: Source,
+        report: JobReport,
+        *,
+        error: bool = False,
+        exc_info: bool = False,
+        **details: object,
+    ) -> None:
+        """The one event that says how a job ended: ``fetch.completed`` (info) or
+        ``fetch.failed`` (warning; ``error``: at error level, rssd's fault rather than the
+        feed's; ``exc_info``: with the traceback), the same fields every time, plus what
+        the fetch got to know (``details``: http_status, bytes, posts...)."""
+        fields: dict[str, object] = {
+            "source_id": source.id,
+            "source_name": self.name_of(source),
+            "job_id": report.job_id,
+            "url": source.url,
+            "duration_ms": report.duration_ms,
+            **details,
+            "error_code": report.error_code.value if report.error_code else None,
+        }
+        if report.status is FetchJobStatus.COMPLETED:
+            log.info("fetch.completed", **fields)
+        elif error:
+            log.error(
+                "fetch.failed", error_message=report.error_message, exc_info=exc_info, **fields
+            )
+        else:
+            log.warning("fetch.failed", error_message=report.error_message, **fields)
 
     async def _claim(self, source: Source) -> Claim | None:
         """Claim the source; an active job older than STALE_JOB_AFTER is failed first.
@@ -348,6 +376,8 @@ class Pipeline:
             claim.fetch_url,
             seen=lambda: load_seen(self.db, source.id),
             feed_url=known,
+            subscribers=claim.subscribers,
+            gate=self._take_turn if self.fetcher.config.host_min_gap_seconds > 0 else None,
         )
         result = _redacted(result)
         final_url = result.meta.final_url
@@ -367,6 +397,7 @@ class Pipeline:
         activity = await self._activity(source, result) if claim.scheduled else None
         plan = await self._plan(claim, ending, activity)
         next_job = next_job_of(plan)
+        await self._pause_host(result, claim.fetch_url or feed_url_of(source, known))
         if result.outcome is Outcome.FAILED:
             assert result.error_code is not None
             await self.jobs.mark_failed(
@@ -387,17 +418,8 @@ class Pipeline:
                 duration_ms=_ms(started),
                 result=result.without_posts(),
             )
-            log.warning(
-                "fetch.failed",
-                source_id=source.id,
-                source_name=self.name_of(source),
-                job_id=job.id,
-                url=source.url,
-                http_status=result.meta.http_status,
-                duration_ms=report.duration_ms,
-                bytes=result.meta.bytes,
-                error_code=result.error_code.value,
-                error_message=result.error_message,
+            self._log_ending(
+                source, report, http_status=result.meta.http_status, bytes=result.meta.bytes
             )
             self._log_plan(source, plan)
             return report
@@ -443,14 +465,10 @@ class Pipeline:
             duration_ms=_ms(started),
             result=result.without_posts(),
         )
-        log.info(
-            "fetch.completed",
-            source_id=source.id,
-            source_name=self.name_of(source),
-            job_id=job.id,
-            url=source.url,
+        self._log_ending(
+            source,
+            report,
             http_status=result.meta.http_status,
-            duration_ms=report.duration_ms,
             bytes=result.meta.bytes,
             posts_new=counts.new,
             posts_updated=counts.updated,
@@ -458,10 +476,41 @@ class Pipeline:
             items_skipped=result.items_skipped,
             parser=result.parser,
             outcome=result.outcome.value,
-            error_code=None,
         )
         self._log_plan(source, plan)
         return report
+
+    async def _take_turn(self, url: str) -> None:
+        """The request gate: wait until ``url``'s host may take a request from us, by
+        host_min_gap_seconds and its pause, across every daemon (rssd.repo.hosts)."""
+        host, held = host_key(url), False
+        while True:
+            wait = await self.hosts.take_turn(host, self.fetcher.config.host_min_gap_seconds)
+            if wait <= 0:
+                return
+            if wait > MAX_TURN_WAIT:
+                raise HostPaused(host, wait)
+            if not held:
+                metrics.HOST_HELD.inc()
+                held = True
+            await asyncio.sleep(wait)
+
+    async def _pause_host(self, result: FetchResult, target: str) -> None:
+        """A 429 or 503 with Retry-After pauses the whole host, not only this feed: its
+        other feeds would be refused too, and asking again is what the host objects to."""
+        if result.meta.http_status not in (429, 503):
+            return
+        headers = {key.lower(): value for key, value in result.hints.items()}
+        delay = retry_after(headers.get("retry-after"), utcnow())
+        if delay is None or delay <= timedelta(0):
+            return
+        host = host_key(result.meta.final_url or target)
+        try:
+            await self.hosts.pause(host, delay.total_seconds())
+        except Exception as exc:  # the feed's own schedule still honours the wait
+            log.warning("host.pause_failed", host=host, error_message=repr(exc))
+            return
+        log.info("host.paused", host=host, seconds=round(delay.total_seconds()))
 
     async def _note_feed(self, source: Source, result: FetchResult, known: str | None) -> None:
         """Record a (re)discovered feed URL on the source. Not in the posts' transaction:
@@ -483,6 +532,11 @@ class Pipeline:
     def name_of(self, source: Source) -> str | None:
         """The configured name, else the feed's title as last recorded."""
         return source.name or self._titles.get(source.id, source.feed_title)
+
+
+def feed_url_of(source: Source, known: str | None) -> str:
+    """Where a fetch of ``source`` went: the feed its page led to, else its URL."""
+    return known or source.url
 
 
 def _redacted(result: FetchResult) -> FetchResult:

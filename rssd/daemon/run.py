@@ -8,6 +8,7 @@ unexpected crash is a log event, never a plain-text line or a bare traceback.
 
 from __future__ import annotations
 
+import argparse
 import gc
 import logging
 import os
@@ -16,10 +17,10 @@ import threading
 from pathlib import Path
 
 from rssd import logs
-from rssd.commands.errors import EXIT_FAILURE, EXIT_OK
 from rssd.daemon import loop as event_loop
 from rssd.daemon.lock import LockedError
 from rssd.daemon.watcher import FileWatcher
+from rssd.exits import EXIT_FAILURE, EXIT_OK
 from rssd.models.config import ConfigError, load_config
 from rssd.repo.db import DatabaseError, is_driver_error
 
@@ -92,3 +93,8 @@ def _abandon_stuck_threads(log: logs.LevelBoundLogger) -> None:
         logging.shutdown()
         sys.stdout.flush()
         os._exit(EXIT_OK)
+
+
+def cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd`` with this command's parsed arguments (rssd/cli.py's registry)."""
+    return run(path, once=args.once)

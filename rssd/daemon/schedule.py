@@ -43,14 +43,19 @@ BACKOFF_JITTER = 0.5
 #: How far back a feed's posts count towards its posting rate: long enough to see a weekly
 #: feed post four times, short enough to follow a feed that changed its pace this month.
 RATE_WINDOW = timedelta(days=30)
-#: The gap between posts at which a feed is polled once per post. The interval is the
-#: geometric mean of the feed's gap and this (``sqrt(gap * PIVOT_GAP)``): a feed posting
-#: every 15 minutes is polled every 30, a daily one every 5 hours, a weekly one every 13.
+#: The gap between posts at which a feed is polled once per post, in min intervals:
+#: PIVOT_FACTOR * min_interval_minutes (an hour at the default 15 minutes). The interval is
+#: the geometric mean of the feed's gap and this pivot, ``sqrt(gap * pivot)``: at the
+#: defaults a feed posting every 15 minutes is polled every 30, a daily one every 5 hours,
+#: a weekly one every 13, and one posting every 3.75 minutes or faster at the minimum.
 #: The square root is the classic rule for freshness on a budget of requests: polling in
 #: proportion to the rate (once per post, as Miniflux does) spends most requests on the
 #: few fast feeds, whose posts are late by little anyway, and leaves the slow ones late
-#: by days; the square root shares the delay out more evenly for the same requests.
-PIVOT_GAP = timedelta(hours=1)
+#: by days; the square root shares the delay out more evenly for the same requests. Tied
+#: to the minimum, the curve moves with it: an operator who polls less often at the top
+#: polls less often everywhere (and a test with a minimum of seconds sees a curve of
+#: seconds).
+PIVOT_FACTOR = 4.0
 #: A feed known for less than this, with fewer than two dated posts, has no rate yet: it
 #: keeps the starting interval (one post an hour ago says nothing about the next one).
 MIN_OBSERVED = timedelta(days=1)
@@ -144,12 +149,12 @@ def posting_gap(activity: Activity) -> timedelta | None:
 def adaptive_interval(
     activity: Activity | None, start: timedelta, low: timedelta, high: timedelta
 ) -> tuple[timedelta, Reason]:
-    """The interval of a feed without a fixed one: ``sqrt(gap * PIVOT_GAP)`` clamped to
-    [low, high]; the ``start`` interval (clamped too) while the gap is unknown."""
+    """The interval of a feed without a fixed one: ``sqrt(gap * PIVOT_FACTOR * low)``
+    clamped to [low, high]; the ``start`` interval (clamped too) while the gap is unknown."""
     gap = posting_gap(activity) if activity is not None else None
     if gap is None:
         return min(max(start, low), high), Reason.START
-    seconds = math.sqrt(gap.total_seconds() * PIVOT_GAP.total_seconds())
+    seconds = math.sqrt(gap.total_seconds() * PIVOT_FACTOR * low.total_seconds())
     return min(max(timedelta(seconds=seconds), low), high), Reason.POSTING_RATE
 
 

@@ -13,9 +13,11 @@ from rssd.logs import get_logger
 from rssd.models.config import Config, exposed_files
 from rssd.models.location import config_mtime
 from rssd.repo.claims import ClaimRepo
-from rssd.repo.config_sync import config_hash, sync_config
+from rssd.repo.config_sync import sync_config
+from rssd.repo.config_versions import config_hash
 from rssd.repo.db import Database
 from rssd.repo.files import check_database_files
+from rssd.repo.open import open_database
 from rssd.repo.outbox import OutboxRepo
 from rssd.repo.sources import SyncReport
 
@@ -130,7 +132,7 @@ async def daemon_session(
         return
     check_database_files(db_path)  # before the lock file is created beside it
     with DaemonLock(db_path) as lock:
-        db = await Database.open(db_path)
+        db = await open_database(db_path)
         try:
             if lock.previous_state not in ("", "clean"):
                 result = await db.quick_check()
@@ -152,7 +154,7 @@ async def _shared_session(
 ) -> AsyncIterator[Database]:
     """PostgreSQL: no lock and no start-up recovery (other daemons' jobs are live; a dead
     one's come back when their leases expire), only the sync."""
-    db = await Database.open(config.database)
+    db = await open_database(config.database)
     try:
         await sync_sources(db, config, path, daemon_id)
         yield db

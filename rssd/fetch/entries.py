@@ -27,7 +27,9 @@ def clean_text(value: object) -> str | None:
     """Strip control characters and surrounding blanks; empty becomes None."""
     if not isinstance(value, str):
         return None
-    value = _CONTROL.sub("", value).strip()
+    if not (value.isascii() and value.isprintable()):  # printable ASCII has no controls
+        value = _CONTROL.sub("", value)
+    value = value.strip()
     return value[:MAX_FIELD_CHARS] or None
 
 

@@ -31,6 +31,18 @@ from rssd.net.resolver import DaemonThreadResolver
 
 #: Loads the stored item fingerprints of the source being fetched (rssd.repo.seen).
 SeenLoader = Callable[[], Awaitable[bytes]]
+#: Awaited with a URL just before its request starts, holding the host's slot: the
+#: cluster-wide gap between requests to one host (rssd.repo.hosts) lives behind it.
+RequestGate = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Manners:
+    """How one fetch presents itself and waits its turn: the User-Agent (the feed's
+    subscriber count in it) and the host gate, if any."""
+
+    user_agent: str
+    gate: RequestGate | None = None
 
 
 class Outcome(StrEnum):
@@ -197,8 +209,14 @@ class Fetcher:
         fetch_url: str | None = None,
         seen: SeenLoader | None = None,
         feed_url: str | None = None,
+        *,
+        subscribers: int = 0,
+        gate: RequestGate | None = None,
     ) -> FetchResult:
         """Download under both limits, then parse still holding the global slot.
+
+        ``subscribers``: how many users subscribe to the feed, named in the default
+        User-Agent; ``gate``: awaited before each request, under the host's slot.
 
         ``feed_url``: the feed the source's page led to last time (rssd.fetch.discover),
         fetched directly; the page is asked again only when it fails. A page answered
@@ -217,20 +235,26 @@ class Fetcher:
             # the feed a page led to; never with the credentials in it.
             base = strip_userinfo(feed_url or source.url)
             target = fetch_url or feed_url or source.url
-            result, page = await self._get(source, target, validators, base, seen)
+            manners = Manners(self.config.agent_for(subscribers), gate)
+            result, page = await self._get(source, target, validators, base, seen, manners=manners)
             if page is None:
                 if feed_url is None or result.outcome is not Outcome.FAILED:
                     return result
                 # The discovered feed failed: ask the page again where its feed is now.
                 result_page, page = await self._get(
-                    source, source.url, Validators(), strip_userinfo(source.url), seen
+                    source,
+                    source.url,
+                    Validators(),
+                    strip_userinfo(source.url),
+                    seen,
+                    manners=manners,
                 )
                 if page is None:
                     if result_page.outcome is Outcome.FAILED:
                         return result  # the page failed too: the feed's failure stands
                     return replace(result_page, discovered=True, feed_url=None)
             return await self._follow_page(
-                source, result, page, validators, seen=seen, known=feed_url
+                source, result, page, validators, seen=seen, known=feed_url, manners=manners
             )
 
     async def _follow_page(
@@ -242,6 +266,7 @@ class Fetcher:
         *,
         seen: SeenLoader | None,
         known: str | None,
+        manners: Manners,
     ) -> FetchResult:
         """``result`` was an HTML page linking to ``page``'s feeds: fetch the first."""
         if not page:
@@ -251,7 +276,9 @@ class Fetcher:
             return result  # the page still points at the feed that failed
         # Validators of another URL mean nothing here; an identical body still does.
         fresh = Validators(content_hash=validators.content_hash)
-        found, again = await self._get(source, chosen, fresh, strip_userinfo(chosen), seen)
+        found, again = await self._get(
+            source, chosen, fresh, strip_userinfo(chosen), seen, manners=manners
+        )
         if found.outcome is Outcome.FAILED or again is not None:
             linked = f"{found.error_message} (at {chosen}, the feed the page {source.url} links to)"
             return replace(found, error_message=linked)
@@ -264,6 +291,8 @@ class Fetcher:
         validators: Validators,
         base: str,
         seen: SeenLoader | None,
+        *,
+        manners: Manners,
     ) -> tuple[FetchResult, tuple[FeedLink, ...] | None]:
         """One download and parse; the second value: the feeds of an HTML page (resolved
         against where it was served from), None when the body was no such page."""
@@ -280,13 +309,15 @@ class Fetcher:
             headers = None
         try:
             async with self._hosts.hold(url):
+                if manners.gate is not None:
+                    await manners.gate(url)
                 response = await get(
                     self._session,
                     url,
                     limits,
                     etag=validators.etag,
                     last_modified=validators.last_modified,
-                    user_agent=self.config.user_agent,
+                    user_agent=manners.user_agent,
                     headers=headers,
                     network=NetworkPolicy(
                         allow_private=self.config.allow_private_networks,

@@ -272,8 +272,21 @@ def _feedparser_date(text: str | None) -> Any:
         return None
 
 
+#: An absolute http(s) URL that feedparser's join returns unchanged: lowercase scheme, no
+#: slash run after it, no blanks or controls (urllib strips or drops those), no ``;``
+#: params, no brackets (an IPv6 host; urllib rejects a malformed one), and a query or
+#: fragment only when not empty (urllib drops an empty one).
+_PLAIN_URL = re.compile(
+    r"https?://[^/?#;\[\]\s\x00-\x1f\x7f]+(?:/[^?#;\[\]\s\x00-\x1f\x7f]*)?"
+    r"(?:\?[^#;\[\]\s\x00-\x1f\x7f]+)?(?:#[^\[\]\s\x00-\x1f\x7f]+)?"
+)
+
+
 def _resolve(base: str, uri: str) -> str:
-    """feedparser's own URI join (it differs from urllib's on odd input)."""
+    """feedparser's own URI join (it differs from urllib's on odd input); the common
+    absolute URL skips it (a third of a 20,000-item feed's parse went there)."""
+    if _PLAIN_URL.fullmatch(uri):
+        return uri
     try:
         return str(_urljoin(base, uri))
     except ValueError:
@@ -353,4 +366,11 @@ def _entry(entry: Any, feed_base: str, atom: bool, guids: _Guids | None) -> dict
         out["content"] = [
             {"type": part.type, "base": base, "value": _str(part.value)} for part in parts
         ]
+        detail = out.get("summary_detail")
+        first = out["content"][0]
+        if detail and (detail["type"], out["summary"]) == (first["type"], first["value"]):
+            # A summary that is the content (feedparser-rs copies an Atom entry's content
+            # there, as feedparser does): without its detail, rssd.fetch.sanitize reuses
+            # the content's cleaned HTML instead of cleaning it again.
+            del out["summary_detail"]
     return {key: value for key, value in out.items() if value is not None}

@@ -244,6 +244,14 @@ class Config(BaseModel):
             seen[key] = index
         return feeds
 
+    @field_validator("max_interval_minutes")
+    @classmethod
+    def _above_the_minimum(cls, high: float, info: ValidationInfo) -> float:
+        low = info.data.get("min_interval_minutes")
+        if low is not None and low > high:
+            raise ValueError(f"min_interval_minutes ({low}) is above max_interval_minutes ({high})")
+        return high
+
     @field_validator("feeds")
     @classmethod
     def _ordered_bounds(cls, feeds: list[FeedConfig], info: ValidationInfo) -> list[FeedConfig]:
@@ -251,8 +259,6 @@ class Config(BaseModel):
         low = info.data.get("min_interval_minutes", 15.0)
         high = info.data.get("max_interval_minutes", 1440.0)
         problems = []
-        if low > high:
-            problems.append(f"min_interval_minutes ({low}) is above max_interval_minutes ({high})")
         for index, feed in enumerate(feeds):
             mine = (feed.min_interval_minutes or low, feed.max_interval_minutes or high)
             if (feed.min_interval_minutes or feed.max_interval_minutes) and mine[0] > mine[1]:

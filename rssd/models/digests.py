@@ -26,6 +26,14 @@ from rssd.models.outbox import (
     new_message_id,
     post_payload,
 )
+from rssd.models.sizes import (
+    MAX_MESSAGE_BYTES,
+    MAX_NAME_BYTES,
+    clip_bytes,
+    fit_post,
+    json_size,
+    split_by_size,
+)
 
 DIGEST_TYPE = "posts.digest"
 _DURATION = re.compile(r"^([1-9][0-9]{0,4})([mhd])$")
@@ -110,38 +118,41 @@ def plan_digest(
     include_content: bool = False,
 ) -> list[tuple[Message, int]]:
     """The digest's messages, each with its first feed's id (the outbox row's feed): posts
-    grouped by feed (feeds in order of first post), at most as many posts per message as
-    the user's format carries."""
-    size = POSTS_PER_MESSAGE.get(fmt, MAX_POSTS_PER_MESSAGE)
+    grouped by feed (feeds in order of first post), split as any message is: at most as
+    many posts as the user's format carries, and within ``MAX_MESSAGE_BYTES`` (each post
+    cut to ``MAX_POST_BYTES``, each feed's heading counted with its first post)."""
+    count = POSTS_PER_MESSAGE.get(fmt, MAX_POSTS_PER_MESSAGE)
     order: dict[int, list[Waiting]] = {}
     for item in posts:
         order.setdefault(item.feed.id, []).append(item)
     flat = [item for items in order.values() for item in items]
+    payloads = [fit_post(post_payload(w.post, w.feed, include_content)) for w in flat]
+    sizes = [json_size(payload) for payload in payloads]
+    for index, item in enumerate(flat):
+        if index == 0 or flat[index - 1].feed.id != item.feed.id:
+            sizes[index] += json_size(_heading(item.feed))
+    envelope = json_size(_digest(user, [], timestamp))
     messages = []
-    for start in range(0, len(flat), size):
-        part = flat[start : start + size]
-        groups: dict[int, tuple[Feed, list[StoredPost]]] = {}
-        for item in part:
-            groups.setdefault(item.feed.id, (item.feed, []))[1].append(item.post)
+    for run in split_by_size(sizes, count, MAX_MESSAGE_BYTES, envelope):
+        groups: dict[int, tuple[Feed, list[dict[str, object]]]] = {}
+        for index in run:
+            feed = flat[index].feed
+            groups.setdefault(feed.id, (feed, []))[1].append(payloads[index])
+        feeds = [{**_heading(feed), "posts": part} for feed, part in groups.values()]
         body = json.dumps(
-            {
-                "type": DIGEST_TYPE,
-                "timestamp": timestamp,
-                "data": {
-                    "user": user,
-                    "feeds": [
-                        {
-                            "id": feed.id,
-                            "url": feed.url,
-                            "name": feed.name,
-                            "posts": [post_payload(p, feed, include_content) for p in stored],
-                        }
-                        for feed, stored in groups.values()
-                    ],
-                },
-            },
+            _digest(user, feeds, timestamp),
             ensure_ascii=False,
             separators=(",", ":"),
         )
-        messages.append((Message(new_message_id(), user_id, len(part), body), part[0].feed.id))
+        first = flat[run.start].feed.id
+        messages.append((Message(new_message_id(), user_id, len(run), body), first))
     return messages
+
+
+def _heading(feed: Feed) -> dict[str, object]:
+    name = clip_bytes(feed.name, MAX_NAME_BYTES) if feed.name else feed.name
+    return {"id": feed.id, "url": feed.url, "name": name}
+
+
+def _digest(user: str, feeds: list[dict[str, object]], timestamp: str) -> dict[str, object]:
+    return {"type": DIGEST_TYPE, "timestamp": timestamp, "data": {"user": user, "feeds": feeds}}

@@ -42,6 +42,10 @@ _JOB_J = ", ".join(f"j.{name}" for name in JOB_NAMES)
 #: What a claim carries beside the job: the schedule's memory.
 _CARRIED = "j.failures, j.fetch_url, j.moved_seen"
 
+#: The users subscribed to the source (the default User-Agent names their number).
+_SUBSCRIBERS = """(SELECT count(*) FROM subscriptions sub JOIN users u ON u.id = sub.user_id
+    WHERE sub.content_source_id = s.id AND u.enabled = 1) AS subscribers"""
+
 #: The source's run of failures: the backoff of a job queued without a predecessor to
 #: carry it.
 FAILURE_RUN = failure_run(
@@ -61,12 +65,22 @@ class Claim:
     moved_seen: int
     #: The job was the source's QUEUED schedule entry, so its end queues the next one.
     scheduled: bool = True
+    #: Enabled users subscribed to the source.
+    subscribers: int = 0
 
 
 def _claim(row: Row, scheduled: bool = True) -> Claim:
     job = job_from(row[name] for name in JOB_NAMES)
     source = source_from(row[f"s_{name}"] for name in SOURCE_NAMES)
-    return Claim(job, source, row["failures"], row["fetch_url"], row["moved_seen"], scheduled)
+    return Claim(
+        job,
+        source,
+        row["failures"],
+        row["fetch_url"],
+        row["moved_seen"],
+        scheduled,
+        int(row["subscribers"]),
+    )
 
 
 class ClaimRepo:
@@ -96,6 +110,14 @@ class ClaimRepo:
                 {"max_per_host": max_per_host},
             )
         }
+        # Hosts paused by a 429/503's Retry-After (rssd/repo/hosts.py): none of their jobs
+        # is claimed until the pause ends, whichever feed of the host it is.
+        busy.update(
+            str(row["host"])
+            for row in await tx.fetchall(
+                f"SELECT host FROM hosts WHERE paused_until > {tx.dialect.clock}", {"now": stamp}
+            )
+        )
         found: list[tuple[int, str]] = []
         after: tuple[str, int] | None = None
         while len(found) < wanted:
@@ -151,9 +173,9 @@ class ClaimRepo:
             }
             due = [(job_id, host) for job_id, host in chosen if job_id in locked]
             hosts = sorted({host for _, host in due})
-            if dialect.xact_lock:
-                for host in hosts:  # one lock order for every daemon: no deadlock
-                    await tx.execute(dialect.xact_lock, {"lock_key": f"rssd.host:{host}"})
+            if dialect.xact_locks and hosts:
+                keys = [f"rssd.host:{host}" for host in hosts]
+                await tx.fetchall(dialect.xact_locks, {"lock_keys": json.dumps(keys)})
             used: dict[str, set[int]] = {host: set() for host in hosts}
             for r in await tx.fetchall(
                 f"SELECT host, host_slot FROM fetch_job WHERE status = 'ONGOING' "
@@ -239,7 +261,7 @@ class ClaimRepo:
         """The claims of jobs ``ids`` (``holder``: only those ONGOING under this daemon)."""
         mine = " AND j.status = 'ONGOING' AND j.claimed_by = :daemon" if holder else ""
         rows = await tx.fetchall(
-            f"SELECT {_JOB_J}, {_CARRIED}, {_SOURCE_COLUMNS} FROM fetch_job j "
+            f"SELECT {_JOB_J}, {_CARRIED}, {_SUBSCRIBERS}, {_SOURCE_COLUMNS} FROM fetch_job j "
             f"JOIN content_sources s ON s.id = j.content_source_id "
             f"WHERE j.id IN {tx.dialect.in_json_int('ids')}{mine} ORDER BY j.id",
             {"ids": json.dumps(list(ids)), "daemon": self.daemon_id},

@@ -87,18 +87,6 @@ class Database(ABC):
     #: True when several daemons may share the database (PostgreSQL).
     shared: bool = False
 
-    @classmethod
-    async def open(cls, target: Path | str, *, readonly: bool = False) -> Database:
-        """Open a SQLite file (created if needed) or connect to a PostgreSQL URL, and bring
-        the schema up to date (unless ``readonly``)."""
-        if is_postgres(target):
-            from rssd.repo.postgres import PostgresDatabase  # noqa: PLC0415  (backend on demand)
-
-            return await PostgresDatabase.connect(str(target), readonly=readonly)
-        from rssd.repo.sqlite import SqliteDatabase  # noqa: PLC0415  (imports this module)
-
-        return await SqliteDatabase.open_file(Path(target), readonly=readonly)
-
     @property
     @abstractmethod
     def label(self) -> str:

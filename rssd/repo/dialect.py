@@ -21,6 +21,9 @@ class Dialect:
     #: A statement taking a transaction-scoped lock on the text parameter ``:lock_key``;
     #: empty where the transaction is exclusive already (SQLite's BEGIN IMMEDIATE).
     xact_lock: str
+    #: The same for every text of the JSON array parameter ``:lock_keys``, taken in sorted
+    #: order (one lock order for every daemon: no deadlock), in one round trip.
+    xact_locks: str
     #: Null-safe "differs from" (SQLite's IS NOT; IS DISTINCT FROM needs SQLite 3.39).
     is_distinct: str
     #: "Now" for leases: where several machines share the database, the database's clock
@@ -29,18 +32,30 @@ class Dialect:
     clock: str
     #: A lease's expiry, ``:lease_seconds`` after that clock (SQLite: the parameter ``:lease``).
     lease_until: str
+    #: ``:{param}`` seconds after that clock (SQLite: the parameter ``:{param}_at``, the
+    #: caller's time): a host's next request start, the end of its pause (rssd/repo/hosts.py).
+    clock_after: str
     #: Put before an ORDER BY expression to keep the planner off the index on it (SQLite's
     #: documented unary +; PostgreSQL has no + for timestamps and plans such a sort well).
     no_index: str
     #: After rows were copied in with their ids: set the ``{table}``'s id sequence past
     #: them (SQLite's rowids follow by themselves: empty).
     reset_sequence: str
+    #: A post's search document, written with the post by its INSERT or UPDATE from the
+    #: parameters ``:s_title``, ``:s_body``, ``:s_author`` (rssd/repo/search.py); empty
+    #: on SQLite, whose index is a table of its own, kept by triggers and ``sync_in``.
+    post_search: str = ""
+    #: A webhook message ``d`` whose body (the standard payload) lists the post ``:post_id``.
+    announces_post: str = ""
 
     def in_json_text(self, param: str) -> str:
         return self.json_text_set.format(param=param)
 
     def in_json_int(self, param: str) -> str:
         return self.json_int_set.format(param=param)
+
+    def after(self, param: str) -> str:
+        return self.clock_after.format(param=param)
 
 
 SQLITE = Dialect(
@@ -49,11 +64,17 @@ SQLITE = Dialect(
     json_int_set="(SELECT value FROM json_each(:{param}))",
     skip_locked="",
     xact_lock="",
+    xact_locks="",
     is_distinct="IS NOT",
     clock=":now",
     lease_until=":lease",
+    clock_after=":{param}_at",
     no_index="+",
     reset_sequence="",
+    announces_post=(
+        "EXISTS (SELECT 1 FROM json_each(d.body, '$.data.posts') AS e "
+        "WHERE json_extract(e.value, '$.id') = :post_id)"
+    ),
 )
 
 POSTGRES = Dialect(
@@ -62,10 +83,26 @@ POSTGRES = Dialect(
     json_int_set="(SELECT CAST(jsonb_array_elements_text(CAST(:{param} AS jsonb)) AS bigint))",
     skip_locked=" FOR UPDATE OF j SKIP LOCKED",
     xact_lock="SELECT pg_advisory_xact_lock(hashtext(:lock_key))",
+    xact_locks=(
+        "SELECT count(pg_advisory_xact_lock(hashtext(k))) FROM (SELECT k FROM "
+        "jsonb_array_elements_text(CAST(:lock_keys AS jsonb)) AS k ORDER BY k) AS sorted"
+    ),
     is_distinct="IS DISTINCT FROM",
     clock="now()",
     lease_until="now() + make_interval(secs => :lease_seconds)",
+    clock_after="now() + make_interval(secs => :{param})",
     no_index="",
     reset_sequence="SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
     "coalesce((SELECT max(id) FROM {table}), 0) + 1, false)",
+    # Title, author, text; a placeholder lexeme ("_", never a word of ours) between them,
+    # dropped at the end, keeps a phrase from spanning two of them (as FTS5's columns do).
+    post_search=(
+        "ts_delete(setweight(to_tsvector('simple', :s_title), 'A') || '_:1'::tsvector"
+        " || setweight(to_tsvector('simple', :s_author), 'B') || '_:1'::tsvector"
+        " || setweight(to_tsvector('simple', :s_body), 'D'), '_')"
+    ),
+    announces_post=(
+        "CAST(d.body AS jsonb) -> 'data' -> 'posts' "
+        "@> jsonb_build_array(jsonb_build_object('id', CAST(:post_id AS bigint)))"
+    ),
 )

@@ -15,7 +15,41 @@ from pathlib import Path
 from rssd.repo.db import DatabaseError
 from rssd.repo.dialect import Dialect
 
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 15
+
+#: Version 13's full-text index on SQLite, as in schema.sql (see there why the queue).
+_SQLITE_SEARCH = """
+        CREATE VIRTUAL TABLE IF NOT EXISTS posts_fts USING fts5 (
+            title, body, author, content = '', tokenize = 'unicode61 remove_diacritics 2'
+        );
+        CREATE TABLE IF NOT EXISTS search_queue (
+            seq     INTEGER PRIMARY KEY,
+            post_id INTEGER NOT NULL,
+            unindex INTEGER NOT NULL CHECK (unindex IN (0, 1)),
+            title   TEXT,
+            summary TEXT,
+            content TEXT,
+            author  TEXT
+        ) STRICT;
+        CREATE TRIGGER IF NOT EXISTS posts_search_insert AFTER INSERT ON posts BEGIN
+            INSERT INTO search_queue (post_id, unindex) VALUES (new.id, 0);
+        END;
+        CREATE TRIGGER IF NOT EXISTS posts_search_update
+        AFTER UPDATE OF title, summary, content, author ON posts BEGIN
+            INSERT INTO search_queue (post_id, unindex, title, summary, content, author)
+            VALUES (old.id, 1, old.title, old.summary, old.content, old.author);
+        END;
+        CREATE TRIGGER IF NOT EXISTS posts_search_delete AFTER DELETE ON posts BEGIN
+            INSERT INTO search_queue (post_id, unindex, title, summary, content, author)
+            VALUES (old.id, 1, old.title, old.summary, old.content, old.author);
+        END;
+        CREATE TABLE IF NOT EXISTS search_backfill (
+            id      INTEGER PRIMARY KEY CHECK (id = 1),
+            next_id INTEGER NOT NULL,
+            last_id INTEGER NOT NULL
+        ) STRICT;
+        CREATE INDEX IF NOT EXISTS deliveries_source ON deliveries (content_source_id, created_at);
+"""
 
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: deleting old fetch_job rows set posts.fetch_job_id to NULL by scanning every
@@ -188,9 +222,22 @@ MIGRATIONS: dict[int, str] = {
         ALTER TABLE users ADD COLUMN digest TEXT;
         ALTER TABLE users ADD COLUMN timezone TEXT;
     """,
-    # 12 -> 13: who sends a user's messages now (a lease, like a fetch job's) and an
+    # 12 -> 13: full-text search (schema.sql, version 13), and deliveries by feed and time
+    # (`rssd deliveries --post`). The index starts empty; the posts already stored (ids
+    # up to last_id) are indexed by the daemon in the background, a batch per
+    # transaction (rssd/daemon/search_backfill.py), so this step is instant.
+    12: f"""
+        {_SQLITE_SEARCH}
+        INSERT INTO search_backfill (id, next_id, last_id)
+        VALUES (1, 1, (SELECT coalesce(max(id), 0) FROM posts)) ON CONFLICT (id) DO NOTHING;
+    """,
+    # 13 -> 14: a redelivered message keeps the count of its earlier attempts.
+    13: """
+        ALTER TABLE deliveries ADD COLUMN earlier_attempts INTEGER NOT NULL DEFAULT 0;
+    """,
+    # 14 -> 15: who sends a user's messages now (a lease, like a fetch job's) and an
     # endpoint's pause (a 429's Retry-After), rssd/daemon/delivery.py.
-    12: """
+    14: """
         ALTER TABLE users ADD COLUMN sender TEXT;
         ALTER TABLE users ADD COLUMN sender_until TEXT;
         ALTER TABLE users ADD COLUMN paused_until TEXT;
@@ -254,8 +301,27 @@ PG_MIGRATIONS: dict[int, str] = {
         ALTER TABLE users ADD COLUMN IF NOT EXISTS digest text;
         ALTER TABLE users ADD COLUMN IF NOT EXISTS timezone text;
     """,
-    # 12 -> 13: as MIGRATIONS[12].
+    # 12 -> 13: posts.search and its GIN index, filled in the background as on SQLite (the
+    # column is added without a value: no table rewrite); deliveries by feed and time.
     12: """
+        ALTER TABLE posts ADD COLUMN IF NOT EXISTS search tsvector;
+        CREATE INDEX IF NOT EXISTS posts_search ON posts USING gin (search);
+        CREATE TABLE IF NOT EXISTS search_backfill (
+            id      integer PRIMARY KEY CHECK (id = 1),
+            next_id bigint  NOT NULL,
+            last_id bigint  NOT NULL
+        );
+        INSERT INTO search_backfill (id, next_id, last_id)
+        VALUES (1, 1, (SELECT coalesce(max(id), 0) FROM posts)) ON CONFLICT (id) DO NOTHING;
+        CREATE INDEX IF NOT EXISTS deliveries_source ON deliveries (content_source_id, created_at);
+    """,
+    # 13 -> 14: as MIGRATIONS[13].
+    13: """
+        ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS earlier_attempts integer NOT NULL
+            DEFAULT 0;
+    """,
+    # 14 -> 15: as MIGRATIONS[14].
+    14: """
         ALTER TABLE users ADD COLUMN IF NOT EXISTS sender text;
         ALTER TABLE users ADD COLUMN IF NOT EXISTS sender_until timestamptz;
         ALTER TABLE users ADD COLUMN IF NOT EXISTS paused_until timestamptz;

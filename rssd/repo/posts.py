@@ -10,6 +10,7 @@ from rssd.clock import to_iso
 from rssd.models.changes import plan_upsert
 from rssd.models.dto import PostCreate
 from rssd.repo.db import Database, Tx
+from rssd.repo.search import search_params, sync_in
 
 _STORED_HASHES = """
 SELECT external_id, content_hash FROM posts
@@ -19,9 +20,10 @@ WHERE content_source_id = :source_id AND external_id IN {external_ids}
 _INSERT = """
 INSERT INTO posts (content_source_id, fetch_job_id, external_id, title, url, author, summary,
                    content, published_at, updated_at, created_at, content_hash, tags,
-                   enclosures)
+                   enclosures{search_column})
 VALUES (:source_id, :job_id, :external_id, :title, :url, :author, :summary,
-        :content, :published_at, :updated_at, :now, :content_hash, :tags, :enclosures)
+        :content, :published_at, :updated_at, :now, :content_hash, :tags,
+        :enclosures{search_value})
 """
 
 # Retention (``keep_posts_days``): a post goes when it was both published (or, undated,
@@ -33,7 +35,7 @@ _UPDATE = """
 UPDATE posts SET fetch_job_id = :job_id, title = :title, url = :url, author = :author,
        summary = :summary, content = :content, published_at = :published_at,
        updated_at = :updated_at, content_hash = :content_hash, tags = :tags,
-       enclosures = :enclosures
+       enclosures = :enclosures{search_set}
 WHERE content_source_id = :source_id AND external_id = :external_id
 """
 
@@ -76,11 +78,15 @@ class PostRepo:
         """Delete posts older than ``older_than`` in short batches, so the daemon's writes
         never wait long behind one big DELETE."""
         sql = f"DELETE FROM posts WHERE id IN (SELECT id FROM posts WHERE {_PRUNABLE} LIMIT :batch)"
+
+        async def work(tx: Tx) -> int:
+            deleted = await tx.execute(sql, {"cutoff": older_than, "batch": batch})
+            await sync_in(tx)  # the search index forgets them in the same transaction
+            return deleted
+
         total = 0
         while True:
-            deleted = await self._db.write(
-                lambda tx: tx.execute(sql, {"cutoff": older_than, "batch": batch})
-            )
+            deleted = await self._db.write(work)
             total += deleted
             if deleted < batch:
                 return total
@@ -99,16 +105,28 @@ async def upsert_in(
     )
     plan = plan_upsert(posts, {row["external_id"]: row["content_hash"] for row in rows})
     now = to_iso(await tx.now())
+    search = tx.dialect.post_search
 
     def params(post: PostCreate) -> dict[str, object]:
-        return {**post.as_row(), "source_id": source_id, "job_id": job_id, "now": now}
+        row: dict[str, object] = {
+            **post.as_row(),
+            "source_id": source_id,
+            "job_id": job_id,
+            "now": now,
+        }
+        return {**row, **search_params(post)} if search else row
 
     if plan.new:
-        await tx.executemany(_INSERT, [params(post) for post in plan.new])
-    if plan.changed:
-        await tx.executemany(
-            _UPDATE, [{k: v for k, v in params(p).items() if k != "now"} for p in plan.changed]
+        insert = _INSERT.format(
+            search_column=", search" if search else "", search_value=f", {search}" if search else ""
         )
+        await tx.executemany(insert, [params(post) for post in plan.new])
+    if plan.changed:
+        update = _UPDATE.format(search_set=f", search = {search}" if search else "")
+        await tx.executemany(
+            update, [{k: v for k, v in params(p).items() if k != "now"} for p in plan.changed]
+        )
+    await sync_in(tx)  # SQLite's index, in this same transaction
     return UpsertCounts(len(plan.new), len(plan.changed), plan.new)
 
 

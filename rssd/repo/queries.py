@@ -40,18 +40,21 @@ SELECT h.source_id, h.active_id, h.finished_id, h.ok_id, h.error_id,
 FROM heads h
 """.format(failure_run=failure_run("h.source_id", "h.ok_id"))
 
+#: A ``PostRow``'s columns, from ``posts p`` joined with its ``content_sources s``.
+POST_COLUMNS = """p.id, p.content_source_id AS source_id,
+    coalesce(s.name, s.feed_title) AS source_name, s.url AS source_url,
+    p.external_id, p.title, p.url, p.author, p.summary, p.content, p.published_at,
+    p.updated_at, p.created_at"""
+
 # Newest first by publication time, else the time rssd stored the post: the same expression
 # as the posts_newest and posts_source_newest indexes (schema version 6), so the newest N
 # are read off an index instead of sorting every post. The filters are fixed fragments
 # joined with AND (never a ``:x IS NULL OR ...``, which keeps SQLite from using an index).
-_POSTS = """
-SELECT p.id, p.content_source_id AS source_id,
-    coalesce(s.name, s.feed_title) AS source_name, s.url AS source_url,
-    p.external_id, p.title, p.url, p.author, p.summary, p.content, p.published_at,
-    p.updated_at, p.created_at
+_POSTS = f"""
+SELECT {POST_COLUMNS}
 FROM posts p JOIN content_sources s ON s.id = p.content_source_id
-WHERE {where}
-ORDER BY {sort_key} DESC, p.id DESC
+WHERE {{where}}
+ORDER BY {{sort_key}} DESC, p.id DESC
 LIMIT :limit
 """
 _SORT_KEY = "coalesce(p.published_at, p.created_at)"
@@ -65,6 +68,7 @@ _POST_FILTERS = {
     "since": "coalesce(p.published_at, p.created_at) >= :since",
     "stored_since": "p.created_at >= :stored_since",
     "after_id": "p.id > :after_id",
+    "post_id": "p.id = :post_id",
 }
 
 
@@ -145,11 +149,13 @@ class PostFilter:
     stored_since: str | None = None  # stored by rssd at or after
     after_id: int | None = None  # stored after the post with this id (``--new``)
     category: str | None = None  # feeds in this folder or below it
+    post_id: int | None = None  # this one post
     limit: int | None = None
 
 
-def posts_query(wanted: PostFilter, dialect: Dialect = SQLITE) -> tuple[str, dict[str, object]]:
-    """The statement and parameters for ``wanted`` (also what the query-plan test reads)."""
+def post_filters(wanted: PostFilter) -> tuple[str, dict[str, object]]:
+    """The WHERE condition (over ``posts p`` and ``content_sources s``) and parameters of
+    ``wanted``, ``:limit`` included; "TRUE" when it selects every post."""
     params: dict[str, object] = {"limit": NO_LIMIT if wanted.limit is None else wanted.limit}
     clauses = []
     for name, clause in _POST_FILTERS.items():
@@ -160,13 +166,19 @@ def posts_query(wanted: PostFilter, dialect: Dialect = SQLITE) -> tuple[str, dic
     if wanted.category is not None:  # LIKE's wildcards in a folder name are plain characters
         escaped = wanted.category.replace("\\", "\\\\").replace("%", "\\%")
         params["category_like"] = escaped.replace("_", "\\_")
+    return " AND ".join(clauses) or "TRUE", params
+
+
+def posts_query(wanted: PostFilter, dialect: Dialect = SQLITE) -> tuple[str, dict[str, object]]:
+    """The statement and parameters for ``wanted`` (also what the query-plan test reads)."""
+    where, params = post_filters(wanted)
     by_storing_time = wanted.stored_since is not None or wanted.after_id is not None
     # Selecting by storing time (--stored-since, --new) usually matches a few recent posts:
     # the range on created_at / id finds them, then they are sorted. Left to itself SQLite
     # walks the sort-order index instead and, when nothing matches, reads every post to find
     # that out; the dialect's ``no_index`` keeps it off that index.
     sort_key = f"{dialect.no_index}{_SORT_KEY}" if by_storing_time else _SORT_KEY
-    return _POSTS.format(where=" AND ".join(clauses) or "TRUE", sort_key=sort_key), params
+    return _POSTS.format(where=where, sort_key=sort_key), params
 
 
 async def newest_posts(db: Database, wanted: PostFilter) -> list[PostRow]:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from rssd.models.outbox import POSTS_PER_MESSAGE
 from rssd.models.sizes import ELLIPSIS, clip_bytes
 
 SLACK_SECTION_CHARS = 3000
@@ -41,6 +42,8 @@ DISCORD_TOTAL_CHARS = 6000
 NTFY_MESSAGE_BYTES = 4096
 NTFY_LINE_BYTES = 360
 SUMMARY_CHARS = 280
+#: Longer links are left out (Slack's text of 20 posts then stays under its 40,000).
+MAX_LINK_CHARS = 1500
 GOTIFY_PRIORITY = 5
 NTFY_TAGS = ("newspaper",)
 
@@ -71,10 +74,26 @@ class Notice:
     user: str
     groups: tuple[Group, ...] = ()
     text: str | None = None
+    #: Posts left out to fit the service (a message planned for another format), said so.
+    hidden: int = 0
 
     @property
     def count(self) -> int:
         return sum(len(group.items) for group in self.groups)
+
+
+def fit(notice: Notice, capacity: int) -> Notice:
+    """At most ``capacity`` posts; the rest counted in ``hidden``, never dropped silently.
+    Only a message planned under another format (the user's format changed while it was
+    pending) can hold more than its format carries."""
+    if notice.count <= capacity:
+        return notice
+    groups, left = [], capacity
+    for group in notice.groups:
+        if left > 0:
+            groups.append(Group(group.name, group.url, group.items[:left]))
+            left -= len(groups[-1].items)
+    return Notice(notice.user, tuple(groups), notice.text, notice.count - capacity)
 
 
 @dataclass(frozen=True)
@@ -124,17 +143,22 @@ def clip(text: str, limit: int) -> str:
 
 
 def _http(url: str | None) -> str | None:
-    """A link a service will accept: http(s) only (Discord refuses an embed otherwise)."""
-    return url if url and url.startswith(("http://", "https://")) and " " not in url else None
+    """A link a service will accept: http(s) only (Discord refuses an embed otherwise),
+    and not absurdly long (a feed's 100 KB link would break a service's size limits; the
+    post is still listed, by its title)."""
+    if not url or len(url) > MAX_LINK_CHARS or " " in url:
+        return None
+    return url if url.startswith(("http://", "https://")) else None
 
 
 def headline(notice: Notice) -> str:
     if notice.text is not None:
         return notice.text
-    count = notice.count
+    count = notice.count + notice.hidden
+    more = f" ({notice.hidden} not listed here: rssd posts shows them)" if notice.hidden else ""
     if len(notice.groups) == 1:
-        return f"{count} new post{'s' if count != 1 else ''} in {notice.groups[0].name}"
-    return f"{count} new posts in {len(notice.groups)} feeds"
+        return f"{count} new post{'s' if count != 1 else ''} in {notice.groups[0].name}{more}"
+    return f"{count} new posts in {len(notice.groups)} feeds{more}"
 
 
 def with_token(fmt: str, url: str, token: str | None) -> str:
@@ -148,7 +172,7 @@ def render(fmt: str, url: str, body: str) -> Request:
     """The request for ``body`` (a stored message) to a user of format ``fmt`` at ``url``."""
     if fmt == "standard":
         return Request(url, body.encode())
-    notice = notice_of(body)
+    notice = fit(notice_of(body), POSTS_PER_MESSAGE[fmt])
     builder = BUILDERS[fmt]
     return builder(url, notice)
 

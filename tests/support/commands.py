@@ -17,7 +17,7 @@ from typing import Any
 from rssd.cli import main
 from rssd.daemon.once import RunSummary, run_once
 from rssd.models.config import load_config
-from rssd.repo.db import Database
+from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer
 from tests.support.config import write_config
@@ -115,7 +115,7 @@ async def populated(
     await run_once_from(config)
     # "new" joins the config afterwards and is synced (as a daemon reload does), not fetched.
     write_config(config, [*feeds, {"url": urls["new"], "name": "Brand new"}], database=str(target))
-    db = await Database.open(target)
+    db = await open_database(target)
     try:
         await SourceRepo(db).sync(load_config(config))
     finally:

@@ -13,6 +13,11 @@ from pathlib import Path
 
 from rssd.models.config import Config
 
+#: The suite's feeds are served from one or two loopback hosts, dozens of feeds each: one
+#: second between request starts to a host (the default) would turn every test of many
+#: feeds into a wait. The host gap's own tests (test_repo_hosts, test_politeness_farm) set it.
+NO_GAP = 0.0
+
 #: A TOML value as written: str, int, float, bool or Path.
 TomlValue = object
 #: A feed: its URL alone, or its ``[[feeds]]`` table (``{"url": ..., "name": ...}``).
@@ -54,6 +59,7 @@ def write_config(path: Path, feeds: Sequence[Feed] = (), **settings: TomlValue) 
     """Write config.toml at ``path``; the database is ``rssd.sqlite3`` beside it unless
     ``database`` is given. Returns ``path``."""
     settings.setdefault("database", "rssd.sqlite3")
+    settings.setdefault("host_min_gap_seconds", NO_GAP)
     replace_file(path, config_text(feeds, **settings))
     return path
 
@@ -64,6 +70,7 @@ def make_config(tmp_path: Path, feeds: Sequence[Feed], **settings: object) -> Co
     return Config.model_validate(
         {
             "database": str(tmp_path / "rssd.sqlite3"),
+            "host_min_gap_seconds": NO_GAP,
             "feeds": [{"url": feed} if isinstance(feed, str) else dict(feed) for feed in feeds],
             **settings,
         }

@@ -1,0 +1,282 @@
+"""The search index of the posts: kept in step with ``posts``, built for old databases, and
+queried, on both backends.
+
+- **SQLite**: ``posts_fts``, an FTS5 table without a copy of the text (``content=''``: the
+  index alone is a fraction of the posts table). Such a table forgets a post only when
+  given the very text it indexed, so triggers on ``posts`` queue every insert, edit and
+  delete (with the old values) in ``search_queue``, whoever makes it, and ``sync_in``
+  applies the queue inside the transaction that wrote the posts. What is indexed is
+  known from FTS5's own ``posts_fts_docsize`` (one row per indexed post): nothing is ever
+  removed that was not indexed, nor indexed twice, which would corrupt the index.
+- **PostgreSQL**: ``posts.search``, a tsvector with a GIN index, written by the same
+  INSERT or UPDATE that writes the post (``dialect.post_search``). It is given the
+  folded words of the same ``document`` (rssd/models/search.py), so both backends match
+  the same words the same way.
+
+A query is rendered from the parsed tree (``Query``) with words only: FTS5 gets each
+phrase as a quoted string of letters and digits, PostgreSQL each phrase as a bound
+parameter of ``phraseto_tsquery``. Nothing the user typed is parsed by either.
+
+Databases from before the index get it built by ``backfill_batch``, a few hundred posts
+per transaction above a stored high-water mark (``search_backfill``), which the daemon
+runs in the background (rssd/daemon/search_backfill.py): interrupted, it resumes there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from rssd.models.search import Document, Phrase, Query, document, folded_words
+from rssd.repo.db import Database, Row, Tx
+from rssd.repo.queries import POST_COLUMNS, PostFilter, PostRow, post_filters
+
+#: Column weights of the rank: title, text, author (bm25's; tsvector weights A, D, B).
+BM25 = "bm25(posts_fts, 10.0, 1.0, 5.0)"
+BACKFILL_BATCH = 500
+
+_DELETE = (
+    "INSERT INTO posts_fts (posts_fts, rowid, title, body, author) "
+    "VALUES ('delete', :id, :title, :body, :author)"
+)
+_INSERT = "INSERT INTO posts_fts (rowid, title, body, author) VALUES (:id, :title, :body, :author)"
+_DOC_COLUMNS = "id, title, summary, content, author"
+
+
+def search_params(post: Any) -> dict[str, str]:
+    """The ``:s_*`` parameters of ``dialect.post_search`` for a post (anything with the columns)."""
+    doc = document(post.title, post.summary, post.content, post.author)
+    return {
+        "s_title": folded_words(doc.title),
+        "s_body": folded_words(doc.body),
+        "s_author": folded_words(doc.author),
+    }
+
+
+def _doc_row(post_id: int, doc: Document) -> dict[str, object]:
+    return {"id": post_id, "title": doc.title, "body": doc.body, "author": doc.author}
+
+
+def _doc_of(row: Row) -> Document:
+    return document(row["title"], row["summary"], row["content"], row["author"])
+
+
+async def _indexed(tx: Tx, ids: Iterable[int]) -> set[int]:
+    rows = await tx.fetchall(
+        f"SELECT id FROM posts_fts_docsize WHERE id IN {tx.dialect.in_json_int('ids')}",
+        {"ids": json.dumps(sorted(set(ids)))},
+    )
+    return {int(row["id"]) for row in rows}
+
+
+async def _index_current(tx: Tx, ids: Iterable[int]) -> int:
+    """Index the posts ``ids`` as they are now (those that exist and are not indexed)."""
+    wanted = set(ids) - await _indexed(tx, ids)
+    if not wanted:
+        return 0
+    rows = await tx.fetchall(
+        f"SELECT {_DOC_COLUMNS} FROM posts WHERE id IN {tx.dialect.in_json_int('ids')}",
+        {"ids": json.dumps(sorted(wanted))},
+    )
+    await tx.executemany(_INSERT, [_doc_row(row["id"], _doc_of(row)) for row in rows])
+    return len(rows)
+
+
+async def sync_in(tx: Tx) -> None:
+    """Apply the queued changes of ``posts`` to the index, inside the caller's transaction
+    (the one that made them). Does nothing on PostgreSQL, where the write did it."""
+    if tx.dialect.name != "sqlite":
+        return
+    queued = await tx.fetchall(
+        "SELECT seq, post_id, unindex, title, summary, content, author FROM search_queue "
+        "ORDER BY seq"
+    )
+    if not queued:
+        return
+    ids = {int(row["post_id"]) for row in queued}
+    indexed = await _indexed(tx, ids)
+    removals = []
+    for row in queued:  # in order: the first old version is what the index holds
+        if row["unindex"] and row["post_id"] in indexed:
+            removals.append(_doc_row(row["post_id"], _doc_of(row)))
+            indexed.discard(row["post_id"])
+    if removals:
+        await tx.executemany(_DELETE, removals)
+    await _index_current(tx, ids)
+    await tx.execute("DELETE FROM search_queue WHERE seq <= :last", {"last": queued[-1]["seq"]})
+
+
+@dataclass(frozen=True)
+class Backfill:
+    """How far building the index of the posts from before it has come."""
+
+    next_id: int  # posts from here up to last_id are still to be looked at
+    last_id: int  # the newest post when the index was created
+    done: int  # posts indexed so far, of
+    total: int  # those the backfill has to look at (both 0 once complete)
+
+    @property
+    def complete(self) -> bool:
+        return self.next_id > self.last_id
+
+
+async def backfill_state(tx: Tx) -> Backfill:
+    row = await tx.fetchone("SELECT next_id, last_id FROM search_backfill WHERE id = 1")
+    next_id, last_id = (int(row["next_id"]), int(row["last_id"])) if row else (1, 0)
+    if next_id > last_id:  # complete: no need to count
+        return Backfill(next_id, last_id, 0, 0)
+    counts = await tx.fetchone(
+        "SELECT count(*) AS total, count(*) FILTER (WHERE id < :next_id) AS done FROM posts "
+        "WHERE id <= :last_id",
+        {"next_id": next_id, "last_id": last_id},
+    )
+    assert counts is not None
+    return Backfill(next_id, last_id, int(counts["done"]), int(counts["total"]))
+
+
+async def backfill_batch(tx: Tx, batch: int = BACKFILL_BATCH) -> bool:
+    """Index the next ``batch`` posts from before the index, move the high-water mark past
+    them; True when nothing is left. One transaction: stopped anywhere, nothing is lost."""
+    row = await tx.fetchone("SELECT next_id, last_id FROM search_backfill WHERE id = 1")
+    if row is None or row["next_id"] > row["last_id"]:
+        return True
+    ids = [
+        int(r["id"])
+        for r in await tx.fetchall(
+            "SELECT id FROM posts WHERE id >= :next_id AND id <= :last_id ORDER BY id LIMIT :batch",
+            {"next_id": row["next_id"], "last_id": row["last_id"], "batch": batch},
+        )
+    ]
+    if tx.dialect.name == "sqlite":
+        await _index_current(tx, ids)
+    elif ids:
+        rows = await tx.fetchall(
+            f"SELECT {_DOC_COLUMNS} FROM posts WHERE id IN {tx.dialect.in_json_int('ids')}",
+            {"ids": json.dumps(ids)},
+        )
+        await tx.executemany(
+            f"UPDATE posts SET search = {tx.dialect.post_search} WHERE id = :id",
+            [{"id": r["id"], **search_params(_Post(r))} for r in rows],
+        )
+    next_id = ids[-1] + 1 if len(ids) == batch else int(row["last_id"]) + 1
+    await tx.execute(
+        "UPDATE search_backfill SET next_id = :next_id WHERE id = 1", {"next_id": next_id}
+    )
+    return next_id > int(row["last_id"])
+
+
+class _Post:
+    """A row's document columns as attributes (what ``search_params`` reads)."""
+
+    def __init__(self, row: Row) -> None:
+        self.title, self.summary = row["title"], row["summary"]
+        self.content, self.author = row["content"], row["author"]
+
+
+# -- queries --------------------------------------------------------------------------------
+
+
+def fts5_match(query: Query) -> str:
+    """The FTS5 expression of ``query``: quoted phrases of words only (a word is letters and
+    digits, so no quote or operator can be in one; doubled anyway, as FTS5 escapes)."""
+
+    def phrase(p: Phrase) -> str:
+        return '"' + " ".join(p.words).replace('"', '""') + '"'
+
+    def either(group: tuple[Phrase, ...]) -> str:
+        return phrase(group[0]) if len(group) == 1 else f"({' OR '.join(map(phrase, group))})"
+
+    wanted = " AND ".join(either(group) for group in query.groups)
+    if query.exclude:
+        return f"({wanted}) NOT ({' OR '.join(map(phrase, query.exclude))})"
+    return wanted
+
+
+def tsquery_sql(query: Query) -> tuple[str, dict[str, str]]:
+    """A PostgreSQL tsquery expression for ``query``: each phrase a bound parameter of
+    ``phraseto_tsquery``, joined by tsquery's own operators in SQL."""
+    params: dict[str, str] = {}
+
+    def phrase(p: Phrase) -> str:
+        name = f"q{len(params)}"
+        params[name] = folded_words(" ".join(p.words))
+        return f"phraseto_tsquery('simple', :{name})"
+
+    def either(group: tuple[Phrase, ...]) -> str:
+        return f"({' || '.join(map(phrase, group))})"
+
+    sql = " && ".join(either(group) for group in query.groups)
+    if query.exclude:
+        sql = f"({sql}) && !!({' || '.join(map(phrase, query.exclude))})"
+    return sql, params
+
+
+_SQLITE_SEARCH = """
+WITH hits AS (
+    SELECT posts_fts.rowid AS id, {bm25} AS rank
+    FROM posts_fts {join}
+    WHERE posts_fts MATCH :match AND {where}
+    ORDER BY rank, posts_fts.rowid DESC
+    LIMIT :limit
+)
+SELECT {columns}, h.rank
+FROM hits h JOIN posts p ON p.id = h.id JOIN content_sources s ON s.id = p.content_source_id
+ORDER BY h.rank, p.id DESC
+"""
+
+_PG_SEARCH = """
+WITH q AS (SELECT {tsquery} AS q),
+hits AS (
+    SELECT p.id, -ts_rank(p.search, q.q, 1) AS rank
+    FROM q, posts p {join}
+    WHERE p.search @@ q.q AND {where}
+    ORDER BY rank, p.id DESC
+    LIMIT :limit
+)
+SELECT {columns}, h.rank
+FROM hits h JOIN posts p ON p.id = h.id JOIN content_sources s ON s.id = p.content_source_id
+ORDER BY h.rank, p.id DESC
+"""
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """A post found, with its rank (lower is better; the backends' scales differ)."""
+
+    post: PostRow
+    rank: float
+
+
+def search_query(db_dialect: str, query: Query, wanted: PostFilter) -> tuple[str, dict[str, Any]]:
+    """The statement and parameters that find ``query`` among the posts ``wanted`` selects,
+    best first (also what the tests and the bench read)."""
+    where, params = post_filters(wanted)
+    # The filters need the post and its feed; without them the index alone ranks.
+    join = (
+        "JOIN posts p ON p.id = posts_fts.rowid "
+        "JOIN content_sources s ON s.id = p.content_source_id"
+        if where != "TRUE"
+        else ""
+    )
+    if db_dialect == "sqlite":
+        sql = _SQLITE_SEARCH.format(bm25=BM25, join=join, where=where, columns=POST_COLUMNS)
+        params["match"] = fts5_match(query)
+        return sql, params
+    tsquery, words = tsquery_sql(query)
+    join = "JOIN content_sources s ON s.id = p.content_source_id" if where != "TRUE" else ""
+    sql = _PG_SEARCH.format(tsquery=tsquery, join=join, where=where, columns=POST_COLUMNS)
+    return sql, {**params, **words}
+
+
+async def search_posts(db: Database, query: Query, wanted: PostFilter) -> list[SearchHit]:
+    """The posts matching ``query`` (and the filters), best first."""
+    sql, params = search_query(db.dialect.name, query, wanted)
+    rows = await db.fetchall(sql, params)
+    names = list(PostRow.__dataclass_fields__)
+    return [SearchHit(PostRow(*(row[name] for name in names)), float(row["rank"])) for row in rows]
+
+
+async def backfill_progress(db: Database) -> Backfill:
+    return await db.snapshot(backfill_state)
