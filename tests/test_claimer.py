@@ -84,7 +84,7 @@ async def test_the_lease_loop_keeps_a_long_fetch_ongoing(
                 answer.set()
                 await finished.wait()
             finally:
-                claimer.claiming = False
+                claimer.stop()
                 for loop in loops:
                     loop.cancel()
                 await asyncio.gather(*loops, return_exceptions=True)

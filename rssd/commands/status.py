@@ -31,7 +31,7 @@ from rssd.models.location import ConfigError, config_mtime, fallback_database
 from rssd.models.source_state import classify
 from rssd.models.urls import normalize_url
 from rssd.net.hosts import host_key
-from rssd.repo.config_sync import (
+from rssd.repo.config_versions import (
     Synced,
     config_digests,
     differing_keys,

@@ -23,8 +23,13 @@ _PRIME = (
     "WHERE content_source_id = :source_id AND primed = 0 RETURNING user_id"
 )
 
+# dedupe_days is 0 for a user with no other feed: no story can reach them twice, and the
+# record of what they were told (two rows a post) is not written for nothing.
 _SUBSCRIBERS = """
-SELECT u.id, u.name, u.keep, u.block, u.format, u.include_content, u.dedupe_days, u.digest
+SELECT u.id, u.name, u.keep, u.block, u.format, u.include_content, u.digest,
+       CASE WHEN EXISTS (SELECT 1 FROM subscriptions o WHERE o.user_id = u.id
+                         AND o.content_source_id <> s.content_source_id)
+            THEN u.dedupe_days ELSE 0 END AS dedupe_days
 FROM subscriptions s JOIN users u ON u.id = s.user_id
 WHERE s.content_source_id = :source_id AND u.enabled = 1 AND u.disabled_reason IS NULL
 ORDER BY u.id
@@ -172,12 +177,32 @@ async def _one_per_story_in(
     return [p for p in posts if p.id not in skipped]
 
 
+_DELIVERABLE = "u.enabled = 1 AND u.disabled_reason IS NULL"
+#: Oldest message first, also through an outage: only a user's oldest pending message is
+#: ever sent (or retried); the ones after it wait until it is delivered or dead, so they do
+#: not spend their attempts, or arrive, before it. Read off the deliveries_pending index.
+_OLDEST_PENDING = (
+    "(SELECT min(o.id) FROM deliveries o WHERE o.user_id = d.user_id AND o.status = 'pending')"
+)
+_HEAD = f"d.id = {_OLDEST_PENDING}"
+#: Why a pending message is not sent at its next_attempt_at (None: nothing holds it).
+_HELD = (
+    "CASE WHEN d.status <> 'pending' THEN NULL "
+    "WHEN u.enabled = 0 THEN 'user not in config.toml' "
+    "WHEN u.disabled_reason IS NOT NULL THEN 'endpoint disabled (' || u.disabled_reason || ')' "
+    f"WHEN d.id > {_OLDEST_PENDING} THEN 'after an older message' ELSE NULL END"
+)
+#: A message made due again: fresh attempts, the earlier ones counted, its error kept.
+_AGAIN = (
+    "status = 'pending', earlier_attempts = earlier_attempts + attempts, attempts = 0, "
+    "next_attempt_at = :now, updated_at = :now"
+)
 _COLUMNS = (
     "d.id, d.user_id, u.name AS user_name, d.content_source_id, d.fetch_job_id, "
-    "d.posts_count, d.status, d.attempts, d.next_attempt_at, d.last_attempt_at, "
-    "d.last_http_status, d.last_error, d.created_at, d.updated_at"
+    "d.posts_count, d.status, d.attempts, d.earlier_attempts, d.next_attempt_at, "
+    f"d.last_attempt_at, d.last_http_status, d.last_error, d.created_at, d.updated_at, "
+    f"{_HELD} AS held"
 )
-_DELIVERABLE = "u.enabled = 1 AND u.disabled_reason IS NULL"
 
 
 @dataclass(frozen=True)
@@ -198,6 +223,8 @@ class Delivery:
     last_error: str | None
     created_at: str
     updated_at: str
+    earlier_attempts: int = 0  # made before the last ``rssd redeliver``
+    held: str | None = None  # why a pending message waits (endpoint disabled, an older one)
 
 
 def _delivery(row: Row) -> Delivery:
@@ -276,36 +303,38 @@ class OutboxRepo:
         return {int(row["user_id"]): int(row["n"]) for row in rows}
 
     async def due_users(self) -> list[int]:
-        """Users with a message due now (by the dialect's clock) whose endpoint is enabled."""
+        """Users whose oldest pending message is due now (by the dialect's clock) and whose
+        endpoint is enabled."""
         rows = await self._db.fetchall(
             f"SELECT DISTINCT d.user_id FROM deliveries d JOIN users u ON u.id = d.user_id "
             f"WHERE d.status = 'pending' AND d.next_attempt_at <= {self._db.dialect.clock} "
-            f"AND {_DELIVERABLE}",
+            f"AND {_HEAD} AND {_DELIVERABLE}",
             {"now": now_iso()},
         )
         return [int(row[0]) for row in rows]
 
     async def next_wakeup(self, busy: Sequence[int] = ()) -> str | None:
-        """When the earliest pending message of an enabled endpoint falls due, leaving out
-        the ``busy`` users (a pass of their own is working through their messages)."""
+        """When the earliest oldest-pending message of an enabled endpoint falls due,
+        leaving out the ``busy`` users (a pass of their own is working through theirs)."""
         params: dict[str, object] = {f"busy{i}": user_id for i, user_id in enumerate(busy)}
         skip = f"AND d.user_id NOT IN ({', '.join(':' + key for key in params)}) " if busy else ""
         row = await self._db.fetchone(
             f"SELECT min(d.next_attempt_at) FROM deliveries d JOIN users u ON u.id = d.user_id "
-            f"WHERE d.status = 'pending' {skip}AND {_DELIVERABLE}",
+            f"WHERE d.status = 'pending' {skip}AND {_HEAD} AND {_DELIVERABLE}",
             params,
         )
         return str(row[0]) if row and row[0] else None
 
     async def oldest_due(self, user_id: int, after: str = "") -> Due | None:
-        """The user's oldest message due now (with an id above ``after``), its body, and
-        the endpoint's failing_since; None if none or the endpoint is not deliverable."""
+        """The user's oldest pending message if it is due now (and its id is above
+        ``after``), its body, and the endpoint's failing_since; None if not, or the
+        endpoint is not deliverable: a newer message never goes before an older one."""
         row = await self._db.fetchone(
             f"SELECT {_COLUMNS}, d.body, u.failing_since AS failing_since, "
             f"u.config_digest FROM deliveries d "
             f"JOIN users u ON u.id = d.user_id WHERE d.user_id = :user_id "
             f"AND d.status = 'pending' AND d.next_attempt_at <= {self._db.dialect.clock} "
-            f"AND d.id > :after AND {_DELIVERABLE} ORDER BY d.id LIMIT 1",
+            f"AND d.id > :after AND {_HEAD} AND {_DELIVERABLE} ORDER BY d.id LIMIT 1",
             {"user_id": user_id, "now": now_iso(), "after": after},
         )
         if row is None:
@@ -439,15 +468,15 @@ class OutboxRepo:
                 return total
 
     async def redeliver(self, ids: Sequence[str]) -> list[str]:
-        """Back to pending, due now, with a fresh set of attempts (same webhook-id)."""
+        """Back to pending, due now, with a fresh set of attempts (same webhook-id); the
+        attempts made so far are kept in ``earlier_attempts``, the last error too."""
 
         async def work(tx: Tx) -> list[str]:
             now = to_iso(await tx.now())
             done: list[str] = []
             for delivery_id in ids:
                 rows = await tx.fetchall(
-                    "UPDATE deliveries SET status = 'pending', attempts = 0, "
-                    "next_attempt_at = :now, updated_at = :now WHERE id = :id RETURNING id",
+                    f"UPDATE deliveries SET {_AGAIN} WHERE id = :id RETURNING id",
                     {"id": delivery_id, "now": now},
                 )
                 done.extend(str(row[0]) for row in rows)
@@ -455,11 +484,22 @@ class OutboxRepo:
 
         return await self._db.write(work)
 
-    async def redeliver_since(self, user_id: int, since: str) -> int:
-        now = to_iso(await self._db.now())
+    async def redeliver_where(
+        self, *, user_id: int | None = None, since: str | None = None, dead_only: bool = False
+    ) -> int:
+        """``redeliver`` for every message of a user created since a time, or (``dead_only``)
+        every dead message, of one user or all, since a time or ever."""
+        where = ["1 = 1"]
+        params: dict[str, object] = {"now": to_iso(await self._db.now())}
+        if user_id is not None:
+            where.append("user_id = :user_id")
+            params["user_id"] = user_id
+        if since is not None:
+            where.append("created_at >= :since")
+            params["since"] = since
+        if dead_only:
+            where.append("status = 'dead'")
         rows = await self._db.write_one(
-            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = :now, "
-            "updated_at = :now WHERE user_id = :user_id AND created_at >= :since RETURNING id",
-            {"user_id": user_id, "since": since, "now": now},
+            f"UPDATE deliveries SET {_AGAIN} WHERE {' AND '.join(where)} RETURNING id", params
         )
         return len(rows)
