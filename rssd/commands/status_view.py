@@ -140,11 +140,11 @@ def _errors(count: int) -> str:
 
 def _daemon_lines(overview: Overview) -> list[str]:
     """The cluster: each daemon's id, host, pid, heartbeat and fetches in flight; drift.
-    (On SQLite, one daemon owns the file and its config.toml is the truth: not shown.)"""
+    (On SQLite one daemon owns the file and its config.toml is the truth: whether it runs.)"""
     now = overview.now
     lines: list[str] = []
     if not overview.shared:
-        return lines
+        return ["", _sqlite_daemon(overview)]
     if overview.daemons:
         header = ["DAEMON", "HOST", "PID", "HEARTBEAT", "IN FLIGHT", "CONFIG"]
         synced = overview.synced.config_hash if overview.synced else None
@@ -175,6 +175,18 @@ def _daemon_lines(overview: Overview) -> list[str]:
             f"content; a version the cluster has moved on from is drift and is not applied"
         )
     return lines
+
+
+def _sqlite_daemon(overview: Overview) -> str:
+    """Whether the one daemon of a SQLite file runs: its heartbeat is fresh."""
+    live = [d for d in overview.daemons if not overview.gone(d)]
+    if live:
+        d = live[0]
+        beat = ago(parse_iso(d.heartbeat_at), overview.now)
+        return f"daemon: running (pid {d.pid} on {d.hostname}, heartbeat {beat})"
+    last = max((d.heartbeat_at for d in overview.daemons), default=None)
+    seen = f" (last heartbeat {ago(parse_iso(last), overview.now)})" if last else ""
+    return f"daemon: not running{seen}"
 
 
 def _keys(keys: Sequence[str]) -> str:
@@ -230,6 +242,7 @@ def render_json(overview: Overview, shown: Sequence[Assessment], empty: str | No
         "totals": totals(overview.assessments),
         "not_in_database": [redact(url) for url in overview.not_in_database],
         "config_errors": list(overview.config_errors),
+        "daemon_running": any(not overview.gone(d) for d in overview.daemons),
         "daemons": [
             {
                 **asdict(d),

@@ -22,6 +22,7 @@ from rssd.logs import get_logger
 from rssd.models.config import Config
 from rssd.models.dto import ErrorCode, FetchJobStatus, Source
 from rssd.repo.db import Database
+from rssd.repo.posts import PostRepo
 from rssd.repo.sources import SourceRepo
 from rssd.webhooks.sender import Sender
 
@@ -99,6 +100,7 @@ async def run_once(config: Config) -> RunSummary:
                 delivered = await _deliver_once(db, config, stopped)
             await lag.stop()
         database_bytes = await db.size_bytes()
+        posts_stored = await PostRepo(db).count()
     interrupted = [
         JobReport(s.id, s.url, None, FetchJobStatus.FAILED, ErrorCode.INTERRUPTED, "cancelled")
         for s in running.values()
@@ -125,6 +127,7 @@ async def run_once(config: Config) -> RunSummary:
     )
     if config.metrics_file is not None:
         metrics.DATABASE_BYTES.set(database_bytes)
+        metrics.POSTS_STORED.set(posts_stored)
         try:
             metrics.write(config.metrics_file)
         except OSError as exc:
