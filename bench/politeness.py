@@ -181,12 +181,12 @@ def fixed_60(feed: Feed, state: State, now: float, outcome: str, rng: random.Ran
 
 def miniflux(feed: Feed, state: State, now: float, outcome: str, rng: random.Random) -> float:
     low, high = 5 * MINUTE, 1440 * MINUTE
-    known = feed.posts[: state.seen]
-    first = bisect.bisect_right(known, now - 7 * DAY)
-    n = len(known) - first
+    posts, seen = feed.posts, state.seen  # posts[:seen]: what it knows (never copied)
+    first = bisect.bisect_right(posts, now - 7 * DAY, 0, seen)
+    n = seen - first
     weekly = 0
     if n >= 2:
-        span = known[-1] - known[first]
+        span = posts[seen - 1] - posts[first]
         weekly = math.ceil(7 * DAY / (span / (n - 1))) if span > 0 else 10080
     interval = high if weekly == 0 else min(max(round(10080 / weekly) * MINUTE, low), high)
     if outcome == "429":
@@ -199,28 +199,30 @@ def commafeed(feed: Feed, state: State, now: float, outcome: str, rng: random.Ra
     if outcome == "429":
         backoff = HOUR * (state.errors - 3 + 1)
         return now + max(RETRY_AFTER, backoff)
-    known = feed.posts[: state.seen]
-    if not known or now - known[-1] >= 30 * DAY:
+    posts, seen = feed.posts, state.seen
+    silent = now - posts[seen - 1] if seen else math.inf
+    if silent >= 30 * DAY:
         interval = high
-    elif now - known[-1] >= 14 * DAY:
+    elif silent >= 14 * DAY:
         interval = high / 2
-    elif now - known[-1] >= 7 * DAY:
+    elif silent >= 7 * DAY:
         interval = high / 4
     else:
-        recent = known[-DOCUMENT:]
-        average = (recent[-1] - recent[0]) / (len(recent) - 1) if len(recent) > 1 else high
+        oldest = max(0, seen - DOCUMENT)  # the entries of its document
+        count = seen - oldest
+        average = (posts[seen - 1] - posts[oldest]) / (count - 1) if count > 1 else high
         interval = min(max(average / 2, low), high / 4)
     return now + interval
 
 
 def rssd_policy(feed: Feed, state: State, now: float, outcome: str, rng: random.Random) -> float:
-    known = feed.posts[: state.seen]
-    first = bisect.bisect_right(known, now - 30 * DAY)
-    n = len(known) - first
+    posts, seen = feed.posts, state.seen
+    first = bisect.bisect_right(posts, now - 30 * DAY, 0, seen)
+    n = seen - first
     activity = Activity(
         posts=n,
-        span=timedelta(seconds=known[-1] - known[first]) if n else timedelta(0),
-        silence=timedelta(seconds=now - known[-1]) if n else None,
+        span=timedelta(seconds=posts[seen - 1] - posts[first]) if n else timedelta(0),
+        silence=timedelta(seconds=now - posts[seen - 1]) if n else None,
         known=timedelta(seconds=now + 90 * DAY),  # configured long before the run
     )
     interval, reason = adaptive_interval(
