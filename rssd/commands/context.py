@@ -20,9 +20,11 @@ from rssd.repo.files import check_database_files
 from rssd.repo.migrations import SCHEMA_VERSION
 from rssd.repo.open import open_database
 from rssd.repo.queries import schema_version
+from rssd.repo.sources import SourceRepo
 
 if TYPE_CHECKING:
     from rssd.models.config import Config
+    from rssd.models.dto import Source
 
 T = TypeVar("T")
 
@@ -49,6 +51,16 @@ def _require_database(path: Path | str) -> Path | str:
     if not path.exists():
         raise CommandError(f"no database at {path} yet: `rssd run` creates it and adds the feeds")
     return path
+
+
+async def known_sources(config: Config) -> list[Source]:
+    """The database's sources (their own titles, the feeds their pages led to); none when
+    there is no usable database (a config not run yet is described and exported fine)."""
+    try:
+        async with reader(config) as db:
+            return await SourceRepo(db).list()
+    except CommandError:
+        return []
 
 
 def reader(config: Config) -> AbstractAsyncContextManager[Database]:
