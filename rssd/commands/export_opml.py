@@ -10,22 +10,8 @@ from pathlib import Path
 
 from rssd.clock import utcnow
 from rssd.commands import opml
-from rssd.commands.context import load, reader
-from rssd.commands.errors import CommandError
+from rssd.commands.context import known_sources, load
 from rssd.exits import EXIT_OK
-from rssd.models.config import Config
-from rssd.models.dto import Source
-from rssd.repo.sources import SourceRepo
-
-
-async def known_sources(config: Config) -> list[Source]:
-    """The database's sources (their own titles, the feeds their pages led to); none when
-    there is no usable database (a config not run yet exports fine)."""
-    try:
-        async with reader(config) as db:
-            return await SourceRepo(db).list()
-    except CommandError:
-        return []
 
 
 def main(config_path: Path) -> int:

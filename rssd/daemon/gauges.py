@@ -17,6 +17,7 @@ from rssd.models.source_state import State, classify
 from rssd.repo.claims import ClaimRepo
 from rssd.repo.db import Database
 from rssd.repo.jobs import latest_jobs
+from rssd.repo.posts import PostRepo
 from rssd.repo.sources import SourceRepo
 
 log = get_logger("rssd.daemon")
@@ -57,6 +58,7 @@ class Gauges:
         metrics.DUE.set(await self._claims.count_due())
         metrics.OLDEST_OVERDUE.set(await self._claims.overdue_seconds())
         metrics.DATABASE_BYTES.set(await self._db.size_bytes())
+        metrics.POSTS_STORED.set(await PostRepo(self._db).count())
 
     async def run(self) -> None:
         """Write ``metrics_file`` every WRITE_SECONDS."""
