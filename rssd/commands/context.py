@@ -114,8 +114,8 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 
     On Python 3.11, ``asyncio.run`` ends with ``signal.getsignal(SIGINT)``, which formats
     an error message with the repr of its SIGINT handler, a partial holding the main task,
-    whose repr includes its result: for ``rssd status`` at 10,000 feeds that repr of every
-    row took 1.4 s of the command's 2.5. The task here returns None.
+    whose repr includes its result: for ``rssd status`` with many feeds, a repr of every
+    row, most of the command's time. The task here returns None.
     """
     box: list[T] = []
 

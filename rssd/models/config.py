@@ -534,7 +534,7 @@ def _feed_label(loc: Sequence[int | str], raw: Mapping[str, Any]) -> str:
 
 
 def _suggestion(loc: Sequence[int | str]) -> str:
-    import difflib  # noqa: PLC0415 (only for a mistake; 11 ms of every command's start-up)
+    import difflib  # noqa: PLC0415 (only for a mistake: slow to import at every start-up)
 
     tables: dict[object, type[BaseModel]] = {
         "feeds": FeedConfig,

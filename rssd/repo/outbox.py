@@ -231,7 +231,10 @@ _COLUMNS = (
     "d.id, d.user_id, u.name AS user_name, d.content_source_id, d.fetch_job_id, "
     "d.posts_count, d.status, d.attempts, d.earlier_attempts, d.next_attempt_at, "
     f"d.last_attempt_at, d.last_http_status, d.last_error, d.created_at, d.updated_at, "
-    f"{_HELD} AS held"
+    f"{_HELD} AS held, "
+    # The feed by name in the delivery.* log lines and `rssd deliveries --json`.
+    "(SELECT coalesce(c.name, c.feed_title) FROM content_sources c "
+    "WHERE c.id = d.content_source_id) AS source_name"
 )
 
 
@@ -255,6 +258,7 @@ class Delivery:
     updated_at: str
     earlier_attempts: int = 0  # made before the last ``rssd redeliver``
     held: str | None = None  # why a pending message waits (endpoint disabled, an older one)
+    source_name: str | None = None  # the feed's configured name, else its own title
 
 
 def _delivery(row: Row) -> Delivery:
