@@ -28,6 +28,8 @@ from typing import Any
 
 import nh3
 
+from rssd.fetch.text import MAX_FIELD_CHARS
+
 _MEDIA: dict[str, set[str]] = {
     "audio": {"src", "controls", "loop", "muted", "preload"},
     "video": {"src", "controls", "loop", "muted", "preload", "poster", "width", "height"},
@@ -90,7 +92,13 @@ def clean_html(value: str, base: str | None) -> str:
     Resolving is bounded: when it would make the field more than ``GROWTH_FACTOR`` times
     longer (plus ``GROWTH_ALLOWANCE``), relative URLs are left as the publisher wrote
     them. (Escaping ``<``, ``&`` and quotes adds at most 5 characters per character, and
-    every field is capped at 1,000,000 characters after this.)"""
+    every field is capped at 1,000,000 characters after this.)
+
+    Only the first MAX_FIELD_CHARS characters are cleaned (the stored field is cut there
+    anyway): nh3's memory grows with the markup it is given, and a 10 MB field must not
+    take a worker past the daemon's memory bound. A tag cut in half at the end is dropped
+    by the HTML parser, never stored open."""
+    value = value[:MAX_FIELD_CHARS]
     data_images = "data:" in value
     cleaned = _cleaner(base, data_images).clean(value)
     if base and len(cleaned) > GROWTH_FACTOR * len(value) + GROWTH_ALLOWANCE:
