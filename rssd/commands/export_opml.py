@@ -5,18 +5,17 @@ there is one, only lends the feeds' own titles to those without a ``name``."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 
 from rssd.clock import utcnow
 from rssd.commands import opml
-from rssd.commands.context import known_sources, load
+from rssd.commands.context import known_sources, load, run
 from rssd.exits import EXIT_OK
 
 
 def main(config_path: Path) -> int:
     config = load(config_path)
-    sources = asyncio.run(known_sources(config))
+    sources = run(known_sources(config))
     titles = {source.url: source.feed_title for source in sources if source.feed_title}
     feed_urls = {source.url: source.feed_url for source in sources if source.feed_url}
     print(opml.render(config.feeds, utcnow(), feed_titles=titles, feed_urls=feed_urls))
