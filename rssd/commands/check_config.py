@@ -90,8 +90,7 @@ def describe_config(path: Path, config: Config) -> str:
             else f"adaptive {low:g}-{high:g} min"
         )
         lines.append(
-            f"  {url:<{width}}  {every}  "
-            f"{'  '.join([feed.name or '', *extras]).strip()}".rstrip()
+            f"  {url:<{width}}  {every}  {'  '.join([feed.name or '', *extras]).strip()}".rstrip()
         )
     return "\n".join(lines).rstrip()
 
