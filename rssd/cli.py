@@ -371,7 +371,8 @@ COMMANDS: dict[str, Command] = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rssd",
-        description="Fetch the RSS, Atom and JSON Feed feeds listed in config.toml into SQLite.",
+        description="Fetch the RSS, Atom and JSON Feed feeds listed in config.toml into a "
+        "database (SQLite or PostgreSQL).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -12,6 +12,7 @@ from aiohttp import web
 from tests.conftest import FeedServer
 from tests.support.commands import Result, cli, dated_rss, run_once_from
 from tests.support.webhooks import SECRETS, Receiver
+from tests.test_daemon_output import every_line_json, rssd
 
 
 def write(path: Path, feeds: list[str], users: dict[str, tuple[str, list[str]]]) -> Path:
@@ -204,3 +205,16 @@ async def test_a_feeds_password_reaches_neither_users_nor_the_receiver(
     assert human.code == 0
     for result in (as_json, human):
         assert "s3cret" not in result.out + result.err
+
+
+async def test_delivery_lines_and_listings_name_the_feed(
+    feed_server: FeedServer, receiver: Receiver, tmp_path: Path
+) -> None:
+    feed = feed_server.static("/feed", dated_rss(["one"], name="Jane's log"))
+    config = write(tmp_path / "config.toml", [feed], {"alice": (receiver.url("alice"), [feed])})
+    code, out, err = await rssd("run", "--once", "-c", config)
+    assert code == 0, err
+    sent = [e for e in every_line_json(out, err) if e["message"] == "delivery.sent"]
+    assert [(e["user"], e["source_name"]) for e in sent] == [("alice", "Jane's log")]
+    (listed,) = (await cli("deliveries", "--json", "-c", config)).json_lines()
+    assert listed["source_name"] == "Jane's log"

@@ -13,7 +13,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from rssd.clock import to_iso, utcnow
 from rssd.daemon import manual as manual_module
@@ -129,13 +128,7 @@ async def test_a_fetch_run_by_hand_keeps_its_lease_while_it_runs(
     all the pipeline's fetches): a slow fetch's lease moves on while it runs, so no daemon
     takes the job back, and the renewer stops when the last fetch ends."""
     monkeypatch.setattr(manual_module, "RENEW_SECONDS", 0.2)
-    answer = asyncio.Event()
-
-    async def slow(request: web.Request) -> web.Response:
-        await answer.wait()
-        return web.Response(body=rss([]), content_type="application/rss+xml")
-
-    url = feed_server.route("/slow", slow)
+    url, answer = feed_server.held("/slow")
     config = load_config(write_config(tmp_path / "config.toml", [url]))
     async with asyncio.timeout(60), daemon_session(config) as db:
         (source,) = await SourceRepo(db).list()

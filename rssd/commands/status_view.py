@@ -16,6 +16,7 @@ from rssd.commands.overview import Assessment, Overview
 from rssd.commands.terminal import safe_json, safe_lines
 from rssd.models.dto import FetchJob, FetchJobStatus
 from rssd.models.redact import redact, redact_optional
+from rssd.models.same_feed import SameFeed, same_feeds
 from rssd.models.source_state import State
 
 #: Version of the JSON document; bumped only if a key ever has to change meaning.
@@ -131,7 +132,14 @@ def render_human(overview: Overview, shown: Sequence[Assessment], empty: str | N
         if overview.config_errors
         else []
     )
-    return safe_lines("\n".join([*warning, *out, *_daemon_lines(overview), "", summary, *pending]))
+    twice = [pair.describe() for pair in _same_feeds(overview)]
+    return safe_lines(
+        "\n".join([*warning, *out, *_daemon_lines(overview), "", summary, *twice, *pending])
+    )
+
+
+def _same_feeds(overview: Overview) -> list[SameFeed]:
+    return same_feeds([a.row.source for a in overview.assessments])
 
 
 def _errors(count: int) -> str:
@@ -241,6 +249,9 @@ def render_json(overview: Overview, shown: Sequence[Assessment], empty: str | No
         "sources": [source_json(a) for a in shown],
         "totals": totals(overview.assessments),
         "not_in_database": [redact(url) for url in overview.not_in_database],
+        "configured_twice": [
+            {"page_id": pair.page.id, "feed_id": pair.feed.id} for pair in _same_feeds(overview)
+        ],
         "config_errors": list(overview.config_errors),
         "daemon_running": any(not overview.gone(d) for d in overview.daemons),
         "daemons": [

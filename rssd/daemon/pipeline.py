@@ -37,6 +37,7 @@ from rssd.logs import get_logger
 from rssd.models.delays import retry_after
 from rssd.models.dto import ErrorCode, FetchJobStatus, FetchMeta, Source
 from rssd.models.redact import redact, redact_optional
+from rssd.models.same_feed import same_feeds
 from rssd.net.hosts import host_key
 from rssd.repo.claims import Claim, ClaimRepo
 from rssd.repo.db import Database
@@ -116,6 +117,8 @@ class Pipeline:
         #: handed were read (the daemon keeps those until a reload): discovered feed URL
         #: and the feed's title, by source id.
         self._feed_urls: dict[int, str | None] = {}
+        #: Pages whose feed is configured too, already logged (``source.duplicate``).
+        self._told_twice: set[int] = set()
         self._titles: dict[int, str | None] = {}
 
     async def preload(self) -> None:
@@ -435,11 +438,14 @@ class Pipeline:
         title = result.feed_title or None
         if title == self._titles.get(source.id, source.feed_title):
             title = None  # stored already
+        twice = await self._configured_twice(
+            source, result.feed_url if result.discovered else known
+        )
         recorded = await self.jobs.mark_completed(
             job.id,
             _stored_meta(result),
-            result.posts,
-            result.seen_items,
+            () if twice else result.posts,
+            None if twice else result.seen_items,
             next_job,
             feed_title=title,
         )
@@ -528,6 +534,29 @@ class Pipeline:
                 if result.feed_url
                 else "the configured URL answers a feed itself again",
             )
+
+    async def _configured_twice(self, source: Source, feed_url: str | None) -> bool:
+        """Whether ``source`` is a page whose feed (``feed_url``, as just found or known)
+        is configured too: then its posts are stored under the feed's entry only
+        (``source.duplicate``, once per process)."""
+        if not feed_url:
+            return False
+        page = replace(source, feed_url=feed_url)
+        others = [s for s in await self.sources.list(enabled_only=True) if s.id != source.id]
+        found = same_feeds([page, *others])
+        if not found:
+            return False
+        if source.id not in self._told_twice:
+            self._told_twice.add(source.id)
+            log.warning(
+                "source.duplicate",
+                source_id=source.id,
+                url=redact(source.url),
+                feed_source_id=found[0].feed.id,
+                feed_url=redact(found[0].feed.url),
+                detail=found[0].describe(),
+            )
+        return True
 
     def name_of(self, source: Source) -> str | None:
         """The configured name, else the feed's title as last recorded."""

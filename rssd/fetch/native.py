@@ -1,7 +1,7 @@
 """feedparser-rs (Rust) as the first parser: its result in feedparser's shape, or None.
 
-feedparser is pure Python: on the bench farm it was 12-16 ms of a cold feed's ~18 ms of
-worker CPU, and a 20,000-item feed took longer than the parse limit. feedparser-rs reads
+feedparser is pure Python: on the bench farm it was most of a cold feed's worker CPU
+(bench/README.md), and a very large feed took longer than the parse limit. feedparser-rs reads
 the same formats natively with a feedparser-like API. The worker (rssd.fetch.worker) tries
 it first and falls back to feedparser, which stays the reference, wherever this module
 returns None:

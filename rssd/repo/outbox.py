@@ -91,10 +91,12 @@ async def write_outbox_in(
     feed = Feed(feed_row["id"], url, feed_row["name"], feed_row["category"])
     messages: list[Message] = []
     made: dict[tuple[int, bool], tuple[dict[str, object], int]] = {}  # each post made once
+    chosen_by = {s.user_id: chosen_posts(s, feed, stored) for s in subscribers}
+    deduping = [s for s in subscribers if s.dedupe_days > 0 and chosen_by[s.user_id]]
+    if deduping:
+        chosen_by.update(await _one_per_story_in(tx, deduping, chosen_by, source_id, now))
     for subscriber in subscribers:
-        chosen = chosen_posts(subscriber, feed, stored)
-        if chosen and subscriber.dedupe_days > 0:
-            chosen = await _one_per_story_in(tx, subscriber, source_id, chosen, now)
+        chosen = chosen_by[subscriber.user_id]
         if subscriber.digest is not None:
             await wait_for_digest_in(tx, subscriber.user_id, source_id, chosen, now)
             continue
@@ -119,8 +121,8 @@ async def write_outbox_in(
 
 
 _TOLD = """
-SELECT story, post_id FROM announced
-WHERE user_id = :user_id AND story IN {stories} AND content_source_id <> :source_id
+SELECT user_id, story, post_id, announced_at FROM announced
+WHERE user_id IN {users} AND story IN {stories} AND content_source_id <> :source_id
   AND announced_at >= :since
 """
 
@@ -128,7 +130,7 @@ WHERE user_id = :user_id AND story IN {stories} AND content_source_id <> :source
 # at the same moment (PostgreSQL) both send it: at least once, never an error.
 _ANNOUNCE = """
 INSERT INTO announced (user_id, story, content_source_id, post_id, announced_at)
-VALUES (:user_id, :story, :source_id, :post_id, :now)
+VALUES {rows}
 ON CONFLICT (user_id, story) DO UPDATE SET content_source_id = excluded.content_source_id,
     post_id = excluded.post_id, announced_at = excluded.announced_at
 """
@@ -139,42 +141,70 @@ VALUES (:user_id, :post_id, :source_id, :duplicate_of, :story, :now)
 ON CONFLICT (user_id, post_id) DO NOTHING
 """
 
+#: Stories recorded per INSERT (three parameters each, well under both backends' limits).
+ANNOUNCE_BATCH = 500
+
 
 async def _one_per_story_in(
-    tx: Tx, subscriber: Subscriber, source_id: int, posts: list[StoredPost], now: str
-) -> list[StoredPost]:
-    """``posts`` without the stories already announced to the subscriber from another of
-    their feeds within their dedupe_days; the skipped ones recorded, the others' stories
-    recorded as announced from this feed."""
-    keys = [(p.id, story_keys(p.post.external_id, p.post.url)) for p in posts]
-    since = to_iso(parse_iso(now) - timedelta(days=subscriber.dedupe_days))
+    tx: Tx,
+    subscribers: Sequence[Subscriber],
+    chosen_by: dict[int, list[StoredPost]],
+    source_id: int,
+    now: str,
+) -> dict[int, list[StoredPost]]:
+    """Each subscriber's chosen posts without the stories already announced to them from
+    another of their feeds within their dedupe_days; the skipped ones recorded, the
+    others' stories recorded as announced from this feed. One read and a few multi-row
+    writes for the whole fetch, whatever the number of subscribers."""
+    keys = {p.id: story_keys(p.post.external_id, p.post.url) for s in subscribers
+            for p in chosen_by[s.user_id]}  # fmt: skip
+    moment = parse_iso(now)
+    since = {s.user_id: to_iso(moment - timedelta(days=s.dedupe_days)) for s in subscribers}
     rows = await tx.fetchall(
-        _TOLD.format(stories=tx.dialect.in_json_text("stories")),
+        _TOLD.format(
+            users=tx.dialect.in_json_int("users"), stories=tx.dialect.in_json_text("stories")
+        ),
         {
-            "user_id": subscriber.user_id,
-            "stories": json.dumps([key for _, post_keys in keys for key in post_keys]),
+            "users": json.dumps(sorted(since)),
+            "stories": json.dumps(
+                sorted({key for post_keys in keys.values() for key in post_keys})
+            ),
             "source_id": source_id,
-            "since": since,
+            "since": min(since.values()),
         },
     )
-    skips: list[Skip] = duplicates(keys, {row["story"]: int(row["post_id"]) for row in rows})
-    skipped = {skip.post_id for skip in skips}
-    base = {"user_id": subscriber.user_id, "source_id": source_id, "now": now}
-    if skips:
-        await tx.executemany(
-            _SKIP,
-            [{**base, "post_id": s.post_id, "duplicate_of": s.duplicate_of, "story": s.story}
-             for s in skips],
-        )  # fmt: skip
-    announced = [
-        {**base, "story": key, "post_id": post_id}
-        for post_id, post_keys in keys
-        if post_id not in skipped
-        for key in post_keys
-    ]
-    if announced:
-        await tx.executemany(_ANNOUNCE, announced)
-    return [p for p in posts if p.id not in skipped]
+    told: dict[int, dict[str, int]] = {}
+    for row in rows:
+        if str(row["announced_at"]) >= since[int(row["user_id"])]:
+            told.setdefault(int(row["user_id"]), {})[row["story"]] = int(row["post_id"])
+    fresh: dict[int, list[StoredPost]] = {}
+    skipped_rows: list[dict[str, object]] = []
+    announced: dict[tuple[int, str], int] = {}  # one row per story: the batch has no twins
+    for subscriber in subscribers:
+        user_id, posts = subscriber.user_id, chosen_by[subscriber.user_id]
+        skips: list[Skip] = duplicates([(p.id, keys[p.id]) for p in posts], told.get(user_id, {}))
+        skipped = {skip.post_id for skip in skips}
+        skipped_rows += [
+            {"user_id": user_id, "post_id": s.post_id, "source_id": source_id,
+             "duplicate_of": s.duplicate_of, "story": s.story, "now": now}
+            for s in skips
+        ]  # fmt: skip
+        fresh[user_id] = [p for p in posts if p.id not in skipped]
+        for post in fresh[user_id]:
+            for key in keys[post.id]:
+                announced[(user_id, key)] = post.id
+    if skipped_rows:
+        await tx.executemany(_SKIP, skipped_rows)
+    items = list(announced.items())
+    for start in range(0, len(items), ANNOUNCE_BATCH):
+        batch = items[start : start + ANNOUNCE_BATCH]
+        params: dict[str, object] = {"source_id": source_id, "now": now}
+        values = []
+        for index, ((user_id, story), post_id) in enumerate(batch):
+            params |= {f"u{index}": user_id, f"s{index}": story, f"p{index}": post_id}
+            values.append(f"(:u{index}, :s{index}, :source_id, :p{index}, :now)")
+        await tx.execute(_ANNOUNCE.format(rows=", ".join(values)), params)
+    return fresh
 
 
 _DELIVERABLE = "u.enabled = 1 AND u.disabled_reason IS NULL"
@@ -201,7 +231,10 @@ _COLUMNS = (
     "d.id, d.user_id, u.name AS user_name, d.content_source_id, d.fetch_job_id, "
     "d.posts_count, d.status, d.attempts, d.earlier_attempts, d.next_attempt_at, "
     f"d.last_attempt_at, d.last_http_status, d.last_error, d.created_at, d.updated_at, "
-    f"{_HELD} AS held"
+    f"{_HELD} AS held, "
+    # The feed by name in the delivery.* log lines and `rssd deliveries --json`.
+    "(SELECT coalesce(c.name, c.feed_title) FROM content_sources c "
+    "WHERE c.id = d.content_source_id) AS source_name"
 )
 
 
@@ -242,6 +275,7 @@ class Delivery:
     updated_at: str
     earlier_attempts: int = 0  # made before the last ``rssd redeliver``
     held: str | None = None  # why a pending message waits (endpoint disabled, an older one)
+    source_name: str | None = None  # the feed's configured name, else its own title
 
 
 def _delivery(row: Row) -> Delivery:
