@@ -583,13 +583,6 @@ def main(argv: list[str] | None = None) -> int:
         "--max-per-host", type=int, help="rssd's max_per_host (and the bare client's)"
     )
     parser.add_argument(
-        "--host-gap",
-        type=float,
-        default=0.0,
-        help="rssd's host_min_gap_seconds: 0 (none) by default, as the bare client and reader "
-        "keep no gap; the farm's hosts are loopback addresses serving many feeds each",
-    )
-    parser.add_argument(
         "--latency-ms", type=float, default=0.0, help="the farm's median response delay"
     )
     parser.add_argument(
@@ -637,7 +630,6 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in (
             ("max_concurrency", args.max_concurrency),
             ("max_per_host", args.max_per_host),
-            ("host_min_gap_seconds", args.host_gap),
         )
         if value is not None
     }
