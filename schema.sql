@@ -170,8 +170,10 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_http_status  INTEGER,
     last_error        TEXT,
     created_at        TEXT    NOT NULL,
-    updated_at        TEXT    NOT NULL
+    updated_at        TEXT    NOT NULL,
+    earlier_attempts  INTEGER NOT NULL DEFAULT 0
 ) STRICT;
+-- (earlier_attempts, version 14: attempts made before the last `rssd redeliver`.)
 
 -- A user's pending messages, oldest first: what the delivery loop reads.
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (user_id, id)

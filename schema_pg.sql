@@ -178,7 +178,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_http_status  integer,
     last_error        text,
     created_at        timestamptz NOT NULL,
-    updated_at        timestamptz NOT NULL
+    updated_at        timestamptz NOT NULL,
+    earlier_attempts  integer NOT NULL DEFAULT 0
 );
 
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (user_id, id)

@@ -319,12 +319,18 @@ def _add_redeliver(commands: Commands) -> None:
         "redeliver",
         "send webhook messages again",
         "Make messages due again with a fresh set of attempts and the same webhook-id\n"
-        "(receivers deduplicate on it): by ID, or every message of --user since --since.\n"
-        "Delivered and dead messages alike. The running daemon sends them within seconds.",
-        "rssd redeliver msg_0192b3c4d5e6000a1b2c3d4e5f\nrssd redeliver --user alice --since 2d",
+        "(receivers deduplicate on it): by ID, every message of --user since --since\n"
+        "(delivered and dead alike), or with --dead only the dead ones (of --user, since\n"
+        "--since, or all). The attempts made so far stay counted. The running daemon\n"
+        "sends them within seconds, oldest first.",
+        "rssd redeliver msg_0192b3c4d5e6000a1b2c3d4e5f\nrssd redeliver --user alice --since 2d\n"
+        "rssd redeliver --dead --since 1d",
     )
     redeliver.add_argument("ids", nargs="*", metavar="ID", help="delivery ids")
     redeliver.add_argument("--user", metavar="NAME", help="this user's messages ...")
+    redeliver.add_argument(
+        "--dead", action="store_true", help="only dead messages (--user, --since optional)"
+    )
     redeliver.add_argument(
         "--since",
         type=argtypes.parse_since,
@@ -365,7 +371,8 @@ COMMANDS: dict[str, Command] = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rssd",
-        description="Fetch the RSS, Atom and JSON Feed feeds listed in config.toml into SQLite.",
+        description="Fetch the RSS, Atom and JSON Feed feeds listed in config.toml into a "
+        "database (SQLite or PostgreSQL).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -32,6 +32,7 @@ FETCHING = {"aiohttp", "feedparser", "nh3", "structlog", "prometheus_client", "u
 #: rows into plain DTOs (rssd/repo/rows.py), and of the daemon only the schedule's rules.
 WRITE_PATH = (
     "rssd.repo.jobs",
+    "rssd.repo.config_sync",
     "rssd.repo.claims",
     "rssd.repo.outbox",
     "rssd.repo.posts",

@@ -21,9 +21,9 @@ import rssd.clock
 from rssd.clock import parse_iso, to_iso
 from rssd.commands.prune import prune
 from rssd.daemon.delivery import DeliveryLoop
+from rssd.daemon.housekeeping import apply_retention
 from rssd.daemon.pipeline import Pipeline
 from rssd.daemon.reconcile import reconcile
-from rssd.daemon.service import Service
 from rssd.daemon.skew import SKEW_BOUND_SECONDS, check_skew
 from rssd.daemon.startup import sync_sources
 from rssd.fetch.fetcher import Fetcher
@@ -110,9 +110,7 @@ async def test_a_fast_clock_prunes_nothing_the_retention_keeps(
     )
     await with_posts(db, config)
     run_ahead(monkeypatch)
-    service = Service(tmp_path / "config.toml", config)
-    service._db = db
-    await service._prune(FetchJobRepo(db))
+    await apply_retention(db, config)
     # ``rssd prune`` too (a dry run: what it would delete).
     report = await prune(
         config.model_copy(update={"database": db_target}), dry_run=True, vacuum_after=False

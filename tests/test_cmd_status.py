@@ -269,3 +269,24 @@ async def test_each_feed_shows_its_interval_and_why_and_a_paused_host_says_so(
     assert set(reasons.values()) == {"host paused"}, reasons
     text = await cli("status", "-c", world.config)
     assert "host paused" in text.out
+
+
+async def test_on_sqlite_it_says_whether_the_daemon_runs(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    world = await populated(feed_server, tmp_path)  # run --once: no daemon left behind
+    before = await cli("status", "-c", world.config)
+    assert "daemon: not running" in before.out.splitlines()
+    assert (await cli("status", "-c", world.config, "--json")).json()["daemon_running"] is False
+    db = await open_database(world.database)
+    try:
+        await DaemonRepo(db, Identity("host:42:abc", "host", 42)).beat(0, None)
+    finally:
+        await db.close()
+    after = await cli("status", "-c", world.config)
+    assert any(
+        line.startswith("daemon: running (pid 42 on host, heartbeat")
+        for line in after.out.splitlines()
+    ), after.out
+    assert after.out.splitlines()[-1].startswith("6 sources:")
+    assert (await cli("status", "-c", world.config, "--json")).json()["daemon_running"] is True

@@ -618,6 +618,11 @@ async def test_version_4_adds_the_feed_columns_as_a_fresh_database_has_them(
     assert query(path, "SELECT url, feed_title FROM content_sources") != []
 
 
+def drop_version_14(conn: sqlite3.Connection) -> None:
+    """Take version 14's column out of today's schema."""
+    conn.execute("ALTER TABLE deliveries DROP COLUMN earlier_attempts")
+
+
 def drop_version_13(conn: sqlite3.Connection) -> None:
     """Take version 13's objects out of today's schema (the search index, an index)."""
     for trigger in V13_TRIGGERS:
@@ -659,6 +664,7 @@ def drop_version_9(conn: sqlite3.Connection) -> None:
 
 def drop_version_7(conn: sqlite3.Connection) -> None:
     """Take version 7's objects (and the later ones') out of today's schema."""
+    drop_version_14(conn)
     drop_version_13(conn)
     drop_version_12(conn)
     drop_version_11(conn)
@@ -721,6 +727,7 @@ def test_migration_6_alone_adds_what_schema_sql_has_for_version_7(tmp_path: Path
     fresh = tmp_path / "fresh.sqlite3"
     with closing(sqlite3.connect(fresh)) as conn:
         conn.executescript(schema_sql())
+        drop_version_14(conn)
         drop_version_13(conn)
         drop_version_12(conn)
         drop_version_11(conn)
@@ -827,6 +834,20 @@ def test_migration_10_alone_adds_what_schema_sql_has_for_version_11(tmp_path: Pa
         assert {tuple(r[1:]) for r in query(path, info)} == {
             tuple(r[1:]) for r in query(fresh, info)
         }
+
+
+async def test_a_version_13_database_gets_earlier_attempts(tmp_path: Path) -> None:
+    """Version 14: a redelivered message keeps the count of its earlier attempts."""
+    path = tmp_path / "rssd.sqlite3"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(schema_sql())
+        drop_version_14(conn)
+        conn.execute("PRAGMA user_version = 13")
+        conn.commit()
+    await (await open_database(path)).close()
+    assert user_version(path) == SCHEMA_VERSION
+    columns = {str(row[1]) for row in query(path, "PRAGMA table_info(deliveries)")}
+    assert "earlier_attempts" in columns
 
 
 def test_migration_12_alone_builds_what_schema_sql_has_for_version_13(tmp_path: Path) -> None:

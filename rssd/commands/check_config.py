@@ -7,11 +7,21 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+from rssd.commands.context import known_sources, run
 from rssd.commands.humanize import plural, span
 from rssd.commands.terminal import safe_lines
 from rssd.exits import EXIT_FAILURE, EXIT_OK
-from rssd.models.config import Config, ConfigError, exposed_files, load_config
+from rssd.models.config import (
+    Config,
+    ConfigError,
+    exposed_files,
+    inline_secrets,
+    load_config,
+    normalize_url,
+)
+from rssd.models.files import readable_by_others
 from rssd.models.redact import redact
+from rssd.models.same_feed import SameFeed, same_feeds
 
 
 def main(path: Path) -> int:
@@ -23,8 +33,28 @@ def main(path: Path) -> int:
         return EXIT_FAILURE
     for exposed in exposed_files(config, path):
         print(safe_lines(f"{path}: warning: {exposed}"), file=sys.stderr)
+    secrets = inline_secrets(config)
+    mode = readable_by_others(path)
+    if secrets and mode is not None:
+        print(
+            safe_lines(
+                f"{path}: warning: readable by every user of this machine (mode {mode:04o}) "
+                f"and holds secrets ({', '.join(secrets)}): chmod o-r, or move them to "
+                f"secret files (README, Running under systemd: Secrets)"
+            ),
+            file=sys.stderr,
+        )
+    for twice in configured_twice(config):
+        print(safe_lines(f"{path}: warning: {twice.describe()}"), file=sys.stderr)
     print(safe_lines(describe_config(path, config)))
     return EXIT_OK
+
+
+def configured_twice(config: Config) -> list[SameFeed]:
+    """Pages of this config whose feed (as the database found it) is configured too."""
+    configured = {normalize_url(feed.url) for feed in config.feeds if feed.enabled}
+    sources = [s for s in run(known_sources(config)) if normalize_url(s.url) in configured]
+    return same_feeds(sources)
 
 
 def describe_config(path: Path, config: Config) -> str:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from rssd.clock import parse_iso
 from rssd.models.source_state import State
-from rssd.repo.config_sync import Synced, differing_keys
+from rssd.repo.config_versions import Synced, differing_keys
 from rssd.repo.daemons import GONE_AFTER, DaemonRow
 from rssd.repo.queries import SourceStatus
 

@@ -31,7 +31,7 @@ from rssd.models.location import ConfigError, config_mtime, fallback_database
 from rssd.models.source_state import classify
 from rssd.models.urls import normalize_url
 from rssd.net.hosts import host_key
-from rssd.repo.config_sync import (
+from rssd.repo.config_versions import (
     Synced,
     config_digests,
     differing_keys,
@@ -143,8 +143,8 @@ async def gather(path: Path) -> Overview:
     A config.toml the daemon has validated and synced as it is now (the same mtime as the
     one config_sync records) is not validated again: its database lists every feed it
     names, and its hash is the synced one. That spares pydantic's import and the models
-    (~70 ms of a 0.19 s ``status``); any other file is validated in full. The database
-    the file names is read once, whichever way it goes."""
+    (a large share of ``status``; bench/cli_speed.py); any other file is validated in
+    full. The database the file names is read once, whichever way it goes."""
     database = fallback_database(path)
     try:
         view: _View | None = await _view_of(database)

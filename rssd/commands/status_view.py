@@ -16,6 +16,7 @@ from rssd.commands.overview import Assessment, Overview
 from rssd.commands.terminal import safe_json, safe_lines
 from rssd.models.dto import FetchJob, FetchJobStatus
 from rssd.models.redact import redact, redact_optional
+from rssd.models.same_feed import SameFeed, same_feeds
 from rssd.models.source_state import State
 
 #: Version of the JSON document; bumped only if a key ever has to change meaning.
@@ -131,7 +132,14 @@ def render_human(overview: Overview, shown: Sequence[Assessment], empty: str | N
         if overview.config_errors
         else []
     )
-    return safe_lines("\n".join([*warning, *out, *_daemon_lines(overview), "", summary, *pending]))
+    twice = [pair.describe() for pair in _same_feeds(overview)]
+    return safe_lines(
+        "\n".join([*warning, *out, *_daemon_lines(overview), "", summary, *twice, *pending])
+    )
+
+
+def _same_feeds(overview: Overview) -> list[SameFeed]:
+    return same_feeds([a.row.source for a in overview.assessments])
 
 
 def _errors(count: int) -> str:
@@ -140,11 +148,11 @@ def _errors(count: int) -> str:
 
 def _daemon_lines(overview: Overview) -> list[str]:
     """The cluster: each daemon's id, host, pid, heartbeat and fetches in flight; drift.
-    (On SQLite, one daemon owns the file and its config.toml is the truth: not shown.)"""
+    (On SQLite one daemon owns the file and its config.toml is the truth: whether it runs.)"""
     now = overview.now
     lines: list[str] = []
     if not overview.shared:
-        return lines
+        return ["", _sqlite_daemon(overview)]
     if overview.daemons:
         header = ["DAEMON", "HOST", "PID", "HEARTBEAT", "IN FLIGHT", "CONFIG"]
         synced = overview.synced.config_hash if overview.synced else None
@@ -175,6 +183,18 @@ def _daemon_lines(overview: Overview) -> list[str]:
             f"content; a version the cluster has moved on from is drift and is not applied"
         )
     return lines
+
+
+def _sqlite_daemon(overview: Overview) -> str:
+    """Whether the one daemon of a SQLite file runs: its heartbeat is fresh."""
+    live = [d for d in overview.daemons if not overview.gone(d)]
+    if live:
+        d = live[0]
+        beat = ago(parse_iso(d.heartbeat_at), overview.now)
+        return f"daemon: running (pid {d.pid} on {d.hostname}, heartbeat {beat})"
+    last = max((d.heartbeat_at for d in overview.daemons), default=None)
+    seen = f" (last heartbeat {ago(parse_iso(last), overview.now)})" if last else ""
+    return f"daemon: not running{seen}"
 
 
 def _keys(keys: Sequence[str]) -> str:
@@ -229,7 +249,11 @@ def render_json(overview: Overview, shown: Sequence[Assessment], empty: str | No
         "sources": [source_json(a) for a in shown],
         "totals": totals(overview.assessments),
         "not_in_database": [redact(url) for url in overview.not_in_database],
+        "configured_twice": [
+            {"page_id": pair.page.id, "feed_id": pair.feed.id} for pair in _same_feeds(overview)
+        ],
         "config_errors": list(overview.config_errors),
+        "daemon_running": any(not overview.gone(d) for d in overview.daemons),
         "daemons": [
             {
                 **asdict(d),

@@ -214,6 +214,7 @@ class DeliveryLoop:
             "user": delivery.user_name,
             "delivery_id": delivery.id,
             "source_id": delivery.content_source_id,
+            "source_name": delivery.source_name,
             "posts": delivery.posts_count,
             "attempt": attempt,
             "http_status": answer.status,

@@ -47,8 +47,7 @@ def run(path: Path, *, once: bool) -> int:
     warn_exposed_files(config, path)
 
     # Everything imported and loaded so far lives as long as the process: keep it out of
-    # the cyclic GC's full passes, which showed as loop lag at 10,000 feeds (bench: 48 ->
-    # 28 ms with 10,000 failing feeds).
+    # the cyclic GC's full passes, which showed as loop lag with many feeds (bench/).
     gc.freeze()
     database = config.database_label
     try:

@@ -13,7 +13,8 @@ from rssd.logs import get_logger
 from rssd.models.config import Config, exposed_files
 from rssd.models.location import config_mtime
 from rssd.repo.claims import ClaimRepo
-from rssd.repo.config_sync import config_hash, sync_config
+from rssd.repo.config_sync import sync_config
+from rssd.repo.config_versions import config_hash
 from rssd.repo.db import Database
 from rssd.repo.files import check_database_files
 from rssd.repo.open import open_database
