@@ -65,8 +65,10 @@ def describe_config(path: Path, config: Config) -> str:
         f"feeds:     {len(config.feeds)} ({len(enabled)} enabled)",
         f"limits:    max_concurrency={config.max_concurrency} "
         f"max_per_host={config.max_per_host} timeout={config.timeout_seconds:g}s "
-        f"max_body={config.max_body_mb:g}MB max_redirects={config.max_redirects}",
-        f"schedule:  every {config.interval_minutes} min by default; "
+        f"max_body={config.max_body_mb:g}MB max_redirects={config.max_redirects} "
+        f"host_gap={config.host_min_gap_seconds:g}s",
+        f"schedule:  by posting rate, {config.min_interval_minutes:g}-"
+        f"{config.max_interval_minutes:g} min, starting at {config.interval_minutes} min; "
         f"fetch jobs kept {config.keep_fetch_jobs_days} days",
         f"html:      {'sanitized' if config.sanitize_html else 'stored as published'}",
         f"metrics:   {config.metrics_file or 'off'}",
@@ -81,9 +83,14 @@ def describe_config(path: Path, config: Config) -> str:
             extras.append("headers: " + ", ".join(sorted(feed.headers)))
         if not feed.enabled:
             extras.append("(disabled)")
+        low, high = config.feed_bounds(feed)
+        every = (
+            f"every {feed.interval_minutes:>4} min"
+            if feed.interval_minutes
+            else f"adaptive {low:g}-{high:g} min"
+        )
         lines.append(
-            f"  {url:<{width}}  every {config.feed_interval(feed):>4} min  "
-            f"{'  '.join([feed.name or '', *extras]).strip()}".rstrip()
+            f"  {url:<{width}}  {every}  {'  '.join([feed.name or '', *extras]).strip()}".rstrip()
         )
     return "\n".join(lines).rstrip()
 
