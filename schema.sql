@@ -137,7 +137,10 @@ CREATE TABLE IF NOT EXISTS users (
     include_content INTEGER NOT NULL DEFAULT 0 CHECK (include_content IN (0, 1)),
     dedupe_days     INTEGER NOT NULL DEFAULT 7,
     digest          TEXT,
-    timezone        TEXT
+    timezone        TEXT,
+    sender          TEXT,  -- the daemon sending the user's messages now (version 15)
+    sender_until    TEXT,  -- its lease's end
+    paused_until    TEXT   -- the endpoint asked for a pause (a 429's Retry-After)
 ) STRICT;
 
 -- primed = 0: the subscription's first completed fetch is not announced (notify_backlog
@@ -170,8 +173,10 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_http_status  INTEGER,
     last_error        TEXT,
     created_at        TEXT    NOT NULL,
-    updated_at        TEXT    NOT NULL
+    updated_at        TEXT    NOT NULL,
+    earlier_attempts  INTEGER NOT NULL DEFAULT 0
 ) STRICT;
+-- (earlier_attempts, version 14: attempts made before the last `rssd redeliver`.)
 
 -- A user's pending messages, oldest first: what the delivery loop reads.
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (user_id, id)

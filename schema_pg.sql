@@ -150,7 +150,10 @@ CREATE TABLE IF NOT EXISTS users (
     include_content integer NOT NULL DEFAULT 0 CHECK (include_content IN (0, 1)),
     dedupe_days     integer NOT NULL DEFAULT 7,
     digest          text,
-    timezone        text
+    timezone        text,
+    sender          text,
+    sender_until    timestamptz,
+    paused_until    timestamptz
 );
 
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -178,7 +181,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_http_status  integer,
     last_error        text,
     created_at        timestamptz NOT NULL,
-    updated_at        timestamptz NOT NULL
+    updated_at        timestamptz NOT NULL,
+    earlier_attempts  integer NOT NULL DEFAULT 0
 );
 
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (user_id, id)

@@ -1,4 +1,5 @@
-"""rssd: a long-running asyncio daemon that keeps SQLite filled with RSS/Atom posts."""
+"""rssd: a long-running asyncio daemon that fetches RSS, Atom and JSON feeds into a
+database (SQLite, or PostgreSQL shared by several daemons)."""
 
 __version__ = "0.1.0"
 #: Where publishers who see rssd in their logs learn what it is (the User-Agent names it).

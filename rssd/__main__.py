@@ -15,8 +15,8 @@ def main() -> int:
     """Run the CLI; its modules are imported here, not at import time (see above).
 
     The process ends when it returns: what it allocated is freed by reference counting,
-    and the cyclic collector's passes over all of it at interpreter exit (~40 ms of CPU
-    after ``rssd status``, pydantic's schemas and every module) would find nothing to do.
+    and the cyclic collector's passes over all of it at interpreter exit (pydantic's
+    schemas and every module, a visible share of a short command) would find nothing.
     """
     from rssd.cli import main as cli_main  # noqa: PLC0415
 

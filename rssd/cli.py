@@ -1,29 +1,30 @@
 """The ``rssd`` command line: the parser, and a dispatch that imports only what the chosen
 command needs.
 
-Start-up time is import time: pydantic, aiohttp, structlog and feedparser together took
-~0.3 s before any command ran, so ``--version`` and ``--help`` import nothing beyond this
-module, and each command imports its own module inside its branch of ``dispatch``. To add a
-command: a ``_add_NAME(commands)`` parser function listed in ``PARSERS``, a module under
-``rssd/commands/`` with a ``main``, and one branch in ``dispatch`` importing it there. Keep
-argument types in ``rssd.commands.args`` (light). Exit codes: see EPILOG and
-rssd/commands/errors.py.
+Start-up time is import time, and pydantic, aiohttp, structlog and feedparser are slow to
+import (bench/cli_speed.py), so ``--version`` and ``--help`` import nothing beyond this
+module, and ``dispatch`` imports only the chosen command's module. To add a command: a
+``_add_NAME(commands)`` parser function and its entry in ``COMMANDS``, naming a module
+under ``rssd/commands/`` with a ``cli(path, args)``. Keep argument types in
+``rssd.commands.args`` (light). Exit codes: see EPILOG and rssd/exits.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rssd import __version__
 from rssd.commands import args as argtypes
 from rssd.commands.errors import CommandError
-from rssd.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from rssd.exits import EXIT_FAILURE, EXIT_OK
 from rssd.models.paths import resolve_config_path
 
 EPILOG = """examples:
@@ -318,12 +319,18 @@ def _add_redeliver(commands: Commands) -> None:
         "redeliver",
         "send webhook messages again",
         "Make messages due again with a fresh set of attempts and the same webhook-id\n"
-        "(receivers deduplicate on it): by ID, or every message of --user since --since.\n"
-        "Delivered and dead messages alike. The running daemon sends them within seconds.",
-        "rssd redeliver msg_0192b3c4d5e6000a1b2c3d4e5f\nrssd redeliver --user alice --since 2d",
+        "(receivers deduplicate on it): by ID, every message of --user since --since\n"
+        "(delivered and dead alike), or with --dead only the dead ones (of --user, since\n"
+        "--since, or all). The attempts made so far stay counted. The running daemon\n"
+        "sends them within seconds, oldest first.",
+        "rssd redeliver msg_0192b3c4d5e6000a1b2c3d4e5f\nrssd redeliver --user alice --since 2d\n"
+        "rssd redeliver --dead --since 1d",
     )
     redeliver.add_argument("ids", nargs="*", metavar="ID", help="delivery ids")
     redeliver.add_argument("--user", metavar="NAME", help="this user's messages ...")
+    redeliver.add_argument(
+        "--dead", action="store_true", help="only dead messages (--user, --since optional)"
+    )
     redeliver.add_argument(
         "--since",
         type=argtypes.parse_since,
@@ -332,35 +339,47 @@ def _add_redeliver(commands: Commands) -> None:
     )
 
 
-#: The subcommands in the order ``rssd --help`` lists them.
-PARSERS: list[Callable[[Commands], None]] = [
-    _add_run,
-    _add_check_config,
-    _add_status,
-    _add_fetch,
-    _add_posts,
-    _add_import_opml,
-    _add_export_opml,
-    _add_discover,
-    _add_prune,
-    _add_users,
-    _add_deliveries,
-    _add_redeliver,
-    _add_copy_database,
-]
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its parser, and the ``module:function`` that runs it, called with the
+    config path and the parsed arguments and returning the exit code. The module is
+    imported only when its command runs (start-up is import time)."""
+
+    add: Callable[[Commands], None]
+    entry: str
+
+
+#: Every subcommand, in the order ``rssd --help`` lists them: adding one is one entry here
+#: (with its parser function above) and its module.
+COMMANDS: dict[str, Command] = {
+    "run": Command(_add_run, "rssd.daemon.run:cli"),
+    "check-config": Command(_add_check_config, "rssd.commands.check_config:cli"),
+    "status": Command(_add_status, "rssd.commands.status:cli"),
+    "fetch": Command(_add_fetch, "rssd.commands.fetch:cli"),
+    "posts": Command(_add_posts, "rssd.commands.posts:cli"),
+    "import-opml": Command(_add_import_opml, "rssd.commands.import_opml:cli"),
+    "export-opml": Command(_add_export_opml, "rssd.commands.export_opml:cli"),
+    "discover": Command(_add_discover, "rssd.commands.discover:cli"),
+    "prune": Command(_add_prune, "rssd.commands.prune:cli"),
+    "users": Command(_add_users, "rssd.commands.users:cli"),
+    "deliveries": Command(_add_deliveries, "rssd.commands.deliveries:cli"),
+    "redeliver": Command(_add_redeliver, "rssd.commands.deliveries:redeliver_cli"),
+    "copy-database": Command(_add_copy_database, "rssd.commands.copy_database:cli"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rssd",
-        description="Fetch the RSS, Atom and JSON Feed feeds listed in config.toml into SQLite.",
+        description="Fetch the RSS, Atom and JSON Feed feeds listed in config.toml into a "
+        "database (SQLite or PostgreSQL).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"rssd {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in PARSERS:
-        add(commands)
+    for command in COMMANDS.values():
+        command.add(commands)
     return parser
 
 
@@ -371,13 +390,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("fetch: name one or more FEEDs, or --all (not both)")
     path = resolve_config_path(args.config)
     try:
-        if args.command == "run":
-            from rssd.daemon.run import run
-
-            return run(path, once=args.once)
         return dispatch(args, path)
     except CommandError as exc:
-        from rssd.commands.terminal import safe_lines
+        from rssd.commands.terminal import safe_lines  # noqa: PLC0415  (only on error)
 
         print(safe_lines(f"rssd {args.command}: {exc}"), file=sys.stderr)
         return exc.exit_code
@@ -390,95 +405,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def dispatch(args: argparse.Namespace, path: Path) -> int:
-    """Run one operator command; each imports its own module (and its dependencies) here."""
-    # ruff: noqa: PLC0415 -- lazy imports are this function's purpose
-    if args.command == "check-config":
-        from rssd.commands import check_config
-
-        return check_config.main(path)
-    if args.command == "status":
-        from rssd.commands import status
-
-        return status.main(
-            path, as_json=args.json, failing_only=args.failing, category=args.category
-        )
-    if args.command == "fetch":
-        from rssd.commands import fetch
-
-        return fetch.main(path, args.feeds, every=args.all)
-    if args.command == "posts":
-        from rssd.commands import posts
-
-        if args.search is not None:
-            if args.new:
-                raise CommandError("--search and --new do not go together", EXIT_USAGE)
-            return posts.search_main(
-                path,
-                args.search,
-                feed=args.source,
-                since=args.since,
-                stored_since=args.stored_since,
-                limit=args.limit,
-                as_json=args.json,
-                category=args.category,
-            )
-        return posts.main(
-            path,
-            feed=args.source,
-            since=args.since,
-            stored_since=args.stored_since,
-            new=args.new,
-            limit=args.limit,
-            as_json=args.json,
-            category=args.category,
-        )
-    if args.command == "import-opml":
-        from rssd.commands import import_opml
-
-        return import_opml.main(path, args.file, dry_run=args.dry_run)
-    if args.command == "export-opml":
-        from rssd.commands import export_opml
-
-        return export_opml.main(path)
-    if args.command == "discover":
-        from rssd.commands import discover
-
-        return discover.main(path, args.url)
-    if args.command == "users" and args.action == "test":
-        if not args.name:
-            raise CommandError("rssd users test NAME: which user?", EXIT_USAGE)
-        from rssd.commands import users_test
-
-        return users_test.main(path, args.name)
-    if args.command == "users":
-        from rssd.commands import users
-
-        return users.main(path, as_json=args.json, enable_name=args.enable)
-    if args.command in ("deliveries", "redeliver"):
-        from rssd.commands import deliveries
-
-        if args.command == "redeliver":
-            return deliveries.redeliver_main(path, ids=args.ids, user=args.user, since=args.since)
-        if args.post is not None:
-            return deliveries.post_main(path, args.post, as_json=args.json)
-        return deliveries.main(
-            path,
-            user=args.user,
-            failed=args.failed,
-            dead=args.dead,
-            limit=args.limit,
-            as_json=args.json,
-            skipped=args.skipped,
-        )
-    if args.command == "prune":
-        from rssd.commands import prune
-
-        return prune.main(path, dry_run=args.dry_run, vacuum_after=args.vacuum)
-    if args.command == "copy-database":
-        from rssd.commands import copy_database
-
-        return copy_database.main(path, args.to)
-    raise AssertionError(args.command)
+    """Run the chosen command: import its module now, call its entry."""
+    module, _, function = COMMANDS[args.command].entry.partition(":")
+    entry: Callable[[Path, argparse.Namespace], int] = getattr(
+        importlib.import_module(module), function
+    )
+    return entry(path, args)
 
 
 def _reader_left() -> int:

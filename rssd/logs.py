@@ -155,7 +155,7 @@ class _Sink:
 
     On the event loop's thread the stream is flushed once the loop has run the current
     batch of callbacks, not after every line: a busy daemon writes hundreds of lines an
-    iteration, and a flush (a write system call) for each was 5% of its CPU. Lines from
+    iteration, and a flush (a write system call) for each showed in its profile. Lines from
     other threads, or with no loop running, are flushed at once."""
 
     def __init__(self) -> None:
@@ -194,8 +194,8 @@ class LineLogger:
     """What structlog hands rssd's events to once rendered: the sink, directly.
 
     rssd's own events skip the standard library (a LogRecord, a handler, a formatter, a
-    frame walk for the logger name): that path cost ~30 us an event, most of the logging
-    share of a warm pass's CPU. Libraries' records still go through ``logging``.
+    frame walk for the logger name): that path was most of the logging share of a warm
+    pass's CPU. Libraries' records still go through ``logging``.
     """
 
     def __init__(self, name: str = "rssd") -> None:

@@ -96,6 +96,12 @@ PARSES = Counter(
     ["parser"],
     registry=REGISTRY,
 )
+POSTS_STORED = Gauge(
+    "rssd_posts_stored",
+    "Posts in the database now, whoever stored them (a daemon, rssd fetch in another "
+    "process; on PostgreSQL every daemon of the cluster).",
+    registry=REGISTRY,
+)
 DATABASE_BYTES = Gauge(
     "rssd_database_bytes",
     "Size of the database: the SQLite file plus its WAL, or the PostgreSQL database's.",

@@ -3,6 +3,7 @@ daemons a test starts (killed at teardown); and ``--reverse`` (tests/README.md).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -71,6 +72,17 @@ class FeedServer:
             )
 
         return self.route(path, handler)
+
+    def held(self, path: str) -> tuple[str, asyncio.Event]:
+        """An empty feed that answers only once the returned event is set: a fetch held
+        in flight for as long as a test needs."""
+        answer = asyncio.Event()
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            await answer.wait()
+            return web.Response(body=rss([]), content_type="application/rss+xml")
+
+        return self.route(path, handler), answer
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         self.hits[request.path] = self.hits.get(request.path, 0) + 1

@@ -13,7 +13,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 import rssd.daemon.claimer as claimer_module
 import rssd.repo.claims as claims_module
@@ -26,7 +25,7 @@ from rssd.models.config import load_config
 from rssd.models.dto import FetchJobStatus
 from rssd.repo.claims import ClaimRepo
 from rssd.repo.sources import SourceRepo
-from tests.conftest import FeedServer, rss
+from tests.conftest import FeedServer
 from tests.support.config import write_config
 
 LEASE = 0.8
@@ -40,13 +39,7 @@ async def test_the_lease_loop_keeps_a_long_fetch_ongoing(
 ) -> None:
     monkeypatch.setattr(claims_module, "LEASE_SECONDS", LEASE)
     monkeypatch.setattr(claimer_module, "RENEW_SECONDS", RENEW)
-    answer = asyncio.Event()
-
-    async def slow(request: web.Request) -> web.Response:
-        await answer.wait()
-        return web.Response(body=rss([]), content_type="application/rss+xml")
-
-    url = feed_server.route("/slow", slow)
+    url, answer = feed_server.held("/slow")
     config = load_config(write_config(tmp_path / "config.toml", [url]))
     async with asyncio.timeout(60), daemon_session(config) as db:
         (source,) = await SourceRepo(db).list()
@@ -84,7 +77,7 @@ async def test_the_lease_loop_keeps_a_long_fetch_ongoing(
                 answer.set()
                 await finished.wait()
             finally:
-                claimer.claiming = False
+                claimer.stop()
                 for loop in loops:
                     loop.cancel()
                 await asyncio.gather(*loops, return_exceptions=True)

@@ -5,7 +5,9 @@ exits 0 without a traceback."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import importlib
 import json
 import sqlite3
 import subprocess
@@ -16,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from rssd.cli import COMMANDS, build_parser
 from rssd.daemon.startup import file_mtime
 from rssd.models.config import load_config
 from rssd.repo.config_sync import sync_config
@@ -29,6 +32,7 @@ FETCHING = {"aiohttp", "feedparser", "nh3", "structlog", "prometheus_client", "u
 #: rows into plain DTOs (rssd/repo/rows.py), and of the daemon only the schedule's rules.
 WRITE_PATH = (
     "rssd.repo.jobs",
+    "rssd.repo.config_sync",
     "rssd.repo.claims",
     "rssd.repo.outbox",
     "rssd.repo.posts",
@@ -240,3 +244,14 @@ def test_status_beside_the_synced_config_needs_no_validation(tmp_path: Path) -> 
     )
     assert "max_concurency" in finished.stdout + finished.stderr
     assert "http://a.example/feed" in finished.stdout
+
+
+def test_every_subcommand_is_one_registry_entry_that_resolves() -> None:
+    """cli.COMMANDS names each subcommand's parser and its entry: the parser lists exactly
+    the registry's commands, and every entry is a function of its module."""
+    parser = build_parser()
+    (subparsers,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(subparsers.choices) == list(COMMANDS)
+    for name, command in COMMANDS.items():
+        module, _, function = command.entry.partition(":")
+        assert callable(getattr(importlib.import_module(module), function)), name

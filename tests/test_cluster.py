@@ -23,7 +23,7 @@ from aiohttp import web
 
 from rssd.clock import utcnow
 from rssd.models.config import load_config
-from rssd.repo.config_sync import config_hash
+from rssd.repo.config_versions import config_hash
 from tests.conftest import rss
 from tests.support.commands import cli
 from tests.support.config import Feed, write_config

@@ -13,6 +13,7 @@ from rssd.clock import to_iso, utcnow
 from rssd.daemon.reconcile import reconcile
 from rssd.repo.claims import ClaimRepo
 from rssd.repo.daemons import DaemonRepo, Identity
+from rssd.repo.hosts import HostRepo
 from rssd.repo.open import open_database
 from tests.conftest import FeedServer
 from tests.support.commands import World, cli, populated, run_once_from
@@ -122,7 +123,7 @@ async def test_human_output_is_aligned_with_relative_times(
     header = lines[0]
     assert header.split() == [
         "ID", "NAME", "STATE", "LAST", "ATTEMPT", "RESULT", "LAST", "SUCCESS", "FAILS",
-        "NEXT", "DUE", "POSTS", "URL",
+        "NEXT", "DUE", "EVERY", "WHY", "POSTS", "URL",
     ]  # fmt: skip
     rows = [line for line in lines[1:] if re.match(r"^\s*\d+\s.*http:", line)]
     assert len(rows) == 6
@@ -131,9 +132,11 @@ async def test_human_output_is_aligned_with_relative_times(
         assert row[url_column:].startswith("http://127.0.0.1"), row
     by_url = {row[url_column:]: row for row in rows}
     assert "ok" in by_url[world.urls["ok"]].split()
-    # last attempt, result, last success, failures, next due ("in 59m"), posts
+    # last attempt, result, last success, failures, next due ("in 59m"), the interval
+    # and why, posts
     assert re.search(
-        r"(just now|\d+[smhd] ago) +200, 3 new +(just now|\d+[smhd] ago) +0 +in \d+[smhd] +3 ",
+        r"(just now|\d+[smhd] ago) +200, 3 new +(just now|\d+[smhd] ago) +0 +in \d+[smhd] "
+        r"+\d+[smhd] +(posting rate|start|fixed) +3 ",
         by_url[world.urls["ok"]],
     ), by_url[world.urls["ok"]]
     assert "never fetched" in by_url[world.urls["new"]]
@@ -242,3 +245,48 @@ async def test_a_silent_daemon_is_gone_not_drift_and_in_flight_counts_its_fetche
     assert daemons["host:1:live"]["gone"] is False
     assert daemons["host:1:live"]["drift"] is True
     assert daemons["host:1:live"]["in_flight"] == 1
+
+
+async def test_each_feed_shows_its_interval_and_why_and_a_paused_host_says_so(
+    feed_server: FeedServer, tmp_path: Path, db_target: Path | str
+) -> None:
+    """Issue 24: the interval the next fetch was planned with and its reason, in the text
+    and in --json; a host paused by a 429's Retry-After overrides the reason."""
+    world = await populated(feed_server, tmp_path, db_target)
+    document = (await cli("status", "-c", world.config, "--json")).json()
+    by_url = {source["url"]: source for source in document["sources"]}
+    ok = by_url[world.urls["ok"]]
+    assert ok["interval_reason"] in ("start", "posting rate")
+    assert ok["interval_seconds"] >= 15 * 60  # min_interval_minutes
+    assert by_url[world.urls["disabled"]]["interval_reason"] is None
+    db = await open_database(db_target)
+    try:
+        await HostRepo(db).pause("127.0.0.1", 3600)
+    finally:
+        await db.close()
+    document = (await cli("status", "-c", world.config, "--json")).json()
+    reasons = {s["url"]: s["interval_reason"] for s in document["sources"] if s["enabled"]}
+    assert set(reasons.values()) == {"host paused"}, reasons
+    text = await cli("status", "-c", world.config)
+    assert "host paused" in text.out
+
+
+async def test_on_sqlite_it_says_whether_the_daemon_runs(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    world = await populated(feed_server, tmp_path)  # run --once: no daemon left behind
+    before = await cli("status", "-c", world.config)
+    assert "daemon: not running" in before.out.splitlines()
+    assert (await cli("status", "-c", world.config, "--json")).json()["daemon_running"] is False
+    db = await open_database(world.database)
+    try:
+        await DaemonRepo(db, Identity("host:42:abc", "host", 42)).beat(0, None)
+    finally:
+        await db.close()
+    after = await cli("status", "-c", world.config)
+    assert any(
+        line.startswith("daemon: running (pid 42 on host, heartbeat")
+        for line in after.out.splitlines()
+    ), after.out
+    assert after.out.splitlines()[-1].startswith("6 sources:")
+    assert (await cli("status", "-c", world.config, "--json")).json()["daemon_running"] is True

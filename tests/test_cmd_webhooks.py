@@ -3,6 +3,7 @@ pass, end to end: a real config.toml, real runs, a loopback receiver verifying e
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from aiohttp import web
 from tests.conftest import FeedServer
 from tests.support.commands import Result, cli, dated_rss, run_once_from
 from tests.support.webhooks import SECRETS, Receiver
+from tests.test_daemon_output import every_line_json, rssd
 
 
 def write(path: Path, feeds: list[str], users: dict[str, tuple[str, list[str]]]) -> Path:
@@ -46,13 +48,15 @@ def no_secret(result: Result) -> Result:
     return result
 
 
+async def broken(_: web.Request, __: int) -> web.StreamResponse:
+    """A receiver that answers every request with HTTP 500."""
+    return web.Response(status=500)
+
+
 async def test_the_operator_view(
     feed_server: FeedServer, receiver: Receiver, tmp_path: Path
 ) -> None:
     feed = feed_server.static("/feed", dated_rss(["one", "two"], name="f"))
-
-    async def broken(_: web.Request, __: int) -> web.StreamResponse:
-        return web.Response(status=500)
 
     receiver.replies["bob"] = broken
     config = write(
@@ -130,6 +134,9 @@ async def test_a_gone_endpoint_is_enabled_by_command(
     await run_once_from(config)
     (alice,) = (await cli("users", "--json", "-c", config)).json()["users"]
     assert alice["state"] == "disabled (gone)"
+    listed = (await cli("deliveries", "-c", config)).out
+    assert "pending, held: endpoint disabled (gone)" in listed  # not "next in 10s"
+    assert "next in" not in listed
     gone[0] = False
     enabled = await cli("users", "--enable", "alice", "-c", config)
     assert enabled.out.strip() == (
@@ -139,6 +146,47 @@ async def test_a_gone_endpoint_is_enabled_by_command(
     assert tails(receiver.posts_for("alice")) == ["f-0"]
     (alice,) = (await cli("users", "--json", "-c", config)).json()["users"]
     assert (alice["state"], alice["pending"], alice["delivered"]) == ("ok", 0, 1)
+
+
+async def test_redeliver_dead_selects_the_dead_and_keeps_their_history(
+    feed_server: FeedServer, receiver: Receiver, tmp_path: Path
+) -> None:
+    feed = feed_server.static("/feed", dated_rss(["one"], name="f"))
+
+    receiver.replies["bob"] = broken
+    config = write(
+        tmp_path / "config.toml",
+        [feed],
+        {"alice": (receiver.url("alice"), [feed]), "bob": (receiver.url("bob"), [feed])},
+    )
+    config.write_text(
+        config.read_text().replace("retry_seconds = [3600]", "retry_seconds = [0.01]")
+    )
+    await run_once_from(config)
+    await asyncio.sleep(0.05)  # bob's retry falls due (the config asks for 10 ms)
+    await run_once_from(config)
+    dead = (await cli("deliveries", "--dead", "--json", "-c", config)).json_lines()
+    assert [(d["user_name"], d["attempts"]) for d in dead] == [("bob", 2)]
+    assert (await cli("redeliver", "--dead", "--user", "alice", "-c", config)).out.startswith(
+        "0 messages due again"
+    )
+
+    del receiver.replies["bob"]
+    again = await cli("redeliver", "--dead", "--since", "1h", "-c", config)
+    assert (again.code, again.out.splitlines()[0]) == (
+        0,
+        "1 message due again (a running daemon sends them within seconds)",
+    )
+    (bob,) = (await cli("deliveries", "--user", "bob", "--json", "-c", config)).json_lines()
+    assert (bob["status"], bob["attempts"], bob["earlier_attempts"]) == ("pending", 0, 2)
+    assert bob["last_error"] == "HTTP 500"  # the history stays
+    await run_once_from(config)
+    (bob,) = (await cli("deliveries", "--user", "bob", "--json", "-c", config)).json_lines()
+    assert (bob["status"], bob["attempts"], bob["earlier_attempts"]) == ("delivered", 1, 2)
+    assert "1 (+2 before redeliver)" in (await cli("deliveries", "-c", config)).out
+    assert len(receiver.posts_for("alice")) == 1  # alice's delivered message: not again
+    both = await cli("redeliver", "msg_x", "--dead", "-c", config)
+    assert both.code == 2
 
 
 async def test_a_feeds_password_reaches_neither_users_nor_the_receiver(
@@ -157,3 +205,16 @@ async def test_a_feeds_password_reaches_neither_users_nor_the_receiver(
     assert human.code == 0
     for result in (as_json, human):
         assert "s3cret" not in result.out + result.err
+
+
+async def test_delivery_lines_and_listings_name_the_feed(
+    feed_server: FeedServer, receiver: Receiver, tmp_path: Path
+) -> None:
+    feed = feed_server.static("/feed", dated_rss(["one"], name="Jane's log"))
+    config = write(tmp_path / "config.toml", [feed], {"alice": (receiver.url("alice"), [feed])})
+    code, out, err = await rssd("run", "--once", "-c", config)
+    assert code == 0, err
+    sent = [e for e in every_line_json(out, err) if e["message"] == "delivery.sent"]
+    assert [(e["user"], e["source_name"]) for e in sent] == [("alice", "Jane's log")]
+    (listed,) = (await cli("deliveries", "--json", "-c", config)).json_lines()
+    assert listed["source_name"] == "Jane's log"

@@ -595,3 +595,21 @@ def test_the_default_user_agent_counts_subscribers_and_a_configured_one_stands(
     assert default.agent_for(1).endswith("; 1 subscriber)")
     own = parse_config('user_agent = "Me/1"\n', tmp_path / "config.toml")
     assert own.agent_for(2) == "Me/1"
+
+
+def test_check_config_describes_the_polling(tmp_path: Path) -> None:
+    from rssd.commands.check_config import describe_config  # noqa: PLC0415
+
+    text = (
+        "host_min_gap_seconds = 2\n"
+        + feeds_toml("https://a.example/f")
+        + '[[feeds]]\nurl = "https://b.example/f"\ninterval_minutes = 30\n'
+    )
+    path = tmp_path / "config.toml"
+    lines = describe_config(path, parse_config(text, path)).splitlines()
+    assert any(line.endswith("host_gap=2s") for line in lines), lines
+    assert any("by posting rate, 15-1440 min, starting at 60 min" in line for line in lines)
+    assert any(
+        line.strip().startswith("https://a.example/f  adaptive 15-1440 min") for line in lines
+    )
+    assert any(line.strip().startswith("https://b.example/f  every   30 min") for line in lines)

@@ -380,3 +380,24 @@ def test_relative_secret_files_resolve_in_the_credentials_directory_under_system
         f"postgresql://rssd@db.example/rssd?sslmode=require&passfile={credentials}/pgpass"
     )
     assert in_shell.users[0].secret is not None
+
+
+def test_check_config_warns_when_a_readable_config_holds_secrets(tmp_path: Path) -> None:
+    """``install -m 0644`` of a config with inline secrets: said, naming the keys, never
+    the values; a config without secrets, or one others cannot read, is quiet."""
+    url = f"http://alice:{PASSWORD}@127.0.0.1:9/feed"
+    config = write_config(
+        tmp_path / "config.toml",
+        [{"url": url}, {"url": "https://b.example/f", "headers": {"X-Token": TOKEN}}],
+    )
+    config.chmod(0o644)
+    loud = cli_sync("check-config", "-c", config)
+    assert loud.code == 0, loud.err
+    assert "readable by every user of this machine (mode 0644)" in loud.err
+    assert "holds secrets (feeds[0].url, feeds[1].headers)" in loud.err
+    assert not any(secret in loud.out + loud.err for secret in SECRETS)
+    config.chmod(0o640)
+    assert "holds secrets" not in cli_sync("check-config", "-c", config).err
+    plain = write_config(tmp_path / "plain.toml", ["https://b.example/f"])
+    plain.chmod(0o644)
+    assert "holds secrets" not in cli_sync("check-config", "-c", plain).err

@@ -102,6 +102,8 @@ async def test_the_metrics_file_counts_what_the_run_did(
         )
     assert value(samples, "rssd_fetches_total", outcome="not_modified", error_code="") == 1
     assert total(samples, "rssd_fetches_total") == 4
+    # The posts stored: the database's count, not this process's (it stored none).
+    assert value(samples, "rssd_posts_stored") == posts
     assert ("rssd_posts_total", (("change", "new"),)) not in samples or (
         value(samples, "rssd_posts_total", change="new") == 0
     )

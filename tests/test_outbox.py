@@ -435,3 +435,11 @@ async def test_include_content_carries_stored_tags_and_enclosures(
     )
     assert "category" in bodies["alice"]
     assert "tags" not in bodies["bob"]
+
+
+async def test_a_user_with_one_feed_has_no_story_record(db: Database, tmp_path: Path) -> None:
+    """No story can reach them twice, so nothing is written for them."""
+    await setup(db, tmp_path, [user("alice", HOOK, [A], notify_backlog=True)])
+    await fetch(db, A, [story(1, "https://news.example/1")])
+    assert await db.fetchall("SELECT * FROM announced") == []
+    assert [m[2] for m in await messages(db)] == [["guid-1"]]

@@ -329,6 +329,14 @@ def hostile_documents() -> dict[str, tuple[bytes, str]]:
             _item("urn:raw", title="a <b>bold</b> move", description="x <i>y</i> z") + OK
         ),
         "malformed": _channel(_item("urn:m", title="m", description="x</b>") + OK),
+        "80 categories, 30 enclosures": _channel(
+            "<item><guid>urn:many</guid>"
+            + "".join(f"<category>c{i}</category>" for i in range(80))
+            + "".join(
+                f'<enclosure url="http://e.org/{i}.mp3" type="audio/mpeg"/>' for i in range(30)
+            )
+            + "</item>"
+        ),
         "ttl and syndication hints": '<?xml version="1.0"?><rss version="2.0" '
         'xmlns:sy="http://purl.org/rss/1.0/modules/syndication/"><channel><title>t</title>'
         "<ttl> 90 </ttl><sy:updatePeriod> Daily </sy:updatePeriod>"

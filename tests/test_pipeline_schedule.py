@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import random
 from datetime import timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
+from rssd import metrics
 from rssd.clock import parse_iso, to_iso, utcnow
 from rssd.daemon.pipeline import Pipeline
 from rssd.daemon.reconcile import reconcile
@@ -144,3 +146,27 @@ async def test_a_429_with_retry_after_pauses_the_whole_host_and_the_reason_is_ke
         )
         assert row is not None
         assert (row[0], row[1]) == (7200.0, "publisher hint")
+
+
+async def test_requests_to_one_host_wait_their_turn_and_are_counted(
+    feed_server: FeedServer, tmp_path: Path, db_target: Path | str
+) -> None:
+    """Fetches started together by hand keep host_min_gap_seconds between their requests
+    (one process here; the farm test has three), each one held counted in the metric."""
+    arrivals: list[float] = []
+
+    async def noted(request: web.Request) -> web.Response:
+        arrivals.append(asyncio.get_running_loop().time())
+        return web.Response(text=BODY, content_type="application/rss+xml")
+
+    urls = [feed_server.route(f"/f{n}", noted) for n in range(3)]
+    config = make_config(tmp_path, urls, database=str(db_target), host_min_gap_seconds=0.3)
+    held_before = metrics.HOST_HELD._value.get()
+    async with asyncio.timeout(60), daemon_session(config) as db, Fetcher(config) as fetcher:
+        pipeline = Pipeline(db, fetcher, ClaimRepo(db, "test"))
+        sources = await SourceRepo(db).list()
+        reports = await asyncio.gather(*(pipeline.run(source) for source in sources))
+    assert [report.status for report in reports] == [FetchJobStatus.COMPLETED] * 3
+    arrivals.sort()
+    assert min(b - a for a, b in pairwise(arrivals)) >= 0.3 - 0.1, arrivals
+    assert metrics.HOST_HELD._value.get() - held_before >= 2

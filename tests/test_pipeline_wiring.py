@@ -13,10 +13,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from rssd.clock import to_iso, utcnow
-from rssd.daemon import pipeline as pipeline_module
+from rssd.daemon import manual as manual_module
 from rssd.daemon.pipeline import STALE_JOB_AFTER, Pipeline
 from rssd.daemon.startup import daemon_session
 from rssd.fetch.fetcher import Fetcher
@@ -128,14 +127,8 @@ async def test_a_fetch_run_by_hand_keeps_its_lease_while_it_runs(
     """``rssd fetch`` and ``run --once`` renew their leases themselves (one renewer for
     all the pipeline's fetches): a slow fetch's lease moves on while it runs, so no daemon
     takes the job back, and the renewer stops when the last fetch ends."""
-    monkeypatch.setattr(pipeline_module, "LEASE_SECONDS", 0.6)  # renewed every 0.2 s
-    answer = asyncio.Event()
-
-    async def slow(request: web.Request) -> web.Response:
-        await answer.wait()
-        return web.Response(body=rss([]), content_type="application/rss+xml")
-
-    url = feed_server.route("/slow", slow)
+    monkeypatch.setattr(manual_module, "RENEW_SECONDS", 0.2)
+    url, answer = feed_server.held("/slow")
     config = load_config(write_config(tmp_path / "config.toml", [url]))
     async with asyncio.timeout(60), daemon_session(config) as db:
         (source,) = await SourceRepo(db).list()
@@ -154,7 +147,8 @@ async def test_a_fetch_run_by_hand_keeps_its_lease_while_it_runs(
             answer.set()
             report = await running
             assert report.status is FetchJobStatus.COMPLETED
-            renewer = pipeline._renewer  # the one task: it must end with the last fetch
+            assert pipeline.manual is not None
+            renewer = pipeline.manual.renewer  # the one task: it ends with the last fetch
             assert renewer is not None
             await asyncio.gather(renewer, return_exceptions=True)  # hangs (60 s) if it runs on
             assert renewer.cancelled() or renewer.exception() is None

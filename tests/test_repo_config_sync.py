@@ -8,15 +8,8 @@ from pathlib import Path
 import pytest
 
 from rssd.models.config import load_config
-from rssd.repo.config_sync import (
-    Verdict,
-    config_digests,
-    config_hash,
-    differing_keys,
-    judge,
-    sync_config,
-    synced_config,
-)
+from rssd.repo.config_sync import Verdict, judge, sync_config
+from rssd.repo.config_versions import config_digests, config_hash, differing_keys, synced_config
 from rssd.repo.db import Database
 from rssd.repo.sources import SourceRepo
 from tests.support.config import make_config

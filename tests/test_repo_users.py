@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from rssd.clock import to_iso, utcnow
 from rssd.daemon.startup import sync_sources
 from rssd.models.config import Config
 from rssd.models.dto import FetchMeta
@@ -206,3 +209,27 @@ async def test_the_secret_is_not_stored(
 def _file_and_wal(path: Path) -> bytes:
     wal = path.with_name(path.name + "-wal")
     return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+
+async def test_a_newer_message_waits_behind_an_older_one_being_retried(
+    db: Database, tmp_path: Path
+) -> None:
+    """After a failed attempt the oldest message waits for its retry; the newer one, due
+    since it was queued, is not sent before it (oldest first, also through an outage),
+    and does not spend attempts meanwhile. Once the older one is done, the newer goes."""
+    await sync(db, cfg(tmp_path, [user("alice", HOOK, [A])]))
+    alice = next(u for u in await UserRepo(db).all() if u.name == "alice")
+    outbox = OutboxRepo(db)
+    older = await queue_message(db, alice.id, 1)
+    newer = await queue_message(db, alice.id, 2)
+    later = to_iso(utcnow() + timedelta(hours=1))
+    failed = attempt(older, alice.id, T0)
+    assert await outbox.record(replace(failed, next_attempt_at=later))
+    assert await outbox.due_users("me") == []  # the newer one is due, but behind the older
+    assert await outbox.oldest_due(alice.id) is None
+    assert await outbox.next_wakeup("me") == later  # the older one's retry, not "now"
+    assert await outbox.record(
+        replace(attempt(older, alice.id, T0, status="delivered", error=None), attempts=1)
+    )
+    due = await outbox.oldest_due(alice.id)
+    assert due is not None and due.delivery.id == newer

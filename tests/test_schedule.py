@@ -238,3 +238,16 @@ def test_the_curve_moves_with_the_minimum() -> None:
         30 * second,
         Reason.POSTING_RATE,
     )
+
+
+def test_feeds_that_failed_together_come_back_spread_out() -> None:
+    """A host down for everyone: ten feeds failing in the same second, their third failure
+    in a row (4 h backoff), come back over two hours, not in one burst, and none sooner
+    than its interval."""
+    history = History(ended_at=ENDED, failures=3)
+    dues = sorted(
+        due for j in range(10) if (due := next_due(history, POLICY, NOW, j / 10)) is not None
+    )
+    assert len(set(dues)) == 10
+    assert dues[-1] - dues[0] >= timedelta(hours=1.5)
+    assert dues[0] >= ENDED + POLICY.interval

@@ -8,6 +8,7 @@ otherwise be missing from the copy), then point ``database`` at the URL.
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 from pathlib import Path
@@ -82,3 +83,8 @@ def without_password(url: str) -> str:
         url = f"{scheme}{user}@{rest}" if user else f"{scheme}{rest}"
     url = re.sub(r"(?i)([?&])password=[^&#]*(&|(?=#)|$)", r"\1", url)
     return re.sub(r"[?&](?=#|$)", "", url)
+
+
+def cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd`` with this command's parsed arguments (rssd/cli.py's registry)."""
+    return main(path, args.to)

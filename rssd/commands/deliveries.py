@@ -4,6 +4,7 @@ fresh set of attempts), by id or by user and time."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import asdict
 from datetime import datetime
@@ -96,10 +97,15 @@ def render_human(rows: list[Delivery], now: datetime) -> str:
         return "no deliveries match"
     table_rows = []
     for row in rows:
-        if row.status == "pending":
+        if row.status == "pending" and row.held:
+            state = f"pending, held: {row.held}"
+        elif row.status == "pending":
             state = f"pending, next {due(parse_iso(row.next_attempt_at), now)}"
         else:
             state = row.status
+        attempts = str(row.attempts)
+        if row.earlier_attempts:
+            attempts += f" (+{row.earlier_attempts} before redeliver)"
         table_rows.append(
             [
                 row.id,
@@ -107,7 +113,7 @@ def render_human(rows: list[Delivery], now: datetime) -> str:
                 str(row.content_source_id),
                 str(row.posts_count),
                 state,
-                str(row.attempts),
+                attempts,
                 ago(parse_iso(row.created_at), now),
                 shorten(row.last_error or "-", ERROR_WIDTH),
             ]
@@ -171,7 +177,7 @@ def main(
 
 
 async def redeliver(
-    path: Path, ids: list[str], user: str | None, since: datetime | None
+    path: Path, ids: list[str], user: str | None, since: datetime | None, dead: bool = False
 ) -> tuple[int, User | None]:
     config = load(path)
     async with writer(config) as db:
@@ -183,15 +189,23 @@ async def redeliver(
                 others = " (the others are due again)" if done else ""
                 raise CommandError(f"no such deliveries: {' '.join(unknown)}{others}", EXIT_USAGE)
             return len(done), None
-        assert user is not None and since is not None
-        target = await _user(db, user)
-        return await repo.redeliver_since(target.id, to_iso(since)), target
+        target = await _user(db, user) if user is not None else None
+        count = await repo.redeliver_where(
+            user_id=target.id if target else None,
+            since=to_iso(since) if since is not None else None,
+            dead_only=dead,
+        )
+        return count, target
 
 
-def redeliver_main(path: Path, *, ids: list[str], user: str | None, since: datetime | None) -> int:
-    if bool(ids) == bool(user or since) or bool(user) != bool(since):
-        raise CommandError("give delivery IDs, or --user and --since together", EXIT_USAGE)
-    count, target = run(redeliver(path, ids, user, since))
+def redeliver_main(
+    path: Path, *, ids: list[str], user: str | None, since: datetime | None, dead: bool = False
+) -> int:
+    if ids and (user or since or dead):
+        raise CommandError("give delivery IDs, or --user/--since/--dead, not both", EXIT_USAGE)
+    if not ids and not dead and not (user and since):
+        raise CommandError("give delivery IDs, --user and --since together, or --dead", EXIT_USAGE)
+    count, target = run(redeliver(path, ids, user, since, dead))
     print(f"{plural(count, 'message')} due again (a running daemon sends them within seconds)")
     if target is not None and target.disabled_reason:
         print(
@@ -199,3 +213,23 @@ def redeliver_main(path: Path, *, ids: list[str], user: str | None, since: datet
             f"`rssd users --enable {target.name}` to deliver"
         )
     return EXIT_OK
+
+
+def cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd deliveries`` with its parsed arguments."""
+    if args.post is not None:
+        return post_main(path, args.post, as_json=args.json)
+    return main(
+        path,
+        user=args.user,
+        failed=args.failed,
+        dead=args.dead,
+        limit=args.limit,
+        as_json=args.json,
+        skipped=args.skipped,
+    )
+
+
+def redeliver_cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd redeliver`` with its parsed arguments."""
+    return redeliver_main(path, ids=args.ids, user=args.user, since=args.since, dead=args.dead)

@@ -8,6 +8,7 @@ prefers them (the first is the one a ``[[feeds]]`` entry with that URL would fet
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import aiohttp
@@ -92,3 +93,8 @@ def main(path: Path, url: str) -> int:
     # What a publisher wrote (titles, links) must not drive the operator's terminal.
     print(safe_lines(run(discover(path, url))))
     return EXIT_OK
+
+
+def cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd`` with this command's parsed arguments (rssd/cli.py's registry)."""
+    return main(path, args.url)

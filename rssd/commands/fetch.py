@@ -8,6 +8,7 @@ owns both, and "recovering" its in-flight jobs would fail fetches that are fine.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import signal
@@ -154,3 +155,8 @@ def main(path: Path, feeds: list[str], *, every: bool = False) -> int:
         print("rssd fetch: stopped; unfinished fetches recorded as interrupted", file=sys.stderr)
         return 128 + signal.SIGTERM.value
     return exit_code(reports)
+
+
+def cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd`` with this command's parsed arguments (rssd/cli.py's registry)."""
+    return main(path, args.feeds, every=args.all)

@@ -7,6 +7,7 @@ skipped, so importing the same file twice adds nothing the second time.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -105,3 +106,8 @@ def main(config_path: Path, source: Path, *, dry_run: bool) -> int:
     if result.added and not dry_run:
         print("a running daemon adds them by itself within seconds")
     return EXIT_OK
+
+
+def cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd`` with this command's parsed arguments (rssd/cli.py's registry)."""
+    return main(path, args.file, dry_run=args.dry_run)

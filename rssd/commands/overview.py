@@ -5,11 +5,11 @@ a module of their own so that neither of those needs the other's."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from rssd.clock import parse_iso
 from rssd.models.source_state import State
-from rssd.repo.config_sync import Synced, differing_keys
+from rssd.repo.config_versions import Synced, differing_keys
 from rssd.repo.daemons import GONE_AFTER, DaemonRow
 from rssd.repo.queries import SourceStatus
 
@@ -22,6 +22,9 @@ class Assessment:
     state: State
     fetching: bool  # an ONGOING job exists right now
     next_due: datetime | None  # None: disabled, or gone until its config entry changes
+    #: The interval planned for the source's next fetch, and why (rssd.daemon.schedule.Reason).
+    interval: timedelta | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)

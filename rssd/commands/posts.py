@@ -8,6 +8,7 @@ now but published last week is new to the reader. ``--search`` ranks by relevanc
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Sequence
@@ -263,3 +264,30 @@ def main(
     else:
         print("nothing new since the last --new" if new else "no posts match")
     return EXIT_OK
+
+
+def cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd`` with this command's parsed arguments (rssd/cli.py's registry)."""
+    if args.search is not None:
+        if args.new:
+            raise CommandError("--search and --new do not go together", EXIT_USAGE)
+        return search_main(
+            path,
+            args.search,
+            feed=args.source,
+            since=args.since,
+            stored_since=args.stored_since,
+            limit=args.limit,
+            as_json=args.json,
+            category=args.category,
+        )
+    return main(
+        path,
+        feed=args.source,
+        since=args.since,
+        stored_since=args.stored_since,
+        new=args.new,
+        limit=args.limit,
+        as_json=args.json,
+        category=args.category,
+    )

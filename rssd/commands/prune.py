@@ -7,6 +7,7 @@ than ``keep_posts_days``, if set. Deletes run in small batches beside a running 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
@@ -92,3 +93,8 @@ def main(path: Path, *, dry_run: bool, vacuum_after: bool) -> int:
     report = asyncio.run(prune(config, dry_run=dry_run, vacuum_after=vacuum_after))
     print(render(report, config, dry_run=dry_run, vacuum_asked=vacuum_after))
     return EXIT_OK
+
+
+def cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd`` with this command's parsed arguments (rssd/cli.py's registry)."""
+    return main(path, dry_run=args.dry_run, vacuum_after=args.vacuum)

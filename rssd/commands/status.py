@@ -8,10 +8,11 @@ with the jitter at its midpoint.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,14 +23,15 @@ from rssd.commands.overview import Assessment, Overview
 from rssd.commands.status_view import render_human, render_json
 from rssd.commands.terminal import safe_text
 from rssd.daemon.history import history_of
-from rssd.daemon.schedule import next_due, policy_of
+from rssd.daemon.schedule import Reason, next_due, policy_of
 from rssd.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from rssd.models.categories import in_category
 from rssd.models.dto import FetchJobStatus, LatestJob
 from rssd.models.location import ConfigError, config_mtime, fallback_database
 from rssd.models.source_state import classify
 from rssd.models.urls import normalize_url
-from rssd.repo.config_sync import (
+from rssd.net.hosts import host_key
+from rssd.repo.config_versions import (
     Synced,
     config_digests,
     differing_keys,
@@ -38,6 +40,7 @@ from rssd.repo.config_sync import (
     synced_config,
 )
 from rssd.repo.daemons import DaemonRow, list_daemons
+from rssd.repo.hosts import HostRepo
 from rssd.repo.queries import SourceStatus, source_statuses
 
 if TYPE_CHECKING:
@@ -47,8 +50,9 @@ if TYPE_CHECKING:
 JITTER = 0.5
 
 
-def assess(row: SourceStatus, now: datetime) -> Assessment:
-    """State and next due of one source, by the same rules the daemon schedules with."""
+def assess(row: SourceStatus, now: datetime, paused: frozenset[str] = frozenset()) -> Assessment:
+    """State, next due and interval of one source, by the same rules the daemon schedules
+    with. ``paused``: the hosts a 429/503 Retry-After paused."""
     source = row.source
     history = history_of(_latest(row))
     active = row.active
@@ -67,7 +71,22 @@ def assess(row: SourceStatus, now: datetime) -> Assessment:
             due = parse_iso(active.not_before)
         else:
             due = next_due(history, policy_of(source), now, JITTER)
-    return Assessment(row, state, fetching, due)
+    interval, reason = _interval(row)
+    if source.enabled and host_key(source.feed_url or source.url) in paused:
+        reason = Reason.HOST_PAUSED.value
+    return Assessment(row, state, fetching, due, interval, reason)
+
+
+def _interval(row: SourceStatus) -> tuple[timedelta | None, str | None]:
+    """The interval the active job was planned with, and why; a job queued without a plan
+    (a new or changed feed) has its policy's."""
+    if not row.source.enabled:
+        return None, None
+    job = row.active
+    if job is not None and job.interval_seconds is not None and job.interval_reason:
+        return timedelta(seconds=job.interval_seconds), job.interval_reason
+    policy = policy_of(row.source)
+    return policy.interval, policy.reason.value
 
 
 def _latest(row: SourceStatus) -> LatestJob:
@@ -96,6 +115,7 @@ class _View:
     synced: Synced | None
     shared: bool
     versions: dict[str, dict[str, str]]  # the synced version's and the daemons' digests
+    paused: frozenset[str] = frozenset()  # hosts paused by a 429/503 Retry-After
 
 
 async def _view_of(database: Path | str) -> _View:
@@ -111,6 +131,7 @@ async def _view_of(database: Path | str) -> _View:
             synced,
             db.shared,
             await known_digests(db, hashes),
+            frozenset(await HostRepo(db).paused()),
         )
 
 
@@ -122,8 +143,8 @@ async def gather(path: Path) -> Overview:
     A config.toml the daemon has validated and synced as it is now (the same mtime as the
     one config_sync records) is not validated again: its database lists every feed it
     names, and its hash is the synced one. That spares pydantic's import and the models
-    (~70 ms of a 0.19 s ``status``); any other file is validated in full. The database
-    the file names is read once, whichever way it goes."""
+    (a large share of ``status``; bench/cli_speed.py); any other file is validated in
+    full. The database the file names is read once, whichever way it goes."""
     database = fallback_database(path)
     try:
         view: _View | None = await _view_of(database)
@@ -167,7 +188,7 @@ def _overview(
 ) -> Overview:
     now = utcnow()
     return Overview(
-        [assess(row, now) for row in view.rows],
+        [assess(row, now, view.paused) for row in view.rows],
         missing,
         now,
         errors,
@@ -218,3 +239,8 @@ def main(path: Path, *, as_json: bool, failing_only: bool, category: str | None 
     if overview.config_errors or (failing_only and shown):
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd`` with this command's parsed arguments (rssd/cli.py's registry)."""
+    return main(path, as_json=args.json, failing_only=args.failing, category=args.category)

@@ -11,11 +11,12 @@ from datetime import datetime
 from typing import Any
 
 from rssd.clock import parse_iso, to_iso
-from rssd.commands.humanize import ago, due, shorten, table
+from rssd.commands.humanize import ago, due, shorten, span, table
 from rssd.commands.overview import Assessment, Overview
 from rssd.commands.terminal import safe_json, safe_lines
 from rssd.models.dto import FetchJob, FetchJobStatus
 from rssd.models.redact import redact, redact_optional
+from rssd.models.same_feed import SameFeed, same_feeds
 from rssd.models.source_state import State
 
 #: Version of the JSON document; bumped only if a key ever has to change meaning.
@@ -72,6 +73,8 @@ def render_human(overview: Overview, shown: Sequence[Assessment], empty: str | N
         "LAST SUCCESS",
         "FAILS",
         "NEXT DUE",
+        "EVERY",
+        "WHY",
         "POSTS",
         "URL",
     ]
@@ -93,13 +96,15 @@ def render_human(overview: Overview, shown: Sequence[Assessment], empty: str | N
                 ago(parse_iso(success.ended_at), now) if success and success.ended_at else "-",
                 str(row.failures),
                 due(a.next_due, now),
+                span(a.interval) if a.interval is not None else "-",
+                a.reason or "-",
                 str(row.posts_total),
                 redact(row.source.url),
             ]
         )
         if a.state.needs_attention and row.last_error is not None:
             errors[index] = _error_line(row.last_error, now)
-    lines = table(header, rows, right=(0, 7, 9) if categories else (0, 6, 8))
+    lines = table(header, rows, right=(0, 7, 11) if categories else (0, 6, 10))
     out = [lines[0]]
     for index, line in enumerate(lines[1:]):
         out.append(line)
@@ -127,7 +132,14 @@ def render_human(overview: Overview, shown: Sequence[Assessment], empty: str | N
         if overview.config_errors
         else []
     )
-    return safe_lines("\n".join([*warning, *out, *_daemon_lines(overview), "", summary, *pending]))
+    twice = [pair.describe() for pair in _same_feeds(overview)]
+    return safe_lines(
+        "\n".join([*warning, *out, *_daemon_lines(overview), "", summary, *twice, *pending])
+    )
+
+
+def _same_feeds(overview: Overview) -> list[SameFeed]:
+    return same_feeds([a.row.source for a in overview.assessments])
 
 
 def _errors(count: int) -> str:
@@ -136,11 +148,11 @@ def _errors(count: int) -> str:
 
 def _daemon_lines(overview: Overview) -> list[str]:
     """The cluster: each daemon's id, host, pid, heartbeat and fetches in flight; drift.
-    (On SQLite, one daemon owns the file and its config.toml is the truth: not shown.)"""
+    (On SQLite one daemon owns the file and its config.toml is the truth: whether it runs.)"""
     now = overview.now
     lines: list[str] = []
     if not overview.shared:
-        return lines
+        return ["", _sqlite_daemon(overview)]
     if overview.daemons:
         header = ["DAEMON", "HOST", "PID", "HEARTBEAT", "IN FLIGHT", "CONFIG"]
         synced = overview.synced.config_hash if overview.synced else None
@@ -171,6 +183,18 @@ def _daemon_lines(overview: Overview) -> list[str]:
             f"content; a version the cluster has moved on from is drift and is not applied"
         )
     return lines
+
+
+def _sqlite_daemon(overview: Overview) -> str:
+    """Whether the one daemon of a SQLite file runs: its heartbeat is fresh."""
+    live = [d for d in overview.daemons if not overview.gone(d)]
+    if live:
+        d = live[0]
+        beat = ago(parse_iso(d.heartbeat_at), overview.now)
+        return f"daemon: running (pid {d.pid} on {d.hostname}, heartbeat {beat})"
+    last = max((d.heartbeat_at for d in overview.daemons), default=None)
+    seen = f" (last heartbeat {ago(parse_iso(last), overview.now)})" if last else ""
+    return f"daemon: not running{seen}"
 
 
 def _keys(keys: Sequence[str]) -> str:
@@ -211,6 +235,8 @@ def source_json(a: Assessment) -> dict[str, Any]:
         "last_success_at": row.last_success.ended_at if row.last_success else None,
         "consecutive_failures": row.failures,
         "next_due_at": to_iso(a.next_due) if a.next_due else None,
+        "interval_seconds": a.interval.total_seconds() if a.interval is not None else None,
+        "interval_reason": a.reason,
         "posts_total": row.posts_total,
         "last_error": _job(row.last_error),
     }
@@ -223,7 +249,11 @@ def render_json(overview: Overview, shown: Sequence[Assessment], empty: str | No
         "sources": [source_json(a) for a in shown],
         "totals": totals(overview.assessments),
         "not_in_database": [redact(url) for url in overview.not_in_database],
+        "configured_twice": [
+            {"page_id": pair.page.id, "feed_id": pair.feed.id} for pair in _same_feeds(overview)
+        ],
         "config_errors": list(overview.config_errors),
+        "daemon_running": any(not overview.gone(d) for d in overview.daemons),
         "daemons": [
             {
                 **asdict(d),

@@ -7,6 +7,7 @@ Read from the database (what the daemon last synced from config.toml), read-only
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -132,3 +133,15 @@ def main(path: Path, *, as_json: bool, enable_name: str | None) -> int:
     else:
         print(render_human(views, utcnow()))
     return EXIT_OK
+
+
+def cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd users`` with its parsed arguments; ``users test NAME`` is rssd/commands/
+    users_test.py's (imported only then: it needs the sender)."""
+    if args.action == "test":
+        if not args.name:
+            raise CommandError("rssd users test NAME: which user?", EXIT_USAGE)
+        from rssd.commands import users_test  # noqa: PLC0415  (only for ``users test``)
+
+        return users_test.main(path, args.name)
+    return main(path, as_json=args.json, enable_name=args.enable)

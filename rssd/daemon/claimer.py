@@ -161,10 +161,16 @@ class Claimer:
             except Exception as exc:
                 log.error("jobs.lease_failed", error_message=repr(exc))
 
-    async def drain(self, grace: float) -> None:
-        """In-flight fetches get the grace period; the rest are cancelled -> interrupted."""
+    def stop(self) -> None:
+        """No more claims: the claim loop ends after the claim it is making, if any (never
+        cancelled mid-claim: the jobs it took would stay ONGOING until their lease ran
+        out). What runs goes on; ``drain`` ends it."""
         self.claiming = False
         self.wake.set()
+
+    async def drain(self, grace: float) -> None:
+        """In-flight fetches get the grace period; the rest are cancelled -> interrupted."""
+        self.stop()
         pending = list(self.in_flight.values())
         if not pending:
             return

@@ -1,9 +1,9 @@
 """Which event loop the daemon runs on: uvloop when it is installed, else asyncio's own.
 
-A fetch that ends in a 304 costs rssd's main process ~3 ms of CPU, and much of it is the
-event loop's own machinery (epoll, callbacks, futures). uvloop does that in C: on the bench
-farm (1,000 feeds, `bench/run.py`) main-process CPU per 1,000 feeds went 2.98 -> 2.51 s
-in warm-304 and 9.44 -> 7.84 s in cold. It is a dependency on Linux and macOS; elsewhere,
+Much of what a fetch that ends in a 304 costs rssd's main process is the event loop's own
+machinery (epoll, callbacks, futures). uvloop does that in C, and the bench farm
+(`bench/run.py`; figures in bench/README.md) spends less main-process CPU with it. It is a
+dependency on Linux and macOS; elsewhere,
 or with RSSD_EVENT_LOOP=asyncio, the standard loop runs and nothing else changes.
 """
 

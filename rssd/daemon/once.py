@@ -22,6 +22,7 @@ from rssd.logs import get_logger
 from rssd.models.config import Config
 from rssd.models.dto import ErrorCode, FetchJobStatus, Source
 from rssd.repo.db import Database
+from rssd.repo.posts import PostRepo
 from rssd.repo.sources import SourceRepo
 from rssd.webhooks.sender import Sender
 
@@ -71,9 +72,9 @@ async def run_once(config: Config) -> RunSummary:
             pipeline = Pipeline(db, fetcher)
             await pipeline.preload()
             lag.start()
-            # A fixed set of workers, as the service's launch limit: 10,000 feeds are not
-            # 10,000 tasks and 10,000 QUEUED jobs at once (at 10k feeds that showed as
-            # 1.4 s of loop lag and memory held for every waiting coroutine).
+            # A fixed set of workers, as the service's launch limit: thousands of feeds
+            # are not thousands of tasks and QUEUED jobs at once (that showed as loop lag
+            # and memory held for every waiting coroutine; bench/README.md).
             pending = deque(sources)
             done: dict[int, JobReport] = {}
             running: dict[int, Source] = {}
@@ -85,7 +86,7 @@ async def run_once(config: Config) -> RunSummary:
                     # Pipeline.run records every failure itself; a cancelled one records
                     # ``interrupted`` before it ends.
                     # Kept for the summary only, so without the FetchResult (its meta and
-                    # headers): 10,000 reports hold 2.9 MB instead of 18.7 (tracemalloc).
+                    # headers), which most of a report's memory is.
                     done[source.id] = replace(await pipeline.run(source), result=None)
                     del running[source.id]
 
@@ -99,6 +100,7 @@ async def run_once(config: Config) -> RunSummary:
                 delivered = await _deliver_once(db, config, stopped)
             await lag.stop()
         database_bytes = await db.size_bytes()
+        posts_stored = await PostRepo(db).count()
     interrupted = [
         JobReport(s.id, s.url, None, FetchJobStatus.FAILED, ErrorCode.INTERRUPTED, "cancelled")
         for s in running.values()
@@ -125,6 +127,7 @@ async def run_once(config: Config) -> RunSummary:
     )
     if config.metrics_file is not None:
         metrics.DATABASE_BYTES.set(database_bytes)
+        metrics.POSTS_STORED.set(posts_stored)
         try:
             metrics.write(config.metrics_file)
         except OSError as exc:

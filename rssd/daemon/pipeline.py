@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from rssd import metrics
 from rssd.clock import parse_iso, to_iso, utcnow
+from rssd.daemon.manual import ManualLeases
 from rssd.daemon.schedule import (
     RATE_WINDOW,
     Activity,
@@ -36,8 +37,9 @@ from rssd.logs import get_logger
 from rssd.models.delays import retry_after
 from rssd.models.dto import ErrorCode, FetchJobStatus, FetchMeta, Source
 from rssd.models.redact import redact, redact_optional
+from rssd.models.same_feed import same_feeds
 from rssd.net.hosts import host_key
-from rssd.repo.claims import LEASE_SECONDS, Claim, ClaimRepo
+from rssd.repo.claims import Claim, ClaimRepo
 from rssd.repo.db import Database
 from rssd.repo.hosts import HostRepo
 from rssd.repo.jobs import FetchJobRepo
@@ -101,13 +103,11 @@ class Pipeline:
         self.policy = policy or policy_of
         self.db = db
         self.jobs = FetchJobRepo(db)
-        self._own_leases = claims is None
         self.claims = claims or ClaimRepo(db, f"{socket.gethostname()}:{os.getpid()}:manual")
+        #: The leases of the fetches run by hand, when no daemon's lease loop renews them.
+        self.manual = None if claims else ManualLeases(self.claims)
         self.fetcher = fetcher
         self.random = random.Random()
-        #: Fetches run by hand now (their leases are ours to renew), and the renewing task.
-        self._held = 0
-        self._renewer: asyncio.Task[None] | None = None
         #: The last successful fetch's validators per source, kept in step as jobs
         #: complete, so a fetch needs no query for them (one statement fewer per fetch).
         self._validators: dict[int, Validators] | None = None
@@ -117,6 +117,8 @@ class Pipeline:
         #: handed were read (the daemon keeps those until a reload): discovered feed URL
         #: and the feed's title, by source id.
         self._feed_urls: dict[int, str | None] = {}
+        #: Pages whose feed is configured too, already logged (``source.duplicate``).
+        self._told_twice: set[int] = set()
         self._titles: dict[int, str | None] = {}
 
     async def preload(self) -> None:
@@ -146,43 +148,20 @@ class Pipeline:
             claim = await self._claim(source)
         except Exception as exc:  # the database refused the write (locked too long, full)
             message = f"cannot queue a fetch job: {type(exc).__name__}: {exc}"
-            log.error(
-                "fetch.failed",
-                source_id=source.id,
-                url=source.url,
-                error_code=ErrorCode.INTERNAL.value,
-                error_message=message,
-            )
-            return JobReport(
+            report = JobReport(
                 source.id, source.url, None, FetchJobStatus.FAILED, ErrorCode.INTERNAL, message
             )
+            self._log_ending(source, report, error=True)
+            return report
         if claim is None:
             log.info("fetch.skipped", source_id=source.id, url=source.url, reason="job_active")
             return JobReport(source.id, source.url, None, None)
         if fetch_url is not None:
             claim = replace(claim, fetch_url=fetch_url)
-        if not self._own_leases:
+        if self.manual is None:
             return await self._run_claim(claim)
-        self._held += 1
-        if self._renewer is None or self._renewer.done():
-            self._renewer = asyncio.create_task(self._keep_leases())
-        try:
+        async with self.manual.holding():
             return await self._run_claim(claim)
-        finally:
-            self._held -= 1
-            if not self._held:
-                self._renewer.cancel()
-
-    async def _keep_leases(self) -> None:
-        """Renew the leases of the fetches run by hand, so no daemon takes them back
-        meanwhile: one task and one statement for all of them (a task per fetch was 3% of
-        a ``run --once`` pass's CPU)."""
-        while self._held:
-            await asyncio.sleep(LEASE_SECONDS / 3)
-            try:
-                await self.claims.renew()
-            except Exception as exc:  # the fetches go on; their leases may run out
-                log.error("jobs.lease_failed", error_message=repr(exc))
 
     async def _run_claim(self, claim: Claim) -> JobReport:
         source, job = claim.source, claim.job
@@ -204,31 +183,23 @@ class Pipeline:
         except asyncio.CancelledError:
             cancelled = "fetch cancelled (shutdown)"
             await self._fail(claim, ErrorCode.INTERRUPTED, cancelled, interrupted=True)
-            log.warning(
-                "fetch.failed",
-                source_id=source.id,
-                source_name=self.name_of(source),
-                job_id=job.id,
-                url=source.url,
-                error_code=ErrorCode.INTERRUPTED.value,
-                error_message=cancelled,
-                duration_ms=_ms(started),
+            self._log_ending(
+                source,
+                JobReport(
+                    source.id,
+                    source.url,
+                    job.id,
+                    FetchJobStatus.FAILED,
+                    ErrorCode.INTERRUPTED,
+                    cancelled,
+                    duration_ms=_ms(started),
+                ),
             )
             raise
         except Exception as exc:
             message = f"{type(exc).__name__}: {exc}"
             await self._fail(claim, ErrorCode.INTERNAL, message)
-            log.exception(
-                "fetch.failed",
-                source_id=source.id,
-                source_name=self.name_of(source),
-                job_id=job.id,
-                url=source.url,
-                error_code=ErrorCode.INTERNAL.value,
-                error_message=message,
-                duration_ms=_ms(started),
-            )
-            return JobReport(
+            report = JobReport(
                 source.id,
                 source.url,
                 job.id,
@@ -237,6 +208,39 @@ class Pipeline:
                 message,
                 duration_ms=_ms(started),
             )
+            self._log_ending(source, report, error=True, exc_info=True)
+            return report
+
+    def _log_ending(
+        self,
+        source: Source,
+        report: JobReport,
+        *,
+        error: bool = False,
+        exc_info: bool = False,
+        **details: object,
+    ) -> None:
+        """The one event that says how a job ended: ``fetch.completed`` (info) or
+        ``fetch.failed`` (warning; ``error``: at error level, rssd's fault rather than the
+        feed's; ``exc_info``: with the traceback), the same fields every time, plus what
+        the fetch got to know (``details``: http_status, bytes, posts...)."""
+        fields: dict[str, object] = {
+            "source_id": source.id,
+            "source_name": self.name_of(source),
+            "job_id": report.job_id,
+            "url": source.url,
+            "duration_ms": report.duration_ms,
+            **details,
+            "error_code": report.error_code.value if report.error_code else None,
+        }
+        if report.status is FetchJobStatus.COMPLETED:
+            log.info("fetch.completed", **fields)
+        elif error:
+            log.error(
+                "fetch.failed", error_message=report.error_message, exc_info=exc_info, **fields
+            )
+        else:
+            log.warning("fetch.failed", error_message=report.error_message, **fields)
 
     async def _claim(self, source: Source) -> Claim | None:
         """Claim the source; an active job older than STALE_JOB_AFTER is failed first.
@@ -417,17 +421,8 @@ class Pipeline:
                 duration_ms=_ms(started),
                 result=result.without_posts(),
             )
-            log.warning(
-                "fetch.failed",
-                source_id=source.id,
-                source_name=self.name_of(source),
-                job_id=job.id,
-                url=source.url,
-                http_status=result.meta.http_status,
-                duration_ms=report.duration_ms,
-                bytes=result.meta.bytes,
-                error_code=result.error_code.value,
-                error_message=result.error_message,
+            self._log_ending(
+                source, report, http_status=result.meta.http_status, bytes=result.meta.bytes
             )
             self._log_plan(source, plan)
             return report
@@ -443,11 +438,14 @@ class Pipeline:
         title = result.feed_title or None
         if title == self._titles.get(source.id, source.feed_title):
             title = None  # stored already
+        twice = await self._configured_twice(
+            source, result.feed_url if result.discovered else known
+        )
         recorded = await self.jobs.mark_completed(
             job.id,
             _stored_meta(result),
-            result.posts,
-            result.seen_items,
+            () if twice else result.posts,
+            None if twice else result.seen_items,
             next_job,
             feed_title=title,
         )
@@ -473,14 +471,10 @@ class Pipeline:
             duration_ms=_ms(started),
             result=result.without_posts(),
         )
-        log.info(
-            "fetch.completed",
-            source_id=source.id,
-            source_name=self.name_of(source),
-            job_id=job.id,
-            url=source.url,
+        self._log_ending(
+            source,
+            report,
             http_status=result.meta.http_status,
-            duration_ms=report.duration_ms,
             bytes=result.meta.bytes,
             posts_new=counts.new,
             posts_updated=counts.updated,
@@ -488,7 +482,6 @@ class Pipeline:
             items_skipped=result.items_skipped,
             parser=result.parser,
             outcome=result.outcome.value,
-            error_code=None,
         )
         self._log_plan(source, plan)
         return report
@@ -541,6 +534,29 @@ class Pipeline:
                 if result.feed_url
                 else "the configured URL answers a feed itself again",
             )
+
+    async def _configured_twice(self, source: Source, feed_url: str | None) -> bool:
+        """Whether ``source`` is a page whose feed (``feed_url``, as just found or known)
+        is configured too: then its posts are stored under the feed's entry only
+        (``source.duplicate``, once per process)."""
+        if not feed_url:
+            return False
+        page = replace(source, feed_url=feed_url)
+        others = [s for s in await self.sources.list(enabled_only=True) if s.id != source.id]
+        found = same_feeds([page, *others])
+        if not found:
+            return False
+        if source.id not in self._told_twice:
+            self._told_twice.add(source.id)
+            log.warning(
+                "source.duplicate",
+                source_id=source.id,
+                url=redact(source.url),
+                feed_source_id=found[0].feed.id,
+                feed_url=redact(found[0].feed.url),
+                detail=found[0].describe(),
+            )
+        return True
 
     def name_of(self, source: Source) -> str | None:
         """The configured name, else the feed's title as last recorded."""

@@ -8,6 +8,7 @@ unexpected crash is a log event, never a plain-text line or a bare traceback.
 
 from __future__ import annotations
 
+import argparse
 import gc
 import logging
 import os
@@ -46,8 +47,7 @@ def run(path: Path, *, once: bool) -> int:
     warn_exposed_files(config, path)
 
     # Everything imported and loaded so far lives as long as the process: keep it out of
-    # the cyclic GC's full passes, which showed as loop lag at 10,000 feeds (bench: 48 ->
-    # 28 ms with 10,000 failing feeds).
+    # the cyclic GC's full passes, which showed as loop lag with many feeds (bench/).
     gc.freeze()
     database = config.database_label
     try:
@@ -92,3 +92,8 @@ def _abandon_stuck_threads(log: logs.LevelBoundLogger) -> None:
         logging.shutdown()
         sys.stdout.flush()
         os._exit(EXIT_OK)
+
+
+def cli(path: Path, args: argparse.Namespace) -> int:
+    """``rssd`` with this command's parsed arguments (rssd/cli.py's registry)."""
+    return run(path, once=args.once)

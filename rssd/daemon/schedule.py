@@ -55,7 +55,7 @@ RATE_WINDOW = timedelta(days=30)
 #: to the minimum, the curve moves with it: an operator who polls less often at the top
 #: polls less often everywhere (and a test with a minimum of seconds sees a curve of
 #: seconds).
-PIVOT_FACTOR = 4
+PIVOT_FACTOR = 4.0
 #: A feed known for less than this, with fewer than two dated posts, has no rate yet: it
 #: keeps the starting interval (one post an hour ago says nothing about the next one).
 MIN_OBSERVED = timedelta(days=1)

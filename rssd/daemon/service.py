@@ -19,42 +19,37 @@ import random
 import secrets
 import signal
 import socket
-import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
-from rssd import metrics
-from rssd.clock import to_iso
 from rssd.daemon import notify
 from rssd.daemon.claimer import Claimer
 from rssd.daemon.delivery import DeliveryLoop
 from rssd.daemon.digests import digest_loop
+from rssd.daemon.gauges import Gauges
 from rssd.daemon.history import history_of
+from rssd.daemon.housekeeping import Housekeeping
 from rssd.daemon.lag import LagProbe
 from rssd.daemon.loop import loop_name
 from rssd.daemon.pipeline import JobReport, Pipeline
 from rssd.daemon.reconcile import reconcile
+from rssd.daemon.reload import ConfigWatch
 from rssd.daemon.schedule import MOVED_AFTER, Activity, Policy, policy_of
 from rssd.daemon.search_backfill import backfill_loop
 from rssd.daemon.skew import check_skew
 from rssd.daemon.startup import daemon_session, sync_sources, warn_exposed_files
+from rssd.daemon.watchdog import Watchdog
 from rssd.daemon.watcher import FileWatcher
 from rssd.fetch.fetcher import Fetcher
 from rssd.logs import bind_process, get_logger, set_level
 from rssd.models.config import Config, ConfigError, load_config
 from rssd.models.dto import FetchJobStatus, Source
-from rssd.models.source_state import State, classify
 from rssd.repo.claims import ClaimRepo
-from rssd.repo.config_sync import config_hash
-from rssd.repo.daemons import DaemonRepo, Identity, forget_silent
+from rssd.repo.config_versions import config_hash
+from rssd.repo.daemons import DaemonRepo, Identity
 from rssd.repo.db import Database
-from rssd.repo.jobs import FetchJobRepo, latest_jobs
-from rssd.repo.outbox import OutboxRepo
-from rssd.repo.posts import PostRepo
 from rssd.repo.sources import SourceRepo
 from rssd.webhooks.sender import Sender
 
@@ -62,7 +57,6 @@ __all__ = ["MOVED_AFTER", "Service", "history_of", "run_service"]
 
 log = get_logger("rssd.daemon")
 
-WATCH_SECONDS = 1.0
 #: How often the ``stats`` event is logged and retention applied; the environment
 #: variables RSSD_STATS_SECONDS and RSSD_PRUNE_SECONDS override them (for tests and
 #: debugging: a test cannot wait a minute for a stats event).
@@ -83,13 +77,6 @@ def seconds_from_env(name: str, default: float) -> float:
         log.warning("daemon.setting_ignored", variable=name, value=raw, default=default)
         return default
     return value
-
-
-#: A daemon silent this long is forgotten from the daemons table (its jobs came back long
-#: before, when their leases expired).
-FORGET_DAEMONS_AFTER = timedelta(hours=1)
-#: Retention runs in one daemon at a time, under this lock.
-PRUNE_LOCK = "rssd.prune"
 
 
 @dataclass
@@ -116,7 +103,23 @@ def new_identity() -> Identity:
     return Identity(f"{host}:{pid}:{secrets.token_hex(3)}", host, pid)
 
 
+@dataclass(frozen=True)
+class Running:
+    """The parts of a service that has started, built once its database is open: none of
+    them is ever missing while it runs."""
+
+    db: Database
+    claims: ClaimRepo
+    fetcher: Fetcher
+    delivery: DeliveryLoop
+    claimer: Claimer
+
+
 class Service:
+    """The process's lifecycle, signals and the parts' wiring; each long-lived job is its
+    own service: the claim loop (rssd/daemon/claimer.py), deliveries, the config watch
+    (rssd/daemon/reload.py), housekeeping, the gauges and the watchdog."""
+
     def __init__(
         self, config_path: Path, config: Config, watcher: FileWatcher | None = None
     ) -> None:
@@ -136,19 +139,20 @@ class Service:
         self.stopping = asyncio.Event()
         self.reload_requested = asyncio.Event()
         self.random = random.Random()
-        self._db: Database | None = None
-        self._fetcher: Fetcher | None = None
-        self._claimer: Claimer | None = None
-        self._claims: ClaimRepo | None = None
-        self._delivery: DeliveryLoop | None = None
+        #: Set once every part is up (``_serve``), for the whole run.
+        self._running: Running | None = None
         #: The long-lived tasks the watchdog vouches for (the watchdog itself aside).
         self.tasks: dict[str, asyncio.Task[None]] = {}
-        #: Watchdog checks made so far, pinged or not: how a test knows one has happened.
-        self.watchdog_checks = 0
+        self.watchdog: Watchdog | None = None
 
     @property
     def in_flight(self) -> int:
-        return len(self._claimer.in_flight) if self._claimer else 0
+        return len(self._running.claimer.in_flight) if self._running else 0
+
+    @property
+    def watchdog_checks(self) -> int:
+        """Watchdog checks made so far, pinged or not: how a test knows one has happened."""
+        return self.watchdog.checks if self.watchdog else 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -159,7 +163,6 @@ class Service:
         bind_process(daemon_id=self.identity.id)
         try:
             async with daemon_session(self.config, self.config_path, self.identity.id) as db:
-                self._db = db
                 await self._serve(db)
         finally:
             self._remove_signals()
@@ -167,23 +170,45 @@ class Service:
 
     async def _serve(self, db: Database) -> None:
         claims = ClaimRepo(db, self.identity.id)
-        self._claims = claims
         daemons = DaemonRepo(db, self.identity)
         await daemons.beat(0, config_hash(self.config))
         if db.shared:
             await check_skew(db)
-        await self._reconcile(log_gone=True)
+        await self._reconcile(db, claims, log_gone=True)
         async with (
             Fetcher(self.config) as fetcher,
             Sender(self.config.webhooks, self.config.user_agent) as sender,
         ):
-            self._fetcher = fetcher
-            self._delivery = DeliveryLoop(db, self.config, sender)
+            delivery = DeliveryLoop(db, self.config, sender, self.identity.id)
             pipeline = Pipeline(db, fetcher, claims, self._policy)
             await pipeline.preload()
-            claimer = Claimer(claims, pipeline, self._room, self._done)
+            claimer = Claimer(
+                claims,
+                pipeline,
+                functools.partial(self._room, db),
+                functools.partial(self._done, delivery),
+            )
             await claimer.listen(db)
-            self._claimer = claimer
+            running = Running(db, claims, fetcher, delivery, claimer)
+            self._running = running
+            if self.stopping.is_set():  # a SIGTERM during start-up
+                claimer.stop()
+            gauges = Gauges(db, claims, lambda: self.in_flight, lambda: self.config.metrics_file)
+            housekeeping = Housekeeping(
+                db,
+                lambda: self.config,
+                lambda: self._reconcile(db, claims),
+                functools.partial(self._log_stats, running),
+                every=self.stats_seconds,
+                prune_every=self.prune_seconds,
+            )
+            watch = ConfigWatch(
+                self.config_path,
+                self.watcher,
+                self.reload_requested,
+                self.reload,
+                self._status_line,
+            )
 
             async def leases() -> None:
                 await claimer.lease_loop(lambda n: daemons.beat(n, config_hash(self.config)))
@@ -193,14 +218,18 @@ class Service:
                 for name, work in (
                     ("claims", claimer.claim_loop),
                     ("leases", leases),
-                    ("delivery", self._delivery.run),
-                    ("digests", functools.partial(digest_loop, db, self._delivery.poke)),
-                    ("config-watch", self._watch_config),
-                    ("housekeeping", self._housekeeping),
-                    ("metrics", self._metrics_writer),
+                    ("delivery", delivery.run),
+                    ("digests", functools.partial(digest_loop, db, delivery.poke)),
+                    ("config-watch", watch.run),
+                    ("housekeeping", housekeeping.run),
+                    ("metrics", gauges.run),
                 )
             }
-            tasks = [*self.tasks.values(), asyncio.create_task(self._watchdog(), name="watchdog")]
+            self.watchdog = Watchdog(db, self.tasks, lambda: claimer.heartbeat)
+            tasks = [
+                *self.tasks.values(),
+                asyncio.create_task(self.watchdog.run(), name="watchdog"),
+            ]
             # Not a long-lived task (the watchdog would mourn it): it ends once the search
             # index covers the posts stored before it.
             backfill = partial(backfill_loop, db)
@@ -219,15 +248,14 @@ class Service:
             log.info("daemon.stopping", in_flight=self.in_flight)
             # The claim loop ends by itself (never cancelled mid-claim: the jobs it took
             # would be left ONGOING until their lease ran out); the rest are cancelled.
-            claimer.claiming = False
-            claimer.wake.set()
+            claimer.stop()
             await asyncio.gather(tasks[0], return_exceptions=True)
             for task in tasks[1:]:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.lag.stop()
             await claimer.drain(self.config.shutdown_grace_seconds)
-        await self._write_metrics_now()
+        await gauges.write_now()
         with contextlib.suppress(Exception):
             await daemons.leave()
         log.info("daemon.stopped")
@@ -236,16 +264,15 @@ class Service:
         """A source's scheduling policy (rssd.daemon.schedule.policy_of)."""
         return policy_of(source, activity)
 
-    def _room(self) -> tuple[int, int]:
+    def _room(self, db: Database) -> tuple[int, int]:
         """How many jobs this daemon holds at most, and the per-host limit. Alone on its
         database, twice max_concurrency keeps the fetch slots fed while the bookkeeping of
         finished jobs runs; sharing one, it takes no more than it can start, so that idle
         daemons get the rest."""
-        assert self._db is not None
-        factor = 1 if self._db.shared else 2
+        factor = 1 if db.shared else 2
         return factor * self.config.max_concurrency, self.config.max_per_host
 
-    def _done(self, outcome: JobReport | BaseException | None) -> None:
+    def _done(self, delivery: DeliveryLoop, outcome: JobReport | BaseException | None) -> None:
         if isinstance(outcome, BaseException):  # Pipeline.run_claim does not raise
             log.error("fetch.crashed", exc_info=outcome)
             self.stats.failed += 1
@@ -253,21 +280,18 @@ class Service:
             if outcome.status is FetchJobStatus.COMPLETED:
                 self.stats.ok += 1
                 self.stats.posts_new += outcome.posts_new
-                if outcome.messages and self._delivery is not None:
-                    self._delivery.poke()
+                if outcome.messages:
+                    delivery.poke()
             elif outcome.status is FetchJobStatus.FAILED:
                 self.stats.failed += 1
 
-    async def _reconcile(self, *, log_gone: bool = False) -> None:
-        assert self._db is not None and self._claims is not None
-        self.sources = len(await SourceRepo(self._db).list(enabled_only=True))
-        queued = await reconcile(
-            self._db, self._claims, self.random, log_gone=log_gone, policy=self._policy
-        )
+    async def _reconcile(self, db: Database, claims: ClaimRepo, *, log_gone: bool = False) -> None:
+        self.sources = len(await SourceRepo(db).list(enabled_only=True))
+        queued = await reconcile(db, claims, self.random, log_gone=log_gone, policy=self._policy)
         if queued:
             log.info("jobs.scheduled", jobs=queued)
-        if self._claimer is not None:
-            self._claimer.wake.set()
+        if self._running is not None:
+            self._running.claimer.wake.set()
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -284,9 +308,8 @@ class Service:
         if not self.stopping.is_set():
             log.info("daemon.signal", signal=reason)
         self.stopping.set()
-        if self._claimer is not None:
-            self._claimer.claiming = False
-            self._claimer.wake.set()
+        if self._running is not None:
+            self._running.claimer.stop()
 
     def request_reload(self, reason: str = "SIGHUP") -> None:
         log.info("config.reload_requested", trigger=reason)
@@ -294,38 +317,10 @@ class Service:
 
     # -- reload ----------------------------------------------------------------------------
 
-    async def _watch_config(self) -> None:
-        """Reload on SIGHUP or an edit. A reload that fails for any reason (the database
-        write-locked for longer than busy_timeout, say) is logged and tried again on the
-        next turn: a pending reload is never dropped."""
-        watcher = self.watcher
-        pending = False
-        while True:
-            if self.reload_requested.is_set():
-                self.reload_requested.clear()
-                pending = True
-            elif watcher.changed():
-                log.info("config.changed", path=str(self.config_path))
-                await asyncio.sleep(0.2)  # let a multi-step save settle
-                watcher.changed()
-                pending = True
-            if pending:
-                try:
-                    await self.reload()
-                    pending = False
-                except Exception as exc:
-                    log.exception(
-                        "config.reload_failed", path=str(self.config_path), error_message=str(exc)
-                    )
-                    notify.notify(f"READY=1\nSTATUS=reload failed, retrying; {self._status_line()}")
-            try:
-                async with asyncio.timeout(WATCH_SECONDS):
-                    await self.reload_requested.wait()
-            except TimeoutError:
-                pass
-
     async def reload(self) -> bool:
         """Validate, then swap. An invalid file is logged and the old config keeps running."""
+        running = self._running
+        assert running is not None, "reloads start once the service runs"
         notify.notify(notify.reloading_message())
         try:
             # Off the loop: reading a file can block (a slow disk, a network mount).
@@ -344,17 +339,15 @@ class Service:
                 database=config.database_label,
             )
             config = config.model_copy(update={"database": self.config.database})
-        assert self._db is not None and self._fetcher is not None
         edited = config_hash(config) != config_hash(self.config)
         report = await sync_sources(
-            self._db, config, self.config_path, self.identity.id, edited=edited
+            running.db, config, self.config_path, self.identity.id, edited=edited
         )
         set_level(config.log_level)
-        self._fetcher.reconfigure(config)
-        if self._delivery is not None:
-            await self._delivery.reconfigure(config)
+        running.fetcher.reconfigure(config)
+        await running.delivery.reconfigure(config)
         self.config = config
-        await self._reconcile(log_gone=True)
+        await self._reconcile(running.db, running.claims, log_gone=True)
         log.info(
             "config.reloaded",
             added=len(report.added),
@@ -365,111 +358,11 @@ class Service:
         notify.notify(f"READY=1\nSTATUS={self._status_line()}")
         return True
 
-    # -- housekeeping ----------------------------------------------------------------------
+    # -- the stats event -------------------------------------------------------------------
 
-    async def _housekeeping(self) -> None:
-        assert self._db is not None
-        jobs = FetchJobRepo(self._db)
-        last_prune: float | None = None  # the first tick prunes (monotonic may be < 1 h)
-        while True:
-            await asyncio.sleep(self.stats_seconds)
-            try:
-                await self._reconcile()
-            except Exception as exc:
-                log.error("jobs.reconcile_failed", error_message=repr(exc))
-            try:  # a database that does not answer: logged, tried again next tick
-                if self._db.shared:
-                    await check_skew(self._db)
-                if last_prune is None or time.monotonic() - last_prune >= self.prune_seconds:
-                    last_prune = time.monotonic()
-                    await self._prune(jobs)
-                await self._log_stats()
-            except Exception as exc:
-                log.error("housekeeping.failed", error_message=repr(exc))
-
-    async def _prune(self, jobs: FetchJobRepo) -> None:
-        """Retention, by one daemon at a time (the others skip this round). The cutoffs
-        are measured from the database's clock (``Database.now``): a daemon whose own
-        clock runs days ahead must not delete what the others keep."""
-        assert self._db is not None
-        if not await self._db.try_lock(PRUNE_LOCK):
-            return
-        try:
-            now = await self._db.now()
-            cutoff = to_iso(now - timedelta(days=self.config.keep_fetch_jobs_days))
-            pruned = await jobs.prune(cutoff)
-            if pruned:
-                log.info("jobs.pruned", jobs=pruned, before=cutoff)
-            finished = await OutboxRepo(self._db).prune(cutoff)
-            if finished:
-                log.info("deliveries.pruned", deliveries=finished, before=cutoff)
-            if self.config.keep_posts_days:
-                before = to_iso(now - timedelta(days=self.config.keep_posts_days))
-                removed = await PostRepo(self._db).prune(before)
-                if removed:
-                    log.info("posts.pruned", posts=removed, before=before)
-            await self._db.write(lambda tx: forget_silent(tx, to_iso(now - FORGET_DAEMONS_AFTER)))
-        finally:
-            await self._db.unlock(PRUNE_LOCK)
-
-    # -- metrics ---------------------------------------------------------------------------
-
-    async def _update_metrics(self) -> None:
-        """Set the gauges from the database (the counters count as things happen). The
-        sources' states and what is due are the database's: on PostgreSQL, the cluster's."""
-        assert self._db is not None and self._claims is not None
-        every = await SourceRepo(self._db).list()
-        enabled = {s.id for s in every if s.enabled}
-        states = Counter(
-            classify(
-                enabled=True,
-                gone=history_of(row).gone,
-                failures=row.failures,
-                succeeded=row.last_success_at is not None,
-            )
-            for row in await latest_jobs(self._db)
-            if row.source_id in enabled
-        )
-        states[State.DISABLED] = len(every) - len(enabled)
-        for state in State:
-            metrics.SOURCES.labels(state.value).set(states[state])
-        metrics.IN_FLIGHT.set(self.in_flight)
-        metrics.DUE.set(await self._claims.count_due())
-        metrics.OLDEST_OVERDUE.set(await self._claims.overdue_seconds())
-        metrics.DATABASE_BYTES.set(await self._db.size_bytes())
-
-    async def _metrics_writer(self) -> None:
-        """Write ``metrics_file`` every WRITE_SECONDS (a reload may turn it on or off)."""
-        while True:
-            await asyncio.sleep(metrics.WRITE_SECONDS)
-            path = self.config.metrics_file
-            if path is None:
-                continue
-            await self._update_metrics()
-            try:
-                await asyncio.to_thread(metrics.write, path)
-            except OSError as exc:
-                log.warning("metrics.write_failed", path=str(path), error_message=str(exc))
-
-    async def _write_metrics_now(self) -> None:
-        """The last write, at exit, so the file ends with the run's final counts."""
-        path = self.config.metrics_file
-        if path is None:
-            return
-        try:
-            await self._update_metrics()
-            metrics.write(path)
-        except OSError as exc:
-            log.warning("metrics.write_failed", path=str(path), error_message=str(exc))
-        except Exception as exc:  # the database went away: the counters still get written
-            log.warning("metrics.update_failed", error_message=repr(exc))
-            with contextlib.suppress(OSError):
-                metrics.write(path)
-
-    async def _log_stats(self) -> None:
-        assert self._claims is not None and self._db is not None
+    async def _log_stats(self, running: Running) -> None:
         minute = self.stats.take()
-        sent, failed, dead = self._delivery.stats.take() if self._delivery else (0, 0, 0)
+        sent, failed, dead = running.delivery.stats.take()
         log.info(
             "stats",
             fetches_ok=minute.ok,
@@ -478,12 +371,12 @@ class Service:
             deliveries_sent=sent,
             deliveries_failed=failed,
             deliveries_dead=dead,
-            deliveries_in_flight=self._delivery.in_flight if self._delivery else 0,
+            deliveries_in_flight=running.delivery.in_flight,
             in_flight=self.in_flight,
-            due_now=await self._claims.count_due(),
+            due_now=await running.claims.count_due(),
             sources=self.sources,
             loop_lag_max_ms=self.lag.take_max(),
-            database_bytes=await self._db.size_bytes(),
+            database_bytes=await running.db.size_bytes(),
         )
         self._last_minute = minute
         notify.notify(f"STATUS={self._status_line()}")
@@ -494,32 +387,6 @@ class Service:
             f"{self.sources} sources, {self.in_flight} fetching, "
             f"last minute: {minute.ok} ok, {minute.failed} failed"
         )
-
-    async def _watchdog(self) -> None:
-        """WATCHDOG=1 only while every long-lived task lives, the scheduler loop turns and
-        the database answers: a daemon that lost a task gets restarted by systemd."""
-        interval = notify.watchdog_interval()
-        if interval is None:
-            return
-        assert self._db is not None
-        while True:
-            await asyncio.sleep(interval)
-            self.watchdog_checks += 1
-            dead = [name for name, task in self.tasks.items() if task.done()]
-            if dead:
-                log.error("watchdog.task_dead", tasks=dead)
-                continue
-            heartbeat = self._claimer.heartbeat if self._claimer else time.monotonic()
-            if time.monotonic() - heartbeat > max(interval, 5.0):
-                log.error("watchdog.scheduler_stalled")
-                continue
-            try:
-                async with asyncio.timeout(interval):
-                    await self._db.fetchone("SELECT 1")
-            except Exception as exc:
-                log.error("watchdog.database_unresponsive", error_message=repr(exc))
-                continue
-            notify.notify("WATCHDOG=1")
 
 
 #: Pause before a crashed task runs again: no busy loop if it fails at once every time.

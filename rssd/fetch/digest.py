@@ -32,8 +32,7 @@ def entries_span(body: bytes) -> tuple[int, int] | None:
 def _last_end_tag(body: bytes, start: int) -> int | None:
     """The end offset of the last entry end tag at or after ``start``, looking back from
     the end of the body: a feed ends with a few closing tags after its last entry, so
-    this reads a few bytes where scanning forward read every entry (0.5 ms a 58 KB feed,
-    on the event loop)."""
+    this reads a few bytes where scanning forward read every entry, on the event loop."""
     before = len(body)
     while (tag := body.rfind(b"</", start, before)) >= 0:
         match = ENTRY_END.match(body, tag)

@@ -13,21 +13,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rssd.clock import to_iso
-from rssd.fetch.text import html_to_text
+from rssd.fetch.text import MAX_FIELD_CHARS, html_to_text
 from rssd.models.post import PostCreate
 
 # C0 controls except tab, newline and carriage return, DEL, and C1 controls: invisible,
 # invalid in XML 1.0, and trouble for every consumer of the database.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
-MAX_FIELD_CHARS = 1_000_000
+__all__ = ["MAX_FIELD_CHARS"]  # its home is rssd.fetch.text; re-exported for callers
 
 
 def clean_text(value: object) -> str | None:
     """Strip control characters and surrounding blanks; empty becomes None."""
     if not isinstance(value, str):
         return None
-    value = _CONTROL.sub("", value).strip()
+    if not (value.isascii() and value.isprintable()):  # printable ASCII has no controls
+        value = _CONTROL.sub("", value)
+    value = value.strip()
     return value[:MAX_FIELD_CHARS] or None
 
 

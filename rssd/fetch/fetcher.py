@@ -224,8 +224,8 @@ class Fetcher:
 
         The per-host slot covers the download only (politeness is about sockets). The global
         slot covers the parse too, so at most ``max_concurrency`` bodies wait in memory for
-        the parse workers: without it a cold start of 1,000 feeds downloaded far faster
-        than it parsed and peaked at 245 MB. ``seen`` loads the fingerprints of the items
+        the parse workers: without it a cold start downloaded far faster than it parsed,
+        and held every body in memory meanwhile. ``seen`` loads the fingerprints of the items
         parsed last time; it is called only for a body that has to be parsed.
         """
         assert self._session is not None, "use Fetcher as an async context manager"

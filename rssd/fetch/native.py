@@ -1,7 +1,7 @@
 """feedparser-rs (Rust) as the first parser: its result in feedparser's shape, or None.
 
-feedparser is pure Python: on the bench farm it was 12-16 ms of a cold feed's ~18 ms of
-worker CPU, and a 20,000-item feed took longer than the parse limit. feedparser-rs reads
+feedparser is pure Python: on the bench farm it was most of a cold feed's worker CPU
+(bench/README.md), and a very large feed took longer than the parse limit. feedparser-rs reads
 the same formats natively with a feedparser-like API. The worker (rssd.fetch.worker) tries
 it first and falls back to feedparser, which stays the reference, wherever this module
 returns None:
@@ -272,8 +272,21 @@ def _feedparser_date(text: str | None) -> Any:
         return None
 
 
+#: An absolute http(s) URL that feedparser's join returns unchanged: lowercase scheme, no
+#: slash run after it, no blanks or controls (urllib strips or drops those), no ``;``
+#: params, no brackets (an IPv6 host; urllib rejects a malformed one), and a query or
+#: fragment only when not empty (urllib drops an empty one).
+_PLAIN_URL = re.compile(
+    r"https?://[^/?#;\[\]\s\x00-\x1f\x7f]+(?:/[^?#;\[\]\s\x00-\x1f\x7f]*)?"
+    r"(?:\?[^#;\[\]\s\x00-\x1f\x7f]+)?(?:#[^\[\]\s\x00-\x1f\x7f]+)?"
+)
+
+
 def _resolve(base: str, uri: str) -> str:
-    """feedparser's own URI join (it differs from urllib's on odd input)."""
+    """feedparser's own URI join (it differs from urllib's on odd input); the common
+    absolute URL skips it (a third of a 20,000-item feed's parse went there)."""
+    if _PLAIN_URL.fullmatch(uri):
+        return uri
     try:
         return str(_urljoin(base, uri))
     except ValueError:

@@ -86,8 +86,8 @@ class ParsePool:
         loop = asyncio.get_running_loop()
         if self._starting is None:
             # Started by the first body to parse, not at start-up: a pass of 304s never
-            # pays for the forkserver and the workers (~0.15 s of CPU, on a 2-core
-            # machine taken from the event loop just when it is busiest).
+            # pays for the forkserver and the workers (CPU that a small machine would
+            # take from the event loop just when it is busiest).
             self.start_soon()
         starting = self._starting
         assert starting is not None
@@ -150,8 +150,8 @@ class ParsePool:
 
         Every document is handed to the pool at once (no semaphore in front of it): the
         pool feeds its workers itself, so a worker that finishes starts the next document
-        without waiting for the event loop, which a busy daemon answers tens of ms late
-        (bench: the two workers of a warm pass sat mostly idle, 170 documents waiting).
+        without waiting for the event loop, which a busy daemon answers late (with a
+        semaphore in front, the workers of a warm pass sat mostly idle; bench/README.md).
         The time limit therefore counts from when the pool takes a document into its call
         queue (``running()``), where it waits for at most one document per worker, each
         ended by its alarm: 2 x timeout + HARD_TIMEOUT_MARGIN. Documents killed with the

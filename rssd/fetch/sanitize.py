@@ -28,6 +28,8 @@ from typing import Any
 
 import nh3
 
+from rssd.fetch.text import MAX_FIELD_CHARS
+
 _MEDIA: dict[str, set[str]] = {
     "audio": {"src", "controls", "loop", "muted", "preload"},
     "video": {"src", "controls", "loop", "muted", "preload", "poster", "width", "height"},
@@ -58,7 +60,7 @@ def _only_data_images(tag: str, attribute: str, value: str) -> str | None:
 
 @lru_cache(maxsize=64)
 def _cleaner(base: str | None, data_images: bool = False) -> nh3.Cleaner:
-    """One Cleaner per base URL (a feed has one or two): building one costs ~0.1 ms.
+    """One Cleaner per base URL (a feed has one or two): building one per post costs.
 
     ``data_images``: the variant that lets ``<img src="data:image/png;...">`` through. Its
     attribute callback costs a call into Python per attribute, so it only serves fields
@@ -90,7 +92,13 @@ def clean_html(value: str, base: str | None) -> str:
     Resolving is bounded: when it would make the field more than ``GROWTH_FACTOR`` times
     longer (plus ``GROWTH_ALLOWANCE``), relative URLs are left as the publisher wrote
     them. (Escaping ``<``, ``&`` and quotes adds at most 5 characters per character, and
-    every field is capped at 1,000,000 characters after this.)"""
+    every field is capped at 1,000,000 characters after this.)
+
+    Only the first MAX_FIELD_CHARS characters are cleaned (the stored field is cut there
+    anyway): nh3's memory grows with the markup it is given, and a 10 MB field must not
+    take a worker past the daemon's memory bound. A tag cut in half at the end is dropped
+    by the HTML parser, never stored open."""
+    value = value[:MAX_FIELD_CHARS]
     data_images = "data:" in value
     cleaned = _cleaner(base, data_images).clean(value)
     if base and len(cleaned) > GROWTH_FACTOR * len(value) + GROWTH_ALLOWANCE:

@@ -15,6 +15,12 @@ from functools import lru_cache
 
 import nh3
 
+#: The most of a field rssd stores (rssd.fetch.entries.clean_text), and the most of a
+#: field handed to nh3: html5ever's tree for tag-dense HTML takes ~50 bytes per input
+#: character (a 10 MB description took a worker to 535 MB), and what lies past the cap is
+#: cut from the stored field anyway.
+MAX_FIELD_CHARS = 1_000_000
+
 #: Elements that separate words when rendered: replaced by a space before the tags go.
 _BREAKS = re.compile(r"<(?:br|/?p|/div|/li|/h[1-6]|/td|/tr)\b[^>]*>", re.IGNORECASE)
 _BLANKS = re.compile(r"\s+")
@@ -29,5 +35,5 @@ def html_to_text(value: str) -> str:
     """HTML -> the text it shows: no markup, entities decoded, blanks collapsed."""
     if "<" not in value and "&" not in value:
         return _BLANKS.sub(" ", value).strip()
-    stripped = _stripper().clean(_BREAKS.sub(" ", value))
+    stripped = _stripper().clean(_BREAKS.sub(" ", value[:MAX_FIELD_CHARS]))
     return _BLANKS.sub(" ", html.unescape(stripped)).strip()

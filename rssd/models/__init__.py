@@ -1,1 +1,3 @@
-"""Models layer: pydantic DTOs, enums and the config models. No I/O beyond reading config."""
+"""Models layer: the config (pydantic), plain frozen dataclasses and enums, and pure
+decisions over them. No I/O beyond finding and reading config.toml and the files it
+names."""

@@ -452,6 +452,27 @@ def exposed_files(
     return found
 
 
+def inline_secrets(config: Config) -> list[str]:
+    """The keys of ``config`` that hold a secret in config.toml itself (a webhook secret,
+    request headers, a password in a feed's or the database's URL): the file's own mode
+    must then keep others out (``rssd check-config`` warns)."""
+    keys = [
+        f"users[{index}].secret"
+        for index, user in enumerate(config.users)
+        if user.secret_file is None
+    ]
+    for index, feed in enumerate(config.feeds):
+        if redact(feed.url) != feed.url:
+            keys.append(f"feeds[{index}].url")
+        if feed.headers and feed.headers_file is None:
+            keys.append(f"feeds[{index}].headers")
+    if isinstance(config.database, str) and redact(config.database, keep_user=True) != (
+        config.database
+    ):
+        keys.append("database")
+    return keys
+
+
 def _duplicates_not_reported(exc: ValidationError, raw: Mapping[str, Any]) -> list[str]:
     """Duplicate URLs, when a mistake inside ``feeds`` kept the list's own check from
     running: every error is listed at once, not one after another fix."""
@@ -534,7 +555,7 @@ def _feed_label(loc: Sequence[int | str], raw: Mapping[str, Any]) -> str:
 
 
 def _suggestion(loc: Sequence[int | str]) -> str:
-    import difflib  # noqa: PLC0415 (only for a mistake; 11 ms of every command's start-up)
+    import difflib  # noqa: PLC0415 (only for a mistake: slow to import at every start-up)
 
     tables: dict[object, type[BaseModel]] = {
         "feeds": FeedConfig,

@@ -20,6 +20,7 @@ from rssd.models.sizes import (
     MAX_NAME_BYTES,
     clip_bytes,
     fit_post,
+    fit_post_sized,
     json_size,
     split_by_size,
 )
@@ -110,20 +111,30 @@ def plan_messages(
     chunk: int | None = None,
     *,
     filtered: bool = False,
+    made: dict[tuple[int, bool], tuple[dict[str, object], int]] | None = None,
 ) -> list[Message]:
     """One message per subscriber with the posts that pass the subscriber's filters, split
     above ``chunk`` posts (by default as many as the subscriber's format carries) and
     above ``MAX_MESSAGE_BYTES`` (rssd.models.sizes), each post cut to ``MAX_POST_BYTES``;
-    none for a subscriber whose filters pass nothing. ``filtered``: ``posts`` passed them."""
+    none for a subscriber whose filters pass nothing. ``filtered``: ``posts`` passed them.
+    ``made``: the posts' payloads and sizes by (post id, include_content), shared by the
+    calls for one fetch's subscribers, so each post is made and measured once."""
+    made = {} if made is None else made
     messages = []
     for subscriber in subscribers:
         chosen = list(posts) if filtered else chosen_posts(subscriber, feed, posts)
         if not chosen:
             continue
         count = chunk or POSTS_PER_MESSAGE.get(subscriber.format, MAX_POSTS_PER_MESSAGE)
-        payloads = [fit_post(post_payload(p, feed, subscriber.include_content)) for p in chosen]
+        sized = []
+        for stored in chosen:
+            key = (stored.id, subscriber.include_content)
+            if key not in made:
+                made[key] = fit_post_sized(post_payload(stored, feed, key[1]))
+            sized.append(made[key])
+        payloads = [payload for payload, _ in sized]
+        sizes = [size for _, size in sized]
         envelope = json_size(envelope_of(subscriber.name, feed, [], timestamp))
-        sizes = [json_size(payload) for payload in payloads]
         for run in split_by_size(sizes, count, MAX_MESSAGE_BYTES, envelope):
             part = payloads[run.start : run.stop]
             body = _dump(envelope_of(subscriber.name, feed, part, timestamp))

@@ -25,16 +25,20 @@ from urllib.parse import urlsplit
 #: that end the authority (``/?#``), whitespace, and the quotes and brackets that end a
 #: URL quoted in text. ``'`` stays allowed (RFC 3986 permits it; a quote before the
 #: scheme does not end the credentials).
-CREDENTIAL_CHARS = r"[^/?#\s\"<>]"
+_ENDS_IN_TEXT = r"\s\"<>"
+CREDENTIAL_CHARS = rf"[^/?#{_ENDS_IN_TEXT}]"
+_OUTSIDE = re.compile(rf"[{_ENDS_IN_TEXT}]")
+#: A ``password=`` value ends at the next parameter, and at ``'`` (libpq quotes with it).
+_PARAM_CHARS = rf"[^&#'{_ENDS_IN_TEXT}]"
+_OUTSIDE_PARAM = re.compile(rf"['{_ENDS_IN_TEXT}]")
 
 #: scheme://userinfo@ in running text: the userinfo runs to the last "@" before the path.
 _USERINFO = re.compile(rf"(?i)\b([a-z][a-z0-9+.-]*://)({CREDENTIAL_CHARS}*)@")
 _SCHEME = re.compile(r"(?i)[a-z][a-z0-9+.-]*://")
-_OUTSIDE = re.compile(r'[\s"<>]')
-_OUTSIDE_PARAM = re.compile(r"[\s\"'<>]")  # libpq quotes keyword values with '
+_AUTHORITY_END = re.compile(r"[/?#]")
 
 #: ``password=`` as a URL query parameter or a libpq ``keyword=value`` pair.
-_PASSWORD_PARAM = re.compile(r"(?i)(^|[?&;\s])(password=)([^&#\s\"'<>]*)")
+_PASSWORD_PARAM = re.compile(rf"(?i)(^|[?&;\s])(password=)({_PARAM_CHARS}*)")
 
 
 def split_userinfo(url: str) -> tuple[str, str, str] | None:
@@ -47,8 +51,8 @@ def split_userinfo(url: str) -> tuple[str, str, str] | None:
     if scheme is None:
         return None
     start = scheme.end()
-    end = next((i for i in range(start, len(text)) if text[i] in "/?#"), len(text))
-    userinfo, at, _ = text[start:end].rpartition("@")
+    end = _AUTHORITY_END.search(text, start)
+    userinfo, at, _ = text[start : end.start() if end else len(text)].rpartition("@")
     if not at:
         return None
     return scheme.group(0), userinfo, text[start + len(userinfo) + 1 :]

@@ -79,14 +79,22 @@ def _shrink(
 
 
 def fit_post(payload: Mapping[str, object], budget: int = MAX_POST_BYTES) -> dict[str, object]:
+    """``payload`` cut to at most ``budget`` bytes of JSON (``fit_post_sized``)."""
+    return fit_post_sized(payload, budget)[0]
+
+
+def fit_post_sized(
+    payload: Mapping[str, object], budget: int = MAX_POST_BYTES
+) -> tuple[dict[str, object], int]:
     """``payload`` (one post of a message) cut to at most ``budget`` bytes of JSON, its
     largest field first, as little as needed: content, summary, title or author
     shortened (ending in "…"), tags or enclosures dropped, a url dropped (a cut link
     leads nowhere); its external_id only as a last resort (beyond any real id's length).
-    A post within the budget is returned as it is."""
+    A post within the budget is returned as it is. With its size in bytes."""
     fitted = dict(payload)
-    if json_size(fitted) <= budget:
-        return fitted
+    size = json_size(fitted)
+    if size <= budget:
+        return fitted, size
     present = [key for key in _CUTTABLE if key in fitted]
     candidates = sorted(present, key=lambda key: json_size(fitted[key]), reverse=True)
     for key in (*candidates, "external_id"):
@@ -101,7 +109,7 @@ def fit_post(payload: Mapping[str, object], budget: int = MAX_POST_BYTES) -> dic
             fitted[key] = None  # a cut link leads nowhere
         elif isinstance(value, str):
             _shrink(fitted, key, budget, clip_bytes)
-    return fitted
+    return fitted, json_size(fitted)
 
 
 def split_by_size(

@@ -1,1 +1,2 @@
-"""Repo layer: thin raw-SQL repositories over one aiosqlite connection. No HTTP here."""
+"""Repo layer: every SQL statement, written once against the Database interface (db.py)
+that SQLite and PostgreSQL implement. No HTTP here."""

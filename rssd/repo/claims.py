@@ -173,9 +173,9 @@ class ClaimRepo:
             }
             due = [(job_id, host) for job_id, host in chosen if job_id in locked]
             hosts = sorted({host for _, host in due})
-            if dialect.xact_lock:
-                for host in hosts:  # one lock order for every daemon: no deadlock
-                    await tx.execute(dialect.xact_lock, {"lock_key": f"rssd.host:{host}"})
+            if dialect.xact_locks and hosts:
+                keys = [f"rssd.host:{host}" for host in hosts]
+                await tx.fetchall(dialect.xact_locks, {"lock_keys": json.dumps(keys)})
             used: dict[str, set[int]] = {host: set() for host in hosts}
             for r in await tx.fetchall(
                 f"SELECT host, host_slot FROM fetch_job WHERE status = 'ONGOING' "

@@ -23,95 +23,35 @@ metrics file, log level, concurrency, shutdown grace), nor where a secret is rea
 byte-identical files in two folders, or two daemons of one host with their own metrics
 files, agree. Secrets and header values count by a one-way fingerprint only: no secret
 goes into a hash that ``rssd status`` shows.
+
+The hash and the reads ``rssd status`` needs are in ``rssd.repo.config_versions``: a
+reader imports neither the sync nor the repositories it writes through.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import PurePath
 from typing import TYPE_CHECKING
 
 from rssd.clock import now_iso
+from rssd.repo.config_versions import (
+    Synced,
+    config_digests,
+    differing_keys,
+    hash_of,
+    stored_in,
+    version_digests,
+)
 from rssd.repo.db import Database, Tx
 from rssd.repo.sources import SyncReport, sync_in
-from rssd.repo.users import UserSyncReport, sync_users_in
 
 if TYPE_CHECKING:
     from rssd.models.config import Config
+    from rssd.repo.users import UserSyncReport
 
 _LOCK = "rssd.config_sync"
-
-#: Top-level settings each daemon may set for itself: never drift.
-LOCAL_KEYS = frozenset(
-    {"database", "metrics_file", "log_level", "max_concurrency", "shutdown_grace_seconds"}
-)
-
-
-def _digest(value: object) -> str:
-    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=_opaque)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-def _opaque(value: object) -> str:
-    """Paths and filter rules as text; anything else (a secret) as its fingerprint."""
-    if isinstance(value, PurePath):
-        return str(value)
-    text = getattr(value, "text", None)  # a keep/block rule: "field=regex"
-    if isinstance(text, str):
-        return text
-    fingerprint = getattr(value, "fingerprint", None)
-    if callable(fingerprint):
-        return str(fingerprint())
-    return type(value).__name__
-
-
-def _fingerprint(text: str) -> str:
-    return hashlib.sha256(b"rssd-header-fingerprint:" + text.encode()).hexdigest()[:16]
-
-
-def config_digests(config: Config) -> dict[str, str]:
-    """One digest per key the cluster shares: each top-level setting by name, each feed
-    as ``feeds[URL]``, each user as ``users[NAME]``. Two configs differ exactly in the
-    keys whose digests differ (``differing_keys``)."""
-    top = config.model_dump(mode="python", exclude={*LOCAL_KEYS, "feeds", "users"}, warnings=False)
-    digests = {key: _digest(value) for key, value in top.items()}
-    for feed in config.feeds:
-        data = feed.model_dump(mode="python", exclude={"headers_file"}, warnings=False)
-        data["headers"] = {name: _fingerprint(value) for name, value in feed.headers.items()}
-        digests[f"feeds[{feed.url}]"] = _digest(data)
-    for user in config.users:
-        data = user.model_dump(mode="python", exclude={"secret_file"}, warnings=False)
-        digests[f"users[{user.name}]"] = _digest(data)
-    return digests
-
-
-def hash_of(digests: Mapping[str, str]) -> str:
-    return _digest(dict(digests))
-
-
-def config_hash(config: Config) -> str:
-    """A stable hash of what the cluster shares of ``config`` (see the module's doc)."""
-    return hash_of(config_digests(config))
-
-
-def differing_keys(one: Mapping[str, str], other: Mapping[str, str]) -> list[str]:
-    """The keys two configs' digests disagree on (one has it and the other not, or
-    different values), in a stable order."""
-    return sorted(key for key in one.keys() | other.keys() if one.get(key) != other.get(key))
-
-
-@dataclass(frozen=True)
-class Synced:
-    """What the config_sync row says."""
-
-    config_hash: str
-    config_mtime: str
-    synced_at: str
-    synced_by: str | None
 
 
 class Verdict(StrEnum):
@@ -140,26 +80,6 @@ class Outcome:
     users: UserSyncReport | None = None  # None unless applied
 
 
-async def _stored(tx: Tx) -> Synced | None:
-    row = await tx.fetchone(
-        "SELECT config_hash, config_mtime, synced_at, synced_by FROM config_sync WHERE id = 1"
-    )
-    if row is None:
-        return None
-    return Synced(row["config_hash"], row["config_mtime"], row["synced_at"], row["synced_by"])
-
-
-async def version_digests(tx: Tx, config_hash: str) -> dict[str, str] | None:
-    """The per-key digests of a version the cluster synced (None: never synced)."""
-    row = await tx.fetchone(
-        "SELECT digests FROM config_versions WHERE config_hash = :hash", {"hash": config_hash}
-    )
-    if row is None:
-        return None
-    loaded = json.loads(row["digests"])
-    return {str(key): str(value) for key, value in loaded.items()}
-
-
 async def sync_config(
     db: Database,
     config: Config,
@@ -174,13 +94,16 @@ async def sync_config(
     ``guard`` is off where one daemon owns the database (SQLite): its file is the truth.
     ``edited``: the file's content changed since this daemon last read it.
     """
+    # Here, not at the top: ``rssd status`` reads this module and imports no write path.
+    from rssd.repo import users as users_sync  # noqa: PLC0415
+
     digests = config_digests(config)
     digest = hash_of(digests)
 
     async def work(tx: Tx) -> Outcome:
         if tx.dialect.xact_lock:  # daemons starting together sync one after the other
             await tx.execute(tx.dialect.xact_lock, {"lock_key": _LOCK})
-        stored = await _stored(tx)
+        stored = await stored_in(tx)
         if guard and stored is not None and stored.config_hash != digest:
             seen = await version_digests(tx, digest)
             verdict = judge(stored.config_hash, digest, superseded=seen is not None, edited=edited)
@@ -190,7 +113,7 @@ async def sync_config(
         report = await sync_in(tx, config)
         # The users too, under the same lock: daemons starting together on a fresh
         # database would otherwise insert the same users at once.
-        users = await sync_users_in(tx, config)
+        users = await users_sync.sync_users_in(tx, config)
         now = now_iso()
         await tx.execute(
             "INSERT INTO config_sync (id, config_hash, config_mtime, synced_at, synced_by) "
@@ -207,18 +130,3 @@ async def sync_config(
         return Outcome(Verdict.APPLY, report, stored, users=users)
 
     return await db.write(work)
-
-
-async def synced_config(db: Database) -> Synced | None:
-    return await db.read(_stored)
-
-
-async def known_digests(db: Database, hashes: set[str]) -> dict[str, dict[str, str]]:
-    """The per-key digests of those of ``hashes`` the cluster has synced: what ``rssd
-    status`` compares to say which keys a config differs in."""
-
-    async def work(tx: Tx) -> dict[str, dict[str, str]]:
-        found = {wanted: await version_digests(tx, wanted) for wanted in sorted(hashes)}
-        return {key: digests for key, digests in found.items() if digests is not None}
-
-    return await db.read(work)

@@ -2,8 +2,9 @@
 
 Users outgrowing one machine start from what they have. The tables are copied parent first
 (sources, jobs, posts, the parse cache, the synced config, users, subscriptions, the webhook
-outbox), ids kept, in pages, all read in one snapshot of the source; then the target's id
-sequences are moved past the copied ids.
+outbox, the stories told and skipped, the posts waiting for a digest), ids kept, in pages,
+all read in one snapshot of the source; then the target's id sequences are moved past the
+copied ids.
 The daemons table is not copied: it lists processes of the old database; nor is the
 search index, which the target's daemon builds again (rssd/repo/search.py).
 """
@@ -31,19 +32,26 @@ TABLES: dict[str, tuple[str, ...]] = {
     "posts": (
         "id", "content_source_id", "fetch_job_id", "external_id", "title", "url", "author",
         "summary", "content", "published_at", "updated_at", "created_at", "content_hash",
+        "tags", "enclosures",
     ),
     "seen_items": ("content_source_id", "digests"),
     "users": (
         "id", "name", "webhook_url", "enabled", "keep", "block", "config_digest",
         "disabled_reason", "disabled_at", "failing_since", "last_success_at", "last_error_at",
-        "last_error", "created_at", "updated_at",
+        "last_error", "created_at", "updated_at", "format", "include_content", "dedupe_days",
+        "digest", "timezone",
     ),
     "subscriptions": ("user_id", "content_source_id", "primed", "created_at"),
     "deliveries": (
         "id", "user_id", "content_source_id", "fetch_job_id", "posts_count", "body", "status",
         "attempts", "next_attempt_at", "last_attempt_at", "last_http_status", "last_error",
-        "created_at", "updated_at",
+        "created_at", "updated_at", "earlier_attempts",
     ),
+    "announced": ("user_id", "story", "content_source_id", "post_id", "announced_at"),
+    "skipped_posts": (
+        "user_id", "post_id", "content_source_id", "duplicate_of", "story", "skipped_at",
+    ),
+    "digest_items": ("user_id", "post_id", "content_source_id", "queued_at"),
     "config_sync": ("id", "config_hash", "config_mtime", "synced_at", "synced_by"),
     "config_versions": ("config_hash", "digests", "first_synced_at"),
 }  # fmt: skip
@@ -51,7 +59,12 @@ TABLES: dict[str, tuple[str, ...]] = {
 #: Tables whose ids come from an identity sequence on PostgreSQL.
 _SEQUENCED = ("content_sources", "fetch_job", "posts", "users")
 #: Each table's order for paging (its primary key): the snapshot keeps OFFSET stable.
-_ORDER = {"subscriptions": "user_id, content_source_id"}
+_ORDER = {
+    "subscriptions": "user_id, content_source_id",
+    "announced": "user_id, story",
+    "skipped_posts": "user_id, post_id",
+    "digest_items": "user_id, post_id",
+}
 PAGE = 1000
 
 

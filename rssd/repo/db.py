@@ -1,7 +1,8 @@
 """The driver interface every repository is written against: ``Database`` and ``Tx``.
 
-Two implementations: SQLite (rssd/repo/sqlite.py, one aiosqlite connection, the embedded
-default) and PostgreSQL (rssd/repo/postgres.py, a psycopg pool, shared by several daemons).
+Two implementations, opened by rssd/repo/open.py: SQLite (rssd/repo/sqlite.py, reads on
+an aiosqlite connection, writes by one writer thread; the embedded default) and PostgreSQL
+(rssd/repo/postgres.py, a psycopg pool, shared by several daemons).
 Repositories use only these methods, with ``:name`` parameters and rows read by column
 name (or position), so each is written once; where the two SQL dialects disagree they ask
 ``db.dialect`` for the fragment (rssd/repo/dialect.py).

@@ -21,6 +21,9 @@ class Dialect:
     #: A statement taking a transaction-scoped lock on the text parameter ``:lock_key``;
     #: empty where the transaction is exclusive already (SQLite's BEGIN IMMEDIATE).
     xact_lock: str
+    #: The same for every text of the JSON array parameter ``:lock_keys``, taken in sorted
+    #: order (one lock order for every daemon: no deadlock), in one round trip.
+    xact_locks: str
     #: Null-safe "differs from" (SQLite's IS NOT; IS DISTINCT FROM needs SQLite 3.39).
     is_distinct: str
     #: "Now" for leases: where several machines share the database, the database's clock
@@ -61,6 +64,7 @@ SQLITE = Dialect(
     json_int_set="(SELECT value FROM json_each(:{param}))",
     skip_locked="",
     xact_lock="",
+    xact_locks="",
     is_distinct="IS NOT",
     clock=":now",
     lease_until=":lease",
@@ -79,6 +83,10 @@ POSTGRES = Dialect(
     json_int_set="(SELECT CAST(jsonb_array_elements_text(CAST(:{param} AS jsonb)) AS bigint))",
     skip_locked=" FOR UPDATE OF j SKIP LOCKED",
     xact_lock="SELECT pg_advisory_xact_lock(hashtext(:lock_key))",
+    xact_locks=(
+        "SELECT count(pg_advisory_xact_lock(hashtext(k))) FROM (SELECT k FROM "
+        "jsonb_array_elements_text(CAST(:lock_keys AS jsonb)) AS k ORDER BY k) AS sorted"
+    ),
     is_distinct="IS DISTINCT FROM",
     clock="now()",
     lease_until="now() + make_interval(secs => :lease_seconds)",

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from rssd.clock import now_iso, parse_iso, to_iso
+from rssd.clock import now_iso, parse_iso, to_iso, utcnow
 from rssd.models.outbox import Feed, Message, StoredPost, Subscriber, chosen_posts, plan_messages
 from rssd.models.post import PostCreate
 from rssd.models.redact import strip_userinfo
@@ -23,8 +23,13 @@ _PRIME = (
     "WHERE content_source_id = :source_id AND primed = 0 RETURNING user_id"
 )
 
+# dedupe_days is 0 for a user with no other feed: no story can reach them twice, and the
+# record of what they were told (two rows a post) is not written for nothing.
 _SUBSCRIBERS = """
-SELECT u.id, u.name, u.keep, u.block, u.format, u.include_content, u.dedupe_days, u.digest
+SELECT u.id, u.name, u.keep, u.block, u.format, u.include_content, u.digest,
+       CASE WHEN EXISTS (SELECT 1 FROM subscriptions o WHERE o.user_id = u.id
+                         AND o.content_source_id <> s.content_source_id)
+            THEN u.dedupe_days ELSE 0 END AS dedupe_days
 FROM subscriptions s JOIN users u ON u.id = s.user_id
 WHERE s.content_source_id = :source_id AND u.enabled = 1 AND u.disabled_reason IS NULL
 ORDER BY u.id
@@ -85,14 +90,17 @@ async def write_outbox_in(
     url = strip_userinfo(feed_row["url"])
     feed = Feed(feed_row["id"], url, feed_row["name"], feed_row["category"])
     messages: list[Message] = []
+    made: dict[tuple[int, bool], tuple[dict[str, object], int]] = {}  # each post made once
+    chosen_by = {s.user_id: chosen_posts(s, feed, stored) for s in subscribers}
+    deduping = [s for s in subscribers if s.dedupe_days > 0 and chosen_by[s.user_id]]
+    if deduping:
+        chosen_by.update(await _one_per_story_in(tx, deduping, chosen_by, source_id, now))
     for subscriber in subscribers:
-        chosen = chosen_posts(subscriber, feed, stored)
-        if chosen and subscriber.dedupe_days > 0:
-            chosen = await _one_per_story_in(tx, subscriber, source_id, chosen, now)
+        chosen = chosen_by[subscriber.user_id]
         if subscriber.digest is not None:
             await wait_for_digest_in(tx, subscriber.user_id, source_id, chosen, now)
             continue
-        messages += plan_messages([subscriber], feed, chosen, now, filtered=True)
+        messages += plan_messages([subscriber], feed, chosen, now, filtered=True, made=made)
     if messages:
         await tx.executemany(
             _INSERT,
@@ -113,8 +121,8 @@ async def write_outbox_in(
 
 
 _TOLD = """
-SELECT story, post_id FROM announced
-WHERE user_id = :user_id AND story IN {stories} AND content_source_id <> :source_id
+SELECT user_id, story, post_id, announced_at FROM announced
+WHERE user_id IN {users} AND story IN {stories} AND content_source_id <> :source_id
   AND announced_at >= :since
 """
 
@@ -122,7 +130,7 @@ WHERE user_id = :user_id AND story IN {stories} AND content_source_id <> :source
 # at the same moment (PostgreSQL) both send it: at least once, never an error.
 _ANNOUNCE = """
 INSERT INTO announced (user_id, story, content_source_id, post_id, announced_at)
-VALUES (:user_id, :story, :source_id, :post_id, :now)
+VALUES {rows}
 ON CONFLICT (user_id, story) DO UPDATE SET content_source_id = excluded.content_source_id,
     post_id = excluded.post_id, announced_at = excluded.announced_at
 """
@@ -133,50 +141,118 @@ VALUES (:user_id, :post_id, :source_id, :duplicate_of, :story, :now)
 ON CONFLICT (user_id, post_id) DO NOTHING
 """
 
+#: Stories recorded per INSERT (three parameters each, well under both backends' limits).
+ANNOUNCE_BATCH = 500
+
 
 async def _one_per_story_in(
-    tx: Tx, subscriber: Subscriber, source_id: int, posts: list[StoredPost], now: str
-) -> list[StoredPost]:
-    """``posts`` without the stories already announced to the subscriber from another of
-    their feeds within their dedupe_days; the skipped ones recorded, the others' stories
-    recorded as announced from this feed."""
-    keys = [(p.id, story_keys(p.post.external_id, p.post.url)) for p in posts]
-    since = to_iso(parse_iso(now) - timedelta(days=subscriber.dedupe_days))
+    tx: Tx,
+    subscribers: Sequence[Subscriber],
+    chosen_by: dict[int, list[StoredPost]],
+    source_id: int,
+    now: str,
+) -> dict[int, list[StoredPost]]:
+    """Each subscriber's chosen posts without the stories already announced to them from
+    another of their feeds within their dedupe_days; the skipped ones recorded, the
+    others' stories recorded as announced from this feed. One read and a few multi-row
+    writes for the whole fetch, whatever the number of subscribers."""
+    keys = {p.id: story_keys(p.post.external_id, p.post.url) for s in subscribers
+            for p in chosen_by[s.user_id]}  # fmt: skip
+    moment = parse_iso(now)
+    since = {s.user_id: to_iso(moment - timedelta(days=s.dedupe_days)) for s in subscribers}
     rows = await tx.fetchall(
-        _TOLD.format(stories=tx.dialect.in_json_text("stories")),
+        _TOLD.format(
+            users=tx.dialect.in_json_int("users"), stories=tx.dialect.in_json_text("stories")
+        ),
         {
-            "user_id": subscriber.user_id,
-            "stories": json.dumps([key for _, post_keys in keys for key in post_keys]),
+            "users": json.dumps(sorted(since)),
+            "stories": json.dumps(
+                sorted({key for post_keys in keys.values() for key in post_keys})
+            ),
             "source_id": source_id,
-            "since": since,
+            "since": min(since.values()),
         },
     )
-    skips: list[Skip] = duplicates(keys, {row["story"]: int(row["post_id"]) for row in rows})
-    skipped = {skip.post_id for skip in skips}
-    base = {"user_id": subscriber.user_id, "source_id": source_id, "now": now}
-    if skips:
-        await tx.executemany(
-            _SKIP,
-            [{**base, "post_id": s.post_id, "duplicate_of": s.duplicate_of, "story": s.story}
-             for s in skips],
-        )  # fmt: skip
-    announced = [
-        {**base, "story": key, "post_id": post_id}
-        for post_id, post_keys in keys
-        if post_id not in skipped
-        for key in post_keys
-    ]
-    if announced:
-        await tx.executemany(_ANNOUNCE, announced)
-    return [p for p in posts if p.id not in skipped]
+    told: dict[int, dict[str, int]] = {}
+    for row in rows:
+        if str(row["announced_at"]) >= since[int(row["user_id"])]:
+            told.setdefault(int(row["user_id"]), {})[row["story"]] = int(row["post_id"])
+    fresh: dict[int, list[StoredPost]] = {}
+    skipped_rows: list[dict[str, object]] = []
+    announced: dict[tuple[int, str], int] = {}  # one row per story: the batch has no twins
+    for subscriber in subscribers:
+        user_id, posts = subscriber.user_id, chosen_by[subscriber.user_id]
+        skips: list[Skip] = duplicates([(p.id, keys[p.id]) for p in posts], told.get(user_id, {}))
+        skipped = {skip.post_id for skip in skips}
+        skipped_rows += [
+            {"user_id": user_id, "post_id": s.post_id, "source_id": source_id,
+             "duplicate_of": s.duplicate_of, "story": s.story, "now": now}
+            for s in skips
+        ]  # fmt: skip
+        fresh[user_id] = [p for p in posts if p.id not in skipped]
+        for post in fresh[user_id]:
+            for key in keys[post.id]:
+                announced[(user_id, key)] = post.id
+    if skipped_rows:
+        await tx.executemany(_SKIP, skipped_rows)
+    items = list(announced.items())
+    for start in range(0, len(items), ANNOUNCE_BATCH):
+        batch = items[start : start + ANNOUNCE_BATCH]
+        params: dict[str, object] = {"source_id": source_id, "now": now}
+        values = []
+        for index, ((user_id, story), post_id) in enumerate(batch):
+            params |= {f"u{index}": user_id, f"s{index}": story, f"p{index}": post_id}
+            values.append(f"(:u{index}, :s{index}, :source_id, :p{index}, :now)")
+        await tx.execute(_ANNOUNCE.format(rows=", ".join(values)), params)
+    return fresh
 
 
+_DELIVERABLE = "u.enabled = 1 AND u.disabled_reason IS NULL"
+#: Oldest message first, also through an outage: only a user's oldest pending message is
+#: ever sent (or retried); the ones after it wait until it is delivered or dead, so they do
+#: not spend their attempts, or arrive, before it. Read off the deliveries_pending index.
+_OLDEST_PENDING = (
+    "(SELECT min(o.id) FROM deliveries o WHERE o.user_id = d.user_id AND o.status = 'pending')"
+)
+_HEAD = f"d.id = {_OLDEST_PENDING}"
+#: Why a pending message is not sent at its next_attempt_at (None: nothing holds it).
+_HELD = (
+    "CASE WHEN d.status <> 'pending' THEN NULL "
+    "WHEN u.enabled = 0 THEN 'user not in config.toml' "
+    "WHEN u.disabled_reason IS NOT NULL THEN 'endpoint disabled (' || u.disabled_reason || ')' "
+    f"WHEN d.id > {_OLDEST_PENDING} THEN 'after an older message' ELSE NULL END"
+)
+#: A message made due again: fresh attempts, the earlier ones counted, its error kept.
+_AGAIN = (
+    "status = 'pending', earlier_attempts = earlier_attempts + attempts, attempts = 0, "
+    "next_attempt_at = :now, updated_at = :now"
+)
 _COLUMNS = (
     "d.id, d.user_id, u.name AS user_name, d.content_source_id, d.fetch_job_id, "
-    "d.posts_count, d.status, d.attempts, d.next_attempt_at, d.last_attempt_at, "
-    "d.last_http_status, d.last_error, d.created_at, d.updated_at"
+    "d.posts_count, d.status, d.attempts, d.earlier_attempts, d.next_attempt_at, "
+    f"d.last_attempt_at, d.last_http_status, d.last_error, d.created_at, d.updated_at, "
+    f"{_HELD} AS held, "
+    # The feed by name in the delivery.* log lines and `rssd deliveries --json`.
+    "(SELECT coalesce(c.name, c.feed_title) FROM content_sources c "
+    "WHERE c.id = d.content_source_id) AS source_name"
 )
-_DELIVERABLE = "u.enabled = 1 AND u.disabled_reason IS NULL"
+
+
+def _free(clock: str, users: str = "u") -> str:
+    """The user's endpoint (the ``users`` row) is not paused and no other sender than
+    ``:holder`` holds a live lease on it, by ``clock`` (the dialect's)."""
+    return (
+        f"({users}.paused_until IS NULL OR {users}.paused_until <= {clock}) AND "
+        f"({users}.sender IS NULL OR {users}.sender = :holder OR {users}.sender_until < {clock})"
+    )
+
+
+@dataclass(frozen=True)
+class DueUser:
+    """A user with messages due, and whether the endpoint is failing (failing_since)."""
+
+    user_id: int
+    failing: bool
 
 
 @dataclass(frozen=True)
@@ -197,6 +273,9 @@ class Delivery:
     last_error: str | None
     created_at: str
     updated_at: str
+    earlier_attempts: int = 0  # made before the last ``rssd redeliver``
+    held: str | None = None  # why a pending message waits (endpoint disabled, an older one)
+    source_name: str | None = None  # the feed's configured name, else its own title
 
 
 def _delivery(row: Row) -> Delivery:
@@ -228,6 +307,7 @@ class Attempt:
     http_status: int | None
     error: str | None
     disable: str | None
+    pause_until: str | None = None  # the endpoint's pause (a 429's Retry-After)
 
 
 @dataclass(frozen=True)
@@ -274,37 +354,90 @@ class OutboxRepo:
         )
         return {int(row["user_id"]): int(row["n"]) for row in rows}
 
-    async def due_users(self) -> list[int]:
-        """Users with a message due now (by the dialect's clock) whose endpoint is enabled."""
+    async def due_users(self, holder: str) -> list[DueUser]:
+        """Users whose oldest pending message is due now (by the dialect's clock), whose
+        endpoint is enabled, not paused and not being sent to by another sender than
+        ``holder``; the longest waiting first."""
+        clock = self._db.dialect.clock
         rows = await self._db.fetchall(
-            f"SELECT DISTINCT d.user_id FROM deliveries d JOIN users u ON u.id = d.user_id "
-            f"WHERE d.status = 'pending' AND d.next_attempt_at <= {self._db.dialect.clock} "
-            f"AND {_DELIVERABLE}",
-            {"now": now_iso()},
+            f"SELECT d.user_id, min(d.next_attempt_at) AS oldest, "
+            f"max(CASE WHEN u.failing_since IS NULL THEN 0 ELSE 1 END) AS failing "
+            f"FROM deliveries d JOIN users u ON u.id = d.user_id "
+            f"WHERE d.status = 'pending' AND d.next_attempt_at <= {clock} AND {_HEAD} "
+            f"AND {_DELIVERABLE} AND {_free(clock)} GROUP BY d.user_id ORDER BY oldest",
+            {"now": now_iso(), "holder": holder},
         )
-        return [int(row[0]) for row in rows]
+        return [DueUser(int(row["user_id"]), bool(row["failing"])) for row in rows]
 
-    async def next_wakeup(self, busy: Sequence[int] = ()) -> str | None:
-        """When the earliest pending message of an enabled endpoint falls due, leaving out
-        the ``busy`` users (a pass of their own is working through their messages)."""
+    async def next_wakeup(self, holder: str, busy: Sequence[int] = ()) -> str | None:
+        """When the earliest oldest-pending message of an enabled endpoint can be sent: its
+        due time, or later the end of its endpoint's pause or of another sender's lease;
+        leaving out the ``busy`` users (a turn of theirs is running)."""
         params: dict[str, object] = {f"busy{i}": user_id for i, user_id in enumerate(busy)}
         skip = f"AND d.user_id NOT IN ({', '.join(':' + key for key in params)}) " if busy else ""
         row = await self._db.fetchone(
-            f"SELECT min(d.next_attempt_at) FROM deliveries d JOIN users u ON u.id = d.user_id "
-            f"WHERE d.status = 'pending' {skip}AND {_DELIVERABLE}",
-            params,
+            f"SELECT min(CASE "
+            f"WHEN u.paused_until IS NOT NULL AND u.paused_until > d.next_attempt_at "
+            f"THEN u.paused_until "
+            f"WHEN u.sender IS NOT NULL AND u.sender != :holder "
+            f"AND u.sender_until > d.next_attempt_at THEN u.sender_until "
+            f"ELSE d.next_attempt_at END) FROM deliveries d JOIN users u ON u.id = d.user_id "
+            f"WHERE d.status = 'pending' {skip}AND {_HEAD} AND {_DELIVERABLE}",
+            params | {"holder": holder},
         )
         return str(row[0]) if row and row[0] else None
 
+    async def take_turn(self, user_id: int, holder: str, lease_seconds: float) -> bool:
+        """Become the user's one sender for ``lease_seconds`` (by the dialect's clock),
+        unless another sender's lease is live or the endpoint is paused; True if so.
+
+        A lease in the user's row, not a lock on a connection: it holds whatever happens
+        to this process's connections, and one that outlives its sender (killed -9)
+        expires by itself."""
+        now = utcnow()  # SQLite's clock; PostgreSQL judges by its own
+        dialect = self._db.dialect
+        changed = await self._db.write(
+            lambda tx: tx.execute(
+                f"UPDATE users SET sender = :holder, sender_until = {dialect.lease_until} "
+                f"WHERE id = :id AND {_free(dialect.clock, 'users')}",
+                {
+                    "id": user_id,
+                    "holder": holder,
+                    "now": to_iso(now),
+                    "lease": to_iso(now + timedelta(seconds=lease_seconds)),
+                    "lease_seconds": lease_seconds,
+                },
+            )
+        )
+        return changed == 1
+
+    async def end_all_turns(self) -> None:
+        """Every user's lease given up: at start-up on SQLite, under the daemon lock,
+        where the only holder there can be is a daemon that died."""
+        await self._db.write_one(
+            "UPDATE users SET sender = NULL, sender_until = NULL WHERE sender IS NOT NULL"
+        )
+
+    async def end_turn(self, user_id: int, holder: str) -> None:
+        """Give the user's lease up, if ``holder`` still has it."""
+        await self._db.write(
+            lambda tx: tx.execute(
+                "UPDATE users SET sender = NULL, sender_until = NULL "
+                "WHERE id = :id AND sender = :holder",
+                {"id": user_id, "holder": holder},
+            )
+        )
+
     async def oldest_due(self, user_id: int, after: str = "") -> Due | None:
-        """The user's oldest message due now (with an id above ``after``), its body, and
-        the endpoint's failing_since; None if none or the endpoint is not deliverable."""
+        """The user's oldest pending message if it is due now (and its id is above
+        ``after``), its body, and the endpoint's failing_since; None if not, or the
+        endpoint is not deliverable: a newer message never goes before an older one."""
         row = await self._db.fetchone(
             f"SELECT {_COLUMNS}, d.body, u.failing_since AS failing_since, "
             f"u.config_digest FROM deliveries d "
             f"JOIN users u ON u.id = d.user_id WHERE d.user_id = :user_id "
             f"AND d.status = 'pending' AND d.next_attempt_at <= {self._db.dialect.clock} "
-            f"AND d.id > :after AND {_DELIVERABLE} ORDER BY d.id LIMIT 1",
+            f"AND d.id > :after AND {_HEAD} AND {_DELIVERABLE} ORDER BY d.id LIMIT 1",
             {"user_id": user_id, "now": now_iso(), "after": after},
         )
         if row is None:
@@ -320,9 +453,16 @@ class OutboxRepo:
         """The attempt's result on the message and on the user's endpoint, in one
         transaction. False (nothing written, the user's row untouched too) if the message
         changed meanwhile (a ``rssd redeliver`` reset it): its new schedule stands, and a
-        superseded attempt must not mark the endpoint failing, working or disabled."""
+        superseded attempt must not mark the endpoint failing, working or disabled. A pause
+        the endpoint asked for is written either way: it is the endpoint's, not the
+        message's."""
 
         async def work(tx: Tx) -> bool:
+            if attempt.pause_until is not None:
+                await tx.execute(
+                    "UPDATE users SET paused_until = :until WHERE id = :id",
+                    {"id": attempt.user_id, "until": attempt.pause_until},
+                )
             changed = await tx.execute(
                 "UPDATE deliveries SET status = :status, attempts = attempts + 1, "
                 "next_attempt_at = :next, last_attempt_at = :at, "
@@ -438,15 +578,15 @@ class OutboxRepo:
                 return total
 
     async def redeliver(self, ids: Sequence[str]) -> list[str]:
-        """Back to pending, due now, with a fresh set of attempts (same webhook-id)."""
+        """Back to pending, due now, with a fresh set of attempts (same webhook-id); the
+        attempts made so far are kept in ``earlier_attempts``, the last error too."""
 
         async def work(tx: Tx) -> list[str]:
             now = to_iso(await tx.now())
             done: list[str] = []
             for delivery_id in ids:
                 rows = await tx.fetchall(
-                    "UPDATE deliveries SET status = 'pending', attempts = 0, "
-                    "next_attempt_at = :now, updated_at = :now WHERE id = :id RETURNING id",
+                    f"UPDATE deliveries SET {_AGAIN} WHERE id = :id RETURNING id",
                     {"id": delivery_id, "now": now},
                 )
                 done.extend(str(row[0]) for row in rows)
@@ -454,11 +594,22 @@ class OutboxRepo:
 
         return await self._db.write(work)
 
-    async def redeliver_since(self, user_id: int, since: str) -> int:
-        now = to_iso(await self._db.now())
+    async def redeliver_where(
+        self, *, user_id: int | None = None, since: str | None = None, dead_only: bool = False
+    ) -> int:
+        """``redeliver`` for every message of a user created since a time, or (``dead_only``)
+        every dead message, of one user or all, since a time or ever."""
+        where = ["1 = 1"]
+        params: dict[str, object] = {"now": to_iso(await self._db.now())}
+        if user_id is not None:
+            where.append("user_id = :user_id")
+            params["user_id"] = user_id
+        if since is not None:
+            where.append("created_at >= :since")
+            params["since"] = since
+        if dead_only:
+            where.append("status = 'dead'")
         rows = await self._db.write_one(
-            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = :now, "
-            "updated_at = :now WHERE user_id = :user_id AND created_at >= :since RETURNING id",
-            {"user_id": user_id, "since": since, "now": now},
+            f"UPDATE deliveries SET {_AGAIN} WHERE {' AND '.join(where)} RETURNING id", params
         )
         return len(rows)

@@ -12,9 +12,13 @@ Locks last until the batch commits. A daemon claims one batch of jobs at a time,
 claim takes its host locks in one order, so two daemons' batches never wait on each
 other in a circle; the other works of a batch touch only the daemon's own rows.
 
-A batch whose connection or BEGIN fails (the server restarted, the connection was
-terminated) is tried once more on a new connection: nothing of it ran. A batch that fails
-later, or at COMMIT, fails every work in it, as one transaction's failure would.
+A work that raises rolls back to its savepoint. One whose first statement PostgreSQL
+cannot even parse never set its savepoint (the whole query string is refused), so the
+transaction cannot be saved and the whole batch fails with that error: a programming
+error, which the tests catch. A batch whose connection or BEGIN fails (the server
+restarted, the connection was terminated) is tried once more on a new connection:
+nothing of it ran. A batch that fails later, or at COMMIT, fails every work in it, as one
+transaction's failure would.
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ from rssd.repo.group_commit import Outcome, Work
 MAX_BATCH = 64
 
 Connect = Callable[[], Awaitable[AsyncConnection[Any]]]
-#: How a work's statements are run on the writer's connection (PostgresTx).
-MakeTx = Callable[[AsyncConnection[Any]], Any]
+#: How a work's statements are run on the writer's connection, within the savepoint of
+#: the given name, if any (PostgresTx).
+MakeTx = Callable[[AsyncConnection[Any], str | None], Any]
 
 
 class PgWriter:
@@ -113,9 +118,12 @@ class PgWriter:
                 async with conn.transaction():
                     ran = True
                     if len(works) == 1:  # the transaction is its savepoint
-                        outcomes = [Outcome(value=await works[0](self._make_tx(conn)))]
+                        outcomes = [Outcome(value=await works[0](self._make_tx(conn, None)))]
                     else:
-                        outcomes = [await self._savepoint(conn, work) for work in works]
+                        outcomes = [
+                            await self._savepoint(conn, work, f"w{n}")
+                            for n, work in enumerate(works)
+                        ]
             except Exception as exc:
                 if not ran:  # the connection or BEGIN failed: drop it, nothing of it ran
                     await self._drop()
@@ -126,12 +134,17 @@ class PgWriter:
             return outcomes
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _savepoint(self, conn: AsyncConnection[Any], work: Work) -> Outcome:
+    async def _savepoint(self, conn: AsyncConnection[Any], work: Work, name: str) -> Outcome:
+        """One work of a batch, bounded by a savepoint of its own name: the savepoint
+        goes out with the work's first statement, and is never released (a released
+        savepoint still counts until COMMIT, MAX_BATCH; releasing cost a round trip)."""
+        tx = self._make_tx(conn, name)
         try:
-            async with conn.transaction():
-                value = await work(self._make_tx(conn))
+            value = await work(tx)
         except Exception as exc:
             if conn.broken or conn.closed:
                 raise  # the connection went: nothing of the batch stands
+            if tx.savepoint_sent:
+                await conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
             return Outcome(error=exc)
         return Outcome(value=value)

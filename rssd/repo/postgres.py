@@ -99,23 +99,45 @@ def _bound(sql: str, params: Params | None) -> tuple[str, Params | None]:
 
 
 class PostgresTx(Tx):
+    """Statements on one connection. With ``savepoint``, the transaction is one work of
+    the writer's batch: the savepoint that bounds it goes out with its first statement
+    (one round trip, not two: parameters are bound client-side, so one simple query can
+    carry both), and ``savepoint_sent`` says whether there is one to roll back to."""
+
     dialect = POSTGRES
 
-    def __init__(self, conn: AsyncConnection[Any]) -> None:
+    def __init__(self, conn: AsyncConnection[Any], savepoint: str | None = None) -> None:
         self._conn = conn
+        self._savepoint = savepoint
+        self.savepoint_sent = False
+
+    def _prefixed(self, sql: str, params: Params | None) -> tuple[str, Params | None, bool]:
+        query, bound = _bound(sql, params)
+        if self._savepoint is None or self.savepoint_sent:
+            return query, bound, False
+        self.savepoint_sent = True
+        return f"SAVEPOINT {self._savepoint}; {query}", bound, True
 
     async def execute(self, sql: str, params: Params | None = None) -> int:
+        query, bound, prefixed = self._prefixed(sql, params)
         async with self._conn.cursor() as cursor:
-            await cursor.execute(*_bound(sql, params))
+            await cursor.execute(query, bound)
+            if prefixed:
+                cursor.nextset()
             return cursor.rowcount
 
     async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        if self._savepoint is not None and not self.savepoint_sent:
+            await self.execute("SELECT 1")  # the savepoint first: executemany repeats its SQL
         async with self._conn.cursor() as cursor:
             await cursor.executemany(translate(sql), list(rows))
 
     async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
+        query, bound, prefixed = self._prefixed(sql, params)
         async with self._conn.cursor(row_factory=_pg_row) as cursor:
-            await cursor.execute(*_bound(sql, params))
+            await cursor.execute(query, bound)
+            if prefixed:
+                cursor.nextset()
             if cursor.description is None:
                 return []
             return list(await cursor.fetchall())

@@ -31,7 +31,7 @@ from rssd.repo.group_commit import Outcome, Work
 T = TypeVar("T")
 
 #: The most write transactions one commit carries: enough for a burst of fetches ending
-#: together, few enough that one failed commit costs a bounded retry.
+#: together, few enough that a commit that fails takes a bounded number of them with it.
 MAX_BATCH = 256
 
 

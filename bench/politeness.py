@@ -1,0 +1,421 @@
+"""Politeness measured from the publisher's side: 30 days of synthetic publishing, replayed
+on a virtual clock against four polling policies (issue 24).
+
+    .venv/bin/python bench/politeness.py            # 10,000 feeds, 30 days: one table
+    .venv/bin/python bench/politeness.py --json     # one JSON object per line, per policy
+    .venv/bin/python bench/politeness.py --feeds 2000 --days 10 --seed 2
+
+No network, no database: every feed's publications are drawn first (the same for every
+policy), then each policy polls them. rssd's policy goes through the daemon's own pure
+functions (``rssd.daemon.schedule``: ``adaptive_interval`` over an ``Activity``,
+``planned_delay`` and ``jittered``, ``next_due`` after a failure) and keeps a host's gap
+and pause as ``rssd.repo.hosts`` does. The others are written here from their projects'
+documented formulas:
+
+- ``fixed-60``: rssd before adaptive polling, every 60 minutes +-10%, backoff after
+  failures, Retry-After obeyed per feed (the same functions, a fixed policy);
+- ``miniflux``: the entry_frequency scheduler: ``round(10080 / weekly_count)`` minutes,
+  weekly_count from the entries of the last 7 days (``ceil(604800 / (span / (n - 1)))``,
+  0 below two entries), clamped to [5, 1440]; the largest of that and a Retry-After
+  (charitably: no batching, each feed polled when due);
+- ``commafeed``: the empirical interval: 4 h (the max) for a feed silent 30 days, 2 h for
+  14, 1 h for 7, else half the average gap between its entries, clamped to [5 min, 1 h];
+  after errors a 1 h step per error beyond the third; on a 429 the longer of that and
+  Retry-After.
+
+The population (``--feeds``, shares from the issue): 5% post several times an hour (2 to 8),
+20% daily (1 to 3 a day), 40% weekly (1 to 3 a week), 25% monthly (1 to 3 a month), 10%
+dead (last post 2 to 12 months ago). Posting is bursty: bursts arrive as a Poisson process,
+each of 1 to 4 posts a few minutes apart, and only in the publisher's waking hours (16 of
+24, at a random offset per feed). Five hosts carry 300 feeds each; three of them answer 429
+(with ``Retry-After: 60``) to a request started less than a second after the previous one
+to that host; every other feed has a host of its own. A feed document lists its newest 50
+posts with their dates, so a first fetch sees the feed's recent history. Conditional
+requests always work: a poll with no new post is a 304.
+
+Measured from day 0 to ``--days`` (a day of warm-up before; posts of the window are
+followed for one more day): requests per day; requests per new item; the share of 304s;
+the median and 95th percentile delay from publication to the first fetch that saw the
+post, over every new post (one that fell off the document unseen counts as later than
+all); the most requests any host got in one minute; 429s received, and 429s after the
+host's first one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import heapq
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import rssd.daemon.schedule
+from rssd.daemon.schedule import (
+    Activity,
+    Hints,
+    History,
+    Policy,
+    Reason,
+    adaptive_interval,
+    jittered,
+    next_due,
+)
+from rssd.models.config import Config
+
+MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
+#: The share of each kind of feed, and its posts per day (low, high).
+KINDS = (
+    ("fast", 0.05, (2 * 24.0, 8 * 24.0)),
+    ("daily", 0.20, (1.0, 3.0)),
+    ("weekly", 0.40, (1 / 7, 3 / 7)),
+    ("monthly", 0.25, (1 / 30, 3 / 30)),
+    ("dead", 0.10, (0.0, 0.0)),
+)
+BIG_HOSTS, FEEDS_PER_BIG_HOST, LIMITED_HOSTS = 5, 300, 3
+RETRY_AFTER = 60.0
+DOCUMENT = 50  # posts a feed document lists
+AWAKE = 16 / 24  # the share of the day a publisher posts in
+WARM_UP = DAY
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+_DEFAULTS = Config()
+START = _DEFAULTS.interval_minutes * MINUTE
+LOW = _DEFAULTS.min_interval_minutes * MINUTE
+HIGH = _DEFAULTS.max_interval_minutes * MINUTE
+GAP = _DEFAULTS.host_min_gap_seconds
+
+
+@dataclass
+class Feed:
+    host: int
+    posts: list[float]  # publication times, sorted
+
+
+def awake(t: float, offset: float) -> bool:
+    return ((t + offset) % DAY) < AWAKE * DAY
+
+
+def publications(rng: random.Random, per_day: float, start: float, end: float) -> list[float]:
+    """Bursty posting in waking hours: bursts as a Poisson process (at the rate that gives
+    ``per_day`` posts), each of 1 to 4 posts 1 to 10 minutes apart."""
+    if per_day <= 0:
+        return []
+    offset = rng.uniform(0, DAY)
+    per_burst = 2.5
+    rate = per_day / per_burst / (AWAKE * DAY)  # bursts per waking second
+    out: list[float] = []
+    t = start
+    while True:
+        t += rng.expovariate(rate)
+        while not awake(t, offset):  # asleep: the clock runs, nobody posts
+            t += HOUR * rng.random()
+        if t >= end:
+            return out
+        at = t
+        for _ in range(rng.randint(1, 4)):
+            out.append(at)
+            at += rng.uniform(MINUTE, 10 * MINUTE)
+
+
+def population(feeds: int, days: float, seed: int) -> list[Feed]:
+    rng = random.Random(seed)
+    history_from = -90 * DAY
+    end = days * DAY + DAY
+    out: list[Feed] = []
+    big = BIG_HOSTS * FEEDS_PER_BIG_HOST if feeds >= 2 * BIG_HOSTS * FEEDS_PER_BIG_HOST else 0
+    for index in range(feeds):
+        roll, kind_rate = rng.random(), None
+        for _, share, rates in KINDS:
+            if roll < share:
+                kind_rate = rates
+                break
+            roll -= share
+        low, high = kind_rate or KINDS[-1][2]
+        if high == 0:  # dead: a little history, long ago
+            last = -rng.uniform(60 * DAY, 365 * DAY)
+            posts = sorted(last - rng.uniform(0, 60 * DAY) for _ in range(rng.randint(2, 20)))
+        else:
+            posts = publications(rng, rng.uniform(low, high), history_from, end)
+        host = index % BIG_HOSTS if index < big else BIG_HOSTS + index
+        out.append(Feed(host, posts))
+    return out
+
+
+@dataclass
+class State:
+    """What a poller knows of one feed."""
+
+    due: float
+    seen: int = 0  # posts[:seen] were in a document it fetched
+    failures: int = 0
+    errors: int = 0  # CommaFeed counts errors its own way
+    interval: float = START
+
+
+# --- the policies ---------------------------------------------------------------------------
+# Each gets (feed, state, now, outcome) with outcome "ok" or "429" and returns the next due
+# time; it may keep what it likes in ``state``.
+
+Planner = Callable[[Feed, State, float, str, random.Random], float]
+
+
+def _dt(seconds: float) -> datetime:
+    return EPOCH + timedelta(seconds=seconds)
+
+
+def fixed_60(feed: Feed, state: State, now: float, outcome: str, rng: random.Random) -> float:
+    policy = Policy(interval=timedelta(minutes=60))
+    if outcome == "ok":
+        return now + jittered(policy.interval, Reason.FIXED, rng.random()).total_seconds()
+    hints = Hints(http_status=429, headers={"Retry-After": str(int(RETRY_AFTER))})
+    due = next_due(History(_dt(now), state.failures), policy, _dt(now), rng.random(), hints)
+    assert due is not None
+    return (due - EPOCH).total_seconds()
+
+
+def miniflux(feed: Feed, state: State, now: float, outcome: str, rng: random.Random) -> float:
+    low, high = 5 * MINUTE, 1440 * MINUTE
+    posts, seen = feed.posts, state.seen  # posts[:seen]: what it knows (never copied)
+    first = bisect.bisect_right(posts, now - 7 * DAY, 0, seen)
+    n = seen - first
+    weekly = 0
+    if n >= 2:
+        span = posts[seen - 1] - posts[first]
+        weekly = math.ceil(7 * DAY / (span / (n - 1))) if span > 0 else 10080
+    interval = high if weekly == 0 else min(max(round(10080 / weekly) * MINUTE, low), high)
+    if outcome == "429":
+        interval = min(max(interval, RETRY_AFTER), high)
+    return now + interval
+
+
+def commafeed(feed: Feed, state: State, now: float, outcome: str, rng: random.Random) -> float:
+    low, high = 5 * MINUTE, 4 * HOUR
+    if outcome == "429":
+        backoff = HOUR * (state.errors - 3 + 1)
+        return now + max(RETRY_AFTER, backoff)
+    posts, seen = feed.posts, state.seen
+    silent = now - posts[seen - 1] if seen else math.inf
+    if silent >= 30 * DAY:
+        interval = high
+    elif silent >= 14 * DAY:
+        interval = high / 2
+    elif silent >= 7 * DAY:
+        interval = high / 4
+    else:
+        oldest = max(0, seen - DOCUMENT)  # the entries of its document
+        count = seen - oldest
+        average = (posts[seen - 1] - posts[oldest]) / (count - 1) if count > 1 else high
+        interval = min(max(average / 2, low), high / 4)
+    return now + interval
+
+
+def rssd_policy(feed: Feed, state: State, now: float, outcome: str, rng: random.Random) -> float:
+    posts, seen = feed.posts, state.seen
+    first = bisect.bisect_right(posts, now - 30 * DAY, 0, seen)
+    n = seen - first
+    activity = Activity(
+        posts=n,
+        span=timedelta(seconds=posts[seen - 1] - posts[first]) if n else timedelta(0),
+        silence=timedelta(seconds=now - posts[seen - 1]) if n else None,
+        known=timedelta(seconds=now + 90 * DAY),  # configured long before the run
+    )
+    interval, reason = adaptive_interval(
+        activity, timedelta(seconds=START), timedelta(seconds=LOW), timedelta(seconds=HIGH)
+    )
+    policy = Policy(interval=interval, reason=reason)
+    if outcome == "ok":
+        return now + jittered(interval, reason, rng.random()).total_seconds()
+    hints = Hints(http_status=429, headers={"Retry-After": str(int(RETRY_AFTER))})
+    due = next_due(History(_dt(now), state.failures), policy, _dt(now), rng.random(), hints)
+    assert due is not None
+    return (due - EPOCH).total_seconds()
+
+
+POLICIES: dict[str, tuple[Planner, bool]] = {
+    # name: (planner, keeps host politeness: the gap between starts and the host pause)
+    "fixed-60": (fixed_60, False),
+    "miniflux": (miniflux, False),
+    "commafeed": (commafeed, False),
+    "rssd": (rssd_policy, True),
+}
+
+
+# --- the replay ---------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    requests: int = 0
+    not_modified: int = 0
+    http_429: int = 0
+    http_429_after_first: int = 0
+    held: int = 0
+    missed: int = 0
+    delays: list[float] = field(default_factory=list)
+    max_host_minute: int = 0
+
+
+def replay(feeds: list[Feed], days: float, planner: Planner, polite: bool, seed: int) -> Tally:
+    """Every host's feeds polled in time order (hosts are independent of one another)."""
+    rng = random.Random(seed)
+    tally = Tally()
+    window, stop = days * DAY, days * DAY + DAY
+    by_host: dict[int, list[int]] = {}
+    for index, feed in enumerate(feeds):
+        by_host.setdefault(feed.host, []).append(index)
+    for host, members in by_host.items():
+        limited = host < LIMITED_HOSTS and len(members) > 1
+        states = {i: State(due=-WARM_UP + rng.uniform(0, START)) for i in members}
+        queue = [(states[i].due, i) for i in members]
+        heapq.heapify(queue)
+        last_start, next_start, paused_until, had_429 = -math.inf, -math.inf, -math.inf, False
+        minute, in_minute = -1, 0
+        while queue:
+            now, index = heapq.heappop(queue)
+            if now >= stop:
+                continue
+            if polite and now < max(next_start, paused_until):  # wait for the host's turn
+                tally.held += now >= 0
+                heapq.heappush(queue, (max(next_start, paused_until), index))
+                continue
+            feed, state = feeds[index], states[index]
+            counted = 0 <= now < window
+            if counted:
+                tally.requests += 1
+                this_minute = int(now // MINUTE)
+                if this_minute != minute:
+                    minute, in_minute = this_minute, 0
+                in_minute += 1
+                tally.max_host_minute = max(tally.max_host_minute, in_minute)
+            too_soon = limited and now - last_start < 1.0
+            last_start, next_start = now, now + GAP
+            if too_soon:
+                if counted:
+                    tally.http_429 += 1
+                    tally.http_429_after_first += had_429
+                had_429 = True
+                state.failures += 1
+                state.errors += 1
+                if polite:
+                    paused_until = now + RETRY_AFTER
+                heapq.heappush(queue, (planner(feed, state, now, "429", rng), index))
+                continue
+            posts = feed.posts
+            visible = bisect.bisect_right(posts, now)
+            listed = max(0, visible - DOCUMENT)
+            if listed > state.seen:  # fell off the document before anyone looked
+                tally.missed += sum(1 for p in posts[state.seen : listed] if 0 <= p < window)
+            fresh = posts[max(state.seen, listed) : visible]
+            if counted and not fresh:
+                tally.not_modified += 1
+            tally.delays.extend(now - p for p in fresh if 0 <= p < window)
+            state.seen = visible
+            state.failures = state.errors = 0
+            heapq.heappush(queue, (planner(feed, state, now, "ok", rng), index))
+    return tally
+
+
+def summary(
+    name: str, feeds: list[Feed], days: float, tally: Tally, seconds: float
+) -> dict[str, object]:
+    new_items = sum(1 for feed in feeds for p in feed.posts if 0 <= p < days * DAY)
+    delays = sorted(tally.delays)
+    # Over every new item: one never fetched (it fell off the document during a backoff)
+    # is later than any fetched one, not left out (None: the percentile is such a post).
+    median, p95 = (
+        delays[k] if k < len(delays) else None
+        for k in (int(0.5 * new_items), int(0.95 * new_items))
+    )
+    return {
+        "policy": name,
+        "feeds": len(feeds),
+        "days": days,
+        "requests_per_day": round(tally.requests / days),
+        "new_items": new_items,
+        "items_fetched": len(delays),
+        "items_missed": tally.missed,
+        "requests_per_new_item": round(tally.requests / new_items, 2) if new_items else None,
+        "share_304": round(tally.not_modified / tally.requests, 3) if tally.requests else None,
+        "median_delay_minutes": round(median / MINUTE, 1) if median is not None else None,
+        "p95_delay_minutes": round(p95 / MINUTE, 1) if p95 is not None else None,
+        "max_host_requests_per_minute": tally.max_host_minute,
+        "http_429": tally.http_429,
+        "http_429_after_first": tally.http_429_after_first,
+        "held_by_host_gap": tally.held,
+        "seconds": round(seconds, 1),
+        "pivot_factor": rssd.daemon.schedule.PIVOT_FACTOR if name == "rssd" else None,
+    }
+
+
+HEADER = (
+    "policy", "req/day", "req/new item", "304s", "median delay", "p95 delay",
+    "max host req/min", "429s", "429s after 1st",
+)  # fmt: skip
+
+
+def row(record: dict[str, object]) -> tuple[str, ...]:
+    return (
+        str(record["policy"]),
+        f"{record['requests_per_day']:,}",
+        str(record["requests_per_new_item"]),
+        f"{100 * float(str(record['share_304'])):.0f}%",
+        f"{record['median_delay_minutes']} min",
+        f"{record['p95_delay_minutes']} min",
+        str(record["max_host_requests_per_minute"]),
+        f"{record['http_429']:,}",
+        f"{record['http_429_after_first']:,}",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--feeds", type=int, default=10_000)
+    parser.add_argument("--days", type=float, default=30.0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--policy", action="append", choices=sorted(POLICIES))
+    parser.add_argument(
+        "--pivot-factor",
+        type=float,
+        help="an experiment: rssd's PIVOT_FACTOR instead of its own (smaller: more requests, "
+        "shorter delays)",
+    )
+    args = parser.parse_args(argv)
+    if args.pivot_factor is not None:
+        rssd.daemon.schedule.PIVOT_FACTOR = args.pivot_factor
+    feeds = population(args.feeds, args.days, args.seed)
+    records = []
+    for name in args.policy or POLICIES:
+        planner, polite = POLICIES[name]
+        started = time.perf_counter()
+        tally = replay(feeds, args.days, planner, polite, args.seed)
+        record = summary(name, feeds, args.days, tally, time.perf_counter() - started)
+        records.append(record)
+        if args.json:
+            print(json.dumps(record), flush=True)
+    if not args.json:
+        rows = [HEADER, *(row(r) for r in records)]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
+        for r in rows:
+            print(
+                "  ".join(
+                    cell.rjust(w) if i else cell.ljust(w)
+                    for i, (cell, w) in enumerate(zip(r, widths, strict=True))
+                )
+            )
+        first = records[0]
+        print(
+            f"\n{args.feeds:,} feeds, {args.days:g} days, seed {args.seed}: "
+            f"{first['new_items']:,} new items"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""A feed configured twice: a web page in config.toml whose feed (found on the page) is
+also configured by its own URL. The two are one feed: its posts are stored once, under
+the feed's own entry, and every place that can tell (``rssd check-config``, ``rssd
+status``, the daemon's log) says so. Pure: the commands and the pipeline pass the
+sources they read."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rssd.models.dto import Source
+from rssd.models.redact import redact
+from rssd.models.urls import normalize_url
+
+
+@dataclass(frozen=True)
+class SameFeed:
+    """``page`` (a configured web page) leads to the feed configured as ``feed``."""
+
+    page: Source
+    feed: Source
+
+    def describe(self) -> str:
+        return (
+            f"configured twice: {self.page.id} {redact(self.page.url)} is a page whose feed "
+            f"is {self.feed.id} {redact(self.feed.url)}; its posts are stored once, under "
+            f"{self.feed.id}: remove one of them from config.toml"
+        )
+
+
+def same_feeds(sources: Sequence[Source]) -> list[SameFeed]:
+    """Every enabled page whose discovered feed is another enabled source's URL (URLs
+    compared normalized), in the pages' id order."""
+    by_url = {normalize_url(s.url): s for s in sources if s.enabled}
+    found = []
+    for page in sorted(sources, key=lambda s: s.id):
+        if not page.enabled or not page.feed_url:
+            continue
+        feed = by_url.get(normalize_url(page.feed_url))
+        if feed is not None and feed.id != page.id:
+            found.append(SameFeed(page, feed))
+    return found

@@ -1,0 +1,87 @@
+"""A page and the feed it links to, both in config.toml: one feed (rssd/models/same_feed.py),
+told once and stored once."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from rssd.models.dto import Source
+from rssd.models.same_feed import same_feeds
+from tests.conftest import FeedServer, rss
+from tests.support.commands import cli
+from tests.support.config import write_config
+from tests.test_daemon_output import every_line_json, rssd
+
+NOW = "2026-12-01T00:00:00.000Z"
+
+
+def source(
+    source_id: int, url: str, feed_url: str | None = None, *, enabled: bool = True
+) -> Source:
+    return Source(
+        id=source_id,
+        url=url,
+        name=None,
+        interval_minutes=60,
+        timeout_seconds=30.0,
+        enabled=enabled,
+        created_at=NOW,
+        updated_at=NOW,
+        feed_url=feed_url,
+    )
+
+
+PAGE = "https://jane.example/blog/"
+FEED = "https://jane.example/blog/feed.xml"
+
+
+@pytest.mark.parametrize(
+    ("sources", "pairs"),
+    [
+        ([source(1, PAGE, FEED), source(2, FEED)], [(1, 2)]),
+        ([source(1, PAGE, FEED.upper().replace("HTTPS", "https")), source(2, FEED)], []),
+        ([source(1, PAGE, "HTTPS://JANE.EXAMPLE/blog/feed.xml"), source(2, FEED)], [(1, 2)]),
+        ([source(1, PAGE, FEED), source(2, FEED, enabled=False)], []),
+        ([source(1, PAGE, FEED, enabled=False), source(2, FEED)], []),
+        ([source(1, PAGE, FEED)], []),
+        ([source(1, PAGE), source(2, FEED)], []),  # not discovered (yet)
+    ],
+)
+def test_same_feeds(sources: list[Source], pairs: list[tuple[int, int]]) -> None:
+    assert [(s.page.id, s.feed.id) for s in same_feeds(sources)] == pairs
+
+
+async def test_a_page_and_its_feed_both_configured_are_told_once_and_stored_once(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    items = [{"title": f"t{n}", "guid": f"g{n}", "link": f"http://e.org/{n}"} for n in range(3)]
+    feed = feed_server.static("/blog/feed.xml", rss(items))
+    page = feed_server.static(
+        "/blog/",
+        '<html><head><link rel="alternate" type="application/rss+xml" href="feed.xml">'
+        "</head></html>",
+        content_type="text/html",
+    )
+    config = write_config(tmp_path / "config.toml", [page, feed])
+    for _ in range(2):  # the second run: the page's feed is known from the start
+        code, out, err = await rssd("run", "--once", "-c", config)
+        assert code == 0, err
+        told = [e for e in every_line_json(out, err) if e["message"] == "source.duplicate"]
+        assert [(e["source_id"], e["feed_source_id"]) for e in told] == [(1, 2)]
+    with closing(sqlite3.connect(tmp_path / "rssd.sqlite3")) as conn:
+        stored = conn.execute(
+            "SELECT content_source_id, count(*) FROM posts GROUP BY content_source_id"
+        ).fetchall()
+    assert stored == [(2, 3)], "the posts are stored once, under the feed's own entry"
+
+    checked = await cli("check-config", "-c", config)
+    assert checked.code == 0
+    assert checked.err.count("configured twice: 1 ") == 1, checked.err
+    status = await cli("status", "-c", config)
+    assert sum(line.startswith("configured twice: 1 ") for line in status.out.splitlines()) == 1
+    document = (await cli("status", "-c", config, "--json")).json()
+    assert document["configured_twice"] == [{"page_id": 1, "feed_id": 2}]
