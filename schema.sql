@@ -137,7 +137,10 @@ CREATE TABLE IF NOT EXISTS users (
     include_content INTEGER NOT NULL DEFAULT 0 CHECK (include_content IN (0, 1)),
     dedupe_days     INTEGER NOT NULL DEFAULT 7,
     digest          TEXT,
-    timezone        TEXT
+    timezone        TEXT,
+    sender          TEXT,  -- the daemon sending the user's messages now (version 15)
+    sender_until    TEXT,  -- its lease's end
+    paused_until    TEXT   -- the endpoint asked for a pause (a 429's Retry-After)
 ) STRICT;
 
 -- primed = 0: the subscription's first completed fetch is not announced (notify_backlog

@@ -150,7 +150,10 @@ CREATE TABLE IF NOT EXISTS users (
     include_content integer NOT NULL DEFAULT 0 CHECK (include_content IN (0, 1)),
     dedupe_days     integer NOT NULL DEFAULT 7,
     digest          text,
-    timezone        text
+    timezone        text,
+    sender          text,
+    sender_until    timestamptz,
+    paused_until    timestamptz
 );
 
 CREATE TABLE IF NOT EXISTS subscriptions (

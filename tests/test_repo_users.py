@@ -225,9 +225,9 @@ async def test_a_newer_message_waits_behind_an_older_one_being_retried(
     later = to_iso(utcnow() + timedelta(hours=1))
     failed = attempt(older, alice.id, T0)
     assert await outbox.record(replace(failed, next_attempt_at=later))
-    assert await outbox.due_users() == []  # the newer one is due, but behind the older
+    assert await outbox.due_users("me") == []  # the newer one is due, but behind the older
     assert await outbox.oldest_due(alice.id) is None
-    assert await outbox.next_wakeup() == later  # the older one's retry, not "now"
+    assert await outbox.next_wakeup("me") == later  # the older one's retry, not "now"
     assert await outbox.record(
         replace(attempt(older, alice.id, T0, status="delivered", error=None), attempts=1)
     )

@@ -37,6 +37,7 @@ V11_SOURCE_COLUMNS = ("interval_fixed", "min_interval_minutes", "max_interval_mi
 V11_JOB_COLUMNS = ("interval_seconds", "interval_reason")
 V12_TABLES = ("digest_items",)
 V12_USER_COLUMNS = ("digest", "timezone")
+V15_USER_COLUMNS = ("sender", "sender_until", "paused_until")
 V9_INDEXES = ("skipped_posts_time",)
 V9_TABLES = ("announced", "skipped_posts")
 V9_COLUMNS = {
@@ -618,8 +619,15 @@ async def test_version_4_adds_the_feed_columns_as_a_fresh_database_has_them(
     assert query(path, "SELECT url, feed_title FROM content_sources") != []
 
 
+def drop_version_15(conn: sqlite3.Connection) -> None:
+    """Take version 15's columns out of today's schema."""
+    for column in V15_USER_COLUMNS:
+        conn.execute(f"ALTER TABLE users DROP COLUMN {column}")
+
+
 def drop_version_14(conn: sqlite3.Connection) -> None:
-    """Take version 14's column out of today's schema."""
+    """Take version 14's column (and version 15's) out of today's schema."""
+    drop_version_15(conn)
     conn.execute("ALTER TABLE deliveries DROP COLUMN earlier_attempts")
 
 
@@ -878,3 +886,17 @@ def test_migration_12_alone_builds_what_schema_sql_has_for_version_13(tmp_path: 
     assert normalized == expected
     assert query(path, "SELECT next_id, last_id FROM search_backfill") == [(1, 3)]
     assert query(fresh, "SELECT next_id, last_id FROM search_backfill") == [(1, 0)]
+
+
+def test_migration_14_alone_adds_what_schema_sql_has_for_version_15(tmp_path: Path) -> None:
+    """The step itself adds the users' sender lease and pause columns."""
+    path = tmp_path / "v14.sqlite3"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(schema_sql())
+        drop_version_15(conn)
+        conn.executescript(MIGRATIONS[14])
+    fresh = tmp_path / "fresh.sqlite3"
+    with closing(sqlite3.connect(fresh)) as conn:
+        conn.executescript(schema_sql())
+    info = "PRAGMA table_info(users)"
+    assert {tuple(r[1:]) for r in query(path, info)} == {tuple(r[1:]) for r in query(fresh, info)}

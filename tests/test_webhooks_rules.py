@@ -49,28 +49,39 @@ def at(seconds: float) -> datetime:
             Answer(429, retry_after="120"),
             1,
             None,
-            Decision(Outcome.RETRY, at(120), None, "HTTP 429"),
+            Decision(Outcome.RETRY, at(120), None, "HTTP 429", at(120)),
         ),
+        # Retry-After pauses the endpoint until then (the last element), whichever message.
         # 0 or a date in the past: at least a second, never a resend at once.
-        (Answer(503, retry_after="0"), 1, None, Decision(Outcome.RETRY, at(1), None, "HTTP 503")),
+        (
+            Answer(503, retry_after="0"),
+            1,
+            None,
+            Decision(Outcome.RETRY, at(1), None, "HTTP 503", at(1)),
+        ),
         (
             Answer(429, retry_after="Mon, 30 Nov 2026 11:00:00 GMT"),
             2,
             None,
-            Decision(Outcome.RETRY, at(1), None, "HTTP 429"),
+            Decision(Outcome.RETRY, at(1), None, "HTTP 429", at(1)),
         ),
-        (Answer(429, retry_after="2"), 3, None, Decision(Outcome.RETRY, at(2), None, "HTTP 429")),
+        (
+            Answer(429, retry_after="2"),
+            3,
+            None,
+            Decision(Outcome.RETRY, at(2), None, "HTTP 429", at(2)),
+        ),
         (
             Answer(429, retry_after="999999"),
             1,
             None,
-            Decision(Outcome.RETRY, at(86400), None, "HTTP 429"),
+            Decision(Outcome.RETRY, at(86400), None, "HTTP 429", at(86400)),
         ),
         (
             Answer(503, retry_after="Mon, 30 Nov 2026 12:10:00 GMT"),
             1,
             None,
-            Decision(Outcome.RETRY, at(600), None, "HTTP 503"),
+            Decision(Outcome.RETRY, at(600), None, "HTTP 503", at(600)),
         ),
         (
             Answer(429, retry_after="soon"),
@@ -79,7 +90,12 @@ def at(seconds: float) -> datetime:
             Decision(Outcome.RETRY, at(5), None, "HTTP 429"),
         ),
         (Answer(500, retry_after="60"), 1, None, Decision(Outcome.RETRY, at(5), None, "HTTP 500")),
-        (Answer(429, retry_after="60"), 4, None, Decision(Outcome.DEAD, None, None, "HTTP 429")),
+        (
+            Answer(429, retry_after="60"),
+            4,
+            None,
+            Decision(Outcome.DEAD, None, None, "HTTP 429", at(60)),
+        ),
         (
             Answer(410),
             1,

@@ -1,9 +1,18 @@
 """The delivery loop: sends the outbox's messages to users' endpoints.
 
-One task per user with messages due, so one request in flight per user, oldest message
-first, users in parallel (at most ``max_concurrency`` at once). It shares nothing with
-fetching but the database's short writes: a slow or silent endpoint holds only its own
-user's task, bounded by ``[webhooks] timeout_seconds``.
+Turns, not passes: a turn is one attempt, the oldest due message of one user, after which
+the user waits for its next turn behind the others (least recently served first). So one
+request per user is in flight, and a user with a long backlog cannot hold a slot for
+longer than one attempt. Of the ``max_concurrency`` slots, users whose endpoint is failing
+or slow take at most half (at least one): the other half always serves working
+endpoints, so dead receivers cannot stall everyone else's deliveries.
+
+A turn holds the user's lease in the database (``users.sender``, ``sender_until``, by the
+database's clock), like a fetch job's: whatever daemon, whatever happens to its
+connections, one sender per user at a time, so no message has two senders at once. The
+lease outlasts the attempt's bound (``[webhooks] timeout_seconds``) by LEASE_MARGIN_SECONDS;
+one left by a killed daemon expires by itself. An endpoint that answers 429 or 503 with a
+Retry-After is paused (``users.paused_until``): no daemon sends it anything before then.
 
 At least once: a message is marked delivered only after a 2xx, so a crash or a cancel
 between the answer and the write sends it again, with the same webhook-id.
@@ -12,8 +21,11 @@ between the answer and the write sends it again, with the same webhook-id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import random
+import secrets
+import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +34,7 @@ from rssd import metrics
 from rssd.clock import parse_iso, to_iso
 from rssd.logs import get_logger
 from rssd.models.config import Config
-from rssd.repo.db import Database
+from rssd.repo.db import Database, shielded
 from rssd.repo.outbox import Attempt, Due, OutboxRepo
 from rssd.repo.users import config_digest
 from rssd.webhooks.rules import Decision, Outcome, decide
@@ -33,9 +45,20 @@ log = get_logger("rssd.webhooks")
 #: Also look for due messages this often: ``rssd fetch`` and ``rssd redeliver`` write
 #: messages from another process, which cannot wake this one.
 POLL_SECONDS = 5.0
-#: The shortest sleep: a message due now that no pass can take (its user left config.toml
+#: The shortest sleep: a message due now that no turn can take (its user left config.toml
 #: a moment before the sync disabled it) must not make the loop spin.
 MIN_WAIT_SECONDS = 0.1
+#: A turn's lease lasts the attempt's time bound plus this: room for the writes around it
+#: and a busy event loop, never for a second sender while the first may still be sending.
+LEASE_MARGIN_SECONDS = 30.0
+#: An attempt slower than this (or failed) makes its user "slow" until one is not: slow
+#: users share at most half of the slots.
+SLOW_SECONDS = 2.0
+
+
+def slow_slots(max_concurrency: int) -> int:
+    """How many of the slots failing or slow endpoints may hold at once."""
+    return max(1, max_concurrency // 2)
 
 
 @dataclass
@@ -51,16 +74,29 @@ class DeliveryStats:
 
 
 class DeliveryLoop:
-    def __init__(self, db: Database, config: Config, sender: Sender) -> None:
+    def __init__(
+        self, db: Database, config: Config, sender: Sender, holder: str | None = None
+    ) -> None:
         self.db = db
         self.repo = OutboxRepo(db)
         self.config = config
         self.sender = sender
+        #: Whose name the users' leases are taken in: the daemon's id.
+        self.holder = holder or f"{socket.gethostname()}:{secrets.token_hex(4)}"
         self.stats = DeliveryStats()
         self.random = random.Random()
         self._wake = asyncio.Event()
         self._busy: dict[int, asyncio.Task[bool]] = {}
+        self._busy_slow: set[int] = set()  # the busy users that count as slow
         self._saturated = False  # users were left waiting for a free slot
+        #: Users whose last attempt here failed or was slow.
+        self._slow: set[int] = set()
+        #: When each user's last turn started (monotonic): the turn order.
+        self._turns: dict[int, float] = {}
+        #: ``run_once``: users done for this run (nothing more to try), and each user's
+        #: last message tried, so each message is attempted once.
+        self._once: set[int] | None = None
+        self._after: dict[int, str] = {}
         #: Users whose synced entry differs from this daemon's config (logged once).
         self._stale_users: set[str] = set()
 
@@ -79,7 +115,7 @@ class DeliveryLoop:
         return len(self._busy)
 
     async def run(self) -> None:
-        """Until cancelled: start a pass for every user with messages due."""
+        """Until cancelled: start a turn for every user with messages due, slots allowing."""
         try:
             while True:
                 self._wake.clear()
@@ -93,44 +129,64 @@ class DeliveryLoop:
             await self._cancel_all()
 
     async def run_once(self) -> None:
-        """One pass over every due message (``rssd run --once``), then return."""
+        """Every due message attempted once (``rssd run --once``), then return."""
+        self._once, self._after = set(), {}
         try:
-            await self._launch_due()
-            while self._busy:
-                await asyncio.wait(list(self._busy.values()))
+            while True:
+                await self._launch_due()
+                if not self._busy:
+                    return
+                await asyncio.wait(list(self._busy.values()), return_when=asyncio.FIRST_COMPLETED)
         finally:
             await self._cancel_all()
+            self._once = None
 
     async def _launch_due(self) -> None:
+        """Turns for the due users, least recently served first; slow users in at most
+        ``slow_slots`` of the slots."""
         if not self.config.users:
             return
         self._saturated = False
-        for user_id in await self.repo.due_users():
-            if user_id in self._busy:
+        slots = self.config.max_concurrency
+        slow_cap = slow_slots(slots)
+        due = await self.repo.due_users(self.holder)
+        due.sort(key=lambda user: self._turns.get(user.user_id, 0.0))  # stable: oldest first
+        for user in due:
+            user_id = user.user_id
+            if user_id in self._busy or (self._once is not None and user_id in self._once):
                 continue
-            if len(self._busy) >= self.config.max_concurrency:
-                self._saturated = True  # the next finished pass wakes the loop
+            if len(self._busy) >= slots:
+                self._saturated = True  # the next finished turn wakes the loop
                 break
-            task = asyncio.create_task(self._user_pass(user_id), name=f"deliver-{user_id}")
+            slow = user.failing or user_id in self._slow
+            if slow and len(self._busy_slow) >= slow_cap:
+                self._saturated = True
+                continue
+            task = asyncio.create_task(self._turn(user_id), name=f"deliver-{user_id}")
             self._busy[user_id] = task
+            if slow:
+                self._busy_slow.add(user_id)
             task.add_done_callback(functools.partial(self._finished, user_id))
 
     def _finished(self, user_id: int, task: asyncio.Task[bool]) -> None:
-        """A pass ended: look again at once, unless it found the user locked by another
-        daemon (waking then would relaunch it straight away, over and over; the next
-        poll or wakeup tries again)."""
+        """A turn ended: look again at once, unless it did nothing (another daemon holds
+        the user, or this one may not send for it: waking would relaunch it straight
+        away, over and over; the next poll or wakeup tries again)."""
         self._busy.pop(user_id, None)
+        self._busy_slow.discard(user_id)
         if task.cancelled():
             return
         if task.exception() is not None:
             log.error("delivery.crashed", user_id=user_id, exc_info=task.exception())
         elif not task.result():
+            if self._once is not None:
+                self._once.add(user_id)
             return
         self._wake.set()
 
     async def _sleep(self) -> None:
         wait = POLL_SECONDS
-        upcoming = await self.repo.next_wakeup(list(self._busy))
+        upcoming = await self.repo.next_wakeup(self.holder, list(self._busy))
         if upcoming is not None and not self._saturated:
             until = (parse_iso(upcoming) - await self.db.now()).total_seconds()
             wait = min(wait, max(MIN_WAIT_SECONDS, until))
@@ -147,35 +203,40 @@ class DeliveryLoop:
         if tasks:
             await asyncio.wait(tasks)
 
-    async def _user_pass(self, user_id: int) -> bool:
-        """The user's due messages, oldest first, one at a time, each attempted once.
-
-        Under the user's lock: where several daemons share the database (PostgreSQL),
-        one of them sends a user's messages at a time, so no message has two senders at
-        once (the others skip the user this round). On SQLite it is always free.
-        False when nothing was done: the lock was taken, or this daemon may not send for
-        the user (it left the config, or the config differs from the synced one).
-        """
-        lock = f"rssd.deliver:{user_id}"
-        if not await self.db.try_lock(lock):
+    async def _turn(self, user_id: int) -> bool:
+        """One attempt: the user's oldest due message, under the user's lease. False when
+        nothing was done: another sender holds the user or its endpoint is paused, nothing
+        is due, or this daemon may not send for the user (it left the config, or the
+        config differs from the synced one)."""
+        self._turns[user_id] = time.monotonic()
+        lease = self.config.webhooks.timeout_seconds + LEASE_MARGIN_SECONDS
+        if not await self.repo.take_turn(user_id, self.holder, lease):
             return False
         try:
-            after = ""
-            while (due := await self.repo.oldest_due(user_id, after)) is not None:
-                after = due.delivery.id
-                went_on = await self._attempt(due)
-                if went_on is None:
-                    return False
-                if not went_on:
-                    break
+            after = self._after.get(user_id, "") if self._once is not None else ""
+            due = await self.repo.oldest_due(user_id, after)
+            if due is None:
+                return False
+            if self._once is not None:
+                self._after[user_id] = due.delivery.id
+            started = time.monotonic()
+            decision = await self._attempt(due)
+            if decision is None:
+                return False
+            if decision.outcome is Outcome.DELIVERED and (
+                time.monotonic() - started < SLOW_SECONDS
+            ):
+                self._slow.discard(user_id)
+            else:
+                self._slow.add(user_id)
+            return True
         finally:
-            await self.db.unlock(lock)
-        return True
+            with contextlib.suppress(Exception):  # the database is away: the lease expires
+                await shielded(self.repo.end_turn(user_id, self.holder))
 
-    async def _attempt(self, due: Due) -> bool | None:
-        """Send one message and record the outcome; False when the endpoint got disabled
-        (the pass ends); None when nothing was sent: the user left the config, or this
-        daemon's entry for the user is not the synced one."""
+    async def _attempt(self, due: Due) -> Decision | None:
+        """Send one message and record the outcome; None when nothing was sent: the user
+        left the config, or this daemon's entry for the user is not the synced one."""
         delivery = due.delivery
         user = next((u for u in self.config.users if u.name == delivery.user_name), None)
         if user is None:
@@ -208,6 +269,7 @@ class DeliveryLoop:
                 http_status=answer.status,
                 error=decision.error,
                 disable=decision.disable.value if decision.disable else None,
+                pause_until=to_iso(decision.pause_until) if decision.pause_until else None,
             )
         )
         fields = {
@@ -220,9 +282,16 @@ class DeliveryLoop:
             "http_status": answer.status,
             "duration_ms": int((time.monotonic() - started) * 1000),
         }
+        if decision.pause_until is not None:
+            log.info(
+                "endpoint.paused",
+                user=delivery.user_name,
+                http_status=answer.status,
+                until=to_iso(decision.pause_until),
+            )
         if not recorded:
             log.info("delivery.superseded", **fields)
-            return True
+            return decision
         self._log(decision, fields, now)
         if decision.disable is not None:
             log.warning(
@@ -233,8 +302,7 @@ class DeliveryLoop:
                 detail="messages are kept; change the user's config entry or run "
                 f"`rssd users --enable {delivery.user_name}` to deliver again",
             )
-            return False
-        return True
+        return decision
 
     def _stale(self, name: str) -> None:
         """This daemon's entry for the user is not the one the database synced (an older

@@ -179,7 +179,7 @@ class Service:
             Fetcher(self.config) as fetcher,
             Sender(self.config.webhooks, self.config.user_agent) as sender,
         ):
-            delivery = DeliveryLoop(db, self.config, sender)
+            delivery = DeliveryLoop(db, self.config, sender, self.identity.id)
             pipeline = Pipeline(db, fetcher, claims, self._policy)
             await pipeline.preload()
             claimer = Claimer(

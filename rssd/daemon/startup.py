@@ -18,6 +18,7 @@ from rssd.repo.config_versions import config_hash
 from rssd.repo.db import Database
 from rssd.repo.files import check_database_files
 from rssd.repo.open import open_database
+from rssd.repo.outbox import OutboxRepo
 from rssd.repo.sources import SyncReport
 
 log = get_logger("rssd.daemon")
@@ -47,6 +48,8 @@ async def recover(db: Database) -> int:
     count = len(await ClaimRepo(db, "").take_back(everything=True))
     if count:
         log.warning("jobs.recovered", jobs=count, error_code="interrupted")
+    # Likewise the users' sending leases the dead daemon held: nobody else can hold one.
+    await OutboxRepo(db).end_all_turns()
     return count
 
 

@@ -46,10 +46,10 @@ from rssd.repo.config_versions import (
 )
 from rssd.repo.db import Database, Tx
 from rssd.repo.sources import SyncReport, sync_in
-from rssd.repo.users import UserSyncReport, sync_users_in
 
 if TYPE_CHECKING:
     from rssd.models.config import Config
+    from rssd.repo.users import UserSyncReport
 
 _LOCK = "rssd.config_sync"
 
@@ -94,6 +94,9 @@ async def sync_config(
     ``guard`` is off where one daemon owns the database (SQLite): its file is the truth.
     ``edited``: the file's content changed since this daemon last read it.
     """
+    # Here, not at the top: ``rssd status`` reads this module and imports no write path.
+    from rssd.repo import users as users_sync  # noqa: PLC0415
+
     digests = config_digests(config)
     digest = hash_of(digests)
 
@@ -110,7 +113,7 @@ async def sync_config(
         report = await sync_in(tx, config)
         # The users too, under the same lock: daemons starting together on a fresh
         # database would otherwise insert the same users at once.
-        users = await sync_users_in(tx, config)
+        users = await users_sync.sync_users_in(tx, config)
         now = now_iso()
         await tx.execute(
             "INSERT INTO config_sync (id, config_hash, config_mtime, synced_at, synced_by) "

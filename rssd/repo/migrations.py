@@ -15,7 +15,7 @@ from pathlib import Path
 from rssd.repo.db import DatabaseError
 from rssd.repo.dialect import Dialect
 
-SCHEMA_VERSION = 14
+SCHEMA_VERSION = 15
 
 #: Version 13's full-text index on SQLite, as in schema.sql (see there why the queue).
 _SQLITE_SEARCH = """
@@ -235,6 +235,13 @@ MIGRATIONS: dict[int, str] = {
     13: """
         ALTER TABLE deliveries ADD COLUMN earlier_attempts INTEGER NOT NULL DEFAULT 0;
     """,
+    # 14 -> 15: who sends a user's messages now (a lease, like a fetch job's) and an
+    # endpoint's pause (a 429's Retry-After), rssd/daemon/delivery.py.
+    14: """
+        ALTER TABLE users ADD COLUMN sender TEXT;
+        ALTER TABLE users ADD COLUMN sender_until TEXT;
+        ALTER TABLE users ADD COLUMN paused_until TEXT;
+    """,
 }
 
 #: Waking idle daemons (rssd/repo/pg_listen.py): a job queued or requeued due now (a new
@@ -312,6 +319,12 @@ PG_MIGRATIONS: dict[int, str] = {
     13: """
         ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS earlier_attempts integer NOT NULL
             DEFAULT 0;
+    """,
+    # 14 -> 15: as MIGRATIONS[14].
+    14: """
+        ALTER TABLE users ADD COLUMN IF NOT EXISTS sender text;
+        ALTER TABLE users ADD COLUMN IF NOT EXISTS sender_until timestamptz;
+        ALTER TABLE users ADD COLUMN IF NOT EXISTS paused_until timestamptz;
     """,
 }
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from rssd.clock import now_iso, parse_iso, to_iso
+from rssd.clock import now_iso, parse_iso, to_iso, utcnow
 from rssd.models.outbox import Feed, Message, StoredPost, Subscriber, chosen_posts, plan_messages
 from rssd.models.post import PostCreate
 from rssd.models.redact import strip_userinfo
@@ -238,6 +238,23 @@ _COLUMNS = (
 )
 
 
+def _free(clock: str, users: str = "u") -> str:
+    """The user's endpoint (the ``users`` row) is not paused and no other sender than
+    ``:holder`` holds a live lease on it, by ``clock`` (the dialect's)."""
+    return (
+        f"({users}.paused_until IS NULL OR {users}.paused_until <= {clock}) AND "
+        f"({users}.sender IS NULL OR {users}.sender = :holder OR {users}.sender_until < {clock})"
+    )
+
+
+@dataclass(frozen=True)
+class DueUser:
+    """A user with messages due, and whether the endpoint is failing (failing_since)."""
+
+    user_id: int
+    failing: bool
+
+
 @dataclass(frozen=True)
 class Delivery:
     """A ``deliveries`` row (without its body, which only the sender reads)."""
@@ -290,6 +307,7 @@ class Attempt:
     http_status: int | None
     error: str | None
     disable: str | None
+    pause_until: str | None = None  # the endpoint's pause (a 429's Retry-After)
 
 
 @dataclass(frozen=True)
@@ -336,28 +354,79 @@ class OutboxRepo:
         )
         return {int(row["user_id"]): int(row["n"]) for row in rows}
 
-    async def due_users(self) -> list[int]:
-        """Users whose oldest pending message is due now (by the dialect's clock) and whose
-        endpoint is enabled."""
+    async def due_users(self, holder: str) -> list[DueUser]:
+        """Users whose oldest pending message is due now (by the dialect's clock), whose
+        endpoint is enabled, not paused and not being sent to by another sender than
+        ``holder``; the longest waiting first."""
+        clock = self._db.dialect.clock
         rows = await self._db.fetchall(
-            f"SELECT DISTINCT d.user_id FROM deliveries d JOIN users u ON u.id = d.user_id "
-            f"WHERE d.status = 'pending' AND d.next_attempt_at <= {self._db.dialect.clock} "
-            f"AND {_HEAD} AND {_DELIVERABLE}",
-            {"now": now_iso()},
+            f"SELECT d.user_id, min(d.next_attempt_at) AS oldest, "
+            f"max(CASE WHEN u.failing_since IS NULL THEN 0 ELSE 1 END) AS failing "
+            f"FROM deliveries d JOIN users u ON u.id = d.user_id "
+            f"WHERE d.status = 'pending' AND d.next_attempt_at <= {clock} AND {_HEAD} "
+            f"AND {_DELIVERABLE} AND {_free(clock)} GROUP BY d.user_id ORDER BY oldest",
+            {"now": now_iso(), "holder": holder},
         )
-        return [int(row[0]) for row in rows]
+        return [DueUser(int(row["user_id"]), bool(row["failing"])) for row in rows]
 
-    async def next_wakeup(self, busy: Sequence[int] = ()) -> str | None:
-        """When the earliest oldest-pending message of an enabled endpoint falls due,
-        leaving out the ``busy`` users (a pass of their own is working through theirs)."""
+    async def next_wakeup(self, holder: str, busy: Sequence[int] = ()) -> str | None:
+        """When the earliest oldest-pending message of an enabled endpoint can be sent: its
+        due time, or later the end of its endpoint's pause or of another sender's lease;
+        leaving out the ``busy`` users (a turn of theirs is running)."""
         params: dict[str, object] = {f"busy{i}": user_id for i, user_id in enumerate(busy)}
         skip = f"AND d.user_id NOT IN ({', '.join(':' + key for key in params)}) " if busy else ""
         row = await self._db.fetchone(
-            f"SELECT min(d.next_attempt_at) FROM deliveries d JOIN users u ON u.id = d.user_id "
+            f"SELECT min(CASE "
+            f"WHEN u.paused_until IS NOT NULL AND u.paused_until > d.next_attempt_at "
+            f"THEN u.paused_until "
+            f"WHEN u.sender IS NOT NULL AND u.sender != :holder "
+            f"AND u.sender_until > d.next_attempt_at THEN u.sender_until "
+            f"ELSE d.next_attempt_at END) FROM deliveries d JOIN users u ON u.id = d.user_id "
             f"WHERE d.status = 'pending' {skip}AND {_HEAD} AND {_DELIVERABLE}",
-            params,
+            params | {"holder": holder},
         )
         return str(row[0]) if row and row[0] else None
+
+    async def take_turn(self, user_id: int, holder: str, lease_seconds: float) -> bool:
+        """Become the user's one sender for ``lease_seconds`` (by the dialect's clock),
+        unless another sender's lease is live or the endpoint is paused; True if so.
+
+        A lease in the user's row, not a lock on a connection: it holds whatever happens
+        to this process's connections, and one that outlives its sender (killed -9)
+        expires by itself."""
+        now = utcnow()  # SQLite's clock; PostgreSQL judges by its own
+        dialect = self._db.dialect
+        changed = await self._db.write(
+            lambda tx: tx.execute(
+                f"UPDATE users SET sender = :holder, sender_until = {dialect.lease_until} "
+                f"WHERE id = :id AND {_free(dialect.clock, 'users')}",
+                {
+                    "id": user_id,
+                    "holder": holder,
+                    "now": to_iso(now),
+                    "lease": to_iso(now + timedelta(seconds=lease_seconds)),
+                    "lease_seconds": lease_seconds,
+                },
+            )
+        )
+        return changed == 1
+
+    async def end_all_turns(self) -> None:
+        """Every user's lease given up: at start-up on SQLite, under the daemon lock,
+        where the only holder there can be is a daemon that died."""
+        await self._db.write_one(
+            "UPDATE users SET sender = NULL, sender_until = NULL WHERE sender IS NOT NULL"
+        )
+
+    async def end_turn(self, user_id: int, holder: str) -> None:
+        """Give the user's lease up, if ``holder`` still has it."""
+        await self._db.write(
+            lambda tx: tx.execute(
+                "UPDATE users SET sender = NULL, sender_until = NULL "
+                "WHERE id = :id AND sender = :holder",
+                {"id": user_id, "holder": holder},
+            )
+        )
 
     async def oldest_due(self, user_id: int, after: str = "") -> Due | None:
         """The user's oldest pending message if it is due now (and its id is above
@@ -384,9 +453,16 @@ class OutboxRepo:
         """The attempt's result on the message and on the user's endpoint, in one
         transaction. False (nothing written, the user's row untouched too) if the message
         changed meanwhile (a ``rssd redeliver`` reset it): its new schedule stands, and a
-        superseded attempt must not mark the endpoint failing, working or disabled."""
+        superseded attempt must not mark the endpoint failing, working or disabled. A pause
+        the endpoint asked for is written either way: it is the endpoint's, not the
+        message's."""
 
         async def work(tx: Tx) -> bool:
+            if attempt.pause_until is not None:
+                await tx.execute(
+                    "UPDATE users SET paused_until = :until WHERE id = :id",
+                    {"id": attempt.user_id, "until": attempt.pause_until},
+                )
             changed = await tx.execute(
                 "UPDATE deliveries SET status = :status, attempts = attempts + 1, "
                 "next_attempt_at = :next, last_attempt_at = :at, "

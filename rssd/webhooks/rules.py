@@ -3,7 +3,8 @@ endpoint. Pure functions, tested table-driven; the loop in rssd/daemon/delivery.
 
 Svix's and the Standard Webhooks' rules: 2xx is delivered; anything else (3xx included:
 redirects are never followed) is a failure retried on ``retry_seconds`` with +-10%
-jitter, or at the receiver's Retry-After on 429/503 (at least 1 s, at most a day); after
+jitter, or at the receiver's Retry-After on 429/503 (at least 1 s, at most a day), which
+pauses the whole endpoint until then, not only the message; after
 the last attempt the message is dead. 410 Gone disables the endpoint at once; an endpoint that has
 failed for 5 days without one success is disabled.
 
@@ -61,6 +62,9 @@ class Decision:
     next_attempt_at: datetime | None = None  # for RETRY
     disable: DisableReason | None = None
     error: str | None = None  # what to record and log; None when delivered
+    #: The endpoint asked for a pause (a 429's or 503's Retry-After): nothing is sent to
+    #: it before then, whichever message, whichever daemon.
+    pause_until: datetime | None = None
 
 
 def decide(
@@ -86,14 +90,16 @@ def decide(
         disable = DisableReason.GONE
     elif now - (failing_since or now) >= FAILING_DISABLES_AFTER:
         disable = DisableReason.FAILING
-    if attempt > len(retry_seconds):
-        return Decision(Outcome.DEAD, disable=disable, error=error)
-    delay = timedelta(seconds=retry_seconds[attempt - 1] * (1 + JITTER * (2 * jitter - 1)))
+    pause = None
     if status in (429, 503):
         asked = retry_after(answer.retry_after, now)
         if asked is not None:  # retry_after caps it at HINT_CAP (a day)
-            delay = max(asked, RETRY_AFTER_FLOOR)
-    return Decision(Outcome.RETRY, now + delay, disable, error)
+            pause = now + max(asked, RETRY_AFTER_FLOOR)
+    if attempt > len(retry_seconds):
+        return Decision(Outcome.DEAD, disable=disable, error=error, pause_until=pause)
+    delay = timedelta(seconds=retry_seconds[attempt - 1] * (1 + JITTER * (2 * jitter - 1)))
+    due = pause if pause is not None else now + delay
+    return Decision(Outcome.RETRY, due, disable, error, pause)
 
 
 def describe(answer: Answer) -> str:

@@ -22,6 +22,8 @@ SECRETS = {
     "alice": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     "bob": "whsec_" + base64.b64encode(b"bob's very own secret key, 32 b").decode(),
     "carol": "whsec_" + base64.b64encode(b"carol: another secret of 32 byte").decode(),
+    "dave": "whsec_" + base64.b64encode(b"dave's secret, thirty-two bytes.").decode(),
+    "erin": "whsec_" + base64.b64encode(b"erin's secret, thirty-two bytes.").decode(),
 }
 
 
