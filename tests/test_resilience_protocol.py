@@ -331,7 +331,7 @@ async def test_what_rssd_does_next_after_429_503_410_and_500(
         assert report.result is not None
         hints = Hints(http_status=report.http_status, headers=dict(report.result.hints))
         history = history_of(latest[report.source_id])
-        return next_due(history, policy, now, 0.5, hints)  # jitter 0.5: no jitter
+        return next_due(history, policy, now, 0.5, hints)  # 0.5: the middle of +-10%
 
     now = datetime.now(UTC)
     ended = {case: history_of(latest[reports[case].source_id]).ended_at for case in urls}
