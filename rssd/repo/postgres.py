@@ -144,10 +144,18 @@ class PostgresTx(Tx):
 
     dialect = POSTGRES
 
-    def __init__(self, conn: AsyncConnection[Any], savepoint: str | None = None) -> None:
+    def __init__(
+        self,
+        conn: AsyncConnection[Any],
+        savepoint: str | None = None,
+        transaction: dict[str, Any] | None = None,
+    ) -> None:
         self._conn = conn
         self._savepoint = savepoint
         self.savepoint_sent = False
+        #: What holds for the whole transaction, shared by the works of one batch: its
+        #: start time (``now()`` is fixed within a transaction: asked once, not per work).
+        self._transaction = {} if transaction is None else transaction
 
     def _prefixed(self, sql: str, params: Params | None) -> tuple[str, Params | None, bool]:
         query, bound = _bound(sql, params)
@@ -182,7 +190,10 @@ class PostgresTx(Tx):
 
     async def now(self) -> datetime:
         """The database's clock at the start of this transaction."""
-        return await _database_now(self, "now()")
+        started = self._transaction.get("now")
+        if started is None:
+            started = self._transaction["now"] = await _database_now(self, "now()")
+        return started
 
 
 class PostgresDatabase(Database):
