@@ -347,7 +347,7 @@ class Bare:
 
     name = "bare"
 
-    def __init__(self, workdir: Path, urls: list[str], limits: dict[str, int]) -> None:
+    def __init__(self, workdir: Path, urls: list[str], limits: dict[str, float]) -> None:
         self.workdir = workdir
         self.state = workdir / "validators.json"
         urls_file = workdir / "urls.txt"

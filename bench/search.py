@@ -6,7 +6,9 @@
 
 Default mode: a database of ``--posts`` synthetic posts (``--feeds`` feeds) made through
 rssd's own schema, with the search index built as rssd builds it (the same
-``rssd.models.search.document``; inserted in bulk, not a batch per transaction); then:
+``rssd.models.search.document``; inserted in bulk, not a batch per transaction; on
+PostgreSQL by COPY, the tsvector written out here and checked against the database's
+own on a sample); then:
 
 - the size of the index beside the posts table (SQLite: ``dbstat``; PostgreSQL: the GIN
   index plus the ``search`` column, beside the rest of the posts table);
@@ -175,43 +177,57 @@ def flush_sqlite(
     docs.clear()
 
 
+def tsvector_literal(params: dict[str, str]) -> str:
+    """What ``dialect.post_search`` makes of ``search_params``, built here so that the fill
+    can COPY it: each field's words at their positions (title A, author B, text D), one
+    position skipped between fields. ``fill_postgres`` checks it against PostgreSQL's own
+    on the first posts."""
+    positions: dict[str, list[str]] = {}
+    position = 0
+    for key, weight in (("s_title", "A"), ("s_author", "B"), ("s_body", "")):
+        for word in params[key].split():
+            position += 1
+            positions.setdefault(word, []).append(f"{min(position, 16383)}{weight}")
+        position += 1
+    return " ".join(f"'{w}':{','.join(p[:256])}" for w, p in sorted(positions.items()))
+
+
 def fill_postgres(url: str, count: int, feeds: int) -> None:
+    """COPY, the search column included (rssd's per-row INSERT would take an hour here)."""
     import psycopg  # noqa: PLC0415
 
     from rssd.repo.dialect import POSTGRES  # noqa: PLC0415
     from rssd.repo.postgres import translate  # noqa: PLC0415
 
     asyncio.run(create(url))
-    insert = translate(
-        "INSERT INTO posts (id, content_source_id, external_id, title, url, author, summary, "
-        "content, published_at, created_at, content_hash, search) VALUES (:id, :feed, :ext, "
-        ":title, :url, :author, :summary, :content, :published, :now, :hash, "
-        f"{POSTGRES.post_search})"
+    columns = (
+        "id, content_source_id, external_id, title, url, author, summary, content, "
+        "published_at, created_at, content_hash, search"
     )
+    check = translate(f"SELECT CAST(:literal AS tsvector) = {POSTGRES.post_search}")
     with psycopg.connect(url, autocommit=False) as conn:
         with conn.cursor() as cursor:
-            cursor.executemany(
-                "INSERT INTO content_sources (id, url, name, interval_minutes, timeout_seconds, "
-                "created_at, updated_at) VALUES (%s, %s, %s, 60, 30, %s, %s)",
-                [
-                    (i, f"http://feed{i}.example/rss", f"Feed {i}", NOW, NOW)
-                    for i in range(1, feeds + 1)
-                ],
-            )
-            rows = []
-            for n, feed, post, published in posts(count, feeds):
-                rows.append({
-                    "id": n, "feed": feed, "ext": f"urn:{n}", "title": post.title,
-                    "url": f"https://example.org/{n}", "author": post.author,
-                    "summary": post.summary, "content": post.content, "published": published,
-                    "now": NOW, "hash": f"h{n}", **search_params(post),
-                })  # fmt: skip
-                if len(rows) == 5000:
-                    cursor.executemany(insert, rows)
-                    conn.commit()
-                    rows.clear()
-            if rows:
-                cursor.executemany(insert, rows)
+            with cursor.copy(
+                "COPY content_sources (id, url, name, interval_minutes, timeout_seconds, "
+                "created_at, updated_at) FROM STDIN"
+            ) as copy:
+                for i in range(1, feeds + 1):
+                    copy.write_row(
+                        (i, f"http://feed{i}.example/rss", f"Feed {i}", 60, 30, NOW, NOW)
+                    )
+            with cursor.copy(f"COPY posts ({columns}) FROM STDIN") as copy:
+                for n, feed, post, published in posts(count, feeds):
+                    params = search_params(post)
+                    literal = tsvector_literal(params)
+                    copy.write_row((
+                        n, feed, f"urn:{n}", post.title, f"https://example.org/{n}", post.author,
+                        post.summary, post.content, published, NOW, f"h{n}", literal,
+                    ))  # fmt: skip
+            for _, _, post, _ in posts(50, feeds):
+                params = search_params(post)
+                row = cursor.execute(check, {"literal": tsvector_literal(params), **params})
+                same = row.fetchone()
+                assert same is not None and same[0], "the COPY's tsvector differs from rssd's"
             cursor.execute(
                 "SELECT setval(pg_get_serial_sequence('posts', 'id'), max(id)) FROM posts"
             )

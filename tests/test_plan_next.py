@@ -6,7 +6,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rssd.daemon.schedule import MOVED_AFTER, Carried, Ending, Hints, Plan, Policy, plan_next
+from rssd.daemon.schedule import (
+    MOVED_AFTER,
+    Carried,
+    Ending,
+    Hints,
+    Plan,
+    Policy,
+    Reason,
+    plan_next,
+)
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -22,7 +31,8 @@ def plan(before: Carried, ending: Ending) -> Plan:
 CASES = [
     ("success resets failures", Carried(failures=3), Ending(completed=True), NOW + HOUR,
      Carried(failures=0), False),
-    ("a failure backs off", Carried(failures=2), Ending(completed=False), NOW + 4 * HOUR,
+    # 4 h, jittered downwards (at MID, by a quarter: BACKOFF_JITTER * MID).
+    ("a failure backs off", Carried(failures=2), Ending(completed=False), NOW + 3 * HOUR,
      Carried(failures=3), False),
     ("interrupted: at once, not counted", Carried(failures=2),
      Ending(completed=False, interrupted=True), NOW, Carried(failures=2), False),
@@ -60,4 +70,22 @@ CASES = [
 def test_plan_next(
     before: Carried, ending: Ending, due: datetime | None, carried: Carried, moved_now: bool
 ) -> None:
-    assert plan(before, ending) == Plan(due, carried, moved_now)
+    planned = plan(before, ending)
+    assert (planned.due, planned.carried, planned.moved_now) == (due, carried, moved_now)
+
+
+@pytest.mark.parametrize(
+    ("ending", "failures", "expected"),
+    [
+        (Ending(completed=True), 0, (HOUR, Reason.FIXED)),
+        (Ending(completed=False), 2, (4 * HOUR, Reason.BACKOFF)),
+        (Ending(completed=True, hints=Hints(ttl_minutes=180)), 0, (3 * HOUR, Reason.HINT)),
+        (Ending(completed=False, interrupted=True), 2, (None, None)),
+        (Ending(completed=False, gone=True), 0, (None, None)),
+    ],
+)
+def test_a_plan_says_its_interval_and_why(
+    ending: Ending, failures: int, expected: tuple[timedelta | None, Reason | None]
+) -> None:
+    planned = plan(Carried(failures=failures), ending)
+    assert (planned.interval, planned.reason) == expected

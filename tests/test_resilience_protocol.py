@@ -20,7 +20,7 @@ from aiohttp import web
 
 from rssd.daemon.history import history_of
 from rssd.daemon.pipeline import Pipeline
-from rssd.daemon.schedule import Hints, Policy, next_due
+from rssd.daemon.schedule import BACKOFF_JITTER, Hints, Policy, next_due
 from rssd.daemon.startup import daemon_session
 from rssd.fetch.fetcher import Fetcher
 from rssd.fetch.parse import ParseOutcome, ParsePool
@@ -331,7 +331,7 @@ async def test_what_rssd_does_next_after_429_503_410_and_500(
         assert report.result is not None
         hints = Hints(http_status=report.http_status, headers=dict(report.result.hints))
         history = history_of(latest[report.source_id])
-        return next_due(history, policy, now, 0.5, hints)  # jitter 0.5: no jitter
+        return next_due(history, policy, now, 0.5, hints)  # 0.5: the middle of +-10%
 
     now = datetime.now(UTC)
     ended = {case: history_of(latest[reports[case].source_id]).ended_at for case in urls}
@@ -340,7 +340,10 @@ async def test_what_rssd_does_next_after_429_503_410_and_500(
     assert timedelta(hours=2, minutes=59) < wait_503 <= timedelta(hours=3)
     assert due("410") is None  # not fetched again until its config entry changes
     assert latest[reports["500"].source_id].failures == 4
-    assert _minus(due("500"), ended["500"]) == timedelta(minutes=30) * 8  # 2 ** (4 - 1)
+    # 2 ** (4 - 1) intervals, a backoff's jitter taking up to BACKOFF_JITTER of it (at 0.5,
+    # half that)
+    backed_off = timedelta(minutes=30) * 8 * (1 - BACKOFF_JITTER * 0.5)
+    assert _minus(due("500"), ended["500"]) == backed_off
 
 
 def _plus(moment: datetime | None, delta: timedelta) -> datetime:

@@ -54,25 +54,49 @@ def translate(sql: str) -> str:
     return _PARAM.sub(swap, sql)
 
 
+#: Type OIDs of timestamptz and timestamp: the columns read back as ISO 8601 text.
+_TIME_OIDS = frozenset({1184, 1114})
+
+
+class Columns:
+    """A result's column names, their positions, and which hold times: built once per
+    result from the libpq result itself (psycopg's ``description`` builds a Column object
+    per column on every call), shared by all its rows."""
+
+    __slots__ = ("names", "positions", "times")
+
+    def __init__(self, names: list[str], times: tuple[int, ...]) -> None:
+        self.names = names
+        self.positions = {name: n for n, name in enumerate(names)}
+        self.times = times
+
+
 class PgRow:
     """A row by column name or position; ``dict(row)`` works as with ``sqlite3.Row``."""
 
-    __slots__ = ("_names", "_values")
+    __slots__ = ("_columns", "_values")
 
-    def __init__(self, names: list[str], values: Sequence[Any]) -> None:
-        self._names = names
-        self._values = tuple(to_iso(v) if isinstance(v, datetime) else v for v in values)
+    def __init__(self, columns: Columns, values: Sequence[Any]) -> None:
+        self._columns = columns
+        if columns.times:
+            converted = list(values)
+            for n in columns.times:
+                if isinstance(converted[n], datetime):
+                    converted[n] = to_iso(converted[n])
+            self._values: Sequence[Any] = converted
+        else:
+            self._values = values
 
     def __getitem__(self, key: int | str, /) -> Any:
         if isinstance(key, int):
             return self._values[key]
         try:
-            return self._values[self._names.index(key)]
-        except ValueError:
+            return self._values[self._columns.positions[key]]
+        except KeyError:
             raise IndexError(f"no such column: {key}") from None
 
     def keys(self) -> list[str]:
-        return self._names
+        return self._columns.names
 
     def __len__(self) -> int:
         return len(self._values)
@@ -81,16 +105,30 @@ class PgRow:
         return iter(self._values)
 
     def __repr__(self) -> str:
-        return f"PgRow({dict(zip(self._names, self._values, strict=True))!r})"
+        return f"PgRow({dict(zip(self._columns.names, self._values, strict=True))!r})"
+
+
+def _columns(cursor: Any) -> Columns:
+    result = cursor.pgresult
+    count = result.nfields if result is not None else 0
+    names = [(result.fname(n) or b"").decode() for n in range(count)]
+    return Columns(names, tuple(n for n in range(count) if result.ftype(n) in _TIME_OIDS))
 
 
 def _pg_row(cursor: Any) -> RowMaker[PgRow]:
-    names = [column.name for column in cursor.description or ()]
+    columns = _columns(cursor)
 
     def make(values: Sequence[Any]) -> PgRow:
-        return PgRow(names, values)
+        return PgRow(columns, values)
 
     return make
+
+
+def _has_rows(cursor: Any) -> bool:
+    """Did the statement return a result with columns (a SELECT, a RETURNING)? Read off
+    the libpq result, not ``description``, for the same reason as ``Columns``."""
+    result = cursor.pgresult
+    return result is not None and result.nfields > 0
 
 
 def _bound(sql: str, params: Params | None) -> tuple[str, Params | None]:
@@ -106,10 +144,18 @@ class PostgresTx(Tx):
 
     dialect = POSTGRES
 
-    def __init__(self, conn: AsyncConnection[Any], savepoint: str | None = None) -> None:
+    def __init__(
+        self,
+        conn: AsyncConnection[Any],
+        savepoint: str | None = None,
+        transaction: dict[str, Any] | None = None,
+    ) -> None:
         self._conn = conn
         self._savepoint = savepoint
         self.savepoint_sent = False
+        #: What holds for the whole transaction, shared by the works of one batch: its
+        #: start time (``now()`` is fixed within a transaction: asked once, not per work).
+        self._transaction = {} if transaction is None else transaction
 
     def _prefixed(self, sql: str, params: Params | None) -> tuple[str, Params | None, bool]:
         query, bound = _bound(sql, params)
@@ -138,13 +184,16 @@ class PostgresTx(Tx):
             await cursor.execute(query, bound)
             if prefixed:
                 cursor.nextset()
-            if cursor.description is None:
+            if not _has_rows(cursor):
                 return []
             return list(await cursor.fetchall())
 
     async def now(self) -> datetime:
         """The database's clock at the start of this transaction."""
-        return await _database_now(self, "now()")
+        started = self._transaction.get("now")
+        if started is None:
+            started = self._transaction["now"] = await _database_now(self, "now()")
+        return started
 
 
 class PostgresDatabase(Database):
