@@ -262,11 +262,19 @@ class PostgresDatabase(Database):
         return db
 
     async def _migrate(self) -> None:
-        """Migrations then schema_pg.sql in one transaction, one daemon at a time."""
+        """Migrations then schema_pg.sql in one transaction, one daemon at a time; only
+        when the database's version is behind. A database at the current version is left
+        alone: re-running the schema file takes table locks (its indexes, its trigger), so
+        every ``rssd redeliver`` would wait behind any long lock on any table."""
+        if await self.read(_version) == SCHEMA_VERSION:
+            return
 
         async def work(tx: Tx) -> None:
             await tx.execute(POSTGRES.xact_lock, {"lock_key": _SCHEMA_LOCK})
-            for script in upgrade_scripts(POSTGRES, await _version(tx), self.label):
+            version = await _version(tx)
+            if version == SCHEMA_VERSION:
+                return  # another daemon brought it up to date while this one waited
+            for script in upgrade_scripts(POSTGRES, version, self.label):
                 await tx.execute(script)
             await tx.execute("DELETE FROM schema_version")
             await tx.execute(
