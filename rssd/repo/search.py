@@ -25,10 +25,11 @@ runs in the background (rssd/daemon/search_backfill.py): interrupted, it resumes
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rssd.models.post import PostCreate
 from rssd.models.search import Document, Phrase, Query, document, folded_words
 from rssd.repo.db import Database, Row, Tx
 from rssd.repo.queries import POST_COLUMNS, PostFilter, PostRow, post_filters
@@ -45,9 +46,16 @@ _INSERT = "INSERT INTO posts_fts (rowid, title, body, author) VALUES (:id, :titl
 _DOC_COLUMNS = "id, title, summary, content, author"
 
 
+def post_document(post: Any) -> Document:
+    """The document of a post (anything with the columns): the one its parse worker
+    computed (``PostCreate.search_doc``), else computed here."""
+    doc = getattr(post, "search_doc", None)
+    return doc if doc is not None else document(post.title, post.summary, post.content, post.author)
+
+
 def search_params(post: Any) -> dict[str, str]:
     """The ``:s_*`` parameters of ``dialect.post_search`` for a post (anything with the columns)."""
-    doc = document(post.title, post.summary, post.content, post.author)
+    doc = post_document(post)
     return {
         "s_title": folded_words(doc.title),
         "s_body": folded_words(doc.body),
@@ -82,6 +90,34 @@ async def _index_current(tx: Tx, ids: Iterable[int]) -> int:
     )
     await tx.executemany(_INSERT, [_doc_row(row["id"], _doc_of(row)) for row in rows])
     return len(rows)
+
+
+_INSERT_NEW = (
+    "INSERT INTO posts_fts (rowid, title, body, author) "
+    "SELECT id, :title, :body, :author FROM posts "
+    "WHERE content_source_id = :source_id AND external_id = :external_id"
+)
+
+
+async def index_new(tx: Tx, source_id: int, posts: Sequence[PostCreate]) -> None:
+    """Index posts just inserted (SQLite), with the text their worker computed, in the
+    transaction that inserted them: their queued entries then find them indexed
+    (``sync_in``) and only their queue rows are left to drop. Does nothing on PostgreSQL."""
+    if tx.dialect.name != "sqlite" or not posts:
+        return
+    rows = []
+    for post in posts:
+        doc = post_document(post)
+        rows.append(
+            {
+                "source_id": source_id,
+                "external_id": post.external_id,
+                "title": doc.title,
+                "body": doc.body,
+                "author": doc.author,
+            }
+        )
+    await tx.executemany(_INSERT_NEW, rows)
 
 
 async def sync_in(tx: Tx) -> None:
