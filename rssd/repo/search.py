@@ -5,7 +5,8 @@ queried, on both backends.
   index alone is a fraction of the posts table). Such a table forgets a post only when
   given the very text it indexed, so triggers on ``posts`` queue every insert, edit and
   delete (with the old values) in ``search_queue``, whoever makes it, and ``sync_in``
-  applies the queue inside the transaction that wrote the posts. What is indexed is
+  applies the queue inside the transaction that wrote the posts (``index_new`` indexes
+  rssd's own new posts first, with the text their parse worker computed). What is indexed is
   known from FTS5's own ``posts_fts_docsize`` (one row per indexed post): nothing is ever
   removed that was not indexed, nor indexed twice, which would corrupt the index.
 - **PostgreSQL**: ``posts.search``, a tsvector with a GIN index, written by the same
@@ -92,32 +93,21 @@ async def _index_current(tx: Tx, ids: Iterable[int]) -> int:
     return len(rows)
 
 
-_INSERT_NEW = (
-    "INSERT INTO posts_fts (rowid, title, body, author) "
-    "SELECT id, :title, :body, :author FROM posts "
-    "WHERE content_source_id = :source_id AND external_id = :external_id"
-)
-
-
 async def index_new(tx: Tx, source_id: int, posts: Sequence[PostCreate]) -> None:
     """Index posts just inserted (SQLite), with the text their worker computed, in the
     transaction that inserted them: their queued entries then find them indexed
     (``sync_in``) and only their queue rows are left to drop. Does nothing on PostgreSQL."""
     if tx.dialect.name != "sqlite" or not posts:
         return
-    rows = []
-    for post in posts:
-        doc = post_document(post)
-        rows.append(
-            {
-                "source_id": source_id,
-                "external_id": post.external_id,
-                "title": doc.title,
-                "body": doc.body,
-                "author": doc.author,
-            }
-        )
-    await tx.executemany(_INSERT_NEW, rows)
+    rows = await tx.fetchall(
+        "SELECT id, external_id FROM posts WHERE content_source_id = :source_id "
+        f"AND external_id IN {tx.dialect.in_json_text('external_ids')}",
+        {"source_id": source_id, "external_ids": json.dumps([p.external_id for p in posts])},
+    )
+    ids = {row["external_id"]: int(row["id"]) for row in rows}
+    await tx.executemany(
+        _INSERT, [_doc_row(ids[post.external_id], post_document(post)) for post in posts]
+    )
 
 
 async def sync_in(tx: Tx) -> None:
