@@ -1,4 +1,4 @@
--- rssd schema, applied idempotently at every start-up (rssd/repo/db.py).
+-- rssd schema, applied idempotently whenever the version is behind (rssd/repo/sqlite.py).
 -- The version lives in PRAGMA user_version; older databases are brought up to date by the
 -- migrations in rssd/repo/migrations.py before this file runs. Keep both in step.
 -- Timestamps are ISO 8601 UTC text ("2026-11-29T01:54:58.123Z"), which sorts as time does.

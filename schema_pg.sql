@@ -1,4 +1,4 @@
--- rssd schema for PostgreSQL, applied idempotently at every start-up (rssd/repo/postgres.py)
+-- rssd schema for PostgreSQL, applied idempotently whenever the version is behind (rssd/repo/postgres.py)
 -- under an advisory lock, so daemons starting together apply it once. The same tables,
 -- constraints and indexes as schema.sql; timestamps are timestamptz. The version lives in
 -- schema_version; older databases are brought up to date by PG_MIGRATIONS in

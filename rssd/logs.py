@@ -15,6 +15,7 @@ import json
 import logging
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 import structlog
@@ -241,10 +242,44 @@ def _add_logger_name(logger: WrappedLogger, name: str, event: EventDict) -> Even
     return event
 
 
+#: Whether structlog got rssd's processors yet (``configure`` gives them once).
+_structlog_configured = False
+
+
+def _configure_structlog() -> None:
+    """rssd's processors, once per process, into the list structlog already has.
+
+    Loggers are cached on first use with the processors list of that moment: a second
+    ``structlog.configure`` with a new list would leave every logger used before it on the
+    old one, where ``structlog.testing.capture_logs`` (which edits the current list in
+    place) no longer sees them. Neither the level nor the stream is in the processors, so
+    later calls of ``configure`` need not touch them."""
+    global _structlog_configured  # noqa: PLW0603  (once per process)
+    if _structlog_configured:
+        return
+    processors = structlog.get_config()["processors"]
+    processors[:] = [
+        structlog.contextvars.merge_contextvars,
+        _process_fields,
+        structlog.processors.add_log_level,
+        _add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        *_tail(),
+    ]
+    structlog.configure(
+        processors=processors,
+        logger_factory=LineLogger,
+        wrapper_class=LevelBoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    _structlog_configured = True
+
+
 def configure(level: str = "info", stream: TextIO | None = None) -> None:
     """Route structlog and the standard library to one JSON stream, ``stream``."""
     _SINK.stream = stream or sys.stdout
     handler = logging.StreamHandler(_SINK.stream)
+    handler.set_name(_HANDLER_NAME)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared_processors(),
@@ -257,19 +292,36 @@ def configure(level: str = "info", stream: TextIO | None = None) -> None:
     root.addHandler(handler)
     set_level(level)
     logging.captureWarnings(True)
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            _process_fields,
-            structlog.processors.add_log_level,
-            _add_logger_name,
-            structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
-            *_tail(),
-        ],
-        logger_factory=LineLogger,
-        wrapper_class=LevelBoundLogger,
-        cache_logger_on_first_use=True,
-    )
+    _configure_structlog()
+
+
+#: The name of the root handler ``configure`` installs, so that ``kept`` can find it.
+_HANDLER_NAME = "rssd"
+
+
+@contextlib.contextmanager
+def kept() -> Iterator[None]:
+    """Logging as it was before, on exit: the level, the stream and the root handler
+    ``configure`` set. For a caller that runs commands in-process (the tests), each of
+    which configures logging as a whole process would: ``rssd fetch`` leaves the level at
+    ``error``, where a later ``capture_logs`` would see no warning."""
+    stream, level = _SINK.stream, _SINK.level
+    root = logging.getLogger()
+    root_level = root.level
+    ours = [handler for handler in root.handlers if handler.get_name() == _HANDLER_NAME]
+    quiet = {name: logging.getLogger(name).level for name in QUIET_LIBRARIES}
+    try:
+        yield
+    finally:
+        _SINK.stream, _SINK.level = stream, level
+        for handler in list(root.handlers):
+            if handler.get_name() == _HANDLER_NAME and handler not in ours:
+                root.removeHandler(handler)
+        for handler in ours:
+            root.addHandler(handler)  # a no-op for one still there
+        root.setLevel(root_level)
+        for name, quiet_level in quiet.items():
+            logging.getLogger(name).setLevel(quiet_level)
 
 
 def get_logger(name: str) -> LevelBoundLogger:

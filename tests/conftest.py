@@ -4,17 +4,26 @@ daemons a test starts (killed at teardown); and ``--reverse`` (tests/README.md).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
+from rssd import logs
 from rssd.repo.db import Database
 from rssd.repo.open import open_database
 from tests.support.postgres import fresh_database
 from tests.support.process import Daemons
 from tests.support.webhooks import Receiver
+
+
+@pytest.fixture(autouse=True)
+def _logging_kept() -> Iterator[None]:
+    """Each test starts with the logging the one before it found: a command run in-process
+    (``rssd fetch`` sets the level to ``error``) must not hide a later test's events."""
+    with logs.kept():
+        yield
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from structlog.testing import capture_logs
 
 from rssd import metrics
 from rssd.clock import now_iso, parse_iso, to_iso
@@ -399,11 +400,12 @@ async def test_a_daemon_with_an_older_config_sends_nothing_for_the_user(
     old_alice = user("alice", receiver.url("alice") + "?old=1", [A], notify_backlog=True)
     old_alice["secret"] = SECRETS["carol"]
     old = make_config(tmp_path, [A, B], [old_alice], retry_seconds=FAST)
-    loop = await once(db, old)
+    with capture_logs() as logs:
+        await once(db, old)
     assert receiver.attempts == {}
     assert receiver.bad == []
     assert await statuses(db) == [("alice", "pending", 0)]
-    assert loop._stale_users == {"alice"}  # logged once: delivery.config_stale
+    assert [e["user"] for e in logs if e["event"] == "delivery.config_stale"] == ["alice"]
     await once(db, config)
     assert await statuses(db) == [("alice", "delivered", 1)]
     assert receiver.bad == []

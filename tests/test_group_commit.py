@@ -161,3 +161,24 @@ async def test_postgresql_writer_reconnects_after_its_connection_is_killed() -> 
             assert await urls(db) == ["http://before/", "http://after/"]
         finally:
             await db.close()
+
+
+async def test_the_works_of_a_batch_share_the_transactions_clock() -> None:
+    """``Tx.now()`` on PostgreSQL is the transaction's start: one reading for every work
+    of a batch (the writer asks once a batch), a new one for each batch."""
+    async with fresh_database() as url:
+        db = await PostgresDatabase.connect(url)
+        try:
+
+            async def stamp(tx: Tx, n: int) -> str:
+                first = await tx.now()
+                await tx.execute(INSERT, {"url": f"http://{n}/"})
+                assert await tx.now() == first
+                return first.isoformat()
+
+            before = db.commits
+            stamps = await asyncio.gather(*(db.write(partial(stamp, n=n)) for n in range(40)))
+            assert len(await urls(db)) == 40
+            assert len(set(stamps)) == db.commits - before  # one reading per transaction
+        finally:
+            await db.close()

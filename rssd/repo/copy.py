@@ -39,7 +39,7 @@ TABLES: dict[str, tuple[str, ...]] = {
         "id", "name", "webhook_url", "enabled", "keep", "block", "config_digest",
         "disabled_reason", "disabled_at", "failing_since", "last_success_at", "last_error_at",
         "last_error", "created_at", "updated_at", "format", "include_content", "dedupe_days",
-        "digest", "timezone",
+        "digest", "timezone", "sender", "sender_until", "paused_until",
     ),
     "subscriptions": ("user_id", "content_source_id", "primed", "created_at"),
     "deliveries": (

@@ -42,8 +42,8 @@ MAX_BATCH = 64
 
 Connect = Callable[[], Awaitable[AsyncConnection[Any]]]
 #: How a work's statements are run on the writer's connection, within the savepoint of
-#: the given name, if any (PostgresTx).
-MakeTx = Callable[[AsyncConnection[Any], str | None], Any]
+#: the given name, if any, sharing what holds for the whole transaction (PostgresTx).
+MakeTx = Callable[[AsyncConnection[Any], str | None, dict[str, Any]], Any]
 
 
 class PgWriter:
@@ -117,11 +117,13 @@ class PgWriter:
                 conn = await self._connection()
                 async with conn.transaction():
                     ran = True
+                    shared: dict[str, Any] = {}
                     if len(works) == 1:  # the transaction is its savepoint
-                        outcomes = [Outcome(value=await works[0](self._make_tx(conn, None)))]
+                        tx = self._make_tx(conn, None, shared)
+                        outcomes = [Outcome(value=await works[0](tx))]
                     else:
                         outcomes = [
-                            await self._savepoint(conn, work, f"w{n}")
+                            await self._savepoint(conn, work, f"w{n}", shared)
                             for n, work in enumerate(works)
                         ]
             except Exception as exc:
@@ -134,11 +136,13 @@ class PgWriter:
             return outcomes
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _savepoint(self, conn: AsyncConnection[Any], work: Work, name: str) -> Outcome:
+    async def _savepoint(
+        self, conn: AsyncConnection[Any], work: Work, name: str, shared: dict[str, Any]
+    ) -> Outcome:
         """One work of a batch, bounded by a savepoint of its own name: the savepoint
         goes out with the work's first statement, and is never released (a released
         savepoint still counts until COMMIT, MAX_BATCH; releasing cost a round trip)."""
-        tx = self._make_tx(conn, name)
+        tx = self._make_tx(conn, name, shared)
         try:
             value = await work(tx)
         except Exception as exc:

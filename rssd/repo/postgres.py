@@ -144,10 +144,18 @@ class PostgresTx(Tx):
 
     dialect = POSTGRES
 
-    def __init__(self, conn: AsyncConnection[Any], savepoint: str | None = None) -> None:
+    def __init__(
+        self,
+        conn: AsyncConnection[Any],
+        savepoint: str | None = None,
+        transaction: dict[str, Any] | None = None,
+    ) -> None:
         self._conn = conn
         self._savepoint = savepoint
         self.savepoint_sent = False
+        #: What holds for the whole transaction, shared by the works of one batch: its
+        #: start time (``now()`` is fixed within a transaction: asked once, not per work).
+        self._transaction = {} if transaction is None else transaction
 
     def _prefixed(self, sql: str, params: Params | None) -> tuple[str, Params | None, bool]:
         query, bound = _bound(sql, params)
@@ -182,7 +190,10 @@ class PostgresTx(Tx):
 
     async def now(self) -> datetime:
         """The database's clock at the start of this transaction."""
-        return await _database_now(self, "now()")
+        started = self._transaction.get("now")
+        if started is None:
+            started = self._transaction["now"] = await _database_now(self, "now()")
+        return started
 
 
 class PostgresDatabase(Database):
@@ -251,11 +262,19 @@ class PostgresDatabase(Database):
         return db
 
     async def _migrate(self) -> None:
-        """Migrations then schema_pg.sql in one transaction, one daemon at a time."""
+        """Migrations then schema_pg.sql in one transaction, one daemon at a time; only
+        when the database's version is behind. A database at the current version is left
+        alone: re-running the schema file takes table locks (its indexes, its trigger), so
+        every ``rssd redeliver`` would wait behind any long lock on any table."""
+        if await self.read(_version) == SCHEMA_VERSION:
+            return
 
         async def work(tx: Tx) -> None:
             await tx.execute(POSTGRES.xact_lock, {"lock_key": _SCHEMA_LOCK})
-            for script in upgrade_scripts(POSTGRES, await _version(tx), self.label):
+            version = await _version(tx)
+            if version == SCHEMA_VERSION:
+                return  # another daemon brought it up to date while this one waited
+            for script in upgrade_scripts(POSTGRES, version, self.label):
                 await tx.execute(script)
             await tx.execute("DELETE FROM schema_version")
             await tx.execute(

@@ -122,8 +122,12 @@ class SqliteDatabase(Database):
         await self._migrate()
 
     async def _migrate(self) -> None:
-        """Apply migrations then schema.sql, in one IMMEDIATE transaction: all or nothing."""
+        """Apply migrations then schema.sql, in one IMMEDIATE transaction: all or nothing.
+        A database at the current version is left alone, without taking the write lock: a
+        command opening it does not queue behind the daemon's writes for nothing."""
         conn = self._conn
+        if await self._user_version() == SCHEMA_VERSION:
+            return
         await conn.execute("BEGIN IMMEDIATE")
         try:
             version = await self._user_version()
