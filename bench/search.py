@@ -20,9 +20,10 @@ own on a sample); then:
   ``--backfill`` posts forgotten, then rebuilt by ``build_index``, timed.
 
 ``--cold``: the cold scenario of bench/run.py (``--feeds`` feeds x 50 posts, SQLite),
-alternately with this checkout and with ``--base`` (a git revision without the index,
-exported to a temporary folder and put first on PYTHONPATH), ``--rounds`` times each;
-prints feeds/s of each run and the ratio of the medians, with the load average.
+alternately with this checkout, with ``--base`` (a git revision without the index,
+exported to a temporary folder and put first on PYTHONPATH) and with each ``--also``
+revision (exported the same way), ``--rounds`` times each; prints feeds/s of each run and
+each one's ratio of medians to the base's, with the load average.
 
 The text is made of 5,000 paragraphs of pseudo-words (Zipf-like, 20,000 of them) put
 together per post, with planted words at known shares; real feeds have a larger
@@ -417,22 +418,29 @@ def main_search(args: argparse.Namespace) -> None:
             subprocess.run(["rm", "-rf", str(folder)], check=False)
 
 
-def main_cold(args: argparse.Namespace) -> None:
-    """bench/run.py's cold scenario, this checkout and ``--base`` taking turns."""
-    base = Path(tempfile.mkdtemp(prefix="rssd-base-"))
+def export(rev: str, into: Path) -> Path:
+    """The tree of ``rev``, in a folder of ``into`` (to be put first on PYTHONPATH)."""
+    folder = Path(tempfile.mkdtemp(prefix="rev-", dir=into))
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", args.base], capture_output=True, check=True
+        ["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True
     )
-    subprocess.run(["tar", "-x", "-C", str(base)], input=archive.stdout, check=True)
-    results: dict[str, list[float]] = {"with index": [], "without (base)": []}
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder
+
+
+def main_cold(args: argparse.Namespace) -> None:
+    """bench/run.py's cold scenario, this checkout, ``--base`` and any ``--also`` taking turns."""
+    tmp = Path(tempfile.mkdtemp(prefix="rssd-cold-"))
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    arms = [(f"without ({args.base})", {**clean, "PYTHONPATH": str(export(args.base, tmp))})]
+    arms += [(rev, {**clean, "PYTHONPATH": str(export(rev, tmp))}) for rev in args.also]
+    arms.append(("this checkout", clean))
+    results: dict[str, list[float]] = {name: [] for name, _ in arms}
     loads = [os.getloadavg()[0]]
     try:
         for _ in range(args.rounds):
-            for name, env in (
-                ("without (base)", {**os.environ, "PYTHONPATH": str(base)}),
-                ("with index", {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}),
-            ):
-                out = base / f"run-{len(results[name])}-{name[:4]}.json"
+            for name, env in arms:
+                out = tmp / f"run-{len(loads)}.json"
                 subprocess.run(
                     [sys.executable, str(BENCH / "run.py"), "--tools", "rssd", "--scenarios",
                      "cold", "--feeds", str(args.feeds), "--json", str(out)],
@@ -441,19 +449,21 @@ def main_cold(args: argparse.Namespace) -> None:
                 (result,) = json.loads(out.read_text())["results"]
                 results[name].append(float(result["feeds_per_second"]))
                 loads.append(os.getloadavg()[0])
-                print(f"  {name:<15} {result['feeds_per_second']:7.1f} feeds/s", flush=True)
+                print(f"  {name:<20} {result['feeds_per_second']:7.1f} feeds/s", flush=True)
     finally:
-        subprocess.run(["rm", "-rf", str(base)], check=False)
-    with_index = statistics.median(results["with index"])
-    without = statistics.median(results["without (base)"])
+        subprocess.run(["rm", "-rf", str(tmp)], check=False)
+    without = statistics.median(results[arms[0][0]])
     print(
         f"cold, {args.feeds:,} feeds x 50 posts, SQLite, {args.rounds} rounds each, alternating; "
         f"load average {min(loads):.1f}-{max(loads):.1f}"
     )
-    print(
-        f"  median feeds/s: with the index {with_index:.1f}, without ({args.base}) {without:.1f}: "
-        f"ratio {with_index / without:.2f} (a drop of {100 * (1 - with_index / without):.0f}%)"
-    )
+    print(f"  median feeds/s without the index ({args.base}): {without:.1f}")
+    for name, _ in arms[1:]:
+        median = statistics.median(results[name])
+        print(
+            f"  {name}: {median:.1f}, ratio {median / without:.2f} "
+            f"(a drop of {100 * (1 - median / without):.0f}%)"
+        )
 
 
 def main() -> None:
@@ -468,6 +478,9 @@ def main() -> None:
     parser.add_argument("--cold", action="store_true", help="cold runs with/without the index")
     parser.add_argument("--base", default="main", help="--cold: the revision without the index")
     parser.add_argument("--rounds", type=int, default=2, help="--cold: runs of each")
+    parser.add_argument(
+        "--also", action="append", default=[], metavar="REV", help="--cold: another revision to run"
+    )
     args = parser.parse_args()
     if args.cold:
         if args.feeds == 1000:

@@ -17,6 +17,7 @@ from rssd.fetch.entries import (
     to_utc_iso,
 )
 from rssd.models.changes import dedupe_posts
+from rssd.models.search import document
 
 
 @pytest.mark.parametrize(
@@ -115,6 +116,10 @@ def test_entry_to_post_maps_every_field() -> None:
     hashed = {"content_hash", "external_id", "tags", "enclosures"}
     fields = {k: v for k, v in post.as_row().items() if k not in hashed}
     assert post.content_hash == content_hash(fields)
+    # The search text, computed here in the worker, is that of the stored columns: it is
+    # what a later removal from SQLite's index recomputes from the row.
+    assert post.search_doc == document(post.title, post.summary, post.content, post.author)
+    assert post.search_doc is not None and post.search_doc.body == "Sum Body"
 
 
 @pytest.mark.parametrize(

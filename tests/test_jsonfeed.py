@@ -20,6 +20,7 @@ from rssd.fetch.fetcher import Fetcher, Outcome
 from rssd.fetch.jsonfeed import looks_like_json, parse_json_feed
 from rssd.fetch.parse import parse_document
 from rssd.models.dto import ErrorCode, FetchJobStatus
+from rssd.models.search import document
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer
 from tests.support.config import make_config
@@ -118,6 +119,7 @@ def test_one_bad_item_does_not_lose_the_others() -> None:
         None,
     )
     assert outcome.warning == "item 0 is not an object, skipped; item 2 is not an object, skipped"
+    assert post.search_doc == document(post.title, post.summary, post.content, post.author)
 
 
 def test_a_lone_surrogate_is_replaced_and_every_item_kept() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from rssd.daemon.search_backfill import build_index
 from rssd.models.dto import PostCreate
-from rssd.models.search import QueryError, parse
+from rssd.models.search import QueryError, document, parse
 from rssd.repo.db import Database
 from rssd.repo.migrations import SCHEMA_VERSION
 from rssd.repo.open import open_database
@@ -69,6 +70,13 @@ async def assert_index_sound(db: Database) -> None:
         )
         row = await db.fetchone("SELECT count(*) FROM search_queue")
         assert row is not None and row[0] == 0
+        # Every post indexed, once, and nothing else (outside a backfill).
+        missing = await db.fetchone(
+            "SELECT (SELECT count(*) FROM posts WHERE id NOT IN "
+            "(SELECT id FROM posts_fts_docsize)), (SELECT count(*) FROM posts_fts_docsize "
+            "WHERE id NOT IN (SELECT id FROM posts))"
+        )
+        assert missing is not None and tuple(missing) == (0, 0)
 
 
 async def test_ranking_title_over_text_and_more_over_fewer(db: Database, tmp_path: Path) -> None:
@@ -225,6 +233,32 @@ async def test_deleting_a_feed_by_hand_keeps_the_index_sound(db: Database, tmp_p
     assert await found(db, "victim") == []
     await PostRepo(db).upsert_many(2, None, [post("q", "Survivor", "")])
     assert await found(db, "survivor") == ["q"]
+    await assert_index_sound(db)
+
+
+async def test_a_post_deleted_by_hand_then_its_id_taken(db: Database, tmp_path: Path) -> None:
+    """The newest post deleted outside rssd (queued, not yet applied), then a new post that
+    takes its id on SQLite: only the new text is found, the index stays sound."""
+    await store(db, tmp_path, [])
+    await PostRepo(db).upsert_many(1, None, [post("p", "Doomed headline", "<p>gone</p>")])
+    await db.write(lambda tx: tx.execute("DELETE FROM posts WHERE external_id = 'p'"))
+    await PostRepo(db).upsert_many(1, None, [post("q", "Heir headline", "<p>here</p>")])
+    assert await found(db, "headline") == ["q"]
+    assert await found(db, "doomed") == []
+    await assert_index_sound(db)
+
+
+async def test_posts_with_and_without_their_worker_text(db: Database, tmp_path: Path) -> None:
+    """A post carries the text its parse worker computed (``search_doc``) or none (then it
+    is computed when stored): both are found by the same words and removed cleanly."""
+    doc = document("Carried title", None, "<p>carried <b>body</b></p>", None)
+    carried = replace(post("c", "Carried title", "<p>carried <b>body</b></p>"), search_doc=doc)
+    await store(db, tmp_path, [carried, post("b", "Bare title", "<p>bare body</p>")])
+    assert sorted(await found(db, "title body")) == ["b", "c"]
+    assert await found(db, "carried") == ["c"]
+    await assert_index_sound(db)
+    assert await PostRepo(db).prune("2999-01-01T00:00:00.000Z") == 2 + FILLER
+    assert await found(db, "title") == []
     await assert_index_sound(db)
 
 

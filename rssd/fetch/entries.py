@@ -15,6 +15,7 @@ from typing import Any
 from rssd.clock import to_iso
 from rssd.fetch.text import MAX_FIELD_CHARS, html_to_text
 from rssd.models.post import PostCreate
+from rssd.models.search import document
 
 # C0 controls except tab, newline and carriage return, DEL, and C1 controls: invisible,
 # invalid in XML 1.0, and trouble for every consumer of the database.
@@ -209,5 +210,8 @@ def entry_to_post(entry: Mapping[str, Any]) -> PostCreate:
         content_hash=digest,
         tags=tags_json(_own(entry, "tags")),
         enclosures=enclosures_json(_enclosure_links(entry), "href", "type", "length"),
+        search_doc=document(
+            fields["title"], fields["summary"], fields["content"], fields["author"]
+        ),
         **fields,
     )

@@ -38,6 +38,7 @@ from rssd.fetch.entries import (
 from rssd.fetch.sanitize import clean_html
 from rssd.models.codes import ErrorCode
 from rssd.models.post import PostCreate
+from rssd.models.search import document
 
 VERSIONS = {
     "https://jsonfeed.org/version/1": "json1",
@@ -222,5 +223,8 @@ def item_to_post(item: Mapping[str, Any], base: str, sanitize: bool) -> PostCrea
         content_hash=digest,
         tags=tags_json(item.get("tags")),
         enclosures=enclosures_json(item.get("attachments"), "url", "mime_type", "size_in_bytes"),
+        search_doc=document(
+            fields["title"], fields["summary"], fields["content"], fields["author"]
+        ),
         **fields,
     )

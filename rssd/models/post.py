@@ -8,7 +8,9 @@ rssd.fetch.entries.entry_to_post, which only ever produces ``str`` or ``None``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from rssd.models.search import Document
 
 FIELDS = (
     "external_id",
@@ -42,6 +44,10 @@ class PostCreate:
     #: (an array of ``{"url", "type", "length"}``); None when it has none.
     tags: str | None = None
     enclosures: str | None = None
+    #: What the post is searched by (``rssd.models.search.document`` of the fields above),
+    #: computed in the parse worker so the database's writer need not strip the HTML;
+    #: None when not given (then computed where needed). Not a column, not compared.
+    search_doc: Document | None = field(default=None, compare=False)
 
     def as_row(self) -> dict[str, str | None]:
         """The fields by column name, for the named parameters of an INSERT or UPDATE."""

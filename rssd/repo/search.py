@@ -5,7 +5,8 @@ queried, on both backends.
   index alone is a fraction of the posts table). Such a table forgets a post only when
   given the very text it indexed, so triggers on ``posts`` queue every insert, edit and
   delete (with the old values) in ``search_queue``, whoever makes it, and ``sync_in``
-  applies the queue inside the transaction that wrote the posts. What is indexed is
+  applies the queue inside the transaction that wrote the posts (``index_new`` indexes
+  rssd's own new posts first, with the text their parse worker computed). What is indexed is
   known from FTS5's own ``posts_fts_docsize`` (one row per indexed post): nothing is ever
   removed that was not indexed, nor indexed twice, which would corrupt the index.
 - **PostgreSQL**: ``posts.search``, a tsvector with a GIN index, written by the same
@@ -25,10 +26,11 @@ runs in the background (rssd/daemon/search_backfill.py): interrupted, it resumes
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rssd.models.post import PostCreate
 from rssd.models.search import Document, Phrase, Query, document, folded_words
 from rssd.repo.db import Database, Row, Tx
 from rssd.repo.queries import POST_COLUMNS, PostFilter, PostRow, post_filters
@@ -45,9 +47,16 @@ _INSERT = "INSERT INTO posts_fts (rowid, title, body, author) VALUES (:id, :titl
 _DOC_COLUMNS = "id, title, summary, content, author"
 
 
+def post_document(post: Any) -> Document:
+    """The document of a post (anything with the columns): the one its parse worker
+    computed (``PostCreate.search_doc``), else computed here."""
+    doc = getattr(post, "search_doc", None)
+    return doc if doc is not None else document(post.title, post.summary, post.content, post.author)
+
+
 def search_params(post: Any) -> dict[str, str]:
     """The ``:s_*`` parameters of ``dialect.post_search`` for a post (anything with the columns)."""
-    doc = document(post.title, post.summary, post.content, post.author)
+    doc = post_document(post)
     return {
         "s_title": folded_words(doc.title),
         "s_body": folded_words(doc.body),
@@ -82,6 +91,23 @@ async def _index_current(tx: Tx, ids: Iterable[int]) -> int:
     )
     await tx.executemany(_INSERT, [_doc_row(row["id"], _doc_of(row)) for row in rows])
     return len(rows)
+
+
+async def index_new(tx: Tx, source_id: int, posts: Sequence[PostCreate]) -> None:
+    """Index posts just inserted (SQLite), with the text their worker computed, in the
+    transaction that inserted them: their queued entries then find them indexed
+    (``sync_in``) and only their queue rows are left to drop. Does nothing on PostgreSQL."""
+    if tx.dialect.name != "sqlite" or not posts:
+        return
+    rows = await tx.fetchall(
+        "SELECT id, external_id FROM posts WHERE content_source_id = :source_id "
+        f"AND external_id IN {tx.dialect.in_json_text('external_ids')}",
+        {"source_id": source_id, "external_ids": json.dumps([p.external_id for p in posts])},
+    )
+    ids = {row["external_id"]: int(row["id"]) for row in rows}
+    await tx.executemany(
+        _INSERT, [_doc_row(ids[post.external_id], post_document(post)) for post in posts]
+    )
 
 
 async def sync_in(tx: Tx) -> None:
