@@ -212,6 +212,7 @@ class DeliveryLoop:
         lease = self.config.webhooks.timeout_seconds + LEASE_MARGIN_SECONDS
         if not await self.repo.take_turn(user_id, self.holder, lease):
             return False
+        recorded = False  # the record gives the lease back in its own transaction
         try:
             after = self._after.get(user_id, "") if self._once is not None else ""
             due = await self.repo.oldest_due(user_id, after)
@@ -223,6 +224,7 @@ class DeliveryLoop:
             decision = await self._attempt(due)
             if decision is None:
                 return False
+            recorded = True
             if decision.outcome is Outcome.DELIVERED and (
                 time.monotonic() - started < SLOW_SECONDS
             ):
@@ -231,8 +233,9 @@ class DeliveryLoop:
                 self._slow.add(user_id)
             return True
         finally:
-            with contextlib.suppress(Exception):  # the database is away: the lease expires
-                await shielded(self.repo.end_turn(user_id, self.holder))
+            if not recorded:
+                with contextlib.suppress(Exception):  # the database is away: it expires
+                    await shielded(self.repo.end_turn(user_id, self.holder))
 
     async def _attempt(self, due: Due) -> Decision | None:
         """Send one message and record the outcome; None when nothing was sent: the user
@@ -270,6 +273,7 @@ class DeliveryLoop:
                 error=decision.error,
                 disable=decision.disable.value if decision.disable else None,
                 pause_until=to_iso(decision.pause_until) if decision.pause_until else None,
+                holder=self.holder,
             )
         )
         fields = {

@@ -308,6 +308,7 @@ class Attempt:
     error: str | None
     disable: str | None
     pause_until: str | None = None  # the endpoint's pause (a 429's Retry-After)
+    holder: str | None = None  # the turn's lease holder: the lease ends with the record
 
 
 @dataclass(frozen=True)
@@ -458,6 +459,12 @@ class OutboxRepo:
         message's."""
 
         async def work(tx: Tx) -> bool:
+            if attempt.holder is not None:  # the turn ends here: one write, not two
+                await tx.execute(
+                    "UPDATE users SET sender = NULL, sender_until = NULL "
+                    "WHERE id = :id AND sender = :holder",
+                    {"id": attempt.user_id, "holder": attempt.holder},
+                )
             if attempt.pause_until is not None:
                 await tx.execute(
                     "UPDATE users SET paused_until = :until WHERE id = :id",
