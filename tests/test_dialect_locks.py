@@ -31,9 +31,15 @@ async def test_xact_locks_takes_each_key_until_the_transaction_ends() -> None:
                 {"keys": json.dumps(keys)},
             )
             assert held == [int(row["objid"]) for row in expected]
+            # Released at COMMIT. (A daemon's session locks in this database, or in others
+            # on the server, are not ours: only transaction-level ones of this database.)
             after = await db.fetchall(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                "WHERE l.locktype = 'advisory' AND d.datname = current_database() "
+                "AND l.objid IN (SELECT CAST(hashtext(k) AS oid) FROM "
+                "jsonb_array_elements_text(CAST(:keys AS jsonb)) AS k)",
+                {"keys": json.dumps(keys)},
             )
-            assert after[0][0] == 0  # released at COMMIT
+            assert after[0][0] == 0
         finally:
             await db.close()

@@ -63,9 +63,14 @@ def check_database(value: object) -> object:
     if isinstance(value, str) and value.startswith(PG_SCHEMES):
         authority = value.partition("://")[2].partition("/")[0]
         ours = split_userinfo(value)
-        if "@" in authority and (ours is None or ours[1] != authority.partition("@")[0]):
+        if authority.count("@") > 1 or (
+            "@" in authority and (ours is None or ours[1] != authority.partition("@")[0])
+        ):
             # libpq's userinfo ends at the first "@" before a "/", redaction's at the
-            # last "@" before a "/", "?" or "#": where they differ, refuse.
+            # last "@" before a "/", "?" or "#": where they differ, refuse. A second "@"
+            # before the "/" is one in the password even when both stop at the first
+            # ("u:a@?b@host/db": libpq reads the password "a" and the rest "?b@host/db"
+            # as a query, which no redaction takes for a password).
             raise ValueError(
                 "the database URL's credentials hold '@', '?' or '#': write them "
                 "percent-encoded (%40, %3F, %23)"
