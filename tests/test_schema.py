@@ -940,6 +940,15 @@ def test_migration_14_alone_adds_what_schema_sql_has_for_version_15(tmp_path: Pa
     assert {tuple(r[1:]) for r in query(path, info)} == {tuple(r[1:]) for r in query(fresh, info)}
 
 
+def same_schema_as_fresh(path: Path, fresh: Path) -> bool:
+    """Whether ``path`` has today's schema objects, each with the same SQL (whitespace aside)."""
+    with closing(sqlite3.connect(fresh)) as conn:
+        conn.executescript(schema_sql())
+    return {(t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(path)} == {
+        (t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(fresh)
+    }
+
+
 def test_migration_15_alone_builds_what_schema_sql_has_for_version_16(tmp_path: Path) -> None:
     """The step itself replaces the insert trigger by one that leaves rssd's own inserts
     (search_direct) to rssd, and a post inserted by anyone else is still queued."""
@@ -948,12 +957,7 @@ def test_migration_15_alone_builds_what_schema_sql_has_for_version_16(tmp_path: 
         conn.executescript(schema_sql())
         drop_version_16(conn)
         conn.executescript(MIGRATIONS[15])
-    fresh = tmp_path / "fresh.sqlite3"
-    with closing(sqlite3.connect(fresh)) as conn:
-        conn.executescript(schema_sql())
-    normalized = {(t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(path)}
-    expected = {(t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(fresh)}
-    assert normalized == expected
+    assert same_schema_as_fresh(path, tmp_path / "fresh.sqlite3")
     with closing(sqlite3.connect(path)) as conn:
         conn.execute(
             "INSERT INTO content_sources (url, interval_minutes, timeout_seconds, created_at, "
