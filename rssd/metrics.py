@@ -118,6 +118,11 @@ NOTIFY_DROPPED = Counter(
     "sd_notify datagrams dropped (systemd's socket full or gone) instead of blocking.",
     registry=REGISTRY,
 )
+DATABASE_WAIT = Gauge(
+    "rssd_database_wait_seconds",
+    "How long the scheduler has been waiting for one database call (a lock); 0 when not.",
+    registry=REGISTRY,
+)
 CLOCK_SKEW = Gauge(
     "rssd_clock_skew_seconds",
     "The database's clock minus this machine's, measured every minute (0 on SQLite).",

@@ -13,8 +13,9 @@ back by whichever daemon looks first, and fetched again at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from rssd.daemon.pipeline import JobReport, Pipeline
 from rssd.logs import get_logger
@@ -66,6 +67,9 @@ class Claimer:
         #: When the claim loop last turned or, while it sleeps, when it turns next: the
         #: watchdog's sign that the scheduler is alive.
         self.heartbeat = time.monotonic()
+        #: Since when the claim loop has been waiting for the database to answer (None:
+        #: it is not): a loop stuck there is waiting, not hung (a table locked for long).
+        self.database_wait_since: float | None = None
         self.claiming = True
         self._listening: Listening | None = None
         self._was_listening = False
@@ -78,7 +82,8 @@ class Claimer:
             got = 0
             if free > 0:
                 try:
-                    claimed = await self.claims.claim_due(free, per_host)
+                    async with self._database_wait():
+                        claimed = await self.claims.claim_due(free, per_host)
                 except Exception as exc:  # the database is unreachable or busy: retry soon
                     log.error("jobs.claim_failed", error_message=repr(exc))
                     claimed = []
@@ -97,6 +102,19 @@ class Claimer:
             except TimeoutError:
                 pass
 
+    def waiting_on_database(self) -> float:
+        """How long the claim loop has been waiting for one database call (0: it is not)."""
+        since = self.database_wait_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    @contextlib.asynccontextmanager
+    async def _database_wait(self) -> AsyncIterator[None]:
+        self.database_wait_since = time.monotonic()
+        try:
+            yield
+        finally:
+            self.database_wait_since = None
+
     async def listen(self, db: Database) -> None:
         """Be woken by the database when a job falls due elsewhere (PostgreSQL's NOTIFY),
         instead of polling every POLL_SECONDS while idle."""
@@ -113,7 +131,8 @@ class Claimer:
         if not listening:
             return POLL_SECONDS
         try:
-            due_in = await self.claims.seconds_to_next_due()
+            async with self._database_wait():
+                due_in = await self.claims.seconds_to_next_due()
         except Exception as exc:
             log.error("jobs.claim_failed", error_message=repr(exc))
             return POLL_SECONDS

@@ -22,6 +22,9 @@ from rssd.repo.sources import SourceRepo
 
 log = get_logger("rssd.daemon")
 
+#: The longest the database's gauges may take before the file is written without them.
+UPDATE_SECONDS = 5.0
+
 
 class Gauges:
     def __init__(
@@ -30,12 +33,15 @@ class Gauges:
         claims: ClaimRepo,
         in_flight: Callable[[], int],
         metrics_file: Callable[[], Path | None],
+        waiting: Callable[[], float] = lambda: 0.0,
     ) -> None:
-        """``metrics_file()``: where to write now (a reload may turn it on or off)."""
+        """``metrics_file()``: where to write now (a reload may turn it on or off);
+        ``waiting()``: how long the scheduler has been waiting for the database."""
         self._db = db
         self._claims = claims
         self._in_flight = in_flight
         self._metrics_file = metrics_file
+        self._waiting = waiting
 
     async def update(self) -> None:
         """Set the gauges from the database."""
@@ -67,7 +73,12 @@ class Gauges:
             path = self._metrics_file()
             if path is None:
                 continue
-            await self.update()
+            metrics.DATABASE_WAIT.set(self._waiting())
+            # Bounded: with a table locked, the gauges read from it would wait, and the
+            # file (the wait above in it) with them. They keep their last values.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(UPDATE_SECONDS):
+                    await self.update()
             try:
                 await asyncio.to_thread(metrics.write, path)
             except OSError as exc:

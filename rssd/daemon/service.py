@@ -193,7 +193,13 @@ class Service:
             self._running = running
             if self.stopping.is_set():  # a SIGTERM during start-up
                 claimer.stop()
-            gauges = Gauges(db, claims, lambda: self.in_flight, lambda: self.config.metrics_file)
+            gauges = Gauges(
+                db,
+                claims,
+                lambda: self.in_flight,
+                lambda: self.config.metrics_file,
+                claimer.waiting_on_database,
+            )
             housekeeping = Housekeeping(
                 db,
                 lambda: self.config,
@@ -225,7 +231,9 @@ class Service:
                     ("metrics", gauges.run),
                 )
             }
-            self.watchdog = Watchdog(db, self.tasks, lambda: claimer.heartbeat)
+            self.watchdog = Watchdog(
+                db, self.tasks, lambda: claimer.heartbeat, claimer.waiting_on_database
+            )
             tasks = [
                 *self.tasks.values(),
                 asyncio.create_task(self.watchdog.run(), name="watchdog"),
