@@ -295,7 +295,16 @@ CREATE TABLE IF NOT EXISTS search_queue (
     author  TEXT
 ) STRICT;
 
-CREATE TRIGGER IF NOT EXISTS posts_search_insert AFTER INSERT ON posts BEGIN
+-- Version 16: rssd indexes the posts it inserts itself (rssd/repo/search.py: indexed_directly),
+-- with the text its parse workers computed; while it does, in its own transaction, the
+-- row of search_direct tells the insert trigger not to queue them. Any other insert is
+-- queued as before. The row never outlives that transaction.
+CREATE TABLE IF NOT EXISTS search_direct (
+    id INTEGER PRIMARY KEY CHECK (id = 1)
+) STRICT;
+
+CREATE TRIGGER IF NOT EXISTS posts_search_insert AFTER INSERT ON posts
+WHEN NOT EXISTS (SELECT 1 FROM search_direct) BEGIN
     INSERT INTO search_queue (post_id, unindex) VALUES (new.id, 0);
 END;
 

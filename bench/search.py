@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/search.py                         # SQLite, 500,000 posts
     .venv/bin/python bench/search.py --postgres postgresql://postgres@127.0.0.1:5432/postgres
-    .venv/bin/python bench/search.py --cold --base main      # cold run, with/without index
+    .venv/bin/python bench/search.py --cold --base searchperf-noindex --feeds 600
 
 Default mode: a database of ``--posts`` synthetic posts (``--feeds`` feeds) made through
 rssd's own schema, with the search index built as rssd builds it (the same
@@ -436,6 +436,7 @@ def main_cold(args: argparse.Namespace) -> None:
     arms += [(rev, {**clean, "PYTHONPATH": str(export(rev, tmp))}) for rev in args.also]
     arms.append(("this checkout", clean))
     results: dict[str, list[float]] = {name: [] for name, _ in arms}
+    main_cpu: dict[str, list[float]] = {name: [] for name, _ in arms}
     loads = [os.getloadavg()[0]]
     try:
         for _ in range(args.rounds):
@@ -447,9 +448,16 @@ def main_cold(args: argparse.Namespace) -> None:
                     env=env, check=True, capture_output=True,
                 )  # fmt: skip
                 (result,) = json.loads(out.read_text())["results"]
+                if result["failed"]:  # e.g. an old revision that refuses today's config
+                    raise SystemExit(f"{name}: {result['failed']} feeds failed; no figure")
                 results[name].append(float(result["feeds_per_second"]))
+                main_cpu[name].append(float(result["main_cpu_seconds"]))
                 loads.append(os.getloadavg()[0])
-                print(f"  {name:<20} {result['feeds_per_second']:7.1f} feeds/s", flush=True)
+                print(
+                    f"  {name:<20} {result['feeds_per_second']:7.1f} feeds/s, rssd's process "
+                    f"{result['main_cpu_seconds']:.2f} CPU s",
+                    flush=True,
+                )
     finally:
         subprocess.run(["rm", "-rf", str(tmp)], check=False)
     without = statistics.median(results[arms[0][0]])
@@ -457,12 +465,17 @@ def main_cold(args: argparse.Namespace) -> None:
         f"cold, {args.feeds:,} feeds x 50 posts, SQLite, {args.rounds} rounds each, alternating; "
         f"load average {min(loads):.1f}-{max(loads):.1f}"
     )
-    print(f"  median feeds/s without the index ({args.base}): {without:.1f}")
+    cpu_without = statistics.median(main_cpu[arms[0][0]])
+    print(
+        f"  median without the index ({args.base}): {without:.1f} feeds/s, "
+        f"rssd's process {cpu_without:.2f} CPU s"
+    )
     for name, _ in arms[1:]:
-        median = statistics.median(results[name])
+        median, cpu = statistics.median(results[name]), statistics.median(main_cpu[name])
         print(
-            f"  {name}: {median:.1f}, ratio {median / without:.2f} "
-            f"(a drop of {100 * (1 - median / without):.0f}%)"
+            f"  {name}: {median:.1f} feeds/s, ratio {median / without:.2f} "
+            f"(a drop of {100 * (1 - median / without):.0f}%); rssd's process {cpu:.2f} CPU s, "
+            f"{cpu / cpu_without:.2f}x"
         )
 
 

@@ -1,5 +1,6 @@
 """One notification per story, end to end: a user subscribed to a homepage, to the feed
-it links to and to a second feed carrying the same stories gets each new post once;
+it links to and to a second feed carrying the same stories gets each new post once, and
+one subscribed to the page only gets the feed's new posts (once);
 ``rssd deliveries --skipped`` and ``rssd users`` show what was skipped.
 
 Since issue 21 (item 10) a page whose feed is configured too stores no posts (they are
@@ -35,12 +36,14 @@ async def test_a_subscriber_to_a_page_and_its_feed_gets_each_new_post_once(
         {
             "alice": (receiver.url("alice"), [page, feed, mirror]),
             "bob": (receiver.url("bob"), [feed]),
+            "carol": (receiver.url("carol"), [page]),
         },
     )
     await run_once_from(config)
     await run_once_from(config)  # delivers what the first run queued, fetches again
     assert tails(receiver.posts_for("alice")) == ["f-0", "f-1"]
     assert tails(receiver.posts_for("bob")) == ["f-0", "f-1"]
+    assert receiver.posts_for("carol") == [], "the feed's first fetch: its backlog"
 
     second = dated_rss(["three", "one", "two"], name="g")
     feed_server.static("/feed.xml", second)
@@ -49,6 +52,7 @@ async def test_a_subscriber_to_a_page_and_its_feed_gets_each_new_post_once(
     await run_once_from(config)
     assert tails(receiver.posts_for("alice")) == ["f-0", "f-1", "g-0", "g-1", "g-2"]
     assert tails(receiver.posts_for("bob")) == ["f-0", "f-1", "g-0", "g-1", "g-2"]
+    assert tails(receiver.posts_for("carol")) == ["g-0", "g-1", "g-2"], "the page's user"
     assert receiver.bad == []
 
     skipped = (await cli("deliveries", "--skipped", "--json", "-c", config)).json_lines()
@@ -56,6 +60,10 @@ async def test_a_subscriber_to_a_page_and_its_feed_gets_each_new_post_once(
     assert {s["story"].split(":", 1)[0] for s in skipped} == {"link"}
     assert {s["content_source_id"] for s in skipped} <= {2, 3}, "the page (1) stores no posts"
     users = (await cli("users", "--json", "-c", config)).json()["users"]
-    assert {u["name"]: u["duplicates_skipped"] for u in users} == {"alice": 5, "bob": 0}
+    assert {u["name"]: u["duplicates_skipped"] for u in users} == {
+        "alice": 5,
+        "bob": 0,
+        "carol": 0,
+    }
     table = await cli("deliveries", "--skipped", "--user", "alice", "-c", config)
     assert table.code == 0 and "DUPLICATE OF" in table.out

@@ -443,3 +443,87 @@ async def test_a_user_with_one_feed_has_no_story_record(db: Database, tmp_path: 
     await fetch(db, A, [story(1, "https://news.example/1")])
     assert await db.fetchall("SELECT * FROM announced") == []
     assert [m[2] for m in await messages(db)] == [["guid-1"]]
+
+
+C = "http://c.example/mirror"
+
+
+async def page_of(db: Database, page: str, feed_url: str) -> None:
+    """``page`` found to be a page whose feed is ``feed_url`` (what discovery records)."""
+    await db.write_one(
+        "UPDATE content_sources SET feed_url = :feed_url WHERE url = :url",
+        {"url": page, "feed_url": feed_url},
+    )
+
+
+async def test_a_pages_users_are_told_of_its_configured_feeds_posts_once(
+    db: Database, tmp_path: Path
+) -> None:
+    """A is a page whose feed is B, both configured: A stores nothing, and B's new posts
+    go to A's users too, each once, through their own filters and digests; the feed's
+    first fetch (its backlog) only to B's own subscribers."""
+    config = make_config(
+        tmp_path,
+        [A, B, C],
+        [
+            user("alice", HOOK, [A], notify_backlog=True),
+            user("bob", HOOK, [A, B], notify_backlog=True),
+            user("carol", HOOK, [A], notify_backlog=True, digest="1h"),
+            user("dave", HOOK, [A], notify_backlog=True, block=["title=(?i)sponsored"]),
+            user("erin", HOOK, [A, C], notify_backlog=True),
+        ],
+    )
+    await sync_sources(db, config)
+    await page_of(db, A, "HTTP://B.EXAMPLE/rss")  # compared normalized, as same_feeds does
+    assert await fetch(db, B, [post(1)]) == 1
+    assert await messages(db) == [("bob", B, ["id-1"])]
+    await fetch(db, C, [post(2)])  # erin is told story 2 by another feed first
+    await db.write_one("DELETE FROM deliveries")
+
+    assert await fetch(db, B, [post(2), post(3, "Sponsored 3")]) == 4
+    assert await messages(db) == [
+        ("alice", B, ["id-2", "id-3"]),
+        ("bob", B, ["id-2", "id-3"]),
+        ("dave", B, ["id-2"]),
+        ("erin", B, ["id-3"]),
+    ]
+    skipped = await OutboxRepo(db).skipped()
+    assert [(s.user_name, s.story) for s in skipped] == [("erin", "link:a.example/2")]
+    later = datetime.now(UTC) + timedelta(hours=1, seconds=1)
+    assert await close_due(db, later, to_iso(later)) == 1
+    digest = (await messages_of(db, "carol"))[0]
+    assert [[p["external_id"] for p in f["posts"]] for f in digest["data"]["feeds"]] == [
+        ["id-2", "id-3"]
+    ]
+
+
+async def messages_of(db: Database, name: str) -> list[dict[str, Any]]:
+    rows = await db.fetchall(
+        "SELECT d.body FROM deliveries d JOIN users u ON u.id = d.user_id "
+        "WHERE u.name = :name ORDER BY d.id",
+        {"name": name},
+    )
+    return [json.loads(row["body"]) for row in rows]
+
+
+async def test_a_pages_user_is_told_once_the_page_has_primed_their_subscription(
+    db: Database, tmp_path: Path
+) -> None:
+    """A page subscription that has not seen a completed fetch yet is not primed: the
+    feed's posts reach its user only after the page's first completed fetch; a page
+    that is disabled, or leads to another feed, brings no one."""
+    config = make_config(
+        tmp_path,
+        [A, B, C],
+        [user("alice", HOOK, [A]), user("bob", HOOK, [C], notify_backlog=True)],
+    )
+    await sync_sources(db, config)
+    await page_of(db, A, B)
+    await page_of(db, C, "http://b.example/other")
+    await fetch(db, B, [post(1)])
+    assert await fetch(db, B, [post(2)]) == 0, "alice's page subscription is not primed"
+    await fetch(db, A, [])  # the page's fetch: stores nothing, primes alice
+    assert await fetch(db, B, [post(3)]) == 1
+    assert await messages(db) == [("alice", B, ["id-3"])]
+    await db.write_one("UPDATE content_sources SET enabled = 0 WHERE url = :url", {"url": A})
+    assert await fetch(db, B, [post(4)]) == 0

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rssd.models.dto import Source
-from rssd.models.same_feed import same_feeds
+from rssd.models.same_feed import pages_leading_to, same_feeds
 from tests.conftest import FeedServer, rss
 from tests.support.commands import cli
 from tests.support.config import write_config
@@ -53,6 +53,20 @@ FEED = "https://jane.example/blog/feed.xml"
 )
 def test_same_feeds(sources: list[Source], pairs: list[tuple[int, int]]) -> None:
     assert [(s.page.id, s.feed.id) for s in same_feeds(sources)] == pairs
+
+
+@pytest.mark.parametrize(
+    ("pages", "ids"),
+    [
+        ([(1, FEED), (3, "https://jane.example/other.xml")], [1]),
+        ([(4, "HTTPS://JANE.EXAMPLE/blog/feed.xml"), (2, FEED)], [2, 4]),
+        ([(1, FEED.replace("feed.xml", "FEED.xml"))], []),  # the path is case-sensitive
+        ([], []),
+    ],
+)
+def test_pages_leading_to(pages: list[tuple[int, str]], ids: list[int]) -> None:
+    """The pages whose users the feed's posts reach, found as same_feeds finds them."""
+    assert pages_leading_to(FEED, pages) == ids
 
 
 async def test_a_page_and_its_feed_both_configured_are_told_once_and_stored_once(

@@ -15,6 +15,7 @@ from rssd.repo.db import Database, DatabaseError, Tx
 from rssd.repo.migrations import MIGRATIONS, SCHEMA_VERSION, schema_sql
 from rssd.repo.open import open_database
 from rssd.repo.sqlite import BUSY_TIMEOUT_MS, SqliteDatabase
+from rssd.repo.sqlite_writer import vacuum_on_disk
 
 SCHEMA_V1 = Path(__file__).parent / "fixtures" / "schema_v1.sql"
 NOW = "2026-11-29T10:00:00.000Z"
@@ -48,6 +49,9 @@ V13_INDEXES = ("deliveries_source",)
 #: Version 13's search index (rssd/repo/search.py): its triggers, then its tables.
 V13_TRIGGERS = ("posts_search_insert", "posts_search_update", "posts_search_delete")
 V13_TABLES = ("posts_fts", "search_queue", "search_backfill")
+V13_INSERT_TRIGGER = """CREATE TRIGGER posts_search_insert AFTER INSERT ON posts BEGIN
+    INSERT INTO search_queue (post_id, unindex) VALUES (new.id, 0);
+END"""
 V7_JOB_COLUMNS = (
     "not_before", "failures", "fetch_url", "moved_seen",
     "claimed_by", "lease_expires_at", "host", "host_slot",
@@ -161,6 +165,30 @@ async def test_connection_pragmas(db: Database, pragma: str, expected: object) -
     row = await db.fetchone(f"PRAGMA {pragma}")
     assert row is not None
     assert row[0] == expected
+
+
+async def test_the_writer_journals_in_memory_and_vacuums_through_a_file(
+    db: Database, tmp_path: Path
+) -> None:
+    """The writer's statement journals stay in memory (temp_store 2); VACUUM's copy of the
+    database goes to a temporary file, for its own run only."""
+    assert isinstance(db, SqliteDatabase) and db._writer is not None
+
+    def temp_store(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("PRAGMA temp_store").fetchone()[0])
+
+    assert await db._writer.call(temp_store) == 2
+    await db.vacuum()
+    assert await db._writer.call(temp_store) == 2
+    with closing(sqlite3.connect(tmp_path / "plain.sqlite3", isolation_level=None)) as conn:
+        seen: list[str] = []
+        conn.set_trace_callback(seen.append)
+        vacuum_on_disk(conn)
+        assert seen == [
+            "PRAGMA temp_store = FILE",
+            "VACUUM",
+            "PRAGMA temp_store = MEMORY",
+        ]
 
 
 async def test_wal_mode_persists_in_the_file(db: Database) -> None:
@@ -619,8 +647,16 @@ async def test_version_4_adds_the_feed_columns_as_a_fresh_database_has_them(
     assert query(path, "SELECT url, feed_title FROM content_sources") != []
 
 
+def drop_version_16(conn: sqlite3.Connection) -> None:
+    """Take version 16 out of today's schema: the insert trigger queues every post again."""
+    conn.execute("DROP TRIGGER posts_search_insert")
+    conn.execute("DROP TABLE search_direct")
+    conn.execute(V13_INSERT_TRIGGER)
+
+
 def drop_version_15(conn: sqlite3.Connection) -> None:
-    """Take version 15's columns out of today's schema."""
+    """Take version 15's columns (and version 16) out of today's schema."""
+    drop_version_16(conn)
     for column in V15_USER_COLUMNS:
         conn.execute(f"ALTER TABLE users DROP COLUMN {column}")
 
@@ -864,6 +900,7 @@ def test_migration_12_alone_builds_what_schema_sql_has_for_version_13(tmp_path: 
     path = tmp_path / "v12.sqlite3"
     with closing(sqlite3.connect(path)) as conn:
         conn.executescript(schema_sql())
+        drop_version_16(conn)
         drop_version_13(conn)
         conn.execute(
             "INSERT INTO content_sources (url, interval_minutes, timeout_seconds, created_at, "
@@ -881,6 +918,7 @@ def test_migration_12_alone_builds_what_schema_sql_has_for_version_13(tmp_path: 
     fresh = tmp_path / "fresh.sqlite3"
     with closing(sqlite3.connect(fresh)) as conn:
         conn.executescript(schema_sql())
+        drop_version_16(conn)
     normalized = {(t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(path)}
     expected = {(t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(fresh)}
     assert normalized == expected
@@ -900,3 +938,37 @@ def test_migration_14_alone_adds_what_schema_sql_has_for_version_15(tmp_path: Pa
         conn.executescript(schema_sql())
     info = "PRAGMA table_info(users)"
     assert {tuple(r[1:]) for r in query(path, info)} == {tuple(r[1:]) for r in query(fresh, info)}
+
+
+def same_schema_as_fresh(path: Path, fresh: Path) -> bool:
+    """Whether ``path`` has today's schema objects, each with the same SQL (whitespace aside)."""
+    with closing(sqlite3.connect(fresh)) as conn:
+        conn.executescript(schema_sql())
+    return {(t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(path)} == {
+        (t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(fresh)
+    }
+
+
+def test_migration_15_alone_builds_what_schema_sql_has_for_version_16(tmp_path: Path) -> None:
+    """The step itself replaces the insert trigger by one that leaves rssd's own inserts
+    (search_direct) to rssd, and a post inserted by anyone else is still queued."""
+    path = tmp_path / "v15.sqlite3"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(schema_sql())
+        drop_version_16(conn)
+        conn.executescript(MIGRATIONS[15])
+    assert same_schema_as_fresh(path, tmp_path / "fresh.sqlite3")
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute(
+            "INSERT INTO content_sources (url, interval_minutes, timeout_seconds, created_at, "
+            "updated_at) VALUES ('http://a.example/feed', 60, 30.0, ?, ?)",
+            (NOW, NOW),
+        )
+        insert = (
+            "INSERT INTO posts (content_source_id, external_id, created_at, content_hash) "
+            "VALUES (1, ?, ?, 'h')"
+        )
+        conn.execute(insert, ("by hand", NOW))
+        conn.execute("INSERT INTO search_direct (id) VALUES (1)")
+        conn.execute(insert, ("by rssd", NOW))
+        assert conn.execute("SELECT post_id, unindex FROM search_queue").fetchall() == [(1, 0)]

@@ -77,6 +77,8 @@ async def assert_index_sound(db: Database) -> None:
             "WHERE id NOT IN (SELECT id FROM posts))"
         )
         assert missing is not None and tuple(missing) == (0, 0)
+        row = await db.fetchone("SELECT count(*) FROM search_direct")
+        assert row is not None and row[0] == 0, "rssd's own inserts are over"
 
 
 async def test_ranking_title_over_text_and_more_over_fewer(db: Database, tmp_path: Path) -> None:
@@ -245,6 +247,29 @@ async def test_a_post_deleted_by_hand_then_its_id_taken(db: Database, tmp_path: 
     await PostRepo(db).upsert_many(1, None, [post("q", "Heir headline", "<p>here</p>")])
     assert await found(db, "headline") == ["q"]
     assert await found(db, "doomed") == []
+    await assert_index_sound(db)
+
+
+async def test_a_post_inserted_by_hand_is_indexed_by_the_next_write(
+    db: Database, tmp_path: Path
+) -> None:
+    """rssd indexes its own inserts itself; one made by anyone else is still queued (SQLite)
+    and indexed by the next write, on both backends found the same way."""
+    await store(db, tmp_path, [post("p", "Fetched story", "")])
+
+    async def by_hand(tx: Any) -> None:
+        search = tx.dialect.post_search
+        await tx.execute(
+            "INSERT INTO posts (content_source_id, external_id, title, created_at, "
+            f"content_hash{', search' if search else ''}) VALUES (1, 'h', 'Handmade story', "
+            f"'2026-11-01T00:00:00.000Z', 'h'{', ' + search if search else ''})",
+            {"s_title": "handmade story", "s_body": "", "s_author": ""},
+        )
+
+    await db.write(by_hand)
+    await PostRepo(db).upsert_many(1, None, [post("q", "Another story", "")])
+    assert sorted(await found(db, "story")) == ["h", "p", "q"]
+    assert await found(db, "handmade") == ["h"]
     await assert_index_sound(db)
 
 

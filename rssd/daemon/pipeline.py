@@ -32,6 +32,7 @@ from rssd.daemon.schedule import (
     plan_next,
     policy_of,
 )
+from rssd.daemon.slots import FIRST_WAIT_SECONDS, SlotWaits, next_wait
 from rssd.fetch.fetcher import Fetcher, FetchResult, Outcome, Validators
 from rssd.logs import get_logger
 from rssd.models.delays import retry_after
@@ -39,7 +40,7 @@ from rssd.models.dto import ErrorCode, FetchJobStatus, FetchMeta, Source
 from rssd.models.redact import redact, redact_optional
 from rssd.models.same_feed import same_feeds
 from rssd.net.hosts import host_key
-from rssd.repo.claims import Claim, ClaimRepo
+from rssd.repo.claims import Claim, ClaimRepo, HostBusy
 from rssd.repo.db import Database
 from rssd.repo.hosts import HostRepo
 from rssd.repo.jobs import FetchJobRepo
@@ -106,6 +107,8 @@ class Pipeline:
         self.claims = claims or ClaimRepo(db, f"{socket.gethostname()}:{os.getpid()}:manual")
         #: The leases of the fetches run by hand, when no daemon's lease loop renews them.
         self.manual = None if claims else ManualLeases(self.claims)
+        #: Fetches by hand waiting for a slot of their host (rssd/daemon/slots.py).
+        self._slot_waits = SlotWaits()
         self.fetcher = fetcher
         self.random = random.Random()
         #: The last successful fetch's validators per source, kept in step as jobs
@@ -156,12 +159,16 @@ class Pipeline:
         if claim is None:
             log.info("fetch.skipped", source_id=source.id, url=source.url, reason="job_active")
             return JobReport(source.id, source.url, None, None)
+        slot_host = host_key(claim.fetch_url or claim.source.url)
         if fetch_url is not None:
             claim = replace(claim, fetch_url=fetch_url)
-        if self.manual is None:
-            return await self._run_claim(claim)
-        async with self.manual.holding():
-            return await self._run_claim(claim)
+        try:
+            if self.manual is None:
+                return await self._run_claim(claim)
+            async with self.manual.holding():
+                return await self._run_claim(claim)
+        finally:  # its slot is free again: the longest waiter for it tries
+            self._slot_waits.freed(slot_host)
 
     async def _run_claim(self, claim: Claim) -> JobReport:
         source, job = claim.source, claim.job
@@ -243,18 +250,29 @@ class Pipeline:
             log.warning("fetch.failed", error_message=report.error_message, **fields)
 
     async def _claim(self, source: Source) -> Claim | None:
-        """Claim the source; an active job older than STALE_JOB_AFTER is failed first.
+        """Claim the source in a free slot of its host, waiting for one while every slot
+        is taken; an active job older than STALE_JOB_AFTER is failed first.
 
         Such a job is left over from a write that failed twice (a database locked or full
         at the worst moment): without this the source would stay blocked until a restart.
         """
-        claim = await self.claims.claim_source(source.id)
+        claim = await self._claim_in_a_slot(source)
         if claim is None:
             cutoff = to_iso(await self.db.now() - STALE_JOB_AFTER)
             if await self.jobs.fail_stale(source.id, cutoff):
                 log.warning("jobs.stale_failed", source_id=source.id, url=source.url)
-                claim = await self.claims.claim_source(source.id)
+                claim = await self._claim_in_a_slot(source)
         return claim
+
+    async def _claim_in_a_slot(self, source: Source) -> Claim | None:
+        wait = FIRST_WAIT_SECONDS
+        while True:
+            try:
+                return await self.claims.claim_source(source.id, self.fetcher.config.max_per_host)
+            except HostBusy as busy:
+                log.debug("fetch.waiting_for_host_slot", source_id=source.id, host=busy.host)
+                await self._slot_waits.wait(busy.host, wait)
+                wait = next_wait(wait)
 
     async def _activity(self, source: Source, result: FetchResult | None) -> Activity | None:
         """The source's posting activity, for an adaptive interval: its posts dated within

@@ -6,7 +6,7 @@ sources they read."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from rssd.models.dto import Source
@@ -41,3 +41,11 @@ def same_feeds(sources: Sequence[Source]) -> list[SameFeed]:
         if feed is not None and feed.id != page.id:
             found.append(SameFeed(page, feed))
     return found
+
+
+def pages_leading_to(feed_url: str, pages: Iterable[tuple[int, str]]) -> list[int]:
+    """The ids among ``pages`` ((id, discovered feed URL) of enabled pages) whose feed is
+    ``feed_url``, compared as ``same_feeds`` compares: their subscribers are the feed's
+    too, since the page stores no posts of its own (rssd/repo/outbox.py)."""
+    wanted = normalize_url(feed_url)
+    return sorted(page_id for page_id, found in pages if normalize_url(found) == wanted)

@@ -54,6 +54,35 @@ FAILURE_RUN = failure_run(
 )
 
 
+class HostBusy(Exception):
+    """Every ``max_per_host`` slot of the host is taken (by this or another process)."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(f"every slot of {host} is taken")
+        self.host = host
+
+
+async def _free_slots(tx: Tx, hosts: set[str], max_per_host: int) -> dict[str, list[int]]:
+    """Each host's free slots, under its per-host lock (PostgreSQL; one lock order for
+    every daemon, in one statement) so that counting and taking are one step."""
+    dialect = tx.dialect
+    ordered = sorted(hosts)
+    if dialect.xact_locks and ordered:
+        keys = [f"rssd.host:{host}" for host in ordered]
+        await tx.fetchall(dialect.xact_locks, {"lock_keys": json.dumps(keys)})
+    used: dict[str, set[int]] = {host: set() for host in ordered}
+    for row in await tx.fetchall(
+        f"SELECT host, host_slot FROM fetch_job WHERE status = 'ONGOING' "
+        f"AND host_slot IS NOT NULL AND host IN {dialect.in_json_text('hosts')}",
+        {"hosts": json.dumps(ordered)},
+    ):
+        used[row["host"]].add(int(row["host_slot"]))
+    return {
+        host: [slot for slot in range(max_per_host) if slot not in taken]
+        for host, taken in used.items()
+    }
+
+
 @dataclass(frozen=True)
 class Claim:
     """An ONGOING job this process holds, with its source and the schedule's memory."""
@@ -172,21 +201,7 @@ class ClaimRepo:
                 )
             }
             due = [(job_id, host) for job_id, host in chosen if job_id in locked]
-            hosts = sorted({host for _, host in due})
-            if dialect.xact_locks and hosts:
-                keys = [f"rssd.host:{host}" for host in hosts]
-                await tx.fetchall(dialect.xact_locks, {"lock_keys": json.dumps(keys)})
-            used: dict[str, set[int]] = {host: set() for host in hosts}
-            for r in await tx.fetchall(
-                f"SELECT host, host_slot FROM fetch_job WHERE status = 'ONGOING' "
-                f"AND host_slot IS NOT NULL AND host IN {dialect.in_json_text('hosts')}",
-                {"hosts": json.dumps(hosts)},
-            ):
-                used[r["host"]].add(int(r["host_slot"]))
-            free = {
-                host: [slot for slot in range(max_per_host) if slot not in taken_slots]
-                for host, taken_slots in used.items()
-            }
+            free = await _free_slots(tx, {host for _, host in due}, max_per_host)
             taken: list[dict[str, object]] = []
             lease = self._lease(now)
             for job_id, host in due:  # oldest due first, wherever its host sorts
@@ -217,12 +232,13 @@ class ClaimRepo:
 
         return await self._db.write(work)
 
-    async def claim_source(self, source_id: int) -> Claim | None:
+    async def claim_source(self, source_id: int, max_per_host: int | None = None) -> Claim | None:
         """A fetch asked for by hand (``rssd fetch``, ``run --once``): the source's QUEUED
         job, whatever its due time, else a new ONGOING one; None while one is ONGOING.
 
-        Such a claim takes no host slot: it is one operator request, limited by its own
-        process's per-host limit.
+        With ``max_per_host`` the claim takes a free slot of its host, as the daemon's
+        claims do, so fetches by hand and every daemon's together keep the per-host
+        limit; with every slot taken it raises HostBusy and changes nothing.
         """
 
         async def work(tx: Tx) -> Claim | None:
@@ -241,7 +257,7 @@ class ClaimRepo:
             )
             if row is not None:
                 (claim,) = await self._load(tx, [int(row["id"])])
-                return claim
+                return await self._take_slot(tx, claim, max_per_host)
             row = await tx.fetchone(
                 f"INSERT INTO fetch_job (content_source_id, status, queued_at, started_at, "
                 f"claimed_by, lease_expires_at, failures) VALUES (:source_id, 'ONGOING', :now, "
@@ -251,9 +267,24 @@ class ClaimRepo:
             if row is None:
                 return None
             (claim,) = await self._load(tx, [int(row["id"])], scheduled=False)
-            return claim
+            return await self._take_slot(tx, claim, max_per_host)
 
         return await self._db.write(work)
+
+    async def _take_slot(self, tx: Tx, claim: Claim, max_per_host: int | None) -> Claim:
+        """Give a claim by hand a free slot of its host; HostBusy (rolling the claim back
+        with the transaction) when there is none."""
+        if max_per_host is None:
+            return claim
+        host = host_key(claim.fetch_url or claim.source.url)
+        free = (await _free_slots(tx, {host}, max_per_host))[host]
+        if not free:
+            raise HostBusy(host)
+        await tx.execute(
+            "UPDATE fetch_job SET host = :host, host_slot = :slot WHERE id = :id",
+            {"host": host, "slot": free[0], "id": claim.job.id},
+        )
+        return claim
 
     async def _load(
         self, tx: Tx, ids: Sequence[int], *, scheduled: bool = True, holder: bool = False

@@ -15,7 +15,7 @@ from pathlib import Path
 from rssd.repo.db import DatabaseError
 from rssd.repo.dialect import Dialect
 
-SCHEMA_VERSION = 15
+SCHEMA_VERSION = 16
 
 #: Version 13's full-text index on SQLite, as in schema.sql (see there why the queue).
 _SQLITE_SEARCH = """
@@ -242,6 +242,18 @@ MIGRATIONS: dict[int, str] = {
         ALTER TABLE users ADD COLUMN sender_until TEXT;
         ALTER TABLE users ADD COLUMN paused_until TEXT;
     """,
+    # 15 -> 16: rssd indexes its own inserts itself; the insert trigger queues the others
+    # (schema.sql, search_direct).
+    15: """
+        CREATE TABLE IF NOT EXISTS search_direct (
+            id INTEGER PRIMARY KEY CHECK (id = 1)
+        ) STRICT;
+        DROP TRIGGER IF EXISTS posts_search_insert;
+        CREATE TRIGGER posts_search_insert AFTER INSERT ON posts
+        WHEN NOT EXISTS (SELECT 1 FROM search_direct) BEGIN
+            INSERT INTO search_queue (post_id, unindex) VALUES (new.id, 0);
+        END;
+    """,
 }
 
 #: Waking idle daemons (rssd/repo/pg_listen.py): a job queued or requeued due now (a new
@@ -326,6 +338,8 @@ PG_MIGRATIONS: dict[int, str] = {
         ALTER TABLE users ADD COLUMN IF NOT EXISTS sender_until timestamptz;
         ALTER TABLE users ADD COLUMN IF NOT EXISTS paused_until timestamptz;
     """,
+    # 15 -> 16: SQLite's search triggers only; nothing on PostgreSQL.
+    15: "",
 }
 
 

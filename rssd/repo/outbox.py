@@ -13,6 +13,7 @@ from rssd.clock import now_iso, parse_iso, to_iso, utcnow
 from rssd.models.outbox import Feed, Message, StoredPost, Subscriber, chosen_posts, plan_messages
 from rssd.models.post import PostCreate
 from rssd.models.redact import strip_userinfo
+from rssd.models.same_feed import pages_leading_to
 from rssd.models.stories import Skip, duplicates, story_keys
 from rssd.models.users import MAX_DEDUPE_DAYS
 from rssd.repo.db import Database, Row, Tx
@@ -23,16 +24,35 @@ _PRIME = (
     "WHERE content_source_id = :source_id AND primed = 0 RETURNING user_id"
 )
 
-# dedupe_days is 0 for a user with no other feed: no story can reach them twice, and the
-# record of what they were told (two rows a post) is not written for nothing.
+# The feed's subscribers, and the users of a page whose feed it is (a page stores no posts
+# when its feed is configured too: rssd/models/same_feed.py), each once. Through a page, a
+# user is told from the feed's second completed fetch on, once their page subscription is
+# primed: the feed's first fetch is its backlog (the page's posts, which the page told
+# them while it still stored them). dedupe_days is 0 for a user with no other feed: no
+# story can reach them twice, and the record of what they were told (two rows a post) is
+# not written for nothing.
 _SUBSCRIBERS = """
 SELECT u.id, u.name, u.keep, u.block, u.format, u.include_content, u.digest,
        CASE WHEN EXISTS (SELECT 1 FROM subscriptions o WHERE o.user_id = u.id
-                         AND o.content_source_id <> s.content_source_id)
+                         AND o.content_source_id <> :source_id)
             THEN u.dedupe_days ELSE 0 END AS dedupe_days
-FROM subscriptions s JOIN users u ON u.id = s.user_id
-WHERE s.content_source_id = :source_id AND u.enabled = 1 AND u.disabled_reason IS NULL
+FROM users u
+WHERE u.enabled = 1 AND u.disabled_reason IS NULL AND u.id IN (
+    SELECT s.user_id FROM subscriptions s WHERE s.content_source_id = :source_id
+    UNION
+    SELECT p.user_id FROM subscriptions p
+    WHERE p.content_source_id IN {pages} AND p.primed = 1
+      AND EXISTS (SELECT 1 FROM fetch_job j WHERE j.content_source_id = :source_id
+                  AND j.status = 'COMPLETED' AND j.id <> :job_id))
 ORDER BY u.id
+"""
+
+#: Enabled pages with subscribers whose discovered feed may be this one (pages_leading_to
+#: decides: SQL cannot normalize URLs as yarl does).
+_PAGES = """
+SELECT c.id, c.feed_url FROM content_sources c
+WHERE c.enabled = 1 AND c.feed_url IS NOT NULL AND c.id <> :source_id
+  AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.content_source_id = c.id)
 """
 
 _INSERT = """
@@ -49,11 +69,22 @@ async def write_outbox_in(
     caller's transaction; return how many. Edited posts are never passed here.
 
     A subscription's first completed fetch only primes it (``notify_backlog = false`` on a
-    feed never fetched before): its posts were the feed's backlog, not news.
+    feed never fetched before): its posts were the feed's backlog, not news. The users of
+    a page whose feed this is are its subscribers too (``_SUBSCRIBERS``).
     """
     unprimed = {int(row["user_id"]) for row in await tx.fetchall(_PRIME, {"source_id": source_id})}
     if not new_posts:
         return 0
+    feed_row = await tx.fetchone(
+        "SELECT id, url, coalesce(name, feed_title) AS name, category, enabled "
+        "FROM content_sources WHERE id = :id",
+        {"id": source_id},
+    )
+    assert feed_row is not None
+    pages = []
+    if feed_row["enabled"]:
+        candidates = await tx.fetchall(_PAGES, {"source_id": source_id})
+        pages = pages_leading_to(feed_row["url"], [(r["id"], r["feed_url"]) for r in candidates])
     subscribers = [
         Subscriber(
             row["id"],
@@ -65,8 +96,11 @@ async def write_outbox_in(
             int(row["dedupe_days"]),
             row["digest"],
         )
-        for row in await tx.fetchall(_SUBSCRIBERS, {"source_id": source_id})
-        if row["id"] not in unprimed
+        for row in await tx.fetchall(
+            _SUBSCRIBERS.format(pages=tx.dialect.in_json_int("pages")),
+            {"source_id": source_id, "job_id": job_id, "pages": json.dumps(pages)},
+        )
+        if row["id"] not in unprimed  # a subscription's own first fetch wins over a page's
     ]
     if not subscribers:
         return 0
@@ -79,12 +113,6 @@ async def write_outbox_in(
         )
         if row["external_id"] in wanted
     ]
-    feed_row = await tx.fetchone(
-        "SELECT id, url, coalesce(name, feed_title) AS name, category FROM content_sources "
-        "WHERE id = :id",
-        {"id": source_id},
-    )
-    assert feed_row is not None
     now = to_iso(await tx.now())
     # Receivers are third parties: the feed's credentials are not theirs to see.
     url = strip_userinfo(feed_row["url"])

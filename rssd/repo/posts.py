@@ -10,7 +10,7 @@ from rssd.clock import to_iso
 from rssd.models.changes import plan_upsert
 from rssd.models.dto import PostCreate
 from rssd.repo.db import Database, Tx
-from rssd.repo.search import index_new, search_params, sync_in
+from rssd.repo.search import indexed_directly, search_params, sync_in
 
 _STORED_HASHES = """
 SELECT external_id, content_hash FROM posts
@@ -120,10 +120,8 @@ async def upsert_in(
         insert = _INSERT.format(
             search_column=", search" if search else "", search_value=f", {search}" if search else ""
         )
-        # What was queued outside rssd goes first: a new post may take the id of a deleted one.
-        await sync_in(tx)
-        await tx.executemany(insert, [params(post) for post in plan.new])
-        await index_new(tx, source_id, plan.new)
+        async with indexed_directly(tx, source_id, plan.new):
+            await tx.executemany(insert, [params(post) for post in plan.new])
     if plan.changed:
         update = _UPDATE.format(search_set=f", search = {search}" if search else "")
         await tx.executemany(

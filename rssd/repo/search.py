@@ -5,8 +5,9 @@ queried, on both backends.
   index alone is a fraction of the posts table). Such a table forgets a post only when
   given the very text it indexed, so triggers on ``posts`` queue every insert, edit and
   delete (with the old values) in ``search_queue``, whoever makes it, and ``sync_in``
-  applies the queue inside the transaction that wrote the posts (``index_new`` indexes
-  rssd's own new posts first, with the text their parse worker computed). What is indexed is
+  applies the queue inside the transaction that wrote the posts. rssd's own new posts are
+  indexed directly, with the text their parse worker computed, and not queued
+  (``indexed_directly``). What is indexed is
   known from FTS5's own ``posts_fts_docsize`` (one row per indexed post): nothing is ever
   removed that was not indexed, nor indexed twice, which would corrupt the index.
 - **PostgreSQL**: ``posts.search``, a tsvector with a GIN index, written by the same
@@ -26,7 +27,8 @@ runs in the background (rssd/daemon/search_backfill.py): interrupted, it resumes
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,12 +95,23 @@ async def _index_current(tx: Tx, ids: Iterable[int]) -> int:
     return len(rows)
 
 
-async def index_new(tx: Tx, source_id: int, posts: Sequence[PostCreate]) -> None:
-    """Index posts just inserted (SQLite), with the text their worker computed, in the
-    transaction that inserted them: their queued entries then find them indexed
-    (``sync_in``) and only their queue rows are left to drop. Does nothing on PostgreSQL."""
+@asynccontextmanager
+async def indexed_directly(
+    tx: Tx, source_id: int, posts: Sequence[PostCreate]
+) -> AsyncIterator[None]:
+    """Around the INSERT of ``posts`` (new, of source ``source_id``): on SQLite, index them
+    right after it, with the text their parse worker computed, instead of through the
+    queue. What is queued already is applied first (a new post may take the id of one
+    deleted outside rssd); the row of ``search_direct`` keeps the insert trigger from
+    queueing these posts, and goes in the same transaction (an error rolls both back).
+    Nothing on PostgreSQL, where the INSERT writes the tsvector."""
     if tx.dialect.name != "sqlite" or not posts:
+        yield
         return
+    await sync_in(tx)
+    await tx.execute("INSERT INTO search_direct (id) VALUES (1)")
+    yield
+    await tx.execute("DELETE FROM search_direct")
     rows = await tx.fetchall(
         "SELECT id, external_id FROM posts WHERE content_source_id = :source_id "
         f"AND external_id IN {tx.dialect.in_json_text('external_ids')}",

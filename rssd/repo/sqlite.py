@@ -24,7 +24,7 @@ import aiosqlite
 from rssd.repo.db import Database, DatabaseError, Params, Row, Tx, shielded
 from rssd.repo.dialect import SQLITE
 from rssd.repo.migrations import SCHEMA_VERSION, upgrade_scripts
-from rssd.repo.sqlite_writer import Writer
+from rssd.repo.sqlite_writer import Writer, vacuum_on_disk
 
 T = TypeVar("T")
 
@@ -191,7 +191,7 @@ class SqliteDatabase(Database):
         if self._writer is None:
             raise sqlite3.OperationalError("attempt to write a readonly database")
         # On the writer's thread, between batches: VACUUM cannot run inside a transaction.
-        await self._writer.call(lambda conn: conn.execute("VACUUM"))
+        await self._writer.call(vacuum_on_disk)
         await self.checkpoint()
 
     async def size_bytes(self) -> int:

@@ -30,6 +30,9 @@ from rssd.repo.group_commit import Outcome, Work
 
 T = TypeVar("T")
 
+#: Where the writer's statement journals and temporary tables live (see ``Writer.connect``).
+TEMP_STORE = "MEMORY"
+
 #: The most write transactions one commit carries: enough for a burst of fetches ending
 #: together, few enough that a commit that fails takes a bounded number of them with it.
 MAX_BATCH = 256
@@ -115,6 +118,16 @@ def _as_coroutine(awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
     return wrap()
 
 
+def vacuum_on_disk(conn: sqlite3.Connection) -> None:
+    """VACUUM with its copy of the database in a temporary file, not in memory (the
+    writer's ``temp_store``), then the writer's setting again."""
+    conn.execute("PRAGMA temp_store = FILE")
+    try:
+        conn.execute("VACUUM")
+    finally:
+        conn.execute(f"PRAGMA temp_store = {TEMP_STORE}")
+
+
 #: A queued item: a write (a transaction of the batch) or a call (run on its own,
 #: outside any transaction: VACUUM), with the future its outcome goes to.
 _Item = tuple[bool, Callable[..., Any], asyncio.Future[Outcome]]
@@ -142,6 +155,12 @@ class Writer:
         conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA synchronous = NORMAL")  # per connection, as WAL advises
+        # Each work runs in a savepoint, so a statement on a table with triggers (posts:
+        # the search index's) keeps the pages it changes in the statement journal, a temp
+        # file once the savepoint's share of it has grown: file writes for every row of an
+        # executemany. In memory instead (VACUUM, whose copy would be in memory too, sets
+        # it back to a file for its own run: ``vacuum``).
+        conn.execute(f"PRAGMA temp_store = {TEMP_STORE}")
         return cls(conn)
 
     async def write(self, work: Work) -> Any:

@@ -1,0 +1,135 @@
+"""Fetches by hand (``rssd fetch``, ``run --once``) take their host's slots like the
+daemon's claims: together they never send a host more than ``max_per_host`` requests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from rssd.clock import now_iso
+from rssd.daemon.slots import LONGEST_WAIT_SECONDS, SlotWaits, next_wait
+from rssd.repo.claims import ClaimRepo, HostBusy
+from rssd.repo.db import Database
+from rssd.repo.open import open_database
+from rssd.repo.sources import SourceRepo
+from tests.conftest import FeedServer
+from tests.support.commands import cli, dated_rss
+from tests.support.config import make_config, write_config
+
+pytestmark = pytest.mark.both_backends
+
+
+async def _sources(db: Database, tmp_path: Path, urls: list[str]) -> list[int]:
+    await SourceRepo(db).sync(make_config(tmp_path, urls))
+    return [source.id for source in await SourceRepo(db).list()]
+
+
+async def test_a_claim_by_hand_takes_a_slot_or_none(db: Database, tmp_path: Path) -> None:
+    ids = await _sources(db, tmp_path, [f"http://one.example/{n}" for n in range(3)])
+    hand = ClaimRepo(db, "hand")
+    first = await hand.claim_source(ids[0], max_per_host=2)
+    second = await hand.claim_source(ids[1], max_per_host=2)
+    assert first is not None and second is not None
+    with pytest.raises(HostBusy) as busy:
+        await hand.claim_source(ids[2], max_per_host=2)
+    assert busy.value.host == "one.example"
+    rows = await db.fetchall(
+        "SELECT content_source_id, status, host, host_slot FROM fetch_job ORDER BY id"
+    )
+    assert [tuple(row) for row in rows] == [
+        (ids[0], "ONGOING", "one.example", 0),
+        (ids[1], "ONGOING", "one.example", 1),
+    ], "the refused claim left nothing behind"
+
+
+async def test_the_daemons_claims_see_the_slots_taken_by_hand(db: Database, tmp_path: Path) -> None:
+    ids = await _sources(db, tmp_path, ["http://one.example/a", "http://one.example/b"])
+    assert await ClaimRepo(db, "hand").claim_source(ids[0], max_per_host=1) is not None
+    daemon = ClaimRepo(db, "daemon")
+    await daemon.queue_missing({ids[1]: now_iso()})
+    assert await daemon.claim_due(10, 1) == [], "the host's one slot is taken by hand"
+
+
+async def test_rssd_fetch_waits_for_a_slot_the_daemon_holds(
+    feed_server: FeedServer, tmp_path: Path, db_target: Path | str
+) -> None:
+    """A daemon holds the host's only slot; ``rssd fetch`` of another feed of that host
+    sends its request only once the daemon's job has ended."""
+    ongoing_at_request: list[int] = []
+    requested = asyncio.Event()
+    db_holder: list[Database] = []
+
+    async def feed(request: web.Request) -> web.Response:
+        row = await db_holder[0].fetchone(
+            "SELECT count(*) FROM fetch_job WHERE status = 'ONGOING' AND claimed_by = 'daemon'"
+        )
+        assert row is not None
+        ongoing_at_request.append(int(row[0]))
+        requested.set()
+        return web.Response(text=dated_rss(["x"]), content_type="application/rss+xml")
+
+    held, waiting = feed_server.route("/held", feed), feed_server.route("/waiting", feed)
+    config = write_config(
+        tmp_path / "config.toml", [held, waiting], database=str(db_target), max_per_host=1
+    )
+    db = await open_database(db_target)
+    db_holder.append(db)
+    try:
+        await SourceRepo(db).sync(
+            make_config(tmp_path, [held, waiting], database=str(db_target), max_per_host=1)
+        )
+        ids = {source.url: source.id for source in await SourceRepo(db).list()}
+        daemon = ClaimRepo(db, "daemon")
+        await daemon.queue_missing({ids[held]: now_iso()})
+        (claim,) = await daemon.claim_due(1, 1)
+        fetch = asyncio.create_task(cli("fetch", "-c", config, waiting))
+        # Give the fetch time to claim (and, with the slot taken, to wait). Were it not to
+        # wait, its request would arrive now, with the daemon's job ONGOING: the check
+        # below fails. (A slow machine can only make this test less sensitive.)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(3.0):
+                await requested.wait()
+        # The daemon's job ends: its slot is free again.
+        await db.write(
+            lambda tx: tx.execute(
+                "UPDATE fetch_job SET status = 'COMPLETED', ended_at = :now WHERE id = :id",
+                {"now": now_iso(), "id": claim.job.id},
+            )
+        )
+        result = await fetch
+    finally:
+        await db.close()
+    assert result.code == 0, result.err
+    assert ongoing_at_request == [0], "the request went out only after the slot was free"
+
+
+def test_next_wait_doubles_up_to_the_longest() -> None:
+    waits = [0.2]
+    for _ in range(6):
+        waits.append(next_wait(waits[-1]))
+    assert waits[:4] == [0.2, 0.4, 0.8, 1.6]
+    assert waits[-1] == LONGEST_WAIT_SECONDS
+
+
+async def test_an_ended_fetch_wakes_the_longest_waiter_only() -> None:
+    waits = SlotWaits()
+    order: list[str] = []
+
+    async def waiter(name: str) -> None:
+        await waits.wait("h", 30.0)
+        order.append(name)
+
+    first = asyncio.create_task(waiter("first"))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(waiter("second"))
+    await asyncio.sleep(0)
+    waits.freed("h")
+    await first
+    assert order == ["first"] and not second.done()
+    waits.freed("h")
+    await second
+    assert order == ["first", "second"]
