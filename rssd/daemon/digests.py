@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from rssd.clock import now_iso, utcnow
+from rssd.clock import to_iso
 from rssd.logs import get_logger
 from rssd.repo.db import Database
 from rssd.repo.digests import close_due
@@ -23,7 +23,9 @@ POLL_SECONDS = 15.0
 
 async def close_digests(db: Database) -> int:
     """Write every digest due now; log and return how many messages."""
-    written = await close_due(db, utcnow(), now_iso())
+    # The database's clock: a digest's period closes for every daemon at once.
+    now = await db.now()
+    written = await close_due(db, now, to_iso(now))
     if written:
         log.info("digests.written", messages=written)
     return written
