@@ -210,7 +210,10 @@ CREATE TABLE IF NOT EXISTS daemons (
     started_at   TEXT    NOT NULL,
     heartbeat_at TEXT    NOT NULL,
     in_flight    INTEGER NOT NULL DEFAULT 0,
-    config_hash  TEXT
+    config_hash  TEXT,
+    -- Version 17: since when its scheduler has been waiting on the database (a table
+    -- locked for long), NULL when it is not; written with the heartbeat.
+    database_wait_since TEXT
 ) STRICT;
 
 -- Version 7: the config.toml last synced into content_sources, so that a daemon with an

@@ -112,7 +112,8 @@ CREATE TABLE IF NOT EXISTS daemons (
     started_at   timestamptz NOT NULL,
     heartbeat_at timestamptz NOT NULL,
     in_flight    integer NOT NULL DEFAULT 0,
-    config_hash  text
+    config_hash  text,
+    database_wait_since timestamptz
 );
 
 CREATE TABLE IF NOT EXISTS config_sync (

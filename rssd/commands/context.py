@@ -69,11 +69,14 @@ def reader(config: Config) -> AbstractAsyncContextManager[Database]:
 
 
 @asynccontextmanager
-async def reader_at(database: Path | str) -> AsyncIterator[Database]:
-    """``reader`` for a database path (when config.toml cannot be validated)."""
+async def reader_at(
+    database: Path | str, lock_wait: float | None = None
+) -> AsyncIterator[Database]:
+    """``reader`` for a database path (when config.toml cannot be validated); ``lock_wait``:
+    see ``open_database``."""
     path = _require_database(database)
     try:
-        db = await open_database(path, readonly=True)
+        db = await open_database(path, readonly=True, lock_wait=lock_wait)
     except DatabaseError as exc:
         raise CommandError(str(exc)) from None
     try:

@@ -47,11 +47,21 @@ class Overview:
     differs_in: tuple[str, ...] = ()
     #: Per-key digests of the config versions the cluster synced, by hash (those in view).
     versions: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: The parts a lock kept from being read in time (``daemons``, ``config``,
+    #: ``sources``, ``hosts``): shown as unknown, not as empty.
+    unread: tuple[str, ...] = ()
 
     def gone(self, daemon: DaemonRow) -> bool:
         """Silent for longer than a lease: killed, or cut off (its jobs are back with the
         others); forgotten by the daemons' housekeeping within about two hours."""
         return parse_iso(daemon.heartbeat_at) < self.now - GONE_AFTER
+
+    def waiting(self, daemon: DaemonRow) -> float | None:
+        """How long a live daemon has been waiting on the database (a lock), as of now;
+        None: it is not (at its last heartbeat)."""
+        if daemon.database_wait_since is None or self.gone(daemon):
+            return None
+        return max(0.0, (self.now - parse_iso(daemon.database_wait_since)).total_seconds())
 
     def drifting(self) -> list[DaemonRow]:
         """Live daemons running another config than the synced one (config.drift)."""

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from rssd.clock import parse_iso, utcnow
 from rssd.commands.context import reader_at, run
@@ -40,11 +40,14 @@ from rssd.repo.config_versions import (
     synced_config,
 )
 from rssd.repo.daemons import DaemonRow, list_daemons
+from rssd.repo.db import Database, is_lock_timeout
 from rssd.repo.hosts import HostRepo
 from rssd.repo.queries import SourceStatus, source_statuses
 
 if TYPE_CHECKING:
     from rssd.models.config import Config
+
+T = TypeVar("T")
 
 #: The midpoint of the daemon's +-10% jitter.
 JITTER = 0.5
@@ -106,6 +109,11 @@ def _latest(row: SourceStatus) -> LatestJob:
     )
 
 
+#: How long a read of ``status`` waits for a lock (PostgreSQL: a table locked by hand or
+#: by a migration) before it gives that part up and says so: status answers meanwhile.
+LOCK_WAIT_SECONDS = 2.0
+
+
 @dataclass(frozen=True)
 class _View:
     """What the database says, read in one go."""
@@ -116,22 +124,49 @@ class _View:
     shared: bool
     versions: dict[str, dict[str, str]]  # the synced version's and the daemons' digests
     paused: frozenset[str] = frozenset()  # hosts paused by a 429/503 Retry-After
+    unread: tuple[str, ...] = ()  # the parts a lock kept from being read
+
+
+async def _part(unread: list[str], name: str, read: Awaitable[T], empty: T) -> T:
+    """``read``, or ``empty`` with ``name`` noted in ``unread`` if a lock kept it out."""
+    try:
+        return await read
+    except Exception as exc:
+        if not is_lock_timeout(exc):
+            raise
+        unread.append(name)
+        return empty
+
+
+async def _daemons(db: Database, unread: list[str]) -> list[DaemonRow]:
+    """The daemons; their fetches in flight only if fetch_job can be read."""
+    try:
+        return await list_daemons(db)
+    except Exception as exc:
+        if not is_lock_timeout(exc):
+            raise
+    return await _part(unread, "daemons", list_daemons(db, count_in_flight=False), [])
 
 
 async def _view_of(database: Path | str) -> _View:
-    async with reader_at(database) as db:
-        daemons = await list_daemons(db)
-        synced = await synced_config(db)
+    async with reader_at(database, LOCK_WAIT_SECONDS) as db:
+        unread: list[str] = []
+        daemons = await _daemons(db, unread)
+        synced = await _part(unread, "config", synced_config(db), None)
         hashes = {d.config_hash for d in daemons if d.config_hash is not None}
         if synced is not None:
             hashes.add(synced.config_hash)
+        versions = await _part(unread, "config", known_digests(db, hashes), {})
+        rows = await _part(unread, "sources", source_statuses(db), [])
+        paused = await _part(unread, "hosts", HostRepo(db).paused(), {})
         return _View(
-            await source_statuses(db),
+            rows,
             daemons,
             synced,
             db.shared,
-            await known_digests(db, hashes),
-            frozenset(await HostRepo(db).paused()),
+            versions,
+            frozenset(paused),
+            tuple(dict.fromkeys(unread)),
         )
 
 
@@ -198,6 +233,7 @@ def _overview(
         view.shared,
         differs_in,
         view.versions,
+        view.unread,
     )
 
 
@@ -236,7 +272,7 @@ def main(path: Path, *, as_json: bool, failing_only: bool, category: str | None 
     render = render_json if as_json else render_human
     empty = f"no feed in category {category!r}" if category is not None else None
     print(render(overview, shown, empty))
-    if overview.config_errors or (failing_only and shown):
+    if overview.config_errors or overview.unread or (failing_only and shown):
         return EXIT_FAILURE
     return EXIT_OK
 

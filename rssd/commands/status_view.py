@@ -132,10 +132,32 @@ def render_human(overview: Overview, shown: Sequence[Assessment], empty: str | N
         if overview.config_errors
         else []
     )
+    if "sources" in overview.unread:
+        out = ["the feeds could not be read: " + _LOCKED]
+        summary = "sources: unknown (not read)"
     twice = [pair.describe() for pair in _same_feeds(overview)]
+    unread = [f"not read: {part} ({_LOCKED})" for part in overview.unread if part != "sources"]
     return safe_lines(
-        "\n".join([*warning, *out, *_daemon_lines(overview), "", summary, *twice, *pending])
+        "\n".join(
+            [*warning, *out, *_daemon_lines(overview), *unread, "", summary, *twice, *pending]
+        )
     )
+
+
+_LOCKED = "a table is locked: waited longer than the lock wait of status"
+
+
+def _waits(overview: Overview) -> list[str]:
+    """One line per daemon waiting on the database (a table locked for long)."""
+    lines = []
+    for d in overview.daemons:
+        waited = overview.waiting(d)
+        if waited is not None:
+            lines.append(
+                f"daemon {d.id} (pid {d.pid} on {d.hostname}): waiting on the database for "
+                f"{round(waited)} s"
+            )
+    return lines
 
 
 def _same_feeds(overview: Overview) -> list[SameFeed]:
@@ -152,7 +174,7 @@ def _daemon_lines(overview: Overview) -> list[str]:
     now = overview.now
     lines: list[str] = []
     if not overview.shared:
-        return ["", _sqlite_daemon(overview)]
+        return ["", _sqlite_daemon(overview), *_waits(overview)]
     if overview.daemons:
         header = ["DAEMON", "HOST", "PID", "HEARTBEAT", "IN FLIGHT", "CONFIG"]
         synced = overview.synced.config_hash if overview.synced else None
@@ -162,12 +184,12 @@ def _daemon_lines(overview: Overview) -> list[str]:
                 d.hostname,
                 str(d.pid),
                 ago(parse_iso(d.heartbeat_at), now) + (", gone" if overview.gone(d) else ""),
-                str(d.in_flight),
+                "?" if d.in_flight is None else str(d.in_flight),
                 (d.config_hash or "-") + (" (drift)" if d in overview.drifting() else ""),
             ]
             for d in overview.daemons
         ]
-        lines += ["", *table(header, rows, right=(2, 4))]
+        lines += ["", *table(header, rows, right=(2, 4)), *_waits(overview)]
         if synced is not None:
             lines.append(f"synced config: {synced}")
         for d in overview.drifting():
@@ -242,6 +264,10 @@ def source_json(a: Assessment) -> dict[str, Any]:
     }
 
 
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
+
+
 def render_json(overview: Overview, shown: Sequence[Assessment], empty: str | None = None) -> str:
     document = {
         "format": JSON_FORMAT,
@@ -260,6 +286,7 @@ def render_json(overview: Overview, shown: Sequence[Assessment], empty: str | No
                 "drift": d in overview.drifting(),
                 "gone": overview.gone(d),
                 "differs_in": [redact(key) for key in overview.daemon_differs_in(d)],
+                "database_wait_seconds": _rounded(overview.waiting(d)),
             }
             for d in overview.daemons
         ],
@@ -268,5 +295,6 @@ def render_json(overview: Overview, shown: Sequence[Assessment], empty: str | No
             "differs_in": [redact(key) for key in overview.differs_in],
             "synced": asdict(overview.synced) if overview.synced else None,
         },
+        "unread": list(overview.unread),
     }
     return safe_json(json.dumps(document, indent=2, ensure_ascii=False))

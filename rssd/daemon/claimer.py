@@ -33,6 +33,8 @@ IDLE_SECONDS = 10.0
 #: The shortest sleep: a job due in a millisecond is not worth a loop of its own.
 MIN_WAIT_SECONDS = 0.05
 RENEW_SECONDS = LEASE_SECONDS / 3
+#: How long the beat waits for its lease round (milliseconds, unless a table is locked).
+ROUND_WAIT_SECONDS = 1.0
 
 
 def idle_wait(due_in: float | None) -> float:
@@ -161,24 +163,41 @@ class Claimer:
         task.add_done_callback(done)
 
     async def lease_loop(self, beat: Callable[[int], object] | None = None) -> None:
-        """Renew our leases, take back expired ones; ``beat(in_flight)`` after each round."""
-        while True:
-            await asyncio.sleep(RENEW_SECONDS)
-            try:
-                if self.in_flight:
-                    await self.claims.renew()
-                taken = await self.claims.take_back()
-                if taken:
-                    log.warning(
-                        "jobs.taken_back", jobs=len(taken), job_ids=taken, error_code="interrupted"
-                    )
-                    self.wake.set()
-                if beat is not None:
+        """Renew our leases, take back expired ones; ``beat(in_flight)`` after each round.
+        A round stuck on a locked fetch_job does not hold the beat back (the daemon's row
+        then says it is waiting on the database): the beat goes on, and the next round
+        starts once the stuck one is through."""
+        leases: asyncio.Task[None] | None = None
+        try:
+            while True:
+                await asyncio.sleep(RENEW_SECONDS)
+                if leases is None or leases.done():
+                    leases = asyncio.create_task(self._lease_round(), name="lease-round")
+                await asyncio.wait([leases], timeout=ROUND_WAIT_SECONDS)
+                if beat is None:
+                    continue
+                try:
                     result = beat(len(self.in_flight))
                     if asyncio.iscoroutine(result):
                         await result
-            except Exception as exc:
-                log.error("jobs.lease_failed", error_message=repr(exc))
+                except Exception as exc:
+                    log.error("jobs.lease_failed", error_message=repr(exc))
+        finally:
+            if leases is not None:
+                leases.cancel()
+
+    async def _lease_round(self) -> None:
+        try:
+            if self.in_flight:
+                await self.claims.renew()
+            taken = await self.claims.take_back()
+            if taken:
+                log.warning(
+                    "jobs.taken_back", jobs=len(taken), job_ids=taken, error_code="interrupted"
+                )
+                self.wake.set()
+        except Exception as exc:
+            log.error("jobs.lease_failed", error_message=repr(exc))
 
     def stop(self) -> None:
         """No more claims: the claim loop ends after the claim it is making, if any (never

@@ -217,7 +217,11 @@ class Service:
             )
 
             async def leases() -> None:
-                await claimer.lease_loop(lambda n: daemons.beat(n, config_hash(self.config)))
+                await claimer.lease_loop(
+                    lambda n: daemons.beat(
+                        n, config_hash(self.config), claimer.waiting_on_database()
+                    )
+                )
 
             self.tasks = {
                 name: asyncio.create_task(supervised(name, work), name=name)

@@ -102,6 +102,12 @@ class Database(ABC):
         database thread, batched with the other writes queued meanwhile (group commit,
         rssd/repo/sqlite.py)."""
 
+    async def write_aside(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        """``write``, but not queued behind the other writes where a write can wait on a
+        lock for long (PostgreSQL: a table locked by hand): a daemon's heartbeat, which must
+        get through while its scheduler waits (rssd/repo/daemons.py)."""
+        return await self.write(work)
+
     async def write_one(self, sql: str, params: Params | None = None) -> list[Row]:
         """One write statement as its own transaction; returns the RETURNING rows, if any."""
         return await self.write(lambda tx: tx.fetchall(sql, params))
@@ -171,6 +177,11 @@ def is_driver_error(exc: BaseException) -> bool:
         return True
     psycopg = sys.modules.get("psycopg")
     return psycopg is not None and isinstance(exc, psycopg.Error)
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    """PostgreSQL gave up waiting for a lock (``lock_timeout``, SQLSTATE 55P03)."""
+    return is_driver_error(exc) and getattr(exc, "sqlstate", None) == "55P03"
 
 
 async def shielded(work: Awaitable[T]) -> T:

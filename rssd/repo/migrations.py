@@ -15,7 +15,7 @@ from pathlib import Path
 from rssd.repo.db import DatabaseError
 from rssd.repo.dialect import Dialect
 
-SCHEMA_VERSION = 16
+SCHEMA_VERSION = 17
 
 #: Version 13's full-text index on SQLite, as in schema.sql (see there why the queue).
 _SQLITE_SEARCH = """
@@ -254,6 +254,11 @@ MIGRATIONS: dict[int, str] = {
             INSERT INTO search_queue (post_id, unindex) VALUES (new.id, 0);
         END;
     """,
+    # 16 -> 17: since when a daemon has been waiting on the database (a table locked for
+    # long), written with its heartbeat, so that `rssd status` can say so.
+    16: """
+        ALTER TABLE daemons ADD COLUMN database_wait_since TEXT;
+    """,
 }
 
 #: Waking idle daemons (rssd/repo/pg_listen.py): a job queued or requeued due now (a new
@@ -340,6 +345,10 @@ PG_MIGRATIONS: dict[int, str] = {
     """,
     # 15 -> 16: SQLite's search triggers only; nothing on PostgreSQL.
     15: "",
+    # 16 -> 17: as MIGRATIONS[16].
+    16: """
+        ALTER TABLE daemons ADD COLUMN IF NOT EXISTS database_wait_since timestamptz;
+    """,
 }
 
 

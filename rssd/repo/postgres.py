@@ -230,16 +230,22 @@ class PostgresDatabase(Database):
         return redact(self.url, keep_user=True)
 
     @classmethod
-    async def connect(cls, url: str, *, readonly: bool = False) -> PostgresDatabase:
+    async def connect(
+        cls, url: str, *, readonly: bool = False, lock_wait: float | None = None
+    ) -> PostgresDatabase:
         """Connect (the password from the URL, ~/.pgpass or PGPASSFILE, as libpq does) and,
-        unless ``readonly``, bring the schema up to date."""
+        unless ``readonly``, bring the schema up to date. ``lock_wait``: a statement waits
+        at most that many seconds for a lock, then fails (``is_lock_timeout``)."""
         kwargs: dict[str, Any] = {
             "autocommit": True,
             "cursor_factory": AsyncClientCursor,
             "connect_timeout": CONNECT_TIMEOUT_SECONDS,
         }
-        if readonly:
-            kwargs["options"] = "-c default_transaction_read_only=on"
+        options = ["-c default_transaction_read_only=on"] if readonly else []
+        if lock_wait is not None:
+            options.append(f"-c lock_timeout={round(lock_wait * 1000)}")
+        if options:
+            kwargs["options"] = " ".join(options)
         try:  # one plain connection first: its error says what is wrong, a pool's would not
             probe = await AsyncConnection.connect(url, **kwargs)
             await probe.close()
@@ -293,6 +299,11 @@ class PostgresDatabase(Database):
             if snapshot:
                 await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             return await work(PostgresTx(conn))
+
+    async def write_aside(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        """A pooled connection of its own: the writer's batch may be waiting on a lock."""
+        result: T = await shielded(self._run(work))
+        return result
 
     async def read(self, work: Callable[[Tx], Awaitable[T]]) -> T:
         return await self._run(work)
