@@ -203,6 +203,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS fetch_job_host_slot ON fetch_job (host, host_s
     WHERE status = 'ONGOING' AND host_slot IS NOT NULL;
 
 -- Version 7: the daemons working on this database, each with its heartbeat (rssd status).
+-- Version 17: database_wait_since, since when its scheduler has been waiting on the
+-- database (a table locked for long), NULL when it is not; written with the heartbeat.
 CREATE TABLE IF NOT EXISTS daemons (
     id           TEXT    PRIMARY KEY,
     hostname     TEXT    NOT NULL,
@@ -211,8 +213,6 @@ CREATE TABLE IF NOT EXISTS daemons (
     heartbeat_at TEXT    NOT NULL,
     in_flight    INTEGER NOT NULL DEFAULT 0,
     config_hash  TEXT,
-    -- Version 17: since when its scheduler has been waiting on the database (a table
-    -- locked for long), NULL when it is not; written with the heartbeat.
     database_wait_since TEXT
 ) STRICT;
 

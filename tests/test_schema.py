@@ -647,8 +647,15 @@ async def test_version_4_adds_the_feed_columns_as_a_fresh_database_has_them(
     assert query(path, "SELECT url, feed_title FROM content_sources") != []
 
 
+def drop_version_17(conn: sqlite3.Connection) -> None:
+    """Take version 17's column out of today's schema."""
+    conn.execute("ALTER TABLE daemons DROP COLUMN database_wait_since")
+
+
 def drop_version_16(conn: sqlite3.Connection) -> None:
-    """Take version 16 out of today's schema: the insert trigger queues every post again."""
+    """Take version 16 (and 17) out of today's schema: the insert trigger queues every
+    post again."""
+    drop_version_17(conn)
     conn.execute("DROP TRIGGER posts_search_insert")
     conn.execute("DROP TABLE search_direct")
     conn.execute(V13_INSERT_TRIGGER)
@@ -894,6 +901,29 @@ async def test_a_version_13_database_gets_earlier_attempts(tmp_path: Path) -> No
     assert "earlier_attempts" in columns
 
 
+async def test_a_version_16_database_gets_the_database_wait(tmp_path: Path) -> None:
+    """Version 17: a daemon's row says since when it has been waiting on the database."""
+    path = tmp_path / "rssd.sqlite3"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(schema_sql())
+        drop_version_17(conn)
+        conn.execute("PRAGMA user_version = 16")
+        conn.commit()
+    await (await open_database(path)).close()
+    assert user_version(path) == SCHEMA_VERSION
+    columns = {str(row[1]) for row in query(path, "PRAGMA table_info(daemons)")}
+    assert "database_wait_since" in columns
+
+
+def test_migration_16_alone_builds_what_schema_sql_has_for_version_17(tmp_path: Path) -> None:
+    path = tmp_path / "v16.sqlite3"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(schema_sql())
+        drop_version_17(conn)
+        conn.executescript(MIGRATIONS[16])
+    assert same_schema_as_fresh(path, tmp_path / "fresh.sqlite3")
+
+
 def test_migration_12_alone_builds_what_schema_sql_has_for_version_13(tmp_path: Path) -> None:
     """The step itself creates the search index, its queue, triggers and state, and the
     deliveries index; the posts already there are left for the backfill (last_id)."""
@@ -941,11 +971,16 @@ def test_migration_14_alone_adds_what_schema_sql_has_for_version_15(tmp_path: Pa
 
 
 def same_schema_as_fresh(path: Path, fresh: Path) -> bool:
-    """Whether ``path`` has today's schema objects, each with the same SQL (whitespace aside)."""
+    """Whether ``path`` has today's schema objects, each with the same SQL (whitespace aside:
+    SQLite's DROP COLUMN, which takes a version's column out, leaves none before a ``)``)."""
     with closing(sqlite3.connect(fresh)) as conn:
         conn.executescript(schema_sql())
-    return {(t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(path)} == {
-        (t, n, " ".join(str(sql).split())) for t, n, sql in schema_objects(fresh)
+
+    def text(sql: object) -> str:
+        return " ".join(str(sql).split()).replace(" )", ")")
+
+    return {(t, n, text(sql)) for t, n, sql in schema_objects(path)} == {
+        (t, n, text(sql)) for t, n, sql in schema_objects(fresh)
     }
 
 
@@ -957,6 +992,7 @@ def test_migration_15_alone_builds_what_schema_sql_has_for_version_16(tmp_path: 
         conn.executescript(schema_sql())
         drop_version_16(conn)
         conn.executescript(MIGRATIONS[15])
+        conn.executescript(MIGRATIONS[16])
     assert same_schema_as_fresh(path, tmp_path / "fresh.sqlite3")
     with closing(sqlite3.connect(path)) as conn:
         conn.execute(
