@@ -901,21 +901,8 @@ async def test_a_version_13_database_gets_earlier_attempts(tmp_path: Path) -> No
     assert "earlier_attempts" in columns
 
 
-async def test_a_version_16_database_gets_the_database_wait(tmp_path: Path) -> None:
-    """Version 17: a daemon's row says since when it has been waiting on the database."""
-    path = tmp_path / "rssd.sqlite3"
-    with closing(sqlite3.connect(path)) as conn:
-        conn.executescript(schema_sql())
-        drop_version_17(conn)
-        conn.execute("PRAGMA user_version = 16")
-        conn.commit()
-    await (await open_database(path)).close()
-    assert user_version(path) == SCHEMA_VERSION
-    columns = {str(row[1]) for row in query(path, "PRAGMA table_info(daemons)")}
-    assert "database_wait_since" in columns
-
-
 def test_migration_16_alone_builds_what_schema_sql_has_for_version_17(tmp_path: Path) -> None:
+    """The step adds daemons.database_wait_since (rssd status shows a daemon's wait)."""
     path = tmp_path / "v16.sqlite3"
     with closing(sqlite3.connect(path)) as conn:
         conn.executescript(schema_sql())
