@@ -49,9 +49,9 @@ from rssd.models.config import Config
 from rssd.models.dto import FetchMeta
 from rssd.repo.claims import ClaimRepo
 from rssd.repo.jobs import FetchJobRepo
-from rssd.repo.next_job import NextJob
 from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
+from rssd.repo.transitions import NextJob
 
 ADMIN = os.environ.get("RSSD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 

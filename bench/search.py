@@ -409,7 +409,9 @@ def main_search(args: argparse.Namespace) -> None:
                 "load": [load, load_after],
             }, indent=2))  # fmt: skip
     finally:
-        if pg_name is not None:
+        if pg_name is not None and args.keep:
+            print(f"  kept: {target}")
+        elif pg_name is not None:
             import psycopg  # noqa: PLC0415
 
             with psycopg.connect(args.postgres, autocommit=True) as admin:
@@ -486,7 +488,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="runs of each command")
     parser.add_argument("--backfill", type=int, default=20_000, help="posts re-indexed, timed")
     parser.add_argument("--postgres", metavar="ADMIN_URL", help="on a new database of this server")
-    parser.add_argument("--keep", action="store_true", help="keep the SQLite file")
+    parser.add_argument("--keep", action="store_true", help="keep the database")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--cold", action="store_true", help="cold runs with/without the index")
     parser.add_argument("--base", default="main", help="--cold: the revision without the index")

@@ -37,7 +37,6 @@ WRITE_PATH = (
     "rssd.repo.outbox",
     "rssd.repo.posts",
     "rssd.repo.seen",
-    "rssd.repo.next_job",
     "rssd.repo.users",
     "rssd.fetch",
     "rssd.webhooks",

@@ -20,9 +20,9 @@ from rssd.repo.claims import LEASE_SECONDS, ClaimRepo
 from rssd.repo.claims import PAGE as CANDIDATE_PAGE
 from rssd.repo.db import Database, Tx
 from rssd.repo.jobs import FetchJobRepo
-from rssd.repo.next_job import NextJob
 from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
+from rssd.repo.transitions import NextJob
 from tests.support.config import make_config
 
 pytestmark = pytest.mark.both_backends

@@ -44,10 +44,10 @@ from rssd.repo.claims import Claim, ClaimRepo, HostBusy
 from rssd.repo.db import Database
 from rssd.repo.hosts import HostRepo
 from rssd.repo.jobs import FetchJobRepo
-from rssd.repo.next_job import NextJob
 from rssd.repo.posts import dated_posts
 from rssd.repo.seen import load_seen
 from rssd.repo.sources import SourceRepo
+from rssd.repo.transitions import NextJob
 
 log = get_logger("rssd.fetch")
 

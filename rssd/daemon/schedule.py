@@ -19,7 +19,7 @@ Rules (issues #3 and #24):
   it fails (then back to the configured one).
 
 ``plan_next`` applies them when a job ends; its result is queued in the same transaction
-(rssd/repo/next_job.py), so the schedule lives in the database, not in a daemon's memory.
+(rssd/repo/transitions.py), so the schedule lives in the database, not in a daemon's memory.
 """
 
 from __future__ import annotations

@@ -27,10 +27,11 @@ from datetime import datetime, timedelta
 from rssd.clock import parse_iso, to_iso, utcnow
 from rssd.models.dto import FetchJob, Source
 from rssd.net.hosts import host_key
+from rssd.repo import transitions
 from rssd.repo.db import Database, Row, Tx
-from rssd.repo.fragments import NO_LIMIT, failure_run
-from rssd.repo.next_job import INSERT_NEXT, NextJob, insert_next_params
+from rssd.repo.fragments import NO_LIMIT
 from rssd.repo.rows import JOB_NAMES, SOURCE_NAMES, job_from, source_from
+from rssd.repo.transitions import QUEUE_DUE, QUEUE_NEXT, NextJob, next_params
 
 #: A lease this long is renewed every LEASE_SECONDS / 3 while the fetch runs.
 LEASE_SECONDS = 30.0
@@ -45,13 +46,6 @@ _CARRIED = "j.failures, j.fetch_url, j.moved_seen"
 #: The users subscribed to the source (the default User-Agent names their number).
 _SUBSCRIBERS = """(SELECT count(*) FROM subscriptions sub JOIN users u ON u.id = sub.user_id
     WHERE sub.content_source_id = s.id AND u.enabled = 1) AS subscribers"""
-
-#: The source's run of failures: the backoff of a job queued without a predecessor to
-#: carry it.
-FAILURE_RUN = failure_run(
-    ":source_id",
-    "(SELECT max(id) FROM fetch_job WHERE content_source_id = :source_id AND status = 'COMPLETED')",
-)
 
 
 class HostBusy(Exception):
@@ -220,12 +214,7 @@ class ClaimRepo:
                     )
             if not taken:
                 return []
-            await tx.executemany(
-                f"UPDATE fetch_job SET status = 'ONGOING', started_at = :now, "
-                f"claimed_by = :daemon, lease_expires_at = {dialect.lease_until}, "
-                f"host = :host, host_slot = :slot WHERE id = :id AND status = 'QUEUED'",
-                taken,
-            )
+            await tx.executemany(transitions.claim_by_id(dialect), taken)
             # The rows are ours (SKIP LOCKED / BEGIN IMMEDIATE): each update took, and
             # loading only what this daemon now holds makes sure of it.
             return await self._load(tx, [int(str(t["id"])) for t in taken], holder=True)
@@ -248,22 +237,11 @@ class ClaimRepo:
                 "now": to_iso(now),
                 "daemon": self.daemon_id,
             } | self._lease(now)
-            lease = tx.dialect.lease_until
-            row = await tx.fetchone(
-                f"UPDATE fetch_job SET status = 'ONGOING', started_at = :now, "
-                f"claimed_by = :daemon, lease_expires_at = {lease} "
-                f"WHERE content_source_id = :source_id AND status = 'QUEUED' RETURNING id",
-                params,
-            )
+            row = await tx.fetchone(transitions.claim_of_source(tx.dialect), params)
             if row is not None:
                 (claim,) = await self._load(tx, [int(row["id"])])
                 return await self._take_slot(tx, claim, max_per_host)
-            row = await tx.fetchone(
-                f"INSERT INTO fetch_job (content_source_id, status, queued_at, started_at, "
-                f"claimed_by, lease_expires_at, failures) VALUES (:source_id, 'ONGOING', :now, "
-                f":now, :daemon, {lease}, {FAILURE_RUN}) ON CONFLICT DO NOTHING RETURNING id",
-                params,
-            )
+            row = await tx.fetchone(transitions.start_by_hand(tx.dialect), params)
             if row is None:
                 return None
             (claim,) = await self._load(tx, [int(row["id"])], scheduled=False)
@@ -319,25 +297,15 @@ class ClaimRepo:
         lease), so it came from elsewhere (``rssd copy-database``, an older rssd) and would
         otherwise block its source for good. Expiry is judged by the dialect's clock: the
         database's own on PostgreSQL, where the daemons' clocks may disagree."""
-        clock = self._db.dialect.clock
-        where = "status = 'ONGOING'" + (
-            "" if everything else f" AND (lease_expires_at IS NULL OR lease_expires_at < {clock})"
-        )
+        sql = transitions.take_back(self._db.dialect, everything=everything)
+        message = transitions.RESTARTED if everything else transitions.TAKEN_BACK
 
         async def work(tx: Tx) -> list[int]:
             now = to_iso(await tx.now())
-            rows = await tx.fetchall(
-                f"UPDATE fetch_job SET status = 'FAILED', ended_at = :now, "
-                f"error_code = 'interrupted', error_message = :message "
-                f"WHERE {where} RETURNING id, content_source_id, failures, fetch_url, "
-                f"moved_seen",
-                {"now": now, "message": _TAKEN_BACK if not everything else _RESTARTED},
-            )
+            rows = await tx.fetchall(sql, {"now": now, "message": message})
             for row in rows:
                 carried = NextJob(now, row["failures"], row["fetch_url"], row["moved_seen"])
-                await tx.execute(
-                    INSERT_NEXT, insert_next_params(row["content_source_id"], carried, now)
-                )
+                await tx.execute(QUEUE_NEXT, next_params(row["content_source_id"], carried, now))
             return sorted(int(row["id"]) for row in rows)
 
         return await self._db.write(work)
@@ -356,10 +324,7 @@ class ClaimRepo:
             queued = 0
             for source_id, not_before in due.items():
                 queued += await tx.execute(
-                    f"INSERT INTO fetch_job (content_source_id, status, queued_at, not_before, "
-                    f"failures) VALUES (:source_id, 'QUEUED', :now, :not_before, {FAILURE_RUN}) "
-                    f"ON CONFLICT DO NOTHING",
-                    {"source_id": source_id, "now": now, "not_before": not_before},
+                    QUEUE_DUE, {"source_id": source_id, "now": now, "not_before": not_before}
                 )
             return queued
 
@@ -409,6 +374,3 @@ _AFTER = " AND (j.not_before, j.id) > (:after_due, :after_id)"
 
 #: Due jobs read per page while choosing a claim's candidates.
 PAGE = 200
-
-_TAKEN_BACK = "taken back: the daemon holding it stopped renewing its lease"
-_RESTARTED = "the daemon stopped before this job finished"

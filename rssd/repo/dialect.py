@@ -48,6 +48,12 @@ class Dialect:
     #: A webhook message ``d`` whose body (the standard payload) lists the post ``:post_id``.
     announces_post: str = ""
 
+    @property
+    def search_table(self) -> bool:
+        """Whether the search index is a table of its own, kept beside ``posts`` by
+        rssd/repo/search.py (SQLite's FTS5), rather than written into the post's row."""
+        return not self.post_search
+
     def in_json_text(self, param: str) -> str:
         return self.json_text_set.format(param=param)
 

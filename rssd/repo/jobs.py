@@ -1,9 +1,6 @@
-"""FetchJobRepo: the FetchJob state machine as guarded single-statement transitions.
-
-Each transition is one UPDATE whose WHERE names the status it leaves, so a transition that
-is not allowed (a job completed twice, a FAILED job revived) changes nothing and returns
-None. The partial unique index ``fetch_job_one_active`` refuses a second active job for a
-source, across processes too.
+"""FetchJobRepo: how a fetch ended (ONGOING -> COMPLETED or FAILED, with what it stored),
+stale jobs, pruning and the reads of jobs. The transitions themselves, and the table of
+which are allowed, are in rssd/repo/transitions.py.
 """
 
 from __future__ import annotations
@@ -20,20 +17,16 @@ from rssd.models.dto import (
     LatestJob,
     PostCreate,
 )
+from rssd.repo import transitions
 from rssd.repo.db import Database, Row, Tx
 from rssd.repo.fragments import failure_run
-from rssd.repo.next_job import INSERT_NEXT, NextJob, insert_next_params
 from rssd.repo.outbox import write_outbox_in
 from rssd.repo.posts import UpsertCounts, upsert_in
 from rssd.repo.rows import JOB_COLUMNS as _COLUMNS
 from rssd.repo.rows import job_from
 from rssd.repo.seen import save_seen_in
 from rssd.repo.sources import set_feed_title_in
-
-_META = (
-    "http_status = :http_status, etag = :etag, last_modified = :last_modified, "
-    "content_hash = :content_hash, bytes = :bytes, final_url = :final_url"
-)
+from rssd.repo.transitions import QUEUE_NEXT, NextJob, next_params
 
 MAX_ERROR_MESSAGE = 2000
 
@@ -84,11 +77,7 @@ class FetchJobRepo:
         """
 
         params = {"id": job_id, **asdict(meta)}
-        complete = (
-            f"UPDATE fetch_job SET status = 'COMPLETED', ended_at = {self._db.dialect.clock}, "
-            f"posts_count = :posts_count, {_META} "
-            f"WHERE id = :id AND status = 'ONGOING' RETURNING {_COLUMNS}"
-        )
+        complete = transitions.complete(self._db.dialect, _COLUMNS)
         if not posts and seen_items is None and next_job is None and feed_title is None:
             rows = await self._db.write_one(
                 complete, {**params, "now": now_iso(), "posts_count": 0}
@@ -114,9 +103,7 @@ class FetchJobRepo:
             messages = await write_outbox_in(tx, job.content_source_id, job_id, counts.new_posts)
             counts = replace(counts, new_posts=(), messages=messages)
             if next_job is not None:
-                await tx.execute(
-                    INSERT_NEXT, insert_next_params(job.content_source_id, next_job, now)
-                )
+                await tx.execute(QUEUE_NEXT, next_params(job.content_source_id, next_job, now))
             return replace(job, posts_count=counts.new), counts
 
         return await self._db.write(work)
@@ -129,44 +116,24 @@ class FetchJobRepo:
         meta: FetchMeta | None = None,
         next_job: NextJob | None = None,
     ) -> FetchJob | None:
-        """QUEUED or ONGOING -> FAILED, with the reason; ``next_job`` queued with it."""
-        return await self._transition(
-            job_id,
-            f"status = 'FAILED', ended_at = {self._db.dialect.clock}, error_code = :error_code, "
-            f"error_message = :error_message, {_META}",
-            ("QUEUED", "ONGOING"),
-            {
-                "error_code": error_code.value,
-                "error_message": error_message[:MAX_ERROR_MESSAGE],
-                **asdict(meta or FetchMeta()),
-            },
-            next_job,
-        )
-
-    async def _transition(
-        self,
-        job_id: int,
-        assignments: str,
-        from_status: tuple[str, ...],
-        params: dict[str, object],
-        next_job: NextJob | None = None,
-    ) -> FetchJob | None:
-        allowed = ", ".join(f"'{status}'" for status in from_status)
-        sql = (
-            f"UPDATE fetch_job SET {assignments} "
-            f"WHERE id = :id AND status IN ({allowed}) RETURNING {_COLUMNS}"
-        )
+        """QUEUED or ONGOING -> FAILED, with the reason; ``next_job`` queued with it.
+        None (and nothing queued) when the job had ended already."""
+        sql = transitions.fail(self._db.dialect, _COLUMNS)
+        params = {
+            "id": job_id,
+            "error_code": error_code.value,
+            "error_message": error_message[:MAX_ERROR_MESSAGE],
+            **asdict(meta or FetchMeta()),
+        }
         if next_job is None:
-            rows = await self._db.write_one(sql, {**params, "id": job_id, "now": now_iso()})
+            rows = await self._db.write_one(sql, {**params, "now": now_iso()})
             return _job(rows[0]) if rows else None
 
         async def work(tx: Tx) -> FetchJob | None:
             now = to_iso(await tx.now())
-            job = _job(await tx.fetchone(sql, {**params, "id": job_id, "now": now}))
+            job = _job(await tx.fetchone(sql, {**params, "now": now}))
             if job is not None:
-                await tx.execute(
-                    INSERT_NEXT, insert_next_params(job.content_source_id, next_job, now)
-                )
+                await tx.execute(QUEUE_NEXT, next_params(job.content_source_id, next_job, now))
             return job
 
         return await self._db.write(work)
@@ -198,14 +165,14 @@ class FetchJobRepo:
     async def fail_stale(self, source_id: int, queued_before: str) -> int:
         """Fail the source's ONGOING job if it started before ``queued_before`` and no
         daemon's lease on it is current."""
-        clock = self._db.dialect.clock
         rows = await self._db.write_one(
-            f"UPDATE fetch_job SET status = 'FAILED', ended_at = {clock}, error_code = 'internal', "
-            "error_message = 'stale: still active long after any fetch could have ended' "
-            "WHERE content_source_id = :source_id AND status = 'ONGOING' "
-            "AND coalesce(started_at, queued_at) < :cutoff "
-            f"AND (lease_expires_at IS NULL OR lease_expires_at < {clock}) RETURNING id",
-            {"source_id": source_id, "cutoff": queued_before, "now": now_iso()},
+            transitions.fail_stale(self._db.dialect),
+            {
+                "source_id": source_id,
+                "cutoff": queued_before,
+                "now": now_iso(),
+                "message": transitions.STALE,
+            },
         )
         return len(rows)
 

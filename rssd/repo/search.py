@@ -35,6 +35,7 @@ from typing import Any
 from rssd.models.post import PostCreate
 from rssd.models.search import Document, Phrase, Query, document, folded_words
 from rssd.repo.db import Database, Row, Tx
+from rssd.repo.dialect import Dialect
 from rssd.repo.queries import POST_COLUMNS, PostFilter, PostRow, post_filters
 
 #: Column weights of the rank: title, text, author (bm25's; tsvector weights A, D, B).
@@ -105,7 +106,7 @@ async def indexed_directly(
     deleted outside rssd); the row of ``search_direct`` keeps the insert trigger from
     queueing these posts, and goes in the same transaction (an error rolls both back).
     Nothing on PostgreSQL, where the INSERT writes the tsvector."""
-    if tx.dialect.name != "sqlite" or not posts:
+    if not tx.dialect.search_table or not posts:
         yield
         return
     await sync_in(tx)
@@ -126,7 +127,7 @@ async def indexed_directly(
 async def sync_in(tx: Tx) -> None:
     """Apply the queued changes of ``posts`` to the index, inside the caller's transaction
     (the one that made them). Does nothing on PostgreSQL, where the write did it."""
-    if tx.dialect.name != "sqlite":
+    if not tx.dialect.search_table:
         return
     queued = await tx.fetchall(
         "SELECT seq, post_id, unindex, title, summary, content, author FROM search_queue "
@@ -188,7 +189,7 @@ async def backfill_batch(tx: Tx, batch: int = BACKFILL_BATCH) -> bool:
             {"next_id": row["next_id"], "last_id": row["last_id"], "batch": batch},
         )
     ]
-    if tx.dialect.name == "sqlite":
+    if tx.dialect.search_table:
         await _index_current(tx, ids)
     elif ids:
         rows = await tx.fetchall(
@@ -288,7 +289,7 @@ class SearchHit:
     rank: float
 
 
-def search_query(db_dialect: str, query: Query, wanted: PostFilter) -> tuple[str, dict[str, Any]]:
+def search_query(dialect: Dialect, query: Query, wanted: PostFilter) -> tuple[str, dict[str, Any]]:
     """The statement and parameters that find ``query`` among the posts ``wanted`` selects,
     best first (also what the tests and the bench read)."""
     where, params = post_filters(wanted)
@@ -299,7 +300,7 @@ def search_query(db_dialect: str, query: Query, wanted: PostFilter) -> tuple[str
         if where != "TRUE"
         else ""
     )
-    if db_dialect == "sqlite":
+    if dialect.search_table:
         sql = _SQLITE_SEARCH.format(bm25=BM25, join=join, where=where, columns=POST_COLUMNS)
         params["match"] = fts5_match(query)
         return sql, params
@@ -311,7 +312,7 @@ def search_query(db_dialect: str, query: Query, wanted: PostFilter) -> tuple[str
 
 async def search_posts(db: Database, query: Query, wanted: PostFilter) -> list[SearchHit]:
     """The posts matching ``query`` (and the filters), best first."""
-    sql, params = search_query(db.dialect.name, query, wanted)
+    sql, params = search_query(db.dialect, query, wanted)
     rows = await db.fetchall(sql, params)
     names = list(PostRow.__dataclass_fields__)
     return [SearchHit(PostRow(*(row[name] for name in names)), float(row["rank"])) for row in rows]

@@ -11,6 +11,7 @@ from rssd.models.dto import Source
 from rssd.repo.db import Database, Tx
 from rssd.repo.rows import SOURCE_COLUMNS as _COLUMNS
 from rssd.repo.rows import source_from as _source
+from rssd.repo.transitions import UNQUEUE_SOURCE
 
 if TYPE_CHECKING:
     from rssd.models.config import Config
@@ -153,9 +154,5 @@ async def sync_in(tx: Tx, config: Config) -> SyncReport:
     # dropped, so that the scheduler plans it again (a QUEUED job has not started:
     # it is the schedule, not an attempt).
     for url in (*updated, *disabled):
-        await tx.execute(
-            "DELETE FROM fetch_job WHERE status = 'QUEUED' AND content_source_id = "
-            "(SELECT id FROM content_sources WHERE url = :url)",
-            {"url": url},
-        )
+        await tx.execute(UNQUEUE_SOURCE, {"url": url})
     return SyncReport(tuple(added), tuple(updated), tuple(disabled))

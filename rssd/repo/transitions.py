@@ -1,0 +1,241 @@
+"""The FetchJob state machine: every statement that creates, moves or removes a job, and the
+one table (``MOVES``) that says which moves exist.
+
+    (new) -> QUEUED        the schedule: the next job, written as the previous one ends
+    (new) -> ONGOING       a fetch by hand of a source with nothing queued
+    QUEUED -> ONGOING      a claim, by a daemon or by hand
+    QUEUED -> FAILED       a job refused before it started (its source is gone)
+    ONGOING -> COMPLETED   a fetch that ended with a document (or a 304)
+    ONGOING -> FAILED      a fetch that failed, was taken back (lease expired, restart) or
+                           went stale
+    QUEUED -> (removed)    a source changed or disabled: its plan is dropped, not an attempt
+
+Each move is one statement whose WHERE names the statuses it leaves, built from its
+``Move`` (so the table and the SQL cannot disagree): a move that is not allowed (a job
+completed twice, a FAILED job revived) matches no row and changes nothing. The partial
+unique index ``fetch_job_one_active`` refuses a second active job for a source, across
+processes too; the inserts say ``ON CONFLICT DO NOTHING`` and so yield to it.
+
+Who calls them: rssd/repo/claims.py (claims, leases, taking back, the schedule's gaps) and
+rssd/repo/jobs.py (how a fetch ended), rssd/repo/sources.py (a source's plan dropped).
+Nothing else in rssd writes fetch_job's status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rssd.models.dto import FetchJobStatus
+from rssd.repo.dialect import Dialect
+from rssd.repo.fragments import failure_run
+
+QUEUED, ONGOING = FetchJobStatus.QUEUED, FetchJobStatus.ONGOING
+COMPLETED, FAILED = FetchJobStatus.COMPLETED, FetchJobStatus.FAILED
+
+#: Every allowed move: from a status (None: a new row) to a status (None: the row removed).
+MOVES: frozenset[tuple[FetchJobStatus | None, FetchJobStatus | None]] = frozenset(
+    {
+        (None, QUEUED),
+        (None, ONGOING),
+        (QUEUED, ONGOING),
+        (QUEUED, FAILED),
+        (ONGOING, COMPLETED),
+        (ONGOING, FAILED),
+        (QUEUED, None),
+    }
+)
+
+ACTIVE = (QUEUED, ONGOING)
+FINISHED = (COMPLETED, FAILED)
+
+
+def can_move(source: FetchJobStatus | None, target: FetchJobStatus | None) -> bool:
+    """Whether a job may go from ``source`` to ``target`` (None: new, or removed)."""
+    return (source, target) in MOVES
+
+
+@dataclass(frozen=True)
+class Move:
+    """One kind of transition: the statuses it leaves (empty: it makes a new row) and the
+    one it enters (None: it removes the row)."""
+
+    name: str
+    leaves: tuple[FetchJobStatus, ...]
+    enters: FetchJobStatus | None
+
+    def __post_init__(self) -> None:
+        for source in self.leaves or (None,):
+            if not can_move(source, self.enters):
+                raise ValueError(f"{self.name}: no move from {source} to {self.enters}")
+
+    @property
+    def where(self) -> str:
+        """The condition a row must meet to take this move."""
+        names = ", ".join(f"'{status.value}'" for status in self.leaves)
+        return f"status IN ({names})"
+
+
+QUEUE = Move("queue", (), QUEUED)
+START_BY_HAND = Move("start by hand", (), ONGOING)
+CLAIM = Move("claim", (QUEUED,), ONGOING)
+COMPLETE = Move("complete", (ONGOING,), COMPLETED)
+FAIL = Move("fail", (QUEUED, ONGOING), FAILED)
+TAKE_BACK = Move("take back", (ONGOING,), FAILED)
+UNQUEUE = Move("unqueue", (QUEUED,), None)
+
+#: Every kind of transition rssd makes (what the tests walk).
+ALL = (QUEUE, START_BY_HAND, CLAIM, COMPLETE, FAIL, TAKE_BACK, UNQUEUE)
+
+#: The columns a fetch that ended writes beside its status: its HTTP outcome.
+_META = (
+    "http_status = :http_status, etag = :etag, last_modified = :last_modified, "
+    "content_hash = :content_hash, bytes = :bytes, final_url = :final_url"
+)
+
+#: The source's run of failures: the backoff of a job queued without a predecessor to
+#: carry it.
+FAILURE_RUN = failure_run(
+    ":source_id",
+    "(SELECT max(id) FROM fetch_job WHERE content_source_id = :source_id AND status = 'COMPLETED')",
+)
+
+TAKEN_BACK = "taken back: the daemon holding it stopped renewing its lease"
+RESTARTED = "the daemon stopped before this job finished"
+STALE = "stale: still active long after any fetch could have ended"
+
+# -- (new) -> QUEUED ----------------------------------------------------------------------
+
+#: The source's next job, written in the transaction that ends its previous one, with what
+#: the scheduler learned carried on (parameters: ``next_params``). When the source has an
+#: active job already (a fetch by hand queued one), that one stands.
+QUEUE_NEXT = """
+INSERT INTO fetch_job (content_source_id, status, queued_at, not_before, failures, fetch_url,
+                       moved_seen, interval_seconds, interval_reason)
+VALUES (:source_id, 'QUEUED', :now, :not_before, :failures, :fetch_url, :moved_seen,
+        :interval_seconds, :interval_reason)
+ON CONFLICT DO NOTHING
+"""
+
+#: A job for a source that has none (a new source, a gap the reconciler found), its
+#: backoff counted from the source's history. Parameters: source_id, now, not_before.
+QUEUE_DUE = (
+    "INSERT INTO fetch_job (content_source_id, status, queued_at, not_before, failures) "
+    f"VALUES (:source_id, 'QUEUED', :now, :not_before, {FAILURE_RUN}) ON CONFLICT DO NOTHING"
+)
+
+
+@dataclass(frozen=True)
+class NextJob:
+    """The source's next fetch (decided by rssd.daemon.schedule.plan_next)."""
+
+    not_before: str
+    failures: int = 0
+    fetch_url: str | None = None
+    moved_seen: int = 0
+    #: The wait planned before jitter, and why (rssd.daemon.schedule.Reason): for status.
+    interval_seconds: float | None = None
+    interval_reason: str | None = None
+
+
+def next_params(source_id: int, next_job: NextJob, now: str) -> dict[str, object]:
+    """The parameters of ``QUEUE_NEXT``."""
+    return {
+        "source_id": source_id,
+        "now": now,
+        "not_before": next_job.not_before,
+        "failures": next_job.failures,
+        "fetch_url": next_job.fetch_url,
+        "moved_seen": next_job.moved_seen,
+        "interval_seconds": next_job.interval_seconds,
+        "interval_reason": next_job.interval_reason,
+    }
+
+
+# -- -> ONGOING ---------------------------------------------------------------------------
+
+
+def claim_by_id(dialect: Dialect) -> str:
+    """QUEUED -> ONGOING under a daemon's lease, in a host slot (a daemon's claim).
+    Parameters: id, now, daemon, host, slot and the lease's."""
+    return (
+        f"UPDATE fetch_job SET status = 'ONGOING', started_at = :now, claimed_by = :daemon, "
+        f"lease_expires_at = {dialect.lease_until}, host = :host, host_slot = :slot "
+        f"WHERE id = :id AND {CLAIM.where}"
+    )
+
+
+def claim_of_source(dialect: Dialect) -> str:
+    """The source's QUEUED job -> ONGOING, whatever its due time (a fetch by hand); returns
+    its id. Parameters: source_id, now, daemon and the lease's."""
+    return (
+        f"UPDATE fetch_job SET status = 'ONGOING', started_at = :now, claimed_by = :daemon, "
+        f"lease_expires_at = {dialect.lease_until} "
+        f"WHERE content_source_id = :source_id AND {CLAIM.where} RETURNING id"
+    )
+
+
+def start_by_hand(dialect: Dialect) -> str:
+    """A new ONGOING job for a source with no active one (a fetch by hand); returns its id,
+    or nothing while the source has an active job. Parameters as ``claim_of_source``."""
+    return (
+        "INSERT INTO fetch_job (content_source_id, status, queued_at, started_at, claimed_by, "
+        f"lease_expires_at, failures) VALUES (:source_id, 'ONGOING', :now, :now, :daemon, "
+        f"{dialect.lease_until}, {FAILURE_RUN}) ON CONFLICT DO NOTHING RETURNING id"
+    )
+
+
+# -- -> COMPLETED, FAILED -----------------------------------------------------------------
+
+
+def complete(dialect: Dialect, returning: str) -> str:
+    """ONGOING -> COMPLETED with the fetch's outcome. Parameters: id, now, posts_count and
+    the ``FetchMeta`` fields."""
+    return (
+        f"UPDATE fetch_job SET status = 'COMPLETED', ended_at = {dialect.clock}, "
+        f"posts_count = :posts_count, {_META} WHERE id = :id AND {COMPLETE.where} "
+        f"RETURNING {returning}"
+    )
+
+
+def fail(dialect: Dialect, returning: str) -> str:
+    """QUEUED or ONGOING -> FAILED with the reason and what the fetch learned. Parameters:
+    id, now, error_code, error_message and the ``FetchMeta`` fields."""
+    return (
+        f"UPDATE fetch_job SET status = 'FAILED', ended_at = {dialect.clock}, "
+        f"error_code = :error_code, error_message = :error_message, {_META} "
+        f"WHERE id = :id AND {FAIL.where} RETURNING {returning}"
+    )
+
+
+def take_back(dialect: Dialect, *, everything: bool) -> str:
+    """ONGOING jobs whose lease expired (``everything``: all of them, a restart on SQLite)
+    -> FAILED ``interrupted``; returns what their next job carries on. A job with no lease
+    counts as expired: no daemon renews it. Parameters: now, message."""
+    expired = f" AND (lease_expires_at IS NULL OR lease_expires_at < {dialect.clock})"
+    return (
+        "UPDATE fetch_job SET status = 'FAILED', ended_at = :now, error_code = 'interrupted', "
+        f"error_message = :message WHERE {TAKE_BACK.where}{'' if everything else expired} "
+        "RETURNING id, content_source_id, failures, fetch_url, moved_seen"
+    )
+
+
+def fail_stale(dialect: Dialect) -> str:
+    """The source's ONGOING job -> FAILED ``internal`` if it started before ``:cutoff`` and
+    no daemon's lease on it is current. Parameters: source_id, cutoff, now, message."""
+    clock = dialect.clock
+    return (
+        f"UPDATE fetch_job SET status = 'FAILED', ended_at = {clock}, error_code = 'internal', "
+        f"error_message = :message WHERE content_source_id = :source_id AND {TAKE_BACK.where} "
+        "AND coalesce(started_at, queued_at) < :cutoff "
+        f"AND (lease_expires_at IS NULL OR lease_expires_at < {clock}) RETURNING id"
+    )
+
+
+# -- QUEUED -> (removed) ------------------------------------------------------------------
+
+#: A changed or disabled source's plan, made under its old settings, dropped so that the
+#: scheduler plans it again. Parameters: url.
+UNQUEUE_SOURCE = (
+    f"DELETE FROM fetch_job WHERE {UNQUEUE.where} AND content_source_id = "
+    "(SELECT id FROM content_sources WHERE url = :url)"
+)
