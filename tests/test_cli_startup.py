@@ -208,9 +208,9 @@ def test_check_config_piped_to_head_in_a_shell(big_world: Path) -> None:
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
 
 
-def test_status_beside_the_synced_config_needs_no_validation(tmp_path: Path) -> None:
+def test_status_and_posts_beside_the_synced_config_need_no_validation(tmp_path: Path) -> None:
     """The config the daemon validated and synced, unchanged since (its mtime is the
-    recorded one): ``status`` reads the database's view without pydantic. Once the file
+    recorded one): ``status`` and ``posts`` read the database without pydantic. Once the file
     changes, it is validated again, and a broken one shows its errors above that view."""
     config = tmp_path / "config.toml"
     config.write_text('database = "rssd.sqlite3"\n[[feeds]]\nurl = "http://a.example/feed"\n')
@@ -229,11 +229,19 @@ def test_status_beside_the_synced_config_needs_no_validation(tmp_path: Path) -> 
     code, modules = loaded("status", "-c", config)
     assert code == 0
     assert "pydantic" not in modules
+    for posts in (["posts"], ["posts", "--search", "word", "--source", "1"]):
+        code, modules = loaded(*posts, "-c", config)
+        assert (code, "pydantic" in modules) == (0, False), posts
+    # A feed the database does not know: the hint needs the config, which is then read.
+    code, modules = loaded("posts", "-c", config, "--source", "http://b.example/feed")
+    assert (code, "pydantic" in modules) == (2, True)
     report = probe("status", "--json", "-c", config)
     assert report["code"] == 0
     config.write_text(config.read_text() + "max_concurency = 3\n")  # a typo, a newer mtime
     code, modules = loaded("status", "-c", config)
     assert "pydantic" in modules
+    code, modules = loaded("posts", "-c", config)
+    assert (code, "pydantic" in modules) == (1, True), "a broken config is reported, not used"
     finished = subprocess.run(
         [sys.executable, "-m", "rssd", "status", "-c", str(config)],
         capture_output=True,

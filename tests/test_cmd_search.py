@@ -150,3 +150,22 @@ async def test_deliveries_of_a_post_found_by_search(
     assert "alice" in human.out and "delivered" in human.out and "HTTP 500" in human.out
     missing = await cli("deliveries", "-c", config, "--post", "999999")
     assert missing.code == 2 and "no post with id 999999" in missing.err
+
+
+async def test_a_common_word_says_how_many_of_the_newest_matches_were_ranked(
+    tmp_path: Path,
+) -> None:
+    """More matches than the window: the best of the newest are listed, and stderr says
+    so, with how to narrow the search."""
+    from rssd.repo.search import RANK_WINDOW  # noqa: PLC0415
+
+    many = [post(f"p{i}", f"Note {i}", "<p>asyncio once</p>") for i in range(RANK_WINDOW + 1)]
+    config = await world(tmp_path, many)
+    result = await cli("posts", "-c", config, "--search", "asyncio", "--json", "--limit", "3")
+    assert result.code == 0, result.err
+    assert len(result.out.splitlines()) == 3
+    assert f"more than {RANK_WINDOW:,} posts match" in result.err
+    assert "--source or --since" in result.err
+    few = await cli("posts", "-c", config, "--search", "asyncio", "--limit", "0", "--json")
+    assert few.code == 0 and "more than" not in few.err
+    assert len(few.out.splitlines()) == RANK_WINDOW + 1

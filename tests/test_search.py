@@ -22,7 +22,13 @@ from rssd.repo.open import open_database
 from rssd.repo.outbox import OutboxRepo
 from rssd.repo.posts import PostRepo
 from rssd.repo.queries import PostFilter
-from rssd.repo.search import backfill_batch, backfill_state, search_posts
+from rssd.repo.search import (
+    backfill_batch,
+    backfill_state,
+    search_posts,
+    search_query,
+    walks_newest,
+)
 from rssd.repo.sources import SourceRepo
 from rssd.repo.sqlite import SqliteDatabase
 from tests.support.config import make_config
@@ -58,8 +64,8 @@ async def store(db: Database, tmp_path: Path, posts: list[PostCreate], feeds: in
 
 
 async def found(db: Database, text: str, **filters: Any) -> list[str]:
-    hits = await search_posts(db, parse(text), PostFilter(**filters))
-    return [hit.post.external_id for hit in hits]
+    found = await search_posts(db, parse(text), PostFilter(**filters))
+    return [hit.post.external_id for hit in found.hits]
 
 
 async def assert_index_sound(db: Database) -> None:
@@ -166,6 +172,71 @@ async def test_filters_combine_with_the_search(db: Database, tmp_path: Path) -> 
     assert sorted(await found(db, "release", source_id=1)) == ["new", "old"]
     assert await found(db, "release", source_id=1, since="2026-11-01T00:00:00.000Z") == ["new"]
     assert len(await found(db, "release", limit=2)) == 2
+
+
+async def test_a_query_matching_more_than_the_window_ranks_its_newest_matches(
+    db: Database, tmp_path: Path
+) -> None:
+    """The best match is the oldest post: inside the window it wins, outside it is left
+    out and the result says how many of the newest were ranked, on both backends alike."""
+    best = post("best", "Kernel kernel kernel", "<p>kernel kernel</p>")
+    rest = [post(f"p{i}", f"note {i}", "<p>one kernel mention among words</p>") for i in range(6)]
+    await store(db, tmp_path, [best, *rest])
+    wanted = PostFilter(limit=2)
+    everything = await search_posts(db, parse("kernel"), wanted, window=10)
+    assert everything.ranked_newest is None
+    assert everything.hits[0].post.external_id == "best"
+    newest = await search_posts(db, parse("kernel"), wanted, window=4)
+    assert newest.ranked_newest == 4
+    assert "best" not in [hit.post.external_id for hit in newest.hits]
+    # Exactly as many matches as the window: nothing was left out.
+    exact = await search_posts(db, parse("kernel"), wanted, window=7)
+    assert (exact.ranked_newest, exact.hits[0].post.external_id) == (None, "best")
+    # The window counts the matches the filters keep; no limit ranks every match.
+    one_feed = await search_posts(db, parse("kernel"), PostFilter(source_id=1, limit=2), 4)
+    assert one_feed.ranked_newest == 4
+    unlimited = await search_posts(db, parse("kernel"), PostFilter(), window=4)
+    assert unlimited.ranked_newest is None
+    assert len(unlimited.hits) == 7 and unlimited.hits[0].post.external_id == "best"
+    # A --limit beyond the window widens it.
+    wide = await search_posts(db, parse("kernel"), PostFilter(limit=7), window=4)
+    assert (wide.ranked_newest, len(wide.hits)) == (None, 7)
+
+
+@pytest.mark.parametrize(
+    ("matches", "posts", "window", "walk"),
+    [
+        (100_000, 500_000, 1000, True),  # a word in 20%: 5,000 posts walked, not 100,000
+        (10_000, 500_000, 1000, False),  # in 2%: 50,000 walked, the index reads 10,000
+        (31_000, 500_000, 1000, False),  # just below the crossing
+        (32_000, 500_000, 1000, True),  # just above
+        (5, 500_000, 1000, False),  # a rare word
+        (900, 1_000, 1000, False),  # fewer posts than the window: the index, all of them
+        (0, 0, 1000, False),  # an empty table
+    ],
+)
+def test_where_postgresql_walks_the_newest_posts(
+    matches: float, posts: float, window: int, walk: bool
+) -> None:
+    assert walks_newest(matches, posts, window) is walk
+
+
+async def test_both_ways_to_the_newest_matches_find_the_same(db: Database, tmp_path: Path) -> None:
+    if db.dialect.search_table:
+        pytest.skip("SQLite's FTS5 gives its matches newest first: there is no choice to make")
+    many = [post(f"p{i}", f"Note {i}", f"<p>kernel {'kernel ' * (i % 5)}</p>") for i in range(30)]
+    await store(db, tmp_path, many)
+    first: list[int] = []
+    for wanted in [PostFilter(limit=5), PostFilter(source_id=1)]:
+        results = []
+        for walk in (True, False):
+            sql, params = search_query(db.dialect, parse("kernel"), wanted, window=10, walk=walk)
+            results.append([(row["id"], row["rank"]) for row in await db.fetchall(sql, params)])
+        assert results[0] == results[1] and results[0]
+        first = first or [row_id for row_id, _ in results[0]]
+    # What search_posts decides from the planner's estimate gives the same again.
+    found = await search_posts(db, parse("kernel"), PostFilter(limit=5), window=10)
+    assert [hit.post.id for hit in found.hits] == first
 
 
 @pytest.mark.parametrize(

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Coroutine
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from rssd.commands.errors import CommandError
-from rssd.models.location import ConfigError
+from rssd.models.location import ConfigError, config_mtime, fallback_database
+from rssd.repo.config_versions import synced_config
 from rssd.repo.db import Database, DatabaseError, is_driver_error
 from rssd.repo.files import check_database_files
 from rssd.repo.migrations import SCHEMA_VERSION
@@ -37,6 +39,53 @@ def load(path: Path) -> Config:
         return load_config(path)
     except ConfigError as exc:
         raise CommandError("\n".join(f"{path}: {line}" for line in exc.errors)) from None
+
+
+@dataclass
+class Configured:
+    """A read-only connection to the database config.toml names, and the validated config
+    when it is asked for (``config()``)."""
+
+    db: Database
+    database: Path | str
+    path: Path
+    loaded: Config | None = None
+
+    def config(self) -> Config:
+        if self.loaded is None:
+            self.loaded = load(self.path)
+        return self.loaded
+
+
+@asynccontextmanager
+async def configured_reader(path: Path) -> AsyncIterator[Configured]:
+    """``reader`` for the database config.toml names, for a command that only reads it.
+
+    A config.toml the daemon has validated and synced as it is now (the mtime config_sync
+    records, as ``rssd status`` checks it) is not validated again: nothing in it has
+    changed since it was, and that spares pydantic's import and the models, a third of a
+    short command's time (bench/cli_speed.py). Any other file is validated first, in full,
+    and its mistakes are reported as ``load`` reports them."""
+    database = fallback_database(path)
+    async with AsyncExitStack() as stack:
+        try:
+            db: Database | None = await stack.enter_async_context(reader_at(database))
+        except CommandError:
+            db = None  # the config's own errors, if it has any, say more
+        config = None
+        if db is None or not await _synced_as_is(db, path):
+            config = load(path)
+            if db is None or config.database != database:
+                await stack.aclose()
+                database = config.database
+                db = await stack.enter_async_context(reader_at(database))
+        yield Configured(db, database, path, config)
+
+
+async def _synced_as_is(db: Database, path: Path) -> bool:
+    synced = await synced_config(db)
+    mtime = config_mtime(path)
+    return synced is not None and mtime is not None and synced.config_mtime == mtime
 
 
 def _require_database(path: Path | str) -> Path | str:

@@ -3,13 +3,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from rssd.commands.errors import CommandError
 from rssd.exits import EXIT_USAGE
-from rssd.models.config import Config, normalize_url
 from rssd.models.dto import Source
 from rssd.models.redact import redact
+from rssd.models.urls import normalize_url
 from rssd.repo.db import Database
 from rssd.repo.sources import SourceRepo
+
+if TYPE_CHECKING:
+    from rssd.models.config import Config
 
 
 def _url_key(text: str) -> str | None:
@@ -21,12 +27,12 @@ def _url_key(text: str) -> str | None:
         return None
 
 
-async def resolve(db: Database, config: Config, feed: str) -> Source:
+async def resolve(db: Database, config: Callable[[], Config], feed: str) -> Source:
     """The source with this id, URL or name.
 
-    A URL or name that is in config.toml but not yet in the database gets a hint instead of
-    a bare "unknown": the daemon adds new feeds when it (re)loads the config. A name two
-    feeds share is refused, listing their ids.
+    A URL or name that is in config.toml (``config()``, asked for only then) but not yet in
+    the database gets a hint instead of a bare "unknown": the daemon adds new feeds when it
+    (re)loads the config. A name two feeds share is refused, listing their ids.
     """
     repo = SourceRepo(db)
     text = feed.strip()
@@ -41,7 +47,7 @@ async def resolve(db: Database, config: Config, feed: str) -> Source:
         for source_id, url, _, _ in sources:
             if normalize_url(url) == wanted:
                 return await _get(repo, source_id)
-        if any(normalize_url(f.url) == wanted for f in config.feeds):
+        if any(normalize_url(f.url) == wanted for f in config().feeds):
             raise CommandError(
                 f"{redact(text)} is in config.toml but not in the database yet: a running daemon "
                 f"adds it within seconds; otherwise run `rssd run --once`",
@@ -58,7 +64,7 @@ async def resolve(db: Database, config: Config, feed: str) -> Source:
         raise CommandError(
             f"{len(named)} feeds are named {redact(text)!r} (ids {ids}): use an id", EXIT_USAGE
         )
-    if any(f.name is not None and f.name.casefold() == key for f in config.feeds):
+    if any(f.name is not None and f.name.casefold() == key for f in config().feeds):
         raise CommandError(
             f"the feed named {redact(text)!r} is in config.toml but not in the database yet: a "
             f"running daemon adds it within seconds; otherwise run `rssd run --once`",

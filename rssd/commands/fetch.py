@@ -80,7 +80,7 @@ async def _chosen(db: Database, config: Config, feeds: list[str], every: bool) -
         return await SourceRepo(db).list(enabled_only=True)
     sources: dict[int, Source] = {}
     for feed in feeds:
-        source = await resolve(db, config, feed)
+        source = await resolve(db, lambda: config, feed)
         if not source.enabled and removed_from_config(source, config):
             raise CommandError(
                 f"{redact(source.url)} (id {source.id}) was removed from config.toml: it is "

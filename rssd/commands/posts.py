@@ -19,20 +19,20 @@ from typing import TYPE_CHECKING
 
 from rssd.clock import parse_iso, to_iso, utcnow
 from rssd.commands.args import DEFAULT_LIMIT
-from rssd.commands.context import load, reader, run
+from rssd.commands.context import configured_reader, run
 from rssd.commands.errors import CommandError
 from rssd.commands.feeds import resolve
 from rssd.commands.humanize import ago, shorten, table
 from rssd.commands.new_mark import NewMark
 from rssd.commands.terminal import safe_json, safe_lines, safe_text
 from rssd.exits import EXIT_OK, EXIT_USAGE
-from rssd.models.config import normalize_category
+from rssd.models.categories import normalize_category
 from rssd.models.redact import redact
 from rssd.repo.queries import PostFilter, PostRow, newest_post_id, newest_posts
 
 if TYPE_CHECKING:
     from rssd.models.search import Query, Snippet
-    from rssd.repo.search import Backfill, SearchHit
+    from rssd.repo.search import Backfill, Found, SearchHit
 
 SOURCE_WIDTH = 24
 TITLE_WIDTH = 90
@@ -53,11 +53,11 @@ async def query(
 ) -> list[PostRow]:
     """The posts asked for; with ``new``, those stored since the last ``--new`` call, and
     the mark moves on to the newest post there is now."""
-    config = load(path)
     category = _category(category)
-    async with reader(config) as db:
-        source_id = (await resolve(db, config, feed)).id if feed else None
-        mark = NewMark(config.database, mark_file) if new else None
+    async with configured_reader(path) as configured:
+        db = configured.db
+        source_id = (await resolve(db, configured.config, feed)).id if feed else None
+        mark = NewMark(configured.database, mark_file) if new else None
         newest = await newest_post_id(db) if mark else 0
         posts = await newest_posts(
             db,
@@ -84,7 +84,7 @@ async def search(
     category: str | None = None,
     stored_since: datetime | None = None,
     limit: int | None = DEFAULT_LIMIT,
-) -> tuple[Query, list[SearchHit], Backfill]:
+) -> tuple[Query, Found, Backfill]:
     """The posts matching ``text``, best first, and how far the index covers the posts
     stored before it (rssd/daemon/search_backfill.py)."""
     from rssd.models.search import QueryError, parse  # noqa: PLC0415  (only when searching)
@@ -94,10 +94,10 @@ async def search(
         parsed = parse(text)
     except QueryError as exc:
         raise CommandError(f"--search: {exc}", EXIT_USAGE) from None
-    config = load(path)
     category = _category(category)
-    async with reader(config) as db:
-        source_id = (await resolve(db, config, feed)).id if feed else None
+    async with configured_reader(path) as configured:
+        db = configured.db
+        source_id = (await resolve(db, configured.config, feed)).id if feed else None
         wanted = PostFilter(
             source_id=source_id,
             since=to_iso(since) if since else None,
@@ -105,12 +105,13 @@ async def search(
             category=category,
             limit=limit or None,
         )
-        hits = await search_posts(db, parsed, wanted)
+        found = await search_posts(db, parsed, wanted)
         progress = await backfill_progress(db)
     shown = [
-        replace(hit, post=replace(hit.post, source_url=redact(hit.post.source_url))) for hit in hits
+        replace(hit, post=replace(hit.post, source_url=redact(hit.post.source_url)))
+        for hit in found.hits
     ]
-    return parsed, shown, progress
+    return parsed, replace(found, hits=shown), progress
 
 
 def _category(category: str | None) -> str | None:
@@ -195,7 +196,7 @@ def search_main(
     category: str | None = None,
     stored_since: datetime | None = None,
 ) -> int:
-    parsed, hits, progress = run(
+    parsed, found, progress = run(
         search(
             path,
             text,
@@ -213,6 +214,13 @@ def search_main(
             f"{progress.total:,} posts stored before it are searched so far",
             file=sys.stderr,
         )
+    if found.ranked_newest is not None:
+        print(
+            f"note: more than {found.ranked_newest:,} posts match; these are the best of the "
+            f"{found.ranked_newest:,} stored last (more words, --source or --since narrow it)",
+            file=sys.stderr,
+        )
+    hits = found.hits
     snippets = snippets_of(parsed, hits)
     if as_json:
         lines = [

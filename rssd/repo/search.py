@@ -36,6 +36,7 @@ from rssd.models.post import PostCreate
 from rssd.models.search import Document, Phrase, Query, document, folded_words
 from rssd.repo.db import Database, Row, Tx
 from rssd.repo.dialect import Dialect
+from rssd.repo.fragments import NO_LIMIT
 from rssd.repo.queries import POST_COLUMNS, PostFilter, PostRow, post_filters
 
 #: Column weights of the rank: title, text, author (bm25's; tsvector weights A, D, B).
@@ -253,29 +254,68 @@ def tsquery_sql(query: Query) -> tuple[str, dict[str, str]]:
     return sql, params
 
 
+#: A query matching more posts than this (and more than its ``--limit``) is ranked among
+#: its newest matches only: finding them walks the posts newest first and stops, where
+#: ranking every match of a common word reads each one (PostgreSQL: its tsvector) and
+#: takes seconds at half a million posts. Both backends bound it alike, so they agree.
+RANK_WINDOW = 1000
+
+#: PostgreSQL: how the newest matches are found. Walking the posts newest first pays for
+#: every post it passes (its tsvector, stored out of line, is read to test it), the GIN
+#: index for every match (each read to be sorted): walk when matches are so dense that
+#: the walk passes fewer posts, ``(window / share)``, than there are matches (``share x
+#: posts``), with a factor 2 for the walk's reads costing about half as much each
+#: (bench/search.py). PostgreSQL's own planner leaves the out-of-line read out of its cost
+#: and walks for mid-frequency words too (10x slower); rssd asks for its estimate of the
+#: matches instead, and decides here.
+WALK_FACTOR = 2.0
+
+
+def walks_newest(matches: float, posts: float, window: int) -> bool:
+    """Whether to find the newest ``window`` of ``matches`` (estimated, of ``posts``) by
+    walking the posts newest first rather than through the index."""
+    return matches * matches > WALK_FACTOR * window * posts
+
+
+# The newest matches (one more than the window, to know whether there were more), then the
+# best of them; ``windowed``: whether the window left matches out.
 _SQLITE_SEARCH = """
-WITH hits AS (
-    SELECT posts_fts.rowid AS id, {bm25} AS rank
+WITH recent AS (
+    SELECT posts_fts.rowid AS id
     FROM posts_fts {join}
     WHERE posts_fts MATCH :match AND {where}
+    ORDER BY posts_fts.rowid DESC
+    LIMIT :window_probe
+),
+hits AS (
+    SELECT posts_fts.rowid AS id, {bm25} AS rank
+    FROM posts_fts {join}
+    WHERE posts_fts MATCH :match AND {where} AND posts_fts.rowid > (
+        SELECT CASE WHEN count(*) > :window THEN min(id) ELSE 0 END FROM recent)
     ORDER BY rank, posts_fts.rowid DESC
     LIMIT :limit
 )
-SELECT {columns}, h.rank
+SELECT {columns}, h.rank, (SELECT count(*) > :window FROM recent) AS windowed
 FROM hits h JOIN posts p ON p.id = h.id JOIN content_sources s ON s.id = p.content_source_id
 ORDER BY h.rank, p.id DESC
 """
 
 _PG_SEARCH = """
-WITH q AS (SELECT {tsquery} AS q),
+WITH recent AS (
+    SELECT p.id, p.search
+    FROM posts p {join}
+    WHERE p.search @@ ({tsquery}) AND {where}
+    ORDER BY {newest}
+    LIMIT :window_probe
+),
 hits AS (
-    SELECT p.id, -ts_rank(p.search, q.q, 1) AS rank
-    FROM q, posts p {join}
-    WHERE p.search @@ q.q AND {where}
-    ORDER BY rank, p.id DESC
+    SELECT r.id, -ts_rank(r.search, ({tsquery}), 1) AS rank
+    FROM recent r
+    WHERE r.id > (SELECT CASE WHEN count(*) > :window THEN min(id) ELSE 0 END FROM recent)
+    ORDER BY rank, r.id DESC
     LIMIT :limit
 )
-SELECT {columns}, h.rank
+SELECT {columns}, h.rank, (SELECT count(*) > :window FROM recent) AS windowed
 FROM hits h JOIN posts p ON p.id = h.id JOIN content_sources s ON s.id = p.content_source_id
 ORDER BY h.rank, p.id DESC
 """
@@ -289,33 +329,95 @@ class SearchHit:
     rank: float
 
 
-def search_query(dialect: Dialect, query: Query, wanted: PostFilter) -> tuple[str, dict[str, Any]]:
+@dataclass(frozen=True)
+class Found:
+    """The best posts found, and how many of the newest matches were ranked when there
+    were more (None: every match was)."""
+
+    hits: list[SearchHit]
+    ranked_newest: int | None = None
+
+
+def rank_window(limit: int | None, window: int = RANK_WINDOW) -> int:
+    """How many of the newest matches are ranked: the window, or all the posts asked for
+    (no ``--limit``: every match)."""
+    return NO_LIMIT if limit is None else max(window, limit)
+
+
+def search_query(
+    dialect: Dialect,
+    query: Query,
+    wanted: PostFilter,
+    window: int = RANK_WINDOW,
+    *,
+    walk: bool = True,
+) -> tuple[str, dict[str, Any]]:
     """The statement and parameters that find ``query`` among the posts ``wanted`` selects,
-    best first (also what the tests and the bench read)."""
+    best first (also what the tests and the bench read); ``walk``: see ``walks_newest``."""
     where, params = post_filters(wanted)
-    # The filters need the post and its feed; without them the index alone ranks.
-    join = (
-        "JOIN posts p ON p.id = posts_fts.rowid "
-        "JOIN content_sources s ON s.id = p.content_source_id"
-        if where != "TRUE"
-        else ""
-    )
+    ranked = rank_window(wanted.limit, window)
+    params |= {"window": ranked, "window_probe": ranked + 1}
     if dialect.search_table:
+        # The filters need the post and its feed; without them the index alone ranks.
+        join = (
+            "JOIN posts p ON p.id = posts_fts.rowid "
+            "JOIN content_sources s ON s.id = p.content_source_id"
+            if where != "TRUE"
+            else ""
+        )
         sql = _SQLITE_SEARCH.format(bm25=BM25, join=join, where=where, columns=POST_COLUMNS)
         params["match"] = fts5_match(query)
         return sql, params
     tsquery, words = tsquery_sql(query)
     join = "JOIN content_sources s ON s.id = p.content_source_id" if where != "TRUE" else ""
-    sql = _PG_SEARCH.format(tsquery=tsquery, join=join, where=where, columns=POST_COLUMNS)
+    # ``p.id + 0`` is no column the primary key's order can give: the index finds them.
+    newest = "p.id DESC" if walk else "p.id + 0 DESC"
+    sql = _PG_SEARCH.format(
+        tsquery=tsquery, join=join, where=where, columns=POST_COLUMNS, newest=newest
+    )
     return sql, {**params, **words}
 
 
-async def search_posts(db: Database, query: Query, wanted: PostFilter) -> list[SearchHit]:
-    """The posts matching ``query`` (and the filters), best first."""
-    sql, params = search_query(db.dialect, query, wanted)
+def estimate_query(query: Query, wanted: PostFilter) -> tuple[str, dict[str, Any]]:
+    """PostgreSQL: the planner's estimate of the posts matching ``query`` and the filters
+    (EXPLAIN: nothing is read), beside its estimate of all the posts."""
+    where, params = post_filters(wanted)
+    tsquery, words = tsquery_sql(query)
+    join = "JOIN content_sources s ON s.id = p.content_source_id" if where != "TRUE" else ""
+    sql = (
+        f"EXPLAIN (FORMAT JSON) SELECT 1 FROM posts p {join} "
+        f"WHERE p.search @@ ({tsquery}) AND {where}"
+    )
+    return sql, {**params, **words}
+
+
+async def _walks(db: Database, query: Query, wanted: PostFilter, window: int) -> bool:
+    sql, params = estimate_query(query, wanted)
+
+    async def work(tx: Tx) -> bool:
+        plan = await tx.fetchone(sql, params)
+        total = await tx.fetchone("SELECT reltuples FROM pg_class WHERE oid = 'posts'::regclass")
+        assert plan is not None and total is not None
+        found = plan[0]
+        document = json.loads(found) if isinstance(found, str) else found
+        return walks_newest(float(document[0]["Plan"]["Plan Rows"]), float(total[0]), window)
+
+    return await db.read(work)
+
+
+async def search_posts(
+    db: Database, query: Query, wanted: PostFilter, window: int = RANK_WINDOW
+) -> Found:
+    """The posts matching ``query`` (and the filters), best first: of the newest
+    ``rank_window`` matches when there are more."""
+    ranked = rank_window(wanted.limit, window)
+    walk = db.dialect.search_table or await _walks(db, query, wanted, ranked)
+    sql, params = search_query(db.dialect, query, wanted, window, walk=walk)
     rows = await db.fetchall(sql, params)
     names = list(PostRow.__dataclass_fields__)
-    return [SearchHit(PostRow(*(row[name] for name in names)), float(row["rank"])) for row in rows]
+    hits = [SearchHit(PostRow(*(row[name] for name in names)), float(row["rank"])) for row in rows]
+    windowed = bool(rows) and bool(rows[0]["windowed"])
+    return Found(hits, params["window"] if windowed else None)
 
 
 async def backfill_progress(db: Database) -> Backfill:
