@@ -12,10 +12,12 @@ own on a sample); then:
 
 - the size of the index beside the posts table (SQLite: ``dbstat``; PostgreSQL: the GIN
   index plus the ``search`` column, beside the rest of the posts table);
-- ``rssd posts --search ... --limit 20`` as a new process, as an operator runs it, five
+- ``rssd posts --search ... --limit 20`` as a new process, as an operator runs it beside a
+  daemon (config.toml lists the feeds and was synced as ``rssd run`` syncs it), five
   times each, for a common word (in 20% of the posts), a rarer one, a phrase, an
-  exclusion, and a common word within one feed; and the search alone (``query s``: the
-  query parsed, run and its 20 rows read, in this process, start-up excluded);
+  exclusion, a common word within one feed, and the common word with a config.toml
+  edited since (validated in full first); and the search alone (``query s``: the query
+  parsed, run and its 20 rows read, in this process, start-up excluded);
 - the backfill (what the migration of an existing database does): the index of the last
   ``--backfill`` posts forgotten, then rebuilt by ``build_index``, timed.
 
@@ -62,6 +64,10 @@ NOW = "2026-12-01T00:00:00.000Z"
 #: Planted words and the share of posts that carry them (in the text, sometimes the title).
 PLANTED = {"release": 0.20, "kernel": 0.02, "zeppelin": 0.0005}
 PHRASE = ("security", "update", 0.01)
+#: The common word again, with a config.toml edited since the daemon synced it: validated
+#: in full first (pydantic), as every command does with a config the daemon has not seen.
+EDITED = "common word, config.toml edited"
+
 QUERIES = [
     ("common word (20%)", ["--search", "release"]),
     ("word in 2%", ["--search", "kernel"]),
@@ -70,6 +76,7 @@ QUERIES = [
     ("common word, excluding one", ["--search", "release -kernel"]),
     ("common word in one feed", ["--search", "release", "--source", "7"]),
     ("no --search (newest 20)", []),
+    (EDITED, ["--search", "release"]),
 ]
 
 
@@ -115,6 +122,29 @@ def posts(count: int, feeds: int, seed: int = 27) -> Iterator[tuple[int, int, Po
             Post(title, f"<p>{first}</p>", content, rng.choice(authors)),
             (f"2026-{1 + day // 31:02d}-{1 + day % 28:02d}T{n % 24:02d}:00:00.000Z"),
         )
+
+
+def write_config(config: Path, target: Path | str, feeds: int) -> None:
+    """config.toml naming the database and the feeds the fill made."""
+    lines = [f"database = {json.dumps(str(target))}"]
+    for i in range(1, feeds + 1):
+        lines += ["[[feeds]]", f'url = "http://feed{i}.example/rss"', f'name = "Feed {i}"']
+    config.write_text("\n".join(lines) + "\n")
+
+
+async def sync(config: Path) -> None:
+    """Sync config.toml as ``rssd run`` does at start: what an operator's ``rssd posts``
+    finds beside a running daemon (a config it has validated, not validated again)."""
+    from rssd.daemon.startup import file_mtime  # noqa: PLC0415
+    from rssd.models.config import load_config  # noqa: PLC0415
+    from rssd.repo.config_sync import sync_config  # noqa: PLC0415
+
+    loaded = load_config(config)
+    db = await open_database(loaded.database)
+    try:
+        await sync_config(db, loaded, file_mtime=file_mtime(config), daemon_id=None, guard=False)
+    finally:
+        await db.close()
 
 
 async def create(target: Path | str) -> None:
@@ -368,7 +398,7 @@ def main_search(args: argparse.Namespace) -> None:
     else:
         target = folder / "rssd.sqlite3"
     config = folder / "config.toml"
-    config.write_text(f"database = {json.dumps(str(target))}\n")
+    edited = folder / "edited.toml"
     try:
         started = time.perf_counter()
         if isinstance(target, Path):
@@ -376,10 +406,17 @@ def main_search(args: argparse.Namespace) -> None:
         else:
             fill_postgres(target, args.posts, args.feeds)
         fill_seconds = time.perf_counter() - started
+        write_config(config, target, args.feeds)
+        asyncio.run(sync(config))
+        edited.write_text(config.read_text())
         sizes = sizes_sqlite(target) if isinstance(target, Path) else sizes_postgres(target)
         load = os.getloadavg()
         timings = [
-            (name, *run_cli(config, q, args.runs), asyncio.run(in_process(target, q, args.runs)))
+            (
+                name,
+                *run_cli(edited if name == EDITED else config, q, args.runs),
+                asyncio.run(in_process(target, q, args.runs)),
+            )
             for name, q in QUERIES
         ]
         rebuilt, seconds = asyncio.run(backfill(target, args.backfill))

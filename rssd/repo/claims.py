@@ -333,17 +333,8 @@ class ClaimRepo:
     async def overdue_seconds(self) -> float:
         """How long the longest-waiting due job of an enabled source has been due (0: none),
         by the dialect's clock."""
-        clock = self._db.dialect.clock
-        row = await self._db.fetchone(
-            f"SELECT min(j.not_before) AS oldest, {clock} AS now FROM fetch_job j "
-            f"JOIN content_sources s ON s.id = j.content_source_id "
-            f"WHERE j.status = 'QUEUED' AND j.not_before <= {clock} AND s.enabled = 1",
-            {"now": to_iso(utcnow())},
-        )
-        if row is None or row["oldest"] is None:
-            return 0.0
-        waited = parse_iso(str(row["now"])) - parse_iso(str(row["oldest"]))
-        return max(0.0, waited.total_seconds())
+        until = await self.seconds_to_next_due()
+        return max(0.0, -until) if until is not None else 0.0
 
     async def seconds_to_next_due(self) -> float | None:
         """Seconds until the next QUEUED job of an enabled source falls due (negative: it

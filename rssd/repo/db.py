@@ -193,3 +193,15 @@ async def shielded(work: Awaitable[T]) -> T:
         if not task.done():
             await asyncio.wait([task])
         raise
+
+
+async def write_in_batches(db: Database, work: Callable[[Tx], Awaitable[int]], batch: int) -> int:
+    """Run ``work`` (a DELETE of at most ``batch`` rows) in a transaction of its own, again
+    and again until it deletes fewer: retention in short transactions, so that the daemon's
+    writes never wait long behind one big DELETE. The rows deleted in all."""
+    total = 0
+    while True:
+        deleted = await db.write(work)
+        total += deleted
+        if deleted < batch:
+            return total

@@ -18,7 +18,7 @@ from rssd.models.dto import (
     PostCreate,
 )
 from rssd.repo import transitions
-from rssd.repo.db import Database, Row, Tx
+from rssd.repo.db import Database, Row, Tx, write_in_batches
 from rssd.repo.fragments import failure_run
 from rssd.repo.outbox import write_outbox_in
 from rssd.repo.posts import UpsertCounts, upsert_in
@@ -191,14 +191,9 @@ class FetchJobRepo:
         sql = (
             f"DELETE FROM fetch_job WHERE id IN (SELECT id FROM fetch_job {PRUNABLE} LIMIT :batch)"
         )
-        total = 0
-        while True:
-            deleted = await self._db.write(
-                lambda tx: tx.execute(sql, {"cutoff": older_than, "batch": batch})
-            )
-            total += deleted
-            if deleted < batch:
-                return total
+        return await write_in_batches(
+            self._db, lambda tx: tx.execute(sql, {"cutoff": older_than, "batch": batch}), batch
+        )
 
 
 #: A source's latest *finished* job: a QUEUED job is the schedule, an ONGOING one has no

@@ -16,7 +16,7 @@ from rssd.models.redact import strip_userinfo
 from rssd.models.same_feed import pages_leading_to
 from rssd.models.stories import Skip, duplicates, story_keys
 from rssd.models.users import MAX_DEDUPE_DAYS
-from rssd.repo.db import Database, Row, Tx
+from rssd.repo.db import Database, Row, Tx, write_in_batches
 from rssd.repo.digests import wait_for_digest_in
 
 _PRIME = (
@@ -603,14 +603,9 @@ class OutboxRepo:
         return total
 
     async def _prune(self, sql: str, cutoff: str, batch: int) -> int:
-        total = 0
-        while True:
-            deleted = await self._db.write(
-                lambda tx: tx.execute(sql, {"cutoff": cutoff, "batch": batch})
-            )
-            total += deleted
-            if deleted < batch:
-                return total
+        return await write_in_batches(
+            self._db, lambda tx: tx.execute(sql, {"cutoff": cutoff, "batch": batch}), batch
+        )
 
     async def redeliver(self, ids: Sequence[str]) -> list[str]:
         """Back to pending, due now, with a fresh set of attempts (same webhook-id); the

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from rssd.clock import to_iso
 from rssd.models.changes import plan_upsert
 from rssd.models.dto import PostCreate
-from rssd.repo.db import Database, Tx
+from rssd.repo.db import Database, Tx, write_in_batches
 from rssd.repo.search import indexed_directly, search_params, sync_in
 
 _STORED_HASHES = """
@@ -84,12 +84,7 @@ class PostRepo:
             await sync_in(tx)  # the search index forgets them in the same transaction
             return deleted
 
-        total = 0
-        while True:
-            deleted = await self._db.write(work)
-            total += deleted
-            if deleted < batch:
-                return total
+        return await write_in_batches(self._db, work, batch)
 
 
 async def upsert_in(
