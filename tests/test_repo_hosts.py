@@ -53,3 +53,16 @@ async def test_claims_skip_a_paused_host(db: Database, tmp_path: Path) -> None:
     await HostRepo(db).pause("a.example", HOUR)
     claimed = await claims.claim_due(10, 2)
     assert [claim.source.url for claim in claimed] == ["http://b.example/1"]
+
+
+async def test_idle_hosts_are_forgotten_and_restrained_ones_kept(db: Database) -> None:
+    hosts = HostRepo(db)
+    assert await hosts.take_turn("done.example", 0.0) == 0.0  # its gap is over at once
+    assert await hosts.take_turn("gap.example", HOUR) == 0.0  # next start an hour away
+    await hosts.pause("paused.example", HOUR)
+    later = to_iso(await db.now() + timedelta(minutes=1))
+    assert await hosts.forget_idle(later) == 1
+    assert await hosts.take_turn("gap.example", HOUR) > 0, "its gap still holds"
+    assert set(await hosts.paused()) == {"paused.example"}
+    assert await hosts.take_turn("done.example", HOUR) == 0.0, "a forgotten host starts at once"
+    assert await hosts.forget_idle(to_iso(await db.now() - timedelta(days=1))) == 0

@@ -16,6 +16,7 @@ from rssd.logs import get_logger
 from rssd.models.config import Config
 from rssd.repo.daemons import forget_silent
 from rssd.repo.db import Database
+from rssd.repo.hosts import HostRepo
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.outbox import OutboxRepo
 from rssd.repo.posts import PostRepo
@@ -25,6 +26,8 @@ log = get_logger("rssd.daemon")
 #: A daemon silent this long is forgotten from the daemons table (its jobs came back long
 #: before, when their leases expired).
 FORGET_DAEMONS_AFTER = timedelta(hours=1)
+#: A host whose gap and pause ended this long ago loses its row (it restrains nothing).
+FORGET_HOSTS_AFTER = timedelta(hours=1)
 #: Retention runs in one daemon at a time, under this lock.
 PRUNE_LOCK = "rssd.prune"
 
@@ -50,6 +53,7 @@ async def apply_retention(db: Database, config: Config) -> None:
             if removed:
                 log.info("posts.pruned", posts=removed, before=before)
         await db.write(lambda tx: forget_silent(tx, to_iso(now - FORGET_DAEMONS_AFTER)))
+        await HostRepo(db).forget_idle(to_iso(now - FORGET_HOSTS_AFTER))
     finally:
         await db.unlock(PRUNE_LOCK)
 

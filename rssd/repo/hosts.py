@@ -81,3 +81,15 @@ class HostRepo:
             {"now": to_iso(utcnow())},
         )
         return {str(row["host"]): str(row["paused_until"]) for row in rows}
+
+    async def forget_idle(self, before: str) -> int:
+        """Delete the rows of hosts whose gap and pause both ended before ``before``: such
+        a row restrains nothing (a host without a row may start at once, as one whose
+        times are past), and hosts whose feeds are gone would otherwise stay for good."""
+        return await self._db.write(
+            lambda tx: tx.execute(
+                "DELETE FROM hosts WHERE next_start_at < :before "
+                "AND (paused_until IS NULL OR paused_until < :before)",
+                {"before": before},
+            )
+        )
