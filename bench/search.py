@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/search.py                         # SQLite, 500,000 posts
     .venv/bin/python bench/search.py --postgres postgresql://postgres@127.0.0.1:5432/postgres
-    .venv/bin/python bench/search.py --cold --base searchperf-noindex --feeds 600
+    .venv/bin/python bench/search.py --cold --base REV --feeds 600   # REV without the index
 
 Default mode: a database of ``--posts`` synthetic posts (``--feeds`` feeds) made through
 rssd's own schema, with the search index built as rssd builds it (the same
