@@ -133,3 +133,21 @@ async def test_an_ended_fetch_wakes_the_longest_waiter_only() -> None:
     waits.freed("h")
     await second
     assert order == ["first", "second"]
+
+
+async def test_the_slots_this_process_holds_are_counted_and_a_wait_says_why_it_ended() -> None:
+    """A waiter whose timeout ends while this process holds every slot of the host does not
+    ask the database again (Pipeline._claim_in_a_slot): it needs to know whether it was
+    woken and how many slots are held here."""
+    waits = SlotWaits()
+    waits.taken("h")
+    waits.taken("h")
+    assert (waits.held("h"), waits.held("other")) == (2, 0)
+    assert await waits.wait("h", 0.01) is False, "timed out"
+    woken = asyncio.create_task(waits.wait("h", 30.0))
+    await asyncio.sleep(0)
+    waits.freed("h")
+    assert await woken is True
+    assert waits.held("h") == 1
+    waits.freed("h")
+    assert waits.held("h") == 0

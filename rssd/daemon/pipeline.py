@@ -160,6 +160,7 @@ class Pipeline:
             log.info("fetch.skipped", source_id=source.id, url=source.url, reason="job_active")
             return JobReport(source.id, source.url, None, None)
         slot_host = host_key(claim.fetch_url or claim.source.url)
+        self._slot_waits.taken(slot_host)
         if fetch_url is not None:
             claim = replace(claim, fetch_url=fetch_url)
         try:
@@ -266,13 +267,18 @@ class Pipeline:
 
     async def _claim_in_a_slot(self, source: Source) -> Claim | None:
         wait = FIRST_WAIT_SECONDS
+        max_per_host = self.fetcher.config.max_per_host
         while True:
             try:
-                return await self.claims.claim_source(source.id, self.fetcher.config.max_per_host)
+                return await self.claims.claim_source(source.id, max_per_host)
             except HostBusy as busy:
                 log.debug("fetch.waiting_for_host_slot", source_id=source.id, host=busy.host)
-                await self._slot_waits.wait(busy.host, wait)
-                wait = next_wait(wait)
+                # Woken: one of this process's fetches freed a slot. Timed out: another
+                # process may have, unless this one holds them all.
+                while not await self._slot_waits.wait(busy.host, wait):
+                    wait = next_wait(wait)
+                    if self._slot_waits.held(busy.host) < max_per_host:
+                        break
 
     async def _activity(self, source: Source, result: FetchResult | None) -> Activity | None:
         """The source's posting activity, for an adaptive interval: its posts dated within

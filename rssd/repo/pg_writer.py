@@ -1,12 +1,12 @@
-"""The PostgreSQL writer: one connection, one task, committing writes in groups.
+"""The PostgreSQL writer: one thread, one connection, committing writes in groups.
 
-Every write transaction of a daemon goes through here, as on SQLite (group_commit.py):
-callers queue a ``work`` and await its outcome; the task takes whatever has queued up (up
-to MAX_BATCH works) into one BEGIN ... COMMIT, each work in a savepoint of its own (a lone
-work needs none), and settles the callers' futures after the commit. One connection and
-one commit (one WAL flush) per batch instead of a pooled connection and a commit per
-claim and completion: the per-check cost of a busy daemon is its main process's CPU, and
-a transaction's fixed cost in psycopg, in the pool and on the server is paid once a batch.
+Every write transaction of a daemon goes through here, as on SQLite: callers queue a
+``work`` and await its outcome; the writer's thread (``group_commit.ThreadWriter``) takes
+whatever has queued up (up to MAX_BATCH works) into one BEGIN ... COMMIT, each work in a
+savepoint of its own (a lone work needs none), and hands the outcomes back to the event
+loop after the commit. One connection and one commit (one WAL flush) per batch instead of
+a pooled connection and a commit per claim and completion; and, in a thread, a round trip
+per statement at the network's pace, not at the busy event loop's.
 
 Locks last until the batch commits. A daemon claims one batch of jobs at a time, and a
 claim takes its host locks in one order, so two daemons' batches never wait on each
@@ -23,16 +23,14 @@ transaction's failure would.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import Connection
 
-from rssd.repo.group_commit import Outcome, Work
+from rssd.repo.group_commit import Outcome, ThreadWriter, Work, run_work
 
 #: The most works one PostgreSQL commit carries. Each work is a savepoint, and each
 #: savepoint that writes is a subtransaction with an id of its own: beyond 64 in one
@@ -40,115 +38,74 @@ from rssd.repo.group_commit import Outcome, Work
 #: every other session's snapshots get slower while it is open.
 MAX_BATCH = 64
 
-Connect = Callable[[], Awaitable[AsyncConnection[Any]]]
+Connect = Callable[[], Connection[Any]]
 #: How a work's statements are run on the writer's connection, within the savepoint of
 #: the given name, if any, sharing what holds for the whole transaction (PostgresTx).
-MakeTx = Callable[[AsyncConnection[Any], str | None, dict[str, Any]], Any]
+MakeTx = Callable[[Connection[Any], str | None, dict[str, Any]], Any]
 
 
-class PgWriter:
-    """The writer task and its connection (see the module docstring)."""
+class PgWriter(ThreadWriter):
+    """The writer thread and its connection (see the module docstring)."""
+
+    max_batch = MAX_BATCH
+    closed_error = psycopg.OperationalError
 
     def __init__(self, connect: Connect, make_tx: MakeTx) -> None:
         self._connect = connect
         self._make_tx = make_tx
-        self._conn: AsyncConnection[Any] | None = None
-        self._queue: deque[tuple[Work, asyncio.Future[Outcome]]] = deque()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        #: Commits so far: fewer than writes when writes share them.
-        self.commits = 0
+        self._conn: Connection[Any] | None = None
+        super().__init__("rssd-pg-writer")
 
-    async def write(self, work: Work) -> Any:
-        """Queue ``work``; its result once its batch committed (or its exception)."""
-        if self._closing:
-            raise psycopg.OperationalError("the database writer is closed")
-        if self._task is None:
-            self._task = asyncio.create_task(self._serve(), name="rssd-pg-writer")
-        done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._queue.append((work, done))
-        self._wake.set()
-        outcome = await done
-        if outcome.error is not None:
-            raise outcome.error
-        return outcome.value
-
-    async def close(self) -> None:
-        """Finish what is queued, then stop the task and close the connection."""
-        self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            await self._task
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
-
-    async def _serve(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
-                outcomes = await self._commit([work for work, _ in batch])
-                for (_, done), outcome in zip(batch, outcomes, strict=True):
-                    if not done.done():
-                        done.set_result(outcome)
-            if self._closing:
-                return
-
-    async def _connection(self) -> AsyncConnection[Any]:
+    def _connection(self) -> Connection[Any]:
         if self._conn is not None and (self._conn.closed or self._conn.broken):
-            await self._drop()
+            self.close_connection()
         if self._conn is None:
-            self._conn = await self._connect()
+            self._conn = self._connect()
         return self._conn
 
-    async def _drop(self) -> None:
+    def close_connection(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
-                await conn.close()
+                conn.close()
 
-    async def _commit(self, works: list[Work]) -> list[Outcome]:
+    def call_now(self, fn: Callable[..., Any]) -> Any:
+        return fn(self._connection())
+
+    def commit(self, works: list[Work]) -> list[Outcome]:
         for attempt in (1, 2):
             ran = False
             try:
-                conn = await self._connection()
-                async with conn.transaction():
+                conn = self._connection()
+                with conn.transaction():
                     ran = True
                     shared: dict[str, Any] = {}
                     if len(works) == 1:  # the transaction is its savepoint
                         tx = self._make_tx(conn, None, shared)
-                        outcomes = [Outcome(value=await works[0](tx))]
-                    else:
-                        outcomes = [
-                            await self._savepoint(conn, work, f"w{n}", shared)
-                            for n, work in enumerate(works)
-                        ]
-            except Exception as exc:
-                if not ran:  # the connection or BEGIN failed: drop it, nothing of it ran
-                    await self._drop()
-                    if attempt == 1:
-                        continue
-                return [Outcome(error=exc)] * len(works)
-            self.commits += 1
-            return outcomes
+                        return [Outcome(value=run_work(works[0], tx))]
+                    return [
+                        self._savepoint(conn, work, f"w{n}", shared) for n, work in enumerate(works)
+                    ]
+            except Exception:
+                if not ran and attempt == 1:  # the connection or BEGIN failed: nothing ran
+                    self.close_connection()
+                    continue
+                raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _savepoint(
-        self, conn: AsyncConnection[Any], work: Work, name: str, shared: dict[str, Any]
+    def _savepoint(
+        self, conn: Connection[Any], work: Work, name: str, shared: dict[str, Any]
     ) -> Outcome:
         """One work of a batch, bounded by a savepoint of its own name: the savepoint
         goes out with the work's first statement, and is never released (a released
         savepoint still counts until COMMIT, MAX_BATCH; releasing cost a round trip)."""
         tx = self._make_tx(conn, name, shared)
         try:
-            value = await work(tx)
+            value = run_work(work, tx)
         except Exception as exc:
             if conn.broken or conn.closed:
                 raise  # the connection went: nothing of the batch stands
             if tx.savepoint_sent:
-                await conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
             return Outcome(error=exc)
         return Outcome(value=value)

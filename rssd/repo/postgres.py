@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg import AsyncClientCursor, AsyncConnection
+from psycopg import AsyncClientCursor, AsyncConnection, ClientCursor, Connection
 from psycopg.rows import RowMaker
 from psycopg_pool import AsyncConnectionPool
 
@@ -136,21 +136,16 @@ def _bound(sql: str, params: Params | None) -> tuple[str, Params | None]:
     return (translate(sql), params) if params else (sql, None)
 
 
-class PostgresTx(Tx):
-    """Statements on one connection. With ``savepoint``, the transaction is one work of
-    the writer's batch: the savepoint that bounds it goes out with its first statement
-    (one round trip, not two: parameters are bound client-side, so one simple query can
-    carry both), and ``savepoint_sent`` says whether there is one to roll back to."""
+class _Statements(Tx):
+    """What both kinds of statement runner share. With ``savepoint``, the transaction is
+    one work of the writer's batch: the savepoint that bounds it goes out with its first
+    statement (one round trip, not two: parameters are bound client-side, so one simple
+    query can carry both), and ``savepoint_sent`` says whether there is one to roll back
+    to."""
 
     dialect = POSTGRES
 
-    def __init__(
-        self,
-        conn: AsyncConnection[Any],
-        savepoint: str | None = None,
-        transaction: dict[str, Any] | None = None,
-    ) -> None:
-        self._conn = conn
+    def __init__(self, savepoint: str | None, transaction: dict[str, Any] | None) -> None:
         self._savepoint = savepoint
         self.savepoint_sent = False
         #: What holds for the whole transaction, shared by the works of one batch: its
@@ -163,6 +158,26 @@ class PostgresTx(Tx):
             return query, bound, False
         self.savepoint_sent = True
         return f"SAVEPOINT {self._savepoint}; {query}", bound, True
+
+    async def now(self) -> datetime:
+        """The database's clock at the start of this transaction."""
+        started = self._transaction.get("now")
+        if started is None:
+            started = self._transaction["now"] = await _database_now(self, "now()")
+        return started
+
+
+class PostgresTx(_Statements):
+    """Statements on one of the pool's connections (reads, and writes set aside)."""
+
+    def __init__(
+        self,
+        conn: AsyncConnection[Any],
+        savepoint: str | None = None,
+        transaction: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(savepoint, transaction)
+        self._conn = conn
 
     async def execute(self, sql: str, params: Params | None = None) -> int:
         query, bound, prefixed = self._prefixed(sql, params)
@@ -188,12 +203,44 @@ class PostgresTx(Tx):
                 return []
             return list(await cursor.fetchall())
 
-    async def now(self) -> datetime:
-        """The database's clock at the start of this transaction."""
-        started = self._transaction.get("now")
-        if started is None:
-            started = self._transaction["now"] = await _database_now(self, "now()")
-        return started
+
+class ThreadTx(_Statements):
+    """Statements on the writer's connection, in the writer's thread: coroutines (the
+    ``Tx`` interface) that never suspend, each a blocking call of the driver
+    (rssd/repo/group_commit.py, ``run_to_end``)."""
+
+    def __init__(
+        self,
+        conn: Connection[Any],
+        savepoint: str | None = None,
+        transaction: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(savepoint, transaction)
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Params | None = None) -> int:
+        query, bound, prefixed = self._prefixed(sql, params)
+        with self._conn.cursor() as cursor:
+            cursor.execute(query, bound)
+            if prefixed:
+                cursor.nextset()
+            return cursor.rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        if self._savepoint is not None and not self.savepoint_sent:
+            await self.execute("SELECT 1")  # the savepoint first: executemany repeats its SQL
+        with self._conn.cursor() as cursor:
+            cursor.executemany(translate(sql), list(rows))
+
+    async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
+        query, bound, prefixed = self._prefixed(sql, params)
+        with self._conn.cursor(row_factory=_pg_row) as cursor:
+            cursor.execute(query, bound)
+            if prefixed:
+                cursor.nextset()
+            if not _has_rows(cursor):
+                return []
+            return list(cursor.fetchall())
 
 
 class PostgresDatabase(Database):
@@ -214,11 +261,16 @@ class PostgresDatabase(Database):
         self._lock_guard = asyncio.Lock()
         #: Every write transaction goes through it (rssd/repo/pg_writer.py): group commit
         #: on one connection of its own, as on SQLite.
-        self._writer = PgWriter(self._connect_one, PostgresTx)
+        self._writer = PgWriter(self._connect_writer, ThreadTx)
         self._listeners: list[PgListener] = []
 
     async def _connect_one(self) -> AsyncConnection[Any]:
         return await AsyncConnection.connect(self.url, **self._kwargs)
+
+    def _connect_writer(self) -> Connection[Any]:
+        """The writer's connection, blocking (its thread's): as the pool's, synchronous."""
+        kwargs = {**self._kwargs, "cursor_factory": ClientCursor}
+        return Connection.connect(self.url, **kwargs)
 
     @property
     def commits(self) -> int:

@@ -9,24 +9,20 @@ flight the loop is busy, and a writer that waited for it between commits kept cl
 completions queued for half a second each (bench/README.md, "Profiles").
 
 A work's statements (ThreadTx) are coroutines that never suspend, so one ``send`` runs
-the whole work on this thread. Reads stay on the aiosqlite connection: under WAL they
-never wait for this one, and see each commit as soon as it is made.
+the whole work on this thread (the thread and its queue: ``group_commit.ThreadWriter``).
+Reads stay on the aiosqlite connection: under WAL they never wait for this one, and see
+each commit as soon as it is made.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import queue
 import sqlite3
-import threading
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from rssd.repo.db import Params, Row, Tx
 from rssd.repo.dialect import SQLITE
-from rssd.repo.group_commit import Outcome, Work
+from rssd.repo.group_commit import Outcome, ThreadWriter, Work, run_work
 
 T = TypeVar("T")
 
@@ -60,20 +56,6 @@ class ThreadTx(Tx):
         return self._conn.execute(sql, params or {}).fetchall()
 
 
-def run_to_end(work: Coroutine[Any, Any, T]) -> T:
-    """Drive a coroutine that never suspends to its end, in the calling thread.
-
-    A write ``work`` awaits only its ``ThreadTx`` statements; one that awaited anything
-    else (a sleep, another database) could not go on in the writer's thread, and is a
-    programming error, reported as such."""
-    try:
-        work.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    work.close()
-    raise RuntimeError("a write transaction awaited something other than its statements")
-
-
 def run_batch(works: Sequence[Work], conn: sqlite3.Connection) -> list[Outcome]:
     """Several callers' write transactions as one BEGIN IMMEDIATE ... COMMIT, each in a
     savepoint of its own.
@@ -97,7 +79,7 @@ def run_batch(works: Sequence[Work], conn: sqlite3.Connection) -> list[Outcome]:
 def _savepoint(conn: sqlite3.Connection, work: Work) -> Outcome:
     conn.execute("SAVEPOINT work")
     try:
-        value = run_to_end(_as_coroutine(work(ThreadTx(conn))))
+        value = run_work(work, ThreadTx(conn))
     except Exception as exc:
         if not conn.in_transaction:
             raise  # SQLite ended the transaction: nothing of the batch stands
@@ -106,16 +88,6 @@ def _savepoint(conn: sqlite3.Connection, work: Work) -> Outcome:
         return Outcome(error=exc)
     conn.execute("RELEASE work")
     return Outcome(value=value)
-
-
-def _as_coroutine(awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
-    if isinstance(awaitable, Coroutine):
-        return awaitable
-
-    async def wrap() -> T:
-        return await awaitable
-
-    return wrap()
 
 
 def vacuum_on_disk(conn: sqlite3.Connection) -> None:
@@ -128,25 +100,15 @@ def vacuum_on_disk(conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA temp_store = {TEMP_STORE}")
 
 
-#: A queued item: a write (a transaction of the batch) or a call (run on its own,
-#: outside any transaction: VACUUM), with the future its outcome goes to.
-_Item = tuple[bool, Callable[..., Any], asyncio.Future[Outcome]]
-_STOP = object()
-
-
-class Writer:
+class Writer(ThreadWriter):
     """The writer thread and its connection (see the module docstring)."""
+
+    max_batch = MAX_BATCH
+    closed_error = sqlite3.ProgrammingError
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
-        #: Commits so far: fewer than writes when writes share them.
-        self.commits = 0
-        self._thread = threading.Thread(target=self._serve, name="rssd-sqlite-writer")
-        # A daemon thread: a process that ends without closing (a crash) must not hang
-        # on it; SQLite rolls back a transaction that was cut short.
-        self._thread.daemon = True
-        self._thread.start()
+        super().__init__("rssd-sqlite-writer")
 
     @classmethod
     def connect(cls, target: str, *, uri: bool, busy_timeout_ms: int) -> Writer:
@@ -163,98 +125,16 @@ class Writer:
         conn.execute(f"PRAGMA temp_store = {TEMP_STORE}")
         return cls(conn)
 
-    async def write(self, work: Work) -> Any:
-        """Queue ``work``; its result once its batch committed (or its exception)."""
-        return await self._submit(True, work)
-
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` with the connection on the writer's thread, between batches."""
         result: T = await self._submit(False, fn)
         return result
 
-    async def _submit(self, transactional: bool, fn: Callable[..., Any]) -> Any:
-        if not self._thread.is_alive():
-            raise sqlite3.ProgrammingError("the database writer is closed")
-        done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._queue.put((transactional, fn, done))
-        outcome = await done
-        if outcome.error is not None:
-            raise outcome.error
-        return outcome.value
+    def commit(self, works: list[Work]) -> list[Outcome]:
+        return run_batch(works, self._conn)
 
-    async def close(self) -> None:
-        """Finish what is queued, then stop the thread and close the connection."""
-        if self._thread.is_alive():
-            self._queue.put(_STOP)
-            await asyncio.to_thread(self._thread.join)
+    def call_now(self, fn: Callable[..., Any]) -> Any:
+        return fn(self._conn)
 
-    def _serve(self) -> None:
-        try:
-            while True:
-                items = self._take()
-                stop = items and items[-1] is _STOP
-                if stop:
-                    items.pop()
-                self._run(items)  # type: ignore[arg-type]
-                if stop:
-                    return
-        finally:
-            self._conn.close()
-
-    def _take(self) -> list[_Item | object]:
-        """The next item (waiting for it), and whatever else queued up meanwhile."""
-        items = [self._queue.get()]
-        while len(items) < MAX_BATCH and items[-1] is not _STOP:
-            try:
-                items.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return items
-
-    def _run(self, items: list[_Item]) -> None:
-        """Consecutive writes as one batch; a call on its own, in its place."""
-        settled: list[tuple[asyncio.Future[Outcome], Outcome]] = []
-        batch: list[_Item] = []
-        for item in [*items, None]:
-            if item is not None and item[0]:
-                batch.append(item)
-                continue
-            if batch:
-                settled += zip([done for _, _, done in batch], self._commit(batch), strict=True)
-                batch = []
-            if item is not None:
-                _, fn, done = item
-                settled.append((done, _outcome_of(fn, self._conn)))
-        _settle(settled)
-
-    def _commit(self, batch: list[_Item]) -> list[Outcome]:
-        try:
-            outcomes = run_batch([fn for _, fn, _ in batch], self._conn)
-        except Exception as exc:
-            return [Outcome(error=exc)] * len(batch)
-        self.commits += 1
-        return outcomes
-
-
-def _outcome_of(fn: Callable[[sqlite3.Connection], Any], conn: sqlite3.Connection) -> Outcome:
-    try:
-        return Outcome(value=fn(conn))
-    except Exception as exc:
-        return Outcome(error=exc)
-
-
-def _settle(settled: list[tuple[asyncio.Future[Outcome], Outcome]]) -> None:
-    """Hand the outcomes to their loops: one wake-up per loop, not one per caller."""
-    by_loop: defaultdict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Outcome], Outcome]]]
-    by_loop = defaultdict(list)
-    for done, outcome in settled:
-        by_loop[done.get_loop()].append((done, outcome))
-    for loop, pairs in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-            loop.call_soon_threadsafe(_set_results, pairs)
-
-
-def _set_results(pairs: list[tuple[asyncio.Future[Outcome], Outcome]]) -> None:
-    for done, outcome in pairs:
-        if not done.done():
-            done.set_result(outcome)
+    def close_connection(self) -> None:
+        self._conn.close()
