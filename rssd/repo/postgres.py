@@ -2,10 +2,11 @@
 (rssd/repo/pg_writer.py), a psycopg 3 async pool for the reads.
 
 Several daemons, on several machines, share one database; PostgreSQL's row locks and
-transactions do what the single owner does on SQLite. Parameters are bound client-side (``AsyncClientCursor``) so
-that SQL written for SQLite's loose typing (``:x IS NULL OR col = :x``, ISO 8601 text for
-timestamptz columns) needs no casts. Rows come back as ``PgRow``: by name or position like
-``sqlite3.Row``, timestamps as the same ISO 8601 UTC text SQLite stores.
+transactions do what the single owner does on SQLite. Parameters are bound client-side
+(``AsyncClientCursor``, ``ClientCursor``) so that SQL written for SQLite's loose typing
+(``:x IS NULL OR col = :x``, ISO 8601 text for timestamptz columns) needs no casts. Rows
+come back as ``PgRow``: by name or position like ``sqlite3.Row``, timestamps as the same
+ISO 8601 UTC text SQLite stores.
 """
 
 from __future__ import annotations
