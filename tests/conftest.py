@@ -13,6 +13,7 @@ from aiohttp import web
 from rssd import logs
 from rssd.repo.db import Database
 from rssd.repo.open import open_database
+from tests.support.loopback import serve
 from tests.support.postgres import fresh_database
 from tests.support.process import Daemons
 from tests.support.webhooks import Receiver
@@ -104,13 +105,7 @@ class FeedServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve(app)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -27,6 +27,7 @@ from rssd.repo.config_versions import config_hash
 from tests.conftest import rss
 from tests.support.commands import cli
 from tests.support.config import Feed, write_config
+from tests.support.loopback import listen
 from tests.support.postgres import fresh_database
 from tests.support.process import Daemon, Daemons
 
@@ -81,11 +82,7 @@ class Farm:
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
         await self._runner.setup()
         for host in HOSTS:
-            site = web.TCPSite(self._runner, host, 0)
-            await site.start()
-            server = site._server
-            assert server is not None
-            port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+            port = await listen(self._runner, host)
             self.urls += [f"http://{host}:{port}/f{n}.xml" for n in range(FEEDS_PER_HOST)]
 
     def key(self, url: str) -> str:

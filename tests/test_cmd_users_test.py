@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from tests.support.commands import cli
+from tests.support.loopback import serve
 from tests.support.webhooks import SECRETS, Receiver
 
 GOTIFY_TOKEN = "AxY7.gotify-app-token"
@@ -33,11 +34,7 @@ async def service() -> AsyncIterator[tuple[int, list[web.Request], list[bytes]]]
 
     app = web.Application()
     app.router.add_post("/{status}/{rest:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, port = await serve(app)
     try:
         yield port, seen, bodies
     finally:

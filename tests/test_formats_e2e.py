@@ -17,6 +17,7 @@ from aiohttp import web
 
 from tests.conftest import FeedServer
 from tests.support.commands import cli, dated_rss
+from tests.support.loopback import serve
 from tests.support.process import Daemons
 
 pytestmark = pytest.mark.slow
@@ -91,11 +92,7 @@ async def services() -> AsyncIterator[Services]:
     state = Services()
     app = web.Application()
     app.router.add_post("/{tail:.*}", state.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    state.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, state.port = await serve(app)
     try:
         yield state
     finally:

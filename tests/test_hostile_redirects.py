@@ -42,6 +42,7 @@ from rssd.net.addresses import (
 from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FIXTURES, FeedServer, rss
+from tests.support.loopback import serve
 from tests.test_fetch_http import self_signed, serve_app
 
 __all__ = ["self_signed"]  # a fixture, used by name
@@ -164,12 +165,7 @@ class HostServer(FeedServer):
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
-        await site.start()
-        assert site._server is not None
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve(app, self.host)
 
 
 @pytest.fixture

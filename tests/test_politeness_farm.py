@@ -32,6 +32,7 @@ from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
 from tests.conftest import rss
 from tests.support.config import write_config
+from tests.support.loopback import serve
 from tests.support.postgres import fresh_database
 from tests.support.process import Daemons
 
@@ -90,13 +91,7 @@ class Farm:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/{name}.xml", self.handler)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve(app)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -17,6 +17,7 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
 from rssd.models.config import Config
+from tests.support.loopback import serve
 
 SECRETS = {
     "alice": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
@@ -139,13 +140,7 @@ class Receiver:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("POST", "/{name}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve(app, port=self.port)
 
     async def stop(self) -> None:
         if self._runner is not None:
