@@ -400,33 +400,34 @@ def estimate_query(query: Query, wanted: PostFilter) -> tuple[str, dict[str, Any
     return sql, {**params, **words}
 
 
-async def _walks(db: Database, query: Query, wanted: PostFilter, window: int) -> bool:
+async def _walks(tx: Tx, query: Query, wanted: PostFilter, window: int) -> bool:
     sql, params = estimate_query(query, wanted)
-
-    async def work(tx: Tx) -> bool:
-        plan = await tx.fetchone(sql, params)
-        total = await tx.fetchone("SELECT reltuples FROM pg_class WHERE oid = 'posts'::regclass")
-        assert plan is not None and total is not None
-        found = plan[0]
-        document = json.loads(found) if isinstance(found, str) else found
-        return walks_newest(float(document[0]["Plan"]["Plan Rows"]), float(total[0]), window)
-
-    return await db.read(work)
+    plan = await tx.fetchone(sql, params)
+    total = await tx.fetchone("SELECT reltuples FROM pg_class WHERE oid = 'posts'::regclass")
+    assert plan is not None and total is not None
+    found = plan[0]
+    document = json.loads(found) if isinstance(found, str) else found
+    return walks_newest(float(document[0]["Plan"]["Plan Rows"]), float(total[0]), window)
 
 
 async def search_posts(
     db: Database, query: Query, wanted: PostFilter, window: int = RANK_WINDOW
 ) -> Found:
     """The posts matching ``query`` (and the filters), best first: of the newest
-    ``rank_window`` matches when there are more."""
+    ``rank_window`` matches when there are more. On PostgreSQL the planner's estimate and
+    the search are one read transaction (one pooled connection)."""
     ranked = rank_window(wanted.limit, window)
-    walk = db.dialect.search_table or await _walks(db, query, wanted, ranked)
-    sql, params = search_query(db.dialect, query, wanted, window, walk=walk)
-    rows = await db.fetchall(sql, params)
+
+    async def work(tx: Tx) -> list[Row]:
+        walk = tx.dialect.search_table or await _walks(tx, query, wanted, ranked)
+        sql, params = search_query(tx.dialect, query, wanted, window, walk=walk)
+        return await tx.fetchall(sql, params)
+
+    rows = await db.read(work)
     names = list(PostRow.__dataclass_fields__)
     hits = [SearchHit(PostRow(*(row[name] for name in names)), float(row["rank"])) for row in rows]
     windowed = bool(rows) and bool(rows[0]["windowed"])
-    return Found(hits, params["window"] if windowed else None)
+    return Found(hits, ranked if windowed else None)
 
 
 async def backfill_progress(db: Database) -> Backfill:
