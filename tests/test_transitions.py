@@ -89,7 +89,6 @@ def test_each_statement_leaves_and_enters_what_its_move_says(dialect: Dialect) -
     columns = "id"
     updates = [
         (transitions.claim_by_id(dialect), transitions.CLAIM),
-        (transitions.claim_of_source(dialect), transitions.CLAIM),
         (transitions.complete(dialect, columns), transitions.COMPLETE),
         (transitions.fail(dialect, columns), transitions.FAIL),
         (transitions.take_back(dialect, everything=True), transitions.TAKE_BACK),

@@ -119,6 +119,7 @@ async def fetch(path: Path, feeds: list[str], *, every: bool = False) -> list[Jo
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                await pipeline.settle()
     for result in results:
         if isinstance(result, BaseException):
             raise result  # e.g. BrokenPipeError from print, CancelledError from SIGTERM

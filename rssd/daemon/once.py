@@ -96,6 +96,7 @@ async def run_once(config: Config) -> RunSummary:
             ]
             with _cancel_on_signals(workers, stopped):
                 await asyncio.gather(*workers, return_exceptions=True)
+            await pipeline.settle()  # a claim made as its worker was cancelled: recorded
             if not stopped:
                 delivered = await _deliver_once(db, config, stopped)
             await lag.stop()

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from rssd import metrics
 from rssd.clock import parse_iso, to_iso, utcnow
+from rssd.daemon.hand_claims import HandClaims
 from rssd.daemon.manual import ManualLeases
 from rssd.daemon.schedule import (
     RATE_WINDOW,
@@ -109,6 +110,8 @@ class Pipeline:
         self.manual = None if claims else ManualLeases(self.claims)
         #: Fetches by hand waiting for a slot of their host (rssd/daemon/slots.py).
         self._slot_waits = SlotWaits()
+        #: Claims by hand, batched (rssd/daemon/hand_claims.py).
+        self._hand = HandClaims(self.claims, fetcher.config.max_per_host, self._orphaned)
         self.fetcher = fetcher
         self.random = random.Random()
         #: The last successful fetch's validators per source, kept in step as jobs
@@ -270,7 +273,7 @@ class Pipeline:
         max_per_host = self.fetcher.config.max_per_host
         while True:
             try:
-                return await self.claims.claim_source(source.id, max_per_host)
+                return await self._hand.claim(source.id)
             except HostBusy as busy:
                 log.debug("fetch.waiting_for_host_slot", source_id=source.id, host=busy.host)
                 # Woken: one of this process's fetches freed a slot. Timed out: another
@@ -279,6 +282,17 @@ class Pipeline:
                     wait = next_wait(wait)
                     if self._slot_waits.held(busy.host) < max_per_host:
                         break
+
+    async def _orphaned(self, claim: Claim) -> None:
+        """A claim by hand whose fetch was cancelled before it got it: recorded as the
+        cancelled fetch it is, not left ONGOING."""
+        await self._fail(
+            claim, ErrorCode.INTERRUPTED, "fetch cancelled (shutdown)", interrupted=True
+        )
+
+    async def settle(self) -> None:
+        """Until the claims by hand in the database are answered (before closing it)."""
+        await self._hand.settle()
 
     async def _activity(self, source: Source, result: FetchResult | None) -> Activity | None:
         """The source's posting activity, for an adaptive interval: its posts dated within

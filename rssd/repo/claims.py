@@ -59,6 +59,8 @@ class HostBusy(Exception):
 async def _free_slots(tx: Tx, hosts: set[str], max_per_host: int) -> dict[str, list[int]]:
     """Each host's free slots, under its per-host lock (PostgreSQL; one lock order for
     every daemon, in one statement) so that counting and taking are one step."""
+    if not hosts:
+        return {}
     dialect = tx.dialect
     ordered = sorted(hosts)
     if dialect.xact_locks and ordered:
@@ -222,47 +224,79 @@ class ClaimRepo:
         return await self._db.write(work)
 
     async def claim_source(self, source_id: int, max_per_host: int | None = None) -> Claim | None:
-        """A fetch asked for by hand (``rssd fetch``, ``run --once``): the source's QUEUED
-        job, whatever its due time, else a new ONGOING one; None while one is ONGOING.
+        """A fetch asked for by hand (``rssd fetch``): ``claim_sources`` of one source,
+        raising HostBusy (having changed nothing) when every slot of its host is taken."""
+        claimed = (await self.claim_sources([source_id], max_per_host))[source_id]
+        if isinstance(claimed, HostBusy):
+            raise claimed
+        return claimed
 
-        With ``max_per_host`` the claim takes a free slot of its host, as the daemon's
-        claims do, so fetches by hand and every daemon's together keep the per-host
-        limit; with every slot taken it raises HostBusy and changes nothing.
-        """
+    async def claim_sources(
+        self, source_ids: Sequence[int], max_per_host: int | None = None
+    ) -> dict[int, Claim | HostBusy | None]:
+        """Fetches asked for by hand (``rssd fetch``, ``run --once``), many in one
+        transaction: each source's QUEUED job, whatever its due time, else a new ONGOING
+        one. Per source: its Claim; None while it has an ONGOING job (or is gone); with
+        ``max_per_host``, HostBusy when every slot of its host is taken (that source's
+        claim changes nothing, the others' stand), as the daemon's claims take slots, so
+        that fetches by hand and every daemon's together keep the per-host limit.
 
-        async def work(tx: Tx) -> Claim | None:
+        A few statements for the whole batch: ``run --once`` claiming source by source
+        sent seven statements a source, and on PostgreSQL those, not the fetches, set its
+        pace (bench/README.md)."""
+        wanted = list(dict.fromkeys(source_ids))
+        if not wanted:
+            return {}
+
+        async def work(tx: Tx) -> dict[int, Claim | HostBusy | None]:
             now = await tx.now()
-            params = {
-                "source_id": source_id,
-                "now": to_iso(now),
-                "daemon": self.daemon_id,
-            } | self._lease(now)
-            row = await tx.fetchone(transitions.claim_of_source(tx.dialect), params)
-            if row is not None:
-                (claim,) = await self._load(tx, [int(row["id"])])
-                return await self._take_slot(tx, claim, max_per_host)
-            row = await tx.fetchone(transitions.start_by_hand(tx.dialect), params)
-            if row is None:
-                return None
-            (claim,) = await self._load(tx, [int(row["id"])], scheduled=False)
-            return await self._take_slot(tx, claim, max_per_host)
+            params = {"now": to_iso(now), "daemon": self.daemon_id} | self._lease(now)
+            rows = await tx.fetchall(
+                _BY_HAND.format(ids=tx.dialect.in_json_int("ids")), {"ids": json.dumps(wanted)}
+            )
+            # A source with an ONGOING job is not claimed (its result stays None).
+            found = {int(row["source_id"]): row for row in rows if row["status"] != "ONGOING"}
+            hosts = {sid: host_key(row["target"]) for sid, row in found.items()}
+            slots = set(hosts.values()) if max_per_host is not None else set()
+            free = await _free_slots(tx, slots, max_per_host or 0)
+            results: dict[int, Claim | HostBusy | None] = dict.fromkeys(wanted)
+            queued: list[dict[str, object]] = []
+            started: list[tuple[int, str | None, int | None]] = []
+            for sid in (sid for sid in wanted if sid in found):
+                host, slot = None, None
+                if max_per_host is not None:
+                    host = hosts[sid]
+                    if not free[host]:
+                        results[sid] = HostBusy(host)
+                        continue
+                    slot = free[host].pop(0)
+                job_id = found[sid]["job_id"]
+                if job_id is None:
+                    started.append((sid, host, slot))
+                else:
+                    queued.append({"id": job_id, "host": host, "slot": slot} | params)
+            if queued:
+                await tx.executemany(transitions.claim_by_id(tx.dialect), queued)
+                # Only what this process now holds: a job another process claimed since
+                # the read above was not taken (its source's result stays None).
+                ids = [int(str(q["id"])) for q in queued]
+                for claim in await self._load(tx, ids, holder=True):
+                    results[claim.source.id] = claim
+            for sid, host, slot in started:  # rare: a source with no job at all
+                row = await tx.fetchone(
+                    transitions.start_by_hand(tx.dialect), {"source_id": sid} | params
+                )
+                if row is None:
+                    continue  # it has an ONGOING job
+                if host is not None:
+                    await tx.execute(
+                        "UPDATE fetch_job SET host = :host, host_slot = :slot WHERE id = :id",
+                        {"host": host, "slot": slot, "id": row["id"]},
+                    )
+                (results[sid],) = await self._load(tx, [int(row["id"])], scheduled=False)
+            return results
 
         return await self._db.write(work)
-
-    async def _take_slot(self, tx: Tx, claim: Claim, max_per_host: int | None) -> Claim:
-        """Give a claim by hand a free slot of its host; HostBusy (rolling the claim back
-        with the transaction) when there is none."""
-        if max_per_host is None:
-            return claim
-        host = host_key(claim.fetch_url or claim.source.url)
-        free = (await _free_slots(tx, {host}, max_per_host))[host]
-        if not free:
-            raise HostBusy(host)
-        await tx.execute(
-            "UPDATE fetch_job SET host = :host, host_slot = :slot WHERE id = :id",
-            {"host": host, "slot": free[0], "id": claim.job.id},
-        )
-        return claim
 
     async def _load(
         self, tx: Tx, ids: Sequence[int], *, scheduled: bool = True, holder: bool = False
@@ -360,6 +394,14 @@ class ClaimRepo:
         )
         return int(row[0]) if row else 0
 
+
+#: Each source asked for by hand: its active job (QUEUED or ONGOING; None: it has none)
+#: and where that job fetches from, which names its host.
+_BY_HAND = (
+    "SELECT s.id AS source_id, j.id AS job_id, j.status, coalesce(j.fetch_url, s.url) AS target "
+    "FROM content_sources s LEFT JOIN fetch_job j "
+    "ON j.content_source_id = s.id AND j.status IN ('QUEUED', 'ONGOING') WHERE s.id IN {ids}"
+)
 
 _AFTER = " AND (j.not_before, j.id) > (:after_due, :after_id)"
 

@@ -155,7 +155,7 @@ def next_params(source_id: int, next_job: NextJob, now: str) -> dict[str, object
 
 
 def claim_by_id(dialect: Dialect) -> str:
-    """QUEUED -> ONGOING under a daemon's lease, in a host slot (a daemon's claim).
+    """QUEUED -> ONGOING under a lease, in a host slot (a daemon's claim, or by hand).
     Parameters: id, now, daemon, host, slot and the lease's."""
     return (
         f"UPDATE fetch_job SET status = 'ONGOING', started_at = :now, claimed_by = :daemon, "
@@ -164,19 +164,10 @@ def claim_by_id(dialect: Dialect) -> str:
     )
 
 
-def claim_of_source(dialect: Dialect) -> str:
-    """The source's QUEUED job -> ONGOING, whatever its due time (a fetch by hand); returns
-    its id. Parameters: source_id, now, daemon and the lease's."""
-    return (
-        f"UPDATE fetch_job SET status = 'ONGOING', started_at = :now, claimed_by = :daemon, "
-        f"lease_expires_at = {dialect.lease_until} "
-        f"WHERE content_source_id = :source_id AND {CLAIM.where} RETURNING id"
-    )
-
-
 def start_by_hand(dialect: Dialect) -> str:
     """A new ONGOING job for a source with no active one (a fetch by hand); returns its id,
-    or nothing while the source has an active job. Parameters as ``claim_of_source``."""
+    or nothing while the source has an active job. Parameters: source_id, now, daemon and
+    the lease's."""
     return (
         "INSERT INTO fetch_job (content_source_id, status, queued_at, started_at, claimed_by, "
         f"lease_expires_at, failures) VALUES (:source_id, 'ONGOING', :now, :now, :daemon, "
