@@ -78,8 +78,10 @@ def _leaves(sql: str) -> set[str]:
 
 
 def _enters(sql: str) -> str | None:
-    found = re.search(r"SET status = '(\w+)'", sql) or re.search(
-        r"VALUES \(:source_id, '(\w+)'", sql
+    found = (
+        re.search(r"SET status = '(\w+)'", sql)
+        or re.search(r"VALUES \(:source_id, '(\w+)'", sql)
+        or re.search(r"SELECT n_source_id, '(\w+)'", sql)
     )
     return found.group(1) if found else None
 
@@ -88,8 +90,9 @@ def _enters(sql: str) -> str | None:
 def test_each_statement_leaves_and_enters_what_its_move_says(dialect: Dialect) -> None:
     columns = "id"
     updates = [
-        (transitions.claim_by_id(dialect), transitions.CLAIM),
+        (transitions.claim_many(dialect), transitions.CLAIM),
         (transitions.complete(dialect, columns), transitions.COMPLETE),
+        (transitions.complete_many(dialect, columns), transitions.COMPLETE),
         (transitions.fail(dialect, columns), transitions.FAIL),
         (transitions.take_back(dialect, everything=True), transitions.TAKE_BACK),
         (transitions.take_back(dialect, everything=False), transitions.TAKE_BACK),
@@ -101,6 +104,7 @@ def test_each_statement_leaves_and_enters_what_its_move_says(dialect: Dialect) -
     inserts = [
         (transitions.QUEUE_NEXT, transitions.QUEUE),
         (transitions.QUEUE_DUE, transitions.QUEUE),
+        (transitions.queue_next_many(dialect), transitions.QUEUE),
         (transitions.start_by_hand(dialect), transitions.START_BY_HAND),
     ]
     for sql, move in inserts:

@@ -11,10 +11,10 @@ is, so that no job is left ONGOING with nobody to run it.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
-from rssd.repo.claims import Claim, ClaimRepo, HostBusy
+from rssd.batching import Batcher
+from rssd.repo.claims import Claim, ClaimRepo
 
 #: The most sources claimed in one transaction (a transaction is short; the rest wait
 #: for the next one).
@@ -31,53 +31,30 @@ class HandClaims:
         self._claims = claims
         self._max_per_host = max_per_host
         self._orphaned = orphaned
-        self._asked: list[tuple[int, asyncio.Future[Claim | None]]] = []
-        self._batches: asyncio.Task[None] | None = None
+        self._batcher: Batcher[int, Claim | None] = Batcher(
+            self._claim_batch, MAX_BATCH, self._unclaimed
+        )
 
     async def claim(self, source_id: int) -> Claim | None:
         """The source's claim (``ClaimRepo.claim_sources``): None while it has an ONGOING
         job; HostBusy raised when every slot of its host is taken."""
-        asked: asyncio.Future[Claim | None] = asyncio.get_running_loop().create_future()
-        self._asked.append((source_id, asked))
-        if self._batches is None or self._batches.done():
-            self._batches = asyncio.create_task(self._run_batches(), name="hand-claims")
-        return await asked
+        return await self._batcher.ask(source_id)
 
     async def settle(self) -> None:
         """Until the batch in the database, if any, is answered (and its orphans recorded)."""
-        if self._batches is not None:
-            await asyncio.gather(self._batches, return_exceptions=True)
+        await self._batcher.settle()
 
-    async def _run_batches(self) -> None:
-        batch: list[tuple[int, asyncio.Future[Claim | None]]] = []
-        try:
-            while self._asked:
-                await asyncio.sleep(0)  # the workers woken in this turn of the loop ask too
-                batch, self._asked = self._asked[:MAX_BATCH], self._asked[MAX_BATCH:]
-                await self._answer(batch)
-        finally:  # cancelled (the loop is closing): nobody is left waiting for ever
-            for _, asked in [*batch, *self._asked]:
-                if not asked.done():
-                    asked.cancel()
-
-    async def _answer(self, batch: list[tuple[int, asyncio.Future[Claim | None]]]) -> None:
-        try:
-            results = await self._claims.claim_sources(
-                [source_id for source_id, _ in batch], self._max_per_host
-            )
-        except Exception as exc:  # the database refused the write: each asker hears it
-            for _, asked in batch:
-                if not asked.done():
-                    asked.set_exception(exc)
-            return
+    async def _claim_batch(self, source_ids: Sequence[int]) -> list[Claim | Exception | None]:
+        results = await self._claims.claim_sources(source_ids, self._max_per_host)
+        answers: list[Claim | Exception | None] = []
         answered: set[int] = set()
-        for source_id, asked in batch:
+        for source_id in source_ids:
+            # Asked twice in one batch: the second finds it taken.
             result = results.get(source_id) if source_id not in answered else None
-            answered.add(source_id)  # asked twice in one batch: the second finds it taken
-            if asked.done():  # its worker was cancelled meanwhile
-                if isinstance(result, Claim):
-                    await self._orphaned(result)
-            elif isinstance(result, HostBusy):
-                asked.set_exception(result)
-            else:
-                asked.set_result(result)
+            answered.add(source_id)
+            answers.append(result)
+        return answers
+
+    async def _unclaimed(self, claim: Claim | None) -> None:
+        if claim is not None:
+            await self._orphaned(claim)

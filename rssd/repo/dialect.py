@@ -6,6 +6,7 @@ asks the database's dialect for the one piece that differs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -27,6 +28,10 @@ class Dialect:
     #: The same for every text of the JSON array parameter ``:lock_keys``, taken in sorted
     #: order (one lock order for every daemon: no deadlock), in one round trip.
     xact_locks: str
+    #: Rows ``{alias}`` from the JSON array of objects ``:{param}``: ``{columns}`` are its
+    #: columns with their PostgreSQL types, ``{values}`` SQLite's reads of the keys (one
+    #: statement for a whole batch of jobs, rssd/repo/transitions.py).
+    json_rows: str
     #: Null-safe "differs from" (SQLite's IS NOT; IS DISTINCT FROM needs SQLite 3.39).
     is_distinct: str
     #: "Now" for leases: where several machines share the database, the database's clock
@@ -66,11 +71,21 @@ class Dialect:
     def after(self, param: str) -> str:
         return self.clock_after.format(param=param)
 
+    def rows_of(self, param: str, alias: str, columns: Sequence[tuple[str, str]]) -> str:
+        """``json_rows`` for these (name, PostgreSQL type) columns."""
+        return self.json_rows.format(
+            param=param,
+            alias=alias,
+            columns=", ".join(f"{name} {kind}" for name, kind in columns),
+            values=", ".join(f"value ->> '$.{name}' AS {name}" for name, _ in columns),
+        )
+
 
 SQLITE = Dialect(
     name="sqlite",
     json_text_set="(SELECT value FROM json_each(:{param}))",
     json_int_set="(SELECT value FROM json_each(:{param}))",
+    json_rows="(SELECT {values} FROM json_each(:{param})) AS {alias}",
     skip_locked="",
     xact_lock="",
     xact_locks="",
@@ -90,6 +105,7 @@ POSTGRES = Dialect(
     name="postgresql",
     json_text_set="(SELECT jsonb_array_elements_text(CAST(:{param} AS jsonb)))",
     json_int_set="(SELECT unnest(CAST(translate(:{param}, '[]', '{{}}') AS bigint[])))",
+    json_rows="json_to_recordset(CAST(:{param} AS json)) AS {alias}({columns})",
     skip_locked=" FOR UPDATE OF j SKIP LOCKED",
     xact_lock="SELECT pg_advisory_xact_lock(hashtext(:lock_key))",
     xact_locks=(

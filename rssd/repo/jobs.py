@@ -5,9 +5,12 @@ which are allowed, are in rssd/repo/transitions.py.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 
+from rssd.batching import Batcher
 from rssd.clock import now_iso, to_iso
 from rssd.models.dto import (
     ErrorCode,
@@ -46,9 +49,54 @@ def _job(row: Row | None) -> FetchJob | None:
     return job_from(row) if row is not None else None
 
 
+#: The most completions written in one statement.
+MAX_COMPLETIONS = 200
+
+
+@dataclass(frozen=True)
+class _Done:
+    """A completion that stores no post: the job, what its fetch learned, its next job."""
+
+    job_id: int
+    meta: FetchMeta
+    next_job: NextJob | None
+
+
+async def _complete_in(tx: Tx, batch: Sequence[_Done]) -> list[FetchJob | None]:
+    """ONGOING -> COMPLETED for each job of ``batch`` still ONGOING (the others: None),
+    and the next job of each completed one."""
+    now = to_iso(await tx.now())
+    first: dict[int, _Done] = {}
+    for done in batch:  # a job completed twice in one batch: the second finds it ended
+        first.setdefault(done.job_id, done)
+    rows = [
+        {"job_id": d.job_id, **{f"m_{k}": v for k, v in asdict(d.meta).items()}}
+        for d in first.values()
+    ]
+    ended = await tx.fetchall(
+        transitions.complete_many(tx.dialect, _COLUMNS), {"now": now, "jobs": json.dumps(rows)}
+    )
+    jobs = {job.id: job for job in map(job_from, ended)}
+    following = [
+        transitions.next_row(jobs[d.job_id].content_source_id, d.next_job)
+        for d in first.values()
+        if d.next_job is not None and d.job_id in jobs
+    ]
+    if following:
+        await tx.execute(
+            transitions.queue_next_many(tx.dialect), {"now": now, "jobs": json.dumps(following)}
+        )
+    return [jobs.get(d.job_id) if first[d.job_id] is d else None for d in batch]
+
+
 class FetchJobRepo:
     def __init__(self, db: Database) -> None:
         self._db = db
+        #: Completions without posts (304s, unchanged bodies: most of them), batched: those
+        #: made while a batch is in the database go as the next, two statements for all.
+        self._completions: Batcher[_Done, FetchJob | None] = Batcher(
+            self._complete_batch, MAX_COMPLETIONS
+        )
 
     async def mark_completed(
         self,
@@ -76,14 +124,11 @@ class FetchJobRepo:
         restart already recorded it as interrupted.
         """
 
+        if not posts and seen_items is None and feed_title is None:
+            job = await self._completions.ask(_Done(job_id, meta, next_job))
+            return (job, UpsertCounts(0, 0)) if job else None
         params = {"id": job_id, **asdict(meta)}
         complete = transitions.complete(self._db.dialect, _COLUMNS)
-        if not posts and seen_items is None and next_job is None and feed_title is None:
-            rows = await self._db.write_one(
-                complete, {**params, "now": now_iso(), "posts_count": 0}
-            )
-            job = _job(rows[0]) if rows else None
-            return (job, UpsertCounts(0, 0)) if job else None
 
         async def work(tx: Tx) -> tuple[FetchJob, UpsertCounts] | None:
             now = to_iso(await tx.now())
@@ -107,6 +152,23 @@ class FetchJobRepo:
             return replace(job, posts_count=counts.new), counts
 
         return await self._db.write(work)
+
+    async def _complete_batch(self, batch: Sequence[_Done]) -> list[FetchJob | Exception | None]:
+        """A batch of completions without posts, in one transaction; if it fails, each
+        alone, so that one bad completion fails alone (as each write of a group commit)."""
+        try:
+            return list(await self._db.write(lambda tx: _complete_in(tx, batch)))
+        except Exception:
+            if len(batch) == 1:
+                raise
+        answers: list[FetchJob | Exception | None] = []
+        for done in batch:
+            try:
+                (job,) = await self._db.write(partial(_complete_in, batch=[done]))
+                answers.append(job)
+            except Exception as exc:
+                answers.append(exc)
+        return answers
 
     async def mark_failed(
         self,

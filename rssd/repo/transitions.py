@@ -154,13 +154,20 @@ def next_params(source_id: int, next_job: NextJob, now: str) -> dict[str, object
 # -- -> ONGOING ---------------------------------------------------------------------------
 
 
-def claim_by_id(dialect: Dialect) -> str:
-    """QUEUED -> ONGOING under a lease, in a host slot (a daemon's claim, or by hand).
-    Parameters: id, now, daemon, host, slot and the lease's."""
+#: The rows of a claim (``claim_many``): each job and the host slot it takes.
+CLAIMED_ROWS = (("job_id", "bigint"), ("c_host", "text"), ("c_slot", "integer"))
+
+
+def claim_many(dialect: Dialect) -> str:
+    """QUEUED -> ONGOING under a lease, each job in its host slot (a daemon's claim, or
+    by hand), in one statement for the batch. Parameters: now, daemon, the lease's, and
+    jobs, a JSON array of objects with ``CLAIMED_ROWS``' keys (a null host and slot: none
+    taken)."""
+    rows = dialect.rows_of("jobs", "v", CLAIMED_ROWS)
     return (
         f"UPDATE fetch_job SET status = 'ONGOING', started_at = :now, claimed_by = :daemon, "
-        f"lease_expires_at = {dialect.lease_until}, host = :host, host_slot = :slot "
-        f"WHERE id = :id AND {CLAIM.where}"
+        f"lease_expires_at = {dialect.lease_until}, host = v.c_host, host_slot = v.c_slot "
+        f"FROM {rows} WHERE id = v.job_id AND {CLAIM.where}"
     )
 
 
@@ -186,6 +193,72 @@ def complete(dialect: Dialect, returning: str) -> str:
         f"posts_count = :posts_count, {_META} WHERE id = :id AND {COMPLETE.where} "
         f"RETURNING {returning}"
     )
+
+
+#: The rows of a batch of completions (``complete_many``): the job and what its fetch
+#: learned, named apart from fetch_job's own columns (which RETURNING reads).
+COMPLETED_ROWS = (
+    ("job_id", "bigint"),
+    ("m_http_status", "integer"),
+    ("m_etag", "text"),
+    ("m_last_modified", "text"),
+    ("m_content_hash", "text"),
+    ("m_bytes", "bigint"),
+    ("m_final_url", "text"),
+)
+
+
+def complete_many(dialect: Dialect, returning: str) -> str:
+    """ONGOING -> COMPLETED for a batch of jobs that stored no post (a 304, an unchanged
+    body), each with its fetch's outcome, in one statement. Parameters: now, and jobs, a
+    JSON array of objects with ``COMPLETED_ROWS``' keys."""
+    rows = dialect.rows_of("jobs", "v", COMPLETED_ROWS)
+    return (
+        f"UPDATE fetch_job SET status = 'COMPLETED', ended_at = {dialect.clock}, "
+        "posts_count = 0, http_status = v.m_http_status, etag = v.m_etag, "
+        "last_modified = v.m_last_modified, content_hash = v.m_content_hash, "
+        f"bytes = v.m_bytes, final_url = v.m_final_url FROM {rows} "
+        f"WHERE id = v.job_id AND {COMPLETE.where} RETURNING {returning}"
+    )
+
+
+#: The rows of a batch of next jobs (``queue_next_many``): ``next_params`` per source.
+NEXT_ROWS = (
+    ("n_source_id", "bigint"),
+    ("n_not_before", "timestamptz"),
+    ("n_failures", "integer"),
+    ("n_fetch_url", "text"),
+    ("n_moved_seen", "integer"),
+    ("n_interval_seconds", "double precision"),
+    ("n_interval_reason", "text"),
+)
+
+
+def queue_next_many(dialect: Dialect) -> str:
+    """``QUEUE_NEXT`` for a batch of sources in one statement. Parameters: now, and jobs,
+    a JSON array of objects with ``NEXT_ROWS``' keys (``next_rows``)."""
+    rows = dialect.rows_of("jobs", "n", NEXT_ROWS)
+    # WHERE TRUE: SQLite reads "ON" after a bare FROM as a join's.
+    return (
+        "INSERT INTO fetch_job (content_source_id, status, queued_at, not_before, failures, "
+        "fetch_url, moved_seen, interval_seconds, interval_reason) "
+        f"SELECT n_source_id, 'QUEUED', {dialect.clock}, n_not_before, n_failures, n_fetch_url, "
+        f"n_moved_seen, n_interval_seconds, n_interval_reason FROM {rows} "
+        "WHERE TRUE ON CONFLICT DO NOTHING"
+    )
+
+
+def next_row(source_id: int, next_job: NextJob) -> dict[str, object]:
+    """One source's row of ``queue_next_many``."""
+    return {
+        "n_source_id": source_id,
+        "n_not_before": next_job.not_before,
+        "n_failures": next_job.failures,
+        "n_fetch_url": next_job.fetch_url,
+        "n_moved_seen": next_job.moved_seen,
+        "n_interval_seconds": next_job.interval_seconds,
+        "n_interval_reason": next_job.interval_reason,
+    }
 
 
 def fail(dialect: Dialect, returning: str) -> str:

@@ -1,0 +1,118 @@
+"""Completions that store no post (304s, unchanged bodies) in batches
+(``FetchJobRepo.mark_completed``, rssd/batching.py): two statements for all the
+completions made meanwhile, with the same outcome per job as one completion each."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from rssd.models.dto import FetchJob, FetchJobStatus, FetchMeta
+from rssd.repo.db import Database
+from rssd.repo.jobs import FetchJobRepo
+from rssd.repo.sources import SourceRepo
+from rssd.repo.transitions import NextJob
+from tests.support.config import make_config
+from tests.support.jobs import get, latest_for_source, ongoing_job
+
+pytestmark = pytest.mark.both_backends
+
+LATER = "2030-01-01T00:00:00Z"
+
+
+async def _ongoing(db: Database, tmp_path: Path, count: int) -> list[FetchJob]:
+    await SourceRepo(db).sync(
+        make_config(tmp_path, [f"http://s{i}.example/" for i in range(count)])
+    )
+    return [await ongoing_job(db, source.id) for source in await SourceRepo(db).list()]
+
+
+def _commits(db: Database) -> int:
+    """Write transactions the backend's writer committed so far (both writers count)."""
+    commits = getattr(db, "commits", None)
+    assert isinstance(commits, int), type(db)
+    return commits
+
+
+def _meta(n: int) -> FetchMeta:
+    return FetchMeta(http_status=304, etag=f'"e{n}"', last_modified=f"day {n}", bytes=n)
+
+
+async def test_completions_made_together_each_get_their_own_outcome(
+    db: Database, tmp_path: Path
+) -> None:
+    jobs = await _ongoing(db, tmp_path, 30)
+    repo = FetchJobRepo(db)
+    before = _commits(db)
+    nexts = [
+        NextJob(LATER, failures=0, fetch_url=f"http://moved{n}.example/", moved_seen=n,
+                interval_seconds=60.0 * n, interval_reason="posting_rate")
+        for n in range(30)
+    ]  # fmt: skip
+    results = await asyncio.gather(
+        *(repo.mark_completed(job.id, _meta(n), next_job=nexts[n]) for n, job in enumerate(jobs))
+    )
+    assert _commits(db) - before == 1, "30 completions at once: one transaction"
+    for n, (job, result) in enumerate(zip(jobs, results, strict=True)):
+        assert result is not None
+        done, counts = result
+        assert done.id == job.id and done.status is FetchJobStatus.COMPLETED
+        assert (done.http_status, done.etag, done.last_modified, done.bytes) == (
+            304, f'"e{n}"', f"day {n}", n,
+        )  # fmt: skip
+        assert counts.new == 0 and done.posts_count == 0
+        queued = await db.fetchone(
+            "SELECT status, not_before, fetch_url, moved_seen, failures, interval_seconds, "
+            "interval_reason FROM fetch_job WHERE content_source_id = :s AND id > :id",
+            {"s": job.content_source_id, "id": job.id},
+        )
+        assert queued is not None
+        assert str(queued["not_before"]).startswith("2030-01-01")
+        assert (queued["status"], queued["fetch_url"], queued["moved_seen"]) == (
+            "QUEUED", f"http://moved{n}.example/", n,
+        )  # fmt: skip
+        assert (queued["failures"], queued["interval_seconds"], queued["interval_reason"]) == (
+            0, 60.0 * n, "posting_rate",
+        )  # fmt: skip
+
+
+async def test_a_job_no_longer_ongoing_gets_none_and_no_next_job(
+    db: Database, tmp_path: Path
+) -> None:
+    first, second = await _ongoing(db, tmp_path, 2)
+    repo = FetchJobRepo(db)
+    assert await repo.mark_completed(first.id, _meta(1)) is not None
+    later = NextJob(LATER)
+    again, other, twice = await asyncio.gather(
+        repo.mark_completed(first.id, _meta(2), next_job=later),  # ended already
+        repo.mark_completed(second.id, _meta(3), next_job=later),
+        repo.mark_completed(second.id, _meta(4), next_job=later),  # twice in one batch
+    )
+    assert again is None and twice is None and other is not None
+    ended = await get(db, first.id)
+    assert ended is not None and ended.etag == '"e1"', "the first completion stands"
+    assert await latest_for_source(db, first.content_source_id) == ended, "nothing queued"
+    done = await get(db, second.id)
+    assert done is not None and done.etag == '"e3"'
+
+
+async def test_a_completion_the_database_refuses_fails_alone(db: Database, tmp_path: Path) -> None:
+    jobs = await _ongoing(db, tmp_path, 3)
+    repo = FetchJobRepo(db)
+    refused = NextJob(LATER, failures=None)  # type: ignore[arg-type]  # NOT NULL
+    results = await asyncio.gather(
+        *(
+            repo.mark_completed(job.id, _meta(n), next_job=refused if n == 1 else NextJob(LATER))
+            for n, job in enumerate(jobs)
+        ),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], Exception)
+    assert not isinstance(results[0], BaseException) and results[0] is not None
+    assert not isinstance(results[2], BaseException) and results[2] is not None
+    statuses = [(await get(db, job.id)) for job in jobs]
+    assert [job.status if job else None for job in statuses] == [
+        FetchJobStatus.COMPLETED, FetchJobStatus.ONGOING, FetchJobStatus.COMPLETED,
+    ], "the refused one rolled back alone, still ONGOING"  # fmt: skip
