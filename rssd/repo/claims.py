@@ -11,9 +11,10 @@ Claims run in one write transaction: ``BEGIN IMMEDIATE`` on SQLite (one writer a
 ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (daemons claim side by side and never the same
 row). Each claimed job also takes one of its host's ``max_per_host`` slots; the unique
 index ``fetch_job_host_slot`` forbids two ONGOING jobs in one slot, and a per-host advisory
-lock makes the count and the take one step, so the limit holds across all daemons.
+lock makes the count and the take one step, so the limit holds across all daemons (tried,
+never waited for: a host another claim is locking has no free slot for this one).
 Candidates skip hosts whose slots are all taken, so one busy host's backlog cannot hide
-other hosts' due jobs. On PostgreSQL leases are written and judged by the database's clock
+other hosts' due jobs. Fetches by hand are claimed in batches too (``claim_sources``). On PostgreSQL leases are written and judged by the database's clock
 (``now()``): the daemons' machines may disagree about the time, the database does not.
 """
 
@@ -57,24 +58,27 @@ class HostBusy(Exception):
 
 
 async def _free_slots(tx: Tx, hosts: set[str], max_per_host: int) -> dict[str, list[int]]:
-    """Each host's free slots, under its per-host lock (PostgreSQL; one lock order for
-    every daemon, in one statement) so that counting and taking are one step."""
+    """Each host's free slots, under its per-host lock (PostgreSQL) so that counting and
+    taking are one step. A host whose lock another claim holds right now has none here
+    (the locks are tried, not waited for: see ``Dialect.xact_locks``): that claim is
+    taking its slots, and this one skips the host or, by hand, waits and tries again."""
     if not hosts:
         return {}
     dialect = tx.dialect
-    ordered = sorted(hosts)
-    if dialect.xact_locks and ordered:
-        keys = [f"rssd.host:{host}" for host in ordered]
-        await tx.fetchall(dialect.xact_locks, {"lock_keys": json.dumps(keys)})
-    used: dict[str, set[int]] = {host: set() for host in ordered}
+    locked = set(hosts)
+    if dialect.xact_locks:
+        keys = {f"rssd.host:{host}": host for host in hosts}
+        rows = await tx.fetchall(dialect.xact_locks, {"lock_keys": json.dumps(sorted(keys))})
+        locked = {keys[str(row["k"])] for row in rows}
+    used: dict[str, set[int]] = {host: set() for host in hosts}
     for row in await tx.fetchall(
         f"SELECT host, host_slot FROM fetch_job WHERE status = 'ONGOING' "
         f"AND host_slot IS NOT NULL AND host IN {dialect.in_json_text('hosts')}",
-        {"hosts": json.dumps(ordered)},
+        {"hosts": json.dumps(sorted(locked))},
     ):
         used[row["host"]].add(int(row["host_slot"]))
     return {
-        host: [slot for slot in range(max_per_host) if slot not in taken]
+        host: [slot for slot in range(max_per_host) if slot not in taken] if host in locked else []
         for host, taken in used.items()
     }
 
@@ -123,32 +127,32 @@ class ClaimRepo:
     async def _candidates(
         self, tx: Tx, stamp: str, wanted: int, max_per_host: int
     ) -> list[tuple[int, str]]:
-        """Up to ``wanted`` due jobs (id, host), oldest due first, skipping hosts whose
-        slots are all taken: a long run of due jobs on one busy host must not hide the
-        other hosts' due jobs behind it. On PostgreSQL each page locks its rows and skips
-        those another daemon's claim holds (``SKIP LOCKED``): claims side by side take
-        different jobs. Read unlocked, every claimer read the same oldest jobs, and all but
-        one found them locked and claimed nothing (bench/cluster.py: 1 to 8 claimers, no
-        faster than one). The claim checks again, so a stale view here costs a smaller
-        batch, never a broken limit."""
-        busy = {
-            str(row["host"])
+        """Up to ``wanted`` due jobs (id, host), oldest due first, each with room in its
+        host's slots as far as this read knows: a long run of due jobs on one busy host
+        must not hide the other hosts' due jobs behind it, nor fill the batch with jobs
+        that would find no slot. The claim counts the slots again under the hosts' locks,
+        so a stale view here costs a smaller batch, never a broken limit.
+
+        On PostgreSQL each page locks its rows and skips those another daemon's claim
+        holds (``SKIP LOCKED``): claims side by side take different jobs. Read unlocked,
+        every claimer read the same oldest jobs, and all but one found them locked and
+        claimed nothing (bench/cluster.py: 1 to 8 claimers, no faster than one)."""
+        room: dict[str, int] = {
+            str(row["host"]): max_per_host - int(row["n"])
             for row in await tx.fetchall(
-                "SELECT host FROM fetch_job WHERE status = 'ONGOING' AND host_slot IS NOT NULL "
-                "GROUP BY host HAVING count(*) >= :max_per_host",
-                {"max_per_host": max_per_host},
+                "SELECT host, count(*) AS n FROM fetch_job WHERE status = 'ONGOING' "
+                "AND host_slot IS NOT NULL GROUP BY host"
             )
         }
         # Hosts paused by a 429/503's Retry-After (rssd/repo/hosts.py): none of their jobs
         # is claimed until the pause ends, whichever feed of the host it is.
-        busy.update(
-            str(row["host"])
-            for row in await tx.fetchall(
-                f"SELECT host FROM hosts WHERE paused_until > {tx.dialect.clock}", {"now": stamp}
-            )
-        )
+        for row in await tx.fetchall(
+            f"SELECT host FROM hosts WHERE paused_until > {tx.dialect.clock}", {"now": stamp}
+        ):
+            room[str(row["host"])] = 0
         found: list[tuple[int, str]] = []
         after: tuple[str, int] | None = None
+        page = min(PAGE, 2 * wanted)  # every row of a page is locked: no more than needed
         while len(found) < wanted:
             page_after = "" if after is None else _AFTER
             rows = await tx.fetchall(
@@ -159,16 +163,17 @@ class ClaimRepo:
                 f"{tx.dialect.skip_locked}",
                 {
                     "now": stamp,
-                    "page": PAGE,
+                    "page": page,
                     "after_due": after[0] if after else None,
                     "after_id": after[1] if after else None,
                 },
             )
             for row in rows:
                 host = host_key(row["target"])
-                if host not in busy and len(found) < wanted:
+                if len(found) < wanted and room.get(host, max_per_host) > 0:
                     found.append((int(row["id"]), host))
-            if len(rows) < PAGE:
+                    room[host] = room.get(host, max_per_host) - 1
+            if len(rows) < page:
                 break
             after = (str(rows[-1]["not_before"]), int(rows[-1]["id"]))
         return found
@@ -182,42 +187,27 @@ class ClaimRepo:
         # SQLite, BEGIN IMMEDIATE would hold off every other writer for nothing).
         if await self.count_due(limit=1) == 0:
             return []
-        dialect = self._db.dialect
-        # Lock the chosen rows, skipping those another daemon's claim holds right now.
-        lock_sql = (
-            f"SELECT j.id FROM fetch_job j WHERE j.id IN {dialect.in_json_int('ids')} "
-            f"AND j.status = 'QUEUED'{dialect.skip_locked}"
-        )
 
         async def work(tx: Tx) -> list[Claim]:
             now = await tx.now()
             stamp = to_iso(now)
-            chosen = await self._candidates(tx, stamp, limit * 4, max_per_host)
-            if not chosen:
+            # Locked by the read (PostgreSQL) or by BEGIN IMMEDIATE (SQLite): ours.
+            due = await self._candidates(tx, stamp, limit, max_per_host)
+            if not due:
                 return []
-            locked = {
-                int(row["id"])
-                for row in await tx.fetchall(
-                    lock_sql, {"ids": json.dumps([job_id for job_id, _ in chosen])}
-                )
-            }
-            due = [(job_id, host) for job_id, host in chosen if job_id in locked]
             free = await _free_slots(tx, {host for _, host in due}, max_per_host)
             taken: list[dict[str, object]] = []
             for job_id, host in due:  # oldest due first, wherever its host sorts
-                if len(taken) >= limit:
-                    break
                 if free[host]:
                     taken.append({"job_id": job_id, "c_host": host, "c_slot": free[host].pop(0)})
             if not taken:
                 return []
             await tx.execute(
-                transitions.claim_many(dialect),
+                transitions.claim_many(tx.dialect),
                 {"now": stamp, "daemon": self.daemon_id, "jobs": json.dumps(taken)}
                 | self._lease(now),
             )
-            # The rows are ours (SKIP LOCKED / BEGIN IMMEDIATE): each update took, and
-            # loading only what this daemon now holds makes sure of it.
+            # Each update took; loading only what this daemon now holds makes sure of it.
             return await self._load(tx, [int(str(t["job_id"])) for t in taken], holder=True)
 
         return await self._db.write(work)

@@ -25,8 +25,11 @@ class Dialect:
     #: A statement taking a transaction-scoped lock on the text parameter ``:lock_key``;
     #: empty where the transaction is exclusive already (SQLite's BEGIN IMMEDIATE).
     xact_lock: str
-    #: The same for every text of the JSON array parameter ``:lock_keys``, taken in sorted
-    #: order (one lock order for every daemon: no deadlock), in one round trip.
+    #: Try to take the same for every text of the JSON array parameter ``:lock_keys``,
+    #: without waiting; returns the keys taken (``k``). A claim that waited for host locks
+    #: could deadlock: group commit puts several claims, each locking its hosts in
+    #: sorted order, in one transaction, whose locks are held to its end. Empty where
+    #: the transaction is exclusive already.
     xact_locks: str
     #: Rows ``{alias}`` from the JSON array of objects ``:{param}``: ``{columns}`` are its
     #: columns with their PostgreSQL types, ``{values}`` SQLite's reads of the keys (one
@@ -109,8 +112,8 @@ POSTGRES = Dialect(
     skip_locked=" FOR UPDATE OF j SKIP LOCKED",
     xact_lock="SELECT pg_advisory_xact_lock(hashtext(:lock_key))",
     xact_locks=(
-        "SELECT count(pg_advisory_xact_lock(hashtext(k))) FROM (SELECT k FROM "
-        "jsonb_array_elements_text(CAST(:lock_keys AS jsonb)) AS k ORDER BY k) AS sorted"
+        "SELECT k FROM jsonb_array_elements_text(CAST(:lock_keys AS jsonb)) AS k "
+        "WHERE pg_try_advisory_xact_lock(hashtext(k))"
     ),
     is_distinct="IS DISTINCT FROM",
     clock="now()",
