@@ -170,3 +170,19 @@ async def test_a_host_another_claim_is_locking_is_skipped_not_waited_for(
         await other.rollback()
     (claim,) = await claims.claim_due(10, 2)
     assert claim.source.id == one
+
+
+async def test_a_job_started_by_hand_carries_the_sources_run_of_failures(
+    db: Database, tmp_path: Path
+) -> None:
+    """A source with no job gets a new one, whose ``failures`` is the source's run of
+    failures since its last success (the backoff's memory), as a queued job's is."""
+    (source_id,) = await _sources(db, tmp_path, ["http://one.example/a"])
+    hand, jobs = ClaimRepo(db, "hand"), FetchJobRepo(db)
+    for code in (ErrorCode.TIMEOUT, ErrorCode.INTERRUPTED, ErrorCode.DNS):
+        claim = (await hand.claim_sources([source_id]))[source_id]
+        assert isinstance(claim, Claim) and not claim.scheduled
+        await jobs.mark_failed(claim.job.id, code, "failed")
+    claim = (await hand.claim_sources([source_id], max_per_host=2))[source_id]
+    assert isinstance(claim, Claim)
+    assert claim.failures == 2, "two real failures; an interruption is not the feed's"

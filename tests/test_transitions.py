@@ -105,7 +105,7 @@ def test_each_statement_leaves_and_enters_what_its_move_says(dialect: Dialect) -
         (transitions.QUEUE_NEXT, transitions.QUEUE),
         (transitions.QUEUE_DUE, transitions.QUEUE),
         (transitions.queue_next_many(dialect), transitions.QUEUE),
-        (transitions.start_by_hand(dialect), transitions.START_BY_HAND),
+        (transitions.start_many(dialect), transitions.START_BY_HAND),
     ]
     for sql, move in inserts:
         assert "ON CONFLICT DO NOTHING" in sql  # the one-active-job index decides

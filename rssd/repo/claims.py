@@ -14,8 +14,9 @@ index ``fetch_job_host_slot`` forbids two ONGOING jobs in one slot, and a per-ho
 lock makes the count and the take one step, so the limit holds across all daemons (tried,
 never waited for: a host another claim is locking has no free slot for this one).
 Candidates skip hosts whose slots are all taken, so one busy host's backlog cannot hide
-other hosts' due jobs. Fetches by hand are claimed in batches too (``claim_sources``). On PostgreSQL leases are written and judged by the database's clock
-(``now()``): the daemons' machines may disagree about the time, the database does not.
+other hosts' due jobs. Fetches by hand are claimed in batches too (``claim_sources``). On
+PostgreSQL leases are written and judged by the database's clock (``now()``): the daemons'
+machines may disagree about the time, the database does not.
 """
 
 from __future__ import annotations
@@ -250,7 +251,7 @@ class ClaimRepo:
             free = await _free_slots(tx, slots, max_per_host or 0)
             results: dict[int, Claim | HostBusy | None] = dict.fromkeys(wanted)
             queued: list[dict[str, object]] = []
-            started: list[tuple[int, str | None, int | None]] = []
+            started: list[dict[str, object]] = []
             for sid in (sid for sid in wanted if sid in found):
                 host, slot = None, None
                 if max_per_host is not None:
@@ -261,7 +262,7 @@ class ClaimRepo:
                     slot = free[host].pop(0)
                 job_id = found[sid]["job_id"]
                 if job_id is None:
-                    started.append((sid, host, slot))
+                    started.append({"n_source_id": sid, "c_host": host, "c_slot": slot})
                 else:
                     queued.append({"job_id": job_id, "c_host": host, "c_slot": slot})
             if queued:
@@ -273,18 +274,13 @@ class ClaimRepo:
                 ids = [int(str(q["job_id"])) for q in queued]
                 for claim in await self._load(tx, ids, holder=True):
                     results[claim.source.id] = claim
-            for sid, host, slot in started:  # rare: a source with no job at all
-                row = await tx.fetchone(
-                    transitions.start_by_hand(tx.dialect), {"source_id": sid} | params
+            if started:  # sources with no job: each run of ``run --once`` without a daemon
+                rows = await tx.fetchall(
+                    transitions.start_many(tx.dialect), {"jobs": json.dumps(started)} | params
                 )
-                if row is None:
-                    continue  # it has an ONGOING job
-                if host is not None:
-                    await tx.execute(
-                        "UPDATE fetch_job SET host = :host, host_slot = :slot WHERE id = :id",
-                        {"host": host, "slot": slot, "id": row["id"]},
-                    )
-                (results[sid],) = await self._load(tx, [int(row["id"])], scheduled=False)
+                ids = [int(row["id"]) for row in rows]
+                for claim in await self._load(tx, ids, scheduled=False):
+                    results[claim.source.id] = claim
             return results
 
         return await self._db.write(work)

@@ -171,14 +171,27 @@ def claim_many(dialect: Dialect) -> str:
     )
 
 
-def start_by_hand(dialect: Dialect) -> str:
-    """A new ONGOING job for a source with no active one (a fetch by hand); returns its id,
-    or nothing while the source has an active job. Parameters: source_id, now, daemon and
-    the lease's."""
+#: The rows of ``start_many``: each source and the host slot its job takes.
+STARTED_ROWS = (("n_source_id", "bigint"), ("c_host", "text"), ("c_slot", "integer"))
+
+
+def start_many(dialect: Dialect) -> str:
+    """A new ONGOING job for each source that has no active one (fetches by hand), in one
+    statement; returns the new jobs' ids (a source with an active job gets none).
+    Parameters: now, daemon, the lease's, and jobs, a JSON array of objects with
+    ``STARTED_ROWS``' keys (a null host and slot: none taken)."""
+    rows = dialect.rows_of("jobs", "n", STARTED_ROWS)
+    last_success = (
+        "(SELECT max(id) FROM fetch_job WHERE content_source_id = n.n_source_id "
+        "AND status = 'COMPLETED')"
+    )
+    # WHERE TRUE: SQLite reads "ON" after a bare FROM as a join's.
     return (
         "INSERT INTO fetch_job (content_source_id, status, queued_at, started_at, claimed_by, "
-        f"lease_expires_at, failures) VALUES (:source_id, 'ONGOING', :now, :now, :daemon, "
-        f"{dialect.lease_until}, {FAILURE_RUN}) ON CONFLICT DO NOTHING RETURNING id"
+        "lease_expires_at, failures, host, host_slot) "
+        f"SELECT n_source_id, 'ONGOING', {dialect.clock}, {dialect.clock}, :daemon, "
+        f"{dialect.lease_until}, {failure_run('n.n_source_id', last_success)}, c_host, c_slot "
+        f"FROM {rows} WHERE TRUE ON CONFLICT DO NOTHING RETURNING id"
     )
 
 
