@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -266,12 +267,12 @@ class Rssd:
     def command(self, scenario: str) -> list[str]:
         args = ["run", "--once", "-c", str(self.config)]
         if self.profiler == "cprofile":
-            prof = self.profile_dir / f"rssd-{scenario}.prof"
+            prof = self.profile_dir / f"{self.name}-{scenario}.prof"
             return [sys.executable, str(BENCH / "profile_rssd.py"), str(prof), "--", *args]
         # The interpreter, not the rssd script: py-spy must see a Python process.
         command = [sys.executable, "-m", "rssd", *args]
         if self.profiler == "py-spy":
-            out = self.profile_dir / f"rssd-{scenario}.pyspy.txt"
+            out = self.profile_dir / f"{self.name}-{scenario}.pyspy.txt"
             spy = str(Path(sys.executable).with_name("py-spy"))
             return [
                 spy,
@@ -753,13 +754,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print(f"results: {out}")
+    profiled = [t for t in tools if t in RSSD_TOOLS]  # one file per tool and scenario
     if args.py_spy:
-        for scenario in scenarios:
-            print(f"py-spy profile: {run_dir / f'rssd-{scenario}.pyspy.txt'}")
+        for tool, scenario in itertools.product(profiled, scenarios):
+            print(f"py-spy profile: {run_dir / f'{tool}-{scenario}.pyspy.txt'}")
     if args.profile:
-        for scenario in SCENARIOS:
-            prof = run_dir / f"rssd-{scenario}.prof"
+        for tool, scenario in itertools.product(profiled, SCENARIOS):
+            prof = run_dir / f"{tool}-{scenario}.prof"
             if prof.exists():
+                print(f"{tool}, {scenario}:")
                 print_profile(prof)
     if not args.keep:
         for name in tools:
