@@ -4,6 +4,7 @@ on a virtual clock against four polling policies (issue 24).
     .venv/bin/python bench/politeness.py            # 10,000 feeds, 30 days: one table
     .venv/bin/python bench/politeness.py --json     # one JSON object per line, per policy
     .venv/bin/python bench/politeness.py --feeds 2000 --days 10 --seed 2
+    .venv/bin/python bench/politeness.py --policy rssd --by-class --late-minutes 51.5
 
 No network, no database: every feed's publications are drawn first (the same for every
 policy), then each policy polls them. rssd's policy goes through the daemon's own pure
@@ -39,6 +40,11 @@ the median and 95th percentile delay from publication to the first fetch that sa
 post, over every new post (one that fell off the document unseen counts as later than
 all); the most requests any host got in one minute; 429s received, and 429s after the
 host's first one.
+
+``--by-class`` says where the delays come from: per kind of feed (fast, daily, weekly,
+monthly, dead) and per kind of host (its own, shared, shared and answering 429s), the
+requests, the median and p95 delay, and the posts later than ``--late-minutes`` (default:
+the policy's own p95), each counted under what made it late (``CAUSES``).
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import rssd.daemon.schedule
@@ -95,6 +101,7 @@ GAP = _DEFAULTS.host_min_gap_seconds
 class Feed:
     host: int
     posts: list[float]  # publication times, sorted
+    kind: str = "dead"  # its row of KINDS
 
 
 def awake(t: float, offset: float) -> bool:
@@ -130,10 +137,10 @@ def population(feeds: int, days: float, seed: int) -> list[Feed]:
     out: list[Feed] = []
     big = BIG_HOSTS * FEEDS_PER_BIG_HOST if feeds >= 2 * BIG_HOSTS * FEEDS_PER_BIG_HOST else 0
     for index in range(feeds):
-        roll, kind_rate = rng.random(), None
-        for _, share, rates in KINDS:
+        roll, kind, kind_rate = rng.random(), KINDS[-1][0], None
+        for name, share, rates in KINDS:
             if roll < share:
-                kind_rate = rates
+                kind, kind_rate = name, rates
                 break
             roll -= share
         low, high = kind_rate or KINDS[-1][2]
@@ -143,7 +150,7 @@ def population(feeds: int, days: float, seed: int) -> list[Feed]:
         else:
             posts = publications(rng, rng.uniform(low, high), history_from, end)
         host = index % BIG_HOSTS if index < big else BIG_HOSTS + index
-        out.append(Feed(host, posts))
+        out.append(Feed(host, posts, kind))
     return out
 
 
@@ -156,6 +163,9 @@ class State:
     failures: int = 0
     errors: int = 0  # CommaFeed counts errors its own way
     interval: float = START
+    planned: float = 0.0  # the due time its planner gave, before any host hold
+    stretched: bool = False  # rssd: the silence rule lengthened the interval planned
+    held_by: str = ""  # what held the poll back last: "host gap" or "host pause"
 
 
 # --- the policies ---------------------------------------------------------------------------
@@ -225,9 +235,10 @@ def rssd_policy(feed: Feed, state: State, now: float, outcome: str, rng: random.
         silence=timedelta(seconds=now - posts[seen - 1]) if n else None,
         known=timedelta(seconds=now + 90 * DAY),  # configured long before the run
     )
-    interval, reason = adaptive_interval(
-        activity, timedelta(seconds=START), timedelta(seconds=LOW), timedelta(seconds=HIGH)
-    )
+    bounds = timedelta(seconds=START), timedelta(seconds=LOW), timedelta(seconds=HIGH)
+    interval, reason = adaptive_interval(activity, *bounds)
+    # For --by-class: would the feed be polled sooner if its silence did not count?
+    state.stretched = interval > adaptive_interval(replace(activity, silence=None), *bounds)[0]
     policy = Policy(interval=interval, reason=reason)
     if outcome == "ok":
         return now + jittered(interval, reason, rng.random()).total_seconds()
@@ -259,10 +270,39 @@ class Tally:
     missed: int = 0
     delays: list[float] = field(default_factory=list)
     max_host_minute: int = 0
+    # For --by-class, one entry per delay: the feed's index and the cause (CAUSES).
+    delay_feeds: list[int] = field(default_factory=list)
+    delay_causes: list[str] = field(default_factory=list)
+    missed_feeds: list[int] = field(default_factory=list)
+    feed_requests: dict[int, int] = field(default_factory=dict)
 
 
-def replay(feeds: list[Feed], days: float, planner: Planner, polite: bool, seed: int) -> Tally:
-    """Every host's feeds polled in time order (hosts are independent of one another)."""
+#: What made a post as late as it was (--by-class), the first that applies: the poll that
+#: saw it waited mostly (more than half its delay) for the host's gap or pause; it was the
+#: retry after a 429; the interval planned was lengthened by rssd's silence rule; or the
+#: interval itself. "missed": it fell off the document before any poll saw it.
+CAUSES = ("interval", "silence", "after 429", "host gap", "host pause", "missed")
+
+
+def cause_of(state: State, now: float, published: float) -> str:
+    if state.held_by and now - max(state.planned, published) > (now - published) / 2:
+        return state.held_by
+    if state.failures:
+        return "after 429"
+    return "silence" if state.stretched else "interval"
+
+
+def replay(
+    feeds: list[Feed],
+    days: float,
+    planner: Planner,
+    polite: bool,
+    seed: int,
+    *,
+    detail: bool = False,
+) -> Tally:
+    """Every host's feeds polled in time order (hosts are independent of one another);
+    with ``detail``, each delay's feed and cause too (--by-class)."""
     rng = random.Random(seed)
     tally = Tally()
     window, stop = days * DAY, days * DAY + DAY
@@ -280,14 +320,17 @@ def replay(feeds: list[Feed], days: float, planner: Planner, polite: bool, seed:
             now, index = heapq.heappop(queue)
             if now >= stop:
                 continue
+            feed, state = feeds[index], states[index]
             if polite and now < max(next_start, paused_until):  # wait for the host's turn
                 tally.held += now >= 0
+                state.held_by = "host pause" if paused_until >= next_start else "host gap"
                 heapq.heappush(queue, (max(next_start, paused_until), index))
                 continue
-            feed, state = feeds[index], states[index]
             counted = 0 <= now < window
             if counted:
                 tally.requests += 1
+                if detail:
+                    tally.feed_requests[index] = tally.feed_requests.get(index, 0) + 1
                 this_minute = int(now // MINUTE)
                 if this_minute != minute:
                     minute, in_minute = this_minute, 0
@@ -304,21 +347,38 @@ def replay(feeds: list[Feed], days: float, planner: Planner, polite: bool, seed:
                 state.errors += 1
                 if polite:
                     paused_until = now + RETRY_AFTER
-                heapq.heappush(queue, (planner(feed, state, now, "429", rng), index))
+                state.planned, state.held_by = planner(feed, state, now, "429", rng), ""
+                heapq.heappush(queue, (state.planned, index))
                 continue
             posts = feed.posts
             visible = bisect.bisect_right(posts, now)
             listed = max(0, visible - DOCUMENT)
             if listed > state.seen:  # fell off the document before anyone looked
-                tally.missed += sum(1 for p in posts[state.seen : listed] if 0 <= p < window)
+                lost = sum(1 for p in posts[state.seen : listed] if 0 <= p < window)
+                tally.missed += lost
+                if detail:
+                    tally.missed_feeds.extend([index] * lost)
             fresh = posts[max(state.seen, listed) : visible]
             if counted and not fresh:
                 tally.not_modified += 1
             tally.delays.extend(now - p for p in fresh if 0 <= p < window)
+            if detail:
+                for p in fresh:
+                    if 0 <= p < window:
+                        tally.delay_feeds.append(index)
+                        tally.delay_causes.append(cause_of(state, now, p))
             state.seen = visible
             state.failures = state.errors = 0
-            heapq.heappush(queue, (planner(feed, state, now, "ok", rng), index))
+            state.planned, state.held_by = planner(feed, state, now, "ok", rng), ""
+            heapq.heappush(queue, (state.planned, index))
     return tally
+
+
+def percentile(delays: list[float], items: int, share: float) -> float | None:
+    """The ``share`` percentile of ``items`` posts, ``delays`` (sorted) those fetched: the
+    others (missed) are later than all of them (None: the percentile is one of those)."""
+    k = int(share * items)
+    return delays[k] if k < len(delays) else None
 
 
 def summary(
@@ -328,10 +388,7 @@ def summary(
     delays = sorted(tally.delays)
     # Over every new item: one never fetched (it fell off the document during a backoff)
     # is later than any fetched one, not left out (None: the percentile is such a post).
-    median, p95 = (
-        delays[k] if k < len(delays) else None
-        for k in (int(0.5 * new_items), int(0.95 * new_items))
-    )
+    median, p95 = (percentile(delays, new_items, share) for share in (0.5, 0.95))
     return {
         "policy": name,
         "feeds": len(feeds),
@@ -351,6 +408,62 @@ def summary(
         "seconds": round(seconds, 1),
         "pivot_factor": rssd.daemon.schedule.PIVOT_FACTOR if name == "rssd" else None,
     }
+
+
+def host_kind(feed: Feed, feeds: int) -> str:
+    if feed.host >= BIG_HOSTS or feeds < 2 * BIG_HOSTS * FEEDS_PER_BIG_HOST:
+        return "own host"
+    return "shared, 429s" if feed.host < LIMITED_HOSTS else "shared host"
+
+
+def breakdown(feeds: list[Feed], days: float, tally: Tally, late: float) -> list[dict[str, object]]:
+    """Where the delays come from (--by-class): one record per kind of feed and per kind
+    of host, with the posts later than ``late`` seconds and what made them late."""
+    groups: dict[str, list[int]] = {name: [] for name, _, _ in KINDS}
+    for index, feed in enumerate(feeds):
+        groups[feed.kind].append(index)
+        groups.setdefault(host_kind(feed, len(feeds)), []).append(index)
+    group_of: dict[int, list[str]] = {}
+    for name, members in groups.items():
+        for index in members:
+            group_of.setdefault(index, []).append(name)
+    delays: dict[str, list[float]] = {name: [] for name in groups}
+    over: dict[str, dict[str, int]] = {name: dict.fromkeys(CAUSES, 0) for name in groups}
+    for delay, index, cause in zip(
+        tally.delays, tally.delay_feeds, tally.delay_causes, strict=True
+    ):
+        for name in group_of[index]:
+            delays[name].append(delay)
+            if delay > late:
+                over[name][cause] += 1
+    for index in tally.missed_feeds:
+        for name in group_of[index]:
+            over[name]["missed"] += 1
+    all_over = sum(sum(over[name].values()) for name, _, _ in KINDS)  # each post once
+    out: list[dict[str, object]] = []
+    for name, members in groups.items():
+        if not members:
+            continue
+        items = sum(1 for i in members for p in feeds[i].posts if 0 <= p < days * DAY)
+        fetched = sorted(delays[name])
+        median, p95 = (percentile(fetched, items, share) for share in (0.5, 0.95))
+        late_here = sum(over[name].values())
+        out.append(
+            {
+                "group": name,
+                "feeds": len(members),
+                "new_items": items,
+                "requests_per_day": round(
+                    sum(tally.feed_requests.get(i, 0) for i in members) / days
+                ),
+                "median_delay_minutes": round(median / MINUTE, 1) if median is not None else None,
+                "p95_delay_minutes": round(p95 / MINUTE, 1) if p95 is not None else None,
+                "late": late_here,
+                "share_of_late": round(late_here / all_over, 3) if all_over else None,
+                "late_by_cause": over[name],
+            }
+        )
+    return out
 
 
 HEADER = (
@@ -373,6 +486,50 @@ def row(record: dict[str, object]) -> tuple[str, ...]:
     )
 
 
+BY_CLASS_HEADER = (
+    "group", "feeds", "new items", "req/day", "median delay", "p95 delay", "late",
+    "share of late", *(f"late: {cause}" for cause in CAUSES),
+)  # fmt: skip
+
+
+def by_class(record: dict[str, object]) -> list[dict[str, object]]:
+    groups = record["by_class"]
+    assert isinstance(groups, list)
+    return groups
+
+
+def _minutes(value: object) -> str:
+    return "missed" if value is None else f"{value} min"
+
+
+def class_row(group: dict[str, object]) -> tuple[str, ...]:
+    causes = group["late_by_cause"]
+    assert isinstance(causes, dict)
+    share = group["share_of_late"]
+    return (
+        str(group["group"]),
+        f"{group['feeds']:,}",
+        f"{group['new_items']:,}",
+        f"{group['requests_per_day']:,}",
+        _minutes(group["median_delay_minutes"]),
+        _minutes(group["p95_delay_minutes"]),
+        f"{group['late']:,}",
+        "" if share is None else f"{100 * float(str(share)):.1f}%",
+        *(f"{causes[cause]:,}" for cause in CAUSES),
+    )
+
+
+def print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print(
+            "  ".join(
+                cell.rjust(w) if i else cell.ljust(w)
+                for i, (cell, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--feeds", type=int, default=10_000)
@@ -380,6 +537,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--policy", action="append", choices=sorted(POLICIES))
+    parser.add_argument(
+        "--by-class",
+        action="store_true",
+        help="also break each policy's delays down by kind of feed and of host, with the "
+        "posts later than --late-minutes and what made them late",
+    )
+    parser.add_argument(
+        "--late-minutes",
+        type=float,
+        help="with --by-class: a post later than this is late (default: the policy's own "
+        "p95 delay)",
+    )
     parser.add_argument(
         "--pivot-factor",
         type=float,
@@ -394,21 +563,24 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.policy or POLICIES:
         planner, polite = POLICIES[name]
         started = time.perf_counter()
-        tally = replay(feeds, args.days, planner, polite, args.seed)
+        tally = replay(feeds, args.days, planner, polite, args.seed, detail=args.by_class)
         record = summary(name, feeds, args.days, tally, time.perf_counter() - started)
+        if args.by_class:
+            p95 = record["p95_delay_minutes"]
+            late = args.late_minutes if args.late_minutes is not None else p95
+            record["late_minutes"] = late
+            record["by_class"] = breakdown(
+                feeds, args.days, tally, math.inf if late is None else float(str(late)) * MINUTE
+            )
         records.append(record)
         if args.json:
             print(json.dumps(record), flush=True)
     if not args.json:
-        rows = [HEADER, *(row(r) for r in records)]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
-        for r in rows:
-            print(
-                "  ".join(
-                    cell.rjust(w) if i else cell.ljust(w)
-                    for i, (cell, w) in enumerate(zip(r, widths, strict=True))
-                )
-            )
+        print_table([HEADER, *(row(r) for r in records)])
+        for record in records:
+            if "by_class" in record:
+                print(f"\n{record['policy']}: posts later than {record['late_minutes']} min")
+                print_table([BY_CLASS_HEADER, *(class_row(r) for r in by_class(record))])
         first = records[0]
         print(
             f"\n{args.feeds:,} feeds, {args.days:g} days, seed {args.seed}: "

@@ -158,24 +158,47 @@ OLD = 400 * DAY  # a feed rssd has known for longer than the rate window
         (None, (START, Reason.START)),
         (Activity(posts=0, known=2 * HOUR), (START, Reason.START)),
         (Activity(posts=1, silence=HOUR, known=2 * HOUR), (START, Reason.START)),
-        # sqrt(gap * 1 h): every 15 min -> 30 min; daily -> ~4.9 h; weekly -> ~13 h.
+        # The gap is the time seen per post (30 days for a feed known long), and the
+        # interval sqrt(gap * 1 h): every 15 min -> 30 min; daily -> ~4.9 h; 4 posts a
+        # month -> ~13.4 h.
         (
-            Activity(posts=97, span=DAY, silence=5 * MINUTE, known=OLD),
+            Activity(posts=2880, span=30 * DAY - 15 * MINUTE, silence=5 * MINUTE, known=OLD),
             (30 * MINUTE, Reason.POSTING_RATE),
         ),
         (
-            Activity(posts=31, span=30 * DAY, silence=HOUR, known=OLD),
+            Activity(posts=30, span=29 * DAY, silence=HOUR, known=OLD),
             (4.8989795 * HOUR, Reason.POSTING_RATE),
         ),
         (
-            Activity(posts=5, span=28 * DAY, silence=DAY, known=OLD),
-            (12.9614814 * HOUR, Reason.POSTING_RATE),
+            Activity(posts=4, span=21 * DAY, silence=DAY, known=OLD),
+            (13.4164079 * HOUR, Reason.POSTING_RATE),
+        ),
+        # A burst is not a rate: three posts minutes apart, two hours ago, the only ones this
+        # month, are a post every 10 days (sqrt(240 h * 1 h)), not every 5 minutes.
+        (
+            Activity(posts=3, span=10 * MINUTE, silence=2 * HOUR, known=OLD),
+            (15.4919334 * HOUR, Reason.POSTING_RATE),
+        ),
+        # A feed just added, its first document showing 50 posts over three days: 73 h
+        # seen (not the minute rssd has known it) per post -> sqrt(1.46 h * 1 h).
+        (
+            Activity(posts=50, span=3 * DAY, silence=HOUR, known=MINUTE),
+            (1.2083046 * HOUR, Reason.POSTING_RATE),
         ),
         # Faster than every 3.75 min: the floor.
-        (Activity(posts=1000, span=DAY, silence=MINUTE, known=OLD), (LOW, Reason.POSTING_RATE)),
-        # Gone quiet: the silence since the newest post counts as the gap.
         (
-            Activity(posts=97, span=DAY, silence=4 * DAY, known=OLD),
+            Activity(posts=20000, span=30 * DAY, silence=MINUTE, known=OLD),
+            (LOW, Reason.POSTING_RATE),
+        ),
+        # Quiet for a night or a weekend (up to QUIET_AFTER): the feed's own rhythm, no
+        # slower than its rate says.
+        (
+            Activity(posts=2880, span=27 * DAY, silence=3 * DAY, known=OLD),
+            (30 * MINUTE, Reason.POSTING_RATE),
+        ),
+        # Quiet for longer: the silence since the newest post counts as the gap.
+        (
+            Activity(posts=2880, span=26 * DAY, silence=4 * DAY, known=OLD),
             (9.797959 * HOUR, Reason.POSTING_RATE),
         ),
         # Nothing in 30 days (dead, or monthly): the ceiling.
@@ -197,7 +220,7 @@ def test_the_start_interval_is_clamped_too() -> None:
 
 
 def test_a_fixed_interval_ignores_the_posting_rate() -> None:
-    busy = Activity(posts=1000, span=DAY, silence=MINUTE, known=OLD)
+    busy = Activity(posts=20000, span=30 * DAY, silence=MINUTE, known=OLD)
     source = Source(1, "http://a.example/", None, 60, 30.0, True, "", "", interval_fixed=True)
     policy = policy_of(source, busy)
     assert (policy.interval, policy.reason) == (HOUR, Reason.FIXED)
@@ -228,7 +251,7 @@ def test_the_curve_moves_with_the_minimum() -> None:
     """The pivot is PIVOT_FACTOR minimum intervals: with a minimum of a second (a test
     farm), a feed posting every second is polled every 2 s, a silent one at the maximum."""
     second = timedelta(seconds=1)
-    fast = Activity(posts=20, span=19 * second, silence=0.5 * second, known=MINUTE)
+    fast = Activity(posts=20, span=19 * second, silence=0.5 * second, known=20 * second)
     assert adaptive_interval(fast, START, second, 30 * second) == (
         2 * second,
         Reason.POSTING_RATE,

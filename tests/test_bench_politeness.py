@@ -1,0 +1,52 @@
+"""bench/politeness.py's --by-class breakdown accounts for every post once: the kinds of
+feed split the new posts and the late ones between them, and a late post has one cause.
+Behaviour only: no figure of the bench is asserted here."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+politeness = _load("politeness")
+
+
+def test_the_breakdown_counts_every_post_once() -> None:
+    feeds = politeness.population(300, 2.0, 7)
+    for name, (planner, polite) in politeness.POLICIES.items():
+        tally = politeness.replay(feeds, 2.0, planner, polite, 7, detail=True)
+        record = politeness.summary(name, feeds, 2.0, tally, 0.0)
+        late = 30 * politeness.MINUTE
+        groups = {g["group"]: g for g in politeness.breakdown(feeds, 2.0, tally, late)}
+        kinds = [groups[kind] for kind, _, _ in politeness.KINDS if kind in groups]
+        assert sum(g["new_items"] for g in kinds) == record["new_items"]
+        assert sum(g["feeds"] for g in kinds) == len(feeds)
+        expected_late = sum(1 for d in tally.delays if d > late) + tally.missed
+        assert sum(g["late"] for g in kinds) == expected_late
+        for group in groups.values():
+            assert sum(group["late_by_cause"].values()) == group["late"]
+        assert sum(tally.feed_requests.values()) == tally.requests
+        assert len(tally.delay_causes) == len(tally.delays)
+
+
+def test_causes_name_the_host_hold_only_when_it_made_most_of_the_delay() -> None:
+    state = politeness.State(due=0.0, planned=100.0, held_by="host gap")
+    assert politeness.cause_of(state, 110.0, 0.0) == "interval"  # 10 s of 110 held
+    assert politeness.cause_of(state, 110.0, 105.0) == "host gap"  # posted after the due
+    state.held_by, state.stretched = "", True
+    assert politeness.cause_of(state, 110.0, 0.0) == "silence"
+    state.failures = 1
+    assert politeness.cause_of(state, 110.0, 0.0) == "after 429"
