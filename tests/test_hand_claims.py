@@ -8,7 +8,6 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from rssd.clock import now_iso
@@ -147,29 +146,6 @@ async def test_a_claim_whose_asker_was_cancelled_is_not_left_ongoing(
 
 async def _never(claim: Claim) -> None:
     raise AssertionError(f"no asker was cancelled, yet {claim.job.id} was orphaned")
-
-
-async def test_a_host_another_claim_is_locking_is_skipped_not_waited_for(
-    db: Database, db_target: Path | str, tmp_path: Path, *, backend: str
-) -> None:
-    """On PostgreSQL a claim tries its hosts' locks and does not wait: group commit puts
-    several claims in one transaction, each locking its own hosts, and claims that waited
-    deadlocked (two writers' transactions, each holding a host the other wanted). A
-    host locked right now has no free slot for this claim: skipped by the daemon's,
-    HostBusy by hand (which waits and tries again), free again once the lock is gone."""
-    if backend == "sqlite":
-        pytest.skip("SQLite claims under BEGIN IMMEDIATE: no host lock to find taken")
-    one, two = await _sources(db, tmp_path, ["http://one.example/a", "http://two.example/a"])
-    claims = ClaimRepo(db, "hand")
-    await claims.queue_missing({one: now_iso(), two: now_iso()})
-    async with await psycopg.AsyncConnection.connect(str(db_target)) as other:
-        await other.execute("SELECT pg_advisory_xact_lock(hashtext('rssd.host:one.example'))")
-        got = await asyncio.wait_for(claims.claim_sources([one, two], max_per_host=2), 10)
-        assert isinstance(got[one], HostBusy) and isinstance(got[two], Claim)
-        assert await asyncio.wait_for(claims.claim_due(10, 2), 10) == [], "one.example: skipped"
-        await other.rollback()
-    (claim,) = await claims.claim_due(10, 2)
-    assert claim.source.id == one
 
 
 async def test_a_job_started_by_hand_carries_the_sources_run_of_failures(

@@ -16,7 +16,7 @@ import rssd.repo.claims as claims_module
 from rssd.clock import to_iso, utcnow
 from rssd.models.dto import ErrorCode, FetchJobStatus, FetchMeta
 from rssd.net.hosts import host_key
-from rssd.repo.claims import LEASE_SECONDS, ClaimRepo
+from rssd.repo.claims import LEASE_SECONDS, Claim, ClaimRepo
 from rssd.repo.claims import PAGE as CANDIDATE_PAGE
 from rssd.repo.db import Database, Tx
 from rssd.repo.jobs import FetchJobRepo
@@ -143,7 +143,15 @@ async def test_two_daemons_claiming_at_once_never_take_the_same_job(
     other = await open_database(db_target)
     try:
         repos = [ClaimRepo(db, "d1"), ClaimRepo(other, "d2")]
-        batches = await asyncio.gather(*(repo.claim_due(3, 3) for repo in repos for _ in range(8)))
+
+        async def claim_loop(repo: ClaimRepo) -> list[list[Claim]]:
+            """A daemon claims one batch at a time (rssd/daemon/claimer.py): a writer's
+            transaction holds one claim's host locks, taken in one order, so the two
+            daemons' claims never deadlock."""
+            return [await repo.claim_due(3, 3) for _ in range(8)]
+
+        loops = await asyncio.gather(*(claim_loop(repo) for repo in repos))
+        batches = [batch for loop in loops for batch in loop]
     finally:
         await other.close()
     claimed = [claim.job.id for batch in batches for claim in batch]
@@ -292,6 +300,36 @@ async def test_a_busy_host_does_not_starve_another_hosts_due_job(
     (second,) = await claims.claim_due(1, 1)
     assert second.source.url == "http://quiet.example/feed"
     assert await claims.claim_due(5, 1) == [], "busy.example's one slot is still taken"
+
+
+async def test_a_busy_hosts_backlog_due_at_one_instant_is_paged_through(
+    db: Database, tmp_path: Path, *, backend: str
+) -> None:
+    """More due jobs on one saturated host than a page, all due at one instant finer than
+    the millisecond (PostgreSQL's now(); rows read back to the millisecond), before the
+    job of another host: the claim pages past them and finds it. Paged by (due, id), the
+    read-back due time was less than the stored one, and the claim read the first page
+    for ever (its writer thread with it)."""
+    busy = [f"http://busy.example/feed{i}" for i in range(CANDIDATE_PAGE + 50)]
+    ids = await sources(db, tmp_path, [*busy, "http://quiet.example/feed"])
+    claims = ClaimRepo(db, "d1")
+    await claims.queue_missing(dict.fromkeys(ids.values(), past()))
+    if backend == "postgresql":  # microseconds, as now() writes them
+        instant, later = "now() - interval '1 minute'", "now()"
+    else:
+        instant, later = "'2026-01-01T00:00:00.123456Z'", "'2026-01-01T00:00:00.124Z'"
+    quiet = {"id": ids["http://quiet.example/feed"]}
+    await db.write(lambda tx: tx.execute(f"UPDATE fetch_job SET not_before = {instant}"))
+    await db.write(
+        lambda tx: tx.execute(
+            f"UPDATE fetch_job SET not_before = {later} WHERE content_source_id = :id", quiet
+        )
+    )
+    (first,) = await asyncio.wait_for(claims.claim_due(1, 1), 30)
+    assert first.source.url.startswith("http://busy.example/")
+    (second,) = await asyncio.wait_for(claims.claim_due(1, 1), 30)
+    assert second.source.url == "http://quiet.example/feed"
+    assert await asyncio.wait_for(claims.claim_due(5, 1), 30) == []
 
 
 async def test_an_ongoing_job_without_a_lease_is_taken_back(db: Database, tmp_path: Path) -> None:

@@ -11,8 +11,7 @@ Claims run in one write transaction: ``BEGIN IMMEDIATE`` on SQLite (one writer a
 ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (daemons claim side by side and never the same
 row). Each claimed job also takes one of its host's ``max_per_host`` slots; the unique
 index ``fetch_job_host_slot`` forbids two ONGOING jobs in one slot, and a per-host advisory
-lock makes the count and the take one step, so the limit holds across all daemons (tried,
-never waited for: a host another claim is locking has no free slot for this one).
+lock makes the count and the take one step, so the limit holds across all daemons.
 Candidates skip hosts whose slots are all taken, so one busy host's backlog cannot hide
 other hosts' due jobs. Fetches by hand are claimed in batches too (``claim_sources``). On
 PostgreSQL leases are written and judged by the database's clock (``now()``): the daemons'
@@ -59,27 +58,24 @@ class HostBusy(Exception):
 
 
 async def _free_slots(tx: Tx, hosts: set[str], max_per_host: int) -> dict[str, list[int]]:
-    """Each host's free slots, under its per-host lock (PostgreSQL) so that counting and
-    taking are one step. A host whose lock another claim holds right now has none here
-    (the locks are tried, not waited for: see ``Dialect.xact_locks``): that claim is
-    taking its slots, and this one skips the host or, by hand, waits and tries again."""
+    """Each host's free slots, under its per-host lock (PostgreSQL; one lock order for
+    every daemon, in one statement) so that counting and taking are one step."""
     if not hosts:
         return {}
     dialect = tx.dialect
-    locked = set(hosts)
+    ordered = sorted(hosts)
     if dialect.xact_locks:
-        keys = {f"rssd.host:{host}": host for host in hosts}
-        rows = await tx.fetchall(dialect.xact_locks, {"lock_keys": json.dumps(sorted(keys))})
-        locked = {keys[str(row["k"])] for row in rows}
-    used: dict[str, set[int]] = {host: set() for host in hosts}
+        keys = [f"rssd.host:{host}" for host in ordered]
+        await tx.fetchall(dialect.xact_locks, {"lock_keys": json.dumps(keys)})
+    used: dict[str, set[int]] = {host: set() for host in ordered}
     for row in await tx.fetchall(
         f"SELECT host, host_slot FROM fetch_job WHERE status = 'ONGOING' "
         f"AND host_slot IS NOT NULL AND host IN {dialect.in_json_text('hosts')}",
-        {"hosts": json.dumps(sorted(locked))},
+        {"hosts": json.dumps(ordered)},
     ):
         used[row["host"]].add(int(row["host_slot"]))
     return {
-        host: [slot for slot in range(max_per_host) if slot not in taken] if host in locked else []
+        host: [slot for slot in range(max_per_host) if slot not in taken]
         for host, taken in used.items()
     }
 
@@ -176,20 +172,21 @@ class ClaimRepo:
         ):
             room[str(row["host"])] = 0
         found: list[tuple[int, str]] = []
-        after: tuple[str, int] | None = None
+        # Pages by due time: the next starts at the last one's (a time read back to the
+        # millisecond, at or before the stored one) and leaves out the jobs already read
+        # at that time. Keyed on (due time, id), a stored time finer than the millisecond
+        # read back as less than itself, and a run of 200 jobs due at one such time gave
+        # the same page for ever (bench/cluster.py's daemons, all due at one now()).
+        after: str | None = None
+        read_at_after: list[int] = []
         while len(found) < wanted:
-            page_after = "" if after is None else _AFTER
+            since = "" if after is None else _AFTER.format(read=tx.dialect.in_json_int("read"))
             rows = await tx.fetchall(
                 f"SELECT j.id, j.not_before, coalesce(j.fetch_url, s.url) AS target "
                 f"FROM fetch_job j JOIN content_sources s ON s.id = j.content_source_id "
                 f"WHERE j.status = 'QUEUED' AND j.not_before <= {tx.dialect.clock} "
-                f"AND s.enabled = 1{page_after} ORDER BY j.not_before, j.id LIMIT :page",
-                {
-                    "now": stamp,
-                    "page": PAGE,
-                    "after_due": after[0] if after else None,
-                    "after_id": after[1] if after else None,
-                },
+                f"AND s.enabled = 1{since} ORDER BY j.not_before, j.id LIMIT :page",
+                {"now": stamp, "page": PAGE, "after": after, "read": json.dumps(read_at_after)},
             )
             picked: list[tuple[int, str]] = []
             for row in rows:
@@ -200,7 +197,11 @@ class ClaimRepo:
             found.extend(await _lock(tx, picked, room))
             if len(rows) < PAGE:
                 break
-            after = (str(rows[-1]["not_before"]), int(rows[-1]["id"]))
+            last = str(rows[-1]["not_before"])
+            read_at_after = [*(read_at_after if last == after else []), *(
+                int(row["id"]) for row in rows if str(row["not_before"]) == last
+            )]  # fmt: skip
+            after = last
         return found
 
     async def claim_due(self, limit: int, max_per_host: int) -> list[Claim]:
@@ -414,7 +415,7 @@ _BY_HAND = (
     "ON j.content_source_id = s.id AND j.status IN ('QUEUED', 'ONGOING') WHERE s.id IN {ids}"
 )
 
-_AFTER = " AND (j.not_before, j.id) > (:after_due, :after_id)"
+_AFTER = " AND j.not_before >= :after AND j.id NOT IN {read}"
 
 #: Due jobs read per page while choosing a claim's candidates.
 PAGE = 200

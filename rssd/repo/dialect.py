@@ -25,11 +25,11 @@ class Dialect:
     #: A statement taking a transaction-scoped lock on the text parameter ``:lock_key``;
     #: empty where the transaction is exclusive already (SQLite's BEGIN IMMEDIATE).
     xact_lock: str
-    #: Try to take the same for every text of the JSON array parameter ``:lock_keys``,
-    #: without waiting; returns the keys taken (``k``). A claim that waited for host locks
-    #: could deadlock: group commit puts several claims, each locking its hosts in
-    #: sorted order, in one transaction, whose locks are held to its end. Empty where
-    #: the transaction is exclusive already.
+    #: The same for every text of the JSON array parameter ``:lock_keys``, taken in sorted
+    #: order (one lock order for every daemon: no deadlock, as long as a writer's
+    #: transaction holds one claim: a process claims one batch at a time), in one round
+    #: trip. (Tried, not waited for, three daemons' claims kept failing each other's
+    #: hosts and retried at once: 124 checks in five minutes, bench/cluster.py.)
     xact_locks: str
     #: Rows ``{alias}`` from the JSON array of objects ``:{param}``: ``{columns}`` are its
     #: columns with their PostgreSQL types, ``{values}`` SQLite's reads of the keys (one
@@ -112,8 +112,8 @@ POSTGRES = Dialect(
     skip_locked=" FOR UPDATE OF j SKIP LOCKED",
     xact_lock="SELECT pg_advisory_xact_lock(hashtext(:lock_key))",
     xact_locks=(
-        "SELECT k FROM jsonb_array_elements_text(CAST(:lock_keys AS jsonb)) AS k "
-        "WHERE pg_try_advisory_xact_lock(hashtext(k))"
+        "SELECT count(pg_advisory_xact_lock(hashtext(k))) FROM (SELECT k FROM "
+        "jsonb_array_elements_text(CAST(:lock_keys AS jsonb)) AS k ORDER BY k) AS sorted"
     ),
     is_distinct="IS DISTINCT FROM",
     clock="now()",
