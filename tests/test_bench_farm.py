@@ -4,31 +4,17 @@ second pass is conditional. Behaviour only: no figure of the bench is asserted h
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+from tests.support.bench import load_bench
 
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-farm = _load("farm")
-bare_client = _load("bare_client")
+farm = load_bench("farm")
+bare_client = load_bench("bare_client")
 
 
 def test_latency_draws_are_a_function_of_seed_feed_and_request() -> None:
