@@ -8,8 +8,8 @@ on a virtual clock against four polling policies (issue 24).
 
 No network, no database: every feed's publications are drawn first (the same for every
 policy), then each policy polls them. rssd's policy goes through the daemon's own pure
-functions (``rssd.daemon.schedule``: ``adaptive_interval`` over an ``Activity``,
-``planned_delay`` and ``jittered``, ``next_due`` after a failure) and keeps a host's gap
+functions (``rssd.daemon.schedule``: ``adaptive_interval`` over an ``Activity``, whose
+posts per hour of the day give ``quiet_hours``, then ``next_due``) and keeps a host's gap
 and pause as ``rssd.repo.hosts`` does. The others are written here from their projects'
 documented formulas:
 
@@ -71,6 +71,8 @@ from rssd.daemon.schedule import (
     adaptive_interval,
     jittered,
     next_due,
+    planned_delay,
+    quiet_hours,
 )
 from rssd.models.config import Config
 
@@ -166,6 +168,10 @@ class State:
     planned: float = 0.0  # the due time its planner gave, before any host hold
     stretched: bool = False  # rssd: the silence rule lengthened the interval planned
     held_by: str = ""  # what held the poll back last: "host gap" or "host pause"
+    quieted: bool = False  # rssd: the poll was planned at the end of the quiet hours
+    hours: list[int] = field(default_factory=lambda: [0] * 24)  # rssd: window_hours
+    hours_first: int = 0
+    hours_seen: int = 0
 
 
 # --- the policies ---------------------------------------------------------------------------
@@ -225,6 +231,21 @@ def commafeed(feed: Feed, state: State, now: float, outcome: str, rng: random.Ra
     return now + interval
 
 
+def window_hours(feed: Feed, state: State, first: int) -> tuple[int, ...]:
+    """The posts of ``feed.posts[first:state.seen]`` (the rate window's) per UTC hour of
+    the day, kept up to date as posts enter and leave the window (not recounted per poll)."""
+    posts, seen, hours = feed.posts, state.seen, state.hours
+    if first >= state.hours_seen:  # nothing counted is still in the window: count afresh
+        hours[:] = [0] * 24
+        state.hours_first = state.hours_seen = first
+    for p in posts[state.hours_first : first]:
+        hours[int(p % DAY // HOUR)] -= 1
+    for p in posts[state.hours_seen : seen]:
+        hours[int(p % DAY // HOUR)] += 1
+    state.hours_first, state.hours_seen = first, seen
+    return tuple(hours)
+
+
 def rssd_policy(feed: Feed, state: State, now: float, outcome: str, rng: random.Random) -> float:
     posts, seen = feed.posts, state.seen
     first = bisect.bisect_right(posts, now - 30 * DAY, 0, seen)
@@ -234,16 +255,20 @@ def rssd_policy(feed: Feed, state: State, now: float, outcome: str, rng: random.
         span=timedelta(seconds=posts[seen - 1] - posts[first]) if n else timedelta(0),
         silence=timedelta(seconds=now - posts[seen - 1]) if n else None,
         known=timedelta(seconds=now + 90 * DAY),  # configured long before the run
+        hours=window_hours(feed, state, first),  # every post here has its date
     )
     bounds = timedelta(seconds=START), timedelta(seconds=LOW), timedelta(seconds=HIGH)
     interval, reason = adaptive_interval(activity, *bounds)
     # For --by-class: would the feed be polled sooner if its silence did not count?
     state.stretched = interval > adaptive_interval(replace(activity, silence=None), *bounds)[0]
-    policy = Policy(interval=interval, reason=reason)
-    if outcome == "ok":
-        return now + jittered(interval, reason, rng.random()).total_seconds()
-    hints = Hints(http_status=429, headers={"Retry-After": str(int(RETRY_AFTER))})
-    due = next_due(History(_dt(now), state.failures), policy, _dt(now), rng.random(), hints)
+    quiet = quiet_hours(activity.hours) if reason is Reason.POSTING_RATE else frozenset()
+    policy = Policy(interval=interval, reason=reason, quiet=quiet)
+    hints = None
+    if outcome != "ok":
+        hints = Hints(http_status=429, headers={"Retry-After": str(int(RETRY_AFTER))})
+    history = History(_dt(now), state.failures)
+    state.quieted = planned_delay(history, policy, _dt(now), hints)[1] is Reason.QUIET_HOURS
+    due = next_due(history, policy, _dt(now), rng.random(), hints)
     assert due is not None
     return (due - EPOCH).total_seconds()
 
@@ -279,9 +304,10 @@ class Tally:
 
 #: What made a post as late as it was (--by-class), the first that applies: the poll that
 #: saw it waited mostly (more than half its delay) for the host's gap or pause; it was the
-#: retry after a 429; the interval planned was lengthened by rssd's silence rule; or the
-#: interval itself. "missed": it fell off the document before any poll saw it.
-CAUSES = ("interval", "silence", "after 429", "host gap", "host pause", "missed")
+#: retry after a 429; it waited for the end of the feed's quiet hours (rssd); the interval
+#: planned was lengthened by rssd's silence rule; or the interval itself. "missed": it fell
+#: off the document before any poll saw it.
+CAUSES = ("interval", "silence", "quiet hours", "after 429", "host gap", "host pause", "missed")
 
 
 def cause_of(state: State, now: float, published: float) -> str:
@@ -289,6 +315,8 @@ def cause_of(state: State, now: float, published: float) -> str:
         return state.held_by
     if state.failures:
         return "after 429"
+    if state.quieted:
+        return "quiet hours"
     return "silence" if state.stretched else "interval"
 
 
@@ -407,6 +435,8 @@ def summary(
         "held_by_host_gap": tally.held,
         "seconds": round(seconds, 1),
         "pivot_factor": rssd.daemon.schedule.PIVOT_FACTOR if name == "rssd" else None,
+        "active_cap_factor": rssd.daemon.schedule.ACTIVE_CAP_FACTOR if name == "rssd" else None,
+        "quiet_min_posts": rssd.daemon.schedule.QUIET_MIN_POSTS if name == "rssd" else None,
     }
 
 
@@ -555,9 +585,24 @@ def main(argv: list[str] | None = None) -> int:
         help="an experiment: rssd's PIVOT_FACTOR instead of its own (smaller: more requests, "
         "shorter delays)",
     )
+    parser.add_argument(
+        "--active-cap-factor",
+        type=float,
+        help="an experiment: rssd's ACTIVE_CAP_FACTOR instead of its own (1e9: no cap)",
+    )
+    parser.add_argument(
+        "--quiet-min-posts",
+        type=int,
+        help="an experiment: rssd's QUIET_MIN_POSTS instead of its own (1e9: no quiet hours)",
+    )
     args = parser.parse_args(argv)
+    schedule = rssd.daemon.schedule
     if args.pivot_factor is not None:
-        rssd.daemon.schedule.PIVOT_FACTOR = args.pivot_factor
+        schedule.PIVOT_FACTOR = args.pivot_factor
+    if args.active_cap_factor is not None:
+        schedule.ACTIVE_CAP_FACTOR = args.active_cap_factor
+    if args.quiet_min_posts is not None:
+        schedule.QUIET_MIN_POSTS = args.quiet_min_posts
     feeds = population(args.feeds, args.days, args.seed)
     records = []
     for name in args.policy or POLICIES:

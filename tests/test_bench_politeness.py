@@ -35,3 +35,19 @@ def test_causes_name_the_host_hold_only_when_it_made_most_of_the_delay() -> None
     assert politeness.cause_of(state, 110.0, 0.0) == "silence"
     state.failures = 1
     assert politeness.cause_of(state, 110.0, 0.0) == "after 429"
+
+
+def test_the_window_hours_kept_up_to_date_match_a_recount() -> None:
+    """The quiet hours' input, kept as posts enter and leave the 30-day window (not
+    recounted per poll), equals a recount of the window's posts at every step, including
+    a jump past the whole window."""
+    day, hour = politeness.DAY, politeness.HOUR
+    feed = politeness.Feed(host=0, posts=[i * 7 * hour + 0.5 * hour for i in range(800)])
+    state = politeness.State(due=0.0)
+    steps = [(0, 10), (0, 40), (5, 41), (30, 90), (31, 91), (200, 260), (700, 800)]
+    for first, seen in steps:
+        state.seen = seen
+        recount = [0] * 24
+        for p in feed.posts[first:seen]:
+            recount[int(p % day // hour)] += 1
+        assert politeness.window_hours(feed, state, first) == tuple(recount)

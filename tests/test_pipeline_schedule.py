@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 from datetime import timedelta
+from email.utils import format_datetime
 from itertools import pairwise
 from pathlib import Path
 
@@ -170,3 +171,40 @@ async def test_requests_to_one_host_wait_their_turn_and_are_counted(
     arrivals.sort()
     assert min(b - a for a, b in pairwise(arrivals)) >= 0.3 - 0.1, arrivals
     assert metrics.HOST_HELD._value.get() - held_before >= 2
+
+
+async def test_a_feed_fetched_in_its_quiet_hours_is_next_due_at_their_end(
+    feed_server: FeedServer, tmp_path: Path, db_target: Path | str
+) -> None:
+    """A feed whose 24 posts of the last month were all published at one hour of the day
+    (12 hours from now): fetched now, in the hours it never posts in, its next job waits
+    for that hour, queued with the reason "quiet hours", as ``rssd status`` shows it."""
+    now = utcnow()
+    posting = (now + timedelta(hours=12)).replace(minute=30, second=0, microsecond=0)
+    items = [
+        {
+            "guid": f"urn:{day}",
+            "title": f"Post {day}",
+            "pubDate": format_datetime(posting - timedelta(days=day), usegmt=True),
+        }
+        for day in range(1, 25)
+    ]
+    url = feed_server.static("/daily-at-one-hour", rss(items))
+    config = make_config(tmp_path, [url], database=str(db_target))
+    await fetch_all(config)
+    db = await open_database(db_target)
+    try:
+        row = await db.fetchone(
+            "SELECT j.not_before, j.interval_reason FROM fetch_job j "
+            "JOIN content_sources s ON s.id = j.content_source_id "
+            "WHERE s.url = :url AND j.status = 'QUEUED'",
+            {"url": url},
+        )
+    finally:
+        await db.close()
+    assert row is not None
+    start = posting.replace(minute=0)  # the start of the one hour it posts in
+    assert row[1] == "quiet hours"
+    # At the hour's start, spread by up to a tenth of the interval (~94 min: a post every
+    # 1.25 days).
+    assert start <= parse_iso(row[0]) <= start + timedelta(minutes=15)

@@ -10,7 +10,7 @@ import pytest
 from rssd.models.dto import ErrorCode, FetchMeta, PostCreate
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
-from rssd.repo.posts import PostRepo, UpsertCounts
+from rssd.repo.posts import DatedPosts, PostRepo, UpsertCounts, dated_posts
 from rssd.repo.sources import SourceRepo
 from tests.support.config import make_config
 from tests.support.jobs import ongoing_job, queue_job
@@ -193,3 +193,44 @@ async def test_external_ids_are_matched_exactly(
     assert await repo.upsert_many(source, job, [post(external_id)]) == UpsertCounts(0, 0)
     assert await repo.upsert_many(source, job, [post(external_id, 2)]) == UpsertCounts(0, 1)
     assert await repo.count() == 1
+
+
+async def test_dated_posts_count_the_window_and_the_published_hours(
+    db: Database, tmp_path: Path
+) -> None:
+    """The posting rate's input: posts dated in (since, now], stored and just fetched; the
+    hours of the day counted from publication dates only (an undated post is dated when it
+    was stored)."""
+    (source,), (job,) = await setup(db, tmp_path)
+    at = "2026-11-{:02d}T{:02d}:30:00.000Z".format
+    await PostRepo(db).upsert_many(
+        source,
+        job,
+        [
+            post("old", published_at=at(1, 9)),  # before the window
+            post("a", published_at=at(10, 9)),
+            post("b", published_at=at(11, 9)),
+            post("c", published_at=at(12, 23)),
+            post("undated", published_at=None),  # dated by created_at: now, in the window
+            post("future", published_at=at(30, 9)),  # after the window's end
+        ],
+    )
+    fetched = [post("d", published_at=at(13, 0)), post("a", published_at=at(10, 9))]
+    dated = await dated_posts(db, source, at(5, 0), "2100-01-01T00:00:00.000Z", fetched)
+    # "a" is counted once: as fetched (its stored copy is left out), "future" counts
+    # (the window here ends in 2100), "undated" counts but has no hour.
+    assert dated.count == 6
+    assert (dated.oldest, dated.newest) == (at(10, 9), dated.newest)
+    assert dated.newest is not None and dated.newest > at(30, 9)  # the undated one: now
+    expected = [0] * 24
+    expected[9], expected[23], expected[0] = 3, 1, 1
+    assert list(dated.hours) == expected
+    window = await dated_posts(db, source, at(11, 0), at(12, 23))
+    assert (window.count, window.oldest, window.newest) == (2, at(11, 9), at(12, 23))
+    assert sum(window.hours) == 2
+
+
+async def test_dated_posts_of_a_source_without_posts(db: Database, tmp_path: Path) -> None:
+    (source,), _ = await setup(db, tmp_path)
+    dated = await dated_posts(db, source, "2026-01-01T00:00:00.000Z", "2026-12-01T00:00:00.000Z")
+    assert dated == DatedPosts(0, None, None, (0,) * 24)

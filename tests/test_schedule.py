@@ -20,6 +20,8 @@ from rssd.daemon.schedule import (
     next_due,
     planned_delay,
     policy_of,
+    quiet_end,
+    quiet_hours,
     requested_delay,
 )
 from rssd.models.dto import Source
@@ -159,53 +161,60 @@ OLD = 400 * DAY  # a feed rssd has known for longer than the rate window
         (Activity(posts=0, known=2 * HOUR), (START, Reason.START)),
         (Activity(posts=1, silence=HOUR, known=2 * HOUR), (START, Reason.START)),
         # The gap is the time seen per post (30 days for a feed known long), and the
-        # interval sqrt(gap * 1 h): every 15 min -> 30 min; daily -> ~4.9 h; 4 posts a
-        # month -> ~13.4 h.
+        # interval sqrt(gap * 2 h): every 15 min -> ~42 min; 4 posts a month -> ~19 h.
         (
             Activity(posts=2880, span=30 * DAY - 15 * MINUTE, silence=5 * MINUTE, known=OLD),
-            (30 * MINUTE, Reason.POSTING_RATE),
-        ),
-        (
-            Activity(posts=30, span=29 * DAY, silence=HOUR, known=OLD),
-            (4.8989795 * HOUR, Reason.POSTING_RATE),
+            (0.7071068 * HOUR, Reason.POSTING_RATE),
         ),
         (
             Activity(posts=4, span=21 * DAY, silence=DAY, known=OLD),
-            (13.4164079 * HOUR, Reason.POSTING_RATE),
+            (18.973666 * HOUR, Reason.POSTING_RATE),
+        ),
+        # Daily: sqrt(24 h * 2 h) would be ~6.9 h; a feed posting at least daily is polled
+        # at least hourly (ACTIVE_CAP_FACTOR * 15 min).
+        (Activity(posts=30, span=29 * DAY, silence=HOUR, known=OLD), (HOUR, Reason.POSTING_RATE)),
+        # Beyond a day, the cap grows with the square of the gap in days: every 2 days ->
+        # at most 4 h (sqrt would say ~9.8 h); every 3.6 days or more, sqrt is the shorter.
+        (
+            Activity(posts=15, span=29 * DAY, silence=HOUR, known=OLD),
+            (4 * HOUR, Reason.POSTING_RATE),
+        ),
+        (
+            Activity(posts=5, span=29 * DAY, silence=HOUR, known=OLD),
+            (16.9705627 * HOUR, Reason.POSTING_RATE),
         ),
         # A burst is not a rate: three posts minutes apart, two hours ago, the only ones this
-        # month, are a post every 10 days (sqrt(240 h * 1 h)), not every 5 minutes.
+        # month, are a post every 10 days (sqrt(240 h * 2 h)), not every 5 minutes.
         (
             Activity(posts=3, span=10 * MINUTE, silence=2 * HOUR, known=OLD),
-            (15.4919334 * HOUR, Reason.POSTING_RATE),
+            (21.9089023 * HOUR, Reason.POSTING_RATE),
         ),
         # A feed just added, its first document showing 50 posts over three days: 73 h
-        # seen (not the minute rssd has known it) per post -> sqrt(1.46 h * 1 h).
+        # seen (not the minute rssd has known it) per post -> sqrt(1.46 h * 2 h) = 1.7 h,
+        # capped at an hour (it posts more than daily).
+        (Activity(posts=50, span=3 * DAY, silence=HOUR, known=MINUTE), (HOUR, Reason.POSTING_RATE)),
+        # Faster than every ~1.9 min: the floor.
         (
-            Activity(posts=50, span=3 * DAY, silence=HOUR, known=MINUTE),
-            (1.2083046 * HOUR, Reason.POSTING_RATE),
-        ),
-        # Faster than every 3.75 min: the floor.
-        (
-            Activity(posts=20000, span=30 * DAY, silence=MINUTE, known=OLD),
+            Activity(posts=30000, span=30 * DAY, silence=MINUTE, known=OLD),
             (LOW, Reason.POSTING_RATE),
         ),
         # Quiet for a night or a weekend (up to QUIET_AFTER): the feed's own rhythm, no
         # slower than its rate says.
         (
             Activity(posts=2880, span=27 * DAY, silence=3 * DAY, known=OLD),
-            (30 * MINUTE, Reason.POSTING_RATE),
+            (0.7071068 * HOUR, Reason.POSTING_RATE),
         ),
         # Quiet for longer: the silence since the newest post counts as the gap.
         (
             Activity(posts=2880, span=26 * DAY, silence=4 * DAY, known=OLD),
-            (9.797959 * HOUR, Reason.POSTING_RATE),
+            (13.8564065 * HOUR, Reason.POSTING_RATE),
         ),
         # Nothing in 30 days (dead, or monthly): the ceiling.
         (Activity(posts=0, known=OLD), (HIGH, Reason.POSTING_RATE)),
         (Activity(posts=1, silence=20 * DAY, known=OLD), (HIGH, Reason.POSTING_RATE)),
-        # Known for two days with one post: watched two days -> sqrt(48 h * 1 h).
-        (Activity(posts=1, silence=HOUR, known=2 * DAY), (6.928203 * HOUR, Reason.POSTING_RATE)),
+        # Known for two days with one post: watched two days -> sqrt(48 h * 2 h) = 9.8 h,
+        # capped at 4 h (a post every two days).
+        (Activity(posts=1, silence=HOUR, known=2 * DAY), (4 * HOUR, Reason.POSTING_RATE)),
     ],
 )
 def test_adaptive_interval(activity: Activity | None, expected: tuple[timedelta, Reason]) -> None:
@@ -249,13 +258,13 @@ def test_planned_delay_and_its_reason(
 
 def test_the_curve_moves_with_the_minimum() -> None:
     """The pivot is PIVOT_FACTOR minimum intervals: with a minimum of a second (a test
-    farm), a feed posting every second is polled every 2 s, a silent one at the maximum."""
+    farm), a feed posting every second is polled every sqrt(8) s, a silent one at the
+    maximum."""
     second = timedelta(seconds=1)
     fast = Activity(posts=20, span=19 * second, silence=0.5 * second, known=20 * second)
-    assert adaptive_interval(fast, START, second, 30 * second) == (
-        2 * second,
-        Reason.POSTING_RATE,
-    )
+    interval, reason = adaptive_interval(fast, START, second, 30 * second)
+    assert reason is Reason.POSTING_RATE
+    assert abs(interval.total_seconds() - 8**0.5) < 1e-6
     silent = Activity(posts=2, span=HOUR, silence=10 * DAY, known=OLD)
     assert adaptive_interval(silent, START, second, 30 * second) == (
         30 * second,
@@ -274,3 +283,111 @@ def test_feeds_that_failed_together_come_back_spread_out() -> None:
     assert len(set(dues)) == 10
     assert dues[-1] - dues[0] >= timedelta(hours=1.5)
     assert dues[0] >= ENDED + POLICY.interval
+
+
+def _hours(**posted: int) -> tuple[int, ...]:
+    """24 counts, the hours named ``h9=3`` set, every other hour without posts."""
+    counts = [0] * 24
+    for name, count in posted.items():
+        counts[int(name[1:])] = count
+    return tuple(counts)
+
+
+AWAKE = tuple(2 if 7 <= h < 23 else 0 for h in range(24))  # 32 posts, 07:00 to 22:59
+
+
+@pytest.mark.parametrize(
+    ("hours", "expected"),
+    [
+        # Posting 07:00-22:59 for a month: the eight hours from 23:00 (across midnight).
+        (AWAKE, {23, 0, 1, 2, 3, 4, 5, 6}),
+        # Fewer than QUIET_MIN_POSTS (20) dated posts: too few to tell a night.
+        (tuple(1 if 7 <= h < 23 else 0 for h in range(24)), set()),
+        # Unknown hours: none.
+        ((), set()),
+        # An hour or two without a post by chance is no night (runs under QUIET_RUN_HOURS).
+        (tuple(0 if h in {3, 10, 11} else 2 for h in range(24)), set()),
+        # A run of exactly three is; one post in the small hours splits the night.
+        (
+            tuple(0 if h in {1, 2, 3, 5, 6} else 2 for h in range(24)),
+            {1, 2, 3},
+        ),
+        # One post a day, always at 09:xx: every other hour is quiet.
+        (_hours(h9=30), set(range(24)) - {9}),
+        # Quiet from 21:00 to midnight and none after: the run ends at midnight's posts.
+        (tuple(0 if h >= 21 else 2 for h in range(24)), {21, 22, 23}),
+    ],
+)
+def test_quiet_hours(hours: tuple[int, ...], expected: set[int]) -> None:
+    assert quiet_hours(hours) == expected
+
+
+@pytest.mark.parametrize(
+    ("at", "expected"),
+    [
+        (datetime(2026, 11, 29, 23, 40, tzinfo=UTC), datetime(2026, 11, 30, 7, 0, tzinfo=UTC)),
+        (datetime(2026, 11, 30, 3, 5, tzinfo=UTC), datetime(2026, 11, 30, 7, 0, tzinfo=UTC)),
+        (datetime(2026, 11, 30, 6, 59, tzinfo=UTC), datetime(2026, 11, 30, 7, 0, tzinfo=UTC)),
+        (datetime(2026, 11, 30, 7, 0, tzinfo=UTC), None),  # awake
+        (datetime(2026, 11, 30, 22, 59, tzinfo=UTC), None),
+    ],
+)
+def test_quiet_end_is_the_start_of_the_next_hour_posted_in(
+    at: datetime, expected: datetime | None
+) -> None:
+    assert quiet_end(quiet_hours(AWAKE), at) == expected
+
+
+QUIET = Policy(interval=HOUR, reason=Reason.POSTING_RATE, quiet=frozenset(quiet_hours(AWAKE)))
+
+
+@pytest.mark.parametrize(
+    ("ended", "failures", "hints", "expected"),
+    [
+        # A poll in the afternoon: the interval.
+        (datetime(2026, 11, 29, 15, 0, tzinfo=UTC), 0, None, (HOUR, Reason.POSTING_RATE)),
+        # The last poll of the day, 22:30: the next one is due at 23:30, in the night, and
+        # kept (it sees the posts of the day's last half hour).
+        (datetime(2026, 11, 29, 22, 30, tzinfo=UTC), 0, None, (HOUR, Reason.POSTING_RATE)),
+        # A poll in the night: the next one at the night's end, 07:00.
+        (
+            datetime(2026, 11, 29, 23, 35, tzinfo=UTC),
+            0,
+            None,
+            (timedelta(hours=7, minutes=25), Reason.QUIET_HOURS),
+        ),
+        # A poll at 06:30: the interval is longer than what is left of the night.
+        (datetime(2026, 11, 30, 6, 30, tzinfo=UTC), 0, None, (HOUR, Reason.POSTING_RATE)),
+        # A longer backoff or publisher's wait still wins.
+        (datetime(2026, 11, 30, 1, 0, tzinfo=UTC), 6, None, (24 * HOUR, Reason.BACKOFF)),
+        (
+            datetime(2026, 11, 30, 1, 0, tzinfo=UTC),
+            0,
+            Hints(http_status=200, ttl_minutes=720),
+            (12 * HOUR, Reason.HINT),
+        ),
+    ],
+)
+def test_a_poll_in_the_quiet_hours_plans_the_next_at_their_end(
+    ended: datetime, failures: int, hints: Hints | None, expected: tuple[timedelta, Reason]
+) -> None:
+    history = History(ended_at=ended, failures=failures)
+    assert planned_delay(history, QUIET, ended, hints) == expected
+
+
+def test_polls_after_the_quiet_hours_are_spread_after_their_end_never_before() -> None:
+    ended = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
+    dues = [next_due(History(ended_at=ended), QUIET, ended, j / 10) for j in range(10)]
+    morning = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
+    assert all(due is not None and morning <= due < morning + 0.1 * HOUR for due in dues)
+    assert len(set(dues)) == 10
+
+
+def test_only_a_posting_rate_has_quiet_hours() -> None:
+    awake = Activity(posts=32, span=29 * DAY, silence=HOUR, known=OLD, hours=AWAKE)
+    source = Source(1, "http://a.example/", None, 60, 30.0, True, "", "", interval_fixed=False)
+    assert policy_of(source, awake).quiet == quiet_hours(AWAKE)
+    assert policy_of(replace(source, interval_fixed=True), awake).quiet == frozenset()
+    new = replace(awake, posts=1, known=HOUR)  # too little history: the start interval
+    assert policy_of(source, new).reason is Reason.START
+    assert policy_of(source, new).quiet == frozenset()

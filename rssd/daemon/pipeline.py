@@ -302,7 +302,7 @@ class Pipeline:
             return None
         now = await self._now()
         try:
-            count, oldest, newest = await dated_posts(
+            dated = await dated_posts(
                 self.db,
                 source.id,
                 to_iso(now - RATE_WINDOW),
@@ -313,11 +313,12 @@ class Pipeline:
             log.warning("schedule.rate_unknown", source_id=source.id, error_message=repr(exc))
             return None
         return activity_of(
-            count,
-            parse_iso(oldest) if oldest else None,
-            parse_iso(newest) if newest else None,
+            dated.count,
+            parse_iso(dated.oldest) if dated.oldest else None,
+            parse_iso(dated.newest) if dated.newest else None,
             now,
             parse_iso(source.created_at),
+            hours=dated.hours,
         )
 
     async def _now(self) -> datetime:

@@ -4,6 +4,8 @@ Rules (issues #3 and #24):
 - the interval: fixed when the feed sets ``interval_minutes`` itself; otherwise it follows
   the feed's posting rate (``adaptive_interval``), between its min and max interval, and a
   feed with no history yet starts at the global ``interval_minutes``;
+- a poll made in the feed's quiet hours (those of the day its publisher has not posted in
+  for a month) plans the next one at their end;
 - due at the latest job's end plus the interval, with +-10% jitter so that feeds added
   together spread out;
 - after consecutive failures, exponential backoff from the interval, capped (24 h by
@@ -27,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from rssd.models.delays import HINT_CAP, max_age, retry_after
@@ -44,10 +46,10 @@ BACKOFF_JITTER = 0.5
 #: feed post four times, short enough to follow a feed that changed its pace this month.
 RATE_WINDOW = timedelta(days=30)
 #: The gap between posts at which a feed is polled once per post, in min intervals:
-#: PIVOT_FACTOR * min_interval_minutes (an hour at the default 15 minutes). The interval is
-#: the geometric mean of the feed's gap and this pivot, ``sqrt(gap * pivot)``: at the
-#: defaults a feed posting every 15 minutes is polled every 30, a daily one every 5 hours,
-#: a weekly one every 13, and one posting every 3.75 minutes or faster at the minimum.
+#: PIVOT_FACTOR * min_interval_minutes (two hours at the default 15 minutes). The interval
+#: is the geometric mean of the feed's gap and this pivot, ``sqrt(gap * pivot)``: at the
+#: defaults a feed posting every 5 minutes is polled every 24, every 15 minutes every 42, a
+#: weekly one every 18 hours (feeds posting every 1.9 minutes or faster at the minimum).
 #: The square root is the classic rule for freshness on a budget of requests: polling in
 #: proportion to the rate (once per post, as Miniflux does) spends most requests on the
 #: few fast feeds, whose posts are late by little anyway, and leaves the slow ones late
@@ -55,7 +57,16 @@ RATE_WINDOW = timedelta(days=30)
 #: to the minimum, the curve moves with it: an operator who polls less often at the top
 #: polls less often everywhere (and a test with a minimum of seconds sees a curve of
 #: seconds).
-PIVOT_FACTOR = 4.0
+PIVOT_FACTOR = 8.0
+#: ...but no longer than ACTIVE_CAP_FACTOR min intervals (an hour at the defaults) for a
+#: feed posting at least once a day, a cap growing with the square of the gap in days
+#: beyond (4 hours at a post every 2 days, 9 at one every 3): the square root alone would
+#: poll a daily feed every 4 to 7 hours, and a daily feed's posts are the ones a reader
+#: waits for most (a slower feed's are few; a faster one is polled often anyway). Squared,
+#: not a step at one day, so that a feed posting about daily does not jump between an
+#: hour and six with a post more or less this month. In bench/politeness.py (seed 1) this
+#: cap took the p95 delay from 117 minutes to under CommaFeed's 51.5.
+ACTIVE_CAP_FACTOR = 4.0
 #: A feed known for less than this, with fewer than two dated posts, has no rate yet: it
 #: keeps the starting interval (one post an hour ago says nothing about the next one).
 MIN_OBSERVED = timedelta(days=1)
@@ -67,6 +78,19 @@ MIN_OBSERVED = timedelta(days=1)
 #: longest: in bench/politeness.py (seed 1) 122,000 posts of fast feeds and 98,000 of
 #: daily ones later than 51.5 minutes, when the p95 allows 103,000 late in all.
 QUIET_AFTER = timedelta(days=3)
+#: Quiet hours: hours of the day (UTC) in a run of at least QUIET_RUN_HOURS in a row
+#: (across midnight) in which none of a feed's posts of the RATE_WINDOW was published,
+#: when it has at least QUIET_MIN_POSTS with a publication date. Publishers sleep: a feed
+#: posting in its waking hours is not polled through its night. A poll made inside such a
+#: run plans the next one at the run's end; the first poll due inside it is kept (it sees
+#: the last posts of the day). Three hours in a row, so that an hour without a post by
+#: chance (a daily feed with 20 posts in 16 waking hours leaves ~1 of them empty) is no
+#: night; 20 posts, so that a weekly feed's few posts make no night at all; dated posts
+#: only, since an undated one is dated when rssd stored it, which the quiet hours
+#: themselves decide. In bench/politeness.py (seed 1) this saved ~20,000 of ~83,000
+#: requests a day at the same delays.
+QUIET_RUN_HOURS = 3
+QUIET_MIN_POSTS = 20
 
 
 class Reason(StrEnum):
@@ -78,6 +102,7 @@ class Reason(StrEnum):
     HINT = "publisher hint"  # Retry-After, Cache-Control, Expires, <ttl>, sy:updatePeriod
     BACKOFF = "backoff"  # consecutive failures
     HOST_PAUSED = "host paused"  # a 429/503 with Retry-After paused the whole host
+    QUIET_HOURS = "quiet hours"  # the feed's publisher does not post at this time of day
 
 
 #: New sources are spread over this much time (at most their interval) so that a config
@@ -110,6 +135,7 @@ class Policy:
     max_backoff: timedelta = DEFAULT_MAX_BACKOFF
     max_hint: timedelta = DEFAULT_MAX_HINT
     reason: Reason = Reason.FIXED  # why ``interval`` is what it is
+    quiet: frozenset[int] = frozenset()  # the feed's quiet hours (UTC hours of the day)
 
 
 @dataclass(frozen=True)
@@ -121,6 +147,9 @@ class Activity:
     span: timedelta = timedelta(0)  # from the oldest of them to the newest
     silence: timedelta | None = None  # since the newest (None: none in the window)
     known: timedelta = timedelta(0)  # since rssd first synced the feed
+    #: Of them, those with a publication date, per UTC hour of the day (0-23); empty when
+    #: unknown.
+    hours: tuple[int, ...] = ()
 
 
 def activity_of(
@@ -129,14 +158,48 @@ def activity_of(
     newest: datetime | None,
     now: datetime,
     known_since: datetime,
+    *,
+    hours: tuple[int, ...] = (),
 ) -> Activity:
-    """An Activity from the posts dated within RATE_WINDOW (count, oldest, newest date)."""
+    """An Activity from the posts dated within RATE_WINDOW (count, oldest, newest date,
+    the published ones per hour of the day)."""
     return Activity(
         posts=count,
         span=(newest - oldest) if oldest and newest else timedelta(0),
         silence=(now - newest) if newest else None,
         known=max(timedelta(0), now - known_since),
+        hours=hours,
     )
+
+
+def quiet_hours(hours: tuple[int, ...]) -> frozenset[int]:
+    """The hours of the day in runs of at least QUIET_RUN_HOURS without a published post
+    (midnight wraps), from ``hours``' 24 counts; none below QUIET_MIN_POSTS posts."""
+    if len(hours) != 24 or sum(hours) < QUIET_MIN_POSTS:
+        return frozenset()
+    start = next(h for h in range(24) if hours[h])  # a run never starts before it
+    quiet: set[int] = set()
+    run: list[int] = []
+    for step in range(1, 25):
+        hour = (start + step) % 24
+        if not hours[hour]:
+            run.append(hour)
+            continue
+        if len(run) >= QUIET_RUN_HOURS:
+            quiet.update(run)
+        run = []
+    return frozenset(quiet)
+
+
+def quiet_end(quiet: frozenset[int], at: datetime) -> datetime | None:
+    """The end of the run of quiet hours ``at`` lies in (the start of the next hour that
+    is not quiet); None when ``at``'s hour is not quiet."""
+    hour = at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    if hour.hour not in quiet:
+        return None
+    while hour.hour in quiet:  # at most 21 steps: QUIET_MIN_POSTS leave some hour posted in
+        hour += timedelta(hours=1)
+    return hour
 
 
 def posting_gap(activity: Activity) -> timedelta | None:
@@ -162,12 +225,15 @@ def posting_gap(activity: Activity) -> timedelta | None:
 def adaptive_interval(
     activity: Activity | None, start: timedelta, low: timedelta, high: timedelta
 ) -> tuple[timedelta, Reason]:
-    """The interval of a feed without a fixed one: ``sqrt(gap * PIVOT_FACTOR * low)``
-    clamped to [low, high]; the ``start`` interval (clamped too) while the gap is unknown."""
+    """The interval of a feed without a fixed one: ``sqrt(gap * PIVOT_FACTOR * low)``, at
+    most ``ACTIVE_CAP_FACTOR * low * max(1, gap in days) ** 2``, clamped to [low, high];
+    the ``start`` interval (clamped too) while the gap is unknown."""
     gap = posting_gap(activity) if activity is not None else None
     if gap is None:
         return min(max(start, low), high), Reason.START
     seconds = math.sqrt(gap.total_seconds() * PIVOT_FACTOR * low.total_seconds())
+    days = max(1.0, gap / timedelta(days=1))
+    seconds = min(seconds, ACTIVE_CAP_FACTOR * low.total_seconds() * days * days)
     return min(max(timedelta(seconds=seconds), low), high), Reason.POSTING_RATE
 
 
@@ -182,7 +248,8 @@ def policy_of(source: Source, activity: Activity | None = None) -> Policy:
         timedelta(minutes=source.min_interval_minutes),
         timedelta(minutes=source.max_interval_minutes),
     )
-    return Policy(interval=interval, reason=reason)
+    quiet = quiet_hours(activity.hours) if activity and reason is Reason.POSTING_RATE else None
+    return Policy(interval=interval, reason=reason, quiet=quiet or frozenset())
 
 
 def backoff(interval: timedelta, failures: int, cap: timedelta) -> timedelta:
@@ -226,7 +293,8 @@ def planned_delay(
 ) -> tuple[timedelta, Reason]:
     """The wait after the latest job before jitter, and what decided it: the interval,
     stretched by a backoff, then by the publisher when it asks for longer (a tie goes to
-    the publisher: its wait is not jittered below what it asked)."""
+    the publisher: its wait is not jittered below what it asked), then to the end of the
+    feed's quiet hours when the job ended inside them."""
     delay, reason = policy.interval, policy.reason
     backed_off = backoff(policy.interval, history.failures, policy.max_backoff)
     if backed_off > delay:
@@ -234,6 +302,10 @@ def planned_delay(
     hinted = _hinted(policy, now, hints)
     if hinted is not None and hinted >= delay and hinted > policy.interval:
         delay, reason = hinted, Reason.HINT
+    ended = history.ended_at or now
+    end = quiet_end(policy.quiet, ended)
+    if end is not None and end - ended > delay:
+        delay, reason = end - ended, Reason.QUIET_HOURS
     return delay, reason
 
 
@@ -263,6 +335,8 @@ def next_due(
     if history.interrupted:
         return now
     delay, reason = planned_delay(history, policy, now, hints)
+    if reason is Reason.QUIET_HOURS:  # spread after the run's end: by up to a tenth of the interval
+        return history.ended_at + delay + policy.interval * (JITTER * jitter)
     wait = jittered(delay, reason, jitter)
     if reason is Reason.BACKOFF:  # spread downwards, but never below what was asked
         wait = max(wait, policy.interval, _hinted(policy, now, hints) or timedelta(0))

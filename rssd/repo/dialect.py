@@ -58,6 +58,9 @@ class Dialect:
     post_search: str = ""
     #: A webhook message ``d`` whose body (the standard payload) lists the post ``:post_id``.
     announces_post: str = ""
+    #: The UTC hour of the day (an integer, 0-23) of the time ``{time}`` (SQLite keeps
+    #: times as ISO text, ``HH`` its characters 12-13; PostgreSQL as timestamptz).
+    utc_hour: str = "CAST(substr({time}, 12, 2) AS integer)"
 
     @property
     def search_table(self) -> bool:
@@ -70,6 +73,9 @@ class Dialect:
 
     def in_json_int(self, param: str) -> str:
         return self.json_int_set.format(param=param)
+
+    def hour_of(self, time: str) -> str:
+        return self.utc_hour.format(time=time)
 
     def after(self, param: str) -> str:
         return self.clock_after.format(param=param)
@@ -120,6 +126,7 @@ POSTGRES = Dialect(
     lease_until="now() + make_interval(secs => :lease_seconds)",
     clock_after="now() + make_interval(secs => :{param})",
     no_index="",
+    utc_hour="CAST(extract(hour FROM {time} AT TIME ZONE 'UTC') AS integer)",
     reset_sequence="SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
     "coalesce((SELECT max(id) FROM {table}), 0) + 1, false)",
     # Title, author, text; a placeholder lexeme ("_", never a word of ours) between them,

@@ -126,23 +126,40 @@ async def upsert_in(
     return UpsertCounts(len(plan.new), len(plan.changed), plan.new)
 
 
-#: Posts dated in (since, now], other than those just fetched: a feed's posting rate.
+#: Posts dated in (since, now], other than those just fetched, per UTC hour of the day: a
+#: feed's posting rate and its quiet hours.
 _DATED = """
-SELECT count(*), min(coalesce(published_at, created_at)), max(coalesce(published_at, created_at))
+SELECT {hour}, count(*), count(published_at),
+  min(coalesce(published_at, created_at)), max(coalesce(published_at, created_at))
 FROM posts WHERE content_source_id = :source_id
   AND coalesce(published_at, created_at) > :since AND coalesce(published_at, created_at) <= :now
   AND external_id NOT IN {fetched}
+GROUP BY 1
 """
+
+
+@dataclass(frozen=True)
+class DatedPosts:
+    """A source's posts dated in a window: how many, the oldest and newest date, and
+    those with a publication date per UTC hour of the day (24 counts)."""
+
+    count: int
+    oldest: str | None
+    newest: str | None
+    hours: tuple[int, ...]
 
 
 async def dated_posts(
     db: Database, source_id: int, since: str, now: str, fetched: Sequence[PostCreate] = ()
-) -> tuple[int, str | None, str | None]:
-    """How many of the source's posts are dated in (since, now], the oldest and the newest
-    date: those stored (off the posts_source_newest index) and those of the fetch being
-    recorded (``fetched``, not stored yet; each dated by its publication, else now)."""
-    row = await db.fetchone(
-        _DATED.format(fetched=db.dialect.in_json_text("fetched")),
+) -> DatedPosts:
+    """The source's posts dated in (since, now]: those stored (off the posts_source_newest
+    index) and those of the fetch being recorded (``fetched``, not stored yet; each dated
+    by its publication, else now)."""
+    rows = await db.fetchall(
+        _DATED.format(
+            fetched=db.dialect.in_json_text("fetched"),
+            hour=db.dialect.hour_of("coalesce(published_at, created_at)"),
+        ),
         {
             "source_id": source_id,
             "since": since,
@@ -150,11 +167,18 @@ async def dated_posts(
             "fetched": json.dumps([post.external_id for post in fetched]),
         },
     )
-    count, oldest, newest = (int(row[0]), row[1], row[2]) if row else (0, None, None)
+    count, oldest, newest, hours = 0, None, None, [0] * 24
+    for hour, in_hour, published, first, last in rows:
+        count += int(in_hour)
+        hours[int(hour) % 24] += int(published)
+        oldest = first if oldest is None or first < oldest else oldest
+        newest = last if newest is None or last > newest else newest
     for post in fetched:
         when = post.published_at or now
         if since < when <= now:
             count += 1
+            if post.published_at is not None:  # ISO text: characters 12-13 are the hour
+                hours[int(when[11:13]) % 24] += 1
             oldest = when if oldest is None or when < oldest else oldest
             newest = when if newest is None or when > newest else newest
-    return count, oldest, newest
+    return DatedPosts(count, oldest, newest, tuple(hours))
