@@ -194,9 +194,11 @@ CREATE INDEX IF NOT EXISTS posts_source_newest
     ON posts (content_source_id, coalesce(published_at, created_at), id);
 CREATE INDEX IF NOT EXISTS posts_created ON posts (created_at);
 
--- Version 7: due jobs in order, expired leases, and the cluster-wide per-host limit: each
--- ONGOING job holds one of its host's max_per_host slots, and two cannot hold the same one.
-CREATE INDEX IF NOT EXISTS fetch_job_due ON fetch_job (not_before) WHERE status = 'QUEUED';
+-- Version 7: due jobs in order (the claims' order, not_before then id, since version 18:
+-- a page of due jobs is read off the index, not sorted), expired leases, and the
+-- cluster-wide per-host limit: each ONGOING job holds one of its host's max_per_host
+-- slots, and two cannot hold the same one.
+CREATE INDEX IF NOT EXISTS fetch_job_due ON fetch_job (not_before, id) WHERE status = 'QUEUED';
 CREATE INDEX IF NOT EXISTS fetch_job_lease ON fetch_job (lease_expires_at)
     WHERE status = 'ONGOING';
 CREATE UNIQUE INDEX IF NOT EXISTS fetch_job_host_slot ON fetch_job (host, host_slot)

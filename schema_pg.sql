@@ -63,7 +63,8 @@ CREATE TABLE IF NOT EXISTS fetch_job (
 CREATE UNIQUE INDEX IF NOT EXISTS fetch_job_one_active
     ON fetch_job (content_source_id) WHERE status IN ('QUEUED', 'ONGOING');
 CREATE INDEX IF NOT EXISTS fetch_job_source_latest ON fetch_job (content_source_id, id);
-CREATE INDEX IF NOT EXISTS fetch_job_due ON fetch_job (not_before) WHERE status = 'QUEUED';
+-- In the claims' order (not_before, id): a page of due jobs is read off it, not sorted.
+CREATE INDEX IF NOT EXISTS fetch_job_due ON fetch_job (not_before, id) WHERE status = 'QUEUED';
 CREATE INDEX IF NOT EXISTS fetch_job_lease ON fetch_job (lease_expires_at)
     WHERE status = 'ONGOING';
 CREATE UNIQUE INDEX IF NOT EXISTS fetch_job_host_slot ON fetch_job (host, host_slot)

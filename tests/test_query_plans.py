@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from rssd.repo.claims import _AFTER, due_page
+from rssd.repo.dialect import SQLITE
 from rssd.repo.migrations import MIGRATIONS, SCHEMA_VERSION
 from rssd.repo.open import open_database
 from rssd.repo.queries import _HEADS, PostFilter, posts_query
@@ -141,3 +143,15 @@ async def test_a_version_5_database_is_migrated_with_its_posts(
     assert _objects(database) == _objects(fresh)
     sql, params = posts_query(PostFilter(limit=20))
     assert "posts_newest" in "\n".join(plan(database, sql, params))
+
+
+@pytest.mark.parametrize("later_page", [False, True], ids=["first", "next"])
+def test_a_claim_reads_its_page_of_due_jobs_off_the_index(database: Path, later_page: bool) -> None:
+    """Claims take due jobs in (not_before, id) order: off ``fetch_job_due``, with no sort
+    of every due job. (On SQLite an index ends with the rowid, the id, anyway; PostgreSQL's
+    needed the id added: tests/test_schema_pg.py.)"""
+    since = _AFTER.format(read=SQLITE.in_json_int("read")) if later_page else ""
+    params = {"now": "2026-12-01T00:00:00.000Z", "page": 200, "after": "x", "read": "[]"}
+    text = "\n".join(plan(database, due_page(SQLITE, since), params))
+    assert "USING INDEX fetch_job_due" in text, text
+    assert "TEMP B-TREE" not in text, text

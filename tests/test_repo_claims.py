@@ -428,3 +428,36 @@ async def test_a_claim_skips_a_row_another_transaction_holds(
     assert [c.source.id for c in claimed] == [ids["http://b.example/feed"]]
     row = await db.fetchone("SELECT status FROM fetch_job WHERE id = :id", {"id": held_id})
     assert row is not None and row[0] == "QUEUED"
+
+
+async def test_many_jobs_queued_at_once_refresh_the_planners_statistics(
+    db: Database, tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first start queues every feed's job at once; PostgreSQL's planner, without
+    statistics until autovacuum's first ANALYZE, sorted every due job for each claim. So
+    ANALYZE_AFTER jobs queued at once refresh them (SQLite needs none: nothing to run)."""
+    monkeypatch.setattr(claims_module, "ANALYZE_AFTER", 3)
+    few = await sources(db, tmp_path, ["http://a.example/1", "http://a.example/2"])
+    repo = ClaimRepo(db, "d")
+
+    async def analyzed() -> int:
+        row = await db.fetchone(
+            "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'fetch_job'"
+        )
+        return int(row[0]) if row else 0
+
+    if backend == "sqlite":
+        assert db.dialect.analyze_jobs == ""
+        assert await repo.queue_missing(dict.fromkeys(few.values(), past())) == 2
+        return
+    assert await repo.queue_missing(dict.fromkeys(few.values(), past())) == 2  # too few
+    before = await analyzed()
+    urls = [f"http://b.example/{n}" for n in range(3)]
+    more = await sources(db, tmp_path, [*few, *urls])
+    queued = {more[url]: past() for url in urls}
+    assert await repo.queue_missing(queued) == 3
+    for _ in range(50):  # the statistics collector reports a moment later
+        if await analyzed() > before:
+            break
+        await asyncio.sleep(0.1)
+    assert await analyzed() == before + 1

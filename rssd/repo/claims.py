@@ -30,6 +30,7 @@ from rssd.models.dto import FetchJob, Source
 from rssd.net.hosts import host_key
 from rssd.repo import transitions
 from rssd.repo.db import Database, Row, Tx
+from rssd.repo.dialect import Dialect
 from rssd.repo.fragments import NO_LIMIT
 from rssd.repo.rows import JOB_NAMES, SOURCE_NAMES, job_from, source_from
 from rssd.repo.transitions import QUEUE_DUE, QUEUE_NEXT, NextJob, next_params
@@ -182,10 +183,7 @@ class ClaimRepo:
         while len(found) < wanted:
             since = "" if after is None else _AFTER.format(read=tx.dialect.in_json_int("read"))
             rows = await tx.fetchall(
-                f"SELECT j.id, j.not_before, coalesce(j.fetch_url, s.url) AS target "
-                f"FROM fetch_job j JOIN content_sources s ON s.id = j.content_source_id "
-                f"WHERE j.status = 'QUEUED' AND j.not_before <= {tx.dialect.clock} "
-                f"AND s.enabled = 1{since} ORDER BY j.not_before, j.id LIMIT :page",
+                due_page(tx.dialect, since),
                 {"now": stamp, "page": PAGE, "after": after, "read": json.dumps(read_at_after)},
             )
             picked: list[tuple[int, str]] = []
@@ -374,7 +372,10 @@ class ClaimRepo:
                 )
             return queued
 
-        return await self._db.write(work)
+        queued = await self._db.write(work)
+        if queued >= ANALYZE_AFTER and (analyze := self._db.dialect.analyze_jobs):
+            await self._db.write(lambda tx: tx.execute(analyze))
+        return queued
 
     async def overdue_seconds(self) -> float:
         """How long the longest-waiting due job of an enabled source has been due (0: none),
@@ -396,12 +397,15 @@ class ClaimRepo:
         return (parse_iso(str(row["due"])) - parse_iso(str(row["now"]))).total_seconds()
 
     async def count_due(self, limit: int | None = None) -> int:
-        """Due jobs of enabled sources now (at most ``limit``, when given)."""
+        """Due jobs of enabled sources now (at most ``limit``, when given). In the claims'
+        order, so that PostgreSQL walks the due jobs' index: left to choose, it walked the
+        sources in id order looking for one with a due job, past every source already
+        claimed (15 ms a call halfway through 20,000 due jobs, bench/cluster.py)."""
         row = await self._db.fetchone(
             "SELECT count(*) FROM (SELECT 1 FROM fetch_job j JOIN content_sources s "
             "ON s.id = j.content_source_id "
             f"WHERE j.status = 'QUEUED' AND j.not_before <= {self._db.dialect.clock} "
-            "AND s.enabled = 1 LIMIT :limit) due",
+            "AND s.enabled = 1 ORDER BY j.not_before, j.id LIMIT :limit) due",
             {"now": to_iso(utcnow()), "limit": NO_LIMIT if limit is None else limit},
         )
         return int(row[0]) if row else 0
@@ -417,5 +421,20 @@ _BY_HAND = (
 
 _AFTER = " AND j.not_before >= :after AND j.id NOT IN {read}"
 
+
+def due_page(dialect: Dialect, since: str = "") -> str:
+    """A page of due jobs of enabled sources in the claims' order, read off the
+    ``fetch_job_due`` index (not_before, id) rather than sorted; ``since``: ``_AFTER``."""
+    return (
+        "SELECT j.id, j.not_before, coalesce(j.fetch_url, s.url) AS target "
+        "FROM fetch_job j JOIN content_sources s ON s.id = j.content_source_id "
+        f"WHERE j.status = 'QUEUED' AND j.not_before <= {dialect.clock} "
+        f"AND s.enabled = 1{since} ORDER BY j.not_before, j.id LIMIT :page"
+    )
+
+
 #: Due jobs read per page while choosing a claim's candidates.
 PAGE = 200
+#: Jobs queued at once (a first start, feeds added in bulk) after which the statistics of
+#: fetch_job are refreshed where the dialect says how (``Dialect.analyze_jobs``).
+ANALYZE_AFTER = 1000

@@ -61,6 +61,12 @@ class Dialect:
     #: The UTC hour of the day (an integer, 0-23) of the time ``{time}`` (SQLite keeps
     #: times as ISO text, ``HH`` its characters 12-13; PostgreSQL as timestamptz).
     utc_hour: str = "CAST(substr({time}, 12, 2) AS integer)"
+    #: Refreshes fetch_job's statistics after many jobs were queued at once. PostgreSQL's
+    #: planner, until autovacuum's first ANALYZE (a minute or more), takes a fresh table
+    #: of 20,000 due jobs for a handful and sorts them all for every claim's page (38 ms
+    #: a page, bench/cluster.py) instead of reading it off the index. SQLite plans by the
+    #: index without statistics: nothing.
+    analyze_jobs: str = ""
 
     @property
     def search_table(self) -> bool:
@@ -127,6 +133,7 @@ POSTGRES = Dialect(
     clock_after="now() + make_interval(secs => :{param})",
     no_index="",
     utc_hour="CAST(extract(hour FROM {time} AT TIME ZONE 'UTC') AS integer)",
+    analyze_jobs="ANALYZE fetch_job, content_sources",
     reset_sequence="SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
     "coalesce((SELECT max(id) FROM {table}), 0) + 1, false)",
     # Title, author, text; a placeholder lexeme ("_", never a word of ours) between them,

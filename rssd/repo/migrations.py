@@ -15,7 +15,13 @@ from pathlib import Path
 from rssd.repo.db import DatabaseError
 from rssd.repo.dialect import Dialect
 
-SCHEMA_VERSION = 17
+SCHEMA_VERSION = 18
+
+#: Version 18's index of due jobs, in the claims' order (the same on both backends).
+_DUE_BY_TIME_AND_ID = """
+        DROP INDEX IF EXISTS fetch_job_due;
+        CREATE INDEX fetch_job_due ON fetch_job (not_before, id) WHERE status = 'QUEUED';
+"""
 
 #: Version 13's full-text index on SQLite, as in schema.sql (see there why the queue).
 _SQLITE_SEARCH = """
@@ -259,6 +265,10 @@ MIGRATIONS: dict[int, str] = {
     16: """
         ALTER TABLE daemons ADD COLUMN database_wait_since TEXT;
     """,
+    # 17 -> 18: ``fetch_job_due`` ends with the id, the tie-break of the claims' order
+    # (not_before, id): a page of due jobs is read off the index, not sorted from every
+    # due job (PostgreSQL hashed and sorted 20,000 for each claim of 50).
+    17: _DUE_BY_TIME_AND_ID,
 }
 
 #: Waking idle daemons (rssd/repo/pg_listen.py): a job queued or requeued due now (a new
@@ -349,6 +359,8 @@ PG_MIGRATIONS: dict[int, str] = {
     16: """
         ALTER TABLE daemons ADD COLUMN IF NOT EXISTS database_wait_since timestamptz;
     """,
+    # 17 -> 18: as MIGRATIONS[17].
+    17: _DUE_BY_TIME_AND_ID,
 }
 
 
