@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from rssd.daemon import schedule
 from rssd.daemon.schedule import (
     DEFAULT_MAX_BACKOFF,
     NEW_SOURCE_SPREAD,
@@ -391,3 +392,11 @@ def test_only_a_posting_rate_has_quiet_hours() -> None:
     new = replace(awake, posts=1, known=HOUR)  # too little history: the start interval
     assert policy_of(source, new).reason is Reason.START
     assert policy_of(source, new).quiet == frozenset()
+
+
+def test_no_posts_no_quiet_hours_whatever_the_minimum(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A night needs posts around it: with none (or the minimum set to 0, as
+    bench/politeness.py --quiet-min-posts 0 may), no hour is quiet."""
+    monkeypatch.setattr(schedule, "QUIET_MIN_POSTS", 0)
+    assert quiet_hours((0,) * 24) == frozenset()
+    assert quiet_hours(_hours(h9=1)) == set(range(24)) - {9}

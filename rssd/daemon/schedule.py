@@ -175,7 +175,7 @@ def activity_of(
 def quiet_hours(hours: tuple[int, ...]) -> frozenset[int]:
     """The hours of the day in runs of at least QUIET_RUN_HOURS without a published post
     (midnight wraps), from ``hours``' 24 counts; none below QUIET_MIN_POSTS posts."""
-    if len(hours) != 24 or sum(hours) < QUIET_MIN_POSTS:
+    if len(hours) != 24 or sum(hours) < max(QUIET_MIN_POSTS, 1):
         return frozenset()
     start = next(h for h in range(24) if hours[h])  # a run never starts before it
     quiet: set[int] = set()
