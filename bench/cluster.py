@@ -89,7 +89,9 @@ async def prepare(url: str, feeds: list[str], *, due_now: bool = True) -> None:
         await SourceRepo(db).sync(config)
         due = now_iso() if due_now else to_iso(utcnow() + timedelta(days=1))
         sources = await SourceRepo(db).list()
-        await ClaimRepo(db, "bench").queue_missing({s.id: due for s in sources})
+        claims = ClaimRepo(db, "bench")
+        await claims.queue_missing({s.id: due for s in sources})
+        await claims.refresh_statistics()  # as rssd/daemon/reconcile.py does after a bulk queue
     finally:
         await db.close()
 
@@ -187,7 +189,9 @@ async def claim_capacity(url: str, claimers: int, jobs: int, batch: int = 50) ->
         config = Config.model_validate({"database": url, "feeds": [{"url": u} for u in feeds]})
         await SourceRepo(db).sync(config)
         now = now_iso()
-        await ClaimRepo(db, "bench").queue_missing({s.id: now for s in await SourceRepo(db).list()})
+        claims = ClaimRepo(db, "bench")
+        await claims.queue_missing({s.id: now for s in await SourceRepo(db).list()})
+        await claims.refresh_statistics()  # as rssd/daemon/reconcile.py does after a bulk queue
     finally:
         await db.close()
     procs = [
@@ -251,7 +255,9 @@ async def claim_latency(target: Path | str, claimers: int, jobs: int) -> list[fl
         )
         await SourceRepo(db).sync(config)
         now = now_iso()
-        await ClaimRepo(db, "bench").queue_missing({s.id: now for s in await SourceRepo(db).list()})
+        claims = ClaimRepo(db, "bench")
+        await claims.queue_missing({s.id: now for s in await SourceRepo(db).list()})
+        await claims.refresh_statistics()
     finally:
         await db.close()
     latencies: list[float] = []

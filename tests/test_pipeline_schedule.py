@@ -176,16 +176,19 @@ async def test_requests_to_one_host_wait_their_turn_and_are_counted(
 async def test_a_feed_fetched_in_its_quiet_hours_is_next_due_at_their_end(
     feed_server: FeedServer, tmp_path: Path, db_target: Path | str
 ) -> None:
-    """A feed whose 24 posts of the last month were all published at one hour of the day
-    (12 hours from now): fetched now, in the hours it never posts in, its next job waits
-    for that hour, queued with the reason "quiet hours", as ``rssd status`` shows it."""
+    """A feed whose 24 posts of the last month were all published in four hours of the day
+    (12 to 16 hours from now): fetched now, in the hours it never posts in, its next job
+    waits for the first of them, queued with the reason "quiet hours", as ``rssd status``
+    shows it."""
     now = utcnow()
     posting = (now + timedelta(hours=12)).replace(minute=30, second=0, microsecond=0)
     items = [
         {
             "guid": f"urn:{day}",
             "title": f"Post {day}",
-            "pubDate": format_datetime(posting - timedelta(days=day), usegmt=True),
+            "pubDate": format_datetime(
+                posting - timedelta(days=day) + timedelta(hours=day % 4), usegmt=True
+            ),
         }
         for day in range(1, 25)
     ]
@@ -203,7 +206,7 @@ async def test_a_feed_fetched_in_its_quiet_hours_is_next_due_at_their_end(
     finally:
         await db.close()
     assert row is not None
-    start = posting.replace(minute=0)  # the start of the one hour it posts in
+    start = posting.replace(minute=0)  # the start of the first hour it posts in
     assert row[1] == "quiet hours"
     # At the hour's start, spread by up to a tenth of the interval (~94 min: a post every
     # 1.25 days).

@@ -313,8 +313,12 @@ AWAKE = tuple(2 if 7 <= h < 23 else 0 for h in range(24))  # 32 posts, 07:00 to 
             tuple(0 if h in {1, 2, 3, 5, 6} else 2 for h in range(24)),
             {1, 2, 3},
         ),
-        # One post a day, always at 09:xx: every other hour is quiet.
-        (_hours(h9=30), set(range(24)) - {9}),
+        # One post a day, always at 09:xx, or dates without a time (read as midnight): in
+        # fewer than QUIET_MIN_HOURS (4) hours, which says nothing of the next post.
+        (_hours(h9=30), set()),
+        (_hours(h0=40), set()),
+        # Posts in four hours, 08-11: the other twenty are quiet.
+        (_hours(h8=5, h9=5, h10=5, h11=5), set(range(24)) - {8, 9, 10, 11}),
         # Quiet from 21:00 to midnight and none after: the run ends at midnight's posts.
         (tuple(0 if h >= 21 else 2 for h in range(24)), {21, 22, 23}),
     ],
@@ -399,4 +403,25 @@ def test_no_posts_no_quiet_hours_whatever_the_minimum(monkeypatch: pytest.Monkey
     bench/politeness.py --quiet-min-posts 0 may), no hour is quiet."""
     monkeypatch.setattr(schedule, "QUIET_MIN_POSTS", 0)
     assert quiet_hours((0,) * 24) == frozenset()
-    assert quiet_hours(_hours(h9=1)) == set(range(24)) - {9}
+    assert quiet_hours(_hours(h1=1, h2=1, h3=1, h4=1)) == set(range(24)) - {1, 2, 3, 4}
+
+
+def test_the_quiet_hours_never_wait_longer_than_the_feeds_max_interval() -> None:
+    """An operator who set max_interval_minutes = 30 on a feed gets a poll every 30 minutes
+    at most, through the night too."""
+    ended = datetime(2026, 11, 29, 23, 35, tzinfo=UTC)
+    capped = replace(QUIET, interval=20 * MINUTE, ceiling=30 * MINUTE)
+    assert planned_delay(History(ended_at=ended), capped, ended) == (
+        30 * MINUTE,
+        Reason.QUIET_HOURS,
+    )
+    source = Source(1, "http://a.example/", None, 60, 30.0, True, "", "", interval_fixed=False)
+    assert policy_of(replace(source, max_interval_minutes=30)).ceiling == 30 * MINUTE
+
+
+def test_quiet_end_keeps_a_naive_time_naive() -> None:
+    """rssd's clocks are aware; a naive time is read as UTC (as rssd.clock.to_iso reads
+    it), and the end comes back naive, so that the two can be subtracted."""
+    quiet = quiet_hours(AWAKE)
+    assert quiet_end(quiet, datetime(2026, 11, 30, 3, 5)) == datetime(2026, 11, 30, 7, 0)
+    assert quiet_end(frozenset(), datetime(2026, 11, 30, 3, 5)) is None

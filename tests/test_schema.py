@@ -995,3 +995,22 @@ def test_migration_15_alone_builds_what_schema_sql_has_for_version_16(tmp_path: 
         conn.execute("INSERT INTO search_direct (id) VALUES (1)")
         conn.execute(insert, ("by rssd", NOW))
         assert conn.execute("SELECT post_id, unindex FROM search_queue").fetchall() == [(1, 0)]
+
+
+async def test_a_version_17_database_gets_the_due_jobs_index_in_the_claims_order(
+    tmp_path: Path,
+) -> None:
+    """Version 18: fetch_job_due is (not_before, id). A database of version 17 has it on
+    not_before alone; the upgrade replaces it (the schema file's IF NOT EXISTS would
+    not)."""
+    path = tmp_path / "rssd.sqlite3"
+    await (await open_database(path)).close()
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("DROP INDEX fetch_job_due")
+        conn.execute("CREATE INDEX fetch_job_due ON fetch_job (not_before) WHERE status = 'QUEUED'")
+        conn.execute("PRAGMA user_version = 17")
+        conn.commit()
+    await (await open_database(path)).close()
+    ((sql,),) = query(path, "SELECT sql FROM sqlite_master WHERE name = 'fetch_job_due'")
+    assert "(not_before, id)" in str(sql), sql
+    assert user_version(path) == SCHEMA_VERSION

@@ -234,3 +234,25 @@ async def test_a_claim_reads_its_page_of_due_jobs_off_the_index_unsorted(url: st
         text = "\n".join(str(row[0]) for row in await cursor.fetchall())
     assert "fetch_job_due" in text, text
     assert "Sort" not in text, text
+
+
+async def test_a_version_17_database_gets_the_due_jobs_index_in_the_claims_order(
+    url: str,
+) -> None:
+    """As on SQLite: the upgrade to version 18 replaces fetch_job_due on not_before alone."""
+    await (await open_database(url)).close()
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("DROP INDEX fetch_job_due")
+        await conn.execute(
+            "CREATE INDEX fetch_job_due ON fetch_job (not_before) WHERE status = 'QUEUED'"
+        )
+        await conn.execute("UPDATE schema_version SET version = 17")
+    await (await open_database(url)).close()
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        cursor = await conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'fetch_job_due'"
+        )
+        ((definition,),) = await cursor.fetchall()
+    assert "(not_before, id)" in definition, definition
+    _, _, versions = await catalog(url)
+    assert versions == [SCHEMA_VERSION]

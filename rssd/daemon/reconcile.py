@@ -18,7 +18,7 @@ from rssd.daemon.history import history_of
 from rssd.daemon.schedule import Activity, Policy, next_due, policy_of
 from rssd.logs import get_logger
 from rssd.models.dto import Source
-from rssd.repo.claims import ClaimRepo
+from rssd.repo.claims import ANALYZE_AFTER, ClaimRepo
 from rssd.repo.db import Database
 from rssd.repo.jobs import latest_jobs
 from rssd.repo.sources import SourceRepo
@@ -56,4 +56,10 @@ async def reconcile(
                 )
             continue
         due[source.id] = to_iso(when)
-    return await claims.queue_missing(due)
+    queued = await claims.queue_missing(due)
+    if queued >= ANALYZE_AFTER:
+        try:  # the jobs are queued whatever happens here: statistics are a help
+            await claims.refresh_statistics()
+        except Exception as exc:
+            log.warning("claims.analyze_failed", queued=queued, error_message=repr(exc))
+    return queued

@@ -91,6 +91,11 @@ QUIET_AFTER = timedelta(days=3)
 #: requests a day at the same delays.
 QUIET_RUN_HOURS = 3
 QUIET_MIN_POSTS = 20
+#: ...published in at least this many different hours of the day: a feed whose dates have
+#: no time (``2026-01-05``, read as midnight) or that posts at one set minute has all its
+#: posts in one hour, which says nothing of when its next post comes; without this it
+#: would be polled twice a day.
+QUIET_MIN_HOURS = 4
 
 
 class Reason(StrEnum):
@@ -136,6 +141,8 @@ class Policy:
     max_hint: timedelta = DEFAULT_MAX_HINT
     reason: Reason = Reason.FIXED  # why ``interval`` is what it is
     quiet: frozenset[int] = frozenset()  # the feed's quiet hours (UTC hours of the day)
+    #: The feed's max interval: the quiet hours never make it wait longer (None: no cap).
+    ceiling: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -174,8 +181,11 @@ def activity_of(
 
 def quiet_hours(hours: tuple[int, ...]) -> frozenset[int]:
     """The hours of the day in runs of at least QUIET_RUN_HOURS without a published post
-    (midnight wraps), from ``hours``' 24 counts; none below QUIET_MIN_POSTS posts."""
+    (midnight wraps), from ``hours``' 24 counts; none below QUIET_MIN_POSTS posts, or
+    with posts in fewer than QUIET_MIN_HOURS hours."""
     if len(hours) != 24 or sum(hours) < max(QUIET_MIN_POSTS, 1):
+        return frozenset()
+    if sum(1 for count in hours if count) < QUIET_MIN_HOURS:
         return frozenset()
     start = next(h for h in range(24) if hours[h])  # a run never starts before it
     quiet: set[int] = set()
@@ -193,13 +203,18 @@ def quiet_hours(hours: tuple[int, ...]) -> frozenset[int]:
 
 def quiet_end(quiet: frozenset[int], at: datetime) -> datetime | None:
     """The end of the run of quiet hours ``at`` lies in (the start of the next hour that
-    is not quiet); None when ``at``'s hour is not quiet."""
-    hour = at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    is not quiet); None when ``at``'s hour is not quiet. A naive ``at`` is UTC, as
+    ``rssd.clock.to_iso`` reads it."""
+    if not quiet:
+        return None
+    naive = at.tzinfo is None
+    utc = at.replace(tzinfo=UTC) if naive else at.astimezone(UTC)
+    hour = utc.replace(minute=0, second=0, microsecond=0)
     if hour.hour not in quiet:
         return None
-    while hour.hour in quiet:  # at most 21 steps: QUIET_MIN_POSTS leave some hour posted in
+    while hour.hour in quiet:  # at most 20 steps: QUIET_MIN_HOURS hours are posted in
         hour += timedelta(hours=1)
-    return hour
+    return hour.replace(tzinfo=None) if naive else hour
 
 
 def posting_gap(activity: Activity) -> timedelta | None:
@@ -249,7 +264,12 @@ def policy_of(source: Source, activity: Activity | None = None) -> Policy:
         timedelta(minutes=source.max_interval_minutes),
     )
     quiet = quiet_hours(activity.hours) if activity and reason is Reason.POSTING_RATE else None
-    return Policy(interval=interval, reason=reason, quiet=quiet or frozenset())
+    return Policy(
+        interval=interval,
+        reason=reason,
+        quiet=quiet or frozenset(),
+        ceiling=timedelta(minutes=source.max_interval_minutes),
+    )
 
 
 def backoff(interval: timedelta, failures: int, cap: timedelta) -> timedelta:
@@ -304,8 +324,10 @@ def planned_delay(
         delay, reason = hinted, Reason.HINT
     ended = history.ended_at or now
     end = quiet_end(policy.quiet, ended)
-    if end is not None and end - ended > delay:
-        delay, reason = end - ended, Reason.QUIET_HOURS
+    if end is not None:
+        wait = end - ended if policy.ceiling is None else min(end - ended, policy.ceiling)
+        if wait > delay:
+            delay, reason = wait, Reason.QUIET_HOURS
     return delay, reason
 
 

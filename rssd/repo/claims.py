@@ -372,10 +372,14 @@ class ClaimRepo:
                 )
             return queued
 
-        queued = await self._db.write(work)
-        if queued >= ANALYZE_AFTER and (analyze := self._db.dialect.analyze_jobs):
+        return await self._db.write(work)
+
+    async def refresh_statistics(self) -> None:
+        """Refresh the planner's statistics of the jobs and sources, where the dialect says
+        how (``Dialect.analyze_jobs``; nothing on SQLite): after many jobs were queued at
+        once (``ANALYZE_AFTER``, rssd/daemon/reconcile.py)."""
+        if analyze := self._db.dialect.analyze_jobs:
             await self._db.write(lambda tx: tx.execute(analyze))
-        return queued
 
     async def overdue_seconds(self) -> float:
         """How long the longest-waiting due job of an enabled source has been due (0: none),
@@ -435,6 +439,6 @@ def due_page(dialect: Dialect, since: str = "") -> str:
 
 #: Due jobs read per page while choosing a claim's candidates.
 PAGE = 200
-#: Jobs queued at once (a first start, feeds added in bulk) after which the statistics of
-#: fetch_job are refreshed where the dialect says how (``Dialect.analyze_jobs``).
+#: Jobs queued at once (a first start, feeds added in bulk) after which the planner's
+#: statistics are refreshed (``ClaimRepo.refresh_statistics``).
 ANALYZE_AFTER = 1000
