@@ -1,0 +1,80 @@
+"""rssd.batching.Batcher: asks made meanwhile go as one batch, and each asker gets its own
+answer, handed out a chunk per turn of the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from rssd import batching
+from rssd.batching import Batcher
+
+
+async def doubled(items: Sequence[int]) -> list[int | Exception]:
+    await asyncio.sleep(0)
+    return [ValueError(item) if item < 0 else 2 * item for item in items]
+
+
+async def test_asks_made_meanwhile_go_together_and_each_gets_its_own_answer() -> None:
+    batches: list[list[int]] = []
+
+    async def run(items: Sequence[int]) -> list[int | Exception]:
+        batches.append(list(items))
+        return await doubled(items)
+
+    batcher: Batcher[int, int] = Batcher(run, max_batch=3)
+    results = await asyncio.gather(*(batcher.ask(n) for n in [1, 2, -3, 4]), return_exceptions=True)
+    assert results[:2] == [2, 4] and results[3] == 8
+    assert isinstance(results[2], ValueError)  # to its asker alone
+    assert batches == [[1, 2, -3], [4]]  # at most max_batch at a time
+
+
+async def test_answers_are_handed_out_a_chunk_per_turn_so_the_loop_runs_between() -> None:
+    """Hundreds of askers woken in one turn held the loop (each starting a request):
+    another task gets turns while a big batch's answers go out."""
+    turns = 0
+    seen: list[int] = []
+
+    async def ticker() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    async def asker(batcher: Batcher[int, int], n: int) -> None:
+        await batcher.ask(n)
+        seen.append(turns)
+
+    batcher: Batcher[int, int] = Batcher(doubled, max_batch=1000)
+    ticking = asyncio.create_task(ticker())
+    try:
+        await asyncio.gather(*(asker(batcher, n) for n in range(5 * batching.ANSWER_CHUNK)))
+    finally:
+        ticking.cancel()
+    assert len(set(seen)) >= 5, "all answered in one turn of the loop"
+
+
+async def test_a_batch_cancelled_while_answering_still_answers_everyone() -> None:
+    """The loop closing while answers go out: the askers not answered yet get theirs, not
+    a cancellation (each answer may be a job claimed for them)."""
+    batcher: Batcher[int, int] = Batcher(doubled, max_batch=1000)
+
+    async def asker(n: int) -> int:
+        answer = await batcher.ask(n)
+        if n == 0:  # the first one woken: the batch is still handing out the others
+            assert batcher._batches is not None
+            batcher._batches.cancel()
+        return answer
+
+    count = 3 * batching.ANSWER_CHUNK
+    results = await asyncio.gather(*(asker(n) for n in range(count)), return_exceptions=True)
+    assert results == [2 * n for n in range(count)]
+
+
+@pytest.mark.parametrize("max_batch", [1, 2])
+async def test_one_ask_alone_goes_at_once(max_batch: int) -> None:
+    batcher: Batcher[int, int] = Batcher(doubled, max_batch=max_batch)
+    assert await batcher.ask(21) == 42
+    await batcher.settle()
