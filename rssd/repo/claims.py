@@ -406,11 +406,8 @@ class ClaimRepo:
         sources in id order looking for one with a due job, past every source already
         claimed (15 ms a call halfway through 20,000 due jobs, bench/cluster.py)."""
         row = await self._db.fetchone(
-            "SELECT count(*) FROM (SELECT 1 FROM fetch_job j JOIN content_sources s "
-            "ON s.id = j.content_source_id "
-            f"WHERE j.status = 'QUEUED' AND j.not_before <= {self._db.dialect.clock} "
-            "AND s.enabled = 1 ORDER BY j.not_before, j.id LIMIT :limit) due",
-            {"now": to_iso(utcnow()), "limit": NO_LIMIT if limit is None else limit},
+            f"SELECT count(*) FROM ({due_page(self._db.dialect)}) due",
+            {"now": to_iso(utcnow()), "page": NO_LIMIT if limit is None else limit},
         )
         return int(row[0]) if row else 0
 

@@ -167,18 +167,17 @@ async def dated_posts(
             "fetched": json.dumps([post.external_id for post in fetched]),
         },
     )
+    # The fetched posts as rows of the same shape: (hour, posts, published, first, last);
+    # ISO text, so characters 12-13 are the hour.
+    groups = [tuple(row) for row in rows] + [
+        (int(when[11:13]), 1, int(post.published_at is not None), when, when)
+        for post in fetched
+        if since < (when := post.published_at or now) <= now
+    ]
     count, oldest, newest, hours = 0, None, None, [0] * 24
-    for hour, in_hour, published, first, last in rows:
+    for hour, in_hour, published, first, last in groups:
         count += int(in_hour)
         hours[int(hour) % 24] += int(published)
         oldest = first if oldest is None or first < oldest else oldest
         newest = last if newest is None or last > newest else newest
-    for post in fetched:
-        when = post.published_at or now
-        if since < when <= now:
-            count += 1
-            if post.published_at is not None:  # ISO text: characters 12-13 are the hour
-                hours[int(when[11:13]) % 24] += 1
-            oldest = when if oldest is None or when < oldest else oldest
-            newest = when if newest is None or when > newest else newest
     return DatedPosts(count, oldest, newest, tuple(hours))
