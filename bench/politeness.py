@@ -8,8 +8,8 @@ on a virtual clock against four polling policies (issue 24).
 
 No network, no database: every feed's publications are drawn first (the same for every
 policy), then each policy polls them. rssd's policy goes through the daemon's own pure
-functions (``rssd.daemon.schedule``: ``adaptive_interval`` over an ``Activity``, whose
-posts per hour of the day give ``quiet_hours``, then ``next_due``) and keeps a host's gap
+functions (``rssd.daemon.schedule``: ``policy_of`` over an ``Activity``, whose posts
+per hour of the day give its quiet hours, then ``next_due``) and keeps a host's gap
 and pause as ``rssd.repo.hosts`` does. The others are written here from their projects'
 documented formulas:
 
@@ -68,13 +68,13 @@ from rssd.daemon.schedule import (
     History,
     Policy,
     Reason,
-    adaptive_interval,
     jittered,
     next_due,
     planned_delay,
-    quiet_hours,
+    policy_of,
 )
 from rssd.models.config import Config
+from rssd.models.dto import Source
 
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
 #: The share of each kind of feed, and its posts per day (low, high).
@@ -94,9 +94,14 @@ EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 _DEFAULTS = Config()
 START = _DEFAULTS.interval_minutes * MINUTE
-LOW = _DEFAULTS.min_interval_minutes * MINUTE
-HIGH = _DEFAULTS.max_interval_minutes * MINUTE
 GAP = _DEFAULTS.host_min_gap_seconds
+#: Every simulated feed as config.toml would make it with the defaults: adaptive, between
+#: the default min and max interval (``policy_of`` reads these).
+SOURCE = Source(
+    0, "http://feed.example/", None, _DEFAULTS.interval_minutes, 30.0, True, "", "",
+    min_interval_minutes=_DEFAULTS.min_interval_minutes,
+    max_interval_minutes=_DEFAULTS.max_interval_minutes,
+)  # fmt: skip
 
 
 @dataclass
@@ -257,12 +262,9 @@ def rssd_policy(feed: Feed, state: State, now: float, outcome: str, rng: random.
         known=timedelta(seconds=now + 90 * DAY),  # configured long before the run
         hours=window_hours(feed, state, first),  # every post here has its date
     )
-    bounds = timedelta(seconds=START), timedelta(seconds=LOW), timedelta(seconds=HIGH)
-    interval, reason = adaptive_interval(activity, *bounds)
+    policy = policy_of(SOURCE, activity)
     # For --by-class: would the feed be polled sooner if its silence did not count?
-    state.stretched = interval > adaptive_interval(replace(activity, silence=None), *bounds)[0]
-    quiet = quiet_hours(activity.hours) if reason is Reason.POSTING_RATE else frozenset()
-    policy = Policy(interval=interval, reason=reason, quiet=quiet)
+    state.stretched = policy.interval > policy_of(SOURCE, replace(activity, silence=None)).interval
     hints = None
     if outcome != "ok":
         hints = Hints(http_status=429, headers={"Retry-After": str(int(RETRY_AFTER))})

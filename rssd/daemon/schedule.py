@@ -263,11 +263,13 @@ def policy_of(source: Source, activity: Activity | None = None) -> Policy:
         timedelta(minutes=source.min_interval_minutes),
         timedelta(minutes=source.max_interval_minutes),
     )
-    quiet = quiet_hours(activity.hours) if activity and reason is Reason.POSTING_RATE else None
+    quiet: frozenset[int] = frozenset()
+    if activity is not None and reason is Reason.POSTING_RATE:
+        quiet = quiet_hours(activity.hours)
     return Policy(
         interval=interval,
         reason=reason,
-        quiet=quiet or frozenset(),
+        quiet=quiet,
         ceiling=timedelta(minutes=source.max_interval_minutes),
     )
 
