@@ -41,7 +41,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import psycopg
-from run import FarmProcess
+from run import FarmProcess, compile_rssd
 from yarl import URL
 
 from rssd.clock import now_iso, parse_iso, to_iso, utcnow
@@ -377,7 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--latency-ms", type=float, default=0.0, help="the farm's median response delay"
     )
-    asyncio.run(amain(parser.parse_args(argv)))
+    args = parser.parse_args(argv)
+    compile_rssd()  # its daemons and claimers start from the same bytecode as run.py's
+    asyncio.run(amain(args))
     return 0
 
 

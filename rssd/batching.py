@@ -9,6 +9,11 @@ exception raised to it alone. One ask alone goes at once, as a batch of one.
 An asker cancelled while its ask is in the database does not see the answer: the answer
 goes to ``unclaimed`` (e.g. a job claimed for a fetch that no longer runs is recorded
 ``interrupted``), so nothing the batch did is left without an owner.
+
+A ``linger`` holds a batch smaller than ``max_batch`` that long before it goes, for more
+asks to join it. The database is fast enough that without one a batch held two or three
+asks, and each batch's fixed cost (a transaction, a hand-off to the writer's thread and
+back) was most of the cost of a check that changed nothing (bench/README.md).
 """
 
 from __future__ import annotations
@@ -38,9 +43,11 @@ class Batcher(Generic[A, R]):
         run: Run[A, R],
         max_batch: int,
         unclaimed: Callable[[R], Awaitable[None]] | None = None,
+        linger: float = 0.0,
     ) -> None:
         self._run = run
         self._max_batch = max_batch
+        self._linger = linger
         self._unclaimed = unclaimed
         self._asked: list[tuple[A, asyncio.Future[R]]] = []
         self._batches: asyncio.Task[None] | None = None
@@ -62,7 +69,10 @@ class Batcher(Generic[A, R]):
         batch: list[tuple[A, asyncio.Future[R]]] = []
         try:
             while self._asked:
-                await asyncio.sleep(0)  # the tasks woken in this turn of the loop ask too
+                if self._linger and len(self._asked) < self._max_batch:
+                    await asyncio.sleep(self._linger)
+                else:
+                    await asyncio.sleep(0)  # the tasks woken in this turn of the loop ask too
                 batch = self._asked[: self._max_batch]
                 self._asked = self._asked[self._max_batch :]
                 await self._answer(batch)

@@ -78,3 +78,43 @@ async def test_one_ask_alone_goes_at_once(max_batch: int) -> None:
     batcher: Batcher[int, int] = Batcher(doubled, max_batch=max_batch)
     assert await batcher.ask(21) == 42
     await batcher.settle()
+
+
+@pytest.mark.parametrize(
+    ("linger", "expected"),
+    [
+        (0.0, [[1], [2, 3]]),  # the first goes at once; the others meanwhile
+        (0.5, [[1, 2, 3]]),  # the first waits for the others
+    ],
+)
+async def test_a_linger_holds_a_small_batch_for_asks_that_follow(
+    linger: float, expected: list[list[int]]
+) -> None:
+    """Fetches end one by one: without a linger, each batch held two or three asks."""
+    batches: list[list[int]] = []
+
+    async def run(items: Sequence[int]) -> list[int | Exception]:
+        batches.append(list(items))
+        await asyncio.sleep(0.05)  # the database at work
+        return list(items)
+
+    batcher: Batcher[int, int] = Batcher(run, max_batch=10, linger=linger)
+
+    async def later(n: int) -> int:
+        await asyncio.sleep(0.01)
+        return await batcher.ask(n)
+
+    assert list(await asyncio.gather(batcher.ask(1), later(2), later(3))) == [1, 2, 3]
+    assert batches == expected
+
+
+async def test_a_full_batch_does_not_linger() -> None:
+    batches: list[list[int]] = []
+
+    async def run(items: Sequence[int]) -> list[int | Exception]:
+        batches.append(list(items))
+        return list(items)
+
+    batcher: Batcher[int, int] = Batcher(run, max_batch=2, linger=60.0)
+    done = await asyncio.wait_for(asyncio.gather(batcher.ask(1), batcher.ask(2)), timeout=5)
+    assert list(done) == [1, 2] and batches == [[1, 2]]

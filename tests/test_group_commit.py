@@ -127,6 +127,42 @@ def test_run_batch_refuses_a_write_that_awaits_anything_but_its_statements(
     conn.close()
 
 
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_lone_write_is_its_own_transaction_committed_or_rolled_back(
+    tmp_path: Path, fails: bool
+) -> None:
+    """A batch of one work needs no savepoint: its transaction commits with it, or rolls
+    back for it and the error reaches it, and the connection is ready for the next."""
+    conn = sqlite3.connect(tmp_path / "x.sqlite3", isolation_level=None)
+    conn.execute("CREATE TABLE t (v TEXT)")
+    traced: list[str] = []
+    conn.set_trace_callback(traced.append)
+
+    async def work(tx: Tx) -> str:
+        await tx.execute("INSERT INTO t VALUES ('alone')")
+        if fails:
+            raise ValueError("refused")
+        return "ok"
+
+    (outcome,) = run_batch([work], conn)
+    if fails:
+        assert isinstance(outcome.error, ValueError) and outcome.value is None
+        assert conn.execute("SELECT v FROM t").fetchall() == []
+    else:
+        assert outcome.value == "ok" and outcome.error is None
+        assert conn.execute("SELECT v FROM t").fetchall() == [("alone",)]
+    assert not conn.in_transaction
+    assert not [sql for sql in traced if "SAVEPOINT" in sql.upper()]
+    (again,) = run_batch([_plain], conn)
+    assert again.value == "plain"
+    conn.close()
+
+
+async def _plain(tx: Tx) -> str:
+    await tx.execute("INSERT INTO t VALUES ('plain')")
+    return "plain"
+
+
 async def test_queued_writes_share_commits_on_postgresql() -> None:
     """PostgreSQL's writer too: one by one, a commit each; 200 at once, a few commits."""
     async with fresh_database() as url:

@@ -11,8 +11,13 @@ import pytest
 from aiohttp import web
 
 from rssd.clock import now_iso
+from rssd.daemon.pipeline import Pipeline
 from rssd.daemon.slots import LONGEST_WAIT_SECONDS, SlotWaits, next_wait
-from rssd.repo.claims import ClaimRepo, HostBusy
+from rssd.daemon.startup import daemon_session
+from rssd.fetch.fetcher import Fetcher
+from rssd.models.config import load_config
+from rssd.models.dto import FetchJobStatus
+from rssd.repo.claims import Claim, ClaimRepo, HostBusy
 from rssd.repo.db import Database
 from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
@@ -107,6 +112,44 @@ async def test_rssd_fetch_waits_for_a_slot_the_daemon_holds(
     assert ongoing_at_request == [0], "the request went out only after the slot was free"
 
 
+async def test_no_claim_is_asked_while_this_process_holds_every_slot_of_the_host(
+    feed_server: FeedServer,
+    tmp_path: Path,
+    db_target: Path | str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Six fetches by hand of one host with two slots, as ``run --once``'s workers: while
+    this process holds both slots a claim could only come back HostBusy, so none is asked
+    and each source is claimed once (half of ``run --once``'s claims were refused ones)."""
+
+    async def feed(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.05)
+        return web.Response(text=dated_rss(["x"]), content_type="application/rss+xml")
+
+    urls = [feed_server.route(f"/f{n}", feed) for n in range(6)]
+    config = load_config(
+        write_config(tmp_path / "config.toml", urls, database=str(db_target), max_per_host=2)
+    )
+    asked: list[int] = []
+    async with asyncio.timeout(60), daemon_session(config) as db:
+        sources = await SourceRepo(db).list()
+        async with Fetcher(config) as fetcher:
+            pipeline = Pipeline(db, fetcher)
+            claim_sources = pipeline.claims.claim_sources
+
+            async def counted(
+                source_ids: list[int], max_per_host: int | None
+            ) -> dict[int, Claim | HostBusy | None]:
+                asked.extend(source_ids)
+                return await claim_sources(source_ids, max_per_host)
+
+            monkeypatch.setattr(pipeline.claims, "claim_sources", counted)
+            reports = await asyncio.gather(*(pipeline.run(source) for source in sources))
+            await pipeline.settle()
+    assert [report.status for report in reports] == [FetchJobStatus.COMPLETED] * 6
+    assert sorted(asked) == sorted(source.id for source in sources)
+
+
 def test_next_wait_doubles_up_to_the_longest() -> None:
     waits = [0.2]
     for _ in range(6):
@@ -133,6 +176,21 @@ async def test_an_ended_fetch_wakes_the_longest_waiter_only() -> None:
     waits.freed("h")
     await second
     assert order == ["first", "second"]
+
+
+async def test_a_slot_released_after_a_refused_claim_wakes_nobody() -> None:
+    """The claim it was taken for came back HostBusy: other processes hold the host's
+    slots, and a waiter woken now would only be refused in turn."""
+    waits = SlotWaits()
+    waits.taken("h")
+    waiting = asyncio.create_task(waits.wait("h", 30.0))
+    await asyncio.sleep(0)
+    waits.released("h")
+    await asyncio.sleep(0.01)
+    assert waits.held("h") == 0 and not waiting.done()
+    waits.taken("h")
+    waits.freed("h")
+    assert await waiting is True
 
 
 async def test_the_slots_this_process_holds_are_counted_and_a_wait_says_why_it_ended() -> None:

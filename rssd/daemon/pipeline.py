@@ -162,8 +162,12 @@ class Pipeline:
         if claim is None:
             log.info("fetch.skipped", source_id=source.id, url=source.url, reason="job_active")
             return JobReport(source.id, source.url, None, None)
+        # The claim holds the slot of its configured host it reserved (_claim_in_a_slot);
+        # a source that moved fetches from, and took a slot of, another host.
         slot_host = host_key(claim.fetch_url or claim.source.url)
-        self._slot_waits.taken(slot_host)
+        if slot_host != (reserved := host_key(source.url)):
+            self._slot_waits.freed(reserved)
+            self._slot_waits.taken(slot_host)
         if fetch_url is not None:
             claim = replace(claim, fetch_url=fetch_url)
         try:
@@ -269,19 +273,43 @@ class Pipeline:
         return claim
 
     async def _claim_in_a_slot(self, source: Source) -> Claim | None:
+        """The source's claim, holding a slot of its configured host in ``_slot_waits``
+        (None: it has an active job, and holds nothing).
+
+        The slot is reserved while the claim is asked: while this process holds every
+        slot of the host, fetches or claims, a claim could only come back HostBusy, and
+        waits instead of asking. ``run --once`` starts a thousand fetches at once, and
+        without the reservation most of their claims came back HostBusy, each a write in
+        the database."""
         wait = FIRST_WAIT_SECONDS
         max_per_host = self.fetcher.config.max_per_host
+        host = host_key(source.url)
         while True:
-            try:
-                return await self._hand.claim(source.id)
-            except HostBusy as busy:
-                log.debug("fetch.waiting_for_host_slot", source_id=source.id, host=busy.host)
-                # Woken: one of this process's fetches freed a slot. Timed out: another
-                # process may have, unless this one holds them all.
-                while not await self._slot_waits.wait(busy.host, wait):
+            # Woken: one of this process's fetches freed a slot. Timed out: another
+            # process may have, unless this one holds them all.
+            while self._slot_waits.held(host) >= max_per_host:
+                if not await self._slot_waits.wait(host, wait):
                     wait = next_wait(wait)
-                    if self._slot_waits.held(busy.host) < max_per_host:
-                        break
+            self._slot_waits.taken(host)
+            try:
+                claim = await self._hand.claim(source.id)
+            except HostBusy as busy:  # other processes hold the rest: nobody here to wake
+                self._slot_waits.released(host)
+                log.debug("fetch.waiting_for_host_slot", source_id=source.id, host=busy.host)
+                if busy.host != host:  # the source moved: wait for where it fetches from
+                    while not await self._slot_waits.wait(busy.host, wait):
+                        wait = next_wait(wait)
+                        if self._slot_waits.held(busy.host) < max_per_host:
+                            break
+                elif not await self._slot_waits.wait(host, wait):
+                    wait = next_wait(wait)
+                continue
+            except BaseException:
+                self._slot_waits.freed(host)
+                raise
+            if claim is None:
+                self._slot_waits.freed(host)
+            return claim
 
     async def _orphaned(self, claim: Claim) -> None:
         """A claim by hand whose fetch was cancelled before it got it: recorded as the

@@ -34,7 +34,7 @@ class SlotWaits:
         self._held: dict[str, int] = {}
 
     def taken(self, host: str) -> None:
-        """A fetch of this process took a slot of ``host``."""
+        """A fetch of this process took a slot of ``host`` (or asks for one)."""
         self._held[host] = self._held.get(host, 0) + 1
 
     def held(self, host: str) -> int:
@@ -58,13 +58,18 @@ class SlotWaits:
             if not queue:
                 self._waiting.pop(host, None)
 
-    def freed(self, host: str) -> None:
-        """A fetch of ``host`` that took a slot ended: the longest waiter tries again."""
+    def released(self, host: str) -> None:
+        """A slot of ``host`` taken for a claim that did not get it: another process
+        holds the rest, so no waiter here is woken to be refused too."""
         held = self._held.get(host, 0) - 1
         if held > 0:
             self._held[host] = held
         else:
             self._held.pop(host, None)
+
+    def freed(self, host: str) -> None:
+        """A fetch of ``host`` that took a slot ended: the longest waiter tries again."""
+        self.released(host)
         queue = self._waiting.get(host)
         while queue:
             woken = queue.popleft()

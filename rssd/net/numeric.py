@@ -14,6 +14,7 @@ messages. Pure functions, no I/O.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 
@@ -70,10 +71,11 @@ def inet_aton(host: str) -> ipaddress.IPv4Address | None:
     return ipaddress.IPv4Address(number)
 
 
+@functools.lru_cache(maxsize=4096)
 def numeric_host_refusal(host: str) -> str | None:
     """Why a URL may not name ``host`` (a numeric form other than the dotted quad), or
     None. Hosts that are names, dotted quads or IPv6 literals pass: the address guard
-    judges those."""
+    judges those. Cached: every fetch asks again of the same few hosts."""
     if not looks_numeric(host) or is_dotted_quad(host):
         return None
     address = inet_aton(host.removesuffix("."))
