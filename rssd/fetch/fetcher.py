@@ -81,7 +81,7 @@ class FetchResult:
     def without_posts(self) -> FetchResult:
         """The result minus its posts, for keeping after they are stored: a report held
         for a run summary must not keep every post of every feed alive."""
-        return replace(self, posts=())
+        return replace(self, posts=()) if self.posts else self
 
 
 @dataclass(frozen=True)
