@@ -178,6 +178,22 @@ async def test_an_ended_fetch_wakes_the_longest_waiter_only() -> None:
     assert order == ["first", "second"]
 
 
+async def test_a_waiter_cancelled_once_woken_passes_the_slot_on() -> None:
+    """Those waiting while this process holds every slot wait for its own fetches to end
+    (HELD_WAIT_SECONDS is only a safety net): a wake that went to a waiter cancelled
+    before it could use it must reach the next one, not be lost with it."""
+    waits = SlotWaits()
+    first = asyncio.create_task(waits.wait("h", 30.0))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(waits.wait("h", 30.0))
+    await asyncio.sleep(0)
+    waits.freed("h")  # wakes the first ...
+    first.cancel()  # ... which is cancelled before it runs
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await asyncio.wait_for(second, 5) is True
+
+
 async def test_a_slot_released_after_a_refused_claim_wakes_nobody() -> None:
     """The claim it was taken for came back HostBusy: other processes hold the host's
     slots, and a waiter woken now would only be refused in turn."""

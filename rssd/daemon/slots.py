@@ -2,7 +2,8 @@
 of that host end, else after a timeout (a slot another process freed wakes nobody here).
 
 Waking one waiter per ended fetch, not all of them, keeps ``run --once`` over a host with
-hundreds of feeds from retrying hundreds of claims each time a slot frees. And a waiter
+hundreds of feeds from retrying hundreds of claims each time a slot frees. A wake is never
+lost: a waiter cancelled once woken passes it to the next one. And a waiter
 whose timeout ends while this process itself still holds every slot of the host
 (``held``) waits on without asking the database: no other process can have freed one of
 them. Without that, ``run --once`` with 1,000 workers on 100 hosts sent the database
@@ -19,6 +20,9 @@ from collections import deque
 #: The first and the longest wait before a waiter tries again unwoken.
 FIRST_WAIT_SECONDS = 0.2
 LONGEST_WAIT_SECONDS = 2.0
+#: The wait while this process holds every slot of the host: only its own fetches can
+#: free one, and each wakes a waiter as it ends. A safety net, not a poll.
+HELD_WAIT_SECONDS = 30.0
 
 
 def next_wait(wait: float) -> float:
@@ -52,6 +56,10 @@ class SlotWaits:
                 async with asyncio.timeout(timeout):
                     await woken
             return woken.done() and not woken.cancelled()
+        except asyncio.CancelledError:
+            if woken.done() and not woken.cancelled():  # woken, then cancelled: the
+                self._wake(queue)  # slot it was woken for goes to the next waiter
+            raise
         finally:
             with contextlib.suppress(ValueError):
                 queue.remove(woken)
@@ -71,6 +79,12 @@ class SlotWaits:
         """A fetch of ``host`` that took a slot ended: the longest waiter tries again."""
         self.released(host)
         queue = self._waiting.get(host)
+        if queue:
+            self._wake(queue)
+
+    @staticmethod
+    def _wake(queue: deque[asyncio.Future[None]]) -> None:
+        """The longest waiter of ``queue`` still waiting, woken."""
         while queue:
             woken = queue.popleft()
             if not woken.done():
