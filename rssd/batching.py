@@ -10,10 +10,12 @@ An asker cancelled while its ask is in the database does not see the answer: the
 goes to ``unclaimed`` (e.g. a job claimed for a fetch that no longer runs is recorded
 ``interrupted``), so nothing the batch did is left without an owner.
 
-A ``linger`` holds a batch smaller than ``max_batch`` that long before it goes, for more
-asks to join it. The database is fast enough that without one a batch held two or three
-asks, and each batch's fixed cost (a transaction, a hand-off to the writer's thread and
-back) was most of the cost of a check that changed nothing (bench/README.md).
+A ``linger`` holds a batch of fewer than ``few`` asks that long before it goes, for more
+asks to join it. Where asks trickle in (fetches end one by one), the database is fast
+enough that without one a batch held two or three, and each batch's fixed cost (a
+transaction, a hand-off to the writer's thread and back) was most of the cost of a check
+that changed nothing (bench/README.md). Asks that come together (a claimer completing
+the 50 jobs it claimed) are company enough and go at once.
 """
 
 from __future__ import annotations
@@ -44,10 +46,12 @@ class Batcher(Generic[A, R]):
         max_batch: int,
         unclaimed: Callable[[R], Awaitable[None]] | None = None,
         linger: float = 0.0,
+        few: int = 0,
     ) -> None:
         self._run = run
         self._max_batch = max_batch
         self._linger = linger
+        self._few = min(few, max_batch)
         self._unclaimed = unclaimed
         self._asked: list[tuple[A, asyncio.Future[R]]] = []
         self._batches: asyncio.Task[None] | None = None
@@ -69,7 +73,7 @@ class Batcher(Generic[A, R]):
         batch: list[tuple[A, asyncio.Future[R]]] = []
         try:
             while self._asked:
-                if self._linger and len(self._asked) < self._max_batch:
+                if self._linger and len(self._asked) < self._few:
                     await asyncio.sleep(self._linger)
                 else:
                     await asyncio.sleep(0)  # the tasks woken in this turn of the loop ask too

@@ -98,7 +98,7 @@ async def test_a_linger_holds_a_small_batch_for_asks_that_follow(
         await asyncio.sleep(0.05)  # the database at work
         return list(items)
 
-    batcher: Batcher[int, int] = Batcher(run, max_batch=10, linger=linger)
+    batcher: Batcher[int, int] = Batcher(run, max_batch=10, linger=linger, few=4)
 
     async def later(n: int) -> int:
         await asyncio.sleep(0.01)
@@ -108,13 +108,15 @@ async def test_a_linger_holds_a_small_batch_for_asks_that_follow(
     assert batches == expected
 
 
-async def test_a_full_batch_does_not_linger() -> None:
+@pytest.mark.parametrize(("few", "max_batch"), [(2, 10), (10, 2)])
+async def test_asks_that_come_together_do_not_linger(few: int, max_batch: int) -> None:
+    """As many asks as ``few`` at once, or a full batch, are company enough."""
     batches: list[list[int]] = []
 
     async def run(items: Sequence[int]) -> list[int | Exception]:
         batches.append(list(items))
         return list(items)
 
-    batcher: Batcher[int, int] = Batcher(run, max_batch=2, linger=60.0)
+    batcher: Batcher[int, int] = Batcher(run, max_batch=max_batch, linger=60.0, few=few)
     done = await asyncio.wait_for(asyncio.gather(batcher.ask(1), batcher.ask(2)), timeout=5)
     assert list(done) == [1, 2] and batches == [[1, 2]]

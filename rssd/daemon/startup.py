@@ -14,7 +14,6 @@ from rssd.models.config import Config, exposed_files
 from rssd.models.location import config_mtime
 from rssd.repo.claims import ClaimRepo
 from rssd.repo.config_sync import sync_config
-from rssd.repo.config_versions import config_hash
 from rssd.repo.db import Database
 from rssd.repo.files import check_database_files
 from rssd.repo.open import open_database
@@ -79,7 +78,7 @@ async def sync_sources(
         assert synced is not None
         log.warning(
             "config.drift",
-            config_hash=config_hash(config),
+            config_hash=outcome.config_hash,
             synced_hash=synced.config_hash,
             synced_at=synced.synced_at,
             synced_by=synced.synced_by,
@@ -96,7 +95,7 @@ async def sync_sources(
         updated=len(report.updated),
         disabled=len(report.disabled),
         feeds=len(config.feeds),
-        config_hash=config_hash(config),
+        config_hash=outcome.config_hash,
     )
     # The users subscribed to the feeds, synced in the same transaction.
     users = outcome.users

@@ -78,6 +78,8 @@ class Outcome:
     #: The keys this file differs in from the current version (drift only).
     differs_in: tuple[str, ...] = ()
     users: UserSyncReport | None = None  # None unless applied
+    #: The file's own hash (``config_hash``), computed once for the sync and its logs.
+    config_hash: str = ""
 
 
 async def sync_config(
@@ -109,7 +111,8 @@ async def sync_config(
             verdict = judge(stored.config_hash, digest, superseded=seen is not None, edited=edited)
             if verdict is Verdict.DRIFT:
                 current = await version_digests(tx, stored.config_hash) or {}
-                return Outcome(Verdict.DRIFT, None, stored, tuple(differing_keys(digests, current)))
+                differs = tuple(differing_keys(digests, current))
+                return Outcome(Verdict.DRIFT, None, stored, differs, config_hash=digest)
         report = await sync_in(tx, config)
         # The users too, under the same lock: daemons starting together on a fresh
         # database would otherwise insert the same users at once.
@@ -127,6 +130,6 @@ async def sync_config(
             "VALUES (:hash, :digests, :now) ON CONFLICT (config_hash) DO NOTHING",
             {"hash": digest, "digests": json.dumps(digests, sort_keys=True), "now": now},
         )
-        return Outcome(Verdict.APPLY, report, stored, users=users)
+        return Outcome(Verdict.APPLY, report, stored, users=users, config_hash=digest)
 
     return await db.write(work)

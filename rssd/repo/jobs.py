@@ -61,11 +61,13 @@ def _job(row: Row | None) -> FetchJob | None:
 
 #: The most completions written in one statement.
 MAX_COMPLETIONS = 200
-#: How long a completion waits for others to share its transaction. Fetches end one by
-#: one, so without it a batch held two or three; at 10 ms, an all-304 pass of 2,000 feeds
-#: spent 13% less CPU for 2% more time (bench/README.md). A host's slot is free only once
-#: its completion is written, so a longer wait slows the fetches waiting for that slot.
+#: How long a completion waits for others to share its transaction, when fewer than
+#: COMPLETION_FEW are asked. Fetches end one by one, so without it a batch held two or
+#: three; at 10 ms, an all-304 pass of 2,000 feeds spent 13% less CPU for 2% more time
+#: (bench/README.md). A host's slot is free only once its completion is written, so a
+#: longer wait slows the fetches waiting for that slot.
 COMPLETION_LINGER = 0.01
+COMPLETION_FEW = 16
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ class FetchJobRepo:
         #: Completions without posts (304s, unchanged bodies: most of them), batched: those
         #: made while a batch is in the database go as the next, two statements for all.
         self._completions: Batcher[_Done, FetchJob | None] = Batcher(
-            self._complete_batch, MAX_COMPLETIONS, linger=COMPLETION_LINGER
+            self._complete_batch, MAX_COMPLETIONS, linger=COMPLETION_LINGER, few=COMPLETION_FEW
         )
 
     async def mark_completed(
