@@ -14,7 +14,7 @@ from xml.sax.saxutils import escape
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rssd.fetch import worker
+from rssd.fetch import parsing
 from rssd.fetch.charrefs import repair_char_refs
 from rssd.fetch.parse import ParseOutcome, parse_document
 from rssd.models.dto import ErrorCode, PostCreate
@@ -106,7 +106,7 @@ def parse(body: bytes) -> ParseOutcome:
     exception may only come out of feedparser itself; one raised by rssd's code (entries,
     sanitizer, item cutting) fails the property. Then the outcome the worker would give."""
     try:
-        worker._parse_new(repair_char_refs(body), URL, "application/xml", True, b"")
+        parsing.parse_new(repair_char_refs(body), URL, "application/xml", True, b"")
     except Exception as exc:
         frames = traceback.extract_tb(exc.__traceback__)
         ours = [i for i, frame in enumerate(frames) if f"{os.sep}rssd{os.sep}" in frame.filename]

@@ -56,7 +56,7 @@ class ParsePool:
     def _new_executor(self) -> ProcessPoolExecutor:
         # forkserver: never fork the daemon itself (it has threads: aiosqlite, the resolver).
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["rssd.fetch.worker"])
+        context.set_forkserver_preload(["rssd.fetch.worker", "rssd.fetch.parsing"])
         return ProcessPoolExecutor(self.workers, mp_context=context, initializer=worker_init)
 
     async def start(self) -> None:
