@@ -19,8 +19,8 @@ from rssd.fetch.entries import entry_to_post, title_text
 from rssd.fetch.items import ItemSplit, id_digest, new_items, pack, split_items, unpack
 from rssd.fetch.jsonfeed import looks_like_json, parse_json_feed
 from rssd.fetch.native import NativeParse, parse_native
+from rssd.fetch.outcome import ParseOutcome, Parser, ParseTimeoutError
 from rssd.fetch.sanitize import sanitize_entry
-from rssd.fetch.worker import ParseOutcome, Parser, ParseTimeoutError
 from rssd.models.changes import dedupe_posts
 from rssd.models.codes import ErrorCode
 
