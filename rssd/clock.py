@@ -10,15 +10,17 @@ def utcnow() -> datetime:
 
 
 def to_iso(moment: datetime) -> str:
-    """ISO 8601 UTC with a ``Z`` and millisecond precision: sortable as text, as SQLite compares."""
+    """ISO 8601 UTC with a ``Z`` and millisecond precision: sortable as text, as SQLite
+    compares. Formatted by hand, not with strftime (whose %Y is not zero-padded on glibc:
+    year 1 -> "1-01-01"), and converted only when not in UTC already: every time column
+    of every PostgreSQL row goes through here."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
-    # The year by hand: strftime's %Y is not zero-padded on glibc (year 1 -> "1-01-01").
+    elif moment.utcoffset():
+        moment = moment.astimezone(UTC)
     return (
-        f"{moment.year:04d}"
-        + moment.strftime("-%m-%dT%H:%M:%S.")
-        + (f"{moment.microsecond // 1000:03d}Z")
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
+        f"{moment.minute:02d}:{moment.second:02d}.{moment.microsecond // 1000:03d}Z"
     )
 
 

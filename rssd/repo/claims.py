@@ -116,17 +116,26 @@ class Claim:
     subscribers: int = 0
 
 
+#: Where ``_load``'s columns are: the job's, the three it carries, the subscribers, then
+#: the source's.
+_CARRIED_AT = len(JOB_NAMES)
+_SOURCE_AT = _CARRIED_AT + 4
+
+
 def _claim(row: Row, scheduled: bool = True) -> Claim:
-    job = job_from(row[name] for name in JOB_NAMES)
-    source = source_from(row[f"s_{name}"] for name in SOURCE_NAMES)
+    """A claim from a row of ``_load``'s query, its columns read by position: by name, the
+    lookups of a batch of claims were a third of the claim's time on PostgreSQL (a
+    Python ``__getitem__`` each, where sqlite3.Row's is C)."""
+    values = tuple(row)
+    failures, fetch_url, moved_seen, subscribers = values[_CARRIED_AT:_SOURCE_AT]
     return Claim(
-        job,
-        source,
-        row["failures"],
-        row["fetch_url"],
-        row["moved_seen"],
+        job_from(values[:_CARRIED_AT]),
+        source_from(values[_SOURCE_AT:]),
+        failures,
+        fetch_url,
+        moved_seen,
         scheduled,
-        int(row["subscribers"]),
+        int(subscribers),
     )
 
 
