@@ -43,7 +43,8 @@ _SOURCE_COLUMNS = ", ".join(f"s.{name} AS s_{name}" for name in SOURCE_NAMES)
 _JOB_J = ", ".join(f"j.{name}" for name in JOB_NAMES)
 
 #: What a claim carries beside the job: the schedule's memory.
-_CARRIED = "j.failures, j.fetch_url, j.moved_seen"
+_CARRIED_NAMES = ("failures", "fetch_url", "moved_seen")
+_CARRIED = ", ".join(f"j.{name}" for name in _CARRIED_NAMES)
 
 #: The users subscribed to the source (the default User-Agent names their number).
 _SUBSCRIBERS = """(SELECT count(*) FROM subscriptions sub JOIN users u ON u.id = sub.user_id
@@ -116,10 +117,10 @@ class Claim:
     subscribers: int = 0
 
 
-#: Where ``_load``'s columns are: the job's, the three it carries, the subscribers, then
+#: Where ``_load``'s columns are: the job's, the ones it carries, the subscribers, then
 #: the source's.
 _CARRIED_AT = len(JOB_NAMES)
-_SOURCE_AT = _CARRIED_AT + 4
+_SOURCE_AT = _CARRIED_AT + len(_CARRIED_NAMES) + 1
 
 
 def _claim(row: Row, scheduled: bool = True) -> Claim:
