@@ -18,8 +18,11 @@ def main() -> int:
     and the cyclic collector's passes over all of it at interpreter exit (pydantic's
     schemas and every module, a visible share of a short command) would find nothing.
     """
-    from rssd.cli import main as cli_main  # noqa: PLC0415
-
+    gc.disable()  # while the CLI's modules are imported (cli.import_without_collector)
+    try:
+        from rssd.cli import main as cli_main  # noqa: PLC0415
+    finally:
+        gc.enable()
     try:
         return cli_main()
     finally:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import json
 import sqlite3
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from rssd.cli import COMMANDS, build_parser
+from rssd.cli import COMMANDS, build_parser, import_without_collector
 from rssd.daemon.startup import file_mtime
 from rssd.models.config import load_config
 from rssd.repo.config_sync import sync_config
@@ -262,3 +263,23 @@ def test_every_subcommand_is_one_registry_entry_that_resolves() -> None:
     for name, command in COMMANDS.items():
         module, _, function = command.entry.partition(":")
         assert callable(getattr(importlib.import_module(module), function)), name
+
+
+def test_a_command_module_is_imported_with_the_collector_paused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The collector is off while the module runs, and back as it was afterwards."""
+    (tmp_path / "rssd_gc_probe.py").write_text("import gc\nENABLED = gc.isenabled()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert gc.isenabled()
+    probe = import_without_collector("rssd_gc_probe")
+    assert probe.ENABLED is False
+    assert gc.isenabled()
+    sys.modules.pop("rssd_gc_probe")
+    gc.disable()
+    try:
+        import_without_collector("rssd_gc_probe")
+        assert not gc.isenabled()  # a caller that had paused it keeps it paused
+    finally:
+        gc.enable()
+        sys.modules.pop("rssd_gc_probe", None)

@@ -15,6 +15,7 @@ from rssd.repo.claims import _AFTER, due_page
 from rssd.repo.dialect import SQLITE
 from rssd.repo.migrations import MIGRATIONS, SCHEMA_VERSION
 from rssd.repo.open import open_database
+from rssd.repo.outbox import _PAGES
 from rssd.repo.queries import _HEADS, PostFilter, posts_query
 from tests.test_schema import drop_version_7
 
@@ -91,6 +92,14 @@ def test_status_finds_each_sources_jobs_and_posts_through_indexes(database: Path
     assert [line for line in text.splitlines() if line.startswith("SCAN")] == [
         "SCAN s USING COVERING INDEX sqlite_autoindex_content_sources_1"
     ], text
+
+
+def test_a_changed_feeds_search_for_pages_reads_the_pages_only(database: Path) -> None:
+    """Every changed feed asks which pages lead to it: a walk of the pages' index, not a
+    scan of every source (schema version 19)."""
+    steps = plan(database, _PAGES, {"source_id": 1})
+    assert steps[0] == "SCAN c USING INDEX content_sources_pages", steps
+    assert not any(step == "SCAN c" for step in steps), steps
 
 
 async def _open_close(path: Path) -> None:

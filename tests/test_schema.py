@@ -46,6 +46,7 @@ V9_COLUMNS = {
     "posts": ("tags", "enclosures"),
 }
 V13_INDEXES = ("deliveries_source",)
+V19_INDEXES = ("content_sources_pages",)
 #: Version 13's search index (rssd/repo/search.py): its triggers, then its tables.
 V13_TRIGGERS = ("posts_search_insert", "posts_search_update", "posts_search_delete")
 V13_TABLES = ("posts_fts", "search_queue", "search_backfill")
@@ -416,6 +417,7 @@ def test_the_v1_fixture_is_schema_sql_without_the_later_indexes(tmp_path: Path) 
         *V7_INDEXES,
         *V9_INDEXES,
         *V13_INDEXES,
+        *V19_INDEXES,
     }
     assert "posts_published" not in index_names(path) | index_names(current)
 
@@ -435,7 +437,7 @@ async def test_a_version_1_database_is_migrated_with_its_data_intact(tmp_path: P
         await db.close()
 
     assert user_version(path) == SCHEMA_VERSION
-    assert {*POSTS_INDEXES, *V7_INDEXES, *V13_INDEXES} <= index_names(path)
+    assert {*POSTS_INDEXES, *V7_INDEXES, *V13_INDEXES, *V19_INDEXES} <= index_names(path)
     assert "posts_published" not in index_names(path)
     after = {
         table: query(

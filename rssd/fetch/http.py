@@ -24,6 +24,7 @@ from yarl import URL
 from rssd.fetch.digest import content_digest
 from rssd.fetch.inflate import InflateError, Inflater
 from rssd.models.dto import ErrorCode
+from rssd.models.urls import parsed_url
 from rssd.net.addresses import AddressClass, IPAddress, address_class, crossing, parse_address
 from rssd.net.numeric import numeric_host_refusal
 from rssd.net.resolver import DaemonThreadResolver
@@ -132,7 +133,7 @@ async def get(
         headers["If-None-Match"] = etag
     if last_modified := sendable_validator(last_modified):
         headers["If-Modified-Since"] = last_modified
-    current = URL(url)
+    current = parsed_url(url)
     try:
         async with asyncio.timeout(limits.timeout):
             return await _follow(

@@ -46,6 +46,8 @@ def split_userinfo(url: str) -> tuple[str, str, str] | None:
     when it has no userinfo. The authority ends at the first ``/``, ``?`` or ``#``; the
     userinfo at its last ``@`` (an unescaped ``@`` in a password stays in the password,
     as yarl reads it). Exact for a URL on its own, whatever its password holds."""
+    if "@" not in url:  # most URLs: every log line and every fetch asks
+        return None
     text = url.strip()
     scheme = _SCHEME.match(text)
     if scheme is None:

@@ -47,5 +47,8 @@ def pages_leading_to(feed_url: str, pages: Iterable[tuple[int, str]]) -> list[in
     """The ids among ``pages`` ((id, discovered feed URL) of enabled pages) whose feed is
     ``feed_url``, compared as ``same_feeds`` compares: their subscribers are the feed's
     too, since the page stores no posts of its own (rssd/repo/outbox.py)."""
+    pairs = list(pages)
+    if not pairs:  # as a rule: no page at all, and the feed's URL need not be parsed
+        return []
     wanted = normalize_url(feed_url)
-    return sorted(page_id for page_id, found in pages if normalize_url(found) == wanted)
+    return sorted(page_id for page_id, found in pairs if normalize_url(found) == wanted)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import quote
 
 from yarl import URL
@@ -10,9 +11,18 @@ from rssd.models.redact import redact, split_userinfo, unmaskable
 from rssd.net.numeric import numeric_host_refusal
 
 
+@lru_cache(maxsize=8192)
+def parsed_url(url: str) -> URL:
+    """``url`` as yarl reads it, parsed once: config.toml's checks, the host key and the
+    request each parsed every feed's URL again (three of four parses of a pass of
+    2,000 feeds; bench/README.md). yarl's URLs are immutable, so one may be shared. Raises
+    as ``URL()`` does (a failure is not cached)."""
+    return URL(url)
+
+
 def normalize_url(url: str) -> str:
     """The form two URLs are compared in: scheme and host are case-insensitive, the rest is not."""
-    parsed = URL(url.strip())
+    parsed = parsed_url(url.strip())
     return str(parsed.with_scheme(parsed.scheme.lower()).with_host(parsed.host.lower()))  # type: ignore[union-attr]
 
 
@@ -35,7 +45,7 @@ def check_http_url(value: str) -> str:
             f"write it percent-encoded ({quote(unsafe, safe='')}): {_shown(value)!r}"
         )
     try:
-        parsed = URL(value)
+        parsed = parsed_url(value)
         port = parsed.port
     except (ValueError, TypeError) as exc:
         raise ValueError(f"not a valid URL: {_shown(value)!r}") from exc

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from yarl import URL
+from rssd.models.urls import parsed_url
 
 
 @lru_cache(maxsize=65536)
@@ -22,7 +22,7 @@ def host_key(url: str) -> str:
     """The politeness key of ``url``'s host ("" when it has none). Cached: the same URLs
     come back on every claim and fetch, and parsing them showed on the fetch profile."""
     try:
-        host = URL(url).raw_host
+        host = parsed_url(url).raw_host
     except (ValueError, TypeError, UnicodeError):  # not a URL yarl can read: its text
         host = url.partition("://")[2].partition("/")[0].rpartition("@")[2]
     return (host or "").lower().rstrip(".")

@@ -15,12 +15,19 @@ from pathlib import Path
 from rssd.repo.db import DatabaseError
 from rssd.repo.dialect import Dialect
 
-SCHEMA_VERSION = 18
+SCHEMA_VERSION = 19
 
 #: Version 18's index of due jobs, in the claims' order (the same on both backends).
 _DUE_BY_TIME_AND_ID = """
         DROP INDEX IF EXISTS fetch_job_due;
         CREATE INDEX fetch_job_due ON fetch_job (not_before, id) WHERE status = 'QUEUED';
+"""
+
+#: Version 19's index of the pages (sources with a discovered feed_url), the same on both
+#: backends: a changed feed's search for pages leading to it scanned every source.
+_PAGES_INDEX = """
+        CREATE INDEX IF NOT EXISTS content_sources_pages ON content_sources (id)
+            WHERE feed_url IS NOT NULL;
 """
 
 #: Version 13's full-text index on SQLite, as in schema.sql (see there why the queue).
@@ -269,6 +276,8 @@ MIGRATIONS: dict[int, str] = {
     # (not_before, id): a page of due jobs is read off the index, not sorted from every
     # due job (PostgreSQL hashed and sorted 20,000 for each claim of 50).
     17: _DUE_BY_TIME_AND_ID,
+    # 18 -> 19: an index of the pages, for the outbox's search of those leading to a feed.
+    18: _PAGES_INDEX,
 }
 
 #: Waking idle daemons (rssd/repo/pg_listen.py): a job queued or requeued due now (a new
@@ -361,6 +370,8 @@ PG_MIGRATIONS: dict[int, str] = {
     """,
     # 17 -> 18: as MIGRATIONS[17].
     17: _DUE_BY_TIME_AND_ID,
+    # 18 -> 19: as MIGRATIONS[18].
+    18: _PAGES_INDEX,
 }
 
 
