@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from rssd.clock import to_iso
 from rssd.repo.db import Database, Tx
 from rssd.repo.postgres import PostgresDatabase
 from rssd.repo.sqlite import SqliteDatabase
@@ -216,5 +217,26 @@ async def test_the_works_of_a_batch_share_the_transactions_clock() -> None:
             stamps = await asyncio.gather(*(db.write(partial(stamp, n=n)) for n in range(40)))
             assert len(await urls(db)) == 40
             assert len(set(stamps)) == db.commits - before  # one reading per transaction
+        finally:
+            await db.close()
+
+
+async def test_the_clock_a_work_gets_is_its_transactions_now() -> None:
+    """The writer reads ``now()`` with its BEGIN, in one round trip: what a work gets is
+    the server's ``now()`` in that transaction, to the millisecond, alone or in a batch."""
+    async with fresh_database() as url:
+        db = await PostgresDatabase.connect(url)
+        try:
+
+            async def compare(tx: Tx, n: int) -> bool:
+                await tx.execute(INSERT, {"url": f"http://{n}/"})
+                row = await tx.fetchone("SELECT now() AS now")
+                assert row is not None
+                return to_iso(await tx.now()) == str(row["now"])
+
+            assert await db.write(partial(compare, n=0))
+            assert all(
+                await asyncio.gather(*(db.write(partial(compare, n=n)) for n in range(1, 30)))
+            )
         finally:
             await db.close()
