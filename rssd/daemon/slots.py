@@ -34,7 +34,7 @@ class SlotWaits:
     """Per host, the waiters in the order they came."""
 
     def __init__(self) -> None:
-        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
+        self._waiting: dict[str, deque[asyncio.Future[bool]]] = {}
         self._held: dict[str, int] = {}
 
     def taken(self, host: str) -> None:
@@ -47,20 +47,22 @@ class SlotWaits:
 
     async def wait(self, host: str, timeout: float) -> bool:
         """Until a fetch of ``host`` in this process ends (``freed``: True) or ``timeout``
-        (False)."""
-        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        (False). The timeout is a plain timer that answers the waiter's future with False:
+        ``asyncio.timeout`` (a cancellation turned back into an error) was a visible share
+        of ``run --once``, whose workers wait here about twice a feed."""
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[bool] = loop.create_future()
         queue = self._waiting.setdefault(host, deque())
         queue.append(woken)
+        timer = loop.call_later(timeout, _answer, woken, False)
         try:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await woken
-            return woken.done() and not woken.cancelled()
+            return await woken
         except asyncio.CancelledError:
-            if woken.done() and not woken.cancelled():  # woken, then cancelled: the
-                self._wake(queue)  # slot it was woken for goes to the next waiter
+            if woken.done() and not woken.cancelled() and woken.result():  # woken, then
+                self._wake(queue)  # cancelled: the slot it was woken for goes to the next
             raise
         finally:
+            timer.cancel()
             with contextlib.suppress(ValueError):
                 queue.remove(woken)
             if not queue:
@@ -83,10 +85,15 @@ class SlotWaits:
             self._wake(queue)
 
     @staticmethod
-    def _wake(queue: deque[asyncio.Future[None]]) -> None:
+    def _wake(queue: deque[asyncio.Future[bool]]) -> None:
         """The longest waiter of ``queue`` still waiting, woken."""
         while queue:
             woken = queue.popleft()
             if not woken.done():
-                woken.set_result(None)
+                woken.set_result(True)
                 return
+
+
+def _answer(waiter: asyncio.Future[bool], value: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(value)
