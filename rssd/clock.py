@@ -12,8 +12,9 @@ def utcnow() -> datetime:
 def to_iso(moment: datetime) -> str:
     """ISO 8601 UTC with a ``Z`` and millisecond precision: sortable as text, as SQLite
     compares. Formatted by hand, not with strftime (whose %Y is not zero-padded on glibc:
-    year 1 -> "1-01-01"), and converted only when not in UTC already: every time column
-    of every PostgreSQL row goes through here."""
+    year 1 -> "1-01-01"), and converted only when not in UTC already. PostgreSQL's rows
+    get the same text from rssd.repo.postgres.ADAPTERS (from the server's text, as a rule
+    without a datetime in between)."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     elif moment.utcoffset():

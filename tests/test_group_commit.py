@@ -8,6 +8,7 @@ rssd/repo/pg_writer.py: the writer's task). The caller sees the same either way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -238,5 +239,27 @@ async def test_the_clock_a_work_gets_is_its_transactions_now() -> None:
             assert all(
                 await asyncio.gather(*(db.write(partial(compare, n=n)) for n in range(1, 30)))
             )
+        finally:
+            await db.close()
+
+
+async def test_a_work_that_swallows_a_failed_statement_does_not_pass_for_committed() -> None:
+    """On PostgreSQL a failed statement aborts the transaction, and COMMIT then rolls it
+    back without an error: the writer says so to the work's caller instead of returning
+    its value as if it had been stored."""
+    async with fresh_database() as url:
+        db = await PostgresDatabase.connect(url)
+        try:
+
+            async def swallowing(tx: Tx) -> str:
+                await tx.execute(INSERT, {"url": "http://kept?/"})
+                with contextlib.suppress(psycopg.Error):
+                    await tx.execute("SELECT 1 / 0")
+                return "done"
+
+            with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+                await db.write(swallowing)
+            assert await urls(db) == []
+            assert await db.write(inserting("http://after/")) == "http://after/"
         finally:
             await db.close()

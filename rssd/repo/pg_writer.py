@@ -88,7 +88,12 @@ class PgWriter(ThreadWriter):
                         with contextlib.suppress(psycopg.Error):  # the first error says why
                             conn.execute("ROLLBACK")
                     raise
-                conn.execute("COMMIT")
+                if conn.execute("COMMIT").statusmessage != "COMMIT":
+                    # PostgreSQL ends an aborted transaction at COMMIT with a ROLLBACK and no
+                    # error: a work that swallowed a failed statement must not pass for done.
+                    raise psycopg.errors.InFailedSqlTransaction(
+                        "the batch's transaction was aborted; COMMIT rolled it back"
+                    )
                 return outcomes
             except Exception:
                 if not ran and attempt == 1:  # the connection or BEGIN failed: nothing ran
@@ -131,4 +136,5 @@ def _begin(conn: Connection[Any]) -> datetime:
     cursor.nextset()
     row = cursor.fetchone()
     assert row is not None
-    return parse_iso(to_iso(row[0]))  # as _database_now gives it: milliseconds, UTC
+    value = row[0]  # ISO text from rssd's connections (postgres.ADAPTERS), as _database_now
+    return parse_iso(value if isinstance(value, str) else to_iso(value))

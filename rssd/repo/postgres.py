@@ -6,7 +6,7 @@ transactions do what the single owner does on SQLite. Parameters are bound clien
 (``AsyncClientCursor``, ``ClientCursor``) so that SQL written for SQLite's loose typing
 (``:x IS NULL OR col = :x``, ISO 8601 text for timestamptz columns) needs no casts. Rows
 come back as ``PgRow``: by name or position like ``sqlite3.Row``, timestamps as the same
-ISO 8601 UTC text SQLite stores.
+ISO 8601 UTC text SQLite stores (``ADAPTERS``, given to every connection rssd makes).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import AsyncClientCursor, AsyncConnection, ClientCursor, Connection
+from psycopg.abc import Buffer
+from psycopg.adapt import AdaptersMap, Loader
 from psycopg.rows import RowMaker
 from psycopg_pool import AsyncConnectionPool
 
@@ -55,21 +57,48 @@ def translate(sql: str) -> str:
     return _PARAM.sub(swap, sql)
 
 
-#: Type OIDs of timestamptz and timestamp: the columns read back as ISO 8601 text.
-_TIME_OIDS = frozenset({1184, 1114})
+class _IsoTime(Loader):
+    """A ``timestamptz`` as the ISO 8601 UTC text SQLite stores (``clock.to_iso``: "T",
+    milliseconds, "Z"), straight from the server's text. From PostgreSQL's own UTC
+    output ("2026-12-05 10:46:24.027472+00") that is slicing; building a datetime and
+    formatting it again cost 1.5 us more a value, and a pass of ``run --once`` reads
+    tens of thousands (bench/README.md). A server whose TimeZone is not UTC, or a value
+    of another shape, takes the long way, which gives the same text."""
+
+    def load(self, data: Buffer) -> str:
+        text = bytes(data).decode()
+        if len(text) >= 22 and text.endswith("+00") and text[10] == " ":
+            if text[19] == ".":  # PostgreSQL drops the fraction's trailing zeros
+                return f"{text[:10]}T{text[11:19]}.{(text[20:-3] + '000')[:3]}Z"
+            if len(text) == 22:
+                return f"{text[:10]}T{text[11:19]}.000Z"
+        return to_iso(datetime.fromisoformat(text))
+
+
+class _IsoLocalTime(_IsoTime):
+    """A ``timestamp`` (no zone) as ISO 8601 UTC text, taken as UTC as ``to_iso`` takes a
+    naive datetime."""
+
+    def load(self, data: Buffer) -> str:
+        return super().load(bytes(data) + b"+00")
+
+
+#: The adapters of every connection rssd makes: its times as ISO text (above).
+ADAPTERS = AdaptersMap(psycopg.adapters)
+ADAPTERS.register_loader("timestamptz", _IsoTime)
+ADAPTERS.register_loader("timestamp", _IsoLocalTime)
 
 
 class Columns:
-    """A result's column names, their positions, and which hold times: built once per
-    result from the libpq result itself (psycopg's ``description`` builds a Column object
-    per column on every call), shared by all its rows."""
+    """A result's column names and their positions: built once per result from the libpq
+    result itself (psycopg's ``description`` builds a Column object per column on every
+    call), shared by all its rows."""
 
-    __slots__ = ("names", "positions", "times")
+    __slots__ = ("names", "positions")
 
-    def __init__(self, names: list[str], times: tuple[int, ...]) -> None:
+    def __init__(self, names: list[str]) -> None:
         self.names = names
         self.positions = {name: n for n, name in enumerate(names)}
-        self.times = times
 
 
 class PgRow:
@@ -79,14 +108,7 @@ class PgRow:
 
     def __init__(self, columns: Columns, values: Sequence[Any]) -> None:
         self._columns = columns
-        if columns.times:
-            converted = list(values)
-            for n in columns.times:
-                if isinstance(converted[n], datetime):
-                    converted[n] = to_iso(converted[n])
-            self._values: Sequence[Any] = converted
-        else:
-            self._values = values
+        self._values = values
 
     def __getitem__(self, key: int | str, /) -> Any:
         if isinstance(key, int):
@@ -112,8 +134,7 @@ class PgRow:
 def _columns(cursor: Any) -> Columns:
     result = cursor.pgresult
     count = result.nfields if result is not None else 0
-    names = [(result.fname(n) or b"").decode() for n in range(count)]
-    return Columns(names, tuple(n for n in range(count) if result.ftype(n) in _TIME_OIDS))
+    return Columns([(result.fname(n) or b"").decode() for n in range(count)])
 
 
 def _pg_row(cursor: Any) -> RowMaker[PgRow]:
@@ -293,6 +314,7 @@ class PostgresDatabase(Database):
             "autocommit": True,
             "cursor_factory": AsyncClientCursor,
             "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "context": ADAPTERS,
         }
         options = ["-c default_transaction_read_only=on"] if readonly else []
         if lock_wait is not None:
