@@ -1,0 +1,174 @@
+"""Interleaved runs: several checkouts of rssd and the bare client take turns on one farm,
+round after round, and each one's CPU per check is reported as a median.
+
+    .venv/bin/python bench/interleave.py --rounds 6 /tmp/old-checkout .
+    .venv/bin/python bench/interleave.py --scenario warm-304 --postgres \\
+        postgresql://postgres@127.0.0.1:5432/postgres /tmp/old-checkout .
+
+One run of bench/run.py moves by 3-5% between one minute and the next on a 2-core machine:
+about what one change to rssd is worth (bench/README.md, "Sixth round"). Here each tree
+meets the same farm (reset before every turn, so the same latencies are drawn) and about
+the same load as the others, and the medians over the rounds tell a change from the noise.
+
+Each TREE is a directory holding an ``rssd`` package: ``.``, or a ``git worktree add
+/tmp/old-checkout COMMIT``. For its turns it goes first on PYTHONPATH, and it is byte-compiled
+first (as bench/run.py does for the installed one). Each has a database of its own (SQLite,
+or with ``--postgres`` a fresh database on that server, dropped at the end), warmed by one
+cold pass. The figure is bench/run.py's ``main ms/chk``: the CPU time of the rssd (or bare)
+process itself, its threads included, per feed checked.
+
+``--scenario warm-all-304`` (default): every check is a 304. ``warm-304``: before round r,
+the farm is brought to its r-th epoch, so each round ``--changed`` of the feeds have new
+posts since the tree's previous turn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import farm
+from run import Bare, FarmProcess, PgDatabase, Rssd, Tool, machine
+
+SCENARIOS = ("warm-all-304", "warm-304")
+
+
+def _tree(path: str) -> Path:
+    tree = Path(path).resolve()
+    if not (tree / "rssd" / "__init__.py").is_file():
+        raise SystemExit(f"interleave: {tree} holds no rssd package")
+    return tree
+
+
+def _turn(tool: Tool, tree: Path | None, scenario: str, feeds: int) -> float:
+    """One run of ``tool`` (with ``tree`` first on PYTHONPATH): its CPU ms per check."""
+    saved = os.environ.get("PYTHONPATH")
+    if tree is not None:
+        os.environ["PYTHONPATH"] = str(tree)
+    try:
+        usage, _ = tool.run(scenario, feeds)
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+    return float(usage["main_cpu_seconds"]) * 1000 / feeds
+
+
+def _bring(server: FarmProcess, epochs: int, changed: float) -> None:
+    server.call("/_reset")
+    for _ in range(epochs):
+        server.call(f"/_epoch?fraction={changed}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("trees", nargs="+", help="directories holding an rssd package")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--scenario", choices=SCENARIOS, default="warm-all-304")
+    parser.add_argument("--changed", type=float, default=0.1, help="warm-304: new each round")
+    parser.add_argument("--feeds", type=int, default=2000)
+    parser.add_argument("--items", type=int, default=50)
+    parser.add_argument("--hosts", type=int, default=100)
+    parser.add_argument("--latency-ms", type=float, default=100.0)
+    parser.add_argument("--latency-sigma", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--max-concurrency", type=int, default=500)
+    parser.add_argument("--max-per-host", type=int, default=2)
+    parser.add_argument("--postgres", metavar="SERVER_URL", help="rssd on PostgreSQL there")
+    parser.add_argument("--json", action="store_true", help="one JSON object per tool")
+    args = parser.parse_args(argv)
+    trees = [_tree(path) for path in args.trees]
+    for tree in trees:
+        compileall.compile_dir(tree / "rssd", quiet=1)
+    limits = {"max_concurrency": args.max_concurrency, "max_per_host": args.max_per_host}
+    workdir = Path(tempfile.mkdtemp(prefix="rssd-interleave-"))
+    server = FarmProcess(
+        args.feeds,
+        args.items,
+        args.hosts,
+        False,
+        (args.latency_ms, args.latency_sigma, args.seed),
+    )
+    databases: list[PgDatabase] = []
+    try:
+        urls = [farm.feed_url(i, args.hosts, server.port) for i in range(args.feeds)]
+        tools: list[tuple[str, Tool, Path | None]] = []
+        for n, tree in enumerate(trees):
+            (workdir / f"tree{n}").mkdir()
+            postgres = None
+            if args.postgres:
+                postgres = PgDatabase(args.postgres, f"rssd_interleave_{uuid.uuid4().hex[:10]}")
+                databases.append(postgres)
+            rssd = Rssd(workdir / f"tree{n}", urls, workdir, limits, postgres=postgres)
+            tools.append((f"{n}: {tree}", rssd, tree))
+        (workdir / "bare").mkdir()
+        tools.append(("bare", Bare(workdir / "bare", urls, dict(limits)), None))
+        for _, tool, path in tools:  # each one's cold pass: its database and validators warm
+            _bring(server, 0, args.changed)
+            _turn(tool, path, "cold", args.feeds)
+        figures: dict[str, list[float]] = {name: [] for name, _, _ in tools}
+        for round_ in range(1, args.rounds + 1):
+            epochs = round_ if args.scenario == "warm-304" else 0
+            # Every other round in the opposite order: a drift of the machine's load
+            # within a round does not always favour the same tool.
+            order = tools if round_ % 2 else tools[::-1]
+            for name, tool, path in order:
+                _bring(server, epochs, args.changed)
+                figures[name].append(_turn(tool, path, args.scenario, args.feeds))
+            if not args.json:
+                shown = ", ".join(
+                    f"{name.split(':')[0]} {figures[name][-1]:.3f}" for name in figures
+                )
+                print(f"round {round_}: ms per check: {shown}", flush=True)
+        _report(figures, args, machine())
+    finally:
+        server.stop()
+        for database in databases:
+            database.drop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def _report(
+    figures: dict[str, list[float]], args: argparse.Namespace, host: dict[str, Any]
+) -> None:
+    bare = statistics.median(figures["bare"])
+    backend = "PostgreSQL" if args.postgres else "SQLite"
+    if args.json:
+        print(json.dumps({"machine": host, "scenario": args.scenario, "backend": backend}))
+    else:
+        print(
+            f"{args.scenario}, {args.feeds} feeds on {args.hosts} hosts, {args.rounds} rounds, "
+            f"rssd on {backend}; machine: {host['cpu_model']}, {host['cores']} cores, "
+            f"load {host['load_avg'][0]:.2f}"
+        )
+    for name, values in figures.items():
+        median = statistics.median(values)
+        row = {
+            "tool": name,
+            "ms_per_check_median": round(median, 3),
+            "ms_per_check_min": round(min(values), 3),
+            "ratio_to_bare": round(median / bare, 2) if bare else None,
+            "rounds": [round(value, 3) for value in values],
+        }
+        if args.json:
+            print(json.dumps(row))
+        else:
+            print(
+                f"  {name:40} median {median:.3f}  min {min(values):.3f}  "
+                f"({row['ratio_to_bare']}x the bare client's median)"
+            )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""bench/interleave.py runs end to end on a tiny farm: each tree and the bare client take
+their turns, and a figure comes back for every round. Behaviour only: no figure is judged."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.bench import BENCH
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_two_trees_and_the_bare_client_each_get_a_figure_per_round(tmp_path: Path) -> None:
+    command = [sys.executable, str(BENCH / "interleave.py"), "--feeds", "12", "--hosts", "2"]
+    command += ["--latency-ms", "0", "--rounds", "2", "--scenario", "warm-304", "--json"]
+    done = subprocess.run(
+        [*command, str(ROOT), str(ROOT)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines[0]["scenario"] == "warm-304" and lines[0]["backend"] == "SQLite"
+    rows = lines[1:]
+    assert [row["tool"].split(":")[0] for row in rows] == ["0", "1", "bare"]
+    for row in rows:
+        assert len(row["rounds"]) == 2 and all(value > 0 for value in row["rounds"])
+    assert rows[2]["ratio_to_bare"] == 1.0
+
+
+def test_a_directory_without_rssd_is_refused(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "interleave.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0 and "holds no rssd package" in done.stderr
