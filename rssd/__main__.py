@@ -9,6 +9,10 @@ guard keeps an import from starting a second rssd inside each worker.
 from __future__ import annotations
 
 import gc
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def main() -> int:
@@ -18,11 +22,9 @@ def main() -> int:
     and the cyclic collector's passes over all of it at interpreter exit (pydantic's
     schemas and every module, a visible share of a short command) would find nothing.
     """
-    gc.disable()  # while the CLI's modules are imported (cli.import_without_collector)
-    try:
-        from rssd.cli import main as cli_main  # noqa: PLC0415
-    finally:
-        gc.enable()
+    from rssd.imports import import_without_collector  # noqa: PLC0415
+
+    cli_main: Callable[[], int] = import_without_collector("rssd.cli").main
     try:
         return cli_main()
     finally:

@@ -12,21 +12,19 @@ under ``rssd/commands/`` with a ``cli(path, args)``. Keep argument types in
 from __future__ import annotations
 
 import argparse
-import gc
-import importlib
 import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING
 
 from rssd import __version__
 from rssd.commands import args as argtypes
 from rssd.commands.errors import CommandError
 from rssd.exits import EXIT_FAILURE, EXIT_OK
+from rssd.imports import import_without_collector
 from rssd.models.paths import resolve_config_path
 
 EPILOG = """examples:
@@ -413,20 +411,6 @@ def dispatch(args: argparse.Namespace, path: Path) -> int:
         import_without_collector(module), function
     )
     return entry(path, args)
-
-
-def import_without_collector(name: str) -> ModuleType:
-    """Import ``name`` with the cyclic garbage collector paused. An import allocates
-    hundreds of thousands of objects (classes, functions, pydantic's schemas) and frees
-    almost none: the collector's ~130 passes over them found nothing and were 7% of
-    ``rssd run``'s import time (bench/README.md). Paused only if it was running."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return importlib.import_module(name)
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _reader_left() -> int:

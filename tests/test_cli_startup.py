@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from rssd.cli import COMMANDS, build_parser, import_without_collector
+from rssd.cli import COMMANDS, build_parser
 from rssd.daemon.startup import file_mtime
+from rssd.imports import import_without_collector
 from rssd.models.config import load_config
 from rssd.repo.config_sync import sync_config
 from rssd.repo.open import open_database
