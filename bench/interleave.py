@@ -49,8 +49,9 @@ def _tree(path: str) -> Path:
     return tree
 
 
-def _turn(tool: Tool, tree: Path | None, scenario: str, feeds: int) -> float:
-    """One run of ``tool`` (with ``tree`` first on PYTHONPATH): its CPU ms per check."""
+def _turn(tool: Tool, tree: Path | None, scenario: str, feeds: int) -> tuple[float, float]:
+    """One run of ``tool`` (with ``tree`` first on PYTHONPATH): its CPU ms per check, and
+    feeds/s (feeds over the process's wall time, as run.py's)."""
     saved = os.environ.get("PYTHONPATH")
     if tree is not None:
         os.environ["PYTHONPATH"] = str(tree)
@@ -61,7 +62,8 @@ def _turn(tool: Tool, tree: Path | None, scenario: str, feeds: int) -> float:
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = saved
-    return float(usage["main_cpu_seconds"]) * 1000 / feeds
+    wall = float(usage["wall_seconds"])
+    return float(usage["main_cpu_seconds"]) * 1000 / feeds, feeds / wall if wall else 0.0
 
 
 def _bring(server: FarmProcess, epochs: int, changed: float) -> None:
@@ -88,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON object per tool")
     args = parser.parse_args(argv)
     trees = [_tree(path) for path in args.trees]
+    load_at_start = round(os.getloadavg()[0], 2)
     for tree in trees:
         compileall.compile_dir(tree / "rssd", quiet=1)
     limits = {"max_concurrency": args.max_concurrency, "max_per_host": args.max_per_host}
@@ -117,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             _bring(server, 0, args.changed)
             _turn(tool, path, "cold", args.feeds)
         figures: dict[str, list[float]] = {name: [] for name, _, _ in tools}
+        speeds: dict[str, list[float]] = {name: [] for name, _, _ in tools}
         for round_ in range(1, args.rounds + 1):
             epochs = round_ if args.scenario == "warm-304" else 0
             # Every other round in the opposite order: a drift of the machine's load
@@ -124,13 +128,15 @@ def main(argv: list[str] | None = None) -> int:
             order = tools if round_ % 2 else tools[::-1]
             for name, tool, path in order:
                 _bring(server, epochs, args.changed)
-                figures[name].append(_turn(tool, path, args.scenario, args.feeds))
+                cpu, speed = _turn(tool, path, args.scenario, args.feeds)
+                figures[name].append(cpu)
+                speeds[name].append(speed)
             if not args.json:
                 shown = ", ".join(
                     f"{name.split(':')[0]} {figures[name][-1]:.3f}" for name in figures
                 )
                 print(f"round {round_}: ms per check: {shown}", flush=True)
-        _report(figures, args, machine())
+        _report(figures, speeds, args, {**machine(), "load_at_start": load_at_start})
     finally:
         server.stop()
         for database in databases:
@@ -140,9 +146,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(
-    figures: dict[str, list[float]], args: argparse.Namespace, host: dict[str, Any]
+    figures: dict[str, list[float]],
+    speeds: dict[str, list[float]],
+    args: argparse.Namespace,
+    host: dict[str, Any],
 ) -> None:
+    """Per tool: CPU per check (median, minimum, the median's ratio to the bare client's)
+    beside feeds/s (median, and its ratio to the bare client's), with the machine."""
     bare = statistics.median(figures["bare"])
+    bare_speed = statistics.median(speeds["bare"])
     backend = "PostgreSQL" if args.postgres else "SQLite"
     if args.json:
         print(json.dumps({"machine": host, "scenario": args.scenario, "backend": backend}))
@@ -150,7 +162,8 @@ def _report(
         print(
             f"{args.scenario}, {args.feeds} feeds on {args.hosts} hosts, {args.rounds} rounds, "
             f"rssd on {backend}; machine: {host['cpu_model']}, {host['cores']} cores, "
-            f"load {host['load_avg'][0]:.2f}"
+            f"load average {host['load_at_start']:.2f} at the start, "
+            f"{host['load_avg'][0]:.2f} at the end"
         )
     for name, values in figures.items():
         median = statistics.median(values)
@@ -159,14 +172,19 @@ def _report(
             "ms_per_check_median": round(median, 3),
             "ms_per_check_min": round(min(values), 3),
             "ratio_to_bare": round(median / bare, 2) if bare else None,
+            "feeds_per_second_median": round(statistics.median(speeds[name]), 1),
+            "feeds_per_second_ratio_to_bare": (
+                round(statistics.median(speeds[name]) / bare_speed, 2) if bare_speed else None
+            ),
             "rounds": [round(value, 3) for value in values],
         }
         if args.json:
             print(json.dumps(row))
         else:
             print(
-                f"  {name:40} median {median:.3f}  min {min(values):.3f}  "
-                f"({row['ratio_to_bare']}x the bare client's median)"
+                f"  {name:40} CPU ms/check median {median:.3f} (min {min(values):.3f}), "
+                f"{row['ratio_to_bare']}x the bare client's; feeds/s "
+                f"{row['feeds_per_second_median']}, {row['feeds_per_second_ratio_to_bare']}x"
             )
 
 

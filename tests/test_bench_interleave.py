@@ -30,6 +30,7 @@ def test_two_trees_and_the_bare_client_each_get_a_figure_per_round(tmp_path: Pat
     assert [row["tool"].split(":")[0] for row in rows] == ["0", "1", "bare"]
     for row in rows:
         assert len(row["rounds"]) == 2 and all(value > 0 for value in row["rounds"])
+        assert row["feeds_per_second_median"] > 0
     assert rows[2]["ratio_to_bare"] == 1.0
 
 
