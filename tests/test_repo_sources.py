@@ -239,3 +239,23 @@ async def test_list_enabled_only(db: Database, tmp_path: Path) -> None:
     await repo.sync(config(tmp_path, [feed(A), feed(B, enabled=False), feed(C)]))
     assert [s.url for s in await repo.list(enabled_only=True)] == [A, C]
     assert [(s.url, s.enabled) for s in await repo.list()] == [(A, True), (B, False), (C, True)]
+
+
+async def test_the_version_changes_with_every_change_to_which_sources_are_enabled(
+    db: Database, tmp_path: Path
+) -> None:
+    """What the pipeline's index of sources by URL is kept by (rssd/daemon/pipeline.py):
+    an addition, a removal, a re-addition and a changed setting each give a new version;
+    a sync that changes nothing, or a feed URL discovered on a page, does not."""
+    repo = SourceRepo(db)
+    empty = await repo.version()
+    seen = [empty]
+    for feeds in ([feed(A), feed(B)], [feed(A)], [feed(A), feed(B)], [feed(A, name="a"), feed(B)]):
+        await repo.sync(config(tmp_path, feeds))
+        assert await repo.version() not in seen, feeds
+        seen.append(await repo.version())
+    await repo.sync(config(tmp_path, [feed(A, name="a"), feed(B)]))
+    source = await repo.get_by_url(A)
+    assert source is not None
+    await repo.set_feed_url(source.id, C)
+    assert await repo.version() == seen[-1]

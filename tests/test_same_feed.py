@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rssd.models.dto import Source
-from rssd.models.same_feed import pages_leading_to, same_feeds
+from rssd.models.same_feed import FeedIndex, pages_leading_to, same_feeds
 from tests.conftest import FeedServer, rss
 from tests.support.commands import cli
 from tests.support.config import write_config
@@ -53,6 +53,28 @@ FEED = "https://jane.example/blog/feed.xml"
 )
 def test_same_feeds(sources: list[Source], pairs: list[tuple[int, int]]) -> None:
     assert [(s.page.id, s.feed.id) for s in same_feeds(sources)] == pairs
+
+
+OTHER_PAGE = "https://joe.example/"
+OTHER_FEED = "https://joe.example/atom.xml"
+
+
+@pytest.mark.parametrize(
+    ("page", "sources", "feed_id"),
+    [
+        (source(1, PAGE, FEED), [source(2, FEED)], 2),
+        # another pair elsewhere in config.toml is not this page's
+        (source(3, OTHER_PAGE, OTHER_FEED), [source(1, PAGE, FEED), source(2, FEED)], None),
+        (source(1, PAGE, PAGE), [], None),  # the page answered a feed itself
+        (source(1, PAGE, FEED), [source(2, FEED, enabled=False)], None),
+        (source(1, PAGE), [source(2, FEED)], None),
+    ],
+)
+def test_the_index_pairs_a_page_with_its_own_feed_only(
+    page: Source, sources: list[Source], feed_id: int | None
+) -> None:
+    pair = FeedIndex.of([page, *sources]).pair(page)
+    assert (pair.feed.id if pair else None) == feed_id
 
 
 @pytest.mark.parametrize(
@@ -99,3 +121,43 @@ async def test_a_page_and_its_feed_both_configured_are_told_once_and_stored_once
     assert sum(line.startswith("configured twice: 1 ") for line in status.out.splitlines()) == 1
     document = (await cli("status", "-c", config, "--json")).json()
     assert document["configured_twice"] == [{"page_id": 1, "feed_id": 2}]
+
+
+async def test_a_page_beside_a_pair_configured_twice_keeps_its_own_posts(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """A page whose feed is configured nowhere else stores its posts, whatever other page
+    of config.toml is configured twice (each page used to be judged by every pair)."""
+
+    def items(prefix: str, count: int) -> list[dict[str, str]]:
+        return [
+            {"title": f"{prefix}{n}", "guid": f"{prefix}{n}", "link": f"http://e.org/{prefix}{n}"}
+            for n in range(count)
+        ]
+
+    def page_of(path: str, feed: str) -> str:
+        return feed_server.static(
+            path,
+            f'<html><head><link rel="alternate" type="application/rss+xml" href="{feed}">'
+            "</head></html>",
+            content_type="text/html",
+        )
+
+    feed = feed_server.static("/blog/feed.xml", rss(items("b", 2)))
+    config = write_config(
+        tmp_path / "config.toml",
+        [page_of("/blog/", "feed.xml"), feed, page_of("/news/", "news.xml")],
+    )
+    feed_server.static("/news/news.xml", rss(items("n", 2)))
+    code, out, err = await rssd("run", "--once", "-c", config)
+    assert code == 0, err
+    feed_server.static("/news/news.xml", rss(items("n", 5)))  # 3 new posts
+    code, out, err = await rssd("run", "--once", "-c", config)  # every page's feed known
+    assert code == 0, err
+    told = [e for e in every_line_json(out, err) if e["message"] == "source.duplicate"]
+    assert [(e["source_id"], e["feed_source_id"]) for e in told] == [(1, 2)]
+    with closing(sqlite3.connect(tmp_path / "rssd.sqlite3")) as conn:
+        stored = conn.execute(
+            "SELECT content_source_id, count(*) FROM posts GROUP BY content_source_id"
+        ).fetchall()
+    assert stored == [(2, 2), (3, 5)]

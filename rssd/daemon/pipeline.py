@@ -39,7 +39,7 @@ from rssd.logs import get_logger
 from rssd.models.delays import retry_after
 from rssd.models.dto import ErrorCode, FetchJobStatus, FetchMeta, Source
 from rssd.models.redact import redact, redact_optional
-from rssd.models.same_feed import same_feeds
+from rssd.models.same_feed import FeedIndex
 from rssd.net.hosts import host_key
 from rssd.repo.claims import Claim, ClaimRepo, HostBusy
 from rssd.repo.db import Database
@@ -47,7 +47,7 @@ from rssd.repo.hosts import HostRepo
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.posts import dated_posts
 from rssd.repo.seen import load_seen
-from rssd.repo.sources import SourceRepo
+from rssd.repo.sources import SourceRepo, SourcesVersion
 from rssd.repo.transitions import NextJob
 
 log = get_logger("rssd.fetch")
@@ -125,6 +125,8 @@ class Pipeline:
         self._feed_urls: dict[int, str | None] = {}
         #: Pages whose feed is configured too, already logged (``source.duplicate``).
         self._told_twice: set[int] = set()
+        #: ``_feed_index``'s, with the sources' version it was read at.
+        self._index: tuple[SourcesVersion, FeedIndex] | None = None
         self._titles: dict[int, str | None] = {}
 
     async def preload(self) -> None:
@@ -608,10 +610,8 @@ class Pipeline:
         (``source.duplicate``, once per process)."""
         if not feed_url:
             return False
-        page = replace(source, feed_url=feed_url)
-        others = [s for s in await self.sources.list(enabled_only=True) if s.id != source.id]
-        found = same_feeds([page, *others])
-        if not found:
+        pair = (await self._feed_index()).pair(replace(source, feed_url=feed_url))
+        if pair is None:
             return False
         if source.id not in self._told_twice:
             self._told_twice.add(source.id)
@@ -619,11 +619,19 @@ class Pipeline:
                 "source.duplicate",
                 source_id=source.id,
                 url=redact(source.url),
-                feed_source_id=found[0].feed.id,
-                feed_url=redact(found[0].feed.url),
-                detail=found[0].describe(),
+                feed_source_id=pair.feed.id,
+                feed_url=redact(pair.feed.url),
+                detail=pair.describe(),
             )
         return True
+
+    async def _feed_index(self) -> FeedIndex:
+        """The enabled sources by URL, read again only when the sources changed (here or
+        by another daemon's sync): each page fetch used to read and normalize them all."""
+        version = await self.sources.version()
+        if self._index is None or self._index[0] != version:
+            self._index = (version, FeedIndex.of(await self.sources.list(enabled_only=True)))
+        return self._index[1]
 
     def name_of(self, source: Source) -> str | None:
         """The configured name, else the feed's title as last recorded."""

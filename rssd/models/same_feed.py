@@ -6,7 +6,7 @@ sources they read."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from rssd.models.dto import Source
@@ -29,18 +29,32 @@ class SameFeed:
         )
 
 
+@dataclass(frozen=True)
+class FeedIndex:
+    """The enabled sources by normalized URL: whose URL a page's feed is. Built once from
+    every source, asked once per page (the daemon keeps one until a source changes)."""
+
+    by_url: Mapping[str, Source]
+
+    @classmethod
+    def of(cls, sources: Iterable[Source]) -> FeedIndex:
+        return cls({normalize_url(s.url): s for s in sources if s.enabled})
+
+    def pair(self, page: Source) -> SameFeed | None:
+        """``page`` and the other enabled source its discovered feed is, if any."""
+        if not page.enabled or not page.feed_url:
+            return None
+        feed = self.by_url.get(normalize_url(page.feed_url))
+        if feed is None or feed.id == page.id:
+            return None
+        return SameFeed(page, feed)
+
+
 def same_feeds(sources: Sequence[Source]) -> list[SameFeed]:
     """Every enabled page whose discovered feed is another enabled source's URL (URLs
     compared normalized), in the pages' id order."""
-    by_url = {normalize_url(s.url): s for s in sources if s.enabled}
-    found = []
-    for page in sorted(sources, key=lambda s: s.id):
-        if not page.enabled or not page.feed_url:
-            continue
-        feed = by_url.get(normalize_url(page.feed_url))
-        if feed is not None and feed.id != page.id:
-            found.append(SameFeed(page, feed))
-    return found
+    index = FeedIndex.of(sources)
+    return [pair for s in sorted(sources, key=lambda s: s.id) if (pair := index.pair(s))]
 
 
 def pages_leading_to(feed_url: str, pages: Iterable[tuple[int, str]]) -> list[int]:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from rssd.clock import now_iso
+from rssd.clock import to_iso
 from rssd.repo.config_versions import (
     Synced,
     config_digests,
@@ -117,7 +117,7 @@ async def sync_config(
         # The users too, under the same lock: daemons starting together on a fresh
         # database would otherwise insert the same users at once.
         users = await users_sync.sync_users_in(tx, config)
-        now = now_iso()
+        now = to_iso(await tx.now())  # the database's clock, as every daemon reads it
         await tx.execute(
             "INSERT INTO config_sync (id, config_hash, config_mtime, synced_at, synced_by) "
             "VALUES (1, :hash, :mtime, :now, :by) ON CONFLICT (id) DO UPDATE SET "

@@ -18,6 +18,15 @@ if TYPE_CHECKING:
 
 #: A source's id, URL, name and feed title (``SourceRepo.names``).
 Named = tuple[int, str, str | None, str | None]
+#: What changes whenever a source is added, enabled or disabled (``SourceRepo.version``).
+SourcesVersion = tuple[object, ...]
+
+#: Every write of a source's URL or ``enabled`` (``sync_in``) sets ``updated_at`` to the
+#: transaction's time; the sums tell apart two changes made within one millisecond.
+_VERSION = (
+    "SELECT count(*), max(id), max(updated_at), sum(enabled), "
+    "sum(CASE WHEN enabled = 1 THEN id ELSE 0 END) FROM content_sources"
+)
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,13 @@ class SourceRepo:
             {"all": int(not enabled_only)},
         )
         return [_source(row) for row in rows]
+
+    async def version(self) -> SourcesVersion:
+        """A fingerprint of the set of sources and which are enabled: one aggregate row,
+        so a cache of ``list(enabled_only=True)`` (the pipeline's ``FeedIndex``) knows
+        when to read them again, whoever changed them."""
+        row = await self._db.fetchone(_VERSION)
+        return tuple(row) if row is not None else ()
 
     async def names(self) -> Sequence[Named]:
         """Every source's id, URL, name and feed title, by id: what a FEED argument may
