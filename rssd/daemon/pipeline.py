@@ -321,8 +321,10 @@ class Pipeline:
         )
 
     async def settle(self) -> None:
-        """Until the claims by hand in the database are answered (before closing it)."""
+        """Until the claims by hand and the completions in the database are answered
+        (before closing it)."""
         await self._hand.settle()
+        await self.jobs.settle()
 
     async def _activity(self, source: Source, result: FetchResult | None) -> Activity | None:
         """The source's posting activity, for an adaptive interval: its posts dated within

@@ -267,6 +267,7 @@ class Service:
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.lag.stop()
             await claimer.drain(self.config.shutdown_grace_seconds)
+            await pipeline.settle()
         await gauges.write_now()
         with contextlib.suppress(Exception):
             await daemons.leave()

@@ -115,6 +115,11 @@ class FetchJobRepo:
             self._complete_batch, MAX_COMPLETIONS, linger=COMPLETION_LINGER, few=COMPLETION_FEW
         )
 
+    async def settle(self) -> None:
+        """Until the batch of completions in the database, if any, is answered: before the
+        database is closed, so a stop leaves no finished fetch ONGOING."""
+        await self._completions.settle()
+
     async def mark_completed(
         self,
         job_id: int,
