@@ -1,22 +1,33 @@
-"""Importing without the cyclic garbage collector: one rule for the console script (which
-imports the CLI) and the CLI (which imports the chosen command's modules)."""
+"""Start-up work with the cyclic garbage collector paused: one rule for the console script
+(which imports the CLI), the CLI (which imports the chosen command's modules) and ``rssd
+run`` (config.toml and the daemon's modules, before its ``gc.freeze``)."""
 
 from __future__ import annotations
 
 import gc
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
 
-def import_without_collector(name: str) -> ModuleType:
-    """Import ``name`` with the cyclic garbage collector paused. An import allocates
-    hundreds of thousands of objects (classes, functions, pydantic's schemas) and frees
-    almost none: the collector's ~130 passes over them found nothing and were 7% of
-    ``rssd run``'s import time (bench/README.md). Paused only if it was running."""
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The collector paused for the block, if it was running. What start-up allocates
+    (modules, classes, pydantic's schemas, config.toml's models) lives as long as the
+    process: the collector's passes over it find nothing. They were 7% of ``rssd run``'s
+    import time, and half of the CPU of loading config.toml of 2,000 feeds once the
+    modules were in (bench/README.md)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return importlib.import_module(name)
+        yield
     finally:
         if was_enabled:
             gc.enable()
+
+
+def import_without_collector(name: str) -> ModuleType:
+    """Import ``name`` with the cyclic garbage collector paused (``collector_paused``)."""
+    with collector_paused():
+        return importlib.import_module(name)

@@ -394,9 +394,9 @@ async def test_get_latest_completed(db: Database, tmp_path: Path) -> None:
     latest_two = await latest_for_source(db, two)
     assert latest_two is not None
     assert latest_two.id == other.id
-    assert {s: j.id for s, j in (await jobs.latest_completed_all()).items()} == {
-        one: completed.id,
-        two: other.id,
+    assert await jobs.latest_validators() == {
+        one: (latest_ok.etag, latest_ok.last_modified, latest_ok.content_hash),
+        two: (other.etag, other.last_modified, other.content_hash),
     }
 
 

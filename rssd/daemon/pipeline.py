@@ -131,8 +131,8 @@ class Pipeline:
 
     async def preload(self) -> None:
         """Read every source's validators in one query; until then each fetch asks."""
-        latest = await self.jobs.latest_completed_all()
-        self._validators = {sid: Validators.from_job(job) for sid, job in latest.items()}
+        latest = await self.jobs.latest_validators()
+        self._validators = {sid: Validators(*values) for sid, values in latest.items()}
 
     async def _validators_for(self, source_id: int) -> Validators:
         if self._validators is None:

@@ -12,16 +12,20 @@ import argparse
 import gc
 import logging
 import os
+import signal
 import sys
 import threading
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from rssd import logs
 from rssd.daemon import loop as event_loop
 from rssd.daemon.lock import LockedError
 from rssd.daemon.watcher import FileWatcher
 from rssd.exits import EXIT_FAILURE, EXIT_OK
-from rssd.models.config import ConfigError, load_config
+from rssd.imports import collector_paused
+from rssd.models.config import Config, ConfigError, load_config
 from rssd.repo.db import DatabaseError, is_driver_error
 
 #: How long a clean exit waits for a non-daemon thread that is finishing anyway.
@@ -33,16 +37,15 @@ def run(path: Path, *, once: bool) -> int:
     path = path.absolute()  # in the logs as a path a collector can use (config.changed)
     log = logs.get_logger("rssd.daemon")
     watcher = FileWatcher(path)  # before reading: an edit from now on is a change
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        log.error("config.invalid", path=str(path), errors=exc.errors)
-        return EXIT_FAILURE
-    logs.configure(config.log_level)
-    # The daemon's modules (aiohttp, feedparser's pool...), imported before the freeze.
-    from rssd.daemon.once import run_once  # noqa: PLC0415
-    from rssd.daemon.service import run_service  # noqa: PLC0415
-    from rssd.daemon.startup import warn_exposed_files  # noqa: PLC0415
+    with collector_paused():  # what is loaded now lives as long as the process
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            log.error("config.invalid", path=str(path), errors=exc.errors)
+            return EXIT_FAILURE
+        logs.configure(config.log_level)
+        main = _main(path, config, watcher, once=once)  # its modules, before the freeze
+        from rssd.daemon.startup import warn_exposed_files  # noqa: PLC0415
 
     warn_exposed_files(config, path)
 
@@ -51,12 +54,9 @@ def run(path: Path, *, once: bool) -> int:
     gc.freeze()
     database = config.database_label
     try:
-        if once:
-            summary = event_loop.run(run_once(config))
-            if summary.interrupted_by is not None:
-                return 128 + summary.interrupted_by.value
-        else:
-            event_loop.run(run_service(path, config, watcher))
+        interrupted_by = event_loop.run(main())
+        if interrupted_by is not None:
+            return 128 + interrupted_by.value
     except LockedError as exc:
         log.error("daemon.locked", error_message=str(exc), database=database)
         return EXIT_FAILURE
@@ -73,6 +73,28 @@ def run(path: Path, *, once: bool) -> int:
         return EXIT_FAILURE
     _abandon_stuck_threads(log)
     return EXIT_OK
+
+
+def _main(
+    path: Path, config: Config, watcher: FileWatcher, *, once: bool
+) -> Callable[[], Coroutine[Any, Any, signal.Signals | None]]:
+    """The mode's coroutine function (its result: the signal that cut ``run --once``
+    short), its modules imported now. Only the mode's own: ``run --once`` needs no claim
+    loop, reload or housekeeping, the service no ``run --once``."""
+    if once:
+        from rssd.daemon.once import run_once  # noqa: PLC0415
+
+        async def fetch_once() -> signal.Signals | None:
+            return (await run_once(config)).interrupted_by
+
+        return fetch_once
+    from rssd.daemon.service import run_service  # noqa: PLC0415
+
+    async def serve() -> signal.Signals | None:
+        await run_service(path, config, watcher)
+        return None
+
+    return serve
 
 
 def _abandon_stuck_threads(log: logs.LevelBoundLogger) -> None:
