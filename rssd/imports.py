@@ -13,19 +13,16 @@ from types import ModuleType
 
 @contextmanager
 def collector_paused() -> Iterator[None]:
-    """The collector paused for the block, if it was running, and what exists at its end
-    frozen (``gc.freeze``: never scanned again). What start-up allocates (modules,
-    classes, pydantic's schemas, config.toml's models) lives as long as the process: the
-    collector's passes over it find nothing. They were 7% of ``rssd run``'s import time,
-    and half of the CPU of loading config.toml of 2,000 feeds once the modules were in;
-    unfrozen, the first young collection after the block would scan it all (bench/README.md).
-    """
+    """The collector paused for the block, if it was running. What start-up allocates
+    (modules, classes, pydantic's schemas, config.toml's models) lives as long as the
+    process: the collector's passes over it find nothing. They were 7% of ``rssd run``'s
+    import time, and half of the CPU of loading config.toml of 2,000 feeds once the
+    modules were in (bench/README.md)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
         if was_enabled:
             gc.enable()
 

@@ -269,20 +269,11 @@ def test_every_subcommand_is_one_registry_entry_that_resolves() -> None:
 def test_a_command_module_is_imported_with_the_collector_paused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The collector is off while the module runs, and back as it was afterwards; what
-    the module made is frozen, never scanned by the collector again."""
-    (tmp_path / "rssd_gc_probe.py").write_text(
-        "import gc\nENABLED = gc.isenabled()\nMADE = [[n] for n in range(1000)]\n"
-    )
+    """The collector is off while the module runs, and back as it was afterwards."""
+    (tmp_path / "rssd_gc_probe.py").write_text("import gc\nENABLED = gc.isenabled()\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert gc.isenabled()
-    try:
-        probe = import_without_collector("rssd_gc_probe")
-        made = {id(item) for item in probe.MADE}
-        assert not any(id(o) in made for o in gc.get_objects()), "all frozen"
-        assert gc.get_freeze_count() >= len(made)
-    finally:
-        gc.unfreeze()  # this test process's objects: back under the collector
+    probe = import_without_collector("rssd_gc_probe")
     assert probe.ENABLED is False
     assert gc.isenabled()
     sys.modules.pop("rssd_gc_probe")

@@ -61,6 +61,7 @@ def run(path: Path, *, once: bool) -> int:
     # Everything imported and loaded so far lives as long as the process: keep it out of
     # the cyclic GC's full passes, which showed as loop lag with many feeds (bench/).
     gc.freeze()
+    threshold = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD)
     database = config.database_label
     try:
@@ -81,6 +82,8 @@ def run(path: Path, *, once: bool) -> int:
         else:
             log.exception("daemon.crashed", error_message=f"{type(exc).__name__}: {exc}")
         return EXIT_FAILURE
+    finally:
+        gc.set_threshold(*threshold)  # for a caller in the same process (the tests)
     _abandon_stuck_threads(log)
     return EXIT_OK
 
