@@ -82,7 +82,7 @@ class Finished:
     returncode: int
     stdout: str
     stderr: str
-    #: Peak resident set size of the process itself, from wait4 (bytes).
+    #: Peak resident set size of the command itself, from wait4 (bytes; peak_rss.py).
     max_rss: int
     timed_out: bool
 
@@ -104,12 +104,26 @@ class Finished:
         return json.loads(self.stdout)
 
 
+#: Runs the command as its own child, to measure the command's own peak RSS (see there).
+_PEAK_RSS = Path(__file__).with_name("peak_rss.py")
+
+
 def _run_measured(
     argv: list[str], timeout: float, cwd: Path | None, env: dict[str, str]
 ) -> Finished:
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.TemporaryDirectory() as scratch,
+    ):
+        peak = Path(scratch) / "peak_rss"
         proc = subprocess.Popen(
-            argv, stdout=out, stderr=err, cwd=cwd, env=env, start_new_session=True
+            [sys.executable, str(_PEAK_RSS), str(peak), *argv],
+            stdout=out,
+            stderr=err,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
         )
         expired = threading.Event()
 
@@ -133,7 +147,8 @@ def _run_measured(
             returncode=proc.returncode,
             stdout=out.read().decode(errors="replace"),
             stderr=err.read().decode(errors="replace"),
-            max_rss=usage.ru_maxrss * 1024,  # Linux reports KiB
+            # The command's own, reported by peak_rss.py (killed: its parent's, at most).
+            max_rss=int(peak.read_text() if peak.exists() else usage.ru_maxrss) * 1024,
             timed_out=expired.is_set(),
         )
 
