@@ -22,9 +22,10 @@ def main() -> int:
     and the cyclic collector's passes over all of it at interpreter exit (pydantic's
     schemas and every module, a visible share of a short command) would find nothing.
     """
-    from rssd.imports import import_without_collector  # noqa: PLC0415
+    from rssd import imports  # noqa: PLC0415
 
-    cli_main: Callable[[], int] = import_without_collector("rssd.cli").main
+    imports.FREEZE_WHAT_LOADS = True  # this process runs one command (rssd/imports.py)
+    cli_main: Callable[[], int] = imports.import_without_collector("rssd.cli").main
     try:
         return cli_main()
     finally:

@@ -15,10 +15,12 @@ import subprocess
 import sys
 from contextlib import closing
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
+from rssd import imports
 from rssd.cli import COMMANDS, build_parser
 from rssd.daemon.startup import file_mtime
 from rssd.imports import import_without_collector
@@ -264,6 +266,31 @@ def test_every_subcommand_is_one_registry_entry_that_resolves() -> None:
     for name, command in COMMANDS.items():
         module, _, function = command.entry.partition(":")
         assert callable(getattr(importlib.import_module(module), function)), name
+
+
+def test_the_console_scripts_process_freezes_what_its_start_up_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``FREEZE_WHAT_LOADS`` (set by rssd/__main__.py only), what a paused block made
+    is frozen at its end: the collector never scans it. Off, nothing is frozen: an
+    in-process caller's heap (this test process's) is left alone."""
+    (tmp_path / "rssd_freeze_probe.py").write_text("MADE = [[n] for n in range(1000)]\n")
+    (tmp_path / "rssd_thaw_probe.py").write_text("MADE = [[n] for n in range(1000)]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def frozen(module: ModuleType) -> bool:
+        made = {id(item) for item in module.MADE}
+        return not any(id(o) in made for o in gc.get_objects())
+
+    try:
+        thawed = import_without_collector("rssd_thaw_probe")
+        assert not frozen(thawed)
+        monkeypatch.setattr(imports, "FREEZE_WHAT_LOADS", True)
+        assert frozen(import_without_collector("rssd_freeze_probe"))
+    finally:
+        gc.unfreeze()  # this test process's objects: back under the collector
+        for name in ("rssd_freeze_probe", "rssd_thaw_probe"):
+            sys.modules.pop(name, None)
 
 
 def test_a_command_module_is_imported_with_the_collector_paused(

@@ -28,15 +28,6 @@ from rssd.imports import collector_paused
 from rssd.models.config import Config, ConfigError, load_config
 from rssd.repo.db import DatabaseError, is_driver_error
 
-#: The cyclic collector's young-generation threshold while the daemon runs: ten times
-#: CPython's 700. A fetch in flight holds a few hundred container objects (the request
-#: and response, its task and futures) for the ~100 ms it waits, so at 700 the collector
-#: ran 122 young collections in a pass of 2,000 feeds, each scanning the fetches then in
-#: flight and promoting them to be scanned again by the older generations: 58 ms of the
-#: main thread's CPU, 4% of the pass. At 7,000: 7 collections, 4 ms (bench/README.md).
-#: Cyclic garbage waits a little longer; the older generations keep CPython's thresholds.
-YOUNG_THRESHOLD = 7000
-
 #: How long a clean exit waits for a non-daemon thread that is finishing anyway.
 THREAD_EXIT_WAIT = 2.0
 
@@ -61,8 +52,6 @@ def run(path: Path, *, once: bool) -> int:
     # Everything imported and loaded so far lives as long as the process: keep it out of
     # the cyclic GC's full passes, which showed as loop lag with many feeds (bench/).
     gc.freeze()
-    threshold = gc.get_threshold()
-    gc.set_threshold(YOUNG_THRESHOLD)
     database = config.database_label
     try:
         interrupted_by = event_loop.run(main())
@@ -82,8 +71,6 @@ def run(path: Path, *, once: bool) -> int:
         else:
             log.exception("daemon.crashed", error_message=f"{type(exc).__name__}: {exc}")
         return EXIT_FAILURE
-    finally:
-        gc.set_threshold(*threshold)  # for a caller in the same process (the tests)
     _abandon_stuck_threads(log)
     return EXIT_OK
 
