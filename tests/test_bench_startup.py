@@ -1,0 +1,46 @@
+"""bench/startup.py runs end to end on a tiny farm: each tree and the bare client are
+stopped at their first request, every run, with the CPU they spent until then. Behaviour
+only: no figure is judged beyond being one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.bench import BENCH
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_each_tree_and_the_bare_client_get_a_figure_per_run() -> None:
+    command = [sys.executable, str(BENCH / "startup.py"), "--feeds", "12", "--hosts", "2"]
+    done = subprocess.run(
+        [*command, "--runs", "2", "--json", str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [row["tool"].split(":")[0] for row in rows] == ["0", "bare"]
+    for row in rows:
+        assert len(row["cpu_ms_to_first_request"]) == 2
+        assert all(value > 0 for value in row["cpu_ms_to_first_request"])
+
+
+def test_a_directory_without_rssd_is_refused(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "startup.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0 and "holds no rssd package" in done.stderr
