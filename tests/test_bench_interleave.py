@@ -34,9 +34,11 @@ def test_two_trees_and_the_bare_client_each_get_a_figure_per_round(tmp_path: Pat
     assert rows[2]["ratio_to_bare"] == 1.0
 
 
-def test_a_directory_without_rssd_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("script", ["interleave.py", "startup.py"])
+def test_a_directory_without_rssd_is_refused(tmp_path: Path, script: str) -> None:
+    """Both tools that take rssd checkouts (bench/startup.py's own test is beside it)."""
     done = subprocess.run(
-        [sys.executable, str(BENCH / "interleave.py"), str(tmp_path)],
+        [sys.executable, str(BENCH / script), str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=60,

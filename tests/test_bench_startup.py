@@ -1,6 +1,7 @@
 """bench/startup.py runs end to end on a tiny farm: each tree and the bare client are
 stopped at their first request, every run, with the CPU they spent until then. Behaviour
-only: no figure is judged beyond being one."""
+only: no figure is judged beyond being one. (A directory without rssd is refused: with
+interleave.py's, in tests/test_bench_interleave.py.)"""
 
 from __future__ import annotations
 
@@ -33,14 +34,3 @@ def test_each_tree_and_the_bare_client_get_a_figure_per_run() -> None:
     for row in rows:
         assert len(row["cpu_ms_to_first_request"]) == 2
         assert all(value > 0 for value in row["cpu_ms_to_first_request"])
-
-
-def test_a_directory_without_rssd_is_refused(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "startup.py"), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode != 0 and "holds no rssd package" in done.stderr

@@ -35,6 +35,19 @@ def source(
     )
 
 
+def told_twice(out: str, err: str) -> list[tuple[int, int]]:
+    """(page, feed) of each ``source.duplicate`` a run logged."""
+    told = [e for e in every_line_json(out, err) if e["message"] == "source.duplicate"]
+    return [(e["source_id"], e["feed_source_id"]) for e in told]
+
+
+def posts_per_source(database: Path) -> list[tuple[int, int]]:
+    with closing(sqlite3.connect(database)) as conn:
+        return conn.execute(
+            "SELECT content_source_id, count(*) FROM posts GROUP BY content_source_id"
+        ).fetchall()
+
+
 PAGE = "https://jane.example/blog/"
 FEED = "https://jane.example/blog/feed.xml"
 
@@ -106,12 +119,8 @@ async def test_a_page_and_its_feed_both_configured_are_told_once_and_stored_once
     for _ in range(2):  # the second run: the page's feed is known from the start
         code, out, err = await rssd("run", "--once", "-c", config)
         assert code == 0, err
-        told = [e for e in every_line_json(out, err) if e["message"] == "source.duplicate"]
-        assert [(e["source_id"], e["feed_source_id"]) for e in told] == [(1, 2)]
-    with closing(sqlite3.connect(tmp_path / "rssd.sqlite3")) as conn:
-        stored = conn.execute(
-            "SELECT content_source_id, count(*) FROM posts GROUP BY content_source_id"
-        ).fetchall()
+        assert told_twice(out, err) == [(1, 2)]
+    stored = posts_per_source(tmp_path / "rssd.sqlite3")
     assert stored == [(2, 3)], "the posts are stored once, under the feed's own entry"
 
     checked = await cli("check-config", "-c", config)
@@ -154,10 +163,5 @@ async def test_a_page_beside_a_pair_configured_twice_keeps_its_own_posts(
     feed_server.static("/news/news.xml", rss(items("n", 5)))  # 3 new posts
     code, out, err = await rssd("run", "--once", "-c", config)  # every page's feed known
     assert code == 0, err
-    told = [e for e in every_line_json(out, err) if e["message"] == "source.duplicate"]
-    assert [(e["source_id"], e["feed_source_id"]) for e in told] == [(1, 2)]
-    with closing(sqlite3.connect(tmp_path / "rssd.sqlite3")) as conn:
-        stored = conn.execute(
-            "SELECT content_source_id, count(*) FROM posts GROUP BY content_source_id"
-        ).fetchall()
-    assert stored == [(2, 2), (3, 5)]
+    assert told_twice(out, err) == [(1, 2)]
+    assert posts_per_source(tmp_path / "rssd.sqlite3") == [(2, 2), (3, 5)]
