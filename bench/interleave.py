@@ -42,10 +42,13 @@ from run import Bare, FarmProcess, PgDatabase, Rssd, Tool, machine
 SCENARIOS = ("warm-all-304", "warm-304")
 
 
-def _tree(path: str) -> Path:
+def checkout(path: str, tool: str) -> Path:
+    """``path`` as a tree to measure (a directory holding an rssd package), byte-compiled
+    (as bench/run.py compiles the installed one); else ``tool`` exits saying so."""
     tree = Path(path).resolve()
     if not (tree / "rssd" / "__init__.py").is_file():
-        raise SystemExit(f"interleave: {tree} holds no rssd package")
+        raise SystemExit(f"{tool}: {tree} holds no rssd package")
+    compileall.compile_dir(tree / "rssd", quiet=1)
     return tree
 
 
@@ -89,10 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres", metavar="SERVER_URL", help="rssd on PostgreSQL there")
     parser.add_argument("--json", action="store_true", help="one JSON object per tool")
     args = parser.parse_args(argv)
-    trees = [_tree(path) for path in args.trees]
+    trees = [checkout(path, "interleave") for path in args.trees]
     load_at_start = round(os.getloadavg()[0], 2)
-    for tree in trees:
-        compileall.compile_dir(tree / "rssd", quiet=1)
     limits = {"max_concurrency": args.max_concurrency, "max_per_host": args.max_per_host}
     workdir = Path(tempfile.mkdtemp(prefix="rssd-interleave-"))
     server = FarmProcess(

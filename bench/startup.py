@@ -22,7 +22,6 @@ the sync, the source list, the validators and the first claims.
 from __future__ import annotations
 
 import argparse
-import compileall
 import json
 import os
 import shutil
@@ -33,6 +32,7 @@ import tempfile
 from pathlib import Path
 
 import farm
+from interleave import checkout
 from run import Bare, FarmProcess, Rssd, machine
 
 MARK = "RSSD_BENCH_FIRST_REQUEST_CPU_MS"
@@ -85,11 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hosts", type=int, default=100)
     parser.add_argument("--json", action="store_true", help="one JSON object per tool")
     args = parser.parse_args(argv)
-    trees = [Path(tree).resolve() for tree in args.trees]
-    for tree in trees:
-        if not (tree / "rssd" / "__init__.py").is_file():
-            raise SystemExit(f"startup: {tree} holds no rssd package")
-        compileall.compile_dir(tree / "rssd", quiet=1)
+    trees = [checkout(path, "startup") for path in args.trees]
     load_at_start = round(os.getloadavg()[0], 2)
     workdir = Path(tempfile.mkdtemp(prefix="rssd-startup-"))
     (workdir / "hook").mkdir()

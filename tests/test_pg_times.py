@@ -5,14 +5,11 @@ in UTC, the long way for any other zone, the same text both ways. Checked agains
 
 from __future__ import annotations
 
-import os
-
-import psycopg
 import pytest
 
 from rssd.clock import to_iso
 from rssd.repo.postgres import ADAPTERS
-from tests.support.postgres import ADMIN_URL
+from tests.support.postgres import admin_connection
 
 VALUES = [
     "2026-12-05 10:46:24.027472+00",  # six digits: milliseconds cut, not rounded
@@ -27,18 +24,9 @@ VALUES = [
 ]
 
 
-def _connect(**kwargs: object) -> psycopg.Connection[tuple[object, ...]]:
-    try:
-        return psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5, **kwargs)  # type: ignore[arg-type]
-    except psycopg.OperationalError as exc:
-        if os.environ.get("RSSD_REQUIRE_PG") == "1":
-            raise
-        pytest.skip(f"no PostgreSQL server answers at {ADMIN_URL}: {exc}")
-
-
 @pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata"])
 def test_times_read_as_rssds_iso_text_in_any_session_zone(zone: str) -> None:
-    with _connect() as plain, _connect(context=ADAPTERS) as ours:
+    with admin_connection() as plain, admin_connection(context=ADAPTERS) as ours:
         for conn in (plain, ours):
             conn.execute(f"SET TIME ZONE '{zone}'")
         for value in VALUES:

@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 from psycopg import Connection
 
-from rssd.clock import parse_iso, to_iso
+from rssd.clock import parse_iso
 from rssd.repo.group_commit import Outcome, ThreadWriter, Work, run_work
 
 #: The most works one PostgreSQL commit carries. Each work is a savepoint, and each
@@ -136,5 +136,4 @@ def _begin(conn: Connection[Any]) -> datetime:
     cursor.nextset()
     row = cursor.fetchone()
     assert row is not None
-    value = row[0]  # ISO text from rssd's connections (postgres.ADAPTERS), as _database_now
-    return parse_iso(value if isinstance(value, str) else to_iso(value))
+    return parse_iso(row[0])  # ISO text: the writer's connection has postgres.ADAPTERS

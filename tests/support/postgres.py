@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any, NoReturn
 
 import psycopg
 import pytest
@@ -19,13 +20,27 @@ from yarl import URL
 ADMIN_URL = os.environ.get("RSSD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
+def _no_server(exc: psycopg.OperationalError) -> NoReturn:
+    """The test skips, or fails where ``RSSD_REQUIRE_PG=1`` (the module's doc)."""
+    if os.environ.get("RSSD_REQUIRE_PG") == "1":
+        raise exc
+    pytest.skip(f"no PostgreSQL server answers at {ADMIN_URL}: {exc}")
+
+
 async def _admin() -> psycopg.AsyncConnection[tuple[object, ...]]:
     try:
         return await psycopg.AsyncConnection.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        if os.environ.get("RSSD_REQUIRE_PG") == "1":
-            raise
-        pytest.skip(f"no PostgreSQL server answers at {ADMIN_URL}: {exc}")
+        _no_server(exc)
+
+
+def admin_connection(**kwargs: Any) -> psycopg.Connection[tuple[object, ...]]:
+    """A blocking connection to the admin database (``kwargs``: psycopg's, e.g. a
+    ``context``), for a test that only asks the server itself something."""
+    try:
+        return psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5, **kwargs)
+    except psycopg.OperationalError as exc:
+        _no_server(exc)
 
 
 @asynccontextmanager
