@@ -32,11 +32,31 @@ MAX_FIELD_CHARS = 4096
 MAX_LINE_CHARS = 40_000
 
 
-def truncate_fields(logger: WrappedLogger, name: str, event: EventDict) -> EventDict:
-    """Cut long strings (an error message quoting a whole HTML page, a huge URL)."""
+#: Field values that hold no text: nothing to redact or cut (most fields of most lines).
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
+def clean_fields(logger: WrappedLogger, name: str, event: EventDict) -> EventDict:
+    """``user:password@`` in any URL of any field (a feed URL, an error message quoting
+    one, a library's exception text) becomes ``user:***@``, so a password never reaches
+    the log collector, whoever wrote the line; then a long string is cut (an error
+    message quoting a whole HTML page, a huge URL), and a traceback keeps its innermost
+    exceptions and frames.
+
+    One pass over the fields, by exact type first: two passes with ``isinstance`` against
+    unions were 5.5 of the 18 us of processors a ``fetch.completed`` line took."""
     for key, value in event.items():
-        if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
-            event[key] = value[:MAX_FIELD_CHARS] + f"...[{len(value) - MAX_FIELD_CHARS} more]"
+        if type(value) in _SCALARS:
+            continue
+        if isinstance(value, str):
+            cleaned = redact(value) if "@" in value or "=" in value else value
+            if len(cleaned) > MAX_FIELD_CHARS:
+                cut = len(cleaned) - MAX_FIELD_CHARS
+                cleaned = f"{cleaned[:MAX_FIELD_CHARS]}...[{cut} more]"
+            if cleaned is not value:
+                event[key] = cleaned
+        elif isinstance(value, list | tuple | dict):
+            event[key] = _redact_value(value)
     exc = event.get("exception")
     if isinstance(exc, list):
         event["exception"] = exc[-3:]  # the innermost exceptions of a chain say most
@@ -54,19 +74,6 @@ def _redact_value(value: object, depth: int = 0) -> object:
     if depth < 4 and isinstance(value, dict):
         return {key: _redact_value(item, depth + 1) for key, item in value.items()}
     return value
-
-
-def redact_credentials(logger: WrappedLogger, name: str, event: EventDict) -> EventDict:
-    """``user:password@`` in any URL of any field (a feed URL, an error message quoting
-    one, a library's exception text) becomes ``user:***@``: a password never reaches the
-    log collector, whoever wrote the line."""
-    for key, value in event.items():
-        if isinstance(value, str):
-            if "@" in value or "=" in value:  # what a credential in text needs
-                event[key] = redact(value)
-        elif isinstance(value, list | tuple | dict):
-            event[key] = _redact_value(value)
-    return event
 
 
 def python_warnings(logger: WrappedLogger, name: str, event: EventDict) -> EventDict:
@@ -87,13 +94,17 @@ def order_fields(logger: WrappedLogger, name: str, event: EventDict) -> EventDic
     return ordered
 
 
+#: One encoder for every line: ``json.dumps`` with options builds a new one per call.
+_ENCODER = json.JSONEncoder(default=repr, ensure_ascii=False)
+
+
 def render_json(logger: WrappedLogger, name: str, event: EventDict) -> str:
     """One JSON line; a last guard keeps it under journald's limit whatever the fields."""
-    line = json.dumps(event, default=repr, ensure_ascii=False)
+    line = _ENCODER.encode(event)
     if len(line) <= MAX_LINE_CHARS:
         return line
     head = {key: event[key] for key in ("timestamp", "level", "message", "logger") if key in event}
-    return json.dumps({**head, "truncated_line": line[:MAX_FIELD_CHARS]}, ensure_ascii=False)
+    return _ENCODER.encode({**head, "truncated_line": line[:MAX_FIELD_CHARS]})
 
 
 #: Fields every line of this process carries from the moment they are known (a daemon's
@@ -143,8 +154,7 @@ def _tail() -> list[Processor]:
         ),
         python_warnings,
         structlog.processors.EventRenamer("message"),
-        redact_credentials,
-        truncate_fields,
+        clean_fields,
         order_fields,
         render_json,
     ]
@@ -214,8 +224,14 @@ class LevelBoundLogger(structlog.BoundLoggerBase):
     can change at a reload without rebuilding the loggers modules hold."""
 
     def _at(self, level: int, method: str, event: str, kw: dict[str, Any]) -> None:
-        if level >= _SINK.level:
-            self._proxy_to_logger(method, event, **kw)
+        if level < _SINK.level:
+            return
+        # What ``_proxy_to_logger`` does, without packing the fields into keywords again.
+        try:
+            args, fields = self._process_event(method, event, kw)
+        except structlog.DropEvent:
+            return
+        getattr(self._logger, method)(*args, **fields)
 
     def debug(self, event: str, **kw: Any) -> None:
         self._at(logging.DEBUG, "debug", event, kw)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import tomli
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -355,12 +355,12 @@ def load_config(path: Path, environ: Mapping[str, str] = os.environ) -> Config:
 def parse_config(text: str, path: Path, environ: Mapping[str, str] = os.environ) -> Config:
     """Validate TOML text; relative paths resolve against ``base_directory``."""
     try:
-        raw = tomllib.loads(text)
+        raw = tomli.loads(text)
         secrets = secrets_directory(path, environ)
         config = Config.model_validate(raw, context={"base_dir": secrets})
-    except tomllib.TOMLDecodeError as exc:
+    except tomli.TOMLDecodeError as exc:
         raise ConfigError(path, [f"TOML syntax error: {exc}"]) from None
-    except RecursionError:  # tomllib and pydantic recurse per nesting level
+    except RecursionError:  # tomli and pydantic recurse per nesting level
         raise ConfigError(path, ["TOML syntax error: arrays or tables nested too deeply"]) from None
     except ValidationError as exc:
         try:

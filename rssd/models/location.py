@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, unquote
+
+import tomli
 
 from rssd.clock import to_iso
 from rssd.models.files import FileTooLarge, read_regular_file
@@ -145,8 +146,8 @@ def fallback_database(path: Path, environ: Mapping[str, str] = os.environ) -> Pa
     ``parse_config`` does. For ``rssd status``, which shows the database's view exactly
     when the config is broken."""
     try:
-        raw = tomllib.loads(read_config_bytes(path).decode("utf-8"))
-    except (ConfigError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        raw = tomli.loads(read_config_bytes(path).decode("utf-8"))
+    except (ConfigError, UnicodeDecodeError, tomli.TOMLDecodeError, RecursionError):
         raw = {}
     try:
         database = check_database(raw.get("database", DEFAULT_DATABASE))

@@ -24,8 +24,7 @@ LOCAL_KEYS = frozenset(
 
 
 def _digest(value: object) -> str:
-    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=_opaque)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return hashlib.sha256(_CANONICAL.encode(value).encode()).hexdigest()[:16]
 
 
 def _opaque(value: object) -> str:
@@ -39,6 +38,11 @@ def _opaque(value: object) -> str:
     if callable(fingerprint):
         return str(fingerprint())
     return type(value).__name__
+
+
+#: The canonical JSON every digest hashes, one encoder for all (a sync digests every feed:
+#: ``json.dumps`` with options builds an encoder per call).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_opaque)
 
 
 def _fingerprint(text: str) -> str:

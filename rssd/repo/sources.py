@@ -14,7 +14,7 @@ from rssd.repo.rows import source_from as _source
 from rssd.repo.transitions import UNQUEUE_SOURCE
 
 if TYPE_CHECKING:
-    from rssd.models.config import Config
+    from rssd.models.config import Config, FeedConfig
 
 #: A source's id, URL, name and feed title (``SourceRepo.names``).
 Named = tuple[int, str, str | None, str | None]
@@ -114,29 +114,49 @@ async def set_feed_title_in(tx: Tx, source_id: int, title: str | None) -> bool:
     return bool(rows)
 
 
-async def sync_in(tx: Tx, config: Config) -> SyncReport:
-    """``SourceRepo.sync`` inside the caller's transaction (rssd/repo/config_sync.py)."""
-    wanted = {
-        feed.url: {
-            "url": feed.url,
-            "name": feed.name,
-            "interval_minutes": config.feed_interval(feed),
-            "timeout_seconds": float(config.feed_timeout(feed)),
-            "enabled": int(feed.enabled),
-            "category": feed.category,
-            "interval_fixed": int(feed.interval_minutes is not None),
-            "min_interval_minutes": float(config.feed_bounds(feed)[0]),
-            "max_interval_minutes": float(config.feed_bounds(feed)[1]),
-        }
-        for feed in config.feeds
-    }
+#: The columns config.toml sets, in the order ``_settings`` gives their values.
+_SETTINGS = (
+    "name",
+    "interval_minutes",
+    "timeout_seconds",
+    "enabled",
+    "category",
+    "interval_fixed",
+    "min_interval_minutes",
+    "max_interval_minutes",
+)
 
+
+def _settings(config: Config, feed: FeedConfig) -> tuple[object, ...]:
+    """The values of ``_SETTINGS`` config.toml gives ``feed``'s source."""
+    low, high = config.feed_bounds(feed)
+    return (
+        feed.name,
+        config.feed_interval(feed),
+        float(config.feed_timeout(feed)),
+        int(feed.enabled),
+        feed.category,
+        int(feed.interval_minutes is not None),
+        float(low),
+        float(high),
+    )
+
+
+async def sync_in(tx: Tx, config: Config) -> SyncReport:
+    """``SourceRepo.sync`` inside the caller's transaction (rssd/repo/config_sync.py).
+
+    Each stored source is compared with its feed as one tuple of the settings: at every
+    start, with nothing changed, that is all the sync does for each of thousands of feeds."""
+    wanted = {feed.url: _settings(config, feed) for feed in config.feeds}
     now = to_iso(await tx.now())
-    rows = await tx.fetchall(f"SELECT {_COLUMNS} FROM content_sources")
-    stored = {row["url"]: row for row in rows}
+    rows = await tx.fetchall(f"SELECT url, {', '.join(_SETTINGS)} FROM content_sources")
+    stored = {row[0]: tuple(row)[1:] for row in rows}
     added, updated, disabled = [], [], []
-    for url, values in wanted.items():
+    for url, settings in wanted.items():
         row = stored.get(url)
+        if row == settings:
+            continue
+        values = {"url": url, **dict(zip(_SETTINGS, settings, strict=True))}
         if row is None:
             await tx.execute(
                 "INSERT INTO content_sources (url, name, interval_minutes, "
@@ -148,7 +168,7 @@ async def sync_in(tx: Tx, config: Config) -> SyncReport:
                 {**values, "now": now},
             )
             added.append(url)
-        elif any(row[key] != value for key, value in values.items()):
+        else:
             await tx.execute(
                 "UPDATE content_sources SET name = :name, "
                 "interval_minutes = :interval_minutes, timeout_seconds = :timeout_seconds, "
@@ -159,8 +179,9 @@ async def sync_in(tx: Tx, config: Config) -> SyncReport:
                 {**values, "now": now},
             )
             updated.append(url)
+    enabled = _SETTINGS.index("enabled")
     for url, row in stored.items():
-        if url not in wanted and row["enabled"]:
+        if url not in wanted and row[enabled]:
             await tx.execute(
                 "UPDATE content_sources SET enabled = 0, updated_at = :now WHERE url = :url",
                 {"url": url, "now": now},
