@@ -1,5 +1,6 @@
 """Interleaved runs: several checkouts of rssd and the bare client take turns on one farm,
-round after round, and each one's CPU per check is reported as a median.
+round after round, and each one's CPU per check is reported as a median, and round by round
+as a ratio to the bare client's and to the first tree's (``paired``).
 
     .venv/bin/python bench/interleave.py --rounds 6 /tmp/old-checkout .
     .venv/bin/python bench/interleave.py --scenario warm-304 --postgres \\
@@ -9,6 +10,9 @@ One run of bench/run.py moves by 3-5% between one minute and the next on a 2-cor
 about what one change to rssd is worth (bench/README.md, "Sixth round"). Here each tree
 meets the same farm (reset before every turn, so the same latencies are drawn) and about
 the same load as the others, and the medians over the rounds tell a change from the noise.
+Where the machine's own speed drifts from round to round (a shared virtual machine), the
+medians keep the drift and the ratios taken within each round cancel it: "round by round"
+gives their median and range.
 
 Each TREE is a directory holding an ``rssd`` package: ``.``, or a ``git worktree add
 /tmp/old-checkout COMMIT``. For its turns it goes first on PYTHONPATH, and it is byte-compiled
@@ -33,6 +37,8 @@ import statistics
 import sys
 import tempfile
 import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +152,30 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class Paired:
+    """One tool's figures over another's, round by round: both were taken in the same round,
+    so a drift of the machine's speed between rounds moves both and cancels out, where the
+    ratio of two medians keeps it (the bare client read 0.37-0.53 ms a check within one
+    run on a busy virtual machine)."""
+
+    median: float
+    low: float
+    high: float
+
+    def text(self) -> str:
+        return f"{self.median:.3f} ({self.low:.3f}-{self.high:.3f})"
+
+
+def paired(values: Sequence[float], reference: Sequence[float]) -> Paired | None:
+    """The median, lowest and highest of ``values[r] / reference[r]`` over the rounds r
+    (rounds whose reference is not positive left out; None when none is left)."""
+    ratios = [value / ref for value, ref in zip(values, reference, strict=True) if ref > 0]
+    if not ratios:
+        return None
+    return Paired(statistics.median(ratios), min(ratios), max(ratios))
+
+
 def _report(
     figures: dict[str, list[float]],
     speeds: dict[str, list[float]],
@@ -166,8 +196,11 @@ def _report(
             f"load average {host['load_at_start']:.2f} at the start, "
             f"{host['load_avg'][0]:.2f} at the end"
         )
-    for name, values in figures.items():
+    first = next(iter(figures.values()))
+    for n, (name, values) in enumerate(figures.items()):
         median = statistics.median(values)
+        to_bare = paired(values, figures["bare"])
+        to_first = paired(values, first) if 0 < n < len(figures) - 1 else None
         row = {
             "tool": name,
             "ms_per_check_median": round(median, 3),
@@ -178,15 +211,20 @@ def _report(
                 round(statistics.median(speeds[name]) / bare_speed, 2) if bare_speed else None
             ),
             "rounds": [round(value, 3) for value in values],
+            "ratio_to_bare_by_round": asdict(to_bare) if to_bare else None,
+            "ratio_to_first_tree_by_round": asdict(to_first) if to_first else None,
         }
         if args.json:
             print(json.dumps(row))
-        else:
-            print(
-                f"  {name:40} CPU ms/check median {median:.3f} (min {min(values):.3f}), "
-                f"{row['ratio_to_bare']}x the bare client's; feeds/s "
-                f"{row['feeds_per_second_median']}, {row['feeds_per_second_ratio_to_bare']}x"
-            )
+            continue
+        print(
+            f"  {name:40} CPU ms/check median {median:.3f} (min {min(values):.3f}), "
+            f"{row['ratio_to_bare']}x the bare client's; feeds/s "
+            f"{row['feeds_per_second_median']}, {row['feeds_per_second_ratio_to_bare']}x"
+        )
+        if name != "bare" and to_bare is not None:
+            also = f"; over tree 0's {to_first.text()}" if to_first else ""
+            print(f"  {'':40} round by round: over the bare client's {to_bare.text()}{also}")
 
 
 if __name__ == "__main__":

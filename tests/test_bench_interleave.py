@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.bench import BENCH
+from tests.support.bench import BENCH, load_bench
 
-pytestmark = pytest.mark.slow
+interleave = load_bench("interleave")
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_two_trees_and_the_bare_client_each_get_a_figure_per_round(tmp_path: Path) -> None:
     command = [sys.executable, str(BENCH / "interleave.py"), "--feeds", "12", "--hosts", "2"]
     command += ["--latency-ms", "0", "--rounds", "2", "--scenario", "warm-304", "--json"]
@@ -32,8 +33,36 @@ def test_two_trees_and_the_bare_client_each_get_a_figure_per_round(tmp_path: Pat
         assert len(row["rounds"]) == 2 and all(value > 0 for value in row["rounds"])
         assert row["feeds_per_second_median"] > 0
     assert rows[2]["ratio_to_bare"] == 1.0
+    # Round by round: each tree over the bare client; the second tree over the first.
+    assert rows[0]["ratio_to_first_tree_by_round"] is None
+    assert rows[1]["ratio_to_first_tree_by_round"]["median"] > 0
+    assert rows[2]["ratio_to_bare_by_round"] == {"median": 1.0, "low": 1.0, "high": 1.0}
 
 
+@pytest.mark.parametrize(
+    ("values", "reference", "expected"),
+    [
+        # A machine twice as fast in round 2: the medians' ratio reads 1.5 / 0.75 = 2.0 for
+        # a tool that is 2.0x in every round; so do the ratios round by round.
+        ([2.0, 1.0, 1.5], [1.0, 0.5, 0.75], (2.0, 2.0, 2.0)),
+        # A drift the medians would hide: tool A is 10% cheaper in every round.
+        ([0.9, 1.8, 0.9], [1.0, 2.0, 1.0], (0.9, 0.9, 0.9)),
+        ([1.0, 3.0, 2.0, 4.0], [1.0, 1.0, 1.0, 1.0], (2.5, 1.0, 4.0)),
+        ([1.0, 2.0], [0.0, 1.0], (2.0, 2.0, 2.0)),  # a round without a reference: left out
+        ([1.0], [0.0], None),
+    ],
+)
+def test_ratios_round_by_round(
+    values: list[float], reference: list[float], expected: tuple[float, float, float] | None
+) -> None:
+    got = interleave.paired(values, reference)
+    if expected is None:
+        assert got is None
+    else:
+        assert (got.median, got.low, got.high) == pytest.approx(expected)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["interleave.py", "startup.py"])
 def test_a_directory_without_rssd_is_refused(tmp_path: Path, script: str) -> None:
     """Both tools that take rssd checkouts (bench/startup.py's own test is beside it)."""

@@ -12,7 +12,10 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 def load_bench(name: str) -> ModuleType:
-    """bench/NAME.py, loaded as the module ``bench_NAME``."""
+    """bench/NAME.py, loaded as the module ``bench_NAME``. bench/ goes on ``sys.path``: a
+    script imports its siblings by name (``import farm``), as it does when run."""
+    if str(BENCH) not in sys.path:
+        sys.path.append(str(BENCH))
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
