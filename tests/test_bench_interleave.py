@@ -45,8 +45,9 @@ def test_two_trees_and_the_bare_client_each_get_a_figure_per_round(tmp_path: Pat
         # A machine twice as fast in round 2: the medians' ratio reads 1.5 / 0.75 = 2.0 for
         # a tool that is 2.0x in every round; so do the ratios round by round.
         ([2.0, 1.0, 1.5], [1.0, 0.5, 0.75], (2.0, 2.0, 2.0)),
-        # A drift the medians would hide: tool A is 10% cheaper in every round.
-        ([0.9, 1.8, 0.9], [1.0, 2.0, 1.0], (0.9, 0.9, 0.9)),
+        # A drift the medians keep: the tool is 10% cheaper in two rounds of three and 5% in
+        # the third, the slowest; the medians' ratio reads 1.9 / 2.0 = 0.95.
+        ([0.9, 1.9, 2.7], [1.0, 2.0, 3.0], (0.9, 0.9, 0.95)),
         ([1.0, 3.0, 2.0, 4.0], [1.0, 1.0, 1.0, 1.0], (2.5, 1.0, 4.0)),
         ([1.0, 2.0], [0.0, 1.0], (2.0, 2.0, 2.0)),  # a round without a reference: left out
         ([1.0], [0.0], None),

@@ -319,6 +319,22 @@ def test_a_toml_syntax_error_names_its_line(text: str, line: int) -> None:
     assert f"line {line}" in error
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        'user_agent = "\\e"\n',
+        'user_agent = "\\x41"\n',
+        '[[feeds]]\nurl = "http://a.example/"\nheaders = {\n  X-A = "b",\n}\n',
+    ],
+    ids=["escape-e", "escape-x", "multi-line-inline-table"],
+)
+def test_toml_1_1_syntax_is_refused(text: str) -> None:
+    """config.toml is TOML 1.0, as the standard library's tomllib and tomlkit (which edits
+    it) read it: a tomli that read TOML 1.1 would take what a rollback then refuses."""
+    (error,) = errors_of(text)
+    assert error.startswith("TOML syntax error: ")
+
+
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "nope.toml"
     with pytest.raises(ConfigError) as info:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import io
 import json
-from enum import StrEnum
+from enum import IntEnum, StrEnum
+from pathlib import PurePosixPath
 from typing import Any
 
 import pytest
+from yarl import URL
 
 from rssd import logs
 from rssd.logs import MAX_FIELD_CHARS, MAX_LINE_CHARS
@@ -17,6 +19,10 @@ from rssd.logs import MAX_FIELD_CHARS, MAX_LINE_CHARS
 
 class _Kind(StrEnum):
     FEED = "feed"
+
+
+class _Level(IntEnum):
+    HIGH = 3
 
 
 def _line(**fields: Any) -> dict[str, Any]:
@@ -63,6 +69,18 @@ MASKED_LONG = "https://alice:***@example.org/feed" + LONG
             {"deep": [{"url": SECRET_URL}]},
             {"deep": [{"url": "https://alice:***@example.org/feed"}]},
         ),
+        # What JSON has no form for is written as its repr, masked and cut as text is.
+        (_Level.HIGH, 3),
+        (PurePosixPath("/var/lib/rssd"), "PurePosixPath('/var/lib/rssd')"),
+        (URL(SECRET_URL), "URL('https://alice:***@example.org/feed')"),
+        (
+            ValueError(f"fetch of {SECRET_URL}"),
+            "ValueError('fetch of https://alice:***@example.org/feed')",
+        ),
+        ({SECRET_URL}, "{'https://alice:***@example.org/feed'}"),
+        ([URL(SECRET_URL)], ["URL('https://alice:***@example.org/feed')"]),
+        # Below four levels, a container is written as its masked repr.
+        ([[[[[SECRET_URL]]]]], [[[["['https://alice:***@example.org/feed']"]]]]),
     ],
 )
 def test_a_field_is_masked_and_cut_as_needed(value: object, expected: object) -> None:

@@ -125,6 +125,17 @@ _SETTINGS = (
     "min_interval_minutes",
     "max_interval_minutes",
 )
+_ENABLED = _SETTINGS.index("enabled")
+#: The sync's statements, over ``_SETTINGS``.
+_STORED = f"SELECT url, {', '.join(_SETTINGS)} FROM content_sources"
+_INSERT = (
+    f"INSERT INTO content_sources (url, {', '.join(_SETTINGS)}, created_at, updated_at) "
+    f"VALUES (:url, {', '.join(f':{name}' for name in _SETTINGS)}, :now, :now)"
+)
+_UPDATE = (
+    f"UPDATE content_sources SET {', '.join(f'{name} = :{name}' for name in _SETTINGS)}, "
+    "updated_at = :now WHERE url = :url"
+)
 
 
 def _settings(config: Config, feed: FeedConfig) -> tuple[object, ...]:
@@ -149,7 +160,7 @@ async def sync_in(tx: Tx, config: Config) -> SyncReport:
     start, with nothing changed, that is all the sync does for each of thousands of feeds."""
     wanted = {feed.url: _settings(config, feed) for feed in config.feeds}
     now = to_iso(await tx.now())
-    rows = await tx.fetchall(f"SELECT url, {', '.join(_SETTINGS)} FROM content_sources")
+    rows = await tx.fetchall(_STORED)
     stored = {row[0]: tuple(row)[1:] for row in rows}
     added, updated, disabled = [], [], []
     for url, settings in wanted.items():
@@ -158,30 +169,13 @@ async def sync_in(tx: Tx, config: Config) -> SyncReport:
             continue
         values = {"url": url, **dict(zip(_SETTINGS, settings, strict=True))}
         if row is None:
-            await tx.execute(
-                "INSERT INTO content_sources (url, name, interval_minutes, "
-                "timeout_seconds, enabled, category, interval_fixed, min_interval_minutes, "
-                "max_interval_minutes, created_at, updated_at) VALUES "
-                "(:url, :name, :interval_minutes, :timeout_seconds, :enabled, "
-                ":category, :interval_fixed, :min_interval_minutes, :max_interval_minutes, "
-                ":now, :now)",
-                {**values, "now": now},
-            )
+            await tx.execute(_INSERT, {**values, "now": now})
             added.append(url)
         else:
-            await tx.execute(
-                "UPDATE content_sources SET name = :name, "
-                "interval_minutes = :interval_minutes, timeout_seconds = :timeout_seconds, "
-                "enabled = :enabled, category = :category, interval_fixed = :interval_fixed, "
-                "min_interval_minutes = :min_interval_minutes, "
-                "max_interval_minutes = :max_interval_minutes, updated_at = :now "
-                "WHERE url = :url",
-                {**values, "now": now},
-            )
+            await tx.execute(_UPDATE, {**values, "now": now})
             updated.append(url)
-    enabled = _SETTINGS.index("enabled")
     for url, row in stored.items():
-        if url not in wanted and row[enabled]:
+        if url not in wanted and row[_ENABLED]:
             await tx.execute(
                 "UPDATE content_sources SET enabled = 0, updated_at = :now WHERE url = :url",
                 {"url": url, "now": now},

@@ -15,6 +15,9 @@ def load_bench(name: str) -> ModuleType:
     """bench/NAME.py, loaded as the module ``bench_NAME``. bench/ goes on ``sys.path``: a
     script imports its siblings by name (``import farm``), as it does when run."""
     if str(BENCH) not in sys.path:
+        # For the rest of the session: its scripts' names (run, farm, search) then import
+        # from bench/, where no test module or library of the same name lives; a sibling a
+        # script imports by name is a second copy of one loaded here as bench_NAME.
         sys.path.append(str(BENCH))
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     assert spec is not None and spec.loader is not None
