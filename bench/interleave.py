@@ -37,7 +37,8 @@ import statistics
 import sys
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -58,19 +59,27 @@ def checkout(path: str, tool: str) -> Path:
     return tree
 
 
-def _turn(tool: Tool, tree: Path | None, scenario: str, feeds: int) -> tuple[float, float]:
-    """One run of ``tool`` (with ``tree`` first on PYTHONPATH): its CPU ms per check, and
-    feeds/s (feeds over the process's wall time, as run.py's)."""
+@contextmanager
+def first_on_path(tree: Path | None) -> Iterator[None]:
+    """``tree`` first on PYTHONPATH for the processes started in the block (None: as it
+    was); PYTHONPATH as it was afterwards."""
     saved = os.environ.get("PYTHONPATH")
     if tree is not None:
-        os.environ["PYTHONPATH"] = str(tree)
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), saved]))
     try:
-        usage, _ = tool.run(scenario, feeds)
+        yield
     finally:
         if saved is None:
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = saved
+
+
+def _turn(tool: Tool, tree: Path | None, scenario: str, feeds: int) -> tuple[float, float]:
+    """One run of ``tool`` (with ``tree`` first on PYTHONPATH): its CPU ms per check, and
+    feeds/s (feeds over the process's wall time, as run.py's)."""
+    with first_on_path(tree):
+        usage, _ = tool.run(scenario, feeds)
     wall = float(usage["wall_seconds"])
     return float(usage["main_cpu_seconds"]) * 1000 / feeds, feeds / wall if wall else 0.0
 
@@ -200,7 +209,7 @@ def _report(
     for n, (name, values) in enumerate(figures.items()):
         median = statistics.median(values)
         to_bare = paired(values, figures["bare"])
-        to_first = paired(values, first) if 0 < n < len(figures) - 1 else None
+        to_first = paired(values, first) if n > 0 and name != "bare" else None
         row = {
             "tool": name,
             "ms_per_check_median": round(median, 3),

@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 
 import farm
-from interleave import checkout
+from interleave import checkout, first_on_path
 from run import Bare, FarmProcess, Rssd, machine
 
 MARK = "RSSD_BENCH_FIRST_REQUEST_CPU_MS"
@@ -99,10 +99,9 @@ def main(argv: list[str] | None = None) -> int:
             warm = workdir / f"tree{n}"
             warm.mkdir()
             rssd = Rssd(warm, urls, workdir, limits)
-            os.environ["PYTHONPATH"] = str(tree)
-            rssd.run("cold", args.feeds)
+            with first_on_path(tree):
+                rssd.run("cold", args.feeds)
             tools.append((f"{n}: {tree}", warm, rssd.command("warm"), str(tree)))
-        os.environ.pop("PYTHONPATH", None)
         (workdir / "bare").mkdir()
         bare = Bare(workdir / "bare", urls, dict(limits))
         bare.run("cold", args.feeds)
@@ -114,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(run_dir, ignore_errors=True)
                 shutil.copytree(warm, run_dir)  # the same warm state every time
                 hook = str(workdir / "hook")
-                env = {**os.environ, "PYTHONPATH": f"{path}:{hook}" if path else hook}
+                search = [path, hook, os.environ.get("PYTHONPATH", "")]
+                env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, search))}
                 moved = [part.replace(str(warm), str(run_dir)) for part in command]
                 figures[name].append(_first_request_cpu(moved, env, run_dir))
     finally:

@@ -83,7 +83,7 @@ def _redact_value(value: object, depth: int = 0) -> object:
     """A list, tuple or dict with every string in it masked, to four levels; below those,
     and for any value JSON has no form for, its masked ``repr``."""
     if isinstance(value, str):
-        return redact(value)
+        return _masked(value)
     if value is None or isinstance(value, int | float):
         return value
     if depth < 4 and isinstance(value, list | tuple):

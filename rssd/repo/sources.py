@@ -162,17 +162,18 @@ async def sync_in(tx: Tx, config: Config) -> SyncReport:
     now = to_iso(await tx.now())
     rows = await tx.fetchall(_STORED)
     stored = {row[0]: tuple(row)[1:] for row in rows}
-    added, updated, disabled = [], [], []
+    added: list[str] = []
+    updated: list[str] = []
+    disabled: list[str] = []
     for url, settings in wanted.items():
         row = stored.get(url)
         if row == settings:
             continue
-        values = {"url": url, **dict(zip(_SETTINGS, settings, strict=True))}
+        params = {"url": url, "now": now, **dict(zip(_SETTINGS, settings, strict=True))}
+        await tx.execute(_INSERT if row is None else _UPDATE, params)
         if row is None:
-            await tx.execute(_INSERT, {**values, "now": now})
             added.append(url)
         else:
-            await tx.execute(_UPDATE, {**values, "now": now})
             updated.append(url)
     for url, row in stored.items():
         if url not in wanted and row[_ENABLED]:
