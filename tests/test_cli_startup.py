@@ -311,3 +311,53 @@ def test_a_command_module_is_imported_with_the_collector_paused(
     finally:
         gc.enable()
         sys.modules.pop("rssd_gc_probe", None)
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ((700, 10, 10), (imports.YOUNG_THRESHOLD, 10, 10)),  # CPython's default: spaced out
+        ((50_000, 5, 20), (50_000, 5, 20)),  # already further apart: left so
+    ],
+)
+def test_the_daemon_settles_its_collector_after_start_up(
+    before: tuple[int, int, int], after: tuple[int, int, int]
+) -> None:
+    """What start-up made is frozen; young collections come ``YOUNG_THRESHOLD`` apart."""
+    saved = gc.get_threshold()
+    made = [[n] for n in range(100)]
+    gc.set_threshold(*before)
+    try:
+        imports.settle_collector()
+        assert gc.get_threshold() == after
+        assert not any(o is made[0] for o in gc.get_objects())  # frozen: never scanned
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*saved)
+
+
+def test_a_run_once_process_runs_with_the_settled_collector(tmp_path: Path) -> None:
+    """The daemon's own process, not an in-process call: after ``rssd run --once`` its
+    collector's young threshold is ``YOUNG_THRESHOLD`` and start-up's objects are frozen."""
+    config = tmp_path / "config.toml"
+    config.write_text(f'database = "{tmp_path / "rssd.sqlite3"}"\n')
+    probe = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('GC', *gc.get_threshold(), gc.get_freeze_count(),"
+        " file=sys.stderr))\n"
+        "from rssd.__main__ import main\n"
+        "sys.argv = ['rssd', 'run', '--once', '-c', sys.argv[1]]\n"
+        "raise SystemExit(main())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(config)],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stderr.splitlines() if x.startswith("GC "))
+    young, middle, old, frozen = map(int, line.split()[1:])
+    assert (young, middle, old) == (imports.YOUNG_THRESHOLD, 10, 10)
+    assert frozen > 10_000  # the modules, pydantic's schemas, config.toml's models

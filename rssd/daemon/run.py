@@ -9,7 +9,6 @@ unexpected crash is a log event, never a plain-text line or a bare traceback.
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import os
 import signal
@@ -24,7 +23,7 @@ from rssd.daemon import loop as event_loop
 from rssd.daemon.lock import LockedError
 from rssd.daemon.watcher import FileWatcher
 from rssd.exits import EXIT_FAILURE, EXIT_OK
-from rssd.imports import collector_paused
+from rssd.imports import collector_paused, settle_collector
 from rssd.models.config import Config, ConfigError, load_config
 from rssd.repo.db import DatabaseError, is_driver_error
 
@@ -50,8 +49,9 @@ def run(path: Path, *, once: bool) -> int:
     warn_exposed_files(config, path)
 
     # Everything imported and loaded so far lives as long as the process: keep it out of
-    # the cyclic GC's full passes, which showed as loop lag with many feeds (bench/).
-    gc.freeze()
+    # the cyclic GC's full passes, which showed as loop lag with many feeds (bench/), and
+    # what comes next is hardly ever cyclic garbage (rssd/imports.py).
+    settle_collector()
     database = config.database_label
     try:
         interrupted_by = event_loop.run(main())
