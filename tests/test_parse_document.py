@@ -503,6 +503,26 @@ async def test_crashed_worker_is_replaced(small_pool: ParsePool) -> None:
     assert worker_pids(small_pool) == [replacement]  # the new worker serves on
 
 
+async def test_a_pool_found_broken_before_a_document_is_replaced_for_it(
+    small_pool: ParsePool,
+) -> None:
+    """A worker killed between two documents: the pool knows it is broken before the next
+    submit, which raises BrokenProcessPool itself. That document gets a fresh pool (it
+    failed as an internal error, an UnboundLocalError, and the pool stayed broken)."""
+    await parse_fine(small_pool)
+    (pid,) = worker_pids(small_pool)
+    os.kill(pid, signal.SIGKILL)
+    executor = getattr(small_pool, "_executor")  # noqa: B009  (test-only)
+    for _ in range(int(GENEROUS * 100)):  # the pool's manager thread notices the death
+        if getattr(executor, "_broken"):  # noqa: B009
+            break
+        await asyncio.sleep(0.01)
+    assert getattr(executor, "_broken")  # noqa: B009
+    await parse_fine(small_pool)
+    assert getattr(small_pool, "_executor") is not executor  # noqa: B009
+    await parse_fine(small_pool)
+
+
 def sigint_blocked(pid: int) -> bool:
     status = Path(f"/proc/{pid}/status").read_text()
     (mask,) = (line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:"))

@@ -97,6 +97,9 @@ class ParsePool:
         for attempt in range(2):
             generation = self._generation
             executor: Executor = self._executor
+            # None while submit itself raises: a pool found broken (a worker killed, its
+            # start failed) before this document, which the restart below replaces.
+            future: Future[ParseOutcome] | None = None
             try:
                 future = executor.submit(
                     parse_document, body, url, content_type, sanitize, self.timeout, seen=seen
@@ -112,7 +115,7 @@ class ParsePool:
                 if attempt:
                     break
             except BrokenProcessPool:
-                if future in self._overdue:
+                if future is not None and future in self._overdue:
                     self._overdue.discard(future)
                     return ParseOutcome(
                         error_code=ErrorCode.PARSE_ERROR,
