@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from rssd.repo import transitions
 from rssd.repo.claims import _AFTER, due_page
 from rssd.repo.dialect import SQLITE
 from rssd.repo.migrations import MIGRATIONS, SCHEMA_VERSION
@@ -164,3 +165,16 @@ def test_a_claim_reads_its_page_of_due_jobs_off_the_index(database: Path, later_
     text = "\n".join(plan(database, due_page(SQLITE, since), params))
     assert "USING INDEX fetch_job_due" in text, text
     assert "TEMP B-TREE" not in text, text
+
+
+@pytest.mark.parametrize("everything", [True, False], ids=["restart", "expired-leases"])
+def test_taking_back_ongoing_jobs_reads_them_off_a_partial_index(
+    database: Path, everything: bool
+) -> None:
+    """The take-back (every start on SQLite; expired leases on PostgreSQL) finds the few
+    ONGOING jobs off an index on them, not by a walk of every job kept (90 days of them by
+    default): with ``status IN ('ONGOING')`` it was a full scan."""
+    params: dict[str, object] = {"now": "2026-12-01T00:00:00.000Z", "message": "m"}
+    text = "\n".join(plan(database, transitions.take_back(SQLITE, everything=everything), params))
+    assert "USING INDEX" in text, text
+    assert "SCAN fetch_job\n" not in text + "\n", text

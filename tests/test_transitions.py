@@ -71,8 +71,11 @@ def test_each_declared_move_is_allowed(move: Move) -> None:
 
 
 def _leaves(sql: str) -> set[str]:
-    """The statuses a statement's WHERE requires (``status IN (...)``)."""
-    found = re.findall(r"status IN \(([^)]*)\)", sql)
+    """The statuses a statement's WHERE requires (``status IN (...)``, or ``status = ...``
+    for one: not the SET's)."""
+    found = re.findall(r"status IN \(([^)]*)\)", sql) + re.findall(
+        r"(?:WHERE|AND) status = ('\w+')", sql
+    )
     assert len(found) == 1, sql
     return {name.strip(" '") for name in found[0].split(",")}
 
