@@ -1,6 +1,7 @@
 """Start-up work with the cyclic garbage collector paused: one rule for the console script
 (which imports the CLI), the CLI (which imports the chosen command's modules) and ``rssd
-run`` (config.toml and the daemon's modules, before its ``gc.freeze``)."""
+run`` (config.toml and the daemon's modules, before ``settle_collector``); and how the
+collector runs for the daemon once its start-up is over."""
 
 from __future__ import annotations
 
