@@ -60,12 +60,13 @@ def checkout(path: str, tool: str) -> Path:
 
 
 @contextmanager
-def first_on_path(tree: Path | None) -> Iterator[None]:
-    """``tree`` first on PYTHONPATH for the processes started in the block (None: as it
-    was); PYTHONPATH as it was afterwards."""
+def first_on_path(*entries: Path | str | None) -> Iterator[None]:
+    """``entries`` first on PYTHONPATH, in their order, for the processes started in the
+    block (None and "" left out); PYTHONPATH as it was afterwards."""
     saved = os.environ.get("PYTHONPATH")
-    if tree is not None:
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), saved]))
+    search = [str(entry) for entry in entries if entry]
+    if search:
+        os.environ["PYTHONPATH"] = os.pathsep.join([*search, *filter(None, [saved])])
     try:
         yield
     finally:

@@ -112,11 +112,9 @@ def main(argv: list[str] | None = None) -> int:
                 run_dir = workdir / "run"
                 shutil.rmtree(run_dir, ignore_errors=True)
                 shutil.copytree(warm, run_dir)  # the same warm state every time
-                hook = str(workdir / "hook")
-                search = [path, hook, os.environ.get("PYTHONPATH", "")]
-                env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, search))}
                 moved = [part.replace(str(warm), str(run_dir)) for part in command]
-                figures[name].append(_first_request_cpu(moved, env, run_dir))
+                with first_on_path(path, workdir / "hook"):
+                    figures[name].append(_first_request_cpu(moved, dict(os.environ), run_dir))
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -4,6 +4,7 @@ their turns, and a figure comes back for every round. Behaviour only: no figure 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,31 @@ def test_ratios_round_by_round(
         assert got is None
     else:
         assert (got.median, got.low, got.high) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("entries", "saved", "inside"),
+    [
+        (("/t",), None, "/t"),
+        (("/t", "/hook"), "/pre", f"/t{os.pathsep}/hook{os.pathsep}/pre"),
+        ((None, "", "/hook"), None, "/hook"),  # the bare client has no tree
+        ((None,), "/pre", "/pre"),
+        ((), None, None),
+    ],
+)
+def test_entries_go_first_on_pythonpath_for_the_block(
+    monkeypatch: pytest.MonkeyPatch,
+    entries: tuple[str | None, ...],
+    saved: str | None,
+    inside: str | None,
+) -> None:
+    if saved is None:
+        monkeypatch.delenv("PYTHONPATH", raising=False)
+    else:
+        monkeypatch.setenv("PYTHONPATH", saved)
+    with interleave.first_on_path(*entries):
+        assert os.environ.get("PYTHONPATH") == inside
+    assert os.environ.get("PYTHONPATH") == saved
 
 
 @pytest.mark.slow
