@@ -1,6 +1,7 @@
-"""Completions that store no post (304s, unchanged bodies) in batches
-(``FetchJobRepo.mark_completed``, rssd/batching.py): two statements for all the
-completions made meanwhile, with the same outcome per job as one completion each."""
+"""Completions in batches (``FetchJobRepo.mark_completed``, rssd/batching.py): those that
+store no post (304s, unchanged bodies) as two statements for all the completions made
+meanwhile, those that store posts each in a savepoint of the same commit, with the same
+outcome per job as one completion each."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from rssd.models.dto import FetchJob, FetchJobStatus, FetchMeta
+from rssd.models.dto import FetchJob, FetchJobStatus, FetchMeta, PostCreate
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
+from rssd.repo.posts import PostRepo, UpsertCounts
 from rssd.repo.sources import SourceRepo
 from rssd.repo.transitions import NextJob
 from tests.support.config import make_config
@@ -116,3 +118,64 @@ async def test_a_completion_the_database_refuses_fails_alone(db: Database, tmp_p
     assert [job.status if job else None for job in statuses] == [
         FetchJobStatus.COMPLETED, FetchJobStatus.ONGOING, FetchJobStatus.COMPLETED,
     ], "the refused one rolled back alone, still ONGOING"  # fmt: skip
+
+
+def _posts(source: int, *names: str) -> list[PostCreate]:
+    return [
+        PostCreate(external_id=f"{source}-{name}", title=name, content_hash=name) for name in names
+    ]
+
+
+async def test_stores_and_plain_completions_made_together_share_one_commit(
+    db: Database, tmp_path: Path
+) -> None:
+    jobs = await _ongoing(db, tmp_path, 6)
+    repo = FetchJobRepo(db)
+    before = _commits(db)
+
+    async def complete(n: int, job: FetchJob) -> tuple[FetchJob, UpsertCounts] | None:
+        if not n % 2:
+            return await repo.mark_completed(job.id, _meta(n), next_job=NextJob(LATER))
+        await asyncio.sleep(0.002)  # fetches end one by one: a store joins the 304s' wait
+        return await repo.mark_completed(
+            job.id, _meta(n), _posts(n, "a", "b"), seen_items=b"x" * 16
+        )
+
+    results = await asyncio.gather(*(complete(n, job) for n, job in enumerate(jobs)))
+    assert _commits(db) - before == 1, (
+        "three 304s, then three stores within their wait: one transaction"
+    )
+    for n, (job, result) in enumerate(zip(jobs, results, strict=True)):
+        assert result is not None
+        done, counts = result
+        assert done.id == job.id and done.status is FetchJobStatus.COMPLETED
+        assert done.etag == f'"e{n}"'
+        assert counts.new == (2 if n % 2 else 0) and done.posts_count == counts.new
+    assert await PostRepo(db).count() == 6
+
+
+async def test_a_store_the_database_refuses_fails_alone_in_its_batch(
+    db: Database, tmp_path: Path
+) -> None:
+    jobs = await _ongoing(db, tmp_path, 4)
+    repo = FetchJobRepo(db)
+    # A lone surrogate cannot be encoded to UTF-8: binding it fails mid-store.
+    bad = [PostCreate(external_id="bad", title="\ud800", content_hash="h")]
+    results = await asyncio.gather(
+        repo.mark_completed(jobs[0].id, _meta(0), _posts(0, "a")),
+        repo.mark_completed(jobs[1].id, _meta(1), bad),
+        repo.mark_completed(jobs[2].id, _meta(2)),
+        repo.mark_completed(jobs[3].id, _meta(3), _posts(3, "a")),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], UnicodeEncodeError)
+    for n in (0, 2, 3):
+        result = results[n]
+        assert not isinstance(result, BaseException) and result is not None
+        assert result[1] == UpsertCounts(new=0 if n == 2 else 1, updated=0)
+    statuses = [(await get(db, job.id)) for job in jobs]
+    assert [job.status if job else None for job in statuses] == [
+        FetchJobStatus.COMPLETED, FetchJobStatus.ONGOING,
+        FetchJobStatus.COMPLETED, FetchJobStatus.COMPLETED,
+    ], "the refused store rolled back alone, its job still ONGOING"  # fmt: skip
+    assert await PostRepo(db).count() == 2
