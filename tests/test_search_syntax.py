@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import unicodedata
 from collections.abc import Iterator
 from contextlib import closing
 
@@ -223,3 +224,38 @@ def test_a_10_kb_query_is_words_or_a_clear_refusal(fts: sqlite3.Connection, size
         parse(word_soup)
     one_word = parse("x" * 99 + " " + "\x00" * (size - 100))
     fts.execute("SELECT rowid FROM posts_fts WHERE posts_fts MATCH ?", (fts5_match(one_word),))
+
+
+def _fold_by_character(word: str) -> str:
+    """``fold`` as it was first written, one character at a time: the reference the fast
+    one must equal, since PostgreSQL's stored words and every query are folded by it."""
+    decomposed = unicodedata.normalize("NFKD", word)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "plain ASCII, Mixed CASE 123_x",
+        "Crème BRÛLÉE",
+        "e\u0301t\u0301e\u0301",  # letters followed by combining accents
+        "Tiếng Việt có dấu",  # stacked marks
+        "\u0130stanbul \u0131I",  # Turkish dotted capital I: NFKD gives I + U+0307
+        "\ufb01nance \u00b2 \uff21\uff22 \u338f \u216b",  # compatibility forms
+        "Ελληνικά ΆΈΉ ς",
+        "עִבְרִית עם ניקוד",  # Hebrew points
+        "العَرَبِيَّة",  # Arabic marks
+        "한국어 조선글",  # Hangul syllables decompose into jamo (not combining)
+        "emoji 👍🏽 zero\u200dwidth “curly” — dash",
+        "\u0301\u0302 leading marks",
+    ],
+)
+def test_fold_equals_the_character_by_character_fold(text: str) -> None:
+    assert fold(text) == _fold_by_character(text)
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=80))
+def test_fold_equals_the_character_by_character_fold_on_any_text(text: str) -> None:
+    assert fold(text) == _fold_by_character(text)
