@@ -64,6 +64,12 @@ class Batcher(Generic[A, R]):
             self._batches = asyncio.create_task(self._run_batches(), name="batches")
         return await answer
 
+    @property
+    def forming(self) -> bool:
+        """Whether asks are waiting for the next batch (lingering, or about to go): one
+        made now goes with them."""
+        return bool(self._asked)
+
     async def settle(self) -> None:
         """Until the batch in the database, if any, is answered (before closing it)."""
         if self._batches is not None:

@@ -120,3 +120,30 @@ async def test_asks_that_come_together_do_not_linger(few: int, max_batch: int) -
     batcher: Batcher[int, int] = Batcher(run, max_batch=max_batch, linger=60.0, few=few)
     done = await asyncio.wait_for(asyncio.gather(batcher.ask(1), batcher.ask(2)), timeout=5)
     assert list(done) == [1, 2] and batches == [[1, 2]]
+
+
+async def test_forming_says_whether_an_ask_made_now_would_join_waiting_asks() -> None:
+    """``FetchJobRepo`` sends a store with the completions only while some are waiting
+    to go: a store that waited for a batch in the database, then lingered, kept the
+    database writer idle meanwhile."""
+    in_database = asyncio.Event()
+    release = asyncio.Event()
+
+    async def run(items: Sequence[int]) -> list[int | Exception]:
+        in_database.set()
+        await release.wait()
+        return list(items)
+
+    batcher: Batcher[int, int] = Batcher(run, max_batch=10, linger=60.0, few=1)
+    assert not batcher.forming, "nothing asked yet"
+    first = asyncio.ensure_future(batcher.ask(1))
+    await asyncio.sleep(0)
+    assert batcher.forming, "asked, not yet in the database"
+    await in_database.wait()
+    assert not batcher.forming, "in the database: an ask now would wait for it"
+    second = asyncio.ensure_future(batcher.ask(2))
+    await asyncio.sleep(0)
+    assert batcher.forming, "waiting for the batch in the database"
+    release.set()
+    assert (await first, await second) == (1, 2)
+    assert not batcher.forming

@@ -191,7 +191,12 @@ class FetchJobRepo:
                 await tx.execute(QUEUE_NEXT, next_params(job.content_source_id, next_job, now))
             return replace(job, posts_count=counts.new), counts
 
-        # Through the batcher, for company: a changed feed's store alone was a commit of
+        if not self._completions.forming:
+            # Nothing to join: at once. A store that waited for the batch in the database
+            # and then lingered kept the writer idle meanwhile, where stores come one
+            # after another (a cold pass: every completion stores posts).
+            return await self._db.write(work)
+        # With the completions waiting to go: a changed feed's store alone was a commit of
         # its own, a fifth more commits in a pass with 10% of the feeds changed.
         stored = await self._completions.ask(_Store(work))
         assert stored is None or isinstance(stored, tuple)
