@@ -211,12 +211,17 @@ class FetchJobRepo:
         plain = [done for done in batch if isinstance(done, _Done)]
         # Both started in this turn of the loop: their writes reach the writer together.
         plain_write = asyncio.ensure_future(self._complete_plain(plain)) if plain else None
-        stored = iter(
-            await asyncio.gather(
-                *(self._db.write(s.work) for s in batch if isinstance(s, _Store)),
-                return_exceptions=True,
+        try:
+            stored = iter(
+                await asyncio.gather(
+                    *(self._db.write(s.work) for s in batch if isinstance(s, _Store)),
+                    return_exceptions=True,
+                )
             )
-        )
+        except BaseException:  # cancelled: the plain write's task is not left unawaited
+            if plain_write is not None:
+                plain_write.cancel()
+            raise
         done_answers: list[FetchJob | Exception | None] = []
         if plain_write is not None:
             try:
