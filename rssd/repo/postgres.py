@@ -381,7 +381,14 @@ class PostgresDatabase(Database):
         return result
 
     async def read(self, work: Callable[[Tx], Awaitable[T]]) -> T:
-        return await self._run(work)
+        """Each statement on its own (the pool's connections are in autocommit), as on
+        SQLite: a read in a transaction block cost BEGIN and COMMIT, two more round trips
+        than its statement, each a turn of the event loop and psycopg's CPU (a changed
+        feed's item fingerprints, read before its parse: ~1 ms of the main thread each,
+        bench/README.md, "Tenth round"). ``snapshot`` is for statements that must see one
+        state."""
+        async with self._pool.connection() as conn:
+            return await work(PostgresTx(conn))
 
     async def snapshot(self, work: Callable[[Tx], Awaitable[T]]) -> T:
         return await self._run(work, snapshot=True)
