@@ -13,11 +13,14 @@ changed feeds cost, thread by thread. Each pass runs ``rssd run --once`` with a 
 PYTHONPATH (a ``sitecustomize``) that reads every thread's CPU clock as it ends
 (``Thread.run``, and the process pool's manager thread, whose class has its own ``run``),
 the live ones' at exit (``pthread_getcpuclockid``), and the process's, and writes them to
-a file per process. The threads' sum falls short of the process's by what ended unseen (``other``).
+a file per process. The threads' sum falls short of the process's by what ended unseen
+(``other``). There is no bare client here: seconds compare within one run only (for the
+ratio to the bare client's CPU per check, run.py and interleave.py).
 
-Medians over the pairs; ``--json`` prints one object per scenario with every pair's
-figures. The rssd measured is the one importable here (``--tree`` puts a checkout first
-on PYTHONPATH, as interleave.py's trees).
+Medians over the pairs, and each scenario's feeds/s (feeds over the process's wall time);
+``--json`` prints one object per scenario with every pair's figures. The rssd measured is
+the one importable here (``--tree`` puts a checkout first on PYTHONPATH, as
+interleave.py's trees).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ SCENARIOS = ("warm-304", "warm-all-304")
 
 #: The hook (see the module's doc). A thread is named by what it is, not by its number.
 HOOK = f'''
-import atexit, json, os, threading, time
+import atexit, json, os, sys, threading, time
 
 _times = {{}}
 
@@ -105,8 +108,8 @@ def _dump():
     _add("main", time.thread_time())
     _times["process"] = time.process_time()
     path = os.path.join(os.environ["{OUT}"], "%d.json" % os.getpid())
-    with open(path, "w") as out:
-        json.dump(_times, out)
+    with open(path, "w") as out:  # the daemon's process: the one that imported its run
+        json.dump({{"daemon": "rssd.daemon.run" in sys.modules, "times": _times}}, out)
 
 
 if os.environ.get("{OUT}"):
@@ -115,23 +118,27 @@ if os.environ.get("{OUT}"):
 
 
 def _pass(tool: Rssd, scenario: str, feeds: int, out: Path) -> dict[str, float]:
-    """One pass of ``tool``: CPU seconds by thread, the process's, and ``other``.
+    """One pass of ``tool``: CPU seconds by thread, the process's, ``other``, and the
+    pass's feeds/s (feeds over the process's wall time, as run.py's).
 
     Every Python process of the pass loads the hook and writes its own file (the
-    measuring wrapper too, bench/measure.py): rssd's is the one that spent the most."""
+    measuring wrapper too, bench/measure.py): rssd's is the one that imported its run."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
     os.environ[OUT] = str(out)
     try:
-        tool.run(scenario, feeds)
+        usage, _ = tool.run(scenario, feeds)
     finally:
         del os.environ[OUT]
     found = [json.loads(path.read_text()) for path in out.glob("*.json")]
-    if not found:
-        raise SystemExit(f"threads: the {scenario} pass wrote no thread times")
-    times: dict[str, float] = max(found, key=lambda each: float(each["process"]))
+    daemons = [each["times"] for each in found if each["daemon"]]
+    if len(daemons) != 1:
+        raise SystemExit(f"threads: the {scenario} pass left {len(daemons)} daemon reports")
+    times: dict[str, float] = daemons[0]
     seen = sum(value for name, value in times.items() if name != "process")
     times["other"] = max(0.0, times["process"] - seen)
+    wall = float(usage["wall_seconds"])
+    times["feeds/s"] = feeds / wall if wall else 0.0
     return times
 
 
@@ -201,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     host = {**machine(), "load_at_start": load_at_start}
     changed = round(args.feeds * args.changed)
+    speeds = {
+        scenario: [times.pop("feeds/s") for times in passes[scenario]] for scenario in SCENARIOS
+    }
     warm, quiet = medians(passes["warm-304"]), medians(passes["warm-all-304"])
     if args.json:
         for scenario in SCENARIOS:
@@ -211,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                 "backend": "postgresql" if args.postgres else "sqlite",
                 "median_cpu_seconds": medians(passes[scenario]),
                 "passes": passes[scenario],
+                "feeds_per_second": speeds[scenario],
                 "machine": host,
             }
             print(json.dumps(row))
@@ -230,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             f"  {name:<28} {warm.get(name, 0.0):9.3f} {quiet.get(name, 0.0):9.3f} "
             f"{plus:+8.3f} {per_feed:+13.3f}"
         )
+    warm_speed, quiet_speed = (statistics.median(speeds[scenario]) for scenario in SCENARIOS)
+    print(f"  {'feeds/s':<28} {warm_speed:9.1f} {quiet_speed:9.1f}")
     return 0
 
 

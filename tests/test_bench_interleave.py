@@ -3,7 +3,6 @@ their turns, and a figure comes back for every round. Behaviour only: no figure 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.bench import BENCH, load_bench
+from tests.support.bench import BENCH, json_lines, load_bench
 
 interleave = load_bench("interleave")
 
@@ -20,13 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_two_trees_and_the_bare_client_each_get_a_figure_per_round(tmp_path: Path) -> None:
-    command = [sys.executable, str(BENCH / "interleave.py"), "--feeds", "12", "--hosts", "2"]
-    command += ["--latency-ms", "0", "--rounds", "2", "--scenario", "warm-304", "--json"]
-    done = subprocess.run(
-        [*command, str(ROOT), str(ROOT)], capture_output=True, text=True, timeout=300, check=False
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    lines = json_lines(
+        "interleave.py", "--feeds", "12", "--hosts", "2", "--latency-ms", "0", "--rounds", "2",
+        "--scenario", "warm-304", "--json", str(ROOT), str(ROOT),
+    )  # fmt: skip
     assert lines[0]["scenario"] == "warm-304" and lines[0]["backend"] == "SQLite"
     rows = lines[1:]
     assert [row["tool"].split(":")[0] for row in rows] == ["0", "1", "bare"]

@@ -5,14 +5,11 @@ interleave.py's, in tests/test_bench_interleave.py.)"""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.bench import BENCH
+from tests.support.bench import json_lines
 
 pytestmark = pytest.mark.slow
 
@@ -20,16 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_each_tree_and_the_bare_client_get_a_figure_per_run() -> None:
-    command = [sys.executable, str(BENCH / "startup.py"), "--feeds", "12", "--hosts", "2"]
-    done = subprocess.run(
-        [*command, "--runs", "2", "--json", str(ROOT)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    rows = json_lines(
+        "startup.py", "--feeds", "12", "--hosts", "2", "--runs", "2", "--json", str(ROOT)
     )
-    assert done.returncode == 0, done.stderr[-2000:]
-    rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert [row["tool"].split(":")[0] for row in rows] == ["0", "bare"]
     for row in rows:
         assert len(row["cpu_ms_to_first_request"]) == 2

@@ -4,9 +4,12 @@ scripts, not a package, so they are loaded from their files."""
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
@@ -25,3 +28,17 @@ def load_bench(name: str) -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
+
+
+def json_lines(script: str, *args: str, timeout: float = 300) -> list[dict[str, Any]]:
+    """Run ``bench/SCRIPT ARGS`` (with ``--json`` among them) to its end, which must be
+    success, and read the JSON objects it printed, one per line."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
