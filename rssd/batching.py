@@ -15,13 +15,17 @@ asks to join it. Where asks trickle in (fetches end one by one), the database is
 enough that without one a batch held two or three, and each batch's fixed cost (a
 transaction, a hand-off to the writer's thread and back) was most of the cost of a check
 that changed nothing (bench/README.md). Asks that come together (a claimer completing
-the 50 jobs it claimed) are company enough and go at once.
+the 50 jobs it claimed) are company enough and go at once. ``hold`` is held while a batch
+lingers: the database's ``hold_writes``, so that the other writes made meanwhile (the next
+claims) wait for the batch and share its commit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Generic, TypeVar
 
 A = TypeVar("A")
@@ -45,10 +49,13 @@ class Batcher(Generic[A, R]):
         run: Run[A, R],
         max_batch: int,
         unclaimed: Callable[[R], Awaitable[None]] | None = None,
+        *,
         linger: float = 0.0,
         few: int = 0,
+        hold: Callable[[], AbstractContextManager[None]] | None = None,
     ) -> None:
         self._run = run
+        self._hold = hold or contextlib.nullcontext
         self._max_batch = max_batch
         self._linger = linger
         self._few = min(few, max_batch)
@@ -80,7 +87,8 @@ class Batcher(Generic[A, R]):
         try:
             while self._asked:
                 if self._linger and len(self._asked) < self._few:
-                    await asyncio.sleep(self._linger)
+                    with self._hold():
+                        await asyncio.sleep(self._linger)
                 else:
                     await asyncio.sleep(0)  # the tasks woken in this turn of the loop ask too
                 batch = self._asked[: self._max_batch]

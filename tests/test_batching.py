@@ -4,7 +4,8 @@ answer, handed out a chunk per turn of the event loop."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import pytest
 
@@ -147,3 +148,35 @@ async def test_forming_says_whether_an_ask_made_now_would_join_waiting_asks() ->
     release.set()
     assert (await first, await second) == (1, 2)
     assert not batcher.forming
+
+
+@pytest.mark.parametrize(("asks", "few", "holds"), [(1, 4, 1), (4, 4, 0)])
+async def test_a_lingering_batch_holds_its_hold_only_while_it_lingers(
+    asks: int, few: int, holds: int
+) -> None:
+    """``hold`` (the database's ``hold_writes``) is held during the linger, so the writes made
+    meanwhile wait for the batch; it is let go before the batch runs, whose write they join.
+    A batch with company enough goes at once: nothing held."""
+    holding: list[bool] = []
+    entered: list[int] = []
+    ran_while_held: list[bool] = []
+
+    @contextlib.contextmanager
+    def hold() -> Iterator[None]:
+        entered.append(len(entered))
+        holding.append(True)
+        try:
+            yield
+        finally:
+            holding.pop()
+
+    async def run(items: Sequence[int]) -> list[int | Exception]:
+        ran_while_held.append(bool(holding))
+        return await doubled(items)
+
+    batcher: Batcher[int, int] = Batcher(run, max_batch=10, linger=0.05, few=few, hold=hold)
+    answers = await asyncio.gather(*(batcher.ask(n) for n in range(1, asks + 1)))
+    assert answers == [2 * n for n in range(1, asks + 1)]
+    assert len(entered) == holds
+    assert ran_while_held == [False]
+    assert holding == []

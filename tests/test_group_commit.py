@@ -263,3 +263,49 @@ async def test_a_work_that_swallows_a_failed_statement_does_not_pass_for_committ
             assert await db.write(inserting("http://after/")) == "http://after/"
         finally:
             await db.close()
+
+
+async def test_writes_made_while_held_wait_and_share_the_holders_commit(db: Database) -> None:
+    """A lingering batch holds the writes made meanwhile (``hold_writes``): they wait, and
+    go with the holder's own write, in one commit, instead of one commit each."""
+    before = db.commits  # type: ignore[attr-defined]
+    with db.hold_writes():
+        early = [asyncio.create_task(db.write(inserting(f"http://held-{n}/"))) for n in range(3)]
+        await asyncio.sleep(0.05)
+        assert not any(task.done() for task in early)
+        assert await urls(db) == []  # nothing of them committed yet
+    own = asyncio.create_task(db.write(inserting("http://holder/")))
+    assert await asyncio.gather(*early, own) == [*(f"http://held-{n}/" for n in range(3)),
+                                                  "http://holder/"]  # fmt: skip
+    assert db.commits - before == 1  # type: ignore[attr-defined]
+    expected = ["http://holder/", *(f"http://held-{n}/" for n in range(3))]
+    assert sorted(await urls(db)) == sorted(expected)
+
+
+async def test_a_held_write_cancelled_while_waiting_leaves_the_others_waiting(
+    db: Database,
+) -> None:
+    """One waiter cancelled does not end the others' wait (the wait is shielded), and the
+    write it asked for still runs: a cancelled caller waits for its transaction, as ever."""
+    with db.hold_writes():
+        first = asyncio.create_task(db.write(inserting("http://first/")))
+        second = asyncio.create_task(db.write(inserting("http://second/")))
+        await asyncio.sleep(0.01)
+        first.cancel()
+        await asyncio.sleep(0.01)
+        assert not second.done()
+    assert await second == "http://second/"
+    with contextlib.suppress(asyncio.CancelledError):
+        await first
+    assert first.cancelled()
+    assert sorted(await urls(db)) == ["http://first/", "http://second/"]
+
+
+async def test_holds_nest_and_writes_go_when_the_last_one_ends(db: Database) -> None:
+    with db.hold_writes():
+        with db.hold_writes():
+            task = asyncio.create_task(db.write(inserting("http://nested/")))
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)
+        assert not task.done()  # the outer hold still stands
+    assert await task == "http://nested/"

@@ -11,10 +11,12 @@ name (or position), so each is written once; where the two SQL dialects disagree
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -101,6 +103,11 @@ class Database(ABC):
         ``work`` awaits only its ``Tx``'s statements: SQLite runs it whole in its
         database thread, batched with the other writes queued meanwhile (group commit,
         rssd/repo/sqlite.py)."""
+
+    def hold_writes(self) -> AbstractContextManager[None]:
+        """While inside, the writes submitted wait and then go with the holder's own, in one
+        commit (``group_commit.ThreadWriter.held``); nothing where there is no writer."""
+        return contextlib.nullcontext()
 
     async def write_aside(self, work: Callable[[Tx], Awaitable[T]]) -> T:
         """``write``, but not queued behind the other writes where a write can wait on a

@@ -21,7 +21,7 @@ import contextlib
 import queue
 import threading
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -85,6 +85,9 @@ class ThreadWriter:
         self._queue: queue.SimpleQueue[Item | object] = queue.SimpleQueue()
         #: Commits so far: fewer than writes when writes share them.
         self.commits = 0
+        #: While a holder lingers (``held``): the writes submitted meanwhile wait for it.
+        self._holds = 0
+        self._released: asyncio.Future[None] | None = None
         self._thread = threading.Thread(target=self._serve, name=name)
         # A daemon thread: a process that ends without closing (a crash) must not hang
         # on it; the database rolls back a transaction that was cut short.
@@ -107,7 +110,31 @@ class ThreadWriter:
         """Queue ``work``; its result once its batch committed (or its exception)."""
         return await self._submit(True, work)
 
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """While inside: writes submitted wait, and go when the last holder leaves, in the
+        same turn of the event loop as the holder's own write, so in the same commit.
+
+        For a batch that lingers for company (the completions, rssd/repo/jobs.py): the
+        claims made meanwhile joined the next commit of their own, so a pass of ``run
+        --once`` committed twice as often as it needed, and each commit has a fixed cost
+        (the writer's thread wakes, BEGIN, COMMIT, the pages written to the WAL again).
+        A write waits at most as long as the holder lingers."""
+        if self._released is None:
+            self._released = asyncio.get_running_loop().create_future()
+        self._holds += 1
+        try:
+            yield
+        finally:
+            self._holds -= 1
+            if self._holds == 0 and self._released is not None:
+                released, self._released = self._released, None
+                released.set_result(None)
+
     async def _submit(self, transactional: bool, fn: Callable[..., Any]) -> Any:
+        if transactional and self._released is not None:
+            # Shielded: a waiter cancelled here must not cancel the others' wait.
+            await asyncio.shield(self._released)
         if not self._thread.is_alive():
             raise self.closed_error("the database writer is closed")
         done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()

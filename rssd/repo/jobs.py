@@ -129,7 +129,11 @@ class FetchJobRepo:
         #: next, one commit for all. Those without posts (304s, unchanged bodies: most of
         #: them) are two statements for all; each that stores posts is a savepoint.
         self._completions: Batcher[_Done | _Store, FetchJob | Stored | None] = Batcher(
-            self._complete_batch, MAX_COMPLETIONS, linger=COMPLETION_LINGER, few=COMPLETION_FEW
+            self._complete_batch,
+            MAX_COMPLETIONS,
+            linger=COMPLETION_LINGER,
+            few=COMPLETION_FEW,
+            hold=db.hold_writes,
         )
 
     async def settle(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -368,6 +369,9 @@ class PostgresDatabase(Database):
         """Run ``work`` as one transaction (a savepoint of the writer's next commit)."""
         result: T = await shielded(self._writer.write(work))
         return result
+
+    def hold_writes(self) -> AbstractContextManager[None]:
+        return self._writer.held()
 
     async def _run(self, work: Callable[[Tx], Awaitable[T]], *, snapshot: bool = False) -> T:
         async with self._pool.connection() as conn, conn.transaction():

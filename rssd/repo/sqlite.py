@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TypeVar
 
@@ -153,6 +154,9 @@ class SqliteDatabase(Database):
         (commit or rollback) before the cancellation is delivered.
         """
         return await shielded(self._run_write(work))
+
+    def hold_writes(self) -> AbstractContextManager[None]:
+        return self._writer.held() if self._writer is not None else contextlib.nullcontext()
 
     async def _run_write(self, work: Callable[[Tx], Awaitable[T]]) -> T:
         if self._writer is None:  # opened read-only: as SQLite itself would say
