@@ -1,7 +1,7 @@
 """Completions in batches (``FetchJobRepo.mark_completed``, rssd/batching.py): those that
 store no post (304s, unchanged bodies) as two statements for all the completions made
-meanwhile, those that store posts each in a savepoint of the same commit, with the same
-outcome per job as one completion each."""
+meanwhile, those that store posts as one more write in the same commit (each alone if
+that one is refused), with the same outcome per job as one completion each."""
 
 from __future__ import annotations
 
@@ -11,10 +11,14 @@ from pathlib import Path
 import pytest
 
 from rssd.models.dto import FetchJob, FetchJobStatus, FetchMeta, PostCreate
+from rssd.models.search import parse
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
 from rssd.repo.posts import PostRepo, UpsertCounts
+from rssd.repo.queries import PostFilter
+from rssd.repo.search import search_posts
 from rssd.repo.sources import SourceRepo
+from rssd.repo.sqlite import SqliteDatabase
 from rssd.repo.transitions import NextJob
 from tests.support.config import make_config
 from tests.support.jobs import get, latest_for_source, ongoing_job
@@ -179,3 +183,67 @@ async def test_a_store_the_database_refuses_fails_alone_in_its_batch(
         FetchJobStatus.COMPLETED, FetchJobStatus.COMPLETED,
     ], "the refused store rolled back alone, its job still ONGOING"  # fmt: skip
     assert await PostRepo(db).count() == 2
+
+
+async def test_the_stores_of_a_batch_go_as_one_write_and_a_refused_one_still_fails_alone(
+    db: Database, tmp_path: Path
+) -> None:
+    """Stores that join the 304s' wait go as one write (on SQLite, FTS5 writes a segment at
+    every savepoint: one for all, not one a store); one the database refuses sends each
+    back alone, so it fails by itself and the others are stored, and indexed, once."""
+    jobs = await _ongoing(db, tmp_path, 5)
+    repo = FetchJobRepo(db)
+    before = _commits(db)
+    bad = [PostCreate(external_id="bad", title="\ud800", content_hash="h")]
+
+    async def complete(n: int, job: FetchJob) -> tuple[FetchJob, UpsertCounts] | None:
+        if n in (0, 4):
+            return await repo.mark_completed(job.id, _meta(n), next_job=NextJob(LATER))
+        await asyncio.sleep(0.002)  # within the 304s' wait
+        posts = bad if n == 2 else [
+            PostCreate(external_id=f"{n}-p", title=f"gardening {n}", content_hash=f"{n}")
+        ]  # fmt: skip
+        return await repo.mark_completed(job.id, _meta(n), posts)
+
+    results = await asyncio.gather(
+        *(complete(n, job) for n, job in enumerate(jobs)), return_exceptions=True
+    )
+    assert isinstance(results[2], UnicodeEncodeError)
+    for n in (0, 1, 3, 4):
+        result = results[n]
+        assert not isinstance(result, BaseException) and result is not None
+        assert result[1].new == (1 if n in (1, 3) else 0)
+    statuses = [(await get(db, job.id)) for job in jobs]
+    assert [job.status if job else None for job in statuses] == [
+        FetchJobStatus.COMPLETED, FetchJobStatus.COMPLETED, FetchJobStatus.ONGOING,
+        FetchJobStatus.COMPLETED, FetchJobStatus.COMPLETED,
+    ], "the refused store rolled back alone, its job still ONGOING"  # fmt: skip
+    # The batch's commit (the stores' write refused whole), then the stores again, each
+    # in a savepoint of one more commit.
+    assert _commits(db) - before == 2
+    found = await search_posts(db, parse("gardening"), PostFilter())
+    assert sorted(hit.post.title for hit in found.hits) == ["gardening 1", "gardening 3"]
+
+
+async def test_stores_in_one_write_index_each_post_once(db: Database, tmp_path: Path) -> None:
+    jobs = await _ongoing(db, tmp_path, 4)
+    repo = FetchJobRepo(db)
+
+    async def complete(n: int, job: FetchJob) -> tuple[FetchJob, UpsertCounts] | None:
+        if n == 0:
+            return await repo.mark_completed(job.id, _meta(n))
+        await asyncio.sleep(0.002)
+        posts = [
+            PostCreate(external_id=f"{n}-{k}", title=f"tomato {n} {k}", content_hash=f"{n}{k}")
+            for k in range(3)
+        ]
+        return await repo.mark_completed(job.id, _meta(n), posts)
+
+    before = _commits(db)
+    await asyncio.gather(*(complete(n, job) for n, job in enumerate(jobs)))
+    assert _commits(db) - before == 1
+    found = await search_posts(db, parse("tomato"), PostFilter())
+    assert len({hit.post.id for hit in found.hits}) == len(found.hits) == 9
+    if isinstance(db, SqliteDatabase):  # FTS5's own count of the documents it holds
+        rows = await db.fetchall("SELECT count(*) FROM posts_fts_docsize")
+        assert rows[0][0] == 9

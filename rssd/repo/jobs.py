@@ -90,7 +90,8 @@ Stored = tuple[FetchJob, UpsertCounts]
 @dataclass(frozen=True)
 class _Store:
     """A completion that stores posts (a changed feed): its whole transaction, which goes
-    in the same commit as the completions asked meanwhile, in a savepoint of its own."""
+    in the same commit as the completions asked meanwhile, with the other stores of the
+    batch (``FetchJobRepo._store_together``). It may run twice: the first time rolled back."""
 
     work: Callable[[Tx], Awaitable[Stored | None]]
 
@@ -120,6 +121,11 @@ async def _complete_in(tx: Tx, batch: Sequence[_Done]) -> list[FetchJob | None]:
             transitions.queue_next_many(tx.dialect), {"now": now, "jobs": json.dumps(following)}
         )
     return [jobs.get(d.job_id) if first[d.job_id] is d else None for d in batch]
+
+
+async def _all_of(stores: Sequence[_Store], tx: Tx) -> list[Stored | None]:
+    """Each store's work in turn, in one transaction."""
+    return [await store.work(tx) for store in stores]
 
 
 class FetchJobRepo:
@@ -209,19 +215,14 @@ class FetchJobRepo:
     async def _complete_batch(
         self, batch: Sequence[_Done | _Store]
     ) -> list[FetchJob | Stored | Exception | None]:
-        """A batch of completions as one commit: those without posts as one write, each
-        store as one write of its own. The writes are queued together, so the writer
-        commits them together, each in its savepoint (rssd/repo/group_commit.py)."""
+        """A batch of completions as one commit: those without posts as one write, the
+        stores as another (``_store_together``). The writes are queued together, so the
+        writer commits them together, each in its savepoint (rssd/repo/group_commit.py)."""
         plain = [done for done in batch if isinstance(done, _Done)]
         # Both started in this turn of the loop: their writes reach the writer together.
         plain_write = asyncio.ensure_future(self._complete_plain(plain)) if plain else None
         try:
-            stored = iter(
-                await asyncio.gather(
-                    *(self._db.write(s.work) for s in batch if isinstance(s, _Store)),
-                    return_exceptions=True,
-                )
-            )
+            stored = iter(await self._store_together([s for s in batch if isinstance(s, _Store)]))
         except BaseException:  # cancelled: the plain write's task is not left unawaited
             if plain_write is not None:
                 plain_write.cancel()
@@ -238,7 +239,26 @@ class FetchJobRepo:
             if isinstance(item, _Done):
                 results.append(next(by_done))
                 continue
-            answer = next(stored)
+            results.append(next(stored))
+        return results
+
+    async def _store_together(self, stores: Sequence[_Store]) -> list[Stored | Exception | None]:
+        """The stores of a batch as one write, one after the other; if it fails, each as a
+        write of its own (in one commit, a savepoint each), so that a bad one fails alone.
+
+        One write, not a savepoint each: FTS5 writes what it was given out as an index
+        segment of its own at every savepoint, and a changed feed's few new posts as a
+        segment of their own cost more than the posts (bench/README.md)."""
+        if len(stores) > 1:
+            try:
+                return list(await self._db.write(partial(_all_of, stores)))
+            except Exception:  # each alone, below, says which one failed and why
+                pass
+        answers = await asyncio.gather(
+            *(self._db.write(s.work) for s in stores), return_exceptions=True
+        )
+        results: list[Stored | Exception | None] = []
+        for answer in answers:
             if isinstance(answer, BaseException) and not isinstance(answer, Exception):
                 raise answer  # cancelled
             results.append(answer)
