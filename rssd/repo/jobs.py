@@ -133,7 +133,8 @@ class FetchJobRepo:
         self._db = db
         #: Completions, batched: those made while a batch is in the database go as the
         #: next, one commit for all. Those without posts (304s, unchanged bodies: most of
-        #: them) are two statements for all; each that stores posts is a savepoint.
+        #: them) are two statements for all; those that store posts, one more write
+        #: (``_store_together``).
         self._completions: Batcher[_Done | _Store, FetchJob | Stored | None] = Batcher(
             self._complete_batch,
             MAX_COMPLETIONS,
