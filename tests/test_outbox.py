@@ -125,6 +125,25 @@ async def test_the_body_never_carries_the_feeds_credentials(db: Database, tmp_pa
     assert "s3cret" not in row["body"] and "alice:" not in row["body"]
 
 
+async def test_without_any_subscription_a_store_queues_nothing_and_primes_nothing(
+    db: Database, tmp_path: Path
+) -> None:
+    """No [[users]]: the store asks one question (is anybody subscribed to anything?) and
+    writes nothing; a user who subscribes later is told from the next fetch on."""
+    config = await setup(db, tmp_path, [])
+    assert await fetch(db, A, [post(1)]) == 0
+    assert await fetch(db, A, [post(1), post(2)]) == 0
+    assert await messages(db) == []
+    await sync_sources(
+        db,
+        config.model_copy(
+            update={"users": make_config(tmp_path, [A, B], [user("bob", HOOK, [A])]).users}
+        ),
+    )
+    assert await fetch(db, A, [post(1), post(2), post(3)]) == 1
+    assert await messages(db) == [("bob", A, ["id-3"])]
+
+
 async def test_no_backlog_skips_the_first_fetch_of_a_new_feed(db: Database, tmp_path: Path) -> None:
     await setup(db, tmp_path, [user("alice", HOOK, [A])])
     assert await fetch(db, A, [post(1), post(2)]) == 0
