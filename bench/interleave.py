@@ -91,12 +91,9 @@ def _bring(server: FarmProcess, epochs: int, changed: float) -> None:
         server.call(f"/_epoch?fraction={changed}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("trees", nargs="+", help="directories holding an rssd package")
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--scenario", choices=SCENARIOS, default="warm-all-304")
-    parser.add_argument("--changed", type=float, default=0.1, help="warm-304: new each round")
+def add_farm_arguments(parser: argparse.ArgumentParser) -> None:
+    """The latency farm, rssd's limits and its backend: README's side-by-side command's
+    values by default (bench/run.py's are for its zero-latency runs)."""
     parser.add_argument("--feeds", type=int, default=2000)
     parser.add_argument("--items", type=int, default=50)
     parser.add_argument("--hosts", type=int, default=100)
@@ -106,12 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-concurrency", type=int, default=500)
     parser.add_argument("--max-per-host", type=int, default=2)
     parser.add_argument("--postgres", metavar="SERVER_URL", help="rssd on PostgreSQL there")
-    parser.add_argument("--json", action="store_true", help="one JSON object per tool")
-    args = parser.parse_args(argv)
-    trees = [checkout(path, "interleave") for path in args.trees]
-    load_at_start = round(os.getloadavg()[0], 2)
-    limits = {"max_concurrency": args.max_concurrency, "max_per_host": args.max_per_host}
-    workdir = Path(tempfile.mkdtemp(prefix="rssd-interleave-"))
+
+
+def farm_of(args: argparse.Namespace) -> tuple[FarmProcess, dict[str, int]]:
+    """The farm ``add_farm_arguments`` describes, started, and rssd's limits."""
     server = FarmProcess(
         args.feeds,
         args.items,
@@ -119,6 +114,22 @@ def main(argv: list[str] | None = None) -> int:
         False,
         (args.latency_ms, args.latency_sigma, args.seed),
     )
+    return server, {"max_concurrency": args.max_concurrency, "max_per_host": args.max_per_host}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("trees", nargs="+", help="directories holding an rssd package")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--scenario", choices=SCENARIOS, default="warm-all-304")
+    parser.add_argument("--changed", type=float, default=0.1, help="warm-304: new each round")
+    add_farm_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="one JSON object per tool")
+    args = parser.parse_args(argv)
+    trees = [checkout(path, "interleave") for path in args.trees]
+    load_at_start = round(os.getloadavg()[0], 2)
+    workdir = Path(tempfile.mkdtemp(prefix="rssd-interleave-"))
+    server, limits = farm_of(args)
     databases: list[PgDatabase] = []
     try:
         urls = [farm.feed_url(i, args.hosts, server.port) for i in range(args.feeds)]

@@ -37,14 +37,15 @@ PARTS: list[tuple[str, str, str]] = [
     ("config.toml's models (pydantic imported)", "import pydantic", "import rssd.models.config"),
     (
         "config.toml validated",
-        "import rssd.models.config as config",
-        "config.load_config(PATH)",
+        "from pathlib import Path\nimport rssd.models.config as config",
+        "config.load_config(Path(PATH))",
     ),
     (
         "the sync's digests of it",
+        "from pathlib import Path\n"
         "import rssd.models.config as config\n"
         "from rssd.repo.config_versions import config_digests\n"
-        "loaded = config.load_config(PATH)",
+        "loaded = config.load_config(Path(PATH))",
         "config_digests(loaded)",
     ),
     ("import aiohttp", "", "import aiohttp"),
@@ -52,11 +53,11 @@ PARTS: list[tuple[str, str, str]] = [
 ]
 
 #: The child: the setup, then the statement between two readings of the process's CPU
-#: clock (the interpreter's own start-up is read from its first reading).
+#: clock (the interpreter's own start-up is read from its first reading, before which it
+#: imports nothing but ``time``). ``PATH`` is config.toml's, as text.
 CHILD = """
 import time
-from pathlib import Path
-PATH = Path({path!r})
+PATH = {path!r}
 {setup}
 _before = time.process_time()
 {statement}

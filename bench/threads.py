@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import farm
-from interleave import checkout, first_on_path
-from run import FarmProcess, PgDatabase, Rssd, machine
+from interleave import add_farm_arguments, checkout, farm_of, first_on_path
+from run import PgDatabase, Rssd, machine
 
 OUT = "RSSD_BENCH_THREADS_OUT"
 SCENARIOS = ("warm-304", "warm-all-304")
@@ -166,13 +166,8 @@ def surcharge(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--pairs", type=int, default=3)
-    parser.add_argument("--feeds", type=int, default=2000)
-    parser.add_argument("--hosts", type=int, default=100)
     parser.add_argument("--changed", type=float, default=0.1)
-    parser.add_argument("--latency-ms", type=float, default=100.0)
-    parser.add_argument("--max-concurrency", type=int, default=500)
-    parser.add_argument("--max-per-host", type=int, default=2)
-    parser.add_argument("--postgres", metavar="SERVER_URL", help="rssd on PostgreSQL there")
+    add_farm_arguments(parser)
     parser.add_argument("--tree", help="a directory holding an rssd package, first on PYTHONPATH")
     parser.add_argument("--json", action="store_true", help="one JSON object per scenario")
     args = parser.parse_args(argv)
@@ -182,8 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     (workdir / "hook").mkdir()
     (workdir / "hook" / "sitecustomize.py").write_text(HOOK)
     (workdir / "rssd").mkdir()
-    limits = {"max_concurrency": args.max_concurrency, "max_per_host": args.max_per_host}
-    server = FarmProcess(args.feeds, 50, args.hosts, False, (args.latency_ms, 1.0, 1))
+    server, limits = farm_of(args)
     database = None
     if args.postgres:
         database = PgDatabase(args.postgres, f"rssd_threads_{uuid.uuid4().hex[:10]}")
