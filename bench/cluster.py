@@ -45,7 +45,7 @@ from run import FarmProcess, compile_rssd
 from yarl import URL
 
 from rssd.clock import now_iso, parse_iso, to_iso, utcnow
-from rssd.models.config import Config
+from rssd.models.config import config_of
 from rssd.models.dto import FetchMeta
 from rssd.repo.claims import ClaimRepo
 from rssd.repo.jobs import FetchJobRepo
@@ -85,7 +85,7 @@ async def prepare(url: str, feeds: list[str], *, due_now: bool = True) -> None:
     ``due_now`` False, a day ahead (the daemons start idle)."""
     db = await open_database(url)
     try:
-        config = Config.model_validate({"database": url, "feeds": [{"url": u} for u in feeds]})
+        config = config_of({"database": url, "feeds": [{"url": u} for u in feeds]})
         await SourceRepo(db).sync(config)
         due = now_iso() if due_now else to_iso(utcnow() + timedelta(days=1))
         sources = await SourceRepo(db).list()
@@ -186,7 +186,7 @@ async def claim_capacity(url: str, claimers: int, jobs: int, batch: int = 50) ->
     feeds = [f"http://h{i % 500}.example/feed{i}" for i in range(jobs)]
     db = await open_database(url)
     try:
-        config = Config.model_validate({"database": url, "feeds": [{"url": u} for u in feeds]})
+        config = config_of({"database": url, "feeds": [{"url": u} for u in feeds]})
         await SourceRepo(db).sync(config)
         now = now_iso()
         claims = ClaimRepo(db, "bench")
@@ -250,9 +250,7 @@ async def claim_latency(target: Path | str, claimers: int, jobs: int) -> list[fl
     db = await open_database(target)
     feeds = [f"http://h{i % 50}.example/feed{i}" for i in range(jobs)]
     try:
-        config = Config.model_validate(
-            {"database": str(target), "feeds": [{"url": u} for u in feeds]}
-        )
+        config = config_of({"database": str(target), "feeds": [{"url": u} for u in feeds]})
         await SourceRepo(db).sync(config)
         now = now_iso()
         claims = ClaimRepo(db, "bench")

@@ -6,12 +6,14 @@ fresh interpreter (median of ``--runs``).
 bench/startup.py gives the whole: the CPU to the first request, against the bare client's.
 At 2,000 feeds that difference is a share of every figure of bench/run.py (a pass spends
 well under a second of CPU in all), so it says which parts of it a change would have to
-remove, and what each is worth: importing pydantic, building config.toml's models,
-validating a config of ``--feeds`` feeds, hashing it for the sync (the digests), the
-imports of the run as a whole (aiohttp among them, which the bare client imports too),
-and the frozen dataclasses of rssd's own modules (Python 3.11 compiles each generated
-method). The parts overlap (the run's imports include the config models); each is the CPU
-of its own statement only, after its setup, in a process of its own.
+remove, and what each is worth: importing pydantic, config.toml's dataclasses, the
+check's models, checking and building a config of ``--feeds`` feeds, building it without
+the check (a start whose file was synced as it is: rssd/daemon/run.py), hashing it for
+the sync (the digests), the imports of the run as a whole (aiohttp among them, which the
+bare client imports too), and the frozen dataclasses of rssd's own modules (Python 3.11
+compiles each generated method). The parts overlap (the run's imports include config.toml's
+dataclasses); each is the CPU of its own statement only, after its setup, in a process of
+its own.
 """
 
 from __future__ import annotations
@@ -34,11 +36,22 @@ ROOT = Path(__file__).resolve().parents[1]
 PARTS: list[tuple[str, str, str]] = [
     ("the interpreter and site", "", "pass"),
     ("import pydantic", "", "import pydantic"),
-    ("config.toml's models (pydantic imported)", "import pydantic", "import rssd.models.config"),
+    ("config.toml's dataclasses", "", "import rssd.models.config"),
     (
-        "config.toml validated",
-        "from pathlib import Path\nimport rssd.models.config as config",
+        "config.toml's check: its models (pydantic imported)",
+        "import pydantic\nimport rssd.models.config",
+        "import rssd.models.config_check",
+    ),
+    (
+        "config.toml checked and built",
+        "from pathlib import Path\nimport rssd.models.config as config\n"
+        "import rssd.models.config_check",
         "config.load_config(Path(PATH))",
+    ),
+    (
+        "config.toml built, trusted (a start after a sync)",
+        "from pathlib import Path\nimport rssd.models.config as config",
+        "config.load_config(Path(PATH), trust=lambda database: True)",
     ),
     (
         "the sync's digests of it",

@@ -9,14 +9,12 @@ import argparse
 import asyncio
 import gc
 import importlib
-import json
 import sqlite3
 import subprocess
 import sys
 from contextlib import closing
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import pytest
 
@@ -28,6 +26,7 @@ from rssd.models.config import load_config
 from rssd.repo.config_sync import sync_config
 from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
+from tests.support.probe import loaded, probe
 from tests.support.process import WAIT
 
 #: What no read-only command needs: the fetching, logging and metrics machinery.
@@ -48,38 +47,6 @@ WRITE_PATH = (
     "rssd.metrics",
 )
 DAEMON_RULES = {"rssd.daemon", "rssd.daemon.history", "rssd.daemon.schedule"}
-
-PROBE = """
-import contextlib, io, json, sys
-from rssd.cli import main
-out = io.StringIO()
-with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-    try:
-        code = main(sys.argv[1:])
-    except SystemExit as exc:
-        code = exc.code
-top = sorted({name.split(".")[0] for name in sys.modules})
-own = sorted(name for name in sys.modules if name.split(".")[0] == "rssd")
-print(json.dumps({"code": code, "modules": top, "rssd": own}))
-"""
-
-
-def probe(*args: str | Path) -> dict[str, Any]:
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-        check=True,
-    )
-    report: dict[str, Any] = json.loads(result.stdout)
-    return report
-
-
-def loaded(*args: str | Path) -> tuple[int, set[str]]:
-    """The exit code and the top-level packages imported by ``rssd ARGS``."""
-    report = probe(*args)
-    return int(report["code"]), set(report["modules"])
 
 
 def own_modules(*args: str | Path) -> tuple[int, set[str]]:

@@ -10,8 +10,10 @@ says ``clock.skew``.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -80,16 +82,14 @@ async def with_posts(db: Database, config: Config) -> None:
     assert await jobs.mark_completed(job.id, FetchMeta(http_status=200), posts, b"")
 
 
-def alice_config(
-    tmp_path: Path, receiver: Receiver, feeds: list[str], **settings: object
-) -> Config:
+def alice_config(tmp_path: Path, receiver: Receiver, feeds: list[str], **settings: Any) -> Config:
     config = make_config(
         tmp_path,
         feeds,
         [user("alice", receiver.url("alice"), feeds[:1], notify_backlog=True)],
         retry_seconds=[60.0] * 5,
     )
-    return config.model_copy(update=settings)
+    return replace(config, **settings)
 
 
 async def count(db: Database, table: str) -> int:
@@ -112,9 +112,7 @@ async def test_a_fast_clock_prunes_nothing_the_retention_keeps(
     run_ahead(monkeypatch)
     await apply_retention(db, config)
     # ``rssd prune`` too (a dry run: what it would delete).
-    report = await prune(
-        config.model_copy(update={"database": db_target}), dry_run=True, vacuum_after=False
-    )
+    report = await prune(replace(config, database=db_target), dry_run=True, vacuum_after=False)
     assert await count(db, "posts") == 3
     assert report.posts == 0
     assert abs(parse_iso(report.jobs_before) - (await database_now(db) - timedelta(days=1))) < NEAR

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from rssd.models.config import (
     DEFAULT_USER_AGENT,
     Config,
     ConfigError,
-    FeedConfig,
+    config_of,
     load_config,
     normalize_url,
     parse_config,
@@ -484,13 +485,14 @@ def test_normalize_url_lowers_scheme_and_host_only(url: str, normal: str) -> Non
 
 
 def test_feed_urls_are_stripped_of_surrounding_blanks() -> None:
-    assert FeedConfig(url="  https://example.org/feed ").url == "https://example.org/feed"
+    config = config_of({"feeds": [{"url": "  https://example.org/feed "}]})
+    assert config.feeds[0].url == "https://example.org/feed"
 
 
-def test_models_are_frozen() -> None:
+def test_configs_are_frozen() -> None:
     config = Config()
-    with pytest.raises(ValueError, match="frozen"):
-        config.max_concurrency = 3
+    with pytest.raises(FrozenInstanceError):
+        config.max_concurrency = 3  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(

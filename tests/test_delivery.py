@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -468,7 +469,8 @@ async def test_slow_endpoints_cannot_take_every_slot(
         ],
         retry_seconds=[0.05] * 50,
         timeout_seconds=1.0,
-    ).model_copy(update={"max_concurrency": 2})
+    )
+    config = replace(config, max_concurrency=2)
     await sync_sources(db, config)
     await fetch(db, B, [post(1)])
     async with running(db, config) as loop:

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
-from rssd.models.config import Config
+from rssd.models.config import Config, ConfigError, config_of
 from rssd.models.digests import Waiting, due, parse_schedule, plan_digest
 from rssd.models.outbox import POSTS_PER_MESSAGE, Feed, StoredPost
 from rssd.models.post import PostCreate
@@ -121,7 +120,7 @@ def test_a_digest_in_each_format_lists_every_feed() -> None:
 
 
 def config(tmp_path: Path, **user: Any) -> Config:
-    return Config.model_validate(
+    return config_of(
         {
             "database": str(tmp_path / "db.sqlite3"),
             "feeds": [{"url": "https://a.example/feed"}],
@@ -146,7 +145,7 @@ def test_digest_config(tmp_path: Path) -> None:
         ({"timezone": "Europe/Berlin"}, "timezone applies to a time-of-day digest"),
         ({"digest": "08:00", "timezone": "Nowhere/City"}, "not a known IANA name"),
     ):
-        with pytest.raises(ValidationError) as caught:
+        with pytest.raises(ConfigError) as caught:
             config(tmp_path, **settings)
         assert error in str(caught.value)
 

@@ -29,7 +29,7 @@ from aiohttp import web
 from rssd.daemon.pipeline import Pipeline
 from rssd.fetch.fetcher import Fetcher
 from rssd.fetch.http import FetchError, RequestLimits, get
-from rssd.models.config import Config
+from rssd.models.config import config_of
 from rssd.models.dto import FetchJobStatus
 from rssd.net.addresses import (
     AddressClass,
@@ -187,7 +187,7 @@ async def fetch_stored(
 ) -> tuple[FetchJobStatus, str | None, str | None]:
     """One fetch through the real Pipeline into a real SQLite file: status, error_code,
     error_message as stored (what ``rssd status`` would print)."""
-    config = Config.model_validate(
+    config = config_of(
         {
             "database": str(tmp_path / "rssd.sqlite3"),
             "feeds": [{"url": url}],

@@ -25,10 +25,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rssd.fetch.http import FetchError, RequestLimits, get
-from rssd.models.config import Config
+from rssd.models.config import ConfigError, config_of
 from rssd.models.dto import ErrorCode
 from rssd.models.urls import check_http_url
-from rssd.models.users import WebhooksConfig, WebhookSecret
+from rssd.models.users import WebhookSecret
 from rssd.net.addresses import AddressClass, address_class, parse_address
 from rssd.net.numeric import inet_aton, is_dotted_quad, numeric_host_refusal
 from rssd.webhooks.guard import AddressRefused, check_literal
@@ -138,8 +138,8 @@ def test_inet_aton_agrees_with_the_c_library(parts: list[str]) -> None:
 def test_config_refuses_legacy_hosts_for_feeds_and_webhooks(host: str, address: str) -> None:
     with pytest.raises(ValueError, match=re.escape(f"write it as {address}")):
         check_http_url(f"http://{host}:8080/hook")
-    with pytest.raises(ValueError, match="legacy numeric form"):
-        Config.model_validate({"feeds": [{"url": f"http://{host}/feed"}]})
+    with pytest.raises(ConfigError, match="legacy numeric form"):
+        config_of({"feeds": [{"url": f"http://{host}/feed"}]})
 
 
 def test_config_still_takes_dotted_quads_and_names() -> None:
@@ -163,7 +163,7 @@ async def test_no_webhook_reaches_loopback_through_a_legacy_host(
     receiver: Receiver, host: str
 ) -> None:
     url = receiver.url("alice").replace("127.0.0.1", host)
-    config = WebhooksConfig.model_validate({"allow_private_networks": False})
+    config = config_of({"webhooks": {"allow_private_networks": False}}).webhooks
     async with Sender(config, "rssd-test") as sender:
         answer = await sender.send(url, WebhookSecret.parse(SECRETS["alice"]), "msg_1", b"{}")
     assert answer.status is None

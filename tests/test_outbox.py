@@ -4,6 +4,7 @@ their filters; the backlog rule; edits not announced; large fetches split."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 
 from rssd.clock import to_iso
 from rssd.daemon.startup import sync_sources
-from rssd.models.config import Config
+from rssd.models.config import Config, config_of
 from rssd.models.dto import FetchMeta, PostCreate
 from rssd.models.outbox import Feed, StoredPost, Subscriber, new_message_id, plan_messages
 from rssd.repo.db import Database
@@ -136,9 +137,7 @@ async def test_without_any_subscription_a_store_queues_nothing_and_primes_nothin
     assert await messages(db) == []
     await sync_sources(
         db,
-        config.model_copy(
-            update={"users": make_config(tmp_path, [A, B], [user("bob", HOOK, [A])]).users}
-        ),
+        replace(config, users=make_config(tmp_path, [A, B], [user("bob", HOOK, [A])]).users),
     )
     assert await fetch(db, A, [post(1), post(2), post(3)]) == 1
     assert await messages(db) == [("bob", A, ["id-3"])]
@@ -167,9 +166,7 @@ async def test_subscribing_later_to_a_fetched_feed_announces_its_next_news(
     await fetch(db, A, [post(1)])
     await sync_sources(
         db,
-        config.model_copy(
-            update={"users": make_config(tmp_path, [A, B], [user("alice", HOOK, [A])]).users}
-        ),
+        replace(config, users=make_config(tmp_path, [A, B], [user("alice", HOOK, [A])]).users),
     )
     assert await fetch(db, A, [post(1), post(2)]) == 1
     assert await messages(db) == [("alice", A, ["id-2"])]
@@ -217,7 +214,7 @@ async def test_disabled_and_removed_users_get_nothing(db: Database, tmp_path: Pa
     await db.write(
         lambda tx: tx.execute("UPDATE users SET disabled_reason = 'gone' WHERE name = 'alice'")
     )
-    await sync_sources(db, config.model_copy(update={"users": config.users[:1]}))  # bob removed
+    await sync_sources(db, replace(config, users=config.users[:1]))  # bob removed
     assert await fetch(db, A, [post(1)]) == 0
 
 
@@ -262,7 +259,7 @@ def test_plan_messages(
 
 
 async def test_a_category_filter_reads_the_feeds_category(db: Database, tmp_path: Path) -> None:
-    config = Config.model_validate(
+    config = config_of(
         {
             "database": str(tmp_path / "rssd.sqlite3"),
             "feeds": [{"url": A, "category": "Blogs / Linux"}, {"url": B, "category": "News"}],

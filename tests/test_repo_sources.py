@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from rssd.models.config import Config
+from rssd.models.config import Config, config_of
 from rssd.models.dto import FetchMeta, PostCreate, Source
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
@@ -22,9 +22,7 @@ A, B, C = "http://a.example/feed", "http://b.example/rss", "https://c.example/at
 
 
 def config(tmp_path: Path, feeds: list[dict[str, Any]], **settings: Any) -> Config:
-    return Config.model_validate(
-        {"database": str(tmp_path / "rssd.sqlite3"), "feeds": feeds, **settings}
-    )
+    return config_of({"database": str(tmp_path / "rssd.sqlite3"), "feeds": feeds, **settings})
 
 
 def feed(url: str, **settings: Any) -> dict[str, Any]:

@@ -154,9 +154,7 @@ def test_user_errors_name_the_key(user: str, expected: str) -> None:
 
 def test_a_misplaced_secret_is_not_echoed() -> None:
     text = f'users = ["{SECRET}"]\n[[feeds]]\nurl = "{FEED}"\n'
-    assert errors_of(text) == [
-        "users[0]: Input should be a valid dictionary or instance of UserConfig"
-    ]
+    assert errors_of(text) == ["users[0]: must be a table"]
 
 
 def test_duplicate_user_names() -> None:

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
-from rssd.models.config import Config
+from rssd.models.config import Config, ConfigError, config_of
 from rssd.models.outbox import POSTS_PER_MESSAGE, Feed, StoredPost, Subscriber, plan_messages
 from rssd.models.post import PostCreate
 from rssd.models.users import ServiceToken
@@ -327,13 +326,14 @@ TOKEN = "AbCdEf.123-xyz"
 
 
 def config(tmp_path: Path, **user: Any) -> Config:
-    return Config.model_validate(
+    return config_of(
         {
             "database": str(tmp_path / "db.sqlite3"),
             "feeds": [{"url": "https://blog.example/feed"}],
             "users": [{"name": "alice", "feeds": ["*"], **user}],
         },
-        context={"base_dir": tmp_path},
+        tmp_path / "config.toml",  # relative secret files: beside it
+        {},
     )
 
 
@@ -365,9 +365,9 @@ def test_a_gotify_token_from_a_file_is_never_shown(tmp_path: Path) -> None:
 )
 def test_format_errors(tmp_path: Path, user: dict[str, Any], error: str) -> None:
     settings = {"webhook_url": "https://hook.example/x", **user}
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(ConfigError) as caught:
         config(tmp_path, **settings)
-    messages = " ".join(str(e["msg"]) for e in caught.value.errors())
+    messages = " ".join(caught.value.errors)
     assert error in messages
     assert "has space" not in messages
 

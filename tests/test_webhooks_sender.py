@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from rssd.models.config import config_of
 from rssd.models.users import WebhooksConfig, WebhookSecret
 from rssd.webhooks.guard import GuardedResolver
 from rssd.webhooks.rules import Answer
@@ -22,7 +23,7 @@ ALICE = WebhookSecret.parse(SECRETS["alice"])
 
 
 def settings(**values: object) -> WebhooksConfig:
-    return WebhooksConfig.model_validate({"allow_private_networks": True, **values})
+    return config_of({"webhooks": {"allow_private_networks": True, **values}}).webhooks
 
 
 async def send(config: WebhooksConfig, url: str, message_id: str = "msg_1") -> Answer:

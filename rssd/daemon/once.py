@@ -9,6 +9,7 @@ from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from rssd import metrics
 from rssd.daemon.delivery import DeliveryLoop, DeliveryStats
@@ -60,13 +61,15 @@ class RunSummary:
         )
 
 
-async def run_once(config: Config) -> RunSummary:
-    """Sync sources from config, fetch each enabled one once, log ``run.summary``."""
+async def run_once(config: Config, path: Path | None = None) -> RunSummary:
+    """Sync sources from config (read from ``path``: its mtime is recorded, so that the
+    next run starts without checking an unchanged file again), fetch each enabled one
+    once, log ``run.summary``."""
     started = time.monotonic()
     lag = LagProbe()
     stopped: list[signal.Signals] = []
     delivered = DeliveryStats()
-    async with daemon_session(config) as db:
+    async with daemon_session(config, path) as db:
         sources = await SourceRepo(db).list(enabled_only=True)
         async with Fetcher(config) as fetcher:
             pipeline = Pipeline(db, fetcher)

@@ -24,7 +24,9 @@ from rssd.daemon.lock import LockedError
 from rssd.daemon.watcher import FileWatcher
 from rssd.exits import EXIT_FAILURE, EXIT_OK
 from rssd.imports import collector_paused, settle_collector
-from rssd.models.config import Config, ConfigError, load_config
+from rssd.models.config import Config, ConfigError, Trust, load_config
+from rssd.models.location import config_mtime
+from rssd.repo.config_versions import synced_mtime_now
 from rssd.repo.db import DatabaseError, is_driver_error
 
 #: How long a clean exit waits for a non-daemon thread that is finishing anyway.
@@ -38,7 +40,7 @@ def run(path: Path, *, once: bool) -> int:
     watcher = FileWatcher(path)  # before reading: an edit from now on is a change
     with collector_paused():  # what is loaded now lives as long as the process
         try:
-            config = load_config(path)
+            config = load_config(path, trust=synced_as_is(path))
         except ConfigError as exc:
             log.error("config.invalid", path=str(path), errors=exc.errors)
             return EXIT_FAILURE
@@ -75,6 +77,19 @@ def run(path: Path, *, once: bool) -> int:
     return EXIT_OK
 
 
+def synced_as_is(path: Path) -> Trust:
+    """Whether the database records ``path`` as synced with its mtime as it is now: the
+    daemon checked and synced this very file, so it starts without checking it again
+    (``rssd status`` trusts a file on the same grounds). Asked after the file was read:
+    an edit made since has a newer mtime, and is checked."""
+
+    def vouch(database: Path | str) -> bool:
+        mtime = config_mtime(path)
+        return mtime is not None and synced_mtime_now(database) == mtime
+
+    return vouch
+
+
 def _main(
     path: Path, config: Config, watcher: FileWatcher, *, once: bool
 ) -> Callable[[], Coroutine[Any, Any, signal.Signals | None]]:
@@ -85,7 +100,7 @@ def _main(
         from rssd.daemon.once import run_once  # noqa: PLC0415
 
         async def fetch_once() -> signal.Signals | None:
-            return (await run_once(config)).interrupted_by
+            return (await run_once(config, path)).interrupted_by
 
         return fetch_once
     from rssd.daemon.service import run_service  # noqa: PLC0415

@@ -20,7 +20,7 @@ import secrets
 import signal
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -351,7 +351,7 @@ class Service:
                 detail="changing database needs a restart",
                 database=config.database_label,
             )
-            config = config.model_copy(update={"database": self.config.database})
+            config = replace(config, database=self.config.database)
         edited = config_hash(config) != config_hash(self.config)
         report = await sync_sources(
             running.db, config, self.config_path, self.identity.id, edited=edited

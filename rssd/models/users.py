@@ -1,7 +1,9 @@
 """The ``[webhooks]`` table and the ``[[users]]`` tables of config.toml.
 
 A webhook secret is held in ``WebhookSecret``, whose repr and str are redacted: a config
-printed, logged or put in an error message never shows it.
+printed, logged or put in an error message never shows it. Plain dataclasses, built from
+tables rssd/models/config_check.py has checked: a daemon whose config.toml is unchanged
+since it was checked starts without importing pydantic.
 """
 
 from __future__ import annotations
@@ -9,24 +11,16 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Any, Literal, Protocol
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PlainValidator,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
-
-from rssd.models.digests import parse_schedule
 from rssd.models.files import FileTooLarge, read_regular_file
 from rssd.models.filters import Filters, Rule, parse_rule
 from rssd.models.redact import redact
-from rssd.models.urls import check_http_url, normalize_url
+from rssd.models.tables import from_table
+from rssd.models.urls import normalize_url
 
 SECRET_PREFIX = "whsec_"
 #: Standard Webhooks' default schedule: the waits before attempts 2..10, about 3 days in all.
@@ -119,36 +113,13 @@ def parse_secret(text: str, fmt: str) -> WebhookSecret:
     return ServiceToken.parse(text) if fmt in TOKEN_FORMATS else WebhookSecret.parse(text)
 
 
-def _secret(value: object, info: ValidationInfo) -> WebhookSecret:
-    if isinstance(value, WebhookSecret):
-        return value
-    if not isinstance(value, str):
-        raise ValueError("must be a string")  # no input echoed: it may be a secret
-    return parse_secret(value, str(info.data.get("format", "standard")))
+@dataclass(frozen=True)
+class WebhooksConfig:
+    """``[webhooks]``: how messages are sent to every user's endpoint (checked by
+    rssd/models/config_check.py)."""
 
-
-def _rule(value: object) -> Rule:
-    if isinstance(value, Rule):
-        return value
-    if not isinstance(value, str):
-        raise ValueError("a filter must be a string 'field=regex'")
-    return parse_rule(value)
-
-
-Secret = Annotated[WebhookSecret, PlainValidator(_secret)]
-FilterRule = Annotated[Rule, PlainValidator(_rule)]
-RetrySeconds = Annotated[float, Field(gt=0, le=86_400 * 7, allow_inf_nan=False)]
-
-
-class WebhooksConfig(BaseModel):
-    """``[webhooks]``: how messages are sent to every user's endpoint."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    timeout_seconds: Annotated[float, Field(gt=0, le=300, allow_inf_nan=False)] = 15.0
-    retry_seconds: Annotated[tuple[RetrySeconds, ...], Field(max_length=50, strict=False)] = (
-        DEFAULT_RETRY_SECONDS
-    )
+    timeout_seconds: float = 15.0
+    retry_seconds: tuple[float, ...] = DEFAULT_RETRY_SECONDS
     allow_private_networks: bool = False
 
     @property
@@ -156,26 +127,24 @@ class WebhooksConfig(BaseModel):
         return len(self.retry_seconds) + 1
 
 
-class UserConfig(BaseModel):
-    """One ``[[users]]`` table: an endpoint, its secret, its feeds and filters."""
+@dataclass(frozen=True)
+class UserConfig:
+    """One ``[[users]]`` table: an endpoint, its secret, its feeds and filters (checked by
+    rssd/models/config_check.py)."""
 
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, strict=True, arbitrary_types_allowed=True
-    )
-
-    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")]
+    name: str
     webhook_url: str
-    # Before ``secret``: the format says how the secret is read.
     format: Format = "standard"
-    secret: Secret | None = Field(default=None, repr=False)
-    secret_file: Annotated[Path, Field(strict=False)] | None = None
-    feeds: Annotated[tuple[str, ...], Field(strict=False)] = ()
-    keep: Annotated[tuple[FilterRule, ...], Field(strict=False)] = ()
-    block: Annotated[tuple[FilterRule, ...], Field(strict=False)] = ()
+    #: Read from ``secret_file`` when that is set.
+    secret: WebhookSecret | None = field(default=None, repr=False)
+    secret_file: Path | None = None
+    feeds: tuple[str, ...] = ()
+    keep: tuple[Rule, ...] = ()
+    block: tuple[Rule, ...] = ()
     notify_backlog: bool = False
     #: A story already announced to this user from another of their feeds within this
     #: many days is not announced again (0: never skip).
-    dedupe_days: Annotated[int, Field(ge=0, le=MAX_DEDUPE_DAYS)] = 7
+    dedupe_days: int = 7
     #: ``standard`` only: posts carry their content, tags, enclosures, updated_at.
     include_content: bool = False
     #: One message per period instead of one per fetch: "1h", "1d", "30m" or "08:00".
@@ -183,45 +152,13 @@ class UserConfig(BaseModel):
     #: The zone of a time-of-day digest (IANA name); UTC if unset.
     timezone: str | None = None
 
-    @field_validator("webhook_url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        return check_http_url(value)
-
-    @model_validator(mode="after")
-    def _one_secret(self, info: ValidationInfo) -> UserConfig:
-        """Exactly one of ``secret`` / ``secret_file``; the file is read now, so a missing
-        or unreadable one is a config error, not a delivery failure days later."""
-        has_secret = self.secret is not None or self.secret_file is not None
-        if self.secret is not None and self.secret_file is not None:
-            raise ValueError("set exactly one of 'secret' and 'secret_file'")
-        if not has_secret and (self.format == "standard" or TOKEN_FORMATS.get(self.format)):
-            what = " (the application token)" if self.format == "gotify" else ""
-            raise ValueError(f"set exactly one of 'secret' and 'secret_file'{what}")
-        if self.format == "ntfy":
-            check_ntfy_topic(self.webhook_url)
-        if self.include_content and self.format != "standard":
-            raise ValueError("include_content applies to format 'standard' only")
-        if self.digest is not None:
-            parse_schedule(self.digest, self.timezone)
-        elif self.timezone is not None:
-            raise ValueError('timezone applies to a time-of-day digest (digest = "08:00")')
-        if self.secret_file is not None:
-            base = (info.context or {}).get("base_dir")
-            path = self.secret_file
-            if not path.is_absolute() and isinstance(base, Path):
-                path = base / path
-            secret = _read_secret_file(path, self.format)
-            object.__setattr__(self, "secret", secret)
-        return self
-
     @property
     def filters(self) -> Filters:
         return Filters(self.keep, self.block)
 
     @property
     def signing_secret(self) -> WebhookSecret:
-        assert self.secret is not None  # guaranteed by _one_secret for 'standard'
+        assert self.secret is not None  # config_check requires one for 'standard'
         return self.secret
 
     @property
@@ -236,6 +173,33 @@ class UserConfig(BaseModel):
         return ALL_FEEDS in self.feeds
 
 
+def webhooks_from(table: Mapping[str, Any]) -> WebhooksConfig:
+    """The ``[webhooks]`` table, checked, as the daemon holds it."""
+    return from_table(WebhooksConfig, table)
+
+
+def user_from(table: Mapping[str, Any], secrets: Path) -> UserConfig:
+    """A checked ``[[users]]`` table as the daemon holds it: its secret parsed, or read
+    from ``secret_file`` now (relative to ``secrets``), its filters compiled."""
+    fmt = str(table.get("format", "standard"))
+    user = from_table(
+        UserConfig,
+        table,
+        webhook_url=str.strip,  # as check_http_url accepted it
+        secret=lambda text: parse_secret(text, fmt),
+        keep=_rules,
+        block=_rules,
+    )
+    if user.secret_file is None:
+        return user
+    path = user.secret_file if user.secret_file.is_absolute() else secrets / user.secret_file
+    return replace(user, secret=read_secret_file(path, fmt))
+
+
+def _rules(values: list[str]) -> tuple[Rule, ...]:
+    return tuple(parse_rule(value) for value in values)
+
+
 def check_ntfy_topic(url: str) -> None:
     """An ntfy URL names its topic in its last path segment (``https://ntfy.sh/mytopic``)."""
     path = url.split("?", 1)[0].split("#", 1)[0].split("://", 1)[-1]
@@ -243,7 +207,7 @@ def check_ntfy_topic(url: str) -> None:
         raise ValueError("format 'ntfy' needs the topic's URL, such as https://ntfy.sh/mytopic")
 
 
-def _read_secret_file(path: Path, fmt: str) -> WebhookSecret:
+def read_secret_file(path: Path, fmt: str) -> WebhookSecret:
     try:
         data = read_regular_file(path, MAX_SECRET_FILE_BYTES)
     except FileTooLarge:
@@ -260,7 +224,17 @@ def _read_secret_file(path: Path, fmt: str) -> WebhookSecret:
         raise ValueError(f"secret_file: {path}: {exc}") from None
 
 
-def check_users(users: tuple[UserConfig, ...], feed_urls: list[str]) -> list[str]:
+class _Subscriber(Protocol):
+    """A user as the cross-checks see one: the checked table (config_check) or the
+    built UserConfig."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def feeds(self) -> tuple[str, ...]: ...
+
+
+def check_users(users: Sequence[_Subscriber], feed_urls: list[str]) -> list[str]:
     """Cross-checks over the whole config (pure): unique names, known feed URLs."""
     known = {normalize_url(url) for url in feed_urls}
     problems: list[str] = []

@@ -8,8 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import PurePath
+from dataclasses import dataclass, fields
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 from rssd.repo.db import Database, Tx
@@ -53,16 +53,33 @@ def config_digests(config: Config) -> dict[str, str]:
     """One digest per key the cluster shares: each top-level setting by name, each feed
     as ``feeds[URL]``, each user as ``users[NAME]``. Two configs differ exactly in the
     keys whose digests differ (``differing_keys``)."""
-    top = config.model_dump(mode="python", exclude={*LOCAL_KEYS, "feeds", "users"}, warnings=False)
+    top = _values(config, _TOP_EXCLUDED)
+    top["webhooks"] = _values(config.webhooks, frozenset())
     digests = {key: _digest(value) for key, value in top.items()}
     for feed in config.feeds:
-        data = feed.model_dump(mode="python", exclude={"headers_file"}, warnings=False)
+        data = _values(feed, _FEED_EXCLUDED)
         data["headers"] = {name: _fingerprint(value) for name, value in feed.headers.items()}
         digests[f"feeds[{feed.url}]"] = _digest(data)
     for user in config.users:
-        data = user.model_dump(mode="python", exclude={"secret_file"}, warnings=False)
-        digests[f"users[{user.name}]"] = _digest(data)
+        digests[f"users[{user.name}]"] = _digest(_values(user, _USER_EXCLUDED))
     return digests
+
+
+_TOP_EXCLUDED = frozenset({*LOCAL_KEYS, "feeds", "users"})
+_FEED_EXCLUDED = frozenset({"headers_file"})
+_USER_EXCLUDED = frozenset({"secret_file"})
+_NAMES: dict[tuple[type, frozenset[str]], tuple[str, ...]] = {}
+
+
+def _values(table: object, exclude: frozenset[str]) -> dict[str, object]:
+    """A config dataclass's fields by name, but ``exclude``: the form every digest has
+    hashed since configs were pydantic models (a nested table is the caller's)."""
+    key = (type(table), exclude)
+    names = _NAMES.get(key)
+    if names is None:
+        found = fields(table)  # type: ignore[arg-type]
+        names = _NAMES[key] = tuple(item.name for item in found if item.name not in exclude)
+    return {name: getattr(table, name) for name in names}
 
 
 def hash_of(digests: Mapping[str, str]) -> str:
@@ -124,3 +141,37 @@ async def known_digests(db: Database, hashes: set[str]) -> dict[str, dict[str, s
         return {key: digests for key, digests in found.items() if digests is not None}
 
     return await db.read(work)
+
+
+def synced_mtime_now(database: Path | str) -> str | None:
+    """The config file mtime config_sync records, read at once, before the daemon's event
+    loop runs (run.py: a file synced as it is now starts without being checked again).
+    None when there is none, or it cannot be read: the file is then checked in full."""
+    query = "SELECT config_mtime FROM config_sync WHERE id = 1"
+    try:
+        if isinstance(database, str):
+            import psycopg  # noqa: PLC0415  (PostgreSQL only)
+
+            from rssd.repo.postgres import ADAPTERS  # noqa: PLC0415  (its times as text)
+
+            with psycopg.connect(
+                database, connect_timeout=5, autocommit=True, context=ADAPTERS
+            ) as conn:
+                row = conn.execute(query).fetchone()
+        else:
+            import sqlite3  # noqa: PLC0415
+
+            from rssd.repo.files import check_database_files  # noqa: PLC0415
+            from rssd.repo.sqlite import readonly_uri  # noqa: PLC0415
+
+            if not database.is_file():
+                return None
+            check_database_files(database)  # never open a FIFO: it would block
+            local = sqlite3.connect(readonly_uri(database), uri=True)
+            try:
+                row = local.execute(query).fetchone()
+            finally:
+                local.close()
+    except Exception:
+        return None
+    return str(row[0]) if row is not None else None

@@ -85,7 +85,7 @@ class SqliteDatabase(Database):
     @classmethod
     async def open_file(cls, path: Path, *, readonly: bool = False) -> SqliteDatabase:
         """Open (creating if needed), set pragmas, and bring the schema up to date."""
-        target, uri = (_readonly_uri(path), True) if readonly else (str(path), False)
+        target, uri = (readonly_uri(path), True) if readonly else (str(path), False)
         try:
             if not readonly:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -258,6 +258,6 @@ def _probe(target: str, uri: bool) -> None:
     sqlite3.connect(target, uri=uri).close()
 
 
-def _readonly_uri(path: Path) -> str:
+def readonly_uri(path: Path) -> str:
     """A quoted file: URI (a '#', '?' or '%' in the path must not cut or change it)."""
     return path.resolve().as_uri() + "?mode=ro"

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from rssd.models.config import Config
+from rssd.models.config import Config, config_of
 
 #: The suite's feeds are served from one or two loopback hosts, dozens of feeds each: one
 #: second between request starts to a host (the default) would turn every test of many
@@ -67,7 +67,7 @@ def write_config(path: Path, feeds: Sequence[Feed] = (), **settings: TomlValue) 
 def make_config(tmp_path: Path, feeds: Sequence[Feed], **settings: object) -> Config:
     """A Config (no file) with these feeds (URLs or tables) and its database in
     ``tmp_path``."""
-    return Config.model_validate(
+    return config_of(
         {
             "database": str(tmp_path / "rssd.sqlite3"),
             "host_min_gap_seconds": NO_GAP,

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
-from rssd.models.config import Config
+from rssd.models.config import Config, config_of
 from tests.support.loopback import serve
 
 SECRETS = {
@@ -35,7 +35,7 @@ def user(name: str, url: str, feeds: list[str], **settings: Any) -> dict[str, An
 def make_config(
     tmp_path: Path, feeds: list[str], users: list[dict[str, Any]], **webhooks: Any
 ) -> Config:
-    return Config.model_validate(
+    return config_of(
         {
             "database": str(tmp_path / "rssd.sqlite3"),
             "feeds": [{"url": url} for url in feeds],
