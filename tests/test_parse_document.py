@@ -12,6 +12,8 @@ import os
 import random
 import re
 import signal
+import subprocess
+import sys
 import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -466,6 +468,22 @@ async def test_slow_document_in_the_pool_is_parse_error_and_the_pool_recovers(
     await parse_fine(small_pool)
 
 
+def test_a_pool_that_parses_nothing_never_makes_its_executor() -> None:
+    """A pass of 304s parses nothing: it never pays for multiprocessing's and the process
+    pool's imports (~20 ms of CPU at every start; bench/startup_parts.py) or the workers."""
+    script = (
+        "import sys\n"
+        "from rssd.fetch.parse import ParsePool\n"
+        "pool = ParsePool(workers=2)\n"
+        "pool.close()\n"
+        "print(pool._executor is None, 'concurrent.futures.process' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.split() == ["True", "False"]
+
+
 def worker_pids(pool: ParsePool) -> list[int]:
     # No public handle on the workers: reach into the executor (test-only).
     executor = getattr(pool, "_executor")  # noqa: B009
@@ -590,7 +608,7 @@ async def test_closing_while_the_workers_start_leaves_no_worker(delay: float) ->
     closes must die too (one left alive kept the interpreter from exiting: the executor's
     manager thread is joined at exit)."""
     pool = ParsePool(workers=2)
-    executor = getattr(pool, "_executor")  # noqa: B009
+    executor = getattr(pool, "_pool")()  # noqa: B009  (made now: the start thread uses it)
     spawned = getattr(executor, "_processes")  # noqa: B009 - the live dict, late spawns too
     pool.start_soon()
     await asyncio.sleep(delay)  # where in the start-up the close lands: any moment will do

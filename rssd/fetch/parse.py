@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
 import os
 import signal
 import threading
 import time
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Executor, Future
+from typing import TYPE_CHECKING
 
 from rssd import metrics
 from rssd.fetch.worker import ParseOutcome, parse_document, ping, worker_init
 from rssd.logs import get_logger
 from rssd.models.codes import ErrorCode
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 __all__ = ["ParseOutcome", "ParsePool", "parse_document"]
 
@@ -40,7 +42,9 @@ class ParsePool:
     def __init__(self, workers: int | None = None, timeout: float = 20.0) -> None:
         self.workers = workers or max(1, os.cpu_count() or 1)
         self.timeout = timeout
-        self._executor = self._new_executor()
+        #: Made by the first body to parse (``_pool``), as the workers are started then.
+        self._executor: ProcessPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
         self._generation = 0
         #: The workers being started off the loop (start_soon, or after a restart).
         self._starting: asyncio.Future[None] | None = None
@@ -54,15 +58,27 @@ class ParsePool:
         self._managers: list[threading.Thread] = []
 
     def _new_executor(self) -> ProcessPoolExecutor:
+        # Imported here: multiprocessing and the pool's module are ~20 ms of CPU (bench/
+        # startup_parts.py) that a pass of 304s, which parses nothing, never needs.
+        import multiprocessing  # noqa: PLC0415
+        from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+
         # forkserver: never fork the daemon itself (it has threads: aiosqlite, the resolver).
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["rssd.fetch.worker", "rssd.fetch.parsing"])
         return ProcessPoolExecutor(self.workers, mp_context=context, initializer=worker_init)
 
+    def _pool(self) -> ProcessPoolExecutor:
+        """The current executor, made on first use (from the start thread, or a parse)."""
+        with self._executor_lock:
+            if self._executor is None:
+                self._executor = self._new_executor()
+            return self._executor
+
     async def start(self) -> None:
         """Start the workers from a thread: starting the forkserver and forking blocks for
         a few hundred ms, which on the loop thread showed as 200+ ms of loop lag."""
-        await asyncio.to_thread(_prestart, self._executor, self.workers)
+        await asyncio.to_thread(lambda: _prestart(self._pool(), self.workers))
 
     @property
     def started(self) -> bool:
@@ -94,9 +110,11 @@ class ParsePool:
         if not starting.done() and starting.get_loop() is loop:
             # Not on the loop thread: submitting now would fork the workers right here.
             await asyncio.wait([starting])
+        from concurrent.futures.process import BrokenProcessPool  # noqa: PLC0415  (_pool's)
+
         for attempt in range(2):
             generation = self._generation
-            executor: Executor = self._executor
+            executor: Executor = self._pool()
             # None while submit itself raises: a pool found broken (a worker killed, its
             # start failed) before this document, which the restart below replaces.
             future: Future[ParseOutcome] | None = None
@@ -178,16 +196,18 @@ class ParsePool:
             return  # someone already replaced the pool this attempt ran on
         self._generation += 1
         metrics.PARSE_WORKER_RESTARTS.inc()
-        old = self._executor
-        self._executor = self._new_executor()
-        self._kill(old)
-        self.start_soon()  # off the loop, as at start
+        with self._executor_lock:
+            old, self._executor = self._executor, None
+        if old is not None:
+            self._kill(old)
+        self.start_soon()  # off the loop, as at start: a new executor
 
     def close(self) -> None:
         if self._starting is not None and not self._starting.done():
             with contextlib.suppress(RuntimeError):  # its loop is closed: nothing to cancel
                 self._starting.cancel()
-        self._kill(self._executor)
+        if self._executor is not None:
+            self._kill(self._executor)
 
     async def aclose(self) -> None:
         """close(), then wait (off the loop, bounded) for the start thread and the pools'
