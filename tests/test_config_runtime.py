@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli
 from pydantic import BaseModel
 
 from rssd.daemon.run import synced_as_is
@@ -136,6 +137,19 @@ def test_each_model_checks_the_fields_its_dataclass_holds(
             assert checked.model_dump() == asdict(default), item.name  # type: ignore[call-overload]
         else:
             assert checked == default, item.name
+
+
+def test_the_file_with_every_key_has_every_key() -> None:
+    """So that a field added to a table is built both ways below, with its conversion."""
+    raw = tomli.loads(EVERY_KEY)
+    tables: list[tuple[type, set[str]]] = [
+        (Config, set(raw)),
+        (WebhooksConfig, set(raw["webhooks"])),
+        (FeedConfig, {key for feed in raw["feeds"] for key in feed}),
+        (UserConfig, {key for user in raw["users"] for key in user}),
+    ]
+    for held, keys in tables:
+        assert keys == {item.name for item in fields(held)}, held
 
 
 def test_a_trusted_file_builds_the_config_a_checked_one_does(tmp_path: Path) -> None:

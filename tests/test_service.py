@@ -469,7 +469,8 @@ async def test_kill_9_leaves_no_parse_pool_processes_behind(
     url = feed_server.static("/a.xml", rss(ITEMS))
     config = write_config(tmp_path / "config.toml", [{"url": url}])
     daemon = await daemons.start(config)
-    await daemon.wait_for("daemon.ready")
+    # The pool starts with the first body to parse: the feed's first fetch.
+    await daemon.wait_for("fetch.completed", url=url)
     assert len(daemon.group()) > 1, daemon.group()  # the daemon and its parse pool
     await daemon.crash()
     left = await daemon.group_gone()
