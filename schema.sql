@@ -226,12 +226,16 @@ CREATE TABLE IF NOT EXISTS daemons (
 
 -- Version 7: the config.toml last synced into content_sources, so that a daemon with an
 -- older copy of the file does not undo a newer sync (config.drift).
+-- Version 20: checked_by, the rssd version whose check accepted the file synced; a daemon
+-- starts without checking its config.toml again only when the file has config_mtime and
+-- this is its own version (rssd/daemon/run.py).
 CREATE TABLE IF NOT EXISTS config_sync (
     id           INTEGER PRIMARY KEY CHECK (id = 1),
     config_hash  TEXT    NOT NULL,
     config_mtime TEXT    NOT NULL,
     synced_at    TEXT    NOT NULL,
-    synced_by    TEXT
+    synced_by    TEXT,
+    checked_by   TEXT
 ) STRICT;
 
 -- Version 8: every config version the cluster synced, by hash, with a digest per shared

@@ -128,7 +128,8 @@ CREATE TABLE IF NOT EXISTS config_sync (
     config_hash  text    NOT NULL,
     config_mtime timestamptz NOT NULL,
     synced_at    timestamptz NOT NULL,
-    synced_by    text
+    synced_by    text,
+    checked_by   text  -- version 20, as in schema.sql
 );
 
 CREATE TABLE IF NOT EXISTS config_versions (

@@ -5,6 +5,7 @@ way a file is read, and a start that skips the check only for the very file it c
 from __future__ import annotations
 
 import base64
+import json
 import os
 import subprocess
 import sys
@@ -17,12 +18,13 @@ import tomli
 from pydantic import BaseModel
 
 from rssd.daemon.run import synced_as_is
-from rssd.daemon.startup import file_mtime
+from rssd.daemon.startup import daemon_session, file_mtime
 from rssd.models.config import Config, ConfigError, FeedConfig, config_of, load_config
 from rssd.models.config_check import ConfigModel, FeedModel, UserModel, WebhooksModel
+from rssd.models.location import config_mtime
 from rssd.models.users import UserConfig, WebhooksConfig
 from rssd.repo.config_sync import sync_config
-from rssd.repo.config_versions import config_hash, synced_mtime_now
+from rssd.repo.config_versions import CHECKED_BY, config_hash, synced_check_now
 from rssd.repo.db import Database
 from tests.support.probe import loaded
 from tests.support.process import WAIT
@@ -235,31 +237,56 @@ def test_a_trusted_load_imports_no_pydantic(tmp_path: Path) -> None:
     assert result.stdout.split() == ["False", "True"]
 
 
-async def test_the_synced_mtime_is_read_before_the_loop(
+async def test_the_synced_check_is_read_before_the_loop(
     db: Database, db_target: Path | str, tmp_path: Path
 ) -> None:
     path = tmp_path / "config.toml"
     path.write_text('[[feeds]]\nurl = "http://a.example/feed"\n')
-    assert synced_mtime_now(db_target) is None  # nothing synced yet
-    assert not synced_as_is(path)(db_target)
+    written = path.stat()
+    mtime = config_mtime(path)
+    assert synced_check_now(db_target) is None  # nothing synced yet
+    assert not synced_as_is(path, mtime)(db_target)
     config = config_of({"database": str(db_target), "feeds": [{"url": "http://a.example/feed"}]})
     await sync_config(db, config, file_mtime=file_mtime(path), daemon_id=None, guard=False)
-    assert synced_mtime_now(db_target) == file_mtime(path)
-    assert synced_as_is(path)(db_target)
-    os.utime(path, ns=(1, 1))  # another mtime: an edit
-    assert not synced_as_is(path)(db_target)
+    assert synced_check_now(db_target) == (mtime, CHECKED_BY)
+    assert synced_as_is(path, mtime)(db_target)
+    os.utime(path, ns=(1, 1))  # another mtime: an edit, after the file was read
+    assert not synced_as_is(path, mtime)(db_target)
+    assert not synced_as_is(path, config_mtime(path))(db_target)
+    os.utime(path, ns=(written.st_atime_ns, written.st_mtime_ns))  # the file synced again
+    assert synced_as_is(path, mtime)(db_target)
+    await db.write(lambda tx: tx.execute("UPDATE config_sync SET checked_by = '0.0.0'"))
+    assert not synced_as_is(path, mtime)(db_target), "another version checked it"
+
+
+async def test_an_edit_after_the_read_is_checked_at_the_next_start(
+    db_target: Path | str, tmp_path: Path
+) -> None:
+    """The sync records the mtime taken before the file was read: an edit that lands
+    while the daemon starts (after the read, before the sync) is not taken as checked."""
+    path = tmp_path / "config.toml"
+    path.write_text(f"database = {json.dumps(str(db_target))}\n")
+    mtime = config_mtime(path)
+    config = load_config(path, {})
+    path.write_text(path.read_text() + "max_concurrency = 0\n")  # the edit
+    os.utime(path, ns=(10**18, 10**18))  # its own mtime, whatever the clock's grain
+    async with daemon_session(config, path, mtime=mtime):
+        pass
+    assert synced_check_now(db_target) == (mtime, CHECKED_BY)
+    with pytest.raises(ConfigError, match="max_concurrency"):
+        load_config(path, {}, trust=synced_as_is(path, config_mtime(path)))
 
 
 def test_no_answer_means_check(tmp_path: Path) -> None:
     """A database that is not there (not created by asking), not a file (a FIFO would
     block), or a server that does not answer: nothing is trusted."""
     missing = tmp_path / "none.sqlite3"
-    assert synced_mtime_now(missing) is None
+    assert synced_check_now(missing) is None
     assert not missing.exists()
     fifo = tmp_path / "fifo.sqlite3"
     os.mkfifo(fifo)
-    assert synced_mtime_now(fifo) is None
-    assert synced_mtime_now("postgresql://postgres@127.0.0.1:9/none") is None
+    assert synced_check_now(fifo) is None
+    assert synced_check_now("postgresql://postgres@127.0.0.1:9/none") is None
 
 
 def test_run_once_checks_a_file_only_when_it_changed(tmp_path: Path) -> None:

@@ -484,6 +484,23 @@ def test_a_pool_that_parses_nothing_never_makes_its_executor() -> None:
     assert result.stdout.split() == ["True", "False"]
 
 
+@pytest.mark.parametrize("turns", [0, 1, 3])
+async def test_closing_before_the_start_thread_made_the_pool_leaves_no_worker(turns: int) -> None:
+    """close() while the start thread has not made the executor yet: it makes none after
+    (it made one, and started workers, once the pool was closed, which left them alive)."""
+    pool = ParsePool(workers=2)
+    pool.start_soon()
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    await pool.aclose()  # waits for the start thread
+    executor = getattr(pool, "_executor")  # noqa: B009  (test-only)
+    processes = getattr(executor, "_processes", None) or {}
+    assert [p.pid for p in processes.values() if p.is_alive()] == []
+    assert await pool.parse(FINE, BASE, RSS_TYPE, sanitize=True) == ParseOutcome(
+        error_code=ErrorCode.PARSE_ERROR, message="parse pool closed"
+    )
+
+
 def worker_pids(pool: ParsePool) -> list[int]:
     # No public handle on the workers: reach into the executor (test-only).
     executor = getattr(pool, "_executor")  # noqa: B009

@@ -649,6 +649,11 @@ async def test_version_4_adds_the_feed_columns_as_a_fresh_database_has_them(
     assert query(path, "SELECT url, feed_title FROM content_sources") != []
 
 
+def drop_version_20(conn: sqlite3.Connection) -> None:
+    """Take version 20's column out of today's schema."""
+    conn.execute("ALTER TABLE config_sync DROP COLUMN checked_by")
+
+
 def drop_version_17(conn: sqlite3.Connection) -> None:
     """Take version 17's column out of today's schema."""
     conn.execute("ALTER TABLE daemons DROP COLUMN database_wait_since")
@@ -894,6 +899,7 @@ async def test_a_version_13_database_gets_earlier_attempts(tmp_path: Path) -> No
     path = tmp_path / "rssd.sqlite3"
     with closing(sqlite3.connect(path)) as conn:
         conn.executescript(schema_sql())
+        drop_version_20(conn)
         drop_version_14(conn)
         conn.execute("PRAGMA user_version = 13")
         conn.commit()
@@ -901,6 +907,17 @@ async def test_a_version_13_database_gets_earlier_attempts(tmp_path: Path) -> No
     assert user_version(path) == SCHEMA_VERSION
     columns = {str(row[1]) for row in query(path, "PRAGMA table_info(deliveries)")}
     assert "earlier_attempts" in columns
+
+
+def test_migration_19_alone_builds_what_schema_sql_has_for_version_20(tmp_path: Path) -> None:
+    """The step adds config_sync.checked_by (which rssd's check accepted the file synced:
+    a start skips the check only for a file its own version checked)."""
+    path = tmp_path / "v19.sqlite3"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(schema_sql())
+        drop_version_20(conn)
+        conn.executescript(MIGRATIONS[19])
+    assert same_schema_as_fresh(path, tmp_path / "fresh.sqlite3")
 
 
 def test_migration_16_alone_builds_what_schema_sql_has_for_version_17(tmp_path: Path) -> None:
@@ -1008,6 +1025,7 @@ async def test_a_version_17_database_gets_the_due_jobs_index_in_the_claims_order
     path = tmp_path / "rssd.sqlite3"
     await (await open_database(path)).close()
     with closing(sqlite3.connect(path)) as conn:
+        drop_version_20(conn)
         conn.execute("DROP INDEX fetch_job_due")
         conn.execute("CREATE INDEX fetch_job_due ON fetch_job (not_before) WHERE status = 'QUEUED'")
         conn.execute("PRAGMA user_version = 17")

@@ -411,13 +411,14 @@ async def test_the_index_is_built_in_batches_and_resumes(
 async def downgrade_to_12(db_target: Path | str) -> None:
     """A version-12 database with posts: today's schema without the objects of version
     13 and the later ones (14: deliveries.earlier_attempts; 15: the users' sender lease and
-    pause; 17: the daemons' database wait)."""
+    pause; 17: the daemons' database wait; 20: the check that accepted config.toml)."""
     later_columns = (
         ("deliveries", "earlier_attempts"),
         ("users", "sender"),
         ("users", "sender_until"),
         ("users", "paused_until"),
         ("daemons", "database_wait_since"),
+        ("config_sync", "checked_by"),
     )
     if isinstance(db_target, Path):
         with closing(sqlite3.connect(db_target)) as conn:

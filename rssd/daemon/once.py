@@ -61,15 +61,17 @@ class RunSummary:
         )
 
 
-async def run_once(config: Config, path: Path | None = None) -> RunSummary:
-    """Sync sources from config (read from ``path``: its mtime is recorded, so that the
-    next run starts without checking an unchanged file again), fetch each enabled one
-    once, log ``run.summary``."""
+async def run_once(
+    config: Config, path: Path | None = None, mtime: str | None = None
+) -> RunSummary:
+    """Sync sources from config (read from ``path``, which had ``mtime`` before it was
+    read: recorded, so that the next run starts without checking an unchanged file
+    again), fetch each enabled one once, log ``run.summary``."""
     started = time.monotonic()
     lag = LagProbe()
     stopped: list[signal.Signals] = []
     delivered = DeliveryStats()
-    async with daemon_session(config, path) as db:
+    async with daemon_session(config, path, mtime=mtime) as db:
         sources = await SourceRepo(db).list(enabled_only=True)
         async with Fetcher(config) as fetcher:
             pipeline = Pipeline(db, fetcher)

@@ -26,7 +26,7 @@ from rssd.exits import EXIT_FAILURE, EXIT_OK
 from rssd.imports import collector_paused, settle_collector
 from rssd.models.config import Config, ConfigError, Trust, load_config
 from rssd.models.location import config_mtime
-from rssd.repo.config_versions import synced_mtime_now
+from rssd.repo.config_versions import CHECKED_BY, synced_check_now
 from rssd.repo.db import DatabaseError, is_driver_error
 
 #: How long a clean exit waits for a non-daemon thread that is finishing anyway.
@@ -39,13 +39,16 @@ def run(path: Path, *, once: bool) -> int:
     log = logs.get_logger("rssd.daemon")
     watcher = FileWatcher(path)  # before reading: an edit from now on is a change
     with collector_paused():  # what is loaded now lives as long as the process
+        # Before the file is read: the sync records this, so an edit made from now on
+        # has another mtime, and the next start checks it.
+        mtime = config_mtime(path)
         try:
-            config = load_config(path, trust=synced_as_is(path))
+            config = load_config(path, trust=synced_as_is(path, mtime))
         except ConfigError as exc:
             log.error("config.invalid", path=str(path), errors=exc.errors)
             return EXIT_FAILURE
         logs.configure(config.log_level)
-        main = _main(path, config, watcher, once=once)  # its modules, before the freeze
+        main = _main(path, config, mtime, watcher, once=once)  # its modules, before the freeze
         from rssd.daemon.startup import warn_exposed_files  # noqa: PLC0415
 
     warn_exposed_files(config, path)
@@ -77,21 +80,23 @@ def run(path: Path, *, once: bool) -> int:
     return EXIT_OK
 
 
-def synced_as_is(path: Path) -> Trust:
-    """Whether the database records ``path`` as synced with its mtime as it is now: the
-    daemon checked and synced this very file, so it starts without checking it again
-    (``rssd status`` trusts a file on the same grounds). Asked after the file was read:
-    an edit made since has a newer mtime, and is checked."""
+def synced_as_is(path: Path, mtime: str | None) -> Trust:
+    """Whether the database records ``path`` as synced with ``mtime`` (the file's, taken
+    before it was read), accepted by this rssd's own check: the daemon checked and synced
+    this very file, so it starts without checking it again (``rssd status`` trusts a file
+    on similar grounds). Asked after the file was read: the mtime must still be the one
+    taken before, or the text read may be an edit nobody checked."""
 
     def vouch(database: Path | str) -> bool:
-        mtime = config_mtime(path)
-        return mtime is not None and synced_mtime_now(database) == mtime
+        if mtime is None or config_mtime(path) != mtime:
+            return False
+        return synced_check_now(database) == (mtime, CHECKED_BY)
 
     return vouch
 
 
 def _main(
-    path: Path, config: Config, watcher: FileWatcher, *, once: bool
+    path: Path, config: Config, mtime: str | None, watcher: FileWatcher, *, once: bool
 ) -> Callable[[], Coroutine[Any, Any, signal.Signals | None]]:
     """The mode's coroutine function (its result: the signal that cut ``run --once``
     short), its modules imported now. Only the mode's own: ``run --once`` needs no claim
@@ -100,13 +105,13 @@ def _main(
         from rssd.daemon.once import run_once  # noqa: PLC0415
 
         async def fetch_once() -> signal.Signals | None:
-            return (await run_once(config, path)).interrupted_by
+            return (await run_once(config, path, mtime)).interrupted_by
 
         return fetch_once
     from rssd.daemon.service import run_service  # noqa: PLC0415
 
     async def serve() -> signal.Signals | None:
-        await run_service(path, config, watcher)
+        await run_service(path, config, watcher, mtime)
         return None
 
     return serve

@@ -46,6 +46,7 @@ from rssd.fetch.fetcher import Fetcher
 from rssd.logs import bind_process, get_logger, set_level
 from rssd.models.config import Config, ConfigError, load_config
 from rssd.models.dto import FetchJobStatus, Source
+from rssd.models.location import config_mtime
 from rssd.repo.claims import ClaimRepo
 from rssd.repo.config_versions import config_hash
 from rssd.repo.daemons import DaemonRepo, Identity
@@ -121,10 +122,17 @@ class Service:
     (rssd/daemon/reload.py), housekeeping, the gauges and the watchdog."""
 
     def __init__(
-        self, config_path: Path, config: Config, watcher: FileWatcher | None = None
+        self,
+        config_path: Path,
+        config: Config,
+        watcher: FileWatcher | None = None,
+        mtime: str | None = None,
     ) -> None:
         self.config_path = config_path
         self.config = config
+        #: The file's mtime, taken before ``config`` was read from it: what the start's
+        #: sync records (rssd/daemon/run.py).
+        self.config_mtime = mtime
         #: Snapshot of the file taken before it was read, so an edit made while the daemon
         #: starts up is noticed, not lost.
         self.watcher = watcher or FileWatcher(config_path)
@@ -162,7 +170,9 @@ class Service:
         self._install_signals()
         bind_process(daemon_id=self.identity.id)
         try:
-            async with daemon_session(self.config, self.config_path, self.identity.id) as db:
+            async with daemon_session(
+                self.config, self.config_path, self.identity.id, mtime=self.config_mtime
+            ) as db:
                 await self._serve(db)
         finally:
             self._remove_signals()
@@ -337,6 +347,7 @@ class Service:
         notify.notify(notify.reloading_message())
         try:
             # Off the loop: reading a file can block (a slow disk, a network mount).
+            mtime = config_mtime(self.config_path)  # before: an edit since is another
             config = await asyncio.to_thread(load_config, self.config_path)
         except ConfigError as exc:
             log.error("config.invalid", path=str(self.config_path), errors=exc.errors)
@@ -354,7 +365,7 @@ class Service:
             config = replace(config, database=self.config.database)
         edited = config_hash(config) != config_hash(self.config)
         report = await sync_sources(
-            running.db, config, self.config_path, self.identity.id, edited=edited
+            running.db, config, self.config_path, self.identity.id, edited=edited, mtime=mtime
         )
         set_level(config.log_level)
         running.fetcher.reconfigure(config)
@@ -424,6 +435,9 @@ async def supervised(name: str, work: Callable[[], Awaitable[None]]) -> None:
 
 
 async def run_service(
-    config_path: Path, config: Config, watcher: FileWatcher | None = None
+    config_path: Path,
+    config: Config,
+    watcher: FileWatcher | None = None,
+    mtime: str | None = None,
 ) -> None:
-    await Service(config_path, config, watcher).run()
+    await Service(config_path, config, watcher, mtime).run()

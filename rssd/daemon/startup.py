@@ -52,9 +52,10 @@ async def recover(db: Database) -> int:
     return count
 
 
-def file_mtime(path: Path | None) -> str:
-    """When the config file was last written (now, if there is no file to ask)."""
-    return (config_mtime(path) if path else None) or now_iso()
+def file_mtime(path: Path | None, mtime: str | None = None) -> str:
+    """When the config file was last written: ``mtime`` if it was taken before the file
+    was read (run.py), else asked now (now itself, if there is no file to ask)."""
+    return mtime or (config_mtime(path) if path else None) or now_iso()
 
 
 async def sync_sources(
@@ -64,14 +65,20 @@ async def sync_sources(
     daemon_id: str | None = None,
     *,
     edited: bool = False,
+    mtime: str | None = None,
 ) -> SyncReport:
     """Sync the feed list from ``config`` (read from ``path``). On a shared database a
     file holding a version the cluster has moved on from is drift: logged, not applied
     (config_sync.py). ``edited``: its content changed since this daemon last read it.
-    Feeds first, then the users subscribed to them."""
-    mtime = file_mtime(path)
+    ``mtime``: the file's, taken before it was read (else it is asked now). Feeds first,
+    then the users subscribed to them."""
     outcome = await sync_config(
-        db, config, file_mtime=mtime, daemon_id=daemon_id, guard=db.shared, edited=edited
+        db,
+        config,
+        file_mtime=file_mtime(path, mtime),
+        daemon_id=daemon_id,
+        guard=db.shared,
+        edited=edited,
     )
     if outcome.report is None:
         synced = outcome.synced
@@ -117,7 +124,11 @@ async def sync_sources(
 
 @asynccontextmanager
 async def daemon_session(
-    config: Config, path: Path | None = None, daemon_id: str | None = None
+    config: Config,
+    path: Path | None = None,
+    daemon_id: str | None = None,
+    *,
+    mtime: str | None = None,
 ) -> AsyncIterator[Database]:
     """Lock the database, check it after an unclean stop, recover jobs, sync sources.
 
@@ -126,7 +137,7 @@ async def daemon_session(
     """
     db_path = config.database_path
     if db_path is None:
-        async with _shared_session(config, path, daemon_id) as shared:
+        async with _shared_session(config, path, daemon_id, mtime) as shared:
             yield shared
         return
     check_database_files(db_path)  # before the lock file is created beside it
@@ -139,7 +150,7 @@ async def daemon_session(
                     "database.checked", check="quick_check", result=result
                 )
             await recover(db)
-            await sync_sources(db, config, path, daemon_id)
+            await sync_sources(db, config, path, daemon_id, mtime=mtime)
             yield db
             await db.checkpoint()
         finally:
@@ -149,13 +160,13 @@ async def daemon_session(
 
 @asynccontextmanager
 async def _shared_session(
-    config: Config, path: Path | None, daemon_id: str | None
+    config: Config, path: Path | None, daemon_id: str | None, mtime: str | None
 ) -> AsyncIterator[Database]:
     """PostgreSQL: no lock and no start-up recovery (other daemons' jobs are live; a dead
     one's come back when their leases expire), only the sync."""
     db = await open_database(config.database)
     try:
-        await sync_sources(db, config, path, daemon_id)
+        await sync_sources(db, config, path, daemon_id, mtime=mtime)
         yield db
     finally:
         await db.close()

@@ -44,7 +44,11 @@ class ParsePool:
         self.timeout = timeout
         #: Made by the first body to parse (``_pool``), as the workers are started then.
         self._executor: ProcessPoolExecutor | None = None
+        #: Guards the executor and ``_closed``: the start thread, a parse and close may
+        #: come at once.
         self._executor_lock = threading.Lock()
+        #: Closed: no executor is made any more (a start thread still running makes none).
+        self._closed = False
         self._generation = 0
         #: The workers being started off the loop (start_soon, or after a restart).
         self._starting: asyncio.Future[None] | None = None
@@ -68,17 +72,23 @@ class ParsePool:
         context.set_forkserver_preload(["rssd.fetch.worker", "rssd.fetch.parsing"])
         return ProcessPoolExecutor(self.workers, mp_context=context, initializer=worker_init)
 
-    def _pool(self) -> ProcessPoolExecutor:
-        """The current executor, made on first use (from the start thread, or a parse)."""
+    def _pool(self) -> ProcessPoolExecutor | None:
+        """The current executor, made on first use (from the start thread, or a parse);
+        None once the pool is closed."""
         with self._executor_lock:
-            if self._executor is None:
+            if self._executor is None and not self._closed:
                 self._executor = self._new_executor()
             return self._executor
 
     async def start(self) -> None:
         """Start the workers from a thread: starting the forkserver and forking blocks for
         a few hundred ms, which on the loop thread showed as 200+ ms of loop lag."""
-        await asyncio.to_thread(lambda: _prestart(self._pool(), self.workers))
+        await asyncio.to_thread(self._prestart)
+
+    def _prestart(self) -> None:
+        executor = self._pool()
+        if executor is not None:  # closed meanwhile: nothing to start
+            _prestart(executor, self.workers)
 
     @property
     def started(self) -> bool:
@@ -114,7 +124,10 @@ class ParsePool:
 
         for attempt in range(2):
             generation = self._generation
-            executor: Executor = self._pool()
+            current = self._pool()
+            if current is None:
+                return ParseOutcome(error_code=ErrorCode.PARSE_ERROR, message="parse pool closed")
+            executor: Executor = current
             # None while submit itself raises: a pool found broken (a worker killed, its
             # start failed) before this document, which the restart below replaces.
             future: Future[ParseOutcome] | None = None
@@ -206,8 +219,11 @@ class ParsePool:
         if self._starting is not None and not self._starting.done():
             with contextlib.suppress(RuntimeError):  # its loop is closed: nothing to cancel
                 self._starting.cancel()
-        if self._executor is not None:
-            self._kill(self._executor)
+        with self._executor_lock:  # a start thread past its cancel makes no executor now
+            self._closed = True
+            executor = self._executor
+        if executor is not None:
+            self._kill(executor)
 
     async def aclose(self) -> None:
         """close(), then wait (off the loop, bounded) for the start thread and the pools'

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from rssd.clock import to_iso
 from rssd.repo.config_versions import (
+    CHECKED_BY,
     Synced,
     config_digests,
     differing_keys,
@@ -119,11 +120,19 @@ async def sync_config(
         users = await users_sync.sync_users_in(tx, config)
         now = to_iso(await tx.now())  # the database's clock, as every daemon reads it
         await tx.execute(
-            "INSERT INTO config_sync (id, config_hash, config_mtime, synced_at, synced_by) "
-            "VALUES (1, :hash, :mtime, :now, :by) ON CONFLICT (id) DO UPDATE SET "
+            "INSERT INTO config_sync (id, config_hash, config_mtime, synced_at, synced_by, "
+            "checked_by) VALUES (1, :hash, :mtime, :now, :by, :checker) "
+            "ON CONFLICT (id) DO UPDATE SET "
             "config_hash = excluded.config_hash, config_mtime = excluded.config_mtime, "
-            "synced_at = excluded.synced_at, synced_by = excluded.synced_by",
-            {"hash": digest, "mtime": file_mtime, "now": now, "by": daemon_id},
+            "synced_at = excluded.synced_at, synced_by = excluded.synced_by, "
+            "checked_by = excluded.checked_by",
+            {
+                "hash": digest,
+                "mtime": file_mtime,
+                "now": now,
+                "by": daemon_id,
+                "checker": CHECKED_BY,
+            },
         )
         await tx.execute(
             "INSERT INTO config_versions (config_hash, digests, first_synced_at) "

@@ -12,10 +12,15 @@ from dataclasses import dataclass, fields
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
+from rssd import __version__
 from rssd.repo.db import Database, Tx
 
 if TYPE_CHECKING:
     from rssd.models.config import Config
+
+#: What config_sync records as the check that accepted the file synced: this rssd's
+#: version (a release may check more, or differently: its first start checks again).
+CHECKED_BY = __version__
 
 #: Top-level settings each daemon may set for itself: never drift.
 LOCAL_KEYS = frozenset(
@@ -143,11 +148,13 @@ async def known_digests(db: Database, hashes: set[str]) -> dict[str, dict[str, s
     return await db.read(work)
 
 
-def synced_mtime_now(database: Path | str) -> str | None:
-    """The config file mtime config_sync records, read at once, before the daemon's event
-    loop runs (run.py: a file synced as it is now starts without being checked again).
-    None when there is none, or it cannot be read: the file is then checked in full."""
-    query = "SELECT config_mtime FROM config_sync WHERE id = 1"
+def synced_check_now(database: Path | str) -> tuple[str, str | None] | None:
+    """The config file mtime config_sync records, and the rssd version whose check
+    accepted that file (``CHECKED_BY``), read at once, before the daemon's event loop runs
+    (run.py: a file synced as it is now, by its own version, starts without being checked
+    again). None when there is no row, or it cannot be read: the file is then checked in
+    full."""
+    query = "SELECT config_mtime, checked_by FROM config_sync WHERE id = 1"
     try:
         if isinstance(database, str):
             import psycopg  # noqa: PLC0415  (PostgreSQL only)
@@ -174,4 +181,6 @@ def synced_mtime_now(database: Path | str) -> str | None:
                 local.close()
     except Exception:
         return None
-    return str(row[0]) if row is not None else None
+    if row is None:
+        return None
+    return str(row[0]), None if row[1] is None else str(row[1])

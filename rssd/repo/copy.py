@@ -52,7 +52,9 @@ TABLES: dict[str, tuple[str, ...]] = {
         "user_id", "post_id", "content_source_id", "duplicate_of", "story", "skipped_at",
     ),
     "digest_items": ("user_id", "post_id", "content_source_id", "queued_at"),
-    "config_sync": ("id", "config_hash", "config_mtime", "synced_at", "synced_by"),
+    "config_sync": (
+        "id", "config_hash", "config_mtime", "synced_at", "synced_by", "checked_by"
+    ),
     "config_versions": ("config_hash", "digests", "first_synced_at"),
 }  # fmt: skip
 

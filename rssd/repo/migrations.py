@@ -15,7 +15,7 @@ from pathlib import Path
 from rssd.repo.db import DatabaseError
 from rssd.repo.dialect import Dialect
 
-SCHEMA_VERSION = 19
+SCHEMA_VERSION = 20
 
 #: Version 18's index of due jobs, in the claims' order (the same on both backends).
 _DUE_BY_TIME_AND_ID = """
@@ -278,6 +278,11 @@ MIGRATIONS: dict[int, str] = {
     17: _DUE_BY_TIME_AND_ID,
     # 18 -> 19: an index of the pages, for the outbox's search of those leading to a feed.
     18: _PAGES_INDEX,
+    # 19 -> 20: which rssd version's check accepted the config.toml synced (a start skips
+    # the check only for a file its own version checked: rssd/daemon/run.py).
+    19: """
+        ALTER TABLE config_sync ADD COLUMN checked_by TEXT;
+    """,
 }
 
 #: Waking idle daemons (rssd/repo/pg_listen.py): a job queued or requeued due now (a new
@@ -372,6 +377,10 @@ PG_MIGRATIONS: dict[int, str] = {
     17: _DUE_BY_TIME_AND_ID,
     # 18 -> 19: as MIGRATIONS[18].
     18: _PAGES_INDEX,
+    # 19 -> 20: as MIGRATIONS[19].
+    19: """
+        ALTER TABLE config_sync ADD COLUMN IF NOT EXISTS checked_by text;
+    """,
 }
 
 
