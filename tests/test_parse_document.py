@@ -501,6 +501,20 @@ async def test_closing_before_the_start_thread_made_the_pool_leaves_no_worker(tu
     )
 
 
+async def test_prepare_makes_the_executor_but_starts_no_worker() -> None:
+    """The service prepares its pool at start (the imports), the workers still wait for
+    the first body to parse."""
+    pool = ParsePool(workers=2)
+    try:
+        pool.prepare()
+        executor = getattr(pool, "_executor")  # noqa: B009  (test-only)
+        assert executor is not None
+        assert not getattr(executor, "_processes")  # noqa: B009
+        assert not pool.started
+    finally:
+        await pool.aclose()
+
+
 def worker_pids(pool: ParsePool) -> list[int]:
     # No public handle on the workers: reach into the executor (test-only).
     executor = getattr(pool, "_executor")  # noqa: B009

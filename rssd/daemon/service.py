@@ -192,6 +192,7 @@ class Service:
             delivery = DeliveryLoop(db, self.config, sender, self.identity.id)
             pipeline = Pipeline(db, fetcher, claims, self._policy)
             await pipeline.preload()
+            fetcher.prepare_parsing()  # the pool's imports now, not amid the first fetches
             claimer = Claimer(
                 claims,
                 pipeline,

@@ -193,6 +193,10 @@ class Fetcher:
         if self._owns_pool:
             await self._pool.aclose()
 
+    def prepare_parsing(self) -> None:
+        """Make the parse pool's executor now (ParsePool.prepare): the service's start."""
+        self._pool.prepare()
+
     def reconfigure(self, config: Config) -> None:
         """Adopt new limits for fetches that start from now on (after a reload)."""
         if config.max_concurrency != self.config.max_concurrency:

@@ -80,6 +80,13 @@ class ParsePool:
                 self._executor = self._new_executor()
             return self._executor
 
+    def prepare(self) -> None:
+        """Make the executor now (multiprocessing's and the pool's imports), without its
+        workers: for a service, which parses sooner or later, at its start rather than
+        in the middle of its first busy minute. ``run --once`` leaves it to the first
+        body to parse: a pass of 304s never needs it."""
+        self._pool()
+
     async def start(self) -> None:
         """Start the workers from a thread: starting the forkserver and forking blocks for
         a few hundred ms, which on the loop thread showed as 200+ ms of loop lag."""
