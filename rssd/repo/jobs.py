@@ -220,20 +220,20 @@ class FetchJobRepo:
         stores as another (``_store_together``). The writes are queued together, so the
         writer commits them together, each in its savepoint (rssd/repo/group_commit.py)."""
         plain = [done for done in batch if isinstance(done, _Done)]
-        # Both started in this turn of the loop: their writes reach the writer together.
-        plain_write = asyncio.ensure_future(self._complete_plain(plain)) if plain else None
-        try:
-            stored = iter(await self._store_together([s for s in batch if isinstance(s, _Store)]))
-        except BaseException:  # cancelled: the plain write's task is not left unawaited
-            if plain_write is not None:
-                plain_write.cancel()
-            raise
+        stores = [s for s in batch if isinstance(s, _Store)]
+        # Both started in the same turn of the loop, each one hand-off from its write (a
+        # task started a turn before the other had its write committed alone, under load).
         done_answers: list[FetchJob | Exception | None] = []
-        if plain_write is not None:
-            try:
-                done_answers = await plain_write
-            except Exception as exc:  # one completion alone, refused
-                done_answers = [exc]
+        stored_answers: list[Stored | Exception | None] = []
+        if plain and stores:
+            done_answers, stored_answers = await asyncio.gather(
+                self._plain_answers(plain), self._store_together(stores)
+            )
+        elif plain:
+            done_answers = await self._plain_answers(plain)
+        else:
+            stored_answers = await self._store_together(stores)
+        stored = iter(stored_answers)
         by_done = iter(done_answers)
         results: list[FetchJob | Stored | Exception | None] = []
         for item in batch:
@@ -243,6 +243,13 @@ class FetchJobRepo:
             results.append(next(stored))
         return results
 
+    async def _plain_answers(self, plain: Sequence[_Done]) -> list[FetchJob | Exception | None]:
+        """``_complete_plain``'s answers; refused as a whole (one completion): its error."""
+        try:
+            return await self._complete_plain(plain)
+        except Exception as exc:
+            return [exc]
+
     async def _store_together(self, stores: Sequence[_Store]) -> list[Stored | Exception | None]:
         """The stores of a batch as one write, one after the other; if it fails, each as a
         write of its own (in one commit, a savepoint each), so that a bad one fails alone.
@@ -250,6 +257,11 @@ class FetchJobRepo:
         One write, not a savepoint each: FTS5 writes what it was given out as an index
         segment of its own at every savepoint, and a changed feed's few new posts as a
         segment of their own cost more than the posts (bench/README.md)."""
+        if len(stores) == 1:  # as one hand-off as a batch's (above), not a task's more
+            try:
+                return [await self._db.write(stores[0].work)]
+            except Exception as exc:
+                return [exc]
         if len(stores) > 1:
             try:
                 return list(await self._db.write(partial(_all_of, stores)))
