@@ -61,11 +61,11 @@ class Configured:
 async def configured_reader(path: Path) -> AsyncIterator[Configured]:
     """``reader`` for the database config.toml names, for a command that only reads it.
 
-    A config.toml the daemon has validated and synced as it is now (the mtime config_sync
-    records, as ``rssd status`` checks it) is not validated again: nothing in it has
-    changed since it was, and that spares pydantic's import and the models, a third of a
-    short command's time (bench/cli_speed.py). Any other file is validated first, in full,
-    and its mistakes are reported as ``load`` reports them."""
+    A config.toml a daemon of this rssd has validated and synced as it is now (the mtime
+    and version config_sync records, as ``rssd status`` checks it) is not validated again:
+    nothing in it has changed since it was, and that spares pydantic's import and the
+    models, a third of a short command's time (bench/cli_speed.py). Any other file is
+    validated first, in full, and its mistakes are reported as ``load`` reports them."""
     database = fallback_database(path)
     async with AsyncExitStack() as stack:
         try:
@@ -84,8 +84,7 @@ async def configured_reader(path: Path) -> AsyncIterator[Configured]:
 
 async def _synced_as_is(db: Database, path: Path) -> bool:
     synced = await synced_config(db)
-    mtime = config_mtime(path)
-    return synced is not None and mtime is not None and synced.config_mtime == mtime
+    return synced is not None and synced.checked_as_is(config_mtime(path))
 
 
 def _require_database(path: Path | str) -> Path | str:

@@ -175,18 +175,19 @@ async def gather(path: Path) -> Overview:
     status exactly then): its errors come with it, and the database is the one the file
     names if that much can be read.
 
-    A config.toml the daemon has validated and synced as it is now (the same mtime as the
-    one config_sync records) is not validated again: its database lists every feed it
-    names, and its hash is the synced one. That spares pydantic's import and the models
-    (a large share of ``status``; bench/cli_speed.py); any other file is validated in
-    full. The database the file names is read once, whichever way it goes."""
+    A config.toml a daemon of this rssd has validated and synced as it is now (the mtime
+    and version config_sync records: ``Synced.checked_as_is``) is not validated again: its
+    database lists every feed it names, and its hash is the synced one. That spares
+    pydantic's import and the models (a large share of ``status``; bench/cli_speed.py);
+    any other file is validated in full. The database the file names is read once,
+    whichever way it goes."""
     database = fallback_database(path)
     try:
         view: _View | None = await _view_of(database)
     except CommandError:
         view = None  # said below, with the config's errors if it has any
     mtime = config_mtime(path)
-    if view is not None and view.synced is not None and view.synced.config_mtime == mtime:
+    if view is not None and view.synced is not None and view.synced.checked_as_is(mtime):
         return _overview(view, [], (), view.synced.config_hash)
     try:
         config: Config | None = _load_config(path)

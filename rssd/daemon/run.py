@@ -26,7 +26,7 @@ from rssd.exits import EXIT_FAILURE, EXIT_OK
 from rssd.imports import collector_paused, settle_collector
 from rssd.models.config import Config, ConfigError, Trust, load_config
 from rssd.models.location import config_mtime
-from rssd.repo.config_versions import CHECKED_BY, synced_check_now
+from rssd.repo.config_versions import checked_as_is, synced_check_now
 from rssd.repo.db import DatabaseError, is_driver_error
 
 #: How long a clean exit waits for a non-daemon thread that is finishing anyway.
@@ -90,7 +90,7 @@ def synced_as_is(path: Path, mtime: str | None) -> Trust:
     def vouch(database: Path | str) -> bool:
         if mtime is None or config_mtime(path) != mtime:
             return False
-        return synced_check_now(database) == (mtime, CHECKED_BY)
+        return checked_as_is(synced_check_now(database), mtime)
 
     return vouch
 

@@ -110,16 +110,41 @@ class Synced:
     config_mtime: str
     synced_at: str
     synced_by: str | None
+    checked_by: str | None = None
+
+    def checked_as_is(self, mtime: str | None) -> bool:
+        """Whether config.toml, whose mtime is ``mtime`` now, is the very file a daemon of
+        this rssd checked and synced (``checked_as_is``)."""
+        return checked_as_is((self.config_mtime, self.checked_by), mtime)
+
+
+def checked_as_is(stamp: tuple[str, str | None] | None, mtime: str | None) -> bool:
+    """Whether config.toml, whose mtime is ``mtime`` now, is the very file a daemon of this
+    rssd checked and synced (``stamp``: config_sync's mtime and checked_by): the one rule
+    of every reader that spares itself the check (rssd/daemon/run.py, ``rssd status``, the
+    commands' reader)."""
+    return stamp is not None and mtime is not None and stamp == (mtime, CHECKED_BY)
+
+
+#: The config_sync row, for the loop's readers (``stored_in``) and the start's own.
+_SYNCED = (
+    "SELECT config_hash, config_mtime, synced_at, synced_by, checked_by FROM config_sync "
+    "WHERE id = 1"
+)
 
 
 async def stored_in(tx: Tx) -> Synced | None:
     """The config_sync row (None: nothing synced yet)."""
-    row = await tx.fetchone(
-        "SELECT config_hash, config_mtime, synced_at, synced_by FROM config_sync WHERE id = 1"
-    )
+    row = await tx.fetchone(_SYNCED)
     if row is None:
         return None
-    return Synced(row["config_hash"], row["config_mtime"], row["synced_at"], row["synced_by"])
+    return Synced(
+        row["config_hash"],
+        row["config_mtime"],
+        row["synced_at"],
+        row["synced_by"],
+        row["checked_by"],
+    )
 
 
 async def version_digests(tx: Tx, config_hash: str) -> dict[str, str] | None:
@@ -154,7 +179,7 @@ def synced_check_now(database: Path | str) -> tuple[str, str | None] | None:
     (run.py: a file synced as it is now, by its own version, starts without being checked
     again). None when there is no row, or it cannot be read: the file is then checked in
     full."""
-    query = "SELECT config_mtime, checked_by FROM config_sync WHERE id = 1"
+    query = _SYNCED
     try:
         if isinstance(database, str):
             import psycopg  # noqa: PLC0415  (PostgreSQL only)
@@ -183,4 +208,4 @@ def synced_check_now(database: Path | str) -> tuple[str, str | None] | None:
         return None
     if row is None:
         return None
-    return str(row[0]), None if row[1] is None else str(row[1])
+    return str(row[1]), None if row[4] is None else str(row[4])

@@ -257,16 +257,12 @@ class FetchJobRepo:
         One write, not a savepoint each: FTS5 writes what it was given out as an index
         segment of its own at every savepoint, and a changed feed's few new posts as a
         segment of their own cost more than the posts (bench/README.md)."""
-        if len(stores) == 1:  # as one hand-off as a batch's (above), not a task's more
-            try:
-                return [await self._db.write(stores[0].work)]
-            except Exception as exc:
-                return [exc]
-        if len(stores) > 1:
-            try:
-                return list(await self._db.write(partial(_all_of, stores)))
-            except Exception:  # each alone, below, says which one failed and why
-                pass
+        try:  # one store alone too: one hand-off, as the batch's plain write (above)
+            return list(await self._db.write(partial(_all_of, stores)))
+        except Exception as exc:
+            if len(stores) == 1:
+                return [exc]  # it was alone: that is its answer
+            # each alone, below, says which one failed and why
         answers = await asyncio.gather(
             *(self._db.write(s.work) for s in stores), return_exceptions=True
         )
