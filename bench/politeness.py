@@ -58,8 +58,10 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+
+from msgspec.structs import replace
 
 import rssd.daemon.schedule
 from rssd.daemon.schedule import (

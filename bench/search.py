@@ -51,6 +51,8 @@ from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
+from msgspec.structs import asdict
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
@@ -362,7 +364,7 @@ async def backfill(target: Path | str, last: int) -> tuple[int, float]:
                     [
                         {
                             "id": r["id"],
-                            **vars(document(r["title"], r["summary"], r["content"], r["author"])),
+                            **asdict(document(r["title"], r["summary"], r["content"], r["author"])),
                         }
                         for r in rows
                     ],

@@ -16,9 +16,10 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from msgspec import Struct
 
 from rssd import __version__
 from rssd.commands import args as argtypes
@@ -339,8 +340,7 @@ def _add_redeliver(commands: Commands) -> None:
     )
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(Struct, frozen=True):
     """A subcommand: its parser, and the ``module:function`` that runs it, called with the
     config path and the parsed arguments and returning the exit code. The module is
     imported only when its command runs (start-up is import time)."""

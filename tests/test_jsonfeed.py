@@ -5,11 +5,11 @@ the Accept header, conditional GET, the unchanged-body skip, an edited item."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from aiohttp import web
 
@@ -160,7 +160,7 @@ def test_a_lone_surrogate_is_replaced_and_every_item_kept() -> None:
     assert first.url == "http://e.org/\ufffd"
     assert json.loads(first.tags or "[]") == ["t\ufffd"]
     # Nothing is left in the post that UTF-8 (the database) cannot encode.
-    json.dumps(dataclasses.asdict(first), ensure_ascii=False).encode("utf-8")
+    json.dumps(msgspec.to_builtins(first), ensure_ascii=False).encode("utf-8")
     assert second.title == "pair \U0001f600, and \\ud800 as text"  # untouched
     assert parsed.warning == "lone surrogate escapes replaced by U+FFFD"
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable
-from dataclasses import fields
 from pathlib import Path
 
 import psycopg
@@ -163,7 +162,7 @@ async def test_allowed_transitions(
         assert returned.posts_count == stored.posts_count
     if end in (COMPLETED, FAILED):
         # Whatever the outcome, what the HTTP exchange said is on the job.
-        recorded = FetchMeta(**{f.name: getattr(stored, f.name) for f in fields(FetchMeta)})
+        recorded = FetchMeta(**{f: getattr(stored, f) for f in FetchMeta.__struct_fields__})
         assert recorded == META
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from msgspec.structs import replace
 
 from rssd.daemon.search_backfill import build_index
 from rssd.models.dto import PostCreate

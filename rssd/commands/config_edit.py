@@ -12,10 +12,10 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import tomlkit
+from msgspec import Struct
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AoT, Array
 
@@ -26,8 +26,7 @@ class ConfigEditError(Exception):
     """The edit cannot be made safely; config.toml is left untouched."""
 
 
-@dataclass(frozen=True)
-class NewFeed:
+class NewFeed(Struct, frozen=True):
     url: str
     name: str | None = None
     category: str | None = None

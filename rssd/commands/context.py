@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from msgspec import Struct
 
 from rssd.commands.errors import CommandError
 from rssd.models.location import ConfigError, config_mtime, fallback_database
@@ -41,8 +42,7 @@ def load(path: Path) -> Config:
         raise CommandError("\n".join(f"{path}: {line}" for line in exc.errors)) from None
 
 
-@dataclass
-class Configured:
+class Configured(Struct):
     """A read-only connection to the database config.toml names, and the validated config
     when it is asked for (``config()``)."""
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
+
+from msgspec.structs import asdict
 
 from rssd.clock import parse_iso, to_iso, utcnow
 from rssd.commands.args import DEFAULT_DELIVERIES_LIMIT

@@ -8,9 +8,10 @@ skipped, so importing the same file twice adds nothing the second time.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+
+from msgspec import Struct
 
 from rssd.commands import opml
 from rssd.commands.config_edit import ConfigEditError, NewFeed, replace_file, with_feeds
@@ -22,8 +23,7 @@ from rssd.models.config import normalize_url
 from rssd.models.files import FileTooLarge, NotRegularFile, read_regular_file
 
 
-@dataclass(frozen=True)
-class ImportPlan:
+class ImportPlan(Struct, frozen=True):
     added: tuple[opml.OpmlFeed, ...]
     present: tuple[opml.OpmlFeed, ...]  # already in config.toml
     rejected: tuple[opml.Rejected, ...]

@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
+
+from msgspec import Struct
 
 from rssd.commands.terminal import strip_unsafe
 from rssd.models.config import FeedConfig, check_http_url, normalize_url
@@ -46,8 +47,7 @@ class OpmlError(Exception):
     """The file is not a usable OPML document; the message says why and where."""
 
 
-@dataclass(frozen=True)
-class OpmlFeed:
+class OpmlFeed(Struct, frozen=True):
     url: str
     title: str | None
     category: tuple[str, ...] = ()  # the titles of the outlines it is nested in
@@ -60,14 +60,12 @@ class OpmlFeed:
         return " / ".join(folder for folder in folders if folder) or None
 
 
-@dataclass(frozen=True)
-class Rejected:
+class Rejected(Struct, frozen=True):
     url: str
     reason: str
 
 
-@dataclass(frozen=True)
-class OpmlFeeds:
+class OpmlFeeds(Struct, frozen=True):
     feeds: tuple[OpmlFeed, ...]  # usable and unique, in document order
     rejected: tuple[Rejected, ...]  # outlines with an xmlUrl that cannot be a feed
 

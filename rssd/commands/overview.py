@@ -4,8 +4,9 @@ a module of their own so that neither of those needs the other's."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+
+from msgspec import Struct, field
 
 from rssd.clock import parse_iso
 from rssd.models.source_state import State
@@ -14,8 +15,7 @@ from rssd.repo.daemons import GONE_AFTER, DaemonRow
 from rssd.repo.queries import SourceStatus
 
 
-@dataclass(frozen=True)
-class Assessment:
+class Assessment(Struct, frozen=True):
     """One source's row: the database's facts plus the state and next due derived here."""
 
     row: SourceStatus
@@ -27,8 +27,7 @@ class Assessment:
     reason: str | None = None
 
 
-@dataclass(frozen=True)
-class Overview:
+class Overview(Struct, frozen=True):
     """Everything ``rssd status`` prints, computed at ``now``."""
 
     assessments: list[Assessment]

@@ -12,10 +12,11 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from msgspec.structs import asdict, replace
 
 from rssd.clock import parse_iso, to_iso, utcnow
 from rssd.commands.args import DEFAULT_LIMIT

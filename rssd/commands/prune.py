@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+
+from msgspec import Struct
 
 from rssd.clock import parse_iso, to_iso
 from rssd.commands.context import load, writer
@@ -22,8 +23,7 @@ from rssd.repo.maintenance import vacuum
 from rssd.repo.posts import PostRepo
 
 
-@dataclass(frozen=True)
-class PruneReport:
+class PruneReport(Struct, frozen=True):
     jobs: int
     jobs_before: str
     posts: int | None  # None: keep_posts_days is not set

@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
+
+from msgspec import Struct
 
 from rssd.clock import parse_iso, utcnow
 from rssd.commands.context import reader_at, run
@@ -114,8 +115,7 @@ def _latest(row: SourceStatus) -> LatestJob:
 LOCK_WAIT_SECONDS = 2.0
 
 
-@dataclass(frozen=True)
-class _View:
+class _View(Struct, frozen=True):
     """What the database says, read in one go."""
 
     rows: list[SourceStatus]

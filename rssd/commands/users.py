@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct
 
 from rssd.clock import parse_iso, utcnow
 from rssd.commands.context import load, reader, run, writer
@@ -26,8 +27,7 @@ from rssd.repo.users import User, UserRepo
 ERROR_WIDTH = 60
 
 
-@dataclass(frozen=True)
-class UserView:
+class UserView(Struct, frozen=True):
     user: User
     feeds: list[str]
     counts: dict[str, int]

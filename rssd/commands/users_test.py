@@ -10,8 +10,9 @@ must not drive the terminal); a token or secret is never printed.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
+
+from msgspec import Struct
 
 from rssd.clock import now_iso
 from rssd.commands.context import load, run
@@ -29,8 +30,7 @@ from rssd.webhooks.sender import Exchange, Sender
 SHOWN_ANSWER_CHARS = 300
 
 
-@dataclass(frozen=True)
-class Probe:
+class Probe(Struct, frozen=True):
     user: UserConfig
     exchange: Exchange
     seconds: float

@@ -27,8 +27,9 @@ import random
 import secrets
 import socket
 import time
-from dataclasses import dataclass
 from datetime import datetime
+
+from msgspec import Struct
 
 from rssd import metrics
 from rssd.clock import parse_iso, to_iso
@@ -61,8 +62,7 @@ def slow_slots(max_concurrency: int) -> int:
     return max(1, max_concurrency // 2)
 
 
-@dataclass
-class DeliveryStats:
+class DeliveryStats(Struct):
     sent: int = 0
     failed: int = 0
     dead: int = 0

@@ -8,8 +8,10 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from rssd import metrics
 from rssd.daemon.delivery import DeliveryLoop, DeliveryStats
@@ -30,8 +32,7 @@ from rssd.webhooks.sender import Sender
 log = get_logger("rssd.daemon")
 
 
-@dataclass(frozen=True)
-class RunSummary:
+class RunSummary(Struct, frozen=True):
     sources: int
     completed: int
     failed: int

@@ -14,8 +14,10 @@ import random
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from rssd import metrics
 from rssd.clock import parse_iso, to_iso, utcnow
@@ -69,8 +71,7 @@ class HostPaused(Exception):
         super().__init__(f"host {host} paused for {seconds:.0f} s more (a 429/503 Retry-After)")
 
 
-@dataclass(frozen=True)
-class JobReport:
+class JobReport(Struct, frozen=True):
     """What one attempt did: for the summary, the scheduler and ``rssd fetch``'s output."""
 
     source_id: int

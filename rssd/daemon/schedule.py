@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+
+from msgspec import Struct, field
 
 from rssd.models.delays import HINT_CAP, max_age, retry_after
 from rssd.models.dto import Source
@@ -115,8 +116,7 @@ class Reason(StrEnum):
 NEW_SOURCE_SPREAD = timedelta(seconds=10)
 
 
-@dataclass(frozen=True)
-class History:
+class History(Struct, frozen=True):
     """What the scheduler needs to know of a source's past fetches."""
 
     ended_at: datetime | None = None  # end of the latest job; None: never fetched
@@ -125,8 +125,7 @@ class History:
     gone: bool = False  # the latest job got 410 and the config entry did not change since
 
 
-@dataclass(frozen=True)
-class Hints:
+class Hints(Struct, frozen=True):
     """What the latest response asked of us."""
 
     http_status: int | None = None
@@ -134,8 +133,7 @@ class Hints:
     ttl_minutes: int | None = None
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(Struct, frozen=True):
     interval: timedelta
     max_backoff: timedelta = DEFAULT_MAX_BACKOFF
     max_hint: timedelta = DEFAULT_MAX_HINT
@@ -145,8 +143,7 @@ class Policy:
     ceiling: timedelta | None = None
 
 
-@dataclass(frozen=True)
-class Activity:
+class Activity(Struct, frozen=True):
     """A feed's posts over the last RATE_WINDOW, as its own history in the database says
     (a post's time: its publication date, else when rssd stored it)."""
 
@@ -371,8 +368,7 @@ def next_due(
 MOVED_AFTER = 2
 
 
-@dataclass(frozen=True)
-class Ending:
+class Ending(Struct, frozen=True):
     """How an attempt ended, as far as the next one is concerned."""
 
     completed: bool
@@ -383,8 +379,7 @@ class Ending:
     final_url: str | None = None
 
 
-@dataclass(frozen=True)
-class Carried:
+class Carried(Struct, frozen=True):
     """What the schedule remembers between a source's jobs."""
 
     failures: int = 0  # consecutive failures, ``interrupted`` excluded
@@ -392,8 +387,7 @@ class Carried:
     moved_seen: int = 0  # permanent redirects to the same place in a row
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(Struct, frozen=True):
     due: datetime | None  # None: gone, not fetched again until the config entry changes
     carried: Carried
     moved_now: bool  # fetch_url changed by this ending: worth a log line

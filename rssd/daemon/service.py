@@ -20,9 +20,11 @@ import secrets
 import signal
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
+
+from msgspec import Struct
 
 from rssd.daemon import notify
 from rssd.daemon.claimer import Claimer
@@ -80,8 +82,7 @@ def seconds_from_env(name: str, default: float) -> float:
     return value
 
 
-@dataclass
-class Stats:
+class Stats(Struct):
     """Counters for the minute's ``stats`` event."""
 
     ok: int = 0
@@ -104,8 +105,7 @@ def new_identity() -> Identity:
     return Identity(f"{host}:{pid}:{secrets.token_hex(3)}", host, pid)
 
 
-@dataclass(frozen=True)
-class Running:
+class Running(Struct, frozen=True):
     """The parts of a service that has started, built once its database is open: none of
     them is ever missing while it runs."""
 

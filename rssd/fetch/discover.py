@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
+
+from msgspec import Struct
 
 #: Feed types in the order a page's feeds are preferred: RSS, then Atom, then JSON Feed.
 FEED_TYPES = {
@@ -32,8 +33,7 @@ _ATTRIBUTE = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class FeedLink:
+class FeedLink(Struct, frozen=True):
     """One feed a page links to: ``href`` as written (relative or not) until resolved."""
 
     href: str
@@ -46,8 +46,7 @@ class FeedLink:
         return FEED_TYPES[self.type][0]
 
 
-@dataclass(frozen=True)
-class PageLinks:
+class PageLinks(Struct, frozen=True):
     """What the scan of a page found: its ``<base href>`` and its feed links, in order."""
 
     base: str | None

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import TracebackType
 
 import aiohttp
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from rssd import metrics
 from rssd.fetch.discover import FeedLink, PageLinks, resolve_links
@@ -36,8 +37,7 @@ SeenLoader = Callable[[], Awaitable[bytes]]
 RequestGate = Callable[[str], Awaitable[None]]
 
 
-@dataclass(frozen=True)
-class Manners:
+class Manners(Struct, frozen=True):
     """How one fetch presents itself and waits its turn: the User-Agent (the feed's
     subscriber count in it) and the host gate, if any."""
 
@@ -52,8 +52,7 @@ class Outcome(StrEnum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True)
-class FetchResult:
+class FetchResult(Struct, frozen=True):
     outcome: Outcome
     meta: FetchMeta
     posts: tuple[PostCreate, ...] = ()
@@ -84,8 +83,7 @@ class FetchResult:
         return replace(self, posts=()) if self.posts else self
 
 
-@dataclass(frozen=True)
-class Validators:
+class Validators(Struct, frozen=True):
     """What the last successful fetch tells the next one (conditional GET, body hash)."""
 
     etag: str | None = None

@@ -15,9 +15,9 @@ import re
 import socket
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 import aiohttp
+from msgspec import Struct, field
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -64,8 +64,7 @@ class FetchError(Exception):
         self.headers = headers
 
 
-@dataclass(frozen=True)
-class HttpResponse:
+class HttpResponse(Struct, frozen=True):
     """A 200 (body read, decompressed and hashed) or a 304 (no body)."""
 
     status: int
@@ -87,21 +86,23 @@ class HttpResponse:
         return self.status == 304
 
 
-@dataclass(frozen=True)
-class RequestLimits:
+class RequestLimits(Struct, frozen=True):
     timeout: float
     max_bytes: int
     max_redirects: int
 
 
-@dataclass(frozen=True)
-class NetworkPolicy:
+class NetworkPolicy(Struct, frozen=True):
     """Where redirects may lead (rssd.net.addresses). ``classify`` is the address
     classification; tests on loopback pass one that names a loopback address "global",
     as the stand-in for a public server."""
 
     allow_private: bool = False
     classify: Callable[[IPAddress], AddressClass] = address_class
+
+
+#: The default policy: public addresses only.
+PUBLIC_ONLY = NetworkPolicy()
 
 
 async def get(
@@ -113,7 +114,7 @@ async def get(
     last_modified: str | None = None,
     user_agent: str | None = None,
     headers: Mapping[str, str] | None = None,
-    network: NetworkPolicy = NetworkPolicy(),
+    network: NetworkPolicy = PUBLIC_ONLY,
     moved_from: str | None = None,
 ) -> HttpResponse:
     """GET ``url`` within ``limits``; raise FetchError for every failure.

@@ -28,7 +28,8 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from rssd.fetch.digest import ENTRY_END, ENTRY_START
 
@@ -40,8 +41,7 @@ RECORD_SIZE = 2 * DIGEST_SIZE
 _ROOT_START = re.compile(rb"<[A-Za-z_][^>]*>")
 
 
-@dataclass(frozen=True)
-class ItemSplit:
+class ItemSplit(Struct, frozen=True):
     """A document cut at its items: ``spans[i]`` holds item i, ``digests[i]`` its print."""
 
     spans: tuple[tuple[int, int], ...]
@@ -89,8 +89,7 @@ def unpack(packed: bytes) -> dict[bytes, bytes]:
     }
 
 
-@dataclass(frozen=True)
-class NewItems:
+class NewItems(Struct, frozen=True):
     """What to parse: ``body`` holds only the unseen items, ``kept`` their fingerprints in
     document order; ``skipped`` items were cut."""
 

@@ -22,9 +22,10 @@ import html
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
+
+from msgspec import Struct
 
 from rssd.fetch.entries import (
     clean_text,
@@ -51,8 +52,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-@dataclass(frozen=True)
-class JsonFeed:
+class JsonFeed(Struct, frozen=True):
     """A read JSON Feed, or why it could not be read (``error_code`` set)."""
 
     posts: tuple[PostCreate, ...] = ()

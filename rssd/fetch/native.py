@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import feedparser_rs
@@ -37,6 +36,7 @@ from feedparser.datetimes import _parse_date
 from feedparser.html import _cp1252
 from feedparser.mixin import _FeedParserMixin
 from feedparser.urls import _urljoin
+from msgspec import Struct
 
 #: feedparser-rs's own caps, raised to rssd's: the body is already capped by
 #: ``max_body_bytes`` (decompressed) and the parse by its time limit; 10,000 entries (the
@@ -56,8 +56,7 @@ _RAW_MARKUP = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class NativeParse:
+class NativeParse(Struct, frozen=True):
     """A document feedparser-rs read cleanly, in feedparser's shape."""
 
     version: str

@@ -4,8 +4,9 @@ other."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
+
+from msgspec import Struct
 
 from rssd.fetch.discover import PageLinks
 from rssd.models.codes import ErrorCode
@@ -20,8 +21,7 @@ class Parser(StrEnum):
     JSONFEED = "jsonfeed"
 
 
-@dataclass(frozen=True)
-class ParseOutcome:
+class ParseOutcome(Struct, frozen=True):
     """A parsed document, or why it could not be used (``error_code`` set, no posts)."""
 
     posts: tuple[PostCreate, ...] = ()

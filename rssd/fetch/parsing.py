@@ -8,10 +8,10 @@ which imports the worker's entry points to hand them to the pool, never loads it
 from __future__ import annotations
 
 import io
-from dataclasses import replace
 from typing import Any
 
 import feedparser
+from msgspec.structs import replace
 
 from rssd.fetch.charrefs import repair_char_refs
 from rssd.fetch.discover import PageLinks, scan_page

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from rssd.models.post import PostCreate
 
 
-@dataclass(frozen=True)
-class UpsertPlan:
+class UpsertPlan(Struct, frozen=True):
     """Which incoming posts to insert, which to update in place, how many to leave alone."""
 
     new: tuple[PostCreate, ...]

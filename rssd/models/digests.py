@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from msgspec import Struct
 
 from rssd.models.outbox import (
     MAX_POSTS_PER_MESSAGE,
@@ -42,8 +43,7 @@ _UNITS = {"m": 60, "h": 3600, "d": 86400}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-@dataclass(frozen=True)
-class Schedule:
+class Schedule(Struct, frozen=True):
     """A parsed ``digest``: every ``every`` (aligned on the epoch), or daily ``at``."""
 
     every: timedelta | None = None
@@ -91,8 +91,7 @@ def check_zone(zone: str) -> str:
     return zone
 
 
-@dataclass(frozen=True)
-class Waiting:
+class Waiting(Struct, frozen=True):
     """A post waiting for its user's digest."""
 
     feed: Feed

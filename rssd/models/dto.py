@@ -8,7 +8,7 @@ without importing pydantic for it. Rows become DTOs in one place: rssd/repo/rows
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from msgspec import Struct
 
 # Defined without pydantic, so that the parse workers need not import it (rssd.fetch.worker);
 # re-exported here for every other layer.
@@ -26,8 +26,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(Struct, frozen=True):
     """A row of ``content_sources``: one feed as synced from config.toml."""
 
     id: int
@@ -56,8 +55,7 @@ class Source:
         return self.name or self.feed_title
 
 
-@dataclass(frozen=True)
-class FetchJob:
+class FetchJob(Struct, frozen=True):
     """A row of ``fetch_job``: one fetch attempt, the audit trail and the duplicate guard."""
 
     id: int
@@ -83,8 +81,7 @@ class FetchJob:
     claimed_by: str | None = None
 
 
-@dataclass(frozen=True)
-class FetchMeta:
+class FetchMeta(Struct, frozen=True):
     """What the HTTP exchange told us, recorded on the job whatever its outcome."""
 
     http_status: int | None = None
@@ -95,8 +92,7 @@ class FetchMeta:
     final_url: str | None = None
 
 
-@dataclass(frozen=True)
-class LatestJob:
+class LatestJob(Struct, frozen=True):
     """A source's latest finished job and its run of failures: what scheduling and
     ``rssd status`` read (rssd/daemon/history.py)."""
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 #: The fields a rule may name. ``content`` also searches the summary: many feeds carry
 #: their text in only one of the two. ``category`` is the feed's (its ``category`` in
@@ -16,8 +17,7 @@ from dataclasses import dataclass
 FIELDS = ("title", "url", "author", "content", "category")
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(Struct, frozen=True):
     field: str
     pattern: re.Pattern[str]
 
@@ -44,8 +44,7 @@ def parse_rule(text: str) -> Rule:
     return Rule(field, compiled)
 
 
-@dataclass(frozen=True)
-class Filters:
+class Filters(Struct, frozen=True):
     keep: tuple[Rule, ...] = ()
     block: tuple[Rule, ...] = ()
 

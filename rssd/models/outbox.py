@@ -10,8 +10,9 @@ import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
+
+from msgspec import Struct
 
 from rssd.models.filters import Filters, passes
 from rssd.models.post import PostCreate
@@ -44,8 +45,7 @@ def new_message_id(now_ms: int | None = None) -> str:
     return f"msg_{ms:012x}{next(_sequence) % 0x10000:04x}{os.urandom(5).hex()}"
 
 
-@dataclass(frozen=True)
-class Subscriber:
+class Subscriber(Struct, frozen=True):
     """A subscription that announces this fetch: the user and their filters (rule texts)."""
 
     user_id: int
@@ -60,24 +60,21 @@ class Subscriber:
     digest: str | None = None
 
 
-@dataclass(frozen=True)
-class Feed:
+class Feed(Struct, frozen=True):
     id: int
     url: str
     name: str | None  # the configured name, else the feed's own title
     category: str | None = None
 
 
-@dataclass(frozen=True)
-class StoredPost:
+class StoredPost(Struct, frozen=True):
     """A post as stored: its row id, and its fields."""
 
     id: int
     post: PostCreate
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(Struct, frozen=True):
     id: str
     user_id: int
     posts_count: int

@@ -8,7 +8,7 @@ rssd.fetch.entries.entry_to_post, which only ever produces ``str`` or ``None``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from msgspec import Struct
 
 from rssd.models.search import Document
 
@@ -27,8 +27,7 @@ FIELDS = (
 )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PostCreate:
+class PostCreate(Struct, frozen=True, kw_only=True):
     """One feed entry, normalized, ready to be upserted into ``posts``."""
 
     external_id: str
@@ -47,7 +46,18 @@ class PostCreate:
     #: What the post is searched by (``rssd.models.search.document`` of the fields above),
     #: computed in the parse worker so the database's writer need not strip the HTML;
     #: None when not given (then computed where needed). Not a column, not compared.
-    search_doc: Document | None = field(default=None, compare=False)
+    search_doc: Document | None = None
+
+    def _compared(self) -> tuple[str | None, ...]:
+        return tuple(getattr(self, name) for name in FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not PostCreate:
+            return NotImplemented
+        return self._compared() == other._compared()
+
+    def __hash__(self) -> int:
+        return hash(self._compared())
 
     def as_row(self) -> dict[str, str | None]:
         """The fields by column name, for the named parameters of an INSERT or UPDATE."""

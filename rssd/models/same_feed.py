@@ -7,15 +7,15 @@ sources they read."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from rssd.models.dto import Source
 from rssd.models.redact import redact
 from rssd.models.urls import normalize_url
 
 
-@dataclass(frozen=True)
-class SameFeed:
+class SameFeed(Struct, frozen=True):
     """``page`` (a configured web page) leads to the feed configured as ``feed``."""
 
     page: Source
@@ -29,8 +29,7 @@ class SameFeed:
         )
 
 
-@dataclass(frozen=True)
-class FeedIndex:
+class FeedIndex(Struct, frozen=True):
     """The enabled sources by normalized URL: whose URL a page's feed is. Built once from
     every source, asked once per page (the daemon keeps one until a source changes)."""
 

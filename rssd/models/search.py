@@ -29,7 +29,8 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 #: A word of a query or of a post: letters and digits (``_`` separates, as in FTS5).
 WORD = re.compile(r"[^\W_]+")
@@ -60,15 +61,13 @@ class QueryError(ValueError):
     """A query that cannot be searched for; the message says why, for the user."""
 
 
-@dataclass(frozen=True)
-class Phrase:
+class Phrase(Struct, frozen=True):
     """Words that must appear next to each other, in order (one word: just that word)."""
 
     words: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Query:
+class Query(Struct, frozen=True):
     """Every group must match (AND), each group by any of its phrases (OR); no post may
     contain an excluded phrase."""
 
@@ -184,8 +183,7 @@ def body_text(summary: str | None, content: str | None) -> str:
     return content_text[:MAX_TEXT_CHARS]
 
 
-@dataclass(frozen=True)
-class Document:
+class Document(Struct, frozen=True):
     """What a post is found by, column by column (title weighs most, then author)."""
 
     title: str
@@ -207,8 +205,7 @@ def folded_words(text: str) -> str:
     return " ".join(WORD.findall(fold(text)))
 
 
-@dataclass(frozen=True)
-class Snippet:
+class Snippet(Struct, frozen=True):
     """A short excerpt: ``parts`` alternate plain text and a matched word, plain first."""
 
     parts: tuple[str, ...]

@@ -10,8 +10,9 @@ trailing slash, tracking parameters (``utm_*``, ``fbclid``...), the order of the
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from msgspec import Struct
 
 #: Query parameters that track the click, not name the page.
 TRACKING = frozenset({"fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "igshid",
@@ -50,8 +51,7 @@ def story_keys(external_id: str, url: str | None) -> tuple[str, ...]:
     return (link, guid) if link else (guid,)
 
 
-@dataclass(frozen=True)
-class Skip:
+class Skip(Struct, frozen=True):
     """A post not announced: ``duplicate_of`` (a post of another feed) told the story."""
 
     post_id: int

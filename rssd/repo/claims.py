@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from msgspec import Struct
 
 from rssd.clock import parse_iso, to_iso, utcnow
 from rssd.models.dto import FetchJob, Source
@@ -102,8 +103,7 @@ async def _lock(
     return [(job_id, host) for job_id, host in picked if job_id in locked]
 
 
-@dataclass(frozen=True)
-class Claim:
+class Claim(Struct, frozen=True):
     """An ONGOING job this process holds, with its source and the schedule's memory."""
 
     job: FetchJob

@@ -31,9 +31,10 @@ reader imports neither the sync nor the repositories it writes through.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
+
+from msgspec import Struct
 
 from rssd.clock import to_iso
 from rssd.repo.config_versions import (
@@ -71,8 +72,7 @@ def judge(current: str | None, file_hash: str, *, superseded: bool, edited: bool
     return Verdict.DRIFT
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(Struct, frozen=True):
     verdict: Verdict
     report: SyncReport | None  # None unless applied
     synced: Synced | None  # the row before this sync

@@ -8,9 +8,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
+
+from msgspec import Struct
 
 from rssd import __version__
 from rssd.repo.db import Database, Tx
@@ -102,8 +104,7 @@ def differing_keys(one: Mapping[str, str], other: Mapping[str, str]) -> list[str
     return sorted(key for key in one.keys() | other.keys() if one.get(key) != other.get(key))
 
 
-@dataclass(frozen=True)
-class Synced:
+class Synced(Struct, frozen=True):
     """What the config_sync row says."""
 
     config_hash: str

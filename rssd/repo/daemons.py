@@ -7,8 +7,9 @@ when their leases expire). ``rssd status`` lists them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
+
+from msgspec import Struct
 
 from rssd.clock import now_iso, to_iso
 from rssd.repo.db import Database, Tx
@@ -31,8 +32,7 @@ WAIT_SHOWN_AFTER = 1.0
 GONE_AFTER = timedelta(seconds=30)
 
 
-@dataclass(frozen=True)
-class DaemonRow:
+class DaemonRow(Struct, frozen=True):
     id: str
     hostname: str
     pid: int
@@ -46,8 +46,7 @@ class DaemonRow:
     database_wait_since: str | None = None
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(Struct, frozen=True):
     """Who this daemon is, as recorded in ``daemons``."""
 
     id: str

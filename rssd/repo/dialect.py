@@ -7,11 +7,11 @@ asks the database's dialect for the one piece that differs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 
-@dataclass(frozen=True)
-class Dialect:
+class Dialect(Struct, frozen=True):
     name: str
     #: ``IN (...)`` over a JSON array of text passed as the parameter ``{param}``.
     json_text_set: str

@@ -22,8 +22,9 @@ import queue
 import threading
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from msgspec import Struct
 
 from rssd.repo.db import Tx
 
@@ -32,8 +33,7 @@ T = TypeVar("T")
 Work = Callable[[Tx], Awaitable[Any]]
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(Struct, frozen=True):
     """What one queued item came to: its result, or the exception it raised."""
 
     value: Any = None

@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, fields, replace
 from functools import partial
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from rssd.batching import Batcher
 from rssd.clock import now_iso, to_iso
@@ -47,7 +49,7 @@ WHERE status IN ('COMPLETED', 'FAILED') AND ended_at < :cutoff
 
 
 #: FetchMeta's fields: its columns on fetch_job.
-_META_FIELDS = tuple(f.name for f in fields(FetchMeta))
+_META_FIELDS: tuple[str, ...] = FetchMeta.__struct_fields__
 
 
 def _meta_params(meta: FetchMeta) -> dict[str, object]:
@@ -74,8 +76,7 @@ COMPLETION_LINGER = 0.01
 COMPLETION_FEW = 16
 
 
-@dataclass(frozen=True)
-class _Done:
+class _Done(Struct, frozen=True):
     """A completion that stores no post: the job, what its fetch learned, its next job."""
 
     job_id: int
@@ -87,8 +88,7 @@ class _Done:
 Stored = tuple[FetchJob, UpsertCounts]
 
 
-@dataclass(frozen=True)
-class _Store:
+class _Store(Struct, frozen=True):
     """A completion that stores posts (a changed feed): its whole transaction, which goes
     in the same commit as the completions asked meanwhile, with the other stores of the
     batch (``FetchJobRepo._store_together``). It may run twice: the first time rolled back."""

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
+
+from msgspec import Struct
 
 from rssd.clock import now_iso, parse_iso, to_iso, utcnow
 from rssd.models.outbox import Feed, Message, StoredPost, Subscriber, chosen_posts, plan_messages
@@ -279,16 +280,14 @@ def _free(clock: str, users: str = "u") -> str:
     )
 
 
-@dataclass(frozen=True)
-class DueUser:
+class DueUser(Struct, frozen=True):
     """A user with messages due, and whether the endpoint is failing (failing_since)."""
 
     user_id: int
     failing: bool
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(Struct, frozen=True):
     """A ``deliveries`` row (without its body, which only the sender reads)."""
 
     id: str
@@ -311,11 +310,10 @@ class Delivery:
 
 
 def _delivery(row: Row) -> Delivery:
-    return Delivery(**{key: row[key] for key in Delivery.__dataclass_fields__})
+    return Delivery(**{key: row[key] for key in Delivery.__struct_fields__})
 
 
-@dataclass(frozen=True)
-class Due:
+class Due(Struct, frozen=True):
     """A message to send now: the row, the exact body, the endpoint's failure clock, and
     the digest of the user's config entry (URL and secret included) as the last sync
     stored it, which the sender's own config must match."""
@@ -326,8 +324,7 @@ class Due:
     config_digest: str
 
 
-@dataclass(frozen=True)
-class Attempt:
+class Attempt(Struct, frozen=True):
     """What the loop records after one attempt (the pure rules decided it)."""
 
     delivery_id: str
@@ -343,8 +340,7 @@ class Attempt:
     holder: str | None = None  # the turn's lease holder: the lease ends with the record
 
 
-@dataclass(frozen=True)
-class SkippedPost:
+class SkippedPost(Struct, frozen=True):
     """A post not announced to a user: ``duplicate_of`` (another feed's) told the story."""
 
     user_name: str

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+
+from msgspec import Struct
 
 from rssd.clock import to_iso
 from rssd.models.changes import plan_upsert
@@ -40,14 +41,26 @@ WHERE content_source_id = :source_id AND external_id = :external_id
 """
 
 
-@dataclass(frozen=True)
-class UpsertCounts:
+class UpsertCounts(Struct, frozen=True):
+    """What an upsert came to; compared and shown by its counts (not ``new_posts``)."""
+
     new: int
     updated: int
     #: The posts inserted, for the outbox that announces them.
-    new_posts: tuple[PostCreate, ...] = field(default=(), compare=False, repr=False)
+    new_posts: tuple[PostCreate, ...] = ()
     #: Webhook messages queued with them (rssd/repo/outbox.py).
     messages: int = 0
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not UpsertCounts:
+            return NotImplemented
+        return (self.new, self.updated, self.messages) == (other.new, other.updated, other.messages)
+
+    def __hash__(self) -> int:
+        return hash((self.new, self.updated, self.messages))
+
+    def __repr__(self) -> str:
+        return f"UpsertCounts(new={self.new}, updated={self.updated}, messages={self.messages})"
 
 
 class PostRepo:
@@ -144,8 +157,7 @@ GROUP BY 1
 """
 
 
-@dataclass(frozen=True)
-class DatedPosts:
+class DatedPosts(Struct, frozen=True):
     """A source's posts dated in a window: how many, the oldest and newest date, and
     those with a publication date per UTC hour of the day (24 counts)."""
 

@@ -8,7 +8,8 @@ while the daemon commits.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from rssd.models.dto import FetchJob, Source
 from rssd.repo.db import Database, Tx
@@ -72,8 +73,7 @@ _POST_FILTERS = {
 }
 
 
-@dataclass(frozen=True)
-class SourceStatus:
+class SourceStatus(Struct, frozen=True):
     """One source as ``rssd status`` sees it; every field comes from the database."""
 
     source: Source
@@ -85,8 +85,7 @@ class SourceStatus:
     posts_total: int
 
 
-@dataclass(frozen=True)
-class PostRow:
+class PostRow(Struct, frozen=True):
     """A post with its source's name and URL, newest first in ``rssd posts``."""
 
     id: int
@@ -140,8 +139,7 @@ async def source_statuses(db: Database) -> list[SourceStatus]:
     return await db.snapshot(work)
 
 
-@dataclass(frozen=True)
-class PostFilter:
+class PostFilter(Struct, frozen=True):
     """Which posts ``rssd posts`` lists; None means "any"."""
 
     source_id: int | None = None

@@ -9,13 +9,12 @@ reads tens of thousands of jobs, and building each from a dict took three times 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import fields
 from typing import Any
 
 from rssd.models.dto import ErrorCode, FetchJob, FetchJobStatus, Source
 
-SOURCE_NAMES = tuple(field.name for field in fields(Source))
-JOB_NAMES = tuple(field.name for field in fields(FetchJob))
+SOURCE_NAMES: tuple[str, ...] = Source.__struct_fields__
+JOB_NAMES: tuple[str, ...] = FetchJob.__struct_fields__
 #: What a ``Source`` is read from (content_sources), in field order.
 SOURCE_COLUMNS = ", ".join(SOURCE_NAMES)
 #: What a ``FetchJob`` is read from (fetch_job), in field order.

@@ -29,8 +29,9 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 from rssd.models.post import PostCreate
 from rssd.models.search import Document, Phrase, Query, document, folded_words
@@ -149,8 +150,7 @@ async def sync_in(tx: Tx) -> None:
     await tx.execute("DELETE FROM search_queue WHERE seq <= :last", {"last": queued[-1]["seq"]})
 
 
-@dataclass(frozen=True)
-class Backfill:
+class Backfill(Struct, frozen=True):
     """How far building the index of the posts from before it has come."""
 
     next_id: int  # posts from here up to last_id are still to be looked at
@@ -331,16 +331,14 @@ ORDER BY h.rank, p.id DESC
 """
 
 
-@dataclass(frozen=True)
-class SearchHit:
+class SearchHit(Struct, frozen=True):
     """A post found, with its rank (lower is better; the backends' scales differ)."""
 
     post: PostRow
     rank: float
 
 
-@dataclass(frozen=True)
-class Found:
+class Found(Struct, frozen=True):
     """The best posts found, and how many of the newest matches were ranked when there
     were more (None: every match was)."""
 
@@ -424,7 +422,7 @@ async def search_posts(
         return await tx.fetchall(sql, params)
 
     rows = await db.read(work)
-    names = list(PostRow.__dataclass_fields__)
+    names = list(PostRow.__struct_fields__)
     hits = [SearchHit(PostRow(*(row[name] for name in names)), float(row["rank"])) for row in rows]
     windowed = bool(rows) and bool(rows[0]["windowed"])
     return Found(hits, ranked if windowed else None)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from msgspec import Struct
 
 from rssd.clock import to_iso
 from rssd.models.dto import Source
@@ -29,8 +30,7 @@ _VERSION = (
 )
 
 
-@dataclass(frozen=True)
-class SyncReport:
+class SyncReport(Struct, frozen=True):
     """What a sync did, by URL: for the ``sources.synced`` log event."""
 
     added: tuple[str, ...]

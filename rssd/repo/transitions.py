@@ -23,7 +23,7 @@ Nothing else in rssd writes fetch_job's status.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from msgspec import Struct
 
 from rssd.models.dto import FetchJobStatus
 from rssd.repo.dialect import Dialect
@@ -54,8 +54,7 @@ def can_move(source: FetchJobStatus | None, target: FetchJobStatus | None) -> bo
     return (source, target) in MOVES
 
 
-@dataclass(frozen=True)
-class Move:
+class Move(Struct, frozen=True):
     """One kind of transition: the statuses it leaves (empty: it makes a new row) and the
     one it enters (None: it removes the row)."""
 
@@ -129,8 +128,7 @@ QUEUE_DUE = (
 )
 
 
-@dataclass(frozen=True)
-class NextJob:
+class NextJob(Struct, frozen=True):
     """The source's next fetch (decided by rssd.daemon.schedule.plan_next)."""
 
     not_before: str

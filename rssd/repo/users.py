@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from rssd.clock import to_iso
 from rssd.models.config import Config
@@ -20,8 +21,7 @@ _COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class User:
+class User(Struct, frozen=True):
     """A ``users`` row: who, where, and how their endpoint is doing."""
 
     id: int
@@ -99,8 +99,7 @@ NOTIFY_DEFAULTS: dict[str, object] = {
 }
 
 
-@dataclass(frozen=True)
-class UserSyncReport:
+class UserSyncReport(Struct, frozen=True):
     added: tuple[str, ...] = ()
     updated: tuple[str, ...] = ()
     disabled: tuple[str, ...] = ()

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
+
+from msgspec import Struct
 
 from rssd.models.outbox import POSTS_PER_MESSAGE
 from rssd.models.sizes import ELLIPSIS, clip_bytes
@@ -48,8 +49,7 @@ GOTIFY_PRIORITY = 5
 NTFY_TAGS = ("newspaper",)
 
 
-@dataclass(frozen=True)
-class Item:
+class Item(Struct, frozen=True):
     title: str | None
     url: str | None
     author: str | None
@@ -57,8 +57,7 @@ class Item:
     summary: str | None
 
 
-@dataclass(frozen=True)
-class Group:
+class Group(Struct, frozen=True):
     """Posts of one feed."""
 
     name: str
@@ -66,8 +65,7 @@ class Group:
     items: tuple[Item, ...]
 
 
-@dataclass(frozen=True)
-class Notice:
+class Notice(Struct, frozen=True):
     """What a message says, whatever its format: posts grouped by feed, or a plain text
     (a test message)."""
 
@@ -96,8 +94,7 @@ def fit(notice: Notice, capacity: int) -> Notice:
     return Notice(notice.user, tuple(groups), notice.text, notice.count - capacity)
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(Struct, frozen=True):
     url: str
     body: bytes
     content_type: str = "application/json"

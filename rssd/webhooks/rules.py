@@ -19,9 +19,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+
+from msgspec import Struct
 
 from rssd.models.delays import retry_after
 
@@ -43,8 +44,7 @@ class DisableReason(StrEnum):
     FAILING = "failing"
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(Struct, frozen=True):
     """What an attempt got: an HTTP status, or none and an error (refused, timeout...)."""
 
     status: int | None
@@ -56,8 +56,7 @@ class Answer:
     detail: str | None = None
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(Struct, frozen=True):
     outcome: Outcome
     next_attempt_at: datetime | None = None  # for RETRY
     disable: DisableReason | None = None

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 from types import TracebackType
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
+from msgspec import Struct
 from yarl import URL
 
 from rssd.models.redact import redact
@@ -30,8 +30,7 @@ MAX_ERROR_CHARS = 300
 KEPT_ANSWER_BYTES = 4096
 
 
-@dataclass(frozen=True)
-class Exchange:
+class Exchange(Struct, frozen=True):
     """One attempt: the rules' answer and the start of the receiver's reply."""
 
     answer: Answer
