@@ -1,3 +1,3 @@
-"""Models layer: the config (pydantic), plain frozen dataclasses and enums, and pure
-decisions over them. No I/O beyond finding and reading config.toml and the files it
-names."""
+"""Models layer: the config (dataclasses, checked with pydantic), frozen records (msgspec
+Structs) and enums, and pure decisions over them. No I/O beyond finding and reading
+config.toml and the files it names."""

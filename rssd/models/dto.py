@@ -1,9 +1,10 @@
 """DTOs and enums shared by every layer; they carry data, never behaviour with I/O.
 
-Frozen dataclasses, not pydantic models: their values come from the database's STRICT
-tables (typed already) or from rssd's own code, so there is nothing to validate, and the
-read-only commands (``rssd status``, ``rssd posts``) read thousands of rows into them
-without importing pydantic for it. Rows become DTOs in one place: rssd/repo/rows.py.
+Frozen msgspec Structs (built in C: a check builds a dozen), not pydantic models: their
+values come from the database's STRICT tables (typed already) or from rssd's own code, so
+there is nothing to validate, and the read-only commands (``rssd status``, ``rssd
+posts``) read thousands of rows into them without importing pydantic for it. Rows
+become DTOs in one place: rssd/repo/rows.py.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """PostCreate: one feed entry, normalized. Built in the parse workers and pickled back.
 
-A frozen slotted dataclass, not a pydantic model: the workers then need no pydantic (16 MB
+A frozen msgspec Struct, not a pydantic model: the workers then need no pydantic (16 MB
 less RSS in each of the forkserver and the two workers), and 50,000 posts of a cold run
 pickle and unpickle in a fraction of the time. Every field is set by
 rssd.fetch.entries.entry_to_post, which only ever produces ``str`` or ``None``.
