@@ -52,8 +52,8 @@ class PostCreate(Struct, frozen=True, kw_only=True):
         return tuple(getattr(self, name) for name in FIELDS)
 
     def __eq__(self, other: object) -> bool:
-        if type(other) is not PostCreate:
-            return NotImplemented
+        if not isinstance(other, PostCreate) or other.__class__ is not self.__class__:
+            return NotImplemented  # as a dataclass's: instances of the same class only
         return self._compared() == other._compared()
 
     def __hash__(self) -> int:

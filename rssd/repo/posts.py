@@ -52,15 +52,16 @@ class UpsertCounts(Struct, frozen=True):
     messages: int = 0
 
     def __eq__(self, other: object) -> bool:
-        if type(other) is not UpsertCounts:
-            return NotImplemented
+        if not isinstance(other, UpsertCounts) or other.__class__ is not self.__class__:
+            return NotImplemented  # as a dataclass's: instances of the same class only
         return (self.new, self.updated, self.messages) == (other.new, other.updated, other.messages)
 
     def __hash__(self) -> int:
         return hash((self.new, self.updated, self.messages))
 
     def __repr__(self) -> str:
-        return f"UpsertCounts(new={self.new}, updated={self.updated}, messages={self.messages})"
+        shown = f"new={self.new!r}, updated={self.updated!r}, messages={self.messages!r}"
+        return f"UpsertCounts({shown})"
 
 
 class PostRepo:
