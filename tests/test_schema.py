@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -909,24 +910,26 @@ async def test_a_version_13_database_gets_earlier_attempts(tmp_path: Path) -> No
     assert "earlier_attempts" in columns
 
 
-def test_migration_19_alone_builds_what_schema_sql_has_for_version_20(tmp_path: Path) -> None:
-    """The step adds config_sync.checked_by (which rssd's check accepted the file synced:
-    a start skips the check only for a file its own version checked)."""
-    path = tmp_path / "v19.sqlite3"
+@pytest.mark.parametrize(
+    ("step", "drop_next"),
+    [
+        # daemons.database_wait_since: rssd status shows a daemon's wait.
+        (16, drop_version_17),
+        # config_sync.checked_by: which rssd's check accepted the file synced (a start
+        # skips the check only for a file its own version checked).
+        (19, drop_version_20),
+    ],
+)
+def test_a_one_column_migration_alone_builds_what_schema_sql_has_for_the_next_version(
+    tmp_path: Path, step: int, drop_next: Callable[[sqlite3.Connection], None]
+) -> None:
+    """Today's schema without the next version's column, then the step alone: the schema
+    a fresh database gets."""
+    path = tmp_path / f"v{step}.sqlite3"
     with closing(sqlite3.connect(path)) as conn:
         conn.executescript(schema_sql())
-        drop_version_20(conn)
-        conn.executescript(MIGRATIONS[19])
-    assert same_schema_as_fresh(path, tmp_path / "fresh.sqlite3")
-
-
-def test_migration_16_alone_builds_what_schema_sql_has_for_version_17(tmp_path: Path) -> None:
-    """The step adds daemons.database_wait_since (rssd status shows a daemon's wait)."""
-    path = tmp_path / "v16.sqlite3"
-    with closing(sqlite3.connect(path)) as conn:
-        conn.executescript(schema_sql())
-        drop_version_17(conn)
-        conn.executescript(MIGRATIONS[16])
+        drop_next(conn)
+        conn.executescript(MIGRATIONS[step])
     assert same_schema_as_fresh(path, tmp_path / "fresh.sqlite3")
 
 

@@ -347,9 +347,9 @@ class Service:
         assert running is not None, "reloads start once the service runs"
         notify.notify(notify.reloading_message())
         try:
-            # Off the loop: reading a file can block (a slow disk, a network mount).
-            mtime = config_mtime(self.config_path)  # before: an edit since is another
-            config = await asyncio.to_thread(load_config, self.config_path)
+            # Off the loop: reading a file can block (a slow disk, a network mount). The
+            # mtime first: an edit made while the file is read has another.
+            mtime, config = await asyncio.to_thread(_stamped_config, self.config_path)
         except ConfigError as exc:
             log.error("config.invalid", path=str(self.config_path), errors=exc.errors)
             notify.notify(
@@ -433,6 +433,13 @@ async def supervised(name: str, work: Callable[[], Awaitable[None]]) -> None:
         except Exception as exc:
             log.exception("task.crashed", task=name, error_message=str(exc))
         await asyncio.sleep(RESTART_SECONDS)
+
+
+def _stamped_config(path: Path) -> tuple[str | None, Config]:
+    """config.toml's mtime, then the config read from it (a thread's work: both touch the
+    file system)."""
+    mtime = config_mtime(path)
+    return mtime, load_config(path)
 
 
 async def run_service(
