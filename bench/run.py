@@ -247,8 +247,10 @@ class Rssd:
         *,
         postgres: PgDatabase | None = None,
         name: str = "rssd",
+        py_spy_rate: int = 100,
     ) -> None:
         self.name = name
+        self.py_spy_rate = py_spy_rate
         self.workdir = workdir
         self.db = workdir / "rssd.sqlite3"
         self.postgres = postgres
@@ -280,6 +282,8 @@ class Rssd:
                 "record",
                 "--threads",
                 "--nonblocking",
+                "--rate",
+                str(self.py_spy_rate),
                 "--format",
                 "raw",
                 "-o",
@@ -614,6 +618,12 @@ def main(argv: list[str] | None = None) -> int:
         help="run rssd under py-spy record (all threads, idle excluded; figures marked)",
     )
     parser.add_argument(
+        "--py-spy-rate",
+        type=int,
+        default=100,
+        help="py-spy's samples a second (a thread of 0.3 s of CPU needs ~1000 to show)",
+    )
+    parser.add_argument(
         "--postgres",
         metavar="SERVER_URL",
         help="the PostgreSQL server of tool rssd-pg (a URL naming any database there; a fresh "
@@ -690,6 +700,7 @@ def main(argv: list[str] | None = None) -> int:
                         profiler,
                         postgres=postgres if on_pg else None,
                         name=name,
+                        py_spy_rate=args.py_spy_rate,
                     )
                 )
             elif name == "bare":
