@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from structlog.testing import capture_logs
 
 from rssd.clock import now_iso
 from rssd.daemon.pipeline import Pipeline
@@ -22,7 +23,7 @@ from rssd.repo.db import Database
 from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
 from tests.conftest import FeedServer
-from tests.support.commands import cli, dated_rss
+from tests.support.commands import cli, dated_rss, run_once_from
 from tests.support.config import make_config, write_config
 
 pytestmark = pytest.mark.both_backends
@@ -225,3 +226,67 @@ async def test_the_slots_this_process_holds_are_counted_and_a_wait_says_why_it_e
     assert waits.held("h") == 1
     waits.freed("h")
     assert waits.held("h") == 0
+
+
+async def _left_by_a_killed_process(
+    db_target: Path | str, tmp_path: Path, urls: list[str], url: str
+) -> int:
+    """The feeds ``urls`` synced, and what ``run --once`` killed -9 leaves: the job of the
+    feed at ``url`` ONGOING in a slot of its host, its lease run out (nobody renews it).
+    Returns the job's id."""
+    db = await open_database(db_target)
+    try:
+        await SourceRepo(db).sync(make_config(tmp_path, urls, database=str(db_target)))
+        ids = {source.url: source.id for source in await SourceRepo(db).list()}
+        claim = await ClaimRepo(db, "killed:1:manual").claim_source(ids[url], max_per_host=1)
+        assert claim is not None
+        await db.write(
+            lambda tx: tx.execute(
+                "UPDATE fetch_job SET lease_expires_at = :past WHERE id = :id",
+                {"past": "2026-01-01T00:00:00.000Z", "id": claim.job.id},
+            )
+        )
+        return claim.job.id
+    finally:
+        await db.close()
+
+
+async def test_run_once_takes_back_the_jobs_and_slots_a_killed_run_left(
+    feed_server: FeedServer, tmp_path: Path, db_target: Path | str
+) -> None:
+    """A ``run --once`` killed -9 left a job ONGOING, holding its host's only slot, under a
+    lease that ran out. The next run fetches that feed (its job taken back, not skipped as
+    active) and the host's other feed (not waiting for the slot without end): on
+    PostgreSQL with no daemon running, nothing else would ever take them back."""
+    held = feed_server.static("/held", dated_rss(["x"]))
+    other = feed_server.static("/other", dated_rss(["y"]))
+    config = write_config(
+        tmp_path / "config.toml", [held, other], database=str(db_target), max_per_host=1
+    )
+    killed = await _left_by_a_killed_process(db_target, tmp_path, [held, other], held)
+    with capture_logs() as logs:
+        summary = await asyncio.wait_for(run_once_from(config), 60)
+    assert (summary.completed, summary.skipped) == (2, 0), summary
+    taken = [e for e in logs if e["event"] in ("jobs.taken_back", "jobs.recovered")]
+    assert taken and taken[0]["error_code"] == "interrupted", logs
+    db = await open_database(db_target)
+    try:
+        row = await db.fetchone(
+            "SELECT status, error_code FROM fetch_job WHERE id = :id", {"id": killed}
+        )
+    finally:
+        await db.close()
+    assert row is not None and tuple(row) == ("FAILED", "interrupted")
+
+
+async def test_rssd_fetch_takes_back_a_job_whose_lease_ran_out(
+    feed_server: FeedServer, tmp_path: Path, db_target: Path | str
+) -> None:
+    """``rssd fetch`` of a feed whose job a killed process left ONGOING, its lease run out:
+    fetched (exit 0), not refused as busy (exit 3); ``jobs.taken_back`` says why."""
+    held = feed_server.static("/held", dated_rss(["x"]))
+    config = write_config(tmp_path / "config.toml", [held], database=str(db_target))
+    await _left_by_a_killed_process(db_target, tmp_path, [held], held)
+    fetched = await asyncio.wait_for(cli("fetch", "-c", config, held), 60)
+    assert fetched.code == 0, fetched.out + fetched.err
+    assert feed_server.hits.get("/held") == 1

@@ -17,6 +17,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 
+from rssd.daemon.manual import take_back_expired
 from rssd.daemon.pipeline import JobReport, Pipeline
 from rssd.logs import get_logger
 from rssd.repo.claims import LEASE_SECONDS, Claim, ClaimRepo
@@ -190,11 +191,7 @@ class Claimer:
         try:
             if self.in_flight:
                 await self.claims.renew()
-            taken = await self.claims.take_back()
-            if taken:
-                log.warning(
-                    "jobs.taken_back", jobs=len(taken), job_ids=taken, error_code="interrupted"
-                )
+            if await take_back_expired(self.claims):
                 self.wake.set()
         except Exception as exc:
             log.error("jobs.lease_failed", error_message=repr(exc))

@@ -267,7 +267,14 @@ class Pipeline:
         Such a job is left over from a write that failed twice (a database locked or full
         at the worst moment): without this the source would stay blocked until a restart.
         """
+        manual = self.manual
+        taken_back = manual.taken_back if manual is not None else 0
         claim = await self._claim_in_a_slot(source)
+        if claim is None and manual is not None:
+            # Its job may be one a process killed -9 left ONGOING, its lease run out.
+            await manual.take_back_expired()
+            if manual.taken_back != taken_back:
+                claim = await self._claim_in_a_slot(source)
         if claim is None:
             cutoff = to_iso(await self.db.now() - STALE_JOB_AFTER)
             if await self.jobs.fail_stale(source.id, cutoff):
@@ -299,6 +306,8 @@ class Pipeline:
             except HostBusy as busy:  # other processes hold the rest: nobody here to wake
                 self._slot_waits.released(host)
                 log.debug("fetch.waiting_for_host_slot", source_id=source.id, host=busy.host)
+                if self.manual is not None:  # slots a process killed -9 left taken
+                    await self.manual.take_back_expired()
                 if busy.host != host:  # the source moved: wait for where it fetches from
                     while not await self._slot_waits.wait(busy.host, wait):
                         wait = next_wait(wait)

@@ -342,16 +342,17 @@ class ClaimRepo:
             )
         )
 
-    async def take_back(self, *, everything: bool = False) -> list[int]:
+    async def take_back(self, *, everything: bool = False, leased: bool = False) -> list[int]:
         """ONGOING jobs whose lease expired (or, ``everything``, all ONGOING jobs: SQLite at
         start-up, under the daemon lock) -> FAILED ``interrupted``, each source's next job
         due at once. Returns the jobs taken back.
 
         A job with no lease counts as expired: no daemon renews it (every claim writes a
         lease), so it came from elsewhere (``rssd copy-database``, an older rssd) and would
-        otherwise block its source for good. Expiry is judged by the dialect's clock: the
+        otherwise block its source for good. ``leased``: not those; fetches by hand leave
+        them to Pipeline's STALE_JOB_AFTER. Expiry is judged by the dialect's clock: the
         database's own on PostgreSQL, where the daemons' clocks may disagree."""
-        sql = transitions.take_back(self._db.dialect, everything=everything)
+        sql = transitions.take_back(self._db.dialect, everything=everything, leased=leased)
         message = transitions.RESTARTED if everything else transitions.TAKEN_BACK
 
         async def work(tx: Tx) -> list[int]:

@@ -287,11 +287,12 @@ def fail(dialect: Dialect, returning: str) -> str:
     )
 
 
-def take_back(dialect: Dialect, *, everything: bool) -> str:
+def take_back(dialect: Dialect, *, everything: bool, leased: bool = False) -> str:
     """ONGOING jobs whose lease expired (``everything``: all of them, a restart on SQLite)
     -> FAILED ``interrupted``; returns what their next job carries on. A job with no lease
-    counts as expired: no daemon renews it. Parameters: now, message."""
-    expired = f" AND (lease_expires_at IS NULL OR lease_expires_at < {dialect.clock})"
+    counts as expired (no daemon renews it), unless ``leased``. Parameters: now, message."""
+    run_out = f"lease_expires_at < {dialect.clock}"
+    expired = f" AND {run_out}" if leased else f" AND (lease_expires_at IS NULL OR {run_out})"
     return (
         "UPDATE fetch_job SET status = 'FAILED', ended_at = :now, error_code = 'interrupted', "
         f"error_message = :message WHERE {TAKE_BACK.where}{'' if everything else expired} "
