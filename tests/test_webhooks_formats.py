@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -82,6 +83,24 @@ def test_a_url_token_kept_apart_is_appended(
     fmt: str, url: str, token: str | None, expected: str
 ) -> None:
     assert with_token(fmt, url, token) == expected
+
+
+@pytest.mark.parametrize(
+    ("fmt", "url", "secret"),
+    [
+        ("slack", "https://hooks.slack.com/services/T1/B2/s3cret", "s3cret"),
+        ("discord", "https://discord.com/api/webhooks/42/s3cret", "s3cret"),
+        ("gotify", "https://push.example/message?token=s3cret", "s3cret"),
+        ("standard", "https://alice:s3cret@hook.example/x", "s3cret"),
+    ],
+)
+def test_a_requests_repr_shows_no_token(fmt: str, url: str, secret: str) -> None:
+    """A traceback's locals or a debugging print of the request a sender makes: its host,
+    never the token in its URL."""
+    request = render(fmt, url, body([post(1)]))
+    assert secret in request.url
+    assert secret not in repr(request), repr(request)
+    assert str(urlsplit(url).hostname) in repr(request)
 
 
 def test_standard_is_the_stored_body_itself() -> None:

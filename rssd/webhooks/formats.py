@@ -31,6 +31,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from msgspec import Struct
 
 from rssd.models.outbox import POSTS_PER_MESSAGE
+from rssd.models.redact import redact_endpoint
 from rssd.models.sizes import ELLIPSIS, clip_bytes
 
 SLACK_SECTION_CHARS = 3000
@@ -98,6 +99,15 @@ class Request(Struct, frozen=True):
     url: str
     body: bytes
     content_type: str = "application/json"
+
+    def __repr__(self) -> str:
+        """Scheme and host only: a Slack or Discord URL carries its token in the path, a
+        Gotify one in the query, an ntfy topic is its own password; a traceback's locals
+        or a debugging print must not show them."""
+        return (
+            f"Request(url={redact_endpoint(self.url, 'token')!r}, body=<{len(self.body)} "
+            f"bytes>, content_type={self.content_type!r})"
+        )
 
 
 def notice_of(body: str) -> Notice:
