@@ -13,7 +13,13 @@ import pytest
 from aiohttp import web
 
 from rssd.models.config import ConfigError, load_config
-from rssd.models.redact import redact, same_origin, strip_userinfo, with_credentials
+from rssd.models.redact import (
+    redact,
+    redact_endpoint,
+    same_origin,
+    strip_userinfo,
+    with_credentials,
+)
 from tests.conftest import FeedServer, rss
 from tests.support.commands import cli, cli_sync
 from tests.support.config import write_config
@@ -85,6 +91,26 @@ def test_redact_masks_a_urls_passwords_quoted_out_of_url_form(
 )
 def test_a_url_without_credentials_is_unchanged_so_post_ids_stay(url: str) -> None:
     assert strip_userinfo(url) is url
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://hooks.slack.com/services/T1/B2/s3cret", "https://hooks.slack.com/***"),
+        ("https://push.example?token=s3cret", "https://push.example/***"),
+        ("https://push.example:8443?token=s3cret", "https://push.example:8443/***"),
+        ("https://hook.example#s3cret", "https://hook.example/***"),
+        ("https://alice:s3cret@hook.example?x=1", "https://hook.example/***"),
+        ("https://hook.example?next=a@evil.example/", "https://hook.example/***"),
+        ("https://ntfy.sh/s3cret-topic", "https://ntfy.sh/***"),
+    ],
+)
+def test_a_token_endpoint_shows_its_scheme_and_host_only(url: str, expected: str) -> None:
+    """``rssd users`` and a webhook request's repr: Slack's, Discord's, Gotify's and
+    ntfy's URLs carry their secret in the path, the query or the topic; whatever follows
+    the host (a path, or at once a query or a fragment) is hidden, and a ``@`` in a query
+    does not pass for the end of a user name."""
+    assert redact_endpoint(url, "slack") == expected
 
 
 def test_with_credentials_only_on_the_same_host() -> None:

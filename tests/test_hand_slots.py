@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from rssd.clock import now_iso
+from rssd.clock import now_iso, to_iso, utcnow
+from rssd.daemon.manual import ManualLeases
 from rssd.daemon.pipeline import Pipeline
 from rssd.daemon.slots import LONGEST_WAIT_SECONDS, SlotWaits, next_wait
 from rssd.daemon.startup import daemon_session
@@ -240,10 +242,11 @@ async def _left_by_a_killed_process(
         ids = {source.url: source.id for source in await SourceRepo(db).list()}
         claim = await ClaimRepo(db, "killed:1:manual").claim_source(ids[url], max_per_host=1)
         assert claim is not None
+        past = to_iso(utcnow() - timedelta(hours=1))
         await db.write(
             lambda tx: tx.execute(
                 "UPDATE fetch_job SET lease_expires_at = :past WHERE id = :id",
-                {"past": "2026-01-01T00:00:00.000Z", "id": claim.job.id},
+                {"past": past, "id": claim.job.id},
             )
         )
         return claim.job.id
@@ -283,10 +286,57 @@ async def test_rssd_fetch_takes_back_a_job_whose_lease_ran_out(
     feed_server: FeedServer, tmp_path: Path, db_target: Path | str
 ) -> None:
     """``rssd fetch`` of a feed whose job a killed process left ONGOING, its lease run out:
-    fetched (exit 0), not refused as busy (exit 3); ``jobs.taken_back`` says why."""
+    fetched (exit 0), not refused as busy (exit 3). (``rssd fetch`` logs errors only: the
+    ``jobs.taken_back`` it logs is seen by a daemon's operator in ``run --once``.)"""
     held = feed_server.static("/held", dated_rss(["x"]))
     config = write_config(tmp_path / "config.toml", [held], database=str(db_target))
     await _left_by_a_killed_process(db_target, tmp_path, [held], held)
     fetched = await asyncio.wait_for(cli("fetch", "-c", config, held), 60)
     assert fetched.code == 0, fetched.out + fetched.err
     assert feed_server.hits.get("/held") == 1
+
+
+async def test_a_fetch_waiting_on_a_host_a_killed_run_holds_takes_its_slot_back(
+    feed_server: FeedServer, tmp_path: Path, db_target: Path | str
+) -> None:
+    """A fetch by hand of a host's other feed, while the host's only slot is held by a
+    killed process's job whose lease ran out: the fetch's wait for the slot takes that
+    job back, instead of waiting for good (no daemon runs to do it)."""
+    held = feed_server.static("/held", dated_rss(["x"]))
+    other = feed_server.static("/other", dated_rss(["y"]))
+    killed = await _left_by_a_killed_process(db_target, tmp_path, [held, other], held)
+    config = load_config(
+        write_config(
+            tmp_path / "config.toml", [held, other], database=str(db_target), max_per_host=1
+        )
+    )
+    db = await open_database(db_target)
+    try:
+        (source,) = [s for s in await SourceRepo(db).list() if s.url == other]
+        async with Fetcher(config) as fetcher:
+            pipeline = Pipeline(db, fetcher)
+            report = await asyncio.wait_for(pipeline.run(source), 30)
+            await pipeline.settle()
+        row = await db.fetchone(
+            "SELECT status, error_code FROM fetch_job WHERE id = :id", {"id": killed}
+        )
+    finally:
+        await db.close()
+    assert report.status is FetchJobStatus.COMPLETED, report
+    assert row is not None and tuple(row) == ("FAILED", "interrupted")
+    assert feed_server.hits.get("/other") == 1 and feed_server.hits.get("/held") is None
+
+
+async def test_a_fetch_that_starts_as_the_last_one_ends_gets_a_lease_renewer(
+    db: Database,
+) -> None:
+    """The last fetch by hand to end cancels the renewer; one that starts before the loop
+    ran that cancellation found it not yet done and kept it: its lease was never renewed,
+    and a take-back of expired leases would have taken its job from under it."""
+    leases = ManualLeases(ClaimRepo(db, "hand"))
+    async with leases.holding():
+        first = leases.renewer
+    async with leases.holding():  # in the same turn of the loop
+        assert leases.renewer is not None and leases.renewer is not first
+        assert not leases.renewer.cancelling()
+    assert first is not None and first.cancelling()

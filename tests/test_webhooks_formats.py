@@ -91,6 +91,8 @@ def test_a_url_token_kept_apart_is_appended(
         ("slack", "https://hooks.slack.com/services/T1/B2/s3cret", "s3cret"),
         ("discord", "https://discord.com/api/webhooks/42/s3cret", "s3cret"),
         ("gotify", "https://push.example/message?token=s3cret", "s3cret"),
+        ("gotify", "https://push.example?token=s3cret", "s3cret"),
+        ("discord", "https://discord.example?token=s3cret", "s3cret"),
         ("standard", "https://alice:s3cret@hook.example/x", "s3cret"),
     ],
 )

@@ -55,7 +55,10 @@ class ManualLeases:
     async def holding(self) -> AsyncIterator[None]:
         """One fetch by hand runs inside: its lease is renewed until it ends."""
         self._held += 1
-        if self.renewer is None or self.renewer.done():
+        # A renewer cancelled by the last fetch to end is not done until the loop runs it
+        # again: a fetch that starts in between needs a new one, or its lease would never
+        # be renewed, and would be taken back as expired while it runs.
+        if self.renewer is None or self.renewer.done() or self.renewer.cancelling():
             self.renewer = asyncio.create_task(self._renew())
         try:
             yield
@@ -74,9 +77,9 @@ class ManualLeases:
 
     async def take_back_expired(self) -> None:
         """Take back the jobs whose lease expired (``take_back_expired``), at most every
-        TAKE_BACK_EVERY_SECONDS: a fetch that arrives while one runs waits for it, one
-        that arrives after it, for the next. Never raises: a failure is logged, and the
-        fetch goes on as if nothing had expired."""
+        TAKE_BACK_EVERY_SECONDS: a fetch that arrives while one runs waits for it; one
+        that arrives sooner after it than that returns at once. Never raises: a failure
+        is logged, and the fetch goes on as if nothing had expired."""
         if self._take_back is None or self._take_back.done():
             now = time.monotonic()
             if now < self._next_take_back:
@@ -85,6 +88,11 @@ class ManualLeases:
             self._take_back = asyncio.create_task(self._take_back_once())
         # Shielded: a fetch cancelled while it waits does not cancel the others' take-back.
         await asyncio.shield(self._take_back)
+
+    async def settle(self) -> None:
+        """Until a take-back under way has ended: before the database closes."""
+        if self._take_back is not None and not self._take_back.done():
+            await asyncio.wait([self._take_back])
 
     async def _take_back_once(self) -> None:
         try:

@@ -331,9 +331,11 @@ class Pipeline:
         )
 
     async def settle(self) -> None:
-        """Until the claims by hand and the completions in the database are answered
-        (before closing it)."""
+        """Until the claims by hand, a take-back of expired leases and the completions in
+        the database are answered (before closing it)."""
         await self._hand.settle()
+        if self.manual is not None:
+            await self.manual.settle()
         await self.jobs.settle()
 
     async def _activity(self, source: Source, result: FetchResult | None) -> Activity | None:

@@ -130,7 +130,8 @@ def redact_endpoint(url: str, fmt: str) -> str:
     if fmt == "standard":
         return redact(url)
     scheme, _, rest = url.partition("://")
-    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    end = _AUTHORITY_END.search(rest)  # a query or fragment may follow the host at once
+    host = (rest[: end.start()] if end else rest).rsplit("@", 1)[-1]
     return f"{scheme}://{host}/***"
 
 
