@@ -14,6 +14,7 @@ from aiohttp import web
 
 from rssd.models.config import ConfigError, load_config
 from rssd.models.redact import (
+    host_only,
     redact,
     redact_endpoint,
     same_origin,
@@ -110,7 +111,7 @@ def test_a_token_endpoint_shows_its_scheme_and_host_only(url: str, expected: str
     ntfy's URLs carry their secret in the path, the query or the topic; whatever follows
     the host (a path, or at once a query or a fragment) is hidden, and a ``@`` in a query
     does not pass for the end of a user name."""
-    assert redact_endpoint(url, "slack") == expected
+    assert redact_endpoint(url, "slack") == host_only(url) == expected
 
 
 def test_with_credentials_only_on_the_same_host() -> None:

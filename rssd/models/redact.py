@@ -127,10 +127,14 @@ def redact(text: str, *, keep_user: bool = False, secrets_of: str | None = None)
 def redact_endpoint(url: str, fmt: str) -> str:
     """A user's webhook URL for output. Slack's and Discord's carry their token in the
     path and an ntfy topic is its own password: of those only the scheme and host show."""
-    if fmt == "standard":
-        return redact(url)
+    return redact(url) if fmt == "standard" else host_only(url)
+
+
+def host_only(url: str) -> str:
+    """``scheme://host/***``: whatever follows the host (a path, or at once a query or a
+    fragment) hidden, and a user name or password before it."""
     scheme, _, rest = url.partition("://")
-    end = _AUTHORITY_END.search(rest)  # a query or fragment may follow the host at once
+    end = _AUTHORITY_END.search(rest)
     host = (rest[: end.start()] if end else rest).rsplit("@", 1)[-1]
     return f"{scheme}://{host}/***"
 

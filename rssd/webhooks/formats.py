@@ -31,7 +31,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from msgspec import Struct
 
 from rssd.models.outbox import POSTS_PER_MESSAGE
-from rssd.models.redact import redact_endpoint
+from rssd.models.redact import host_only
 from rssd.models.sizes import ELLIPSIS, clip_bytes
 
 SLACK_SECTION_CHARS = 3000
@@ -105,7 +105,7 @@ class Request(Struct, frozen=True):
         Gotify one in the query, an ntfy topic is its own password; a traceback's locals
         or a debugging print must not show them."""
         return (
-            f"Request(url={redact_endpoint(self.url, 'token')!r}, body=<{len(self.body)} "
+            f"Request(url={host_only(self.url)!r}, body=<{len(self.body)} "
             f"bytes>, content_type={self.content_type!r})"
         )
 
