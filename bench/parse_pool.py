@@ -9,10 +9,10 @@ ParsePool of two workers (bench/farm.py's feeds, rendered in-process), while fiv
 coroutines each burn ``--busy-ms`` of CPU per loop step. It prints parses per second for
 each run. With ``--busy-ms 0`` it shows the pool's own limit.
 
-It also times the pool's manager thread inside ``_ThreadWakeup.clear`` (draining the pipe
-every ``submit`` writes a wake-up message to), and ``--switch-interval`` sets the
-interpreter's GIL switch interval (``sys.setswitchinterval``; 5 ms by default): the
-figures that explain the stall described in bench/README.md ("The parse pool").
+``--switch-interval`` sets the interpreter's GIL switch interval (``sys.setswitchinterval``;
+5 ms by default). It mattered while the pool was the standard library's, whose threads
+handed each document over under the GIL (bench/README.md, "The parse pool under a busy
+loop"); the pool the event loop reads has no thread to switch to.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import asyncio
 import statistics
 import sys
 import time
-from concurrent.futures import process
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -34,36 +33,6 @@ from rssd.fetch.worker import parse_document
 
 URL = "http://127.0.0.1/feeds/0"
 TYPE = "application/rss+xml"
-
-
-class _ClearTimer:
-    """Time spent by the pool's manager thread draining its wake-up pipe."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self.calls = 0
-        self.messages = 0
-        timer = self
-
-        def clear(wakeup: process._ThreadWakeup) -> None:
-            started = time.perf_counter()
-            reader = wakeup._reader
-            drained = 0
-            if not wakeup._closed:
-                while reader.poll():
-                    reader.recv_bytes()
-                    drained += 1
-            timer.seconds += time.perf_counter() - started
-            timer.calls += 1
-            timer.messages += drained
-
-        process._ThreadWakeup.clear = clear  # type: ignore[method-assign,assignment]
-
-    def reset(self) -> None:
-        self.seconds, self.calls, self.messages = 0.0, 0, 0
-
-
-CLEAR = _ClearTimer()
 
 
 async def _busy(ms: float) -> None:
@@ -80,7 +49,6 @@ async def one_run(documents: int, busy_ms: float, body: bytes, seen: bytes) -> f
     try:
         await pool.parse(body, URL, TYPE, sanitize=True, seen=seen)  # workers warm
         hogs = [asyncio.create_task(_busy(busy_ms)) for _ in range(5)] if busy_ms else []
-        CLEAR.reset()
         started = time.perf_counter()
         outcomes = await asyncio.gather(
             *(pool.parse(body, URL, TYPE, sanitize=True, seen=seen) for _ in range(documents))
@@ -108,11 +76,7 @@ def main() -> int:
     rates = []
     for _ in range(args.runs):
         rates.append(asyncio.run(one_run(args.documents, args.busy_ms, after.body, seen)))
-        print(
-            f"{rates[-1]:.0f} parses/s; manager thread in _ThreadWakeup.clear "
-            f"{CLEAR.seconds:.2f} s ({CLEAR.calls} calls, {CLEAR.messages} messages)",
-            flush=True,
-        )
+        print(f"{rates[-1]:.0f} parses/s", flush=True)
     print(
         f"median {statistics.median(rates):.0f} parses/s: {args.documents} cut parses, "
         f"loop busy {args.busy_ms:g} ms x 5 per step, switch interval "

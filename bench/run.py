@@ -189,8 +189,14 @@ def _tool_env() -> dict[str, str]:
 def _measure(cmd: list[str], workdir: Path, name: str) -> tuple[dict[str, Any], Path]:
     usage_path, log_path = workdir / f"{name}.usage.json", workdir / f"{name}.stdout"
     measure_cmd = [sys.executable, str(BENCH / "measure.py"), "--out", str(usage_path)]
+    # In the tool's own directory: Python 3.11's forkserver imports its preloads with the
+    # working directory first on sys.path, not the daemon's path, so run from a checkout
+    # the parse workers of interleave.py's other trees loaded this checkout's rssd.
     subprocess.run(
-        [*measure_cmd, "--stdout", str(log_path), "--", *cmd], check=True, env=_tool_env()
+        [*measure_cmd, "--stdout", str(log_path), "--", *cmd],
+        check=True,
+        env=_tool_env(),
+        cwd=workdir,
     )
     usage: dict[str, Any] = json.loads(usage_path.read_text())
     if usage["returncode"] != 0:

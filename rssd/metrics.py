@@ -86,7 +86,7 @@ LOOP_LAG = Histogram(
 )
 PARSE_WORKER_RESTARTS = Counter(
     "rssd_parse_worker_restarts",
-    "Parse pools killed and rebuilt (a runaway or crashed parse worker).",
+    "Parse workers replaced: killed as runaway, or found dead (crashed, killed).",
     registry=REGISTRY,
 )
 PARSES = Counter(

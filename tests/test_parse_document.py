@@ -468,57 +468,57 @@ async def test_slow_document_in_the_pool_is_parse_error_and_the_pool_recovers(
     await parse_fine(small_pool)
 
 
-def test_a_pool_that_parses_nothing_never_makes_its_executor() -> None:
-    """A pass of 304s parses nothing: it never pays for multiprocessing's and the process
-    pool's imports (~20 ms of CPU at every start; bench/startup_parts.py) or the workers."""
+def test_a_pool_that_parses_nothing_never_imports_the_forkserver() -> None:
+    """A pass of 304s parses nothing: it never pays for the forkserver's imports or the
+    workers."""
     script = (
         "import sys\n"
         "from rssd.fetch.parse import ParsePool\n"
         "pool = ParsePool(workers=2)\n"
         "pool.close()\n"
-        "print(pool._executor is None, 'concurrent.futures.process' in sys.modules)\n"
+        "print(pool._spawned == [], 'multiprocessing.popen_forkserver' in sys.modules,"
+        " 'concurrent.futures.process' in sys.modules)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
-    assert result.stdout.split() == ["True", "False"]
+    assert result.stdout.split() == ["True", "False", "False"]
 
 
 @pytest.mark.parametrize("turns", [0, 1, 3])
-async def test_closing_before_the_start_thread_made_the_pool_leaves_no_worker(turns: int) -> None:
-    """close() while the start thread has not made the executor yet: it makes none after
-    (it made one, and started workers, once the pool was closed, which left them alive)."""
+async def test_closing_before_the_start_thread_began_leaves_no_worker(turns: int) -> None:
+    """close() before the start thread has started its workers: it starts none after, or
+    kills what it started (an earlier pool started workers once it was closed, which left
+    them alive)."""
     pool = ParsePool(workers=2)
     pool.start_soon()
     for _ in range(turns):
         await asyncio.sleep(0)
     await pool.aclose()  # waits for the start thread
-    executor = getattr(pool, "_executor")  # noqa: B009  (test-only)
-    processes = getattr(executor, "_processes", None) or {}
-    assert [p.pid for p in processes.values() if p.is_alive()] == []
+    spawned = getattr(pool, "_spawned")  # noqa: B009  (test-only)
+    assert [p.pid for p in spawned if p.is_alive()] == []
     assert await pool.parse(FINE, BASE, RSS_TYPE, sanitize=True) == ParseOutcome(
         error_code=ErrorCode.PARSE_ERROR, message="parse pool closed"
     )
 
 
-async def test_prepare_makes_the_executor_but_starts_no_worker() -> None:
+async def test_prepare_does_the_imports_but_starts_no_worker() -> None:
     """The service prepares its pool at start (the imports), the workers still wait for
     the first body to parse."""
     pool = ParsePool(workers=2)
     try:
         pool.prepare()
-        executor = getattr(pool, "_executor")  # noqa: B009  (test-only)
-        assert executor is not None
-        assert not getattr(executor, "_processes")  # noqa: B009
+        assert "multiprocessing.popen_forkserver" in sys.modules
+        assert getattr(pool, "_spawned") == []  # noqa: B009  (test-only)
         assert not pool.started
     finally:
         await pool.aclose()
 
 
 def worker_pids(pool: ParsePool) -> list[int]:
-    # No public handle on the workers: reach into the executor (test-only).
-    executor = getattr(pool, "_executor")  # noqa: B009
-    return [process.pid for process in getattr(executor, "_processes").values()]  # noqa: B009
+    # No public handle on the workers: reach into the pool (test-only).
+    workers = getattr(pool, "_workers")  # noqa: B009
+    return [worker.process.pid for worker in workers]
 
 
 async def test_unresponsive_worker_is_killed_and_replaced(
@@ -545,30 +545,29 @@ async def test_crashed_worker_is_replaced(small_pool: ParsePool) -> None:
     await parse_fine(small_pool)
     (pid,) = worker_pids(small_pool)
     os.kill(pid, signal.SIGKILL)
-    await parse_fine(small_pool)  # BrokenProcessPool: retried once on a fresh pool
+    await parse_fine(small_pool)  # sent to the dead worker, or after it was seen dead
     (replacement,) = worker_pids(small_pool)
     assert replacement != pid
     await parse_fine(small_pool)
     assert worker_pids(small_pool) == [replacement]  # the new worker serves on
 
 
-async def test_a_pool_found_broken_before_a_document_is_replaced_for_it(
+async def test_a_worker_seen_dead_between_documents_is_replaced(
     small_pool: ParsePool,
 ) -> None:
-    """A worker killed between two documents: the pool knows it is broken before the next
-    submit, which raises BrokenProcessPool itself. That document gets a fresh pool (it
-    failed as an internal error, an UnboundLocalError, and the pool stayed broken)."""
+    """A worker killed between two documents: the loop reads its socket's EOF and starts
+    another before the next document comes, which that one parses."""
     await parse_fine(small_pool)
     (pid,) = worker_pids(small_pool)
     os.kill(pid, signal.SIGKILL)
-    executor = getattr(small_pool, "_executor")  # noqa: B009  (test-only)
-    for _ in range(int(GENEROUS * 100)):  # the pool's manager thread notices the death
-        if getattr(executor, "_broken"):  # noqa: B009
+    for _ in range(int(GENEROUS * 100)):  # the event loop reads the EOF
+        if pid not in worker_pids(small_pool):
             break
         await asyncio.sleep(0.01)
-    assert getattr(executor, "_broken")  # noqa: B009
+    assert pid not in worker_pids(small_pool)
     await parse_fine(small_pool)
-    assert getattr(small_pool, "_executor") is not executor  # noqa: B009
+    (replacement,) = worker_pids(small_pool)
+    assert replacement != pid
     await parse_fine(small_pool)
 
 
@@ -636,20 +635,23 @@ async def test_workers_do_not_load_the_daemons_libraries(small_pool: ParsePool) 
 @pytest.mark.parametrize("delay", [0.0, 0.01, 0.05, 0.1, 0.2, 0.3])
 async def test_closing_while_the_workers_start_leaves_no_worker(delay: float) -> None:
     """close() during start_soon(): a worker spawned by the start thread just as the pool
-    closes must die too (one left alive kept the interpreter from exiting: the executor's
-    manager thread is joined at exit)."""
+    closes must die too (one left alive kept the interpreter from exiting: multiprocessing
+    joins its children at exit)."""
     pool = ParsePool(workers=2)
-    executor = getattr(pool, "_pool")()  # noqa: B009  (made now: the start thread uses it)
-    spawned = getattr(executor, "_processes")  # noqa: B009 - the live dict, late spawns too
+    spawned = getattr(pool, "_spawned")  # noqa: B009 - the live list, late spawns too
     pool.start_soon()
     await asyncio.sleep(delay)  # where in the start-up the close lands: any moment will do
     pool.close()
-    # close() shut the executor down before reading its process map: a spawn in progress
-    # was waited for, and none can follow, so every worker there will ever be is in
-    # ``spawned`` now. Each must die (SIGKILL); a survivor fails at the hang guard.
+    # The start thread may still be starting a worker: it sees the pool closed and kills
+    # it. Once that thread is done (it is, after aclose), every worker there will ever be
+    # is in ``spawned``. Each must die (SIGKILL); a survivor fails at the hang guard.
+    starts = set(getattr(pool, "_starts"))  # noqa: B009
+    if starts:
+        await asyncio.wait(starts, timeout=GENEROUS)
     alive = [0]
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(GENEROUS):
-            while alive := [p.pid for p in list(spawned.values()) if p.is_alive()]:  # noqa: ASYNC110 - other processes' state: polled
+            while alive := [p.pid for p in list(spawned) if p.is_alive()]:  # noqa: ASYNC110 - other processes' state: polled
                 await asyncio.sleep(0.05)
     assert alive == [], f"workers still alive after close(): {alive}"
+    await pool.aclose()

@@ -1,10 +1,16 @@
-"""Parsing: a process pool of parse workers, bounded in time, never trusted to behave.
+"""Parsing: a pool of parse worker processes, read by the event loop, never trusted to behave.
 
-Parsing is CPU work and feedparser is pure Python, so it runs in a process pool: both cores
-work and the event loop never stalls. Every parse is bounded twice: a SIGALRM inside the
-worker ends a slow parse cleanly (rssd.fetch.worker), and if the worker does not answer in
-time after that the pool is killed and rebuilt. Either way the job is recorded
-``parse_error``; the daemon never hangs or dies on a document.
+Parsing is CPU work and feedparser is pure Python, so it runs in worker processes: both
+cores work and the event loop never stalls. Each worker has one socket to the daemon; the
+event loop writes documents to it and reads the answers itself (``add_reader``), with no
+thread in between. The standard library's ``ProcessPoolExecutor``, used before, passed
+every document through a manager thread and a queue feeder thread: over twice the daemon's
+CPU a document (bench/pool_handoff.py), each hand-off waiting for the GIL of a busy loop.
+
+Every parse is bounded twice: a SIGALRM inside the worker ends a slow parse cleanly
+(rssd.fetch.worker), and if the worker does not answer in time after that the parent kills
+that worker and starts another. Either way the job is recorded ``parse_error``; the daemon
+never hangs or dies on a document.
 """
 
 from __future__ import annotations
@@ -12,19 +18,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pickle
 import signal
 import threading
 import time
-from concurrent.futures import Executor, Future
+from collections import deque
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from rssd import metrics
-from rssd.fetch.worker import ParseOutcome, parse_document, ping, worker_init
+from rssd.fetch.worker import FRAME, ParseOutcome, parse_document, serve
 from rssd.logs import get_logger
 from rssd.models.codes import ErrorCode
 
 if TYPE_CHECKING:
-    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing.connection import Connection
+    from multiprocessing.context import ForkServerContext
+    from multiprocessing.process import BaseProcess
 
 __all__ = ["ParseOutcome", "ParsePool", "parse_document"]
 
@@ -32,80 +42,238 @@ log = get_logger("rssd.parse")
 
 #: Extra time the parent gives a worker after its own alarm should have fired.
 HARD_TIMEOUT_MARGIN = 5.0
-#: How long closing waits for the pools' manager threads once their workers are killed.
+#: How long closing waits for the start thread and the killed workers.
 CLOSE_WAIT_SECONDS = 5.0
+#: Documents a worker holds at once: the one it parses and the next, already in its
+#: socket, so that it starts that one without waiting for a busy event loop to answer.
+DEPTH = 2
+#: Bytes read from a worker's socket at a time (an answer is a few KB; a larger one takes
+#: several reads). Below malloc's mmap threshold: a read allocates this much first.
+READ_SIZE = 1 << 16
+
+CLOSED = ParseOutcome(error_code=ErrorCode.PARSE_ERROR, message="parse pool closed")
+CRASHED = ParseOutcome(error_code=ErrorCode.PARSE_ERROR, message="parse worker crashed")
+
+
+@dataclass(eq=False, slots=True)
+class _Job:
+    """One document: its pickled arguments, the caller's future, and how many workers it
+    took down with it (once is a worker's bad luck and retried; twice is the document)."""
+
+    payload: bytes
+    future: asyncio.Future[ParseOutcome]
+    timeout: float
+    crashes: int = 0
+
+
+@dataclass(eq=False, slots=True)
+class _Worker:
+    """One worker process and the parent's end of its socket."""
+
+    process: BaseProcess
+    conn: Connection
+    fd: int
+    #: Sent and not yet answered, oldest first: the worker answers in order.
+    jobs: deque[_Job] = field(default_factory=deque)
+    inbox: bytearray = field(default_factory=bytearray)
+    #: What a full socket did not take yet (written when it is writable again).
+    outbox: bytearray = field(default_factory=bytearray)
+    #: The loop whose selector watches ``fd`` (None: not watched).
+    loop: asyncio.AbstractEventLoop | None = None
+    #: When the worker took up its oldest job (loop time; see ParsePool._patrol).
+    since: float = 0.0
 
 
 class ParsePool:
-    """A process pool for parse_document that survives runaway and crashing workers."""
+    """Worker processes for parse_document that survive runaway and crashing workers.
+
+    One event loop watches the workers at a time. The pool may outlive a loop (``rssd
+    fetch`` runs one per command, tests one per test): the next loop to parse takes over
+    the idle workers, and those still working for a loop that ended are replaced."""
 
     def __init__(self, workers: int | None = None, timeout: float = 20.0) -> None:
         self.workers = workers or max(1, os.cpu_count() or 1)
         self.timeout = timeout
-        #: Made by the first body to parse (``_pool``), as the workers are started then.
-        self._executor: ProcessPoolExecutor | None = None
-        #: Guards the executor and ``_closed``: the start thread, a parse and close may
-        #: come at once.
-        self._executor_lock = threading.Lock()
-        #: Closed: no executor is made any more (a start thread still running makes none).
+        #: Made on first use (``_mp_context``): its imports are needless to a pass of 304s.
+        self._context: ForkServerContext | None = None
+        #: Guards what the start thread shares with the loop: ``_closed``, ``_spawning``,
+        #: ``_unattached``, ``_spawned``.
+        self._lock = threading.Lock()
         self._closed = False
-        self._generation = 0
-        #: The workers being started off the loop (start_soon, or after a restart).
-        self._starting: asyncio.Future[None] | None = None
-        #: Documents handed to the pool: the pool generation, and when it started them
-        #: (None: still waiting in the pool's own queue). Judged by ``_patrol``.
-        self._running: dict[Future[ParseOutcome], tuple[int, float | None]] = {}
-        #: Documents the patrol found overdue (their pool was killed for them).
-        self._overdue: set[Future[ParseOutcome]] = set()
+        #: Workers being started by a start thread, and those started and not yet watched.
+        self._spawning = 0
+        self._unattached: list[_Worker] = []
+        #: Every worker process started and not yet reaped, for close (and the tests) to
+        #: see them all; and those of them killed, for the next start thread to reap.
+        self._spawned: list[BaseProcess] = []
+        self._killed: list[BaseProcess] = []
+        #: The loop that watches the workers (that of the last parse), the workers it
+        #: watches, and documents waiting for room in one of them.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._workers: list[_Worker] = []
+        self._pending: deque[_Job] = deque()
+        #: Start threads under way (closing waits for them).
+        self._starts: set[asyncio.Task[None]] = set()
+        self._started = False
         self._patrol_task: asyncio.Task[None] | None = None
-        #: The manager threads of the pools killed so far: closing waits for them.
-        self._managers: list[threading.Thread] = []
 
-    def _new_executor(self) -> ProcessPoolExecutor:
-        # Imported here: multiprocessing and the pool's module are ~20 ms of CPU (bench/
-        # startup_parts.py) that a pass of 304s, which parses nothing, never needs.
-        import multiprocessing  # noqa: PLC0415
-        from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+    # -- starting ------------------------------------------------------------------------
 
-        # forkserver: never fork the daemon itself (it has threads: aiosqlite, the resolver).
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["rssd.fetch.worker", "rssd.fetch.parsing"])
-        return ProcessPoolExecutor(self.workers, mp_context=context, initializer=worker_init)
+    def _mp_context(self) -> ForkServerContext:
+        if self._context is None:
+            # Imported here: the forkserver's modules are CPU that a pass of 304s, which
+            # parses nothing, never needs.
+            import multiprocessing  # noqa: PLC0415
+            import multiprocessing.forkserver  # noqa: PLC0415
+            import multiprocessing.popen_forkserver  # noqa: PLC0415
 
-    def _pool(self) -> ProcessPoolExecutor | None:
-        """The current executor, made on first use (from the start thread, or a parse);
-        None once the pool is closed."""
-        with self._executor_lock:
-            if self._executor is None and not self._closed:
-                self._executor = self._new_executor()
-            return self._executor
+            # forkserver: never fork the daemon itself (it has threads: aiosqlite, the
+            # resolver). The workers' modules are preloaded once, in the forkserver.
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["rssd.fetch.worker", "rssd.fetch.parsing"])
+            self._context = context
+        return self._context
 
     def prepare(self) -> None:
-        """Make the executor now (multiprocessing's and the pool's imports), without its
-        workers: for a service, which parses sooner or later, at its start rather than
-        in the middle of its first busy minute. ``run --once`` leaves it to the first
-        body to parse: a pass of 304s never needs it."""
-        self._pool()
-
-    async def start(self) -> None:
-        """Start the workers from a thread: starting the forkserver and forking blocks for
-        a few hundred ms, which on the loop thread showed as 200+ ms of loop lag."""
-        await asyncio.to_thread(self._prestart)
-
-    def _prestart(self) -> None:
-        executor = self._pool()
-        if executor is not None:  # closed meanwhile: nothing to start
-            _prestart(executor, self.workers)
+        """Do the imports now, without starting a worker: for a service, which parses sooner
+        or later, at its start rather than in the middle of its first busy minute. ``run
+        --once`` leaves it to the first body to parse: a pass of 304s never needs it."""
+        self._mp_context()
 
     @property
     def started(self) -> bool:
         """Whether the workers have been asked to start (by the first body to parse)."""
-        return self._starting is not None
+        return self._started
 
     def start_soon(self) -> None:
-        """Start the workers in the background; the first parse waits for them."""
-        self._starting = asyncio.ensure_future(self.start())
-        self._starting.add_done_callback(_log_start_failure)
+        """Start the missing workers in the background; parses wait for them."""
+        self._started = True
+        loop = self._bind()
+        with self._lock:
+            if self._closed:
+                return
+            missing = self.workers - len(self._workers) - len(self._unattached) - self._spawning
+            if missing <= 0:
+                return
+            self._spawning += missing
+        task = loop.create_task(self._start(missing))
+        self._starts.add(task)
+        task.add_done_callback(self._starts.discard)
+
+    async def start(self) -> None:
+        """Start the workers now and wait until they are watched."""
+        self.start_soon()
+        loop = asyncio.get_running_loop()
+        starts = {task for task in self._starts if task.get_loop() is loop}
+        if starts:
+            await asyncio.wait(starts)
+        self._adopt()
+
+    async def _start(self, count: int) -> None:
+        # A thread: starting the forkserver and forking blocks for a few hundred ms, which
+        # on the loop thread showed as 200+ ms of loop lag.
+        try:
+            await asyncio.to_thread(self._spawn, count)
+        except Exception as exc:
+            log.warning("parse.pool_start_failed", error_message=repr(exc))
+        self._adopt()
+        if not self._workers and not self._spawning and self._pending:
+            # Nothing will answer: the documents fail, rather than wait for ever.
+            failed = "parse workers failed to start"
+            self._fail_pending(ParseOutcome(error_code=ErrorCode.PARSE_ERROR, message=failed), [])
+
+    def _spawn(self, count: int) -> None:
+        """Start ``count`` workers (the start thread).
+
+        SIGINT is blocked in this thread meanwhile, so the forkserver and the workers it
+        forks start with it blocked: a Ctrl-C to the process group while they are still
+        importing (before they ignore SIGINT) would print a KeyboardInterrupt traceback.
+        The daemon's own thread still receives it. A worker started once the pool is
+        closed is killed here: close() cannot have seen it."""
+        from multiprocessing import resource_tracker  # noqa: PLC0415  (loaded: the context's)
+
+        # The forkserver's start starts multiprocessing's resource tracker first, and that
+        # unblocks SIGINT in this thread when it is done: started now, before the block.
+        resource_tracker.ensure_running()
+        self._reap(CLOSE_WAIT_SECONDS)
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            for started in range(count):
+                try:
+                    worker = self._spawn_one() if not self._closed else None
+                except BaseException:
+                    with self._lock:
+                        self._spawning -= count - started
+                    raise
+                with self._lock:
+                    self._spawning -= 1
+                    if worker is not None and not self._closed:
+                        self._unattached.append(worker)
+                        continue
+                if worker is not None:
+                    self._kill(worker)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+    def _spawn_one(self) -> _Worker:
+        context = self._mp_context()
+        ours, theirs = context.Pipe(duplex=True)  # a socket pair
+        process = context.Process(target=serve, args=(theirs,), daemon=True, name="rssd-parse")
+        with self._lock:
+            self._spawned.append(process)
+        try:
+            process.start()
+        except BaseException:
+            with self._lock:
+                self._spawned.remove(process)
+            ours.close()
+            raise
+        finally:
+            theirs.close()  # the worker has its own copy now
+        fd = ours.fileno()
+        os.set_blocking(fd, False)
+        return _Worker(process=process, conn=ours, fd=fd)
+
+    def _adopt(self) -> None:
+        """Watch the workers the start thread made (on the loop thread). A start task of a
+        loop that is not the pool's any more leaves them to the next parse."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            return
+        with self._lock:
+            new, self._unattached = self._unattached, []
+        for worker in new:
+            self._watch(worker, loop)
+            self._workers.append(worker)
+        self._dispatch()
+
+    def _watch(self, worker: _Worker, loop: asyncio.AbstractEventLoop) -> None:
+        worker.loop = loop
+        loop.add_reader(worker.fd, self._readable, worker)
+        if worker.outbox:
+            loop.add_writer(worker.fd, self._writable, worker)
+
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        """The running loop, made the one that watches the workers if it is not yet.
+
+        When the pool moves to another loop (the last one ended), idle workers are watched
+        from the new one; a worker still working for the old loop is replaced, as the
+        futures it would answer belong to that loop. Documents waiting for the old loop
+        are dropped: nobody can await them any more."""
+        loop = asyncio.get_running_loop()
+        if loop is self._loop:
+            return loop
+        self._loop = loop
+        for worker in list(self._workers):
+            if worker.jobs:
+                self._retire(worker)
+                continue
+            _unwatch(worker)
+            self._watch(worker, loop)
+        self._pending.clear()
+        return loop
+
+    # -- parsing -------------------------------------------------------------------------
 
     async def parse(
         self,
@@ -116,186 +284,253 @@ class ParsePool:
         sanitize: bool,
         seen: bytes = b"",
     ) -> ParseOutcome:
-        loop = asyncio.get_running_loop()
-        if self._starting is None:
+        if self._closed:
+            return CLOSED
+        loop = self._bind()
+        if len(self._workers) < self.workers:
             # Started by the first body to parse, not at start-up: a pass of 304s never
-            # pays for the forkserver and the workers (CPU that a small machine would
-            # take from the event loop just when it is busiest).
+            # pays for the forkserver and the workers (CPU that a small machine would take
+            # from the event loop just when it is busiest). Also replaces workers that
+            # failed to start.
             self.start_soon()
-        starting = self._starting
-        assert starting is not None
-        if not starting.done() and starting.get_loop() is loop:
-            # Not on the loop thread: submitting now would fork the workers right here.
-            await asyncio.wait([starting])
-        from concurrent.futures.process import BrokenProcessPool  # noqa: PLC0415  (_pool's)
+        payload = pickle.dumps(
+            (body, url, content_type, sanitize, self.timeout, seen), pickle.HIGHEST_PROTOCOL
+        )
+        job = _Job(payload=payload, future=loop.create_future(), timeout=self.timeout)
+        self._pending.append(job)
+        if self._unattached:
+            self._adopt()
+        self._dispatch()
+        return await job.future
 
-        for attempt in range(2):
-            generation = self._generation
-            current = self._pool()
-            if current is None:
-                return ParseOutcome(error_code=ErrorCode.PARSE_ERROR, message="parse pool closed")
-            executor: Executor = current
-            # None while submit itself raises: a pool found broken (a worker killed, its
-            # start failed) before this document, which the restart below replaces.
-            future: Future[ParseOutcome] | None = None
+    def _dispatch(self) -> None:
+        """Hand waiting documents to the workers with room, the least busy first."""
+        while self._pending:
+            worker = min(self._workers, key=_load, default=None)
+            if worker is None or len(worker.jobs) >= DEPTH:
+                return
+            job = self._pending.popleft()
+            if job.future.done():  # its caller gave up (cancelled) while it waited
+                continue
+            worker.jobs.append(job)
+            if len(worker.jobs) == 1:
+                self._taken_up(worker)
+            self._send(worker, FRAME.pack(len(job.payload)), job.payload)
+
+    def _send(self, worker: _Worker, header: bytes, payload: bytes) -> None:
+        if worker.outbox:  # earlier bytes still wait: keep the order
+            worker.outbox += header
+            worker.outbox += payload
+            return
+        try:
+            written = os.writev(worker.fd, (header, payload))
+        except BlockingIOError:
+            written = 0
+        except OSError:  # the worker is gone: its reader sees EOF, or this tells
+            self._lost(worker)
+            return
+        total = len(header) + len(payload)
+        if written < total:
+            worker.outbox += (header + payload)[written:]
+            assert worker.loop is not None
+            worker.loop.add_writer(worker.fd, self._writable, worker)
+
+    def _writable(self, worker: _Worker) -> None:
+        try:
+            written = os.write(worker.fd, worker.outbox)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._lost(worker)
+            return
+        del worker.outbox[:written]
+        if not worker.outbox and worker.loop is not None:
+            worker.loop.remove_writer(worker.fd)
+
+    def _readable(self, worker: _Worker) -> None:
+        try:
+            data = os.read(worker.fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # EOF: the worker died (crashed, killed, out of memory)
+            self._lost(worker)
+            return
+        inbox = worker.inbox
+        size = len(data) - FRAME.size
+        if not inbox and size >= 0 and FRAME.unpack_from(data)[0] == size:
+            self._answered(worker, memoryview(data)[FRAME.size :])  # one whole answer: as is
+            return
+        inbox += data
+        # An answer may end this worker (a write to it failed): then the rest is moot.
+        while len(inbox) >= FRAME.size and worker.loop is not None:
+            (size,) = FRAME.unpack_from(inbox)
+            end = FRAME.size + size
+            if len(inbox) < end:
+                return
+            answer = bytes(inbox[FRAME.size : end])
+            del inbox[:end]
+            self._answered(worker, answer)
+
+    def _answered(self, worker: _Worker, answer: bytes | memoryview) -> None:
+        if not worker.jobs:  # an answer to nothing asked: not our worker's protocol
+            self._replace(worker)
+            return
+        job = worker.jobs.popleft()
+        if worker.jobs:
+            self._taken_up(worker)
+        if not job.future.done():
             try:
-                future = executor.submit(
-                    parse_document, body, url, content_type, sanitize, self.timeout, seen=seen
-                )
-                self._watch(future, generation, loop)
-                return await asyncio.wrap_future(future)
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise  # our caller is cancelled (shutdown)
-                # The pool was shut down under this document by another parse's restart.
-                self._restart(generation)
-                if attempt:
-                    break
-            except BrokenProcessPool:
-                if future is not None and future in self._overdue:
-                    self._overdue.discard(future)
-                    return ParseOutcome(
-                        error_code=ErrorCode.PARSE_ERROR,
-                        message=f"parse worker did not answer within {self.timeout:g}s; killed",
-                    )
-                # Another parse killed the pool, or this document crashed its worker: try
-                # once more on a fresh pool, then give up on this document only.
-                self._restart(generation)
-                if attempt:
-                    break
-            except Exception as exc:  # e.g. the alarm firing just after the parse returned
-                return ParseOutcome(
+                outcome = pickle.loads(answer)
+            except Exception as exc:  # a broken answer is this document's error
+                outcome = ParseOutcome(
                     error_code=ErrorCode.PARSE_ERROR,
-                    message=f"parse worker failed: {type(exc).__name__}: {exc}"[:500],
+                    message=f"parse worker answered badly: {type(exc).__name__}"[:500],
                 )
-        return ParseOutcome(error_code=ErrorCode.PARSE_ERROR, message="parse worker crashed")
+            _settle(job, outcome)
+        self._dispatch()
 
-    def _watch(
-        self, future: Future[ParseOutcome], generation: int, loop: asyncio.AbstractEventLoop
-    ) -> None:
-        """Have the patrol judge ``future`` from when the pool starts it (see _patrol)."""
-        self._running[future] = (generation, None)
-        future.add_done_callback(self._running_done)
+    # -- runaway and dead workers -------------------------------------------------------
+
+    def _taken_up(self, worker: _Worker) -> None:
+        """Time the worker's oldest document from now: it starts it now (it was idle) or
+        has just answered the one before."""
+        assert worker.loop is not None
+        worker.since = worker.loop.time()
         patrol = self._patrol_task
-        if patrol is None or patrol.done() or patrol.get_loop() is not loop:
-            # The pool may outlive a loop (rssd fetch, tests): each loop gets its patrol.
-            self._patrol_task = loop.create_task(self._patrol())
-
-    def _running_done(self, future: Future[ParseOutcome]) -> None:
-        # From the pool's manager thread: a dict pop is atomic under the GIL.
-        self._running.pop(future, None)
+        if patrol is None or patrol.done() or patrol.get_loop() is not worker.loop:
+            self._patrol_task = worker.loop.create_task(self._patrol())
 
     async def _patrol(self) -> None:
-        """Kill the pool under a document that its worker's own alarm did not end.
+        """Kill a worker whose oldest document is overdue, while any works.
 
-        Every document is handed to the pool at once (no semaphore in front of it): the
-        pool feeds its workers itself, so a worker that finishes starts the next document
-        without waiting for the event loop, which a busy daemon answers late (with a
-        semaphore in front, the workers of a warm pass sat mostly idle; bench/README.md).
-        The time limit therefore counts from when the pool takes a document into its call
-        queue (``running()``), where it waits for at most one document per worker, each
-        ended by its alarm: 2 x timeout + HARD_TIMEOUT_MARGIN. Documents killed with the
-        pool that were not overdue are retried once (parse)."""
-        while self._running:
+        Its own alarm ends a parse after ``timeout``; the parent gives it
+        HARD_TIMEOUT_MARGIN more. One task looking a few times a second, rather than a
+        timer per document: a float a document is all the busy path pays."""
+        loop = asyncio.get_running_loop()
+        while any(worker.jobs for worker in self._workers):
             await asyncio.sleep(min(1.0, self.timeout / 4))
-            now = time.monotonic()
-            limit = 2 * self.timeout + HARD_TIMEOUT_MARGIN
-            for future, (generation, since) in list(self._running.items()):
-                if future.done():  # its done callback may have run before we looked
-                    self._running.pop(future, None)
-                elif since is None:
-                    if future.running():
-                        self._running[future] = (generation, now)
-                elif now - since > limit and generation == self._generation:
-                    self._overdue.add(future)
-                    self._restart(generation)
+            now = loop.time()
+            for worker in list(self._workers):
+                if (
+                    worker.jobs
+                    and now - worker.since > worker.jobs[0].timeout + HARD_TIMEOUT_MARGIN
+                ):
+                    self._overdue(worker)
 
-    def _restart(self, generation: int) -> None:
-        if generation != self._generation:
-            return  # someone already replaced the pool this attempt ran on
-        self._generation += 1
+    def _overdue(self, worker: _Worker) -> None:
+        job = worker.jobs.popleft()
+        overdue = f"parse worker did not answer within {job.timeout:g}s; killed"
+        _settle(job, ParseOutcome(error_code=ErrorCode.PARSE_ERROR, message=overdue))
+        self._replace(worker)
+
+    def _lost(self, worker: _Worker) -> None:
+        """The worker died. Its oldest document may have killed it: that one is tried once
+        more on another worker, then given up. The ones behind it are simply sent again."""
+        if worker not in self._workers:
+            return
+        if worker.jobs:
+            job = worker.jobs[0]
+            job.crashes += 1
+            if job.crashes >= 2:
+                worker.jobs.popleft()
+                _settle(job, CRASHED)
+        self._replace(worker)
+
+    def _replace(self, worker: _Worker) -> None:
+        """Kill the worker, send its documents again, and start another in its place."""
         metrics.PARSE_WORKER_RESTARTS.inc()
-        with self._executor_lock:
-            old, self._executor = self._executor, None
-        if old is not None:
-            self._kill(old)
-        self.start_soon()  # off the loop, as at start: a new executor
+        self._pending.extendleft(reversed(worker.jobs))
+        worker.jobs.clear()
+        self._retire(worker)
+        if self._closed:
+            return
+        self.start_soon()
+        self._dispatch()
+
+    def _retire(self, worker: _Worker) -> None:
+        self._workers.remove(worker)
+        _unwatch(worker)
+        self._kill(worker)
+
+    def _kill(self, worker: _Worker) -> None:
+        """Kill without waiting (a runaway worker must not hold the daemon up): the next
+        start thread reaps it, or aclose."""
+        with contextlib.suppress(OSError, ValueError):
+            worker.process.kill()
+        worker.conn.close()
+        with self._lock:
+            self._killed.append(worker.process)
+
+    def _reap(self, timeout: float) -> None:
+        """Wait for the killed workers (off the loop), and let go of their processes'
+        file descriptors: a daemon runs for years, restarting a worker now and then."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            killed, self._killed = self._killed, []
+        for process in killed:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.exitcode is None:  # not dead yet: the next reap
+                with self._lock:
+                    self._killed.append(process)
+                continue
+            process.close()
+            with self._lock:
+                self._spawned.remove(process)
+
+    # -- closing -------------------------------------------------------------------------
+
+    def _fail_pending(self, outcome: ParseOutcome, workers: list[_Worker]) -> None:
+        jobs = list(self._pending)
+        self._pending.clear()
+        for worker in workers:
+            jobs.extend(worker.jobs)
+            worker.jobs.clear()
+        for job in jobs:
+            _settle(job, outcome)
 
     def close(self) -> None:
-        if self._starting is not None and not self._starting.done():
-            with contextlib.suppress(RuntimeError):  # its loop is closed: nothing to cancel
-                self._starting.cancel()
-        with self._executor_lock:  # a start thread past its cancel makes no executor now
+        """Kill every worker now, and any the start thread makes from now on (it sees
+        ``_closed``; aclose waits for it)."""
+        with self._lock:
             self._closed = True
-            executor = self._executor
-        if executor is not None:
-            self._kill(executor)
+            workers, self._workers = self._workers, []
+            workers += self._unattached
+            self._unattached = []
+        self._fail_pending(CLOSED, workers)
+        patrol, self._patrol_task = self._patrol_task, None
+        if patrol is not None:
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nothing to cancel
+                patrol.cancel()
+        for worker in workers:
+            _unwatch(worker)
+            self._kill(worker)
 
     async def aclose(self) -> None:
-        """close(), then wait (off the loop, bounded) for the start thread and the pools'
-        manager threads to end. Without this a run that ended while the workers were
-        still starting left those threads alive; the CLI then had to leave by os._exit,
-        which skips multiprocessing's finalizers, and the resource tracker complained of
-        "leaked semaphore objects" on stderr."""
-        starting = self._starting
+        """close(), then wait (off the loop, bounded) for the start thread and the killed
+        workers to end. Without this a run that ended while the workers were still
+        starting left a thread alive; the CLI then had to leave by os._exit, which skips
+        multiprocessing's finalizers."""
+        starts = {task for task in self._starts if task.get_loop() is asyncio.get_running_loop()}
         self.close()
-        if starting is not None and starting.get_loop() is asyncio.get_running_loop():
-            await asyncio.wait([starting], timeout=CLOSE_WAIT_SECONDS)
-        managers, self._managers = self._managers, []
-        await asyncio.to_thread(_join_all, managers, CLOSE_WAIT_SECONDS)
-
-    def _kill(self, executor: ProcessPoolExecutor) -> None:
-        # Under the pool's own lock: a submit in progress (the start thread) sets the
-        # manager thread before it lets go, and shutdown drops the reference.
-        with getattr(executor, "_shutdown_lock", threading.Lock()):
-            manager = getattr(executor, "_executor_manager_thread", None)
-        _kill(executor)
-        if isinstance(manager, threading.Thread):
-            self._managers = [t for t in self._managers if t.is_alive()]
-            self._managers.append(manager)
+        if starts:
+            await asyncio.wait(starts, timeout=CLOSE_WAIT_SECONDS)
+        await asyncio.to_thread(self._reap, CLOSE_WAIT_SECONDS)
 
 
-def _join_all(threads: list[threading.Thread], timeout: float) -> None:
-    for thread in threads:
-        thread.join(timeout)
+def _load(worker: _Worker) -> int:
+    return len(worker.jobs)
 
 
-def _log_start_failure(future: asyncio.Future[None]) -> None:
-    """Retrieve a failed start (the next submit starts the workers anyway)."""
-    if not future.cancelled() and future.exception() is not None:
-        log.warning("parse.pool_start_failed", error_message=repr(future.exception()))
+def _unwatch(worker: _Worker) -> None:
+    loop, worker.loop = worker.loop, None
+    if loop is not None and not loop.is_closed():
+        loop.remove_reader(worker.fd)
+        loop.remove_writer(worker.fd)
 
 
-def _prestart(executor: ProcessPoolExecutor, workers: int) -> None:
-    """Make the pool spawn all its workers now (it spawns them lazily, on submit).
-
-    SIGINT is blocked in this thread meanwhile, so the forkserver and the workers it forks
-    start with it blocked: a Ctrl-C to the process group while they are still importing
-    (before they ignore SIGINT) would print a KeyboardInterrupt traceback. The daemon's
-    own thread still receives it.
-    """
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        futures = [executor.submit(ping) for _ in range(workers)]
-        for future in futures:
-            future.result(timeout=60)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-
-
-def _kill(executor: ProcessPoolExecutor) -> None:
-    """Stop the pool without waiting: a runaway worker must not hold the daemon open.
-
-    Shut down first, then kill: shutdown waits for a submit in progress (the start thread
-    may be spawning a worker right now) and no worker can be spawned after it, so the live
-    process map read afterwards holds every worker there will ever be.
-    """
-    processes = getattr(executor, "_processes", None) or {}  # shutdown drops the reference
-    executor.shutdown(wait=False, cancel_futures=True)
-    workers = list(processes.values())
-    for process in workers:
-        if process.is_alive():
-            process.kill()
-    for process in workers:
-        process.join(timeout=1)
+def _settle(job: _Job, outcome: ParseOutcome) -> None:
+    """Give the caller its outcome, unless it gave up or its loop has ended."""
+    if not job.future.done() and not job.future.get_loop().is_closed():
+        job.future.set_result(outcome)

@@ -23,14 +23,28 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import signal
+import struct
 import threading
+from multiprocessing.connection import Connection
 from types import FrameType
 
 from rssd.fetch.outcome import ParseOutcome, Parser, ParseTimeoutError
 from rssd.models.codes import ErrorCode
 
-__all__ = ["ParseOutcome", "ParseTimeoutError", "Parser", "parse_document", "ping", "worker_init"]
+__all__ = [
+    "FRAME",
+    "ParseOutcome",
+    "ParseTimeoutError",
+    "Parser",
+    "parse_document",
+    "serve",
+    "worker_init",
+]
+
+#: A message's header on a worker's socket, both ways: the pickle's length.
+FRAME = struct.Struct("!Q")
 
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
@@ -90,8 +104,8 @@ def _in_main_thread() -> bool:
 
 def worker_init() -> None:
     """Workers ignore SIGINT (a Ctrl-C reaches the whole process group): the parent decides
-    when they stop. And they exit when the parent dies, kill -9 included: a worker blocked
-    on the call queue holds that queue's write end itself and would never see EOF."""
+    when they stop. And they exit when the parent dies, kill -9 included, at once: their
+    socket's EOF would tell them only once the document in hand is parsed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = multiprocessing.parent_process()
     if parent is not None:
@@ -103,5 +117,42 @@ def _exit_with(sentinel: int) -> None:
     os._exit(0)
 
 
-def ping() -> int:
-    return os.getpid()
+def serve(conn: Connection) -> None:
+    """A worker's life: read a document from the daemon's socket, parse it, answer; until
+    the daemon closes its end.
+
+    Each message is FRAME then a pickle: the arguments of parse_document one way, its
+    ParseOutcome the other. Blocking reads and writes: this process does nothing else.
+    An error here ends the worker; the daemon sees the socket close and starts another."""
+    worker_init()
+    fd = conn.fileno()
+    while True:
+        header = _read_exactly(fd, FRAME.size)
+        if header is None:
+            return
+        payload = _read_exactly(fd, FRAME.unpack(header)[0])
+        if payload is None:
+            return
+        body, url, content_type, sanitize, timeout, seen = pickle.loads(payload)
+        outcome = parse_document(body, url, content_type, sanitize, timeout, seen=seen)
+        answer = pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL)
+        _write_all(fd, FRAME.pack(len(answer)) + answer)
+
+
+def _read_exactly(fd: int, size: int) -> bytearray | None:
+    """``size`` bytes from ``fd``; None at EOF (the daemon is gone)."""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        read = os.readv(fd, [view[got:]])
+        if read == 0:
+            return None
+        got += read
+    return buffer
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
