@@ -191,3 +191,39 @@ async def test_parses_waiting_when_the_pool_closes_are_told_so() -> None:
     closed = ParseOutcome(error_code=ErrorCode.PARSE_ERROR, message="parse pool closed")
     assert await asyncio.gather(*parses) == [closed] * 3
     assert await pool.parse(feed("urn:late"), BASE, RSS_TYPE, sanitize=True) == closed
+
+
+async def test_every_answer_reaches_its_own_caller_while_workers_are_killed() -> None:
+    """Two hundred documents through two workers while a task kills a worker now and then:
+    each caller gets its own document's posts, or, for a document that was being parsed
+    by both the worker killed under it and the next one, "parse worker crashed"."""
+    pool = ParsePool(workers=2, timeout=GENEROUS)
+    await pool.start()
+    killed: list[int] = []
+
+    async def killer() -> None:
+        for _ in range(6):
+            await asyncio.sleep(0.03)
+            pids = worker_pids(pool)
+            if pids:
+                pid = pids[len(killed) % len(pids)]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+    try:
+        chaos = asyncio.ensure_future(killer())
+        outcomes = await asyncio.gather(
+            *(
+                pool.parse(feed(f"urn:{n}", items=20), BASE, RSS_TYPE, sanitize=True)
+                for n in range(200)
+            )
+        )
+        await chaos
+        crashed = ParseOutcome(error_code=ErrorCode.PARSE_ERROR, message="parse worker crashed")
+        for n, outcome in enumerate(outcomes):
+            if outcome != crashed:
+                assert guids(outcome) == [f"urn:{n}:{i}" for i in range(20)]
+        assert sum(outcome == crashed for outcome in outcomes) <= len(killed) // 2
+        assert killed
+    finally:
+        await pool.aclose()
