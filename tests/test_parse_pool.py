@@ -227,3 +227,76 @@ async def test_every_answer_reaches_its_own_caller_while_workers_are_killed() ->
         assert killed
     finally:
         await pool.aclose()
+
+
+def test_a_start_cancelled_with_its_loop_leaves_the_next_loop_able_to_start() -> None:
+    """A parse whose loop ends before the workers' start has begun (``asyncio.run``
+    cancels what is left): the next loop's parse starts them (the start's place was kept
+    taken, and every parse after it waited for ever)."""
+    pool = ParsePool(workers=1, timeout=GENEROUS)
+
+    async def ask_and_leave() -> None:
+        # The loop ends at once: asyncio.run cancels the parse and the start it asks for.
+        left = asyncio.ensure_future(pool.parse(feed("urn:left"), BASE, RSS_TYPE, sanitize=True))
+        assert not left.done()
+
+    async def ask() -> ParseOutcome:
+        async with asyncio.timeout(GENEROUS):
+            return await pool.parse(feed("urn:next"), BASE, RSS_TYPE, sanitize=True)
+
+    try:
+        asyncio.run(ask_and_leave())
+        assert guids(asyncio.run(ask())) == ["urn:next:0"]
+    finally:
+        pool.close()
+
+
+async def test_a_start_that_fails_fails_its_documents_and_the_next_one_starts_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Starting the workers fails (here multiprocessing's resource tracker, with EMFILE:
+    a daemon out of file descriptors for a moment): the documents waiting are told so,
+    and the next document starts the workers afresh (the first failure kept the pool's
+    count of workers starting, and every parse after it waited for ever)."""
+    from multiprocessing import resource_tracker  # noqa: PLC0415
+
+    failures = [OSError(24, "Too many open files")]
+    real = resource_tracker.ensure_running
+
+    def ensure_running() -> None:
+        if failures:
+            raise failures.pop()
+        real()
+
+    monkeypatch.setattr(resource_tracker, "ensure_running", ensure_running)
+    pool = ParsePool(workers=1, timeout=GENEROUS)
+    try:
+        async with asyncio.timeout(GENEROUS):
+            first = await pool.parse(feed("urn:a"), BASE, RSS_TYPE, sanitize=True)
+            assert first == ParseOutcome(
+                error_code=ErrorCode.PARSE_ERROR, message="parse workers failed to start"
+            )
+            assert guids(await pool.parse(feed("urn:b"), BASE, RSS_TYPE, sanitize=True)) == [
+                "urn:b:0"
+            ]
+    finally:
+        await pool.aclose()
+
+
+async def test_a_worker_that_dies_with_nothing_to_do_is_replaced_by_the_next_document(
+    one_worker: ParsePool,
+) -> None:
+    """Not at once: workers that die by themselves (a memory limit killing each new
+    one) would otherwise make the daemon fork without end."""
+    (pid,) = worker_pids(one_worker)
+    spawned = getattr(one_worker, "_spawned")  # noqa: B009  (test-only)
+    os.kill(pid, signal.SIGKILL)
+    async with asyncio.timeout(GENEROUS):
+        while worker_pids(one_worker):  # noqa: ASYNC110 - the loop reads the EOF
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.3)
+    assert [p.pid for p in spawned if p.pid != pid] == []
+    assert guids(await one_worker.parse(feed("urn:next"), BASE, RSS_TYPE, sanitize=True)) == [
+        "urn:next:0"
+    ]
+    assert len(worker_pids(one_worker)) == 1

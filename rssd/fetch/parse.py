@@ -67,6 +67,16 @@ class _Job:
 
 
 @dataclass(eq=False, slots=True)
+class _Ticket:
+    """The workers one start owes the pool's ``_spawning`` count: the start thread pays
+    each back as it goes and the rest when it ends; a start whose thread never began (its
+    task cancelled first, no thread to be had) is paid back by its task's callback."""
+
+    owed: int
+    began: bool = False
+
+
+@dataclass(eq=False, slots=True)
 class _Worker:
     """One worker process and the parent's end of its socket."""
 
@@ -80,16 +90,17 @@ class _Worker:
     outbox: bytearray = field(default_factory=bytearray)
     #: The loop whose selector watches ``fd`` (None: not watched).
     loop: asyncio.AbstractEventLoop | None = None
-    #: When the worker took up its oldest job (loop time; see ParsePool._patrol).
+    #: When the worker's oldest job was handed to it idle, or the answer before it was
+    #: read (loop time; see ParsePool._patrol).
     since: float = 0.0
 
 
 class ParsePool:
     """Worker processes for parse_document that survive runaway and crashing workers.
 
-    One event loop watches the workers at a time. The pool may outlive a loop (``rssd
-    fetch`` runs one per command, tests one per test): the next loop to parse takes over
-    the idle workers, and those still working for a loop that ended are replaced."""
+    One event loop watches the workers at a time. The pool may outlive a loop (tests share
+    one pool, each with its loop): the next loop to parse takes over the idle workers, and
+    those still working for a loop that ended are replaced."""
 
     def __init__(self, workers: int | None = None, timeout: float = 20.0) -> None:
         self.workers = workers or max(1, os.cpu_count() or 1)
@@ -103,8 +114,8 @@ class ParsePool:
         #: Workers being started by a start thread, and those started and not yet watched.
         self._spawning = 0
         self._unattached: list[_Worker] = []
-        #: Every worker process started and not yet reaped, for close (and the tests) to
-        #: see them all; and those of them killed, for the next start thread to reap.
+        #: Every worker process started and not yet reaped (the tests look at them all);
+        #: and those of them killed, for a start thread or aclose to reap.
         self._spawned: list[BaseProcess] = []
         self._killed: list[BaseProcess] = []
         #: The loop that watches the workers (that of the last parse), the workers it
@@ -156,9 +167,11 @@ class ParsePool:
             if missing <= 0:
                 return
             self._spawning += missing
-        task = loop.create_task(self._start(missing))
+        ticket = _Ticket(missing)
+        task = loop.create_task(self._start(ticket))
         self._starts.add(task)
         task.add_done_callback(self._starts.discard)
+        task.add_done_callback(lambda _: self._settle_ticket(ticket, thread=False))
 
     async def start(self) -> None:
         """Start the workers now and wait until they are watched."""
@@ -169,21 +182,31 @@ class ParsePool:
             await asyncio.wait(starts)
         self._adopt()
 
-    async def _start(self, count: int) -> None:
+    def _settle_ticket(self, ticket: _Ticket, *, thread: bool) -> None:
+        """Pay back what ``ticket`` still owes: the start thread when it ends, or the start
+        task when it ends and no thread began (else the count would stay taken, and no
+        parse would ever start a worker again)."""
+        with self._lock:
+            if thread or not ticket.began:
+                self._spawning -= ticket.owed
+                ticket.owed = 0
+
+    async def _start(self, ticket: _Ticket) -> None:
         # A thread: starting the forkserver and forking blocks for a few hundred ms, which
         # on the loop thread showed as 200+ ms of loop lag.
         try:
-            await asyncio.to_thread(self._spawn, count)
+            await asyncio.to_thread(self._spawn, ticket)
         except Exception as exc:
             log.warning("parse.pool_start_failed", error_message=repr(exc))
+        self._settle_ticket(ticket, thread=False)
         self._adopt()
         if not self._workers and not self._spawning and self._pending:
             # Nothing will answer: the documents fail, rather than wait for ever.
             failed = "parse workers failed to start"
             self._fail_pending(ParseOutcome(error_code=ErrorCode.PARSE_ERROR, message=failed), [])
 
-    def _spawn(self, count: int) -> None:
-        """Start ``count`` workers (the start thread).
+    def _spawn(self, ticket: _Ticket) -> None:
+        """Start the workers ``ticket`` owes (the start thread).
 
         SIGINT is blocked in this thread meanwhile, so the forkserver and the workers it
         forks start with it blocked: a Ctrl-C to the process group while they are still
@@ -192,33 +215,38 @@ class ParsePool:
         closed is killed here: close() cannot have seen it."""
         from multiprocessing import resource_tracker  # noqa: PLC0415  (loaded: the context's)
 
-        # The forkserver's start starts multiprocessing's resource tracker first, and that
-        # unblocks SIGINT in this thread when it is done: started now, before the block.
-        resource_tracker.ensure_running()
-        self._reap(CLOSE_WAIT_SECONDS)
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        with self._lock:
+            if not ticket.owed:  # paid back by its task already: it was cancelled first
+                return
+            ticket.began = True
         try:
-            for started in range(count):
-                try:
-                    worker = self._spawn_one() if not self._closed else None
-                except BaseException:
+            # The forkserver's start starts multiprocessing's resource tracker first, and
+            # that unblocks SIGINT in this thread when it is done: started now, before the
+            # block.
+            resource_tracker.ensure_running()
+            self._reap(0.0)  # the workers killed so far that are dead: not waited for
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                while ticket.owed and not self._closed:
+                    worker = self._spawn_one()
                     with self._lock:
-                        self._spawning -= count - started
-                    raise
-                with self._lock:
-                    self._spawning -= 1
-                    if worker is not None and not self._closed:
-                        self._unattached.append(worker)
-                        continue
-                if worker is not None:
+                        self._spawning -= 1
+                        ticket.owed -= 1
+                        if not self._closed:
+                            self._unattached.append(worker)
+                            continue
                     self._kill(worker)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            self._settle_ticket(ticket, thread=True)
 
     def _spawn_one(self) -> _Worker:
         context = self._mp_context()
         ours, theirs = context.Pipe(duplex=True)  # a socket pair
         process = context.Process(target=serve, args=(theirs,), daemon=True, name="rssd-parse")
+        fd = ours.fileno()
+        os.set_blocking(fd, False)
         with self._lock:
             self._spawned.append(process)
         try:
@@ -230,8 +258,6 @@ class ParsePool:
             raise
         finally:
             theirs.close()  # the worker has its own copy now
-        fd = ours.fileno()
-        os.set_blocking(fd, False)
         return _Worker(process=process, conn=ours, fd=fd)
 
     def _adopt(self) -> None:
@@ -326,8 +352,8 @@ class ParsePool:
             written = os.writev(worker.fd, (header, payload))
         except BlockingIOError:
             written = 0
-        except OSError:  # the worker is gone: its reader sees EOF, or this tells
-            self._lost(worker)
+        except OSError:  # the worker is gone
+            self._gone_while_writing(worker)
             return
         total = len(header) + len(payload)
         if written < total:
@@ -341,11 +367,25 @@ class ParsePool:
         except BlockingIOError:
             return
         except OSError:
-            self._lost(worker)
+            self._gone_while_writing(worker)
             return
         del worker.outbox[:written]
         if not worker.outbox and worker.loop is not None:
             worker.loop.remove_writer(worker.fd)
+
+    def _gone_while_writing(self, worker: _Worker) -> None:
+        """A write found the worker dead: first take the answers it wrote before it died
+        (its oldest document may be among them, not the one that killed it), then see
+        it lost."""
+        while worker.loop is not None:
+            try:
+                data = os.read(worker.fd, READ_SIZE)
+            except OSError:
+                break
+            if not data:
+                break
+            self._take_in(worker, data)
+        self._lost(worker)
 
     def _readable(self, worker: _Worker) -> None:
         try:
@@ -357,6 +397,10 @@ class ParsePool:
         if not data:  # EOF: the worker died (crashed, killed, out of memory)
             self._lost(worker)
             return
+        self._take_in(worker, data)
+
+    def _take_in(self, worker: _Worker, data: bytes) -> None:
+        """Bytes from the worker: each whole answer goes to its document's caller."""
         inbox = worker.inbox
         size = len(data) - FRAME.size
         if not inbox and size >= 0 and FRAME.unpack_from(data)[0] == size:
@@ -394,8 +438,9 @@ class ParsePool:
     # -- runaway and dead workers -------------------------------------------------------
 
     def _taken_up(self, worker: _Worker) -> None:
-        """Time the worker's oldest document from now: it starts it now (it was idle) or
-        has just answered the one before."""
+        """Time the worker's oldest document from now: it was handed to the worker idle,
+        or the worker's answer to the one before has just been read (it may have started
+        a little earlier: the limit leans towards the worker)."""
         assert worker.loop is not None
         worker.since = worker.loop.time()
         patrol = self._patrol_task
@@ -439,12 +484,14 @@ class ParsePool:
         self._replace(worker)
 
     def _replace(self, worker: _Worker) -> None:
-        """Kill the worker, send its documents again, and start another in its place."""
+        """Kill the worker and send its documents again. Another starts in its place now
+        if documents wait, else with the next document: workers that die by themselves (a
+        memory limit killing each new one) must not make the daemon fork without end."""
         metrics.PARSE_WORKER_RESTARTS.inc()
         self._pending.extendleft(reversed(worker.jobs))
         worker.jobs.clear()
         self._retire(worker)
-        if self._closed:
+        if self._closed or not self._pending:
             return
         self.start_soon()
         self._dispatch()
@@ -457,8 +504,11 @@ class ParsePool:
     def _kill(self, worker: _Worker) -> None:
         """Kill without waiting (a runaway worker must not hold the daemon up): the next
         start thread reaps it, or aclose."""
+        # Only a worker still alive: one that died by itself may have been reaped by the
+        # forkserver already, and its pid be another process's by now.
         with contextlib.suppress(OSError, ValueError):
-            worker.process.kill()
+            if worker.process.exitcode is None:
+                worker.process.kill()
         worker.conn.close()
         with self._lock:
             self._killed.append(worker.process)
