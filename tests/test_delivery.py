@@ -129,7 +129,7 @@ async def test_each_subscriber_gets_its_posts_and_no_one_elses(
 
 def attempts(outcome: str) -> float:
     """This process's rssd_webhook_deliveries_total for ``outcome``."""
-    value = metrics.REGISTRY.get_sample_value("rssd_webhook_deliveries_total", {"outcome": outcome})
+    value = metrics.enable().get_sample_value("rssd_webhook_deliveries_total", {"outcome": outcome})
     return value or 0.0
 
 

@@ -42,7 +42,7 @@ class KillsItsReader(str):
 
 
 def restarts() -> float:
-    value = metrics.REGISTRY.get_sample_value("rssd_parse_worker_restarts_total")
+    value = metrics.enable().get_sample_value("rssd_parse_worker_restarts_total")
     return value or 0.0
 
 

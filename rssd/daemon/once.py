@@ -69,6 +69,8 @@ async def run_once(
     read: recorded, so that the next run starts without checking an unchanged file
     again), fetch each enabled one once, log ``run.summary``."""
     started = time.monotonic()
+    if config.metrics_file is not None:
+        metrics.enable()  # else nothing reads them: not even prometheus_client's import
     lag = LagProbe()
     stopped: list[signal.Signals] = []
     delivered = DeliveryStats()

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from msgspec import Struct
 
+from rssd import metrics
 from rssd.daemon import notify
 from rssd.daemon.claimer import Claimer
 from rssd.daemon.delivery import DeliveryLoop
@@ -169,6 +170,9 @@ class Service:
         # handled once the watcher runs; a SIGTERM makes the service stop once it is up.
         self._install_signals()
         bind_process(daemon_id=self.identity.id)
+        # Always on in the service: a reload may set metrics_file, and its counters count
+        # from the start.
+        metrics.enable()
         try:
             async with daemon_session(
                 self.config, self.config_path, self.identity.id, mtime=self.config_mtime
