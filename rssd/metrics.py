@@ -10,7 +10,7 @@ and updates it where the thing happens; names start with ``rssd_``. Labels take 
 small fixed sets only (outcomes, error codes, states): never a feed's URL or id, which
 would make one series per feed.
 
-Metrics are off until ``enable()``, which imports prometheus_client (~20 ms of CPU) and
+Metrics are off until ``enable()``, which imports prometheus_client (~10 ms of CPU here) and
 makes the registry: the service turns them on at its start (a reload may set
 ``metrics_file`` later), ``run --once`` only when ``metrics_file`` is set, and other
 commands never; while off, what a metric is told is dropped. Counters count from then

@@ -113,7 +113,7 @@ async def test_the_metrics_file_counts_what_the_run_did(
 
 async def test_no_metrics_file_unless_asked(feed_server: FeedServer, tmp_path: Path) -> None:
     """Without metrics_file a run counts nothing: prometheus_client is not even imported
-    (~20 ms of every start, which a run from a timer pays for nothing)."""
+    (~10 ms of every start, which a run from a timer pays for nothing)."""
     url = feed_server.static("/a", rss([{"title": "t", "guid": "g"}]))
     config = tmp_path / "config.toml"
     config.write_text(f'database = "rssd.sqlite3"\n[[feeds]]\nurl = "{url}"\n')
