@@ -26,6 +26,7 @@ from rssd.fetch import parse as parse_module
 from rssd.fetch.parse import ParseOutcome, ParsePool, parse_document
 from rssd.models.dto import ErrorCode
 from tests.conftest import FeedServer, rss
+from tests.support.parse_pool import live_workers, worker_pids
 
 BASE = "http://example.org/feed.xml"
 RSS_TYPE = "application/rss+xml"
@@ -476,7 +477,9 @@ def test_a_pool_that_parses_nothing_never_imports_the_forkserver() -> None:
         "from rssd.fetch.parse import ParsePool\n"
         "pool = ParsePool(workers=2)\n"
         "pool.close()\n"
-        "print(pool._spawned == [], 'multiprocessing.popen_forkserver' in sys.modules,"
+        "import multiprocessing\n"
+        "print(multiprocessing.active_children() == [],"
+        " 'multiprocessing.popen_forkserver' in sys.modules,"
         " 'concurrent.futures.process' in sys.modules)\n"
     )
     result = subprocess.run(
@@ -495,8 +498,7 @@ async def test_closing_before_the_start_thread_began_leaves_no_worker(turns: int
     for _ in range(turns):
         await asyncio.sleep(0)
     await pool.aclose()  # waits for the start thread
-    spawned = getattr(pool, "_spawned")  # noqa: B009  (test-only)
-    assert [p.pid for p in spawned if p.is_alive()] == []
+    assert live_workers() == []
     assert await pool.parse(FINE, BASE, RSS_TYPE, sanitize=True) == ParseOutcome(
         error_code=ErrorCode.PARSE_ERROR, message="parse pool closed"
     )
@@ -509,16 +511,10 @@ async def test_prepare_does_the_imports_but_starts_no_worker() -> None:
     try:
         pool.prepare()
         assert "multiprocessing.popen_forkserver" in sys.modules
-        assert getattr(pool, "_spawned") == []  # noqa: B009  (test-only)
+        assert live_workers() == []
         assert not pool.started
     finally:
         await pool.aclose()
-
-
-def worker_pids(pool: ParsePool) -> list[int]:
-    # No public handle on the workers: reach into the pool (test-only).
-    workers = getattr(pool, "_workers")  # noqa: B009
-    return [worker.process.pid for worker in workers]
 
 
 async def test_unresponsive_worker_is_killed_and_replaced(
@@ -638,20 +634,19 @@ async def test_closing_while_the_workers_start_leaves_no_worker(delay: float) ->
     closes must die too (one left alive kept the interpreter from exiting: multiprocessing
     joins its children at exit)."""
     pool = ParsePool(workers=2)
-    spawned = getattr(pool, "_spawned")  # noqa: B009 - the live list, late spawns too
     pool.start_soon()
     await asyncio.sleep(delay)  # where in the start-up the close lands: any moment will do
     pool.close()
     # The start thread may still be starting a worker: it sees the pool closed and kills
-    # it. Once that thread is done (it is, after aclose), every worker there will ever be
-    # is in ``spawned``. Each must die (SIGKILL); a survivor fails at the hang guard.
+    # it. Once that thread is done, every worker there will ever be has been started.
+    # Each must die (SIGKILL); a survivor fails at the hang guard.
     starts = set(getattr(pool, "_starts"))  # noqa: B009
     if starts:
         await asyncio.wait(starts, timeout=GENEROUS)
     alive = [0]
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(GENEROUS):
-            while alive := [p.pid for p in list(spawned) if p.is_alive()]:  # noqa: ASYNC110 - other processes' state: polled
+            while alive := live_workers():  # noqa: ASYNC110 - other processes' state: polled
                 await asyncio.sleep(0.05)
     assert alive == [], f"workers still alive after close(): {alive}"
     await pool.aclose()

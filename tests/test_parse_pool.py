@@ -17,6 +17,7 @@ from rssd.fetch import parse as parse_module
 from rssd.fetch.parse import ParseOutcome, ParsePool
 from rssd.models.dto import ErrorCode
 from tests.conftest import rss
+from tests.support.parse_pool import live_workers, worker_pids
 
 BASE = "http://example.org/feed.xml"
 RSS_TYPE = "application/rss+xml"
@@ -44,11 +45,6 @@ class KillsItsReader(str):
 def restarts() -> float:
     value = metrics.enable().get_sample_value("rssd_parse_worker_restarts_total")
     return value or 0.0
-
-
-def worker_pids(pool: ParsePool) -> list[int]:
-    workers = getattr(pool, "_workers")  # noqa: B009  (test-only)
-    return [worker.process.pid for worker in workers]
 
 
 @pytest.fixture
@@ -289,13 +285,12 @@ async def test_a_worker_that_dies_with_nothing_to_do_is_replaced_by_the_next_doc
     """Not at once: workers that die by themselves (a memory limit killing each new
     one) would otherwise make the daemon fork without end."""
     (pid,) = worker_pids(one_worker)
-    spawned = getattr(one_worker, "_spawned")  # noqa: B009  (test-only)
     os.kill(pid, signal.SIGKILL)
     async with asyncio.timeout(GENEROUS):
         while worker_pids(one_worker):  # noqa: ASYNC110 - the loop reads the EOF
             await asyncio.sleep(0.01)
     await asyncio.sleep(0.3)
-    assert [p.pid for p in spawned if p.pid != pid] == []
+    assert live_workers() == []  # none started in its place yet
     assert guids(await one_worker.parse(feed("urn:next"), BASE, RSS_TYPE, sanitize=True)) == [
         "urn:next:0"
     ]

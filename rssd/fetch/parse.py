@@ -51,6 +51,9 @@ DEPTH = 2
 #: several reads). Below malloc's mmap threshold: a read allocates this much first.
 READ_SIZE = 1 << 16
 
+#: The workers' process name (``ps``, and multiprocessing's list of children).
+WORKER_NAME = "rssd-parse"
+
 CLOSED = ParseOutcome(error_code=ErrorCode.PARSE_ERROR, message="parse pool closed")
 CRASHED = ParseOutcome(error_code=ErrorCode.PARSE_ERROR, message="parse worker crashed")
 
@@ -108,15 +111,13 @@ class ParsePool:
         #: Made on first use (``_mp_context``): its imports are needless to a pass of 304s.
         self._context: ForkServerContext | None = None
         #: Guards what the start thread shares with the loop: ``_closed``, ``_spawning``,
-        #: ``_unattached``, ``_spawned``.
+        #: ``_unattached``, ``_killed``.
         self._lock = threading.Lock()
         self._closed = False
         #: Workers being started by a start thread, and those started and not yet watched.
         self._spawning = 0
         self._unattached: list[_Worker] = []
-        #: Every worker process started and not yet reaped (the tests look at them all);
-        #: and those of them killed, for a start thread or aclose to reap.
-        self._spawned: list[BaseProcess] = []
+        #: The worker processes killed and not yet reaped (a start thread or aclose does).
         self._killed: list[BaseProcess] = []
         #: The loop that watches the workers (that of the last parse), the workers it
         #: watches, and documents waiting for room in one of them.
@@ -244,16 +245,12 @@ class ParsePool:
     def _spawn_one(self) -> _Worker:
         context = self._mp_context()
         ours, theirs = context.Pipe(duplex=True)  # a socket pair
-        process = context.Process(target=serve, args=(theirs,), daemon=True, name="rssd-parse")
+        process = context.Process(target=serve, args=(theirs,), daemon=True, name=WORKER_NAME)
         fd = ours.fileno()
         os.set_blocking(fd, False)
-        with self._lock:
-            self._spawned.append(process)
         try:
             process.start()
         except BaseException:
-            with self._lock:
-                self._spawned.remove(process)
             ours.close()
             raise
         finally:
@@ -526,8 +523,6 @@ class ParsePool:
                     self._killed.append(process)
                 continue
             process.close()
-            with self._lock:
-                self._spawned.remove(process)
 
     # -- closing -------------------------------------------------------------------------
 
