@@ -228,6 +228,18 @@ class PgDatabase:
         parts = urlsplit(server)
         self.url = urlunsplit(parts._replace(path=f"/{name}"))
 
+    def set_aside(self) -> None:
+        """Keep this database as it is now, under another name, for ``restore``."""
+        with self._psycopg.connect(self.server, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{self.name}" RENAME TO "{self.name}_aside"')
+
+    def restore(self) -> None:
+        """This database as ``set_aside`` kept it (a copy: the kept one stays as it is),
+        under its own name, so the URL in config.toml, and so the file, stay the same."""
+        with self._psycopg.connect(self.server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{self.name}" TEMPLATE "{self.name}_aside"')
+
     def count(self, table: str) -> int:
         with self._psycopg.connect(self.url) as conn:
             row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
@@ -240,7 +252,8 @@ class PgDatabase:
 
     def drop(self) -> None:
         with self._psycopg.connect(self.server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            for name in (self.name, f"{self.name}_aside"):
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class Rssd:

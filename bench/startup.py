@@ -2,6 +2,8 @@
 for the bare client.
 
     .venv/bin/python bench/startup.py --runs 10 /tmp/old-checkout .
+    .venv/bin/python bench/startup.py --runs 10 --postgres \\
+        postgresql://postgres@127.0.0.1:5432/postgres .
 
 At 2,000 feeds, ``rssd run --once`` spends about as much CPU before its first request as
 its next few hundred checks cost, so start-up is a share of every figure of bench/run.py
@@ -10,13 +12,15 @@ a pass's noise (bench/README.md, "Seventh round"). Measured alone, it moves by 1
 
 Each TREE is a directory holding an ``rssd`` package, as bench/interleave.py's (``.``, or a
 ``git worktree add /tmp/old-checkout COMMIT``), byte-compiled first. Each gets a database of
-its own, warmed by one cold pass on a farm without latency, and the bare client its
-validators the same way. Then, ``--runs`` times, the tools in turns (every other round in
-the opposite order), each on a fresh copy of its warm state: the process runs with a hook
-on PYTHONPATH (a ``sitecustomize``) that, at the first call of aiohttp's
-``ClientSession._request``, writes the process's CPU time so far and ends it. For rssd
-that covers the interpreter, the imports, config.toml, the database opened and recovered,
-the sync, the source list, the validators and the first claims.
+its own (``--postgres``: on that server, dropped at the end), warmed by one cold pass on a
+farm without latency, and the bare client its validators the same way. Then, ``--runs``
+times, the tools in turns (every other round in the opposite order), each on a fresh copy
+of its warm state (on PostgreSQL, a database of the same name made from the warm one,
+kept aside, as its template: config.toml is the same file, which a sync trusts): the
+process runs with a hook on PYTHONPATH (a ``sitecustomize``) that, at the first call of
+aiohttp's ``ClientSession._request``, writes the process's CPU time so far and ends it. For
+rssd that covers the interpreter, the imports, config.toml, the database opened and
+recovered, the sync, the source list, the validators and the first claims.
 """
 
 from __future__ import annotations
@@ -29,11 +33,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 import farm
 from interleave import checkout, first_on_path
-from run import Bare, FarmProcess, Rssd, machine
+from run import Bare, FarmProcess, PgDatabase, Rssd, machine
 
 MARK = "RSSD_BENCH_FIRST_REQUEST_CPU_MS"
 
@@ -84,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--feeds", type=int, default=2000)
     parser.add_argument("--hosts", type=int, default=100)
     parser.add_argument("--json", action="store_true", help="one JSON object per tool")
+    parser.add_argument("--postgres", metavar="SERVER_URL", help="rssd on PostgreSQL there")
     args = parser.parse_args(argv)
     trees = [checkout(path, "startup") for path in args.trees]
     load_at_start = round(os.getloadavg()[0], 2)
@@ -92,15 +98,25 @@ def main(argv: list[str] | None = None) -> int:
     (workdir / "hook" / "sitecustomize.py").write_text(HOOK)
     limits = {"max_concurrency": 500, "max_per_host": 2}
     server = FarmProcess(args.feeds, 50, args.hosts, False, (0.0, 1.0, 1))
+    databases: list[PgDatabase] = []
+    #: Each tool's warm database on PostgreSQL, by its state directory.
+    warm_databases: dict[Path, PgDatabase] = {}
     try:
         urls = [farm.feed_url(i, args.hosts, server.port) for i in range(args.feeds)]
         tools: list[tuple[str, Path, list[str], str]] = []  # name, state dir, command, path
         for n, tree in enumerate(trees):
             warm = workdir / f"tree{n}"
             warm.mkdir()
-            rssd = Rssd(warm, urls, workdir, limits)
+            postgres = None
+            if args.postgres:
+                postgres = PgDatabase(args.postgres, f"rssd_startup_{uuid.uuid4().hex[:10]}")
+                databases.append(postgres)
+                warm_databases[warm] = postgres
+            rssd = Rssd(warm, urls, workdir, limits, postgres=postgres)
             with first_on_path(tree):
                 rssd.run("cold", args.feeds)
+            if postgres is not None:
+                postgres.set_aside()
             tools.append((f"{n}: {tree}", warm, rssd.command("warm"), str(tree)))
         (workdir / "bare").mkdir()
         bare = Bare(workdir / "bare", urls, dict(limits))
@@ -113,10 +129,14 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(run_dir, ignore_errors=True)
                 shutil.copytree(warm, run_dir)  # the same warm state every time
                 moved = [part.replace(str(warm), str(run_dir)) for part in command]
+                if warm in warm_databases:  # the same warm database every time too
+                    warm_databases[warm].restore()
                 with first_on_path(path, workdir / "hook"):
                     figures[name].append(_first_request_cpu(moved, dict(os.environ), run_dir))
     finally:
         server.stop()
+        for database in databases:
+            database.drop()
         shutil.rmtree(workdir, ignore_errors=True)
     host = {**machine(), "load_at_start": load_at_start}
     bare_median = statistics.median(figures["bare"])
@@ -137,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"CPU to the first request, {args.feeds} feeds, {args.runs} runs each; machine: "
         f"{host['cpu_model']}, {host['cores']} cores, load average {load_at_start} at the "
-        f"start, {host['load_avg'][0]} at the end"
+        f"start, {host['load_avg'][0]} at the end; rssd on "
+        f"{'PostgreSQL' if args.postgres else 'SQLite'}"
     )
     for name, values in figures.items():
         median = statistics.median(values)

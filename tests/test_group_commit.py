@@ -309,3 +309,51 @@ async def test_holds_nest_and_writes_go_when_the_last_one_ends(db: Database) -> 
         await asyncio.sleep(0.01)
         assert not task.done()  # the outer hold still stands
     assert await task == "http://nested/"
+
+
+def inserting_together(*urls: str) -> Callable[[Tx], Awaitable[list[str]]]:
+    """A work whose statements go together (``Tx.fetchall_after``): an insert of each url
+    but the last, then the last's insert, which returns every url stored so far."""
+
+    async def work(tx: Tx) -> list[str]:
+        params = {f"u{n}": url for n, url in enumerate(urls)}
+        first = [INSERT.replace(":url", f":u{n}") for n in range(len(urls) - 1)]
+        last = f"{INSERT.replace(':url', f':u{len(urls) - 1}')} RETURNING url"
+        rows = await tx.fetchall_after(first, last, params)
+        seen = await tx.fetchall("SELECT url FROM content_sources ORDER BY id")
+        return [*(row[0] for row in rows), *(row[0] for row in seen)]
+
+    return work
+
+
+async def test_statements_sent_together_each_see_the_ones_before(db: Database) -> None:
+    """The rows are the last statement's; the statements before it ran first, in order,
+    in the same transaction."""
+    stored = await db.write(inserting_together("http://a/", "http://b/", "http://c/"))
+    assert stored == ["http://c/", "http://a/", "http://b/", "http://c/"]
+
+
+async def test_a_statement_sent_together_that_fails_takes_back_its_work_only(
+    db: Database,
+) -> None:
+    """Among works sharing a commit (a savepoint each, sent with the work's first
+    statements), the one whose last statement fails loses the statements sent with it,
+    and only its caller hears of it."""
+    await db.write(inserting("http://taken/"))
+    before = db.commits  # type: ignore[attr-defined]
+    with db.hold_writes():  # the three go in one commit, a savepoint each
+        asked = [
+            asyncio.create_task(db.write(work))
+            for work in (
+                inserting_together("http://a/", "http://b/"),
+                inserting_together("http://lost/", "http://taken/"),  # url is UNIQUE
+                inserting("http://c/"),
+            )
+        ]
+        await asyncio.sleep(0.01)
+    results = await asyncio.gather(*asked, return_exceptions=True)
+    assert db.commits - before == 1  # type: ignore[attr-defined]
+    assert results[0] == ["http://b/", "http://taken/", "http://a/", "http://b/"]
+    assert "unique" in str(results[1]).lower()
+    assert results[2] == "http://c/"
+    assert sorted(await urls(db)) == ["http://a/", "http://b/", "http://c/", "http://taken/"]

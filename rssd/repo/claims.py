@@ -62,19 +62,19 @@ class HostBusy(Exception):
 
 async def _free_slots(tx: Tx, hosts: set[str], max_per_host: int) -> dict[str, list[int]]:
     """Each host's free slots, under its per-host lock (PostgreSQL; one lock order for
-    every daemon, in one statement) so that counting and taking are one step."""
+    every daemon, in one statement, sent with the count) so that counting and taking are
+    one step."""
     if not hosts:
         return {}
     dialect = tx.dialect
     ordered = sorted(hosts)
-    if dialect.xact_locks:
-        keys = [f"rssd.host:{host}" for host in ordered]
-        await tx.fetchall(dialect.xact_locks, {"lock_keys": json.dumps(keys)})
+    keys = [f"rssd.host:{host}" for host in ordered] if dialect.xact_locks else []
     used: dict[str, set[int]] = {host: set() for host in ordered}
-    for row in await tx.fetchall(
+    for row in await tx.fetchall_after(
+        [dialect.xact_locks] if keys else [],
         f"SELECT host, host_slot FROM fetch_job WHERE status = 'ONGOING' "
         f"AND host_slot IS NOT NULL AND host IN {dialect.in_json_text('hosts')}",
-        {"hosts": json.dumps(ordered)},
+        {"hosts": json.dumps(ordered), "lock_keys": json.dumps(keys)},
     ):
         used[row["host"]].add(int(row["host_slot"]))
     return {
@@ -236,13 +236,14 @@ class ClaimRepo:
                     taken.append({"job_id": job_id, "c_host": host, "c_slot": free[host].pop(0)})
             if not taken:
                 return []
-            await tx.execute(
-                transitions.claim_many(tx.dialect),
-                {"now": stamp, "daemon": self.daemon_id, "jobs": json.dumps(taken)}
-                | self._lease(now),
-            )
             # Each update took; loading only what this daemon now holds makes sure of it.
-            return await self._load(tx, [int(str(t["job_id"])) for t in taken], holder=True)
+            return await self._load(
+                tx,
+                [int(str(t["job_id"])) for t in taken],
+                holder=True,
+                after=transitions.claim_many(tx.dialect),
+                params={"now": stamp, "jobs": json.dumps(taken)} | self._lease(now),
+            )
 
         return await self._db.write(work)
 
@@ -299,35 +300,59 @@ class ClaimRepo:
                 else:
                     queued.append({"job_id": job_id, "c_host": host, "c_slot": slot})
             if queued:
-                await tx.execute(
-                    transitions.claim_many(tx.dialect), {"jobs": json.dumps(queued)} | params
-                )
                 # Only what this process now holds: a job another process claimed since
                 # the read above was not taken (its source's result stays None).
                 ids = [int(str(q["job_id"])) for q in queued]
-                for claim in await self._load(tx, ids, holder=True):
+                for claim in await self._load(
+                    tx,
+                    ids,
+                    holder=True,
+                    after=transitions.claim_many(tx.dialect),
+                    params={"jobs": json.dumps(queued)} | params,
+                ):
                     results[claim.source.id] = claim
             if started:  # sources with no job: each run of ``run --once`` without a daemon
-                rows = await tx.fetchall(
-                    transitions.start_many(tx.dialect), {"jobs": json.dumps(started)} | params
-                )
-                ids = [int(row["id"]) for row in rows]
-                for claim in await self._load(tx, ids, scheduled=False):
+                # Read back by source: the sources had no active job, and this process's
+                # writes are one at a time, so what it holds of them now is what the
+                # insert started (a source that got a job elsewhere meanwhile got none).
+                sources = [int(str(n["n_source_id"])) for n in started]
+                for claim in await self._load(
+                    tx,
+                    sources,
+                    by_source=True,
+                    scheduled=False,
+                    after=transitions.start_many(tx.dialect),
+                    params={"jobs": json.dumps(started)} | params,
+                ):
                     results[claim.source.id] = claim
             return results
 
         return await self._db.write(work)
 
     async def _load(
-        self, tx: Tx, ids: Sequence[int], *, scheduled: bool = True, holder: bool = False
+        self,
+        tx: Tx,
+        ids: Sequence[int],
+        *,
+        scheduled: bool = True,
+        holder: bool = False,
+        by_source: bool = False,
+        after: str | None = None,
+        params: dict[str, object] | None = None,
     ) -> list[Claim]:
-        """The claims of jobs ``ids`` (``holder``: only those ONGOING under this daemon)."""
-        mine = " AND j.status = 'ONGOING' AND j.claimed_by = :daemon" if holder else ""
-        rows = await tx.fetchall(
+        """The claims of jobs ``ids`` (``holder``: only those ONGOING under this daemon;
+        ``by_source``: ``ids`` are sources, and their jobs ONGOING under this daemon).
+        ``after``: the claim's own statement, with its ``params``, sent first in the same
+        round trip (each a round trip on PostgreSQL, and the claims by hand of ``run
+        --once`` are a few jobs each)."""
+        key = "j.content_source_id" if by_source else "j.id"
+        mine = " AND j.status = 'ONGOING' AND j.claimed_by = :daemon" if holder or by_source else ""
+        rows = await tx.fetchall_after(
+            [after] if after else [],
             f"SELECT {_JOB_J}, {_CARRIED}, {_SUBSCRIBERS}, {_SOURCE_COLUMNS} FROM fetch_job j "
             f"JOIN content_sources s ON s.id = j.content_source_id "
-            f"WHERE j.id IN {tx.dialect.in_json_int('ids')}{mine} ORDER BY j.id",
-            {"ids": json.dumps(list(ids)), "daemon": self.daemon_id},
+            f"WHERE {key} IN {tx.dialect.in_json_int('ids')}{mine} ORDER BY j.id",
+            (params or {}) | {"ids": json.dumps(list(ids)), "daemon": self.daemon_id},
         )
         return [_claim(row, scheduled) for row in rows]
 

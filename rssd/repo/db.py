@@ -15,7 +15,7 @@ import contextlib
 import sqlite3
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
@@ -77,6 +77,17 @@ class Tx(ABC):
     async def fetchone(self, sql: str, params: Params | None = None) -> Row | None:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
+
+    async def fetchall_after(
+        self, first: Sequence[str], sql: str, params: Params | None = None
+    ) -> list[Row]:
+        """The statements ``first`` in turn, then ``sql``'s rows; all share ``params`` and
+        each sees what the ones before it wrote. A backend whose statements cost a round
+        trip each sends them as one (PostgreSQL: a claim's host locks with its slot count,
+        its update with the reading of what it claimed)."""
+        for statement in first:
+            await self.execute(statement, params)
+        return await self.fetchall(sql, params)
 
     async def now(self) -> datetime:
         """The clock this transaction's times are written by (see ``Database.now``)."""

@@ -154,11 +154,6 @@ def _has_rows(cursor: Any) -> bool:
     return result is not None and result.nfields > 0
 
 
-def _bound(sql: str, params: Params | None) -> tuple[str, Params | None]:
-    """Without parameters a statement (or a whole script) is sent exactly as written."""
-    return (translate(sql), params) if params else (sql, None)
-
-
 class _Statements(Tx):
     """What both kinds of statement runner share. With ``savepoint``, the transaction is
     one work of the writer's batch: the savepoint that bounds it goes out with its first
@@ -175,12 +170,17 @@ class _Statements(Tx):
         #: start time (``now()`` is fixed within a transaction: asked once, not per work).
         self._transaction = {} if transaction is None else transaction
 
-    def _prefixed(self, sql: str, params: Params | None) -> tuple[str, Params | None, bool]:
-        query, bound = _bound(sql, params)
-        if self._savepoint is None or self.savepoint_sent:
-            return query, bound, False
-        self.savepoint_sent = True
-        return f"SAVEPOINT {self._savepoint}; {query}", bound, True
+    def _script(
+        self, statements: Sequence[str], params: Params | None
+    ) -> tuple[str, Params | None, int]:
+        """``statements`` as one query string (one round trip: parameters are bound
+        client-side, so a simple query carries them all), after the savepoint if it is
+        not sent yet; and how many results come before the last one's."""
+        pieces = [translate(sql) for sql in statements] if params else list(statements)
+        if self._savepoint is not None and not self.savepoint_sent:
+            self.savepoint_sent = True
+            pieces.insert(0, f"SAVEPOINT {self._savepoint}")
+        return "; ".join(pieces), params or None, len(pieces) - 1
 
     async def now(self) -> datetime:
         """The database's clock at the start of this transaction."""
@@ -203,10 +203,10 @@ class PostgresTx(_Statements):
         self._conn = conn
 
     async def execute(self, sql: str, params: Params | None = None) -> int:
-        query, bound, prefixed = self._prefixed(sql, params)
+        query, bound, skip = self._script((sql,), params)
         async with self._conn.cursor() as cursor:
             await cursor.execute(query, bound)
-            if prefixed:
+            for _ in range(skip):
                 cursor.nextset()
             return cursor.rowcount
 
@@ -217,10 +217,15 @@ class PostgresTx(_Statements):
             await cursor.executemany(translate(sql), list(rows))
 
     async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
-        query, bound, prefixed = self._prefixed(sql, params)
+        return await self.fetchall_after((), sql, params)
+
+    async def fetchall_after(
+        self, first: Sequence[str], sql: str, params: Params | None = None
+    ) -> list[Row]:
+        query, bound, skip = self._script((*first, sql), params)
         async with self._conn.cursor(row_factory=_pg_row) as cursor:
             await cursor.execute(query, bound)
-            if prefixed:
+            for _ in range(skip):
                 cursor.nextset()
             if not _has_rows(cursor):
                 return []
@@ -242,10 +247,10 @@ class ThreadTx(_Statements):
         self._conn = conn
 
     async def execute(self, sql: str, params: Params | None = None) -> int:
-        query, bound, prefixed = self._prefixed(sql, params)
+        query, bound, skip = self._script((sql,), params)
         with self._conn.cursor() as cursor:
             cursor.execute(query, bound)
-            if prefixed:
+            for _ in range(skip):
                 cursor.nextset()
             return cursor.rowcount
 
@@ -256,10 +261,15 @@ class ThreadTx(_Statements):
             cursor.executemany(translate(sql), list(rows))
 
     async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
-        query, bound, prefixed = self._prefixed(sql, params)
+        return await self.fetchall_after((), sql, params)
+
+    async def fetchall_after(
+        self, first: Sequence[str], sql: str, params: Params | None = None
+    ) -> list[Row]:
+        query, bound, skip = self._script((*first, sql), params)
         with self._conn.cursor(row_factory=_pg_row) as cursor:
             cursor.execute(query, bound)
-            if prefixed:
+            for _ in range(skip):
                 cursor.nextset()
             if not _has_rows(cursor):
                 return []
