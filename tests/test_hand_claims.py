@@ -14,8 +14,10 @@ from rssd.clock import now_iso
 from rssd.daemon.hand_claims import HandClaims
 from rssd.models.dto import ErrorCode
 from rssd.repo.claims import Claim, ClaimRepo, HostBusy
+from rssd.repo.daemons import new_identity
 from rssd.repo.db import Database
 from rssd.repo.jobs import FetchJobRepo
+from rssd.repo.open import open_database
 from rssd.repo.sources import SourceRepo
 from tests.support.config import make_config
 
@@ -82,6 +84,44 @@ async def test_without_a_limit_no_slot_is_taken(db: Database, tmp_path: Path) ->
     got = await ClaimRepo(db, "hand").claim_sources(ids)
     assert all(isinstance(claim, Claim) for claim in got.values())
     assert await _jobs(db) == [(i, "ONGOING", None, None) for i in ids]
+
+
+async def test_two_processes_claiming_the_same_sources_never_share_a_job(
+    db: Database, db_target: Path | str, tmp_path: Path
+) -> None:
+    """Two processes (two databases open, two writers) start jobs for the same sources
+    at once: each source's job is one process's, and each process gets back as its claims
+    only the jobs it holds (the new jobs are read back by source and holder)."""
+    ids = await _sources(db, tmp_path, [f"http://h{n}.example/feed" for n in range(40)])
+    other = await open_database(db_target)
+    try:
+        got_a, got_b = await asyncio.gather(
+            ClaimRepo(db, "a").claim_sources(ids), ClaimRepo(other, "b").claim_sources(ids[::-1])
+        )
+    finally:
+        await other.close()
+    holders = {
+        int(row[0]): row[1]
+        for row in await db.fetchall(
+            "SELECT content_source_id, claimed_by FROM fetch_job WHERE status = 'ONGOING'"
+        )
+    }
+    assert sorted(holders) == sorted(ids)
+    for source_id in ids:
+        claims = {name: got[source_id] for name, got in (("a", got_a), ("b", got_b))}
+        held = [name for name, claim in claims.items() if isinstance(claim, Claim)]
+        assert held == [holders[source_id]], f"source {source_id}: {claims}"
+        claim = claims[held[0]]
+        assert isinstance(claim, Claim) and claim.job.claimed_by == held[0]
+        assert claim.source.id == source_id and not claim.scheduled
+
+
+def test_every_process_has_an_identity_of_its_own() -> None:
+    """host:pid and a random part: two processes of one pid on two machines of one name
+    (containers) do not hold each other's claims."""
+    first, second = new_identity(), new_identity()
+    assert first.id != second.id
+    assert first.id.startswith(f"{first.hostname}:{first.pid}:")
 
 
 class _Counted(ClaimRepo):

@@ -9,9 +9,7 @@ in one transaction.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -44,6 +42,7 @@ from rssd.models.redact import redact, redact_optional
 from rssd.models.same_feed import FeedIndex
 from rssd.net.hosts import host_key
 from rssd.repo.claims import Claim, ClaimRepo, HostBusy
+from rssd.repo.daemons import new_identity
 from rssd.repo.db import Database
 from rssd.repo.hosts import HostRepo
 from rssd.repo.jobs import FetchJobRepo
@@ -106,7 +105,7 @@ class Pipeline:
         self.policy = policy or policy_of
         self.db = db
         self.jobs = FetchJobRepo(db)
-        self.claims = claims or ClaimRepo(db, f"{socket.gethostname()}:{os.getpid()}:manual")
+        self.claims = claims or ClaimRepo(db, f"{new_identity().id}:manual")
         #: The leases of the fetches run by hand, when no daemon's lease loop renews them.
         self.manual = None if claims else ManualLeases(self.claims)
         #: Fetches by hand waiting for a slot of their host (rssd/daemon/slots.py).

@@ -16,9 +16,7 @@ import functools
 import math
 import os
 import random
-import secrets
 import signal
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from functools import partial
@@ -52,7 +50,7 @@ from rssd.models.dto import FetchJobStatus, Source
 from rssd.models.location import config_mtime
 from rssd.repo.claims import ClaimRepo
 from rssd.repo.config_versions import config_hash
-from rssd.repo.daemons import DaemonRepo, Identity
+from rssd.repo.daemons import DaemonRepo, new_identity
 from rssd.repo.db import Database
 from rssd.repo.sources import SourceRepo
 from rssd.webhooks.sender import Sender
@@ -97,13 +95,6 @@ class Stats(Struct):
         taken = Stats(self.ok, self.failed, self.posts_new)
         self.ok = self.failed = self.posts_new = 0
         return taken
-
-
-def new_identity() -> Identity:
-    """host:pid:random, unique even when a pid is reused after a restart."""
-    host = socket.gethostname()
-    pid = os.getpid()
-    return Identity(f"{host}:{pid}:{secrets.token_hex(3)}", host, pid)
 
 
 class Running(Struct, frozen=True):

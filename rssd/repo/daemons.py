@@ -7,6 +7,9 @@ when their leases expire). ``rssd status`` lists them.
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from datetime import timedelta
 
 from msgspec import Struct
@@ -52,6 +55,15 @@ class Identity(Struct, frozen=True):
     id: str
     hostname: str
     pid: int
+
+
+def new_identity() -> Identity:
+    """host:pid:random, unique even when a pid is reused after a restart, or by a process
+    of the same pid on another machine of the same name (containers): a claim is read
+    back as this process's by it (``ClaimRepo``)."""
+    host = socket.gethostname()
+    pid = os.getpid()
+    return Identity(f"{host}:{pid}:{secrets.token_hex(3)}", host, pid)
 
 
 class DaemonRepo:
