@@ -295,3 +295,42 @@ async def test_a_worker_that_dies_with_nothing_to_do_is_replaced_by_the_next_doc
         "urn:next:0"
     ]
     assert len(worker_pids(one_worker)) == 1
+
+
+async def test_documents_waiting_for_a_start_that_never_ends_are_failed_in_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The workers' start hangs (here in its first step, multiprocessing's resource
+    tracker, as a wedged forkserver would): the documents waiting are failed once no
+    worker has come for the time a parse may take, instead of keeping their fetches
+    waiting for ever; once the start ends, documents are parsed again."""
+    import threading  # noqa: PLC0415
+    from multiprocessing import resource_tracker  # noqa: PLC0415
+
+    gate = threading.Event()
+    real = resource_tracker.ensure_running
+
+    def ensure_running() -> None:
+        gate.wait(GENEROUS)
+        real()
+
+    monkeypatch.setattr(resource_tracker, "ensure_running", ensure_running)
+    monkeypatch.setattr(parse_module, "HARD_TIMEOUT_MARGIN", 0.5)
+    pool = ParsePool(workers=1, timeout=0.4)
+    try:
+        async with asyncio.timeout(GENEROUS):
+            waited = asyncio.get_running_loop().time()
+            first = await pool.parse(feed("urn:a"), BASE, RSS_TYPE, sanitize=True)
+            waited = asyncio.get_running_loop().time() - waited
+            assert first == ParseOutcome(
+                error_code=ErrorCode.PARSE_ERROR,
+                message="no parse worker started within 0.9s",
+            )
+            assert waited >= 0.9
+            gate.set()
+            assert guids(await pool.parse(feed("urn:b"), BASE, RSS_TYPE, sanitize=True)) == [
+                "urn:b:0"
+            ]
+    finally:
+        gate.set()
+        await pool.aclose()

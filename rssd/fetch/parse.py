@@ -128,6 +128,9 @@ class ParsePool:
         self._starts: set[asyncio.Task[None]] = set()
         self._started = False
         self._patrol_task: asyncio.Task[None] | None = None
+        #: Since when the patrol has seen documents waiting with no worker to take them
+        #: (loop time; None: it has not, or a worker came).
+        self._workerless_since: float | None = None
 
     # -- starting ------------------------------------------------------------------------
 
@@ -324,6 +327,8 @@ class ParsePool:
         if self._unattached:
             self._adopt()
         self._dispatch()
+        if self._pending and not self._workers:  # the documents wait for a start
+            self._ensure_patrol(loop)
         return await job.future
 
     def _dispatch(self) -> None:
@@ -440,18 +445,25 @@ class ParsePool:
         a little earlier: the limit leans towards the worker)."""
         assert worker.loop is not None
         worker.since = worker.loop.time()
+        self._ensure_patrol(worker.loop)
+
+    def _ensure_patrol(self, loop: asyncio.AbstractEventLoop) -> None:
         patrol = self._patrol_task
-        if patrol is None or patrol.done() or patrol.get_loop() is not worker.loop:
-            self._patrol_task = worker.loop.create_task(self._patrol())
+        if patrol is None or patrol.done() or patrol.get_loop() is not loop:
+            self._patrol_task = loop.create_task(self._patrol())
 
     async def _patrol(self) -> None:
-        """Kill a worker whose oldest document is overdue, while any works.
+        """Kill a worker whose oldest document is overdue, while any works; fail the
+        documents waiting when no worker has come for as long.
 
         Its own alarm ends a parse after ``timeout``; the parent gives it
         HARD_TIMEOUT_MARGIN more. One task looking a few times a second, rather than a
-        timer per document: a float a document is all the busy path pays."""
+        timer per document: a float a document is all the busy path pays. A start that
+        never ends (a wedged forkserver) would otherwise keep every document, and the
+        fetch that waits for it, waiting for ever."""
         loop = asyncio.get_running_loop()
-        while any(worker.jobs for worker in self._workers):
+        self._workerless_since = None
+        while any(worker.jobs for worker in self._workers) or self._pending:
             await asyncio.sleep(min(1.0, self.timeout / 4))
             now = loop.time()
             for worker in list(self._workers):
@@ -460,6 +472,21 @@ class ParsePool:
                     and now - worker.since > worker.jobs[0].timeout + HARD_TIMEOUT_MARGIN
                 ):
                     self._overdue(worker)
+            self._waiting_without_workers(now)
+
+    def _waiting_without_workers(self, now: float) -> None:
+        if self._workers or not self._pending:
+            self._workerless_since = None
+            return
+        if self._workerless_since is None:
+            self._workerless_since = now
+            return
+        limit = self.timeout + HARD_TIMEOUT_MARGIN
+        if now - self._workerless_since > limit:
+            log.warning("parse.workers_missing", waited_seconds=round(limit, 1))
+            missing = f"no parse worker started within {limit:g}s"
+            self._fail_pending(ParseOutcome(error_code=ErrorCode.PARSE_ERROR, message=missing), [])
+            self._workerless_since = None
 
     def _overdue(self, worker: _Worker) -> None:
         job = worker.jobs.popleft()
