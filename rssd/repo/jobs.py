@@ -30,7 +30,7 @@ from rssd.repo.outbox import write_outbox_in
 from rssd.repo.posts import UpsertCounts, upsert_in
 from rssd.repo.rows import JOB_COLUMNS as _COLUMNS
 from rssd.repo.rows import job_from
-from rssd.repo.seen import save_seen_in
+from rssd.repo.seen import seen_saving
 from rssd.repo.sources import set_feed_title_in
 from rssd.repo.transitions import QUEUE_NEXT, NextJob, next_params
 
@@ -187,16 +187,22 @@ class FetchJobRepo:
             if job is None:
                 return None  # not ONGOING: nothing was written, nothing will be
             counts = await upsert_in(tx, job.content_source_id, job_id, posts)
-            if seen_items is not None:
-                await save_seen_in(tx, job.content_source_id, seen_items)
             if feed_title is not None:
                 await set_feed_title_in(tx, job.content_source_id, feed_title)
+            # Writes that need no answer go with the outbox's first statement: on
+            # PostgreSQL one round trip, not three, for each changed feed.
+            writes: list[str] = []
+            written: dict[str, object] = {}
+            if seen_items is not None:
+                statement, seen_params = seen_saving(job.content_source_id, seen_items)
+                writes.append(statement)
+                written |= seen_params
             if counts.new:
-                await tx.execute(
-                    "UPDATE fetch_job SET posts_count = :new WHERE id = :id",
-                    {"new": counts.new, "id": job_id},
-                )
-            messages = await write_outbox_in(tx, job.content_source_id, job_id, counts.new_posts)
+                writes.append("UPDATE fetch_job SET posts_count = :new WHERE id = :id")
+                written |= {"new": counts.new, "id": job_id}
+            messages = await write_outbox_in(
+                tx, job.content_source_id, job_id, counts.new_posts, writes=writes, params=written
+            )
             counts = replace(counts, new_posts=(), messages=messages)
             if next_job is not None:
                 await tx.execute(QUEUE_NEXT, next_params(job.content_source_id, next_job, now))

@@ -6,7 +6,7 @@ claims an item whose post was not stored. Read only for a body that has to be pa
 
 from __future__ import annotations
 
-from rssd.repo.db import Database, Tx
+from rssd.repo.db import Database
 
 _SAVE = """
 INSERT INTO seen_items (content_source_id, digests) VALUES (:source_id, :digests)
@@ -23,6 +23,8 @@ async def load_seen(db: Database, source_id: int) -> bytes:
     return bytes(row["digests"]) if row is not None else b""
 
 
-async def save_seen_in(tx: Tx, source_id: int, digests: bytes) -> None:
-    """Replace the source's fingerprints, inside the caller's transaction."""
-    await tx.execute(_SAVE, {"source_id": source_id, "digests": digests})
+def seen_saving(source_id: int, digests: bytes) -> tuple[str, dict[str, object]]:
+    """The statement that replaces the source's fingerprints, and its parameters: the
+    caller runs it inside its transaction, with its next statement where it can
+    (``Tx.fetchall_after``)."""
+    return _SAVE, {"source_id": source_id, "digests": digests}
