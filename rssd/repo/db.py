@@ -84,7 +84,8 @@ class Tx(ABC):
         """The statements ``first`` in turn, then ``sql``'s rows; all share ``params`` and
         each sees what the ones before it wrote. A backend whose statements cost a round
         trip each sends them as one (PostgreSQL: a claim's host locks with its slot count,
-        its update with the reading of what it claimed)."""
+        its update with the reading of what it claimed). Each is one statement, with no
+        ``;`` of its own: PostgreSQL's results are counted to find ``sql``'s."""
         for statement in first:
             await self.execute(statement, params)
         return await self.fetchall(sql, params)
