@@ -98,7 +98,6 @@ def main(argv: list[str] | None = None) -> int:
     (workdir / "hook" / "sitecustomize.py").write_text(HOOK)
     limits = {"max_concurrency": 500, "max_per_host": 2}
     server = FarmProcess(args.feeds, 50, args.hosts, False, (0.0, 1.0, 1))
-    databases: list[PgDatabase] = []
     #: Each tool's warm database on PostgreSQL, by its state directory.
     warm_databases: dict[Path, PgDatabase] = {}
     try:
@@ -110,7 +109,6 @@ def main(argv: list[str] | None = None) -> int:
             postgres = None
             if args.postgres:
                 postgres = PgDatabase(args.postgres, f"rssd_startup_{uuid.uuid4().hex[:10]}")
-                databases.append(postgres)
                 warm_databases[warm] = postgres
             rssd = Rssd(warm, urls, workdir, limits, postgres=postgres)
             with first_on_path(tree):
@@ -135,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                     figures[name].append(_first_request_cpu(moved, dict(os.environ), run_dir))
     finally:
         server.stop()
-        for database in databases:
+        for database in warm_databases.values():
             database.drop()
         shutil.rmtree(workdir, ignore_errors=True)
     host = {**machine(), "load_at_start": load_at_start}

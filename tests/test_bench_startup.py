@@ -28,7 +28,7 @@ def test_each_tree_and_the_bare_client_get_a_figure_per_run() -> None:
         assert all(value > 0 for value in row["cpu_ms_to_first_request"])
 
 
-def test_on_postgresql_each_run_starts_from_the_warm_database_and_none_is_left() -> None:
+def test_on_postgresql_every_run_gets_a_figure_and_no_database_is_left() -> None:
     """Every database the script made is dropped at the end."""
     with admin_connection() as conn:
         before = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
