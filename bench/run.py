@@ -268,9 +268,11 @@ class Rssd:
         postgres: PgDatabase | None = None,
         name: str = "rssd",
         py_spy_rate: int = 100,
+        py_spy_gil: bool = False,
     ) -> None:
         self.name = name
         self.py_spy_rate = py_spy_rate
+        self.py_spy_gil = py_spy_gil
         self.workdir = workdir
         self.db = workdir / "rssd.sqlite3"
         self.postgres = postgres
@@ -302,6 +304,7 @@ class Rssd:
                 "record",
                 "--threads",
                 "--nonblocking",
+                *(["--gil"] if self.py_spy_gil else []),
                 "--rate",
                 str(self.py_spy_rate),
                 "--format",
@@ -695,6 +698,12 @@ def main(argv: list[str] | None = None) -> int:
         help="py-spy's samples a second (a thread of 0.3 s of CPU needs ~1000 to show)",
     )
     parser.add_argument(
+        "--py-spy-gil",
+        action="store_true",
+        help="with --py-spy, only samples of a thread holding the GIL: its Python CPU, "
+        "without the time it waits for the GIL, which py-spy otherwise counts as active",
+    )
+    parser.add_argument(
         "--postgres",
         metavar="SERVER_URL",
         help="the PostgreSQL server of tool rssd-pg (a URL naming any database there; a fresh "
@@ -779,6 +788,7 @@ def main(argv: list[str] | None = None) -> int:
                         postgres=postgres if on_pg else None,
                         name=name,
                         py_spy_rate=args.py_spy_rate,
+                        py_spy_gil=args.py_spy_gil,
                     )
                 )
             elif name == "bare":

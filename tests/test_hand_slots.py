@@ -197,6 +197,33 @@ async def test_a_waiter_cancelled_once_woken_passes_the_slot_on() -> None:
     assert await asyncio.wait_for(second, 5) is True
 
 
+@pytest.mark.parametrize("ending", ["timed out", "cancelled"])
+async def test_a_waiter_that_left_unwoken_leaves_the_queue(ending: str) -> None:
+    """A waiter that stopped waiting without being woken leaves its host's queue (a host
+    whose waiters all time out is not kept for ever), and the next wake goes to one still
+    waiting."""
+    waits = SlotWaits()
+
+    async def leave() -> None:
+        gone = asyncio.create_task(waits.wait("h", 0.01 if ending == "timed out" else 30.0))
+        await asyncio.sleep(0)
+        if ending == "cancelled":
+            gone.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await gone
+        else:
+            assert await gone is False
+
+    await leave()
+    assert waits._waiting == {}
+    staying = asyncio.create_task(waits.wait("h", 30.0))
+    await asyncio.sleep(0)
+    await leave()
+    waits.freed("h")
+    assert await asyncio.wait_for(staying, 5) is True
+    assert waits._waiting == {}
+
+
 async def test_a_slot_released_after_a_refused_claim_wakes_nobody() -> None:
     """The claim it was taken for came back HostBusy: other processes hold the host's
     slots, and a waiter woken now would only be refused in turn."""

@@ -58,13 +58,17 @@ class SlotWaits:
         try:
             return await woken
         except asyncio.CancelledError:
-            if woken.done() and not woken.cancelled() and woken.result():  # woken, then
-                self._wake(queue)  # cancelled: the slot it was woken for goes to the next
+            if _was_woken(woken):  # woken, then cancelled: the slot it was woken for
+                self._wake(queue)  # goes to the next
             raise
         finally:
             timer.cancel()
-            with contextlib.suppress(ValueError):
-                queue.remove(woken)
+            # Only a waiter still queued (timed out, cancelled) is looked for: ``_wake``
+            # took a woken one out already, and a ``remove`` that misses builds its
+            # error's text from the future's repr, a visible share of a busy pass.
+            if not _was_woken(woken):
+                with contextlib.suppress(ValueError):
+                    queue.remove(woken)
             if not queue:
                 self._waiting.pop(host, None)
 
@@ -92,6 +96,11 @@ class SlotWaits:
             if not woken.done():
                 woken.set_result(True)
                 return
+
+
+def _was_woken(waiter: asyncio.Future[bool]) -> bool:
+    """``waiter`` was answered by ``_wake`` (True), which takes it out of its queue."""
+    return waiter.done() and not waiter.cancelled() and waiter.result()
 
 
 def _answer(waiter: asyncio.Future[bool], value: bool) -> None:
