@@ -4,11 +4,20 @@ The parse pool's forkserver runs the main script again in every worker to prepar
 the console script's module must be light: it imports rssd.cli (aiohttp, pydantic,
 structlog: ~16 MB of RSS per process) only when called, never when merely imported. The
 guard keeps an import from starting a second rssd inside each worker.
+
+That forkserver starts as ``python -c``, whose ``sys.path`` begins with the working folder,
+and imports the workers' modules with it: the daemon's own path, which multiprocessing
+hands it, is ignored before Python 3.12.8 and 3.13.1 (CPython gh-117378). Run from a folder
+that holds another ``rssd`` package (an old checkout), it preloaded that one, and every
+document failed to parse. ``main`` sets PYTHONSAFEPATH, before any thread runs, so that the
+interpreters this process starts (the forkserver, multiprocessing's resource tracker) leave
+the folder out.
 """
 
 from __future__ import annotations
 
 import gc
+import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -22,6 +31,7 @@ def main() -> int:
     and the cyclic collector's passes over all of it at interpreter exit (pydantic's
     schemas and every module, a visible share of a short command) would find nothing.
     """
+    os.environ["PYTHONSAFEPATH"] = "1"  # for the interpreters it starts (see above)
     from rssd import imports  # noqa: PLC0415
 
     imports.FREEZE_WHAT_LOADS = True  # this process runs one command (rssd/imports.py)
