@@ -7,10 +7,13 @@ rssd's writer runs about 1,300 statements a pass of 2,000 feeds (bench/README.md
 PostgreSQL each is a psycopg call in this process and the query's work in the server's;
 on SQLite the query runs here, in C. This times, as CPU of this process per statement
 (``time.process_time``, the kernel's share of the socket calls included), the same small
-parameterised SELECT four ways: psycopg's ``ClientCursor`` with a new cursor each time (as
-rssd's writer does), one cursor reused, libpq's own ``exec`` through ``psycopg.pq`` with no
-Python around it (the floor of any driver here), and ``sqlite3`` in memory. Each way runs
-``--statements`` times after a warm-up, three rounds, and the median round is printed.
+parameterised SELECT five ways: psycopg's ``ClientCursor`` with a new cursor each time (as
+rssd's writer did until the seventeenth round), one cursor reused, rssd's writer now
+(``ThreadTx``: the parameters bound by a client-side cursor's ``mogrify``, then one libpq
+``exec``; a new ``ThreadTx`` each, where a work's statements share one), libpq's own
+``exec`` through ``psycopg.pq`` with no Python around it (the floor of any driver here),
+and ``sqlite3`` in memory. Each way runs ``--statements`` times after a warm-up, three
+rounds, and the median round is printed.
 There is no bare client here: microseconds of this machine, to compare with each other.
 """
 
@@ -30,9 +33,12 @@ import psycopg
 from psycopg import ClientCursor
 from run import DEFAULT_PG_SERVER, machine
 
-from rssd.repo.postgres import ADAPTERS
+from rssd.repo.group_commit import run_to_end
+from rssd.repo.postgres import ADAPTERS, ThreadTx
 
 QUERY = "SELECT %(a)s::int + %(b)s::int, %(c)s"
+#: The same in rssd's own form (``:name``), for its writer's ``ThreadTx``.
+RSSD_QUERY = "SELECT :a::int + :b::int, :c"
 PARAMS = {"a": 1, "b": 2, "c": "x"}
 RAW = b"SELECT 1::int + 2::int, 'x'"
 ROUNDS = 3
@@ -70,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
             (
                 "psycopg ClientCursor, one cursor reused",
                 lambda: reused.execute(QUERY, PARAMS).fetchall(),
+            ),
+            (
+                "rssd's writer: a new ThreadTx, fetchall (mogrify, one libpq exec)",
+                lambda: run_to_end(ThreadTx(conn).fetchall(RSSD_QUERY, PARAMS)),
             ),
             (
                 "libpq exec (psycopg.pq), no Python around",

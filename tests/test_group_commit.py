@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from rssd.clock import to_iso
-from rssd.repo.db import Database, Tx
+from rssd.repo.db import Database, Tx, is_driver_error
 from rssd.repo.postgres import PostgresDatabase
 from rssd.repo.sqlite import SqliteDatabase
 from rssd.repo.sqlite_writer import MAX_BATCH, run_batch
@@ -357,3 +357,29 @@ async def test_a_statement_sent_together_that_fails_takes_back_its_work_only(
     assert "unique" in str(results[1]).lower()
     assert results[2] == "http://c/"
     assert sorted(await urls(db)) == ["http://a/", "http://b/", "http://c/", "http://taken/"]
+
+
+async def test_a_writes_statements_answer_as_the_driver_does(db: Database) -> None:
+    """The writer's statements (on PostgreSQL straight through libpq, ``pg_writer.
+    run_query``): ``execute`` gives the rows the last statement touched, rows come by name
+    and position, and a failing statement raises the driver's own error, with PostgreSQL's
+    SQLSTATE, so that callers can tell what failed."""
+    await db.write(inserting("http://a/"))
+    await db.write(inserting("http://b/"))
+
+    async def touch(tx: Tx) -> tuple[int, int, list[tuple[str, int]]]:
+        touched = await tx.execute("UPDATE content_sources SET interval_minutes = 5")
+        none = await tx.execute("UPDATE content_sources SET interval_minutes = 5 WHERE id < 0")
+        rows = await tx.fetchall(
+            "SELECT url, interval_minutes AS minutes FROM content_sources ORDER BY url"
+        )
+        return touched, none, [(row["url"], row[1]) for row in rows]
+
+    assert await db.write(touch) == (2, 0, [("http://a/", 5), ("http://b/", 5)])
+    with pytest.raises(Exception) as failed:
+        await db.write(inserting("http://a/"))  # url is UNIQUE
+    assert is_driver_error(failed.value)
+    if isinstance(db, PostgresDatabase):
+        assert isinstance(failed.value, psycopg.errors.UniqueViolation)
+        assert failed.value.sqlstate == "23505"
+        assert failed.value.diag.constraint_name is not None

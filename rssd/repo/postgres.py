@@ -20,9 +20,9 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg import AsyncClientCursor, AsyncConnection, ClientCursor, Connection
+from psycopg import AsyncClientCursor, AsyncConnection, ClientCursor, Connection, pq
 from psycopg.abc import Buffer
-from psycopg.adapt import AdaptersMap, Loader
+from psycopg.adapt import AdaptersMap, Loader, Transformer
 from psycopg.rows import RowMaker
 from psycopg_pool import AsyncConnectionPool
 
@@ -32,7 +32,7 @@ from rssd.repo.db import Database, DatabaseError, Params, Row, Tx, shielded
 from rssd.repo.dialect import POSTGRES
 from rssd.repo.migrations import SCHEMA_VERSION, upgrade_scripts
 from rssd.repo.pg_listen import JOBS_CHANNEL, PgListener
-from rssd.repo.pg_writer import PgWriter
+from rssd.repo.pg_writer import PgWriter, run_query
 
 T = TypeVar("T")
 
@@ -134,8 +134,11 @@ class PgRow:
 
 def _columns(cursor: Any) -> Columns:
     result = cursor.pgresult
-    count = result.nfields if result is not None else 0
-    return Columns([(result.fname(n) or b"").decode() for n in range(count)])
+    return _columns_of(result) if result is not None else Columns([])
+
+
+def _columns_of(result: pq.abc.PGresult) -> Columns:
+    return Columns([(result.fname(n) or b"").decode() for n in range(result.nfields)])
 
 
 def _pg_row(cursor: Any) -> RowMaker[PgRow]:
@@ -234,8 +237,8 @@ class PostgresTx(_Statements):
 
 class ThreadTx(_Statements):
     """Statements on the writer's connection, in the writer's thread: coroutines (the
-    ``Tx`` interface) that never suspend, each a blocking call of the driver
-    (rssd/repo/group_commit.py, ``run_to_end``)."""
+    ``Tx`` interface) that never suspend, each one blocking call of libpq
+    (``pg_writer.run_query``; rssd/repo/group_commit.py, ``run_to_end``)."""
 
     def __init__(
         self,
@@ -245,14 +248,22 @@ class ThreadTx(_Statements):
     ) -> None:
         super().__init__(savepoint, transaction)
         self._conn = conn
+        self._binder: ClientCursor[Any] | None = None
+
+    def _run(self, statements: Sequence[str], params: Params | None) -> pq.abc.PGresult:
+        """The last statement's result; parameters bound as a client-side cursor binds
+        them (``mogrify``), so ``PQexec`` gets one query, and the earlier statements'
+        results are libpq's to discard."""
+        query, bound, _ = self._script(statements, params)
+        if bound is not None:
+            if self._binder is None:
+                self._binder = ClientCursor(self._conn)
+            query = self._binder.mogrify(query, bound)
+        return run_query(self._conn, query)
 
     async def execute(self, sql: str, params: Params | None = None) -> int:
-        query, bound, skip = self._script((sql,), params)
-        with self._conn.cursor() as cursor:
-            cursor.execute(query, bound)
-            for _ in range(skip):
-                cursor.nextset()
-            return cursor.rowcount
+        count = self._run((sql,), params).command_tuples
+        return -1 if count is None else count
 
     async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
         if self._savepoint is not None and not self.savepoint_sent:
@@ -266,14 +277,13 @@ class ThreadTx(_Statements):
     async def fetchall_after(
         self, first: Sequence[str], sql: str, params: Params | None = None
     ) -> list[Row]:
-        query, bound, skip = self._script((*first, sql), params)
-        with self._conn.cursor(row_factory=_pg_row) as cursor:
-            cursor.execute(query, bound)
-            for _ in range(skip):
-                cursor.nextset()
-            if not _has_rows(cursor):
-                return []
-            return list(cursor.fetchall())
+        result = self._run((*first, sql), params)
+        if result.nfields == 0:
+            return []
+        columns = _columns_of(result)
+        loader = Transformer(self._conn)
+        loader.set_pgresult(result)
+        return loader.load_rows(0, result.ntuples, lambda values: PgRow(columns, values))
 
 
 class PostgresDatabase(Database):
