@@ -28,11 +28,11 @@ def _figures(script: str, *args: str) -> tuple[str, list[float]]:
     return head, figures
 
 
-def test_statement_cost_times_the_four_ways() -> None:
+def test_statement_cost_times_the_five_ways() -> None:
     admin_connection().close()  # no server: skipped, or failed where it is required
     head, figures = _figures("statement_cost.py", "--postgres", ADMIN_URL, "--statements", "20")
     assert "cores" in head and "load average" in head
-    assert len(figures) == 4 and all(figure >= 0 for figure in figures)
+    assert len(figures) == 5 and all(figure >= 0 for figure in figures)
 
 
 def test_pool_handoff_times_the_pools_and_the_pipe() -> None:
