@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from pathlib import Path
 
@@ -181,24 +181,58 @@ async def test_queued_writes_share_commits_on_postgresql() -> None:
             await db.close()
 
 
-async def test_postgresql_writer_reconnects_after_its_connection_is_killed() -> None:
-    """The server ends the writer's connection (a restart, pg_terminate_backend): the
-    next write runs on a new connection; nothing is lost or doubled."""
+@contextlib.asynccontextmanager
+async def written_once() -> AsyncIterator[tuple[PostgresDatabase, str, int]]:
+    """A database on a fresh PostgreSQL database with one write done: it, the database's
+    URL, and the process id of the writer's connection on the server."""
     async with fresh_database() as url:
         db = await PostgresDatabase.connect(url)
         try:
             await db.write(inserting("http://before/"))
             writer = db._writer._conn
             assert writer is not None
-            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
-                cursor = await admin.execute(
-                    "SELECT pg_terminate_backend(%s)", (writer.info.backend_pid,)
-                )
-                assert await cursor.fetchone() == (True,)
-            assert await db.write(inserting("http://after/")) == "http://after/"
-            assert await urls(db) == ["http://before/", "http://after/"]
+            yield db, url, writer.info.backend_pid
         finally:
             await db.close()
+
+
+async def test_postgresql_writer_reconnects_after_its_connection_is_killed() -> None:
+    """The server ends the writer's connection (a restart, pg_terminate_backend): the
+    next write runs on a new connection; nothing is lost or doubled."""
+    async with written_once() as (db, url, pid):
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+            cursor = await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            assert await cursor.fetchone() == (True,)
+        assert await db.write(inserting("http://after/")) == "http://after/"
+        assert await urls(db) == ["http://before/", "http://after/"]
+
+
+async def test_a_write_whose_connection_is_killed_mid_statement_fails_alone() -> None:
+    """The server ends the writer's connection while a statement runs (libpq's blocking
+    call is waiting for its answer): that write fails with the driver's error, and the
+    next one runs on a new connection."""
+
+    async def slow(tx: Tx) -> None:
+        await tx.execute(INSERT, {"url": "http://lost/"})
+        await tx.execute("SELECT pg_sleep(30)")
+
+    async with written_once() as (db, url, pid):
+        waiting = asyncio.create_task(db.write(slow))
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+            for _ in range(100):  # until the sleep runs
+                cursor = await admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND query LIKE %s",
+                    (pid, "%pg_sleep%"),
+                )
+                if await cursor.fetchone() == (1,):
+                    break
+                await asyncio.sleep(0.05)
+            await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(Exception) as failed:
+            await asyncio.wait_for(waiting, 20)
+        assert is_driver_error(failed.value)
+        assert await db.write(inserting("http://after/")) == "http://after/"
+        assert await urls(db) == ["http://before/", "http://after/"]
 
 
 async def test_the_works_of_a_batch_share_the_transactions_clock() -> None:
