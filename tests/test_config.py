@@ -229,6 +229,13 @@ FOUR_FEEDS = feeds_toml("http://a.example/0", "http://a.example/1", "http://a.ex
             id="url-without-host",
         ),
         pytest.param(
+            feeds_toml("https://alice:s3cr@t?tail@feeds.example/feed"),
+            "feeds[0].url: URL has credentials and another '@' after them: percent-encode a "
+            "password's '@', '/', '?' and '#', and write an '@' of the path as %40: "
+            "'https://***@feeds.example/feed' (feed https://***@feeds.example/feed)",
+            id="url-password-with-at-then-question-mark",
+        ),
+        pytest.param(
             feeds_toml("http://[::1"),
             "feeds[0].url: not a valid URL",
             id="unparseable-url",

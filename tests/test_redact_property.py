@@ -7,7 +7,10 @@ and its credentials stayed in relative post ids and the webhook body's ``feed.ur
 Now one parser (``split_userinfo`` and ``CREDENTIAL_CHARS``) decides both: a URL is
 accepted only if redaction reads its credentials as yarl does, and then they are masked
 on their own, in running text and quoted; a password that running text cannot delimit is
-refused with the advice to percent-encode it.
+refused with the advice to percent-encode it. So is a URL whose credentials are followed
+by another ``@`` (a password holding ``@`` and then ``/``, ``?`` or ``#``, whose tail
+every URL parser reads as a host and a path), and config.toml's other errors name such a
+feed by its URL masked as the refusal masks it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from rssd.models.location import check_database
+from rssd.models.config import parse_config
+from rssd.models.location import ConfigError, check_database
 from rssd.models.redact import redact, split_userinfo, strip_userinfo
 from rssd.models.urls import check_http_url
 from tests.conftest import FeedServer
@@ -29,6 +33,8 @@ from tests.support.commands import dated_rss, run_once_from
 from tests.support.webhooks import Receiver
 from tests.test_cmd_webhooks import write
 
+#: Where the config.toml checked here would be (nothing is read from it).
+CONFIG = Path("/srv/rssd/config.toml")
 #: Markers around each generated password: if either shows, some of it leaked.
 HEAD, TAIL = "ZQX9", "K7W"
 #: Characters that delimit or quote: the ones running text and URL parsers disagree on.
@@ -70,6 +76,8 @@ def contexts(url: str) -> dict[str, str]:
 @example(password="p@ss")
 @example(password="a/b")
 @example(password="a b#c")
+@example(password="@;?")  # found by Hypothesis: read as host ";" and a query, "?K7W@..."
+@example(password="@x/y")
 def test_no_password_a_url_can_carry_survives_redaction(password: str) -> None:
     secret = f"{HEAD}{password}{TAIL}"
     url = f"https://alice:{secret}@feeds.example/feed"
@@ -77,6 +85,10 @@ def test_no_password_a_url_can_carry_survives_redaction(password: str) -> None:
         check_http_url(url)
     except ValueError as refused:
         assert_masked(str(refused), "the refusal")
+        # config.toml's errors name the feed of each table by its URL too.
+        with pytest.raises(ConfigError) as invalid:
+            parse_config(f"[[feeds]]\nurl = {json.dumps(url)}\ninterval_minutes = 0\n", CONFIG)
+        assert_masked(str(invalid.value), "config.toml's errors")
         return
     # Accepted: redaction reads the credentials exactly as yarl does...
     parsed = URL(url)

@@ -32,7 +32,7 @@ from rssd.models.filters import Rule, parse_rule
 from rssd.models.headers import DEFAULT_USER_AGENT, auth_clash, check_headers
 from rssd.models.location import DEFAULT_DATABASE, ConfigError, check_database
 from rssd.models.redact import redact
-from rssd.models.urls import check_http_url, normalize_url
+from rssd.models.urls import check_http_url, normalize_url, shown_url
 from rssd.models.users import (
     DEFAULT_RETRY_SECONDS,
     MAX_DEDUPE_DAYS,
@@ -395,7 +395,7 @@ def _feed_label(loc: Sequence[int | str], raw: Mapping[str, Any]) -> str:
     label = tables[loc[1]].get(key)
     if not isinstance(label, str):
         return ""
-    shown = redact(label)
+    shown = shown_url(label) if kind == "feed" else redact(label)
     return f" ({kind} {shown if shown.isprintable() else repr(shown)})"
 
 

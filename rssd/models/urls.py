@@ -54,6 +54,14 @@ def check_http_url(value: str) -> str:
     if not parsed.host:
         raise ValueError(f"URL has no host: {_shown(value)!r}")
     parts = split_userinfo(value)
+    if parts is not None and "@" in parts[2]:
+        # What follows the credentials holds another "@": most likely a password with "@"
+        # and then "/", "?" or "#", whose tail a URL parser reads as the host and the path
+        # (and every log line would show); an "@" of the path itself can be written %40.
+        raise ValueError(
+            f"URL has credentials and another '@' after them: percent-encode a password's "
+            f"'@', '/', '?' and '#', and write an '@' of the path as %40: {_shown(value)!r}"
+        )
     if (parts is None) is not (parsed.raw_user is None and parsed.raw_password is None) or (
         parts is not None and URL(parts[0] + parts[2]).raw_host != parsed.raw_host
     ):
@@ -66,10 +74,22 @@ def check_http_url(value: str) -> str:
     return value
 
 
+def shown_url(value: str) -> str:
+    """``value`` as an output may show it, whatever config.toml holds: redacted, and, when
+    it is no URL rssd accepts, masked up to its last ``@`` as ``check_http_url``'s own
+    refusals are (a table's other errors name its feed by its URL too)."""
+    try:
+        check_http_url(value)
+    except ValueError:
+        return _shown(value)
+    return redact(value)
+
+
 def _shown(value: str) -> str:
     """``value`` for an error message: redacted, and with everything before its last
     ``@`` masked when that ``@`` is not where redaction finds credentials (a password
-    holding ``/`` or ``#`` is no password to a URL parser, but it is the operator's)."""
+    holding ``/``, ``?`` or ``#`` is no password to a URL parser, but it is the
+    operator's)."""
     scheme, sep, rest = value.partition("://")
     parts = split_userinfo(value)
     if sep and "@" in rest and (parts is None or "@" in parts[2]):
